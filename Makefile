@@ -1,0 +1,38 @@
+# revwatch: `make run` (install + demo on the embedded store), `make test` (install + whole test suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run serve test install install-test prometheus bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+# Prometheus + promtool (Debian package) for the rule and alerting tests; skipped when already present.
+prometheus:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	    || echo "warning: could not install prometheus; its tests will be skipped"; \
+	  else echo "warning: not root, cannot apt-get install prometheus; its tests will be skipped"; fi; }
+
+run: install
+	$(BIN)/revwatch demo
+
+serve: install
+	$(BIN)/revwatch serve --config revwatch/example-config.yaml
+
+test: install-test prometheus
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python bench/ingest.py && $(BIN)/python bench/lookup.py && $(BIN)/python bench/slo_eval.py
+
+clean:
+	rm -rf $(VENV) .revwatch *.egg-info

@@ -1,0 +1,1 @@
+"""revwatch: alerts package."""

@@ -1,0 +1,1 @@
+"""revwatch: collector package."""

@@ -1,0 +1,198 @@
+"""OTLP/HTTP trace decoding: ExportTraceServiceRequest (protobuf or OTLP/JSON) → rows of the `spans` table.
+
+Follows the OTLP specification: JSON ids are case-insensitive hex (not base64), enums are integers, 64-bit
+integers may be strings, unknown fields are ignored. A body that cannot be decoded is a `DecodeError` (HTTP 400,
+not retryable); a decodable span that is invalid (bad id length, all-zero ids) is rejected alone and reported in
+`partial_success`.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                       ExportTraceServiceResponse)
+
+from collector.correlation import CorrelationRules
+
+SPAN_COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
+                "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
+                "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId",
+                "Links.SpanId", "Links.TraceState", "Links.Attributes", "CorrelationId", "Journey")
+# Column positions used by other modules.
+COL_TIMESTAMP, COL_TRACE_ID, COL_SPAN_ID = 0, 1, 2
+COL_SERVICE, COL_CORRELATION, COL_JOURNEY = 7, 22, 23
+
+SPAN_KINDS = {0: "Unspecified", 1: "Internal", 2: "Server", 3: "Client", 4: "Producer", 5: "Consumer"}
+STATUS_CODES = {0: "Unset", 1: "Ok", 2: "Error"}
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+
+
+class DecodeError(ValueError):
+    """The request body is not a decodable ExportTraceServiceRequest."""
+
+
+@dataclass
+class DecodedTraces:
+    rows: list[list] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def any_value_to_str(v) -> str:
+    """Flatten an OTLP AnyValue to the string form the exporter stores in Map(String, String) columns."""
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "bool_value":
+        return "true" if v.bool_value else "false"
+    if which == "int_value":
+        return str(v.int_value)
+    if which == "double_value":
+        return repr(v.double_value)
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    if which == "array_value":
+        return orjson.dumps([_any_value_to_py(x) for x in v.array_value.values]).decode()
+    if which == "kvlist_value":
+        return orjson.dumps({kv.key: _any_value_to_py(kv.value) for kv in v.kvlist_value.values}).decode()
+    return ""
+
+
+def _any_value_to_py(v):
+    which = v.WhichOneof("value")
+    if which in ("array_value", "kvlist_value", None):
+        return orjson.loads(any_value_to_str(v)) if which else None
+    if which == "bytes_value":
+        return any_value_to_str(v)
+    return getattr(v, which)
+
+
+def attributes_to_map(attrs) -> dict[str, str]:
+    """KeyValue list → {key: string value}."""
+    return {kv.key: any_value_to_str(kv.value) for kv in attrs}
+
+
+# --- OTLP/JSON → protobuf -----------------------------------------------------------------------------------
+_ID_KEYS = {"traceId", "spanId", "parentSpanId"}
+
+
+def _hex_ids_to_base64(node, path: str = ""):
+    """OTLP/JSON carries ids as hex; protobuf's JSON mapping expects base64 for bytes. Convert in place."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in _ID_KEYS and isinstance(v, str):
+                try:
+                    node[k] = base64.b64encode(bytes.fromhex(v)).decode() if v else ""
+                except ValueError:
+                    raise DecodeError(f"{path}{k}: not a hex string: {v[:40]!r}") from None
+            elif k in _ID_KEYS and v is not None:
+                raise DecodeError(f"{path}{k}: must be a hex string")
+            else:
+                _hex_ids_to_base64(v, f"{path}{k}.")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _hex_ids_to_base64(item, f"{path[:-1]}[{i}].")
+
+
+def parse_request(body: bytes, json_body: bool) -> ExportTraceServiceRequest:
+    """Decode an ExportTraceServiceRequest from protobuf or OTLP/JSON bytes."""
+    req = ExportTraceServiceRequest()
+    if json_body:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise DecodeError(f"body is not valid JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise DecodeError("body must be a JSON object (ExportTraceServiceRequest)")
+        _hex_ids_to_base64(doc)
+        try:
+            json_format.ParseDict(doc, req, ignore_unknown_fields=True)
+        except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
+            raise DecodeError(f"not an OTLP/JSON ExportTraceServiceRequest: {str(e)[:200]}") from None
+    else:
+        try:
+            req.ParseFromString(body)
+        except (_ProtoDecodeError, ValueError, RecursionError) as e:
+            raise DecodeError(f"not a protobuf ExportTraceServiceRequest: {str(e)[:200]}") from None
+    return req
+
+
+def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> DecodedTraces:
+    """Decode a request into span rows, assigning correlation IDs and journeys; invalid spans are rejected."""
+    req = parse_request(body, json_body)
+    out = DecodedTraces()
+    trace_correlation: dict[str, str] = {}
+    pending: list[tuple[list, bool]] = []
+    for rs in req.resource_spans:
+        res_attrs = attributes_to_map(rs.resource.attributes)
+        service = res_attrs.get("service.name", "")
+        for ss in rs.scope_spans:
+            scope_name, scope_version = ss.scope.name, ss.scope.version
+            for sp in ss.spans:
+                problem = _span_problem(sp)
+                if problem:
+                    out.rejected += 1
+                    if len(out.errors) < 5:
+                        out.errors.append(problem)
+                    continue
+                trace_id = sp.trace_id.hex()
+                span_attrs = attributes_to_map(sp.attributes)
+                cid = rules.from_span(span_attrs, res_attrs)
+                if cid:
+                    trace_correlation.setdefault(trace_id, cid)
+                start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
+                row = [start, trace_id, sp.span_id.hex(), sp.parent_span_id.hex(), sp.trace_state, sp.name,
+                       SPAN_KINDS.get(sp.kind, "Unspecified"), service, res_attrs, scope_name, scope_version,
+                       span_attrs, max(0, end - start), STATUS_CODES.get(sp.status.code, "Unset"),
+                       sp.status.message,
+                       [e.time_unix_nano for e in sp.events], [e.name for e in sp.events],
+                       [attributes_to_map(e.attributes) for e in sp.events],
+                       [ln.trace_id.hex() for ln in sp.links], [ln.span_id.hex() for ln in sp.links],
+                       [ln.trace_state for ln in sp.links], [attributes_to_map(ln.attributes) for ln in sp.links],
+                       cid or "", rules.journey_of(span_attrs, res_attrs)]
+                pending.append((row, bool(cid)))
+    # Spans of a trace without their own correlation attribute inherit the one a sibling carries
+    # (the child `odoo.execute_kw` of a `POST /payments` span), else fall back to the trace id (DESIGN §3).
+    for row, has_own in pending:
+        if not has_own:
+            row[COL_CORRELATION] = trace_correlation.get(row[COL_TRACE_ID], row[COL_TRACE_ID])
+        out.rows.append(row)
+    if out.rejected and len(out.errors) < out.rejected:
+        out.errors.append(f"… {out.rejected} span(s) rejected in all")
+    return out
+
+
+def _span_problem(sp) -> str | None:
+    if len(sp.trace_id) != 16 or sp.trace_id == _ZERO_TRACE:
+        return f"span {sp.name!r}: trace_id must be 16 non-zero bytes"
+    if len(sp.span_id) != 8 or sp.span_id == _ZERO_SPAN:
+        return f"span {sp.name!r}: span_id must be 8 non-zero bytes"
+    if sp.parent_span_id and len(sp.parent_span_id) != 8:
+        return f"span {sp.name!r}: parent_span_id must be 8 bytes"
+    if sp.start_time_unix_nano == 0:
+        return f"span {sp.name!r}: start_time_unix_nano is missing"
+    return None
+
+
+def encode_response(rejected: int, message: str, json_body: bool) -> bytes:
+    """ExportTraceServiceResponse in the request's encoding; partial_success only when something was rejected."""
+    resp = ExportTraceServiceResponse()
+    if rejected or message:
+        resp.partial_success.rejected_spans = rejected
+        resp.partial_success.error_message = message
+    if json_body:
+        return json_format.MessageToJson(resp, indent=None).encode() if (rejected or message) else b"{}"
+    return resp.SerializeToString()
+
+
+def status_body(code: int, message: str, json_body: bool) -> bytes:
+    """A google.rpc.Status body for OTLP error responses, in the request's encoding."""
+    from google.rpc.status_pb2 import Status
+    st = Status(code=code, message=message)
+    if json_body:
+        return orjson.dumps({"code": code, "message": message, "error": message})
+    return st.SerializeToString()

@@ -1,0 +1,1 @@
+"""Grafana dashboards (JSON + provisioning) and the built-in HTML overview page."""

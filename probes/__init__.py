@@ -1,0 +1,1 @@
+"""revwatch: probes package."""

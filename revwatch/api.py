@@ -1,0 +1,96 @@
+"""HTTP plumbing shared by every router: the app context, scoped API-key auth and the JSON error shape.
+
+Errors are always `{"error": "...", "field": "..."}`: 4xx for the caller's fault, 429/503 with Retry-After
+under back-pressure or when the store is down. Keys are never logged: only their public id is.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from revwatch.auth import ApiKey, KeyStore, allows
+from revwatch.config import Config
+from revwatch.metrics import Metrics
+from revwatch.store import Store, StoreError
+
+log = logging.getLogger("revwatch.api")
+
+
+@dataclass
+class AppContext:
+    """Everything a request handler may need, built once by `revwatch.server`."""
+    config: Config
+    store: Store
+    keys: KeyStore
+    metrics: Metrics
+    services: dict[str, Any] = field(default_factory=dict)   # spool, writer, evaluator, … by name
+
+
+class ApiError(Exception):
+    """An error answered as JSON with a status code (and optional headers such as Retry-After)."""
+
+    def __init__(self, status: int, error: str, field: str | None = None, headers: dict | None = None):
+        super().__init__(error)
+        self.status, self.error, self.field, self.headers = status, error, field, headers or {}
+
+
+def error_response(status: int, error: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
+    """The one JSON error shape."""
+    body: dict[str, Any] = {"error": error}
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def ctx_of(request: Request) -> AppContext:
+    """The app context of the request's app."""
+    return request.app.state.ctx
+
+
+def require(scope: str) -> Callable[[Request], ApiKey]:
+    """A FastAPI dependency: the caller must present a key granting `scope`."""
+    def check(request: Request) -> ApiKey:
+        header = request.headers.get("authorization", "")
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "Authorization",
+                           {"WWW-Authenticate": "Bearer"})
+        try:
+            key = ctx_of(request).keys.verify(token.strip())
+        except StoreError:
+            raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"})
+        if key is None:
+            raise ApiError(401, "invalid or revoked API key", "Authorization", {"WWW-Authenticate": "Bearer"})
+        if not allows(key, scope):
+            raise ApiError(403, f"this key has scope '{key.scope}'; this route needs '{scope}'", "Authorization")
+        request.state.key_id = key.key_id
+        return key
+    return check
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every failure to the JSON error shape; never answer bad input with a 5xx or a traceback."""
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError):
+        return error_response(exc.status, exc.error, exc.field, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
+        return error_response(400, first.get("msg", "invalid request"), ".".join(loc) or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError):
+        log.warning("store error answering a request: %s", exc)
+        return error_response(503, "the store is unavailable; retry later", headers={"Retry-After": "5"})

@@ -1,0 +1,57 @@
+"""Rich renderings for the terminal: the SLO table and a journey timeline (from the API's JSON documents)."""
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLE = {"page": "bold red", "ticket": "bold yellow", "ok": "green"}
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x * 100:.3f}%"
+
+
+def slo_table(docs: list[dict]) -> Table:
+    """SLO status: SLI, burn rates per window, budget left, exhaustion forecast, alert state."""
+    t = Table(title="SLOs", title_justify="left")
+    for col in ("SLO", "objective", "SLI (window)", "burn 5m", "burn 1h", "burn 6h", "burn 1d", "burn 3d",
+                "budget left", "exhausted in", "state"):
+        t.add_column(col, justify="left" if col in ("SLO", "state") else "right")
+    for d in docs:
+        w, b = d["windows"], d["budget"]
+        days = b["days_until_exhausted"].get("1h")
+        name = d["name"] + (f" [{d['group']}]" if d.get("group") else "")
+        t.add_row(name, f"{d['objective']:.2%}", _pct(d["sli"]),
+                  *(f"{w[k]['burn_rate']:.2f}" for k in ("5m", "1h", "6h", "1d", "3d")),
+                  f"{b['remaining_ratio'] * 100:.1f}% ({b['remaining']:.0f} {b['unit']})",
+                  "not burning" if days is None else f"{days:.1f} d",
+                  Text(d["state"], style=STATE_STYLE.get(d["state"], "")))
+    return t
+
+
+def journey_timeline(doc: dict) -> Group:
+    """A correlation ID's timeline with journeys, milestones and errors."""
+    parts = [Text(f"correlation ID {doc['correlation_id']}  ({doc['counts']['events']} events, "
+                  f"{doc['counts']['spans']} spans, {doc['counts']['errors']} errors)", style="bold")]
+    for j in doc["journeys"]:
+        line = Text(f"journey {j['journey']}: {j['status']}", style="bold red" if j["status"] == "overdue" else "")
+        parts.append(line)
+        for m in j["milestones"]:
+            if m["reached"]:
+                parts.append(Text(f"   ✓ {m['type']:28} {m['at']}  (+{m['lag_seconds']:.0f}s)"))
+            else:
+                over = m.get("overdue_seconds")
+                extra = f" overdue by {over:.0f}s" if over else f" waiting {m.get('waiting_seconds', 0):.0f}s"
+                parts.append(Text(f"   ✗ {m['type']:28} missing{extra}", style="red" if over else "yellow"))
+    t = Table(title="timeline", title_justify="left")
+    for col in ("time", "system", "kind", "what", "detail"):
+        t.add_column(col)
+    for x in doc["timeline"]:
+        detail = (f"{x['duration_ms']:.1f} ms {x['status']}" if x["kind"] == "span"
+                  else " ".join(filter(None, [x.get("amount"), x.get("currency")])))
+        t.add_row(x["at"], x["system"], x["kind"], x["name"], detail, style="red" if x["error"] else None)
+    parts.append(t)
+    for r in doc.get("related", []):
+        parts.append(Text(f"related {r['attribute']}={r['value']}: {', '.join(r['correlation_ids']) or '—'}"))
+    return Group(*parts)

@@ -1,0 +1,280 @@
+"""The ClickHouse schema of revwatch: every table, view and index, as ordered, versioned migrations.
+
+Design choices (each tested in tests/test_store.py and tests/test_collector_*.py):
+
+* `spans` keeps the OpenTelemetry Collector ClickHouse exporter's column names so Grafana's ClickHouse data
+  source shows them as traces, but it is sorted by `(CorrelationId, TraceId, SpanId)`: the question revwatch
+  answers most is "everything about this correlation ID", and that sort key turns it into a primary-key range
+  read in every daily partition. Trace-id lookups go through `trace_id_ts` (the exporter's own pattern) and a
+  bloom filter on TraceId.
+* Raw tables are ReplacingMergeTree on their identity (`TraceId, SpanId` / `EventId`); merges collapse
+  re-deliveries eventually and every reader deduplicates exactly at query time (`LIMIT 1 BY`), so the answer
+  never depends on merge timing.
+* `milestones` (AggregatingMergeTree, min of OccurredAt per correlation ID and event type) is what journey SLIs
+  and the journey view read. A minimum is idempotent, so duplicated and late events cannot change it wrongly.
+* `ingest_log` records, per insert, which (kind, key, minute) got data; the SLO evaluator recomputes only those
+  minutes of its per-minute rollup `slo_minutes`, so evaluation cost grows with minutes × SLOs.
+* `{engine}` / `{on_cluster}` placeholders let the same statements create Replicated tables ON CLUSTER.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_SPANS = """
+CREATE TABLE IF NOT EXISTS {db}.spans{local} {on_cluster} (
+    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    `Events.Timestamp` Array(DateTime64(9, 'UTC')) CODEC(ZSTD(1)),
+    `Events.Name` Array(LowCardinality(String)) CODEC(ZSTD(1)),
+    `Events.Attributes` Array(Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+    `Links.TraceId` Array(String) CODEC(ZSTD(1)),
+    `Links.SpanId` Array(String) CODEC(ZSTD(1)),
+    `Links.TraceState` Array(String) CODEC(ZSTD(1)),
+    `Links.Attributes` Array(Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1)),
+    Journey LowCardinality(String) CODEC(ZSTD(1)),
+    IngestedAt DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+) ENGINE = {engine_replacing}
+PARTITION BY toDate(Timestamp)
+ORDER BY (CorrelationId, TraceId, SpanId)
+SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000
+"""
+
+_TRACE_ID_TS = """
+CREATE TABLE IF NOT EXISTS {db}.trace_id_ts{local} {on_cluster} (
+    TraceId String CODEC(ZSTD(1)),
+    Start DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    End DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1))
+) ENGINE = {engine}
+PARTITION BY toDate(Start)
+ORDER BY (TraceId, Start)
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+_TRACE_ID_TS_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_id_ts_mv {on_cluster} TO {db}.trace_id_ts{local} AS
+SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End, any(CorrelationId) AS CorrelationId
+FROM {db}.spans{local} WHERE TraceId != '' GROUP BY TraceId
+"""
+
+_EVENTS = """
+CREATE TABLE IF NOT EXISTS {db}.events{local} {on_cluster} (
+    EventId String CODEC(ZSTD(1)),
+    Type LowCardinality(String) CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1)),
+    OccurredAt DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    Source LowCardinality(String) CODEC(ZSTD(1)),
+    Journey LowCardinality(String) CODEC(ZSTD(1)),
+    Amount Nullable(Decimal(38, 9)),
+    Currency LowCardinality(String),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    IngestedAt DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1)),
+    INDEX idx_event_id EventId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_attr_values mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = {engine_replacing}
+PARTITION BY toDate(OccurredAt)
+ORDER BY (CorrelationId, EventId)
+SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000
+"""
+
+# One row per (event type, correlation ID) after merges: the first time the milestone was reached.
+_MILESTONES = """
+CREATE TABLE IF NOT EXISTS {db}.milestones{local} {on_cluster} (
+    Type LowCardinality(String),
+    CorrelationId String,
+    At SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    Source SimpleAggregateFunction(any, String),
+    Attributes SimpleAggregateFunction(any, Map(String, String))
+) ENGINE = {engine_aggregating}
+PARTITION BY toYYYYMM(At)
+ORDER BY (Type, CorrelationId)
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+_MILESTONES_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.milestones_mv {on_cluster} TO {db}.milestones{local} AS
+SELECT Type, CorrelationId, min(OccurredAt) AS At, any(Source) AS Source, any(Attributes) AS Attributes
+FROM {db}.events{local} GROUP BY Type, CorrelationId
+"""
+
+# Which minutes received data, per kind ('event' keyed by type, 'span' keyed by service): the evaluator's
+# list of rollup minutes to recompute. Small: one row per insert × distinct (key, minute).
+_INGEST_LOG = """
+CREATE TABLE IF NOT EXISTS {db}.ingest_log{local} {on_cluster} (
+    Kind LowCardinality(String),
+    Key LowCardinality(String),
+    Minute DateTime('UTC'),
+    IngestedAt DateTime64(3, 'UTC')
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(IngestedAt)
+ORDER BY (IngestedAt, Kind, Key, Minute)
+TTL toDateTime(IngestedAt) + INTERVAL 35 DAY
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+_INGEST_LOG_EVENTS_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.ingest_log_events_mv {on_cluster} TO {db}.ingest_log{local} AS
+SELECT 'event' AS Kind, Type AS Key, toStartOfMinute(OccurredAt) AS Minute, max(IngestedAt) AS IngestedAt
+FROM {db}.events{local} GROUP BY Type, Minute
+"""
+
+_INGEST_LOG_SPANS_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.ingest_log_spans_mv {on_cluster} TO {db}.ingest_log{local} AS
+SELECT 'span' AS Kind, ServiceName AS Key, toStartOfMinute(Timestamp) AS Minute, max(IngestedAt) AS IngestedAt
+FROM {db}.spans{local} GROUP BY ServiceName, Minute
+"""
+
+_INGEST_LOG_SAMPLES_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.ingest_log_samples_mv {on_cluster} TO {db}.ingest_log{local} AS
+SELECT 'sample' AS Kind, Name AS Key, toStartOfMinute(Timestamp) AS Minute, now64(3, 'UTC') AS IngestedAt
+FROM {db}.samples{local} GROUP BY Name, Minute
+"""
+
+_SAMPLES = """
+CREATE TABLE IF NOT EXISTS {db}.samples{local} {on_cluster} (
+    Name LowCardinality(String),
+    Labels Map(LowCardinality(String), String),
+    Value Float64,
+    Timestamp DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    Probe LowCardinality(String)
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (Name, Labels, Timestamp)
+"""
+
+# Per SLO (and group), per decision minute: good and total counts. Rewritten by the evaluator for dirty
+# minutes; the highest Version wins (argMax at read time, so reads never depend on merges).
+_SLO_MINUTES = """
+CREATE TABLE IF NOT EXISTS {db}.slo_minutes{local} {on_cluster} (
+    Slo LowCardinality(String),
+    SpecHash String,
+    GroupKey String,
+    Minute DateTime('UTC'),
+    Good UInt64,
+    Total UInt64,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+PARTITION BY toYYYYMM(Minute)
+ORDER BY (Slo, SpecHash, GroupKey, Minute)
+"""
+
+_KV_STATE = """
+CREATE TABLE IF NOT EXISTS {db}.kv_state{local} {on_cluster} (
+    Key String,
+    Value String,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+ORDER BY Key
+"""
+
+_API_KEYS = """
+CREATE TABLE IF NOT EXISTS {db}.api_keys{local} {on_cluster} (
+    KeyId String,
+    Hash String,
+    Scope LowCardinality(String),
+    Name String,
+    CreatedAt DateTime64(3, 'UTC'),
+    Revoked UInt8,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+ORDER BY KeyId
+"""
+
+_ANOMALIES = """
+CREATE TABLE IF NOT EXISTS {db}.anomalies{local} {on_cluster} (
+    Id String,
+    Kind LowCardinality(String),
+    DetectedAt DateTime64(3, 'UTC'),
+    CorrelationId String,
+    Ref String,
+    Score Float64,
+    Reasons Array(String),
+    Details Map(LowCardinality(String), String),
+    Status LowCardinality(String)
+) ENGINE = {engine_replacing}
+PARTITION BY toYYYYMM(DetectedAt)
+ORDER BY (Kind, Id)
+"""
+
+_ALERTS = """
+CREATE TABLE IF NOT EXISTS {db}.alerts{local} {on_cluster} (
+    ReceivedAt DateTime64(3, 'UTC'),
+    Fingerprint String,
+    AlertName LowCardinality(String),
+    Status LowCardinality(String),
+    Severity LowCardinality(String),
+    Slo LowCardinality(String),
+    Labels Map(LowCardinality(String), String),
+    Annotations Map(LowCardinality(String), String),
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt Nullable(DateTime64(3, 'UTC'))
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(ReceivedAt)
+ORDER BY (AlertName, Fingerprint, ReceivedAt)
+"""
+
+# Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "raw telemetry: spans, trace lookup, business events",
+              (_SPANS, _TRACE_ID_TS, _TRACE_ID_TS_MV, _EVENTS)),
+    Migration(2, "journey milestones and the ingest log that drives incremental SLO rollups",
+              (_MILESTONES, _MILESTONES_MV, _INGEST_LOG, _INGEST_LOG_EVENTS_MV, _INGEST_LOG_SPANS_MV)),
+    Migration(3, "probe samples, SLO minute rollups, small state", (_SAMPLES, _INGEST_LOG_SAMPLES_MV, _SLO_MINUTES, _KV_STATE)),
+    Migration(4, "API keys (hashed), anomalies, alert log", (_API_KEYS, _ANOMALIES, _ALERTS)),
+)
+
+# Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
+DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(CorrelationId)",
+               "milestones": "cityHash64(CorrelationId)", "trace_id_ts": "cityHash64(CorrelationId)",
+               "samples": "cityHash64(Name)", "ingest_log": "rand()", "slo_minutes": "cityHash64(Slo)",
+               "kv_state": "cityHash64(Key)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
+               "alerts": "cityHash64(Fingerprint)"}
+
+
+def render(statement: str, database: str, cluster: str | None = None) -> str:
+    """Fill a schema statement for one node (plain MergeTree engines) or a cluster (Replicated, ON CLUSTER)."""
+    if cluster:
+        path = "'/clickhouse/tables/{shard}/" + database + "/{table}'"
+        engines = {"engine": f"ReplicatedMergeTree({path}, '{{replica}}')",
+                   "engine_replacing": f"ReplicatedReplacingMergeTree({path}, '{{replica}}')",
+                   "engine_replacing_version": f"ReplicatedReplacingMergeTree({path}, '{{replica}}', Version)",
+                   "engine_aggregating": f"ReplicatedAggregatingMergeTree({path}, '{{replica}}')"}
+        local, on_cluster = "_local", f"ON CLUSTER {cluster}"
+    else:
+        engines = {"engine": "MergeTree", "engine_replacing": "ReplacingMergeTree",
+                   "engine_replacing_version": "ReplacingMergeTree(Version)",
+                   "engine_aggregating": "AggregatingMergeTree"}
+        local, on_cluster = "", ""
+    # str.format does not re-read substituted values, so the engines' {shard}/{replica} macros survive.
+    return statement.format(db=database, local=local, on_cluster=on_cluster, **engines)
+
+
+def distributed_statement(table: str, database: str, cluster: str) -> str:
+    """The Distributed table that fronts a cluster's `<table>_local` replicas under the plain table name."""
+    return (f"CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {cluster} AS {database}.{table}_local "
+            f"ENGINE = Distributed({cluster}, {database}, {table}_local, {DISTRIBUTED[table]})")

@@ -1,0 +1,169 @@
+"""Composition root of `revwatch serve`: builds the FastAPI app from the packages' routers and services, and
+runs the background work (spool writer, APScheduler jobs: SLO evaluation, probes)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
+
+from collector import routes as collector_routes
+from collector.correlation import CorrelationRules
+from collector.intake import Intake
+from collector.journeys import JourneyService
+from collector import journey_routes
+from collector.spool import Spool
+from collector.writer import Writer
+from dashboards.overview import render_overview
+from revwatch.api import ApiError, AppContext, ctx_of, install_error_handlers, require
+from revwatch.auth import SCOPES, KeyStore
+from revwatch.config import Config
+from revwatch.metrics import Metrics
+from revwatch.store import Store, store_from_config
+from slo import routes as slo_routes
+from slo.engine import SloEngine
+from slo.exposition import SloCollector
+
+log = logging.getLogger("revwatch.server")
+
+
+class KeyRequest(BaseModel):
+    scope: str
+    name: str = ""
+
+
+def build_context(cfg: Config, store: Store | None = None) -> AppContext:
+    """Open the store and create every service the app uses (nothing is started yet)."""
+    store = store or store_from_config(cfg)
+    metrics = Metrics()
+    ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics)
+    spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes)
+    ctx.services["spool"] = spool
+    ctx.services["writer"] = Writer(spool, store, metrics, cfg.spool.batch_rows,
+                                    cfg.spool.flush_interval.total_seconds())
+    ctx.services["intake"] = Intake(spool, store, metrics, cfg.spool.dedup_max_keys)
+    ctx.services["correlation"] = CorrelationRules.from_config(cfg.correlation)
+    engine = SloEngine(store, cfg)
+    ctx.services["slo"] = engine
+    ctx.services["journeys"] = JourneyService(store, cfg.journeys, engine.journey_thresholds())
+    metrics.register(SloCollector(engine))
+    return ctx
+
+
+def create_app(cfg: Config, store: Store | None = None, start_background: bool = True) -> FastAPI:
+    """The revwatch FastAPI app; background work starts with the app's lifespan when `start_background`."""
+    ctx = build_context(cfg, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        scheduler = None
+        if start_background:
+            ctx.services["writer"].start()
+            scheduler = BackgroundScheduler(timezone="UTC")
+            if cfg.evaluator.enabled:
+                scheduler.add_job(ctx.services["slo"].evaluate_and_cache, "interval",
+                                  seconds=cfg.evaluator.interval.total_seconds(), id="slo-evaluate",
+                                  max_instances=1, coalesce=True, next_run_time=_soon())
+            ctx.services["scheduler"] = scheduler
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler:
+                scheduler.shutdown(wait=False)
+            if start_background:
+                ctx.services["writer"].stop()
+            ctx.services["spool"].close()
+
+    app = FastAPI(title="revwatch", version="0.1.0", lifespan=lifespan,
+                  description="Business-journey SLOs and integration observability")
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.include_router(collector_routes.router)
+    app.include_router(journey_routes.router)
+    app.include_router(slo_routes.router)
+
+    @app.get("/healthz")
+    def healthz():
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz(request: Request):
+        """Readiness: the store answers and the spool has room."""
+        c = ctx_of(request)
+        spool = c.services["spool"]
+        store_ok = c.store.ping()
+        pending = spool.pending_bytes()
+        room = pending < spool.max_bytes * 0.95
+        body = {"store": "ok" if store_ok else "unreachable", "spool_bytes": pending,
+                "spool_max_bytes": spool.max_bytes, "writer_error": c.services["writer"].last_error}
+        if store_ok and room:
+            return {"status": "ready", **body}
+        return JSONResponse({"status": "not ready", "error": "store unreachable" if not store_ok else "spool full",
+                             **body}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.get("/metrics")
+    def metrics(request: Request):
+        """Prometheus exposition (needs a read key unless server.metrics_public)."""
+        c = ctx_of(request)
+        if not c.config.server.metrics_public:
+            require("read")(request)
+        c.metrics.spool_bytes.set(c.services["spool"].pending_bytes())
+        return Response(c.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/api/v1/keys", dependencies=[Depends(require("admin"))])
+    def create_key(body: KeyRequest, request: Request):
+        """Create an API key (admin); the key is in this reply only."""
+        if body.scope not in SCOPES:
+            raise ApiError(400, f"scope must be one of {', '.join(SCOPES)}", "scope")
+        token, key = ctx_of(request).keys.create(body.scope, body.name)
+        return {"key": token, "id": key.key_id, "scope": key.scope}
+
+    @app.delete("/api/v1/keys/{key_id}", dependencies=[Depends(require("admin"))])
+    def revoke_key(key_id: str, request: Request):
+        """Revoke an API key by id (admin)."""
+        if not ctx_of(request).keys.revoke(key_id):
+            raise ApiError(404, f"no key with id {key_id!r}", "key_id")
+        return {"revoked": key_id}
+
+    @app.get("/api/v1/keys", dependencies=[Depends(require("admin"))])
+    def list_keys(request: Request):
+        """Key ids, scopes and states (admin); never hashes."""
+        return {"keys": ctx_of(request).keys.list()}
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(require("read"))])
+    def overview(request: Request):
+        """HTML overview for people without Grafana."""
+        c = ctx_of(request)
+        return render_overview(c.services["slo"].latest_or_evaluate())
+
+    return app
+
+
+def _soon():
+    import datetime as dt
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+
+
+def serve(cfg: Config) -> None:
+    """Run the server until interrupted (uvicorn, the configured host and port)."""
+    import uvicorn
+    app = create_app(cfg)
+    log.info("revwatch listening on http://%s:%d (store %s)", cfg.server.host, cfg.server.port,
+             app.state.ctx.store)
+    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="warning", access_log=False)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:
+    """Poll `predicate` until it returns truthy or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

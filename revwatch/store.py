@@ -1,0 +1,239 @@
+"""The only module that creates ClickHouse clients; applies the schema migrations of `revwatch.schema`.
+
+Embedded by default (`chdb:///path`, chDB through clickhouse-connect's client API); any `http(s)://` DSN reaches
+a real ClickHouse server or cluster. chDB allows one data dir per process and one process per data dir, so the
+embedded engine is opened once per process (`open_store` caches clients by DSN) and shared by the request
+handlers, the writer and the scheduler; `StoreLocked` tells a CLI command that a server holds the store.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlparse
+
+import clickhouse_connect
+
+from revwatch import schema
+
+log = logging.getLogger("revwatch.store")
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, bad query, …)."""
+
+
+class StoreLocked(StoreError):
+    """The embedded data dir is held by another process (normally `revwatch serve`)."""
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows else None
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def held_by_other_process(data_dir: str | Path) -> bool:
+    """Whether another process holds an embedded data dir (ClickHouse flocks `<dir>/status` while open)."""
+    status = Path(data_dir) / "status"
+    if not status.exists():
+        return False
+    with open(status, "rb") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def _build_client(dsn: str):
+    """Create the clickhouse-connect client for a DSN (embedded chDB or HTTP)."""
+    if dsn.startswith("chdb://"):
+        data_dir = dsn[len("chdb://"):]
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        if held_by_other_process(data_dir):
+            raise StoreLocked(f"the embedded store {data_dir} is held by another process "
+                              f"(is `revwatch serve` running?)")
+        try:
+            return clickhouse_connect.get_client(dsn=dsn)
+        except Exception as e:  # chDB raises ProgrammingError with ClickHouse's text inside
+            text = str(e)
+            if "Cannot lock file" in text:
+                raise StoreLocked(f"the embedded store {dsn[7:]} is held by another process "
+                                  f"(is `revwatch serve` running?)") from None
+            if "already initialized" in text:
+                raise StoreError("this process already opened another embedded data dir "
+                                 "(chDB allows one per process)") from None
+            raise StoreError(f"cannot open the embedded store {dsn[7:]}: {text.splitlines()[0][:200]}") from None
+    u = urlparse(dsn)
+    try:
+        return clickhouse_connect.get_client(host=u.hostname or "localhost", port=u.port or 8123,
+                                             username=u.username or "default", password=u.password or "",
+                                             secure=u.scheme == "https", connect_timeout=5,
+                                             send_receive_timeout=60)
+    except Exception as e:
+        raise StoreError(f"cannot reach ClickHouse at {u.hostname}:{u.port or 8123}: "
+                         f"{str(e).splitlines()[0][:200]}") from None
+
+
+def _redact(dsn: str) -> str:
+    u = urlparse(dsn)
+    if u.password:
+        return dsn.replace(f":{u.password}@", ":***@")
+    return dsn
+
+
+class Store:
+    """A database inside one ClickHouse engine, with helpers that all other modules use.
+
+    Thread-safe: chDB's client is shared, and calls on it are serialised by a lock (one embedded engine, many
+    threads); HTTP clients are used as they are (clickhouse-connect HTTP clients are thread-safe).
+    """
+
+    def __init__(self, dsn: str, database: str = "revwatch", cluster: str | None = None):
+        self.dsn = dsn
+        self.database = database
+        self.cluster = cluster
+        self.embedded = dsn.startswith("chdb://")
+        with _clients_lock:
+            client = _clients.get(dsn)
+            if client is None:
+                client = _build_client(dsn)
+                _clients[dsn] = client
+        self._client = client
+        self._lock = threading.RLock() if self.embedded else None
+        self.fault: Exception | None = None   # set by tests to simulate an unreachable store
+
+    def __repr__(self) -> str:
+        return f"Store({_redact(self.dsn)!r}, database={self.database!r})"
+
+    # -- low level ---------------------------------------------------------------------------------------
+    def _call(self, fn, *args, **kwargs):
+        if self.fault is not None:
+            raise StoreError(f"store unavailable: {self.fault}")
+        try:
+            if self._lock is None:
+                return fn(*args, **kwargs)
+            with self._lock:
+                return fn(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(str(e).strip().splitlines()[0][:500] if str(e).strip() else repr(e)) from e
+
+    def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
+        """Run a statement that returns no rows (DDL, ALTER, INSERT … SELECT)."""
+        return self._call(self._client.command, sql, parameters=parameters, settings=settings)
+
+    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> QueryResult:
+        """Run a SELECT; `{name:Type}` placeholders are bound server-side from `parameters`."""
+        r = self._call(self._client.query, sql, parameters=parameters, settings=settings)
+        return QueryResult(list(r.column_names), [tuple(x) for x in r.result_rows])
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str],
+               dedup_token: str | None = None) -> int:
+        """Insert rows into `<database>.<table>`; a retried insert with the same `dedup_token` is dropped."""
+        if not rows:
+            return 0
+        settings: dict[str, Any] = {}
+        if dedup_token:
+            settings = {"insert_deduplicate": 1, "insert_deduplication_token": dedup_token,
+                        "deduplicate_blocks_in_dependent_materialized_views": 1}
+        self._call(self._client.insert, f"{self.database}.{table}", rows, column_names=list(columns),
+                   settings=settings)
+        return len(rows)
+
+    def ping(self) -> bool:
+        """True when the store answers a trivial query."""
+        try:
+            return self.query("SELECT 1").scalar() == 1
+        except StoreError:
+            return False
+
+    # -- schema --------------------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Create the database and apply pending migrations in order; returns the versions applied now."""
+        on_cluster = f" ON CLUSTER {self.cluster}" if self.cluster else ""
+        self.command(f"CREATE DATABASE IF NOT EXISTS {self.database}{on_cluster}")
+        self.command(schema.render("""CREATE TABLE IF NOT EXISTS {db}.schema_migrations {on_cluster} (
+            Version UInt32, Description String, AppliedAt DateTime64(3, 'UTC')) ENGINE = {engine}
+            ORDER BY Version""", self.database, self.cluster))
+        done = {r[0] for r in self.query(f"SELECT Version FROM {self.database}.schema_migrations").rows}
+        applied = []
+        for m in schema.MIGRATIONS:
+            if m.version in done:
+                continue
+            for stmt in m.statements:
+                self.command(schema.render(stmt, self.database, self.cluster))
+            if self.cluster:
+                for table in self._tables_created_by(m):
+                    self.command(schema.distributed_statement(table, self.database, self.cluster))
+            self.insert("schema_migrations", [(m.version, m.description, dt.datetime.now(dt.timezone.utc))],
+                        ["Version", "Description", "AppliedAt"])
+            applied.append(m.version)
+            log.info("applied migration %d: %s", m.version, m.description)
+        return applied
+
+    @staticmethod
+    def _tables_created_by(m: schema.Migration) -> list[str]:
+        names = []
+        for stmt in m.statements:
+            head = stmt.strip().split("(", 1)[0]
+            if head.startswith("CREATE TABLE"):
+                names.append(head.split("{db}.")[1].split("{local}")[0])
+        return names
+
+    def schema_versions(self) -> list[int]:
+        """Versions recorded in schema_migrations, ascending."""
+        return sorted(r[0] for r in self.query(f"SELECT Version FROM {self.database}.schema_migrations").rows)
+
+    # -- small key/value state (cursors, evaluator watermarks) ---------------------------------------------
+    def get_state(self, key: str) -> str | None:
+        """Read a value written by `put_state`."""
+        return self.query(f"SELECT argMax(Value, Version) FROM {self.database}.kv_state WHERE Key = {{k:String}} "
+                          f"GROUP BY Key", {"k": key}).scalar()
+
+    def put_state(self, key: str, value: str) -> None:
+        """Durably record a small piece of state (latest write wins)."""
+        self.insert("kv_state", [(key, value, time.time_ns())], ["Key", "Value", "Version"])
+
+    def table(self, name: str) -> str:
+        """The qualified name of a revwatch table."""
+        return f"{self.database}.{name}"
+
+
+def open_store(dsn: str, database: str = "revwatch", cluster: str | None = None, migrate: bool = True) -> Store:
+    """Open (and by default migrate) the store at `dsn`."""
+    store = Store(dsn, database, cluster)
+    if migrate:
+        store.migrate()
+    return store
+
+
+def store_from_config(cfg, migrate: bool = True) -> Store:
+    """Open the store a `revwatch.config.Config` names."""
+    return open_store(cfg.store_dsn, cfg.store.database, cfg.store.cluster, migrate=migrate)
+
+
+def rows_to_dicts(columns: Iterable[str], rows: Iterable[tuple]) -> list[dict]:
+    """Zip column names with rows."""
+    cols = list(columns)
+    return [dict(zip(cols, r)) for r in rows]

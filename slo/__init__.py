@@ -1,0 +1,1 @@
+"""revwatch: slo package."""

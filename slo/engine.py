@@ -1,0 +1,247 @@
+"""SLO evaluation: SLI and burn rate per window, error budget, exhaustion forecast, multi-window alert state.
+
+Windows are whole minutes: a window of length W at instant `at` is the W/1m minutes ending with the minute
+that contains `at`; minutes before that one come from the `slo_minutes` rollup, the minute of `at` itself is
+computed live with decisions ≤ `at`. So an evaluation "as of" a past instant sees exactly what a live
+evaluation saw then (given the same data), and later data (decided after `at`) changes nothing.
+
+Burn rate = error ratio / (1 − objective). Alert state per the SRE workbook's multi-window multi-burn-rate
+table (page: 1h & 5m > 14.4 or 6h & 30m > 6; ticket: 1d & 2h > 3 or 3d & 6h > 1; configurable per SLO); a
+window with fewer than `min_events` decided events never alerts (low traffic).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from revwatch.config import Config
+from revwatch.store import Store
+from revwatch.units import format_duration, parse_duration, utcnow
+from slo.rollup import MINUTE, RollupMaintainer, floor_minute
+from slo.sli import ms
+from slo.spec import BURN_WINDOWS, SloSpec, resolve
+
+log = logging.getLogger("revwatch.slo")
+
+
+@dataclass
+class WindowResult:
+    good: int
+    total: int
+    objective: float
+
+    @property
+    def sli(self) -> float | None:
+        return self.good / self.total if self.total else None
+
+    @property
+    def error_ratio(self) -> float:
+        return (self.total - self.good) / self.total if self.total else 0.0
+
+    @property
+    def burn_rate(self) -> float:
+        return self.error_ratio / (1 - self.objective)
+
+    def as_dict(self) -> dict:
+        return {"good": self.good, "total": self.total, "bad": self.total - self.good, "sli": self.sli,
+                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+
+
+@dataclass
+class SloResult:
+    spec: SloSpec
+    group: str
+    at: dt.datetime
+    windows: dict[str, WindowResult]
+    alerts: list[dict] = field(default_factory=list)
+    state: str = "ok"
+
+    @property
+    def budget(self) -> dict:
+        """Error budget of the SLO window: remaining ratio and events, and days until exhausted."""
+        w = self.windows["slo"]
+        obj = self.spec.config.objective
+        allowed = (1 - obj) * w.total
+        bad = w.total - w.good
+        remaining_ratio = 1 - bad / allowed if allowed > 0 else (1.0 if bad == 0 else float("-inf"))
+        period_days = self.spec.period(self.at).total_seconds() / 86400
+        forecast = {}
+        for name in ("1h", "6h"):
+            burn = self.windows[name].burn_rate
+            if remaining_ratio <= 0:
+                forecast[name] = 0.0
+            elif burn <= 0:
+                forecast[name] = None                 # not burning: never exhausted at this rate
+            else:
+                forecast[name] = remaining_ratio * period_days / burn
+        unit = "minutes" if self.spec.config.budgeting == "timeslices" or self.spec.kind == "gauge_threshold" \
+            else "events"
+        return {"remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
+                "allowed_bad": allowed, "bad": bad, "remaining": allowed - bad, "unit": unit,
+                "days_until_exhausted": forecast}
+
+    def as_dict(self) -> dict:
+        c = self.spec.config
+        d = {"name": c.name, "group": self.group or None, "journey": c.journey, "kind": self.spec.kind,
+             "objective": c.objective, "window": c.window, "at": self.at.isoformat(),
+             "state": self.state, "sli": self.windows["slo"].sli,
+             "windows": {k: v.as_dict() for k, v in self.windows.items()},
+             "budget": self.budget, "alerts": self.alerts, "description": c.description}
+        return d
+
+
+class SloEngine:
+    """Evaluates every configured SLO; keeps the latest results for /metrics and the API."""
+
+    def __init__(self, store: Store, cfg: Config):
+        self.store, self.cfg = store, cfg
+        self.specs = resolve(cfg)
+        self.rollups = RollupMaintainer(store, self.specs)
+        self.latest: list[SloResult] | None = None
+        self.latest_at: dt.datetime | None = None
+        self.last_seconds: float | None = None
+        self._lock = threading.Lock()
+
+    def spec(self, name: str) -> SloSpec | None:
+        """The spec named `name`."""
+        return next((s for s in self.specs if s.name == name), None)
+
+    def journey_thresholds(self) -> dict[str, dt.timedelta]:
+        """Per journey, the overdue threshold: the journey's own, else the tightest SLO threshold on it."""
+        out = {name: j.threshold for name, j in self.cfg.journeys.items() if j.threshold}
+        for s in self.specs:
+            if s.is_journey and s.config.journey not in out:
+                t = s.threshold
+                out[s.config.journey] = min(t, out.get(s.config.journey, t))
+        for s in self.specs:
+            if s.is_journey:
+                out.setdefault(s.config.journey, s.threshold)
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
+        """The burn-rate windows of an SLO: the standard ones plus every window its alert pairs name."""
+        names = list(BURN_WINDOWS)
+        for pair in spec.config.alerting.page + spec.config.alerting.ticket:
+            for w in (pair.long, pair.short):
+                if format_duration(w) not in names:
+                    names.append(format_duration(w))
+        return {n: parse_duration(n) for n in names}
+
+    def evaluate(self, at: dt.datetime | None = None, names: list[str] | None = None,
+                 refresh: bool = True) -> list[SloResult]:
+        """Evaluate SLOs as of `at` (default now); refreshes rollups first."""
+        now = utcnow()
+        at = min(at or now, now)
+        if refresh:
+            self.rollups.refresh(now)
+        specs = [s for s in self.specs if names is None or s.name in names]
+        if not specs:
+            return []
+        at_min = floor_minute(at)
+        bounds: dict[str, dict[str, dt.datetime]] = {}
+        for s in specs:
+            b = {n: at_min - length + MINUTE for n, length in self.window_lengths(s).items()}
+            b["slo"] = s.window_bounds(at)[0]
+            bounds[s.name] = b
+        sums = self._rollup_sums(specs, bounds, at_min)
+        live = {s.name: self.rollups.minute_counts(s, at_min, at_min, at) for s in specs}
+        results = []
+        for s in specs:
+            groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]}
+            if not groups:
+                groups = {""}
+            for g in sorted(groups):
+                per_window = sums.get((s.name, g), {})
+                live_g = [(good, total) for gg, _, good, total in live[s.name] if gg == g]
+                windows = {}
+                for wname in bounds[s.name]:
+                    good, total = per_window.get(wname, (0, 0))
+                    for lg, lt in live_g:
+                        if s.config.budgeting == "timeslices":
+                            good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
+                            total += int(lt > 0)
+                        else:
+                            good, total = good + lg, total + lt
+                    windows[wname] = WindowResult(good, total, s.config.objective)
+                res = SloResult(s, g, at, windows)
+                self._alert_state(res)
+                results.append(res)
+        return results
+
+    def _rollup_sums(self, specs: list[SloSpec], bounds: dict, at_min: dt.datetime) -> dict:
+        """{(slo, group): {window: (good, total)}} over rollup minutes before `at_min`, one query for all SLOs."""
+        oldest = min(b for s in specs for b in bounds[s.name].values())
+        wnames = sorted({w for s in specs for w in bounds[s.name]})
+        names = [s.name for s in specs]
+        params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "at": ms(at_min),
+                  "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
+                  "timeslices": [int(s.config.budgeting == "timeslices") for s in specs]}
+        cols = []
+        for i, w in enumerate(wnames):
+            params[f"w{i}"] = [ms(bounds[s.name].get(w, at_min + MINUTE)) for s in specs]
+            start = f"fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{w{i}:Array(Int64)}}, " \
+                    f"toInt64(0)), 'UTC')"
+            good = (f"if(ts = 1, countIf(t > 0 AND g / t >= target AND Minute >= {start}), "
+                    f"sumIf(g, Minute >= {start}))")
+            total = f"if(ts = 1, countIf(t > 0 AND Minute >= {start}), sumIf(t, Minute >= {start}))"
+            cols.append(f"{good} AS g{i}, {total} AS t{i}")
+        sql = f"""
+SELECT Slo, GroupKey, any(ts) AS ts_, {', '.join(cols)}
+FROM (
+    SELECT Slo, GroupKey, Minute, argMax(Good, Version) AS g, argMax(Total, Version) AS t,
+           transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(0)) AS ts,
+           transform(Slo, {{names:Array(String)}}, {{ts_targets:Array(Float64)}}, toFloat64(1)) AS target
+    FROM {self.store.table('slo_minutes')}
+    WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}})))
+      AND Minute >= fromUnixTimestamp64Milli({{oldest:Int64}}, 'UTC')
+      AND Minute < fromUnixTimestamp64Milli({{at:Int64}}, 'UTC')
+    GROUP BY Slo, GroupKey, Minute
+)
+GROUP BY Slo, GroupKey, ts
+"""
+        out: dict = {}
+        for row in self.store.query(sql, params).rows:
+            slo, group = row[0], row[1]
+            vals = row[3:]
+            out[(slo, group)] = {w: (int(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
+        return out
+
+    def _alert_state(self, res: SloResult) -> None:
+        al = res.spec.config.alerting
+        state = "ok"
+        for severity, pairs in (("ticket", al.ticket), ("page", al.page)):
+            for p in pairs:
+                lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
+                enough = lw.total >= al.min_events and sw.total >= al.min_events
+                firing = enough and lw.burn_rate > p.burn_rate and sw.burn_rate > p.burn_rate
+                res.alerts.append({"severity": severity, "long": format_duration(p.long),
+                                   "short": format_duration(p.short), "threshold": p.burn_rate,
+                                   "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
+                                   "low_traffic": not enough, "firing": firing})
+                if firing:
+                    state = severity
+        res.state = state
+
+    # -- scheduler entry points ---------------------------------------------------------------------------
+    def evaluate_and_cache(self) -> list[SloResult]:
+        """Refresh rollups, evaluate now and keep the result for /metrics (the scheduler job)."""
+        t0 = time.perf_counter()
+        try:
+            results = self.evaluate()
+        except Exception:
+            log.exception("SLO evaluation failed")
+            raise
+        with self._lock:
+            self.latest, self.latest_at = results, utcnow()
+            self.last_seconds = time.perf_counter() - t0
+        return results
+
+    def latest_or_evaluate(self) -> list[SloResult]:
+        """The cached results, evaluating once if there are none yet."""
+        with self._lock:
+            latest = self.latest
+        return latest if latest is not None else self.evaluate_and_cache()

@@ -1,0 +1,51 @@
+"""Prometheus exposition of SLO results (DESIGN.md §7), read from the engine's latest evaluation."""
+from __future__ import annotations
+
+from prometheus_client.core import GaugeMetricFamily
+
+from slo.engine import SloEngine
+
+
+class SloCollector:
+    """A prometheus_client collector: one sample per SLO (and group) per window, from cached results."""
+
+    def __init__(self, engine: SloEngine):
+        self.engine = engine
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        results = self.engine.latest or []
+        sli = GaugeMetricFamily("revwatch_slo_sli_ratio", "SLI (good/total) per window", labels=["slo", "group", "window"])
+        burn = GaugeMetricFamily("revwatch_slo_burn_rate", "Error-budget burn rate per window",
+                                 labels=["slo", "group", "window"])
+        events = GaugeMetricFamily("revwatch_slo_window_events", "Decided events (or minutes) per window",
+                                   labels=["slo", "group", "window"])
+        budget = GaugeMetricFamily("revwatch_slo_error_budget_remaining_ratio", "Error budget remaining in the SLO window",
+                                   labels=["slo", "group"])
+        days = GaugeMetricFamily("revwatch_slo_error_budget_days_until_exhausted",
+                                 "Days until the budget is exhausted at the current burn rate",
+                                 labels=["slo", "group", "burn_window"])
+        objective = GaugeMetricFamily("revwatch_slo_objective_ratio", "SLO objective", labels=["slo"])
+        alert = GaugeMetricFamily("revwatch_slo_alert", "1 when the multi-window burn-rate alert fires",
+                                  labels=["slo", "group", "severity"])
+        seen = set()
+        for r in results:
+            name, g = r.spec.name, r.group
+            for w, wr in r.windows.items():
+                if wr.sli is not None:
+                    sli.add_metric([name, g, w], wr.sli)
+                burn.add_metric([name, g, w], wr.burn_rate)
+                events.add_metric([name, g, w], wr.total)
+            b = r.budget
+            budget.add_metric([name, g], b["remaining_ratio"])
+            for bw, d in b["days_until_exhausted"].items():
+                if d is not None:
+                    days.add_metric([name, g, bw], d)
+            for sev in ("page", "ticket"):
+                alert.add_metric([name, g, sev], float(any(a["firing"] for a in r.alerts if a["severity"] == sev)))
+            if name not in seen:
+                objective.add_metric([name], r.spec.config.objective)
+                seen.add(name)
+        yield from (sli, burn, events, budget, days, objective, alert)

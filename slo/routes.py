@@ -1,0 +1,37 @@
+"""HTTP routes of the SLO engine: `GET /api/v1/slos`, `GET /api/v1/slos/{name}` (read scope)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from revwatch.api import ApiError, ctx_of, require
+from revwatch.units import parse_instant
+
+router = APIRouter()
+
+
+def _at(at: str | None):
+    if at is None:
+        return None
+    try:
+        return parse_instant(at)
+    except ValueError as e:
+        raise ApiError(400, str(e), "at")
+
+
+@router.get("/api/v1/slos", dependencies=[Depends(require("read"))])
+def list_slos(request: Request, at: str | None = Query(None, description="RFC 3339 instant (default now)")):
+    """Every SLO (per group): SLI, burn rate per window, budget, alert state."""
+    engine = ctx_of(request).services["slo"]
+    when = _at(at)
+    results = engine.evaluate(when) if when else engine.latest_or_evaluate()
+    return {"at": results[0].at.isoformat() if results else None, "slos": [r.as_dict() for r in results]}
+
+
+@router.get("/api/v1/slos/{name}", dependencies=[Depends(require("read"))])
+def get_slo(name: str, request: Request, at: str | None = Query(None)):
+    """One SLO (all its groups) as of `at`."""
+    engine = ctx_of(request).services["slo"]
+    if engine.spec(name) is None:
+        raise ApiError(404, f"no SLO named {name!r}", "name")
+    results = engine.evaluate(_at(at), names=[name])
+    return {"name": name, "results": [r.as_dict() for r in results]}

@@ -1,0 +1,183 @@
+"""SLI queries: per-minute good/total counts for a range of minutes, computed in ClickHouse.
+
+Counting rules (DESIGN.md §5):
+* journey SLIs: one instance = one correlation ID that reached the journey's start event. It is decided at
+  min(end, start + threshold): good if the end came within the threshold, bad otherwise; undecided instances
+  (no end yet, threshold not passed at the cutoff) count nowhere. Reads `milestones` (first time each event
+  type was reached per correlation ID), so duplicated events change nothing.
+* span SLIs: each distinct (TraceId, SpanId) counts once, at its start Timestamp.
+* gauge SLIs: each minute with a sample counts; it is good when every sample of that minute is in bounds.
+
+Every query returns rows (GroupKey, Minute, Good, Total) for minutes in [lo, hi] and decisions ≤ cutoff.
+Times are bound as epoch milliseconds.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from slo.spec import SloSpec
+
+_SPAN_COLUMNS = {"StatusCode", "SpanKind", "SpanName", "ServiceName", "StatusMessage"}
+_IDENT = re.compile(r"^[A-Za-z0-9_.\-:/]+$")
+
+
+def ms(t: dt.datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return int(t.timestamp() * 1000)
+
+
+def _group_expr(group_by: list[str], map_expr: str, extra: dict[str, str] | None = None) -> str:
+    if not group_by:
+        return "''"
+    parts = []
+    for g in group_by:
+        if extra and g in extra:
+            parts.append(extra[g])
+        else:
+            parts.append(f"{map_expr}[{_literal(g)}]")
+    return "arrayStringConcat([" + ", ".join(parts) + "], '|')"
+
+
+def _literal(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def journey_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
+    """SQL and parameters (lo, hi_end, cutoff bound later) for a journey SLI's decision-minute counts."""
+    t_ms = int(spec.threshold.total_seconds() * 1000)
+    group = _group_expr(spec.config.group_by, "attrs", {"source": "src"})
+    sql = f"""
+SELECT GroupKey, toStartOfMinute(decision) AS Minute, countIf(good) AS Good, count() AS Total
+FROM (
+    SELECT {group} AS GroupKey,
+           has_end AND e_at <= s_at + toIntervalMillisecond({t_ms}) AS good,
+           if(good, greatest(e_at, s_at), s_at + toIntervalMillisecond({t_ms})) AS decision
+    FROM (
+        SELECT CorrelationId,
+               minIf(At, Type = {{start:String}}) AS s_at,
+               minIf(At, Type = {{end:String}}) AS e_at,
+               countIf(Type = {{end:String}}) > 0 AS has_end,
+               countIf(Type = {{start:String}}) > 0 AS has_start,
+               anyIf(Attributes, Type = {{start:String}}) AS attrs,
+               anyIf(Source, Type = {{start:String}}) AS src
+        FROM {table}
+        WHERE Type IN ({{start:String}}, {{end:String}})
+          AND At >= fromUnixTimestamp64Milli({{lo:Int64}} - {t_ms}, 'UTC')
+          AND At < fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_ms}, 'UTC')
+        GROUP BY CorrelationId
+        HAVING has_start
+    )
+    WHERE s_at >= fromUnixTimestamp64Milli({{lo:Int64}} - {t_ms}, 'UTC')
+      AND s_at < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
+)
+WHERE decision >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
+  AND decision < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
+  AND decision <= fromUnixTimestamp64Milli({{cutoff:Int64}}, 'UTC')
+GROUP BY GroupKey, Minute
+"""
+    return sql, {"start": spec.start_type, "end": spec.end_type}
+
+
+def _span_filters(spec: SloSpec) -> tuple[list[str], dict]:
+    sli = spec.config.sli
+    where, params = [], {}
+    if sli.service:
+        where.append("ServiceName = {service:String}")
+        params["service"] = sli.service
+    if sli.span_name:
+        where.append("SpanName = {span_name:String}")
+        params["span_name"] = sli.span_name
+    for i, (k, v) in enumerate(sorted(sli.attributes.items())):
+        where.append(f"SpanAttributes[{{ak{i}:String}}] = {{av{i}:String}}")
+        params[f"ak{i}"], params[f"av{i}"] = k, v
+    return where, params
+
+
+def _bad_expr(spec: SloSpec, params: dict) -> str:
+    sli = spec.config.sli
+    if sli.kind == "span_latency":
+        return f"Duration > {int(sli.threshold.total_seconds() * 1e9)}"
+    terms = []
+    for i, (k, v) in enumerate(sorted(sli.bad_when.items())):
+        params[f"bv{i}"] = v
+        if k == "StatusCode":       # the exporter writes 'Error' or 'STATUS_CODE_ERROR' depending on version
+            terms.append(f"lower(replaceRegexpOne(StatusCode, '^STATUS_CODE_', '')) = lower({{bv{i}:String}})")
+        elif k in _SPAN_COLUMNS:
+            terms.append(f"{k} = {{bv{i}:String}}")
+        else:
+            params[f"bk{i}"] = k
+            terms.append(f"SpanAttributes[{{bk{i}:String}}] = {{bv{i}:String}}")
+    return " AND ".join(terms) or "0"
+
+
+def span_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
+    """SQL and parameters for a span SLI's per-minute counts (distinct spans only)."""
+    where, params = _span_filters(spec)
+    bad = _bad_expr(spec, params)
+    group = _group_expr(spec.config.group_by, "SpanAttributes",
+                        {g: f"ResourceAttributes[{_literal(g[9:])}]" for g in spec.config.group_by
+                         if g.startswith("resource.")} | {"service": "ServiceName"})
+    cond = " AND ".join(where + [
+        "Timestamp >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')",
+        "Timestamp < fromUnixTimestamp64Milli({hi_end:Int64}, 'UTC')",
+        "Timestamp <= fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"])
+    sql = f"""
+SELECT {group} AS GroupKey, toStartOfMinute(Timestamp) AS Minute,
+       uniqExactIf((TraceId, SpanId), NOT ({bad})) AS Good, uniqExact((TraceId, SpanId)) AS Total
+FROM {table}
+WHERE {cond}
+GROUP BY GroupKey, Minute
+"""
+    return sql, params
+
+
+def gauge_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
+    """SQL and parameters for a gauge SLI's per-minute good/total (1 per minute with samples)."""
+    sli = spec.config.sli
+    params: dict = {"sample": sli.sample}
+    where = ["Name = {sample:String}"]
+    for i, (k, v) in enumerate(sorted(sli.labels.items())):
+        where.append(f"Labels[{{lk{i}:String}}] = {{lv{i}:String}}")
+        params[f"lk{i}"], params[f"lv{i}"] = k, v
+    checks = []
+    if sli.max is not None:
+        checks.append(f"max(Value) <= {float(sli.max)!r}")
+    if sli.min is not None:
+        checks.append(f"min(Value) >= {float(sli.min)!r}")
+    group = _group_expr(spec.config.group_by, "Labels")
+    cond = " AND ".join(where + [
+        "Timestamp >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')",
+        "Timestamp < fromUnixTimestamp64Milli({hi_end:Int64}, 'UTC')",
+        "Timestamp <= fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"])
+    sql = f"""
+SELECT {group} AS GroupKey, toStartOfMinute(Timestamp) AS Minute,
+       toUInt64({' AND '.join(checks)}) AS Good, toUInt64(1) AS Total
+FROM {table}
+WHERE {cond}
+GROUP BY GroupKey, Minute
+"""
+    return sql, params
+
+
+def minutes_sql(spec: SloSpec, database: str) -> tuple[str, dict]:
+    """The per-minute SQL for any SLI kind."""
+    if spec.is_journey:
+        return journey_minutes_sql(spec, f"{database}.milestones")
+    if spec.kind in ("span_ratio", "span_latency"):
+        return span_minutes_sql(spec, f"{database}.spans")
+    return gauge_minutes_sql(spec, f"{database}.samples")
+
+
+def dirty_span(spec: SloSpec) -> dt.timedelta:
+    """How far after a touched minute the decisions it can change may lie."""
+    return spec.threshold if spec.is_journey else dt.timedelta(0)
+
+
+def touches(spec: SloSpec, kind: str, key: str) -> bool:
+    """Whether ingested data of (kind, key) can change this SLO's minutes."""
+    if spec.is_journey:
+        return kind == "event" and key in (spec.start_type, spec.end_type)
+    if spec.kind in ("span_ratio", "span_latency"):
+        return kind == "span" and (not spec.config.sli.service or key == spec.config.sli.service)
+    return kind == "sample" and key == spec.config.sli.sample
