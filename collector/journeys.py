@@ -3,8 +3,7 @@
 Why this is fast at 10 M+ rows: `spans` and `events` are sorted by CorrelationId first (revwatch.schema), so
 both reads are primary-key range reads (one binary search per daily partition), not bloom-filter scans. Spans of
 the same traces that were stored under another correlation ID (a child span sent in a later export without
-the attribute) are fetched by TraceId only when the first read shows a gap (a parent span that is missing), or
-when the ID looks like a trace id; that second read is bounded to the trace's time range via `trace_id_ts`.
+the attribute) are stored under their trace id, so they are a second primary-key read.
 """
 from __future__ import annotations
 
@@ -47,30 +46,30 @@ class JourneyService:
                   "StatusMessage, SpanAttributes, CorrelationId")
 
     def spans_of(self, cid: str) -> list[dict]:
-        """Deduplicated spans of a correlation ID plus, when needed, the rest of their traces."""
-        spans = self.store.query(
-            f"SELECT {self._SPAN_COLS} FROM {self.store.table('spans')} WHERE CorrelationId = {{cid:String}} "
-            f"LIMIT 1 BY TraceId, SpanId", {"cid": cid}).dicts()
-        ids = {s["SpanId"] for s in spans}
-        gaps = any(s["ParentSpanId"] and s["ParentSpanId"] not in ids for s in spans)
-        traces = sorted({s["TraceId"] for s in spans} | ({cid} if _TRACE_ID.match(cid) else set()))
-        if traces and (gaps or _TRACE_ID.match(cid)):
-            spans += self._trace_spans(traces, exclude_cid=cid)
-        return spans
+        """Deduplicated spans of a correlation ID plus the rest of their traces.
 
-    def _trace_spans(self, traces: list[str], exclude_cid: str) -> list[dict]:
+        Spans exported without a correlation attribute are stored under their trace id (DESIGN §3), so the rest
+        of a trace is another primary-key read: `CorrelationId IN (trace ids)`. When the ID is itself a trace
+        id, `trace_id_ts` names the correlation IDs its other spans were stored under.
+        """
         t = self.store.table
-        window = self.store.query(
-            f"SELECT min(Start), max(End) FROM {t('trace_id_ts')} WHERE TraceId IN {{ids:Array(String)}}",
-            {"ids": traces}).rows
-        if not window or window[0][0] is None or window[0][0].year < 1971:
-            return []
-        return self.store.query(
-            f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE TraceId IN {{ids:Array(String)}} "
-            f"AND CorrelationId != {{cid:String}} "
-            f"AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND {{hi:DateTime64(9, 'UTC')}} "
-            f"LIMIT 1 BY TraceId, SpanId",
-            {"ids": traces, "cid": exclude_cid, "lo": as_utc(window[0][0]), "hi": as_utc(window[0][1])}).dicts()
+        spans = self.store.query(
+            f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE CorrelationId = {{cid:String}} "
+            f"LIMIT 1 BY TraceId, SpanId", {"cid": cid}).dicts()
+        traces = {s["TraceId"] for s in spans}
+        keys = set(traces)
+        if _TRACE_ID.match(cid):
+            traces.add(cid)
+            keys |= {r[0] for r in self.store.query(
+                f"SELECT DISTINCT CorrelationId FROM {t('trace_id_ts')} WHERE TraceId = {{cid:String}}",
+                {"cid": cid}).rows}
+        keys.discard(cid)
+        if keys:
+            spans += self.store.query(
+                f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE CorrelationId IN {{keys:Array(String)}} "
+                f"AND TraceId IN {{traces:Array(String)}} LIMIT 1 BY TraceId, SpanId",
+                {"keys": sorted(keys), "traces": sorted(traces)}).dicts()
+        return spans
 
     # -- the document -------------------------------------------------------------------------------------
     def lookup(self, cid: str, now: dt.datetime | None = None) -> dict:

@@ -102,11 +102,12 @@ class Writer:
                 self.write_batch(batch)
                 backoff = 0.5
                 self.last_error = None
-            except StoreError as e:
+            except Exception as e:               # StoreError, or a disk error on the checkpoint: retry
                 self.last_error = str(e)
                 if self.metrics:
                     self.metrics.store_write_errors_total.inc()
-                log.warning("store write failed (retrying in %.1fs): %s", backoff, e)
+                log.warning("spool batch write failed (retrying in %.1fs): %s", backoff, e,
+                            exc_info=not isinstance(e, StoreError))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
             if self.metrics:

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from revwatch.store import Store
+from revwatch.store import Store, StoreError
 from revwatch.units import utcnow
 
 SCOPES = ("ingest", "read", "admin")
@@ -40,12 +40,50 @@ def key_id_of(token: str) -> str | None:
 
 
 class KeyStore:
-    """Create, verify and revoke API keys kept in the `api_keys` table."""
+    """Create, verify and revoke API keys kept in the `api_keys` table.
+
+    Verification reads an in-memory snapshot of the (small) keys table, refreshed every couple of seconds, so a
+    request costs no query and ingest keeps authenticating through a store outage (the last good snapshot is
+    used until the store answers again). Revocation through this object takes effect at once; revocation by
+    another process within the refresh interval.
+    """
 
     def __init__(self, store: Store):
         self.store = store
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._snapshot: dict[str, tuple[str, str, str, int]] | None = None
+        self._loaded_at = 0.0
         self._lock = threading.Lock()
+
+    def preload(self) -> None:
+        """Load the snapshot now (the server does this at start, before any outage can hide the keys)."""
+        self._loaded_at = 0.0
+        self._current()
+
+    def _records(self) -> dict[str, tuple[str, str, str, int]]:
+        rows = self.store.query(
+            f"SELECT KeyId, argMax(Hash, Version), argMax(Scope, Version), argMax(Name, Version), "
+            f"argMax(Revoked, Version) FROM {self.store.table('api_keys')} GROUP BY KeyId").rows
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def _current(self) -> dict[str, tuple[str, str, str, int]]:
+        now = time.monotonic()
+        if self._snapshot is None or now - self._loaded_at > _CACHE_SECONDS:
+            try:
+                snap = self._records()
+            except StoreError:
+                if self._snapshot is None:
+                    raise
+                return self._snapshot                 # store down: keep authenticating with what we knew
+            with self._lock:
+                self._snapshot, self._loaded_at = snap, now
+        return self._snapshot
+
+    def _write(self, key_id: str, h: str, scope: str, name: str, created, revoked: int) -> None:
+        self.store.insert("api_keys", [(key_id, h, scope, name, created, revoked, time.time_ns())],
+                          ["KeyId", "Hash", "Scope", "Name", "CreatedAt", "Revoked", "Version"])
+        with self._lock:
+            if self._snapshot is not None:
+                self._snapshot = {**self._snapshot, key_id: (h, scope, name, revoked)}
 
     def create(self, scope: str, name: str = "") -> tuple[str, ApiKey]:
         """Create a key; returns the full key (shown once, never stored) and its record."""
@@ -53,29 +91,22 @@ class KeyStore:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
         key_id = secrets.token_hex(4)
         token = f"rw_{key_id}_{secrets.token_urlsafe(32).replace('_', 'A')}"
-        self.store.insert("api_keys", [(key_id, _hash(token), scope, name, utcnow(), 0, time.time_ns())],
-                          ["KeyId", "Hash", "Scope", "Name", "CreatedAt", "Revoked", "Version"])
+        self._write(key_id, _hash(token), scope, name, utcnow(), 0)
         return token, ApiKey(key_id, scope, name)
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key by id; False when no such key exists."""
-        rows = self.store.query(f"SELECT argMax(Hash, Version), argMax(Scope, Version), argMax(Name, Version), "
-                                f"argMax(CreatedAt, Version) FROM {self.store.table('api_keys')} "
-                                f"WHERE KeyId = {{k:String}} GROUP BY KeyId", {"k": key_id}).rows
-        if not rows:
+        rec = self._records().get(key_id)
+        if rec is None:
             return False
-        h, scope, name, created = rows[0]
-        self.store.insert("api_keys", [(key_id, h, scope, name, created, 1, time.time_ns())],
-                          ["KeyId", "Hash", "Scope", "Name", "CreatedAt", "Revoked", "Version"])
-        with self._lock:
-            self._cache.clear()
+        self._write(key_id, rec[0], rec[1], rec[2], utcnow(), 1)
         return True
 
     def list(self) -> list[dict]:
         """Every key's id, scope, name, creation time and revocation flag (never the hash)."""
         return self.store.query(
             f"SELECT KeyId AS id, argMax(Scope, Version) AS scope, argMax(Name, Version) AS name, "
-            f"argMax(CreatedAt, Version) AS created_at, argMax(Revoked, Version) AS revoked "
+            f"min(CreatedAt) AS created_at, argMax(Revoked, Version) AS revoked "
             f"FROM {self.store.table('api_keys')} GROUP BY KeyId ORDER BY created_at").dicts()
 
     def verify(self, token: str) -> ApiKey | None:
@@ -83,22 +114,10 @@ class KeyStore:
         key_id = key_id_of(token)
         if key_id is None:
             return None
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(token)
-        if hit and now - hit[0] < _CACHE_SECONDS:
-            return hit[1]
-        rows = self.store.query(
-            f"SELECT argMax(Hash, Version), argMax(Scope, Version), argMax(Name, Version), argMax(Revoked, Version) "
-            f"FROM {self.store.table('api_keys')} WHERE KeyId = {{k:String}} GROUP BY KeyId", {"k": key_id}).rows
-        found = None
-        if rows and not rows[0][3] and hmac.compare_digest(rows[0][0], _hash(token)):
-            found = ApiKey(key_id, rows[0][1], rows[0][2])
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[token] = (now, found)
-        return found
+        rec = self._current().get(key_id)
+        if rec is None or rec[3] or not hmac.compare_digest(rec[0], _hash(token)):
+            return None
+        return ApiKey(key_id, rec[1], rec[2])
 
 
 def allows(key: ApiKey, scope: str) -> bool:

@@ -41,6 +41,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     store = store or store_from_config(cfg)
     metrics = Metrics()
     ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics)
+    ctx.keys.preload()
     spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes)
     ctx.services["spool"] = spool
     ctx.services["writer"] = Writer(spool, store, metrics, cfg.spool.batch_rows,
@@ -61,7 +62,9 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         scheduler = None
-        if start_background:
+        owner = start_background and not ctx.services.get("background_running")
+        if owner:           # a second server on the same app (tests) must not start a second writer
+            ctx.services["background_running"] = True
             ctx.services["writer"].start()
             scheduler = BackgroundScheduler(timezone="UTC")
             if cfg.evaluator.enabled:
@@ -73,11 +76,12 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         try:
             yield
         finally:
-            if scheduler:
-                scheduler.shutdown(wait=False)
-            if start_background:
+            if owner:
+                if scheduler:
+                    scheduler.shutdown(wait=False)
                 ctx.services["writer"].stop()
-            ctx.services["spool"].close()
+                ctx.services["spool"].close()
+                ctx.services["background_running"] = False
 
     app = FastAPI(title="revwatch", version="0.1.0", lifespan=lifespan,
                   description="Business-journey SLOs and integration observability")

@@ -85,7 +85,7 @@ def api_factory(make_config):
         cfg = make_config(extra, **overrides)
         app = create_app(cfg)
         client = stack.enter_context(TestClient(app))
-        ks = KeyStore(app.state.ctx.store)
+        ks = app.state.ctx.keys
         keys = {s: ks.create(s)[0] for s in ("ingest", "read", "admin")}
         return Api(client, keys)
 
