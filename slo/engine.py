@@ -6,7 +6,8 @@ computed live with decisions ≤ `at`. So an evaluation "as of" a past instant s
 evaluation saw then (given the same data), and later data (decided after `at`) changes nothing.
 
 Burn rate = error ratio / (1 − objective). Alert state per the SRE workbook's multi-window multi-burn-rate
-table (page: 1h & 5m > 14.4 or 6h & 30m > 6; ticket: 1d & 2h > 3 or 3d & 6h > 1; configurable per SLO); a
+table (page: 1h & 5m ≥ 14.4 or 6h & 30m ≥ 6; ticket: 1d & 2h ≥ 3 or 3d & 6h ≥ 1; configurable per SLO; at the
+threshold counts, so a steady burn of exactly 1 for 3 days — 10 % of a 30-day budget — opens a ticket); a
 window with fewer than `min_events` decided events never alerts (low traffic).
 """
 from __future__ import annotations
@@ -25,6 +26,11 @@ from slo.sli import ms
 from slo.spec import BURN_WINDOWS, SloSpec, resolve
 
 log = logging.getLogger("revwatch.slo")
+
+
+def _at_least(burn: float, threshold: float) -> bool:
+    """burn ≥ threshold, tolerant of float noise (0.01 / (1 - 0.99) is 0.9999999999999991)."""
+    return burn > 0 and burn >= threshold * (1 - 1e-9)
 
 
 @dataclass
@@ -217,7 +223,7 @@ GROUP BY Slo, GroupKey, ts
             for p in pairs:
                 lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
                 enough = lw.total >= al.min_events and sw.total >= al.min_events
-                firing = enough and lw.burn_rate > p.burn_rate and sw.burn_rate > p.burn_rate
+                firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
                 res.alerts.append({"severity": severity, "long": format_duration(p.long),
                                    "short": format_duration(p.short), "threshold": p.burn_rate,
                                    "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,

@@ -36,7 +36,7 @@ class SloCollector:
             for w, wr in r.windows.items():
                 if wr.sli is not None:
                     sli.add_metric([name, g, w], wr.sli)
-                burn.add_metric([name, g, w], wr.burn_rate)
+                burn.add_metric([name, g, w], round(wr.burn_rate, 9))   # float noise would flip ">= 1" rules
                 events.add_metric([name, g, w], wr.total)
             b = r.budget
             budget.add_metric([name, g], b["remaining_ratio"])

@@ -1,7 +1,7 @@
 """Prometheus alerting rules over revwatch's exported SLO metrics (`revwatch slo rules -o DIR`).
 
 One file per SLO with a page and a ticket alert, each the OR of its multi-window pairs:
-`revwatch_slo_burn_rate{window=long} > f and ignoring(window) revwatch_slo_burn_rate{window=short} > f`,
+`revwatch_slo_burn_rate{window=long} >= f and ignoring(window) revwatch_slo_burn_rate{window=short} >= f`,
 gated on `revwatch_slo_window_events >= min_events` when the SLO sets a low-traffic minimum. Labels:
 slo, journey, severity; annotations: summary, description and a link to the journey view. Sloth's rules
 need `ignoring(sloth_window)` for the same reason: the two windows differ only in that label.
@@ -18,7 +18,7 @@ from slo.spec import SloSpec
 
 def _pair_expr(slo: str, long: str, short: str, factor: float, min_events: int) -> str:
     def burn(w: str) -> str:
-        return f'revwatch_slo_burn_rate{{slo="{slo}",window="{w}"}} > {factor!r}'
+        return f'revwatch_slo_burn_rate{{slo="{slo}",window="{w}"}} >= {factor!r}'
 
     def enough(w: str) -> str:
         return f' and ignoring(window) revwatch_slo_window_events{{slo="{slo}",window="{w}"}} >= {min_events}'

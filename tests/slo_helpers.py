@@ -1,0 +1,53 @@
+"""Helpers that put known data into the store for SLO tests."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+from collector.events import EVENT_COLUMNS
+from revwatch.units import utcnow
+
+_ids = itertools.count()
+
+
+def anchor(hours_ago: float = 6) -> dt.datetime:
+    """A whole-minute instant in the recent past to evaluate "as of"."""
+    return (utcnow() - dt.timedelta(hours=hours_ago)).replace(second=0, microsecond=0)
+
+
+def add_events(store, items: list[tuple]) -> None:
+    """items: (type, correlation_id, occurred_at[, attributes]) → rows in `events`."""
+    rows = []
+    for it in items:
+        typ, cid, at = it[:3]
+        attrs = it[3] if len(it) > 3 else {}
+        rows.append([f"ev{next(_ids)}", typ, cid, int(at.timestamp() * 1000), "test", "", None, "", attrs])
+    store.insert("events", rows, EVENT_COLUMNS)
+
+
+def journey(store, cid: str, start: dt.datetime, end: dt.datetime | None = None, attrs: dict | None = None,
+            start_type: str = "payment.settled", end_type: str = "payment.posted") -> None:
+    """One journey instance: a start event and optionally an end event."""
+    items = [(start_type, cid, start, attrs or {})]
+    if end is not None:
+        items.append((end_type, cid, end, {}))
+    add_events(store, items)
+
+
+def add_spans(store, start: dt.datetime, minutes: int, per_minute: int, errors_per_minute: int = 0,
+              error_from: dt.datetime | None = None, service: str = "odoo") -> None:
+    """Uniform span traffic generated in SQL: `per_minute` spans each minute from `start`, evenly spread over
+    the minute; `errors_per_minute` of them fail (all of them from `error_from` on, when given)."""
+    t0 = int(start.timestamp() * 1e9)
+    step = int(60e9 / per_minute)
+    err_from = int(error_from.timestamp() * 1e9) if error_from else 2**62
+    store.command(f"""
+        INSERT INTO {store.table('spans')} (Timestamp, TraceId, SpanId, ServiceName, SpanName, StatusCode, Duration,
+                                           CorrelationId)
+        SELECT fromUnixTimestamp64Nano(toInt64({t0} + number * {step}), 'UTC') AS ts,
+               lower(hex(MD5(toString(number)))) AS tid, lower(hex(substring(MD5(toString(number)), 1, 8))),
+               '{service}', 'execute_kw',
+               if((number % {per_minute}) < {errors_per_minute} OR toInt64({t0} + number * {step}) >= {err_from},
+                  'Error', 'Ok'),
+               1000000, tid
+        FROM numbers({minutes * per_minute})""")
