@@ -161,7 +161,11 @@ def _openslo_slo(d: dict, sli_docs: dict, where: str) -> list[SloConfig]:
     tw = windows[0]
     window = _openslo_duration(tw.get("duration"), f"{where}: spec.timeWindow[0].duration")
     if tw.get("isRolling") is False and tw.get("calendar"):
-        window = "calendar_week" if tw.get("duration") == "1w" else "calendar_month"
+        calendars = {"1w": "calendar_week", "1M": "calendar_month"}
+        if tw.get("duration") not in calendars:
+            raise SpecError(f"{where}: spec.timeWindow[0].duration: calendar window {tw.get('duration')!r} is not "
+                            f"supported ('m' is minutes in OpenSLO; write 1M for a calendar month, 1w for a week)")
+        window = calendars[tw["duration"]]
     method = spec.get("budgetingMethod")
     if method not in ("Occurrences", "Timeslices", "RatioTimeslices"):
         raise SpecError(f"{where}: spec.budgetingMethod must be Occurrences, Timeslices or RatioTimeslices")

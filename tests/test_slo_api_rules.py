@@ -1,0 +1,207 @@
+"""SLO specs from OpenSLO, the API, /metrics, the CLI, and Prometheus rule files checked by the real promtool and
+evaluated by a real Prometheus scraping a live revwatch."""
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+import yaml
+
+from revwatch.config import Config
+from slo.rules import write_rules
+from slo.spec import SpecError, load_openslo, resolve
+from tests.conftest import SHARED, free_port, live_server, revwatch_cmd
+from tests.slo_helpers import add_spans, anchor, journey
+
+OPENSLO = SHARED / "data/slo-examples/openslo"
+PROMTOOL = shutil.which("promtool")
+PROMETHEUS = shutil.which("prometheus")
+need_prom = pytest.mark.skipif(not (PROMTOOL and PROMETHEUS) and not os.environ.get("CI"),
+                               reason="prometheus/promtool not installed (make test installs them)")
+
+
+def test_upstream_openslo_documents_are_parsed_and_unmappable_sources_named(tmp_path):
+    with pytest.raises(SpecError) as e:
+        load_openslo(OPENSLO / "budgeting-method_occurences-slo.yaml")
+    assert "SLO search-slo" in str(e.value) and "metricSource.spec" in str(e.value)
+    # the same upstream document, pointed at a revwatch journey, imports as a journey latency SLO
+    doc = yaml.safe_load((OPENSLO / "budgeting-method_occurences-slo.yaml").read_text())
+    doc["spec"]["indicator"]["spec"]["thresholdMetric"]["metricSource"]["spec"] = {"journey": "p2p"}
+    doc["spec"]["objectives"][0]["value"] = 900
+    p = tmp_path / "slo.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    (slo,) = load_openslo(p)
+    assert slo.name == "search-slo" and slo.objective == 0.99 and slo.window == "2w"
+    assert slo.sli.kind == "journey_latency" and slo.sli.threshold == dt.timedelta(seconds=900)
+    assert slo.journey == "p2p" and slo.budgeting == "occurrences"
+
+
+def test_openslo_duration_units_minutes_vs_months(tmp_path):
+    doc = yaml.safe_load((OPENSLO / "budgeting-method_timeslices-slo.yaml").read_text())
+    assert doc["spec"]["timeWindow"][0]["duration"] == "1m"        # upstream writes 1m meaning a month
+    doc["spec"]["indicator"]["spec"] = {"ratioMetric": {"counter": True, "good": {"metricSource": {"spec": {
+        "service": "odoo"}}}, "total": {"metricSource": {"spec": {"service": "odoo"}}}}}
+    p = tmp_path / "ts.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError, match=r"calendar window '1m' is not supported \('m' is minutes"):
+        load_openslo(p)                                             # flagged, not silently read as a month
+    doc["spec"]["timeWindow"][0] = {"duration": "30m", "isRolling": True}
+    p.write_text(yaml.safe_dump(doc))
+    internal, sla = load_openslo(p)                                 # two objectives → two SLOs
+    assert (internal.name, internal.objective, internal.timeslice_target) == ("service-availability-0", 0.995, 0.99)
+    assert (sla.name, sla.objective) == ("service-availability-1", 0.99)
+    assert internal.window == "30m"                                 # rolling 30 minutes
+    assert internal.budgeting == "timeslices" and internal.sli.kind == "span_ratio"
+    doc["spec"]["timeWindow"][0] = {"duration": "1M", "isRolling": False, "calendar": {"startTime": "2020-01-01 00:00:00",
+                                                                                      "timeZone": "UTC"}}
+    p.write_text(yaml.safe_dump(doc))
+    assert load_openslo(p)[0].window == "calendar_month"
+    doc["apiVersion"] = "openslo/v1alpha"
+    p.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError, match="apiVersion"):
+        load_openslo(p)
+
+
+def test_openslo_files_in_config_resolve_with_journeys(tmp_path):
+    doc = yaml.safe_load((OPENSLO / "budgeting-method_occurences-slo.yaml").read_text())
+    doc["spec"]["indicator"]["spec"]["thresholdMetric"]["metricSource"]["spec"] = {"journey": "p2p"}
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump(doc))
+    cfg = Config.model_validate({"journeys": {"p2p": {"start": "payment.settled", "end": "payment.posted"}},
+                                 "openslo_files": [str(tmp_path / "o.yaml")]})
+    (spec,) = resolve(cfg)
+    assert (spec.start_type, spec.end_type) == ("payment.settled", "payment.posted")
+
+
+SLO_CFG = """
+journeys: {p2p: {start: payment.settled, end: payment.posted}}
+slos:
+  - {name: pp, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 15m}}
+  - {name: api, objective: 0.999, window: 28d, sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}
+"""
+
+
+def test_slo_api_metrics_and_as_of(api_factory):
+    api = api_factory(SLO_CFG)
+    T = anchor(0.1)                                          # 6 minutes ago: decided 21 minutes ago, in 30m and 1h
+    journey(api.ctx.store, "p1", T - 30 * dt.timedelta(minutes=1), None)
+    body = api.get("/api/v1/slos").json()
+    assert {s["name"] for s in body["slos"]} == {"pp", "api"}
+    at = (T + dt.timedelta(seconds=5)).isoformat()
+    one = api.get("/api/v1/slos/pp", params={"at": at}).json()["results"][0]
+    assert one["windows"]["1h"]["total"] == 1 and one["windows"]["1h"]["bad"] == 1 and one["state"] == "page"
+    assert api.get("/api/v1/slos/nope").status_code == 404
+    r = api.get("/api/v1/slos", params={"at": "2026-01-01T00:00:00"})
+    assert r.status_code == 400 and r.json()["field"] == "at"
+    api.ctx.services["slo"].evaluate_and_cache()
+    text = api.get("/metrics").text
+    assert 'revwatch_slo_burn_rate{group="",slo="pp",window="1h"}' in text
+    assert 'revwatch_slo_objective_ratio{slo="pp"} 0.99' in text
+    assert 'revwatch_slo_alert{group="",severity="page",slo="pp"} 1.0' in text
+    assert "revwatch_slo_error_budget_remaining_ratio" in text and "revwatch_ingest_events_total" in text
+    page = api.get("/").text
+    assert "<table>" in page and "pp" in page and "page" in page
+
+
+def test_cli_slo_status_json_and_rules(tmp_path):
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(f"store: {{dsn: 'chdb://{tmp_path}/data'}}\n" + SLO_CFG)
+    r = revwatch_cmd("slo", "status", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert {s["name"] for s in doc["slos"]} == {"pp", "api"}
+    assert set(doc["slos"][0]["windows"]) == {"5m", "30m", "1h", "2h", "6h", "1d", "3d", "slo"}
+    r = revwatch_cmd("slo", "status", "--config", str(cfg), "--at", "not-a-time")
+    assert r.returncode == 2 and "--at" in r.stderr
+    r = revwatch_cmd("slo", "rules", "-o", str(tmp_path / "rules"), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "rules").iterdir()) == ["revwatch-slo-api.rules.yml",
+                                                                       "revwatch-slo-pp.rules.yml"]
+
+
+def _rules(tmp_path, cfg_text, **kw):
+    cfg = Config.model_validate(yaml.safe_load(cfg_text))
+    return write_rules(resolve(cfg), tmp_path / "rules", "http://revwatch:8317", **kw)
+
+
+def test_rule_shape(tmp_path):
+    (pp, api) = _rules(tmp_path, SLO_CFG.replace("threshold: 15m}", "threshold: 15m}, alerting: {min_events: 20}"))
+    group = yaml.safe_load(pp.read_text())["groups"][0]
+    page, ticket = group["rules"]
+    assert page["labels"] == {"severity": "page", "slo": "pp", "journey": "p2p"}
+    assert ticket["labels"]["severity"] == "ticket"
+    assert 'revwatch_slo_burn_rate{slo="pp",window="1h"} >= 14.4 and ignoring(window) ' \
+           'revwatch_slo_burn_rate{slo="pp",window="5m"} >= 14.4' in page["expr"]
+    assert 'revwatch_slo_window_events{slo="pp",window="1h"} >= 20' in page["expr"]
+    assert "stuck=p2p" in page["annotations"]["journey_view"]
+    assert "window_events" not in yaml.safe_load(api.read_text())["groups"][0]["rules"][0]["expr"]
+
+
+@need_prom
+def test_rules_pass_promtool(tmp_path):
+    files = _rules(tmp_path, SLO_CFG)
+    r = subprocess.run([PROMTOOL, "check", "rules", *map(str, files)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@need_prom
+def test_real_prometheus_fires_page_on_outage_and_stays_silent_when_healthy(api_factory, tmp_path):
+    cfg_text = SLO_CFG + "\nevaluator: {enabled: true, interval: 1s}\nserver: {metrics_public: true}\n"
+    api = api_factory(cfg_text)
+    files = _rules(tmp_path, cfg_text)
+    T = anchor(0.2)
+    for i in range(20):                                     # healthy traffic: everything posted in 2 minutes
+        start = T - dt.timedelta(minutes=50 - i)
+        journey(api.ctx.store, f"ok{i}", start, start + dt.timedelta(minutes=2))
+    add_spans(api.ctx.store, T - dt.timedelta(hours=1), minutes=60, per_minute=30)
+
+    with live_server(api.client.app) as base:
+        port = free_port()
+        (tmp_path / "prom.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(f) for f in files],
+            "scrape_configs": [{"job_name": "revwatch", "static_configs": [{"targets": [base[7:]]}]}]}))
+        prom = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prom.yml'}",
+                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        papi = f"http://127.0.0.1:{port}/api/v1"
+
+        def alerts():
+            try:
+                return httpx.get(papi + "/alerts", timeout=2).json()["data"]["alerts"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                return None
+
+        def scraped():
+            try:
+                res = httpx.get(papi + "/query", params={"query": "revwatch_slo_burn_rate"}, timeout=2).json()
+                return len(res["data"]["result"]) > 0
+            except (httpx.HTTPError, KeyError, ValueError):
+                return False
+
+        try:
+            deadline = time.time() + 60
+            while not scraped() and time.time() < deadline:
+                time.sleep(0.5)
+            assert scraped(), "prometheus never scraped revwatch"
+            time.sleep(4)                                     # several evaluation rounds on healthy data
+            assert alerts() == [], alerts()
+            # outage: Odoo stops posting payments — 30 settled in the last 40 min, none posted
+            for i in range(30):
+                journey(api.ctx.store, f"bad{i}", T + dt.timedelta(minutes=-40 + i))
+            deadline = time.time() + 60
+            fired = []
+            while time.time() < deadline:
+                fired = [a for a in (alerts() or []) if a["state"] == "firing"]
+                if any(a["labels"]["severity"] == "page" for a in fired):
+                    break
+                time.sleep(0.5)
+            pages = [a for a in fired if a["labels"]["severity"] == "page"]
+            assert pages and all(a["labels"]["slo"] == "pp" for a in pages), fired
+            assert pages[0]["labels"]["journey"] == "p2p"
+        finally:
+            prom.terminate()
+            prom.wait(20)
