@@ -22,7 +22,7 @@ def slo_table(docs: list[dict]) -> Table:
         w, b = d["windows"], d["budget"]
         days = b["days_until_exhausted"].get("1h")
         name = d["name"] + (f" [{d['group']}]" if d.get("group") else "")
-        t.add_row(name, f"{d['objective']:.2%}", _pct(d["sli"]),
+        t.add_row(Text(name), f"{d['objective']:.2%}", _pct(d["sli"]),
                   *(f"{w[k]['burn_rate']:.2f}" for k in ("5m", "1h", "6h", "1d", "3d")),
                   f"{b['remaining_ratio'] * 100:.1f}% ({b['remaining']:.0f} {b['unit']})",
                   "not burning" if days is None else f"{days:.1f} d",
