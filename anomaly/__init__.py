@@ -1,1 +1,1 @@
-"""revwatch: anomaly package."""
+"""Anomaly detection over business events: billing variance and reconciliation-failure risk (scikit-learn)."""

@@ -1,9 +1,10 @@
 """Journey lookup for incident responders: everything that happened to one correlation ID, in one call.
 
-Why this is fast at 10 M+ rows: `spans` and `events` are sorted by CorrelationId first (revwatch.schema), so
-both reads are primary-key range reads (one binary search per daily partition), not bloom-filter scans. Spans of
-the same traces that were stored under another correlation ID (a child span sent in a later export without
-the attribute) are stored under their trace id, so they are a second primary-key read.
+Why this is fast at 10 M+ rows: `correlation_ts` (one granule) says when the ID was active, so the reads of
+`spans` and `events` — sorted by CorrelationId first — touch only the daily partitions of that time range and are
+primary-key range reads there. Spans of the same traces stored under another correlation ID (a child span sent
+in a later export without the attribute) live under their trace id: a second primary-key read. Related IDs come
+from `attribute_links`, a point read per (attribute, value). No query scans a table.
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import re
 from collections import defaultdict
 
 from revwatch.config import JourneyConfig
+from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import Store
 from revwatch.units import as_utc, utcnow
 
 ERROR_EVENT_TYPES = {"webhook.failed", "payment.reconciliation_failed"}
-LINK_ATTRIBUTES = ("invoice_ref", "payment_ref", "subscription_id", "order_ref", "customer_id")
+_SLACK = dt.timedelta(seconds=1)
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -35,17 +37,27 @@ class JourneyService:
         self.store, self.journeys, self.thresholds = store, journeys, thresholds
 
     # -- raw reads ----------------------------------------------------------------------------------------
-    def events_of(self, cid: str) -> list[dict]:
+    def time_range(self, ids: list[str]) -> tuple[dt.datetime, dt.datetime] | None:
+        """First and last instant anything with these correlation IDs happened (`correlation_ts`), or None."""
+        row = self.store.query(
+            f"SELECT min(First), max(Last), count() FROM {self.store.table('correlation_ts')} "
+            f"WHERE CorrelationId IN {{ids:Array(String)}}", {"ids": ids}).rows[0]
+        if not row[2]:
+            return None
+        return as_utc(row[0]) - _SLACK, as_utc(row[1]) + _SLACK
+
+    def events_of(self, cid: str, window: tuple[dt.datetime, dt.datetime]) -> list[dict]:
         """Deduplicated events of a correlation ID, oldest first."""
         return self.store.query(
             f"SELECT EventId, Type, OccurredAt, Source, Journey, toString(Amount) AS Amount, Currency, Attributes "
             f"FROM {self.store.table('events')} WHERE CorrelationId = {{cid:String}} "
-            f"ORDER BY OccurredAt, EventId LIMIT 1 BY EventId", {"cid": cid}).dicts()
+            f"AND OccurredAt BETWEEN {{lo:DateTime64(3, 'UTC')}} AND {{hi:DateTime64(3, 'UTC')}} "
+            f"ORDER BY OccurredAt, EventId LIMIT 1 BY EventId", {"cid": cid, "lo": window[0], "hi": window[1]}).dicts()
 
     _SPAN_COLS = ("Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, Duration, StatusCode, "
                   "StatusMessage, SpanAttributes, CorrelationId")
 
-    def spans_of(self, cid: str) -> list[dict]:
+    def spans_of(self, cid: str, window: tuple[dt.datetime, dt.datetime]) -> list[dict]:
         """Deduplicated spans of a correlation ID plus the rest of their traces.
 
         Spans exported without a correlation attribute are stored under their trace id (DESIGN §3), so the rest
@@ -55,7 +67,8 @@ class JourneyService:
         t = self.store.table
         spans = self.store.query(
             f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE CorrelationId = {{cid:String}} "
-            f"LIMIT 1 BY TraceId, SpanId", {"cid": cid}).dicts()
+            f"AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND {{hi:DateTime64(9, 'UTC')}} "
+            f"LIMIT 1 BY TraceId, SpanId", {"cid": cid, "lo": window[0], "hi": window[1]}).dicts()
         traces = {s["TraceId"] for s in spans}
         keys = set(traces)
         if _TRACE_ID.match(cid):
@@ -64,18 +77,25 @@ class JourneyService:
                 f"SELECT DISTINCT CorrelationId FROM {t('trace_id_ts')} WHERE TraceId = {{cid:String}}",
                 {"cid": cid}).rows}
         keys.discard(cid)
-        if keys:
+        other = self.time_range(sorted(keys)) if keys else None
+        if other:
             spans += self.store.query(
                 f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE CorrelationId IN {{keys:Array(String)}} "
-                f"AND TraceId IN {{traces:Array(String)}} LIMIT 1 BY TraceId, SpanId",
-                {"keys": sorted(keys), "traces": sorted(traces)}).dicts()
+                f"AND TraceId IN {{traces:Array(String)}} "
+                f"AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND {{hi:DateTime64(9, 'UTC')}} "
+                f"LIMIT 1 BY TraceId, SpanId",
+                {"keys": sorted(keys), "traces": sorted(traces), "lo": other[0], "hi": other[1]}).dicts()
         return spans
 
     # -- the document -------------------------------------------------------------------------------------
     def lookup(self, cid: str, now: dt.datetime | None = None) -> dict:
         """The journey document of a correlation ID; raises NotFound when nothing has that ID."""
         now = now or utcnow()
-        events, spans = self.events_of(cid), self.spans_of(cid)
+        window = self.time_range([cid])
+        if window is None and not _TRACE_ID.match(cid):
+            raise NotFound(cid)
+        window = window or (dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc), now + _SLACK)
+        events, spans = self.events_of(cid, window), self.spans_of(cid, window)
         if not events and not spans:
             raise NotFound(cid)
         timeline = [self._event_item(e) for e in events] + [self._span_item(s) for s in spans]
@@ -140,21 +160,24 @@ class JourneyService:
         return out
 
     def _related(self, cid: str, events: list[dict]) -> list[dict]:
-        """IDs carried in this journey's attributes, with the correlation IDs they lead to."""
-        values: dict[tuple[str, str], None] = {}
+        """IDs carried in this journey's attributes, with the correlation IDs they lead to (`attribute_links`)."""
+        pairs: dict[tuple[str, str], None] = {}
         for e in events:
             for k in LINK_ATTRIBUTES:
                 v = (e["Attributes"] or {}).get(k)
                 if v and v != cid:
-                    values[(k, v)] = None
-        out = []
-        for k, v in list(values)[:10]:
-            r = self.store.query(
-                f"SELECT DISTINCT CorrelationId FROM {self.store.table('events')} "
-                f"WHERE (CorrelationId = {{v:String}} OR Attributes[{{k:String}}] = {{v:String}}) "
-                f"AND CorrelationId != {{cid:String}} LIMIT 20", {"k": k, "v": v, "cid": cid})
-            out.append({"attribute": k, "value": v, "correlation_ids": [x[0] for x in r.rows]})
-        return out
+                    pairs[(k, v)] = None
+        if not pairs:
+            return []
+        keys, values = zip(*pairs)
+        rows = self.store.query(
+            f"SELECT Key, Value, groupArray(20)(CorrelationId) FROM "
+            f"(SELECT Key, Value, CorrelationId FROM {self.store.table('attribute_links')} "
+            f" WHERE (Key, Value) IN (SELECT arrayJoin(arrayZip({{k:Array(String)}}, {{v:Array(String)}}))) "
+            f" AND CorrelationId != {{cid:String}} GROUP BY Key, Value, CorrelationId ORDER BY min(At)) "
+            f"GROUP BY Key, Value", {"k": list(keys), "v": list(values), "cid": cid}).rows
+        found = {(k, v): ids for k, v, ids in rows}
+        return [{"attribute": k, "value": v, "correlation_ids": found.get((k, v), [])} for k, v in pairs]
 
     @staticmethod
     def _event_item(e: dict) -> dict:
@@ -178,8 +201,14 @@ class JourneyService:
                since: dt.datetime | None = None, until: dt.datetime | None = None, limit: int = 100) -> list[dict]:
         """Correlation IDs whose events match the filters, newest first, with a summary each."""
         where, params = [], {"limit": limit}
-        if attr:
-            where.append("(Attributes[{ak:String}] = {av:String} OR (CorrelationId = {av:String}))")
+        if attr and attr[0] in LINK_ATTRIBUTES:            # point read in attribute_links, then those IDs
+            ids = [r[0] for r in self.store.query(
+                f"SELECT DISTINCT CorrelationId FROM {self.store.table('attribute_links')} "
+                f"WHERE Key = {{k:String}} AND Value = {{v:String}} LIMIT 10000", {"k": attr[0], "v": attr[1]}).rows]
+            where.append("CorrelationId IN {ids:Array(String)}")
+            params["ids"] = ids + [attr[1]]                 # the value may itself be a correlation ID
+        elif attr:
+            where.append("(Attributes[{ak:String}] = {av:String} OR CorrelationId = {av:String})")
             params.update(ak=attr[0], av=attr[1])
         if customer:
             where.append("Attributes['customer_id'] = {cust:String}")

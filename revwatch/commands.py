@@ -64,3 +64,31 @@ def simulate(url: str = typer.Option("http://127.0.0.1:8317", "--url", help="rev
         fail(str(e), 1)
     finally:
         sender.close()
+
+
+anomaly_app = typer.Typer(help="Billing-variance and reconciliation-risk findings.", no_args_is_help=True)
+app.add_typer(anomaly_app, name="anomaly")
+
+
+@anomaly_app.command("scan")
+def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
+                 as_json: bool = typer.Option(False, "--json"),
+                 limit: int = typer.Option(10, "--limit", min=1, help="top findings to show")):
+    """Run the detectors now and show the top findings."""
+    import json
+    from anomaly.detectors import list_findings, scan
+    from revwatch.cli import Remote, _config, _local_or_remote
+    target = _local_or_remote(_config(config))
+    if isinstance(target, Remote):
+        summary = target.request("POST", "/api/v1/anomalies/scan")
+        items = target.request("GET", "/api/v1/anomalies", params={"limit": limit})["items"]
+    else:
+        summary, items = scan(target), list_findings(target, limit=limit)
+    if as_json:
+        print(json.dumps({"summary": summary, "top": items}, default=str))
+        return
+    out.print(f"scan: {summary['findings'] or 'no findings'} (reconciliation model: "
+              f"{summary['reconciliation_model']['model']})")
+    for f in items:
+        out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} {'; '.join(f['reasons'])}",
+                  markup=False)

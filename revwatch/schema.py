@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS {db}.spans{local} {on_cluster} (
 ) ENGINE = {engine_replacing}
 PARTITION BY toDate(Timestamp)
 ORDER BY (CorrelationId, TraceId, SpanId)
-SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000
+SETTINGS index_granularity = 2048, non_replicated_deduplication_window = 10000
 """
 
 _TRACE_ID_TS = """
@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS {db}.events{local} {on_cluster} (
 ) ENGINE = {engine_replacing}
 PARTITION BY toDate(OccurredAt)
 ORDER BY (CorrelationId, EventId)
-SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000
+SETTINGS index_granularity = 2048, non_replicated_deduplication_window = 10000
 """
 
 # One row per (event type, correlation ID) after merges: the first time the milestone was reached.
@@ -237,6 +237,53 @@ PARTITION BY toYYYYMM(ReceivedAt)
 ORDER BY (AlertName, Fingerprint, ReceivedAt)
 """
 
+# Where each correlation ID lives in time: one granule read that turns a lookup into a partition-pruned read
+# (the exporter's trace_id_ts pattern, keyed by correlation ID). Fed by spans and events.
+_CORRELATION_TS = """
+CREATE TABLE IF NOT EXISTS {db}.correlation_ts{local} {on_cluster} (
+    CorrelationId String,
+    First SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    Last SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+) ENGINE = {engine_aggregating}
+ORDER BY CorrelationId
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000
+"""
+
+_CORRELATION_TS_SPANS_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.correlation_ts_spans_mv {on_cluster} TO {db}.correlation_ts{local} AS
+SELECT CorrelationId, min(Timestamp) AS First, max(Timestamp) AS Last FROM {db}.spans{local} GROUP BY CorrelationId
+"""
+
+_CORRELATION_TS_EVENTS_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.correlation_ts_events_mv {on_cluster} TO {db}.correlation_ts{local} AS
+SELECT CorrelationId, toDateTime64(min(OccurredAt), 9, 'UTC') AS First, toDateTime64(max(OccurredAt), 9, 'UTC') AS Last
+FROM {db}.events{local} GROUP BY CorrelationId
+"""
+
+# Link attributes (invoice_ref, payment_ref, …) → the correlation IDs that carry them: the responder's hop from a
+# payment to its invoice, and `?attr=` search, as point reads.
+LINK_ATTRIBUTES = ("invoice_ref", "payment_ref", "subscription_id", "order_ref", "customer_id")
+_ATTRIBUTE_LINKS = """
+CREATE TABLE IF NOT EXISTS {db}.attribute_links{local} {on_cluster} (
+    Key LowCardinality(String),
+    Value String,
+    CorrelationId String,
+    At SimpleAggregateFunction(min, DateTime64(3, 'UTC'))
+) ENGINE = {engine_aggregating}
+ORDER BY (Key, Value, CorrelationId)
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000
+"""
+
+_ATTRIBUTE_LINKS_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.attribute_links_mv {on_cluster} TO {db}.attribute_links{local} AS
+SELECT kv.1 AS Key, kv.2 AS Value, CorrelationId, min(OccurredAt) AS At
+FROM {db}.events{local}
+ARRAY JOIN arrayFilter(x -> x.2 != '' AND has(['invoice_ref', 'payment_ref', 'subscription_id', 'order_ref',
+                                               'customer_id'], x.1),
+                       arrayZip(mapKeys(Attributes), mapValues(Attributes))) AS kv
+GROUP BY Key, Value, CorrelationId
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -246,13 +293,17 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_MILESTONES, _MILESTONES_MV, _INGEST_LOG, _INGEST_LOG_EVENTS_MV, _INGEST_LOG_SPANS_MV)),
     Migration(3, "probe samples, SLO minute rollups, small state", (_SAMPLES, _INGEST_LOG_SAMPLES_MV, _SLO_MINUTES, _KV_STATE)),
     Migration(4, "API keys (hashed), anomalies, alert log", (_API_KEYS, _ANOMALIES, _ALERTS)),
+    Migration(5, "correlation-ID time ranges and attribute links for fast journey lookups",
+              (_CORRELATION_TS, _CORRELATION_TS_SPANS_MV, _CORRELATION_TS_EVENTS_MV, _ATTRIBUTE_LINKS,
+               _ATTRIBUTE_LINKS_MV)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
 DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(CorrelationId)",
                "milestones": "cityHash64(CorrelationId)", "trace_id_ts": "cityHash64(CorrelationId)",
                "samples": "cityHash64(Name)", "ingest_log": "rand()", "slo_minutes": "cityHash64(Slo)",
-               "kv_state": "cityHash64(Key)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
+               "kv_state": "cityHash64(Key)", "correlation_ts": "cityHash64(CorrelationId)",
+               "attribute_links": "cityHash64(Value)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
                "alerts": "cityHash64(Fingerprint)"}
 
 

@@ -11,6 +11,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
+from anomaly import routes as anomaly_routes
+from anomaly.detectors import scan as anomaly_scan
 from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
 from collector.intake import Intake
@@ -52,6 +54,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     ctx.services["slo"] = engine
     ctx.services["journeys"] = JourneyService(store, cfg.journeys, engine.journey_thresholds())
     metrics.register(SloCollector(engine))
+    metrics.register(anomaly_routes.AnomalyCollector(store))
     return ctx
 
 
@@ -71,6 +74,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                 scheduler.add_job(ctx.services["slo"].evaluate_and_cache, "interval",
                                   seconds=cfg.evaluator.interval.total_seconds(), id="slo-evaluate",
                                   max_instances=1, coalesce=True, next_run_time=_soon())
+            scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], minutes=5, id="anomaly-scan",
+                              max_instances=1, coalesce=True)
             ctx.services["scheduler"] = scheduler
             scheduler.start()
         try:
@@ -90,6 +95,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     app.include_router(collector_routes.router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
+    app.include_router(anomaly_routes.router)
 
     @app.get("/healthz")
     def healthz():

@@ -1,0 +1,187 @@
+"""End-to-end ingest rate vs a raw clickhouse-connect insert of the same rows into the same engine, one run.
+
+Starts `revwatch serve` (embedded store) in a subprocess, sends N spans (default 1 M) as OTLP/HTTP protobuf in
+requests of 5,000 spans from 2 client threads, and N/2 business events as JSON, and times each until the spool is
+drained into ClickHouse. Then, with the server stopped, inserts the same rows with clickhouse-connect into a fresh
+database of the same engine. Also prints where a request's time goes (decode, spool, insert) measured in-process.
+
+    python bench/ingest.py [--spans 1000000] [--events 500000]
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as dt
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+
+from collector.correlation import CorrelationRules  # noqa: E402
+from collector.events import EVENT_COLUMNS, validate_events  # noqa: E402
+from collector.otlp import SPAN_COLUMNS, decode_traces  # noqa: E402
+from collector.spool import KIND_SPANS, Spool  # noqa: E402
+from collector.writer import event_rows_for_insert  # noqa: E402
+
+PER_REQUEST = 5000
+
+
+def span_requests(n: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    now = time.time_ns()
+    out = []
+    for off in range(0, n, PER_REQUEST):
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        rs.resource.attributes.add(key="service.name").value.string_value = rng.choice(("stripe", "odoo", "crm"))
+        ss = rs.scope_spans.add()
+        ss.scope.name = "bench"
+        for i in range(off, min(off + PER_REQUEST, n)):
+            sp = ss.spans.add(trace_id=rng.getrandbits(128).to_bytes(16, "big"),
+                              span_id=rng.getrandbits(64).to_bytes(8, "big") or b"\x01" * 8,
+                              name=rng.choice(("POST /v1/charges", "odoo.execute_kw", "webhook")), kind=2,
+                              start_time_unix_nano=now - rng.randrange(86_400 * 10**9))
+            sp.end_time_unix_nano = sp.start_time_unix_nano + rng.randrange(10**9)
+            sp.attributes.add(key="correlation.id").value.string_value = f"pay_{i // 3}"
+            sp.attributes.add(key="http.response.status_code").value.int_value = 200
+            sp.status.code = 2 if i % 50 == 0 else 1
+        out.append(req.SerializeToString())
+    return out
+
+
+def event_bodies(n: int, per: int = 2000) -> list[bytes]:
+    now = dt.datetime.now(dt.timezone.utc)
+    types = ("payment.received", "payment.settled", "payment.posted")
+    out = []
+    for off in range(0, n, per):
+        out.append(orjson.dumps([{"event_id": f"evt_{i}", "type": types[i % 3], "correlation_id": f"pay_{i // 3}",
+                                  "occurred_at": (now - dt.timedelta(seconds=i % 86400)).isoformat(),
+                                  "source": "bench", "amount": "129.00", "currency": "EUR",
+                                  "attributes": {"invoice_ref": f"INV/{i // 3}"}}
+                                 for i in range(off, min(off + per, n))]))
+    return out
+
+
+def wait_drained(base: str, expect_spans: int, expect_events: int, timeout: float = 1800) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready = httpx.get(base + "/readyz", timeout=30).json()
+        if ready["spool_bytes"] == 0:
+            return
+        time.sleep(0.05)
+    raise SystemExit("spool did not drain")
+
+
+def send_all(base: str, key: str, bodies: list[bytes], path: str, ctype: str) -> None:
+    hdr = {"Authorization": f"Bearer {key}", "Content-Type": ctype}
+    with httpx.Client(timeout=120) as client:
+        def post(body):
+            while True:
+                r = client.post(base + path, content=body, headers=hdr)
+                if r.status_code in (429, 503):
+                    time.sleep(float(r.headers.get("Retry-After", "1")))
+                    continue
+                assert r.status_code == 200, r.text[:200]
+                return
+        with cf.ThreadPoolExecutor(2) as pool:
+            list(pool.map(post, bodies))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--events", type=int, default=500_000)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="rw-bench-ingest-"))
+    port = 18_000 + os.getpid() % 1000
+    cfg = tmp / "rw.yaml"
+    cfg.write_text(f"store: {{dsn: 'chdb://{tmp}/data'}}\nserver: {{port: {port}}}\n"
+                   f"spool: {{dir: '{tmp}/spool', max_bytes: 8GiB}}\nevaluator: {{enabled: false}}\n")
+    rw = [sys.executable, "-m", "revwatch.cli"]
+    key = subprocess.run(rw + ["keys", "create", "--scope", "ingest", "--config", str(cfg)], capture_output=True,
+                         text=True, check=True).stdout.split()[-1]
+    print(f"preparing {a.spans:,} spans in {len(range(0, a.spans, PER_REQUEST))} OTLP requests, "
+          f"{a.events:,} events …", flush=True)
+    reqs, evs = span_requests(a.spans), event_bodies(a.events)
+    server = subprocess.Popen(rw + ["serve", "--config", str(cfg)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        t0 = time.perf_counter()
+        send_all(base, key, reqs, "/v1/traces", "application/x-protobuf")
+        acked_spans = time.perf_counter() - t0
+        wait_drained(base, a.spans, 0)
+        spans_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        send_all(base, key, evs, "/api/v1/events", "application/json")
+        wait_drained(base, 0, a.events)
+        events_s = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(60)
+
+    # -- baseline: the same rows, raw clickhouse-connect inserts into the same engine, this process ---------------
+    from revwatch.store import open_store
+    store = open_store(f"chdb://{tmp}/data", "raw")
+    rules = CorrelationRules(["correlation.id"], ["correlation.id"])
+    span_rows = [r for body in reqs for r in decode_traces(body, False, rules).rows]
+    t0 = time.perf_counter()
+    for off in range(0, len(span_rows), 50_000):
+        store.insert("spans", span_rows[off:off + 50_000], SPAN_COLUMNS)
+    raw_spans_s = time.perf_counter() - t0
+    ev_rows = [r for body in evs for r in validate_events(body, "application/json").rows]
+    t0 = time.perf_counter()
+    for off in range(0, len(ev_rows), 50_000):
+        store.insert("events", event_rows_for_insert(ev_rows[off:off + 50_000]), EVENT_COLUMNS)
+    raw_events_s = time.perf_counter() - t0
+    stored = store.query(f"SELECT count() FROM revwatch.spans").scalar()
+
+    # -- where a span request's time goes (in-process, one core) ------------------------------------------------
+    sample = reqs[: min(40, len(reqs))]
+    t0 = time.perf_counter()
+    decoded = [decode_traces(b, False, rules).rows for b in sample]
+    t_decode = time.perf_counter() - t0
+    spool = Spool(tmp / "profile-spool", max_bytes=8 * 1024**3)
+    t0 = time.perf_counter()
+    for rows in decoded:
+        spool.append(KIND_SPANS, rows)
+    t_spool = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    while (b := spool.next_batch(50_000)) is not None:
+        store.insert("spans", [r for _, rs in b.records for r in rs], SPAN_COLUMNS)
+        spool.commit(b)
+    t_insert = time.perf_counter() - t0
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    n_sample = sum(len(r) for r in decoded)
+    print(f"spans: {a.spans / spans_s:,.0f} spans/s end-to-end (acknowledged at {a.spans / acked_spans:,.0f}/s; "
+          f"{stored:,} stored); raw insert {a.spans / raw_spans_s:,.0f} spans/s; "
+          f"ratio {raw_spans_s / spans_s:.2f} (target ≥ 0.5)")
+    print(f"events: {a.events / events_s:,.0f} events/s end-to-end; raw insert {a.events / raw_events_s:,.0f} "
+          f"events/s; ratio {raw_events_s / events_s:.2f}")
+    total = t_decode + t_spool + t_insert
+    print(f"per-span cost, in-process: decode+rows {t_decode / n_sample * 1e6:.1f} µs "
+          f"({t_decode / total:.0%}), spool append+fsync {t_spool / n_sample * 1e6:.1f} µs ({t_spool / total:.0%}), "
+          f"spool read+ClickHouse insert {t_insert / n_sample * 1e6:.1f} µs ({t_insert / total:.0%})")
+
+
+if __name__ == "__main__":
+    main()
