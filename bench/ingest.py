@@ -109,7 +109,7 @@ def main() -> None:
     cfg = tmp / "rw.yaml"
     cfg.write_text(f"store: {{dsn: 'chdb://{tmp}/data'}}\nserver: {{port: {port}}}\n"
                    f"spool: {{dir: '{tmp}/spool', max_bytes: 8GiB}}\nevaluator: {{enabled: false}}\n")
-    rw = [sys.executable, "-m", "revwatch.cli"]
+    rw = [sys.executable, "-m", "revwatch"]
     key = subprocess.run(rw + ["keys", "create", "--scope", "ingest", "--config", str(cfg)], capture_output=True,
                          text=True, check=True).stdout.split()[-1]
     print(f"preparing {a.spans:,} spans in {len(range(0, a.spans, PER_REQUEST))} OTLP requests, "

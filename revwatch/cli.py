@@ -250,5 +250,6 @@ def main() -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":          # `python -m revwatch.cli`: run the imported module's app, which has
+    from revwatch.cli import main as _main   # every command registered (this __main__ copy does not)
+    _main()

@@ -123,5 +123,5 @@ def live_server(app):
 
 def revwatch_cmd(*args: str, env: dict | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     """Run the installed CLI in a subprocess (its own process, so its own chDB data dir)."""
-    return subprocess.run([sys.executable, "-m", "revwatch.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "revwatch", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout, **kw)

@@ -125,7 +125,7 @@ def test_kill_9_then_restart_every_acknowledged_event_once(tmp_path):
     base = f"http://127.0.0.1:{port}"
 
     def start():
-        p = subprocess.Popen([sys.executable, "-m", "revwatch.cli", "serve", "--config", str(cfg)],
+        p = subprocess.Popen([sys.executable, "-m", "revwatch", "serve", "--config", str(cfg)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:

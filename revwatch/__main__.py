@@ -1,0 +1,4 @@
+"""`python -m revwatch` runs the CLI."""
+from revwatch.cli import main
+
+main()
