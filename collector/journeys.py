@@ -2,9 +2,10 @@
 
 Why this is fast at 10 M+ rows: `correlation_ts` (one granule) says when the ID was active, so the reads of
 `spans` and `events` — sorted by CorrelationId first — touch only the daily partitions of that time range and are
-primary-key range reads there. Spans of the same traces stored under another correlation ID (a child span sent
-in a later export without the attribute) live under their trace id: a second primary-key read. Related IDs come
-from `attribute_links`, a point read per (attribute, value). No query scans a table.
+primary-key range reads there. `correlation_ts` also keeps the correlation's trace ids: spans of those traces
+stored under another correlation ID (a child span sent in a later export without the attribute lives under its
+trace id) come in the same primary-key read. Related IDs come from `attribute_links`, a point read per
+(attribute, value). Four round trips, no table scan (bench/lookup.py measures them).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from revwatch.units import as_utc, utcnow
 
 ERROR_EVENT_TYPES = {"webhook.failed", "payment.reconciliation_failed"}
 _SLACK = dt.timedelta(seconds=1)
+_TRACE_SLACK = dt.timedelta(hours=1)
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -37,65 +39,67 @@ class JourneyService:
         self.store, self.journeys, self.thresholds = store, journeys, thresholds
 
     # -- raw reads ----------------------------------------------------------------------------------------
-    def time_range(self, ids: list[str]) -> tuple[dt.datetime, dt.datetime] | None:
-        """First and last instant anything with these correlation IDs happened (`correlation_ts`), or None."""
+    def whereabouts(self, cid: str) -> tuple[dt.datetime, dt.datetime, list[str]] | None:
+        """When the ID was active and its trace ids (`correlation_ts`, one granule), or None when unknown."""
         row = self.store.query(
-            f"SELECT min(First), max(Last), count() FROM {self.store.table('correlation_ts')} "
-            f"WHERE CorrelationId IN {{ids:Array(String)}}", {"ids": ids}).rows[0]
-        if not row[2]:
+            f"SELECT min(First), max(Last), arraySlice(groupUniqArrayArray(Traces), 1, 500), count() "
+            f"FROM {self.store.table('correlation_ts')} WHERE CorrelationId = {{cid:String}}", {"cid": cid}).rows[0]
+        if not row[3]:
             return None
-        return as_utc(row[0]) - _SLACK, as_utc(row[1]) + _SLACK
+        return as_utc(row[0]) - _SLACK, as_utc(row[1]) + _SLACK, row[2]
 
-    def events_of(self, cid: str, window: tuple[dt.datetime, dt.datetime]) -> list[dict]:
-        """Deduplicated events of a correlation ID, oldest first."""
+    def events_of(self, cid: str, lo: dt.datetime, hi: dt.datetime) -> list[dict]:
+        """Deduplicated events of a correlation ID within [lo, hi], oldest first."""
         return self.store.query(
             f"SELECT EventId, Type, OccurredAt, Source, Journey, toString(Amount) AS Amount, Currency, Attributes "
             f"FROM {self.store.table('events')} WHERE CorrelationId = {{cid:String}} "
             f"AND OccurredAt BETWEEN {{lo:DateTime64(3, 'UTC')}} AND {{hi:DateTime64(3, 'UTC')}} "
-            f"ORDER BY OccurredAt, EventId LIMIT 1 BY EventId", {"cid": cid, "lo": window[0], "hi": window[1]}).dicts()
+            f"ORDER BY OccurredAt, EventId LIMIT 1 BY EventId", {"cid": cid, "lo": lo, "hi": hi}).dicts()
 
     _SPAN_COLS = ("Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, Duration, StatusCode, "
                   "StatusMessage, SpanAttributes, CorrelationId")
 
-    def spans_of(self, cid: str, window: tuple[dt.datetime, dt.datetime]) -> list[dict]:
-        """Deduplicated spans of a correlation ID plus the rest of their traces.
+    def spans_of(self, cid: str, lo: dt.datetime, hi: dt.datetime, traces: list[str]) -> list[dict]:
+        """Deduplicated spans of a correlation ID plus the rest of its traces, in one primary-key read.
 
         Spans exported without a correlation attribute are stored under their trace id (DESIGN §3), so the rest
-        of a trace is another primary-key read: `CorrelationId IN (trace ids)`. When the ID is itself a trace
-        id, `trace_id_ts` names the correlation IDs its other spans were stored under.
+        of a trace is `CorrelationId IN (its trace ids)`, within an hour of the correlation's own time range.
         """
-        t = self.store.table
-        spans = self.store.query(
-            f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE CorrelationId = {{cid:String}} "
+        keys = [cid, *traces]
+        return self.store.query(
+            f"SELECT {self._SPAN_COLS} FROM {self.store.table('spans')} WHERE CorrelationId IN {{keys:Array(String)}} "
+            f"AND (CorrelationId = {{cid:String}} OR TraceId IN {{keys:Array(String)}}) "
             f"AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND {{hi:DateTime64(9, 'UTC')}} "
-            f"LIMIT 1 BY TraceId, SpanId", {"cid": cid, "lo": window[0], "hi": window[1]}).dicts()
-        traces = {s["TraceId"] for s in spans}
-        keys = set(traces)
-        if _TRACE_ID.match(cid):
-            traces.add(cid)
-            keys |= {r[0] for r in self.store.query(
-                f"SELECT DISTINCT CorrelationId FROM {t('trace_id_ts')} WHERE TraceId = {{cid:String}}",
-                {"cid": cid}).rows}
-        keys.discard(cid)
-        other = self.time_range(sorted(keys)) if keys else None
-        if other:
-            spans += self.store.query(
-                f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE CorrelationId IN {{keys:Array(String)}} "
-                f"AND TraceId IN {{traces:Array(String)}} "
-                f"AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND {{hi:DateTime64(9, 'UTC')}} "
-                f"LIMIT 1 BY TraceId, SpanId",
-                {"keys": sorted(keys), "traces": sorted(traces), "lo": other[0], "hi": other[1]}).dicts()
-        return spans
+            f"LIMIT 1 BY TraceId, SpanId",
+            {"keys": keys, "cid": cid, "lo": lo - _TRACE_SLACK, "hi": hi + _TRACE_SLACK}).dicts()
+
+    def trace_spans(self, trace_id: str) -> list[dict]:
+        """Every span of one trace, whatever correlation IDs its spans were stored under (`trace_id_ts`)."""
+        t = self.store.table
+        rows = self.store.query(
+            f"SELECT groupUniqArray(CorrelationId), min(Start), max(End) FROM {t('trace_id_ts')} "
+            f"WHERE TraceId = {{tid:String}}", {"tid": trace_id}).rows
+        keys, lo, hi = rows[0]
+        if not keys:
+            return []
+        return self.store.query(
+            f"SELECT {self._SPAN_COLS} FROM {t('spans')} WHERE CorrelationId IN {{keys:Array(String)}} "
+            f"AND TraceId = {{tid:String}} AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND "
+            f"{{hi:DateTime64(9, 'UTC')}} LIMIT 1 BY SpanId",
+            {"keys": keys, "tid": trace_id, "lo": as_utc(lo), "hi": as_utc(hi)}).dicts()
 
     # -- the document -------------------------------------------------------------------------------------
     def lookup(self, cid: str, now: dt.datetime | None = None) -> dict:
         """The journey document of a correlation ID; raises NotFound when nothing has that ID."""
         now = now or utcnow()
-        window = self.time_range([cid])
-        if window is None and not _TRACE_ID.match(cid):
-            raise NotFound(cid)
-        window = window or (dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc), now + _SLACK)
-        events, spans = self.events_of(cid, window), self.spans_of(cid, window)
+        where = self.whereabouts(cid)
+        events, spans = [], []
+        if where is not None:
+            lo, hi, traces = where
+            events, spans = self.events_of(cid, lo, hi), self.spans_of(cid, lo, hi, traces)
+        if _TRACE_ID.match(cid):                           # a trace id: the whole trace, wherever it is stored
+            seen = {(x["TraceId"], x["SpanId"]) for x in spans}
+            spans += [x for x in self.trace_spans(cid) if (x["TraceId"], x["SpanId"]) not in seen]
         if not events and not spans:
             raise NotFound(cid)
         timeline = [self._event_item(e) for e in events] + [self._span_item(s) for s in spans]

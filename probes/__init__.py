@@ -1,1 +1,1 @@
-"""revwatch: probes package."""
+"""Scheduled pollers for telemetry nobody pushes: Odoo, RabbitMQ, Redis, HTTP endpoints."""

@@ -92,3 +92,53 @@ def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
     for f in items:
         out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} {'; '.join(f['reasons'])}",
                   markup=False)
+
+
+probes_app = typer.Typer(help="Scheduled pollers: Odoo, RabbitMQ, Redis, HTTP.", no_args_is_help=True)
+app.add_typer(probes_app, name="probes")
+
+
+@probes_app.command("run")
+def probes_run(config: Optional[Path] = typer.Option(None, "--config", "-c"),
+               once: bool = typer.Option(True, "--once", help="run every configured probe once and print"),
+               as_json: bool = typer.Option(False, "--json")):
+    """Run every configured probe once and print what it saw (samples, events, notes)."""
+    import json
+    from probes.base import ProbeConfigError
+    from probes.service import ProbeService
+    from revwatch.cli import Remote, _config, _local_or_remote
+    cfg = _config(config)
+    if not cfg.probes:
+        fail("no probes configured (add probes: to the config)")
+    target = _local_or_remote(cfg)
+    if isinstance(target, Remote):
+        fail("the server holds the store and runs the probes on its schedule; stop it to run them by hand")
+    intake = None
+    try:
+        from collector.intake import Intake
+        from collector.spool import Spool
+        from collector.writer import Writer
+        from revwatch.metrics import Metrics
+        spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes)
+        intake = Intake(spool, target, Metrics(), cfg.spool.dedup_max_keys)
+        service = ProbeService(cfg.probes, target, intake)
+    except ProbeConfigError as e:
+        fail(str(e))
+    results = service.run_once()
+    writer = Writer(spool, target)
+    while (batch := spool.next_batch(50_000)) is not None:
+        writer.write_batch(batch)
+    spool.close()
+    if as_json:
+        print(json.dumps(results, default=str))
+    else:
+        for r in results:
+            out.print(f"[bold]{r['probe']}[/bold] ({r['type']}): {'up' if r['up'] else 'DOWN'} in {r['seconds']}s, "
+                      f"{r['events']} events ({r['events_duplicates']} already known)")
+            for s in r["samples"]:
+                labels = ",".join(f"{k}={v}" for k, v in s["labels"].items() if k != "probe")
+                out.print(f"    {s['name']}{{{labels}}} = {s['value']:g}", markup=False)
+            for n in r["notes"]:
+                out.print(f"    note: {n}", markup=False)
+    if any(not r["up"] for r in results):
+        raise typer.Exit(1)

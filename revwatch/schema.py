@@ -237,13 +237,14 @@ PARTITION BY toYYYYMM(ReceivedAt)
 ORDER BY (AlertName, Fingerprint, ReceivedAt)
 """
 
-# Where each correlation ID lives in time: one granule read that turns a lookup into a partition-pruned read
+# Where each correlation ID lives in time, and its traces: one granule read that turns a lookup into a partition-pruned read
 # (the exporter's trace_id_ts pattern, keyed by correlation ID). Fed by spans and events.
 _CORRELATION_TS = """
 CREATE TABLE IF NOT EXISTS {db}.correlation_ts{local} {on_cluster} (
     CorrelationId String,
     First SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
-    Last SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+    Last SimpleAggregateFunction(max, DateTime64(9, 'UTC')),
+    Traces SimpleAggregateFunction(groupUniqArrayArray, Array(String))
 ) ENGINE = {engine_aggregating}
 ORDER BY CorrelationId
 SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000
@@ -251,12 +252,14 @@ SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000
 
 _CORRELATION_TS_SPANS_MV = """
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.correlation_ts_spans_mv {on_cluster} TO {db}.correlation_ts{local} AS
-SELECT CorrelationId, min(Timestamp) AS First, max(Timestamp) AS Last FROM {db}.spans{local} GROUP BY CorrelationId
+SELECT CorrelationId, min(Timestamp) AS First, max(Timestamp) AS Last, groupUniqArray(64)(TraceId) AS Traces
+FROM {db}.spans{local} GROUP BY CorrelationId
 """
 
 _CORRELATION_TS_EVENTS_MV = """
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.correlation_ts_events_mv {on_cluster} TO {db}.correlation_ts{local} AS
-SELECT CorrelationId, toDateTime64(min(OccurredAt), 9, 'UTC') AS First, toDateTime64(max(OccurredAt), 9, 'UTC') AS Last
+SELECT CorrelationId, toDateTime64(min(OccurredAt), 9, 'UTC') AS First, toDateTime64(max(OccurredAt), 9, 'UTC') AS Last,
+       CAST([], 'Array(String)') AS Traces
 FROM {db}.events{local} GROUP BY CorrelationId
 """
 

@@ -20,6 +20,7 @@ from collector.journeys import JourneyService
 from collector import journey_routes
 from collector.spool import Spool
 from collector.writer import Writer
+from probes.service import ProbeService
 from dashboards.overview import render_overview
 from revwatch.api import ApiError, AppContext, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
@@ -55,6 +56,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     ctx.services["journeys"] = JourneyService(store, cfg.journeys, engine.journey_thresholds())
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
+    ctx.services["probes"] = ProbeService(cfg.probes, store, ctx.services["intake"], metrics)
     return ctx
 
 
@@ -74,6 +76,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                 scheduler.add_job(ctx.services["slo"].evaluate_and_cache, "interval",
                                   seconds=cfg.evaluator.interval.total_seconds(), id="slo-evaluate",
                                   max_instances=1, coalesce=True, next_run_time=_soon())
+            ctx.services["probes"].schedule(scheduler)
             scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], minutes=5, id="anomaly-scan",
                               max_instances=1, coalesce=True)
             ctx.services["scheduler"] = scheduler

@@ -1,0 +1,335 @@
+"""Probes: Odoo 16–19 over JSON-RPC, XML-RPC and JSON-2 (fake server following the documented protocols), the
+real RabbitMQ and Redis on loopback, HTTP checks, scheduler behaviour and credential hygiene."""
+import datetime as dt
+import http.server
+import json
+import logging
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from probes.base import Probe, ProbeConfigError, ProbeResult, ProbeRunner, Sample, build_probe
+from probes.brokers import RabbitMQProbe, RedisProbe
+from probes.http import HttpProbe
+from probes.odoo import OdooProbe
+from probes.service import REGISTRY, ProbeService
+from revwatch.config import ProbeConfig
+from tests import fake_odoo
+from tests.conftest import free_port, live_server, revwatch_cmd
+
+
+def odoo_probe(base, store=None, **kw):
+    settings = {"url": base, "db": fake_odoo.DB, "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, **kw}
+    return build_probe(ProbeConfig(name=f"odoo-{uuid.uuid4().hex[:6]}", type="odoo", **settings), REGISTRY,
+                       state=store)
+
+
+def samples(result):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in result.samples}
+
+
+def by_type(result):
+    out = {}
+    for e in result.events:
+        out.setdefault(e["type"], []).append(e)
+    return out
+
+
+CASES = [(16, "jsonrpc"), (16, "xmlrpc"), (17, "jsonrpc"), (17, "xmlrpc"), (18, "jsonrpc"), (18, "xmlrpc"),
+         (19, "json2")]
+
+
+@pytest.mark.parametrize("version, protocol", CASES)
+def test_odoo_events_and_gauges_per_version_and_protocol(store, version, protocol):
+    fake = fake_odoo.FakeOdoo(version)
+    with live_server(fake.app) as base:
+        kw = {"api_key": fake_odoo.API_KEY} if protocol == "json2" else {"protocol": protocol}
+        probe = odoo_probe(base, store, **kw)
+        result = probe.run()
+    assert probe.client.protocol == protocol and {c[0] for c in fake.calls} == {protocol}
+    ev = by_type(result)
+    assert len(ev["invoice.created"]) == 7 and len(ev["invoice.posted"]) == 5      # entries (MISC/1) excluded
+    posted = {e["correlation_id"] for e in ev["invoice.posted"]}
+    assert posted == {f"INV/2026/{i:05d}" for i in range(1, 6)}                    # from payment_reference
+    assert ev["invoice.posted"][0]["amount"] == "100.00" and ev["invoice.posted"][0]["currency"] == "EUR"
+    assert len(ev["payment.posted"]) == 3 and len(ev["payment.reconciled"]) == 1
+    assert all(e["event_id"].startswith(f"odoo:prod:") for e in result.events)
+    s = samples(result)
+    assert s[("odoo_draft_invoices_old", (("older_than_hours", "24"),))] == 1
+    assert s[("odoo_unreconciled_lines", ())] == 3 and s[("odoo_unreconciled_amount", ())] == 390.49
+    assert 8.9 * 86400 < s[("odoo_unreconciled_oldest_age_seconds", ())] < 10 * 86400
+    assert s[("odoo_subscriptions_overdue_invoicing", ())] == 1                   # stage vs subscription_state
+    assert s[("odoo_cron_late", ())] == 1 and s[("odoo_cron_max_lateness_seconds", ())] >= 7190
+    assert s[("odoo_queue_jobs", (("state", "pending"),))] == 2
+    assert s[("odoo_queue_jobs", (("state", "failed"),))] == 1
+    assert 5390 < s[("odoo_queue_job_oldest_pending_age_seconds", ())] < 5500
+    assert s[("odoo_server_version", (("protocol", protocol),))] == version
+    aggregate = "formatted_read_group" if version >= 19 else "read_group"
+    assert (protocol, "queue.job", aggregate) in fake.calls
+
+
+def test_incremental_cursor_same_second_and_restart(store):
+    fake = fake_odoo.FakeOdoo(17)
+    with live_server(fake.app) as base:
+        probe = odoo_probe(base, store, page_size=2)          # invoices 2, 3, 4 share one write_date second
+        first = by_type(probe.run())
+        assert sorted(int(e["attributes"]["odoo_id"]) for e in first["invoice.created"]) == [1, 2, 3, 4, 5, 6, 7]
+        assert "invoice.created" not in by_type(probe.run())   # nothing changed: nothing new
+        draft = next(r for r in fake.data["account.move"] if r["id"] == 6)
+        draft.update(state="posted", write_date=(fake.now + dt.timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"))
+        again = odoo_probe(base, store, page_size=2)          # a new process: the cursor is in the store
+        again.name = probe.name
+        third = by_type(again.run())
+        assert [e["attributes"]["odoo_id"] for e in third["invoice.posted"]] == ["6"]
+        assert third["invoice.posted"][0]["event_id"] == "odoo:prod:account.move:6:posted"
+
+
+def test_queue_job_access_error_is_a_note_not_a_failure(store):
+    fake = fake_odoo.FakeOdoo(18, queue_job_manager=False)
+    with live_server(fake.app) as base:
+        for protocol in ("jsonrpc", "xmlrpc"):
+            result = odoo_probe(base, store, protocol=protocol).run()
+            assert any("queue_job.group_queue_job_manager" in n for n in result.notes)
+            assert not any(s.name == "odoo_queue_jobs" for s in result.samples)
+            assert any(s.name == "odoo_unreconciled_lines" for s in result.samples)
+
+
+def test_session_expiry_relogin_and_19_deprecation_fallback(store):
+    fake = fake_odoo.FakeOdoo(17)
+    with live_server(fake.app) as base:
+        probe = odoo_probe(base, store, protocol="jsonrpc")
+        probe.client.authenticate()
+        fake.expire_session_once = True
+        assert probe.client.search_count("account.move", []) == 8
+    fake19 = fake_odoo.FakeOdoo(19)                      # /jsonrpc object service is gone on 19 by default
+    with live_server(fake19.app) as base:
+        probe = odoo_probe(base, store, protocol="jsonrpc", api_key=fake_odoo.API_KEY)
+        assert probe.client.search_count("account.move", [("state", "=", "posted")]) == 6
+        assert probe.client.protocol == "json2"
+    fake19.deprecated_rpc_enabled = True
+    with live_server(fake19.app) as base:
+        probe = odoo_probe(base, store, protocol="xmlrpc")
+        assert probe.client.search_count("account.move", [("state", "=", "posted")]) == 6
+
+
+def test_bad_credentials_fail_the_probe_without_leaking_them(store, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake = fake_odoo.FakeOdoo(16)
+    with live_server(fake.app) as base:
+        for protocol, secret in (("jsonrpc", "wrong-password-XYZ"), ("xmlrpc", "wrong-password-XYZ")):
+            probe = odoo_probe(base, store, protocol=protocol, password=secret)
+            sink = []
+            runner = ProbeRunner(probe, 10, lambda p, r, up, s: sink.append((r, up)))
+            runner()
+            (result, up), = sink
+            assert not up and "AccessDenied" in runner.last_error
+            assert secret not in runner.last_error and secret not in caplog.text
+            assert all(secret not in n for n in result.notes)
+    fake19 = fake_odoo.FakeOdoo(19)
+    with live_server(fake19.app) as base:
+        probe = odoo_probe(base, store, api_key="not-the-key-ABC")
+        runner = ProbeRunner(probe, 10, lambda *a: None)
+        runner()
+        assert "Unauthorized" in runner.last_error and "not-the-key-ABC" not in runner.last_error
+
+
+# -- brokers (the real ones on loopback) --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rabbit_management():
+    """Enable the RabbitMQ management plugin when it is not (it is installed with the Debian package)."""
+    def up():
+        try:
+            return httpx.get("http://127.0.0.1:15672/api/overview", auth=("guest", "guest"), timeout=2).status_code
+        except httpx.HTTPError:
+            return None
+    if up() != 200 and shutil.which("rabbitmq-plugins"):
+        subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"], capture_output=True, timeout=120)
+        for _ in range(60):
+            if up() == 200:
+                break
+            time.sleep(1)
+    if up() != 200:
+        pytest.fail("RabbitMQ management API not reachable on 127.0.0.1:15672")
+    return "http://127.0.0.1:15672"
+
+
+def test_rabbitmq_depth_consumers_unacked(rabbit_management):
+    import pika
+    q = f"rw-test-{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    ch = conn.channel()
+    ch.queue_declare(q, auto_delete=False)
+    for i in range(25):
+        ch.basic_publish("", q, f"m{i}".encode())
+    consumer = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    cch = consumer.channel()
+    cch.basic_qos(prefetch_count=5)
+    cch.basic_consume(q, lambda *a: None, auto_ack=False)       # holds 5 messages unacked
+    consumer.process_data_events(time_limit=1)
+    try:
+        amqp = RabbitMQProbe("rmq", RabbitMQProbe.Settings(queues=[q, "missing-q"])).run()
+        s = samples(amqp)
+        assert s[("rabbitmq_queue_messages", (("queue", q), ("vhost", "/")))] == 20       # ready, passive declare
+        assert s[("rabbitmq_queue_consumers", (("queue", q), ("vhost", "/")))] == 1
+        assert any("missing-q" in n for n in amqp.notes)
+        deadline = time.time() + 30                                     # management stats refresh every few s
+        while time.time() < deadline:
+            mgmt = samples(RabbitMQProbe("rmq", RabbitMQProbe.Settings(queues=[q],
+                                                                      management_url=rabbit_management)).run())
+            if mgmt.get(("rabbitmq_queue_messages", (("queue", q), ("vhost", "/")))) == 25:
+                break
+            time.sleep(1)
+        assert mgmt[("rabbitmq_queue_messages_unacked", (("queue", q), ("vhost", "/")))] == 5
+        assert mgmt[("rabbitmq_queue_messages_ready", (("queue", q), ("vhost", "/")))] == 20
+    finally:
+        consumer.close()
+        ch.queue_delete(q)
+        conn.close()
+
+
+def test_redis_lists_streams_groups():
+    import redis
+    r = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
+    key, stream = f"rw:list:{uuid.uuid4().hex[:6]}", f"rw:stream:{uuid.uuid4().hex[:6]}"
+    try:
+        r.rpush(key, *range(7))
+        for i in range(10):
+            r.xadd(stream, {"n": i})
+        r.xgroup_create(stream, "posting", id="0")
+        r.xreadgroup("posting", "c1", {stream: ">"}, count=4)            # 4 delivered, not acked; 6 behind
+        s = samples(RedisProbe("rd", RedisProbe.Settings(lists=[key], streams=[stream, "rw:nope"])).run())
+        assert s[("redis_list_length", (("key", key),))] == 7
+        assert s[("redis_stream_length", (("key", stream),))] == 10
+        assert s[("redis_stream_group_pending", (("group", "posting"), ("key", stream)))] == 4
+        assert s[("redis_stream_group_lag", (("group", "posting"), ("key", stream)))] == 6
+    finally:
+        r.delete(key, stream)
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def target():
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = 503 if self.path == "/down" else 200
+            body = b'{"status":"ok"}' if code == 200 else b"maintenance"
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_http_check(target):
+    ok = samples(HttpProbe("h", HttpProbe.Settings(url=target + "/health", body_regex='"status":"ok"')).run())
+    assert ok[("http_check_success", (("url", target + "/health"),))] == 1
+    assert ok[("http_check_status_code", (("url", target + "/health"),))] == 200
+    assert 0 < ok[("http_check_latency_seconds", (("url", target + "/health"),))] < 5
+    down = HttpProbe("h", HttpProbe.Settings(url=target + "/down")).run()
+    assert samples(down)[("http_check_success", (("url", target + "/down"),))] == 0 and "status 503" in down.notes[0]
+    nomatch = HttpProbe("h", HttpProbe.Settings(url=target + "/x", body_regex="nope")).run()
+    assert samples(nomatch)[("http_check_success", (("url", target + "/x"),))] == 0
+    closed = f"http://127.0.0.1:{free_port()}/"
+    assert samples(HttpProbe("h", HttpProbe.Settings(url=closed)).run())[("http_check_up", (("url", closed),))] == 0
+
+
+# -- scheduling ---------------------------------------------------------------------------------------------------
+class Scripted(Probe):
+    type = "scripted"
+
+    def __init__(self, plan):
+        super().__init__("scripted", Probe.Settings())
+        self.plan, self.calls = list(plan), 0
+
+    def run(self):
+        self.calls += 1
+        step = self.plan.pop(0) if self.plan else "ok"
+        if step == "fail":
+            raise ConnectionError("connect to amqp://user:hunter2@host failed")
+        if isinstance(step, float):
+            time.sleep(step)
+        return ProbeResult(samples=[Sample("x", 1)])
+
+
+def test_timeout_overlap_backoff_and_recovery():
+    seen = []
+    probe = Scripted(["fail", "fail", 1.5, "ok", "ok"])
+    runner = ProbeRunner(probe, timeout=0.5, sink=lambda p, r, up, s: seen.append(up))
+    runner()
+    assert seen == [False] and "hunter2" not in runner.last_error and "user:***@" in runner.last_error
+    runner()                                            # backing off (1 s): skipped
+    assert probe.calls == 1 and runner.skipped == 1
+    runner.skip_until = 0
+    runner()                                            # second failure: backoff doubles
+    assert runner.failures == 2 and runner.skip_until - time.monotonic() > 1.5
+    runner.skip_until = 0
+    runner()                                            # a run that hangs past the timeout
+    assert seen[-1] is False and "timed out" in runner.last_error
+    runner.skip_until = 0
+    slow = ProbeRunner(Scripted([0.6]), timeout=5, sink=lambda *a: None)
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.1)
+    slow()                                              # a second tick while the first still runs: no overlap
+    t.join()
+    assert slow.runs == 1 and slow.skipped == 1
+    runner()                                            # recovers by itself
+    assert seen[-1] is True and runner.failures == 0
+
+
+def test_probe_config_errors_name_probe_and_field():
+    with pytest.raises(ProbeConfigError, match="probe q: unknown type 'kafka'"):
+        build_probe(ProbeConfig(name="q", type="kafka"), REGISTRY)
+    with pytest.raises(ProbeConfigError, match="probe o: url: Field required"):
+        build_probe(ProbeConfig(name="o", type="odoo", db="x"), REGISTRY)
+    with pytest.raises(ProbeConfigError, match="probe r: colour: unknown key"):
+        build_probe(ProbeConfig(name="r", type="redis", colour="red"), REGISTRY)
+
+
+def test_service_stores_samples_events_and_metrics(api_factory):
+    fake = fake_odoo.FakeOdoo(18)
+    with live_server(fake.app) as base:
+        api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": base, "db": fake_odoo.DB,
+                                       "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, "interval": "1h"}]})
+        svc: ProbeService = api.ctx.services["probes"]
+        (first,) = svc.run_once()
+        assert first["up"] and first["events_accepted"] == first["events"] > 0
+        svc.configs["erp"]                                          # the same probe again: cursor, no new events
+        (second,) = svc.run_once()
+        assert second["events"] == 0
+    api.drain()
+    store = api.ctx.store
+    assert store.query(f"SELECT count() FROM {store.table('events')} WHERE Source = 'odoo'").scalar() == \
+        first["events"]
+    up = store.query(f"SELECT Value FROM {store.table('samples')} WHERE Name = 'probe_up' ORDER BY Timestamp").rows
+    assert [v for (v,) in up] == [1.0, 1.0]
+    text = api.get("/metrics").text
+    assert 'revwatch_probe_odoo_unreconciled_lines{probe="erp"} 3.0' in text
+    assert 'revwatch_probe_probe_up{probe="erp",type="odoo"} 1.0' in text
+    assert fake_odoo.PASSWORD not in text
+
+
+def test_cli_probes_run_once_json(tmp_path, target):
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(f"store: {{dsn: 'chdb://{tmp_path}/data'}}\nspool: {{dir: '{tmp_path}/spool'}}\n"
+                   f"probes:\n  - {{name: web, type: http, url: '{target}/health', "
+                   f"headers: {{Authorization: 'Bearer topsecret-999'}}}}\n")
+    r = revwatch_cmd("probes", "run", "--once", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(r.stdout)
+    assert res["up"] and {s["name"] for s in res["samples"]} >= {"http_check_success", "probe_up"}
+    assert "topsecret-999" not in r.stdout + r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"store: {{dsn: 'chdb://{tmp_path}/data2'}}\nprobes:\n  - {{name: x, type: http}}\n")
+    r = revwatch_cmd("probes", "run", "--once", "--config", str(bad))
+    assert r.returncode == 2 and "probe x: url: Field required" in r.stderr
