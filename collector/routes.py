@@ -97,6 +97,11 @@ async def post_traces(request: Request) -> Response:
             return _otlp_error(400, str(e), json_body)
         if decoded.rejected:
             ctx.metrics.rejected_total.labels("invalid_span").inc(decoded.rejected)
+            log.info("spans rejected", extra={"rejected": decoded.rejected, "errors": decoded.errors[:3],
+                                              "key_id": getattr(request.state, "key_id", None)})
+        if log.isEnabledFor(logging.DEBUG):
+            for cid in sorted({r[22] for r in decoded.rows})[:100]:
+                log.debug("spans accepted", extra={"correlation_id": cid})
         try:
             await run_in_threadpool(ctx.services["intake"].accept_spans, decoded.rows)
         except SpoolFull as e:
@@ -136,8 +141,13 @@ async def post_events(request: Request) -> JSONResponse:
     except SpoolFull:
         ctx.metrics.rejected_total.labels("spool_full").inc()
         raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"})
-    for row in validated.rows[:50]:
-        log.debug("event accepted", extra={"correlation_id": row[2], "event_type": row[1]})
+    if log.isEnabledFor(logging.DEBUG):
+        for row in validated.rows[:100]:
+            log.debug("event accepted", extra={"correlation_id": row[2], "event_type": row[1], "event_id": row[0],
+                                               "key_id": getattr(request.state, "key_id", None)})
+    for rej in validated.rejected[:20]:
+        log.info("event rejected", extra={"index": rej["index"], "error": rej["error"],
+                                          "key_id": getattr(request.state, "key_id", None)})
     reply: dict = {"accepted": accepted, "duplicates": dups, "rejected": validated.rejected}
     if validated.rejected and not validated.rows:        # nothing usable at all: a client error
         reply.update(error=validated.rejected[0]["error"], field=validated.rejected[0].get("field"))

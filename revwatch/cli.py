@@ -46,13 +46,6 @@ def _config(path: Optional[Path]) -> Config:
         fail(str(e))
 
 
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "apscheduler", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 class Remote:
     """Talks to a running `revwatch serve` when it holds the embedded store."""
 
@@ -92,10 +85,14 @@ def _local_or_remote(cfg: Config):
 
 # --- serve / init ------------------------------------------------------------------------------------------
 @app.command()
-def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False, "--verbose", "-v")):
-    """Run the server: OTLP/HTTP + events ingest, journey lookup, SLO evaluation, /metrics."""
+def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False, "--verbose", "-v"),
+          log_format: str = typer.Option("text", "--log-format", help="text | json (structured, with correlation IDs)")):
+    """Run the server: OTLP/HTTP + events ingest, journey lookup, SLO evaluation, probes, /metrics."""
+    if log_format not in ("text", "json"):
+        fail("--log-format must be text or json")
     cfg = _config(config)
-    _setup_logging(verbose)
+    from revwatch.logs import setup_logging
+    setup_logging(verbose, log_format)
     from revwatch.server import serve as run
     try:
         run(cfg)

@@ -69,3 +69,20 @@ def test_bad_scope_on_create(api):
     assert r.status_code == 400 and r.json()["field"] == "scope"
     with pytest.raises(ValueError):
         KeyStore(api.ctx.store).create("root")
+
+
+def test_json_logs_carry_correlation_ids_not_keys(api, capsys):
+    import json as _json
+    from revwatch.logs import setup_logging
+    setup_logging(verbose=True, fmt="json")
+    try:
+        api.post("/api/v1/events", json=[{"event_id": "e-log", "type": "payment.settled", "correlation_id": "pay_log",
+                                          "occurred_at": "2026-11-23T10:00:00Z", "source": "s"}, {"type": "bad"}])
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [_json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    accepted = [x for x in lines if x["message"] == "event accepted"]
+    assert accepted and accepted[0]["correlation_id"] == "pay_log" and accepted[0]["key_id"]
+    assert any(x["message"] == "event rejected" and x["index"] == 1 for x in lines)
+    text = "\n".join(_json.dumps(x) for x in lines)
+    assert all(k not in text for k in api.keys.values())
