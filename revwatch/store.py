@@ -104,8 +104,8 @@ def _redact(dsn: str) -> str:
 class Store:
     """A database inside one ClickHouse engine, with helpers that all other modules use.
 
-    Thread-safe: chDB's client is shared, and calls on it are serialised by a lock (one embedded engine, many
-    threads); HTTP clients are used as they are (clickhouse-connect HTTP clients are thread-safe).
+    Thread-safe: chDB's client is shared by every thread of the process; reads run concurrently on it (as chDB
+    allows), writes and DDL are serialised by a lock. HTTP clients are used as they are.
     """
 
     def __init__(self, dsn: str, database: str = "revwatch", cluster: str | None = None):
@@ -126,11 +126,11 @@ class Store:
         return f"Store({_redact(self.dsn)!r}, database={self.database!r})"
 
     # -- low level ---------------------------------------------------------------------------------------
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn, *args, write: bool = False, **kwargs):
         if self.fault is not None:
             raise StoreError(f"store unavailable: {self.fault}")
         try:
-            if self._lock is None:
+            if self._lock is None or not write:        # reads run concurrently (chDB allows it, DESIGN §2)
                 return fn(*args, **kwargs)
             with self._lock:
                 return fn(*args, **kwargs)
@@ -141,7 +141,7 @@ class Store:
 
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         """Run a statement that returns no rows (DDL, ALTER, INSERT … SELECT)."""
-        return self._call(self._client.command, sql, parameters=parameters, settings=settings)
+        return self._call(self._client.command, sql, parameters=parameters, settings=settings, write=True)
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> QueryResult:
         """Run a SELECT; `{name:Type}` placeholders are bound server-side from `parameters`."""
@@ -158,7 +158,7 @@ class Store:
             settings = {"insert_deduplicate": 1, "insert_deduplication_token": dedup_token,
                         "deduplicate_blocks_in_dependent_materialized_views": 1}
         self._call(self._client.insert, f"{self.database}.{table}", rows, column_names=list(columns),
-                   settings=settings)
+                   settings=settings, write=True)
         return len(rows)
 
     def ping(self) -> bool:

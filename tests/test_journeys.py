@@ -41,7 +41,8 @@ def seed(api, now):
                    ("payment.posted", "pay_3", now - 45 * M, {"customer_id": "C-3"})])
     t1 = "a" * 32
     span(s, "pay_1", t1, "1" * 16, "POST /v1/charges", "stripe", now - 40 * M + dt.timedelta(seconds=1))
-    span(s, t1, t1, "2" * 16, "odoo.execute_kw", "odoo", now - 29 * M, status="Error", parent="1" * 16)
+    span(s, t1, t1, "2" * 16, "odoo.execute_kw", "odoo", now - 29 * M + dt.timedelta(seconds=1), status="Error",
+         parent="1" * 16)
 
 
 def test_timeline_order_systems_milestones_overdue_errors(api_factory):
