@@ -1,1 +1,1 @@
-"""revwatch: alerts package."""
+"""Alertmanager webhook receiver, business-impact enrichment, routing to on-call notifiers."""

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
+from alerts import receiver as alert_routes
 from anomaly import routes as anomaly_routes
 from anomaly.detectors import scan as anomaly_scan
 from collector import routes as collector_routes
@@ -99,6 +100,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
     app.include_router(anomaly_routes.router)
+    app.include_router(alert_routes.router)
 
     @app.get("/healthz")
     def healthz():

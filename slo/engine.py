@@ -107,6 +107,7 @@ class SloEngine:
         self.specs = resolve(cfg)
         self.rollups = RollupMaintainer(store, self.specs)
         self.latest: list[SloResult] | None = None
+        self.latest_journeys: dict[str, dict] = {}
         self.latest_at: dt.datetime | None = None
         self.last_seconds: float | None = None
         self._lock = threading.Lock()
@@ -232,6 +233,31 @@ GROUP BY Slo, GroupKey, ts
                     state = severity
         res.state = state
 
+    # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------
+    def journey_stats(self, now: dt.datetime, lag_window: dt.timedelta = dt.timedelta(hours=1),
+                      pending_lookback: dt.timedelta = dt.timedelta(days=7)) -> dict[str, dict]:
+        """Per journey: start→end lag quantiles of instances completed in the last hour, and how many instances
+        started in the last week are still waiting for their end."""
+        out = {}
+        for name, j in self.cfg.journeys.items():
+            row = self.store.query(f"""
+                SELECT quantilesExactIf(0.5, 0.9, 0.99)(dateDiff('millisecond', s, e) / 1000, has_end AND e >= lag_from)
+                           AS q,
+                       countIf(has_end AND e >= lag_from) AS completed,
+                       countIf(NOT has_end) AS pending
+                FROM (SELECT CorrelationId, minIf(At, Type = {{s:String}}) AS s, minIf(At, Type = {{e:String}}) AS e,
+                             countIf(Type = {{e:String}}) > 0 AS has_end,
+                             fromUnixTimestamp64Milli({{lag_from:Int64}}, 'UTC') AS lag_from
+                      FROM {self.store.table('milestones')}
+                      WHERE Type IN ({{s:String}}, {{e:String}})
+                        AND At >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+                      GROUP BY CorrelationId HAVING countIf(Type = {{s:String}}) > 0)""",
+                {"s": j.start, "e": j.end, "lag_from": ms(now - lag_window), "since": ms(now - pending_lookback)}).rows[0]
+            q, completed, pending = row
+            out[name] = {"lag_seconds": dict(zip(("0.5", "0.9", "0.99"), q)) if completed else {},
+                         "completed_last_hour": int(completed), "pending": int(pending)}
+        return out
+
     # -- scheduler entry points ---------------------------------------------------------------------------
     def evaluate_and_cache(self) -> list[SloResult]:
         """Refresh rollups, evaluate now and keep the result for /metrics (the scheduler job)."""
@@ -241,8 +267,9 @@ GROUP BY Slo, GroupKey, ts
         except Exception:
             log.exception("SLO evaluation failed")
             raise
+        stats = self.journey_stats(utcnow())
         with self._lock:
-            self.latest, self.latest_at = results, utcnow()
+            self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
             self.last_seconds = time.perf_counter() - t0
         return results
 

@@ -48,4 +48,15 @@ class SloCollector:
             if name not in seen:
                 objective.add_metric([name], r.spec.config.objective)
                 seen.add(name)
-        yield from (sli, burn, events, budget, days, objective, alert)
+        lag = GaugeMetricFamily("revwatch_journey_lag_seconds", "Start→end lag of journeys completed in the last hour",
+                                labels=["journey", "quantile"])
+        pending = GaugeMetricFamily("revwatch_journey_pending", "Journey instances started (last 7 days), not finished",
+                                    labels=["journey"])
+        for journey, st in (self.engine.latest_journeys or {}).items():
+            for q, v in st["lag_seconds"].items():
+                lag.add_metric([journey, q], v)
+            pending.add_metric([journey], st["pending"])
+        evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
+        if self.engine.last_seconds is not None:
+            evaluation.add_metric([], self.engine.last_seconds)
+        yield from (sli, burn, events, budget, days, objective, alert, lag, pending, evaluation)

@@ -102,6 +102,7 @@ def test_slo_api_metrics_and_as_of(api_factory):
     assert 'revwatch_slo_objective_ratio{slo="pp"} 0.99' in text
     assert 'revwatch_slo_alert{group="",severity="page",slo="pp"} 1.0' in text
     assert "revwatch_slo_error_budget_remaining_ratio" in text and "revwatch_ingest_events_total" in text
+    assert 'revwatch_journey_pending{journey="p2p"} 1.0' in text
     page = api.get("/").text
     assert "<table>" in page and "pp" in page and "page" in page
 

@@ -233,3 +233,17 @@ def test_defaults_match_sloth_google_30d_windows():
             long_h = {"1h": 1, "6h": 6, "1d": 24, "3d": 72}[w["longWindow"]]
             theirs.add((sev, round(w["errorBudgetPercent"] * period_h / 100 / long_h, 6)))
     assert ours == theirs
+
+
+def test_journey_lag_quantiles_and_pending(store, make_config):
+    from revwatch.units import utcnow
+    now = utcnow()
+    for i, lag_min in enumerate([1, 2, 3, 4, 10]):                   # completed within the last hour
+        journey(store, f"q{i}", now - 30 * M, now - 30 * M + lag_min * M)
+    journey(store, "old", now - 5 * dt.timedelta(hours=1), now - 4 * dt.timedelta(hours=1))   # outside lag window
+    journey(store, "w1", now - 20 * M)
+    journey(store, "w2", now - 2 * dt.timedelta(days=1))
+    stats = SloEngine(store, make_config(JOURNEY_CFG)).journey_stats(now)["p2p"]
+    assert stats["completed_last_hour"] == 5 and stats["pending"] == 2
+    assert stats["lag_seconds"]["0.5"] == pytest.approx(180, abs=0.01)
+    assert stats["lag_seconds"]["0.99"] == pytest.approx(600, abs=1)
