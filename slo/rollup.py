@@ -5,7 +5,9 @@ last pass) and recomputes, from the deduplicating SLI queries, only the minutes 
 [m, m + threshold] for journeys (a start or an end at minute m can move a decision anywhere up to
 m + threshold), [m, m] for spans and gauges, plus the minutes that time alone decided since the previous pass.
 A spec seen for the first time (or whose definition changed: new spec hash) is built over its whole window.
-Rewritten minutes get a higher Version; readers take argMax, so a pass is atomic per minute.
+Rewritten minutes get a higher Version; readers take argMax, so a pass is atomic per minute. The ingest log is
+re-read a minute back (inserts in flight become visible late); insert times already handled are remembered, so
+a pass with nothing new recomputes only the minutes time itself decided.
 """
 from __future__ import annotations
 
@@ -60,14 +62,18 @@ class RollupMaintainer:
         t0 = time.perf_counter()
         with self._lock:
             raw = self.store.get_state(_CURSOR_KEY)
-            cursor = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}}
+            cursor = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}, "seen": []}
             since = max(cursor["ingest_ms"] - int(_SAFETY.total_seconds() * 1000), 0)
             r = self.store.query(
-                f"SELECT Kind, Key, Minute, max(IngestedAt) FROM {self.store.table('ingest_log')} "
-                f"WHERE IngestedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') GROUP BY Kind, Key, Minute",
+                f"SELECT Kind, Key, Minute, toUnixTimestamp64Milli(IngestedAt) AS at FROM {self.store.table('ingest_log')} "
+                f"WHERE IngestedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') GROUP BY Kind, Key, Minute, at",
                 {"since": since})
-            dirty = [(k, key, m.replace(tzinfo=dt.timezone.utc)) for k, key, m, _ in r.rows]
-            newest = max((ms(x[3].replace(tzinfo=dt.timezone.utc)) for x in r.rows), default=cursor["ingest_ms"])
+            # rows of the safety window that an earlier pass already handled are skipped by their insert time
+            seen = set(cursor.get("seen", []))
+            dirty = [(k, key, m.replace(tzinfo=dt.timezone.utc)) for k, key, m, at in r.rows if at not in seen]
+            newest = max((at for *_, at in r.rows), default=cursor["ingest_ms"])
+            horizon = max(newest, cursor["ingest_ms"]) - int(_SAFETY.total_seconds() * 1000)
+            cursor["seen"] = sorted({at for *_, at in r.rows if at > horizon} | {x for x in seen if x > horizon})
             prev_now = dt.datetime.fromtimestamp(cursor["now_ms"] / 1000, dt.timezone.utc) if cursor["now_ms"] else None
             now_min = floor_minute(now)
             version = time.time_ns()
