@@ -12,6 +12,7 @@ Design choices (each tested in tests/test_store.py and tests/test_collector_*.py
   never depends on merge timing.
 * `milestones` (AggregatingMergeTree, min of OccurredAt per correlation ID and event type) is what journey SLIs
   and the journey view read. A minimum is idempotent, so duplicated and late events cannot change it wrongly.
+  Daily partitions let the evaluator's short-range recomputes read one or two days, not the whole history.
 * `ingest_log` records, per insert, which (kind, key, minute) got data; the SLO evaluator recomputes only those
   minutes of its per-minute rollup `slo_minutes`, so evaluation cost grows with minutes × SLOs.
 * `{engine}` / `{on_cluster}` placeholders let the same statements create Replicated tables ON CLUSTER.
@@ -110,7 +111,7 @@ CREATE TABLE IF NOT EXISTS {db}.milestones{local} {on_cluster} (
     Source SimpleAggregateFunction(any, String),
     Attributes SimpleAggregateFunction(any, Map(String, String))
 ) ENGINE = {engine_aggregating}
-PARTITION BY toYYYYMM(At)
+PARTITION BY toDate(At)
 ORDER BY (Type, CorrelationId)
 SETTINGS non_replicated_deduplication_window = 10000
 """

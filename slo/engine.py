@@ -154,8 +154,10 @@ class SloEngine:
             b = {n: at_min - length + MINUTE for n, length in self.window_lengths(s).items()}
             b["slo"] = s.window_bounds(at)[0]
             bounds[s.name] = b
-        sums = self._rollup_sums(specs, bounds, at_min)
-        live = {s.name: self.rollups.minute_counts(s, at_min, at_min, at) for s in specs}
+        # the minute of `at` itself: computed live, unless the refresh just computed it with this very cutoff
+        current = refresh and self.rollups.refreshed_at == now and at == now
+        sums = self._rollup_sums(specs, bounds, at_min + MINUTE if current else at_min)
+        live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
         results = []
         for s in specs:
             groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]}
@@ -179,42 +181,44 @@ class SloEngine:
                 results.append(res)
         return results
 
-    def _rollup_sums(self, specs: list[SloSpec], bounds: dict, at_min: dt.datetime) -> dict:
-        """{(slo, group): {window: (good, total)}} over rollup minutes before `at_min`, one query for all SLOs."""
+    def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime) -> dict:
+        """{(slo, group): {window: (good, total)}} over rollup minutes before `end`, one query for all SLOs.
+
+        Window membership is an integer comparison of each minute's age; only the SLO's own window (rolling or
+        calendar, different per SLO) needs a per-row lookup."""
         oldest = min(b for s in specs for b in bounds[s.name].values())
-        wnames = sorted({w for s in specs for w in bounds[s.name]})
+        rolling = sorted({w for s in specs for w in bounds[s.name] if w != "slo"})
         names = [s.name for s in specs]
-        params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "at": ms(at_min),
+        params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
-                  "timeslices": [int(s.config.budgeting == "timeslices") for s in specs]}
+                  "timeslices": [int(s.config.budgeting == "timeslices") for s in specs],
+                  "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
         cols = []
-        for i, w in enumerate(wnames):
-            params[f"w{i}"] = [ms(bounds[s.name].get(w, at_min + MINUTE)) for s in specs]
-            start = f"fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{w{i}:Array(Int64)}}, " \
-                    f"toInt64(0)), 'UTC')"
-            good = (f"if(ts = 1, countIf(t > 0 AND g / t >= target AND Minute >= {start}), "
-                    f"sumIf(g, Minute >= {start}))")
-            total = f"if(ts = 1, countIf(t > 0 AND Minute >= {start}), sumIf(t, Minute >= {start}))"
-            cols.append(f"{good} AS g{i}, {total} AS t{i}")
+        for i, w in enumerate(rolling + ["slo"]):
+            cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
+            cols.append(f"if(ts = 1, countIf(t > 0 AND g / t >= target AND {cond}), sumIf(g, {cond})) AS g{i}, "
+                        f"if(ts = 1, countIf(t > 0 AND {cond}), sumIf(t, {cond})) AS t{i}")
         sql = f"""
 SELECT Slo, GroupKey, any(ts) AS ts_, {', '.join(cols)}
 FROM (
-    SELECT Slo, GroupKey, Minute, argMax(Good, Version) AS g, argMax(Total, Version) AS t,
+    SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
+           dateDiff('minute', Minute, fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')) - 1 AS age,
+           Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
+                                                        toInt64(0)), 'UTC') AS in_slo,
            transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(0)) AS ts,
            transform(Slo, {{names:Array(String)}}, {{ts_targets:Array(Float64)}}, toFloat64(1)) AS target
-    FROM {self.store.table('slo_minutes')}
+    FROM {self.store.table('slo_minutes')} FINAL        -- latest Version of each minute (ReplacingMergeTree)
     WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}})))
       AND Minute >= fromUnixTimestamp64Milli({{oldest:Int64}}, 'UTC')
-      AND Minute < fromUnixTimestamp64Milli({{at:Int64}}, 'UTC')
-    GROUP BY Slo, GroupKey, Minute
+      AND Minute < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')
 )
 GROUP BY Slo, GroupKey, ts
 """
         out: dict = {}
+        wnames = rolling + ["slo"]
         for row in self.store.query(sql, params).rows:
-            slo, group = row[0], row[1]
             vals = row[3:]
-            out[(slo, group)] = {w: (int(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
+            out[(row[0], row[1])] = {w: (int(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
         return out
 
     def _alert_state(self, res: SloResult) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 
 from revwatch.store import Store
-from slo.sli import dirty_span, minutes_sql, ms, touches
+from slo.sli import batch_key, dirty_span, minutes_sql, ms, touches
 from slo.spec import SloSpec
 
 log = logging.getLogger("revwatch.slo.rollup")
@@ -53,6 +53,7 @@ class RollupMaintainer:
         self.store = store
         self.specs = specs
         self._lock = threading.Lock()
+        self.refreshed_at: dt.datetime | None = None
 
     def _history(self, spec: SloSpec, now: dt.datetime) -> dt.timedelta:
         return max(spec.period(now), dt.timedelta(days=3)) + dt.timedelta(days=1)
@@ -77,46 +78,74 @@ class RollupMaintainer:
             prev_now = dt.datetime.fromtimestamp(cursor["now_ms"] / 1000, dt.timezone.utc) if cursor["now_ms"] else None
             now_min = floor_minute(now)
             version = time.time_ns()
-            done = {}
+            done, pending_rows, time_only = {}, [], []
             for spec in self.specs:
                 built_key = f"{spec.name}:{spec.spec_hash}"
                 if built_key not in cursor["built"] or prev_now is None:
-                    ranges = [(now_min - self._history(spec, now), now_min)]
+                    data_ranges, time_range = [(now_min - self._history(spec, now), now_min)], None
                 else:
                     span = dirty_span(spec)
-                    ranges = [(m, min(m + span, now_min)) for kind, key, m in dirty
-                              if touches(spec, kind, key) and m <= now_min]
-                    ranges.append((floor_minute(prev_now) - MINUTE, now_min))
+                    data_ranges = merge_ranges([(m, min(m + span, now_min)) for kind, key, m in dirty
+                                                if touches(spec, kind, key) and m <= now_min])
+                    time_range = (floor_minute(prev_now) - MINUTE, now_min)
                 n = 0
-                for lo, hi in merge_ranges(ranges):
-                    n += self.recompute(spec, lo, hi, now, version)
+                for lo, hi in data_ranges:                       # data changed: minutes may also lose counts
+                    rows = self.recompute(spec, lo, hi, now, version, check_stale=True)
+                    pending_rows += rows
+                    n += len(rows)
+                if time_range and not any(lo <= time_range[0] and time_range[1] <= hi for lo, hi in data_ranges):
+                    time_only.append(spec)                       # only time passed: counts can only grow
                 cursor["built"][built_key] = 1
                 done[spec.name] = n
+            if time_only:                                        # one round trip for all of them
+                lo, hi = floor_minute(prev_now) - MINUTE, now_min
+                for name, g, m, good, total in self.minute_counts_many(time_only, lo, hi, now):
+                    spec = next(x for x in time_only if x.name == name)
+                    pending_rows.append((name, spec.spec_hash, g, m, good, total, version))
+                    done[name] += 1
+            self.store.insert("slo_minutes", pending_rows,
+                              ["Slo", "SpecHash", "GroupKey", "Minute", "Good", "Total", "Version"])
+            self.refreshed_at = now
             cursor.update(ingest_ms=max(newest, cursor["ingest_ms"]), now_ms=ms(now))
             self.store.put_state(_CURSOR_KEY, json.dumps(cursor))
         return {"recomputed": done, "seconds": time.perf_counter() - t0}
 
-    def recompute(self, spec: SloSpec, lo: dt.datetime, hi: dt.datetime, cutoff: dt.datetime, version: int) -> int:
-        """Rewrite the rollup minutes [lo, hi] of one spec; returns the number of rows written."""
+    def recompute(self, spec: SloSpec, lo: dt.datetime, hi: dt.datetime, cutoff: dt.datetime, version: int,
+                  check_stale: bool = True) -> list[tuple]:
+        """The rollup rows that rewrite minutes [lo, hi] of one spec (zero rows for minutes that lost all counts)."""
         rows = self.minute_counts(spec, lo, hi, cutoff)
+        out = [(spec.name, spec.spec_hash, g, m, good, total, version) for g, m, good, total in rows]
+        if not check_stale:
+            return out
         fresh = {(g, m) for g, m, _, _ in rows}
-        table = self.store.table("slo_minutes")
         stale = self.store.query(
-            f"SELECT GroupKey, Minute FROM {table} WHERE Slo = {{slo:String}} AND SpecHash = {{h:String}} "
-            f"AND Minute >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') "
+            f"SELECT GroupKey, Minute FROM {self.store.table('slo_minutes')} WHERE Slo = {{slo:String}} "
+            f"AND SpecHash = {{h:String}} AND Minute >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') "
             f"AND Minute <= fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') "
             f"GROUP BY GroupKey, Minute HAVING argMax(Total, Version) > 0",
             {"slo": spec.name, "h": spec.spec_hash, "lo": ms(lo), "hi": ms(hi)}).rows
-        out = [(spec.name, spec.spec_hash, g, m, good, total, version) for g, m, good, total in rows]
         out += [(spec.name, spec.spec_hash, g, m, 0, 0, version) for g, m in stale
                 if (g, m.replace(tzinfo=dt.timezone.utc)) not in fresh]
-        self.store.insert("slo_minutes", out, ["Slo", "SpecHash", "GroupKey", "Minute", "Good", "Total", "Version"])
-        return len(out)
+        return out
+
+    def minute_counts_many(self, specs: list[SloSpec], lo: dt.datetime, hi: dt.datetime,
+                           cutoff: dt.datetime) -> list[tuple[str, str, dt.datetime, int, int]]:
+        """(Slo, GroupKey, Minute, Good, Total) of several specs over the same minutes: journey specs sharing start,
+        end and grouping in one query each, all of it in one UNION ALL round trip."""
+        batches: dict[tuple, list[SloSpec]] = {}
+        for spec in specs:
+            batches.setdefault(batch_key(spec), []).append(spec)
+        parts, params = [], {"lo": ms(lo), "hi_end": ms(hi + MINUTE), "cutoff": ms(cutoff)}
+        for i, batch in enumerate(batches.values()):
+            sql, p = minutes_sql(batch, self.store.database)
+            for k, v in p.items():                       # give each batch's own parameters a unique name
+                sql = sql.replace("{" + k + ":", "{b%d_%s:" % (i, k))
+                params[f"b{i}_{k}"] = v
+            parts.append(f"SELECT * FROM ({sql})")
+        rows = self.store.query("\nUNION ALL\n".join(parts), params).rows
+        return [(name, g, m.replace(tzinfo=dt.timezone.utc), int(good), int(total)) for name, g, m, good, total in rows]
 
     def minute_counts(self, spec: SloSpec, lo: dt.datetime, hi: dt.datetime,
                       cutoff: dt.datetime) -> list[tuple[str, dt.datetime, int, int]]:
-        """(GroupKey, Minute, Good, Total) for minutes [lo, hi], counting decisions ≤ cutoff."""
-        sql, params = minutes_sql(spec, self.store.database)
-        params = dict(params, lo=ms(lo), hi_end=ms(hi + MINUTE), cutoff=ms(cutoff))
-        return [(g, m.replace(tzinfo=dt.timezone.utc), int(good), int(total))
-                for g, m, good, total in self.store.query(sql, params).rows]
+        """(GroupKey, Minute, Good, Total) of one spec for minutes [lo, hi], counting decisions ≤ cutoff."""
+        return [row[1:] for row in self.minute_counts_many([spec], lo, hi, cutoff)]

@@ -8,7 +8,8 @@ Counting rules (DESIGN.md §5):
 * span SLIs: each distinct (TraceId, SpanId) counts once, at its start Timestamp.
 * gauge SLIs: each minute with a sample counts; it is good when every sample of that minute is in bounds.
 
-Every query returns rows (GroupKey, Minute, Good, Total) for minutes in [lo, hi] and decisions ≤ cutoff.
+Every query returns rows (Slo, GroupKey, Minute, Good, Total) for minutes in [lo, hi] and decisions ≤ cutoff;
+journey SLOs that differ only in threshold share one query.
 Times are bound as epoch milliseconds.
 """
 from __future__ import annotations
@@ -43,16 +44,19 @@ def _literal(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def journey_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
-    """SQL and parameters (lo, hi_end, cutoff bound later) for a journey SLI's decision-minute counts."""
-    t_ms = int(spec.threshold.total_seconds() * 1000)
-    group = _group_expr(spec.config.group_by, "attrs", {"source": "src"})
+def journey_minutes_sql(specs: list[SloSpec], table: str) -> tuple[str, dict]:
+    """SQL and parameters (lo, hi_end, cutoff bound later) for the decision-minute counts of journey SLIs that
+    share start, end and group_by (differing in threshold): the instances are aggregated once and fanned out
+    over the thresholds with ARRAY JOIN. Rows: (Slo, GroupKey, Minute, Good, Total)."""
+    first = specs[0]
+    t_max = max(int(s.threshold.total_seconds() * 1000) for s in specs)
+    group = _group_expr(first.config.group_by, "attrs", {"source": "src"})
     sql = f"""
-SELECT GroupKey, toStartOfMinute(decision) AS Minute, countIf(good) AS Good, count() AS Total
+SELECT slo AS Slo, GroupKey, toStartOfMinute(decision) AS Minute, countIf(good) AS Good, count() AS Total
 FROM (
-    SELECT {group} AS GroupKey,
-           has_end AND e_at <= s_at + toIntervalMillisecond({t_ms}) AS good,
-           if(good, greatest(e_at, s_at), s_at + toIntervalMillisecond({t_ms})) AS decision
+    SELECT slo, {group} AS GroupKey,
+           has_end AND e_at <= s_at + toIntervalMillisecond(t_ms) AS good,
+           if(good, greatest(e_at, s_at), s_at + toIntervalMillisecond(t_ms)) AS decision
     FROM (
         SELECT CorrelationId,
                minIf(At, Type = {{start:String}}) AS s_at,
@@ -63,20 +67,22 @@ FROM (
                anyIf(Source, Type = {{start:String}}) AS src
         FROM {table}
         WHERE Type IN ({{start:String}}, {{end:String}})
-          AND At >= fromUnixTimestamp64Milli({{lo:Int64}} - {t_ms}, 'UTC')
-          AND At < fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_ms}, 'UTC')
+          AND At >= fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')
+          AND At < fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')
         GROUP BY CorrelationId
         HAVING has_start
     )
-    WHERE s_at >= fromUnixTimestamp64Milli({{lo:Int64}} - {t_ms}, 'UTC')
+    ARRAY JOIN {{slos:Array(String)}} AS slo, {{thresholds:Array(Int64)}} AS t_ms
+    WHERE s_at >= fromUnixTimestamp64Milli({{lo:Int64}} - t_ms, 'UTC')
       AND s_at < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
 )
 WHERE decision >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
   AND decision < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
   AND decision <= fromUnixTimestamp64Milli({{cutoff:Int64}}, 'UTC')
-GROUP BY GroupKey, Minute
+GROUP BY Slo, GroupKey, Minute
 """
-    return sql, {"start": spec.start_type, "end": spec.end_type}
+    return sql, {"start": first.start_type, "end": first.end_type, "slos": [s.name for s in specs],
+                 "thresholds": [int(s.threshold.total_seconds() * 1000) for s in specs]}
 
 
 def _span_filters(spec: SloSpec) -> tuple[list[str], dict]:
@@ -122,8 +128,9 @@ def span_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
         "Timestamp >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')",
         "Timestamp < fromUnixTimestamp64Milli({hi_end:Int64}, 'UTC')",
         "Timestamp <= fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"])
+    params["slo"] = spec.name
     sql = f"""
-SELECT {group} AS GroupKey, toStartOfMinute(Timestamp) AS Minute,
+SELECT {{slo:String}} AS Slo, {group} AS GroupKey, toStartOfMinute(Timestamp) AS Minute,
        uniqExactIf((TraceId, SpanId), NOT ({bad})) AS Good, uniqExact((TraceId, SpanId)) AS Total
 FROM {table}
 WHERE {cond}
@@ -135,7 +142,7 @@ GROUP BY GroupKey, Minute
 def gauge_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
     """SQL and parameters for a gauge SLI's per-minute good/total (1 per minute with samples)."""
     sli = spec.config.sli
-    params: dict = {"sample": sli.sample}
+    params: dict = {"sample": sli.sample, "slo": spec.name}
     where = ["Name = {sample:String}"]
     for i, (k, v) in enumerate(sorted(sli.labels.items())):
         where.append(f"Labels[{{lk{i}:String}}] = {{lv{i}:String}}")
@@ -151,7 +158,7 @@ def gauge_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
         "Timestamp < fromUnixTimestamp64Milli({hi_end:Int64}, 'UTC')",
         "Timestamp <= fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"])
     sql = f"""
-SELECT {group} AS GroupKey, toStartOfMinute(Timestamp) AS Minute,
+SELECT {{slo:String}} AS Slo, {group} AS GroupKey, toStartOfMinute(Timestamp) AS Minute,
        toUInt64({' AND '.join(checks)}) AS Good, toUInt64(1) AS Total
 FROM {table}
 WHERE {cond}
@@ -160,10 +167,19 @@ GROUP BY GroupKey, Minute
     return sql, params
 
 
-def minutes_sql(spec: SloSpec, database: str) -> tuple[str, dict]:
-    """The per-minute SQL for any SLI kind."""
+def batch_key(spec: SloSpec) -> tuple:
+    """Specs with equal keys are computed by one query (journey SLIs differing only in threshold)."""
     if spec.is_journey:
-        return journey_minutes_sql(spec, f"{database}.milestones")
+        return ("journey", spec.start_type, spec.end_type, tuple(spec.config.group_by))
+    return ("single", spec.name)
+
+
+def minutes_sql(specs: list[SloSpec], database: str) -> tuple[str, dict]:
+    """The per-minute SQL for a batch of specs (one spec, or journey specs sharing a batch_key).
+    Rows: (Slo, GroupKey, Minute, Good, Total)."""
+    spec = specs[0]
+    if spec.is_journey:
+        return journey_minutes_sql(specs, f"{database}.milestones")
     if spec.kind in ("span_ratio", "span_latency"):
         return span_minutes_sql(spec, f"{database}.spans")
     return gauge_minutes_sql(spec, f"{database}.samples")
