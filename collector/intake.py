@@ -12,6 +12,7 @@ import threading
 
 from collector.events import COL_EVENT_ID, ValidatedEvents
 from collector.otlp import COL_SPAN_ID, COL_TRACE_ID
+from collector.rowcodec import encode_events, encode_spans
 from collector.spool import KIND_EVENTS, KIND_SPANS, Spool
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
@@ -64,7 +65,7 @@ class Intake:
                 fresh.append(row)
                 keys.append(k)
             if fresh:
-                self.spool.append(KIND_SPANS, fresh)
+                self.spool.append(KIND_SPANS, encode_spans(fresh))
             for k in keys:
                 self.recent_spans.add(k)
         dups = len(rows) - len(fresh)
@@ -86,7 +87,7 @@ class Intake:
             stored = self._already_stored([r[COL_EVENT_ID] for r in fresh])
             fresh = [r for r in fresh if r[COL_EVENT_ID] not in stored]
             if fresh:
-                self.spool.append(KIND_EVENTS, fresh)
+                self.spool.append(KIND_EVENTS, encode_events(fresh))
             for r in fresh:
                 self.recent_events.add(r[COL_EVENT_ID])
         dups = len(validated.rows) - len(fresh)

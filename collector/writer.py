@@ -1,7 +1,7 @@
 """The batched writer: one thread that drains the spool into ClickHouse, retrying with backoff.
 
 Each spool batch is recorded as pending, inserted with dedup tokens derived from its spool range, then
-committed. If the store is down the batch stays pending and is retried (0.5 s doubling to 30 s); ingestion keeps
+committed. Payloads are JSONCompactEachRow bytes that ClickHouse parses itself (collector.rowcodec). If the store is down the batch stays pending and is retried (0.5 s doubling to 30 s); ingestion keeps
 acknowledging into the spool until the spool bound is reached.
 """
 from __future__ import annotations
@@ -68,20 +68,16 @@ class Writer:
 
     def write_batch(self, batch: Batch) -> None:
         """Insert one spool batch (idempotently) and commit it."""
-        spans, events = [], []
-        for kind, rows in batch.records:
-            (spans if kind == KIND_SPANS else events).extend(rows)
+        spans = [p for kind, p in batch.records if kind == KIND_SPANS]
+        events = [p for kind, p in batch.records if kind == KIND_EVENTS]
         self.spool.begin(batch)
-        if spans:
-            self.store.insert("spans", spans, SPAN_COLUMNS, dedup_token=batch.token + "-spans")
-        if events:
-            self.store.insert("events", event_rows_for_insert(events), EVENT_COLUMNS,
-                              dedup_token=batch.token + "-events")
+        n_spans = self.store.insert_lines("spans", SPAN_COLUMNS, spans, dedup_token=batch.token + "-spans")
+        n_events = self.store.insert_lines("events", EVENT_COLUMNS, events, dedup_token=batch.token + "-events")
         self.spool.commit(batch)
         self.batches_written += 1
         if self.metrics:
-            self.metrics.store_writes_total.labels("spans").inc(len(spans))
-            self.metrics.store_writes_total.labels("events").inc(len(events))
+            self.metrics.store_writes_total.labels("spans").inc(n_spans)
+            self.metrics.store_writes_total.labels("events").inc(n_events)
 
     def _run(self) -> None:
         backoff = 0.5

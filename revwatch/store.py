@@ -161,6 +161,21 @@ class Store:
                    settings=settings, write=True)
         return len(rows)
 
+    def insert_lines(self, table: str, columns: Sequence[str], payloads: list[bytes],
+                     dedup_token: str | None = None) -> int:
+        """Insert JSONCompactEachRow payloads (parsed by ClickHouse, not Python); returns the number of rows."""
+        payloads = [p for p in payloads if p]
+        if not payloads:
+            return 0
+        body = b"\n".join(payloads)
+        settings: dict[str, Any] = {}
+        if dedup_token:
+            settings = {"insert_deduplicate": 1, "insert_deduplication_token": dedup_token,
+                        "deduplicate_blocks_in_dependent_materialized_views": 1}
+        self._call(self._client.raw_insert, f"{self.database}.{table}", list(columns), insert_block=body,
+                   settings=settings, fmt="JSONCompactEachRow", write=True)
+        return body.count(b"\n") + 1
+
     def ping(self) -> bool:
         """True when the store answers a trivial query."""
         try:

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from collector.rowcodec import decode_lines, encode_events
 from collector.spool import KIND_EVENTS, Spool, SpoolFull
 from collector.writer import Writer
 from tests.conftest import free_port, revwatch_cmd
@@ -68,16 +69,14 @@ def test_full_spool_refuses_with_503_and_loses_nothing(api_factory):
 def test_crash_between_insert_and_commit_replays_exactly_once(tmp_path, store):
     spool = Spool(tmp_path / "sp")
     rows = [[f"x{i}", "payment.settled", f"c{i}", 1_700_000_000_000, "s", "", "1.50", "EUR", {}] for i in range(50)]
-    spool.append(KIND_EVENTS, rows[:25])
-    spool.append(KIND_EVENTS, rows[25:])
+    spool.append(KIND_EVENTS, encode_events(rows[:25]))
+    spool.append(KIND_EVENTS, encode_events(rows[25:]))
     writer = Writer(spool, store)
     batch = spool.next_batch(10_000)
     # simulate a crash: the batch reached ClickHouse but the checkpoint was never committed
     spool.begin(batch)
     from collector.events import EVENT_COLUMNS
-    from collector.writer import event_rows_for_insert
-    store.insert("events", event_rows_for_insert([r for _, rs in batch.records for r in rs]), EVENT_COLUMNS,
-                 dedup_token=batch.token + "-events")
+    store.insert_lines("events", EVENT_COLUMNS, [p for _, p in batch.records], dedup_token=batch.token + "-events")
     spool.close()
     spool2 = Spool(tmp_path / "sp")                    # restart
     replay = spool2.next_batch(10_000)
@@ -92,7 +91,7 @@ def test_crash_between_insert_and_commit_replays_exactly_once(tmp_path, store):
 def test_torn_tail_is_cut_and_segments_roll(tmp_path):
     spool = Spool(tmp_path / "sp", segment_bytes=200)
     for i in range(5):
-        spool.append(KIND_EVENTS, [[f"id{i}", "a.b", "c", 1, "s", "", None, "", {}]])
+        spool.append(KIND_EVENTS, encode_events([[f"id{i}", "a.b", "c", 1, "s", "", None, "", {}]]))
     spool.close()
     segs = sorted((tmp_path / "sp").glob("seg-*.wal"))
     assert len(segs) >= 2
@@ -101,12 +100,12 @@ def test_torn_tail_is_cut_and_segments_roll(tmp_path):
     spool2 = Spool(tmp_path / "sp", segment_bytes=200)
     seen = []
     while (b := spool2.next_batch(1)) is not None:
-        seen += [r[0] for _, rows in b.records for r in rows]
+        seen += [r[0] for _, payload in b.records for r in decode_lines(payload)]
         spool2.commit(b)
     assert seen == [f"id{i}" for i in range(5)]
     assert spool2.pending_bytes() == 0
     with pytest.raises(SpoolFull):
-        Spool(tmp_path / "small", max_bytes=10).append(KIND_EVENTS, [["x"]])
+        Spool(tmp_path / "small", max_bytes=10).append(KIND_EVENTS, b'["x"]')
 
 
 KILL_CONFIG = """
