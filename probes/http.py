@@ -22,8 +22,8 @@ def tls_days_left(host: str, port: int, timeout: float = 10, verify: bool = True
             cert = tls.getpeercert(binary_form=not verify)
             if verify:
                 not_after = ssl.cert_time_to_seconds(cert["notAfter"])
-            else:
-                from cryptography import x509      # only when verification is off
+            else:                                  # unverified peers only give the DER bytes
+                from cryptography import x509
                 not_after = x509.load_der_x509_certificate(cert).not_valid_after_utc.timestamp()
     return (not_after - time.time()) / 86400
 
@@ -56,7 +56,7 @@ class HttpProbe(Probe):
                               verify=s.verify_tls)
         except httpx.HTTPError as e:
             out.samples += [Sample("http_check_success", 0, labels), Sample("http_check_up", 0, labels)]
-            out.notes.append(f"request failed: {type(e).__name__}")
+            out.notes.append(f"request failed: {type(e).__name__}: {str(e)[:120]}")
             return out
         latency = time.perf_counter() - t0
         ok = r.status_code in s.expect_status
@@ -70,7 +70,9 @@ class HttpProbe(Probe):
                         Sample("http_check_latency_seconds", latency, labels)]
         u = urlparse(s.url)
         if u.scheme == "https":
-            out.samples.append(Sample("http_check_tls_days_left",
-                                      tls_days_left(u.hostname, u.port or 443, s.timeout_seconds, s.verify_tls),
-                                      labels))
+            try:
+                days = tls_days_left(u.hostname, u.port or 443, s.timeout_seconds, s.verify_tls)
+                out.samples.append(Sample("http_check_tls_days_left", days, labels))
+            except (OSError, ssl.SSLError) as e:
+                out.notes.append(f"TLS certificate not read: {type(e).__name__}")
         return out

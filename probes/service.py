@@ -70,12 +70,18 @@ class ProbeService:
                 "notes": result.notes}
 
     def schedule(self, scheduler) -> None:
-        """Add one interval job per probe (max_instances=1: a slow run is never overlapped)."""
+        """Add one job per probe, on its interval or cron expression (max_instances=1: never overlapped)."""
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
         for name, runner in self.runners.items():
             c = self.configs[name]
-            scheduler.add_job(runner, "interval", seconds=c.interval.total_seconds(),
-                              jitter=c.jitter.total_seconds() or None, id=f"probe-{name}", max_instances=1,
-                              coalesce=True, misfire_grace_time=max(1, int(c.interval.total_seconds())))
+            jitter = int(c.jitter.total_seconds()) or None
+            trigger = (CronTrigger.from_crontab(c.cron, timezone="UTC") if c.cron else
+                       IntervalTrigger(seconds=c.interval.total_seconds(), jitter=jitter, timezone="UTC"))
+            if c.cron and jitter:
+                trigger.jitter = jitter
+            scheduler.add_job(runner, trigger, id=f"probe-{name}", max_instances=1, coalesce=True,
+                              misfire_grace_time=max(1, int(c.interval.total_seconds())))
 
     def run_once(self) -> list[dict]:
         """Run every probe once, now (concurrently), and return what each saw."""

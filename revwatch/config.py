@@ -177,8 +177,17 @@ class ProbeConfig(BaseModel):
     name: str
     type: str
     interval: dt.timedelta = dt.timedelta(seconds=60)
+    cron: str | None = None                # crontab expression (UTC); replaces interval when set
     timeout: dt.timedelta = dt.timedelta(seconds=20)
     jitter: dt.timedelta = dt.timedelta(seconds=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            from apscheduler.triggers.cron import CronTrigger
+            CronTrigger.from_crontab(v, timezone="UTC")     # raises ValueError with the reason
+        return v
 
     _d = field_validator("interval", "timeout", "jitter", mode="before")(classmethod(lambda cls, v: _duration(v)))
 

@@ -333,3 +333,48 @@ def test_cli_probes_run_once_json(tmp_path, target):
     bad.write_text(f"store: {{dsn: 'chdb://{tmp_path}/data2'}}\nprobes:\n  - {{name: x, type: http}}\n")
     r = revwatch_cmd("probes", "run", "--once", "--config", str(bad))
     assert r.returncode == 2 and "probe x: url: Field required" in r.stderr
+
+
+def test_https_tls_days_left_with_a_real_certificate(tmp_path):
+    import ssl
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "30", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{srv.server_address[1]}/"
+    try:
+        res = samples(HttpProbe("tls", HttpProbe.Settings(url=url, verify_tls=False)).run())
+        assert 29 < res[("http_check_tls_days_left", (("url", url),))] <= 30
+        assert res[("http_check_success", (("url", url),))] == 1
+        strict = HttpProbe("tls", HttpProbe.Settings(url=url)).run()      # self-signed: verification fails
+        assert samples(strict)[("http_check_up", (("url", url),))] == 0 and "CERTIFICATE_VERIFY_FAILED" in strict.notes[0]
+    finally:
+        srv.shutdown()
+
+
+def test_interval_and_cron_triggers():
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from revwatch.config import ProbeConfig as PC
+    svc = ProbeService([PC(name="a", type="http", url="http://127.0.0.1:9/", interval="30s", jitter="5s"),
+                        PC(name="b", type="http", url="http://127.0.0.1:9/", cron="*/5 * * * *")], store=None)
+    sched = BackgroundScheduler(timezone="UTC")
+    svc.schedule(sched)
+    jobs = {j.id: j for j in sched.get_jobs()}
+    assert type(jobs["probe-a"].trigger).__name__ == "IntervalTrigger" and jobs["probe-a"].trigger.jitter == 5
+    assert type(jobs["probe-b"].trigger).__name__ == "CronTrigger" and "*/5" in str(jobs["probe-b"].trigger)
+    assert jobs["probe-a"].max_instances == 1
+    with pytest.raises(ValueError):
+        PC(name="c", type="http", cron="every five minutes")
