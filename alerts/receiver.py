@@ -7,7 +7,6 @@ stuck right now (started, past the threshold, not finished) with the money they 
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import httpx

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -216,7 +215,3 @@ def open_counts(store: Store) -> dict[str, int]:
     rows = store.query(f"SELECT Kind, count() FROM (SELECT Kind, Id, argMax(Status, DetectedAt) AS s "
                        f"FROM {store.table('anomalies')} GROUP BY Kind, Id) WHERE s = 'open' GROUP BY Kind").rows
     return {k: int(n) for k, n in rows}
-
-
-def isfinite(x: float) -> bool:
-    return math.isfinite(x)

@@ -153,7 +153,7 @@ def main() -> None:
     for off in range(0, len(ev_rows), 50_000):
         store.insert("events", event_rows_for_insert(ev_rows[off:off + 50_000]), EVENT_COLUMNS)
     raw_events_s = time.perf_counter() - t0
-    stored = store.query(f"SELECT count() FROM revwatch.spans").scalar()
+    stored = store.query("SELECT count() FROM revwatch.spans").scalar()
 
     # -- where a span request's time goes (in-process, one core) ------------------------------------------------
     sample = reqs[: min(40, len(reqs))]

@@ -5,7 +5,6 @@ import logging
 import threading
 import zlib
 
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse

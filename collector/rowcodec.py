@@ -8,7 +8,7 @@ import orjson
 from collector.events import COL_OCCURRED
 from collector.otlp import COL_TIMESTAMP
 
-_EVENTS_TS = SPAN_EVENTS_TS = 15       # `Events.Timestamp` column of a span row
+SPAN_EVENTS_TS = 15                    # `Events.Timestamp` column of a span row
 
 
 def _ns(ns: int) -> str:

@@ -1,7 +1,6 @@
 """HTTP synthetic check: method, URL, expected status and body match, latency, TLS certificate expiry."""
 from __future__ import annotations
 
-import datetime as dt
 import re
 import socket
 import ssl

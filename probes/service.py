@@ -10,7 +10,7 @@ from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from collector.events import ValidatedEvents, validate_event
-from probes.base import Probe, ProbeConfigError, ProbeResult, ProbeRunner, build_probe, sample_rows
+from probes.base import Probe, ProbeResult, ProbeRunner, build_probe, sample_rows
 from probes.brokers import RabbitMQProbe, RedisProbe
 from probes.http import HttpProbe
 from probes.odoo import OdooProbe
@@ -108,9 +108,3 @@ class ProbeService:
                 families[(name, keys)] = fam
             fam.add_metric([v for _, v in labels], value)
         yield from families.values()
-
-
-def validate_probe_configs(configs) -> None:
-    """Raise ProbeConfigError for the first invalid probe config."""
-    for c in configs:
-        build_probe(c, REGISTRY)

@@ -6,7 +6,6 @@ server's HTTP API (key from `REVWATCH_API_KEY`), saying which they did on stderr
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -77,7 +76,7 @@ def _local_or_remote(cfg: Config):
     try:
         return store_from_config(cfg)
     except StoreLocked:
-        err.print(f"[dim]store is held by a running server; using its API[/dim]")
+        err.print("[dim]store is held by a running server; using its API[/dim]")
         return Remote(cfg)
     except StoreError as e:
         fail(str(e), 1)

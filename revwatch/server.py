@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import Depends, FastAPI, Request
@@ -172,13 +171,3 @@ def serve(cfg: Config) -> None:
     log.info("revwatch listening on http://%s:%d (store %s)", cfg.server.host, cfg.server.port,
              app.state.ctx.store)
     uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="warning", access_log=False)
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:
-    """Poll `predicate` until it returns truthy or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False

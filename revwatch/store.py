@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -246,9 +246,3 @@ def open_store(dsn: str, database: str = "revwatch", cluster: str | None = None,
 def store_from_config(cfg, migrate: bool = True) -> Store:
     """Open the store a `revwatch.config.Config` names."""
     return open_store(cfg.store_dsn, cfg.store.database, cfg.store.cluster, migrate=migrate)
-
-
-def rows_to_dicts(columns: Iterable[str], rows: Iterable[tuple]) -> list[dict]:
-    """Zip column names with rows."""
-    cols = list(columns)
-    return [dict(zip(cols, r)) for r in rows]

@@ -17,7 +17,6 @@ import uvicorn
 import yaml
 from fastapi.testclient import TestClient
 
-from revwatch.auth import KeyStore
 from revwatch.config import Config
 from revwatch.server import create_app
 from revwatch.store import open_store

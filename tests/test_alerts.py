@@ -4,7 +4,6 @@ import datetime as dt
 from fastapi import FastAPI, Request
 
 from tests.conftest import live_server
-from tests.slo_helpers import add_events
 
 CFG = """
 journeys: {p2p: {start: payment.settled, end: payment.posted}}

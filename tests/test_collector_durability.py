@@ -1,6 +1,5 @@
 """Durability: a 2xx means on disk; store outages, a bounded spool, crash replay and SIGKILL lose nothing and
 duplicate nothing."""
-import json
 import os
 import signal
 import subprocess
@@ -71,7 +70,6 @@ def test_crash_between_insert_and_commit_replays_exactly_once(tmp_path, store):
     rows = [[f"x{i}", "payment.settled", f"c{i}", 1_700_000_000_000, "s", "", "1.50", "EUR", {}] for i in range(50)]
     spool.append(KIND_EVENTS, encode_events(rows[:25]))
     spool.append(KIND_EVENTS, encode_events(rows[25:]))
-    writer = Writer(spool, store)
     batch = spool.next_batch(10_000)
     # simulate a crash: the batch reached ClickHouse but the checkpoint was never committed
     spool.begin(batch)

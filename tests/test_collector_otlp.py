@@ -1,11 +1,8 @@
 """OTLP/HTTP receiver: the real OpenTelemetry exporter, protobuf, JSON, gzip, every error status, duplicates."""
 import gzip
 import json
-import threading
-import time
 
 import pytest
-from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,

@@ -16,7 +16,6 @@ import pytest
 from probes.base import Probe, ProbeConfigError, ProbeResult, ProbeRunner, Sample, build_probe
 from probes.brokers import RabbitMQProbe, RedisProbe
 from probes.http import HttpProbe
-from probes.odoo import OdooProbe
 from probes.service import REGISTRY, ProbeService
 from revwatch.config import ProbeConfig
 from tests import fake_odoo
@@ -58,7 +57,7 @@ def test_odoo_events_and_gauges_per_version_and_protocol(store, version, protoco
     assert posted == {f"INV/2026/{i:05d}" for i in range(1, 6)}                    # from payment_reference
     assert ev["invoice.posted"][0]["amount"] == "100.00" and ev["invoice.posted"][0]["currency"] == "EUR"
     assert len(ev["payment.posted"]) == 3 and len(ev["payment.reconciled"]) == 1
-    assert all(e["event_id"].startswith(f"odoo:prod:") for e in result.events)
+    assert all(e["event_id"].startswith("odoo:prod:") for e in result.events)
     s = samples(result)
     assert s[("odoo_draft_invoices_old", (("older_than_hours", "24"),))] == 1
     assert s[("odoo_unreconciled_lines", ())] == 3 and s[("odoo_unreconciled_amount", ())] == 390.49

@@ -12,7 +12,7 @@ from collector.otlp import SPAN_COLUMNS
 from collector.writer import event_rows_for_insert
 from revwatch.config import Config
 from revwatch.sim.demo import DEMO_CONFIG
-from revwatch.sim.faults import FAULTS, FaultError, load_scenario, parse_fault
+from revwatch.sim.faults import FaultError, load_scenario, parse_fault
 from revwatch.sim.model import Business
 from revwatch.sim.sender import Sender
 from slo.engine import SloEngine

@@ -2,12 +2,9 @@
 import subprocess
 import sys
 import textwrap
-import time
 
-import pytest
 
 from revwatch import schema
-from revwatch.store import StoreLocked, open_store
 
 
 def test_migrations_twice_in_a_row_are_idempotent(store):

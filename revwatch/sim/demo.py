@@ -6,8 +6,6 @@ going until Ctrl-C.
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
 import shutil
 import socket
 import threading
