@@ -23,7 +23,6 @@ from revwatch.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")

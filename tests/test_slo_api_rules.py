@@ -14,10 +14,10 @@ import yaml
 from revwatch.config import Config
 from slo.rules import write_rules
 from slo.spec import SpecError, load_openslo, resolve
-from tests.conftest import SHARED, free_port, live_server, revwatch_cmd
+from tests.conftest import FIXTURES, free_port, live_server, revwatch_cmd
 from tests.slo_helpers import add_spans, anchor, journey
 
-OPENSLO = SHARED / "data/slo-examples/openslo"
+OPENSLO = FIXTURES / "openslo"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 need_prom = pytest.mark.skipif(not (PROMTOOL and PROMETHEUS) and not os.environ.get("CI"),

@@ -6,7 +6,7 @@ import yaml
 
 from revwatch.config import AlertingConfig
 from slo.engine import SloEngine
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 from tests.slo_helpers import add_events, add_spans, anchor, journey
 
 M = dt.timedelta(minutes=1)
@@ -222,7 +222,7 @@ def test_calendar_month_window_and_timeslices(store, make_config):
 
 
 def test_defaults_match_sloth_google_30d_windows():
-    doc = yaml.safe_load((SHARED / "data/slo-examples/sloth/windows/google-30d.yaml").read_text())
+    doc = yaml.safe_load((FIXTURES / "sloth/google-30d.yaml").read_text())
     period_h = 30 * 24
     d = AlertingConfig()
     ours = {("page", p.burn_rate) for p in d.page} | {("ticket", p.burn_rate) for p in d.ticket}
