@@ -4,9 +4,9 @@ Why this is fast at 10 M+ rows: `correlation_ts` (one granule) says when the ID 
 `spans` and `events` — sorted by CorrelationId first — touch only the daily partitions of that time range and are
 primary-key range reads there. `correlation_ts` also keeps the correlation's trace ids: spans of those traces
 stored under another correlation ID (a child span sent in a later export without the attribute lives under its
-trace id) come in the same read. Related IDs come from `attribute_links` (point reads per attribute value).
-Events, spans and links come in one UNION ALL statement, since every round trip into the embedded engine costs
-milliseconds: two round trips in all, no table scan (bench/lookup.py measures them).
+trace id) come in the same read, and events and spans come in one UNION ALL (each round trip into the embedded
+engine costs milliseconds). Related IDs come from `attribute_links`, a point read per (attribute, value). Three
+round trips, no table scan (bench/lookup.py measures them).
 """
 from __future__ import annotations
 
@@ -53,9 +53,8 @@ class JourneyService:
                   "StatusMessage, SpanAttributes, CorrelationId")
 
     def records_of(self, cid: str, lo: dt.datetime, hi: dt.datetime,
-                   traces: list[str]) -> tuple[list[dict], list[dict], dict]:
-        """(events, spans, links) of a correlation ID within [lo, hi], deduplicated, in one round trip; links map
-        (attribute, value) pairs its events carry to the other correlation IDs that carry them.
+                   traces: list[str]) -> tuple[list[dict], list[dict]]:
+        """(events, spans) of a correlation ID within [lo, hi], deduplicated, in one round trip.
 
         Spans exported without a correlation attribute are stored under their trace id (DESIGN §3), so the rest
         of a trace is `CorrelationId IN (its trace ids)`, within an hour of the correlation's own time range.
@@ -77,23 +76,9 @@ class JourneyService:
             FROM {t('spans')} WHERE CorrelationId IN {{keys:Array(String)}}
               AND (CorrelationId = {{cid:String}} OR TraceId IN {{keys:Array(String)}})
               AND Timestamp BETWEEN {{slo:DateTime64(9, 'UTC')}} AND {{shi:DateTime64(9, 'UTC')}}
-            LIMIT 1 BY TraceId, SpanId
-            UNION ALL
-            SELECT 'link', toDateTime64(min(At), 9, 'UTC'), toString(Value), toString(Key), '', '', '', '',
-                   toUInt64(0), '', '', CAST(map(), 'Map(String, String)'), '', '', '', CorrelationId
-            FROM {t('attribute_links')}
-            WHERE (Key, Value) IN (
-                    SELECT kv.1, kv.2 FROM {t('events')}
-                    ARRAY JOIN arrayZip(mapKeys(Attributes), mapValues(Attributes)) AS kv
-                    WHERE CorrelationId = {{cid:String}}
-                      AND OccurredAt BETWEEN {{lo:DateTime64(3, 'UTC')}} AND {{hi:DateTime64(3, 'UTC')}}
-                      AND kv.1 IN {{links:Array(String)}} AND kv.2 != {{cid:String}})
-              AND CorrelationId != {{cid:String}}
-            GROUP BY Key, Value, CorrelationId
-            ORDER BY min(At)
-            LIMIT 20 BY Key, Value""",
+            LIMIT 1 BY TraceId, SpanId""",
             {"cid": cid, "lo": lo, "hi": hi, "keys": [cid, *traces], "slo": lo - _TRACE_SLACK,
-             "shi": hi + _TRACE_SLACK, "links": list(LINK_ATTRIBUTES)}).dicts()
+             "shi": hi + _TRACE_SLACK}).dicts()
         events = [{"EventId": r["id"], "Type": r["name"], "OccurredAt": r["at"], "Source": r["system"],
                    "Journey": r["journey"], "Amount": r["amount"], "Currency": r["currency"],
                    "Attributes": r["attrs"]} for r in rows if r["kind"] == "event"]
@@ -101,11 +86,7 @@ class JourneyService:
                   "SpanName": r["name"], "SpanKind": r["span_kind"], "ServiceName": r["system"],
                   "Duration": r["duration"], "StatusCode": r["status"], "StatusMessage": r["status_message"],
                   "SpanAttributes": r["attrs"], "CorrelationId": r["cid"]} for r in rows if r["kind"] == "span"]
-        links: dict[tuple[str, str], list[str]] = {}
-        for r in rows:
-            if r["kind"] == "link":
-                links.setdefault((r["name"], r["id"]), []).append(r["cid"])
-        return events, spans, links
+        return events, spans
 
     def trace_spans(self, trace_id: str) -> list[dict]:
         """Every span of one trace, whatever correlation IDs its spans were stored under (`trace_id_ts`)."""
@@ -127,9 +108,9 @@ class JourneyService:
         """The journey document of a correlation ID; raises NotFound when nothing has that ID."""
         now = now or utcnow()
         where = self.whereabouts(cid)
-        events, spans, links = [], [], {}
+        events, spans = [], []
         if where is not None:
-            events, spans, links = self.records_of(cid, *where)
+            events, spans = self.records_of(cid, *where)
         if _TRACE_ID.match(cid):                           # a trace id: the whole trace, wherever it is stored
             seen = {(x["TraceId"], x["SpanId"]) for x in spans}
             spans += [x for x in self.trace_spans(cid) if (x["TraceId"], x["SpanId"]) not in seen]
@@ -150,7 +131,7 @@ class JourneyService:
                                "errors": sum(timeline[i]["error"] for i in ix), "index": ix}
                         for name, ix in sorted(systems.items())},
             "errors": [x for x in timeline if x["error"]],
-            "related": self._related(cid, events, links),
+            "related": self._related(cid, events),
             "timeline": timeline,
         }
 
@@ -196,16 +177,26 @@ class JourneyService:
             out.append(doc)
         return out
 
-    @staticmethod
-    def _related(cid: str, events: list[dict], links: dict[tuple[str, str], list[str]]) -> list[dict]:
-        """IDs carried in this journey's attributes, with the correlation IDs they lead to, in first-seen order."""
+    def _related(self, cid: str, events: list[dict]) -> list[dict]:
+        """IDs carried in this journey's attributes, with the correlation IDs they lead to (`attribute_links`)."""
         pairs: dict[tuple[str, str], None] = {}
         for e in events:
             for k in LINK_ATTRIBUTES:
                 v = (e["Attributes"] or {}).get(k)
                 if v and v != cid:
                     pairs[(k, v)] = None
-        return [{"attribute": k, "value": v, "correlation_ids": links.get((k, v), [])} for k, v in pairs]
+        if not pairs:
+            return []
+        keys, values = sorted({k for k, _ in pairs}), sorted({v for _, v in pairs})
+        rows = self.store.query(
+            f"SELECT Key, Value, CorrelationId FROM {self.store.table('attribute_links')} "
+            f"WHERE Key IN {{k:Array(String)}} AND Value IN {{v:Array(String)}} AND CorrelationId != {{cid:String}} "
+            f"LIMIT 20 BY Key, Value", {"k": keys, "v": values, "cid": cid}).rows
+        found: dict[tuple[str, str], list[str]] = {}
+        for k, v, other in rows:
+            if (k, v) in pairs and other not in found.setdefault((k, v), []):
+                found[(k, v)].append(other)
+        return [{"attribute": k, "value": v, "correlation_ids": found.get((k, v), [])} for k, v in pairs]
 
     @staticmethod
     def _event_item(e: dict) -> dict:
