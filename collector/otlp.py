@@ -72,8 +72,12 @@ def _any_value_to_py(v):
 
 
 def attributes_to_map(attrs) -> dict[str, str]:
-    """KeyValue list → {key: string value}."""
-    return {kv.key: any_value_to_str(kv.value) for kv in attrs}
+    """KeyValue list → {key: string value} (strings, the common case, without the generic dispatch)."""
+    out = {}
+    for kv in attrs:
+        v = kv.value
+        out[kv.key] = v.string_value if v.WhichOneof("value") == "string_value" else any_value_to_str(v)
+    return out
 
 
 # --- OTLP/JSON → protobuf -----------------------------------------------------------------------------------
@@ -127,6 +131,7 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
     out = DecodedTraces()
     trace_correlation: dict[str, str] = {}
     pending: list[tuple[list, bool]] = []
+    from_span, journey_of = rules.from_span, rules.journey_of
     for rs in req.resource_spans:
         res_attrs = attributes_to_map(rs.resource.attributes)
         service = res_attrs.get("service.name", "")
@@ -141,19 +146,25 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
                     continue
                 trace_id = sp.trace_id.hex()
                 span_attrs = attributes_to_map(sp.attributes)
-                cid = rules.from_span(span_attrs, res_attrs)
+                cid = from_span(span_attrs, res_attrs)
                 if cid:
                     trace_correlation.setdefault(trace_id, cid)
-                start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
+                start = sp.start_time_unix_nano
+                events, links, status = sp.events, sp.links, sp.status
+                if events:
+                    ev = ([e.time_unix_nano for e in events], [e.name for e in events],
+                          [attributes_to_map(e.attributes) for e in events])
+                else:
+                    ev = ([], [], [])
+                if links:
+                    ln = ([x.trace_id.hex() for x in links], [x.span_id.hex() for x in links],
+                          [x.trace_state for x in links], [attributes_to_map(x.attributes) for x in links])
+                else:
+                    ln = ([], [], [], [])
                 row = [start, trace_id, sp.span_id.hex(), sp.parent_span_id.hex(), sp.trace_state, sp.name,
                        SPAN_KINDS.get(sp.kind, "Unspecified"), service, res_attrs, scope_name, scope_version,
-                       span_attrs, max(0, end - start), STATUS_CODES.get(sp.status.code, "Unset"),
-                       sp.status.message,
-                       [e.time_unix_nano for e in sp.events], [e.name for e in sp.events],
-                       [attributes_to_map(e.attributes) for e in sp.events],
-                       [ln.trace_id.hex() for ln in sp.links], [ln.span_id.hex() for ln in sp.links],
-                       [ln.trace_state for ln in sp.links], [attributes_to_map(ln.attributes) for ln in sp.links],
-                       cid or "", rules.journey_of(span_attrs, res_attrs)]
+                       span_attrs, max(0, sp.end_time_unix_nano - start), STATUS_CODES.get(status.code, "Unset"),
+                       status.message, *ev, *ln, cid or "", journey_of(span_attrs, res_attrs)]
                 pending.append((row, bool(cid)))
     # Spans of a trace without their own correlation attribute inherit the one a sibling carries
     # (the child `odoo.execute_kw` of a `POST /payments` span), else fall back to the trace id (DESIGN §3).
