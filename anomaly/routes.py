@@ -6,8 +6,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client.core import GaugeMetricFamily
 
 from anomaly.detectors import list_findings, open_counts, scan
-from revwatch.api import ApiError, ctx_of, require
-from revwatch.units import parse_instant
+from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
 KINDS = ("billing_variance", "reconciliation_risk")
@@ -19,11 +18,7 @@ def get_anomalies(request: Request, kind: str | None = None, since: str | None =
     """Findings, highest score first; each names its correlation ID / reference, a score and its reasons."""
     if kind is not None and kind not in KINDS:
         raise ApiError(400, f"kind must be one of {', '.join(KINDS)}", "kind")
-    try:
-        when = parse_instant(since) if since else None
-    except ValueError as e:
-        raise ApiError(400, str(e), "since")
-    return {"items": list_findings(ctx_of(request).store, kind, when, limit)}
+    return {"items": list_findings(ctx_of(request).store, kind, instant_param(since, "since"), limit)}
 
 
 @router.post("/api/v1/anomalies/scan", dependencies=[Depends(require("admin"))])

@@ -34,7 +34,7 @@ from collector.events import EVENT_COLUMNS, validate_events  # noqa: E402
 from collector.otlp import SPAN_COLUMNS, decode_traces  # noqa: E402
 from collector.rowcodec import encode_spans  # noqa: E402
 from collector.spool import KIND_SPANS, Spool  # noqa: E402
-from collector.writer import event_rows_for_insert  # noqa: E402
+from collector.rowcodec import event_rows_for_insert  # noqa: E402
 
 PER_REQUEST = 5000
 

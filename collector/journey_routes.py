@@ -4,19 +4,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from collector.journeys import NotFound
-from revwatch.api import ApiError, ctx_of, require
-from revwatch.units import parse_instant
+from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
-
-
-def _instant(value: str | None, name: str):
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as e:
-        raise ApiError(400, str(e), name)
 
 
 @router.get("/api/v1/journeys", dependencies=[Depends(require("read"))])
@@ -41,7 +31,7 @@ def search_journeys(request: Request, attr: str | None = Query(None, description
         raise ApiError(400, f"unknown journey {journey!r}", "journey")
     if not any((pair, customer, journey, since, until)):
         raise ApiError(400, "give at least one filter: attr, customer, journey, since/until or stuck", "attr")
-    items = svc.search(pair, customer, journey, _instant(since, "since"), _instant(until, "until"), limit)
+    items = svc.search(pair, customer, journey, instant_param(since, "since"), instant_param(until, "until"), limit)
     return {"items": items}
 
 

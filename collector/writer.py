@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from decimal import Decimal
 
 from collector.events import EVENT_COLUMNS
 from collector.otlp import SPAN_COLUMNS
@@ -18,15 +17,6 @@ from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 
 log = logging.getLogger("revwatch.writer")
-_AMOUNT = EVENT_COLUMNS.index("Amount")
-
-
-def event_rows_for_insert(rows: list[list]) -> list[list]:
-    """Spooled event rows carry amounts as exact decimal strings; the store column is Decimal."""
-    for r in rows:
-        if r[_AMOUNT] is not None:
-            r[_AMOUNT] = Decimal(r[_AMOUNT])
-    return rows
 
 
 class Writer:

@@ -5,6 +5,7 @@ under back-pressure or when the store is down. Keys are never logged: only their
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from revwatch.auth import ApiKey, KeyStore, allows
 from revwatch.config import Config
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
+from revwatch.units import parse_instant
 
 log = logging.getLogger("revwatch.api")
 
@@ -46,6 +48,16 @@ def error_response(status: int, error: str, field: str | None = None, headers: d
     if field:
         body["field"] = field
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def instant_param(value: str | None, field: str) -> dt.datetime | None:
+    """An optional RFC 3339 query parameter; a bad one is a 400 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as e:
+        raise ApiError(400, str(e), field)
 
 
 def ctx_of(request: Request) -> AppContext:

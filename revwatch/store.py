@@ -101,6 +101,14 @@ def _redact(dsn: str) -> str:
     return dsn
 
 
+def _dedup_settings(token: str | None) -> dict[str, Any]:
+    """Insert settings that make a retried insert with the same token a no-op, materialized views included."""
+    if not token:
+        return {}
+    return {"insert_deduplicate": 1, "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
 class Store:
     """A database inside one ClickHouse engine, with helpers that all other modules use.
 
@@ -153,10 +161,7 @@ class Store:
         """Insert rows into `<database>.<table>`; a retried insert with the same `dedup_token` is dropped."""
         if not rows:
             return 0
-        settings: dict[str, Any] = {}
-        if dedup_token:
-            settings = {"insert_deduplicate": 1, "insert_deduplication_token": dedup_token,
-                        "deduplicate_blocks_in_dependent_materialized_views": 1}
+        settings = _dedup_settings(dedup_token)
         self._call(self._client.insert, f"{self.database}.{table}", rows, column_names=list(columns),
                    settings=settings, write=True)
         return len(rows)
@@ -168,10 +173,7 @@ class Store:
         if not payloads:
             return 0
         body = b"\n".join(payloads)
-        settings: dict[str, Any] = {}
-        if dedup_token:
-            settings = {"insert_deduplicate": 1, "insert_deduplication_token": dedup_token,
-                        "deduplicate_blocks_in_dependent_materialized_views": 1}
+        settings = _dedup_settings(dedup_token)
         self._call(self._client.raw_insert, f"{self.database}.{table}", list(columns), insert_block=body,
                    settings=settings, fmt="JSONCompactEachRow", write=True)
         return body.count(b"\n") + 1

@@ -3,26 +3,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from revwatch.api import ApiError, ctx_of, require
-from revwatch.units import parse_instant
+from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
-
-
-def _at(at: str | None):
-    if at is None:
-        return None
-    try:
-        return parse_instant(at)
-    except ValueError as e:
-        raise ApiError(400, str(e), "at")
 
 
 @router.get("/api/v1/slos", dependencies=[Depends(require("read"))])
 def list_slos(request: Request, at: str | None = Query(None, description="RFC 3339 instant (default now)")):
     """Every SLO (per group): SLI, burn rate per window, budget, alert state."""
     engine = ctx_of(request).services["slo"]
-    when = _at(at)
+    when = instant_param(at, "at")
     results = engine.evaluate(when) if when else engine.latest_or_evaluate()
     return {"at": results[0].at.isoformat() if results else None, "slos": [r.as_dict() for r in results]}
 
@@ -33,5 +23,5 @@ def get_slo(name: str, request: Request, at: str | None = Query(None)):
     engine = ctx_of(request).services["slo"]
     if engine.spec(name) is None:
         raise ApiError(404, f"no SLO named {name!r}", "name")
-    results = engine.evaluate(_at(at), names=[name])
+    results = engine.evaluate(instant_param(at, "at"), names=[name])
     return {"name": name, "results": [r.as_dict() for r in results]}

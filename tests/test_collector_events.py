@@ -93,7 +93,7 @@ def test_redelivery_counted_once_in_reply_store_and_lookup(api):
 def test_readers_deduplicate_what_ingest_could_not_see(api):
     """Two copies that reached the store (e.g. concurrent collectors) still count once everywhere."""
     from collector.events import EVENT_COLUMNS, validate_event
-    from collector.writer import event_rows_for_insert
+    from collector.rowcodec import event_rows_for_insert
     row = validate_event(ev(77))[0]
     for source in ("collector-a", "collector-b"):    # identical blocks would be dropped by insert dedup
         copy = list(row)

@@ -9,7 +9,7 @@ import yaml
 
 from collector.events import EVENT_COLUMNS, validate_event
 from collector.otlp import SPAN_COLUMNS
-from collector.writer import event_rows_for_insert
+from collector.rowcodec import event_rows_for_insert
 from revwatch.config import Config
 from revwatch.sim.demo import DEMO_CONFIG
 from revwatch.sim.faults import FaultError, load_scenario, parse_fault
