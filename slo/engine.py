@@ -118,14 +118,11 @@ class SloEngine:
 
     def journey_thresholds(self) -> dict[str, dt.timedelta]:
         """Per journey, the overdue threshold: the journey's own, else the tightest SLO threshold on it."""
-        out = {name: j.threshold for name, j in self.cfg.journeys.items() if j.threshold}
-        for s in self.specs:
-            if s.is_journey and s.config.journey not in out:
-                t = s.threshold
-                out[s.config.journey] = min(t, out.get(s.config.journey, t))
+        out: dict[str, dt.timedelta] = {}
         for s in self.specs:
             if s.is_journey:
-                out.setdefault(s.config.journey, s.threshold)
+                out[s.config.journey] = min(s.threshold, out.get(s.config.journey, s.threshold))
+        out.update({name: j.threshold for name, j in self.cfg.journeys.items() if j.threshold})
         return out
 
     # -- evaluation ---------------------------------------------------------------------------------------

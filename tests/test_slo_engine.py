@@ -247,3 +247,17 @@ def test_journey_lag_quantiles_and_pending(store, make_config):
     assert stats["completed_last_hour"] == 5 and stats["pending"] == 2
     assert stats["lag_seconds"]["0.5"] == pytest.approx(180, abs=0.01)
     assert stats["lag_seconds"]["0.99"] == pytest.approx(600, abs=1)
+
+
+def test_journey_threshold_is_the_journeys_own_else_the_tightest_slo(store, make_config):
+    cfg = make_config("""
+journeys:
+  p2p: {start: payment.settled, end: payment.posted}
+  r2i: {start: subscription.renewed, end: invoice.posted, threshold: 2h}
+slos:
+  - {name: loose, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 1h}}
+  - {name: tight, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 15m}}
+  - {name: r, journey: r2i, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 10m}}
+""")
+    assert SloEngine(store, cfg).journey_thresholds() == {"p2p": dt.timedelta(minutes=15),
+                                                         "r2i": dt.timedelta(hours=2)}
