@@ -41,7 +41,7 @@ class AmWebhook(BaseModel):
 
 def impact(ctx, labels: dict[str, str]) -> dict:
     """Business impact of an alert that names an SLO."""
-    engine, journeys = ctx.services["slo"], ctx.services["journeys"]
+    engine, journeys = ctx.slo, ctx.journeys
     spec = engine.spec(labels.get("slo", ""))
     if spec is None:
         return {}

@@ -15,7 +15,7 @@ def search_journeys(request: Request, attr: str | None = Query(None, description
                     until: str | None = None, stuck: str | None = None,
                     limit: int = Query(100, ge=1, le=1000)):
     """Find correlation IDs by attribute, customer, journey and time range, or list stuck instances."""
-    svc = ctx_of(request).services["journeys"]
+    svc = ctx_of(request).journeys
     if stuck is not None:
         if stuck not in svc.journeys:
             raise ApiError(400, f"unknown journey {stuck!r} (configured: {', '.join(svc.journeys) or 'none'})",
@@ -41,6 +41,6 @@ def get_journey(correlation_id: str, request: Request):
     if not correlation_id or len(correlation_id) > 256:
         raise ApiError(400, "correlation_id must be 1-256 characters", "correlation_id")
     try:
-        return ctx_of(request).services["journeys"].lookup(correlation_id)
+        return ctx_of(request).journeys.lookup(correlation_id)
     except NotFound:
         raise ApiError(404, f"nothing is recorded for correlation ID {correlation_id!r}", "correlation_id")

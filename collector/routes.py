@@ -88,7 +88,7 @@ async def post_traces(request: Request) -> Response:
         except ApiError as e:
             ctx.metrics.rejected_total.labels("decode").inc()
             return _otlp_error(e.status, e.error, json_body)
-        rules: CorrelationRules = ctx.services["correlation"]
+        rules: CorrelationRules = ctx.correlation
         try:
             decoded = await run_in_threadpool(decode_traces, body, json_body, rules)
         except DecodeError as e:
@@ -102,7 +102,7 @@ async def post_traces(request: Request) -> Response:
             for cid in sorted({r[22] for r in decoded.rows})[:100]:
                 log.debug("spans accepted", extra={"correlation_id": cid})
         try:
-            await run_in_threadpool(ctx.services["intake"].accept_spans, decoded.rows)
+            await run_in_threadpool(ctx.intake.accept_spans, decoded.rows)
         except SpoolFull as e:
             ctx.metrics.rejected_total.labels("spool_full").inc()
             log.warning("spool full, refusing export: %s", e)
@@ -136,7 +136,7 @@ async def post_events(request: Request) -> JSONResponse:
     if validated.rejected:
         ctx.metrics.rejected_total.labels("invalid_event").inc(len(validated.rejected))
     try:
-        accepted, dups = await run_in_threadpool(ctx.services["intake"].accept_events, validated)
+        accepted, dups = await run_in_threadpool(ctx.intake.accept_events, validated)
     except SpoolFull:
         ctx.metrics.rejected_total.labels("spool_full").inc()
         raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"})

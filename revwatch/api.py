@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,17 @@ from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 from revwatch.units import parse_instant
 
+if TYPE_CHECKING:   # annotations only: core never imports the feature packages at run time
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from collector.correlation import CorrelationRules
+    from collector.intake import Intake
+    from collector.journeys import JourneyService
+    from collector.spool import Spool
+    from collector.writer import Writer
+    from probes.service import ProbeService
+    from slo.engine import SloEngine
+
 log = logging.getLogger("revwatch.api")
 
 
@@ -31,7 +42,16 @@ class AppContext:
     store: Store
     keys: KeyStore
     metrics: Metrics
-    services: dict[str, Any] = field(default_factory=dict)   # spool, writer, evaluator, … by name
+    # The services, typed; `revwatch.server.build_context` sets every one before the app serves a request.
+    spool: Spool = field(init=False)
+    writer: Writer = field(init=False)
+    intake: Intake = field(init=False)
+    correlation: CorrelationRules = field(init=False)
+    slo: SloEngine = field(init=False)
+    journeys: JourneyService = field(init=False)
+    probes: ProbeService = field(init=False)
+    scheduler: BaseScheduler | None = None
+    background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
 
 
 class ApiError(Exception):

@@ -46,17 +46,17 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics)
     ctx.keys.preload()
     spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes)
-    ctx.services["spool"] = spool
-    ctx.services["writer"] = Writer(spool, store, metrics, cfg.spool.batch_rows,
+    ctx.spool = spool
+    ctx.writer = Writer(spool, store, metrics, cfg.spool.batch_rows,
                                     cfg.spool.flush_interval.total_seconds())
-    ctx.services["intake"] = Intake(spool, store, metrics, cfg.spool.dedup_max_keys)
-    ctx.services["correlation"] = CorrelationRules.from_config(cfg.correlation)
+    ctx.intake = Intake(spool, store, metrics, cfg.spool.dedup_max_keys)
+    ctx.correlation = CorrelationRules.from_config(cfg.correlation)
     engine = SloEngine(store, cfg)
-    ctx.services["slo"] = engine
-    ctx.services["journeys"] = JourneyService(store, cfg.journeys, engine.journey_thresholds())
+    ctx.slo = engine
+    ctx.journeys = JourneyService(store, cfg.journeys, engine.journey_thresholds())
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
-    ctx.services["probes"] = ProbeService(cfg.probes, store, ctx.services["intake"], metrics)
+    ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
     return ctx
 
 
@@ -67,19 +67,19 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         scheduler = None
-        owner = start_background and not ctx.services.get("background_running")
+        owner = start_background and not ctx.background_running
         if owner:           # a second server on the same app (tests) must not start a second writer
-            ctx.services["background_running"] = True
-            ctx.services["writer"].start()
+            ctx.background_running = True
+            ctx.writer.start()
             scheduler = BackgroundScheduler(timezone="UTC")
             if cfg.evaluator.enabled:
-                scheduler.add_job(ctx.services["slo"].evaluate_and_cache, "interval",
+                scheduler.add_job(ctx.slo.evaluate_and_cache, "interval",
                                   seconds=cfg.evaluator.interval.total_seconds(), id="slo-evaluate",
                                   max_instances=1, coalesce=True, next_run_time=_soon())
-            ctx.services["probes"].schedule(scheduler)
+            ctx.probes.schedule(scheduler)
             scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], minutes=5, id="anomaly-scan",
                               max_instances=1, coalesce=True)
-            ctx.services["scheduler"] = scheduler
+            ctx.scheduler = scheduler
             scheduler.start()
         try:
             yield
@@ -87,9 +87,9 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             if owner:
                 if scheduler:
                     scheduler.shutdown(wait=False)
-                ctx.services["writer"].stop()
-                ctx.services["spool"].close()
-                ctx.services["background_running"] = False
+                ctx.writer.stop()
+                ctx.spool.close()
+                ctx.background_running = False
 
     app = FastAPI(title="revwatch", version="0.1.0", lifespan=lifespan,
                   description="Business-journey SLOs and integration observability")
@@ -110,12 +110,12 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     def readyz(request: Request):
         """Readiness: the store answers and the spool has room."""
         c = ctx_of(request)
-        spool = c.services["spool"]
+        spool = c.spool
         store_ok = c.store.ping()
         pending = spool.pending_bytes()
         room = pending < spool.max_bytes * 0.95
         body = {"store": "ok" if store_ok else "unreachable", "spool_bytes": pending,
-                "spool_max_bytes": spool.max_bytes, "writer_error": c.services["writer"].last_error}
+                "spool_max_bytes": spool.max_bytes, "writer_error": c.writer.last_error}
         if store_ok and room:
             return {"status": "ready", **body}
         return JSONResponse({"status": "not ready", "error": "store unreachable" if not store_ok else "spool full",
@@ -127,7 +127,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         c = ctx_of(request)
         if not c.config.server.metrics_public:
             require("read")(request)
-        c.metrics.spool_bytes.set(c.services["spool"].pending_bytes())
+        c.metrics.spool_bytes.set(c.spool.pending_bytes())
         return Response(c.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post("/api/v1/keys", dependencies=[Depends(require("admin"))])
@@ -154,7 +154,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     def overview(request: Request):
         """HTML overview for people without Grafana."""
         c = ctx_of(request)
-        return render_overview(c.services["slo"].latest_or_evaluate())
+        return render_overview(c.slo.latest_or_evaluate())
 
     return app
 

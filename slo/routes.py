@@ -11,7 +11,7 @@ router = APIRouter()
 @router.get("/api/v1/slos", dependencies=[Depends(require("read"))])
 def list_slos(request: Request, at: str | None = Query(None, description="RFC 3339 instant (default now)")):
     """Every SLO (per group): SLI, burn rate per window, budget, alert state."""
-    engine = ctx_of(request).services["slo"]
+    engine = ctx_of(request).slo
     when = instant_param(at, "at")
     results = engine.evaluate(when) if when else engine.latest_or_evaluate()
     return {"at": results[0].at.isoformat() if results else None, "slos": [r.as_dict() for r in results]}
@@ -20,7 +20,7 @@ def list_slos(request: Request, at: str | None = Query(None, description="RFC 33
 @router.get("/api/v1/slos/{name}", dependencies=[Depends(require("read"))])
 def get_slo(name: str, request: Request, at: str | None = Query(None)):
     """One SLO (all its groups) as of `at`."""
-    engine = ctx_of(request).services["slo"]
+    engine = ctx_of(request).slo
     if engine.spec(name) is None:
         raise ApiError(404, f"no SLO named {name!r}", "name")
     results = engine.evaluate(instant_param(at, "at"), names=[name])

@@ -72,7 +72,7 @@ class Api:
         return self.client.post(path, headers={**self.auth(scope), **kw.pop("headers", {})}, **kw)
 
     def drain(self, timeout: float = 30.0) -> None:
-        assert self.ctx.services["writer"].wait_drained(timeout), "writer did not drain the spool"
+        assert self.ctx.writer.wait_drained(timeout), "writer did not drain the spool"
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ def test_store_outage_then_recovery_exact_counts(api):
         r = api.client.get("/readyz")
         assert r.status_code == 503 and r.json()["store"] == "unreachable"
         time.sleep(0.5)
-        assert api.ctx.services["writer"].last_error is not None
-        assert api.ctx.services["spool"].pending_bytes() > 0
+        assert api.ctx.writer.last_error is not None
+        assert api.ctx.spool.pending_bytes() > 0
     finally:
         store.fault = None
     api.drain(60)

@@ -80,7 +80,7 @@ def test_redelivery_counted_once_in_reply_store_and_lookup(api):
     r2 = api.post("/api/v1/events", json=batch[:5]).json()          # re-delivered while in memory
     assert r2 == {"accepted": 0, "duplicates": 5, "rejected": []}
     api.drain()
-    api.ctx.services["intake"].recent_events = type(api.ctx.services["intake"].recent_events)(10)
+    api.ctx.intake.recent_events = type(api.ctx.intake.recent_events)(10)
     r3 = api.post("/api/v1/events", json=batch[5:8]).json()         # recent keys forgotten: the store knows
     assert r3 == {"accepted": 0, "duplicates": 3, "rejected": []}
     assert len(stored(api)) == 10

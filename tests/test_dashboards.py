@@ -17,7 +17,7 @@ def test_every_queried_metric_is_exported(api_factory):
 journeys: {p2p: {start: payment.settled, end: payment.posted}}
 slos: [{name: pp, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 15m}}]
 """)
-    api.ctx.services["slo"].evaluate_and_cache()
+    api.ctx.slo.evaluate_and_cache()
     exported = set(re.findall(r"^# TYPE (\S+)", api.get("/metrics").text, re.M))
     exported |= {n + "_total" for n in exported}
     queried = set()

@@ -49,7 +49,7 @@ def test_timeline_order_systems_milestones_overdue_errors(api_factory):
     api = api_factory(CFG)
     now = now_ms()
     seed(api, now)
-    doc = api.ctx.services["journeys"].lookup("pay_1", now=now)
+    doc = api.ctx.journeys.lookup("pay_1", now=now)
     names = [x["name"] for x in doc["timeline"]]
     assert names == ["payment.received", "POST /v1/charges", "payment.settled", "webhook.failed", "odoo.execute_kw"]
     assert [x["system"] for x in doc["timeline"]] == ["test", "stripe", "test", "test", "odoo"]
@@ -70,10 +70,10 @@ def test_completed_journey_lags(api_factory):
     api = api_factory(CFG)
     now = now_ms()
     seed(api, now)
-    (j,) = api.ctx.services["journeys"].lookup("pay_3", now=now)["journeys"]
+    (j,) = api.ctx.journeys.lookup("pay_3", now=now)["journeys"]
     assert j["status"] == "completed" and j["total_seconds"] == 300 and j["within_threshold"]
     assert j["milestones"][-1]["lag_seconds"] == 300
-    ren = api.ctx.services["journeys"].lookup("ren_9", now=now)["journeys"]
+    ren = api.ctx.journeys.lookup("ren_9", now=now)["journeys"]
     assert [x["journey"] for x in ren] == ["r2i"] and ren[0]["total_seconds"] == 600
 
 

@@ -300,7 +300,7 @@ def test_service_stores_samples_events_and_metrics(api_factory):
     with live_server(fake.app) as base:
         api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": base, "db": fake_odoo.DB,
                                        "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, "interval": "1h"}]})
-        svc: ProbeService = api.ctx.services["probes"]
+        svc: ProbeService = api.ctx.probes
         (first,) = svc.run_once()
         assert first["up"] and first["events_accepted"] == first["events"] > 0
         svc.configs["erp"]                                          # the same probe again: cursor, no new events

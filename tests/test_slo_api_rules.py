@@ -96,7 +96,7 @@ def test_slo_api_metrics_and_as_of(api_factory):
     assert api.get("/api/v1/slos/nope").status_code == 404
     r = api.get("/api/v1/slos", params={"at": "2026-01-01T00:00:00"})
     assert r.status_code == 400 and r.json()["field"] == "at"
-    api.ctx.services["slo"].evaluate_and_cache()
+    api.ctx.slo.evaluate_and_cache()
     text = api.get("/metrics").text
     assert 'revwatch_slo_burn_rate{group="",slo="pp",window="1h"}' in text
     assert 'revwatch_slo_objective_ratio{slo="pp"} 0.99' in text

@@ -99,8 +99,8 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7,
         task = prog.add_task("backfill", total=1.0, days=days, ev=0, sp=0)
         backfill(business, sender, start, end, truth,
                  progress=lambda frac, ev, sp: prog.update(task, completed=frac, ev=ev, sp=sp))
-    ctx.services["writer"].wait_drained(120)
-    results = ctx.services["slo"].evaluate_and_cache()
+    ctx.writer.wait_drained(120)
+    results = ctx.slo.evaluate_and_cache()
     docs = [r.as_dict() for r in results]
     con.print(f"backfill done in {time.monotonic() - t0:.0f} s: {sender.sent_events} events "
               f"({sender.duplicates} duplicate deliveries recognised), {sender.sent_spans} spans; "
@@ -120,10 +120,10 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7,
     if example:
         con.print(f"\n[bold]example:[/bold] revwatch trace {example}   (a payment hit by the posting backlog)")
         try:
-            con.print(journey_timeline(ctx.services["journeys"].lookup(example)))
+            con.print(journey_timeline(ctx.journeys.lookup(example)))
         except Exception as e:                      # still being delivered: say so rather than fail the demo
             con.print(f"  (not yet visible: {e})")
-    stuck = ctx.services["journeys"].stuck("payment_to_posting", limit=5)
+    stuck = ctx.journeys.stuck("payment_to_posting", limit=5)
     if stuck:
         con.print("[bold]stuck payments[/bold] (settled, not posted, past 15 min): " +
                   ", ".join(s["correlation_id"] for s in stuck))
