@@ -56,12 +56,8 @@ def impact(ctx, labels: dict[str, str]) -> dict:
         out["stuck_instances"] = len(stuck)
         out["stuck_examples"] = [s["correlation_id"] for s in stuck[:5]]
         if stuck:
-            rows = ctx.store.query(
-                f"SELECT cur, sum(amt) FROM (SELECT CorrelationId, any(Currency) AS cur, any(Amount) AS amt "
-                f"FROM {ctx.store.table('events')} WHERE CorrelationId IN {{ids:Array(String)}} "
-                f"AND Type = {{t:String}} AND Amount IS NOT NULL GROUP BY CorrelationId) GROUP BY cur",
-                {"ids": [s["correlation_id"] for s in stuck], "t": spec.start_type}).rows
-            out["amount_at_risk"] = {cur or "?": f"{amt:.2f}" for cur, amt in rows}
+            money = journeys.reader.money(spec.config.journey, [s["correlation_id"] for s in stuck])
+            out["amount_at_risk"] = {cur: f"{amt:.2f}" for cur, amt in money.items()}
     return out
 
 

@@ -15,6 +15,7 @@ import re
 from collections import defaultdict
 
 from revwatch.config import JourneyConfig
+from revwatch.journeys import JourneyReader
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import Store
 from revwatch.units import as_utc, utcnow
@@ -38,6 +39,7 @@ class JourneyService:
 
     def __init__(self, store: Store, journeys: dict[str, JourneyConfig], thresholds: dict[str, dt.timedelta]):
         self.store, self.journeys, self.thresholds = store, journeys, thresholds
+        self.reader = JourneyReader(store, journeys, thresholds)
 
     # -- raw reads ----------------------------------------------------------------------------------------
     def whereabouts(self, cid: str) -> tuple[dt.datetime, dt.datetime, list[str]] | None:
@@ -255,14 +257,4 @@ class JourneyService:
     def stuck(self, journey: str, now: dt.datetime | None = None, lookback: dt.timedelta = dt.timedelta(days=7),
               limit: int = 100) -> list[dict]:
         """Instances that started, have not finished, and are past the journey's threshold; oldest first."""
-        j = self.journeys[journey]
-        now = now or utcnow()
-        threshold = self.thresholds.get(journey) or dt.timedelta(hours=1)
-        rows = self.store.query(
-            f"SELECT CorrelationId, minIf(At, Type = {{s:String}}) AS started FROM {self.store.table('milestones')} "
-            f"WHERE Type IN ({{s:String}}, {{e:String}}) AND At >= {{lo:DateTime64(3, 'UTC')}} "
-            f"GROUP BY CorrelationId HAVING countIf(Type = {{s:String}}) > 0 AND countIf(Type = {{e:String}}) = 0 "
-            f"AND started < {{cut:DateTime64(3, 'UTC')}} ORDER BY started LIMIT {{limit:UInt32}}",
-            {"s": j.start, "e": j.end, "lo": now - lookback, "cut": now - threshold, "limit": limit}).rows
-        return [{"correlation_id": cid, "journey": journey, "started": _iso(s), "waiting_for": j.end,
-                 "overdue_seconds": (now - as_utc(s) - threshold).total_seconds()} for cid, s in rows]
+        return [s.as_dict() for s in self.reader.stuck(journey, now, lookback, limit)]

@@ -217,9 +217,9 @@ def trace(correlation_id: str, config: Optional[Path] = ConfigOpt, as_json: bool
         doc = target.request("GET", f"/api/v1/journeys/{quote(correlation_id, safe='')}")
     else:
         from collector.journeys import JourneyService, NotFound
-        from slo.engine import SloEngine
+        from slo.spec import journey_thresholds
         try:
-            doc = JourneyService(target, cfg.journeys, SloEngine(target, cfg).journey_thresholds()).lookup(
+            doc = JourneyService(target, cfg.journeys, journey_thresholds(cfg)).lookup(
                 correlation_id)
         except NotFound:
             fail(f"nothing is recorded for correlation ID {correlation_id!r}", 1)

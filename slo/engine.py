@@ -23,7 +23,8 @@ from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
-from slo.spec import BURN_WINDOWS, SloSpec, resolve
+from revwatch.journeys import JourneyReader
+from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
 
 log = logging.getLogger("revwatch.slo")
 
@@ -106,6 +107,7 @@ class SloEngine:
         self.store, self.cfg = store, cfg
         self.specs = resolve(cfg)
         self.rollups = RollupMaintainer(store, self.specs)
+        self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
         self.latest_at: dt.datetime | None = None
@@ -117,13 +119,8 @@ class SloEngine:
         return next((s for s in self.specs if s.name == name), None)
 
     def journey_thresholds(self) -> dict[str, dt.timedelta]:
-        """Per journey, the overdue threshold: the journey's own, else the tightest SLO threshold on it."""
-        out: dict[str, dt.timedelta] = {}
-        for s in self.specs:
-            if s.is_journey:
-                out[s.config.journey] = min(s.threshold, out.get(s.config.journey, s.threshold))
-        out.update({name: j.threshold for name, j in self.cfg.journeys.items() if j.threshold})
-        return out
+        """Per journey, the overdue threshold (`revwatch.journeys.thresholds` over this engine's specs)."""
+        return journey_thresholds(self.cfg, self.specs)
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
@@ -234,31 +231,6 @@ GROUP BY Slo, GroupKey, ts
                     state = severity
         res.state = state
 
-    # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------
-    def journey_stats(self, now: dt.datetime, lag_window: dt.timedelta = dt.timedelta(hours=1),
-                      pending_lookback: dt.timedelta = dt.timedelta(days=7)) -> dict[str, dict]:
-        """Per journey: start→end lag quantiles of instances completed in the last hour, and how many instances
-        started in the last week are still waiting for their end."""
-        out = {}
-        for name, j in self.cfg.journeys.items():
-            row = self.store.query(f"""
-                SELECT quantilesExactIf(0.5, 0.9, 0.99)(dateDiff('millisecond', s, e) / 1000, has_end AND e >= lag_from)
-                           AS q,
-                       countIf(has_end AND e >= lag_from) AS completed,
-                       countIf(NOT has_end) AS pending
-                FROM (SELECT CorrelationId, minIf(At, Type = {{s:String}}) AS s, minIf(At, Type = {{e:String}}) AS e,
-                             countIf(Type = {{e:String}}) > 0 AS has_end,
-                             fromUnixTimestamp64Milli({{lag_from:Int64}}, 'UTC') AS lag_from
-                      FROM {self.store.table('milestones')}
-                      WHERE Type IN ({{s:String}}, {{e:String}})
-                        AND At >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
-                      GROUP BY CorrelationId HAVING countIf(Type = {{s:String}}) > 0)""",
-                {"s": j.start, "e": j.end, "lag_from": ms(now - lag_window), "since": ms(now - pending_lookback)}).rows[0]
-            q, completed, pending = row
-            out[name] = {"lag_seconds": dict(zip(("0.5", "0.9", "0.99"), q)) if completed else {},
-                         "completed_last_hour": int(completed), "pending": int(pending)}
-        return out
-
     # -- scheduler entry points ---------------------------------------------------------------------------
     def evaluate_and_cache(self) -> list[SloResult]:
         """Refresh rollups, evaluate now and keep the result for /metrics (the scheduler job)."""
@@ -268,7 +240,7 @@ GROUP BY Slo, GroupKey, ts
         except Exception:
             log.exception("SLO evaluation failed")
             raise
-        stats = self.journey_stats(utcnow())
+        stats = self.journey_reader.stats(utcnow())
         with self._lock:
             self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
             self.last_seconds = time.perf_counter() - t0

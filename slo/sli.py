@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from revwatch.journeys import instances_sql
 from slo.spec import SloSpec
 
 _SPAN_COLUMNS = {"StatusCode", "SpanKind", "SpanName", "ServiceName", "StatusMessage"}
@@ -57,20 +58,8 @@ FROM (
     SELECT slo, {group} AS GroupKey,
            has_end AND e_at <= s_at + toIntervalMillisecond(t_ms) AS good,
            if(good, greatest(e_at, s_at), s_at + toIntervalMillisecond(t_ms)) AS decision
-    FROM (
-        SELECT CorrelationId,
-               minIf(At, Type = {{start:String}}) AS s_at,
-               minIf(At, Type = {{end:String}}) AS e_at,
-               countIf(Type = {{end:String}}) > 0 AS has_end,
-               countIf(Type = {{start:String}}) > 0 AS has_start,
-               anyIf(Attributes, Type = {{start:String}}) AS attrs,
-               anyIf(Source, Type = {{start:String}}) AS src
-        FROM {table}
-        WHERE Type IN ({{start:String}}, {{end:String}})
-          AND At >= fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')
-          AND At < fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')
-        GROUP BY CorrelationId
-        HAVING has_start
+    FROM ({instances_sql(table, f"fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')",
+                         f"fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')")}
     )
     ARRAY JOIN {{slos:Array(String)}} AS slo, {{thresholds:Array(Int64)}} AS t_ms
     WHERE s_at >= fromUnixTimestamp64Milli({{lo:Int64}} - t_ms, 'UTC')
@@ -81,7 +70,7 @@ WHERE decision >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
   AND decision <= fromUnixTimestamp64Milli({{cutoff:Int64}}, 'UTC')
 GROUP BY Slo, GroupKey, Minute
 """
-    return sql, {"start": first.start_type, "end": first.end_type, "slos": [s.name for s in specs],
+    return sql, {"j_start": first.start_type, "j_end": first.end_type, "slos": [s.name for s in specs],
                  "thresholds": [int(s.threshold.total_seconds() * 1000) for s in specs]}
 
 

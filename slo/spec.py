@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from revwatch import journeys
 from revwatch.config import Config, SloConfig
 from revwatch.units import parse_duration
 
@@ -226,3 +227,10 @@ def _openslo_indicator(indicator: dict, objective: dict, where: str) -> dict:
                             "bad_when": src.get("bad_when", {"StatusCode": "Error"})}}
         raise SpecError(f"{where}: ratioMetric metricSource.spec needs 'journey', 'service' or 'sli'")
     raise SpecError(f"{where}: indicator needs ratioMetric or thresholdMetric")
+
+
+def journey_thresholds(cfg: Config, specs: list[SloSpec] | None = None) -> dict[str, dt.timedelta]:
+    """Per journey, the overdue threshold: the journey's own, else the tightest threshold of its SLOs (a pure
+    function of the config; `specs` saves resolving them again)."""
+    specs = resolve(cfg) if specs is None else specs
+    return journeys.thresholds(cfg.journeys, ((s.config.journey, s.threshold) for s in specs if s.is_journey))

@@ -243,7 +243,7 @@ def test_journey_lag_quantiles_and_pending(store, make_config):
     journey(store, "old", now - 5 * dt.timedelta(hours=1), now - 4 * dt.timedelta(hours=1))   # outside lag window
     journey(store, "w1", now - 20 * M)
     journey(store, "w2", now - 2 * dt.timedelta(days=1))
-    stats = SloEngine(store, make_config(JOURNEY_CFG)).journey_stats(now)["p2p"]
+    stats = SloEngine(store, make_config(JOURNEY_CFG)).journey_reader.stats(now)["p2p"]
     assert stats["completed_last_hour"] == 5 and stats["pending"] == 2
     assert stats["lag_seconds"]["0.5"] == pytest.approx(180, abs=0.01)
     assert stats["lag_seconds"]["0.99"] == pytest.approx(600, abs=1)
