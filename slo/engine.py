@@ -133,24 +133,36 @@ class SloEngine:
         return {n: parse_duration(n) for n in names}
 
     def evaluate(self, at: dt.datetime | None = None, names: list[str] | None = None,
-                 refresh: bool = True) -> list[SloResult]:
-        """Evaluate SLOs as of `at` (default now); refreshes rollups first."""
+                 refresh: bool = False) -> list[SloResult]:
+        """Evaluate SLOs as of `at` (default now).
+
+        Reads never write: without `refresh` the minutes a rollup pass would rewrite now (late data, minutes time
+        has decided since the evaluator's last pass, SLOs it has not built yet) are computed in memory and laid
+        over the stored ones, so a read is exactly as fresh as a refresh. Only the evaluator (`evaluate_and_cache`)
+        passes `refresh=True` and writes `slo_minutes`."""
         now = utcnow()
         at = min(at or now, now)
-        if refresh:
-            self.rollups.refresh(now)
         specs = [s for s in self.specs if names is None or s.name in names]
         if not specs:
             return []
+        if refresh:
+            self.rollups.refresh(now)
+            overlay: list[tuple] = []
+        else:
+            overlay = [r for r in self.rollups.pending(now) if r[0] in {s.name for s in specs}]
         at_min = floor_minute(at)
         bounds: dict[str, dict[str, dt.datetime]] = {}
         for s in specs:
             b = {n: at_min - length + MINUTE for n, length in self.window_lengths(s).items()}
             b["slo"] = s.window_bounds(at)[0]
             bounds[s.name] = b
-        # the minute of `at` itself: computed live, unless the refresh just computed it with this very cutoff
-        current = refresh and self.rollups.refreshed_at == now and at == now
-        sums = self._rollup_sums(specs, bounds, at_min + MINUTE if current else at_min)
+        # the minute of `at` itself: stored (or overlaid) when `at` is now — the pass above used cutoff now —
+        # else computed live with decisions ≤ `at`
+        current = at == now
+        end = at_min + MINUTE if current else at_min
+        sums = self._rollup_sums(specs, bounds, end, at_min)
+        if overlay:
+            self._lay_over(sums, specs, bounds, end, overlay)
         live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
         results = []
         for s in specs:
@@ -164,26 +176,65 @@ class SloEngine:
                 for wname in bounds[s.name]:
                     good, total = per_window.get(wname, (0, 0))
                     for lg, lt in live_g:
-                        if s.config.budgeting == "timeslices":
-                            good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
-                            total += int(lt > 0)
-                        else:
-                            good, total = good + lg, total + lt
+                        dg, dt_ = self._minute_weight(s, lg, lt)
+                        good, total = good + dg, total + dt_
                     windows[wname] = WindowResult(good, total, s.config.objective)
                 res = SloResult(s, g, at, windows)
                 self._alert_state(res)
                 results.append(res)
         return results
 
-    def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime) -> dict:
+    @staticmethod
+    def _minute_weight(spec: SloSpec, good: int, total: int) -> tuple[int, int]:
+        """What one minute's counts add to a window: the counts, or for timeslice budgeting one good/bad slice."""
+        if spec.config.budgeting == "timeslices":
+            target = spec.config.timeslice_target or spec.config.objective
+            return int(total > 0 and good / total >= target), int(total > 0)
+        return good, total
+
+    def _lay_over(self, sums: dict, specs: list[SloSpec], bounds: dict, end: dt.datetime,
+                  overlay: list[tuple]) -> None:
+        """Replace, in `sums`, the stored minutes that `overlay` rewrites (rows as a rollup pass writes them)."""
+        by_name = {s.name: s for s in specs}
+        fresh = {(name, g, m): (good, total) for name, _h, g, m, good, total, _v in overlay
+                 if m < end and name in by_name}
+        if not fresh:
+            return
+        lo = min(m for _, _, m in fresh)
+        stored = self.store.query(
+            f"SELECT Slo, GroupKey, Minute, Good, Total FROM {self.store.table('slo_minutes')} FINAL "
+            f"WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}}))) "
+            f"AND Minute >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') "
+            f"AND Minute < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')",
+            {"names": [s.name for s in specs], "hashes": [s.spec_hash for s in specs], "lo": ms(lo),
+             "end": ms(end)}).rows
+        old = {(name, g, m.replace(tzinfo=dt.timezone.utc)): (int(good), int(total))
+               for name, g, m, good, total in stored}
+        for key, (good, total) in fresh.items():
+            name, g, m = key
+            spec = by_name[name]
+            og, ot = self._minute_weight(spec, *old.get(key, (0, 0)))
+            ng, nt = self._minute_weight(spec, good, total)
+            if (og, ot) == (ng, nt):
+                continue
+            per_window = sums.setdefault((name, g), {w: (0, 0) for w in bounds[name]})
+            for w, start in bounds[name].items():
+                if m >= start:
+                    cg, ct = per_window.get(w, (0, 0))
+                    per_window[w] = (cg + ng - og, ct + nt - ot)
+
+    def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime) -> dict:
         """{(slo, group): {window: (good, total)}} over rollup minutes before `end`, one query for all SLOs.
 
-        Window membership is an integer comparison of each minute's age; only the SLO's own window (rolling or
+        Window membership is an integer comparison of each minute's age counted back from `last` (the window's
+        last minute, the one containing the evaluation instant: age 0), whether or not that minute itself is
+        read from the rollup (`end` = last + 1m) or computed live (`end` = last); only the SLO's own window (rolling or
         calendar, different per SLO) needs a per-row lookup."""
         oldest = min(b for s in specs for b in bounds[s.name].values())
         rolling = sorted({w for s in specs for w in bounds[s.name] if w != "slo"})
         names = [s.name for s in specs]
         params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
+                  "age_ref": ms(last + MINUTE),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
                   "timeslices": [int(s.config.budgeting == "timeslices") for s in specs],
                   "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
@@ -196,7 +247,7 @@ class SloEngine:
 SELECT Slo, GroupKey, any(ts) AS ts_, {', '.join(cols)}
 FROM (
     SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
-           dateDiff('minute', Minute, fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')) - 1 AS age,
+           dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
            Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                         toInt64(0)), 'UTC') AS in_slo,
            transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(0)) AS ts,
@@ -236,7 +287,7 @@ GROUP BY Slo, GroupKey, ts
         """Refresh rollups, evaluate now and keep the result for /metrics (the scheduler job)."""
         t0 = time.perf_counter()
         try:
-            results = self.evaluate()
+            results = self.evaluate(refresh=True)
         except Exception:
             log.exception("SLO evaluation failed")
             raise
@@ -247,7 +298,12 @@ GROUP BY Slo, GroupKey, ts
         return results
 
     def latest_or_evaluate(self) -> list[SloResult]:
-        """The cached results, evaluating once if there are none yet."""
+        """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""
         with self._lock:
             latest = self.latest
-        return latest if latest is not None else self.evaluate_and_cache()
+        if latest is not None:
+            return latest
+        results = self.evaluate()
+        with self._lock:
+            self.latest, self.latest_at = results, utcnow()
+        return results

@@ -59,56 +59,69 @@ class RollupMaintainer:
         return max(spec.period(now), dt.timedelta(days=3)) + dt.timedelta(days=1)
 
     def refresh(self, now: dt.datetime) -> dict:
-        """Bring the rollups up to `now`; returns {'recomputed': {slo: minutes}, 'seconds': s}."""
+        """Bring the rollups up to `now` (the evaluator's job: the only writer of `slo_minutes`); returns
+        {'recomputed': {slo: minutes}, 'seconds': s}."""
         t0 = time.perf_counter()
         with self._lock:
-            raw = self.store.get_state(_CURSOR_KEY)
-            cursor = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}, "seen": []}
-            since = max(cursor["ingest_ms"] - int(_SAFETY.total_seconds() * 1000), 0)
-            r = self.store.query(
-                f"SELECT Kind, Key, Minute, toUnixTimestamp64Milli(IngestedAt) AS at FROM {self.store.table('ingest_log')} "
-                f"WHERE IngestedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') GROUP BY Kind, Key, Minute, at",
-                {"since": since})
-            # rows of the safety window that an earlier pass already handled are skipped by their insert time
-            seen = set(cursor.get("seen", []))
-            dirty = [(k, key, m.replace(tzinfo=dt.timezone.utc)) for k, key, m, at in r.rows if at not in seen]
-            newest = max((at for *_, at in r.rows), default=cursor["ingest_ms"])
-            horizon = max(newest, cursor["ingest_ms"]) - int(_SAFETY.total_seconds() * 1000)
-            cursor["seen"] = sorted({at for *_, at in r.rows if at > horizon} | {x for x in seen if x > horizon})
-            prev_now = dt.datetime.fromtimestamp(cursor["now_ms"] / 1000, dt.timezone.utc) if cursor["now_ms"] else None
-            now_min = floor_minute(now)
-            version = time.time_ns()
-            done, pending_rows, time_only = {}, [], []
-            for spec in self.specs:
-                built_key = f"{spec.name}:{spec.spec_hash}"
-                if built_key not in cursor["built"] or prev_now is None:
-                    data_ranges, time_range = [(now_min - self._history(spec, now), now_min)], None
-                else:
-                    span = dirty_span(spec)
-                    data_ranges = merge_ranges([(m, min(m + span, now_min)) for kind, key, m in dirty
-                                                if touches(spec, kind, key) and m <= now_min])
-                    time_range = (floor_minute(prev_now) - MINUTE, now_min)
-                n = 0
-                for lo, hi in data_ranges:                       # data changed: minutes may also lose counts
-                    rows = self.recompute(spec, lo, hi, now, version, check_stale=True)
-                    pending_rows += rows
-                    n += len(rows)
-                if time_range and not any(lo <= time_range[0] and time_range[1] <= hi for lo, hi in data_ranges):
-                    time_only.append(spec)                       # only time passed: counts can only grow
-                cursor["built"][built_key] = 1
-                done[spec.name] = n
-            if time_only:                                        # one round trip for all of them
-                lo, hi = floor_minute(prev_now) - MINUTE, now_min
-                for name, g, m, good, total in self.minute_counts_many(time_only, lo, hi, now):
-                    spec = next(x for x in time_only if x.name == name)
-                    pending_rows.append((name, spec.spec_hash, g, m, good, total, version))
-                    done[name] += 1
+            pending_rows, cursor, done = self._plan(now)
             self.store.insert("slo_minutes", pending_rows,
                               ["Slo", "SpecHash", "GroupKey", "Minute", "Good", "Total", "Version"])
             self.refreshed_at = now
-            cursor.update(ingest_ms=max(newest, cursor["ingest_ms"]), now_ms=ms(now))
             self.store.put_state(_CURSOR_KEY, json.dumps(cursor))
         return {"recomputed": done, "seconds": time.perf_counter() - t0}
+
+    def pending(self, now: dt.datetime) -> list[tuple]:
+        """The rows a refresh at `now` would write, computed but not written: what readers overlay on the stored
+        minutes so that a read is as exact as a refresh without ever writing (two servers on one ClickHouse
+        must not both write rollups)."""
+        with self._lock:
+            return self._plan(now)[0]
+
+    def _plan(self, now: dt.datetime) -> tuple[list[tuple], dict, dict]:
+        """(rows to write, the cursor after writing them, minutes recomputed per SLO); reads only."""
+        raw = self.store.get_state(_CURSOR_KEY)
+        cursor = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}, "seen": []}
+        since = max(cursor["ingest_ms"] - int(_SAFETY.total_seconds() * 1000), 0)
+        r = self.store.query(
+            f"SELECT Kind, Key, Minute, toUnixTimestamp64Milli(IngestedAt) AS at FROM {self.store.table('ingest_log')} "
+            f"WHERE IngestedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') GROUP BY Kind, Key, Minute, at",
+            {"since": since})
+        # rows of the safety window that an earlier pass already handled are skipped by their insert time
+        seen = set(cursor.get("seen", []))
+        dirty = [(k, key, m.replace(tzinfo=dt.timezone.utc)) for k, key, m, at in r.rows if at not in seen]
+        newest = max((at for *_, at in r.rows), default=cursor["ingest_ms"])
+        horizon = max(newest, cursor["ingest_ms"]) - int(_SAFETY.total_seconds() * 1000)
+        cursor["seen"] = sorted({at for *_, at in r.rows if at > horizon} | {x for x in seen if x > horizon})
+        prev_now = dt.datetime.fromtimestamp(cursor["now_ms"] / 1000, dt.timezone.utc) if cursor["now_ms"] else None
+        now_min = floor_minute(now)
+        version = time.time_ns()
+        done, pending_rows, time_only = {}, [], []
+        for spec in self.specs:
+            built_key = f"{spec.name}:{spec.spec_hash}"
+            if built_key not in cursor["built"] or prev_now is None:
+                data_ranges, time_range = [(now_min - self._history(spec, now), now_min)], None
+            else:
+                span = dirty_span(spec)
+                data_ranges = merge_ranges([(m, min(m + span, now_min)) for kind, key, m in dirty
+                                            if touches(spec, kind, key) and m <= now_min])
+                time_range = (floor_minute(prev_now) - MINUTE, now_min)
+            n = 0
+            for lo, hi in data_ranges:                       # data changed: minutes may also lose counts
+                rows = self.recompute(spec, lo, hi, now, version, check_stale=True)
+                pending_rows += rows
+                n += len(rows)
+            if time_range and not any(lo <= time_range[0] and time_range[1] <= hi for lo, hi in data_ranges):
+                time_only.append(spec)                       # only time passed: counts can only grow
+            cursor["built"][built_key] = 1
+            done[spec.name] = n
+        if time_only:                                        # one round trip for all of them
+            lo, hi = floor_minute(prev_now) - MINUTE, now_min
+            for name, g, m, good, total in self.minute_counts_many(time_only, lo, hi, now):
+                spec = next(x for x in time_only if x.name == name)
+                pending_rows.append((name, spec.spec_hash, g, m, good, total, version))
+                done[name] += 1
+        cursor.update(ingest_ms=max(newest, cursor["ingest_ms"]), now_ms=ms(now))
+        return pending_rows, cursor, done
 
     def recompute(self, spec: SloSpec, lo: dt.datetime, hi: dt.datetime, cutoff: dt.datetime, version: int,
                   check_stale: bool = True) -> list[tuple]:

@@ -1,0 +1,65 @@
+"""Reads never write: every GET route and read command leaves the store untouched (only the evaluator writes
+rollups), and a read-only evaluation is exactly what the evaluator computes after its next pass."""
+from __future__ import annotations
+
+import datetime as dt
+
+from slo_helpers import anchor, journey
+
+CFG = """
+journeys:
+  p2p: {start: payment.settled, end: payment.posted}
+slos:
+  - {name: pp, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 15m}}
+  - {name: pp-by-gw, journey: p2p, objective: 0.9, window: 1d, group_by: [gateway],
+     sli: {kind: journey_latency, threshold: 5m}}
+"""
+
+
+def _count_writes(store) -> list[str]:
+    """Record every write the store performs (inserts, DDL, INSERT … SELECT) from now on."""
+    writes: list[str] = []
+    call = store._call
+
+    def counting(fn, *args, write: bool = False, **kwargs):
+        if write:
+            writes.append(str(args[0])[:80] if args else getattr(fn, "__name__", "?"))
+        return call(fn, *args, write=write, **kwargs)
+
+    store._call = counting
+    return writes
+
+
+def _windows(results) -> dict:
+    return {(r.spec.name, r.group): {w: (v.good, v.total) for w, v in r.windows.items()} for r in results}
+
+
+def test_get_routes_and_reads_do_not_write_and_match_the_evaluator(api_factory):
+    api = api_factory(CFG)
+    store = api.ctx.store
+    T = anchor(3)
+    for i in range(6):                                  # on time, late, stuck, across two gateways
+        end = T + dt.timedelta(minutes=2 if i % 2 else 30) if i < 5 else None
+        journey(store, f"p{i}", T + dt.timedelta(minutes=i), end, {"gateway": "stripe" if i < 3 else "adyen"})
+    api.ctx.slo.evaluate_and_cache()                    # the evaluator's pass: rollups written
+    # late data into minutes the evaluator already rolled up, and a new instance since its pass
+    journey(store, "late", T + dt.timedelta(minutes=1), T + dt.timedelta(minutes=50), {"gateway": "stripe"})
+    journey(store, "new", T + dt.timedelta(hours=2), T + dt.timedelta(hours=2, minutes=1), {"gateway": "adyen"})
+
+    writes = _count_writes(store)
+    routes = ["/api/v1/slos", "/api/v1/slos/pp", "/api/v1/slos/pp-by-gw",
+              "/api/v1/slos/pp?at=" + (T + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "/api/v1/journeys/p1", "/api/v1/journeys?stuck=p2p", "/api/v1/anomalies", "/metrics", "/"]
+    for path in routes:
+        r = api.get(path)
+        assert r.status_code == 200, (path, r.status_code, r.text[:200])
+    read_only = api.ctx.slo.evaluate()
+    assert writes == [], f"read paths wrote to the store: {writes}"
+
+    store._call = type(store)._call.__get__(store)      # the evaluator may write again
+    api.ctx.slo.rollups.refresh(dt.datetime.now(dt.timezone.utc))
+    after_pass = api.ctx.slo.evaluate()
+    assert _windows(read_only) == _windows(after_pass)
+    pp = next(r for r in read_only if r.spec.name == "pp")
+    # p1, p3 (2 min) and 'new' (1 min) are good; p0, p2, p4 (30 min), 'late' (50 min) and stuck p5 are bad
+    assert (pp.windows["1d"].good, pp.windows["1d"].total) == (3, 8)
