@@ -85,11 +85,16 @@ def _local_or_remote(cfg: Config):
 # --- serve / init ------------------------------------------------------------------------------------------
 @app.command()
 def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False, "--verbose", "-v"),
-          log_format: str = typer.Option("text", "--log-format", help="text | json (structured, with correlation IDs)")):
+          log_format: str = typer.Option("text", "--log-format", help="text | json (structured, with correlation IDs)"),
+          role: Optional[str] = typer.Option(None, "--role", help="all | collector | evaluator (default: config)")):
     """Run the server: OTLP/HTTP + events ingest, journey lookup, SLO evaluation, probes, /metrics."""
     if log_format not in ("text", "json"):
         fail("--log-format must be text or json")
+    if role not in (None, "all", "collector", "evaluator"):
+        fail("--role must be all, collector or evaluator")
     cfg = _config(config)
+    if role:
+        cfg.server.role = role  # type: ignore[assignment]
     from revwatch.logs import setup_logging
     setup_logging(verbose, log_format)
     from revwatch.server import serve as run

@@ -57,6 +57,9 @@ class ServerConfig(_Model):
     port: int = Field(8317, ge=1, le=65535)
     metrics_public: bool = False           # /metrics without a key (for a Prometheus with no auth)
     max_body_bytes: int = 64 * 1024 * 1024  # after decompression, OTLP/HTTP recommendation
+    # what this server runs besides the read API: `collector` (ingest + spool writer), `evaluator` (the one
+    # writer of SLO rollups, anomaly scans, probes), `all` (both). Several collectors + one evaluator share a store.
+    role: Literal["all", "collector", "evaluator"] = "all"
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

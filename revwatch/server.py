@@ -63,6 +63,8 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
 def create_app(cfg: Config, store: Store | None = None, start_background: bool = True) -> FastAPI:
     """The revwatch FastAPI app; background work starts with the app's lifespan when `start_background`."""
     ctx = build_context(cfg, store)
+    collects = cfg.server.role in ("all", "collector")
+    evaluates = cfg.server.role in ("all", "evaluator")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -70,15 +72,17 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         owner = start_background and not ctx.background_running
         if owner:           # a second server on the same app (tests) must not start a second writer
             ctx.background_running = True
-            ctx.writer.start()
+            if collects:
+                ctx.writer.start()
             scheduler = BackgroundScheduler(timezone="UTC")
-            if cfg.evaluator.enabled:
+            if evaluates and cfg.evaluator.enabled:
                 scheduler.add_job(ctx.slo.evaluate_and_cache, "interval",
                                   seconds=cfg.evaluator.interval.total_seconds(), id="slo-evaluate",
                                   max_instances=1, coalesce=True, next_run_time=_soon())
-            ctx.probes.schedule(scheduler)
-            scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], minutes=5, id="anomaly-scan",
-                              max_instances=1, coalesce=True)
+            if evaluates:
+                ctx.probes.schedule(scheduler)
+                scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], minutes=5, id="anomaly-scan",
+                                  max_instances=1, coalesce=True)
             ctx.scheduler = scheduler
             scheduler.start()
         try:
@@ -87,7 +91,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             if owner:
                 if scheduler:
                     scheduler.shutdown(wait=False)
-                ctx.writer.stop()
+                if collects:
+                    ctx.writer.stop()
                 ctx.spool.close()
                 ctx.background_running = False
 
@@ -95,7 +100,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.include_router(collector_routes.router)
+    if collects:                                   # an evaluator-only server has no ingest routes
+        app.include_router(collector_routes.router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
     app.include_router(anomaly_routes.router)
@@ -168,6 +174,6 @@ def serve(cfg: Config) -> None:
     """Run the server until interrupted (uvicorn, the configured host and port)."""
     import uvicorn
     app = create_app(cfg)
-    log.info("revwatch listening on http://%s:%d (store %s)", cfg.server.host, cfg.server.port,
-             app.state.ctx.store)
+    log.info("revwatch listening on http://%s:%d (role %s, store %s)", cfg.server.host, cfg.server.port,
+             cfg.server.role, app.state.ctx.store)
     uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="warning", access_log=False)

@@ -63,3 +63,19 @@ def test_get_routes_and_reads_do_not_write_and_match_the_evaluator(api_factory):
     pp = next(r for r in read_only if r.spec.name == "pp")
     # p1, p3 (2 min) and 'new' (1 min) are good; p0, p2, p4 (30 min), 'late' (50 min) and stuck p5 are bad
     assert (pp.windows["1d"].good, pp.windows["1d"].total) == (3, 8)
+
+
+def test_roles_split_ingest_from_evaluation(api_factory):
+    """Several collectors and one evaluator on one ClickHouse: a collector ingests and never runs the evaluator's
+    jobs; an evaluator runs them and has no ingest routes."""
+    collector = api_factory(CFG + "\nserver: {role: collector}\nevaluator: {enabled: true}\n")
+    jobs = {j.id for j in collector.ctx.scheduler.get_jobs()}
+    assert jobs == set(), jobs
+    ev = [{"event_id": "e1", "type": "payment.settled", "correlation_id": "c1",
+           "occurred_at": "2026-11-20T10:00:00Z", "source": "stripe"}]
+    assert collector.post("/api/v1/events", json=ev).status_code == 200
+
+    evaluator = api_factory(CFG + "\nserver: {role: evaluator}\nevaluator: {enabled: true}\n")
+    assert {"slo-evaluate", "anomaly-scan"} <= {j.id for j in evaluator.ctx.scheduler.get_jobs()}
+    assert evaluator.post("/api/v1/events", json=ev).status_code == 404
+    assert evaluator.get("/api/v1/slos").status_code == 200
