@@ -110,7 +110,8 @@ class JourneyService:
         """The journey document of a correlation ID; raises NotFound when nothing has that ID."""
         now = now or utcnow()
         where = self.whereabouts(cid)
-        events, spans = [], []
+        events: list[dict] = []
+        spans: list[dict] = []
         if where is not None:
             events, spans = self.records_of(cid, *where)
         if _TRACE_ID.match(cid):                           # a trace id: the whole trace, wherever it is stored
@@ -221,7 +222,8 @@ class JourneyService:
     def search(self, attr: tuple[str, str] | None = None, customer: str | None = None, journey: str | None = None,
                since: dt.datetime | None = None, until: dt.datetime | None = None, limit: int = 100) -> list[dict]:
         """Correlation IDs whose events match the filters, newest first, with a summary each."""
-        where, params = [], {"limit": limit}
+        where: list[str] = []
+        params: dict[str, object] = {"limit": limit}
         if attr and attr[0] in LINK_ATTRIBUTES:            # point read in attribute_links, then those IDs
             ids = [r[0] for r in self.store.query(
                 f"SELECT DISTINCT CorrelationId FROM {self.store.table('attribute_links')} "

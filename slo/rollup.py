@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from typing import Any
 
 from revwatch.store import Store
 from slo.sli import batch_key, dirty_span, minutes_sql, ms, touches
@@ -80,7 +81,7 @@ class RollupMaintainer:
     def _plan(self, now: dt.datetime) -> tuple[list[tuple], dict, dict]:
         """(rows to write, the cursor after writing them, minutes recomputed per SLO); reads only."""
         raw = self.store.get_state(_CURSOR_KEY)
-        cursor = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}, "seen": []}
+        cursor: dict[str, Any] = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}, "seen": []}
         since = max(cursor["ingest_ms"] - int(_SAFETY.total_seconds() * 1000), 0)
         r = self.store.query(
             f"SELECT Kind, Key, Minute, toUnixTimestamp64Milli(IngestedAt) AS at FROM {self.store.table('ingest_log')} "
@@ -114,7 +115,7 @@ class RollupMaintainer:
                 time_only.append(spec)                       # only time passed: counts can only grow
             cursor["built"][built_key] = 1
             done[spec.name] = n
-        if time_only:                                        # one round trip for all of them
+        if time_only and prev_now is not None:               # one round trip for all of them
             lo, hi = floor_minute(prev_now) - MINUTE, now_min
             for name, g, m, good, total in self.minute_counts_many(time_only, lo, hi, now):
                 spec = next(x for x in time_only if x.name == name)
