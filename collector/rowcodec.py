@@ -3,12 +3,17 @@ never rebuilds Python objects. Timestamps travel as 'seconds.fraction' strings (
 seconds), amounts as exact decimal strings."""
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 import orjson
 
-from collector.events import COL_OCCURRED, EVENT_COLUMNS
+from collector.events import COL_EVENT_ID, COL_OCCURRED, EVENT_COLUMNS
 from collector.otlp import COL_TIMESTAMP
+from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_SPANS, encode_record
+
+EVENT_KEY_COLUMNS = ("EventId", "Fingerprint")
+NS_PER_DAY, MS_PER_DAY = 86_400 * 10**9, 86_400_000
 
 SPAN_EVENTS_TS = 15                    # `Events.Timestamp` column of a span row
 _AMOUNT = EVENT_COLUMNS.index("Amount")
@@ -41,6 +46,46 @@ def encode_events(rows: list[list]) -> bytes:
         r[COL_OCCURRED] = _ms(r[COL_OCCURRED])
         out.append(orjson.dumps(r))
     return b"\n".join(out)
+
+
+def _by_day(rows: list[list], col: int, per_day: int) -> dict[int, list[list]]:
+    groups: dict[int, list[list]] = {}
+    for r in rows:
+        groups.setdefault(r[col] // per_day, []).append(r)
+    return groups
+
+
+def span_records(rows: list[list]) -> list[bytes]:
+    """Span rows → spool records, one per UTC day (the `spans` partition), each tagged with its day."""
+    return [encode_record(KIND_SPANS, encode_spans(g), day)
+            for day, g in sorted(_by_day(rows, COL_TIMESTAMP, NS_PER_DAY).items())]
+
+
+def event_records(rows: list[list], fingerprints: list[int]) -> list[bytes]:
+    """Event rows → spool records, one per UTC day (the `events` partition), plus one record of
+    (event ID, fingerprint) pairs for the `event_keys` table the dedup memory is rebuilt from."""
+    out = [encode_record(KIND_EVENTS, encode_events(g), day)
+           for day, g in sorted(_by_day(rows, COL_OCCURRED, MS_PER_DAY).items())]
+    keys = b"\n".join(orjson.dumps([r[COL_EVENT_ID], fp]) for r, fp in zip(rows, fingerprints))
+    out.append(encode_record(KIND_EVENT_KEYS, keys))
+    return out
+
+
+def fingerprint(row: list) -> int:
+    """A 64-bit digest of an event's content (everything but its ID): equal for a faithful re-send, different
+    when the same event ID comes back with other content (a conflict)."""
+    body = orjson.dumps(row[COL_EVENT_ID + 1:], option=orjson.OPT_SORT_KEYS)
+    return int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "little")
+
+
+def day_of_line(kind: int, line: bytes) -> int:
+    """The UTC day of one encoded row (only for spool records written before records carried their day)."""
+    row = orjson.loads(line)
+    if kind == KIND_SPANS:
+        return int(row[COL_TIMESTAMP].split(".")[0]) // 86_400
+    if kind == KIND_EVENTS:
+        return int(row[COL_OCCURRED].split(".")[0]) // 86_400
+    return 0
 
 
 def event_rows_for_insert(rows: list[list]) -> list[list]:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from revwatch.auth import ApiKey, KeyStore, allows
 from revwatch.config import Config
 from revwatch.metrics import Metrics
-from revwatch.store import Store, StoreError
+from revwatch.store import Store, StoreBusy, StoreError
 from revwatch.units import parse_instant
 
 if TYPE_CHECKING:   # annotations only: core never imports the feature packages at run time
@@ -123,6 +123,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError):
+    async def _store(request: Request, exc: StoreError):
+        if isinstance(exc, StoreBusy):
+            ctx_of(request).metrics.store_reads_refused_total.inc()
+            return error_response(503, "the store is busy; retry later", headers={"Retry-After": "2"})
         log.warning("store error answering a request: %s", exc)
         return error_response(503, "the store is unavailable; retry later", headers={"Retry-After": "5"})
