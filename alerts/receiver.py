@@ -95,9 +95,12 @@ def receive(ctx, body: dict) -> dict:
     for i, a in enumerate(hook.alerts):
         try:
             starts = parse_instant(a.startsAt)
-            ends = parse_instant(a.endsAt) if a.endsAt and not a.endsAt.startswith("0001-") else None
         except ValueError as e:
             raise ApiError(400, str(e), f"alerts.{i}.startsAt")
+        try:   # Alertmanager's zero time (0001-01-01…) means "not resolved"
+            ends = parse_instant(a.endsAt) if a.endsAt and not a.endsAt.startswith("0001-") else None
+        except ValueError as e:
+            raise ApiError(400, str(e), f"alerts.{i}.endsAt")
         enriched = impact(ctx, a.labels) if a.status == "firing" else {}
         annotations = {**a.annotations, **{f"impact_{k}": str(v) for k, v in enriched.items()}}
         rows.append((now, a.fingerprint, a.labels.get("alertname", ""), a.status, a.labels.get("severity", ""),

@@ -5,7 +5,10 @@ an acknowledged item survives a crash of the process, an unreachable store or a 
 
     spool.id               this spool's identity (random, written once at creation; part of every dedup token)
     seg-000000000001.wal   records: <u32 length><u32 crc32><u8 kind><payload>
-    checkpoint.json        {"segment": n, "offset": k, "pending_end": e | null}
+    checkpoint.bin         two fixed 64-byte slots <u64 seq><i64 segment><i64 offset><i64 pending_end|-1><u32 crc>,
+                           overwritten in place alternately (the newest valid slot wins): a checkpoint never
+                           needs a free block, so the writer can still advance — and free segments — on a full
+                           disk. (`checkpoint.json` of older versions is read once and converted.)
 
 A record's kind byte may carry `DAY_FLAG`: its payload then starts with the UTC day (i32, days since 1970-01-01)
 every row in it belongs to — the store's daily partition — so the writer can split inserts by partition without
@@ -53,6 +56,8 @@ DAY_FLAG = 0x80
 _HEADER = struct.Struct("<IIB")
 _DAY = struct.Struct("<i")
 _MAX_RECORD = 1 << 31
+_CP = struct.Struct("<Qqqq")
+_CP_SLOT = 64
 
 
 class SpoolRefused(Exception):
@@ -192,20 +197,47 @@ class Spool:
     def _segments(self) -> list[int]:
         return sorted(int(p.name[4:16]) for p in self.dir.glob("seg-*.wal"))
 
+    @staticmethod
+    def _cp_slot(seq: int, cp: dict) -> bytes:
+        pend = cp["pending_end"]
+        body = _CP.pack(seq, cp["segment"], cp["offset"], -1 if pend is None else pend)
+        return (body + struct.pack("<I", zlib.crc32(body))).ljust(_CP_SLOT, b"\0")
+
     def _read_checkpoint(self) -> dict:
-        p = self.dir / "checkpoint.json"
-        if p.exists():
-            return json.loads(p.read_text())
-        return {"segment": 1, "offset": 0, "pending_end": None}
+        """The newest valid checkpoint slot; created (preallocated) on first use."""
+        p = self.dir / "checkpoint.bin"
+        if not p.exists():
+            legacy = self.dir / "checkpoint.json"
+            cp = json.loads(legacy.read_text()) if legacy.exists() else {"segment": 1, "offset": 0,
+                                                                          "pending_end": None}
+            tmp = self.dir / "checkpoint.bin.tmp"
+            with open(tmp, "wb") as f:
+                f.write(self._cp_slot(1, cp) + self._cp_slot(0, cp))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+            self._fsync_dir()
+        self._cp_fd = os.open(p, os.O_RDWR)
+        data = os.pread(self._cp_fd, 2 * _CP_SLOT, 0)
+        best = None
+        for i in range(2):
+            raw = data[i * _CP_SLOT:i * _CP_SLOT + _CP.size + 4]
+            if len(raw) < _CP.size + 4 or zlib.crc32(raw[:_CP.size]) != struct.unpack_from("<I", raw, _CP.size)[0]:
+                continue
+            seq, seg, off, pend = _CP.unpack_from(raw)
+            if best is None or seq > best[0]:
+                best = (seq, {"segment": seg, "offset": off, "pending_end": None if pend < 0 else pend})
+        if best is None:
+            raise OSError(f"spool checkpoint {p} is unreadable (both slots damaged)")
+        self._cp_seq = best[0]
+        return best[1]
 
     def _write_checkpoint(self, cp: dict) -> None:
-        tmp = self.dir / "checkpoint.json.tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(cp))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "checkpoint.json")
-        self._fsync_dir()
+        """Overwrite the older slot in place and sync: needs no free block, survives a crash at any point."""
+        seq = self._cp_seq + 1
+        os.pwrite(self._cp_fd, self._cp_slot(seq, cp), (seq % 2) * _CP_SLOT)
+        os.fdatasync(self._cp_fd)
+        self._cp_seq = seq
         self._checkpoint = cp
 
     def _fsync_dir(self) -> None:
@@ -447,9 +479,10 @@ class Spool:
         return out
 
     def close(self) -> None:
-        """Close the append file descriptor."""
+        """Close the file descriptors."""
         with self._gc:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
+            for fd in (self._fd, self._cp_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
