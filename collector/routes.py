@@ -212,12 +212,14 @@ def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) 
     accepted = dups = rejected_total = 0
     rejected: list[dict] = []
     conflicts: list[dict] = []
+    warnings: list[dict] = []
     try:
         for chunk in validate_in_chunks(body, media):
             if chunk.rejected_count:
                 ctx.metrics.rejected_total.labels("invalid_event").inc(chunk.rejected_count)
                 rejected += chunk.rejected[:MAX_REJECTED_LISTED - len(rejected)]
                 rejected_total += chunk.rejected_count
+            warnings += chunk.warnings[:MAX_REJECTED_LISTED - len(warnings)]
             if chunk.rows:
                 out = ctx.intake.accept_event_rows(chunk.rows, chunk.indexes)
                 accepted, dups = accepted + out.accepted, dups + out.duplicates
@@ -234,4 +236,6 @@ def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) 
     reply: dict = {"accepted": accepted, "duplicates": dups, "conflicts": conflicts, "rejected": rejected}
     if rejected_total > len(rejected):
         reply["rejected_total"] = rejected_total
+    if warnings:
+        reply["warnings"] = warnings
     return reply

@@ -23,7 +23,7 @@ from collector.spool import Spool
 from collector.writer import Writer
 from probes.service import ProbeService
 from dashboards.overview import render_overview
-from revwatch.api import ApiError, AppContext, ctx_of, install_error_handlers, require
+from revwatch.api import ApiError, AppContext, authorize, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
 from revwatch.metrics import Metrics
@@ -120,7 +120,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         """Prometheus exposition (needs a read key unless server.metrics_public)."""
         c = ctx_of(request)
         if not c.config.server.metrics_public:
-            require("read")(request)
+            authorize(request, "read")
         c.metrics.spool_bytes.set(c.spool.pending_bytes())
         return Response(c.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -137,8 +137,9 @@ class Store:
         self.fault: Exception | None = None   # set by tests to simulate an unreachable store
         # Reads are admitted through a bounded number of slots: a read that cannot get one within `read_wait`
         # seconds fails fast with StoreBusy (503 + Retry-After) instead of piling up threads behind a slow store.
-        # Ingest never reads the store, so reads can never hold it (issue #10).
-        self.read_slots = threading.BoundedSemaphore(8)
+        # Ingest never reads the store, so reads can never hold it (issue #10). chDB runs queries one after the
+        # other anyway: 2 slots there (more only queue inside chDB and take CPU from ingest), 16 on a server.
+        self.read_slots = threading.BoundedSemaphore(2 if self.embedded else 16)
         self.read_wait = 10.0
         self._ping_future: cf.Future | None = None
         self._ping_lock = threading.Lock()
@@ -212,9 +213,11 @@ class Store:
         except cf.TimeoutError:
             return None
 
-    def _ping_now(self) -> bool:
+    def _ping_now(self) -> bool | None:
         try:
             return self.query("SELECT 1").scalar() == 1
+        except StoreBusy:
+            return None
         except StoreError:
             return False
 

@@ -444,3 +444,22 @@ def test_events_route_in_flight_bound_answers_429(api, monkeypatch):
 def test_spool_full_still_refuses_with_503(tmp_path):
     with pytest.raises(SpoolFull):
         Spool(tmp_path / "small", max_bytes=10).append(KIND_EVENTS, b'["x"]')
+
+
+def test_a_read_that_would_wait_too_long_is_503_and_ingest_unaffected(api_factory):
+    api = api_factory(SLO_CFG)
+    store = api.ctx.store
+    slots = []
+    while store.read_slots.acquire(blocking=False):    # every read slot busy (long reads in progress)
+        slots.append(1)
+    store.read_wait = 0.2
+    try:
+        r = api.get("/api/v1/slos")
+        assert r.status_code == 503 and r.headers["Retry-After"] and "busy" in r.json()["error"]
+        assert api.post("/api/v1/events", json=[ev("busy1")]).status_code == 200   # ingest never waits on reads
+        assert api.client.get("/readyz").json()["store"] in ("busy", "ok")
+    finally:
+        for _ in slots:
+            store.read_slots.release()
+    assert api.ctx.metrics.store_reads_refused_total._value.get() >= 1
+    assert api.get("/api/v1/slos").status_code == 200
