@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from collector.events import COL_EVENT_ID, ValidatedEvents
 from collector.otlp import COL_SPAN_ID, COL_TRACE_ID
-from collector.rowcodec import event_records, fingerprint, span_records
+from collector.rowcodec import event_line, event_records, fingerprint, span_records
 from collector.spool import KIND_EVENT_KEYS, Spool, SpoolRefused
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
@@ -144,12 +144,13 @@ class Intake:
         """Spool the new events among `rows` (request indexes `indexes`); duplicates are counted, conflicts (same
         ID, other content) listed and not stored. Returns only after the new ones are fsync'd in the spool."""
         out = EventOutcome()
-        fps = [fingerprint(r) for r in rows]
+        lines = [event_line(r) for r in rows]
+        fps = [fingerprint(ln) for ln in lines]
         mine = _Append()
-        fresh, fresh_fps, waits = [], [], []
+        fresh, fresh_lines, fresh_fps, waits = [], [], [], []
         with self._events_lock:
             seen: dict[str, int] = {}
-            for row, fp, idx in zip(rows, fps, indexes):
+            for row, line, fp, idx in zip(rows, lines, fps, indexes):
                 eid = row[COL_EVENT_ID]
                 known = seen.get(eid)
                 if known is None:
@@ -162,6 +163,7 @@ class Intake:
                 if known is None:
                     seen[eid] = fp
                     fresh.append(row)
+                    fresh_lines.append(line)
                     fresh_fps.append(fp)
                 elif known == fp or known is True:
                     out.duplicates += 1
@@ -173,7 +175,7 @@ class Intake:
                 self._inflight[row[COL_EVENT_ID]] = (fp, mine)
         try:
             if fresh:
-                self.spool.append_records(event_records(fresh, fresh_fps))
+                self.spool.append_records(event_records(fresh, fresh_lines, fresh_fps))
         except BaseException as e:
             mine.error = e
             raise

@@ -38,14 +38,18 @@ def encode_spans(rows: list[list]) -> bytes:
     return b"\n".join(out)
 
 
+def event_line(row: list) -> bytes:
+    """One event row (int millisecond timestamp, decimal-string amount) → its JSONCompactEachRow line. Attribute
+    keys are sorted, so the same content always gives the same bytes (the line is also the content fingerprint's
+    input)."""
+    r = list(row)
+    r[COL_OCCURRED] = _ms(r[COL_OCCURRED])
+    return orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
+
+
 def encode_events(rows: list[list]) -> bytes:
-    """Event rows (int millisecond timestamps, decimal-string amounts) → JSONCompactEachRow bytes."""
-    out = []
-    for r in rows:
-        r = list(r)
-        r[COL_OCCURRED] = _ms(r[COL_OCCURRED])
-        out.append(orjson.dumps(r))
-    return b"\n".join(out)
+    """Event rows → JSONCompactEachRow bytes."""
+    return b"\n".join(event_line(r) for r in rows)
 
 
 def _by_day(rows: list[list], col: int, per_day: int) -> dict[int, list[list]]:
@@ -61,21 +65,22 @@ def span_records(rows: list[list]) -> list[bytes]:
             for day, g in sorted(_by_day(rows, COL_TIMESTAMP, NS_PER_DAY).items())]
 
 
-def event_records(rows: list[list], fingerprints: list[int]) -> list[bytes]:
-    """Event rows → spool records, one per UTC day (the `events` partition), plus one record of
-    (event ID, fingerprint) pairs for the `event_keys` table the dedup memory is rebuilt from."""
-    out = [encode_record(KIND_EVENTS, encode_events(g), day)
-           for day, g in sorted(_by_day(rows, COL_OCCURRED, MS_PER_DAY).items())]
+def event_records(rows: list[list], lines: list[bytes], fingerprints: list[int]) -> list[bytes]:
+    """Event rows with their encoded lines → spool records, one per UTC day (the `events` partition), plus one
+    record of (event ID, fingerprint) pairs for the `event_keys` table the dedup memory is rebuilt from."""
+    by_day: dict[int, list[bytes]] = {}
+    for r, line in zip(rows, lines):
+        by_day.setdefault(r[COL_OCCURRED] // MS_PER_DAY, []).append(line)
+    out = [encode_record(KIND_EVENTS, b"\n".join(g), day) for day, g in sorted(by_day.items())]
     keys = b"\n".join(orjson.dumps([r[COL_EVENT_ID], fp]) for r, fp in zip(rows, fingerprints))
     out.append(encode_record(KIND_EVENT_KEYS, keys))
     return out
 
 
-def fingerprint(row: list) -> int:
-    """A 64-bit digest of an event's content (everything but its ID): equal for a faithful re-send, different
+def fingerprint(line: bytes) -> int:
+    """A 64-bit digest of an event's encoded line: equal for a faithful re-send (same ID, same content), different
     when the same event ID comes back with other content (a conflict)."""
-    body = orjson.dumps(row[COL_EVENT_ID + 1:], option=orjson.OPT_SORT_KEYS)
-    return int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "little")
+    return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "little")
 
 
 def day_of_line(kind: int, line: bytes) -> int:

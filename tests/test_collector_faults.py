@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from collector.events import EVENT_COLUMNS
-from collector.rowcodec import decode_lines, encode_events, event_records, fingerprint
+from collector.rowcodec import decode_lines, encode_events, event_line, event_records, fingerprint
 from collector.spool import KIND_EVENTS, Spool, SpoolFull, SpoolUnavailable, encode_record
 from collector.writer import Writer, plan
 
@@ -22,6 +22,11 @@ from collector.writer import Writer, plan
 def row(i, prefix="x", day=0):
     return [f"{prefix}{i:06d}", "payment.settled", f"c{i}", 1_763_000_000_000 + day * 86_400_000, "s", "", "1.50",
             "EUR", {}]
+
+
+def records_of(rows):
+    lines = [event_line(r) for r in rows]
+    return event_records(rows, lines, [fingerprint(ln) for ln in lines])
 
 
 def read_all(spool: Spool) -> list[str]:
@@ -253,7 +258,7 @@ def test_150_days_in_one_batch_are_stored(api_factory):
 def test_plan_splits_by_partition_deterministically(tmp_path):
     spool = Spool(tmp_path / "sp")
     rows = [row(d, day=d) for d in range(250)]
-    spool.append_records(event_records(rows, [fingerprint(r) for r in rows]))
+    spool.append_records(records_of(rows))
     batch = spool.next_batch(10**6)
     inserts = [i for i in plan(batch) if i.kind == KIND_EVENTS]
     assert [sum(p.count(b"\n") + 1 for p in i.payloads) for i in inserts] == [100, 100, 50]
@@ -307,7 +312,7 @@ def test_new_spool_dir_on_an_old_store_stores_everything(tmp_path, store):
     assert first.spool_id != second.spool_id
     for spool, prefix in ((first, "a"), (second, "b")):       # same byte sizes: the old tokens collided
         rows = [row(i, prefix=prefix) for i in range(10)]
-        spool.append_records(event_records(rows, [fingerprint(r) for r in rows]))
+        spool.append_records(records_of(rows))
         Writer(spool, store).write_batch(spool.next_batch(10**6))
     assert len(stored_ids(store)) == 20
     assert Spool(tmp_path / "a").spool_id == first.spool_id     # the identity survives restarts
