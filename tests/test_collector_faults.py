@@ -468,3 +468,19 @@ def test_a_read_that_would_wait_too_long_is_503_and_ingest_unaffected(api_factor
             store.read_slots.release()
     assert api.ctx.metrics.store_reads_refused_total._value.get() >= 1
     assert api.get("/api/v1/slos").status_code == 200
+
+
+def test_writer_health_reports_a_stall_and_a_dead_thread(tmp_path, store):
+    spool = Spool(tmp_path / "sp")
+    w = Writer(spool, store)
+    assert w.health_problem() is None
+    spool.append_records(records_of([row(1)]))
+    w.stall_after = 0.0
+    w.last_progress -= 1
+    assert "stalled" in w.health_problem()
+    w.write_batch(spool.next_batch(10**6))             # progress clears it
+    assert w.health_problem() is None
+    w._thread = threading.Thread(target=lambda: None)
+    w._thread.start()
+    w._thread.join()
+    assert "not running" in w.health_problem()
