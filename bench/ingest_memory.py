@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,9 @@ import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.server import create_key, start_server, write_config  # noqa: E402
 
 
 def mem(pid: int) -> dict[str, float]:
@@ -53,22 +55,11 @@ def main() -> None:
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rw-bench-mem-"))
     port = 20_000 + os.getpid() % 1000
-    cfg = tmp / "rw.yaml"
-    cfg.write_text(f"store: {{dsn: 'chdb://{tmp}/data'}}\nserver: {{port: {port}, max_body_bytes: 256MiB}}\n"
-                   f"spool: {{dir: '{tmp}/spool', max_bytes: 8GiB}}\nevaluator: {{enabled: false}}\n")
-    rw = [sys.executable, "-m", "revwatch"]
-    key = subprocess.run(rw + ["keys", "create", "--scope", "ingest", "--config", str(cfg)], capture_output=True,
-                         text=True, check=True, cwd=ROOT).stdout.split()[-1]
-    server = subprocess.Popen(rw + ["serve", "--config", str(cfg)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    cfg = write_config(tmp, port, server_extra=", max_body_bytes: 256MiB")
+    key = create_key(cfg, "ingest")
     base = f"http://127.0.0.1:{port}"
+    server = start_server(cfg, base)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         evs = items(a.mb)
         bodies = {"JSON array": (orjson.dumps(evs), "application/json"),
                   "NDJSON": (b"\n".join(orjson.dumps({**e, "event_id": "n" + e["event_id"]}) for e in evs),

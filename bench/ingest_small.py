@@ -22,7 +22,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,9 @@ import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.server import create_key, start_server, write_config  # noqa: E402
 
 
 # -- the client --------------------------------------------------------------------------------------------------
@@ -167,19 +169,6 @@ def fill_store(dsn: str, n: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def start_server(cfg: Path, base: str) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-m", "revwatch", "serve", "--config", str(cfg)], cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return p
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    p.kill()
-    raise SystemExit("server did not start")
-
-
 def wait_drained(base: str, timeout: float = 600) -> float:
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -219,15 +208,10 @@ def main() -> None:
     results: dict = {}
     for stored in (0, a.stored):
         tmp = Path(tempfile.mkdtemp(prefix="rw-bench-small-"))
-        cfg = tmp / "rw.yaml"
-        cfg.write_text(f"store: {{dsn: 'chdb://{tmp}/data'}}\nserver: {{port: {port}}}\n"
-                       f"spool: {{dir: '{tmp}/spool', max_bytes: 8GiB}}\nevaluator: {{enabled: false}}\n"
-                       f"journeys: {{p2p: {{start: payment.settled, end: payment.posted}}}}\n"
-                       f"slos:\n  - {{name: pp, journey: p2p, objective: 0.99, window: 1d, "
-                       f"sli: {{kind: journey_latency, threshold: 15m}}}}\n")
-        rw = [sys.executable, "-m", "revwatch"]
-        keys = {s: subprocess.run(rw + ["keys", "create", "--scope", s, "--config", str(cfg)], capture_output=True,
-                                  text=True, check=True, cwd=ROOT).stdout.split()[-1] for s in ("ingest", "read")}
+        cfg = write_config(tmp, port, "journeys: {p2p: {start: payment.settled, end: payment.posted}}\n"
+                                      "slos:\n  - {name: pp, journey: p2p, objective: 0.99, window: 1d, "
+                                      "sli: {kind: journey_latency, threshold: 15m}}\n")
+        keys = {s: create_key(cfg, s) for s in ("ingest", "read")}
         if stored:
             took = fill_store(f"chdb://{tmp}/data", stored)
             print(f"\n-- {stored:,} events stored (generated in {took:.0f} s) --", flush=True)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from collector.events import EVENT_COLUMNS
 from collector.rowcodec import decode_lines, encode_events, event_line, event_records, fingerprint
 from collector.spool import KIND_EVENTS, Spool, SpoolFull, SpoolUnavailable, encode_record
 from collector.writer import Writer, plan
@@ -418,7 +417,7 @@ def test_deeply_nested_bodies_are_400(api):
 def test_size_limits_agree_with_the_lookup_route(api):
     from collector.limits import MAX_ATTR_VALUE, MAX_EVENT_ATTRIBUTES, MAX_ID
     too_long = "c" * (MAX_ID + 1)
-    items = [ev("l1", correlation_id=too_long) if False else {**ev("l1"), "correlation_id": too_long},
+    items = [{**ev("l1"), "correlation_id": too_long},
              {**ev("l2"), "attributes": {"v": "x" * (MAX_ATTR_VALUE + 1)}},
              {**ev("l3"), "attributes": {f"k{i}": "v" for i in range(MAX_EVENT_ATTRIBUTES + 1)}},
              {**ev("l4"), "attributes": {"k" * 300: "v"}},
