@@ -224,6 +224,10 @@ def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) 
                 out = ctx.intake.accept_event_rows(chunk.rows, chunk.indexes)
                 accepted, dups = accepted + out.accepted, dups + out.duplicates
                 conflicts += out.conflicts[:MAX_REJECTED_LISTED - len(conflicts)]
+                if log.isEnabledFor(logging.DEBUG):
+                    for row in chunk.rows[:100]:
+                        log.debug("event accepted", extra={"correlation_id": row[2], "event_type": row[1],
+                                                           "event_id": row[0], "key_id": key_id})
     except BodyError as e:
         ctx.metrics.rejected_total.labels("decode").inc()
         raise ApiError(400, str(e), "body")
