@@ -19,12 +19,14 @@ SPAN_EVENTS_TS = 15                    # `Events.Timestamp` column of a span row
 _AMOUNT = EVENT_COLUMNS.index("Amount")
 
 
+# Seconds are zero-padded to 10 digits: ClickHouse reads a shorter digit run ("86400.000", any instant before
+# 2001-09-09) as a date format and refuses the row. The supported range [1970, 2100) always fits 10 digits.
 def _ns(ns: int) -> str:
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+    return f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
 
 
 def _ms(ms: int) -> str:
-    return f"{ms // 1000}.{ms % 1000:03d}"
+    return f"{ms // 1000:010d}.{ms % 1000:03d}"
 
 
 def encode_spans(rows: list[list]) -> bytes:

@@ -158,8 +158,9 @@ def test_real_full_disk_loses_no_acknowledged_record(tmp_path):
         reopened = Spool(mnt / "sp", segment_bytes=1 << 30)
         assert reopened.truncated_bytes == 0
         assert read_all(reopened) == acked
+        reopened.close()
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_recovery_cuts_only_a_torn_tail_and_says_so(tmp_path, caplog):
@@ -234,13 +235,15 @@ def test_spans_outside_the_range_or_limits_are_rejected_not_stored(api):
     ok = 1_763_000_000 * 10**9
     body = span_request([(int(dt.datetime(2300, 1, 1, tzinfo=dt.timezone.utc).timestamp()) * 10**9, "a", {}),
                          (2**64 - 1001, "b", {}), (ok, "c" * 100_000, {}), (ok, "d", {"big": "x" * 70_000}),
-                         (ok, "e", {f"k{i}": "v" for i in range(300)}), (ok, "fine", {})])
+                         (ok, "e", {f"k{i}": "v" for i in range(300)}), (ok, "fine", {}),
+                         (86_400 * 10**9 + 5, "early", {})])      # 1970-01-02: inside the range, stored
     r = api.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
     resp = ExportTraceServiceResponse.FromString(r.content)
     assert r.status_code == 200 and resp.partial_success.rejected_spans == 5
     api.drain(20)
-    rows = api.ctx.store.query(f"SELECT CorrelationId FROM {api.ctx.store.table('spans')}").rows
-    assert rows == [("fine",)]
+    rows = api.ctx.store.query(f"SELECT CorrelationId FROM {api.ctx.store.table('spans')} ORDER BY 1").rows
+    assert rows == [("early",), ("fine",)]
+    assert api.ctx.writer.quarantined == 0
 
 
 def test_150_days_in_one_batch_are_stored(api_factory):
@@ -483,3 +486,16 @@ def test_writer_health_reports_a_stall_and_a_dead_thread(tmp_path, store):
     w._thread.start()
     w._thread.join()
     assert "not running" in w.health_problem()
+
+
+def test_edges_inside_the_range_are_answered_on_every_route(api_factory):
+    api = api_factory(SLO_CFG)
+    for instant in ("1970-01-01T00:00:00Z", "2099-12-31T23:59:59.999+00:00"):
+        for path, param in (("/api/v1/slos", "at"), ("/api/v1/slos/pp", "at"), ("/api/v1/anomalies", "since"),
+                            ("/api/v1/journeys", "since"), ("/api/v1/journeys", "until")):
+            r = api.get(path, params={param: instant})
+            assert r.status_code == 200, (path, param, instant, r.text[:200])
+        r = api.post("/api/v1/events", json=[ev(f"edge-{instant[:4]}", instant)])
+        assert r.status_code == 200 and r.json()["accepted"] == 1
+    api.drain(30)
+    assert stored_ids(api.ctx.store) == ["edge-1970", "edge-2099"]
