@@ -150,6 +150,7 @@ class Spool:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.reclaim_bytes = 4 * 1024**2      # a drained segment this big is rolled over early (see _drained_enough)
         self.metrics = metrics
         # File-layer hooks: tests replace them to inject short writes, ENOSPC and EIO.
         self._write = os.write
@@ -335,7 +336,7 @@ class Spool:
         try:
             if self.fault is not None:
                 self._repair()
-            if self._write_size and self._write_size + len(data) > self.segment_bytes:
+            if self._write_size and (self._write_size + len(data) > self.segment_bytes or self._drained_enough()):
                 self._roll()
         except OSError as e:
             return self._failed(e, "preparing the segment")
@@ -375,14 +376,26 @@ class Spool:
             os.ftruncate(self._fd, self._write_size)
             self._sync(self._fd)
 
+    def _drained_enough(self) -> bool:
+        """The current segment is entirely in the store and already holds a few MiB: start a new one so the
+        reader can delete it. Without this a segment only rolls at `segment_bytes`, and a disk smaller than that
+        would fill with data that is long stored."""
+        cp = self._checkpoint
+        return (cp["segment"] == self._write_seg and cp["pending_end"] is None and cp["offset"] == self._write_size
+                and self._write_size >= min(self.segment_bytes, self.reclaim_bytes))
+
     def _roll(self) -> None:
+        drained = self._drained_enough()
         os.fsync(self._fd)
         fd = os.open(self.dir / _seg_name(self._write_seg + 1), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._fsync_dir()
         os.close(self._fd)
+        old = self._write_seg
         with self._lock:
-            self._sizes[self._write_seg] = self._write_size
-            self._fd, self._write_seg, self._write_size = fd, self._write_seg + 1, 0
+            self._sizes[old] = self._write_size
+            self._fd, self._write_seg, self._write_size = fd, old + 1, 0
+        if drained:              # entirely in the store: free its blocks now (the disk may be full)
+            (self.dir / _seg_name(old)).unlink(missing_ok=True)
 
     # -- reader side (the writer thread) --------------------------------------------------------------------
     def next_batch(self, max_rows: int, max_bytes: int = 256 * 1024**2) -> Batch | None:
@@ -396,13 +409,15 @@ class Spool:
                 newer = seg < self._write_seg
             if size is None or not path.exists():
                 if newer:
+                    with self._lock:
+                        self._sizes.pop(seg, None)
                     self._write_checkpoint({"segment": seg + 1, "offset": 0, "pending_end": None})
                     continue
                 return None
             limit = cp["pending_end"]
             if limit is None and start >= size:
                 if newer:                         # this segment is finished: drop it, move on
-                    path.unlink()
+                    path.unlink(missing_ok=True)
                     with self._lock:
                         self._sizes.pop(seg, None)
                     self._write_checkpoint({"segment": seg + 1, "offset": 0, "pending_end": None})

@@ -499,3 +499,38 @@ def test_edges_inside_the_range_are_answered_on_every_route(api_factory):
         assert r.status_code == 200 and r.json()["accepted"] == 1
     api.drain(30)
     assert stored_ids(api.ctx.store) == ["edge-1970", "edge-2099"]
+
+
+def test_full_spool_disk_end_to_end_every_acknowledged_event_stored(api_factory, tmp_path):
+    """The issue's scenario: a small spool disk (real tmpfs) fills while the store is down. Every 200 is stored
+    exactly once, refusals are 503 + Retry-After, and once the store is back the spool frees its disk and accepts
+    again with no operator action."""
+    mnt = tmp_path / "spooldisk"
+    if not _mount_tmpfs(mnt, "2m"):
+        pytest.skip("needs root to mount a tmpfs")
+    try:
+        api = api_factory({"spool": {"dir": str(mnt / "spool"), "max_bytes": "1GiB"}})
+        api.ctx.spool.reclaim_bytes = 256 * 1024
+        api.ctx.store.fault = ConnectionError("down")
+        acked, refused = [], 0
+        pad = {"note": "x" * 2000}
+        for k in range(120):
+            batch = [ev(f"f{k}-{i}", attributes=pad) for i in range(10)]
+            r = api.post("/api/v1/events", json=batch)
+            if r.status_code == 200:
+                acked += [e["event_id"] for e in batch]
+            else:
+                assert r.status_code == 503 and r.headers["Retry-After"], r.text
+                refused += 1
+        assert refused and acked
+        assert api.client.get("/readyz").status_code == 503
+        api.ctx.store.fault = None
+        api.drain(120)
+        assert sorted(stored_ids(api.ctx.store)) == sorted(acked)
+        more = [ev(f"after-{i}", attributes=pad) for i in range(300)]      # the disk was freed: room again
+        for i in range(0, 300, 10):
+            assert api.post("/api/v1/events", json=more[i:i + 10]).status_code == 200
+        api.drain(120)
+        assert len(stored_ids(api.ctx.store)) == len(acked) + 300
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
