@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import httpx
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -90,9 +91,12 @@ def receive(ctx, body: dict) -> dict:
     for i, a in enumerate(hook.alerts):
         try:
             starts = parse_instant(a.startsAt)
-            ends = parse_instant(a.endsAt) if a.endsAt and not a.endsAt.startswith("0001-") else None
         except ValueError as e:
             raise ApiError(400, str(e), f"alerts.{i}.startsAt")
+        try:   # Alertmanager's zero time (0001-01-01…) means "not resolved"
+            ends = parse_instant(a.endsAt) if a.endsAt and not a.endsAt.startswith("0001-") else None
+        except ValueError as e:
+            raise ApiError(400, str(e), f"alerts.{i}.endsAt")
         enriched = impact(ctx, a.labels) if a.status == "firing" else {}
         annotations = {**a.annotations, **{f"impact_{k}": str(v) for k, v in enriched.items()}}
         rows.append((now, a.fingerprint, a.labels.get("alertname", ""), a.status, a.labels.get("severity", ""),
@@ -112,10 +116,10 @@ def receive(ctx, body: dict) -> dict:
 @router.post("/api/v1/alerts/alertmanager", dependencies=[Depends(require("ingest"))])
 async def alertmanager(request: Request):
     """Alertmanager webhook receiver (webhook_configs url)."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "body is not valid JSON", "body")
+    try:   # orjson refuses nesting deeper than 1024 (stdlib json would hit RecursionError → 500)
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, f"body is not valid JSON: {str(e)[:200]}", "body")
     if not isinstance(body, dict):
         raise ApiError(400, "body must be an Alertmanager webhook object", "body")
     return await run_in_threadpool(receive, ctx_of(request), body)

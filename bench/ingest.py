@@ -32,8 +32,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.correlation import CorrelationRules  # noqa: E402
 from collector.events import EVENT_COLUMNS, validate_events  # noqa: E402
 from collector.otlp import SPAN_COLUMNS, decode_traces  # noqa: E402
-from collector.rowcodec import encode_spans  # noqa: E402
-from collector.spool import KIND_SPANS, Spool  # noqa: E402
+from collector.rowcodec import span_records  # noqa: E402
+from collector.spool import Spool  # noqa: E402
 from collector.rowcodec import event_rows_for_insert  # noqa: E402
 
 PER_REQUEST = 5000
@@ -163,11 +163,11 @@ def main() -> None:
     spool = Spool(tmp / "profile-spool", max_bytes=8 * 1024**3)
     t0 = time.perf_counter()
     for rows in decoded:
-        spool.append(KIND_SPANS, encode_spans(rows))
+        spool.append_records(span_records(rows))
     t_spool = time.perf_counter() - t0
     t0 = time.perf_counter()
     while (b := spool.next_batch(50_000)) is not None:
-        store.insert_lines("spans", SPAN_COLUMNS, [p for _, p in b.records])
+        store.insert_lines("spans", SPAN_COLUMNS, [r.payload for r in b.records])
         spool.commit(b)
     t_insert = time.perf_counter() - t0
     shutil.rmtree(tmp, ignore_errors=True)
@@ -175,9 +175,10 @@ def main() -> None:
     n_sample = sum(len(r) for r in decoded)
     print(f"spans: {a.spans / spans_s:,.0f} spans/s end-to-end (acknowledged at {a.spans / acked_spans:,.0f}/s; "
           f"{stored:,} stored); raw insert {a.spans / raw_spans_s:,.0f} spans/s; "
-          f"ratio {raw_spans_s / spans_s:.2f} (target ≥ 0.5)")
+          f"ratio {raw_spans_s / spans_s:.2f} (target ≥ 0.5: {'met' if raw_spans_s / spans_s >= 0.5 else 'NOT met'})")
     print(f"events: {a.events / events_s:,.0f} events/s end-to-end; raw insert {a.events / raw_events_s:,.0f} "
-          f"events/s; ratio {raw_events_s / events_s:.2f}")
+          f"events/s; ratio {raw_events_s / events_s:.2f} "
+          f"(target ≥ 0.5: {'met' if raw_events_s / events_s >= 0.5 else 'NOT met'})")
     total = t_decode + t_spool + t_insert
     print(f"per-span cost, in-process: decode+rows {t_decode / n_sample * 1e6:.1f} µs "
           f"({t_decode / total:.0%}), encode+spool append+fsync {t_spool / n_sample * 1e6:.1f} µs "

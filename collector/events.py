@@ -6,13 +6,18 @@ timestamps must carry a timezone, currencies are ISO 4217 alphabetic codes. Unkn
 """
 from __future__ import annotations
 
+import datetime as dt
+import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Iterator
 
 import orjson
 
-from revwatch.units import parse_instant
+from collector.limits import MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_EVENT_ATTRIBUTES, MAX_ID, MAX_REJECTED_LISTED
+from revwatch.units import MIN_INSTANT, parse_instant
 
 EVENT_COLUMNS = ("EventId", "Type", "CorrelationId", "OccurredAt", "Source", "Journey", "Amount", "Currency",
                  "Attributes")
@@ -28,8 +33,8 @@ _KNOWN = set(_REQUIRED) | {"journey", "amount", "currency", "attributes"}
 _DECIMAL = re.compile(r"^-?\d{1,29}(\.\d{1,9})?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
-MAX_ID = 256
-MAX_ATTRIBUTES = 64
+MAX_ATTRIBUTES = MAX_EVENT_ATTRIBUTES
+_MS = dt.timedelta(milliseconds=1)
 
 
 class BodyError(ValueError):
@@ -39,32 +44,29 @@ class BodyError(ValueError):
 @dataclass
 class ValidatedEvents:
     rows: list[list] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)     # the first MAX_REJECTED_LISTED, in index order
+    indexes: list[int] = field(default_factory=list)       # the request index of each row
+    rejected_count: int = 0                                # all of them
+    warnings: list[dict] = field(default_factory=list)     # {"index", "field", "warning"} (first MAX_REJECTED_LISTED)
 
+    def reject(self, index: int, problems: list[tuple[str | None, str]]) -> None:
+        """Count a rejected item; list it (first problem as error/field, all of them in `problems`) while the
+        reply has room."""
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REJECTED_LISTED:
+            fld, error = problems[0]
+            rej: dict = {"index": index, "error": error}
+            if fld:
+                rej["field"] = fld
+            if len(problems) > 1:
+                rej["problems"] = [{"field": f, "error": e} for f, e in problems]
+            self.rejected.append(rej)
 
-def split_body(body: bytes, content_type: str) -> list:
-    """The items of a JSON array, a single JSON object or NDJSON body."""
-    text = body.strip()
-    if not text:
-        raise BodyError("empty body: send a JSON array of events or NDJSON")
-    if "ndjson" in content_type or "jsonlines" in content_type or (text[:1] == b"{" and b"\n" in text):
-        items = []
-        for n, line in enumerate(text.splitlines()):
-            if line.strip():
-                try:
-                    items.append(orjson.loads(line))
-                except orjson.JSONDecodeError as e:
-                    items.append(_Unparsable(f"line {n + 1} is not valid JSON: {e}"))
-        return items
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        raise BodyError(f"body is not valid JSON: {e}") from None
-    if isinstance(doc, dict):
-        return [doc]
-    if not isinstance(doc, list):
-        raise BodyError("body must be a JSON array of event objects (or NDJSON)")
-    return doc
+    def warn(self, index: int, warnings: list[tuple[str, str]]) -> None:
+        """List an accepted item's warnings while the reply has room."""
+        for fld, text in warnings:
+            if len(self.warnings) < MAX_REJECTED_LISTED:
+                self.warnings.append({"index": index, "field": fld, "warning": text})
 
 
 class _Unparsable:
@@ -72,74 +74,186 @@ class _Unparsable:
         self.error = error
 
 
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)   # later than now + this: stored, with a warning (clock skew?)
+
+
+@functools.lru_cache(maxsize=4096)
+def nearest_canonical_type(event_type: str) -> str:
+    """The canonical type closest in spelling to `event_type` (a hint for typos such as payment.setled)."""
+    return difflib.get_close_matches(event_type, CANONICAL_TYPES, n=1, cutoff=0.0)[0]
+
+
 def validate_event(item) -> tuple[list | None, str | None, str | None]:
-    """One item → (row, None, None) or (None, error, field)."""
+    """One item → (row, None, None) or (None, first error, its field)."""
+    row, problems, _ = check_event(item)
+    if row is None:
+        return None, problems[0][1], problems[0][0]
+    return row, None, None
+
+
+def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list[tuple[str | None, str]],
+                                                                list[tuple[str, str]]]:
+    """One item → (row or None, every problem as (field, error), warnings as (field, text)).
+
+    All problems of an item are reported at once (a sender fixes them in one go); warnings never stop an item:
+    an unknown type (stored as a custom type, with the nearest canonical type as a hint) and an `occurred_at`
+    further in the future than FUTURE_TOLERANCE."""
     if isinstance(item, _Unparsable):
-        return None, item.error, None
+        return None, [(None, item.error)], []
     if not isinstance(item, dict):
-        return None, "each event must be a JSON object", None
+        return None, [(None, "each event must be a JSON object")], []
+    problems: list[tuple[str | None, str]] = []
+    warnings: list[tuple[str, str]] = []
     for f in _REQUIRED:
         v = item.get(f)
         if v is None or v == "":
-            return None, f"'{f}' is required", f
-        if not isinstance(v, str):
-            return None, f"'{f}' must be a string", f
-        if len(v) > MAX_ID:
-            return None, f"'{f}' is longer than {MAX_ID} characters", f
-    if not _TYPE.match(item["type"]):
-        return None, "'type' must look like 'noun.verb' (lower case, dots), e.g. payment.settled", "type"
-    try:
-        occurred = parse_instant(item["occurred_at"])
-    except ValueError as e:
-        return None, f"'occurred_at': {e}", "occurred_at"
+            problems.append((f, f"'{f}' is required"))
+        elif not isinstance(v, str):
+            problems.append((f, f"'{f}' must be a string"))
+        elif len(v) > MAX_ID:
+            problems.append((f, f"'{f}' is longer than {MAX_ID} characters"))
+    typ = item.get("type")
+    if isinstance(typ, str) and typ and len(typ) <= MAX_ID:
+        if not _TYPE.match(typ):
+            problems.append(("type", "'type' must look like 'noun.verb' (lower case, dots), e.g. payment.settled"))
+        elif typ not in CANONICAL_TYPES:
+            warnings.append(("type", f"unknown event type {typ!r}: stored as a custom type; the nearest canonical "
+                                     f"type is {nearest_canonical_type(typ)!r}"))
+    occurred = None
+    if isinstance(item.get("occurred_at"), str) and item["occurred_at"]:
+        try:
+            occurred = parse_instant(item["occurred_at"])
+        except ValueError as e:
+            problems.append(("occurred_at", f"'occurred_at': {e}"))
+        else:
+            ahead = occurred - (now or dt.datetime.now(dt.timezone.utc))
+            if ahead > FUTURE_TOLERANCE:
+                warnings.append(("occurred_at", f"'occurred_at' is {_human(ahead)} in the future (clock skew?); "
+                                                f"stored as sent"))
     amount = item.get("amount")
     if amount is not None:
         if not isinstance(amount, str):
-            return None, "'amount' must be a decimal string such as \"129.00\" (not a JSON number)", "amount"
-        if not _DECIMAL.match(amount):
-            return None, f"'amount' {amount[:40]!r} is not a decimal string such as \"129.00\"", "amount"
-        try:
-            Decimal(amount)          # kept as the exact string until the writer builds the Decimal column
-        except InvalidOperation:
-            return None, "'amount' is not a decimal", "amount"
+            problems.append(("amount", "'amount' must be a decimal string such as \"129.00\" (not a JSON number)"))
+        elif not _DECIMAL.match(amount):
+            problems.append(("amount", f"'amount' {amount[:40]!r} is not a decimal string such as \"129.00\""))
+        else:
+            try:
+                Decimal(amount)          # kept as the exact string until ClickHouse builds the Decimal column
+            except InvalidOperation:
+                problems.append(("amount", "'amount' is not a decimal"))
     currency = item.get("currency")
     if currency is not None and (not isinstance(currency, str) or not _CURRENCY.match(currency)):
-        return None, "'currency' must be an ISO 4217 code such as EUR", "currency"
+        problems.append(("currency", "'currency' must be an ISO 4217 code such as EUR"))
     journey = item.get("journey") or ""
     if not isinstance(journey, str):
-        return None, "'journey' must be a string", "journey"
+        problems.append(("journey", "'journey' must be a string"))
+    elif len(journey) > MAX_ID:
+        problems.append(("journey", f"'journey' is longer than {MAX_ID} characters"))
     attrs = item.get("attributes") or {}
+    clean: dict[str, str] = {}
     if not isinstance(attrs, dict):
-        return None, "'attributes' must be an object of string values", "attributes"
-    if len(attrs) > MAX_ATTRIBUTES:
-        return None, f"'attributes' has more than {MAX_ATTRIBUTES} keys", "attributes"
-    clean = {}
-    for k, v in attrs.items():
-        if isinstance(v, bool):
-            v = "true" if v else "false"
-        elif isinstance(v, (int, float)):
-            v = str(v)
-        elif not isinstance(v, str):
-            return None, f"'attributes.{k}' must be a string", f"attributes.{k}"
-        clean[str(k)] = v
-    unknown = set(item) - _KNOWN
-    if unknown:
-        return None, f"unknown field '{sorted(unknown)[0]}' (extra data goes in 'attributes')", sorted(unknown)[0]
-    occurred_ms = int(occurred.timestamp() * 1000)
+        problems.append(("attributes", "'attributes' must be an object of string values"))
+    elif len(attrs) > MAX_ATTRIBUTES:
+        problems.append(("attributes", f"'attributes' has more than {MAX_ATTRIBUTES} keys"))
+    else:
+        for k, v in attrs.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif isinstance(v, (int, float)):
+                v = str(v)
+            elif not isinstance(v, str):
+                problems.append((f"attributes.{k[:64]}", f"'attributes.{k[:64]}' must be a string"))
+                continue
+            if not k or len(k) > MAX_ATTR_KEY:
+                problems.append(("attributes", f"attribute keys must be 1-{MAX_ATTR_KEY} characters"))
+            elif len(v) > MAX_ATTR_VALUE:
+                problems.append((f"attributes.{k[:64]}",
+                                 f"'attributes.{k[:64]}' is longer than {MAX_ATTR_VALUE} characters"))
+            else:
+                clean[k] = v
+    for f in sorted(set(item) - _KNOWN):
+        problems.append((f[:64], f"unknown field '{f[:64]}' (extra data goes in 'attributes')"))
+    if problems or occurred is None:
+        return None, problems, warnings
+    occurred_ms = (occurred - MIN_INSTANT) // _MS          # exact integer milliseconds (no float rounding)
     return [item["event_id"], item["type"], item["correlation_id"], occurred_ms, item["source"], journey,
-            amount, currency or "", clean], None, None
+            amount, currency or "", clean], [], warnings
+
+
+def _human(td: dt.timedelta) -> str:
+    secs = int(td.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
 
 
 def validate_events(body: bytes, content_type: str) -> ValidatedEvents:
     """Validate every item of a request body; raises BodyError only when the body as a whole is unusable."""
     out = ValidatedEvents()
-    for i, item in enumerate(split_body(body, content_type)):
-        row, error, fld = validate_event(item)
-        if row is None:
-            rej = {"index": i, "error": error}
-            if fld:
-                rej["field"] = fld
-            out.rejected.append(rej)
-        else:
-            out.rows.append(row)
+    for chunk in validate_in_chunks(body, content_type, chunk_items=1 << 62):
+        out.rows += chunk.rows
+        out.indexes += chunk.indexes
+        out.rejected += chunk.rejected[:MAX_REJECTED_LISTED - len(out.rejected)]
+        out.rejected_count += chunk.rejected_count
+        out.warnings += chunk.warnings[:MAX_REJECTED_LISTED - len(out.warnings)]
     return out
+
+
+def iter_items(body: bytes, content_type: str) -> Iterator:
+    """The items of a body, one at a time: NDJSON is parsed line by line (memory ~ one line), a JSON array once
+    (and each item is released once handed out). Raises BodyError before the first item if the body is unusable."""
+    text = body.strip()
+    if not text:
+        raise BodyError("empty body: send a JSON array of events or NDJSON")
+    if "ndjson" in content_type or "jsonlines" in content_type or (text[:1] == b"{" and b"\n" in text):
+        return _ndjson_items(text)
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise BodyError(f"body is not valid JSON: {e}") from None
+    if isinstance(doc, dict):
+        return iter([doc])
+    if not isinstance(doc, list):
+        raise BodyError("body must be a JSON array of event objects (or NDJSON)")
+    return _release_items(doc)
+
+
+def _ndjson_items(text: bytes) -> Iterator:
+    pos, n = 0, 0
+    while pos < len(text):
+        nl = text.find(b"\n", pos)
+        end = len(text) if nl < 0 else nl
+        line = text[pos:end]
+        pos, n = end + 1, n + 1
+        if line.strip():
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                yield _Unparsable(f"line {n} is not valid JSON: {e}")
+
+
+def _release_items(doc: list) -> Iterator:
+    for i in range(len(doc)):
+        item, doc[i] = doc[i], None
+        yield item
+
+
+def validate_in_chunks(body: bytes, content_type: str, chunk_items: int = 5000) -> Iterator[ValidatedEvents]:
+    """Validate a body `chunk_items` items at a time, so a big body never exists as rows all at once."""
+    chunk = ValidatedEvents()
+    now = dt.datetime.now(dt.timezone.utc)
+    for i, item in enumerate(iter_items(body, content_type)):
+        row, problems, warnings = check_event(item, now)
+        if warnings:
+            chunk.warn(i, warnings)
+        if row is None:
+            chunk.reject(i, problems)
+        else:
+            chunk.rows.append(row)
+            chunk.indexes.append(i)
+        if len(chunk.rows) + chunk.rejected_count >= chunk_items:
+            yield chunk
+            chunk = ValidatedEvents()
+    if chunk.rows or chunk.rejected_count:
+        yield chunk

@@ -1,19 +1,26 @@
-"""Ingest service: decoded spans and validated events → duplicate filtering → durable spool.
+"""Ingest service: decoded spans and validated events → duplicate/conflict check → durable spool.
 
-Re-deliveries are recognised here (recent keys in memory; for events also the store), so the reply can count
-them; the store's ReplacingMergeTree tables and deduplicating readers remain the final guarantee for anything
-recognised too late (a span re-sent after the dedup horizon, a concurrent duplicate).
+Never touches the store on the request path: the reply's `duplicates` and `conflicts` come from a bounded memory
+of recent event IDs and their content fingerprints (rebuilt at start from the `event_keys` table and the spool),
+so its cost does not grow with the store and store reads can never hold ingest. Exact dedup stays where it is
+exact: insert dedup tokens and the store's deduplicating readers catch whatever the memory no longer holds (an
+event re-sent after the horizon is stored again and counted once by every reader).
+
+Concurrency: the check runs under a short lock, the spool append (group-committed with other requests) outside
+it. An event ID another request is appending right now is "in flight": a second request waits for that append;
+if it failed, the second request fails too (503), so nobody is told "duplicate" for an item that was not stored.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import threading
+from dataclasses import dataclass, field
 
 from collector.events import COL_EVENT_ID, ValidatedEvents
 from collector.otlp import COL_SPAN_ID, COL_TRACE_ID
-from collector.rowcodec import encode_events, encode_spans
-from collector.spool import KIND_EVENTS, KIND_SPANS, Spool
+from collector.rowcodec import event_line, event_records, fingerprint, span_records
+from collector.spool import KIND_EVENT_KEYS, Spool, SpoolRefused
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 
@@ -21,21 +28,45 @@ log = logging.getLogger("revwatch.intake")
 
 
 class RecentKeys:
-    """A bounded set of recently accepted keys: two generations, the older dropped when the newer fills."""
+    """A bounded map of recently accepted keys (→ a value): two generations, the older dropped when the newer
+    fills, so memory is bounded by `max_keys` and the most recent `max_keys / 2` keys are always remembered."""
 
     def __init__(self, max_keys: int):
         self.half = max(1, max_keys // 2)
-        self._new: set = set()
-        self._old: set = set()
+        self._new: dict = {}
+        self._old: dict = {}
 
     def __contains__(self, key) -> bool:
         return key in self._new or key in self._old
 
-    def add(self, key) -> None:
+    def get(self, key):
+        """The value remembered for `key`, or None."""
+        v = self._new.get(key)
+        return self._old.get(key) if v is None else v
+
+    def add(self, key, value=True) -> None:
         """Remember a key."""
         if len(self._new) >= self.half:
-            self._old, self._new = self._new, set()
-        self._new.add(key)
+            self._old, self._new = self._new, {}
+        self._new[key] = value
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+
+class _Append:
+    """One request's append in flight; later requests that carry the same event IDs wait for its outcome."""
+
+    def __init__(self):
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+
+@dataclass
+class EventOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: list[dict] = field(default_factory=list)    # {"index", "event_id", "error"}
 
 
 def _span_key(row: list) -> int:
@@ -44,17 +75,45 @@ def _span_key(row: list) -> int:
 
 
 class Intake:
-    """Accept spans and events durably, counting and dropping re-deliveries."""
+    """Accept spans and events durably, counting re-deliveries and reporting conflicting re-sends."""
 
     def __init__(self, spool: Spool, store: Store, metrics: Metrics, max_keys: int = 1_000_000):
         self.spool, self.store, self.metrics = spool, store, metrics
         self.recent_spans = RecentKeys(max_keys)
-        self.recent_events = RecentKeys(max_keys)
+        self.recent_events = RecentKeys(max_keys)        # event ID → content fingerprint
+        self._inflight: dict[str, tuple[int, _Append]] = {}
         self._events_lock = threading.Lock()
         self._spans_lock = threading.Lock()
 
+    # -- start-up ------------------------------------------------------------------------------------------
+    def remember_stored(self, horizon_seconds: float, limit: int | None = None) -> int:
+        """Rebuild the event memory from the store's `event_keys` (the last `horizon_seconds`) and from the
+        spool's records not yet in the store; returns how many IDs are remembered. A store that does not answer
+        only costs reply accuracy (readers deduplicate), never data."""
+        limit = limit or self.recent_events.half
+        n = 0
+        try:
+            rows = self.store.query(
+                f"SELECT EventId, argMax(Fingerprint, SeenAt) FROM {self.store.table('event_keys')} "
+                f"WHERE SeenAt >= now64(3) - toIntervalSecond({{h:UInt64}}) GROUP BY EventId "
+                f"ORDER BY max(SeenAt) LIMIT {{n:UInt64}}", {"h": int(horizon_seconds), "n": limit}).rows
+            for eid, fp in rows:
+                self.recent_events.add(eid, fp)
+            n += len(rows)
+        except StoreError as e:
+            log.warning("could not load recent event IDs from the store (duplicates older than the spool will be "
+                        "stored again and deduplicated by readers): %s", e)
+        from collector.rowcodec import decode_lines
+        for rec in self.spool.pending_records():
+            if rec.kind == KIND_EVENT_KEYS:
+                for eid, fp in decode_lines(rec.payload):
+                    self.recent_events.add(eid, fp)
+                    n += 1
+        return n
+
+    # -- spans ---------------------------------------------------------------------------------------------
     def accept_spans(self, rows: list[list]) -> int:
-        """Spool new spans; returns how many were duplicates of recently accepted ones. May raise SpoolFull."""
+        """Spool new spans; returns how many were duplicates of recently accepted ones. May raise SpoolRefused."""
         with self._spans_lock:
             fresh, keys, seen = [], [], set()
             for row in rows:
@@ -64,45 +123,81 @@ class Intake:
                 seen.add(k)
                 fresh.append(row)
                 keys.append(k)
-            if fresh:
-                self.spool.append(KIND_SPANS, encode_spans(fresh))
-            for k in keys:
-                self.recent_spans.add(k)
+        if fresh:
+            self.spool.append_records(span_records(fresh))
+            with self._spans_lock:
+                for k in keys:
+                    self.recent_spans.add(k)
         dups = len(rows) - len(fresh)
         self.metrics.spans_total.inc(len(fresh))
         if dups:
             self.metrics.duplicates_total.labels("span").inc(dups)
         return dups
 
+    # -- events --------------------------------------------------------------------------------------------
     def accept_events(self, validated: ValidatedEvents) -> tuple[int, int]:
-        """Spool new events; returns (accepted, duplicates). May raise SpoolFull."""
-        with self._events_lock:
-            fresh, seen = [], set()
-            for row in validated.rows:
-                eid = row[COL_EVENT_ID]
-                if eid in seen or eid in self.recent_events:
-                    continue
-                seen.add(eid)
-                fresh.append(row)
-            stored = self._already_stored([r[COL_EVENT_ID] for r in fresh])
-            fresh = [r for r in fresh if r[COL_EVENT_ID] not in stored]
-            if fresh:
-                self.spool.append(KIND_EVENTS, encode_events(fresh))
-            for r in fresh:
-                self.recent_events.add(r[COL_EVENT_ID])
-        dups = len(validated.rows) - len(fresh)
-        self.metrics.events_total.inc(len(fresh))
-        if dups:
-            self.metrics.duplicates_total.labels("event").inc(dups)
-        return len(fresh), dups
+        """Spool new events; returns (accepted, duplicates). May raise SpoolRefused. (Probes use this.)"""
+        out = self.accept_event_rows(validated.rows, validated.indexes or list(range(len(validated.rows))))
+        return out.accepted, out.duplicates
 
-    def _already_stored(self, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
+    def accept_event_rows(self, rows: list[list], indexes: list[int]) -> EventOutcome:
+        """Spool the new events among `rows` (request indexes `indexes`); duplicates are counted, conflicts (same
+        ID, other content) listed and not stored. Returns only after the new ones are fsync'd in the spool."""
+        out = EventOutcome()
+        lines = [event_line(r) for r in rows]
+        fps = [fingerprint(ln) for ln in lines]
+        mine = _Append()
+        fresh, fresh_lines, fresh_fps, waits = [], [], [], []
+        with self._events_lock:
+            seen: dict[str, int] = {}
+            for row, line, fp, idx in zip(rows, lines, fps, indexes):
+                eid = row[COL_EVENT_ID]
+                known = seen.get(eid)
+                if known is None:
+                    flight = self._inflight.get(eid)
+                    if flight is not None:
+                        known = flight[0]
+                        waits.append(flight[1])
+                    else:
+                        known = self.recent_events.get(eid)
+                if known is None:
+                    seen[eid] = fp
+                    fresh.append(row)
+                    fresh_lines.append(line)
+                    fresh_fps.append(fp)
+                elif known == fp or known is True:
+                    out.duplicates += 1
+                else:
+                    out.conflicts.append({"index": idx, "event_id": eid,
+                                          "error": "event_id was already accepted with different content; "
+                                                   "this copy is not stored"})
+            for row, fp in zip(fresh, fresh_fps):
+                self._inflight[row[COL_EVENT_ID]] = (fp, mine)
         try:
-            r = self.store.query(f"SELECT DISTINCT EventId FROM {self.store.table('events')} "
-                                 f"WHERE EventId IN {{ids:Array(String)}}", {"ids": ids})
-            return {x[0] for x in r.rows}
-        except StoreError as e:   # store down: accept; readers deduplicate whatever slips through
-            log.info("duplicate check skipped, store unavailable: %s", e)
-            return set()
+            if fresh:
+                self.spool.append_records(event_records(fresh, fresh_lines, fresh_fps))
+        except BaseException as e:
+            mine.error = e
+            raise
+        finally:
+            with self._events_lock:
+                for row, fp in zip(fresh, fresh_fps):
+                    eid = row[COL_EVENT_ID]
+                    if self._inflight.get(eid, (0, None))[1] is mine:
+                        del self._inflight[eid]
+                    if mine.error is None:
+                        self.recent_events.add(eid, fp)
+            mine.finished.set()
+        for other in waits:                       # a duplicate of an append in flight counts only once it held
+            other.finished.wait()
+            if other.error is not None:
+                raise SpoolRefused(f"a concurrent request carrying the same event IDs failed: {other.error}")
+        out.accepted = len(fresh)
+        self.metrics.events_total.inc(out.accepted)
+        if out.duplicates:
+            self.metrics.duplicates_total.labels("event").inc(out.duplicates)
+        if out.conflicts:
+            self.metrics.conflicts_total.inc(len(out.conflicts))
+            for c in out.conflicts[:20]:
+                log.warning("event conflict", extra={"event_id": c["event_id"][:256], "index": c["index"]})
+        return out

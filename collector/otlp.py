@@ -17,6 +17,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTrac
                                                                        ExportTraceServiceResponse)
 
 from collector.correlation import CorrelationRules
+from collector.limits import (MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_ID, MAX_NAME, MAX_SPAN_ATTRIBUTES, MAX_SPAN_EVENTS,
+                              MAX_SPAN_LINKS)
+from revwatch.units import MAX_INSTANT
 
 SPAN_COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
                 "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
@@ -29,6 +32,7 @@ COL_SERVICE, COL_CORRELATION, COL_JOURNEY = 7, 22, 23
 SPAN_KINDS = {0: "Unspecified", 1: "Internal", 2: "Server", 3: "Client", 4: "Producer", 5: "Consumer"}
 STATUS_CODES = {0: "Unset", 1: "Ok", 2: "Error"}
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+MAX_UNIX_NANO = int(MAX_INSTANT.timestamp()) * 10**9      # exclusive: the supported range ends in 2100
 
 
 class DecodeError(ValueError):
@@ -112,7 +116,10 @@ def parse_request(body: bytes, json_body: bool) -> ExportTraceServiceRequest:
             raise DecodeError(f"body is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise DecodeError("body must be a JSON object (ExportTraceServiceRequest)")
-        _hex_ids_to_base64(doc)
+        try:
+            _hex_ids_to_base64(doc)
+        except RecursionError:
+            raise DecodeError("body is nested too deeply") from None
         try:
             json_format.ParseDict(doc, req, ignore_unknown_fields=True)
         except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
@@ -135,10 +142,11 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
     for rs in req.resource_spans:
         res_attrs = attributes_to_map(rs.resource.attributes)
         service = res_attrs.get("service.name", "")
+        res_problem = _map_problem(res_attrs, "resource attributes")
         for ss in rs.scope_spans:
             scope_name, scope_version = ss.scope.name, ss.scope.version
             for sp in ss.spans:
-                problem = _span_problem(sp)
+                problem = res_problem or _span_problem(sp)
                 if problem:
                     out.rejected += 1
                     if len(out.errors) < 5:
@@ -161,6 +169,15 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
                           [x.trace_state for x in links], [attributes_to_map(x.attributes) for x in links])
                 else:
                     ln = ([], [], [], [])
+                problem = (_map_problem(span_attrs, "attributes") or _nested_problem(ev[2], "event")
+                           or _nested_problem(ln[3], "link"))
+                if cid and len(cid) > MAX_ID:
+                    problem = f"correlation ID is longer than {MAX_ID} characters"
+                if problem:
+                    out.rejected += 1
+                    if len(out.errors) < 5:
+                        out.errors.append(f"span {sp.name[:64]!r}: {problem}")
+                    continue
                 row = [start, trace_id, sp.span_id.hex(), sp.parent_span_id.hex(), sp.trace_state, sp.name,
                        SPAN_KINDS.get(sp.kind, "Unspecified"), service, res_attrs, scope_name, scope_version,
                        span_attrs, max(0, sp.end_time_unix_nano - start), STATUS_CODES.get(status.code, "Unset"),
@@ -185,7 +202,32 @@ def _span_problem(sp) -> str | None:
     if sp.parent_span_id and len(sp.parent_span_id) != 8:
         return f"span {sp.name!r}: parent_span_id must be 8 bytes"
     if sp.start_time_unix_nano == 0:
-        return f"span {sp.name!r}: start_time_unix_nano is missing"
+        return f"span {sp.name[:64]!r}: start_time_unix_nano is missing"
+    if sp.start_time_unix_nano >= MAX_UNIX_NANO:
+        return f"span {sp.name[:64]!r}: start_time_unix_nano is after the supported range (2100-01-01)"
+    if len(sp.events) > MAX_SPAN_EVENTS or len(sp.links) > MAX_SPAN_LINKS:
+        return f"span {sp.name[:64]!r}: more than {MAX_SPAN_EVENTS} events or {MAX_SPAN_LINKS} links"
+    if any(e.time_unix_nano >= MAX_UNIX_NANO for e in sp.events):
+        return f"span {sp.name[:64]!r}: an event's time_unix_nano is after the supported range (2100-01-01)"
+    if len(sp.name) > MAX_NAME or len(sp.status.message) > MAX_NAME or len(sp.trace_state) > MAX_NAME:
+        return f"span {sp.name[:64]!r}: name, status message or trace state longer than {MAX_NAME} characters"
+    return None
+
+
+def _map_problem(attrs: dict[str, str], what: str) -> str | None:
+    if len(attrs) > MAX_SPAN_ATTRIBUTES:
+        return f"more than {MAX_SPAN_ATTRIBUTES} {what}"
+    for k, v in attrs.items():
+        if len(v) > MAX_ATTR_VALUE or len(k) > MAX_ATTR_KEY:
+            return (f"{what}: key {k[:64]!r} longer than {MAX_ATTR_KEY} or value longer than {MAX_ATTR_VALUE} "
+                    f"characters")
+    return None
+
+
+def _nested_problem(maps: list[dict[str, str]], what: str) -> str | None:
+    for m in maps:
+        if (p := _map_problem(m, f"{what} attributes")) is not None:
+            return p
     return None
 
 

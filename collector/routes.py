@@ -1,6 +1,8 @@
 """HTTP routes of the collector: `POST /v1/traces` (OTLP/HTTP) and `POST /api/v1/events` (DESIGN.md §4, §6)."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 import zlib
@@ -10,10 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from collector.correlation import CorrelationRules
-from collector.events import BodyError, validate_events
+from collector.events import BodyError, validate_in_chunks
+from collector.limits import MAX_REJECTED_LISTED
 from collector.otlp import DecodeError, decode_traces, encode_response, status_body
-from collector.spool import SpoolFull
-from revwatch.api import ApiError, ctx_of, require
+from collector.spool import SpoolFull, SpoolRefused
+from revwatch.api import ApiError, AppContext, ctx_of, require
 
 log = logging.getLogger("revwatch.collector")
 router = APIRouter()
@@ -26,6 +29,46 @@ _inflight = threading.BoundedSemaphore(MAX_INFLIGHT)
 
 class BodyTooLarge(Exception):
     pass
+
+
+class InflightBudget:
+    """Admission for a route: at most `max_requests` in flight and `max_bytes` of their declared bodies, so memory
+    under load is bounded; over either bound the caller answers 429 + Retry-After instead of queueing."""
+
+    def __init__(self, max_requests: int, max_bytes: int):
+        self.max_requests, self.max_bytes = max_requests, max_bytes
+        self.requests = self.bytes = 0
+        self._lock = threading.Lock()
+
+    def try_acquire(self, nbytes: int) -> bool:
+        """Reserve a request slot and `nbytes`; False (nothing reserved) when over a bound."""
+        with self._lock:
+            if self.requests >= self.max_requests or (self.requests and self.bytes + nbytes > self.max_bytes):
+                return False
+            self.requests += 1
+            self.bytes += nbytes
+            return True
+
+    def release(self, nbytes: int) -> None:
+        """Give back what `try_acquire` reserved."""
+        with self._lock:
+            self.requests -= 1
+            self.bytes -= nbytes
+
+
+# Events: 1-event webhooks come in hundreds at once; a body counts with its declared size (or 1 MiB if chunked).
+EVENTS_INFLIGHT = InflightBudget(max_requests=1024, max_bytes=256 * 1024**2)
+_CHUNKED_RESERVE = 1024**2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_TRIM_AFTER = 8 * 1024**2
+
+
+def _give_memory_back() -> None:
+    """After a big body, return freed heap pages to the OS (glibc keeps them otherwise; RSS would stay high)."""
+    try:
+        _libc.malloc_trim(0)
+    except AttributeError:          # not glibc
+        pass
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -103,10 +146,11 @@ async def post_traces(request: Request) -> Response:
                 log.debug("spans accepted", extra={"correlation_id": cid})
         try:
             await run_in_threadpool(ctx.intake.accept_spans, decoded.rows)
-        except SpoolFull as e:
-            ctx.metrics.rejected_total.labels("spool_full").inc()
-            log.warning("spool full, refusing export: %s", e)
-            return _otlp_error(503, "spool full: the store is behind; retry later", json_body, {"Retry-After": "30"})
+        except SpoolRefused as e:
+            ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
+            log.warning("spool refused an export: %s", e)
+            return _otlp_error(503, f"{_refusal_text(e)}; retry later", json_body,
+                               {"Retry-After": str(e.retry_after)})
         msg = "; ".join(decoded.errors) if decoded.rejected else ""
         return Response(encode_response(decoded.rejected, msg, json_body), status_code=200,
                         media_type="application/json" if json_body else "application/x-protobuf")
@@ -114,41 +158,88 @@ async def post_traces(request: Request) -> Response:
         _inflight.release()
 
 
+def _refusal_reason(e: SpoolRefused) -> str:
+    return "spool_full" if isinstance(e, SpoolFull) else "spool_error"
+
+
+def _refusal_text(e: SpoolRefused) -> str:
+    return "spool full: the store is behind" if isinstance(e, SpoolFull) else f"the spool cannot write ({e})"
+
+
+_EVENT_TYPES = ("application/json", "application/x-ndjson", "application/ndjson", "application/jsonlines",
+                "application/json-seq", "text/plain",
+                "application/x-www-form-urlencoded")    # curl -d sends this by default
+
+
 @router.post("/api/v1/events", dependencies=[Depends(require("ingest"))])
 async def post_events(request: Request) -> JSONResponse:
-    """Business events: a JSON array or NDJSON; per-item validation; duplicates counted once."""
+    """Business events: a JSON array or NDJSON; per-item validation; duplicates counted once, conflicts listed.
+
+    Admission is bounded (429 + Retry-After); the body is validated and spooled off the event loop, a chunk of
+    items at a time, so neither the loop nor memory grow with one request's size."""
     ctx = ctx_of(request)
     media = _media_type(request)
-    if media and media not in ("application/json", "application/x-ndjson", "application/ndjson",
-                               "application/jsonlines", "application/json-seq", "text/plain",
-                               "application/x-www-form-urlencoded"):   # curl -d sends this by default
+    if media and media not in _EVENT_TYPES:
         raise ApiError(415, f"unsupported Content-Type {media!r}: use application/json or application/x-ndjson",
                        "Content-Type")
+    declared = request.headers.get("content-length", "")
+    reserve = min(int(declared), ctx.config.server.max_body_bytes) if declared.isdigit() else _CHUNKED_RESERVE
+    if not EVENTS_INFLIGHT.try_acquire(reserve):
+        ctx.metrics.rejected_total.labels("throttled").inc()
+        raise ApiError(429, "too many event requests in flight; retry later", headers={"Retry-After": "1"})
     try:
-        body = await read_body(request, ctx.config.server.max_body_bytes)
-    except BodyTooLarge:
-        raise ApiError(413, f"body exceeds {ctx.config.server.max_body_bytes} bytes", "body")
+        try:
+            body = await read_body(request, ctx.config.server.max_body_bytes)
+        except BodyTooLarge:
+            raise ApiError(413, f"body exceeds {ctx.config.server.max_body_bytes} bytes", "body")
+        reply = await run_in_threadpool(ingest_events, ctx, body, media, getattr(request.state, "key_id", None))
+        if len(body) > _TRIM_AFTER:
+            del body
+            await run_in_threadpool(_give_memory_back)
+    finally:
+        EVENTS_INFLIGHT.release(reserve)
+    if reply["rejected"] and not reply["accepted"] and not reply["duplicates"] and not reply["conflicts"]:
+        first = reply["rejected"][0]                      # nothing usable at all: a client error
+        return JSONResponse({**reply, "error": first["error"], "field": first.get("field")}, status_code=400)
+    if reply["conflicts"] and not reply["accepted"] and not reply["duplicates"]:
+        first = reply["conflicts"][0]
+        return JSONResponse({**reply, "error": first["error"], "field": "event_id"}, status_code=409)
+    return JSONResponse(reply, status_code=200)
+
+
+def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) -> dict:
+    """Validate and spool a body chunk by chunk (worker thread); the reply of DESIGN §4 plus `conflicts`."""
+    accepted = dups = rejected_total = 0
+    rejected: list[dict] = []
+    conflicts: list[dict] = []
+    warnings: list[dict] = []
     try:
-        validated = validate_events(body, media)
+        for chunk in validate_in_chunks(body, media):
+            if chunk.rejected_count:
+                ctx.metrics.rejected_total.labels("invalid_event").inc(chunk.rejected_count)
+                rejected += chunk.rejected[:MAX_REJECTED_LISTED - len(rejected)]
+                rejected_total += chunk.rejected_count
+            warnings += chunk.warnings[:MAX_REJECTED_LISTED - len(warnings)]
+            if chunk.rows:
+                out = ctx.intake.accept_event_rows(chunk.rows, chunk.indexes)
+                accepted, dups = accepted + out.accepted, dups + out.duplicates
+                conflicts += out.conflicts[:MAX_REJECTED_LISTED - len(conflicts)]
+                if log.isEnabledFor(logging.DEBUG):
+                    for row in chunk.rows[:100]:
+                        log.debug("event accepted", extra={"correlation_id": row[2], "event_type": row[1],
+                                                           "event_id": row[0], "key_id": key_id})
     except BodyError as e:
         ctx.metrics.rejected_total.labels("decode").inc()
         raise ApiError(400, str(e), "body")
-    if validated.rejected:
-        ctx.metrics.rejected_total.labels("invalid_event").inc(len(validated.rejected))
-    try:
-        accepted, dups = await run_in_threadpool(ctx.intake.accept_events, validated)
-    except SpoolFull:
-        ctx.metrics.rejected_total.labels("spool_full").inc()
-        raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"})
-    if log.isEnabledFor(logging.DEBUG):
-        for row in validated.rows[:100]:
-            log.debug("event accepted", extra={"correlation_id": row[2], "event_type": row[1], "event_id": row[0],
-                                               "key_id": getattr(request.state, "key_id", None)})
-    for rej in validated.rejected[:20]:
-        log.info("event rejected", extra={"index": rej["index"], "error": rej["error"],
-                                          "key_id": getattr(request.state, "key_id", None)})
-    reply: dict = {"accepted": accepted, "duplicates": dups, "rejected": validated.rejected}
-    if validated.rejected and not validated.rows:        # nothing usable at all: a client error
-        reply.update(error=validated.rejected[0]["error"], field=validated.rejected[0].get("field"))
-        return JSONResponse(reply, status_code=400)
-    return JSONResponse(reply, status_code=200)
+    except SpoolRefused as e:
+        ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
+        log.warning("spool refused events: %s", e)
+        raise ApiError(503, f"{_refusal_text(e)}; retry later", headers={"Retry-After": str(e.retry_after)})
+    for rej in rejected[:20]:
+        log.info("event rejected", extra={"index": rej["index"], "error": rej["error"], "key_id": key_id})
+    reply: dict = {"accepted": accepted, "duplicates": dups, "conflicts": conflicts, "rejected": rejected}
+    if rejected_total > len(rejected):
+        reply["rejected_total"] = rejected_total
+    if warnings:
+        reply["warnings"] = warnings
+    return reply

@@ -3,23 +3,30 @@ never rebuilds Python objects. Timestamps travel as 'seconds.fraction' strings (
 seconds), amounts as exact decimal strings."""
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 import orjson
 
-from collector.events import COL_OCCURRED, EVENT_COLUMNS
+from collector.events import COL_EVENT_ID, COL_OCCURRED, EVENT_COLUMNS
 from collector.otlp import COL_TIMESTAMP
+from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_SPANS, encode_record
+
+EVENT_KEY_COLUMNS = ("EventId", "Fingerprint")
+NS_PER_DAY, MS_PER_DAY = 86_400 * 10**9, 86_400_000
 
 SPAN_EVENTS_TS = 15                    # `Events.Timestamp` column of a span row
 _AMOUNT = EVENT_COLUMNS.index("Amount")
 
 
+# Seconds are zero-padded to 10 digits: ClickHouse reads a shorter digit run ("86400.000", any instant before
+# 2001-09-09) as a date format and refuses the row. The supported range [1970, 2100) always fits 10 digits.
 def _ns(ns: int) -> str:
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+    return f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
 
 
 def _ms(ms: int) -> str:
-    return f"{ms // 1000}.{ms % 1000:03d}"
+    return f"{ms // 1000:010d}.{ms % 1000:03d}"
 
 
 def encode_spans(rows: list[list]) -> bytes:
@@ -33,14 +40,59 @@ def encode_spans(rows: list[list]) -> bytes:
     return b"\n".join(out)
 
 
+def event_line(row: list) -> bytes:
+    """One event row (int millisecond timestamp, decimal-string amount) → its JSONCompactEachRow line. Attribute
+    keys are sorted, so the same content always gives the same bytes (the line is also the content fingerprint's
+    input)."""
+    r = list(row)
+    r[COL_OCCURRED] = _ms(r[COL_OCCURRED])
+    return orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
+
+
 def encode_events(rows: list[list]) -> bytes:
-    """Event rows (int millisecond timestamps, decimal-string amounts) → JSONCompactEachRow bytes."""
-    out = []
+    """Event rows → JSONCompactEachRow bytes."""
+    return b"\n".join(event_line(r) for r in rows)
+
+
+def _by_day(rows: list[list], col: int, per_day: int) -> dict[int, list[list]]:
+    groups: dict[int, list[list]] = {}
     for r in rows:
-        r = list(r)
-        r[COL_OCCURRED] = _ms(r[COL_OCCURRED])
-        out.append(orjson.dumps(r))
-    return b"\n".join(out)
+        groups.setdefault(r[col] // per_day, []).append(r)
+    return groups
+
+
+def span_records(rows: list[list]) -> list[bytes]:
+    """Span rows → spool records, one per UTC day (the `spans` partition), each tagged with its day."""
+    return [encode_record(KIND_SPANS, encode_spans(g), day)
+            for day, g in sorted(_by_day(rows, COL_TIMESTAMP, NS_PER_DAY).items())]
+
+
+def event_records(rows: list[list], lines: list[bytes], fingerprints: list[int]) -> list[bytes]:
+    """Event rows with their encoded lines → spool records, one per UTC day (the `events` partition), plus one
+    record of (event ID, fingerprint) pairs for the `event_keys` table the dedup memory is rebuilt from."""
+    by_day: dict[int, list[bytes]] = {}
+    for r, line in zip(rows, lines):
+        by_day.setdefault(r[COL_OCCURRED] // MS_PER_DAY, []).append(line)
+    out = [encode_record(KIND_EVENTS, b"\n".join(g), day) for day, g in sorted(by_day.items())]
+    keys = b"\n".join(orjson.dumps([r[COL_EVENT_ID], fp]) for r, fp in zip(rows, fingerprints))
+    out.append(encode_record(KIND_EVENT_KEYS, keys))
+    return out
+
+
+def fingerprint(line: bytes) -> int:
+    """A 64-bit digest of an event's encoded line: equal for a faithful re-send (same ID, same content), different
+    when the same event ID comes back with other content (a conflict)."""
+    return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "little")
+
+
+def day_of_line(kind: int, line: bytes) -> int:
+    """The UTC day of one encoded row (only for spool records written before records carried their day)."""
+    row = orjson.loads(line)
+    if kind == KIND_SPANS:
+        return int(row[COL_TIMESTAMP].split(".")[0]) // 86_400
+    if kind == KIND_EVENTS:
+        return int(row[COL_OCCURRED].split(".")[0]) // 86_400
+    return 0
 
 
 def event_rows_for_insert(rows: list[list]) -> list[list]:

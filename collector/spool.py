@@ -1,87 +1,244 @@
 """The durable spool: an fsync'd write-ahead log of accepted rows, drained into ClickHouse by the writer.
 
-A 2xx is sent only after `append` returned, i.e. after the record is on disk (fdatasync), so an acknowledged
-item survives a crash of the process or an unreachable store. Layout of the spool directory:
+Promise: a 2xx is sent only after the bytes of its records are entirely in the segment file and fdatasync'd, so
+an acknowledged item survives a crash of the process, an unreachable store or a full disk. Layout:
 
-    seg-000000000001.wal   records: <u32 length><u32 crc32><u8 kind><payload (JSONCompactEachRow lines)>
-    checkpoint.json        {"segment": n, "offset": k, "pending_end": e | null}
+    spool.id               this spool's identity (random, written once at creation; part of every dedup token)
+    seg-000000000001.wal   records: <u32 length><u32 crc32><u8 kind><payload>
+    checkpoint.bin         two fixed 64-byte slots <u64 seq><i64 segment><i64 offset><i64 pending_end|-1><u32 crc>,
+                           overwritten in place alternately (the newest valid slot wins): a checkpoint never
+                           needs a free block, so the writer can still advance — and free segments — on a full
+                           disk. (`checkpoint.json` of older versions is read once and converted.)
 
-The reader side hands out batches `[offset, end)` of one segment. Before a batch is written to the store its
-range is recorded as `pending_end`; after a crash the same range is replayed with the same dedup tokens, so
-ClickHouse drops the part that already landed: every acknowledged item reaches the store exactly once.
-The spool is bounded (`max_bytes`): when full, `append` raises `SpoolFull` (HTTP 503 + Retry-After).
+A record's kind byte may carry `DAY_FLAG`: its payload then starts with the UTC day (i32, days since 1970-01-01)
+every row in it belongs to — the store's daily partition — so the writer can split inserts by partition without
+parsing rows. Payloads are JSONCompactEachRow lines (collector.rowcodec).
+
+Invariants:
+* Group commit: concurrent `append` calls queue their records; one caller (the leader) writes the whole group
+  with one write loop and one fdatasync, then wakes the others. Every caller returns only after its own bytes
+  were synced, or raises — a shared fsync never weakens the promise.
+* A failed write or sync (ENOSPC, EIO, a short write that cannot complete) is undone: the file is cut back to
+  its length before the group, so no torn record ever sits in front of later records. The callers get
+  `SpoolUnavailable` (HTTP 503 + Retry-After). If even the cut fails the spool refuses appends until a later
+  attempt repairs it (`fault` says why; /readyz reports it).
+* Recovery at start cuts only a torn *tail* (bytes after the last valid record that no valid record follows:
+  a crash mid-append, never acknowledged), keeps a copy of the cut bytes next to the segment, logs it and counts
+  it. Corruption followed by valid records is never cut: the reader skips just the damaged bytes (logged and
+  counted) and keeps everything after them.
+* The reader hands out batches `[offset, end)` of one segment. Before a batch is written to the store its range
+  is recorded as `pending_end`; after a crash the same range is replayed with the same dedup tokens
+  (`<spool id>-<segment>-<start>-<end>…`), so ClickHouse drops the part that already landed. The identity makes
+  tokens unique for ever: a new spool directory, or several collectors on one store, never collide.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import threading
+import time
+import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-KIND_SPANS, KIND_EVENTS = 1, 2
+if TYPE_CHECKING:
+    from revwatch.metrics import Metrics
+
+log = logging.getLogger("revwatch.spool")
+
+KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS = 1, 2, 3
+_KINDS = (KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS)
+DAY_FLAG = 0x80
 _HEADER = struct.Struct("<IIB")
+_DAY = struct.Struct("<i")
+_MAX_RECORD = 1 << 31
+_CP = struct.Struct("<Qqqq")
+_CP_SLOT = 64
 
 
-class SpoolFull(Exception):
+class SpoolRefused(Exception):
+    """The spool cannot take this append now (HTTP 503 + Retry-After); nothing of it was acknowledged."""
+    retry_after = 30
+
+
+class SpoolFull(SpoolRefused):
     """The spool holds max_bytes of data the store has not taken yet."""
+
+
+class SpoolUnavailable(SpoolRefused):
+    """The spool's disk refused the write (ENOSPC, EIO, …); the partial write was undone."""
+    retry_after = 10
+
+
+class Record(NamedTuple):
+    kind: int
+    day: int | None          # UTC day of every row in the payload, None for old records without it
+    payload: bytes
 
 
 @dataclass
 class Batch:
+    spool_id: str
     segment: int
     start: int
     end: int
-    records: list[tuple[int, bytes]]         # (kind, JSONCompactEachRow payload)
+    records: list[Record]
 
     @property
     def token(self) -> str:
-        """Identity of this batch, stable across replays (the insert dedup token prefix)."""
-        return f"spool-{self.segment}-{self.start}-{self.end}"
+        """Identity of this batch, stable across replays and unique across spools (the dedup token prefix)."""
+        return f"{self.spool_id}-{self.segment}-{self.start}-{self.end}"
+
+
+def encode_record(kind: int, payload: bytes, day: int | None = None) -> bytes:
+    """One record's bytes (header + payload), with the day prefix when `day` is given."""
+    if day is not None:
+        kind |= DAY_FLAG
+        payload = _DAY.pack(day) + payload
+    if len(payload) >= _MAX_RECORD:
+        raise ValueError("record too large")
+    return _HEADER.pack(len(payload), zlib.crc32(payload), kind) + payload
+
+
+def _record_at(data: bytes | memoryview, pos: int) -> tuple[Record, int] | None:
+    """The valid record starting at `pos` and the offset after it, or None (torn, corrupt or not a record)."""
+    if pos + _HEADER.size > len(data):
+        return None
+    length, crc, kind = _HEADER.unpack_from(data, pos)
+    end = pos + _HEADER.size + length
+    if kind & ~DAY_FLAG not in _KINDS or end > len(data):
+        return None
+    payload = bytes(data[pos + _HEADER.size:end])
+    if zlib.crc32(payload) != crc:
+        return None
+    if kind & DAY_FLAG:
+        if length < _DAY.size:
+            return None
+        return Record(kind & ~DAY_FLAG, _DAY.unpack_from(payload)[0], payload[_DAY.size:]), end
+    return Record(kind, None, payload), end
+
+
+def _resync(data: bytes | memoryview, pos: int) -> int | None:
+    """The first offset after `pos` where a valid record starts, or None (everything after `pos` is damaged)."""
+    for q in range(pos + 1, len(data) - _HEADER.size + 1):
+        if data[q + 8] & ~DAY_FLAG in _KINDS and _record_at(data, q) is not None:
+            return q
+    return None
 
 
 def _seg_name(n: int) -> str:
     return f"seg-{n:012d}.wal"
 
 
-class Spool:
-    """Append-only segments plus a checkpoint; one appender lock, one reader (the writer thread)."""
+class _Ticket:
+    __slots__ = ("data", "done", "error")
 
-    def __init__(self, directory: str | os.PathLike, max_bytes: int = 1024**3, segment_bytes: int = 64 * 1024**2):
+    def __init__(self, data: bytes):
+        self.data, self.done, self.error = data, False, None
+
+
+class Spool:
+    """Append-only segments plus a checkpoint; group-committed appenders, one reader (the writer thread)."""
+
+    def __init__(self, directory: str | os.PathLike, max_bytes: int = 1024**3, segment_bytes: int = 64 * 1024**2,
+                 metrics: Metrics | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        self._lock = threading.Lock()
+        self.reclaim_bytes = 4 * 1024**2      # a drained segment this big is rolled over early (see _drained_enough)
+        self.metrics = metrics
+        # File-layer hooks: tests replace them to inject short writes, ENOSPC and EIO.
+        self._write = os.write
+        self._sync = os.fdatasync
+        self._lock = threading.Lock()                       # guards _write_seg/_write_size/_sizes (reader view)
+        self._gc = threading.Condition(threading.Lock())     # group commit: queue, leader flag, fault
+        self._queue: list[_Ticket] = []
+        self._queued_bytes = 0
+        self._flushing = False
+        self.fault: str | None = None                       # last disk error while appending, None when healthy
+        self.fault_at: float | None = None
+        self.truncated_bytes = 0
+        self.skipped_bytes = 0
+        self.groups_committed = 0
+        self.records_committed = 0
         self.data_available = threading.Condition(threading.Lock())
+        self.spool_id = self._identity()
         self._checkpoint = self._read_checkpoint()
         segs = self._segments()
         self._write_seg = segs[-1] if segs else max(1, self._checkpoint["segment"])
         self._recover_tail(self._write_seg)
         self._fd = os.open(self.dir / _seg_name(self._write_seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._write_size = os.fstat(self._fd).st_size
+        self._sizes = {s: (self.dir / _seg_name(s)).stat().st_size for s in segs if s != self._write_seg}
         self._fsync_dir()
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
+    def _identity(self) -> str:
+        """This spool's identity: read, or generated once and made durable before any record is written."""
+        p = self.dir / "spool.id"
+        if p.exists():
+            ident = p.read_text().strip()
+            if ident:
+                return ident
+        ident = f"sp{uuid.uuid4().hex}"
+        tmp = self.dir / "spool.id.tmp"
+        with open(tmp, "w") as f:
+            f.write(ident + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+        self._fsync_dir()
+        return ident
+
     def _segments(self) -> list[int]:
         return sorted(int(p.name[4:16]) for p in self.dir.glob("seg-*.wal"))
 
+    @staticmethod
+    def _cp_slot(seq: int, cp: dict) -> bytes:
+        pend = cp["pending_end"]
+        body = _CP.pack(seq, cp["segment"], cp["offset"], -1 if pend is None else pend)
+        return (body + struct.pack("<I", zlib.crc32(body))).ljust(_CP_SLOT, b"\0")
+
     def _read_checkpoint(self) -> dict:
-        p = self.dir / "checkpoint.json"
-        if p.exists():
-            return json.loads(p.read_text())
-        return {"segment": 1, "offset": 0, "pending_end": None}
+        """The newest valid checkpoint slot; created (preallocated) on first use."""
+        p = self.dir / "checkpoint.bin"
+        if not p.exists():
+            legacy = self.dir / "checkpoint.json"
+            cp = json.loads(legacy.read_text()) if legacy.exists() else {"segment": 1, "offset": 0,
+                                                                          "pending_end": None}
+            tmp = self.dir / "checkpoint.bin.tmp"
+            with open(tmp, "wb") as f:
+                f.write(self._cp_slot(1, cp) + self._cp_slot(0, cp))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+            self._fsync_dir()
+        self._cp_fd = os.open(p, os.O_RDWR)
+        data = os.pread(self._cp_fd, 2 * _CP_SLOT, 0)
+        best = None
+        for i in range(2):
+            raw = data[i * _CP_SLOT:i * _CP_SLOT + _CP.size + 4]
+            if len(raw) < _CP.size + 4 or zlib.crc32(raw[:_CP.size]) != struct.unpack_from("<I", raw, _CP.size)[0]:
+                continue
+            seq, seg, off, pend = _CP.unpack_from(raw)
+            if best is None or seq > best[0]:
+                best = (seq, {"segment": seg, "offset": off, "pending_end": None if pend < 0 else pend})
+        if best is None:
+            raise OSError(f"spool checkpoint {p} is unreadable (both slots damaged)")
+        self._cp_seq = best[0]
+        return best[1]
 
     def _write_checkpoint(self, cp: dict) -> None:
-        tmp = self.dir / "checkpoint.json.tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(cp))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "checkpoint.json")
-        self._fsync_dir()
+        """Overwrite the older slot in place and sync: needs no free block, survives a crash at any point."""
+        seq = self._cp_seq + 1
+        os.pwrite(self._cp_fd, self._cp_slot(seq, cp), (seq % 2) * _CP_SLOT)
+        os.fdatasync(self._cp_fd)
+        self._cp_seq = seq
         self._checkpoint = cp
 
     def _fsync_dir(self) -> None:
@@ -92,99 +249,220 @@ class Spool:
             os.close(fd)
 
     def _recover_tail(self, seg: int) -> None:
-        """Cut a torn record (a crash mid-append, never acknowledged) off the end of the last segment."""
+        """Cut a torn tail (a crash mid-append, never acknowledged) off the last segment; keep a copy, log, count.
+
+        Only bytes that no valid record follows are cut. Damage followed by valid records is left in place for
+        the reader to skip, so an acknowledged record after it is never discarded."""
         path = self.dir / _seg_name(seg)
         if not path.exists():
             return
         data = path.read_bytes()
         pos = 0
-        while pos + _HEADER.size <= len(data):
-            length, crc, _kind = _HEADER.unpack_from(data, pos)
-            end = pos + _HEADER.size + length
-            if end > len(data) or zlib.crc32(data[pos + _HEADER.size:end]) != crc:
-                break
-            pos = end
-        if pos != len(data):
-            with open(path, "r+b") as f:
-                f.truncate(pos)
-                os.fsync(f.fileno())
+        while (r := _record_at(data, pos)) is not None:
+            pos = r[1]
+        if pos == len(data):
+            return
+        nxt = _resync(data, pos)
+        if nxt is not None:
+            log.error("spool segment %s is damaged at offset %d (%d bytes); valid records follow, so nothing is "
+                      "cut: the reader will skip the damaged bytes", path.name, pos, nxt - pos)
+            return
+        torn = data[pos:]
+        keep = self.dir / f"{path.name}.torn-{pos}-{int(time.time())}"
+        keep.write_bytes(torn)
+        with open(path, "r+b") as f:
+            f.truncate(pos)
+            os.fsync(f.fileno())
+        self.truncated_bytes += len(torn)
+        if self.metrics:
+            self.metrics.spool_truncated_bytes_total.inc(len(torn))
+        log.warning("spool recovery cut %d torn bytes off the end of %s at offset %d (an append interrupted by a "
+                    "crash, never acknowledged); copy kept in %s", len(torn), path.name, pos, keep.name)
 
-    # -- writer side (request handlers) ---------------------------------------------------------------------
+    # -- appenders (request handlers) -----------------------------------------------------------------------
     def pending_bytes(self) -> int:
         """Bytes appended but not yet checkpointed as stored."""
         cp = self._checkpoint
-        total = 0
-        for seg in self._segments():
-            if seg < cp["segment"]:
-                continue
-            size = self._write_size if seg == self._write_seg else (self.dir / _seg_name(seg)).stat().st_size
-            total += size - (cp["offset"] if seg == cp["segment"] else 0)
+        with self._lock:
+            total = self._write_size if self._write_seg >= cp["segment"] else 0
+            total += sum(size for s, size in self._sizes.items() if s >= cp["segment"])
+            if cp["segment"] <= self._write_seg:
+                total -= cp["offset"]
         return max(total, 0)
 
-    def append(self, kind: int, payload: bytes) -> None:
-        """Durably append a payload (fdatasync before returning). Raises SpoolFull when the bound is reached."""
-        record = _HEADER.pack(len(payload), zlib.crc32(payload), kind) + payload
-        with self._lock:
-            if self.pending_bytes() + len(record) > self.max_bytes:
-                raise SpoolFull(f"spool holds {self.pending_bytes()} of {self.max_bytes} bytes")
-            if self._write_size and self._write_size + len(record) > self.segment_bytes:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._write_seg += 1
-                self._fd = os.open(self.dir / _seg_name(self._write_seg),
-                                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                self._write_size = 0
-                self._fsync_dir()
-            os.write(self._fd, record)
-            os.fdatasync(self._fd)
-            self._write_size += len(record)
+    def append(self, kind: int, payload: bytes, day: int | None = None) -> None:
+        """Durably append one record (fdatasync'd before returning). Raises SpoolFull / SpoolUnavailable."""
+        self.append_records([encode_record(kind, payload, day)])
+
+    def append_records(self, records: list[bytes]) -> None:
+        """Durably append records made by `encode_record`, contiguously, in one group commit.
+
+        Returns only once every byte is written and synced; raises `SpoolFull` when the bound would be passed,
+        `SpoolUnavailable` when the disk refused (nothing of these records is then acknowledged or left torn)."""
+        data = b"".join(records)
+        if not data:
+            return
+        ticket = _Ticket(data)
+        with self._gc:
+            pending = self.pending_bytes() + self._queued_bytes
+            if pending + len(data) > self.max_bytes:
+                raise SpoolFull(f"spool holds {pending} of {self.max_bytes} bytes")
+            self._queue.append(ticket)
+            self._queued_bytes += len(data)
+            while not ticket.done:
+                if self._flushing:
+                    self._gc.wait()
+                    continue
+                self._flushing = True                        # this caller leads the next group
+                group, self._queue = self._queue, []
+                self._gc.release()
+                try:
+                    error = self._flush(group)
+                finally:
+                    self._gc.acquire()
+                    self._flushing = False
+                    self._queued_bytes -= sum(len(t.data) for t in group)
+                    for t in group:
+                        t.done, t.error = True, error
+                    self._gc.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
         with self.data_available:
             self.data_available.notify_all()
+
+    def _flush(self, group: list[_Ticket]) -> SpoolRefused | None:
+        """Write and sync one group (leader only); on failure undo it and return the error for every member."""
+        data = b"".join(t.data for t in group)
+        try:
+            if self.fault is not None:
+                self._repair()
+            if self._write_size and (self._write_size + len(data) > self.segment_bytes or self._drained_enough()):
+                self._roll()
+        except OSError as e:
+            return self._failed(e, "preparing the segment")
+        start = self._write_size
+        try:
+            view, done = memoryview(data), 0
+            while done < len(data):                      # a short write is continued, never ignored
+                n = self._write(self._fd, view[done:])
+                if n <= 0:
+                    raise OSError(5, "write returned 0 bytes")
+                done += n
+            self._sync(self._fd)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, start)            # undo: no torn record in front of later appends
+                self._sync(self._fd)
+            except OSError as e2:
+                log.error("spool could not cut a failed append back to %d bytes: %s", start, e2)
+            return self._failed(e, "appending")
+        with self._lock:
+            self._write_size = start + len(data)
+        self.fault = self.fault_at = None
+        self.groups_committed += 1
+        self.records_committed += len(group)
+        return None
+
+    def _failed(self, e: OSError, what: str) -> SpoolUnavailable:
+        self.fault, self.fault_at = f"{what}: {e.strerror or e}", time.monotonic()
+        if self.metrics:
+            self.metrics.spool_write_errors_total.inc()
+        log.error("spool disk error while %s (%s); refusing ingest with 503 until it clears", what, e)
+        return SpoolUnavailable(f"spool disk error: {e.strerror or e}")
+
+    def _repair(self) -> None:
+        """After a failed append: make sure the file ends where the last acknowledged record ends."""
+        if os.fstat(self._fd).st_size != self._write_size:
+            os.ftruncate(self._fd, self._write_size)
+            self._sync(self._fd)
+
+    def _drained_enough(self) -> bool:
+        """The current segment is entirely in the store and already holds a few MiB: start a new one so the
+        reader can delete it. Without this a segment only rolls at `segment_bytes`, and a disk smaller than that
+        would fill with data that is long stored."""
+        cp = self._checkpoint
+        return (cp["segment"] == self._write_seg and cp["pending_end"] is None and cp["offset"] == self._write_size
+                and self._write_size >= min(self.segment_bytes, self.reclaim_bytes))
+
+    def _roll(self) -> None:
+        drained = self._drained_enough()
+        os.fsync(self._fd)
+        fd = os.open(self.dir / _seg_name(self._write_seg + 1), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fsync_dir()
+        os.close(self._fd)
+        old = self._write_seg
+        with self._lock:
+            self._sizes[old] = self._write_size
+            self._fd, self._write_seg, self._write_size = fd, old + 1, 0
+        if drained:              # entirely in the store: free its blocks now (the disk may be full)
+            (self.dir / _seg_name(old)).unlink(missing_ok=True)
 
     # -- reader side (the writer thread) --------------------------------------------------------------------
     def next_batch(self, max_rows: int, max_bytes: int = 256 * 1024**2) -> Batch | None:
         """The next batch after the checkpoint (or the pending one to replay), or None when drained."""
-        cp = self._checkpoint
-        seg, start = cp["segment"], cp["offset"]
-        path = self.dir / _seg_name(seg)
-        if not path.exists():
-            if seg < self._write_seg:
-                self._write_checkpoint({"segment": seg + 1, "offset": 0, "pending_end": None})
-                return self.next_batch(max_rows, max_bytes)
-            return None
-        limit = cp["pending_end"]
-        with self._lock:
-            size = self._write_size if seg == self._write_seg else path.stat().st_size
-            newer = seg < self._write_seg
-        if limit is None and start >= size:
-            if newer:                         # this segment is finished: drop it, move on
-                path.unlink()
-                self._write_checkpoint({"segment": seg + 1, "offset": 0, "pending_end": None})
-                return self.next_batch(max_rows, max_bytes)
-            return None
+        while True:
+            cp = self._checkpoint
+            seg, start = cp["segment"], cp["offset"]
+            path = self.dir / _seg_name(seg)
+            with self._lock:
+                size = self._write_size if seg == self._write_seg else self._sizes.get(seg)
+                newer = seg < self._write_seg
+            if size is None or not path.exists():
+                if newer:
+                    with self._lock:
+                        self._sizes.pop(seg, None)
+                    self._write_checkpoint({"segment": seg + 1, "offset": 0, "pending_end": None})
+                    continue
+                return None
+            limit = cp["pending_end"]
+            if limit is None and start >= size:
+                if newer:                         # this segment is finished: drop it, move on
+                    path.unlink(missing_ok=True)
+                    with self._lock:
+                        self._sizes.pop(seg, None)
+                    self._write_checkpoint({"segment": seg + 1, "offset": 0, "pending_end": None})
+                    continue
+                return None
+            break
         end_cap = limit if limit is not None else size
-        records, pos, nrows = [], start, 0
         with open(path, "rb") as f:
             f.seek(start)
             data = f.read(min(end_cap - start, max_bytes) if limit is None else end_cap - start)
-        off = 0
-        while off + _HEADER.size <= len(data):
-            length, crc, kind = _HEADER.unpack_from(data, off)
-            end = off + _HEADER.size + length
-            if end > len(data):
-                break
-            payload = data[off + _HEADER.size:end]
-            if zlib.crc32(payload) != crc:
-                raise IOError(f"spool segment {seg} is corrupt at offset {start + off}")
-            records.append((kind, payload))
-            nrows += payload.count(b"\n") + 1
+        capped = limit is None and start + len(data) < end_cap
+        records, off, nrows = [], 0, 0
+        while off < len(data):
+            r = _record_at(data, off)
+            if r is None:
+                if capped and self._incomplete(data, off):
+                    break                                 # the read cap cut a record: it starts the next batch
+                nxt = _resync(data, off)
+                skip_to = nxt if nxt is not None else len(data)
+                self._skip(seg, start + off, skip_to - off)
+                off = skip_to
+                continue
+            rec, end = r
+            records.append(rec)
+            nrows += rec.payload.count(b"\n") + 1
             off = end
             if limit is None and nrows >= max_rows:
                 break
-        pos = start + off
-        if not records:
+        if off == 0:
             return None
-        return Batch(seg, start, pos, records)
+        return Batch(self.spool_id, seg, start, start + off, records)
+
+    @staticmethod
+    def _incomplete(data: bytes, off: int) -> bool:
+        if off + _HEADER.size > len(data):
+            return True
+        length, _crc, kind = _HEADER.unpack_from(data, off)
+        return kind & ~DAY_FLAG in _KINDS and off + _HEADER.size + length > len(data)
+
+    def _skip(self, seg: int, offset: int, n: int) -> None:
+        self.skipped_bytes += n
+        if self.metrics:
+            self.metrics.spool_skipped_bytes_total.inc(n)
+        log.error("spool segment %d is corrupt at offset %d: skipped %d damaged bytes, kept the records after them",
+                  seg, offset, n)
 
     def begin(self, batch: Batch) -> None:
         """Record that `batch` is being written (so a crash replays exactly this range)."""
@@ -194,10 +472,32 @@ class Spool:
         """Record that `batch` is in the store."""
         self._write_checkpoint({"segment": batch.segment, "offset": batch.end, "pending_end": None})
 
+    def pending_records(self) -> list[Record]:
+        """Every record not yet committed to the store (startup only: rebuilds the intake's dedup memory)."""
+        out: list[Record] = []
+        cp = self._checkpoint
+        for seg in self._segments():
+            if seg < cp["segment"]:
+                continue
+            data = (self.dir / _seg_name(seg)).read_bytes()
+            off = cp["offset"] if seg == cp["segment"] else 0
+            while off < len(data):
+                r = _record_at(data, off)
+                if r is None:
+                    nxt = _resync(data, off)
+                    if nxt is None:
+                        break
+                    off = nxt
+                    continue
+                out.append(r[0])
+                off = r[1]
+        return out
+
     def close(self) -> None:
-        """Close the append file descriptor."""
-        with self._lock:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
+        """Close the file descriptors."""
+        with self._gc:
+            for fd in (self._fd, self._cp_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from revwatch.auth import ApiKey, KeyStore, allows
 from revwatch.config import Config
 from revwatch.metrics import Metrics
-from revwatch.store import Store, StoreError
+from revwatch.store import Store, StoreBusy, StoreError
 from revwatch.units import parse_instant
 
 if TYPE_CHECKING:   # annotations only: core never imports the feature packages at run time
@@ -85,25 +85,32 @@ def ctx_of(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def require(scope: str) -> Callable[[Request], ApiKey]:
-    """A FastAPI dependency: the caller must present a key granting `scope`."""
-    def check(request: Request) -> ApiKey:
-        header = request.headers.get("authorization", "")
-        kind, _, token = header.partition(" ")
-        if kind.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "Authorization",
-                           {"WWW-Authenticate": "Bearer"})
-        try:
-            key = ctx_of(request).keys.verify(token.strip())
-        except StoreError:
-            raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"})
-        if key is None:
-            raise ApiError(401, "invalid or revoked API key", "Authorization", {"WWW-Authenticate": "Bearer"})
-        if not allows(key, scope):
-            raise ApiError(403, f"this key has scope '{key.scope}'; this route needs '{scope}'", "Authorization")
-        request.state.key_id = key.key_id
-        return key
+def require(scope: str) -> Callable[[Request], Any]:
+    """A FastAPI dependency: the caller must present a key granting `scope`. Async on purpose: verification is
+    an in-memory lookup, so it runs on the event loop instead of costing every request a thread hop."""
+    async def check(request: Request) -> ApiKey:
+        return authorize(request, scope)
     return check
+
+
+def authorize(request: Request, scope: str) -> ApiKey:
+    """Check the request's bearer key grants `scope` (raises ApiError 401/403/503); the key's id goes to
+    request.state for logs."""
+    header = request.headers.get("authorization", "")
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "Authorization",
+                       {"WWW-Authenticate": "Bearer"})
+    try:
+        key = ctx_of(request).keys.verify(token.strip())
+    except StoreError:
+        raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"})
+    if key is None:
+        raise ApiError(401, "invalid or revoked API key", "Authorization", {"WWW-Authenticate": "Bearer"})
+    if not allows(key, scope):
+        raise ApiError(403, f"this key has scope '{key.scope}'; this route needs '{scope}'", "Authorization")
+    request.state.key_id = key.key_id
+    return key
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -123,6 +130,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError):
+    async def _store(request: Request, exc: StoreError):
+        if isinstance(exc, StoreBusy):
+            ctx_of(request).metrics.store_reads_refused_total.inc()
+            return error_response(503, "the store is busy; retry later", headers={"Retry-After": "2"})
         log.warning("store error answering a request: %s", exc)
         return error_response(503, "the store is unavailable; retry later", headers={"Retry-After": "5"})

@@ -53,10 +53,11 @@ class KeyStore:
         self._snapshot: dict[str, tuple[str, str, str, int]] | None = None
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
 
     def preload(self) -> None:
         """Load the snapshot now (the server does this at start, before any outage can hide the keys)."""
-        self._loaded_at = 0.0
+        self._snapshot = None
         self._current()
 
     def _records(self) -> dict[str, tuple[str, str, str, int]]:
@@ -67,16 +68,26 @@ class KeyStore:
 
     def _current(self) -> dict[str, tuple[str, str, str, int]]:
         now = time.monotonic()
-        if self._snapshot is None or now - self._loaded_at > _CACHE_SECONDS:
-            try:
-                snap = self._records()
-            except StoreError:
-                if self._snapshot is None:
-                    raise
-                return self._snapshot                 # store down: keep authenticating with what we knew
+        if self._snapshot is None:
+            snap = self._records()
             with self._lock:
                 self._snapshot, self._loaded_at = snap, now
+        elif now - self._loaded_at > _CACHE_SECONDS and self._refreshing.acquire(blocking=False):
+            # Stale: refresh in the background and answer from the snapshot meanwhile, so a request never waits
+            # on the store (a busy store must not hold ingest; issue #10).
+            threading.Thread(target=self._refresh, name="revwatch-keys-refresh", daemon=True).start()
         return self._snapshot
+
+    def _refresh(self) -> None:
+        try:
+            now = time.monotonic()
+            snap = self._records()
+            with self._lock:
+                self._snapshot, self._loaded_at = snap, now
+        except StoreError:
+            pass                                      # store down: keep authenticating with what we knew
+        finally:
+            self._refreshing.release()
 
     def _write(self, key_id: str, h: str, scope: str, name: str, created, revoked: int) -> None:
         self.store.insert("api_keys", [(key_id, h, scope, name, created, revoked, time.time_ns())],

@@ -26,6 +26,19 @@ class Metrics:
                                           registry=r)
         self.store_write_errors_total = Counter("revwatch_store_write_errors", "Failed store write attempts",
                                                 registry=r)
+        # Durability and back-pressure (issue #10): every fault is visible.
+        self.spool_write_errors_total = Counter("revwatch_spool_write_errors", "Spool appends refused by the disk "
+                                                "(ENOSPC, EIO); answered 503, nothing acknowledged", registry=r)
+        self.spool_truncated_bytes_total = Counter("revwatch_spool_truncated_bytes", "Torn tail bytes cut by spool "
+                                                   "recovery (never acknowledged)", registry=r)
+        self.spool_skipped_bytes_total = Counter("revwatch_spool_skipped_bytes", "Damaged spool bytes skipped by the "
+                                                 "reader (the records after them are kept)", registry=r)
+        self.quarantined_total = Counter("revwatch_ingest_quarantined", "Rows the store refused, moved to the "
+                                         "ingest_quarantine table", ["kind"], registry=r)
+        self.conflicts_total = Counter("revwatch_ingest_conflicts", "Re-sent event IDs with different content "
+                                       "(not stored)", registry=r)
+        self.store_reads_refused_total = Counter("revwatch_store_reads_refused", "Store reads refused because they "
+                                                 "would wait too long (503)", registry=r)
         self.request_seconds = Histogram("revwatch_http_request_duration_seconds", "HTTP request latency",
                                          ["route"], registry=r)
 

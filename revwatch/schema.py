@@ -288,6 +288,34 @@ ARRAY JOIN arrayFilter(x -> x.2 != '' AND has(['invoice_ref', 'payment_ref', 'su
 GROUP BY Key, Value, CorrelationId
 """
 
+# Event ID → content fingerprint of every accepted event, written by the collector's writer next to the event:
+# the start-up source of the intake's bounded dedup memory (recent IDs by SeenAt) and of conflict detection.
+_EVENT_KEYS = """
+CREATE TABLE IF NOT EXISTS {db}.event_keys{local} {on_cluster} (
+    EventId String CODEC(ZSTD(1)),
+    Fingerprint UInt64,
+    SeenAt DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1))
+) ENGINE = {engine_replacing}
+PARTITION BY toYYYYMM(SeenAt)
+ORDER BY EventId
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+# Rows the store refused although it was up (found by bisecting a refused insert): kept with the store's error
+# so nothing acknowledged is dropped silently and the writer is never blocked by one row.
+_INGEST_QUARANTINE = """
+CREATE TABLE IF NOT EXISTS {db}.ingest_quarantine{local} {on_cluster} (
+    QuarantinedAt DateTime64(3, 'UTC'),
+    Kind LowCardinality(String),
+    SpoolToken String,
+    Error String,
+    Row String
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(QuarantinedAt)
+ORDER BY (Kind, QuarantinedAt)
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -300,6 +328,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "correlation-ID time ranges and attribute links for fast journey lookups",
               (_CORRELATION_TS, _CORRELATION_TS_SPANS_MV, _CORRELATION_TS_EVENTS_MV, _ATTRIBUTE_LINKS,
                _ATTRIBUTE_LINKS_MV)),
+    # Numbered 10 to leave room for migrations other branches add meanwhile (order of application is by tuple).
+    Migration(10, "collector durability: event ID fingerprints for ingest dedup, quarantine of refused rows",
+              (_EVENT_KEYS, _INGEST_QUARANTINE)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -308,7 +339,8 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "samples": "cityHash64(Name)", "ingest_log": "rand()", "slo_minutes": "cityHash64(Slo)",
                "kv_state": "cityHash64(Key)", "correlation_ts": "cityHash64(CorrelationId)",
                "attribute_links": "cityHash64(Value)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
-               "alerts": "cityHash64(Fingerprint)"}
+               "alerts": "cityHash64(Fingerprint)", "event_keys": "cityHash64(EventId)",
+               "ingest_quarantine": "rand()"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import Depends, FastAPI, Request
@@ -22,7 +23,7 @@ from collector.spool import Spool
 from collector.writer import Writer
 from probes.service import ProbeService
 from dashboards.overview import render_overview
-from revwatch.api import ApiError, AppContext, ctx_of, install_error_handlers, require
+from revwatch.api import ApiError, AppContext, authorize, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
 from revwatch.metrics import Metrics
@@ -45,11 +46,12 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics = Metrics()
     ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics)
     ctx.keys.preload()
-    spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes)
+    spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes, metrics=metrics)
     ctx.spool = spool
     ctx.writer = Writer(spool, store, metrics, cfg.spool.batch_rows,
                                     cfg.spool.flush_interval.total_seconds())
     ctx.intake = Intake(spool, store, metrics, cfg.spool.dedup_max_keys)
+    ctx.intake.remember_stored(cfg.spool.dedup_horizon.total_seconds())
     ctx.correlation = CorrelationRules.from_config(cfg.correlation)
     engine = SloEngine(store, cfg)
     ctx.slo = engine
@@ -114,25 +116,17 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
 
     @app.get("/readyz")
     def readyz(request: Request):
-        """Readiness: the store answers and the spool has room."""
+        """Readiness: the store answers (or is only busy), the spool has room and can write, the writer makes
+        progress. Never waits more than ~2 s on a busy store."""
         c = ctx_of(request)
-        spool = c.spool
-        store_ok = c.store.ping()
-        pending = spool.pending_bytes()
-        room = pending < spool.max_bytes * 0.95
-        body = {"store": "ok" if store_ok else "unreachable", "spool_bytes": pending,
-                "spool_max_bytes": spool.max_bytes, "writer_error": c.writer.last_error}
-        if store_ok and room:
-            return {"status": "ready", **body}
-        return JSONResponse({"status": "not ready", "error": "store unreachable" if not store_ok else "spool full",
-                             **body}, status_code=503, headers={"Retry-After": "5"})
+        return readiness(c)
 
     @app.get("/metrics")
     def metrics(request: Request):
         """Prometheus exposition (needs a read key unless server.metrics_public)."""
         c = ctx_of(request)
         if not c.config.server.metrics_public:
-            require("read")(request)
+            authorize(request, "read")
         c.metrics.spool_bytes.set(c.spool.pending_bytes())
         return Response(c.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -163,6 +157,29 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         return render_overview(c.slo.latest_or_evaluate())
 
     return app
+
+
+def readiness(c: AppContext):
+    """The /readyz answer: 200 when ingest can be acknowledged and will reach the store, else 503 + why."""
+    spool = c.spool
+    store_ok = c.store.ping(timeout=2.0)
+    pending = spool.pending_bytes()
+    body = {"store": {True: "ok", False: "unreachable", None: "busy"}[store_ok], "spool_bytes": pending,
+            "spool_max_bytes": spool.max_bytes, "writer_error": c.writer.last_error}
+    problems = []
+    if store_ok is False:
+        problems.append("store unreachable")
+    if pending >= spool.max_bytes * 0.95:
+        problems.append("spool full")
+    if spool.fault is not None and spool.fault_at is not None and time.monotonic() - spool.fault_at < 10:
+        problems.append(f"spool disk error: {spool.fault}")
+    writer_problem = c.writer.health_problem()
+    if writer_problem:
+        problems.append(writer_problem)
+    if not problems:
+        return {"status": "ready", **body}
+    return JSONResponse({"status": "not ready", "error": "; ".join(problems), **body}, status_code=503,
+                        headers={"Retry-After": "5"})
 
 
 def _soon():

@@ -7,6 +7,7 @@ handlers, the writer and the scheduler; `StoreLocked` tells a CLI command that a
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime as dt
 import fcntl
 import logging
@@ -28,6 +29,10 @@ class StoreError(Exception):
     """The store could not do what was asked (unreachable, bad query, …)."""
 
 
+class StoreBusy(StoreError):
+    """A read would wait longer than the store's read wait for a read slot (answered 503 + Retry-After)."""
+
+
 class StoreLocked(StoreError):
     """The embedded data dir is held by another process (normally `revwatch serve`)."""
 
@@ -47,6 +52,7 @@ class QueryResult:
 
 
 _clients: dict[str, Any] = {}
+_PINGER = cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="revwatch-ping")
 _clients_lock = threading.Lock()
 
 
@@ -129,6 +135,14 @@ class Store:
         self._client = client
         self._lock = threading.RLock() if self.embedded else None
         self.fault: Exception | None = None   # set by tests to simulate an unreachable store
+        # Reads are admitted through a bounded number of slots: a read that cannot get one within `read_wait`
+        # seconds fails fast with StoreBusy (503 + Retry-After) instead of piling up threads behind a slow store.
+        # Ingest never reads the store, so reads can never hold it (issue #10). chDB runs queries one after the
+        # other anyway: 2 slots there (more only queue inside chDB and take CPU from ingest), 16 on a server.
+        self.read_slots = threading.BoundedSemaphore(2 if self.embedded else 16)
+        self.read_wait = 10.0
+        self._ping_future: cf.Future | None = None
+        self._ping_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({_redact(self.dsn)!r}, database={self.database!r})"
@@ -138,7 +152,14 @@ class Store:
         if self.fault is not None:
             raise StoreError(f"store unavailable: {self.fault}")
         try:
-            if self._lock is None or not write:        # reads run concurrently (chDB allows it, DESIGN §2)
+            if not write:                              # reads run concurrently (chDB allows it, DESIGN §2)
+                if not self.read_slots.acquire(timeout=self.read_wait):
+                    raise StoreBusy(f"the store is busy: no read slot within {self.read_wait:g}s")
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.read_slots.release()
+            if self._lock is None:
                 return fn(*args, **kwargs)
             with self._lock:
                 return fn(*args, **kwargs)
@@ -178,10 +199,25 @@ class Store:
                    settings=settings, fmt="JSONCompactEachRow", write=True)
         return body.count(b"\n") + 1
 
-    def ping(self) -> bool:
-        """True when the store answers a trivial query."""
+    def ping(self, timeout: float | None = None) -> bool | None:
+        """True when the store answers a trivial query, False when it fails; with `timeout`, None when it has not
+        answered within `timeout` seconds (busy: one probe at a time runs in the background, never piling up)."""
+        if timeout is None:
+            return self._ping_now()
+        with self._ping_lock:
+            fut = self._ping_future
+            if fut is None or fut.done():
+                fut = self._ping_future = _PINGER.submit(self._ping_now)
+        try:
+            return fut.result(timeout)
+        except cf.TimeoutError:
+            return None
+
+    def _ping_now(self) -> bool | None:
         try:
             return self.query("SELECT 1").scalar() == 1
+        except StoreBusy:
+            return None
         except StoreError:
             return False
 

@@ -51,8 +51,19 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * _SIZE_FACTOR[unit])
 
 
+# The instants revwatch stores and computes with: every DateTime/DateTime64/Date column and partition key of the
+# schema holds them (Date and DateTime end in 2149/2106, DateTime64(9) in 2262, and toDate() of an instant before
+# 1970 is not its day), and window arithmetic (`at - 28d`) cannot overflow. Half-open: MIN <= t < MAX.
+MIN_INSTANT = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+MAX_INSTANT = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def parse_instant(text: str) -> dt.datetime:
-    """Parse an RFC 3339 timestamp; a naive timestamp (no offset) is rejected, never guessed."""
+    """Parse an RFC 3339 timestamp into the supported range [1970-01-01, 2100-01-01) UTC.
+
+    A naive timestamp (no offset) is rejected, never guessed; so is an instant outside the range, including the
+    year-edge ones (0001-…, 9999-…+offset) that would overflow when converted to UTC. Every route and the CLI
+    parse instants here, so all of them get the same range and the same ValueError (→ 400 naming the field)."""
     if not isinstance(text, str) or not text:
         raise ValueError("timestamp must be an RFC 3339 string")
     s = text.strip()
@@ -61,10 +72,17 @@ def parse_instant(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(s)
     except ValueError:
-        raise ValueError(f"invalid RFC 3339 timestamp {text!r}") from None
+        raise ValueError(f"invalid RFC 3339 timestamp {text[:64]!r}") from None
     if value.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no timezone offset (add Z or +00:00)")
-    return value.astimezone(dt.timezone.utc)
+        raise ValueError(f"timestamp {text[:64]!r} has no timezone offset (add Z or +00:00)")
+    try:
+        value = value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        value = None
+    if value is None or not MIN_INSTANT <= value < MAX_INSTANT:
+        raise ValueError(f"timestamp {text[:64]!r} is outside the supported range "
+                         f"{MIN_INSTANT:%Y-%m-%d} to {MAX_INSTANT:%Y-%m-%d} (UTC)")
+    return value
 
 
 def utcnow() -> dt.datetime:

@@ -74,7 +74,10 @@ def test_crash_between_insert_and_commit_replays_exactly_once(tmp_path, store):
     # simulate a crash: the batch reached ClickHouse but the checkpoint was never committed
     spool.begin(batch)
     from collector.events import EVENT_COLUMNS
-    store.insert_lines("events", EVENT_COLUMNS, [p for _, p in batch.records], dedup_token=batch.token + "-events")
+    from collector.writer import plan
+    for ins in plan(batch):
+        if ins.kind == KIND_EVENTS:
+            store.insert_lines("events", EVENT_COLUMNS, ins.payloads, dedup_token=ins.token)
     spool.close()
     spool2 = Spool(tmp_path / "sp")                    # restart
     replay = spool2.next_batch(10_000)
@@ -98,7 +101,7 @@ def test_torn_tail_is_cut_and_segments_roll(tmp_path):
     spool2 = Spool(tmp_path / "sp", segment_bytes=200)
     seen = []
     while (b := spool2.next_batch(1)) is not None:
-        seen += [r[0] for _, payload in b.records for r in decode_lines(payload)]
+        seen += [r[0] for rec in b.records for r in decode_lines(rec.payload)]
         spool2.commit(b)
     assert seen == [f"id{i}" for i in range(5)]
     assert spool2.pending_bytes() == 0

@@ -43,7 +43,7 @@ def test_events_never_5xx(api, items):
     r = api.post("/api/v1/events", content=json.dumps(items), headers={"Content-Type": "application/json"})
     check(r)
     if r.status_code == 200:
-        assert set(r.json()) == {"accepted", "duplicates", "rejected"}
+        assert set(r.json()) == {"accepted", "duplicates", "conflicts", "rejected"}
 
 
 @fuzz(200)
