@@ -139,10 +139,11 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 def list_findings(store: Store, kind: str | None = None, status: str | None = None, cause: str | None = None,
                   customer: str | None = None, since: dt.datetime | None = None, min_score: float | None = None,
-                  limit: int = 100, cursor: str | None = None) -> tuple[list[dict], str | None]:
+                  limit: int = 100, cursor: str | None = None,
+                  finding_id: str | None = None) -> tuple[list[dict], str | None]:
     """One page of findings, highest score first; returns (items, next cursor or None at the end)."""
     where, params = ["1"], {"limit": limit + 1}
-    for col, value, name in (("Kind", kind, "kind"), ("Status", status, "status"),
+    for col, value, name in (("Id", finding_id, "fid"), ("Kind", kind, "kind"), ("Status", status, "status"),
                              ("Details['cause']", cause, "cause"), ("Details['customer_id']", customer, "customer")):
         if value:
             where.append(f"{col} = {{{name}:String}}")

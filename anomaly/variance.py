@@ -197,7 +197,8 @@ def _period_end(x: Expectation) -> dt.datetime | None:
 def judge(t: Transaction) -> Variance | None:
     """The variance of one transaction, or None when its net billed amount is what was expected."""
     x = t.expectation
-    E, cur = x.expected, x.currency
+    first = min(t.invoices.values(), key=lambda e: e.at)
+    E, cur = x.expected, x.currency or first.currency      # an expectation without a currency cannot disagree
     net: dict[str, Decimal] = defaultdict(Decimal)
     for inv in t.invoices.values():
         net[inv.currency or cur] += inv.amount
