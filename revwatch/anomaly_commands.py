@@ -74,3 +74,40 @@ def anomaly_ack(finding_id: str, config: Optional[Path] = ConfigOpt, as_json: bo
     if doc is None:
         fail(f"no finding with id {finding_id!r}", 1)
     print(json.dumps(doc, default=str)) if as_json else out.print(f"{doc['id']}: {doc['status']}")
+
+
+@anomaly_app.command("series")
+def anomaly_series(files: List[Path] = typer.Argument(..., help="CSV files with a timestamp,value header"),
+                   output: Path = typer.Option(..., "-o", "--output", help="directory for <name>.csv with scores"),
+                   as_json: bool = JsonOpt):
+    """Score series offline with the causal metric detector (no server or store needed)."""
+    from anomaly.series import SeriesError, read_csv, write_scored
+    from anomaly.metric import score_series
+    loaded = []
+    for f in files:                                  # read everything first: a bad file writes nothing
+        try:
+            loaded.append((f, *read_csv(f)))
+        except SeriesError as e:
+            fail(str(e))
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"-o {output}: {e.strerror or e}")
+    report = []
+    for f, timestamps, values in loaded:
+        scores = score_series(values)
+        target = output / f"{f.stem}.csv"
+        try:
+            write_scored(target, timestamps, values, scores)
+        except OSError as e:
+            fail(f"{target}: {e.strerror or e}", 1)
+        top = max(range(len(scores)), key=scores.__getitem__) if scores else None
+        report.append({"file": str(f), "output": str(target), "rows": len(values),
+                       "max_score": round(scores[top], 4) if top is not None else None,
+                       "max_at": timestamps[top] if top is not None else None})
+    if as_json:
+        print(json.dumps(report))
+    else:
+        for r in report:
+            out.print(f"{r['file']}: {r['rows']} rows → {r['output']} (highest score {r['max_score']} at "
+                      f"{r['max_at']})", markup=False)
