@@ -10,6 +10,7 @@ import json
 import logging
 
 from anomaly import findings
+from anomaly.aggregate import scan_aggregate
 from anomaly.billing import scan_billing
 from anomaly.findings import Finding, record
 from anomaly.risk import decided_ids, score_open
@@ -39,7 +40,8 @@ def scan(store: Store, full: bool = False, retrain: bool = False) -> dict:
     t0 = utcnow()
     out: dict = {"scanned_at": t0.isoformat()}
     for name, fn in (("billing_variance", lambda: scan_billing(store, full)),
-                     ("reconciliation_model", lambda: scan_risk(store, retrain))):
+                     ("reconciliation_model", lambda: scan_risk(store, retrain)),
+                     ("billing_aggregate", lambda: scan_aggregate(store))):
         try:
             out[name] = fn()
         except StoreError as e:

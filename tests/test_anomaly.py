@@ -299,3 +299,27 @@ def test_cli_anomaly_scan_and_list_json(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout) == {"items": []}, r.stderr
     r = revwatch_cmd("anomaly", "list", "--status", "closed", "--config", str(cfg))
     assert r.returncode == 2 and "--status" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_aggregate_catches_a_silent_renewal_drop_against_the_weekly_pattern(store):
+    from anomaly.aggregate import scan_aggregate
+    today = dt.date(2025, 6, 30)
+    start = today - dt.timedelta(days=42)
+    weekly = (20, 22, 21, 23, 19, 6, 4)                       # weekends are quiet: not an anomaly
+    events, drop_day = [], today - dt.timedelta(days=3)
+    for k in range(42):
+        day = start + dt.timedelta(days=k)
+        n = weekly[day.weekday()] + (k % 3)
+        if day == drop_day:
+            n = 2                                               # renewals silently stopped
+        for j in range(n):
+            at = dt.datetime.combine(day, dt.time(8), tzinfo=dt.timezone.utc) + dt.timedelta(minutes=7 * j)
+            events.append(ev("invoice.created", f"agg{k}-{j}", at, "99.00", invoice_ref=f"INV/agg{k}-{j}", plan="pro"))
+    put(store, events)
+    s = scan_aggregate(store, today)
+    items, _ = list_findings(store, kind="billing_aggregate")
+    assert [i["details"]["day"] for i in items] == [drop_day.isoformat()], items
+    f = items[0]
+    assert f["cause"] == "count_drop" and f["details"]["plan"] == "pro" and f["details"]["currency"] == "EUR"
+    assert "drop" in f["reasons"][0] and f["details"]["invoices"] == "2"
+    assert scan_aggregate(store, today)["new"] == 0 and s["flagged"] == 1
