@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,9 @@ from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 from revwatch.units import parse_instant
 
+if TYPE_CHECKING:
+    from anomaly.online import MetricWatcher
+
 log = logging.getLogger("revwatch.api")
 
 
@@ -32,6 +35,7 @@ class AppContext:
     keys: KeyStore
     metrics: Metrics
     services: dict[str, Any] = field(default_factory=dict)   # spool, writer, evaluator, … by name
+    metric_watcher: "MetricWatcher | None" = None            # online metric anomaly detector
 
 
 class ApiError(Exception):

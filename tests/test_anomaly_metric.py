@@ -91,3 +91,35 @@ def test_cli_series_offline(tmp_path):
     assert r.returncode == 2 and "bad.csv:3" in r.stderr and "Traceback" not in r.stderr
     r = revwatch_cmd("anomaly", "series", str(tmp_path / "missing.csv"), "-o", str(out))
     assert r.returncode == 2 and "missing.csv" in r.stderr
+
+
+def test_online_watch_of_a_configured_series_survives_restart(store, make_config):
+    import datetime as dt
+    from anomaly.findings import list_findings
+    from anomaly.online import MetricWatcher, WatchedSeries
+    cfg = make_config({"anomaly": {"metric_interval": "30s", "metric_series": [
+        {"name": "orders-queue", "sample": "rabbitmq_queue_messages", "labels": {"queue": "orders"}}]}})
+    series = [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm) for m in cfg.anomaly.metric_series]
+    rng = np.random.default_rng(5)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    values = 40 + rng.normal(0, 2, 1200)
+    values[1000] = 400                                          # a backlog
+
+    def put(lo, hi, queue="orders"):
+        store.insert("samples", [("rabbitmq_queue_messages", {"queue": queue}, float(values[i]),
+                                  t0 + dt.timedelta(minutes=i), "rmq") for i in range(lo, hi)],
+                     ["Name", "Labels", "Value", "Timestamp", "Probe"])
+    put(0, 600)
+    put(0, 600, queue="billing")                                # not watched
+    w = MetricWatcher(store, series)
+    assert w.run_once() == {"fed": 600, "findings": 0} and w.run_once()["fed"] == 0
+    put(600, 1200)
+    restarted = MetricWatcher(store, series)                    # picks up where the first one stopped
+    res = restarted.run_once()
+    assert res["fed"] == 600 and res["findings"] >= 1
+    items, _ = list_findings(store, kind="metric")
+    hit = [i for i in items if i["details"]["at"].startswith((t0 + dt.timedelta(minutes=1000)).isoformat()[:16])]
+    assert hit and hit[0]["details"]["value"] == "400" and "queue=orders" in hit[0]["reasons"][0]
+    assert len(items) <= 3                                      # noise does not alarm
+    expected = score_series(values)                             # online scores = offline scores
+    assert hit[0]["score"] == pytest.approx(expected[1000], abs=1e-4)
