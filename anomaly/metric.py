@@ -16,19 +16,23 @@ Method (chosen by measurement on NAB, see bench/nab.py and the README):
 """
 from __future__ import annotations
 
+import bisect
 import math
+from collections import deque
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class DetectorParams:
-    alpha: float = 0.002          # weight of the newest value in the level's mean and spread
+    alpha: float = 0.0005         # weight of the newest value in the level's mean and spread
     alpha_long: float = 0.002     # … in the surprises' long-run mean and spread
     alpha_short: float = 0.3      # … in the surprises' short-term average
     warmup: int = 50              # values before any non-zero score
     refractory: int = 400         # points kept quiet after an alarm
     alarm: float = 0.55           # score that starts a refractory period
     tail_floor: float = 1e-12
+    use_step: bool = True         # also score the step from the previous value
+    rank: int = 0                 # >0: weigh the surprise by its rank among the last `rank` surprises
     likelihood: bool = False      # True: score the likelihood of the surprise level (measured worse on NAB)
 
 
@@ -61,6 +65,8 @@ class StreamDetector:
         self.level, self.step = _Ew(p.alpha), _Ew(p.alpha)
         self.s_long, self.s_short = _Ew(p.alpha_long), None
         self.prev: float | None = None
+        self.past: deque[float] = deque()
+        self.sorted_past: list[float] = []
         self.quiet = 0
         self.last_alarm = 0.0
         self.n = 0
@@ -76,7 +82,9 @@ class StreamDetector:
             self.prev = value
             return 0.0
         step = value - self.prev
-        z = max(self.level.z(value, floor), self.step.z(step, floor))
+        z = self.level.z(value, floor)
+        if p.use_step:
+            z = max(z, self.step.z(step, floor))
         self.level.add(value)
         self.step.add(step)
         self.prev = value
@@ -86,6 +94,19 @@ class StreamDetector:
         self.s_long.add(surprise)
         if self.n <= p.warmup:
             return 0.0
+        if p.rank:
+            k = len(self.sorted_past)
+            above = k - bisect.bisect_left(self.sorted_past, surprise)
+            tail = (above + 1) / (k + 1)
+            rank_score = math.log(tail) / math.log(1.0 / (p.rank + 1))
+            bisect.insort(self.sorted_past, surprise)
+            self.past.append(surprise)
+            if len(self.past) > p.rank:
+                old = self.past.popleft()
+                del self.sorted_past[bisect.bisect_left(self.sorted_past, old)]
+            if self.n <= p.warmup:
+                return 0.0
+            return self._refract(math.sqrt(surprise * rank_score))
         if not p.likelihood:
             return self._refract(surprise)
         zz = (self.s_short - long_mean) / long_sd

@@ -59,8 +59,9 @@ def variance_eval(store, seed: int, days: float) -> dict:
         load(store, events)
         scan_billing(store)
         scans += 1
-        for f in list_findings(store, kind="billing_variance", limit=10**6)[0]:
-            first_seen.setdefault(f["correlation_id"], t)
+        for (cid,) in store.query(f"SELECT DISTINCT CorrelationId FROM {store.table('anomalies')} "
+                                  "WHERE Kind = 'billing_variance'").rows:
+            first_seen.setdefault(cid, t)
     seconds = time.perf_counter() - t0
     found = {f["correlation_id"]: f for f in list_findings(store, kind="billing_variance", limit=10**6)[0]}
     truth = {t_["correlation_id"]: t_ for t_ in b.truth if "cause" in t_}
@@ -98,9 +99,9 @@ def risk_eval(store, seed: int, days: float = 4) -> dict:
     scored, summary = risk.score_open(store, now=END)
     seconds = time.perf_counter() - t0
     truth = {p["correlation_id"]: p for p in b.payments}
+    hidden = {e["correlation_id"] for e in events if e["type"].startswith("payment.reconcil")}
     rows = [(prob, int(truth[p.correlation_id]["failed"]), truth[p.correlation_id]["failure_probability"])
-            for p, prob, _ in scored if truth[p.correlation_id]["failed"] is not None
-            and any(e["correlation_id"] == p.correlation_id for e in events if e["type"].startswith("payment.reconcil"))]
+            for p, prob, _ in scored if truth[p.correlation_id]["failed"] is not None and p.correlation_id in hidden]
     probs, y, bayes = (np.array(c) for c in zip(*rows))
     order = np.argsort(-probs)[:50]
     return {"n": len(y), "failures": int(y.sum()), "auc": roc_auc_score(y, probs), "bayes": roc_auc_score(y, bayes),

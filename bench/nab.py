@@ -34,9 +34,12 @@ PUBLISHED = [("ARTime", 74.9, None, None), ("Numenta HTM", 70.5, 62.6, 75.2), ("
              ("Random", 11.0, 1.2, 19.5), ("Null", 0.0, 0.0, 0.0)]
 VARIANTS = {"default (surprise, refractory 400)": {},
             "with likelihood": {"likelihood": True},
+            "surprise weighted by its rank": {"rank": 1000},
+            "no step z-score": {"use_step": False},
             "no refractory period": {"refractory": 0},
-            "faster level (alpha 0.01)": {"alpha": 0.01},
-            "slower level (alpha 0.001)": {"alpha": 0.001}}
+            "refractory 250": {"refractory": 250},
+            "level alpha 0.002": {"alpha": 0.002},
+            "level alpha 0.0002": {"alpha": 0.0002}}
 
 
 def find_corpus(explicit: str | None) -> Path | None:
