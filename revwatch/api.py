@@ -24,6 +24,7 @@ from revwatch.units import parse_instant
 if TYPE_CHECKING:   # annotations only: core never imports the feature packages at run time
     from apscheduler.schedulers.base import BaseScheduler
 
+    from anomaly.online import MetricWatcher
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
     from collector.journeys import JourneyService
@@ -52,6 +53,7 @@ class AppContext:
     probes: ProbeService = field(init=False)
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
+    metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)
 
 
 class ApiError(Exception):

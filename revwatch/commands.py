@@ -87,8 +87,9 @@ def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
     if as_json:
         print(json.dumps({"summary": summary, "top": items}, default=str))
         return
-    out.print(f"scan: {summary['findings'] or 'no findings'} (reconciliation model: "
-              f"{summary['reconciliation_model']['model']})")
+    model = summary.get("reconciliation_model") or {}
+    out.print(f"scan: {summary['findings'] or 'no findings'} open (reconciliation model: "
+              f"{model.get('model') or model.get('refused') or model.get('error')})", markup=False)
     for f in items:
         out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} {'; '.join(f['reasons'])}",
                   markup=False)
@@ -142,3 +143,6 @@ def probes_run(config: Optional[Path] = typer.Option(None, "--config", "-c"),
                 out.print(f"    note: {n}", markup=False)
     if any(not r["up"] for r in results):
         raise typer.Exit(1)
+
+
+from revwatch import anomaly_commands  # noqa: E402,F401  (anomaly list / ack / series on anomaly_app)

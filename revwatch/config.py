@@ -208,6 +208,24 @@ class EvaluatorConfig(_Model):
     _d = field_validator("interval", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
+class MetricSeriesConfig(_Model):
+    """One sample series watched by the online metric anomaly detector (each matching label set separately)."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,63}$")
+    sample: str                            # samples.Name, e.g. rabbitmq_queue_messages
+    labels: dict[str, str] = {}            # label filters (exact match)
+    alarm: float = Field(0.8, gt=0, le=1)  # score from which a point becomes a finding
+
+
+class AnomalyConfig(_Model):
+    """anomaly: scan interval of the business detectors, and the series the metric detector watches."""
+    scan_interval: dt.timedelta = dt.timedelta(minutes=5)
+    metric_interval: dt.timedelta = dt.timedelta(seconds=60)
+    metric_series: list[MetricSeriesConfig] = []
+
+    _d = field_validator("scan_interval", "metric_interval", mode="before")(
+        classmethod(lambda cls, v: _duration(v)))
+
+
 class Config(_Model):
     data_dir: str = ".revwatch"
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -220,6 +238,7 @@ class Config(_Model):
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
     probes: list[ProbeConfig] = []
     alerts: dict[str, Any] = {}
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     source_path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from alerts import receiver as alert_routes
 from anomaly import routes as anomaly_routes
 from anomaly.detectors import scan as anomaly_scan
+from anomaly.online import MetricWatcher, WatchedSeries
 from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
 from collector.intake import Intake
@@ -59,6 +60,8 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
+    ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
+                                               for m in cfg.anomaly.metric_series])
     return ctx
 
 
@@ -83,8 +86,13 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                                   max_instances=1, coalesce=True, next_run_time=_soon())
             if evaluates:
                 ctx.probes.schedule(scheduler)
-                scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], minutes=5, id="anomaly-scan",
-                                  max_instances=1, coalesce=True)
+                scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], id="anomaly-scan",
+                                  seconds=cfg.anomaly.scan_interval.total_seconds(), max_instances=1,
+                                  coalesce=True)
+                if cfg.anomaly.metric_series and ctx.metric_watcher is not None:
+                    scheduler.add_job(ctx.metric_watcher.run_once, "interval", id="anomaly-metric-watch",
+                                      seconds=cfg.anomaly.metric_interval.total_seconds(), max_instances=1,
+                                      coalesce=True, next_run_time=_soon())
             ctx.scheduler = scheduler
             scheduler.start()
         try:

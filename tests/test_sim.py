@@ -122,11 +122,14 @@ def test_each_fault_moves_its_sli(store, baseline, fault):
 
 
 def test_price_misconfig_is_found_by_billing_variance(store):
-    from anomaly.detectors import billing_variance
+    from anomaly.billing import scan_billing
+    from anomaly.findings import list_findings
     b, events, spans = run(faults=["price_misconfig@day1+4h/6h"])
     load(store, events, spans)
-    truth = {t["correlation_id"] for t in b.truth if t["fault"] == "price_misconfig"}
-    found = {f["correlation_id"] for f in billing_variance(store, START - dt.timedelta(days=1))}
+    invoiced = {e["correlation_id"] for e in events if e["type"] == "invoice.created"}
+    truth = {t["correlation_id"] for t in b.truth if t["fault"] == "price_misconfig"} & invoiced
+    scan_billing(store)
+    found = {f["correlation_id"] for f in list_findings(store, kind="billing_variance", limit=10**6)[0]}
     assert truth and found == truth                      # every mispriced invoice, and nothing else
 
 

@@ -27,7 +27,20 @@ FAULTS = {
     "recon_fx_fee": "FX/fee difference between payment and invoice",
     "recon_duplicate": "the same invoice is paid twice",
     "queue_backlog": "Odoo job queue backlog: invoices posted 1-3 h late",
+    "tax_missing": "invoices billed without the customer's tax",
+    "tax_double": "tax applied twice on invoices",
+    "proration_missing": "plan changes billed for the full period instead of the prorated share",
+    "quantity_mismatch": "invoices billed for another seat count than the subscription's",
+    "currency_mismatch": "invoices billed with the right number in another currency",
+    "double_charge": "a second invoice for the same renewal or order",
+    "recon_malformed_ref": "payments carry a garbled invoice reference: reconciliation fails",
+    "recon_fee_netting": "the gateway nets its fee out of the payout: paid = invoice - fee",
+    "recon_unknown_partner": "payments from a partner Odoo does not know",
 }
+# Billing-variance faults and the cause a detector should name for each (ground truth `cause`).
+VARIANCE_CAUSES = {"price_misconfig": "wrong_price", "tax_missing": "tax_missing", "tax_double": "tax_double",
+                   "proration_missing": "proration_missing", "quantity_mismatch": "quantity_mismatch",
+                   "currency_mismatch": "currency_mismatch", "double_charge": "double_charge"}
 _SPEC = re.compile(r"^(?P<name>[a-z_]+)@(?:day(?P<day>\d+)(?P<off>[+-][0-9hmsd.]+)?|(?P<rel>-[0-9hmsd.]+))"
                    r"(?:/(?P<dur>[0-9hmsd.]+))?(?::(?P<opts>.*))?$")
 

@@ -1,0 +1,276 @@
+"""Per-invoice billing variance: what was billed against what the subscription or order said to expect.
+
+Only DESIGN §4 attributes are read. An *expectation* is a subscription.activated/renewed/amended or order.booked
+event; its expected total is `unit_price × quantity × proration × (1 + tax_rate)` when it carries a unit price,
+else its `amount`. The invoices of a transaction are the invoice.created events of the same correlation ID, plus
+invoices of another correlation ID that name the same `subscription_id` inside the expectation's period (a billing
+system that correlates the invoice differently). credit_note.issued events subtract from the invoice they name
+(`invoice_ref`) or from their own transaction. The latest invoice.created per `invoice_ref` is the invoice (a
+corrected invoice replaces the first).
+
+Invariant: a transaction is judged on its *net* billed amount per currency, so a credit note or a corrected invoice
+that brings the net back to the expected amount resolves the finding, and judging the same events twice gives the
+same answer (re-scans are idempotent). The cause is the first hypothesis that reproduces the billed amount exactly
+(within rounding): currency, a second invoice, tax missing or doubled, proration missing, another quantity; what
+is left with a unit price is a wrong price (its implied unit price is reported), without one an amount mismatch.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+EXPECTATION_TYPES = ("subscription.activated", "subscription.renewed", "subscription.amended", "order.booked")
+INVOICE_TYPE = "invoice.created"
+CREDIT_TYPE = "credit_note.issued"
+CAUSES = ("currency_mismatch", "double_charge", "tax_missing", "tax_double", "proration_missing",
+          "quantity_mismatch", "wrong_price", "amount_mismatch")
+CAUSE_WORDS = {"currency_mismatch": "billed in another currency", "double_charge": "billed twice",
+               "tax_missing": "tax missing", "tax_double": "tax applied twice",
+               "proration_missing": "proration not applied", "quantity_mismatch": "wrong quantity",
+               "wrong_price": "wrong unit price", "amount_mismatch": "amount differs"}
+CENT = Decimal("0.01")
+ABS_TOLERANCE = Decimal("0.02")          # cent rounding of a few lines
+REL_TOLERANCE = Decimal("0.0001")
+
+
+def _dec(value) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+@dataclass
+class Event:
+    """The fields of a business event the variance check reads."""
+    event_id: str
+    type: str
+    correlation_id: str
+    at: dt.datetime
+    amount: Decimal | None
+    currency: str
+    attributes: dict[str, str]
+
+    def attr(self, key: str) -> str:
+        return (self.attributes.get(key) or "").strip()
+
+
+@dataclass
+class Expectation:
+    event: Event
+    expected: Decimal
+    unit_price: Decimal | None
+    quantity: Decimal | None
+    proration: Decimal | None
+    tax_rate: Decimal | None
+    tolerance: Decimal
+
+    @classmethod
+    def of(cls, e: Event) -> "Expectation | None":
+        """The expectation an event states, or None when it states no amount."""
+        unit, qty = _dec(e.attr("unit_price")), _dec(e.attr("quantity"))
+        prorate, tax = _dec(e.attr("proration")), _dec(e.attr("tax_rate"))
+        rel = REL_TOLERANCE
+        if prorate is not None and 0 < prorate < 1:      # a factor written with k decimals is off by ½·10⁻ᵏ at most
+            rel += Decimal(5).scaleb(prorate.as_tuple().exponent - 1) / prorate
+        if unit is not None:
+            expected = unit * (qty if qty is not None else 1) * (prorate if prorate is not None else 1) \
+                * (1 + (tax or 0))
+        elif e.amount is not None:
+            expected = e.amount
+        else:
+            return None
+        return cls(e, expected, unit, qty, prorate, tax, max(ABS_TOLERANCE, abs(expected) * rel))
+
+    @property
+    def currency(self) -> str:
+        return self.event.currency
+
+
+@dataclass
+class Variance:
+    """One invoice (or transaction) that does not bill what was expected."""
+    correlation_id: str
+    invoice_ref: str
+    cause: str
+    expected: Decimal
+    billed: Decimal
+    currency: str
+    expected_currency: str
+    customer_id: str
+    subscription_id: str
+    plan: str
+    at: dt.datetime
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def difference(self) -> Decimal:
+        return self.billed - self.expected
+
+    @property
+    def score(self) -> float:
+        """1 for a wrong currency or a second invoice; else grows with the relative size of the difference."""
+        if self.cause in ("currency_mismatch", "double_charge") or not self.expected:
+            return 1.0
+        rel = float(abs(self.difference / self.expected))
+        return round(0.5 + 0.5 * min(1.0, rel / 0.2), 4)
+
+    def details(self) -> dict[str, str]:
+        return {"cause": self.cause, "expected": _money(self.expected), "billed": _money(self.billed),
+                "difference": _money(self.difference), "currency": self.currency,
+                "expected_currency": self.expected_currency, "customer_id": self.customer_id,
+                "subscription_id": self.subscription_id, "plan": self.plan, "invoice_ref": self.invoice_ref}
+
+
+def _money(x: Decimal) -> str:
+    return str(x.quantize(CENT))
+
+
+@dataclass
+class Transaction:
+    """An expectation with the invoices and credit notes that belong to it."""
+    expectation: Expectation
+    invoices: dict[str, Event] = field(default_factory=dict)      # invoice_ref -> latest invoice.created
+    credits: list[Event] = field(default_factory=list)
+
+
+def group(events: list[Event]) -> list[Transaction]:
+    """Transactions with at least one invoice, from events of any order (duplicates by event id ignored)."""
+    seen: set[str] = set()
+    uniq = []
+    for e in sorted(events, key=lambda e: (e.at, e.event_id)):
+        if e.event_id not in seen:
+            seen.add(e.event_id)
+            uniq.append(e)
+    latest_exp: dict[str, Expectation] = {}
+    by_sub: dict[str, list[Expectation]] = defaultdict(list)
+    for e in uniq:
+        if e.type in EXPECTATION_TYPES and (x := Expectation.of(e)) is not None:
+            latest_exp[e.correlation_id] = x              # a later expectation of a transaction supersedes
+    for x in latest_exp.values():
+        if sub := x.event.attr("subscription_id"):
+            by_sub[sub].append(x)
+    txs = {cid: Transaction(x) for cid, x in latest_exp.items()}
+    owner_of_ref: dict[str, str] = {}
+    for e in uniq:
+        if e.type != INVOICE_TYPE or e.amount is None:
+            continue
+        owner = e.correlation_id if e.correlation_id in txs else _by_subscription(by_sub, e)
+        ref = e.attr("invoice_ref") or e.event_id
+        if owner is None:
+            continue
+        owner = owner_of_ref.setdefault(ref, owner)
+        txs[owner].invoices[ref] = e                       # in time order: the last one is the corrected invoice
+    for e in uniq:
+        if e.type != CREDIT_TYPE or e.amount is None:
+            continue
+        owner = owner_of_ref.get(e.attr("invoice_ref")) or (e.correlation_id if e.correlation_id in txs else None)
+        if owner is not None:
+            txs[owner].credits.append(e)
+    return [t for t in txs.values() if t.invoices]
+
+
+def _by_subscription(by_sub: dict[str, list[Expectation]], inv: Event) -> str | None:
+    """The expectation of the invoice's subscription whose period contains the invoice (or the day before it)."""
+    best = None
+    for x in by_sub.get(inv.attr("subscription_id"), []):
+        start = x.event.at
+        end = _period_end(x) or start + dt.timedelta(days=2)
+        if start - dt.timedelta(days=1) <= inv.at < end and (best is None or x.event.at > best.event.at):
+            best = x
+    return best.event.correlation_id if best else None
+
+
+def _period_end(x: Expectation) -> dt.datetime | None:
+    try:
+        d = dt.date.fromisoformat(x.event.attr("period_end")[:10])
+    except ValueError:
+        return None
+    return dt.datetime.combine(d, dt.time(), tzinfo=dt.timezone.utc)
+
+
+def judge(t: Transaction) -> Variance | None:
+    """The variance of one transaction, or None when its net billed amount is what was expected."""
+    x = t.expectation
+    first = min(t.invoices.values(), key=lambda e: e.at)
+    E, cur = x.expected, x.currency or first.currency      # an expectation without a currency cannot disagree
+    net: dict[str, Decimal] = defaultdict(Decimal)
+    for inv in t.invoices.values():
+        net[inv.currency or cur] += inv.amount
+    for c in t.credits:
+        net[c.currency or cur] -= abs(c.amount)
+    others = {k: v for k, v in net.items() if k != cur and abs(v) > x.tolerance}
+    latest = max(t.invoices.values(), key=lambda e: e.at)
+    billed_here = net.get(cur, Decimal(0))
+    if not others and abs(billed_here - E) <= x.tolerance:
+        return None
+
+    def finding(cause: str, billed: Decimal, currency: str, inv: Event, *reasons: str) -> Variance:
+        ev = x.event
+        return Variance(ev.correlation_id, inv.attr("invoice_ref") or "", cause, E, billed, currency, cur,
+                        inv.attr("customer_id") or ev.attr("customer_id"),
+                        ev.attr("subscription_id") or inv.attr("subscription_id"), ev.attr("plan") or inv.attr("plan"),
+                        latest.at, list(reasons))
+
+    ref = latest.attr("invoice_ref") or "?"
+    if others:
+        other, billed = max(others.items(), key=lambda kv: abs(kv[1]))
+        inv = max((i for i in t.invoices.values() if (i.currency or cur) == other), key=lambda e: e.at, default=latest)
+        same = "the same number" if abs(billed - E) <= x.tolerance else f"{_money(billed)}"
+        return finding("currency_mismatch", billed, other, inv,
+                       f"invoice {inv.attr('invoice_ref') or '?'} is in {other} but {_money(E)} {cur} was expected "
+                       f"({same} in the wrong currency)")
+    B = billed_here
+    live = [i for i in t.invoices.values() if (i.currency or cur) == cur]
+    if len(live) >= 2 and not t.credits and any(abs(i.amount - E) <= x.tolerance for i in live):
+        dup = max(live, key=lambda e: e.at)
+        first = min(live, key=lambda e: e.at)
+        return finding("double_charge", B, cur, dup,
+                       f"invoice {dup.attr('invoice_ref') or '?'} bills {_money(dup.amount)} {cur} again for the same "
+                       f"transaction (already invoiced as {first.attr('invoice_ref') or '?'}); "
+                       f"{_money(B)} billed against {_money(E)} expected")
+    head = f"invoice {ref} totals {_money(B)} {cur} but {_money(E)} {cur} was expected (difference {B - E:+.2f})"
+    tax, p, q = x.tax_rate or Decimal(0), x.proration, x.quantity
+
+    def close(amount: Decimal) -> bool:
+        return abs(B - amount) <= x.tolerance
+
+    if tax > 0 and close(E / (1 + tax)):
+        return finding("tax_missing", B, cur, latest, head, f"the {_pct(tax)} tax was not added")
+    if tax > 0 and close(E * (1 + 2 * tax) / (1 + tax)):
+        return finding("tax_double", B, cur, latest, head, f"the {_pct(tax)} tax was applied twice")
+    if p is not None and 0 < p < 1 and close(E / p):
+        return finding("proration_missing", B, cur, latest, head,
+                       f"billed for the full period instead of the prorated share {p}")
+    if q is not None and q > 0 and E:
+        per_unit = E / q
+        billed_q = B / per_unit
+        whole = billed_q.to_integral_value()
+        if whole >= 1 and whole != q and abs(B - whole * per_unit) <= x.tolerance * max(1, whole / q):
+            return finding("quantity_mismatch", B, cur, latest, head, f"billed for quantity {whole} instead of {q}")
+    if tax > 0 and close(E * (1 + tax)):
+        return finding("tax_double", B, cur, latest, head, f"the {_pct(tax)} tax was applied twice (compounded)")
+    if len(live) >= 2 and not t.credits:
+        return finding("double_charge", B, cur, max(live, key=lambda e: e.at), head,
+                       f"{len(live)} invoices for one transaction")
+    if x.unit_price is not None:
+        factor = (q if q is not None else 1) * (p if p is not None else 1) * (1 + tax)
+        implied = B / factor if factor else B
+        return finding("wrong_price", B, cur, latest, head,
+                       f"implied unit price {_money(implied)} instead of {_money(x.unit_price)}")
+    return finding("amount_mismatch", B, cur, latest, head)
+
+
+def _pct(r: Decimal) -> str:
+    return f"{(r * 100).normalize():f} %"
+
+
+def detect(events: list[Event]) -> tuple[list[Variance], list[str]]:
+    """(variances, correlation IDs of every transaction judged) for a set of events."""
+    txs = group(events)
+    return [v for t in txs if (v := judge(t)) is not None], [t.expectation.event.correlation_id for t in txs]
