@@ -64,12 +64,12 @@ class OdooClient:
     """One Odoo database, one user; `call(model, method, *args, **kwargs)` whatever the protocol."""
 
     def __init__(self, url: str, db: str, login: str = "", password: str = "", api_key: str = "",
-                 protocol: str = "auto", timeout: float = 30.0):
+                 protocol: str = "auto", timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
         self.url, self.db, self.login_name = url.rstrip("/"), db, login
         self.secret = api_key or password          # API keys replace passwords on the RPC protocols
         self.api_key = api_key
         self.protocol = protocol
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
         self.uid: int | None = None
         self.version: tuple[int, ...] | None = None
         self._ids = itertools.count(1)

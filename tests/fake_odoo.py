@@ -110,8 +110,8 @@ PAYMENT_STATES_18 = [("draft", "Draft"), ("in_process", "In Process"), ("paid", 
                      ("rejected", "Rejected")]
 JOB_STATES = [("wait_dependencies", "Wait Dependencies"), ("pending", "Pending"), ("enqueued", "Enqueued"),
               ("started", "Started"), ("done", "Done"), ("cancelled", "Cancelled"), ("failed", "Failed")]
-NO_LOG_ACCESS = {"queue.job"}
-INHERITED = {"state", "name", "date"}    # 16/17 account.payment _inherits account.move (account_payment.py)       # OCA/queue queue_job/models/queue_job.py: _log_access = False
+NO_LOG_ACCESS = {"queue.job"}       # OCA/queue queue_job/models/queue_job.py: _log_access = False
+INHERITED = {"state", "name", "date"}    # 16/17 account.payment _inherits account.move (account_payment.py)
 
 
 def schema(version: int, queue_job: bool) -> dict[str, dict[str, dict]]:
@@ -204,6 +204,12 @@ def schema(version: int, queue_job: bool) -> dict[str, dict[str, dict]]:
     return models
 
 
+JSON2_SIGNATURES = {     # public methods revwatch calls, with their parameter names (odoo/models.py, 19.0)
+    "search_read": {"domain", "fields", "offset", "limit", "order"},
+    "search_count": {"domain", "limit"}, "search": {"domain", "offset", "limit", "order"},
+    "read": {"fields", "load"}, "fields_get": {"allfields", "attributes"},
+    "formatted_read_group": {"domain", "groupby", "aggregates", "having", "offset", "limit", "order"},
+    "context_get": set()}
 ACCESS = {"ir.cron": SYSTEM, "mail.tracking.value": SYSTEM, "queue.job": QUEUE_MANAGER, "sale.order": SALES,
           "account.move": INVOICE, "account.move.line": INVOICE, "account.payment": INVOICE,
           "account.partial.reconcile": INVOICE, "account.bank.statement.line": INVOICE}
@@ -640,10 +646,12 @@ class FakeOdoo:
                 return error(401, "werkzeug.exceptions.Unauthorized", "Invalid apikey")
             body = await request.json()
             self.calls.append(("json2", model, method))
-            allowed = {"search_read", "search_count", "read", "formatted_read_group", "fields_get", "context_get",
-                       "search"}
-            if model not in self.models or method not in allowed:
+            if model not in self.models or method not in JSON2_SIGNATURES:
                 return error(404, "werkzeug.exceptions.NotFound", "Not Found")
+            unexpected = sorted(set(body) - JSON2_SIGNATURES[method] - {"ids", "context"})
+            if unexpected:                 # kwargs that do not bind to the method's signature
+                return error(422, "werkzeug.exceptions.UnprocessableEntity",
+                             f"{method}() got an unexpected keyword argument '{unexpected[0]}'")
             try:
                 return self.execute(model, method, [], dict(body))
             except OdooException as e:
