@@ -33,6 +33,7 @@ import logging
 import time
 from typing import Callable
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Probe, ProbeResult, Sample
@@ -115,6 +116,7 @@ class OdooProbe(Probe):
         self._memory: dict[str, dict] = {}
         self._section_state: dict[str, str] = {}       # section -> "" when up, else the last reason logged
         self._labels: dict[tuple[str, str], set[str]] = {}
+        self._currencies: dict[int, str | None] = {}
 
     # -- persistence ------------------------------------------------------------------------------------------
     def _get(self, key: str) -> str | None:
@@ -184,6 +186,22 @@ class OdooProbe(Probe):
             if currency:
                 ev["currency"] = currency
         return ev
+
+    def currency_code(self, currency) -> str | None:
+        """ISO code of a currency given as [id, name] or a bare id (webhooks send ids); None when unknown."""
+        if isinstance(currency, list):
+            return m2o_name(currency)
+        if not isinstance(currency, int) or isinstance(currency, bool):
+            return None
+        if currency not in self._currencies:
+            try:
+                rows = self.client.search_read("res.currency", [("id", "=", currency)], ["name"],
+                                               context={"active_test": False})
+                self._currencies[currency] = rows[0]["name"] if rows else None
+            except (OdooError, httpx.HTTPError) as e:
+                log.warning("odoo probe %s: cannot read currency %s: %s", self.name, currency, e)
+                return None
+        return self._currencies[currency]
 
     def move_cid(self, move_id: int) -> str:
         return f"odoo:{self.settings.db}:account.move:{move_id}"

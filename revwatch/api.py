@@ -65,10 +65,13 @@ def ctx_of(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def require(scope: str) -> Callable[[Request], ApiKey]:
-    """A FastAPI dependency: the caller must present a key granting `scope`."""
+def require(scope: str, query_key: str | None = None) -> Callable[[Request], ApiKey]:
+    """A FastAPI dependency: the caller must present a key granting `scope`. With `query_key`, a caller that
+    cannot send headers (Odoo's webhook action: URL only) may pass the key as that query parameter."""
     def check(request: Request) -> ApiKey:
         header = request.headers.get("authorization", "")
+        if not header and query_key and request.query_params.get(query_key):
+            header = f"Bearer {request.query_params[query_key]}"
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "Authorization",
