@@ -322,6 +322,11 @@ class OdooProbe(Probe):
             for r in self.read("account.payment", [i for i in extra if i], fields):
                 if r.get("payment_type") == "inbound":
                     recs[r["id"]] = r
+            # the payment's last change is its move's when the move changed later (posting, cancelling)
+            move_wd = {m["id"]: m["write_date"] for m in self.read(
+                "account.move", [m2o_id(r["move_id"]) for r in recs.values() if r.get("move_id")], ["id"])}
+            for r in recs.values():
+                r["write_date"] = max(r["write_date"], move_wd.get(m2o_id(r.get("move_id")), ""))
         posted_states = {"in_process", "paid"} if major >= 18 else {"posted"}
         posted = [r for r in recs.values() if r.get("state") in posted_states]
         if major >= 18:

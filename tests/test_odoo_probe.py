@@ -64,7 +64,7 @@ def test_events_and_gauges_per_version_and_protocol(store, version, protocol):
         move_id = int(posted["attributes"]["odoo_id"])
         assert posted["correlation_id"] == f"odoo:prod:account.move:{move_id}"
         created = next(e for e in ev["invoice.created"] if e["correlation_id"] == posted["correlation_id"])
-        assert created["attributes"].get("invoice_ref") is None or True
+        assert created["event_id"] == f"odoo:prod:account.move:{move_id}:created"
         # exact posting time: the posting transaction's stamp (mail.tracking.value), not a later write
         rec = fake.tables["account.move"][move_id]
         track = next(t for t in fake.tables["mail.tracking.value"].values()
@@ -184,6 +184,20 @@ def test_payment_posted_on_16_17_when_only_its_move_changes(store):
     (posted,) = second["payment.posted"]
     assert posted["correlation_id"] == "INV/2026/00003" and posted["attributes"]["posted_at_precision"] == "exact"
     assert posted["attributes"]["payment_ref"] == "PBNK1/2026/00003"
+
+
+def test_payment_posted_on_17_without_tracking_is_dated_by_its_move(store):
+    fake = fake_odoo.FakeOdoo(17, groups=fake_odoo.LEAST_PRIVILEGED)
+    with live_server(fake.app) as base:
+        probe = odoo_probe(base, store)
+        probe.run().commit()
+        pay = next(p for p in fake.tables["account.payment"].values()
+                   if fake.tables["account.move"][p["move_id"]]["state"] == "draft")
+        post_at = fake.now + dt.timedelta(minutes=4)
+        with fake.transaction(post_at) as tx:
+            tx.post(pay["move_id"], "PBNK1/2026/00003")
+        (posted,) = by_type(probe.run())["payment.posted"]
+    assert posted["occurred_at"] == stamp(post_at) and posted["attributes"]["posted_at_precision"] == "poll"
 
 
 def test_bank_match_without_payment_is_a_reconciliation(store):
