@@ -4,6 +4,8 @@ default=str)`: bare many2one ids, `str(datetime)`), the key in the URL, deduplic
 import datetime as dt
 import json
 
+import pytest
+
 from tests import fake_odoo
 from tests.conftest import live_server
 
@@ -18,15 +20,17 @@ def test_webhook_maps_posting_and_deduplicates_with_the_poller(api_factory):
     fake = fake_odoo.FakeOdoo(17, groups=fake_odoo.LEAST_PRIVILEGED)       # no tracking values: webhook is exact
     with live_server(fake.app) as base:
         api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": base, "db": fake_odoo.DB,
-                                       "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, "interval": "1h"}]})
+                                       "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, "interval": "1h"}],
+                           "journeys": {"invoice_posting": {"start": "invoice.created", "end": "invoice.posted"}}})
         svc = api.ctx.services["probes"]
         svc.run_once()                                                   # drafts seen: invoice.created
-        draft = max(r["id"] for r in fake.tables["account.move"].values() if r["state"] == "draft")
+        draft = max(r["id"] for r in fake.tables["account.move"].values()
+                    if r["state"] == "draft" and r["move_type"] == "out_invoice")
         posted_at = fake.now + dt.timedelta(minutes=3, microseconds=512345)
         with fake.transaction(posted_at) as tx:
             tx.post(draft, "INV/2026/00007", "INV/2026/00007")
         rec = fake.tables["account.move"][draft]
-        body = odoo_body("account.move", draft, state="posted", move_type="out_invoice", name=rec["name"],
+        body = odoo_body("account.move", draft, state="posted", move_type=rec["move_type"], name=rec["name"],
                          payment_reference=rec["payment_reference"], invoice_origin=rec["invoice_origin"],
                          amount_total=rec["amount_total"], currency_id=rec["currency_id"],
                          partner_id=rec["partner_id"], create_date=rec["create_date"], write_date=rec["write_date"])
@@ -45,8 +49,12 @@ def test_webhook_maps_posting_and_deduplicates_with_the_poller(api_factory):
     assert len(rows) == 1
     cid, occurred, amount, currency = rows[0]
     assert cid == f"odoo:prod:account.move:{draft}" and currency == "EUR" and float(amount) == rec["amount_total"]
-    assert occurred.replace(tzinfo=None) == posted_at.replace(microsecond=0) or \
-        abs((occurred.replace(tzinfo=None) - posted_at).total_seconds()) < 1
+    assert abs((occurred.replace(tzinfo=None) - posted_at).total_seconds()) < 1
+    # created (seen by the poller as a draft) → posted (pushed by Odoo) is one journey, linked by invoice_ref
+    doc = api.get(f"/api/v1/journeys/odoo:prod:account.move:{draft}").json()
+    (journey,) = doc["journeys"]
+    assert journey["status"] == "completed"
+    assert journey["total_seconds"] == pytest.approx((posted_at - rec["create_date"]).total_seconds(), abs=1)
 
 
 def test_webhook_refuses_bad_calls_with_json_errors(api_factory):
