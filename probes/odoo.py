@@ -44,6 +44,14 @@ from probes.odoo_schema import SchemaReport, check_schema
 log = logging.getLogger("revwatch.probes.odoo")
 ODOO_DT = "%Y-%m-%d %H:%M:%S"
 INVOICE_TYPES = ["out_invoice", "out_refund"]
+# canonical types per record kind (DESIGN §4); a customer credit note (out_refund) is "issued" when posted
+EVENT_TYPES = {
+    "invoice": {"created": "invoice.created", "posted": "invoice.posted", "observed": "invoice.observed",
+                "cancelled": "invoice.cancelled"},
+    "credit_note": {"created": "credit_note.created", "posted": "credit_note.issued",
+                    "observed": "credit_note.observed", "cancelled": "credit_note.cancelled"},
+    "payment": {"created": "payment.created", "posted": "payment.posted", "observed": "payment.observed"},
+}
 SECTIONS = ("invoices", "payments", "reconciliation", "settlements", "receivables", "subscriptions", "crons",
             "queue_jobs")
 
@@ -250,30 +258,29 @@ class OdooProbe(Probe):
             return first
         return self.section(out, "posting_time", lookup) or {}
 
-    def _posting(self, out, typ_prefix: str, model: str, rec: dict, cid: str, created: dt.datetime | None,
+    def _posting(self, out, kind: str, model: str, rec: dict, cid: str, created: dt.datetime | None,
                  posted: bool, exact: dt.datetime | None, mem: dict, amount, currency, **attrs) -> None:
         """created / posted / observed events of one record version (see the module docstring)."""
-        rid = rec["id"]
+        rid, types = rec["id"], EVENT_TYPES[kind]
         wd = odoo_time(rec["write_date"])
         created = created or wd
+
+        def emit(what: str, at: dt.datetime, **extra) -> None:
+            out.events.append(self._event(model, rid, what, types[what], cid, at, amount, currency,
+                                          **extra, **attrs))
         if not posted:
-            out.events.append(self._event(model, rid, "created", f"{typ_prefix}.created", cid, created, amount,
-                                          currency, **attrs))
+            emit("created", created)
             mem["open"].add(rid)
             return
+        monitor_start = dt.datetime.fromisoformat(mem["monitor_start"].replace("Z", "+00:00"))
         if exact is not None:
-            out.events.append(self._event(model, rid, "created", f"{typ_prefix}.created", cid, created, amount,
-                                          currency, **attrs))
-            out.events.append(self._event(model, rid, "posted", f"{typ_prefix}.posted", cid, exact, amount,
-                                          currency, posted_at_precision="exact", **attrs))
-        elif rid in mem["open"] or created >= dt.datetime.fromisoformat(mem["monitor_start"].replace("Z", "+00:00")):
-            out.events.append(self._event(model, rid, "created", f"{typ_prefix}.created", cid, created, amount,
-                                          currency, **attrs))
-            out.events.append(self._event(model, rid, "posted", f"{typ_prefix}.posted", cid, wd, amount, currency,
-                                          posted_at_precision="poll", posted_after=mem["last_poll"], **attrs))
+            emit("created", created)
+            emit("posted", exact, posted_at_precision="exact")
+        elif rid in mem["open"] or created >= monitor_start:
+            emit("created", created)
+            emit("posted", wd, posted_at_precision="poll", posted_after=mem["last_poll"])
         else:
-            out.events.append(self._event(model, rid, "observed", f"{typ_prefix}.observed", cid, wd, amount,
-                                          currency, posted_at_precision="before_first_poll", **attrs))
+            emit("observed", wd, posted_at_precision="before_first_poll")
         mem["open"].discard(rid)
 
     def _remember(self, out: ProbeResult, stream: str, mem: dict, now: dt.datetime) -> None:
@@ -298,12 +305,13 @@ class OdooProbe(Probe):
                      "partner": m2o_name(r.get("partner_id")), "company": m2o_name(r.get("company_id")),
                      "payment_state": r.get("payment_state"), "move_type": r.get("move_type"), "odoo_id": r["id"]}
             cid, cur = self.move_cid(r["id"]), m2o_name(r.get("currency_id"))
+            kind = "credit_note" if r.get("move_type") == "out_refund" else "invoice"
             if r.get("state") == "cancel":
                 mem["open"].discard(r["id"])
-                out.events.append(self._event("account.move", r["id"], "cancelled", "invoice.cancelled", cid,
-                                              odoo_time(r["write_date"]), r.get("amount_total"), cur, **attrs))
+                out.events.append(self._event("account.move", r["id"], "cancelled", EVENT_TYPES[kind]["cancelled"],
+                                              cid, odoo_time(r["write_date"]), r.get("amount_total"), cur, **attrs))
                 continue
-            self._posting(out, "invoice", "account.move", r, cid, odoo_time(r.get("create_date")),
+            self._posting(out, kind, "account.move", r, cid, odoo_time(r.get("create_date")),
                           r.get("state") == "posted", times.get(r["id"]), mem, r.get("amount_total"), cur, **attrs)
         self._remember(out, "invoices", mem, now)
 

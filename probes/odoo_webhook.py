@@ -31,12 +31,13 @@ from fastapi import APIRouter, Depends, Request
 from collector.events import ValidatedEvents, validate_event
 from revwatch.api import ApiError, ctx_of, require
 
+from probes.odoo import EVENT_TYPES
+
 if TYPE_CHECKING:
     from probes.odoo import OdooProbe
 
 router = APIRouter()
-INVOICE_STATES = {"draft": ("created", "invoice.created"), "posted": ("posted", "invoice.posted"),
-                  "cancel": ("cancelled", "invoice.cancelled")}
+INVOICE_STATES = {"draft": "created", "posted": "posted", "cancel": "cancelled"}
 
 
 class WebhookError(ValueError):
@@ -73,7 +74,8 @@ def map_webhook(probe: "OdooProbe", body, received: dt.datetime) -> list[dict]:
     if model == "account.move":
         if body.get("move_type", "out_invoice") not in ("out_invoice", "out_refund") or state not in INVOICE_STATES:
             return []
-        what, typ = INVOICE_STATES[state]
+        what = INVOICE_STATES[state]
+        typ = EVENT_TYPES["credit_note" if body.get("move_type") == "out_refund" else "invoice"][what]
         when = _when(body.get("create_date"), at) if state == "draft" else at
         attrs = {"invoice_ref": body.get("name"), "payment_reference": body.get("payment_reference"),
                  "invoice_origin": body.get("invoice_origin"), "odoo_id": rid, "via": "webhook"}

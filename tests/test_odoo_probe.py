@@ -200,6 +200,20 @@ def test_payment_posted_on_17_without_tracking_is_dated_by_its_move(store):
     assert posted["occurred_at"] == stamp(post_at) and posted["attributes"]["posted_at_precision"] == "poll"
 
 
+def test_a_customer_credit_note_is_issued_when_posted(store):
+    fake = fake_odoo.FakeOdoo(18)
+    with fake.transaction(fake.now - dt.timedelta(minutes=9)) as tx:
+        refund = tx.create("account.move", name="/", state="draft", move_type="out_refund", amount_total=40.0,
+                           currency_id=1, company_id=1, invoice_origin="INV/2026/00002")
+    with fake.transaction(fake.now - dt.timedelta(minutes=8)) as tx:
+        tx.post(refund, "RINV/2026/00001", "RINV/2026/00001")
+    with live_server(fake.app) as base:
+        result = odoo_probe(base, store).run()
+    mine = [e for e in result.events if e["correlation_id"] == f"odoo:prod:account.move:{refund}"]
+    assert [e["type"] for e in mine] == ["credit_note.created", "credit_note.issued"]
+    assert mine[1]["occurred_at"] == stamp(fake.now - dt.timedelta(minutes=8)) and mine[1]["amount"] == "40.00"
+
+
 def test_bank_match_without_payment_is_a_reconciliation(store):
     fake = fake_odoo.FakeOdoo(18)
     inv = invoice_ids(fake, "posted")[1]
