@@ -184,7 +184,7 @@ class OdooProbe(Probe):
         return sorted(rows, key=lambda r: (r.get("write_date") or "", r["id"]))
 
     # -- events -------------------------------------------------------------------------------------------------
-    def _event(self, model: str, rid: int, what: str, typ: str, cid: str, at: dt.datetime, amount=None,
+    def event(self, model: str, rid: int, what: str, typ: str, cid: str, at: dt.datetime, amount=None,
                currency=None, **attrs) -> dict:
         ev = {"event_id": f"odoo:{self.settings.db}:{model}:{rid}:{what}", "type": typ, "correlation_id": cid,
               "occurred_at": iso(at), "source": self.settings.source,
@@ -266,8 +266,8 @@ class OdooProbe(Probe):
         created = created or wd
 
         def emit(what: str, at: dt.datetime, **extra) -> None:
-            out.events.append(self._event(model, rid, what, types[what], cid, at, amount, currency,
-                                          **extra, **attrs))
+            out.events.append(self.event(model, rid, what, types[what], cid, at, amount, currency,
+                                         **extra, **attrs))
         if not posted:
             emit("created", created)
             mem["open"].add(rid)
@@ -308,8 +308,8 @@ class OdooProbe(Probe):
             kind = "credit_note" if r.get("move_type") == "out_refund" else "invoice"
             if r.get("state") == "cancel":
                 mem["open"].discard(r["id"])
-                out.events.append(self._event("account.move", r["id"], "cancelled", EVENT_TYPES[kind]["cancelled"],
-                                              cid, odoo_time(r["write_date"]), r.get("amount_total"), cur, **attrs))
+                out.events.append(self.event("account.move", r["id"], "cancelled", EVENT_TYPES[kind]["cancelled"],
+                                             cid, odoo_time(r["write_date"]), r.get("amount_total"), cur, **attrs))
                 continue
             self._posting(out, kind, "account.move", r, cid, odoo_time(r.get("create_date")),
                           r.get("state") == "posted", times.get(r["id"]), mem, r.get("amount_total"), cur, **attrs)
@@ -397,12 +397,12 @@ class OdooProbe(Probe):
             else:
                 cid = None
             if cid:
-                out.events.append(self._event("account.partial.reconcile", p["id"], "reconciled",
-                                              "payment.reconciled", cid, at, p.get("amount"), cur, **attrs))
+                out.events.append(self.event("account.partial.reconcile", p["id"], "reconciled",
+                                             "payment.reconciled", cid, at, p.get("amount"), cur, **attrs))
             if invoice:
-                out.events.append(self._event("account.partial.reconcile", p["id"], "invoice",
-                                              "payment.reconciled", self.move_cid(invoice["id"]), at, p.get("amount"),
-                                              cur, settled_by=cid, **attrs))
+                out.events.append(self.event("account.partial.reconcile", p["id"], "invoice",
+                                             "payment.reconciled", self.move_cid(invoice["id"]), at, p.get("amount"),
+                                             cur, settled_by=cid, **attrs))
 
     # -- sections: gauges ---------------------------------------------------------------------------------------
     def _per_company_currency(self, out: ProbeResult, model: str, domain: list, amount_field: str, count_name: str,

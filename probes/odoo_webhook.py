@@ -81,8 +81,8 @@ def map_webhook(probe: "OdooProbe", body, received: dt.datetime) -> list[dict]:
                  "invoice_origin": body.get("invoice_origin"), "odoo_id": rid, "via": "webhook"}
         if state == "posted":
             attrs["posted_at_precision"] = precision
-        return [probe._event("account.move", rid, what, typ, probe.move_cid(rid), when,
-                             body.get("amount_total") if currency else None, currency, **attrs)]
+        return [probe.event("account.move", rid, what, typ, probe.move_cid(rid), when,
+                            body.get("amount_total") if currency else None, currency, **attrs)]
     if model == "account.payment":
         if body.get("payment_type", "inbound") != "inbound":
             return []
@@ -92,8 +92,8 @@ def map_webhook(probe: "OdooProbe", body, received: dt.datetime) -> list[dict]:
         attrs = {"payment_ref": body.get("name"), "payment_reference": body.get("payment_reference"),
                  "memo": body.get("memo") or body.get("ref"), "odoo_id": rid, "via": "webhook",
                  "posted_at_precision": precision}
-        return [probe._event("account.payment", rid, "posted", "payment.posted", probe.payment_cid(rec), at,
-                             body.get("amount") if currency else None, currency, **attrs)]
+        return [probe.event("account.payment", rid, "posted", "payment.posted", probe.payment_cid(rec), at,
+                            body.get("amount") if currency else None, currency, **attrs)]
     raise WebhookError("'_model' must be account.move or account.payment", "_model")
 
 
