@@ -251,6 +251,23 @@ def test_restart_safe_cursor_moves_only_after_the_events_are_stored(store):
     assert [e["attributes"]["invoice_ref"] for e in fourth["invoice.posted"]] == ["INV/2026/00006"]
 
 
+def test_a_section_comes_back_by_itself_once_its_module_is_installed(store, caplog):
+    caplog.set_level(logging.INFO, logger="revwatch.probes.odoo")
+    fake = fake_odoo.FakeOdoo(18, queue_job=False)
+    with live_server(fake.app) as base:
+        probe = odoo_probe(base, store, schema_recheck_minutes=0)
+        assert section_up(probe.run())["queue_jobs"] == 0
+        fake.models["queue.job"] = fake_odoo.schema(18, True)["queue.job"]     # an admin installs queue_job
+        fake.tables["queue.job"] = {}
+        with fake.transaction() as tx:
+            tx.create("ir.model", model="queue.job", name="Queue Job")
+            tx.create("queue.job", uuid="u1", state="pending", date_created=fake.now, channel="root")
+        result = probe.run()
+    assert section_up(result)["queue_jobs"] == 1
+    assert samples(result)[("odoo_queue_jobs", (("state", "pending"),))] == 1
+    assert any("section queue_jobs is back" in r.getMessage() for r in caplog.records)
+
+
 def test_unknown_field_is_found_at_start_up_and_disables_its_section_only(store):
     fake = fake_odoo.FakeOdoo(17)
     del fake.models["account.move"]["invoice_origin"]              # e.g. a field renamed in another version
