@@ -124,7 +124,8 @@ class OdooProbe(Probe):
         self._memory: dict[str, dict] = {}
         self._section_state: dict[str, str] = {}       # section -> "" when up, else the last reason logged
         self._labels: dict[tuple[str, str], set[str]] = {}
-        self._currencies: dict[int, str | None] = {}
+        self._currencies: dict[int, str] = {}
+        self._currencies_loaded = False
 
     # -- persistence ------------------------------------------------------------------------------------------
     def _get(self, key: str) -> str | None:
@@ -196,20 +197,24 @@ class OdooProbe(Probe):
         return ev
 
     def currency_code(self, currency) -> str | None:
-        """ISO code of a currency given as [id, name] or a bare id (webhooks send ids); None when unknown."""
+        """ISO code of a currency given as [id, name] or a bare id (webhooks send ids); None when unknown.
+        Bare ids are looked up in the `res.currency` table loaded once (and at each schema re-check)."""
         if isinstance(currency, list):
             return m2o_name(currency)
         if not isinstance(currency, int) or isinstance(currency, bool):
             return None
-        if currency not in self._currencies:
-            try:
-                rows = self.client.search_read("res.currency", [("id", "=", currency)], ["name"],
-                                               context={"active_test": False})
-                self._currencies[currency] = rows[0]["name"] if rows else None
-            except (OdooError, httpx.HTTPError) as e:
-                log.warning("odoo probe %s: cannot read currency %s: %s", self.name, currency, e)
-                return None
-        return self._currencies[currency]
+        if currency not in self._currencies and not self._currencies_loaded:
+            self.load_currencies()
+        return self._currencies.get(currency)
+
+    def load_currencies(self) -> None:
+        try:
+            rows = self.client.search_read("res.currency", [], ["name"], context={"active_test": False})
+        except (OdooError, httpx.HTTPError) as e:
+            log.warning("odoo probe %s: cannot read currencies: %s", self.name, e)
+            return
+        self._currencies = {r["id"]: r["name"] for r in rows}
+        self._currencies_loaded = True
 
     def move_cid(self, move_id: int) -> str:
         return f"odoo:{self.settings.db}:account.move:{move_id}"
@@ -541,6 +546,7 @@ class OdooProbe(Probe):
             self.schema = check_schema(self.client, major[0], ".".join(str(x) for x in major))
             self._schema_at = time.monotonic()
             self._labels.clear()
+            self.load_currencies()
 
     def run(self) -> ProbeResult:
         out = ProbeResult()

@@ -27,8 +27,10 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from collector.events import ValidatedEvents, validate_event
+from collector.spool import SpoolFull
 from revwatch.api import ApiError, ctx_of, require
 
 from probes.odoo import EVENT_TYPES
@@ -113,7 +115,7 @@ async def odoo_webhook(probe: str, request: Request) -> dict:
     except ValueError:
         raise ApiError(400, "the body is not JSON", "body") from None
     try:
-        events = map_webhook(runner.probe, body, dt.datetime.now(dt.timezone.utc))
+        events = await run_in_threadpool(map_webhook, runner.probe, body, dt.datetime.now(dt.timezone.utc))
     except WebhookError as e:
         raise ApiError(400, str(e), e.field) from None
     v = ValidatedEvents()
@@ -122,5 +124,9 @@ async def odoo_webhook(probe: str, request: Request) -> dict:
         if row is None:
             raise ApiError(400, error or "invalid event", field)
         v.rows.append(row)
-    accepted, duplicates = ctx.services["intake"].accept_events(v) if v.rows else (0, 0)
+    try:
+        accepted, duplicates = await run_in_threadpool(ctx.services["intake"].accept_events, v) if v.rows else (0, 0)
+    except SpoolFull:        # the poller will deliver the same events later; Odoo does not retry
+        ctx.metrics.rejected_total.labels("spool_full").inc()
+        raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"})
     return {"accepted": accepted, "duplicates": duplicates, "types": [e["type"] for e in events]}
