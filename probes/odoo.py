@@ -377,6 +377,9 @@ class OdooProbe(Probe):
         major = self.client.server_version()[0]
         pay_fields = ["name", "date", "payment_reference"] + (["memo"] if major >= 18 else ["ref"])
         pays = {r["id"]: r for r in self.read("account.payment", sorted(pay_ids), pay_fields)}
+        st_ids = {m2o_id(m.get("statement_line_id")) for m in moves.values()} - {None}
+        st_lines = {r["id"]: r for r in self.read("account.bank.statement.line", sorted(st_ids),
+                                                  ["date", "payment_ref"])}
         for p in parts:
             sides = [lines.get(m2o_id(p[k])) for k in ("debit_move_id", "credit_move_id")]
             sides = [s for s in sides if s]
@@ -398,7 +401,8 @@ class OdooProbe(Probe):
             elif settle is not None:
                 st_line = m2o_id(moves[m2o_id(settle["move_id"])]["statement_line_id"])
                 cid = f"odoo:{self.settings.db}:account.bank.statement.line:{st_line}"
-                attrs.update(statement_line_id=st_line)
+                attrs.update(statement_line_id=st_line, settlement_date=st_lines.get(st_line, {}).get("date"),
+                             bank_ref=st_lines.get(st_line, {}).get("payment_ref"))
             else:
                 cid = None
             if cid:

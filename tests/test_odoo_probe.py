@@ -233,6 +233,9 @@ def test_bank_match_without_payment_is_a_reconciliation(store):
                                                     f"odoo:prod:account.move:{inv}"}
     assert all(e["occurred_at"] == stamp(fake.now + dt.timedelta(minutes=1)) and e["amount"] == "200.00"
                for e in recs)
+    bank = next(e for e in recs if "bank.statement.line" in e["correlation_id"])
+    assert bank["attributes"]["settlement_date"] == str(fake.now.date()) and bank["attributes"]["bank_ref"] == \
+        "SEPA 42" and bank["attributes"]["invoice_correlation_id"] == f"odoo:prod:account.move:{inv}"
 
 
 def test_restart_safe_cursor_moves_only_after_the_events_are_stored(store):
