@@ -87,31 +87,8 @@ def test_the_double_answers_as_recorded(path):
         same(rec["body"], r.json(), unordered=v.get("unordered", False))
 
 
-ERRORS = [p for p in VECTORS if json.loads(p.read_text())["expect"] is not None]
-GROUPINGS = [p for p in VECTORS if json.loads(p.read_text())["expect"] is None and "read_group" in p.stem]
-
-
-@pytest.mark.parametrize("path", GROUPINGS, ids=[p.stem for p in GROUPINGS])
-def test_the_client_reads_the_recorded_groups(path):
-    """read_group (16–18) and formatted_read_group (19) answers become the same rows for the probe."""
-    v = load(path)
-    rec = v["response"]
-
-    def reply(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/web/version":
-            return httpx.Response(200, json={"version_info": [v["version"], 0, 0, "final", 0, ""]})
-        return httpx.Response(rec["status"], json=rec["body"])
-    c = OdooClient("http://odoo.test", "prod", "bot", "pw", "key" if v["transport"] == "json2" else "",
-                   v["transport"], transport=httpx.MockTransport(reply))
-    c.uid = 2
-    rows = c.group("account.move", [("state", "=", "posted")], ["company_id", "currency_id"], ["amount_total"])
-    got = {(r["company_id"][1], r["currency_id"][1]): (r["__count"], r["amount_total"]) for r in rows}
-    assert got == {("Revwatch SA", "EUR"): (7, 1305.0), ("Revwatch Inc", "USD"): (1, 500.0)}
-
-
-@pytest.mark.parametrize("path", ERRORS, ids=[p.stem for p in ERRORS])
-def test_the_client_classifies_the_recorded_response(path):
-    v = load(path)
+def replaying_client(v: dict) -> OdooClient:
+    """A client whose every call gets the vector's recorded response (through an httpx mock transport)."""
     rec = v["response"]
 
     def reply(request: httpx.Request) -> httpx.Response:
@@ -125,6 +102,26 @@ def test_the_client_classifies_the_recorded_response(path):
     c = OdooClient("http://odoo.test", "prod", "bot", "pw", "key" if v["transport"] == "json2" else "",
                    v["transport"], transport=httpx.MockTransport(reply))
     c.uid = 2
+    return c
+
+
+ERRORS = [p for p in VECTORS if json.loads(p.read_text())["expect"] is not None]
+GROUPINGS = [p for p in VECTORS if json.loads(p.read_text())["expect"] is None and "read_group" in p.stem]
+
+
+@pytest.mark.parametrize("path", GROUPINGS, ids=[p.stem for p in GROUPINGS])
+def test_the_client_reads_the_recorded_groups(path):
+    """read_group (16–18) and formatted_read_group (19) answers become the same rows for the probe."""
+    c = replaying_client(load(path))
+    rows = c.group("account.move", [("state", "=", "posted")], ["company_id", "currency_id"], ["amount_total"])
+    got = {(r["company_id"][1], r["currency_id"][1]): (r["__count"], r["amount_total"]) for r in rows}
+    assert got == {("Revwatch SA", "EUR"): (7, 1305.0), ("Revwatch Inc", "USD"): (1, 500.0)}
+
+
+@pytest.mark.parametrize("path", ERRORS, ids=[p.stem for p in ERRORS])
+def test_the_client_classifies_the_recorded_response(path):
+    v = load(path)
+    c = replaying_client(v)
     with pytest.raises(OdooError) as e:
         c.search_count("account.move", [])
     for kind in ("access_error", "missing_model", "invalid_field", "auth_error", "gated"):
