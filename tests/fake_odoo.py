@@ -100,6 +100,10 @@ class MissingModel(UserError):
     pass
 
 
+class SerializationFailure(Exception):
+    """psycopg2.errors.SerializationFailure: a concurrent update of the same row (Odoo retries the request)."""
+
+
 # -- schemas per version -------------------------------------------------------------------------------------------
 def F(type_: str, string: str, **kw) -> dict:
     return {"type": type_, "string": string, "store": kw.pop("store", True), **kw}
@@ -243,6 +247,7 @@ class Transaction:
     lang: str = "en_US"
     ops: list = field(default_factory=list)
     committed: bool = False
+    snapshot: int = 0          # commits visible when it began (REPEATABLE READ snapshot)
 
     def create(self, model_name: str, /, **vals) -> int:
         model = model_name
@@ -278,6 +283,8 @@ class FakeOdoo:
         self.sequences: dict[str, itertools.count] = {}
         self.now = (now or dt.datetime.now(dt.timezone.utc)).replace(tzinfo=None)
         self.calls: list[tuple[str, str, str]] = []            # (protocol, model, method)
+        self.commits = 0
+        self.row_commit: dict[tuple[str, int], int] = {}       # row -> commit number of its last writer
         self.deprecation_warnings = 0
         self._bootstrap()
         if seed_data:
@@ -292,7 +299,7 @@ class FakeOdoo:
 
     # -- writing ------------------------------------------------------------------------------------------------
     def begin(self, at: dt.datetime | None = None, lang: str = "en_US") -> Transaction:
-        return Transaction(self, at or self.now, lang)
+        return Transaction(self, at or self.now, lang, snapshot=self.commits)
 
     @contextmanager
     def transaction(self, at: dt.datetime | None = None, lang: str = "en_US"):
@@ -301,6 +308,14 @@ class FakeOdoo:
         tx.commit()
 
     def _apply(self, tx: Transaction) -> None:
+        # REPEATABLE READ (odoo/sql_db.py): writing a row another transaction committed after our snapshot fails
+        # with a serialization error, and Odoo retries the whole request with a new transaction (a new stamp)
+        for op, model, rid, _ in tx.ops:
+            if op == "write" and self.row_commit.get((model, rid), 0) > tx.snapshot:
+                raise SerializationFailure("could not serialize access due to concurrent update")
+        self.commits += 1
+        for op, model, rid, _ in tx.ops:
+            self.row_commit[(model, rid)] = self.commits
         for op, model, rid, vals in tx.ops:
             table = self.tables[model]
             if op == "create":

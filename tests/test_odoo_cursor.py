@@ -5,10 +5,11 @@ poll's work. Property: every record version that is still current when the curso
 (id, write_date) is delivered twice — with a lookback longer than the longest transaction plus the poll interval."""
 import datetime as dt
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from probes.odoo_cursor import CursorState, WriteDateCursor, shift
-from tests.fake_odoo import FakeOdoo
+from tests.fake_odoo import FakeOdoo, SerializationFailure
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, 0)
 
@@ -142,6 +143,23 @@ def test_late_commit_behind_the_cursor_is_seen():
     assert [r["id"] for r in second.rows] == [late]
     short = WriteDateCursor(dt.timedelta(minutes=2), 100, 10).poll(first.state, search)
     assert short.rows == []                          # a lookback shorter than the transaction loses it
+
+
+def test_the_double_refuses_two_transactions_writing_one_row():
+    """Why a record's write_date only grows: the second writer of a row fails and is retried with a new stamp."""
+    fake = FakeOdoo(17, seed_data=False, now=T0)
+    with fake.transaction(T0) as tx:
+        rid = tx.create("account.move", name="x", move_type="entry", state="draft")
+    slow, fast = fake.begin(T0 + dt.timedelta(seconds=1)), fake.begin(T0 + dt.timedelta(seconds=2))
+    slow.write("account.move", rid, ref="slow")
+    fast.write("account.move", rid, ref="fast")
+    fast.commit()
+    with pytest.raises(SerializationFailure):
+        slow.commit()
+    retry = fake.begin(T0 + dt.timedelta(seconds=3))
+    retry.write("account.move", rid, ref="slow")
+    retry.commit()
+    assert fake.tables["account.move"][rid]["write_date"] == T0 + dt.timedelta(seconds=3)
 
 
 def test_state_from_the_earlier_cursor_format_is_read():
