@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import time
+from decimal import Decimal
 from typing import Callable
 
 import httpx
@@ -186,12 +187,15 @@ class OdooProbe(Probe):
 
     # -- events -------------------------------------------------------------------------------------------------
     def event(self, model: str, rid: int, what: str, typ: str, cid: str, at: dt.datetime, amount=None,
-               currency=None, **attrs) -> dict:
+              currency=None, **attrs) -> dict:
+        """One §4 event; the id is deterministic (`odoo:<db>:<model>:<id>:<what>`) so re-reads are duplicates.
+        Amounts keep Odoo's rounding (3 decimals for e.g. KWD), with at least 2 decimals."""
         ev = {"event_id": f"odoo:{self.settings.db}:{model}:{rid}:{what}", "type": typ, "correlation_id": cid,
               "occurred_at": iso(at), "source": self.settings.source,
               "attributes": {k: str(v) for k, v in attrs.items() if v not in (None, False, "", "/")}}
         if amount not in (None, False):
-            ev["amount"] = f"{float(amount):.2f}"
+            d = Decimal(str(round(float(amount), 6)))        # no float artefacts beyond Odoo's precisions
+            ev["amount"] = str(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d)
             if currency:
                 ev["currency"] = currency
         return ev
