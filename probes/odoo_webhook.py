@@ -102,11 +102,18 @@ def map_webhook(probe: "OdooProbe", body, received: dt.datetime) -> list[dict]:
 # -- the route ------------------------------------------------------------------------------------------------------
 
 
+def app_service(ctx, name: str):
+    """`ctx.<name>` (the typed AppContext attribute on main) or `ctx.services[name]` (the dict this branch began
+    with) — so the route works on either side of that change."""
+    value = getattr(ctx, name, None)
+    return value if value is not None else ctx.services.get(name)
+
+
 @router.post("/api/v1/odoo/{probe}/webhook", dependencies=[Depends(require("ingest", query_key="key"))])
 async def odoo_webhook(probe: str, request: Request) -> dict:
     """One Odoo webhook notification → canonical events through the collector's intake (deduplicated)."""
     ctx = ctx_of(request)
-    service = ctx.services.get("probes")
+    service = app_service(ctx, "probes")
     runner = service.runners.get(probe) if service else None
     if runner is None or runner.probe.type != "odoo":
         raise ApiError(404, f"no Odoo probe named {probe!r} is configured", "probe")
@@ -125,7 +132,7 @@ async def odoo_webhook(probe: str, request: Request) -> dict:
             raise ApiError(400, error or "invalid event", field)
         v.rows.append(row)
     try:
-        accepted, duplicates = await run_in_threadpool(ctx.services["intake"].accept_events, v) if v.rows else (0, 0)
+        accepted, duplicates = await run_in_threadpool(app_service(ctx, "intake").accept_events, v) if v.rows else (0, 0)
     except SpoolFull:        # the poller will deliver the same events later; Odoo does not retry
         ctx.metrics.rejected_total.labels("spool_full").inc()
         raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"})
