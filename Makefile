@@ -32,7 +32,7 @@ test: install-test prometheus
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python bench/ingest.py && $(BIN)/python bench/lookup.py && $(BIN)/python bench/slo_eval.py
+	$(BIN)/python bench/ingest.py && $(BIN)/python bench/lookup.py && $(BIN)/python bench/slo_eval.py && $(BIN)/python bench/odoo_cursor.py
 
 clean:
 	rm -rf $(VENV) .revwatch *.egg-info

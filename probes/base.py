@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -34,6 +34,15 @@ class ProbeResult:
     samples: list[Sample] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)      # business events in the §4 shape
     notes: list[str] = field(default_factory=list)        # e.g. "queue.job not readable: needs group …"
+    # run once the events are safely stored (e.g. a cursor's new position): a run whose events are lost
+    # (crash, spool full) must be read again, so incremental state moves only after hand-over
+    on_stored: list[Callable[[], None]] = field(default_factory=list)
+
+    def commit(self) -> None:
+        """The events are stored: let the probe persist what depends on it."""
+        for fn in self.on_stored:
+            fn()
+        self.on_stored.clear()
 
 
 class ProbeConfigError(ValueError):

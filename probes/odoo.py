@@ -1,31 +1,60 @@
-"""The Odoo probe: business events and gauges read from Odoo's external API.
+"""The Odoo probe: business events and gauges read from Odoo 16–19's external API, in sections that degrade alone.
 
-Incremental polling: each model is read with a cursor on `write_date` — rows of a later second, or of the
-cursor's second whose ids were not yet seen, ordered `write_date asc, id asc` — so rows committed in the same
-second are neither lost nor repeated (even one committed late into a second already read), and the cursor lives
-in the store (restart-safe). Events get deterministic ids
-(`odoo:<db>:<model>:<id>:<what>`), so a re-poll after a crash is a duplicate the collector drops.
+Sections (see `probes.odoo_schema.requirements` for the fields each reads on each version): invoices,
+posting_time, payments, reconciliation, settlements, receivables, subscriptions, crons, queue_jobs. Each run
+reports `section_up{section}` 1/0 per section; a missing model (checked in `ir.model` at start-up), an unknown field
+(checked with `fields_get`), an access error or any other Odoo error disables that section only, with one log line
+when its state changes, and the run goes on. Only a transport failure or rejected credentials fail the run.
 
-Posting time: account.move has no "posted at" field. The probe takes the `write_date` of the first poll that sees
-`state = posted` as the posting time; an invoice edited after posting but before revwatch first saw it is dated
-by that later edit (the tracked-state history in mail.tracking.value is not read).
+Events (DESIGN §4) have deterministic ids `odoo:<db>:<model>:<id>:<what>`, so re-reading is harmless:
+* invoices: correlation id is the move itself, `odoo:<db>:account.move:<id>` — a draft has no number ('/') and no
+  payment_reference (both set by `_post`, addons/account/models/account_move.py), so created and posted of one
+  invoice are one journey; `invoice_ref` (name), `payment_reference` and `invoice_origin` are attributes.
+* posting time: from `mail.tracking.value` on `state` (the first value whose label, compared through `fields_get`
+  in every active language, is the posted state; `field` on 16, `field_id` on 17+) — attribute
+  `posted_at_precision=exact`. Without it (the user may not read tracking values: base.group_system only), the
+  posting is dated by the `write_date` of the poll that first sees it posted, flagged `posted_at_precision=poll`
+  with `posted_after` = the previous poll; an invoice already posted before the first poll gets no lag at all: one
+  `invoice.observed` event (`posted_at_precision=before_first_poll`) instead of created/posted.
+* payments: correlation id from `correlation_fields` (the gateway's reference), else `odoo:<db>:account.payment:<id>`.
+  Posted = move posted on 16/17 (the payment `_inherits` its move: posting bumps the move's write_date only, so the
+  moves of payments are polled too), state `in_process`/`paid` on 18+.
+* reconciliation: each `account.partial.reconcile` gives `payment.reconciled` at its create time, for the payment
+  (or the bank statement line when no payment is involved) and for the invoice it settles.
 
-Versions: payments have their own state from 18 (`in_process`, `paid`; may have no journal entry) while on 16/17
-a payment's state is its move's; subscriptions use `stage_category` on 16 and `subscription_state` on 17+;
-aggregation is `read_group` on 16–18 and `formatted_read_group` on 19. `queue.job` (OCA queue_job) is readable
-only by its manager group: an AccessError is reported as a note, the rest of the probe goes on.
+Incremental reads use `probes.odoo_cursor.WriteDateCursor` (no stall, no loss, restart-safe); cursors and the
+per-stream memory move only once the run's events are stored (`ProbeResult.on_stored`).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import time
+from decimal import Decimal
+from typing import Callable
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Probe, ProbeResult, Sample
 from probes.odoo_client import OdooClient, OdooError
+from probes.odoo_cursor import CursorState, WriteDateCursor
+from probes.odoo_schema import SchemaReport, check_schema
 
+log = logging.getLogger("revwatch.probes.odoo")
 ODOO_DT = "%Y-%m-%d %H:%M:%S"
+INVOICE_TYPES = ["out_invoice", "out_refund"]
+# canonical types per record kind (DESIGN §4); a customer credit note (out_refund) is "issued" when posted
+EVENT_TYPES = {
+    "invoice": {"created": "invoice.created", "posted": "invoice.posted", "observed": "invoice.observed",
+                "cancelled": "invoice.cancelled"},
+    "credit_note": {"created": "credit_note.created", "posted": "credit_note.issued",
+                    "observed": "credit_note.observed", "cancelled": "credit_note.cancelled"},
+    "payment": {"created": "payment.created", "posted": "payment.posted", "observed": "payment.observed"},
+}
+SECTIONS = ("invoices", "payments", "reconciliation", "settlements", "receivables", "subscriptions", "crons",
+            "queue_jobs")
 
 
 def odoo_time(value) -> dt.datetime | None:
@@ -35,8 +64,31 @@ def odoo_time(value) -> dt.datetime | None:
     return dt.datetime.strptime(value[:19], ODOO_DT).replace(tzinfo=dt.timezone.utc)
 
 
+def odoo_date(value) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.strptime(value[:10], "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+
+
 def iso(t: dt.datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
+
+
+def m2o_id(value) -> int | None:
+    return value[0] if isinstance(value, list) and value else None
+
+
+def m2o_name(value) -> str | None:
+    return value[1] if isinstance(value, list) and len(value) == 2 else None
+
+
+def chunks(ids: list, n: int):
+    for i in range(0, len(ids), n):
+        yield ids[i:i + n]
+
+
+class SectionDown(Exception):
+    """A section cannot run (reason in the message)."""
 
 
 class OdooProbe(Probe):
@@ -50,169 +102,466 @@ class OdooProbe(Probe):
         password: str = ""
         api_key: str = ""
         protocol: str = Field("auto", pattern="^(auto|jsonrpc|xmlrpc|json2)$")
-        correlation_fields: list[str] = ["payment_reference", "ref", "invoice_origin", "memo", "name"]
+        correlation_fields: list[str] = ["payment_reference", "memo", "ref"]   # payments: the gateway's reference
+        lookback_minutes: float = Field(20, ge=0)       # > longest Odoo transaction + poll interval
         page_size: int = Field(500, ge=1, le=10000)
         max_pages: int = Field(20, ge=1)
+        backfill_days: float | None = Field(None, gt=0)  # first run reads changes of the last N days (None: all)
         draft_invoice_age_hours: float = 24
         cron_grace_minutes: float = 30
+        stuck_enqueued_minutes: float | None = None     # OCA default: 1 min on 16, 5 min on 17/18
+        stuck_started_minutes: float = 0                # 0: not checked (OCA default on 17/18)
+        aging_days: list[int] = [1, 7, 30]
+        schema_recheck_minutes: float = 60
         source: str = "odoo"
 
     def __init__(self, name, settings, state=None):
         super().__init__(name, settings, state)
         s = settings
         self.client = OdooClient(s.url, s.db, s.login, s.password, s.api_key, s.protocol)
+        self.schema: SchemaReport | None = None
+        self._schema_at = 0.0
+        self._cursors: dict[str, CursorState] = {}
+        self._memory: dict[str, dict] = {}
+        self._section_state: dict[str, str] = {}       # section -> "" when up, else the last reason logged
+        self._labels: dict[tuple[str, str], set[str]] = {}
+        self._currencies: dict[int, str] = {}
+        self._currencies_loaded = False
 
-    # -- cursors --------------------------------------------------------------------------------------------
-    def _cursor_key(self, model: str) -> str:
-        return f"probe:{self.name}:{model}:cursor"
+    # -- persistence ------------------------------------------------------------------------------------------
+    def _get(self, key: str) -> str | None:
+        return self.state.get_state(f"probe:{self.name}:{key}") if self.state else None
 
-    def _load_cursor(self, model: str) -> dict:
-        raw = self.state.get_state(self._cursor_key(model)) if self.state else None
-        return json.loads(raw) if raw else {"ts": "1970-01-01 00:00:00", "ids": []}
-
-    def _save_cursor(self, model: str, cursor: dict) -> None:
+    def _put(self, key: str, value: str) -> None:
         if self.state:
-            self.state.put_state(self._cursor_key(model), json.dumps(cursor))
+            self.state.put_state(f"probe:{self.name}:{key}", value)
 
-    def poll(self, model: str, domain: list, fields: list[str]) -> list[dict]:
-        """Records of `model` changed since the stored cursor (keyset on write_date, id), oldest first."""
-        cursor = self._load_cursor(model)
-        seen_at_ts = set(cursor["ids"])
-        out: list[dict] = []
-        fields = sorted(set(fields) | {"id", "write_date"})
-        for _ in range(self.settings.max_pages):
-            # later second, or the cursor's second but not yet seen: exact even for rows committed late into a
-            # second already read (a strict (write_date, id) keyset would skip a lower id arriving later)
-            keyset = ["|", ("write_date", ">", cursor["ts"]), "&", ("write_date", "=", cursor["ts"]),
-                      ("id", "not in", sorted(seen_at_ts))]
-            page = self.client.search_read(model, keyset + list(domain), fields,
-                                           order="write_date asc, id asc", limit=self.settings.page_size)
-            out += page
-            if page:
-                last = page[-1]["write_date"]
-                same = {r["id"] for r in page if r["write_date"] == last}
-                seen_at_ts = (seen_at_ts | same) if last == cursor["ts"] else same
-                cursor = {"ts": last, "ids": sorted(seen_at_ts)}
-            if len(page) < self.settings.page_size:
-                break
-        self._save_cursor(model, cursor)
-        return out
+    def _cursor_state(self, stream: str) -> CursorState:
+        if stream not in self._cursors:
+            self._cursors[stream] = CursorState.from_json(self._get(f"{stream}:cursor"))
+        return self._cursors[stream]
 
-    # -- event derivation -----------------------------------------------------------------------------------
-    def _cid(self, rec: dict) -> str:
-        for f in self.settings.correlation_fields:
-            v = rec.get(f)
-            if v:
-                return str(v)
-        return f"odoo:{rec.get('id')}"
+    def _stream_memory(self, stream: str, now: dt.datetime) -> dict:
+        """Per stream: when monitoring began, drafts seen open (to date their posting) and the last poll."""
+        if stream not in self._memory:
+            raw = self._get(f"{stream}:memory")
+            self._memory[stream] = json.loads(raw) if raw else {"monitor_start": iso(now), "open": [],
+                                                                "last_poll": None}
+        m = self._memory[stream]
+        return {"monitor_start": m["monitor_start"], "open": set(m["open"]), "last_poll": m["last_poll"]}
 
-    def _event(self, model: str, rec: dict, what: str, typ: str, at: dt.datetime, amount=None, currency=None,
-               **attrs) -> dict:
-        ev = {"event_id": f"odoo:{self.settings.db}:{model}:{rec['id']}:{what}", "type": typ,
-              "correlation_id": self._cid(rec), "occurred_at": iso(at), "source": self.settings.source,
-              "attributes": {k: str(v) for k, v in attrs.items() if v not in (None, False, "")}}
+    def _commit_later(self, out: ProbeResult, fn: Callable[[], None]) -> None:
+        out.on_stored.append(fn)
+
+    # -- incremental reads ------------------------------------------------------------------------------------
+    def poll(self, out: ProbeResult, stream: str, model: str, domain: list, fields: list[str]) -> list[dict]:
+        """Rows of `model` (under `domain`) new or changed since the committed cursor, with `fields`, oldest first."""
+        s = self.settings
+        start = "1970-01-01 00:00:00"
+        if s.backfill_days:
+            start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=s.backfill_days)).strftime(ODOO_DT)
+        cursor = WriteDateCursor(dt.timedelta(minutes=s.lookback_minutes), s.page_size, s.max_pages, start)
+
+        def search(d: list, order: str, limit: int) -> list[dict]:
+            return self.client.search_read(model, d + list(domain), ["id", "write_date"], order=order, limit=limit)
+        outcome = cursor.poll(self._cursor_state(stream), search)
+        rows = self.read(model, [r["id"] for r in outcome.rows], fields)
+        out.samples.append(Sample("odoo_cursor_behind", 0 if outcome.complete else 1, {"stream": stream}))
+        if not outcome.complete:
+            out.notes.append(f"{stream}: {outcome.pages} pages read, the scan goes on next run "
+                             f"(raise page_size/max_pages if this persists)")
+
+        def commit() -> None:
+            self._cursors[stream] = outcome.state
+            self._put(f"{stream}:cursor", outcome.state.to_json())
+        self._commit_later(out, commit)
+        return rows
+
+    def read(self, model: str, ids: list[int], fields: list[str]) -> list[dict]:
+        """Full records by id, oldest change first (search_read: one call per page, no capped reads)."""
+        fields = sorted(set(fields) | {"write_date"})
+        rows: list[dict] = []
+        for part in chunks(sorted(set(ids)), self.settings.page_size):
+            rows += self.client.search_read(model, [("id", "in", part)], fields, order="write_date asc, id asc")
+        return sorted(rows, key=lambda r: (r.get("write_date") or "", r["id"]))
+
+    # -- events -------------------------------------------------------------------------------------------------
+    def event(self, model: str, rid: int, what: str, typ: str, cid: str, at: dt.datetime, amount=None,
+              currency=None, **attrs) -> dict:
+        """One §4 event; the id is deterministic (`odoo:<db>:<model>:<id>:<what>`) so re-reads are duplicates.
+        Amounts keep Odoo's rounding (3 decimals for e.g. KWD), with at least 2 decimals."""
+        ev = {"event_id": f"odoo:{self.settings.db}:{model}:{rid}:{what}", "type": typ, "correlation_id": cid,
+              "occurred_at": iso(at), "source": self.settings.source,
+              "attributes": {k: str(v) for k, v in attrs.items() if v not in (None, False, "", "/")}}
         if amount not in (None, False):
-            ev["amount"] = f"{float(amount):.2f}"
+            d = Decimal(str(round(float(amount), 6)))        # no float artefacts beyond Odoo's precisions
+            ev["amount"] = str(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d)
             if currency:
                 ev["currency"] = currency
         return ev
 
-    @staticmethod
-    def _m2o_name(value) -> str | None:
-        return value[1] if isinstance(value, list) and len(value) == 2 else None
+    def currency_code(self, currency) -> str | None:
+        """ISO code of a currency given as [id, name] or a bare id (webhooks send ids); None when unknown.
+        Bare ids are looked up in the `res.currency` table loaded once (and at each schema re-check)."""
+        if isinstance(currency, list):
+            return m2o_name(currency)
+        if not isinstance(currency, int) or isinstance(currency, bool):
+            return None
+        if currency not in self._currencies and not self._currencies_loaded:
+            self.load_currencies()
+        return self._currencies.get(currency)
 
-    def invoices(self, out: ProbeResult) -> None:
-        recs = self.poll("account.move", [("move_type", "in", ["out_invoice", "out_refund"])],
-                         ["name", "state", "move_type", "create_date", "amount_total", "currency_id", "partner_id",
-                          "ref", "payment_reference", "invoice_origin", "payment_state"])
+    def load_currencies(self) -> None:
+        try:
+            rows = self.client.search_read("res.currency", [], ["name"], context={"active_test": False})
+        except (OdooError, httpx.HTTPError) as e:
+            log.warning("odoo probe %s: cannot read currencies: %s", self.name, e)
+            return
+        self._currencies = {r["id"]: r["name"] for r in rows}
+        self._currencies_loaded = True
+
+    def move_cid(self, move_id: int) -> str:
+        return f"odoo:{self.settings.db}:account.move:{move_id}"
+
+    def payment_cid(self, rec: dict) -> str:
+        for f in self.settings.correlation_fields:
+            v = rec.get(f)
+            if v and v != "/":
+                return str(v)
+        return f"odoo:{self.settings.db}:account.payment:{rec['id']}"
+
+    def posted_labels(self, model: str, values: set[str]) -> set[str]:
+        """Labels of the `values` of `model.state` in every active language (tracking values store labels)."""
+        key = (model, ",".join(sorted(values)))
+        if key not in self._labels:
+            langs = [r["code"] for r in self.client.search_read("res.lang", [("active", "=", True)], ["code"])]
+            labels = set()
+            for lang in langs[:20] or ["en_US"]:
+                sel = self.client.fields_get(model, ["state"], ["selection"], lang=lang).get("state", {})
+                labels |= {label for value, label in sel.get("selection", []) if value in values}
+            self._labels[key] = labels
+        return self._labels[key]
+
+    def posting_times(self, out: ProbeResult, model: str, ids: list[int], values: set[str]) -> dict[int, dt.datetime]:
+        """When each record first entered one of `values` of `state`, from mail.tracking.value; {} when the user
+        may not read tracking values (section posting_time down) — callers then date postings by poll."""
+        if not ids:
+            return {}
+
+        def lookup() -> dict[int, dt.datetime]:
+            link = "field" if self.client.server_version()[0] == 16 else "field_id"
+            labels = sorted(self.posted_labels(model, values))
+            first: dict[int, dt.datetime] = {}
+            for part in chunks(sorted(set(ids)), self.settings.page_size):
+                tracks = self.client.search_read("mail.tracking.value", [
+                    (f"{link}.name", "=", "state"), (f"{link}.model", "=", model),
+                    ("mail_message_id.model", "=", model), ("mail_message_id.res_id", "in", part),
+                    ("new_value_char", "in", labels)], ["mail_message_id", "create_date"], order="id asc")
+                msg_ids = sorted({m2o_id(t["mail_message_id"]) for t in tracks if t["mail_message_id"]})
+                res = {m["id"]: m["res_id"] for m in self.client.search_read(
+                    "mail.message", [("id", "in", msg_ids)], ["res_id"])} if msg_ids else {}
+                for t in tracks:
+                    rid, at = res.get(m2o_id(t["mail_message_id"])), odoo_time(t["create_date"])
+                    if rid and at and (rid not in first or at < first[rid]):
+                        first[rid] = at
+            return first
+        return self.section(out, "posting_time", lookup) or {}
+
+    def _posting(self, out, kind: str, model: str, rec: dict, cid: str, created: dt.datetime | None,
+                 posted: bool, exact: dt.datetime | None, mem: dict, amount, currency, **attrs) -> None:
+        """created / posted / observed events of one record version (see the module docstring)."""
+        rid, types = rec["id"], EVENT_TYPES[kind]
+        wd = odoo_time(rec["write_date"])
+        created = created or wd
+
+        def emit(what: str, at: dt.datetime, **extra) -> None:
+            out.events.append(self.event(model, rid, what, types[what], cid, at, amount, currency,
+                                         **extra, **attrs))
+        if not posted:
+            emit("created", created)
+            mem["open"].add(rid)
+            return
+        monitor_start = dt.datetime.fromisoformat(mem["monitor_start"].replace("Z", "+00:00"))
+        if exact is not None:
+            emit("created", created)
+            emit("posted", exact, posted_at_precision="exact")
+        elif rid in mem["open"] or created >= monitor_start:
+            emit("created", created)
+            emit("posted", wd, posted_at_precision="poll", posted_after=mem["last_poll"])
+        else:
+            emit("observed", wd, posted_at_precision="before_first_poll")
+        mem["open"].discard(rid)
+
+    def _remember(self, out: ProbeResult, stream: str, mem: dict, now: dt.datetime) -> None:
+        snapshot = {"monitor_start": mem["monitor_start"], "open": sorted(mem["open"]), "last_poll": iso(now)}
+
+        def commit() -> None:
+            self._memory[stream] = snapshot
+            self._put(f"{stream}:memory", json.dumps(snapshot))
+        self._commit_later(out, commit)
+
+    # -- sections: events ---------------------------------------------------------------------------------------
+    def invoices(self, out: ProbeResult, now: dt.datetime) -> None:
+        mem = self._stream_memory("invoices", now)
+        recs = self.poll(out, "account.move", "account.move", [("move_type", "in", INVOICE_TYPES)],
+                         ["name", "state", "move_type", "create_date", "amount_total", "currency_id", "company_id",
+                          "partner_id", "ref", "payment_reference", "invoice_origin", "payment_state"])
+        posted = [r["id"] for r in recs if r.get("state") == "posted"]
+        times = self.posting_times(out, "account.move", posted, {"posted"})
         for r in recs:
-            attrs = {"invoice_ref": r.get("name") or None, "partner": self._m2o_name(r.get("partner_id")),
-                     "payment_state": r.get("payment_state"), "odoo_id": r["id"]}
-            cur = self._m2o_name(r.get("currency_id"))
-            created = odoo_time(r.get("create_date")) or odoo_time(r["write_date"])
-            out.events.append(self._event("account.move", r, "created", "invoice.created", created,
-                                          r.get("amount_total"), cur, **attrs))
-            if r.get("state") == "posted":
-                out.events.append(self._event("account.move", r, "posted", "invoice.posted",
-                                              odoo_time(r["write_date"]), r.get("amount_total"), cur, **attrs))
+            attrs = {"invoice_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
+                     "invoice_origin": r.get("invoice_origin"), "ref": r.get("ref"),
+                     "partner": m2o_name(r.get("partner_id")), "company": m2o_name(r.get("company_id")),
+                     "payment_state": r.get("payment_state"), "move_type": r.get("move_type"), "odoo_id": r["id"]}
+            cid, cur = self.move_cid(r["id"]), m2o_name(r.get("currency_id"))
+            kind = "credit_note" if r.get("move_type") == "out_refund" else "invoice"
+            if r.get("state") == "cancel":
+                mem["open"].discard(r["id"])
+                out.events.append(self.event("account.move", r["id"], "cancelled", EVENT_TYPES[kind]["cancelled"],
+                                             cid, odoo_time(r["write_date"]), r.get("amount_total"), cur, **attrs))
+                continue
+            self._posting(out, kind, "account.move", r, cid, odoo_time(r.get("create_date")),
+                          r.get("state") == "posted", times.get(r["id"]), mem, r.get("amount_total"), cur, **attrs)
+        self._remember(out, "invoices", mem, now)
 
-    def payments(self, out: ProbeResult) -> None:
+    def payments(self, out: ProbeResult, now: dt.datetime) -> None:
         major = self.client.server_version()[0]
-        fields = ["name", "state", "amount", "currency_id", "partner_id", "payment_type", "is_reconciled",
-                  "is_matched", "payment_reference"] + (["memo"] if major >= 18 else ["ref"])
-        recs = self.poll("account.payment", [("payment_type", "=", "inbound")], fields)
+        mem = self._stream_memory("payments", now)
+        fields = ["name", "state", "amount", "currency_id", "company_id", "partner_id", "payment_type",
+                  "is_reconciled", "is_matched", "payment_reference", "move_id", "date", "create_date"] + \
+                 (["memo"] if major >= 18 else ["ref"])
+        recs = {r["id"]: r for r in self.poll(out, "account.payment", "account.payment",
+                                              [("payment_type", "=", "inbound")], fields)}
+        if major < 18:           # posting changes the payment's move, not the payment (_inherits)
+            moves = self.poll(out, "account.move#payments", "account.move", [("payment_id", "!=", False)],
+                              ["payment_id", "state"])
+            extra = [m2o_id(m["payment_id"]) for m in moves if m2o_id(m["payment_id"]) not in recs]
+            for r in self.read("account.payment", [i for i in extra if i], fields):
+                if r.get("payment_type") == "inbound":
+                    recs[r["id"]] = r
+            # the payment's last change is its move's when the move changed later (posting, cancelling)
+            move_wd = {m["id"]: m["write_date"] for m in self.read(
+                "account.move", [m2o_id(r["move_id"]) for r in recs.values() if r.get("move_id")], ["id"])}
+            for r in recs.values():
+                r["write_date"] = max(r["write_date"], move_wd.get(m2o_id(r.get("move_id")), ""))
         posted_states = {"in_process", "paid"} if major >= 18 else {"posted"}
-        for r in recs:
-            cur = self._m2o_name(r.get("currency_id"))
-            attrs = {"payment_ref": r.get("name") or None, "partner": self._m2o_name(r.get("partner_id")),
-                     "odoo_id": r["id"]}
-            at = odoo_time(r["write_date"])
-            if r.get("state") in posted_states:
-                out.events.append(self._event("account.payment", r, "posted", "payment.posted", at, r.get("amount"),
-                                              cur, **attrs))
-            if r.get("is_reconciled") or (major >= 18 and r.get("state") == "paid"):
-                out.events.append(self._event("account.payment", r, "reconciled", "payment.reconciled", at,
-                                              r.get("amount"), cur, **attrs))
+        posted = [r for r in recs.values() if r.get("state") in posted_states]
+        if major >= 18:
+            times = self.posting_times(out, "account.payment", [r["id"] for r in posted], posted_states)
+        else:
+            by_move = self.posting_times(out, "account.move", [m2o_id(r["move_id"]) for r in posted
+                                                                if r.get("move_id")], {"posted"})
+            times = {r["id"]: by_move[m2o_id(r["move_id"])] for r in posted if m2o_id(r.get("move_id")) in by_move}
+        for r in sorted(recs.values(), key=lambda r: (r["write_date"], r["id"])):
+            if r.get("state") in ("cancel", "canceled", "rejected"):
+                mem["open"].discard(r["id"])
+                continue
+            attrs = {"payment_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
+                     "memo": r.get("memo") or r.get("ref"), "partner": m2o_name(r.get("partner_id")),
+                     "company": m2o_name(r.get("company_id")), "payment_date": r.get("date"),
+                     "is_matched": r.get("is_matched"), "odoo_id": r["id"]}
+            self._posting(out, "payment", "account.payment", r, self.payment_cid(r), odoo_time(r.get("create_date")),
+                          r.get("state") in posted_states, times.get(r["id"]), mem, r.get("amount"),
+                          m2o_name(r.get("currency_id")), **attrs)
+        self._remember(out, "payments", mem, now)
 
-    # -- gauges ---------------------------------------------------------------------------------------------
-    def gauges(self, out: ProbeResult, now: dt.datetime) -> None:
-        c, s = self.client, self.settings
+    def reconciliation(self, out: ProbeResult, now: dt.datetime) -> None:
+        """payment.reconciled per partial reconciliation, for the settling side and for the invoice."""
+        parts = self.poll(out, "account.partial.reconcile", "account.partial.reconcile", [],
+                          ["debit_move_id", "credit_move_id", "amount", "max_date", "company_id",
+                           "company_currency_id", "create_date"])
+        if not parts:
+            return
+        line_ids = {m2o_id(p[k]) for p in parts for k in ("debit_move_id", "credit_move_id")} - {None}
+        lines = {r["id"]: r for r in self.read("account.move.line", sorted(line_ids), ["move_id", "payment_id"])}
+        move_ids = {m2o_id(r["move_id"]) for r in lines.values()} - {None}
+        moves = {r["id"]: r for r in self.read("account.move", sorted(move_ids),
+                                               ["name", "move_type", "statement_line_id", "payment_reference"])}
+        pay_ids = {m2o_id(r["payment_id"]) for r in lines.values()} - {None}
+        major = self.client.server_version()[0]
+        pay_fields = ["name", "date", "payment_reference"] + (["memo"] if major >= 18 else ["ref"])
+        pays = {r["id"]: r for r in self.read("account.payment", sorted(pay_ids), pay_fields)}
+        st_ids = {m2o_id(m.get("statement_line_id")) for m in moves.values()} - {None}
+        st_lines = {r["id"]: r for r in self.read("account.bank.statement.line", sorted(st_ids),
+                                                  ["date", "payment_ref"])}
+        for p in parts:
+            sides = [lines.get(m2o_id(p[k])) for k in ("debit_move_id", "credit_move_id")]
+            sides = [s for s in sides if s]
+            settle = next((s for s in sides if m2o_id(s.get("payment_id")) in pays), None)
+            if settle is None:
+                settle = next((s for s in sides if moves.get(m2o_id(s["move_id"]), {}).get("statement_line_id")),
+                              None)
+            invoice = next((moves[m2o_id(s["move_id"])] for s in sides if s is not settle
+                            and moves.get(m2o_id(s["move_id"]), {}).get("move_type") in INVOICE_TYPES), None)
+            at = odoo_time(p.get("create_date")) or odoo_time(p["write_date"])
+            cur = m2o_name(p.get("company_currency_id"))
+            attrs = {"max_date": p.get("max_date"), "company": m2o_name(p.get("company_id")), "partial_id": p["id"]}
+            if invoice:
+                attrs.update(invoice_ref=invoice.get("name"), invoice_correlation_id=self.move_cid(invoice["id"]))
+            if settle is not None and m2o_id(settle.get("payment_id")) in pays:
+                pay = pays[m2o_id(settle["payment_id"])]
+                cid = self.payment_cid(pay)
+                attrs.update(payment_ref=pay.get("name"), payment_date=pay.get("date"))
+            elif settle is not None:
+                st_line = m2o_id(moves[m2o_id(settle["move_id"])]["statement_line_id"])
+                cid = f"odoo:{self.settings.db}:account.bank.statement.line:{st_line}"
+                attrs.update(statement_line_id=st_line, settlement_date=st_lines.get(st_line, {}).get("date"),
+                             bank_ref=st_lines.get(st_line, {}).get("payment_ref"))
+            else:
+                cid = None
+            if cid:
+                out.events.append(self.event("account.partial.reconcile", p["id"], "reconciled",
+                                             "payment.reconciled", cid, at, p.get("amount"), cur, **attrs))
+            if invoice:
+                out.events.append(self.event("account.partial.reconcile", p["id"], "invoice",
+                                             "payment.reconciled", self.move_cid(invoice["id"]), at, p.get("amount"),
+                                             cur, settled_by=cid, **attrs))
+
+    # -- sections: gauges ---------------------------------------------------------------------------------------
+    def _per_company_currency(self, out: ProbeResult, model: str, domain: list, amount_field: str, count_name: str,
+                              amount_name: str) -> None:
+        for row in self.client.group(model, domain, ["company_id", "currency_id"], [amount_field]):
+            labels = {"company": m2o_name(row["company_id"]) or "", "currency": m2o_name(row["currency_id"]) or ""}
+            out.samples.append(Sample(count_name, row["__count"], labels))
+            out.samples.append(Sample(amount_name, round(float(row[amount_field] or 0), 2), labels))
+
+    def _aging(self, out: ProbeResult, model: str, domain: list, date_field: str, name: str,
+               now: dt.datetime) -> None:
+        """Counts per age bucket (`le_days`) plus the oldest age, on a date field."""
+        edges = sorted(set(self.settings.aging_days))
+        prev = None
+        for days in edges + [None]:
+            d = list(domain)
+            if days is not None:
+                d.append((date_field, ">", (now - dt.timedelta(days=days)).strftime("%Y-%m-%d")))
+            if prev is not None:
+                d.append((date_field, "<=", (now - dt.timedelta(days=prev)).strftime("%Y-%m-%d")))
+            out.samples.append(Sample(name, self.client.search_count(model, d),
+                                      {"le_days": str(days) if days is not None else "+Inf"}))
+            prev = days
+        oldest = self.client.search_read(model, domain, [date_field], order=f"{date_field} asc, id asc", limit=1)
+        age = (now - odoo_date(oldest[0][date_field])).total_seconds() if oldest and oldest[0][date_field] else 0
+        out.samples.append(Sample(f"{name}_oldest_age_seconds", age))
+
+    def settlements(self, out: ProbeResult, now: dt.datetime) -> None:
+        """Money received but not matched: payments not matched with a bank line, unreconciled statement lines."""
+        major = self.client.server_version()[0]
+        unmatched = ([("state", "=", "in_process")] if major >= 18 else
+                     [("state", "=", "posted"), ("is_matched", "=", False)])
+        unmatched = [("payment_type", "=", "inbound")] + unmatched
+        self._per_company_currency(out, "account.payment", unmatched, "amount", "odoo_unmatched_payments",
+                                   "odoo_unmatched_payments_amount")
+        self._aging(out, "account.payment", unmatched, "date", "odoo_unmatched_payments_aged", now)
+        lines = [("is_reconciled", "=", False)]
+        self._per_company_currency(out, "account.bank.statement.line", lines, "amount_residual",
+                                   "odoo_unreconciled_lines", "odoo_unreconciled_amount")
+        self._aging(out, "account.bank.statement.line", lines, "date", "odoo_unreconciled_lines_aged", now)
+
+    def receivables(self, out: ProbeResult, now: dt.datetime) -> None:
+        s = self.settings
+        open_ = [("move_type", "=", "out_invoice"), ("state", "=", "posted"),
+                 ("payment_state", "in", ["not_paid", "partial"])]
+        self._per_company_currency(out, "account.move", open_, "amount_residual", "odoo_receivables_open",
+                                   "odoo_receivables_amount")
         old = (now - dt.timedelta(hours=s.draft_invoice_age_hours)).strftime(ODOO_DT)
-        out.samples.append(Sample("odoo_draft_invoices_old", c.search_count(
+        out.samples.append(Sample("odoo_draft_invoices_old", self.client.search_count(
             "account.move", [("move_type", "=", "out_invoice"), ("state", "=", "draft"), ("create_date", "<", old)]),
             {"older_than_hours": f"{s.draft_invoice_age_hours:g}"}))
-        lines = c.search_read("account.bank.statement.line", [("is_reconciled", "=", False)],
-                              ["amount", "date"], order="date asc", limit=10000)
-        out.samples.append(Sample("odoo_unreconciled_lines", len(lines)))
-        out.samples.append(Sample("odoo_unreconciled_amount", round(sum(abs(x["amount"]) for x in lines), 2)))
-        if lines:
-            oldest = dt.datetime.strptime(lines[0]["date"], "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
-            out.samples.append(Sample("odoo_unreconciled_oldest_age_seconds", (now - oldest).total_seconds()))
-        major = c.server_version()[0]
-        today = now.strftime("%Y-%m-%d")
-        active = ([("stage_category", "=", "progress")] if major == 16 else
+
+    def subscriptions(self, out: ProbeResult, now: dt.datetime) -> None:
+        active = ([("stage_category", "=", "progress")] if self.client.server_version()[0] == 16 else
                   [("subscription_state", "in", ["3_progress", "4_paused"])])
-        try:
-            out.samples.append(Sample("odoo_subscriptions_overdue_invoicing", c.search_count(
-                "sale.order", [("is_subscription", "=", True), ("next_invoice_date", "<", today)] + active)))
-        except OdooError as e:
-            out.notes.append(f"subscriptions not readable ({e.name}): is sale_subscription installed?")
-        late = (now - dt.timedelta(minutes=s.cron_grace_minutes)).strftime(ODOO_DT)
-        crons = c.search_read("ir.cron", [("active", "=", True), ("nextcall", "<", late)], ["nextcall", "cron_name"],
-                              order="nextcall asc", limit=100)
-        out.samples.append(Sample("odoo_cron_late", len(crons)))
-        if crons:
-            out.samples.append(Sample("odoo_cron_max_lateness_seconds",
-                                      (now - odoo_time(crons[0]["nextcall"])).total_seconds()))
-        self.queue_jobs(out, now)
+        out.samples.append(Sample("odoo_subscriptions_overdue_invoicing", self.client.search_count(
+            "sale.order", [("is_subscription", "=", True), ("next_invoice_date", "<", now.strftime("%Y-%m-%d"))]
+            + active)))
+
+    def crons(self, out: ProbeResult, now: dt.datetime) -> None:
+        late = (now - dt.timedelta(minutes=self.settings.cron_grace_minutes)).strftime(ODOO_DT)
+        domain = [("active", "=", True), ("nextcall", "<", late)]
+        out.samples.append(Sample("odoo_cron_late", self.client.search_count("ir.cron", domain)))
+        first = self.client.search_read("ir.cron", domain, ["nextcall"], order="nextcall asc", limit=1)
+        out.samples.append(Sample("odoo_cron_max_lateness_seconds",
+                                  (now - odoo_time(first[0]["nextcall"])).total_seconds() if first else 0))
 
     def queue_jobs(self, out: ProbeResult, now: dt.datetime) -> None:
+        """OCA queue_job (`queue_job/job.py` STATES; the model has no write_date: `_log_access = False`)."""
         c = self.client
-        try:
-            counts = c.count_by("queue.job", [("state", "in", ["pending", "enqueued", "started", "failed",
-                                                                "wait_dependencies"])], "state")
-        except OdooError as e:
-            if e.access_error:
-                out.notes.append("queue.job is not readable: the API user needs the group "
-                                 "queue_job.group_queue_job_manager (Job Queue Manager)")
-            elif "does not exist" in e.message or e.status == 404 or "KeyError" in e.name:
-                out.notes.append("queue.job not found: OCA queue_job is not installed")
-            else:
-                raise
-            return
-        for state in ("pending", "enqueued", "started", "failed", "wait_dependencies"):
+        counts = c.count_by("queue.job", [("state", "!=", "done")], "state")
+        for state in ("wait_dependencies", "pending", "enqueued", "started", "failed", "cancelled"):
             out.samples.append(Sample("odoo_queue_jobs", counts.get(state, 0), {"state": state}))
-        oldest = c.search_read("queue.job", [("state", "=", "pending")], ["date_created"], order="date_created asc",
-                               limit=1)
+        # pending age = now − max(date_created, eta): jobs without eta by creation, due jobs with eta by eta
+        stamp = now.strftime(ODOO_DT)
+        ages = []
+        plain = c.search_read("queue.job", [("state", "=", "pending"), ("eta", "=", False)], ["date_created"],
+                              order="date_created asc", limit=1)
+        if plain:
+            ages.append(now - odoo_time(plain[0]["date_created"]))
+        due = c.search_read("queue.job", [("state", "=", "pending"), ("eta", "!=", False), ("eta", "<=", stamp)],
+                            ["date_created", "eta"], order="eta asc", limit=1)
+        if due:
+            ages.append(now - max(odoo_time(due[0]["date_created"]), odoo_time(due[0]["eta"])))
         out.samples.append(Sample("odoo_queue_job_oldest_pending_age_seconds",
-                                  (now - odoo_time(oldest[0]["date_created"])).total_seconds() if oldest else 0))
+                                  max(ages).total_seconds() if ages else 0))
+        # stuck jobs as OCA's requeue_stuck_jobs sees them (queue_job/models/queue_job.py _get_stuck_jobs_domain)
+        enq = self.settings.stuck_enqueued_minutes
+        if enq is None:
+            enq = 1 if c.server_version()[0] == 16 else 5
+        for state, field, minutes in (("enqueued", "date_enqueued", enq),
+                                      ("started", "date_started", self.settings.stuck_started_minutes)):
+            if minutes:
+                limit = (now - dt.timedelta(minutes=minutes)).strftime(ODOO_DT)
+                out.samples.append(Sample("odoo_queue_jobs_stuck", c.search_count(
+                    "queue.job", [("state", "=", state), (field, "<=", limit)]), {"state": state}))
+
+    # -- running ------------------------------------------------------------------------------------------------
+    def section(self, out: ProbeResult, name: str, fn: Callable[[], object]):
+        """Run one section: `section_up{section}` 1, or 0 with one log line per change of reason."""
+        reason = self.schema.disabled.get(name) if self.schema else None
+        result = None
+        if reason is None:
+            try:
+                result = fn()
+            except OdooError as e:
+                if e.auth_error or e.gated:
+                    raise                                  # credentials / endpoint: the whole run fails
+                kind = ("access denied" if e.access_error else "model missing" if e.missing_model else
+                        "unknown field" if e.invalid_field else "error")
+                reason = f"{kind}: {e.name}: {e.message.splitlines()[0][:300] if e.message else ''}"
+                if e.access_error:
+                    reason += f" ({self._access_hint(name)})"
+        up = reason is None
+        out.samples.append(Sample("section_up", 1 if up else 0, {"section": name}))
+        if not up and f"section {name} down: {reason}" not in out.notes:
+            out.notes.append(f"section {name} down: {reason}")
+            if self._section_state.get(name) != reason:
+                log.warning("odoo probe %s: section %s down: %s", self.name, name, reason)
+        elif self._section_state.get(name):
+            log.info("odoo probe %s: section %s is back", self.name, name)
+        self._section_state[name] = "" if up else reason
+        return result
+
+    @staticmethod
+    def _access_hint(section: str) -> str:
+        return {"queue_jobs": "the API user needs the group queue_job.group_queue_job_manager (Job Queue Manager)",
+                "crons": "ir.cron is readable by base.group_system (Settings) only",
+                "posting_time": "mail.tracking.value is readable by base.group_system only; postings are then "
+                                "dated by poll"}.get(section, "grant the API user read access to this model")
+
+    def ensure_schema(self) -> None:
+        due = time.monotonic() - self._schema_at > self.settings.schema_recheck_minutes * 60
+        if self.schema is None or due:
+            major = self.client.server_version()
+            self.schema = check_schema(self.client, major[0], ".".join(str(x) for x in major))
+            self._schema_at = time.monotonic()
+            self._labels.clear()
+            self.load_currencies()
 
     def run(self) -> ProbeResult:
         out = ProbeResult()
         now = dt.datetime.now(dt.timezone.utc)
-        self.invoices(out)
-        self.payments(out)
-        self.gauges(out, now)
+        self.ensure_schema()
+        for name in SECTIONS:
+            self.section(out, name, lambda fn=getattr(self, name): fn(out, now))
         out.samples.append(Sample("odoo_server_version", float(self.client.server_version()[0]),
                                   {"protocol": self.client.protocol}))
         return out

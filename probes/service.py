@@ -55,7 +55,13 @@ class ProbeService:
                     log.warning("probe %s produced an invalid event (%s)", probe.name, error)
                 else:
                     v.rows.append(row)
-            accepted, duplicates = self.intake.accept_events(v)
+            try:
+                accepted, duplicates = self.intake.accept_events(v)
+            except Exception as e:       # spool full / disk error: keep the probe's cursor, read again next run
+                log.warning("cannot spool the events of probe %s (%s); they will be read again", probe.name, e)
+                result.on_stored.clear()
+        if self.intake is not None or not result.events:
+            result.commit()
         if self.http_latency is not None and probe.type == "http":
             for s in result.samples:
                 if s.name == "http_check_latency_seconds":

@@ -87,18 +87,22 @@ def ctx_of(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def require(scope: str) -> Callable[[Request], Any]:
+def require(scope: str, query_key: str | None = None) -> Callable[[Request], Any]:
     """A FastAPI dependency: the caller must present a key granting `scope`. Async on purpose: verification is
-    an in-memory lookup, so it runs on the event loop instead of costing every request a thread hop."""
+    an in-memory lookup, so it runs on the event loop instead of costing every request a thread hop. With
+    `query_key`, a caller that cannot send headers (Odoo's webhook action: URL only) may pass the key as that
+    query parameter (access logs are off, so the URL is never logged)."""
     async def check(request: Request) -> ApiKey:
-        return authorize(request, scope)
+        return authorize(request, scope, query_key)
     return check
 
 
-def authorize(request: Request, scope: str) -> ApiKey:
+def authorize(request: Request, scope: str, query_key: str | None = None) -> ApiKey:
     """Check the request's bearer key grants `scope` (raises ApiError 401/403/503); the key's id goes to
     request.state for logs."""
     header = request.headers.get("authorization", "")
+    if not header and query_key and request.query_params.get(query_key):
+        header = f"Bearer {request.query_params[query_key]}"
     kind, _, token = header.partition(" ")
     if kind.lower() != "bearer" or not token.strip():
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "Authorization",

@@ -22,6 +22,7 @@ from collector.journeys import JourneyService
 from collector import journey_routes
 from collector.spool import Spool
 from collector.writer import Writer
+from probes import odoo_webhook
 from probes.service import ProbeService
 from dashboards.overview import render_overview
 from revwatch.api import ApiError, AppContext, authorize, ctx_of, install_error_handlers, require
@@ -116,6 +117,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     app.include_router(slo_routes.router)
     app.include_router(anomaly_routes.router)
     app.include_router(alert_routes.router)
+    app.include_router(odoo_webhook.router)
 
     @app.get("/healthz")
     def healthz():

@@ -1,9 +1,7 @@
-"""Probes: Odoo 16–19 over JSON-RPC, XML-RPC and JSON-2 (fake server following the documented protocols), the
-real RabbitMQ and Redis on loopback, HTTP checks, scheduler behaviour and credential hygiene."""
-import datetime as dt
+"""Probes: the real RabbitMQ and Redis on loopback, HTTP checks, scheduler behaviour, credential hygiene and the
+probe service (with the Odoo probe against its test double; the Odoo probe itself is in test_odoo_probe.py)."""
 import http.server
 import json
-import logging
 import shutil
 import subprocess
 import threading
@@ -22,119 +20,8 @@ from tests import fake_odoo
 from tests.conftest import free_port, live_server, revwatch_cmd
 
 
-def odoo_probe(base, store=None, **kw):
-    settings = {"url": base, "db": fake_odoo.DB, "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, **kw}
-    return build_probe(ProbeConfig(name=f"odoo-{uuid.uuid4().hex[:6]}", type="odoo", **settings), REGISTRY,
-                       state=store)
-
-
 def samples(result):
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in result.samples}
-
-
-def by_type(result):
-    out = {}
-    for e in result.events:
-        out.setdefault(e["type"], []).append(e)
-    return out
-
-
-CASES = [(16, "jsonrpc"), (16, "xmlrpc"), (17, "jsonrpc"), (17, "xmlrpc"), (18, "jsonrpc"), (18, "xmlrpc"),
-         (19, "json2")]
-
-
-@pytest.mark.parametrize("version, protocol", CASES)
-def test_odoo_events_and_gauges_per_version_and_protocol(store, version, protocol):
-    fake = fake_odoo.FakeOdoo(version)
-    with live_server(fake.app) as base:
-        kw = {"api_key": fake_odoo.API_KEY} if protocol == "json2" else {"protocol": protocol}
-        probe = odoo_probe(base, store, **kw)
-        result = probe.run()
-    assert probe.client.protocol == protocol and {c[0] for c in fake.calls} == {protocol}
-    ev = by_type(result)
-    assert len(ev["invoice.created"]) == 7 and len(ev["invoice.posted"]) == 5      # entries (MISC/1) excluded
-    posted = {e["correlation_id"] for e in ev["invoice.posted"]}
-    assert posted == {f"INV/2026/{i:05d}" for i in range(1, 6)}                    # from payment_reference
-    assert ev["invoice.posted"][0]["amount"] == "100.00" and ev["invoice.posted"][0]["currency"] == "EUR"
-    assert len(ev["payment.posted"]) == 3 and len(ev["payment.reconciled"]) == 1
-    assert all(e["event_id"].startswith("odoo:prod:") for e in result.events)
-    s = samples(result)
-    assert s[("odoo_draft_invoices_old", (("older_than_hours", "24"),))] == 1
-    assert s[("odoo_unreconciled_lines", ())] == 3 and s[("odoo_unreconciled_amount", ())] == 390.49
-    assert 8.9 * 86400 < s[("odoo_unreconciled_oldest_age_seconds", ())] < 10 * 86400
-    assert s[("odoo_subscriptions_overdue_invoicing", ())] == 1                   # stage vs subscription_state
-    assert s[("odoo_cron_late", ())] == 1 and s[("odoo_cron_max_lateness_seconds", ())] >= 7190
-    assert s[("odoo_queue_jobs", (("state", "pending"),))] == 2
-    assert s[("odoo_queue_jobs", (("state", "failed"),))] == 1
-    assert 5390 < s[("odoo_queue_job_oldest_pending_age_seconds", ())] < 5500
-    assert s[("odoo_server_version", (("protocol", protocol),))] == version
-    aggregate = "formatted_read_group" if version >= 19 else "read_group"
-    assert (protocol, "queue.job", aggregate) in fake.calls
-
-
-def test_incremental_cursor_same_second_and_restart(store):
-    fake = fake_odoo.FakeOdoo(17)
-    with live_server(fake.app) as base:
-        probe = odoo_probe(base, store, page_size=2)          # invoices 2, 3, 4 share one write_date second
-        first = by_type(probe.run())
-        assert sorted(int(e["attributes"]["odoo_id"]) for e in first["invoice.created"]) == [1, 2, 3, 4, 5, 6, 7]
-        assert "invoice.created" not in by_type(probe.run())   # nothing changed: nothing new
-        draft = next(r for r in fake.data["account.move"] if r["id"] == 6)
-        draft.update(state="posted", write_date=(fake.now + dt.timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"))
-        again = odoo_probe(base, store, page_size=2)          # a new process: the cursor is in the store
-        again.name = probe.name
-        third = by_type(again.run())
-        assert [e["attributes"]["odoo_id"] for e in third["invoice.posted"]] == ["6"]
-        assert third["invoice.posted"][0]["event_id"] == "odoo:prod:account.move:6:posted"
-
-
-def test_queue_job_access_error_is_a_note_not_a_failure(store):
-    fake = fake_odoo.FakeOdoo(18, queue_job_manager=False)
-    with live_server(fake.app) as base:
-        for protocol in ("jsonrpc", "xmlrpc"):
-            result = odoo_probe(base, store, protocol=protocol).run()
-            assert any("queue_job.group_queue_job_manager" in n for n in result.notes)
-            assert not any(s.name == "odoo_queue_jobs" for s in result.samples)
-            assert any(s.name == "odoo_unreconciled_lines" for s in result.samples)
-
-
-def test_session_expiry_relogin_and_19_deprecation_fallback(store):
-    fake = fake_odoo.FakeOdoo(17)
-    with live_server(fake.app) as base:
-        probe = odoo_probe(base, store, protocol="jsonrpc")
-        probe.client.authenticate()
-        fake.expire_session_once = True
-        assert probe.client.search_count("account.move", []) == 8
-    fake19 = fake_odoo.FakeOdoo(19)                      # /jsonrpc object service is gone on 19 by default
-    with live_server(fake19.app) as base:
-        probe = odoo_probe(base, store, protocol="jsonrpc", api_key=fake_odoo.API_KEY)
-        assert probe.client.search_count("account.move", [("state", "=", "posted")]) == 6
-        assert probe.client.protocol == "json2"
-    fake19.deprecated_rpc_enabled = True
-    with live_server(fake19.app) as base:
-        probe = odoo_probe(base, store, protocol="xmlrpc")
-        assert probe.client.search_count("account.move", [("state", "=", "posted")]) == 6
-
-
-def test_bad_credentials_fail_the_probe_without_leaking_them(store, caplog):
-    caplog.set_level(logging.DEBUG)
-    fake = fake_odoo.FakeOdoo(16)
-    with live_server(fake.app) as base:
-        for protocol, secret in (("jsonrpc", "wrong-password-XYZ"), ("xmlrpc", "wrong-password-XYZ")):
-            probe = odoo_probe(base, store, protocol=protocol, password=secret)
-            sink = []
-            runner = ProbeRunner(probe, 10, lambda p, r, up, s: sink.append((r, up)))
-            runner()
-            (result, up), = sink
-            assert not up and "AccessDenied" in runner.last_error
-            assert secret not in runner.last_error and secret not in caplog.text
-            assert all(secret not in n for n in result.notes)
-    fake19 = fake_odoo.FakeOdoo(19)
-    with live_server(fake19.app) as base:
-        probe = odoo_probe(base, store, api_key="not-the-key-ABC")
-        runner = ProbeRunner(probe, 10, lambda *a: None)
-        runner()
-        assert "Unauthorized" in runner.last_error and "not-the-key-ABC" not in runner.last_error
 
 
 # -- brokers (the real ones on loopback) --------------------------------------------------------------------------
@@ -313,7 +200,8 @@ def test_service_stores_samples_events_and_metrics(api_factory):
     up = store.query(f"SELECT Value FROM {store.table('samples')} WHERE Name = 'probe_up' ORDER BY Timestamp").rows
     assert [v for (v,) in up] == [1.0, 1.0]
     text = api.get("/metrics").text
-    assert 'revwatch_probe_odoo_unreconciled_lines{probe="erp"} 3.0' in text
+    assert 'revwatch_probe_odoo_unreconciled_lines{company="Revwatch SA",currency="EUR",probe="erp"} 3.0' in text
+    assert 'revwatch_probe_section_up{probe="erp",section="invoices"} 1.0' in text
     assert 'revwatch_probe_probe_up{probe="erp",type="odoo"} 1.0' in text
     assert fake_odoo.PASSWORD not in text
 

@@ -1,0 +1,83 @@
+"""Odoo's "Send Webhook Notification" automation action → canonical events (probes/odoo_webhook.py): the body as
+odoo/addons/base/models/ir_actions.py `_run_action_webhook` builds it (`read(load=None)`, `json.dumps(sort_keys=True,
+default=str)`: bare many2one ids, `str(datetime)`), the key in the URL, deduplication with the poller's events."""
+import datetime as dt
+import json
+
+import pytest
+
+from probes.odoo_webhook import app_service
+from tests import fake_odoo
+from tests.conftest import live_server
+
+
+def odoo_body(model: str, rid: int, **fields) -> bytes:
+    """What Odoo POSTs (the rule's fields read with load=None, serialised with default=str)."""
+    vals = {"_model": model, "_id": rid, "_action": "revwatch invoices(#7)", **fields}
+    return json.dumps(vals, sort_keys=True, default=str).encode()
+
+
+def test_webhook_maps_posting_and_deduplicates_with_the_poller(api_factory):
+    fake = fake_odoo.FakeOdoo(17, groups=fake_odoo.LEAST_PRIVILEGED)       # no tracking values: webhook is exact
+    with live_server(fake.app) as base:
+        api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": base, "db": fake_odoo.DB,
+                                       "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, "interval": "1h"}],
+                           "journeys": {"invoice_posting": {"start": "invoice.created", "end": "invoice.posted"}}})
+        svc = app_service(api.ctx, "probes")
+        svc.run_once()                                                   # drafts seen: invoice.created
+        draft = max(r["id"] for r in fake.tables["account.move"].values()
+                    if r["state"] == "draft" and r["move_type"] == "out_invoice")
+        posted_at = fake.now + dt.timedelta(minutes=3, microseconds=512345)
+        with fake.transaction(posted_at) as tx:
+            tx.post(draft, "INV/2026/00007", "INV/2026/00007")
+        rec = fake.tables["account.move"][draft]
+        body = odoo_body("account.move", draft, state="posted", move_type=rec["move_type"], name=rec["name"],
+                         payment_reference=rec["payment_reference"], invoice_origin=rec["invoice_origin"],
+                         amount_total=rec["amount_total"], currency_id=rec["currency_id"],
+                         partner_id=rec["partner_id"], create_date=rec["create_date"], write_date=rec["write_date"])
+        url = f"/api/v1/odoo/erp/webhook?key={api.keys['ingest']}"
+        r = api.client.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"accepted": 1, "duplicates": 0, "types": ["invoice.posted"]}
+        (after,) = svc.run_once()                                        # the poller sees the same posting
+        assert after["events_duplicates"] >= 1
+        again = api.client.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert again.json()["duplicates"] == 1                           # Odoo may fire twice
+    api.drain()
+    store = api.ctx.store
+    rows = store.query(f"SELECT CorrelationId, OccurredAt, Amount, Currency FROM {store.table('events')} "
+                       f"WHERE EventId = 'odoo:prod:account.move:{draft}:posted'").rows
+    assert len(rows) == 1
+    cid, occurred, amount, currency = rows[0]
+    assert cid == f"odoo:prod:account.move:{draft}" and currency == "EUR" and float(amount) == rec["amount_total"]
+    assert abs((occurred.replace(tzinfo=None) - posted_at).total_seconds()) < 1
+    # created (seen by the poller as a draft) → posted (pushed by Odoo) is one journey, linked by invoice_ref
+    doc = api.get(f"/api/v1/journeys/odoo:prod:account.move:{draft}").json()
+    (journey,) = doc["journeys"]
+    assert journey["status"] == "completed"
+    assert journey["total_seconds"] == pytest.approx((posted_at - rec["create_date"]).total_seconds(), abs=1)
+
+
+def test_webhook_refuses_bad_calls_with_json_errors(api_factory):
+    api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": "http://127.0.0.1:9", "db": "prod",
+                                   "interval": "1h"}]})
+    key = api.keys["ingest"]
+    post = lambda path, body: api.client.post(path, content=body, headers={"Content-Type": "application/json"})  # noqa
+    assert post("/api/v1/odoo/erp/webhook", b"{}").status_code == 401                           # no key at all
+    assert post(f"/api/v1/odoo/erp/webhook?key={api.keys['read']}", b"{}").status_code == 403   # wrong scope
+    r = post(f"/api/v1/odoo/nope/webhook?key={key}", odoo_body("account.move", 1, state="posted"))
+    assert r.status_code == 404 and r.json()["field"] == "probe"
+    r = post(f"/api/v1/odoo/erp/webhook?key={key}", b"not json")
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    r = post(f"/api/v1/odoo/erp/webhook?key={key}", odoo_body("account.move", "x", state="posted"))
+    assert r.status_code == 400 and r.json()["field"] == "_id"
+    r = post(f"/api/v1/odoo/erp/webhook?key={key}", odoo_body("account.move", 5))
+    assert r.status_code == 400 and r.json()["field"] == "state"
+    r = post(f"/api/v1/odoo/erp/webhook?key={key}", odoo_body("res.partner", 5, state="posted"))
+    assert r.status_code == 400 and r.json()["field"] == "_model"
+    # a draft payment has no milestone: accepted, nothing emitted; a payment without reachable Odoo: no currency
+    r = post(f"/api/v1/odoo/erp/webhook?key={key}", odoo_body("account.payment", 5, state="draft"))
+    assert r.status_code == 200 and r.json()["types"] == []
+    r = post(f"/api/v1/odoo/erp/webhook?key={key}", odoo_body("account.payment", 6, state="paid", amount=10.0,
+                                                              payment_reference="pay_8812", currency_id=1))
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0, "types": ["payment.posted"]}
