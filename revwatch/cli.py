@@ -190,7 +190,8 @@ def slo_status(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
 @slo_app.command("rules")
 def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory for the rule files"),
               config: Optional[Path] = ConfigOpt,
-              base_url: str = typer.Option("", "--base-url", help="revwatch URL for links in annotations")):
+              base_url: str = typer.Option("", "--base-url", help="revwatch URL for links in annotations "
+                                                                   "(default: server.external_url)")):
     """Write Prometheus alerting rules (page + ticket per SLO) that pass `promtool check rules`."""
     cfg = _config(config)
     from slo.rules import write_rules
@@ -201,7 +202,7 @@ def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory
         fail(str(e))
     if not specs:
         fail("no SLOs configured (add slos: to the config)")
-    base = base_url or f"http://{cfg.server.host}:{cfg.server.port}"
+    base = base_url or cfg.server.external_url
     for p in write_rules(specs, output, base):
         out.print(f"wrote {p}")
 

@@ -95,8 +95,28 @@ class SloResult:
              "objective": c.objective, "window": c.window, "at": self.at.isoformat(),
              "state": self.state, "sli": self.windows["slo"].sli,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
-             "budget": self.budget, "alerts": self.alerts, "description": c.description}
+             "budget": self.budget, "alerts": self.alerts, "description": c.description,
+             "labels": c.labels, "warnings": list(self.spec.warnings)}
         return d
+
+
+def alert_state(res: SloResult) -> None:
+    """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity)."""
+    al = res.spec.config.alerting
+    state = "ok"
+    for severity in ("ticket", "page"):
+        for p in res.spec.tiers_of(severity):
+            lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
+            enough = lw.total >= al.min_events and sw.total >= al.min_events
+            firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
+            res.alerts.append({"severity": severity, "long": format_duration(p.long),
+                               "short": format_duration(p.short), "threshold": p.burn_rate,
+                               "budget_percent": p.budget_percent,
+                               "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
+                               "low_traffic": not enough, "firing": firing})
+            if firing:
+                state = severity
+    res.state = state
 
 
 class SloEngine:
@@ -104,7 +124,9 @@ class SloEngine:
 
     def __init__(self, store: Store, cfg: Config):
         self.store, self.cfg = store, cfg
-        self.specs = resolve(cfg)
+        every = resolve(cfg)
+        self.specs = [s for s in every if not s.is_prometheus]        # evaluated here, from the store
+        self.prometheus_specs = [s for s in every if s.is_prometheus]  # computed by Prometheus from our rules
         self.rollups = RollupMaintainer(store, self.specs)
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
@@ -129,8 +151,8 @@ class SloEngine:
     def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
         """The burn-rate windows of an SLO: the standard ones plus every window its alert pairs name."""
         names = list(BURN_WINDOWS)
-        for pair in spec.config.alerting.page + spec.config.alerting.ticket:
-            for w in (pair.long, pair.short):
+        for tier in spec.tiers:
+            for w in (tier.long, tier.short):
                 if format_duration(w) not in names:
                     names.append(format_duration(w))
         return {n: parse_duration(n) for n in names}
@@ -174,7 +196,7 @@ class SloEngine:
                             good, total = good + lg, total + lt
                     windows[wname] = WindowResult(good, total, s.config.objective)
                 res = SloResult(s, g, at, windows)
-                self._alert_state(res)
+                alert_state(res)
                 results.append(res)
         return results
 
@@ -217,22 +239,6 @@ GROUP BY Slo, GroupKey, ts
             vals = row[3:]
             out[(row[0], row[1])] = {w: (int(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
         return out
-
-    def _alert_state(self, res: SloResult) -> None:
-        al = res.spec.config.alerting
-        state = "ok"
-        for severity, pairs in (("ticket", al.ticket), ("page", al.page)):
-            for p in pairs:
-                lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
-                enough = lw.total >= al.min_events and sw.total >= al.min_events
-                firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
-                res.alerts.append({"severity": severity, "long": format_duration(p.long),
-                                   "short": format_duration(p.short), "threshold": p.burn_rate,
-                                   "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
-                                   "low_traffic": not enough, "firing": firing})
-                if firing:
-                    state = severity
-        res.state = state
 
     # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------
     def journey_stats(self, now: dt.datetime, lag_window: dt.timedelta = dt.timedelta(hours=1),

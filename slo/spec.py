@@ -12,13 +12,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 import yaml
 from pydantic import ValidationError
 
-from revwatch.config import Config, SloConfig
+from revwatch.config import RESERVED_ALERT_LABELS, Config, SloConfig
 from revwatch.units import parse_duration
+from slo.windows import Catalogue, Tier, WindowsError, load_alert_windows, resolve_tiers
 
 BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+# the budget period a calendar window stands for in burn factors (rules are static, so one nominal length)
+NOMINAL_CALENDAR = {"calendar_week": dt.timedelta(days=7), "calendar_month": dt.timedelta(days=30)}
+log = logging.getLogger("revwatch.slo")
 
 
 class SpecError(ValueError):
@@ -30,6 +36,21 @@ class SloSpec:
     config: SloConfig
     start_type: str | None = None
     end_type: str | None = None
+    tiers: tuple[Tier, ...] = ()           # alert tiers, burn factors scaled to the period (slo/windows.py)
+    warnings: tuple[str, ...] = ()         # tiers left out, and why
+
+    @property
+    def is_prometheus(self) -> bool:
+        """An SLI Prometheus computes (imported Sloth / OpenSLO PromQL): rules only, values read from Prometheus."""
+        return self.kind == "prometheus"
+
+    @property
+    def nominal_period(self) -> dt.timedelta:
+        """The budget period burn factors are scaled to: the rolling window, or 7 d / 30 d for calendar windows."""
+        return NOMINAL_CALENDAR.get(self.config.window) or parse_duration(self.config.window)
+
+    def tiers_of(self, severity: str) -> list[Tier]:
+        return [t for t in self.tiers if t.severity == severity]
 
     @property
     def name(self) -> str:
@@ -78,27 +99,54 @@ class SloSpec:
         return parse_duration(w)
 
 
+def _config_path(cfg: Config, f: str) -> Path:
+    return Path(f) if Path(f).is_absolute() or not cfg.source_path else Path(cfg.source_path).parent / f
+
+
 def resolve(cfg: Config) -> list[SloSpec]:
-    """Every SLO of the config and of its OpenSLO files, resolved; raises SpecError on a bad document."""
-    specs = [_resolve_one(s, cfg) for s in cfg.slos]
+    """Every SLO of the config and of its OpenSLO and Sloth files, resolved; raises SpecError on a bad document."""
+    from slo.sloth import load_sloth          # the importers build on this module's types
+    try:
+        catalogues = [c for f in cfg.slo_alert_windows for c in load_alert_windows(_config_path(cfg, f))]
+    except WindowsError as e:
+        raise SpecError(str(e)) from None
+    sources = [(s, f"slos: {s.name}") for s in cfg.slos]
     for f in cfg.openslo_files:
-        path = Path(f) if Path(f).is_absolute() or not cfg.source_path else Path(cfg.source_path).parent / f
-        for s in load_openslo(path):
-            specs.append(_resolve_one(s, cfg))
+        sources += [(s, f"{f}: {s.name}") for s in load_openslo(_config_path(cfg, f))]
+    for f in cfg.sloth_files:
+        sources += [(s, f"{f}: {s.name}") for s in load_sloth(_config_path(cfg, f), cfg.sloth_period)]
+    specs = [_resolve_one(s, cfg, catalogues, where) for s, where in sources]
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise SpecError(f"duplicate SLO name(s): {', '.join(sorted(dup))}")
+    for s in specs:
+        for w in s.warnings:
+            log.warning("%s", w)
     return specs
 
 
-def _resolve_one(s: SloConfig, cfg: Config) -> SloSpec:
+def _resolve_one(s: SloConfig, cfg: Config, catalogues: list[Catalogue], where: str) -> SloSpec:
+    start = end = None
     if s.sli.kind.startswith("journey_"):
         j = cfg.journeys.get(s.journey or "")
         if j is None:
-            raise SpecError(f"SLO {s.name}: journey: unknown journey {s.journey!r}")
-        return SloSpec(s, j.start, j.end)
-    return SloSpec(s)
+            raise SpecError(f"{where}: journey: unknown journey {s.journey!r}")
+        start, end = j.start, j.end
+    if s.sli.kind != "prometheus":                # revwatch's own alerts carry these labels
+        for field, labels in (("alerting.labels", s.alerting.labels),
+                              ("alerting.page_alert.labels", s.alerting.page_alert.labels),
+                              ("alerting.ticket_alert.labels", s.alerting.ticket_alert.labels)):
+            reserved = sorted(set(labels) & RESERVED_ALERT_LABELS)
+            if reserved:
+                raise SpecError(f"{where}: {field}: label {reserved[0]!r} is set by revwatch on every alert and "
+                                f"cannot be overridden")
+    spec = SloSpec(s, start, end)
+    try:
+        tiers, warnings = resolve_tiers(s.alerting, spec.nominal_period, s.objective, catalogues, where)
+    except WindowsError as e:
+        raise SpecError(str(e)) from None
+    return SloSpec(s, start, end, tiers, warnings)
 
 
 # --- OpenSLO v1 ------------------------------------------------------------------------------------------------

@@ -134,10 +134,12 @@ def test_rule_shape(tmp_path):
     page, ticket = group["rules"]
     assert page["labels"] == {"severity": "page", "slo": "pp", "journey": "p2p"}
     assert ticket["labels"]["severity"] == "ticket"
-    assert 'revwatch_slo_burn_rate{slo="pp",window="1h"} >= 14.4 and ignoring(window) ' \
-           'revwatch_slo_burn_rate{slo="pp",window="5m"} >= 14.4' in page["expr"]
+    # window 1d: the budget-consumption rule scales 2 % in 1 h of a 24 h budget to a 0.48 burn rate
+    assert page["expr"].startswith("max without (window) (\n")
+    assert 'revwatch_slo_burn_rate{slo="pp",window="1h"} >= 0.48 and ignoring(window) ' \
+           'revwatch_slo_burn_rate{slo="pp",window="5m"} >= 0.48' in page["expr"]
     assert 'revwatch_slo_window_events{slo="pp",window="1h"} >= 20' in page["expr"]
-    assert "stuck=p2p" in page["annotations"]["journey_view"]
+    assert page["annotations"]["link"] == "http://revwatch:8317/ui/slos/pp"
     assert "window_events" not in yaml.safe_load(api.read_text())["groups"][0]["rules"][0]["expr"]
 
 
