@@ -205,6 +205,16 @@ def test_real_prometheus_fires_page_on_outage_and_stays_silent_when_healthy(api_
             pages = [a for a in fired if a["labels"]["severity"] == "page"]
             assert pages and all(a["labels"]["slo"] == "pp" for a in pages), fired
             assert pages[0]["labels"]["journey"] == "p2p"
+            # one alert per SLO, group and severity however many of its tiers burn: the window is not a label
+            time.sleep(3)
+            fired = [a for a in (alerts() or []) if a["state"] == "firing"]
+            keys = [(a["labels"]["alertname"], a["labels"]["slo"], a["labels"].get("group", "")) for a in fired]
+            assert len(keys) == len(set(keys)) and all("window" not in a["labels"] for a in fired), fired
+            pp = next(r for r in api.get("/api/v1/slos/pp").json()["results"])
+            assert pp["state"] == "page"
+            assert fired[0]["annotations"]["link"] == "http://revwatch:8317/ui/slos/pp"
+            assert "Error budget left" in fired[0]["annotations"]["description"] and "?" not in \
+                fired[0]["annotations"]["description"].split("Error budget left: ")[1]
         finally:
             prom.terminate()
             prom.wait(20)

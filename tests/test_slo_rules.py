@@ -219,3 +219,38 @@ def test_sloth_top_level_list_and_multidoc(tmp_path):
     p = tmp_path / "list.yml"
     p.write_text(yaml.safe_dump([one, two]))
     assert [s.name for s in load_sloth(p)] == ["myservice-requests-availability", "other-requests-availability"]
+
+
+@need_promtool
+def test_promtool_unit_one_alert_per_severity_with_rendered_annotations(tmp_path):
+    """Prometheus's own rule engine (`promtool test rules`): every tier of both severities burns, and exactly one page
+    and one ticket alert fire, with the description's template queries rendered to the numbers."""
+    cfg = Config.model_validate({"slos": [{"name": "api", "objective": 0.999, "window": "30d",
+                                           "sli": {"kind": "span_ratio", "service": "odoo",
+                                                   "bad_when": {"StatusCode": "Error"}}}]})
+    (path,) = write_rules(resolve(cfg), tmp_path, "https://rw.example")
+    burn = {"5m": 20, "30m": 20, "1h": 20, "2h": 20, "6h": 20, "1d": 20, "3d": 20}
+    series = [{"series": f'revwatch_slo_burn_rate{{slo="api",window="{w}",job="revwatch"}}', "values": f"{v}x10"}
+              for w, v in burn.items()]
+    series.append({"series": 'revwatch_slo_error_budget_remaining_ratio{slo="api",job="revwatch"}', "values": "0.25x10"})
+
+    def expected(sev: str, pairs: str) -> dict:
+        return {"exp_labels": {"severity": sev, "slo": "api", "job": "revwatch"},
+                "exp_annotations": {
+                    "summary": f"({sev}) SLO api is burning its error budget too fast",
+                    "description": f"SLO api (span_ratio, objective 99.9000% over 30d) is burning its error budget: "
+                                   f"{pairs}. Error budget left: 25%.",
+                    "link": "https://rw.example/ui/slos/api"}}
+    page = ("1h 20.0x and 5m 20.0x (fires at 14.4x, 2% of the budget); "
+            "6h 20.0x and 30m 20.0x (fires at 6x, 5% of the budget)")
+    ticket = ("1d 20.0x and 2h 20.0x (fires at 3x, 10% of the budget); "
+              "3d 20.0x and 6h 20.0x (fires at 1x, 10% of the budget)")
+    test = tmp_path / "test.yml"
+    test.write_text(yaml.safe_dump({
+        "rule_files": [str(path)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "RevwatchSLOBurnRatePage", "exp_alerts": [expected("page", page)]},
+            {"eval_time": "5m", "alertname": "RevwatchSLOBurnRateTicket", "exp_alerts": [expected("ticket", ticket)]},
+        ]}]}))
+    r = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
