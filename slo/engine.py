@@ -23,6 +23,7 @@ from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
+from slo.prometheus_values import PrometheusReader
 from slo.spec import BURN_WINDOWS, SloSpec, resolve
 
 log = logging.getLogger("revwatch.slo")
@@ -127,6 +128,8 @@ class SloEngine:
         every = resolve(cfg)
         self.specs = [s for s in every if not s.is_prometheus]        # evaluated here, from the store
         self.prometheus_specs = [s for s in every if s.is_prometheus]  # computed by Prometheus from our rules
+        self.prometheus: PrometheusReader | None = (
+            PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, self.specs)
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
@@ -135,8 +138,16 @@ class SloEngine:
         self._lock = threading.Lock()
 
     def spec(self, name: str) -> SloSpec | None:
-        """The spec named `name`."""
-        return next((s for s in self.specs if s.name == name), None)
+        """The spec named `name` (evaluated here or by Prometheus)."""
+        return next((s for s in self.specs + self.prometheus_specs if s.name == name), None)
+
+    def prometheus_results(self, at: dt.datetime | None = None, names: list[str] | None = None) -> list[dict]:
+        """Prometheus-backed SLOs as Prometheus computes them now (or as of `at`); without `prometheus_url`
+        each says so in `error` (state unknown)."""
+        specs = [s for s in self.prometheus_specs if names is None or s.name in names]
+        if self.prometheus is None:
+            return [PrometheusReader._doc(s, at, error="prometheus_url is not configured") for s in specs]
+        return self.prometheus.read(specs, at)
 
     def journey_thresholds(self) -> dict[str, dt.timedelta]:
         """Per journey, the overdue threshold: the journey's own, else the tightest SLO threshold on it."""
