@@ -174,6 +174,38 @@ class AlertingConfig(_Model):
     ticket_alert: AlertMetaConfig = Field(default_factory=AlertMetaConfig)
 
 
+class CalendarConfig(_Model):
+    """A calendar-aligned SLO window (OpenSLO `calendar`): periods of `duration` (count + unit d, w, M, Q, Y)
+    starting at `start`, a wall-clock time in `time_zone`, and repeating from there."""
+    duration: str
+    start: dt.datetime
+    time_zone: str = "UTC"
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]*[dwMQY]", v or ""):
+            raise ValueError("calendar duration must be a count and a unit d, w, M, Q or Y (e.g. 1M, 1w)")
+        return v
+
+    @field_validator("start")
+    @classmethod
+    def _naive(cls, v: dt.datetime) -> dt.datetime:
+        if v.tzinfo is not None:
+            raise ValueError("calendar start is a wall-clock time in time_zone: give it without an offset")
+        return v
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r}") from None
+        return v
+
+
 class SloConfig(_Model):
     name: str
     journey: str | None = None
@@ -182,12 +214,17 @@ class SloConfig(_Model):
     sli: SliConfig
     group_by: list[str] = []               # evaluate per value of these attributes (gateway, region …)
     description: str = ""
-    budgeting: Literal["occurrences", "timeslices"] = "occurrences"
+    # occurrences: good/total events; timeslices: good minutes / minutes (a minute is good if its ratio ≥
+    # timeslice_target); ratio_timeslices: the average of the minutes' ratios (OpenSLO RatioTimeslices)
+    budgeting: Literal["occurrences", "timeslices", "ratio_timeslices"] = "occurrences"
     timeslice_target: float | None = None  # timeslices: a minute is good if its ratio ≥ this
+    calendar: CalendarConfig | None = None  # window: calendar
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     labels: dict[str, str] = {}
     service: str | None = None             # prometheus SLIs: the service they belong to (Sloth's `service`)
     import_spec: str | None = None         # the spec format an imported SLO was written in (e.g. prometheus/v1)
+    display_name: str | None = None
+    annotations: dict[str, str] = {}       # free-form notes on the SLO (OpenSLO metadata.annotations)
 
     @field_validator("labels")
     @classmethod
@@ -207,9 +244,15 @@ class SloConfig(_Model):
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
-        if v not in ("calendar_month", "calendar_week"):
+        if v not in ("calendar_month", "calendar_week", "calendar"):
             parse_duration(v)
         return v
+
+    @model_validator(mode="after")
+    def _calendar(self) -> "SloConfig":
+        if (self.window == "calendar") != (self.calendar is not None):
+            raise ValueError("window: calendar goes with a calendar: {duration, start, time_zone} section")
+        return self
 
     @property
     def rolling_window(self) -> dt.timedelta | None:

@@ -36,7 +36,7 @@ def _at_least(burn: float, threshold: float) -> bool:
 
 @dataclass
 class WindowResult:
-    good: int
+    good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
     total: int
     objective: float
 
@@ -84,7 +84,7 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        unit = "minutes" if self.spec.config.budgeting == "timeslices" or self.spec.kind == "gauge_threshold" \
+        unit = "minutes" if self.spec.config.budgeting != "occurrences" or self.spec.kind == "gauge_threshold" \
             else "events"
         return {"remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
                 "allowed_bad": allowed, "bad": bad, "remaining": allowed - bad, "unit": unit,
@@ -203,6 +203,9 @@ class SloEngine:
                         if s.config.budgeting == "timeslices":
                             good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
                             total += int(lt > 0)
+                        elif s.config.budgeting == "ratio_timeslices":
+                            good += lg / lt if lt > 0 else 0
+                            total += int(lt > 0)
                         else:
                             good, total = good + lg, total + lt
                     windows[wname] = WindowResult(good, total, s.config.objective)
@@ -221,13 +224,15 @@ class SloEngine:
         names = [s.name for s in specs]
         params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
-                  "timeslices": [int(s.config.budgeting == "timeslices") for s in specs],
+                  "timeslices": [{"occurrences": 0, "timeslices": 1, "ratio_timeslices": 2}[s.config.budgeting]
+                                 for s in specs],
                   "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
         cols = []
         for i, w in enumerate(rolling + ["slo"]):
             cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
-            cols.append(f"if(ts = 1, countIf(t > 0 AND g / t >= target AND {cond}), sumIf(g, {cond})) AS g{i}, "
-                        f"if(ts = 1, countIf(t > 0 AND {cond}), sumIf(t, {cond})) AS t{i}")
+            cols.append(f"multiIf(ts = 1, toFloat64(countIf(t > 0 AND g / t >= target AND {cond})), "
+                        f"ts = 2, sumIf(g / t, t > 0 AND {cond}), toFloat64(sumIf(g, {cond}))) AS g{i}, "
+                        f"if(ts = 0, sumIf(t, {cond}), countIf(t > 0 AND {cond})) AS t{i}")
         sql = f"""
 SELECT Slo, GroupKey, any(ts) AS ts_, {', '.join(cols)}
 FROM (
@@ -248,7 +253,8 @@ GROUP BY Slo, GroupKey, ts
         wnames = rolling + ["slo"]
         for row in self.store.query(sql, params).rows:
             vals = row[3:]
-            out[(row[0], row[1])] = {w: (int(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
+            exact = (lambda v: v) if row[2] == 2 else (lambda v: int(round(v)))   # counts stay integers
+            out[(row[0], row[1])] = {w: (exact(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
         return out
 
     # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------
