@@ -207,6 +207,27 @@ def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory
         out.print(f"wrote {p}")
 
 
+@slo_app.command("export")
+def slo_export(fmt: str = typer.Option("openslo", "--format", help="output format (openslo: OpenSLO v1 YAML)"),
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default stdout)"),
+               config: Optional[Path] = ConfigOpt):
+    """Every SLO (journey SLOs and imported ones) as OpenSLO v1 documents that import back to the same SLOs."""
+    if fmt != "openslo":
+        fail(f"--format: unknown format {fmt!r} (supported: openslo)")
+    cfg = _config(config)
+    from slo.export import export_openslo
+    from slo.spec import SpecError, resolve
+    try:
+        text = export_openslo(resolve(cfg))
+    except SpecError as e:
+        fail(str(e))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        out.print(f"wrote {output}")
+
+
 # --- trace -------------------------------------------------------------------------------------------------
 @app.command()
 def trace(correlation_id: str, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt):

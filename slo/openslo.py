@@ -30,6 +30,7 @@ Mapping onto revwatch SLOs (one per objective; `<name>-<k>` when an SLO has seve
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -43,7 +44,11 @@ from slo.sloth import documents
 from slo.spec import SpecError
 
 API = "openslo/v1"
-ALERTING_ANNOTATION = "revwatch.io/alerting"
+# export annotations (slo/export.py): what OpenSLO has no field for, so an export imports back exactly
+ALERTING_ANNOTATION = "revwatch.io/alerting"       # the SLO's alerting section (JSON)
+NAME_ANNOTATION = "revwatch.io/name"               # a revwatch name that is not an RFC 1123 name
+IMPORT_SPEC_ANNOTATION = "revwatch.io/import-spec"  # the format the SLO was first imported from
+BUDGETED_ANNOTATION = "revwatch.io/query-budgeted"  # "true": the PromQL already applies the budgeting method
 KINDS = {"SLO", "SLI", "AlertPolicy", "AlertCondition", "AlertNotificationTarget", "Service", "DataSource"}
 META = {"name", "displayName", "labels", "annotations"}
 SEVERITY = {"page": "page", "critical": "page", "ticket": "ticket", "warning": "ticket"}
@@ -228,6 +233,10 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
                                      "budgetingMethod", "objectives", "alertPolicies"}, doc, "spec")
     annotations = _annotations(meta, doc)
     extra = annotations.pop(ALERTING_ANNOTATION, None)
+    name = annotations.pop(NAME_ANNOTATION, meta["name"])
+    import_spec = annotations.pop(IMPORT_SPEC_ANNOTATION, API)
+    import_spec = None if import_spec == "none" else import_spec
+    budgeted = annotations.pop(BUDGETED_ANNOTATION, "false") == "true"
     window, calendar = _time_window(spec.get("timeWindow"), doc)
     method = spec.get("budgetingMethod")
     budgeting = {"Occurrences": "occurrences", "Timeslices": "timeslices",
@@ -268,21 +277,21 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
             raise doc.err(f"{field}.timeSliceTarget", f"only meaningful with Timeslices, not {method}")
         if budgeting == "occurrences" and "timeSliceWindow" in o:
             raise doc.err(f"{field}.timeSliceWindow", "only meaningful with Timeslices or RatioTimeslices")
-        sli, journey, group_by = _indicator(sli_spec, sli_doc, sli_field, o, doc, field, budgeting, slice_window,
-                                             cat)
+        sli, journey, group_by = _indicator(sli_spec, sli_doc, sli_field, o, doc, field,
+                                            "occurrences" if budgeted else budgeting, slice_window, cat)
         if sli["kind"] == "prometheus" and calendar is not None:
             raise doc.err("spec.timeWindow[0].calendar", "calendar windows cannot be computed by Prometheus range "
                                                          "queries; use a rolling window for Prometheus sources")
         if sli["kind"] != "prometheus" and slice_window != "1m":
             raise doc.err(f"{field}.timeSliceWindow", "revwatch's own data is sliced by minutes: only 1m is supported "
                                                       "for revwatch metric sources")
-        raw = {"name": meta["name"] if len(objectives) == 1 else f"{meta['name']}-{k}", "objective": target,
+        raw = {"name": name if len(objectives) == 1 else f"{name}-{k}", "objective": target,
                "window": window, "calendar": calendar, "sli": sli, "journey": journey, "group_by": group_by,
                "description": spec.get("description") or "", "service": spec.get("service"),
                "display_name": o.get("displayName") if len(objectives) > 1 else meta.get("displayName"),
                "labels": _labels(meta, doc), "annotations": annotations, "budgeting": budgeting,
-               "import_spec": API}
-        if budgeting == "timeslices" and sli["kind"] != "prometheus":
+               "import_spec": import_spec}
+        if budgeting == "timeslices":
             raw["timeslice_target"] = tst
         alerting: dict = {}
         if tiers is not None:
@@ -346,6 +355,13 @@ def _time_window(tw: Any, doc: _Doc) -> tuple[str, dict | None]:
         raise doc.err("spec.timeWindow[0].calendar.startTime", f"must be 'YYYY-MM-DD hh:mm:ss', got {start!r}")
     if not isinstance(cal.get("timeZone"), str):
         raise doc.err("spec.timeWindow[0].calendar.timeZone", "required (an IANA time zone)")
+    start_t = dt.datetime.fromisoformat(start)
+    if cal["timeZone"] == "UTC" and start_t.time() == dt.time(0):
+        # the same periods as revwatch's own calendar windows: months from the 1st, weeks from Monday, 00:00 UTC
+        if f"{n}{unit}" == "1M" and start_t.day == 1:
+            return "calendar_month", None
+        if f"{n}{unit}" == "1w" and start_t.weekday() == 0:
+            return "calendar_week", None
     return "calendar", {"duration": f"{n}{unit}", "start": start.replace(" ", "T"), "time_zone": cal["timeZone"]}
 
 
@@ -369,7 +385,7 @@ def _promql(spec: dict, doc: _Doc, field: str) -> str:
     q = spec.get("query") or spec.get("promql")
     if not isinstance(q, str) or not q.strip() or set(spec) - {"query", "promql"}:
         raise doc.err(f"{field}.spec", "a Prometheus source needs exactly spec.query (PromQL)")
-    return q.strip()
+    return q
 
 
 def _windowed(q: str, how: str) -> str:
@@ -434,6 +450,10 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
         if "raw" in q:
             ratio = _windowed(q["raw"], "avg_over_time")
             err = ratio if rm["rawType"] == "failure" else f"1 - ({ratio})"
+        elif "bad" in q and all("{{.window}}" in v.replace(" ", "") for v in q.values()) \
+                and budgeting == "occurrences":
+            # windowed bad/total event queries: Sloth's events SLI, as written
+            return {"kind": "prometheus", "error_query": q["bad"], "total_query": q["total"]}, None, []
         else:
             how = "increase" if rm.get("counter") else "sum_over_time"
             total = _windowed(q["total"], how)
@@ -444,6 +464,9 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
     for _, spec in parts.values():
         src.update(spec)
     if "sli" in src:
+        extra = set(src) - {"sli", "journey", "group_by"}
+        if extra:
+            raise sdoc.err(f"{f}: metricSource.spec.{sorted(extra)[0]}", "unknown field next to sli")
         return src["sli"], src.get("journey"), src.get("group_by", [])
     extra = set(src) - {"journey", "service", "max_age", "bad_when", "group_by", "span_name"}
     if extra:
