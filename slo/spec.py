@@ -1,21 +1,19 @@
-"""SLO specs: the config's `slos:` plus OpenSLO v1 `SLO` documents, resolved into one model.
+"""SLO specs: the config's `slos:` plus imported OpenSLO v1 (slo/openslo.py) and Sloth (slo/sloth.py) files,
+resolved into one model.
 
 An `SloSpec` is a validated `SloConfig` with what evaluation needs resolved: the journey's start and end
-event types, the window, and a hash of everything that changes which minutes are good (the rollup key, so a
-changed definition never mixes with minutes computed under the old one).
+event types, the window, the alert tiers with burn factors scaled to the SLO period (slo/windows.py), and a hash of
+everything that changes which minutes are good (the rollup key, so a changed definition never mixes with minutes
+computed under the old one).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import logging
-
-import yaml
-from pydantic import ValidationError
 
 from revwatch.config import RESERVED_ALERT_LABELS, Config, SloConfig
 from revwatch.units import parse_duration

@@ -2,7 +2,6 @@
 import datetime as dt
 
 import pytest
-import yaml
 
 from slo.engine import SloEngine
 from tests.slo_helpers import add_events, add_spans, anchor, journey

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import time
 
-import httpx
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
