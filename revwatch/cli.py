@@ -172,16 +172,19 @@ def slo_status(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
     when = _at_param(at)
     target = _local_or_remote(cfg)
     if isinstance(target, Remote):
-        docs = target.request("GET", "/api/v1/slos", params={"at": at} if at else None)["slos"]
+        body = target.request("GET", "/api/v1/slos", params={"at": at} if at else None)
+        docs, prom = body["slos"], body.get("prometheus_slos", [])
     else:
         from slo.engine import SloEngine
         from slo.spec import SpecError
         try:
-            docs = [r.as_dict() for r in SloEngine(target, cfg).evaluate(when)]
+            engine = SloEngine(target, cfg)
+            docs = [r.as_dict() for r in engine.evaluate(when)]
+            prom = engine.prometheus_results(when)
         except SpecError as e:
             fail(str(e))
     if as_json:
-        print(json.dumps({"slos": docs}, default=str))
+        print(json.dumps({"slos": docs, "prometheus_slos": prom}, default=str))
         return
     from revwatch.report import slo_table
     out.print(slo_table(docs))

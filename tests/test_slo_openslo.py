@@ -243,3 +243,36 @@ def test_ratio_timeslices_average_the_minutes_ratios_in_the_engine(store, make_c
     assert rows["occurrences"] == (2, 4)
     assert rows["timeslices"] == (1, 2)
     assert rows["ratio_timeslices"][1] == 2 and rows["ratio_timeslices"][0] == pytest.approx(1 + 1 / 3)
+
+
+def test_prometheus_backed_openslo_rules_pass_promtool(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    from slo.rules import write_rules
+    promtool = shutil.which("promtool")
+    if not promtool and not os.environ.get("CI"):
+        pytest.skip("promtool not installed")
+    docs = []
+    for method, extra in (("Occurrences", {}), ("Timeslices", {"timeSliceTarget": 0.9, "timeSliceWindow": "5m"}),
+                          ("RatioTimeslices", {"timeSliceWindow": 2})):
+        for metric in ({"thresholdMetric": {"metricSource": {"type": "Prometheus", "spec": {
+                            "query": "histogram_quantile(0.99, sum by (le) (rate(d_bucket[5m])))"}}}},
+                       {"ratioMetric": {"counter": True,
+                                        "good": {"metricSource": {"type": "Prometheus", "spec": {"query": "sum(ok)"}}},
+                                        "total": {"metricSource": {"type": "Prometheus", "spec": {"query": "sum(all)"}}}}}):
+            objective = {"target": 0.99, **extra}
+            if "thresholdMetric" in metric:
+                objective.update(op="lte", value=0.3)
+            docs.append({"apiVersion": "openslo/v1", "kind": "SLO",
+                         "metadata": {"name": f"s{len(docs)}"},
+                         "spec": {"indicator": {"metadata": {"name": "i"}, "spec": metric},
+                                  "timeWindow": [{"duration": "28d", "isRolling": True}],
+                                  "budgetingMethod": method, "objectives": [objective]}})
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump_all(docs))
+    specs = resolve(Config.model_validate({"openslo_files": [str(p)]}))
+    assert len(specs) == 6 and all(s.is_prometheus for s in specs)
+    files = write_rules(specs, tmp_path / "rules", "http://x")
+    r = subprocess.run([promtool, "check", "rules", *map(str, files)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
