@@ -218,6 +218,7 @@ class SloConfig(_Model):
     # timeslice_target); ratio_timeslices: the average of the minutes' ratios (OpenSLO RatioTimeslices)
     budgeting: Literal["occurrences", "timeslices", "ratio_timeslices"] = "occurrences"
     timeslice_target: float | None = None  # timeslices: a minute is good if its ratio ≥ this
+    timeslice_window: dt.timedelta = dt.timedelta(minutes=1)   # the slice length (whole minutes)
     calendar: CalendarConfig | None = None  # window: calendar
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     labels: dict[str, str] = {}
@@ -246,6 +247,15 @@ class SloConfig(_Model):
     def _window(cls, v: str) -> str:
         if v not in ("calendar_month", "calendar_week", "calendar"):
             parse_duration(v)
+        return v
+
+    _ts = field_validator("timeslice_window", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("timeslice_window")
+    @classmethod
+    def _slice(cls, v: dt.timedelta) -> dt.timedelta:
+        if v < dt.timedelta(minutes=1) or v.total_seconds() % 60:
+            raise ValueError("timeslice_window must be a whole number of minutes")
         return v
 
     @model_validator(mode="after")

@@ -101,6 +101,22 @@ class SloResult:
         return d
 
 
+def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]) -> WindowResult:
+    """A sliced window's result: the closed slices' score plus the slice containing `at`, live minute included."""
+    good, total, cur_good, cur_total = sums
+    cur_good = int(cur_good) + sum(g for g, _ in live)
+    cur_total = int(cur_total) + sum(t for _, t in live)
+    c = spec.config
+    good = float(good) if c.budgeting == "ratio_timeslices" else int(round(good))
+    if cur_total > 0:
+        total = int(total) + 1
+        if c.budgeting == "ratio_timeslices":
+            good += cur_good / cur_total
+        else:
+            good += int(cur_good / cur_total >= (c.timeslice_target or c.objective))
+    return WindowResult(good, int(total), c.objective)
+
+
 def alert_state(res: SloResult) -> None:
     """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity)."""
     al = res.spec.config.alerting
@@ -186,7 +202,12 @@ class SloEngine:
             bounds[s.name] = b
         # the minute of `at` itself: computed live, unless the refresh just computed it with this very cutoff
         current = refresh and self.rollups.refreshed_at == now and at == now
-        sums = self._rollup_sums(specs, bounds, at_min + MINUTE if current else at_min)
+        end = at_min + MINUTE if current else at_min
+        sliced = [s for s in specs if s.config.budgeting != "occurrences" and s.config.timeslice_window > MINUTE]
+        by_minute = [s for s in specs if s not in sliced]
+        sums = self._rollup_sums(by_minute, bounds, end) if by_minute else {}
+        if sliced:
+            sums.update(self._sliced_sums(sliced, bounds, end, at_min))
         live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
         results = []
         for s in specs:
@@ -198,6 +219,9 @@ class SloEngine:
                 live_g = [(good, total) for gg, _, good, total in live[s.name] if gg == g]
                 windows = {}
                 for wname in bounds[s.name]:
+                    if s in sliced:
+                        windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0)), live_g)
+                        continue
                     good, total = per_window.get(wname, (0, 0))
                     for lg, lt in live_g:
                         if s.config.budgeting == "timeslices":
@@ -255,6 +279,60 @@ GROUP BY Slo, GroupKey, ts
             vals = row[3:]
             exact = (lambda v: v) if row[2] == 2 else (lambda v: int(round(v)))   # counts stay integers
             out[(row[0], row[1])] = {w: (exact(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
+        return out
+
+    def _sliced_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, at_min: dt.datetime) -> dict:
+        """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total)}}.
+
+        Slices are aligned to multiples of their length since the epoch (UTC) and clipped to each window (a slice
+        that straddles a window's start counts with its minutes inside the window). Closed slices are scored in
+        SQL — timeslices: good when good/total ≥ timeslice_target; ratio_timeslices: the slice's ratio — and the
+        slice containing `at` comes back as raw counts, to be closed with the live minute."""
+        oldest = min(b for s in specs for b in bounds[s.name].values())
+        rolling = sorted({w for s in specs for w in bounds[s.name] if w != "slo"})
+        names = [s.name for s in specs]
+        lengths = [int(s.config.timeslice_window.total_seconds()) for s in specs]
+        params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
+                  "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
+                  "timeslices": [int(s.config.budgeting == "ratio_timeslices") + 1 for s in specs],
+                  "slo_start": [ms(bounds[s.name]["slo"]) for s in specs], "lengths": lengths,
+                  "current": [int(at_min.timestamp()) // n for n in lengths]}
+        wnames = rolling + ["slo"]
+        inner, outer = [], []
+        for i, w in enumerate(wnames):
+            cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
+            inner.append(f"sumIf(g, {cond}) AS g{i}, sumIf(t, {cond}) AS t{i}")
+            closed = f"t{i} > 0 AND slice != cur"
+            outer.append(f"if(ts = 1, toFloat64(countIf({closed} AND g{i} / t{i} >= target)), "
+                         f"sumIf(g{i} / t{i}, {closed})) AS sg{i}, countIf({closed}) AS st{i}, "
+                         f"sumIf(g{i}, slice = cur) AS cg{i}, sumIf(t{i}, slice = cur) AS ct{i}")
+        sql = f"""
+SELECT Slo, GroupKey, {', '.join(outer)}
+FROM (
+    SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur, {', '.join(inner)}
+    FROM (
+        SELECT Slo, GroupKey, Good AS g, Total AS t,
+               dateDiff('minute', Minute, fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')) - 1 AS age,
+               Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
+                                                            toInt64(0)), 'UTC') AS in_slo,
+               transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(1)) AS ts,
+               transform(Slo, {{names:Array(String)}}, {{ts_targets:Array(Float64)}}, toFloat64(1)) AS target,
+               intDiv(toInt64(toUnixTimestamp(Minute)),
+                      transform(Slo, {{names:Array(String)}}, {{lengths:Array(Int64)}}, toInt64(60))) AS slice,
+               transform(Slo, {{names:Array(String)}}, {{current:Array(Int64)}}, toInt64(-1)) AS cur
+        FROM {self.store.table('slo_minutes')} FINAL
+        WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}})))
+          AND Minute >= fromUnixTimestamp64Milli({{oldest:Int64}}, 'UTC')
+          AND Minute < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')
+    )
+    GROUP BY Slo, GroupKey, slice
+)
+GROUP BY Slo, GroupKey, ts
+"""
+        out: dict = {}
+        for row in self.store.query(sql, params).rows:
+            vals = row[2:]
+            out[(row[0], row[1])] = {w: tuple(vals[4 * i:4 * i + 4]) for i, w in enumerate(wnames)}
         return out
 
     # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------

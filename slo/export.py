@@ -119,6 +119,8 @@ def slo_document(spec: SloSpec) -> dict:
     objective: dict = {"target": c.objective}
     if c.budgeting == "timeslices":
         objective["timeSliceTarget"] = c.timeslice_target if c.timeslice_target is not None else c.objective
+    if c.budgeting != "occurrences" and not spec.is_prometheus:
+        objective["timeSliceWindow"] = format_duration(c.timeslice_window)
     spec_doc: dict = {}
     if c.description:
         spec_doc["description"] = c.description

@@ -10,8 +10,8 @@ Mapping onto revwatch SLOs (one per objective; `<name>-<k>` when an SLO has seve
 * `timeWindow`: rolling `duration` (m h d w; M/Q/Y have no fixed length and are refused for rolling windows) or
   calendar (`isRolling: false`, `calendar.startTime` wall-clock in `calendar.timeZone`, any duration: slo/calendar.py).
 * `budgetingMethod`: Occurrences / Timeslices (`timeSliceTarget`) / RatioTimeslices (average of per-slice ratios).
-  `timeSliceWindow`: any duration for Prometheus sources (PromQL subqueries step by it); revwatch's own data is
-  sliced by minutes, so other slice lengths are refused for revwatch sources.
+  `timeSliceWindow` (default 1m): any duration for Prometheus sources (PromQL subqueries step by it), whole minutes
+  for revwatch sources (the engine scores epoch-aligned slices of that length: slo/engine.py).
 * Metric sources (`type`, possibly from the referenced `DataSource`):
   - `Prometheus` (`spec.query`): a Prometheus-backed SLO (slo/sloth_rules.py). Queries may use Sloth's
     `{{.window}}`; without it, counters (`counter: true`) are read with `increase((q)[W:])`, gauges with
@@ -282,9 +282,6 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
         if sli["kind"] == "prometheus" and calendar is not None:
             raise doc.err("spec.timeWindow[0].calendar", "calendar windows cannot be computed by Prometheus range "
                                                          "queries; use a rolling window for Prometheus sources")
-        if sli["kind"] != "prometheus" and slice_window != "1m":
-            raise doc.err(f"{field}.timeSliceWindow", "revwatch's own data is sliced by minutes: only 1m is supported "
-                                                      "for revwatch metric sources")
         raw = {"name": name if len(objectives) == 1 else f"{name}-{k}", "objective": target,
                "window": window, "calendar": calendar, "sli": sli, "journey": journey, "group_by": group_by,
                "description": spec.get("description") or "", "service": spec.get("service"),
@@ -293,6 +290,8 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
                "import_spec": import_spec}
         if budgeting == "timeslices":
             raw["timeslice_target"] = tst
+        if budgeting != "occurrences" and sli["kind"] != "prometheus":
+            raw["timeslice_window"] = _minutes(slice_window, doc, f"{field}.timeSliceWindow")
         alerting: dict = {}
         if tiers is not None:
             alerting = {"page": [t for s, t in tiers if s == "page"], "ticket": [t for s, t in tiers if s == "ticket"]}
@@ -312,6 +311,13 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
             loc = ".".join(str(x) for x in first["loc"])
             raise doc.err(field, f"{loc}: {first['msg'].removeprefix('Value error, ')}") from None
     return out
+
+
+def _minutes(window: str, doc: _Doc, field: str) -> str:
+    """revwatch's own data is counted per minute, so its slices are whole minutes."""
+    if parse_duration(window).total_seconds() % 60:
+        raise doc.err(field, f"{window}: time slices of revwatch metric sources are whole minutes")
+    return window
 
 
 def _target(o: dict, doc: _Doc, field: str) -> float:

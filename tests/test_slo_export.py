@@ -23,7 +23,7 @@ slos:
      budgeting: timeslices, timeslice_target: 0.95,
      alerting: {min_events: 5, page: [{long: 2h, short: 10m, burn_rate: 9}], ticket: [],
                 page_alert: {labels: {route: pager}, annotations: {hint: restart}}}}
-  - {name: queue-depth, objective: 0.9, window: calendar_week, budgeting: ratio_timeslices,
+  - {name: queue-depth, objective: 0.9, window: calendar_week, budgeting: ratio_timeslices, timeslice_window: 5m,
      sli: {kind: gauge_threshold, sample: rabbitmq_queue_messages, labels: {queue: orders}, max: 500}}
   - {name: p2p-complete, journey: p2p, objective: 0.995, window: 30d, sli: {kind: journey_completion, max_age: 1d},
      calendar: null, alerting: {catalogue: sloth-7d}}

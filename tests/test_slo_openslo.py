@@ -245,6 +245,38 @@ def test_ratio_timeslices_average_the_minutes_ratios_in_the_engine(store, make_c
     assert rows["ratio_timeslices"][1] == 2 and rows["ratio_timeslices"][0] == pytest.approx(1 + 1 / 3)
 
 
+def test_slices_longer_than_a_minute_in_the_engine(store, make_config):
+    """5-minute slices (epoch-aligned): S1 = 1 good + 1 bad (0.5), S2 = 2 good (1.0), and the slice containing the
+    evaluation instant: 1 good from the rollups + 1 bad decided in the live minute (0.5)."""
+    M = dt.timedelta(minutes=1)
+    T = anchor()
+    B = T - (T.minute % 5) * M                                        # a 5-minute boundary
+    at = B + 2 * M + dt.timedelta(seconds=30)
+
+    def good(minute):                                                  # decided at `minute` + 10 s, in time
+        journey(store, f"g{minute}", B + minute * M - 2 * M, B + minute * M + dt.timedelta(seconds=10))
+
+    def bad(minute):                                                   # never ends: decided at start + 15 min
+        journey(store, f"b{minute}", B + minute * M - 15 * M + dt.timedelta(seconds=10))
+    for m in (-9, -4, -1, 1):
+        good(m)
+    for m in (-7, 2):
+        bad(m)
+    base = "journeys: {p2p: {start: payment.settled, end: payment.posted}}\nslos:\n"
+    rows = {}
+    for method, extra in (("timeslices", ", timeslice_target: 0.6"), ("ratio_timeslices", "")):
+        for length in ("1m", "5m"):
+            cfg = make_config(base + f"  - {{name: s, journey: p2p, objective: 0.9, window: 1d, budgeting: {method}"
+                                     f"{extra}, timeslice_window: {length}, sli: {{kind: journey_latency, "
+                                     f"threshold: 15m}}}}\n")
+            (r,) = SloEngine(store, cfg).evaluate(at)
+            rows[method, length] = (r.windows["1h"].good, r.windows["1h"].total)
+    assert rows["timeslices", "1m"] == (4, 6)                         # minutes: 4 good of 6
+    assert rows["timeslices", "5m"] == (1, 3)                         # slices 0.5, 1.0, 0.5 against 0.6
+    assert rows["ratio_timeslices", "1m"][1] == 6 and rows["ratio_timeslices", "1m"][0] == pytest.approx(4)
+    assert rows["ratio_timeslices", "5m"][1] == 3 and rows["ratio_timeslices", "5m"][0] == pytest.approx(2.0)
+
+
 def test_prometheus_backed_openslo_rules_pass_promtool(tmp_path):
     import os
     import shutil
