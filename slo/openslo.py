@@ -411,8 +411,9 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
             raise odoc.err(ofield, "a thresholdMetric objective needs op (lte, lt, gte, gt) and a numeric value")
         if kind == "prometheus":
             q = _promql(src, sdoc, f"{sfield}.thresholdMetric.metricSource")
-            breach = f"avg_over_time((({q}) {_BREACH[op]} bool {value!r})[{{{{.window}}}}:{slice_window}])"
-            return _prom_budgeted(breach, q, op, value, obj, budgeting, slice_window), None, []
+            # the share of rule evaluations (subquery at the evaluation interval) at which the value breached
+            breach = f"avg_over_time((({q}) {_BREACH[op]} bool {value!r})[{{{{.window}}}}:])"
+            return _prom_budgeted(breach, obj, budgeting, slice_window), None, []
         if "sli" in src:
             return src["sli"], src.get("journey"), src.get("group_by", [])
         unit = src.get("unit")
@@ -465,7 +466,7 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
             total = _windowed(q["total"], how)
             err = f"({_windowed(q['bad'], how)}) / ({total})" if "bad" in q else \
                 f"1 - (({_windowed(q['good'], how)}) / ({total}))"
-        return _prom_budgeted(err, None, None, None, obj, budgeting, slice_window), None, []
+        return _prom_budgeted(err, obj, budgeting, slice_window), None, []
     src: dict = {}
     for _, spec in parts.values():
         src.update(spec)
@@ -495,10 +496,11 @@ def _ratio_op_error(odoc: _Doc, ofield: str) -> OpenSloError:
                                     "and value belongs to thresholdMetric objectives")
 
 
-def _prom_budgeted(err: str, q: str | None, op: str | None, value: Any, obj: dict, budgeting: str,
-                   slice_window: str) -> dict:
-    """The error-ratio PromQL for the budgeting method: per-event, per-slice good/bad, or mean of slice ratios."""
-    if budgeting == "occurrences" or q is not None and budgeting == "ratio_timeslices":
+def _prom_budgeted(err: str, obj: dict, budgeting: str, slice_window: str) -> dict:
+    """The error-ratio PromQL for the budgeting method, from the window's error ratio `err` (with `{{.window}}`):
+    Occurrences as is; RatioTimeslices the mean of each slice's error ratio; Timeslices the share of slices whose
+    good ratio is below timeSliceTarget — slices evaluated every `slice_window` over the window."""
+    if budgeting == "occurrences":
         return {"kind": "prometheus", "error_ratio_query": err}
     per_slice = err.replace("{{.window}}", slice_window)
     if budgeting == "ratio_timeslices":

@@ -130,7 +130,12 @@ def test_timeslices_and_threshold_metrics_on_prometheus(tmp_path):
     # a 2-minute slice is bad when the p99 exceeded 400 ms in more than 10 % of its evaluations
     assert slo.sli.error_ratio_query == (
         "avg_over_time(((avg_over_time(((histogram_quantile(0.99, sum by (le) (rate(http_duration_seconds_bucket[5m]))))"
-        " > bool 0.4)[2m:2m])) > bool 0.09999999999999998)[{{.window}}:2m])")
+        " > bool 0.4)[2m:])) > bool 0.09999999999999998)[{{.window}}:2m])")
+    doc["spec"]["budgetingMethod"] = "Occurrences"
+    del doc["spec"]["objectives"][0]["timeSliceTarget"], doc["spec"]["objectives"][0]["timeSliceWindow"]
+    (slo,) = load_openslo(_write(tmp_path, doc))
+    assert slo.sli.error_ratio_query == ("avg_over_time(((histogram_quantile(0.99, sum by (le) "
+                                         "(rate(http_duration_seconds_bucket[5m])))) > bool 0.4)[{{.window}}:])")
 
 
 def test_revwatch_sources_threshold_units_labels_and_alert_policies(tmp_path):
