@@ -79,7 +79,7 @@ def _strict(obj: Any, allowed: set[str], doc: _Doc, field: str) -> dict:
         return {}
     if not isinstance(obj, dict):
         raise doc.err(field, "must be a mapping")
-    unknown = sorted(set(obj) - allowed)
+    unknown = sorted(str(k) for k in set(obj) - allowed)
     if unknown:
         raise doc.err(f"{field}.{unknown[0]}" if field else unknown[0], "unknown field (not part of OpenSLO v1)")
     return obj
@@ -150,7 +150,7 @@ class Catalogue:
             api, kind = obj.get("apiVersion"), obj.get("kind")
             if api != API:
                 raise doc.err("apiVersion", f"only {API} is supported, got {api!r}")
-            if kind not in KINDS:
+            if not isinstance(kind, str) or kind not in KINDS:
                 raise doc.err("kind", f"unknown OpenSLO v1 kind {kind!r}")
             _strict(obj, {"apiVersion", "kind", "metadata", "spec"}, doc, "")
             meta = _metadata(obj, doc)
@@ -240,7 +240,7 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
     window, calendar = _time_window(spec.get("timeWindow"), doc)
     method = spec.get("budgetingMethod")
     budgeting = {"Occurrences": "occurrences", "Timeslices": "timeslices",
-                 "RatioTimeslices": "ratio_timeslices"}.get(method)
+                 "RatioTimeslices": "ratio_timeslices"}.get(method) if isinstance(method, str) else None
     if budgeting is None:
         raise doc.err("spec.budgetingMethod", f"must be Occurrences, Timeslices or RatioTimeslices, got {method!r}")
     if ("indicator" in spec) == ("indicatorRef" in spec):
@@ -407,7 +407,7 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
         tm = _strict(sli["thresholdMetric"], {"metricSource"}, sdoc, f"{sfield}.thresholdMetric")
         kind, src = _source(tm.get("metricSource"), sdoc, f"{sfield}.thresholdMetric.metricSource", cat)
         op, value = obj.get("op"), obj.get("value")
-        if op not in _BREACH or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not isinstance(op, str) or op not in _BREACH or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise odoc.err(ofield, "a thresholdMetric objective needs op (lte, lt, gte, gt) and a numeric value")
         if kind == "prometheus":
             q = _promql(src, sdoc, f"{sfield}.thresholdMetric.metricSource")
@@ -417,7 +417,7 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
         if "sli" in src:
             return src["sli"], src.get("journey"), src.get("group_by", [])
         unit = src.get("unit")
-        if unit not in _UNITS:
+        if not isinstance(unit, str) or unit not in _UNITS:
             raise sdoc.err(f"{sfield}.thresholdMetric.metricSource.spec.unit",
                            f"the unit of the objective's value is required: one of {', '.join(_UNITS)}")
         if op not in ("lte", "lt"):

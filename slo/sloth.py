@@ -61,7 +61,7 @@ def _strict(obj: Any, allowed: set[str], where: str) -> dict:
         return {}
     if not isinstance(obj, dict):
         raise SlothError(f"{where}: must be a mapping")
-    unknown = sorted(set(obj) - allowed)
+    unknown = sorted(str(k) for k in set(obj) - allowed)
     if unknown:
         raise SlothError(f"{_at(where, unknown[0])}: unknown field (not part of Sloth's spec)")
     return obj
@@ -91,7 +91,7 @@ def _plugins(obj: Any, where: str) -> None:
     ids = []
     for i, p in enumerate(chain):
         pid = p.get("id") if isinstance(p, dict) else None
-        if pid not in CORE_PLUGINS:
+        if not isinstance(pid, str) or pid not in CORE_PLUGINS:
             raise SlothError(f"{where}.chain[{i}].id: SLO plugin {pid!r} is not supported (only Sloth's core "
                              f"plugins, whose rules revwatch generates itself)")
         ids.append(pid)

@@ -93,9 +93,11 @@ def load_alert_windows(path: str | Path) -> list[Catalogue]:
         if not isinstance(d, dict) or d.get("kind") != "AlertWindows" or d.get("apiVersion") != "sloth.slok.dev/v1":
             raise WindowsError(f"{where}: kind/apiVersion: expected AlertWindows, sloth.slok.dev/v1")
         spec = d.get("spec") or {}
-        unknown = set(spec) - {"sloPeriod", "page", "ticket"}
+        if not isinstance(spec, dict):
+            raise WindowsError(f"{where}: spec: must be a mapping")
+        unknown = sorted(str(k) for k in set(spec) - {"sloPeriod", "page", "ticket"})
         if unknown:
-            raise WindowsError(f"{where}: spec.{sorted(unknown)[0]}: unknown field")
+            raise WindowsError(f"{where}: spec.{unknown[0]}: unknown field")
         try:
             period = parse_duration(spec.get("sloPeriod"))
         except ValueError as e:
@@ -106,7 +108,8 @@ def load_alert_windows(path: str | Path) -> list[Catalogue]:
         for sev in SEVERITIES:
             for speed in SPEEDS:
                 field = f"spec.{sev}.{speed}"
-                row = ((spec.get(sev) or {}).get(speed))
+                group = spec.get(sev)
+                row = group.get(speed) if isinstance(group, dict) else None
                 if not isinstance(row, dict):
                     raise WindowsError(f"{where}: {field}: required")
                 try:
