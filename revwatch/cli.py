@@ -177,16 +177,19 @@ def slo_status(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
     when = _at_param(at)
     target = _local_or_remote(cfg)
     if isinstance(target, Remote):
-        docs = target.request("GET", "/api/v1/slos", params={"at": at} if at else None)["slos"]
+        body = target.request("GET", "/api/v1/slos", params={"at": at} if at else None)
+        docs, prom = body["slos"], body.get("prometheus_slos", [])
     else:
         from slo.engine import SloEngine
         from slo.spec import SpecError
         try:
-            docs = [r.as_dict() for r in SloEngine(target, cfg).evaluate(when)]
+            engine = SloEngine(target, cfg)
+            docs = [r.as_dict() for r in engine.evaluate(when)]
+            prom = engine.prometheus_results(when)
         except SpecError as e:
             fail(str(e))
     if as_json:
-        print(json.dumps({"slos": docs}, default=str))
+        print(json.dumps({"slos": docs, "prometheus_slos": prom}, default=str))
         return
     from revwatch.report import slo_table
     out.print(slo_table(docs))
@@ -195,7 +198,8 @@ def slo_status(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
 @slo_app.command("rules")
 def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory for the rule files"),
               config: Optional[Path] = ConfigOpt,
-              base_url: str = typer.Option("", "--base-url", help="revwatch URL for links in annotations")):
+              base_url: str = typer.Option("", "--base-url", help="revwatch URL for links in annotations "
+                                                                   "(default: server.external_url)")):
     """Write Prometheus alerting rules (page + ticket per SLO) that pass `promtool check rules`."""
     cfg = _config(config)
     from slo.rules import write_rules
@@ -206,9 +210,30 @@ def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory
         fail(str(e))
     if not specs:
         fail("no SLOs configured (add slos: to the config)")
-    base = base_url or f"http://{cfg.server.host}:{cfg.server.port}"
+    base = base_url or cfg.server.external_url
     for p in write_rules(specs, output, base):
         out.print(f"wrote {p}")
+
+
+@slo_app.command("export")
+def slo_export(fmt: str = typer.Option("openslo", "--format", help="output format (openslo: OpenSLO v1 YAML)"),
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default stdout)"),
+               config: Optional[Path] = ConfigOpt):
+    """Every SLO (journey SLOs and imported ones) as OpenSLO v1 documents that import back to the same SLOs."""
+    if fmt != "openslo":
+        fail(f"--format: unknown format {fmt!r} (supported: openslo)")
+    cfg = _config(config)
+    from slo.export import export_openslo
+    from slo.spec import SpecError, resolve
+    try:
+        text = export_openslo(resolve(cfg))
+    except SpecError as e:
+        fail(str(e))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        out.print(f"wrote {output}")
 
 
 # --- trace -------------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from revwatch.units import parse_duration, parse_size
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
+# labels every generated SLO alert carries, which SLO labels must not replace
+RESERVED_ALERT_LABELS = frozenset({"slo", "severity", "journey", "group", "window", "alertname", "sloth_id",
+                                   "sloth_service", "sloth_slo", "sloth_severity", "sloth_window"})
 
 
 class ConfigError(Exception):
@@ -56,6 +59,7 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8317, ge=1, le=65535)
     metrics_public: bool = False           # /metrics without a key (for a Prometheus with no auth)
+    external_url: str = "http://127.0.0.1:8317"   # how people reach this server (links in alerts)
     max_body_bytes: int = 64 * 1024 * 1024  # after decompression, OTLP/HTTP recommendation
     # what this server runs besides the read API: `collector` (ingest + spool writer), `evaluator` (the one
     # writer of SLO rollups, anomaly scans, probes), `all` (both). Several collectors + one evaluator share a store.
@@ -90,7 +94,8 @@ class JourneyConfig(_Model):
 
 
 class SliConfig(_Model):
-    kind: Literal["journey_latency", "journey_completion", "span_ratio", "span_latency", "gauge_threshold"]
+    kind: Literal["journey_latency", "journey_completion", "span_ratio", "span_latency", "gauge_threshold",
+                  "prometheus"]
     threshold: dt.timedelta | None = None  # journey_latency, span_latency
     max_age: dt.timedelta | None = None    # journey_completion
     service: str | None = None             # span SLIs
@@ -101,12 +106,22 @@ class SliConfig(_Model):
     labels: dict[str, str] = {}
     max: float | None = None
     min: float | None = None
+    # prometheus (an SLI Prometheus computes, as Sloth's): error/total event queries or one error-ratio query,
+    # with `{{.window}}` where the range goes
+    error_query: str | None = None
+    total_query: str | None = None
+    error_ratio_query: str | None = None
 
     _d = field_validator("threshold", "max_age", mode="before")(
         classmethod(lambda cls, v: None if v is None else _duration(v)))
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SliConfig":
+        if self.kind == "prometheus":
+            if bool(self.error_ratio_query) == bool(self.error_query or self.total_query) or \
+                    bool(self.error_query) != bool(self.total_query):
+                raise ValueError("sli kind prometheus needs either error_query and total_query, or error_ratio_query")
+            return self
         need = {"journey_latency": ["threshold"], "journey_completion": ["max_age"], "span_ratio": ["bad_when"],
                 "span_latency": ["threshold"], "gauge_threshold": ["sample"]}[self.kind]
         for f in need:
@@ -123,22 +138,75 @@ class SliConfig(_Model):
 
 
 class BurnWindowPair(_Model):
+    """One multi-window tier: a fixed `burn_rate`, or `budget_percent` of the period's budget consumed within
+    `long` (the factor then follows from the SLO period: slo/windows.py)."""
     long: dt.timedelta
     short: dt.timedelta
-    burn_rate: float = Field(gt=0)
+    burn_rate: float | None = Field(None, gt=0)
+    budget_percent: float | None = Field(None, gt=0, le=100)
 
     _d = field_validator("long", "short", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
+    @model_validator(mode="after")
+    def _one_factor(self) -> "BurnWindowPair":
+        if (self.burn_rate is None) == (self.budget_percent is None):
+            raise ValueError("give exactly one of burn_rate or budget_percent")
+        if not dt.timedelta(0) < self.short < self.long:
+            raise ValueError("short must be positive and shorter than long")
+        return self
 
-def _workbook_pairs(severity: str) -> list[BurnWindowPair]:
-    table = {"page": [("1h", "5m", 14.4), ("6h", "30m", 6.0)], "ticket": [("1d", "2h", 3.0), ("3d", "6h", 1.0)]}
-    return [BurnWindowPair(long=lg, short=sh, burn_rate=b) for lg, sh, b in table[severity]]
+
+class AlertMetaConfig(_Model):
+    """Per-severity extras of a generated alert (Sloth's page_alert / ticket_alert)."""
+    disable: bool = False
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
 
 
 class AlertingConfig(_Model):
-    page: list[BurnWindowPair] = Field(default_factory=lambda: _workbook_pairs("page"))
-    ticket: list[BurnWindowPair] = Field(default_factory=lambda: _workbook_pairs("ticket"))
+    """Tiers per severity. Unset `page`/`ticket` come from the alert-window catalogue of the SLO's period
+    (`catalogue` names one explicitly); an empty list disables that severity."""
+    page: list[BurnWindowPair] | None = None
+    ticket: list[BurnWindowPair] | None = None
+    catalogue: str | None = None
     min_events: int = Field(0, ge=0)       # a window with fewer decided events never alerts (low traffic)
+    name: str | None = None                # alert name in generated rules (default per generator)
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    page_alert: AlertMetaConfig = Field(default_factory=AlertMetaConfig)
+    ticket_alert: AlertMetaConfig = Field(default_factory=AlertMetaConfig)
+
+
+class CalendarConfig(_Model):
+    """A calendar-aligned SLO window (OpenSLO `calendar`): periods of `duration` (count + unit d, w, M, Q, Y)
+    starting at `start`, a wall-clock time in `time_zone`, and repeating from there."""
+    duration: str
+    start: dt.datetime
+    time_zone: str = "UTC"
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]*[dwMQY]", v or ""):
+            raise ValueError("calendar duration must be a count and a unit d, w, M, Q or Y (e.g. 1M, 1w)")
+        return v
+
+    @field_validator("start")
+    @classmethod
+    def _naive(cls, v: dt.datetime) -> dt.datetime:
+        if v.tzinfo is not None:
+            raise ValueError("calendar start is a wall-clock time in time_zone: give it without an offset")
+        return v
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r}") from None
+        return v
 
 
 class SloConfig(_Model):
@@ -149,10 +217,26 @@ class SloConfig(_Model):
     sli: SliConfig
     group_by: list[str] = []               # evaluate per value of these attributes (gateway, region …)
     description: str = ""
-    budgeting: Literal["occurrences", "timeslices"] = "occurrences"
+    # occurrences: good/total events; timeslices: good minutes / minutes (a minute is good if its ratio ≥
+    # timeslice_target); ratio_timeslices: the average of the minutes' ratios (OpenSLO RatioTimeslices)
+    budgeting: Literal["occurrences", "timeslices", "ratio_timeslices"] = "occurrences"
     timeslice_target: float | None = None  # timeslices: a minute is good if its ratio ≥ this
+    timeslice_window: dt.timedelta = dt.timedelta(minutes=1)   # the slice length (whole minutes)
+    calendar: CalendarConfig | None = None  # window: calendar
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     labels: dict[str, str] = {}
+    service: str | None = None             # prometheus SLIs: the service they belong to (Sloth's `service`)
+    import_spec: str | None = None         # the spec format an imported SLO was written in (e.g. prometheus/v1)
+    display_name: str | None = None
+    annotations: dict[str, str] = {}       # free-form notes on the SLO (OpenSLO metadata.annotations)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(v) & RESERVED_ALERT_LABELS)
+        if reserved:
+            raise ValueError(f"label {reserved[0]!r} is set by revwatch on every alert and cannot be overridden")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -164,9 +248,24 @@ class SloConfig(_Model):
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
-        if v not in ("calendar_month", "calendar_week"):
+        if v not in ("calendar_month", "calendar_week", "calendar"):
             parse_duration(v)
         return v
+
+    _ts = field_validator("timeslice_window", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("timeslice_window")
+    @classmethod
+    def _slice(cls, v: dt.timedelta) -> dt.timedelta:
+        if v < dt.timedelta(minutes=1) or v.total_seconds() % 60:
+            raise ValueError("timeslice_window must be a whole number of minutes")
+        return v
+
+    @model_validator(mode="after")
+    def _calendar(self) -> "SloConfig":
+        if (self.window == "calendar") != (self.calendar is not None):
+            raise ValueError("window: calendar goes with a calendar: {duration, start, time_zone} section")
+        return self
 
     @property
     def rolling_window(self) -> dt.timedelta | None:
@@ -235,6 +334,10 @@ class Config(_Model):
     journeys: dict[str, JourneyConfig] = {}
     slos: list[SloConfig] = []
     openslo_files: list[str] = []
+    sloth_files: list[str] = []            # Sloth specs (prometheus/v1, PrometheusServiceLevel) to import
+    sloth_period: str = "30d"              # their SLO period (Sloth's --default-slo-period)
+    slo_alert_windows: list[str] = []      # Sloth AlertWindows files: custom alert-window catalogues
+    prometheus_url: str | None = None      # where the values of Prometheus-backed SLOs are read (HTTP API)
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
     probes: list[ProbeConfig] = []
     alerts: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from revwatch.units import format_duration, parse_duration, utcnow
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
 from revwatch.journeys import JourneyReader
+from slo.prometheus_values import PrometheusReader
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
 
 log = logging.getLogger("revwatch.slo")
@@ -36,7 +37,7 @@ def _at_least(burn: float, threshold: float) -> bool:
 
 @dataclass
 class WindowResult:
-    good: int
+    good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
     total: int
     objective: float
 
@@ -84,7 +85,7 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        unit = "minutes" if self.spec.config.budgeting == "timeslices" or self.spec.kind == "gauge_threshold" \
+        unit = "minutes" if self.spec.config.budgeting != "occurrences" or self.spec.kind == "gauge_threshold" \
             else "events"
         return {"remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
                 "allowed_bad": allowed, "bad": bad, "remaining": allowed - bad, "unit": unit,
@@ -96,8 +97,44 @@ class SloResult:
              "objective": c.objective, "window": c.window, "at": self.at.isoformat(),
              "state": self.state, "sli": self.windows["slo"].sli,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
-             "budget": self.budget, "alerts": self.alerts, "description": c.description}
+             "budget": self.budget, "alerts": self.alerts, "description": c.description,
+             "labels": c.labels, "warnings": list(self.spec.warnings)}
         return d
+
+
+def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]) -> WindowResult:
+    """A sliced window's result: the closed slices' score plus the slice containing `at`, live minute included."""
+    good, total, cur_good, cur_total = sums
+    cur_good = int(cur_good) + sum(g for g, _ in live)
+    cur_total = int(cur_total) + sum(t for _, t in live)
+    c = spec.config
+    good = float(good) if c.budgeting == "ratio_timeslices" else int(round(good))
+    if cur_total > 0:
+        total = int(total) + 1
+        if c.budgeting == "ratio_timeslices":
+            good += cur_good / cur_total
+        else:
+            good += int(cur_good / cur_total >= (c.timeslice_target or c.objective))
+    return WindowResult(good, int(total), c.objective)
+
+
+def alert_state(res: SloResult) -> None:
+    """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity)."""
+    al = res.spec.config.alerting
+    state = "ok"
+    for severity in ("ticket", "page"):
+        for p in res.spec.tiers_of(severity):
+            lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
+            enough = lw.total >= al.min_events and sw.total >= al.min_events
+            firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
+            res.alerts.append({"severity": severity, "long": format_duration(p.long),
+                               "short": format_duration(p.short), "threshold": p.burn_rate,
+                               "budget_percent": p.budget_percent,
+                               "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
+                               "low_traffic": not enough, "firing": firing})
+            if firing:
+                state = severity
+    res.state = state
 
 
 class SloEngine:
@@ -105,7 +142,11 @@ class SloEngine:
 
     def __init__(self, store: Store, cfg: Config):
         self.store, self.cfg = store, cfg
-        self.specs = resolve(cfg)
+        every = resolve(cfg)
+        self.specs = [s for s in every if not s.is_prometheus]        # evaluated here, from the store
+        self.prometheus_specs = [s for s in every if s.is_prometheus]  # computed by Prometheus from our rules
+        self.prometheus: PrometheusReader | None = (
+            PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, self.specs)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.latest: list[SloResult] | None = None
@@ -115,8 +156,16 @@ class SloEngine:
         self._lock = threading.Lock()
 
     def spec(self, name: str) -> SloSpec | None:
-        """The spec named `name`."""
-        return next((s for s in self.specs if s.name == name), None)
+        """The spec named `name` (evaluated here or by Prometheus)."""
+        return next((s for s in self.specs + self.prometheus_specs if s.name == name), None)
+
+    def prometheus_results(self, at: dt.datetime | None = None, names: list[str] | None = None) -> list[dict]:
+        """Prometheus-backed SLOs as Prometheus computes them now (or as of `at`); without `prometheus_url`
+        each says so in `error` (state unknown)."""
+        specs = [s for s in self.prometheus_specs if names is None or s.name in names]
+        if self.prometheus is None:
+            return [PrometheusReader._doc(s, at, error="prometheus_url is not configured") for s in specs]
+        return self.prometheus.read(specs, at)
 
     def journey_thresholds(self) -> dict[str, dt.timedelta]:
         """Per journey, the overdue threshold (`revwatch.journeys.thresholds` over this engine's specs)."""
@@ -126,8 +175,8 @@ class SloEngine:
     def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
         """The burn-rate windows of an SLO: the standard ones plus every window its alert pairs name."""
         names = list(BURN_WINDOWS)
-        for pair in spec.config.alerting.page + spec.config.alerting.ticket:
-            for w in (pair.long, pair.short):
+        for tier in spec.tiers:
+            for w in (tier.long, tier.short):
                 if format_duration(w) not in names:
                     names.append(format_duration(w))
         return {n: parse_duration(n) for n in names}
@@ -137,9 +186,9 @@ class SloEngine:
         """Evaluate SLOs as of `at` (default now).
 
         Reads never write: without `refresh` the minutes a rollup pass would rewrite now (late data, minutes time
-        has decided since the evaluator's last pass, SLOs it has not built yet) are computed in memory and laid
-        over the stored ones, so a read is exactly as fresh as a refresh. Only the evaluator (`evaluate_and_cache`)
-        passes `refresh=True` and writes `slo_minutes`."""
+        has decided since the evaluator's last pass, SLOs it has not built yet) are computed in memory and read
+        in place of the stored ones, so a read is exactly as fresh as a refresh. Only the evaluator
+        (`evaluate_and_cache`) passes `refresh=True` and writes `slo_minutes`."""
         now = utcnow()
         at = min(at or now, now)
         specs = [s for s in self.specs if names is None or s.name in names]
@@ -149,20 +198,23 @@ class SloEngine:
             self.rollups.refresh(now)
             overlay: list[tuple] = []
         else:
-            overlay = [r for r in self.rollups.pending(now) if r[0] in {s.name for s in specs}]
+            wanted = {s.name for s in specs}
+            overlay = [r for r in self.rollups.pending(now) if r[0] in wanted]
         at_min = floor_minute(at)
         bounds: dict[str, dict[str, dt.datetime]] = {}
         for s in specs:
             b = {n: at_min - length + MINUTE for n, length in self.window_lengths(s).items()}
             b["slo"] = s.window_bounds(at)[0]
             bounds[s.name] = b
-        # the minute of `at` itself: stored (or overlaid) when `at` is now — the pass above used cutoff now —
+        # the minute of `at` itself: stored (or pending) when `at` is now — the rollup pass above used cutoff now —
         # else computed live with decisions ≤ `at`
         current = at == now
         end = at_min + MINUTE if current else at_min
-        sums = self._rollup_sums(specs, bounds, end, at_min)
-        if overlay:
-            self._lay_over(sums, specs, bounds, end, overlay)
+        sliced = [s for s in specs if s.config.budgeting != "occurrences" and s.config.timeslice_window > MINUTE]
+        by_minute = [s for s in specs if s not in sliced]
+        sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay) if by_minute else {}
+        if sliced:
+            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay))
         live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
         results = []
         for s in specs:
@@ -174,61 +226,51 @@ class SloEngine:
                 live_g = [(good, total) for gg, _, good, total in live[s.name] if gg == g]
                 windows = {}
                 for wname in bounds[s.name]:
+                    if s in sliced:
+                        windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0)), live_g)
+                        continue
                     good, total = per_window.get(wname, (0, 0))
                     for lg, lt in live_g:
-                        dg, dt_ = self._minute_weight(s, lg, lt)
-                        good, total = good + dg, total + dt_
+                        if s.config.budgeting == "timeslices":
+                            good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
+                            total += int(lt > 0)
+                        elif s.config.budgeting == "ratio_timeslices":
+                            good += lg / lt if lt > 0 else 0
+                            total += int(lt > 0)
+                        else:
+                            good, total = good + lg, total + lt
                     windows[wname] = WindowResult(good, total, s.config.objective)
                 res = SloResult(s, g, at, windows)
-                self._alert_state(res)
+                alert_state(res)
                 results.append(res)
         return results
 
-    @staticmethod
-    def _minute_weight(spec: SloSpec, good: int, total: int) -> tuple[int, int]:
-        """What one minute's counts add to a window: the counts, or for timeslice budgeting one good/bad slice."""
-        if spec.config.budgeting == "timeslices":
-            target = spec.config.timeslice_target or spec.config.objective
-            return int(total > 0 and good / total >= target), int(total > 0)
-        return good, total
+    def _minutes(self, params: dict, overlay: list[tuple]) -> str:
+        """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass
+        would write (`overlay`, bound as array parameters into `params`) in place of the stored ones."""
+        stored = f"{self.store.table('slo_minutes')} FINAL"
+        rows = overlay
+        if not rows:
+            return stored
+        params.update(ov_slo=[r[0] for r in rows], ov_hash=[r[1] for r in rows], ov_group=[r[2] for r in rows],
+                      ov_min=[int(r[3].timestamp()) for r in rows], ov_good=[int(r[4]) for r in rows],
+                      ov_total=[int(r[5]) for r in rows])
+        return f"""(
+        SELECT Slo, SpecHash, GroupKey, Minute, Good, Total FROM {stored}
+        WHERE (Slo, GroupKey, toInt64(toUnixTimestamp(Minute))) NOT IN
+              (SELECT arrayJoin(arrayZip({{ov_slo:Array(String)}}, {{ov_group:Array(String)}}, {{ov_min:Array(Int64)}})))
+        UNION ALL
+        SELECT r.1 AS Slo, r.2 AS SpecHash, r.3 AS GroupKey, toDateTime(r.4, 'UTC') AS Minute, r.5 AS Good,
+               r.6 AS Total
+        FROM (SELECT arrayJoin(arrayZip({{ov_slo:Array(String)}}, {{ov_hash:Array(String)}}, {{ov_group:Array(String)}},
+                                        {{ov_min:Array(Int64)}}, {{ov_good:Array(UInt64)}}, {{ov_total:Array(UInt64)}})) AS r)
+    )"""
 
-    def _lay_over(self, sums: dict, specs: list[SloSpec], bounds: dict, end: dt.datetime,
-                  overlay: list[tuple]) -> None:
-        """Replace, in `sums`, the stored minutes that `overlay` rewrites (rows as a rollup pass writes them)."""
-        by_name = {s.name: s for s in specs}
-        fresh = {(name, g, m): (good, total) for name, _h, g, m, good, total, _v in overlay
-                 if m < end and name in by_name}
-        if not fresh:
-            return
-        lo = min(m for _, _, m in fresh)
-        stored = self.store.query(
-            f"SELECT Slo, GroupKey, Minute, Good, Total FROM {self.store.table('slo_minutes')} FINAL "
-            f"WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}}))) "
-            f"AND Minute >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') "
-            f"AND Minute < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')",
-            {"names": [s.name for s in specs], "hashes": [s.spec_hash for s in specs], "lo": ms(lo),
-             "end": ms(end)}).rows
-        old = {(name, g, m.replace(tzinfo=dt.timezone.utc)): (int(good), int(total))
-               for name, g, m, good, total in stored}
-        for key, (good, total) in fresh.items():
-            name, g, m = key
-            spec = by_name[name]
-            og, ot = self._minute_weight(spec, *old.get(key, (0, 0)))
-            ng, nt = self._minute_weight(spec, good, total)
-            if (og, ot) == (ng, nt):
-                continue
-            per_window = sums.setdefault((name, g), {w: (0, 0) for w in bounds[name]})
-            for w, start in bounds[name].items():
-                if m >= start:
-                    cg, ct = per_window.get(w, (0, 0))
-                    per_window[w] = (cg + ng - og, ct + nt - ot)
-
-    def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime) -> dict:
+    def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime,
+                     overlay: list[tuple]) -> dict:
         """{(slo, group): {window: (good, total)}} over rollup minutes before `end`, one query for all SLOs.
 
-        Window membership is an integer comparison of each minute's age counted back from `last` (the window's
-        last minute, the one containing the evaluation instant: age 0), whether or not that minute itself is
-        read from the rollup (`end` = last + 1m) or computed live (`end` = last); only the SLO's own window (rolling or
+        Window membership is an integer comparison of each minute's age; only the SLO's own window (rolling or
         calendar, different per SLO) needs a per-row lookup."""
         oldest = min(b for s in specs for b in bounds[s.name].values())
         rolling = sorted({w for s in specs for w in bounds[s.name] if w != "slo"})
@@ -236,13 +278,15 @@ class SloEngine:
         params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
                   "age_ref": ms(last + MINUTE),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
-                  "timeslices": [int(s.config.budgeting == "timeslices") for s in specs],
+                  "timeslices": [{"occurrences": 0, "timeslices": 1, "ratio_timeslices": 2}[s.config.budgeting]
+                                 for s in specs],
                   "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
         cols = []
         for i, w in enumerate(rolling + ["slo"]):
             cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
-            cols.append(f"if(ts = 1, countIf(t > 0 AND g / t >= target AND {cond}), sumIf(g, {cond})) AS g{i}, "
-                        f"if(ts = 1, countIf(t > 0 AND {cond}), sumIf(t, {cond})) AS t{i}")
+            cols.append(f"multiIf(ts = 1, toFloat64(countIf(t > 0 AND g / t >= target AND {cond})), "
+                        f"ts = 2, sumIf(g / t, t > 0 AND {cond}), toFloat64(sumIf(g, {cond}))) AS g{i}, "
+                        f"if(ts = 0, sumIf(t, {cond}), countIf(t > 0 AND {cond})) AS t{i}")
         sql = f"""
 SELECT Slo, GroupKey, any(ts) AS ts_, {', '.join(cols)}
 FROM (
@@ -252,7 +296,7 @@ FROM (
                                                         toInt64(0)), 'UTC') AS in_slo,
            transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(0)) AS ts,
            transform(Slo, {{names:Array(String)}}, {{ts_targets:Array(Float64)}}, toFloat64(1)) AS target
-    FROM {self.store.table('slo_minutes')} FINAL        -- latest Version of each minute (ReplacingMergeTree)
+    FROM {self._minutes(params, overlay)}        -- latest Version of each minute (ReplacingMergeTree), pending laid over
     WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}})))
       AND Minute >= fromUnixTimestamp64Milli({{oldest:Int64}}, 'UTC')
       AND Minute < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')
@@ -263,26 +307,67 @@ GROUP BY Slo, GroupKey, ts
         wnames = rolling + ["slo"]
         for row in self.store.query(sql, params).rows:
             vals = row[3:]
-            out[(row[0], row[1])] = {w: (int(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
+            exact = (lambda v: v) if row[2] == 2 else (lambda v: int(round(v)))   # counts stay integers
+            out[(row[0], row[1])] = {w: (exact(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
         return out
 
-    def _alert_state(self, res: SloResult) -> None:
-        al = res.spec.config.alerting
-        state = "ok"
-        for severity, pairs in (("ticket", al.ticket), ("page", al.page)):
-            for p in pairs:
-                lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
-                enough = lw.total >= al.min_events and sw.total >= al.min_events
-                firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
-                res.alerts.append({"severity": severity, "long": format_duration(p.long),
-                                   "short": format_duration(p.short), "threshold": p.burn_rate,
-                                   "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
-                                   "low_traffic": not enough, "firing": firing})
-                if firing:
-                    state = severity
-        res.state = state
+    def _sliced_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, at_min: dt.datetime,
+                     overlay: list[tuple]) -> dict:
+        """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total)}}.
 
-    # -- scheduler entry points ---------------------------------------------------------------------------
+        Slices are aligned to multiples of their length since the epoch (UTC) and clipped to each window (a slice
+        that straddles a window's start counts with its minutes inside the window). Closed slices are scored in
+        SQL — timeslices: good when good/total ≥ timeslice_target; ratio_timeslices: the slice's ratio — and the
+        slice containing `at` comes back as raw counts, to be closed with the live minute."""
+        oldest = min(b for s in specs for b in bounds[s.name].values())
+        rolling = sorted({w for s in specs for w in bounds[s.name] if w != "slo"})
+        names = [s.name for s in specs]
+        lengths = [int(s.config.timeslice_window.total_seconds()) for s in specs]
+        params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
+                  "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
+                  "timeslices": [int(s.config.budgeting == "ratio_timeslices") + 1 for s in specs],
+                  "slo_start": [ms(bounds[s.name]["slo"]) for s in specs], "lengths": lengths,
+                  "age_ref": ms(at_min + MINUTE),
+                  "current": [int(at_min.timestamp()) // n for n in lengths]}
+        wnames = rolling + ["slo"]
+        inner, outer = [], []
+        for i, w in enumerate(wnames):
+            cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
+            inner.append(f"sumIf(g, {cond}) AS g{i}, sumIf(t, {cond}) AS t{i}")
+            closed = f"t{i} > 0 AND slice != cur"
+            outer.append(f"if(ts = 1, toFloat64(countIf({closed} AND g{i} / t{i} >= target)), "
+                         f"sumIf(g{i} / t{i}, {closed})) AS sg{i}, countIf({closed}) AS st{i}, "
+                         f"sumIf(g{i}, slice = cur) AS cg{i}, sumIf(t{i}, slice = cur) AS ct{i}")
+        sql = f"""
+SELECT Slo, GroupKey, {', '.join(outer)}
+FROM (
+    SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur, {', '.join(inner)}
+    FROM (
+        SELECT Slo, GroupKey, Good AS g, Total AS t,
+               dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
+               Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
+                                                            toInt64(0)), 'UTC') AS in_slo,
+               transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(1)) AS ts,
+               transform(Slo, {{names:Array(String)}}, {{ts_targets:Array(Float64)}}, toFloat64(1)) AS target,
+               intDiv(toInt64(toUnixTimestamp(Minute)),
+                      transform(Slo, {{names:Array(String)}}, {{lengths:Array(Int64)}}, toInt64(60))) AS slice,
+               transform(Slo, {{names:Array(String)}}, {{current:Array(Int64)}}, toInt64(-1)) AS cur
+        FROM {self._minutes(params, overlay)}
+        WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}})))
+          AND Minute >= fromUnixTimestamp64Milli({{oldest:Int64}}, 'UTC')
+          AND Minute < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')
+    )
+    GROUP BY Slo, GroupKey, slice
+)
+GROUP BY Slo, GroupKey, ts
+"""
+        out: dict = {}
+        for row in self.store.query(sql, params).rows:
+            vals = row[2:]
+            out[(row[0], row[1])] = {w: tuple(vals[4 * i:4 * i + 4]) for i, w in enumerate(wnames)}
+        return out
+
+    # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------
     def evaluate_and_cache(self) -> list[SloResult]:
         """Refresh rollups, evaluate now and keep the result for /metrics (the scheduler job)."""
         t0 = time.perf_counter()

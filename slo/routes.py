@@ -14,14 +14,18 @@ def list_slos(request: Request, at: str | None = Query(None, description="RFC 33
     engine = ctx_of(request).slo
     when = instant_param(at, "at")
     results = engine.evaluate(when) if when else engine.latest_or_evaluate()
-    return {"at": results[0].at.isoformat() if results else None, "slos": [r.as_dict() for r in results]}
+    return {"at": results[0].at.isoformat() if results else None, "slos": [r.as_dict() for r in results],
+            "prometheus_slos": engine.prometheus_results(when)}
 
 
 @router.get("/api/v1/slos/{name}", dependencies=[Depends(require("read"))])
 def get_slo(name: str, request: Request, at: str | None = Query(None)):
     """One SLO (all its groups) as of `at`."""
     engine = ctx_of(request).slo
-    if engine.spec(name) is None:
+    spec = engine.spec(name)
+    if spec is None:
         raise ApiError(404, f"no SLO named {name!r}", "name")
+    if spec.is_prometheus:
+        return {"name": name, "results": engine.prometheus_results(instant_param(at, "at"), names=[name])}
     results = engine.evaluate(instant_param(at, "at"), names=[name])
     return {"name": name, "results": [r.as_dict() for r in results]}

@@ -1,25 +1,30 @@
-"""SLO specs: the config's `slos:` plus OpenSLO v1 `SLO` documents, resolved into one model.
+"""SLO specs: the config's `slos:` plus imported OpenSLO v1 (slo/openslo.py) and Sloth (slo/sloth.py) files,
+resolved into one model.
 
 An `SloSpec` is a validated `SloConfig` with what evaluation needs resolved: the journey's start and end
-event types, the window, and a hash of everything that changes which minutes are good (the rollup key, so a
-changed definition never mixes with minutes computed under the old one).
+event types, the window, the alert tiers with burn factors scaled to the SLO period (slo/windows.py), and a hash of
+everything that changes which minutes are good (the rollup key, so a changed definition never mixes with minutes
+computed under the old one).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from revwatch import journeys
-from revwatch.config import Config, SloConfig
+from revwatch.config import RESERVED_ALERT_LABELS, Config, SloConfig
 from revwatch.units import parse_duration
+from slo.calendar import nominal_length, period_bounds
+from slo.windows import Catalogue, Tier, WindowsError, load_alert_windows, resolve_tiers
 
 BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+# the budget period a calendar window stands for in burn factors (rules are static, so one nominal length)
+NOMINAL_CALENDAR = {"calendar_week": dt.timedelta(days=7), "calendar_month": dt.timedelta(days=30)}
+log = logging.getLogger("revwatch.slo")
 
 
 class SpecError(ValueError):
@@ -31,6 +36,23 @@ class SloSpec:
     config: SloConfig
     start_type: str | None = None
     end_type: str | None = None
+    tiers: tuple[Tier, ...] = ()           # alert tiers, burn factors scaled to the period (slo/windows.py)
+    warnings: tuple[str, ...] = ()         # tiers left out, and why
+
+    @property
+    def is_prometheus(self) -> bool:
+        """An SLI Prometheus computes (imported Sloth / OpenSLO PromQL): rules only, values read from Prometheus."""
+        return self.kind == "prometheus"
+
+    @property
+    def nominal_period(self) -> dt.timedelta:
+        """The budget period burn factors are scaled to: the rolling window, or 7 d / 30 d for calendar windows."""
+        if self.config.calendar is not None:
+            return nominal_length(self.config.calendar.duration)
+        return NOMINAL_CALENDAR.get(self.config.window) or parse_duration(self.config.window)
+
+    def tiers_of(self, severity: str) -> list[Tier]:
+        return [t for t in self.tiers if t.severity == severity]
 
     @property
     def name(self) -> str:
@@ -60,6 +82,8 @@ class SloSpec:
         """The SLO window [start, end) ending with the minute that contains `at` (calendar or rolling)."""
         end = at.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
         w = self.config.window
+        if self.config.calendar is not None:
+            return period_bounds(self.config.calendar, at)[0], end
         if w == "calendar_month":
             return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0), end
         if w == "calendar_week":
@@ -70,6 +94,9 @@ class SloSpec:
     def period(self, at: dt.datetime) -> dt.timedelta:
         """The full budget period (rolling window length, or the whole calendar month/week)."""
         w = self.config.window
+        if self.config.calendar is not None:
+            start, stop = period_bounds(self.config.calendar, at)
+            return stop - start
         if w == "calendar_week":
             return dt.timedelta(days=7)
         if w == "calendar_month":
@@ -79,158 +106,66 @@ class SloSpec:
         return parse_duration(w)
 
 
+def _config_path(cfg: Config, f: str) -> Path:
+    return Path(f) if Path(f).is_absolute() or not cfg.source_path else Path(cfg.source_path).parent / f
+
+
 def resolve(cfg: Config) -> list[SloSpec]:
-    """Every SLO of the config and of its OpenSLO files, resolved; raises SpecError on a bad document."""
-    specs = [_resolve_one(s, cfg) for s in cfg.slos]
-    for f in cfg.openslo_files:
-        path = Path(f) if Path(f).is_absolute() or not cfg.source_path else Path(cfg.source_path).parent / f
-        for s in load_openslo(path):
-            specs.append(_resolve_one(s, cfg))
+    """Every SLO of the config and of its OpenSLO and Sloth files, resolved; raises SpecError on a bad document."""
+    from slo.sloth import load_sloth          # the importers build on this module's types
+    try:
+        catalogues = [c for f in cfg.slo_alert_windows for c in load_alert_windows(_config_path(cfg, f))]
+    except WindowsError as e:
+        raise SpecError(str(e)) from None
+    sources = [(s, f"slos: {s.name}") for s in cfg.slos]
+    openslo = [_config_path(cfg, f) for f in cfg.openslo_files]
+    for f, path in zip(cfg.openslo_files, openslo):
+        sources += [(s, f"{f}: {s.name}") for s in load_openslo(path, [p for p in openslo if p != path])]
+    for f in cfg.sloth_files:
+        sources += [(s, f"{f}: {s.name}") for s in load_sloth(_config_path(cfg, f), cfg.sloth_period)]
+    specs = [_resolve_one(s, cfg, catalogues, where) for s, where in sources]
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise SpecError(f"duplicate SLO name(s): {', '.join(sorted(dup))}")
+    for s in specs:
+        for w in s.warnings:
+            log.warning("%s", w)
     return specs
 
 
-def _resolve_one(s: SloConfig, cfg: Config) -> SloSpec:
+def _resolve_one(s: SloConfig, cfg: Config, catalogues: list[Catalogue], where: str) -> SloSpec:
+    start = end = None
     if s.sli.kind.startswith("journey_"):
         j = cfg.journeys.get(s.journey or "")
         if j is None:
-            raise SpecError(f"SLO {s.name}: journey: unknown journey {s.journey!r}")
-        return SloSpec(s, j.start, j.end)
-    return SloSpec(s)
-
-
-# --- OpenSLO v1 ------------------------------------------------------------------------------------------------
-def _openslo_duration(text: str, where: str) -> str:
-    """OpenSLO durations: m h d w M (months) Q Y; case-sensitive, so '1M' is a month, '1m' a minute."""
-    if not isinstance(text, str) or not text:
-        raise SpecError(f"{where}: duration is required")
-    unit, num = text[-1], text[:-1]
-    if not num.isdigit():
-        raise SpecError(f"{where}: invalid duration {text!r}")
-    if unit in "mhdw" or unit == "s":
-        return text
-    if unit == "M" and num == "1":
-        return "calendar_month"
-    days = {"M": 30, "Q": 91, "Y": 365}.get(unit)
-    if days is None:
-        raise SpecError(f"{where}: invalid duration unit in {text!r}")
-    return f"{int(num) * days}d"
-
-
-def load_openslo(path: Path) -> list[SloConfig]:
-    """Import the `kind: SLO` documents of an OpenSLO v1 file (inline `SLI` indicators, ratio or threshold).
-
-    A metric source is mapped onto revwatch's own data by its `spec`: `{sli: {...}}` holds a revwatch SLI
-    (e.g. `kind: journey_latency`), or `{journey: NAME}` with a thresholdMetric objective (`op: lte`,
-    `value` in seconds) becomes a journey latency SLI, or `{service: NAME}` with a ratioMetric becomes a
-    span_ratio SLI (bad = StatusCode Error).
-    """
+            raise SpecError(f"{where}: journey: unknown journey {s.journey!r}")
+        start, end = j.start, j.end
+    if s.sli.kind != "prometheus":                # revwatch's own alerts carry these labels
+        for field, labels in (("alerting.labels", s.alerting.labels),
+                              ("alerting.page_alert.labels", s.alerting.page_alert.labels),
+                              ("alerting.ticket_alert.labels", s.alerting.ticket_alert.labels)):
+            reserved = sorted(set(labels) & RESERVED_ALERT_LABELS)
+            if reserved:
+                raise SpecError(f"{where}: {field}: label {reserved[0]!r} is set by revwatch on every alert and "
+                                f"cannot be overridden")
+    spec = SloSpec(s, start, end)
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    except FileNotFoundError:
-        raise SpecError(f"{path}: OpenSLO file not found") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML ({e})") from None
-    sli_docs = {d.get("metadata", {}).get("name"): d.get("spec", {}) for d in docs
-                if isinstance(d, dict) and d.get("kind") == "SLI"}
-    out = []
-    for i, d in enumerate(docs):
-        if not isinstance(d, dict) or d.get("kind") != "SLO":
-            continue
-        where = f"{path}: document {i + 1} (SLO {d.get('metadata', {}).get('name', '?')})"
-        if d.get("apiVersion") != "openslo/v1":
-            raise SpecError(f"{where}: apiVersion: only openslo/v1 is supported, got {d.get('apiVersion')!r}")
-        out.extend(_openslo_slo(d, sli_docs, where))
-    return out
+        tiers, warnings = resolve_tiers(s.alerting, spec.nominal_period, s.objective, catalogues, where)
+    except WindowsError as e:
+        raise SpecError(str(e)) from None
+    return SloSpec(s, start, end, tiers, warnings)
 
 
-def _openslo_slo(d: dict, sli_docs: dict, where: str) -> list[SloConfig]:
-    meta, spec = d.get("metadata") or {}, d.get("spec") or {}
-    name = meta.get("name")
-    if not name:
-        raise SpecError(f"{where}: metadata.name is required")
-    indicator = spec.get("indicator", {}).get("spec") if spec.get("indicator") else sli_docs.get(
-        spec.get("indicatorRef"))
-    if indicator is None:
-        raise SpecError(f"{where}: spec.indicator or a resolvable spec.indicatorRef is required")
-    windows = spec.get("timeWindow") or []
-    if len(windows) != 1:
-        raise SpecError(f"{where}: spec.timeWindow must hold exactly one window")
-    tw = windows[0]
-    window = _openslo_duration(tw.get("duration"), f"{where}: spec.timeWindow[0].duration")
-    if tw.get("isRolling") is False and tw.get("calendar"):
-        calendars = {"1w": "calendar_week", "1M": "calendar_month"}
-        if tw.get("duration") not in calendars:
-            raise SpecError(f"{where}: spec.timeWindow[0].duration: calendar window {tw.get('duration')!r} is not "
-                            f"supported ('m' is minutes in OpenSLO; write 1M for a calendar month, 1w for a week)")
-        window = calendars[tw["duration"]]
-    method = spec.get("budgetingMethod")
-    if method not in ("Occurrences", "Timeslices", "RatioTimeslices"):
-        raise SpecError(f"{where}: spec.budgetingMethod must be Occurrences, Timeslices or RatioTimeslices")
-    objectives = spec.get("objectives") or []
-    if not objectives:
-        raise SpecError(f"{where}: spec.objectives is required")
-    result = []
-    for k, obj in enumerate(objectives):
-        owhere = f"{where}: spec.objectives[{k}]"
-        target = obj.get("target")
-        if target is None and obj.get("targetPercent") is not None:
-            target = float(obj["targetPercent"]) / 100
-        if target is None:
-            raise SpecError(f"{owhere}: target or targetPercent is required")
-        sli = _openslo_indicator(indicator, obj, owhere)
-        raw = {"name": name if len(objectives) == 1 else f"{name}-{k}", "objective": target, "window": window,
-               "sli": sli["sli"], "description": spec.get("description", ""),
-               "budgeting": "occurrences" if method == "Occurrences" else "timeslices"}
-        if sli.get("journey"):
-            raw["journey"] = sli["journey"]
-        if method != "Occurrences":
-            raw["timeslice_target"] = obj.get("timeSliceTarget", target)
-        try:
-            result.append(SloConfig.model_validate(raw))
-        except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"])
-            raise SpecError(f"{owhere}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
-    return result
-
-
-def _openslo_indicator(indicator: dict, objective: dict, where: str) -> dict:
-    if "thresholdMetric" in indicator:
-        src = (indicator["thresholdMetric"].get("metricSource") or {}).get("spec") or {}
-        if "sli" in src:
-            return {"sli": src["sli"], "journey": src.get("journey")}
-        if objective.get("op") not in ("lte", "lt") or objective.get("value") is None:
-            raise SpecError(f"{where}: thresholdMetric objectives need op lte/lt and a value (seconds)")
-        if src.get("journey"):
-            return {"sli": {"kind": "journey_latency", "threshold": f"{int(float(objective['value']))}s"},
-                    "journey": src["journey"]}
-        if src.get("service"):
-            return {"sli": {"kind": "span_latency", "service": src["service"],
-                            "threshold": f"{int(float(objective['value']) * 1000)}ms"}}
-        raise SpecError(f"{where}: thresholdMetric.metricSource.spec needs 'journey', 'service' or 'sli'")
-    if "ratioMetric" in indicator:
-        rm = indicator["ratioMetric"]
-        src = {}
-        for part in ("good", "bad", "total"):
-            src.update(((rm.get(part) or {}).get("metricSource") or {}).get("spec") or {})
-        if "sli" in src:
-            return {"sli": src["sli"], "journey": src.get("journey")}
-        if src.get("journey"):
-            return {"sli": {"kind": "journey_completion", "max_age": src.get("max_age", "1d")},
-                    "journey": src["journey"]}
-        if src.get("service"):
-            return {"sli": {"kind": "span_ratio", "service": src["service"],
-                            "bad_when": src.get("bad_when", {"StatusCode": "Error"})}}
-        raise SpecError(f"{where}: ratioMetric metricSource.spec needs 'journey', 'service' or 'sli'")
-    raise SpecError(f"{where}: indicator needs ratioMetric or thresholdMetric")
+def load_openslo(path: Path, more: list[Path] | None = None) -> list[SloConfig]:
+    """The SLOs of an OpenSLO v1 file (slo/openslo.py); refs may resolve into `more` files."""
+    from slo.openslo import load_openslo as _load
+    return _load(path, more)
 
 
 def journey_thresholds(cfg: Config, specs: list[SloSpec] | None = None) -> dict[str, dt.timedelta]:
     """Per journey, the overdue threshold: the journey's own, else the tightest threshold of its SLOs (a pure
     function of the config; `specs` saves resolving them again)."""
     specs = resolve(cfg) if specs is None else specs
-    return journeys.thresholds(cfg.journeys, ((s.config.journey, s.threshold) for s in specs if s.is_journey))
+    return journeys.thresholds(cfg.journeys, ((s.config.journey, s.threshold) for s in specs
+                                              if s.is_journey and s.config.journey))

@@ -13,67 +13,14 @@ import yaml
 
 from revwatch.config import Config
 from slo.rules import write_rules
-from slo.spec import SpecError, load_openslo, resolve
-from tests.conftest import FIXTURES, free_port, live_server, revwatch_cmd
+from slo.spec import resolve
+from tests.conftest import free_port, live_server, revwatch_cmd
 from tests.slo_helpers import add_spans, anchor, journey
 
-OPENSLO = FIXTURES / "openslo"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 need_prom = pytest.mark.skipif(not (PROMTOOL and PROMETHEUS) and not os.environ.get("CI"),
                                reason="prometheus/promtool not installed (make test installs them)")
-
-
-def test_upstream_openslo_documents_are_parsed_and_unmappable_sources_named(tmp_path):
-    with pytest.raises(SpecError) as e:
-        load_openslo(OPENSLO / "budgeting-method_occurences-slo.yaml")
-    assert "SLO search-slo" in str(e.value) and "metricSource.spec" in str(e.value)
-    # the same upstream document, pointed at a revwatch journey, imports as a journey latency SLO
-    doc = yaml.safe_load((OPENSLO / "budgeting-method_occurences-slo.yaml").read_text())
-    doc["spec"]["indicator"]["spec"]["thresholdMetric"]["metricSource"]["spec"] = {"journey": "p2p"}
-    doc["spec"]["objectives"][0]["value"] = 900
-    p = tmp_path / "slo.yaml"
-    p.write_text(yaml.safe_dump(doc))
-    (slo,) = load_openslo(p)
-    assert slo.name == "search-slo" and slo.objective == 0.99 and slo.window == "2w"
-    assert slo.sli.kind == "journey_latency" and slo.sli.threshold == dt.timedelta(seconds=900)
-    assert slo.journey == "p2p" and slo.budgeting == "occurrences"
-
-
-def test_openslo_duration_units_minutes_vs_months(tmp_path):
-    doc = yaml.safe_load((OPENSLO / "budgeting-method_timeslices-slo.yaml").read_text())
-    assert doc["spec"]["timeWindow"][0]["duration"] == "1m"        # upstream writes 1m meaning a month
-    doc["spec"]["indicator"]["spec"] = {"ratioMetric": {"counter": True, "good": {"metricSource": {"spec": {
-        "service": "odoo"}}}, "total": {"metricSource": {"spec": {"service": "odoo"}}}}}
-    p = tmp_path / "ts.yaml"
-    p.write_text(yaml.safe_dump(doc))
-    with pytest.raises(SpecError, match=r"calendar window '1m' is not supported \('m' is minutes"):
-        load_openslo(p)                                             # flagged, not silently read as a month
-    doc["spec"]["timeWindow"][0] = {"duration": "30m", "isRolling": True}
-    p.write_text(yaml.safe_dump(doc))
-    internal, sla = load_openslo(p)                                 # two objectives → two SLOs
-    assert (internal.name, internal.objective, internal.timeslice_target) == ("service-availability-0", 0.995, 0.99)
-    assert (sla.name, sla.objective) == ("service-availability-1", 0.99)
-    assert internal.window == "30m"                                 # rolling 30 minutes
-    assert internal.budgeting == "timeslices" and internal.sli.kind == "span_ratio"
-    doc["spec"]["timeWindow"][0] = {"duration": "1M", "isRolling": False, "calendar": {"startTime": "2020-01-01 00:00:00",
-                                                                                      "timeZone": "UTC"}}
-    p.write_text(yaml.safe_dump(doc))
-    assert load_openslo(p)[0].window == "calendar_month"
-    doc["apiVersion"] = "openslo/v1alpha"
-    p.write_text(yaml.safe_dump(doc))
-    with pytest.raises(SpecError, match="apiVersion"):
-        load_openslo(p)
-
-
-def test_openslo_files_in_config_resolve_with_journeys(tmp_path):
-    doc = yaml.safe_load((OPENSLO / "budgeting-method_occurences-slo.yaml").read_text())
-    doc["spec"]["indicator"]["spec"]["thresholdMetric"]["metricSource"]["spec"] = {"journey": "p2p"}
-    (tmp_path / "o.yaml").write_text(yaml.safe_dump(doc))
-    cfg = Config.model_validate({"journeys": {"p2p": {"start": "payment.settled", "end": "payment.posted"}},
-                                 "openslo_files": [str(tmp_path / "o.yaml")]})
-    (spec,) = resolve(cfg)
-    assert (spec.start_type, spec.end_type) == ("payment.settled", "payment.posted")
 
 
 SLO_CFG = """
@@ -134,10 +81,12 @@ def test_rule_shape(tmp_path):
     page, ticket = group["rules"]
     assert page["labels"] == {"severity": "page", "slo": "pp", "journey": "p2p"}
     assert ticket["labels"]["severity"] == "ticket"
-    assert 'revwatch_slo_burn_rate{slo="pp",window="1h"} >= 14.4 and ignoring(window) ' \
-           'revwatch_slo_burn_rate{slo="pp",window="5m"} >= 14.4' in page["expr"]
+    # window 1d: the budget-consumption rule scales 2 % in 1 h of a 24 h budget to a 0.48 burn rate
+    assert page["expr"].startswith("max without (window) (\n")
+    assert 'revwatch_slo_burn_rate{slo="pp",window="1h"} >= 0.48 and ignoring(window) ' \
+           'revwatch_slo_burn_rate{slo="pp",window="5m"} >= 0.48' in page["expr"]
     assert 'revwatch_slo_window_events{slo="pp",window="1h"} >= 20' in page["expr"]
-    assert "stuck=p2p" in page["annotations"]["journey_view"]
+    assert page["annotations"]["link"] == "http://revwatch:8317/ui/slos/pp"
     assert "window_events" not in yaml.safe_load(api.read_text())["groups"][0]["rules"][0]["expr"]
 
 
@@ -203,6 +152,16 @@ def test_real_prometheus_fires_page_on_outage_and_stays_silent_when_healthy(api_
             pages = [a for a in fired if a["labels"]["severity"] == "page"]
             assert pages and all(a["labels"]["slo"] == "pp" for a in pages), fired
             assert pages[0]["labels"]["journey"] == "p2p"
+            # one alert per SLO, group and severity however many of its tiers burn: the window is not a label
+            time.sleep(3)
+            fired = [a for a in (alerts() or []) if a["state"] == "firing"]
+            keys = [(a["labels"]["alertname"], a["labels"]["slo"], a["labels"].get("group", "")) for a in fired]
+            assert len(keys) == len(set(keys)) and all("window" not in a["labels"] for a in fired), fired
+            pp = next(r for r in api.get("/api/v1/slos/pp").json()["results"])
+            assert pp["state"] == "page"
+            assert fired[0]["annotations"]["link"] == "http://revwatch:8317/ui/slos/pp"
+            assert "Error budget left" in fired[0]["annotations"]["description"] and "?" not in \
+                fired[0]["annotations"]["description"].split("Error budget left: ")[1]
         finally:
             prom.terminate()
             prom.wait(20)
