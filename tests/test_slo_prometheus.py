@@ -57,7 +57,7 @@ def test_real_prometheus_computes_the_imported_slo_and_revwatch_reads_it(api_fac
     server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
     port = free_port()
     api = api_factory(JOURNEY + f"sloth_files: ['{SPEC}']\nprometheus_url: 'http://127.0.0.1:{port}'\n")
-    engine = api.ctx.services["slo"]
+    engine = api.ctx.slo
     files = write_rules(engine.specs + engine.prometheus_specs, tmp_path / "rules", "http://rw")
     (tmp_path / "prom.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
