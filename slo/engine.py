@@ -234,7 +234,7 @@ GROUP BY Slo, GroupKey, ts
                     state = severity
         res.state = state
 
-    # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------
+    # -- journey statistics (revwatch_journey_lag_quantile_seconds, revwatch_journey_pending) --------------------------
     def journey_stats(self, now: dt.datetime, lag_window: dt.timedelta = dt.timedelta(hours=1),
                       pending_lookback: dt.timedelta = dt.timedelta(days=7)) -> dict[str, dict]:
         """Per journey: start→end lag quantiles of instances completed in the last hour, and how many instances
