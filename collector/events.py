@@ -30,6 +30,7 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 MAX_ID = 256
 MAX_ATTRIBUTES = 64
+MIN_YEAR, MAX_YEAR = 1970, 2199     # the store parses 10-digit epoch seconds ≥ 0 (an 11-digit one poisons the batch)
 
 
 class BodyError(ValueError):
@@ -92,6 +93,8 @@ def validate_event(item) -> tuple[list | None, str | None, str | None]:
         occurred = parse_instant(item["occurred_at"])
     except ValueError as e:
         return None, f"'occurred_at': {e}", "occurred_at"
+    if not MIN_YEAR <= occurred.year <= MAX_YEAR:     # outside DateTime64(3): the batch would never insert
+        return None, f"'occurred_at' must be between {MIN_YEAR} and {MAX_YEAR}", "occurred_at"
     amount = item.get("amount")
     if amount is not None:
         if not isinstance(amount, str):
@@ -105,10 +108,12 @@ def validate_event(item) -> tuple[list | None, str | None, str | None]:
     currency = item.get("currency")
     if currency is not None and (not isinstance(currency, str) or not _CURRENCY.match(currency)):
         return None, "'currency' must be an ISO 4217 code such as EUR", "currency"
-    journey = item.get("journey") or ""
+    journey = item.get("journey")
+    journey = "" if journey is None else journey
     if not isinstance(journey, str):
         return None, "'journey' must be a string", "journey"
-    attrs = item.get("attributes") or {}
+    attrs = item.get("attributes")
+    attrs = {} if attrs is None else attrs
     if not isinstance(attrs, dict):
         return None, "'attributes' must be an object of string values", "attributes"
     if len(attrs) > MAX_ATTRIBUTES:

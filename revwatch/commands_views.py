@@ -34,7 +34,8 @@ def journeys_search(attr: Optional[str] = typer.Option(None, "--attr", help="KEY
                     config: Optional[Path] = typer.Option(None, "--config", "-c", help="config YAML (default: "
                                                           "$REVWATCH_CONFIG, else ./revwatch.yaml)"),
                     as_json: bool = typer.Option(False, "--json", help="stable JSON output for scripts")):
-    """Correlation IDs matching the filters, newest first (or the stuck instances of a journey, oldest first)."""
+    """Correlation IDs matching the filters, newest first (no filter: the last day), or with --stuck the
+    instances of a journey past its threshold, oldest first."""
     pair = None
     if attr is not None:
         key, sep, value = attr.partition(":")
@@ -42,8 +43,10 @@ def journeys_search(attr: Optional[str] = typer.Option(None, "--attr", help="KEY
             fail("--attr must be KEY:VALUE, e.g. invoice_ref:INV/2026/00042")
         pair = (key, value)
     lo, hi = _at_param(since, "--since"), _at_param(until, "--until")
-    if stuck is None and not any((pair, customer, journey, since, until)):
-        fail("give at least one filter: --attr, --customer, --journey, --since/--until, or --stuck JOURNEY")
+    if stuck is None and not any((pair, customer, journey, lo, hi)):     # as the API: the last day, newest first
+        import datetime as dt
+        from revwatch.units import utcnow
+        lo = utcnow() - dt.timedelta(days=1)
     cfg = _config(config)
     for opt, name in (("--journey", journey), ("--stuck", stuck)):
         if name is not None and name not in cfg.journeys:

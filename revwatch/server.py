@@ -26,6 +26,7 @@ from revwatch.api import ApiError, AppContext, ctx_of, install_error_handlers, r
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
 from revwatch.metrics import Metrics
+from revwatch.openapi import install_openapi
 from revwatch.store import Store, store_from_config
 from slo import routes as slo_routes
 from slo.engine import SloEngine
@@ -95,6 +96,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(collector_routes.router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
