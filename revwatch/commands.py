@@ -13,7 +13,8 @@ from revwatch.cli import app, err, fail, out
 @app.command()
 def demo(data_dir: Path = typer.Option(Path(".revwatch/demo"), "--data-dir", help="demo store (reset each run)"),
          port: int = typer.Option(8317, "--port", help="server port (a free one is chosen if taken)"),
-         days: float = typer.Option(3.0, "--days", min=0.1, max=30, help="simulated days to backfill"),
+         days: float = typer.Option(7.0, "--days", min=0.1, max=30,
+                                    help="simulated days to backfill (7 = the demo's SLO windows)"),
          seed: int = typer.Option(7, "--seed"),
          no_live: bool = typer.Option(False, "--no-live", help="exit after showing the backfill")):
     """Run everything on the embedded store with a simulated business and faults; prints where to look."""
