@@ -172,3 +172,32 @@ def test_unreachable_store_is_one_clean_line(tmp_path):
     r = _rw("keys", "list", env={"REVWATCH_STORE_DSN": f"http://127.0.0.1:{port}"}, cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.strip() == f"revwatch: cannot reach ClickHouse at 127.0.0.1:{port} (connection refused)", r.stderr
+
+
+def test_ctrl_c_is_a_one_line_goodbye(tmp_path):
+    import signal
+    import time
+    p = subprocess.Popen([sys.executable, "-m", "revwatch", "demo", "--data-dir", str(tmp_path / "demo"), "--port",
+                          str(_free_port())], cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        line = ""
+        while time.time() < deadline and "incident 2" not in line:
+            line = p.stdout.readline()
+        assert "incident 2" in line
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130
+    assert err.strip().splitlines() == ["revwatch: interrupted (Ctrl-C); bye"], err
+    assert "Traceback" not in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -169,9 +169,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
     stop = threading.Event()
     try:
         live(business, sender, truth, stop)
-    except KeyboardInterrupt:
-        pass
-    finally:
+    finally:                     # Ctrl-C: stop cleanly, then let the CLI say goodbye in one line
         stop.set()
         sender.close()
         server.should_exit = True
