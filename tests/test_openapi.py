@@ -80,7 +80,8 @@ def test_schemathesis_all_checks_pass(api, scope, tmp_path):
                             "--no-shrink", "--workers", "1",   # CPython 3.11 ast.parse is not thread-safe (hypothesis)
                             "--suppress-health-check", "filter_too_much",
                             "--max-failures", "5", "--report-dir", str(tmp_path)],
-                           capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                           env={**os.environ, "NO_COLOR": "1"})
     tail = r.stdout[-3000:]
     assert r.returncode == 0, tail
     assert " passed" in tail and "failure" not in tail.split("Test cases:")[-1], tail
