@@ -144,12 +144,14 @@ def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list
     currency = item.get("currency")
     if currency is not None and (not isinstance(currency, str) or not _CURRENCY.match(currency)):
         problems.append(("currency", "'currency' must be an ISO 4217 code such as EUR"))
-    journey = item.get("journey") or ""
+    journey = item.get("journey")
+    journey = "" if journey is None else journey       # a falsy non-string (0, []) is an error, not "no journey"
     if not isinstance(journey, str):
         problems.append(("journey", "'journey' must be a string"))
     elif len(journey) > MAX_ID:
         problems.append(("journey", f"'journey' is longer than {MAX_ID} characters"))
-    attrs = item.get("attributes") or {}
+    attrs = item.get("attributes")
+    attrs = {} if attrs is None else attrs
     clean: dict[str, str] = {}
     if not isinstance(attrs, dict):
         problems.append(("attributes", "'attributes' must be an object of string values"))

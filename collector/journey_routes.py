@@ -1,10 +1,13 @@
 """HTTP routes of the journey lookup: `GET /api/v1/journeys/{correlation_id}` and `GET /api/v1/journeys`."""
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, Depends, Query, Request
 
 from collector.journeys import NotFound
 from revwatch.api import ApiError, ctx_of, instant_param, require
+from revwatch.units import utcnow
 
 router = APIRouter()
 
@@ -16,22 +19,23 @@ def search_journeys(request: Request, attr: str | None = Query(None, description
                     limit: int = Query(100, ge=1, le=1000)):
     """Find correlation IDs by attribute, customer, journey and time range, or list stuck instances."""
     svc = ctx_of(request).journeys
-    if stuck is not None:
-        if stuck not in svc.journeys:
-            raise ApiError(400, f"unknown journey {stuck!r} (configured: {', '.join(svc.journeys) or 'none'})",
-                           "stuck")
-        return {"stuck": stuck, "items": svc.stuck(stuck, limit=limit)}
+    lo, hi = instant_param(since, "since"), instant_param(until, "until")      # every parameter is checked,
+    if journey is not None and journey not in svc.journeys:                     # whichever branch answers
+        raise ApiError(400, f"unknown journey {journey!r}", "journey")
     pair = None
     if attr is not None:
         key, sep, value = attr.partition(":")
         if not sep or not key or not value:
             raise ApiError(400, "attr must be KEY:VALUE, e.g. invoice_ref:INV/2026/00042", "attr")
         pair = (key, value)
-    if journey is not None and journey not in svc.journeys:
-        raise ApiError(400, f"unknown journey {journey!r}", "journey")
-    if not any((pair, customer, journey, since, until)):
-        raise ApiError(400, "give at least one filter: attr, customer, journey, since/until or stuck", "attr")
-    items = svc.search(pair, customer, journey, instant_param(since, "since"), instant_param(until, "until"), limit)
+    if stuck is not None:
+        if stuck not in svc.journeys:
+            raise ApiError(400, f"unknown journey {stuck!r} (configured: {', '.join(svc.journeys) or 'none'})",
+                           "stuck")
+        return {"stuck": stuck, "items": svc.stuck(stuck, limit=limit)}
+    if not any((pair, customer, journey, lo, hi)):      # no filter: what was seen in the last day, newest first
+        lo = utcnow() - dt.timedelta(days=1)
+    items = svc.search(pair, customer, journey, lo, hi, limit)
     return {"items": items}
 
 

@@ -116,6 +116,9 @@ def parse_request(body: bytes, json_body: bool) -> ExportTraceServiceRequest:
             raise DecodeError(f"body is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise DecodeError("body must be a JSON object (ExportTraceServiceRequest)")
+        spans = doc.get("resourceSpans")        # json_format would take a string or a list here as an empty item
+        if spans is not None and not (isinstance(spans, list) and all(isinstance(x, dict) for x in spans)):
+            raise DecodeError("resourceSpans must be an array of ResourceSpans objects")
         try:
             _hex_ids_to_base64(doc)
         except RecursionError:

@@ -52,8 +52,8 @@ def executive() -> dict:
         _panel("gauge", "Error budget left", [(f"revwatch_slo_error_budget_remaining_ratio{{{sel}}}", "{{slo}} {{group}}")],
                12, 0, 12, 6, "percentunit"),
         _panel("stat", "Days until the budget is exhausted (at the 6h burn rate)",
-               [(f'revwatch_slo_error_budget_days_until_exhausted{{{sel},burn_window="6h"}}', "{{slo}} {{group}}")],
-               0, 6, 12, 6, "d"),
+               [(f'revwatch_slo_error_budget_exhausted_in_seconds{{{sel},burn_window="6h"}}', "{{slo}} {{group}}")],
+               0, 6, 12, 6, "s"),
         _panel("stat", "Alerting (page / ticket)", [(f"max by (slo, severity) (revwatch_slo_alert{{{sel}}})",
                                                      "{{slo}} {{severity}}")], 12, 6, 12, 6),
         _panel("timeseries", "SLI (1 day window) over time", [(f'revwatch_slo_sli_ratio{{{sel},window="1d"}}',
@@ -70,7 +70,7 @@ def oncall() -> dict:
         _panel("timeseries", "Burn rate, slow windows (ticket at 3 / 1)",
                [(f'revwatch_slo_burn_rate{{{sel},window=~"2h|1d|3d"}}', "{{slo}} {{group}} {{window}}")], 12, 0, 12, 8),
         _panel("timeseries", "Journey lag (completed in the last hour)",
-               [(f"revwatch_journey_lag_seconds{{{jsel}}}", "{{journey}} p{{quantile}}")], 0, 8, 12, 8, "s"),
+               [(f"revwatch_journey_lag_quantile_seconds{{{jsel}}}", "{{journey}} q{{q}}")], 0, 8, 12, 8, "s"),
         _panel("timeseries", "Pending journey instances", [(f"revwatch_journey_pending{{{jsel}}}", "{{journey}}")],
                12, 8, 12, 8),
         _panel("timeseries", "Ingest rate", [("rate(revwatch_ingest_events_total[5m])", "events/s"),
@@ -85,20 +85,31 @@ def anomalies() -> dict:
     return _dashboard("revwatch-anomalies", "revwatch — anomalies and probes", [
         _panel("stat", "Open findings", [("revwatch_anomalies_open", "{{kind}}")], 0, 0, 12, 6),
         _panel("timeseries", "Open findings over time", [("revwatch_anomalies_open", "{{kind}}")], 12, 0, 12, 6),
-        _panel("stat", "Probes up", [("revwatch_probe_probe_up", "{{probe}}")], 0, 6, 12, 6),
-        _panel("timeseries", "Probe durations", [("revwatch_probe_probe_duration_seconds", "{{probe}}")],
+        _panel("stat", "Probes up", [("revwatch_probe_up", "{{probe}}")], 0, 6, 12, 6),
+        _panel("timeseries", "Probe durations", [("revwatch_probe_duration_seconds", "{{probe}}")],
                12, 6, 12, 6, "s"),
     ])
 
 
 DASHBOARDS = {"executive-slo": executive, "oncall-journeys": oncall, "anomalies": anomalies}
 
-PROVISIONING = {
-    "dashboards.yaml": "apiVersion: 1\nproviders:\n  - name: revwatch\n    folder: revwatch\n    type: file\n"
-                       "    options:\n      path: /var/lib/grafana/dashboards/revwatch\n",
-    "datasources.yaml": "apiVersion: 1\ndatasources:\n  - name: Prometheus\n    type: prometheus\n    access: proxy\n"
-                        "    url: http://prometheus:9090\n    isDefault: true\n",
-}
+DASHBOARDS_PATH = "/var/lib/grafana/dashboards/revwatch"
+
+
+def provisioning(dashboards_path: str = DASHBOARDS_PATH) -> dict[str, str]:
+    """Grafana provisioning files. The Prometheus URL is not fixed: Grafana expands `$PROMETHEUS_URL` from its
+    environment when it reads the file, and every panel queries the `${datasource}` variable, so the dashboards
+    also work with any other Prometheus data source picked in the UI."""
+    return {
+        "dashboards.yaml": "apiVersion: 1\nproviders:\n  - name: revwatch\n    folder: revwatch\n    type: file\n"
+                           f"    options:\n      path: {dashboards_path}\n",
+        "datasources.yaml": "apiVersion: 1\ndatasources:\n  - name: Prometheus\n    uid: revwatch-prometheus\n"
+                            "    type: prometheus\n    access: proxy\n    url: $PROMETHEUS_URL\n"
+                            "    isDefault: true\n",
+    }
+
+
+PROVISIONING = provisioning()
 
 
 def render() -> dict[str, str]:
@@ -108,15 +119,29 @@ def render() -> dict[str, str]:
     return files
 
 
-def write(out: Path = OUT) -> list[Path]:
-    """Write the dashboards and provisioning files."""
+def export(out: Path, dashboards_path: str = DASHBOARDS_PATH) -> list[Path]:
+    """Write the dashboards in the layout Grafana's provisioning expects (`revwatch dashboards export`):
+    `dashboards/*.json`, `provisioning/dashboards/revwatch.yaml`, `provisioning/datasources/revwatch.yaml`."""
+    files = {f"dashboards/{name}": text for name, text in render().items() if name.endswith(".json")}
+    prov = provisioning(dashboards_path)
+    files["provisioning/dashboards/revwatch.yaml"] = prov["dashboards.yaml"]
+    files["provisioning/datasources/revwatch.yaml"] = prov["datasources.yaml"]
+    return _write_files(out, files)
+
+
+def _write_files(out: Path, files: dict[str, str]) -> list[Path]:
     paths = []
-    for name, text in render().items():
+    for name, text in files.items():
         p = out / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
         paths.append(p)
     return paths
+
+
+def write(out: Path = OUT) -> list[Path]:
+    """Write the dashboards and provisioning files."""
+    return _write_files(out, render())
 
 
 if __name__ == "__main__":

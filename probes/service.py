@@ -110,7 +110,8 @@ class ProbeService:
             keys = tuple(k for k, _ in labels)
             fam = families.get((name, keys))
             if fam is None:
-                fam = GaugeMetricFamily(f"revwatch_probe_{name}", f"probe sample {name}", labels=list(keys))
+                metric = f"revwatch_probe_{name.removeprefix('probe_')}"   # probe_up → revwatch_probe_up
+                fam = GaugeMetricFamily(metric, f"probe sample {name}", labels=list(keys))
                 families[(name, keys)] = fam
             fam.add_metric([v for _, v in labels], value)
         yield from families.values()

@@ -77,9 +77,12 @@ def instant_param(value: str | None, field: str) -> dt.datetime | None:
     if value is None:
         return None
     try:
-        return parse_instant(value)
+        when = parse_instant(value)
     except ValueError as e:
         raise ApiError(400, str(e), field)
+    if not 1970 <= when.year <= 2199:          # what the store's DateTime64 columns compare against sanely
+        raise ApiError(400, f"{value!r} is outside the years 1970-2199", field)
+    return when
 
 
 def ctx_of(request: Request) -> AppContext:
@@ -94,6 +97,7 @@ def require(scope: str, query_key: str | None = None) -> Callable[[Request], Any
     query parameter (access logs are off, so the URL is never logged)."""
     async def check(request: Request) -> ApiKey:
         return authorize(request, scope, query_key)
+    check.scope = scope            # type: ignore[attr-defined]  (read by revwatch.openapi.route_scopes)
     return check
 
 
@@ -132,8 +136,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, first.get("msg", "invalid request"), ".".join(loc) or None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException):
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:          # name every method of the path, not only the first route's
+            from revwatch.openapi import allowed_methods
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
+        return error_response(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError):

@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from revwatch.config import Config, ConfigError, load_config
+from revwatch.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load_config
 from revwatch.store import StoreError, StoreLocked, store_from_config
 from revwatch.units import parse_instant
 
@@ -28,7 +28,8 @@ app.add_typer(slo_app, name="slo")
 err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 170)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="config YAML (default: $REVWATCH_CONFIG or built-in defaults)")
+ConfigOpt = typer.Option(None, "--config", "-c",
+                         help="config YAML (default: $REVWATCH_CONFIG, else ./revwatch.yaml, else built-in defaults)")
 JsonOpt = typer.Option(False, "--json", help="stable JSON output for scripts")
 
 
@@ -39,10 +40,24 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _config(path: Optional[Path]) -> Config:
+    """The validated config, SLO specs included (OpenSLO files too), or exit 2 with one line."""
     try:
-        return load_config(path)
+        cfg = load_config(path)
     except ConfigError as e:
         fail(str(e))
+    from slo.spec import SpecError, resolve
+    try:
+        resolve(cfg)
+    except SpecError as e:
+        fail(f"{cfg.source_path or '<defaults>'}: {e}")
+    return cfg
+
+
+def _key_from_env(scope: str) -> str | None:
+    """The key the CLI presents for a route of `scope`: REVWATCH_<SCOPE>_KEY, else REVWATCH_API_KEY, else an
+    admin key (admin grants every scope)."""
+    env = os.environ
+    return env.get(f"REVWATCH_{scope.upper()}_KEY") or env.get("REVWATCH_API_KEY") or env.get("REVWATCH_ADMIN_KEY")
 
 
 class Remote:
@@ -53,12 +68,16 @@ class Remote:
         self.base = f"http://{host}:{cfg.server.port}"
         self.key = os.environ.get("REVWATCH_API_KEY") or os.environ.get("REVWATCH_ADMIN_KEY")
 
-    def request(self, method: str, path: str, **kw):
-        """Call the server's API; exits 2 with one line when it cannot."""
-        if not self.key:
-            fail(f"the server at {self.base} holds the store; set REVWATCH_API_KEY to a key with the needed scope")
+    def request(self, method: str, path: str, scope: str | None = None, **kw):
+        """Call the server's API; exits 2 with one line when it cannot. `scope` picks the key (see _key_from_env);
+        by default admin for writes and keys, read otherwise."""
+        scope = scope or ("admin" if method != "GET" or path.startswith("/api/v1/keys") else "read")
+        key = _key_from_env(scope) or self.key
+        if not key:
+            fail(f"the server at {self.base} holds the store; set REVWATCH_{scope.upper()}_KEY (or REVWATCH_API_KEY) "
+                 f"to a key with scope '{scope}'")
         try:
-            r = httpx.request(method, self.base + path, headers={"Authorization": f"Bearer {self.key}"},
+            r = httpx.request(method, self.base + path, headers={"Authorization": f"Bearer {key}"},
                               timeout=60, **kw)
         except httpx.HTTPError as e:
             fail(f"the store is held by another process and its server at {self.base} does not answer ({e})")
@@ -95,6 +114,9 @@ def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False
     cfg = _config(config)
     if role:
         cfg.server.role = role  # type: ignore[assignment]
+    problem = port_problem(cfg.server.host, cfg.server.port)
+    if problem:                         # before migrations and before saying "listening"
+        fail(problem, 1)
     from revwatch.logs import setup_logging
     setup_logging(verbose, log_format)
     from revwatch.server import serve as run
@@ -102,17 +124,91 @@ def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False
         run(cfg)
     except StoreError as e:
         fail(str(e), 1)
+    err.print("revwatch: server stopped", markup=False, highlight=False)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port (in use, not permitted, unknown address), or None."""
+    import errno
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        return f"cannot listen on {host}:{port}: {e.strerror}"
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn does: TIME_WAIT is not "in use"
+        try:
+            s.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another revwatch serve?); stop it or set "
+                        f"server.port in the config / REVWATCH_PORT")
+            return f"cannot listen on {host}:{port}: {e.strerror}"
+    return None
 
 
 @app.command()
-def init(path: Path = typer.Argument(Path("revwatch.yaml"), help="where to write the example config"),
-         force: bool = typer.Option(False, "--force", help="overwrite an existing file")):
-    """Write a commented example config."""
+def init(path: Optional[Path] = typer.Argument(None, help="where to write the config "
+                                                         "(default: $REVWATCH_CONFIG, else ./revwatch.yaml)"),
+         force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+         keys: bool = typer.Option(True, "--keys/--no-keys", help="create an ingest, a read and an admin key")):
+    """Write a commented config and create one key per scope (printed once, with the commands to use them)."""
+    path = path or Path(os.environ.get("REVWATCH_CONFIG") or DEFAULT_CONFIG_FILE)
     if path.exists() and not force:
-        fail(f"{path} exists (use --force to overwrite)")
+        fail(f"{path} exists (use --force to overwrite it, or `revwatch keys create --scope S` for more keys)")
+    if path.parent != Path("") and not path.parent.is_dir():
+        fail(f"{path.parent} is not a directory")
     example = Path(__file__).with_name("example-config.yaml").read_text()
     path.write_text(example)
-    out.print(f"wrote {path}")
+    cfg = _config(path)
+    out.print(f"wrote {path} (store: {cfg.store_dsn})", markup=False, highlight=False)
+    if keys:
+        _print_new_keys(cfg, path)
+
+
+def cli_path() -> str:
+    """How the user should type this CLI: `revwatch` when that is on PATH and is this program, else its path
+    (relative to the current directory when inside it, e.g. `.venv/bin/revwatch`)."""
+    import shutil
+    me = Path(sys.argv[0]).absolute()
+    found = shutil.which("revwatch")
+    if found and Path(found).resolve() == me.resolve():
+        return "revwatch"
+    try:
+        return str(me.relative_to(Path.cwd()))
+    except ValueError:
+        return str(me)
+
+
+def _print_new_keys(cfg: Config, config_file: Path) -> None:
+    """Create an ingest, a read and an admin key in the config's store and print them once, with their use."""
+    from revwatch.auth import KeyStore
+    try:
+        store = store_from_config(cfg)
+    except StoreLocked:
+        fail("the store is held by a running server; create keys with `revwatch keys create --scope S` "
+             "and REVWATCH_ADMIN_KEY", 1)
+    except StoreError as e:
+        fail(str(e), 1)
+    ks = KeyStore(store)
+    made = {scope: ks.create(scope, f"{scope} (revwatch init)")[0] for scope in ("ingest", "read", "admin")}
+    rw = cli_path()
+    cfg_arg = "" if config_file.resolve() == Path(DEFAULT_CONFIG_FILE).resolve() else f" --config {config_file}"
+    base = f"http://{cfg.server.host}:{cfg.server.port}"
+    out.print(f"""created an ingest, a read and an admin key; they are shown only now (the store keeps their hashes):
+  ingest  {made['ingest']}   send events and traces
+  read    {made['read']}   SLO status, journeys, /metrics
+  admin   {made['admin']}   keys, anomaly scans (and everything else)
+
+use them:
+  export REVWATCH_INGEST_KEY={made['ingest']}
+  export REVWATCH_READ_KEY={made['read']}
+  export REVWATCH_ADMIN_KEY={made['admin']}
+  {rw} serve{cfg_arg}                      # {base}
+  {rw} simulate{cfg_arg} --days 1          # a simulated business, sent with the ingest key
+  {rw} slo status{cfg_arg}                 # goes through the server while it runs (read key)
+  curl -H "Authorization: Bearer $REVWATCH_READ_KEY" {base}/api/v1/slos""", markup=False, highlight=False)
 
 
 # --- keys --------------------------------------------------------------------------------------------------
@@ -130,7 +226,8 @@ def keys_create(scope: str = typer.Option(..., "--scope", help="ingest | read | 
         token = target.request("POST", "/api/v1/keys", json={"scope": scope, "name": name})["key"]
     else:
         token, _ = KeyStore(target).create(scope, name)
-    err.print(f"created a {scope} key; it is shown once:")
+    article = "an" if scope[0] in "aeiou" else "a"
+    err.print(f"created {article} {scope} key; it is shown only now (the store keeps its hash):", markup=False)
     print(token)
 
 
@@ -143,8 +240,14 @@ def keys_list(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt):
     if as_json:
         print(json.dumps(keys, default=str))
         return
+    if not keys:
+        out.print("no keys yet: `revwatch keys create --scope ingest|read|admin` (or `revwatch init`)", markup=False)
+        return
+    out.print(f"{'ID':8}  {'SCOPE':7}  {'STATE':7}  {'CREATED (UTC)':19}  NAME", markup=False, highlight=False)
     for k in keys:
-        out.print(f"{k['id']}  {k['scope']:7} {'revoked' if k['revoked'] else 'active ':7} {k['name']}")
+        created = str(k.get("created_at", ""))[:19].replace("T", " ")
+        out.print(f"{k['id']:8}  {k['scope']:7}  {'revoked' if k['revoked'] else 'active':7}  {created:19}  "
+                  f"{k['name']}", markup=False, highlight=False)
 
 
 @keys_app.command("revoke")
@@ -160,13 +263,13 @@ def keys_revoke(key_id: str, config: Optional[Path] = ConfigOpt):
 
 
 # --- slo ---------------------------------------------------------------------------------------------------
-def _at_param(at: Optional[str]):
+def _at_param(at: Optional[str], option: str = "--at"):
     if at is None:
         return None
     try:
         return parse_instant(at)
     except ValueError as e:
-        fail(f"--at: {e}")
+        fail(f"{option}: {e}")
 
 
 @slo_app.command("status")
@@ -263,17 +366,41 @@ def trace(correlation_id: str, config: Optional[Path] = ConfigOpt, as_json: bool
 def _register_optional_commands() -> None:
     """Commands of packages that are wired in when present (simulator, demo, anomaly, probes)."""
     from revwatch import commands  # noqa: F401  (registers on `app`)
+    from revwatch import commands_views  # noqa: F401  (journeys search, dashboards export)
 
 
 _register_optional_commands()
 
 
-def main() -> None:
-    """Console-script entry point."""
+def _goodbye() -> None:
+    err.print("\nrevwatch: interrupted (Ctrl-C); bye", markup=False, highlight=False)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console-script entry point. Usage errors are one line on stderr with exit 2 (click's own multi-line box
+    is replaced), Ctrl-C is a one-line goodbye with exit 130."""
     try:
-        app()
-    except KeyboardInterrupt:
+        from typer._click import exceptions as click        # typer >= 0.2x vendors its own click
+    except ImportError:                                      # pragma: no cover - older typer on real click
+        from click import exceptions as click
+    try:
+        rc = app(args=argv, prog_name="revwatch", standalone_mode=False)
+    except click.NoArgsIsHelpError:     # the help has been shown; no command given is still a usage error
+        sys.exit(2)
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx is not None else "revwatch"
+        err.print(f"revwatch: {e.format_message()} (see `{cmd} --help`)", markup=False, highlight=False,
+                  soft_wrap=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        err.print(f"revwatch: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        _goodbye()
         sys.exit(130)
+    if rc == 130:                      # typer turns Ctrl-C inside a command into Exit(130)
+        _goodbye()
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":          # `python -m revwatch.cli`: run the imported module's app, which has

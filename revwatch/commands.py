@@ -13,7 +13,8 @@ from revwatch.cli import app, err, fail, out
 @app.command()
 def demo(data_dir: Path = typer.Option(Path(".revwatch/demo"), "--data-dir", help="demo store (reset each run)"),
          port: int = typer.Option(8317, "--port", help="server port (a free one is chosen if taken)"),
-         days: float = typer.Option(3.0, "--days", min=0.1, max=30, help="simulated days to backfill"),
+         days: float = typer.Option(7.0, "--days", min=0.1, max=30,
+                                    help="simulated days to backfill (7 = the demo's SLO windows)"),
          seed: int = typer.Option(7, "--seed"),
          no_live: bool = typer.Option(False, "--no-live", help="exit after showing the backfill")):
     """Run everything on the embedded store with a simulated business and faults; prints where to look."""
@@ -22,14 +23,19 @@ def demo(data_dir: Path = typer.Option(Path(".revwatch/demo"), "--data-dir", hel
 
 
 @app.command()
-def simulate(url: str = typer.Option("http://127.0.0.1:8317", "--url", help="revwatch server"),
-             key: Optional[str] = typer.Option(None, "--key", envvar="REVWATCH_INGEST_KEY", help="an ingest key"),
+def simulate(url: Optional[str] = typer.Option(None, "--url", help="revwatch server (default: the config's "
+                                                                       "server.host:port)"),
+             key: Optional[str] = typer.Option(None, "--key", envvar="REVWATCH_INGEST_KEY",
+                                               help="an ingest key (default: $REVWATCH_INGEST_KEY, as `revwatch "
+                                                    "init` prints it)"),
+             config: Optional[Path] = typer.Option(None, "--config", "-c", help="config YAML (default: "
+                                                   "$REVWATCH_CONFIG, else ./revwatch.yaml)"),
              seed: int = typer.Option(1, "--seed"),
              days: float = typer.Option(1.0, "--days", min=0, help="past days to backfill (correct timestamps)"),
              customers: int = typer.Option(300, "--customers", min=1),
              rate: float = typer.Option(120.0, "--rate", min=0.1, help="business transactions per hour"),
              speed: float = typer.Option(1.0, "--speed", min=0.1, help="live-traffic multiplier"),
-             fault: List[str] = typer.Option([], "--fault", help="NAME@dayN+OFFSET[/DURATION][:rate=R], repeatable"),
+             fault: List[str] = typer.Option([], "--fault", help="NAME@dayN+OFFSET\\[/DURATION]\\[:rate=R], repeatable"),
              scenario: Optional[Path] = typer.Option(None, "--scenario", help="YAML list of faults"),
              truth: Path = typer.Option(Path("sim-truth.jsonl"), "--truth", help="ground-truth JSON lines"),
              live_mode: bool = typer.Option(False, "--live", help="keep sending live traffic after the backfill")):
@@ -37,8 +43,15 @@ def simulate(url: str = typer.Option("http://127.0.0.1:8317", "--url", help="rev
     from revwatch.sim.faults import FaultError
     from revwatch.sim.run import SimParams, TruthWriter, backfill, build, live
     from revwatch.sim.sender import SendError, Sender
+    from revwatch.cli import _config, _key_from_env
+    if url is None:
+        cfg = _config(config)
+        host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        url = f"http://{host}:{cfg.server.port}"
+    key = key or _key_from_env("ingest")
     if not key:
-        fail("--key (or REVWATCH_INGEST_KEY) is required: an ingest key of the target server")
+        fail("an ingest key is needed: --key KEY or REVWATCH_INGEST_KEY (`revwatch init` or "
+             "`revwatch keys create --scope ingest` prints one)")
     params = SimParams(seed=seed, days=days, customers=customers, rate=rate, speed=speed, faults=list(fault),
                        scenario=str(scenario) if scenario else None, truth=str(truth))
     try:

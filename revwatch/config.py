@@ -385,20 +385,95 @@ def _apply_env(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _describe(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"] if p not in ("function-after[_kind_fields(), SliConfig]",))
+def _readable_path(loc: tuple, raw: dict[str, Any]) -> str:
+    """A key path for people: list items that have a name are shown by name (`slos['payment-posting'].objective`,
+    not `slos.1.objective`); pydantic's validator tags are dropped."""
+    parts: list[str] = []
+    node: Any = raw
+    for p in loc:
+        if isinstance(p, str) and p.startswith("function-"):
+            continue
+        if isinstance(p, int) and isinstance(node, list):
+            item = node[p] if p < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{name!r}]" if isinstance(name, str) else
+                          f"{parts[-1] if parts else ''}[{p}]"]
+            node = item
+            continue
+        parts.append(str(p))
+        node = node.get(p) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _value_at(loc: tuple, raw: dict[str, Any]) -> Any:
+    node: Any = raw
+    for p in loc:
+        if isinstance(node, dict):
+            node = node.get(p)
+        elif isinstance(node, list) and isinstance(p, int) and p < len(node):
+            node = node[p]
+        else:
+            return None
+    return node
+
+
+def _problem(first: dict, loc: tuple, raw: dict[str, Any]) -> str:
+    """The problem in clear words; ratios get the hint people need most (99.5 is a percentage)."""
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        return "unknown key"
+    value = _value_at(loc, raw)
+    if loc and loc[-1] in ("objective", "timeslice_target") and isinstance(value, (int, float)) \
+            and not isinstance(value, bool) and not 0 < value < 1:
+        if 50 <= value < 100:
+            return f"{value:g} looks like a percentage; use a ratio such as {value / 100:g} (between 0 and 1, exclusive)"
+        if value in (1, 100):
+            return f"{value:g} leaves no error budget; use a ratio below 1 such as 0.999"
+        return f"{value:g} is not a ratio; use a ratio such as 0.995 (between 0 and 1, exclusive)"
+    return msg
+
+
+def _describe(err: ValidationError, source: str, raw: dict[str, Any] | None = None) -> str:
+    raw = raw or {}
+    first = err.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = _readable_path(loc, raw)
+    msg = _problem(first, loc, raw)
     where = f"{source}: {path}: " if path else f"{source}: "
     more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
     return f"{where}{msg}{more}"
 
 
+def _named_slo_paths(message: str, raw: dict[str, Any]) -> str:
+    """Cross-check messages say `slos.N.key`; name the SLO instead when it has a name."""
+    slos = raw.get("slos") if isinstance(raw.get("slos"), list) else []
+
+    def repl(m: re.Match) -> str:
+        i = int(m.group(1))
+        item = slos[i] if i < len(slos) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        return f"slos[{name!r}]." if isinstance(name, str) else m.group(0)
+    return re.sub(r"\bslos\.(\d+)\.", repl, message)
+
+
+DEFAULT_CONFIG_FILE = "revwatch.yaml"
+
+
+def config_path(path: str | os.PathLike | None = None) -> Path | None:
+    """The config file a command uses: `--config`, else `$REVWATCH_CONFIG`, else `./revwatch.yaml` when it
+    exists (so `revwatch init` then any command, in the same directory, share one store), else none."""
+    if path:
+        return Path(path)
+    if os.environ.get("REVWATCH_CONFIG"):
+        return Path(os.environ["REVWATCH_CONFIG"])
+    local = Path(DEFAULT_CONFIG_FILE)
+    return local if local.is_file() else None
+
+
 def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Load and validate the config from `path`, `$REVWATCH_CONFIG`, or defaults when neither is set."""
-    path = path or os.environ.get("REVWATCH_CONFIG")
+    """Load and validate the config from `path`, `$REVWATCH_CONFIG` or `./revwatch.yaml` (`config_path`), or
+    the defaults when there is none."""
+    path = config_path(path)
     raw: dict[str, Any] = {}
     source = str(path) if path else "<defaults>"
     if path:
@@ -418,9 +493,9 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_describe(e, source)) from None
+        raise ConfigError(_named_slo_paths(_describe(e, source, raw), raw)) from None
     except ValueError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        raise ConfigError(_named_slo_paths(f"{source}: {e}", raw)) from None
     cfg.source_path = str(Path(path).resolve()) if path else None
     if cfg.source_path and not Path(cfg.data_dir).is_absolute() and "REVWATCH_DATA_DIR" not in os.environ:
         cfg.data_dir = str(Path(cfg.source_path).parent / cfg.data_dir)

@@ -12,6 +12,14 @@ def _pct(x) -> str:
     return "–" if x is None else f"{x * 100:.3f}%"
 
 
+def _duration(days: float) -> str:
+    """Days until exhaustion, in the unit a person reads at a glance (0.02 d is "29 min")."""
+    if days >= 1:
+        return f"{days:.1f} d"
+    hours = days * 24
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
 def slo_table(docs: list[dict]) -> Table:
     """SLO status: SLI, burn rates per window, budget left, exhaustion forecast, alert state."""
     t = Table(title="SLOs", title_justify="left")
@@ -25,7 +33,7 @@ def slo_table(docs: list[dict]) -> Table:
         t.add_row(Text(name), f"{d['objective']:.2%}", _pct(d["sli"]),
                   *(f"{w[k]['burn_rate']:.2f}" for k in ("5m", "1h", "6h", "1d", "3d")),
                   f"{b['remaining_ratio'] * 100:.1f}% ({b['remaining']:.0f} {b['unit']})",
-                  "not burning" if days is None else f"{days:.1f} d",
+                  "not burning" if days is None else _duration(days),
                   Text(d["state"], style=STATE_STYLE.get(d["state"], "")))
     return t
 

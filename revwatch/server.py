@@ -29,6 +29,7 @@ from revwatch.api import ApiError, AppContext, authorize, ctx_of, install_error_
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
 from revwatch.metrics import Metrics
+from revwatch.openapi import install_openapi
 from revwatch.store import Store, store_from_config
 from slo import routes as slo_routes
 from slo.engine import SloEngine
@@ -111,6 +112,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)
     app.include_router(journey_routes.router)

@@ -90,14 +90,31 @@ def _build_client(dsn: str):
                                  "(chDB allows one per process)") from None
             raise StoreError(f"cannot open the embedded store {dsn[7:]}: {text.splitlines()[0][:200]}") from None
     u = urlparse(dsn)
+    driver_log = logging.getLogger("clickhouse_connect")
+    level = driver_log.level
+    driver_log.setLevel(logging.ERROR)      # its "Unexpected Http Driver Exception" repeats what we raise below
     try:
         return clickhouse_connect.get_client(host=u.hostname or "localhost", port=u.port or 8123,
                                              username=u.username or "default", password=u.password or "",
                                              secure=u.scheme == "https", connect_timeout=5,
                                              send_receive_timeout=60)
     except Exception as e:
-        raise StoreError(f"cannot reach ClickHouse at {u.hostname}:{u.port or 8123}: "
-                         f"{str(e).splitlines()[0][:200]}") from None
+        raise StoreError(f"cannot reach ClickHouse at {u.hostname}:{u.port or 8123} ({_root_cause(e)})") from None
+    finally:
+        driver_log.setLevel(level)
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost cause of a driver error, in a few words ("connection refused"), never cut mid-word: the
+    driver wraps an OSError in several layers of URL-laden messages."""
+    seen = e
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+    text = str(seen).splitlines()[0] if str(seen) else type(seen).__name__
+    text = text.split("(Caused by")[0].strip()
+    return text if len(text) <= 160 else text[:160].rsplit(" ", 1)[0] + " …"
 
 
 def _redact(dsn: str) -> str:

@@ -367,7 +367,7 @@ GROUP BY Slo, GroupKey, ts
             out[(row[0], row[1])] = {w: tuple(vals[4 * i:4 * i + 4]) for i, w in enumerate(wnames)}
         return out
 
-    # -- journey statistics (revwatch_journey_lag_seconds, revwatch_journey_pending) --------------------------
+    # -- scheduler entry points ---------------------------------------------------------------------------
     def evaluate_and_cache(self) -> list[SloResult]:
         """Refresh rollups, evaluate now and keep the result for /metrics (the scheduler job)."""
         t0 = time.perf_counter()

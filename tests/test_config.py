@@ -28,12 +28,12 @@ def test_invalid_yaml_names_the_line(tmp_path):
     ("server: {port: 99999}", "server.port", "less than or equal to 65535"),
     ("server: {prot: 1}", "server.prot", "unknown key"),
     ("slos:\n - {name: a, objective: 1.5, sli: {kind: span_ratio, bad_when: {StatusCode: Error}}}",
-     "slos.0.objective", "less than 1"),
-    ("slos:\n - {name: a, objective: 0.9, sli: {kind: journey_latency}}", "slos.0.sli", "needs 'threshold'"),
+     "slos['a'].objective", "1.5 is not a ratio; use a ratio such as 0.995"),
+    ("slos:\n - {name: a, objective: 0.9, sli: {kind: journey_latency}}", "slos['a'].sli", "needs 'threshold'"),
     ("slos:\n - {name: a, objective: 0.9, journey: nope, sli: {kind: journey_latency, threshold: 5m}}",
-     "slos.0.journey", "unknown journey 'nope'"),
+     "slos['a'].journey", "unknown journey 'nope'"),
     ("slos:\n - {name: a, objective: 0.9, window: 5x, sli: {kind: span_ratio, bad_when: {StatusCode: Error}}}",
-     "slos.0.window", "invalid duration"),
+     "slos['a'].window", "invalid duration"),
     ("spool: {max_bytes: lots}", "spool.max_bytes", "invalid size"),
     ("store: {dsn: 'mysql://x'}", "store.dsn", "must start with chdb://"),
 ])
@@ -45,6 +45,25 @@ def test_errors_name_file_keypath_and_problem(tmp_path, text, where, what):
     assert msg.startswith(str(p)), msg
     assert where in msg and what in msg, msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("objective, words", [
+    (99.5, "99.5 looks like a percentage; use a ratio such as 0.995"),
+    (100, "100 leaves no error budget; use a ratio below 1 such as 0.999"),
+    (0, "0 is not a ratio; use a ratio such as 0.995"),
+])
+def test_objective_errors_name_the_slo_and_the_fix(tmp_path, objective, words):
+    p = write(tmp_path, "slos:\n - {name: ok, objective: 0.9, sli: {kind: span_ratio, bad_when: {StatusCode: Error}}}\n"
+                        f" - {{name: pay, objective: {objective}, sli: {{kind: span_ratio, bad_when: {{StatusCode: Error}}}}}}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: slos['pay'].objective: {words}"), str(e.value)
+
+
+def test_cross_checks_name_the_slo(tmp_path):
+    p = write(tmp_path, "slos:\n - {name: pay, objective: 0.9, sli: {kind: journey_latency, threshold: 5m}}\n")
+    with pytest.raises(ConfigError, match=r"slos\['pay'\]\.journey: required for sli kind journey_latency"):
+        load_config(p)
 
 
 def test_values_parse_and_env_overrides(tmp_path, monkeypatch):

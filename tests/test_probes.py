@@ -202,7 +202,7 @@ def test_service_stores_samples_events_and_metrics(api_factory):
     text = api.get("/metrics").text
     assert 'revwatch_probe_odoo_unreconciled_lines{company="Revwatch SA",currency="EUR",probe="erp"} 3.0' in text
     assert 'revwatch_probe_section_up{probe="erp",section="invoices"} 1.0' in text
-    assert 'revwatch_probe_probe_up{probe="erp",type="odoo"} 1.0' in text
+    assert 'revwatch_probe_up{probe="erp",type="odoo"} 1.0' in text
     assert fake_odoo.PASSWORD not in text
 
 

@@ -10,6 +10,7 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -30,25 +31,43 @@ journeys:
   renewal_to_invoice: {start: subscription.renewed, end: invoice.posted, milestones: [invoice.created]}
   payment_to_reconciliation: {start: payment.posted, end: payment.reconciled}
 slos:
-  - {name: payment-posting-15m, journey: payment_to_posting, objective: 0.995, window: 28d,
+  - {name: payment-posting-15m, journey: payment_to_posting, objective: 0.995, window: 7d,
      sli: {kind: journey_latency, threshold: 15m}, alerting: {min_events: 5},
      description: "99.5 % of settled payments are posted in Odoo within 15 minutes"}
-  - {name: renewal-invoiced-1h, journey: renewal_to_invoice, objective: 0.99, window: calendar_month,
+  - {name: renewal-invoiced-1h, journey: renewal_to_invoice, objective: 0.99, window: 7d,
      sli: {kind: journey_latency, threshold: 1h}, alerting: {min_events: 5}}
   - {name: payment-reconciled-1h, journey: payment_to_reconciliation, objective: 0.98, window: 7d,
      sli: {kind: journey_completion, max_age: 1h}, group_by: [gateway]}
   - {name: gateway-latency-2s, objective: 0.99, window: 7d, group_by: [service],
      sli: {kind: span_latency, span_name: "POST /v1/charges", threshold: 2s}}
-  - {name: crm-sync-errors, objective: 0.995, window: 28d,
+  - {name: crm-sync-errors, objective: 0.995, window: 7d,
      sli: {kind: span_ratio, service: crm-sync, bad_when: {StatusCode: Error}}}
-  - {name: odoo-api-errors, objective: 0.999, window: 28d,
+  - {name: odoo-api-errors, objective: 0.999, window: 7d,
      sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}
 evaluator: {interval: 15s}
 """
+DEMO_DAYS = 7.0           # = the SLO windows: every budget is measured over a full window of history
+DEMO_RATE = 40.0          # business transactions per hour
 
-DEMO_FAULTS = ["crm_sync_errors@day1+2h/6h:rate=0.5", "price_misconfig@day1+12h/3h", "queue_backlog@day1+18h/1h",
-               "duplicate_webhook@day2+1h/3h", "webhook_loss@day2+9h/2h:rate=0.5", "recon_missing_ref@day2+14h/2h",
-               "gateway_latency@day3+3h/1h", "recon_partial@day3+6h/2h", "posting_delay@-50m/50m"]
+
+@dataclass(frozen=True)
+class Incident:
+    """A fault the demo injects on purpose, announced before it is shown."""
+    fault: str            # revwatch.sim.faults spec, relative to the end of the backfill
+    slo: str              # the SLO it burns
+    story: str
+
+
+# A healthy business (its baseline meets every objective) with two incidents: one resolved yesterday, one
+# going on now. Everything else the SLO table shows is the baseline.
+INCIDENTS = [
+    Incident("gateway_latency@-30h/1h:rate=0.5", "gateway-latency-2s",
+             "resolved, yesterday: for one hour the payment gateway answered half of the charges in ~6 s"),
+    Incident("posting_delay@-45m/45m:rate=0.5", "payment-posting-15m",
+             "ongoing, since 45 minutes: Odoo's posting queue is backed up; half of the settled payments wait "
+             "30-120 minutes to be posted"),
+]
+DEMO_FAULTS = [i.fault for i in INCIDENTS]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -62,7 +81,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7, rate: float = 150.0,
+def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: int = 7, rate: float = DEMO_RATE,
              keep_running: bool = True, console: Console | None = None) -> dict:
     """Run the demo; returns a summary (used by tests) once the backfill is shown."""
     con = console or Console()
@@ -75,6 +94,10 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7,
     (data_dir / "revwatch.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = Config.model_validate(raw)
     con.print(f"[bold]revwatch demo[/bold] — embedded store in {data_dir}/data, server on http://127.0.0.1:{port}")
+    con.print(f"A healthy subscription business: {days:g} simulated days (the SLO windows are 7 days), "
+              f"~{rate:g} transactions an hour. Two incidents are injected:")
+    for n, inc in enumerate(INCIDENTS, 1):
+        con.print(f"  [bold]incident {n}[/bold] ({inc.slo}): {inc.story}", highlight=False)
     app = create_app(cfg)
     ctx = app.state.ctx
     read_key, _ = ctx.keys.create("read", "demo")
@@ -104,43 +127,39 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7,
     docs = [r.as_dict() for r in results]
     con.print(f"backfill done in {time.monotonic() - t0:.0f} s: {sender.sent_events} events "
               f"({sender.duplicates} duplicate deliveries recognised), {sender.sent_spans} spans; "
-              f"faults injected: {', '.join(sorted({f.name for f in faults}))}")
+              f"{len(business.truth)} transactions hit by the incidents")
     con.print(slo_table(docs))
+    hit = {i.slo for i in INCIDENTS}
+    healthy = [d for d in docs if d["name"] not in hit]
+    meeting = sum(1 for d in healthy if d["sli"] is None or d["sli"] >= d["objective"])
+    con.print(f"baseline: {meeting} of {len(healthy)} SLO series untouched by the incidents meet their objective; "
+              f"the incidents burned budget on {', '.join(sorted(hit))}", highlight=False)
     firing = [(d["name"], d.get("group"), a) for d in docs for a in d["alerts"] if a["firing"]]
     con.print("[bold]open alerts[/bold] (multi-window burn rate):" if firing else "[bold]open alerts:[/bold] none")
     for name, group, a in firing:
         con.print(f"  [{'red' if a['severity'] == 'page' else 'yellow'}]{a['severity'].upper()}[/] {name}"
                   f"{escape(f' [{group}]') if group else ''}: burn {a['long_burn_rate']:.1f} over {a['long']} and "
                   f"{a['short_burn_rate']:.1f} over {a['short']} (threshold {a['threshold']:g})")
-    # the latest payment the backlog delayed that has been posted by now: a complete, visibly late journey
-    example = next((t["correlation_id"] for t in reversed(business.truth)
-                    if t["fault"] == "posting_delay" and t["at"] <= end.isoformat().replace("+00:00", "Z")), None)
+    # the payment that has waited longest for its posting because of incident 2: an overdue journey
+    stuck = ctx.journeys.stuck("payment_to_posting", limit=5)
+    delayed = {t["correlation_id"] for t in business.truth if t["fault"] == "posting_delay"}
+    example = next((s["correlation_id"] for s in stuck if s["correlation_id"] in delayed), None)
     if example is None and business.truth:
         example = business.truth[-1]["correlation_id"]
     if example:
-        con.print(f"\n[bold]example:[/bold] revwatch trace {example}   (a payment hit by the posting backlog)")
+        con.print(f"\n[bold]example:[/bold] revwatch trace {example}   (a payment hit by incident 2, the posting "
+                  f"backlog)")
         try:
             con.print(journey_timeline(ctx.journeys.lookup(example)))
         except Exception as e:                      # still being delivered: say so rather than fail the demo
             con.print(f"  (not yet visible: {e})")
-    stuck = ctx.journeys.stuck("payment_to_posting", limit=5)
     if stuck:
         con.print("[bold]stuck payments[/bold] (settled, not posted, past 15 min): " +
                   ", ".join(s["correlation_id"] for s in stuck))
-    con.print(f"""
-[bold]where to look[/bold]
-  overview   {base}/            (Authorization: Bearer <read key>)
-  metrics    {base}/metrics
-  SLO API    {base}/api/v1/slos
-  journeys   {base}/api/v1/journeys/{example or '<correlation id>'}
-  stuck      {base}/api/v1/journeys?stuck=payment_to_posting
-  read key   {read_key}
-  admin key  {admin_key}
-  CLI        REVWATCH_CONFIG={data_dir}/revwatch.yaml REVWATCH_API_KEY={read_key} revwatch slo status
-  truth      {params.truth}   (which correlation IDs each fault hit)
-""")
+    con.print(where_to_look(base, data_dir / "revwatch.yaml", read_key, ingest_key, admin_key, example,
+                            params.truth), highlight=False, soft_wrap=True)
     summary = {"base": base, "slos": docs, "example": example, "events": sender.sent_events,
-               "spans": sender.sent_spans, "keys": {"read": read_key, "admin": admin_key}}
+               "spans": sender.sent_spans, "keys": {"read": read_key, "admin": admin_key, "ingest": ingest_key}}
     if not keep_running:
         sender.close()
         server.should_exit = True
@@ -150,11 +169,37 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7,
     stop = threading.Event()
     try:
         live(business, sender, truth, stop)
-    except KeyboardInterrupt:
-        pass
-    finally:
+    finally:                     # Ctrl-C: stop cleanly, then let the CLI say goodbye in one line
         stop.set()
         sender.close()
         server.should_exit = True
         thread.join(10)
     return summary
+
+
+def where_to_look(base: str, config: Path, read_key: str, ingest_key: str, admin_key: str, example: str | None,
+                  truth: str) -> str:
+    """The demo's last words: URLs, the key each needs, and CLI commands that work as printed (full CLI path)."""
+    from revwatch.cli import cli_path
+    rw = cli_path()
+    cid = example or "CORRELATION_ID"
+    return f"""
+[bold]where to look[/bold] (the server runs until Ctrl-C)
+  API docs   {base}/docs                     (no key)
+  overview   {base}/                         (read key: Authorization: Bearer $REVWATCH_READ_KEY)
+  SLO API    {base}/api/v1/slos              (read key)
+  journey    {base}/api/v1/journeys/{cid}
+  metrics    {base}/metrics                  (read key; Prometheus set-up: docs/prometheus.md)
+  keys       read {read_key}
+             ingest {ingest_key}
+             admin {admin_key}
+  truth      {truth}   (which correlation IDs each incident hit)
+
+[bold]try it[/bold] in another terminal, from this directory:
+  export REVWATCH_CONFIG={config}
+  export REVWATCH_READ_KEY={read_key} REVWATCH_INGEST_KEY={ingest_key} REVWATCH_ADMIN_KEY={admin_key}
+  {rw} slo status
+  {rw} trace {cid}
+  {rw} journeys search --stuck payment_to_posting
+  curl -H "Authorization: Bearer $REVWATCH_READ_KEY" {base}/metrics
+"""

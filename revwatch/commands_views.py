@@ -1,0 +1,103 @@
+"""CLI views of what the server and the dashboards package already offer: `revwatch journeys search` (the
+API's `GET /api/v1/journeys` from the shell) and `revwatch dashboards export -o DIR` (Grafana JSON + provisioning
+files, for a user who installed revwatch from a wheel and has no `dashboards/json/` checkout).
+
+Both validate their options before opening the store, so bad usage is one line and exit 2 even while the
+store is down.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from revwatch.cli import Remote, _at_param, _config, _local_or_remote, app, fail, out
+
+journeys_app = typer.Typer(help="Find journeys by attribute, customer, journey type or time; list stuck ones.",
+                           no_args_is_help=True)
+dashboards_app = typer.Typer(help="Grafana dashboards over revwatch's Prometheus metrics.", no_args_is_help=True)
+app.add_typer(journeys_app, name="journeys")
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@journeys_app.command("search")
+def journeys_search(attr: Optional[str] = typer.Option(None, "--attr", help="KEY:VALUE, e.g. invoice_ref:INV/2026/00042"),
+                    customer: Optional[str] = typer.Option(None, "--customer", help="customer_id attribute"),
+                    journey: Optional[str] = typer.Option(None, "--journey", help="a configured journey"),
+                    since: Optional[str] = typer.Option(None, "--since", help="RFC 3339 instant"),
+                    until: Optional[str] = typer.Option(None, "--until", help="RFC 3339 instant"),
+                    stuck: Optional[str] = typer.Option(None, "--stuck", metavar="JOURNEY",
+                                                        help="list instances of JOURNEY past its threshold"),
+                    limit: int = typer.Option(100, "--limit", min=1, max=1000),
+                    config: Optional[Path] = typer.Option(None, "--config", "-c", help="config YAML (default: "
+                                                          "$REVWATCH_CONFIG, else ./revwatch.yaml)"),
+                    as_json: bool = typer.Option(False, "--json", help="stable JSON output for scripts")):
+    """Correlation IDs matching the filters, newest first (no filter: the last day), or with --stuck the
+    instances of a journey past its threshold, oldest first."""
+    pair = None
+    if attr is not None:
+        key, sep, value = attr.partition(":")
+        if not (sep and key and value):
+            fail("--attr must be KEY:VALUE, e.g. invoice_ref:INV/2026/00042")
+        pair = (key, value)
+    lo, hi = _at_param(since, "--since"), _at_param(until, "--until")
+    if stuck is None and not any((pair, customer, journey, lo, hi)):     # as the API: the last day, newest first
+        import datetime as dt
+        from revwatch.units import utcnow
+        lo = utcnow() - dt.timedelta(days=1)
+    cfg = _config(config)
+    for opt, name in (("--journey", journey), ("--stuck", stuck)):
+        if name is not None and name not in cfg.journeys:
+            fail(f"{opt}: unknown journey {name!r} (configured: {', '.join(cfg.journeys) or 'none'})")
+    target = _local_or_remote(cfg)
+    if isinstance(target, Remote):
+        params = {k: v for k, v in {"attr": attr, "customer": customer, "journey": journey, "since": since,
+                                    "until": until, "stuck": stuck, "limit": limit}.items() if v is not None}
+        items = target.request("GET", "/api/v1/journeys", params=params)["items"]
+    else:
+        from collector.journeys import JourneyService
+        from slo.engine import SloEngine
+        svc = JourneyService(target, cfg.journeys, SloEngine(target, cfg).journey_thresholds())
+        items = svc.stuck(stuck, limit=limit) if stuck else svc.search(pair, customer, journey, lo, hi, limit)
+    if as_json:
+        print(json.dumps({"items": items}, default=str))
+        return
+    if not items:
+        out.print("no matching journeys", markup=False)
+        return
+    if stuck:
+        out.print(f"{'CORRELATION ID':24}  {'STARTED (UTC)':24}  {'OVERDUE':>10}  WAITING FOR", markup=False)
+        for it in items:
+            out.print(f"{it['correlation_id']:24}  {it['started']:24}  {_minutes(it['overdue_seconds']):>10}  "
+                      f"{it['waiting_for']}", markup=False, highlight=False)
+        return
+    out.print(f"{'CORRELATION ID':24}  {'LAST SEEN (UTC)':24}  {'EVENTS':>6}  SYSTEMS / TYPES", markup=False)
+    for it in items:
+        out.print(f"{it['correlation_id']:24}  {it['last_seen']:24}  {it['events']:>6}  "
+                  f"{','.join(it['systems'])} / {','.join(it['types'])}", markup=False, highlight=False)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+@dashboards_app.command("export")
+def dashboards_export(output: Path = typer.Option(..., "-o", "--output", help="directory to write into"),
+                      folder_path: str = typer.Option("/var/lib/grafana/dashboards/revwatch", "--dashboards-path",
+                                                      help="where Grafana will read the dashboard JSON from "
+                                                           "(written into the dashboard provider)")):
+    """Write the Grafana dashboards and provisioning files (data source URL from $PROMETHEUS_URL in Grafana).
+
+    Layout: DIR/dashboards/*.json, DIR/provisioning/dashboards/revwatch.yaml,
+    DIR/provisioning/datasources/revwatch.yaml (see docs/grafana.md)."""
+    from dashboards.grafana import export
+    if output.exists() and not output.is_dir():
+        fail(f"{output} exists and is not a directory")
+    try:
+        paths = export(output, folder_path)
+    except OSError as e:
+        fail(f"cannot write to {output}: {e.strerror}", 1)
+    for p in paths:
+        out.print(f"wrote {p}", markup=False, highlight=False)
