@@ -144,8 +144,9 @@ class BurnWindowPair(_Model):
     short: dt.timedelta
     burn_rate: float | None = Field(None, gt=0)
     budget_percent: float | None = Field(None, gt=0, le=100)
+    alert_after: dt.timedelta = dt.timedelta(0)   # the condition must hold this long (rule `for:`)
 
-    _d = field_validator("long", "short", mode="before")(classmethod(lambda cls, v: _duration(v)))
+    _d = field_validator("long", "short", "alert_after", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
     @model_validator(mode="after")
     def _one_factor(self) -> "BurnWindowPair":

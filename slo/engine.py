@@ -130,6 +130,7 @@ def alert_state(res: SloResult) -> None:
             res.alerts.append({"severity": severity, "long": format_duration(p.long),
                                "short": format_duration(p.short), "threshold": p.burn_rate,
                                "budget_percent": p.budget_percent,
+                               "alert_after": format_duration(p.alert_after) if p.alert_after else None,
                                "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
                                "low_traffic": not enough, "firing": firing})
             if firing:

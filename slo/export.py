@@ -93,7 +93,8 @@ def _alert_policies(spec: SloSpec, name: str) -> list[dict]:
             "conditions": [{"kind": "AlertCondition", "metadata": {"name": cname}, "spec": {
                 "severity": t.severity,
                 "condition": {"kind": "burnrate", "op": "gte", "threshold": t.burn_rate,
-                              "lookbackWindow": format_duration(t.long), "alertAfter": "0m"}}}]}})
+                              "lookbackWindow": format_duration(t.long),
+                              "alertAfter": format_duration(t.alert_after) if t.alert_after else "0m"}}}]}})
     return out
 
 

@@ -24,7 +24,8 @@ Mapping onto revwatch SLOs (one per objective; `<name>-<k>` when an SLO has seve
 * `alertPolicies` (inline or `alertPolicyRef`) → alert tiers: each `burnrate` condition (`op` gt/gte, `threshold`,
   `lookbackWindow` L) is a tier over L confirmed by L/12 (the workbook's short window); `severity` page/critical →
   page, ticket/warning → ticket; notification target names become the alert label `notification_targets`.
-  `alertAfter` other than 0, `alertWhenNoData: true` and `alertWhenBreaching: false` are refused (no such alerts).
+  `alertAfter` becomes the tier's hold time (the rule's `for:`; one per severity, since a severity is one alert);
+  `alertWhenNoData: true` and `alertWhenBreaching: false` are refused (no such alerts).
 * Export annotations `revwatch.io/alerting` (JSON) carry what OpenSLO has no field for (min_events, catalogue,
   per-severity names/labels/annotations) so an exported file imports back to the same SLOs (slo/export.py).
 """
@@ -205,13 +206,19 @@ def _condition(spec: Any, doc: _Doc, field: str) -> tuple[str, float, str]:
     if unit in "MQY":
         raise doc.err(f"{field}.condition.lookbackWindow", "must be minutes, hours, days or weeks")
     after = c.get("alertAfter", "0m")
-    if after not in ("0m", "0s", "0", 0, None):
-        raise doc.err(f"{field}.condition.alertAfter", f"{after!r}: revwatch alerts fire when both windows burn, "
-                                                       f"without a hold time; only 0m is supported")
+    if after in (0, "0"):
+        after = "0m"
+    an, aunit = openslo_duration(after, doc, f"{field}.condition.alertAfter") if after != "0m" else (0, "m")
+    if aunit in "MQY":
+        raise doc.err(f"{field}.condition.alertAfter", "must be minutes, hours, days or weeks")
     sev = SEVERITY.get(str(s.get("severity", "")).lower())
     if sev is None:
         raise doc.err(f"{field}.severity", f"must be page, critical, ticket or warning, got {s.get('severity')!r}")
-    return sev, float(thr), f"{n}{unit}"
+    return sev, float(thr), f"{n}{unit}", f"{an}{aunit}"
+
+
+def _weeks_as_days(d: str) -> str:
+    return f"{int(d[:-1]) * 7}d" if d.endswith("w") else d
 
 
 def load_openslo(path: str | Path, more: list[Path] | None = None) -> list[SloConfig]:
@@ -542,11 +549,11 @@ def _alert_policies(policies: Any, doc: _Doc, cat: Catalogue) -> tuple[list | No
         if isinstance(c, dict) and "conditionRef" in c:
             _strict(c, {"conditionRef"}, pd, f"{pf}.conditions[0]")
             cdoc = cat.get("AlertCondition", c["conditionRef"], pd, f"{pf}.conditions[0].conditionRef")
-            sev, thr, lookback = _condition(cdoc.obj.get("spec"), cdoc, "spec")
+            sev, thr, lookback, after = _condition(cdoc.obj.get("spec"), cdoc, "spec")
         else:
             c = _strict(c, {"kind", "metadata", "spec"}, pd, f"{pf}.conditions[0]")
             _metadata(c, pd, f"{pf}.conditions[0].metadata")
-            sev, thr, lookback = _condition(c.get("spec"), pd, f"{pf}.conditions[0].spec")
+            sev, thr, lookback, after = _condition(c.get("spec"), pd, f"{pf}.conditions[0].spec")
         for j, t in enumerate(s.get("notificationTargets") or []):
             tf = f"{pf}.notificationTargets[{j}]"
             if isinstance(t, dict) and "targetRef" in t:
@@ -556,6 +563,7 @@ def _alert_policies(policies: Any, doc: _Doc, cat: Catalogue) -> tuple[list | No
             else:
                 t = _strict(t, {"kind", "metadata", "spec"}, pd, tf)
                 targets.append(_metadata(t, pd, f"{tf}.metadata")["name"])
-        long = parse_duration(lookback if lookback[-1] != "w" else f"{int(lookback[:-1]) * 7}d")
-        tiers.append((sev, {"long": format_duration(long), "short": format_duration(long / 12), "burn_rate": thr}))
+        long = parse_duration(_weeks_as_days(lookback))
+        tiers.append((sev, {"long": format_duration(long), "short": format_duration(long / 12), "burn_rate": thr,
+                            "alert_after": _weeks_as_days(after)}))
     return tiers, targets

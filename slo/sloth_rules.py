@@ -144,8 +144,10 @@ def sloth_groups(spec: SloSpec) -> list[dict]:
                      f"rate is too fast.",
             "summary": "{{$labels.sloth_service}} {{$labels.sloth_slo}} SLO error budget burn rate is over expected.",
             **c.alerting.annotations, **meta.annotations}
-        alerts.append({"alert": c.alerting.name or f"{sid}-{severity}", "expr": pairs,
-                       "labels": {**c.alerting.labels, **meta.labels, "sloth_severity": severity},
+        alert = {"alert": c.alerting.name or f"{sid}-{severity}", "expr": pairs}
+        if tiers[0].alert_after:               # OpenSLO alertAfter; Sloth itself writes no `for:`
+            alert["for"] = prom_duration(tiers[0].alert_after.total_seconds())
+        alerts.append({**alert, "labels": {**c.alerting.labels, **meta.labels, "sloth_severity": severity},
                        "annotations": dict(sorted(annotations.items()))})
     if alerts:
         groups.append({"name": f"sloth-slo-alerts-{sid}", "rules": alerts})

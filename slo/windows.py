@@ -152,6 +152,7 @@ class Tier:
     burn_rate: float
     budget_percent: float | None           # the share of the period's budget it stands for (None: fixed factor)
     speed: str = ""                        # quick | slow for catalogue tiers
+    alert_after: dt.timedelta = dt.timedelta(0)   # hold time before the rule fires (Prometheus `for:`)
 
     @property
     def label(self) -> str:
@@ -180,7 +181,10 @@ def resolve_tiers(alerting, period: dt.timedelta, objective: float, custom: list
                         f"{where}: alerting.{sev}[{k}]: burn rate {factor:g} over {format_duration(p.long)} can never "
                         f"fire at objective {objective:g} (it needs an error ratio of {factor * budget:.2f} > 1); "
                         f"lower the burn rate / budget_percent or remove the tier")
-                tiers.append(Tier(sev, p.long, p.short, factor, p.budget_percent))
+                tiers.append(Tier(sev, p.long, p.short, factor, p.budget_percent, alert_after=p.alert_after))
+            if len({p.alert_after for p in pairs}) > 1:
+                raise WindowsError(f"{where}: alerting.{sev}: the tiers of one severity are one alert and share one "
+                                   f"alert_after")
             continue
         cat = catalogue_for(period, custom, alerting.catalogue)
         for t in cat.tiers:

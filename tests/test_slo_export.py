@@ -21,7 +21,7 @@ slos:
   - {name: Gateway_Latency, objective: 0.99, window: 7d, group_by: [service], labels: {team: payments},
      description: "gateway calls", sli: {kind: span_latency, service: stripe, threshold: 1500ms},
      budgeting: timeslices, timeslice_target: 0.95,
-     alerting: {min_events: 5, page: [{long: 2h, short: 10m, burn_rate: 9}], ticket: [],
+     alerting: {min_events: 5, page: [{long: 2h, short: 10m, burn_rate: 9, alert_after: 5m}], ticket: [],
                 page_alert: {labels: {route: pager}, annotations: {hint: restart}}}}
   - {name: queue-depth, objective: 0.9, window: calendar_week, budgeting: ratio_timeslices, timeslice_window: 5m,
      sli: {kind: gauge_threshold, sample: rabbitmq_queue_messages, labels: {queue: orders}, max: 500}}

@@ -42,8 +42,9 @@ EXPECTED = {
     "openslosdk_test_data_export_inputs_v1_alert_policies.yaml": [],
     "openslosdk_test_data_export_inputs_v1_slo.yaml": "conditionRef: no AlertCondition named 'cpu-usage-breach'",
     "openslosdk_test_data_export_outputs_custom_config.yaml": "conditionRef: no AlertCondition named",
-    "openslosdk_test_data_export_outputs_v1_alert_policies.yaml": "document 4: spec.condition.alertAfter: '5m'",
-    "openslosdk_test_data_export_outputs_v1_slo.yaml": "document 5: spec.condition.alertAfter: '5m'",
+    "openslosdk_test_data_export_outputs_v1_alert_policies.yaml": [],
+    "openslosdk_test_data_export_outputs_v1_slo.yaml": "document 2: spec.conditions[0].conditionRef: no AlertCondition "
+                                                       "named 'cpu-usage-breach'",
     "openslosdk_test_data_inline_inputs_custom_config.yaml": "document 2 (SLO my-slo): spec.indicatorRef: no SLI",
     "openslosdk_test_data_inline_inputs_v1_alert_policies_invalid_condition.yaml": [],
     "openslosdk_test_data_inline_inputs_v1_alert_policies_invalid_target.yaml": [],
@@ -53,7 +54,9 @@ EXPECTED = {
     "openslosdk_test_data_inline_inputs_v1_slo_invalid_policy.yaml": "spec.alertPolicies[0].alertPolicyRef: no "
                                                                      "AlertPolicy named 'no-policy'",
     "openslosdk_test_data_inline_inputs_v1_slo_invalid_sli.yaml": "spec.indicatorRef: no SLI named 'no-sli'",
-    "openslosdk_test_data_inline_inputs_v1_slo_invalid_target.yaml": "condition.alertAfter: '5m'",
+    "openslosdk_test_data_inline_inputs_v1_slo_invalid_target.yaml": "spec.alertPolicies[0].spec.notificationTargets[1]"
+                                                                     ".targetRef: no AlertNotificationTarget named "
+                                                                     "'devs-email-notification'",
     "openslosdk_test_data_inline_outputs_custom_config.yaml": "spec.indicatorRef: no SLI named 'my-sli'",
     "openslosdk_test_data_inline_outputs_v1_alert_policies_keep_refs.yaml": "document 2: spec.condition.op",
     "openslosdk_test_data_inline_outputs_v1_alert_policies_remove_refs.yaml": [],
@@ -153,7 +156,7 @@ def test_revwatch_sources_threshold_units_labels_and_alert_policies(tmp_path):
                      "kind": "AlertPolicy", "metadata": {"name": "slow"},
                      "spec": {"conditions": [{"kind": "AlertCondition", "metadata": {"name": "slow-burn"}, "spec": {
                          "severity": "warning", "condition": {"kind": "burnrate", "op": "gt", "threshold": 1,
-                                                              "lookbackWindow": "3d", "alertAfter": "0m"}}}],
+                                                              "lookbackWindow": "3d", "alertAfter": "30m"}}}],
                               "notificationTargets": [{"targetRef": "finance-mail"}]}}]}}
     sli_doc = {"apiVersion": "openslo/v1", "kind": "SLI", "metadata": {"name": "posting-latency"},
                "spec": {"thresholdMetric": {"metricSource": {"type": "revwatch", "spec": {
@@ -178,8 +181,12 @@ def test_revwatch_sources_threshold_units_labels_and_alert_policies(tmp_path):
     assert slo.calendar.start == dt.datetime(2026, 1, 15, 6) and slo.calendar.time_zone == "Europe/Berlin"
     assert [(t.long, t.short, t.burn_rate) for t in slo.alerting.page] == [
         (dt.timedelta(hours=1), dt.timedelta(minutes=5), 14.4)]
-    assert [(t.long, t.short, t.burn_rate) for t in slo.alerting.ticket] == [
-        (dt.timedelta(days=3), dt.timedelta(hours=6), 1.0)]
+    assert [(t.long, t.short, t.burn_rate, t.alert_after) for t in slo.alerting.ticket] == [
+        (dt.timedelta(days=3), dt.timedelta(hours=6), 1.0, dt.timedelta(minutes=30))]
+    # alertAfter is the rule's hold time
+    cfg = Config.model_validate({"journeys": {"p2p": {"start": "a", "end": "b"}}, "openslo_files": [str(p)]})
+    page, ticket = rule_groups(resolve(cfg)[0], "http://x")[0]["rules"]
+    assert "for" not in page and ticket["for"] == "30m"
     assert slo.alerting.labels == {"notification_targets": "oncall,finance-mail"}
     # the unit is required: a bare number is never guessed
     sli_doc["spec"]["thresholdMetric"]["metricSource"]["spec"].pop("unit")

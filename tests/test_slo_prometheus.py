@@ -88,3 +88,12 @@ def test_real_prometheus_computes_the_imported_slo_and_revwatch_reads_it(api_fac
         prom.terminate()
         prom.wait(20)
         server.shutdown()
+
+
+def test_only_prometheus_backed_slos(api_factory):
+    api = api_factory(f"sloth_files: ['{SPEC}']\n")
+    body = api.get("/api/v1/slos").json()
+    assert body["slos"] == [] and body["prometheus_slos"][0]["error"] == "prometheus_url is not configured"
+    assert api.get("/metrics").status_code == 200
+    r = api.get("/api/v1/slos/myservice-requests-availability", params={"at": "yesterday"})
+    assert r.status_code == 400 and r.json()["field"] == "at"
