@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from probes.odoo_webhook import app_service
 from tests import fake_odoo
 from tests.conftest import live_server
 
@@ -23,7 +22,7 @@ def test_webhook_maps_posting_and_deduplicates_with_the_poller(api_factory):
         api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": base, "db": fake_odoo.DB,
                                        "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, "interval": "1h"}],
                            "journeys": {"invoice_posting": {"start": "invoice.created", "end": "invoice.posted"}}})
-        svc = app_service(api.ctx, "probes")
+        svc = api.ctx.probes
         svc.run_once()                                                   # drafts seen: invoice.created
         draft = max(r["id"] for r in fake.tables["account.move"].values()
                     if r["state"] == "draft" and r["move_type"] == "out_invoice")
