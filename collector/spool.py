@@ -218,6 +218,7 @@ class Spool:
                 os.fsync(f.fileno())
             os.replace(tmp, p)
             self._fsync_dir()
+            legacy.unlink(missing_ok=True)
         self._cp_fd = os.open(p, os.O_RDWR)
         data = os.pread(self._cp_fd, 2 * _CP_SLOT, 0)
         best = None

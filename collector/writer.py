@@ -39,7 +39,10 @@ QUARANTINE_COLUMNS = ("QuarantinedAt", "Kind", "SpoolToken", "Error", "Row")
 # Errors that say "not now" rather than "not this row": never a reason to quarantine.
 _TRANSIENT = ("TOO_MANY_PARTS", "MEMORY_LIMIT_EXCEEDED", "TIMEOUT_EXCEEDED", "TOO_MANY_SIMULTANEOUS_QUERIES",
               "NETWORK_ERROR", "SOCKET_TIMEOUT", "ABORTED", "QUERY_WAS_CANCELLED", "READONLY",
-              "NOT_ENOUGH_SPACE", "CANNOT_WRITE_TO_FILE", "Connection", "timed out", "unavailable")
+              "NOT_ENOUGH_SPACE", "CANNOT_WRITE_TO_FILE", "Connection", "timed out", "unavailable",
+              # A broken schema is not a bad row: retry (and show it on /readyz) instead of quarantining everything.
+              "UNKNOWN_TABLE", "UNKNOWN_DATABASE", "NO_SUCH_COLUMN_IN_TABLE", "THERE_IS_NO_COLUMN",
+              "UNKNOWN_IDENTIFIER", "doesn't exist", "does not exist")
 
 
 class StoreUnavailable(StoreError):

@@ -534,3 +534,17 @@ def test_full_spool_disk_end_to_end_every_acknowledged_event_stored(api_factory,
         assert len(stored_ids(api.ctx.store)) == len(acked) + 300
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_an_old_spool_is_read_and_converted(tmp_path, store):
+    """A spool written by the previous version (checkpoint.json, records without their day) drains as before."""
+    d = tmp_path / "old"
+    d.mkdir()
+    legacy = [row(i, prefix="o", day=i * 40) for i in range(5)]         # 160 days apart: split by partition too
+    payload = b"\n".join(json.dumps(r[:3] + [f"{r[3] // 1000}.{r[3] % 1000:03d}"] + r[4:]).encode() for r in legacy)
+    (d / "seg-000000000001.wal").write_bytes(encode_record(KIND_EVENTS, payload))
+    (d / "checkpoint.json").write_text('{"segment": 1, "offset": 0, "pending_end": null}')
+    spool = Spool(d)
+    assert (d / "checkpoint.bin").exists() and not (d / "checkpoint.json").exists()
+    Writer(spool, store).write_batch(spool.next_batch(10**6))
+    assert stored_ids(store) == [r[0] for r in legacy]
