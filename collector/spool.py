@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("revwatch.spool")
 
 KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS = 1, 2, 3
-_KINDS = (KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS)
+KIND_EVENTS_TEXT = 4                 # event rows followed by the amount exactly as sent (AmountText)
+_KINDS = (KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS, KIND_EVENTS_TEXT)
 DAY_FLAG = 0x80
 _HEADER = struct.Struct("<IIB")
 _DAY = struct.Struct("<i")
