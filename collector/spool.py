@@ -70,8 +70,9 @@ class SpoolFull(SpoolRefused):
     """The spool holds max_bytes of data the store has not taken yet."""
 
 
-class SpoolUnavailable(SpoolRefused):
-    """The spool's disk refused the write (ENOSPC, EIO, …); the partial write was undone."""
+class SpoolUnavailable(SpoolFull):
+    """The spool's disk refused the write (ENOSPC, EIO, …); the partial write was undone. A SpoolFull, so every
+    caller written for the bounded spool (503 + Retry-After, e.g. the Odoo webhook) handles it the same way."""
     retry_after = 10
 
 
