@@ -96,8 +96,8 @@ class Intake:
             rows = self.store.query(
                 f"SELECT EventId, argMax(Fingerprint, SeenAt) FROM {self.store.table('event_keys')} "
                 f"WHERE SeenAt >= now64(3) - toIntervalSecond({{h:UInt64}}) GROUP BY EventId "
-                f"ORDER BY max(SeenAt) LIMIT {{n:UInt64}}", {"h": int(horizon_seconds), "n": limit}).rows
-            for eid, fp in rows:
+                f"ORDER BY max(SeenAt) DESC LIMIT {{n:UInt64}}", {"h": int(horizon_seconds), "n": limit}).rows
+            for eid, fp in reversed(rows):            # oldest first, so the newest end in the newer generation
                 self.recent_events.add(eid, fp)
             n += len(rows)
         except StoreError as e:

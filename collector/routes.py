@@ -15,7 +15,7 @@ from collector.correlation import CorrelationRules
 from collector.events import BodyError, validate_in_chunks
 from collector.limits import MAX_REJECTED_LISTED
 from collector.otlp import DecodeError, decode_traces, encode_response, status_body
-from collector.spool import SpoolFull, SpoolRefused
+from collector.spool import SpoolRefused, SpoolUnavailable
 from revwatch.api import ApiError, AppContext, ctx_of, require
 
 log = logging.getLogger("revwatch.collector")
@@ -159,11 +159,11 @@ async def post_traces(request: Request) -> Response:
 
 
 def _refusal_reason(e: SpoolRefused) -> str:
-    return "spool_full" if isinstance(e, SpoolFull) else "spool_error"
+    return "spool_error" if isinstance(e, SpoolUnavailable) else "spool_full"
 
 
 def _refusal_text(e: SpoolRefused) -> str:
-    return "spool full: the store is behind" if isinstance(e, SpoolFull) else f"the spool cannot write ({e})"
+    return f"the spool cannot write ({e})" if isinstance(e, SpoolUnavailable) else "spool full: the store is behind"
 
 
 _EVENT_TYPES = ("application/json", "application/x-ndjson", "application/ndjson", "application/jsonlines",

@@ -10,9 +10,12 @@ import orjson
 
 from collector.events import COL_EVENT_ID, COL_OCCURRED, EVENT_COLUMNS
 from collector.otlp import COL_TIMESTAMP
-from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_SPANS, encode_record
+from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_EVENTS_TEXT, KIND_SPANS, encode_record
 
 EVENT_KEY_COLUMNS = ("EventId", "Fingerprint")
+# What the spool carries for events: the `events` columns plus the amount exactly as sent (Decimal(38, 9) would
+# give "129" back for "129.00").
+EVENT_WIRE_COLUMNS = EVENT_COLUMNS + ("AmountText",)
 NS_PER_DAY, MS_PER_DAY = 86_400 * 10**9, 86_400_000
 
 SPAN_EVENTS_TS = 15                    # `Events.Timestamp` column of a span row
@@ -46,11 +49,12 @@ def event_line(row: list) -> bytes:
     input)."""
     r = list(row)
     r[COL_OCCURRED] = _ms(r[COL_OCCURRED])
+    r.append(r[_AMOUNT] or "")
     return orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
 
 
 def encode_events(rows: list[list]) -> bytes:
-    """Event rows → JSONCompactEachRow bytes."""
+    """Event rows → JSONCompactEachRow bytes (EVENT_WIRE_COLUMNS)."""
     return b"\n".join(event_line(r) for r in rows)
 
 
@@ -73,7 +77,7 @@ def event_records(rows: list[list], lines: list[bytes], fingerprints: list[int])
     by_day: dict[int, list[bytes]] = {}
     for r, line in zip(rows, lines):
         by_day.setdefault(r[COL_OCCURRED] // MS_PER_DAY, []).append(line)
-    out = [encode_record(KIND_EVENTS, b"\n".join(g), day) for day, g in sorted(by_day.items())]
+    out = [encode_record(KIND_EVENTS_TEXT, b"\n".join(g), day) for day, g in sorted(by_day.items())]
     keys = b"\n".join(orjson.dumps([r[COL_EVENT_ID], fp]) for r, fp in zip(rows, fingerprints))
     out.append(encode_record(KIND_EVENT_KEYS, keys))
     return out
@@ -90,7 +94,7 @@ def day_of_line(kind: int, line: bytes) -> int:
     row = orjson.loads(line)
     if kind == KIND_SPANS:
         return int(row[COL_TIMESTAMP].split(".")[0]) // 86_400
-    if kind == KIND_EVENTS:
+    if kind in (KIND_EVENTS, KIND_EVENTS_TEXT):
         return int(row[COL_OCCURRED].split(".")[0]) // 86_400
     return 0
 

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("revwatch.spool")
 
 KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS = 1, 2, 3
-_KINDS = (KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS)
+KIND_EVENTS_TEXT = 4                 # event rows followed by the amount exactly as sent (AmountText)
+_KINDS = (KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS, KIND_EVENTS_TEXT)
 DAY_FLAG = 0x80
 _HEADER = struct.Struct("<IIB")
 _DAY = struct.Struct("<i")
@@ -69,8 +70,9 @@ class SpoolFull(SpoolRefused):
     """The spool holds max_bytes of data the store has not taken yet."""
 
 
-class SpoolUnavailable(SpoolRefused):
-    """The spool's disk refused the write (ENOSPC, EIO, …); the partial write was undone."""
+class SpoolUnavailable(SpoolFull):
+    """The spool's disk refused the write (ENOSPC, EIO, …); the partial write was undone. A SpoolFull, so every
+    caller written for the bounded spool (503 + Retry-After, e.g. the Odoo webhook) handles it the same way."""
     retry_after = 10
 
 
@@ -218,6 +220,7 @@ class Spool:
                 os.fsync(f.fileno())
             os.replace(tmp, p)
             self._fsync_dir()
+            legacy.unlink(missing_ok=True)
         self._cp_fd = os.open(p, os.O_RDWR)
         data = os.pread(self._cp_fd, 2 * _CP_SLOT, 0)
         best = None

@@ -25,21 +25,24 @@ from dataclasses import dataclass
 
 from collector.events import EVENT_COLUMNS
 from collector.otlp import SPAN_COLUMNS
-from collector.rowcodec import EVENT_KEY_COLUMNS, day_of_line
-from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_SPANS, Batch, Spool
+from collector.rowcodec import EVENT_KEY_COLUMNS, EVENT_WIRE_COLUMNS, day_of_line
+from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_EVENTS_TEXT, KIND_SPANS, Batch, Spool
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 
 log = logging.getLogger("revwatch.writer")
 
 TABLES = {KIND_SPANS: ("spans", SPAN_COLUMNS), KIND_EVENTS: ("events", EVENT_COLUMNS),
-          KIND_EVENT_KEYS: ("event_keys", EVENT_KEY_COLUMNS)}
-KIND_NAMES = {KIND_SPANS: "span", KIND_EVENTS: "event", KIND_EVENT_KEYS: "event_key"}
+          KIND_EVENTS_TEXT: ("events", EVENT_WIRE_COLUMNS), KIND_EVENT_KEYS: ("event_keys", EVENT_KEY_COLUMNS)}
+KIND_NAMES = {KIND_SPANS: "span", KIND_EVENTS: "event", KIND_EVENTS_TEXT: "event", KIND_EVENT_KEYS: "event_key"}
 QUARANTINE_COLUMNS = ("QuarantinedAt", "Kind", "SpoolToken", "Error", "Row")
 # Errors that say "not now" rather than "not this row": never a reason to quarantine.
 _TRANSIENT = ("TOO_MANY_PARTS", "MEMORY_LIMIT_EXCEEDED", "TIMEOUT_EXCEEDED", "TOO_MANY_SIMULTANEOUS_QUERIES",
               "NETWORK_ERROR", "SOCKET_TIMEOUT", "ABORTED", "QUERY_WAS_CANCELLED", "READONLY",
-              "NOT_ENOUGH_SPACE", "CANNOT_WRITE_TO_FILE", "Connection", "timed out", "unavailable")
+              "NOT_ENOUGH_SPACE", "CANNOT_WRITE_TO_FILE", "Connection", "timed out", "unavailable",
+              # A broken schema is not a bad row: retry (and show it on /readyz) instead of quarantining everything.
+              "UNKNOWN_TABLE", "UNKNOWN_DATABASE", "NO_SUCH_COLUMN_IN_TABLE", "THERE_IS_NO_COLUMN",
+              "UNKNOWN_IDENTIFIER", "doesn't exist", "does not exist")
 
 
 class StoreUnavailable(StoreError):
@@ -56,7 +59,7 @@ class Insert:
 def plan(batch: Batch, max_partitions: int = 100) -> list[Insert]:
     """The inserts of one batch: per table, rows grouped by day, at most `max_partitions` days per insert."""
     out: list[Insert] = []
-    for kind in (KIND_SPANS, KIND_EVENTS, KIND_EVENT_KEYS):
+    for kind in (KIND_SPANS, KIND_EVENTS, KIND_EVENTS_TEXT, KIND_EVENT_KEYS):
         by_day: dict[int, list[bytes]] = {}
         for rec in batch.records:
             if rec.kind != kind or not rec.payload:
@@ -70,7 +73,7 @@ def plan(batch: Batch, max_partitions: int = 100) -> list[Insert]:
         days = sorted(by_day)
         for i in range(0, len(days), max_partitions):
             payloads = [p for d in days[i:i + max_partitions] for p in by_day[d]]
-            out.append(Insert(kind, payloads, f"{batch.token}-{KIND_NAMES[kind]}-{i // max_partitions}"))
+            out.append(Insert(kind, payloads, f"{batch.token}-{kind}-{i // max_partitions}"))
     return out
 
 

@@ -316,6 +316,15 @@ ORDER BY (Kind, QuarantinedAt)
 SETTINGS non_replicated_deduplication_window = 10000
 """
 
+# The amount exactly as the sender wrote it ("129.00"; the Decimal column reads back as "129"). On one node the
+# second statement is a no-op; on a cluster it adds the column to the Distributed table too.
+_EVENTS_AMOUNT_TEXT_LOCAL = """
+ALTER TABLE {db}.events{local} {on_cluster} ADD COLUMN IF NOT EXISTS AmountText String DEFAULT '' CODEC(ZSTD(1))
+"""
+_EVENTS_AMOUNT_TEXT = """
+ALTER TABLE {db}.events {on_cluster} ADD COLUMN IF NOT EXISTS AmountText String DEFAULT '' CODEC(ZSTD(1))
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -329,8 +338,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_CORRELATION_TS, _CORRELATION_TS_SPANS_MV, _CORRELATION_TS_EVENTS_MV, _ATTRIBUTE_LINKS,
                _ATTRIBUTE_LINKS_MV)),
     # Numbered 10 to leave room for migrations other branches add meanwhile (order of application is by tuple).
-    Migration(10, "collector durability: event ID fingerprints for ingest dedup, quarantine of refused rows",
-              (_EVENT_KEYS, _INGEST_QUARANTINE)),
+    Migration(10, "collector durability: event ID fingerprints for ingest dedup, quarantine of refused rows, "
+                  "amounts as sent",
+              (_EVENT_KEYS, _INGEST_QUARANTINE, _EVENTS_AMOUNT_TEXT_LOCAL, _EVENTS_AMOUNT_TEXT)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from collector.rowcodec import decode_lines, encode_events
-from collector.spool import KIND_EVENTS, Spool, SpoolFull
+from collector.spool import KIND_EVENTS_TEXT, Spool, SpoolFull
 from collector.writer import Writer
 from tests.conftest import free_port, revwatch_cmd
 
@@ -68,16 +68,14 @@ def test_full_spool_refuses_with_503_and_loses_nothing(api_factory):
 def test_crash_between_insert_and_commit_replays_exactly_once(tmp_path, store):
     spool = Spool(tmp_path / "sp")
     rows = [[f"x{i}", "payment.settled", f"c{i}", 1_700_000_000_000, "s", "", "1.50", "EUR", {}] for i in range(50)]
-    spool.append(KIND_EVENTS, encode_events(rows[:25]))
-    spool.append(KIND_EVENTS, encode_events(rows[25:]))
+    spool.append(KIND_EVENTS_TEXT, encode_events(rows[:25]))
+    spool.append(KIND_EVENTS_TEXT, encode_events(rows[25:]))
     batch = spool.next_batch(10_000)
     # simulate a crash: the batch reached ClickHouse but the checkpoint was never committed
     spool.begin(batch)
-    from collector.events import EVENT_COLUMNS
-    from collector.writer import plan
+    from collector.writer import TABLES, plan
     for ins in plan(batch):
-        if ins.kind == KIND_EVENTS:
-            store.insert_lines("events", EVENT_COLUMNS, ins.payloads, dedup_token=ins.token)
+        store.insert_lines(*TABLES[ins.kind], ins.payloads, dedup_token=ins.token)
     spool.close()
     spool2 = Spool(tmp_path / "sp")                    # restart
     replay = spool2.next_batch(10_000)
@@ -92,7 +90,7 @@ def test_crash_between_insert_and_commit_replays_exactly_once(tmp_path, store):
 def test_torn_tail_is_cut_and_segments_roll(tmp_path):
     spool = Spool(tmp_path / "sp", segment_bytes=200)
     for i in range(5):
-        spool.append(KIND_EVENTS, encode_events([[f"id{i}", "a.b", "c", 1, "s", "", None, "", {}]]))
+        spool.append(KIND_EVENTS_TEXT, encode_events([[f"id{i}", "a.b", "c", 1, "s", "", None, "", {}]]))
     spool.close()
     segs = sorted((tmp_path / "sp").glob("seg-*.wal"))
     assert len(segs) >= 2
@@ -106,7 +104,7 @@ def test_torn_tail_is_cut_and_segments_roll(tmp_path):
     assert seen == [f"id{i}" for i in range(5)]
     assert spool2.pending_bytes() == 0
     with pytest.raises(SpoolFull):
-        Spool(tmp_path / "small", max_bytes=10).append(KIND_EVENTS, b'["x"]')
+        Spool(tmp_path / "small", max_bytes=10).append(KIND_EVENTS_TEXT, b'["x"]')
 
 
 KILL_CONFIG = """

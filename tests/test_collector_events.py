@@ -104,3 +104,24 @@ def test_readers_deduplicate_what_ingest_could_not_see(api):
     assert api.get("/api/v1/journeys/pay_77").json()["counts"]["events"] == 1
     found = api.get("/api/v1/journeys", params={"attr": "invoice_ref:INV/2026/00042"}).json()["items"]
     assert found[0]["events"] == 1
+
+
+def test_amounts_come_back_exactly_as_sent(api):
+    amounts = ["129.00", "0.10", "-5.500", "1000000", "0.000000001"]
+    r = api.post("/api/v1/events", json=[ev(200 + i, correlation_id="pay_amt", amount=a) for i, a in enumerate(amounts)])
+    assert r.json()["accepted"] == 5
+    api.drain()
+    doc = api.get("/api/v1/journeys/pay_amt").json()
+    got = sorted(x["amount"] for x in doc["timeline"] if x["kind"] == "event") if "timeline" in doc else None
+    assert got == sorted(amounts), doc
+
+
+def test_warnings_and_every_problem_of_an_item(api):
+    future = "2099-01-01T00:00:00Z"
+    r = api.post("/api/v1/events", json=[ev(300, type="payment.setled"), ev(301, occurred_at=future),
+                                         ev(302, amount=1.5, currency="euro", colour="red")]).json()
+    assert r["accepted"] == 2
+    w = {(x["index"], x["field"]): x["warning"] for x in r["warnings"]}
+    assert "'payment.settled'" in w[(0, "type")] and "future" in w[(1, "occurred_at")]
+    rej = r["rejected"][0]
+    assert rej["index"] == 2 and {p["field"] for p in rej["problems"]} == {"amount", "currency", "colour"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from collector.rowcodec import decode_lines, encode_events, event_line, event_records, fingerprint
-from collector.spool import KIND_EVENTS, Spool, SpoolFull, SpoolUnavailable, encode_record
+from collector.spool import KIND_EVENTS, KIND_EVENTS_TEXT, Spool, SpoolFull, SpoolUnavailable, encode_record
 from collector.writer import Writer, plan
 
 
@@ -31,7 +31,8 @@ def records_of(rows):
 def read_all(spool: Spool) -> list[str]:
     ids = []
     while (b := spool.next_batch(10**9)) is not None:
-        ids += [r[0] for rec in b.records if rec.kind == KIND_EVENTS for r in decode_lines(rec.payload)]
+        ids += [r[0] for rec in b.records if rec.kind in (KIND_EVENTS, KIND_EVENTS_TEXT)
+                for r in decode_lines(rec.payload)]
         spool.commit(b)
     return ids
 
@@ -69,7 +70,7 @@ def flaky(spool: Spool, disk: FlakyDisk) -> Spool:
 def test_short_writes_are_completed_not_ignored(tmp_path):
     spool = flaky(Spool(tmp_path / "sp"), FlakyDisk(chunk=5))
     for i in range(20):
-        spool.append(KIND_EVENTS, encode_events([row(i)]), day=0)
+        spool.append(KIND_EVENTS_TEXT, encode_events([row(i)]), day=0)
     spool.close()
     assert read_all(Spool(tmp_path / "sp")) == [f"x{i:06d}" for i in range(20)]
 
@@ -79,16 +80,16 @@ def test_disk_error_mid_append_is_undone_and_refused(tmp_path, error):
     disk = FlakyDisk(chunk=1000, budget=None, error=error)
     spool = flaky(Spool(tmp_path / "sp"), disk)
     for i in range(5):
-        spool.append(KIND_EVENTS, encode_events([row(i)]), day=0)
+        spool.append(KIND_EVENTS_TEXT, encode_events([row(i)]), day=0)
     size = (tmp_path / "sp" / "seg-000000000001.wal").stat().st_size
     disk.budget = 30                                   # the next append tears after 30 bytes
     with pytest.raises(SpoolUnavailable):
-        spool.append(KIND_EVENTS, encode_events([row(99)]), day=0)
+        spool.append(KIND_EVENTS_TEXT, encode_events([row(99)]), day=0)
     assert (tmp_path / "sp" / "seg-000000000001.wal").stat().st_size == size   # nothing torn left behind
     assert spool.fault is not None
     disk.budget = None                                 # space comes back: the spool recovers by itself
     for i in range(5, 10):
-        spool.append(KIND_EVENTS, encode_events([row(i)]), day=0)
+        spool.append(KIND_EVENTS_TEXT, encode_events([row(i)]), day=0)
     assert spool.fault is None
     spool.close()
     reopened = Spool(tmp_path / "sp")
@@ -98,15 +99,15 @@ def test_disk_error_mid_append_is_undone_and_refused(tmp_path, error):
 
 def test_fsync_failure_is_not_acknowledged(tmp_path):
     spool = Spool(tmp_path / "sp")
-    spool.append(KIND_EVENTS, encode_events([row(0)]), day=0)
+    spool.append(KIND_EVENTS_TEXT, encode_events([row(0)]), day=0)
 
     def bad_sync(fd):
         raise OSError(errno.EIO, "I/O error")
     spool._sync = bad_sync
     with pytest.raises(SpoolUnavailable):
-        spool.append(KIND_EVENTS, encode_events([row(1)]), day=0)
+        spool.append(KIND_EVENTS_TEXT, encode_events([row(1)]), day=0)
     spool._sync = os.fdatasync
-    spool.append(KIND_EVENTS, encode_events([row(2)]), day=0)
+    spool.append(KIND_EVENTS_TEXT, encode_events([row(2)]), day=0)
     assert read_all(spool) == ["x000000", "x000002"]
 
 
@@ -149,7 +150,7 @@ def test_real_full_disk_loses_no_acknowledged_record(tmp_path):
             for r in rows:
                 r[8] = {"pad": "p" * 250}
             try:
-                spool.append(KIND_EVENTS, encode_events(rows), day=0)
+                spool.append(KIND_EVENTS_TEXT, encode_events(rows), day=0)
                 acked += [r[0] for r in rows]
             except SpoolUnavailable:
                 refused += 1
@@ -166,11 +167,11 @@ def test_real_full_disk_loses_no_acknowledged_record(tmp_path):
 def test_recovery_cuts_only_a_torn_tail_and_says_so(tmp_path, caplog):
     spool = Spool(tmp_path / "sp")
     for i in range(3):
-        spool.append(KIND_EVENTS, encode_events([row(i)]), day=0)
+        spool.append(KIND_EVENTS_TEXT, encode_events([row(i)]), day=0)
     spool.close()
     seg = tmp_path / "sp" / "seg-000000000001.wal"
     with open(seg, "ab") as f:                         # a crash mid-append: half a record
-        f.write(encode_record(KIND_EVENTS, encode_events([row(9)]), 0)[:20])
+        f.write(encode_record(KIND_EVENTS_TEXT, encode_events([row(9)]), 0)[:20])
     with caplog.at_level("WARNING"):
         s2 = Spool(tmp_path / "sp")
     assert s2.truncated_bytes == 20 and "torn bytes" in caplog.text
@@ -181,11 +182,11 @@ def test_recovery_cuts_only_a_torn_tail_and_says_so(tmp_path, caplog):
 def test_damage_in_the_middle_never_discards_later_records(tmp_path, caplog):
     spool = Spool(tmp_path / "sp")
     for i in range(6):
-        spool.append(KIND_EVENTS, encode_events([row(i)]), day=0)
+        spool.append(KIND_EVENTS_TEXT, encode_events([row(i)]), day=0)
     spool.close()
     seg = tmp_path / "sp" / "seg-000000000001.wal"
     data = bytearray(seg.read_bytes())
-    rec_len = len(encode_record(KIND_EVENTS, encode_events([row(0)]), 0))
+    rec_len = len(encode_record(KIND_EVENTS_TEXT, encode_events([row(0)]), 0))
     data[2 * rec_len + 15] ^= 0xFF                     # flip a byte inside the third record
     seg.write_bytes(bytes(data))
     with caplog.at_level("WARNING"):
@@ -262,7 +263,7 @@ def test_plan_splits_by_partition_deterministically(tmp_path):
     rows = [row(d, day=d) for d in range(250)]
     spool.append_records(records_of(rows))
     batch = spool.next_batch(10**6)
-    inserts = [i for i in plan(batch) if i.kind == KIND_EVENTS]
+    inserts = [i for i in plan(batch) if i.kind == KIND_EVENTS_TEXT]
     assert [sum(p.count(b"\n") + 1 for p in i.payloads) for i in inserts] == [100, 100, 50]
     assert len({i.token for i in inserts}) == 3 and all(batch.spool_id in i.token for i in inserts)
     assert [i.token for i in plan(batch)] == [i.token for i in plan(batch)]
@@ -274,8 +275,8 @@ def test_poison_row_is_quarantined_and_the_rest_stored(tmp_path, store):
     good = [row(i, prefix="g") for i in range(40)]
     bad = row(0, prefix="bad")
     lines = encode_events(good[:20]) + b"\n" + json.dumps(
-        [bad[0], "payment.settled", "c", "not-a-time", "s", "", None, "", {}]).encode() + b"\n" + encode_events(good[20:])
-    spool.append(KIND_EVENTS, lines, day=0)
+        [bad[0], "payment.settled", "c", "not-a-time", "s", "", None, "", {}, ""]).encode() + b"\n" + encode_events(good[20:])
+    spool.append(KIND_EVENTS_TEXT, lines, day=0)
     w = Writer(spool, store, metrics)
     w.write_batch(spool.next_batch(10**6))             # never raises, never blocks
     assert stored_ids(store) == sorted(r[0] for r in good)
@@ -334,7 +335,7 @@ def test_concurrent_appends_share_fsyncs_and_all_are_durable(tmp_path):
 
     def worker(t):
         for i in range(per):
-            spool.append(KIND_EVENTS, encode_events([row(t * 1000 + i)]), day=0)
+            spool.append(KIND_EVENTS_TEXT, encode_events([row(t * 1000 + i)]), day=0)
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
     for t in threads:
         t.start()
@@ -534,3 +535,17 @@ def test_full_spool_disk_end_to_end_every_acknowledged_event_stored(api_factory,
         assert len(stored_ids(api.ctx.store)) == len(acked) + 300
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_an_old_spool_is_read_and_converted(tmp_path, store):
+    """A spool written by the previous version (checkpoint.json, records without their day) drains as before."""
+    d = tmp_path / "old"
+    d.mkdir()
+    legacy = [row(i, prefix="o", day=i * 40) for i in range(5)]         # 160 days apart: split by partition too
+    payload = b"\n".join(json.dumps(r[:3] + [f"{r[3] // 1000}.{r[3] % 1000:03d}"] + r[4:]).encode() for r in legacy)
+    (d / "seg-000000000001.wal").write_bytes(encode_record(KIND_EVENTS, payload))
+    (d / "checkpoint.json").write_text('{"segment": 1, "offset": 0, "pending_end": null}')
+    spool = Spool(d)
+    assert (d / "checkpoint.bin").exists() and not (d / "checkpoint.json").exists()
+    Writer(spool, store).write_batch(spool.next_batch(10**6))
+    assert stored_ids(store) == [r[0] for r in legacy]
