@@ -1,5 +1,6 @@
 """The README's "Running it yourself" works verbatim from an empty directory: init (config + three keys), serve,
 simulate, slo status through the running server, journeys search, trace, rules, dashboards, and a clean stop."""
+import json
 import os
 import re
 import signal
@@ -77,6 +78,9 @@ def test_running_it_yourself_verbatim(tmp_path):
                 assert f"correlation ID {ids[0]}" in r.stdout and "timeline" in r.stdout
         assert sorted(p.name for p in (tmp_path / "rules").iterdir())[0].startswith("revwatch-slo-")
         assert (tmp_path / "grafana" / "dashboards" / "executive-slo.json").is_file()
+        stuck = subprocess.run([RW, "journeys", "search", "--stuck", "payment_to_posting", "--json"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert stuck.returncode == 0 and isinstance(json.loads(stuck.stdout)["items"], list), stuck.stderr
         keys = subprocess.run([RW, "keys", "list"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         assert keys.stdout.splitlines()[0].split() == ["ID", "SCOPE", "STATE", "CREATED", "(UTC)", "NAME"]
         assert len(keys.stdout.splitlines()) == 4

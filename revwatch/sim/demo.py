@@ -47,7 +47,7 @@ slos:
 evaluator: {interval: 15s}
 """
 DEMO_DAYS = 7.0           # = the SLO windows: every budget is measured over a full window of history
-DEMO_RATE = 40.0          # business transactions per hour
+DEMO_RATE = 30.0          # business transactions per hour
 
 
 @dataclass(frozen=True)
