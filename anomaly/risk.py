@@ -276,7 +276,10 @@ class RiskModel:
     base_rate: float
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
+        if not len(X):
+            return np.zeros(0)
+        with threadpool_limits(1):
+            return self.estimator.predict_proba(X)[:, 1]
 
     def summary(self) -> dict:
         return {"model": self.algorithm, "version": self.version, "trained_at": self.trained_at,
@@ -285,6 +288,11 @@ class RiskModel:
 
 def train(payments: list[Payment], version: int = 1, now: dt.datetime | None = None) -> RiskModel:
     """Compare the candidates on the newest quarter of labelled payments, refit the better one on all of it."""
+    with threadpool_limits(1):
+        return _train(payments, version, now)
+
+
+def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> RiskModel:
     labelled = [p for p in payments if p.outcome is not None]
     y = np.array([p.outcome for p in labelled])
     fails = int(y.sum())
