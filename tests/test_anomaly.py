@@ -6,7 +6,6 @@ import json
 from collections import Counter
 
 import numpy as np
-import pytest
 from sklearn.metrics import roc_auc_score
 
 from anomaly import risk
