@@ -40,7 +40,7 @@ MIN_PER_CLASS = 10
 RETRAIN_EVERY = dt.timedelta(hours=24)
 MODEL_KEY = "anomaly.reconciliation_model"
 FEATURES = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid", "fee_netted", "fx_mismatch",
-            "already_paid", "unknown_partner", "other_partner", "hours_unposted", "customer_failure_rate",
+            "already_paid", "same_amount_recently", "unknown_partner", "other_partner", "hours_unposted", "customer_failure_rate",
             "customer_history", "gateway_failure_rate")
 _SPLIT = re.compile(r"\s*(?:[,;&+]|\band\b)\s*")
 
@@ -134,9 +134,9 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
     """Fill each payment's features and the words that explain them."""
     decided = [p for p in payments if p.outcome is not None]
     prior = (sum(p.outcome for p in decided) + 1) / (len(decided) + 2)
-    by_customer = _Rates(payments, lambda p: p.customer_id)
     by_gateway = _Rates(payments, lambda p: p.gateway, dt.timedelta(days=7))
     paid_before: dict[str, list[Payment]] = defaultdict(list)
+    recent_by_customer: dict[str, list[Payment]] = defaultdict(list)
     for p in payments:
         f, w = p.features, p.words
         ref = p.invoice_ref.strip()
@@ -179,6 +179,14 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
                 f["already_paid"] = float(len(earlier))
                 w["already_paid"] = f"invoice {r} was already paid by {earlier[0].payment_ref or earlier[0].correlation_id}"
             paid_before[r].append(p)
+        twins = [q for q in recent_by_customer[p.customer_id]
+                 if q.paid == p.paid and p.settled_at - q.settled_at <= dt.timedelta(days=3)]
+        f["same_amount_recently"] = float(len(twins)) if p.customer_id else 0.0
+        if twins:
+            w["same_amount_recently"] = (f"the customer paid the same {p.paid:.2f} {p.currency} "
+                                         f"{_ago(p.settled_at - twins[-1].settled_at)} before "
+                                         f"({twins[-1].payment_ref or twins[-1].correlation_id})")
+        recent_by_customer[p.customer_id].append(p)
         f["unknown_partner"] = float(not p.customer_id or p.customer_id not in customers)
         if f["unknown_partner"]:
             w["unknown_partner"] = (f"the paying partner {p.customer_id!r} is not a known customer" if p.customer_id
@@ -191,14 +199,33 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         f["hours_unposted"] = min(48.0, max(0.0, (end - p.settled_at).total_seconds() / 3600))
         if f["hours_unposted"] >= 1:
             w["hours_unposted"] = f"not posted in Odoo for {f['hours_unposted']:.0f} h after settlement"
-        rate, fails, n = by_customer.at(p.customer_id, p.settled_at, prior)
-        f["customer_failure_rate"], f["customer_history"] = rate, float(np.log1p(n))
-        if n and fails and rate > 1.5 * prior:
-            w["customer_failure_rate"] = f"{fails} of this customer's last {n} payments failed to reconcile"
         grate, gfails, gn = by_gateway.at(p.gateway, p.settled_at, prior, 20.0)
         f["gateway_failure_rate"] = grate
         if gn and gfails and grate > 1.5 * prior:
             w["gateway_failure_rate"] = f"{gfails} of {gn} payments via {p.gateway or '?'} failed to reconcile this week"
+
+
+    # The customer's habit: failures of its earlier payments that had no red flag of their own (a failure explained
+    # by a missing reference says nothing about the customer; one with everything in order does).
+    clean = [p for p in payments if not any(p.features[k] for k in _RED_FLAGS)]
+    clean_prior = (sum(p.outcome or 0 for p in clean if p.outcome is not None) + 1) / \
+        (sum(p.outcome is not None for p in clean) + 2)
+    by_customer = _Rates(clean, lambda p: p.customer_id)
+    for p in payments:
+        rate, fails, n = by_customer.at(p.customer_id, p.settled_at, clean_prior)
+        p.features["customer_failure_rate"], p.features["customer_history"] = rate, float(np.log1p(n))
+        if n and fails and rate > 2 * clean_prior:
+            p.words["customer_failure_rate"] = (f"{fails} of this customer's last {n} payments failed to reconcile "
+                                                f"although nothing was wrong with them")
+
+
+_RED_FLAGS = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid", "fee_netted", "fx_mismatch",
+              "already_paid", "same_amount_recently", "unknown_partner", "other_partner")
+
+
+def _ago(d: dt.timedelta) -> str:
+    h = d.total_seconds() / 3600
+    return f"{h:.0f} h" if h >= 1 else f"{d.total_seconds() / 60:.0f} min"
 
 
 def _matrix(ps: list[Payment]) -> np.ndarray:
@@ -249,7 +276,10 @@ class RiskModel:
     base_rate: float
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
+        if not len(X):
+            return np.zeros(0)
+        with threadpool_limits(1):
+            return self.estimator.predict_proba(X)[:, 1]
 
     def summary(self) -> dict:
         return {"model": self.algorithm, "version": self.version, "trained_at": self.trained_at,
@@ -258,6 +288,11 @@ class RiskModel:
 
 def train(payments: list[Payment], version: int = 1, now: dt.datetime | None = None) -> RiskModel:
     """Compare the candidates on the newest quarter of labelled payments, refit the better one on all of it."""
+    with threadpool_limits(1):
+        return _train(payments, version, now)
+
+
+def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> RiskModel:
     labelled = [p for p in payments if p.outcome is not None]
     y = np.array([p.outcome for p in labelled])
     fails = int(y.sum())

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client.core import GaugeMetricFamily
 
 from anomaly.detectors import RISK_STATUS_KEY, scan
-from anomaly.findings import STATUSES, CursorError, acknowledge, list_findings, open_counts, to_json
+from anomaly.findings import STATUSES, CursorError, acknowledge, list_findings, open_counts
 from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
@@ -88,6 +88,3 @@ class AnomalyCollector:
         for k in KINDS:
             g.add_metric([k], counts.get(k, 0))
         yield g
-
-
-__all__ = ["router", "AnomalyCollector", "to_json"]

@@ -136,28 +136,31 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=2.0)
     ap.add_argument("--dir", default="/tmp/rw-anomaly-eval")
     ap.add_argument("--skip-nab", action="store_true")
+    ap.add_argument("--skip-variance", action="store_true")
+    ap.add_argument("--skip-aggregate", action="store_true")
     a = ap.parse_args()
     shutil.rmtree(a.dir, ignore_errors=True)
     dsn = f"chdb://{a.dir}/data"
     seeds = [int(s) for s in a.seeds.split(",")]
     total = Counter()
     for seed in seeds:
-        v = variance_eval(open_store(dsn, f"var_{seed}"), seed, a.days)
-        print(f"\n== seed {seed}: billing variance ({a.days:g} days, 7 causes at 3 %, {v['scans']} incremental "
-              f"scans in {v['scan_seconds']:.1f} s)")
-        print(f"   {'cause':20} {'TP':>5} {'FP':>4} {'FN':>4} {'precision':>9} {'recall':>7} {'F1':>6}")
-        overall = Counter()
-        for cause, c in sorted(v["by_cause"].items()):
-            overall.update(c)
-            p, r, f = prf(c)
-            print(f"   {cause:20} {c['tp']:5} {c['fp']:4} {c['fn']:4} {p:9.3f} {r:7.3f} {f:6.3f}")
-        p, r, f = prf(overall)
-        total.update(overall)
-        print(f"   {'all':20} {overall['tp']:5} {overall['fp']:4} {overall['fn']:4} {p:9.3f} {r:7.3f} {f:6.3f}")
-        d = sorted(v["delays_min"])
-        if d:
-            print(f"   detection delay (scan every 30 simulated min): median {statistics.median(d):.0f} min, "
-                  f"p95 {d[int(0.95 * (len(d) - 1))]:.0f} min, max {d[-1]:.0f} min")
+        if not a.skip_variance:
+            v = variance_eval(open_store(dsn, f"var_{seed}"), seed, a.days)
+            print(f"\n== seed {seed}: billing variance ({a.days:g} days, 7 causes at 3 %, {v['scans']} incremental "
+                  f"scans in {v['scan_seconds']:.1f} s)")
+            print(f"   {'cause':20} {'TP':>5} {'FP':>4} {'FN':>4} {'precision':>9} {'recall':>7} {'F1':>6}")
+            overall = Counter()
+            for cause, c in sorted(v["by_cause"].items()):
+                overall.update(c)
+                p, r, f = prf(c)
+                print(f"   {cause:20} {c['tp']:5} {c['fp']:4} {c['fn']:4} {p:9.3f} {r:7.3f} {f:6.3f}")
+            p, r, f = prf(overall)
+            total.update(overall)
+            print(f"   {'all':20} {overall['tp']:5} {overall['fp']:4} {overall['fn']:4} {p:9.3f} {r:7.3f} {f:6.3f}")
+            d = sorted(v["delays_min"])
+            if d:
+                print(f"   detection delay (scan every 30 simulated min): median {statistics.median(d):.0f} min, "
+                      f"p95 {d[int(0.95 * (len(d) - 1))]:.0f} min, max {d[-1]:.0f} min")
         rk = risk_eval(open_store(dsn, f"risk_{seed}"), seed + 1000)
         s = rk["summary"]
         print(f"== seed {seed + 1000}: reconciliation risk (4 days, 7 causes at 2 %, outcomes of the last 12 h hidden)")
@@ -169,13 +172,14 @@ def main() -> None:
         print(f"   baselines on the model's held-out quarter: {s['metrics']['baselines']}")
         print("   reliability (held-out): " + ", ".join(f"{b['bin']}: {b['predicted']:.2f}→{b['observed']:.2f} "
                                                         f"(n={b['n']})" for b in s["metrics"]["reliability"]))
-    p, r, f = prf(total)
-    print(f"\nbilling variance over all seeds: precision {p:.4f} recall {r:.4f} F1 {f:.4f}")
-    agg = aggregate_eval()
-    print("\naggregate (plan × currency × day) methods on 300 seasonal synthetic series, z ≥ 4:")
-    for m, c in agg.items():
-        p, r, f = prf(c)
-        print(f"   {m:16} TP {c['tp']} FP {c['fp']} FN {c['fn']}  precision {p:.3f} recall {r:.3f} F1 {f:.3f}")
+    if not a.skip_variance:
+        p, r, f = prf(total)
+        print(f"\nbilling variance over all seeds: precision {p:.4f} recall {r:.4f} F1 {f:.4f}")
+    if not a.skip_aggregate:
+        print("\naggregate (plan × currency × day) methods on 300 seasonal synthetic series, z ≥ 4:")
+        for m, c in aggregate_eval().items():
+            p, r, f = prf(c)
+            print(f"   {m:16} TP {c['tp']} FP {c['fp']} FN {c['fn']}  precision {p:.3f} recall {r:.3f} F1 {f:.3f}")
     if not a.skip_nab:
         from bench.nab import find_corpus, run
         from anomaly.nab import load_corpus

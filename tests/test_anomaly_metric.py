@@ -2,13 +2,12 @@
 `revwatch anomaly series` offline."""
 import csv
 import json
-import math
 
 import numpy as np
 import pytest
 
 from anomaly.metric import StreamDetector, score_series
-from anomaly.nab import LabelledFile, load_corpus, probation, read_series, score_corpus, window_rows
+from anomaly.nab import LabelledFile, probation, read_series, score_corpus, window_rows
 from tests.conftest import FIXTURES, revwatch_cmd
 
 NAB = FIXTURES / "nab"
