@@ -24,6 +24,8 @@ from revwatch.units import parse_instant
 if TYPE_CHECKING:   # annotations only: core never imports the feature packages at run time
     from apscheduler.schedulers.base import BaseScheduler
 
+    from alerts.service import AlertService
+
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
     from collector.journeys import JourneyService
@@ -50,6 +52,7 @@ class AppContext:
     slo: SloEngine = field(init=False)
     journeys: JourneyService = field(init=False)
     probes: ProbeService = field(init=False)
+    alerts: AlertService = field(init=False)
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
 

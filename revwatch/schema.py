@@ -288,6 +288,68 @@ ARRAY JOIN arrayFilter(x -> x.2 != '' AND has(['invoice_ref', 'payment_ref', 'su
 GROUP BY Key, Value, CorrelationId
 """
 
+
+# Alert notification pipeline (alerts/): the inbox of received alerts (Alertmanager's and revwatch's own), the
+# routing groups' state, the notification outbox and silences. Inbox rows are written before the receiver
+# answers; everything after is replayable from them, so a restart loses nothing. Group, outbox and silence rows
+# are versioned (latest Version wins, read with argMax / FINAL-free LIMIT 1 BY).
+_ALERT_INBOX = """
+CREATE TABLE IF NOT EXISTS {db}.alert_inbox{local} {on_cluster} (
+    Seq UInt64,
+    ReceivedAt DateTime64(3, 'UTC'),
+    Origin LowCardinality(String),
+    Fingerprint String,
+    Status LowCardinality(String),
+    Labels Map(String, String),
+    Annotations Map(String, String),
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt Nullable(DateTime64(3, 'UTC'))
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(ReceivedAt)
+ORDER BY Seq
+"""
+
+_ALERT_GROUPS = """
+CREATE TABLE IF NOT EXISTS {db}.alert_groups{local} {on_cluster} (
+    GroupId String,
+    State String,
+    Deleted UInt8,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+ORDER BY GroupId
+"""
+
+_NOTIFICATIONS = """
+CREATE TABLE IF NOT EXISTS {db}.notifications{local} {on_cluster} (
+    Id String,
+    Notifier LowCardinality(String),
+    OrderKey String,
+    GroupId String,
+    CreatedAt DateTime64(3, 'UTC'),
+    Body String,
+    Status LowCardinality(String),
+    Attempts UInt32,
+    NextAttemptAt DateTime64(3, 'UTC'),
+    LastError String,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+PARTITION BY toYYYYMM(CreatedAt)
+ORDER BY Id
+"""
+
+_SILENCES = """
+CREATE TABLE IF NOT EXISTS {db}.silences{local} {on_cluster} (
+    Id String,
+    Matchers String,
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt DateTime64(3, 'UTC'),
+    CreatedBy String,
+    Comment String,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+ORDER BY Id
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -300,6 +362,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "correlation-ID time ranges and attribute links for fast journey lookups",
               (_CORRELATION_TS, _CORRELATION_TS_SPANS_MV, _CORRELATION_TS_EVENTS_MV, _ATTRIBUTE_LINKS,
                _ATTRIBUTE_LINKS_MV)),
+    Migration(6, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
+              (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -308,7 +372,8 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "samples": "cityHash64(Name)", "ingest_log": "rand()", "slo_minutes": "cityHash64(Slo)",
                "kv_state": "cityHash64(Key)", "correlation_ts": "cityHash64(CorrelationId)",
                "attribute_links": "cityHash64(Value)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
-               "alerts": "cityHash64(Fingerprint)"}
+               "alerts": "cityHash64(Fingerprint)", "alert_inbox": "rand()", "alert_groups": "cityHash64(GroupId)",
+               "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
 from alerts import receiver as alert_routes
+from alerts.service import AlertService
 from anomaly import routes as anomaly_routes
 from anomaly.detectors import scan as anomaly_scan
 from collector import routes as collector_routes
@@ -57,6 +58,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
+    ctx.alerts = AlertService(store, cfg.alerts, metrics, engine, ctx.probes)
     return ctx
 
 
@@ -81,10 +83,12 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                               max_instances=1, coalesce=True)
             ctx.scheduler = scheduler
             scheduler.start()
+            ctx.alerts.start()
         try:
             yield
         finally:
             if owner:
+                ctx.alerts.stop()
                 if scheduler:
                     scheduler.shutdown(wait=False)
                 ctx.writer.stop()
