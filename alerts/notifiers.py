@@ -76,7 +76,7 @@ def summary_line(a: dict) -> str:
         parts.append("resolved")
     else:
         parts.append(a["annotations"].get("summary", ""))
-        if imp.get("attribution", {}).get("money_at_risk"):
+        if (imp.get("attribution") or {}).get("money_at_risk"):
             parts.append(f"money at risk {_money(imp)}")
         if imp.get("recommended_team"):
             parts.append(f"→ {imp['recommended_team']}")

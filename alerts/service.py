@@ -237,7 +237,13 @@ class AlertService:
         out = []
         for name in self.router.routes[f.group.route].notifiers:
             notifier = self.cfg.notifiers[name]
-            for i, body in enumerate(render(notifier, n)):
+            try:
+                bodies = render(notifier, n)
+            except Exception:      # a rendering bug must cost one notifier's message, never the others'
+                log.exception("cannot render notification %s for %s", n["id"], name)
+                self.outbox.counter.labels(name, "render_error").inc()
+                continue
+            for i, body in enumerate(bodies):
                 order = body["dedup_key"] if isinstance(notifier, PagerDutyNotifier) else f.group.id
                 out.append(Delivery(f"{n['id']}:{name}:{i}", name, f"{name}:{order}", f.group.id, now, body))
         return out
