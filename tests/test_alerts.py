@@ -14,18 +14,20 @@ from tests.conftest import live_server
 
 
 class Sink:
-    """A local HTTP sink recording what arrives per path; `fail` makes it answer 503 (a dead endpoint)."""
+    """A local HTTP sink recording what arrives per path; `fail` (every path) or `fail_paths` make it answer 503
+    (a dead endpoint)."""
 
     def __init__(self):
         self.got: dict[str, list] = {}
         self.headers: dict[str, list] = {}
         self.fail = False
+        self.fail_paths: set[str] = set()
         self.app = FastAPI()
         self.lock = threading.Lock()
 
         @self.app.post("/{path}")
         async def receive(path: str, request: Request):
-            if self.fail:
+            if self.fail or path in self.fail_paths:
                 return Response(status_code=503)
             body = await request.json()
             with self.lock:
