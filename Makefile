@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run serve test install install-test prometheus bench clean
+.PHONY: run serve test install install-test prometheus alertmanager bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,20 @@ prometheus:
 	    || echo "warning: could not install prometheus; its tests will be skipped"; \
 	  else echo "warning: not root, cannot apt-get install prometheus; its tests will be skipped"; fi; }
 
+# Alertmanager + amtool (Debian package) for the end-to-end alerting test; skipped when already present.
+alertmanager:
+	@command -v prometheus-alertmanager >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null) \
+	    || echo "warning: could not install prometheus-alertmanager; its tests will be skipped"; \
+	  else echo "warning: not root, cannot apt-get install prometheus-alertmanager; its tests will be skipped"; fi; }
+
 run: install
 	$(BIN)/revwatch demo
 
 serve: install
 	$(BIN)/revwatch serve --config revwatch/example-config.yaml
 
-test: install-test prometheus
+test: install-test prometheus alertmanager
 	$(BIN)/python -m pytest -q tests
 
 bench: install

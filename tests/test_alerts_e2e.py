@@ -8,6 +8,7 @@ min) and the SLO threshold is 20 s; the page fires when both the 5m and the 1m b
 so that 15 s of outage suffice against five minutes of history). The whole test stays within about two minutes.
 """
 import datetime as dt
+import os
 import shutil
 import subprocess
 import threading
@@ -24,8 +25,9 @@ from tests.test_alerts import Sink
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-pytestmark = pytest.mark.skipif(not (PROMETHEUS and ALERTMANAGER), reason="needs Debian's prometheus and "
-                                "prometheus-alertmanager (make test installs them)")
+pytestmark = pytest.mark.skipif(not (PROMETHEUS and ALERTMANAGER) and not os.environ.get("CI"),
+                                reason="needs Debian's prometheus and prometheus-alertmanager (make test installs "
+                                       "them; in CI a missing one fails)")
 SPEED = 60.0
 
 
