@@ -102,6 +102,9 @@ class Outbox:
 
     def enqueue(self, deliveries: list[Delivery]) -> None:
         """Store the deliveries (raises StoreError when the store refuses), then hand them to the workers."""
+        with self._lock:       # a flush repeated after a crash re-creates the same ids: keep one of each
+            known = {d.id for q in self._pending.values() for d in q}
+        deliveries = [d for d in deliveries if d.id not in known]
         if not deliveries:
             return
         for d in deliveries:

@@ -196,10 +196,15 @@ class AlertService:
         with self._state_lock:
             now = self.clock()
             for g in Router.due(self.groups, now):
+                before = Group.from_json(g.to_json())
                 f = self.router.flush(g, now, list(self.silences.values()))
                 if f is not None:
                     n = self.notification(f, now)
-                    self.outbox.enqueue(self.deliveries(n, f, now))
+                    try:
+                        self.outbox.enqueue(self.deliveries(n, f, now))
+                    except StoreError:      # not stored, so not sent: undo the flush, it is decided again
+                        self.groups[g.id] = before
+                        raise
                     self._log(n, now)
                     sent += 1
                 if g.alerts:

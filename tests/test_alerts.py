@@ -7,7 +7,12 @@ import time
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from alerts.receiver import parse_webhook
+from alerts.service import AlertService
 from collector.events import EVENT_COLUMNS
+from revwatch.metrics import Metrics
+from revwatch.store import StoreError, store_from_config
+from slo.engine import SloEngine
 from revwatch.config import ConfigError, load_config
 from revwatch.server import create_app
 from tests.conftest import live_server
@@ -199,10 +204,30 @@ def test_no_notification_lost_across_a_restart(make_config, sink):
         assert sum(len(q) for q in app.state.ctx.alerts.outbox.pending().values()) == 3
     sink.fail = False                       # the sinks come back while revwatch is down
     app2 = create_app(cfg)
-    with TestClient(app2):
+    with TestClient(app2) as client2:
         sink.wait("hook"), sink.wait("slack"), sink.wait("pd")
         assert app2.state.ctx.alerts.outbox.wait_idle(10)
-    assert len(sink.got["pd"]) == 1 and sink.got["pd"][0]["event_action"] == "trigger"
+        assert len(sink.got["pd"]) == 1 and sink.got["pd"][0]["event_action"] == "trigger"
+        # the routing group survived the restart too: the resolve is routed and sent
+        assert client2.post("/api/v1/alerts/alertmanager", json=webhook("resolved"), headers=h).status_code == 200
+        assert sink.wait("pd", 2)[1]["event_action"] == "resolve"
+
+
+def test_a_store_failure_while_flushing_loses_nothing(make_config, sink):
+    cfg = make_config(config(sink.base))
+    store = store_from_config(cfg)
+    now = [time.time()]
+    svc = AlertService(store, cfg.alerts, Metrics(), SloEngine(store, cfg), None, clock=lambda: now[0])
+    svc.load()
+    svc.submit(parse_webhook(webhook()))
+    assert svc.process_inbox() == 1
+    store.fault = RuntimeError("store down")
+    with pytest.raises(StoreError):
+        svc.flush_due()
+    store.fault = None
+    assert svc.flush_due() == 1                     # decided again, not forgotten
+    assert [len(q) for q in svc.outbox.pending().values()] == [1, 1, 1]
+    assert svc.flush_due() == 0                     # and only once
 
 
 def test_silences_api_mutes_and_validates(api_factory, sink):
