@@ -40,39 +40,35 @@ class _Secret(_Model):
         return os.environ.get(env) if env else None
 
 
-class WebhookNotifier(_Secret):
+class _Endpoint(_Secret):
+    url: str | None = None
+    url_env: str | None = None
+    timeout: dt.timedelta = dt.timedelta(seconds=10)
+    _t = field_validator("timeout", mode="before")(classmethod(lambda cls, v: _dur(v)))
+
+
+class WebhookNotifier(_Endpoint):
     """Generic JSON webhook. With a secret, `X-Revwatch-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
     "<unix>." + body)>` (the timestamp is signed too, so a captured request cannot be replayed later)."""
     type: Literal["webhook"]
-    url: str | None = None
-    url_env: str | None = None
     secret: str | None = None
     secret_env: str | None = None
     headers: dict[str, str] = {}
-    timeout: dt.timedelta = dt.timedelta(seconds=10)
-    _t = field_validator("timeout", mode="before")(classmethod(lambda cls, v: _dur(v)))
 
 
-class SlackNotifier(_Secret):
+class SlackNotifier(_Endpoint):
     """Slack incoming webhook (the URL is the secret)."""
     type: Literal["slack"]
-    url: str | None = None
-    url_env: str | None = None
-    timeout: dt.timedelta = dt.timedelta(seconds=10)
-    _t = field_validator("timeout", mode="before")(classmethod(lambda cls, v: _dur(v)))
 
 
-class PagerDutyNotifier(_Secret):
+class PagerDutyNotifier(_Endpoint):
     """PagerDuty Events API v2."""
     type: Literal["pagerduty"]
+    url: str | None = "https://events.pagerduty.com/v2/enqueue"
     routing_key: str | None = None
     routing_key_env: str | None = None
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-    url_env: str | None = None
     severity: dict[str, Literal["critical", "error", "warning", "info"]] = {
         "page": "critical", "ticket": "warning", "critical": "critical", "warning": "warning", "info": "info"}
-    timeout: dt.timedelta = dt.timedelta(seconds=10)
-    _t = field_validator("timeout", mode="before")(classmethod(lambda cls, v: _dur(v)))
 
 
 Notifier = Annotated[Union[WebhookNotifier, SlackNotifier, PagerDutyNotifier], Field(discriminator="type")]

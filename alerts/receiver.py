@@ -72,16 +72,21 @@ def parse_webhook(body: dict) -> list[Alert]:
     return out
 
 
-@router.post("/api/v1/alerts/alertmanager", dependencies=[Depends(require("ingest"))])
-async def alertmanager(request: Request):
-    """Alertmanager webhook receiver (webhook_configs url): stored, then answered."""
+async def _json_object(request: Request, what: str) -> dict:
+    """The request's JSON body, which must be an object; anything else is a 400 naming `body`."""
     try:
         body = await request.json()
     except ValueError:
         raise ApiError(400, "body is not valid JSON", "body")
     if not isinstance(body, dict):
-        raise ApiError(400, "body must be an Alertmanager webhook object", "body")
-    alerts = parse_webhook(body)
+        raise ApiError(400, f"body must be {what}", "body")
+    return body
+
+
+@router.post("/api/v1/alerts/alertmanager", dependencies=[Depends(require("ingest"))])
+async def alertmanager(request: Request):
+    """Alertmanager webhook receiver (webhook_configs url): stored, then answered."""
+    alerts = parse_webhook(await _json_object(request, "an Alertmanager webhook object"))
     n = await run_in_threadpool(ctx_of(request).alerts.submit, alerts)
     return {"received": n}
 
@@ -153,12 +158,7 @@ def _silence_doc(s, now: float) -> dict:
 @router.post("/api/v1/silences", dependencies=[Depends(require("admin"))])
 async def create_silence(request: Request):
     """Mute alerts whose labels match every matcher, from startsAt (default now) until endsAt or for duration."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "body is not valid JSON", "body")
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a silence object", "body")
+    body = await _json_object(request, "a silence object")
     try:
         req = SilenceRequest.model_validate(body)
     except ValidationError as e:

@@ -25,7 +25,7 @@ import orjson
 
 from alerts.config import AlertsConfig, PagerDutyNotifier
 from alerts.impact import assess
-from alerts.notifiers import dedup_key, render
+from alerts.notifiers import render
 from alerts.outbox import Delivery, Outbox
 from alerts.routing import Alert, Flush, Group, Router, Silence, fingerprint
 from revwatch.metrics import Metrics
