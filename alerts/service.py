@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 import uuid
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 import orjson
@@ -296,37 +295,50 @@ class AlertService:
 
     # -- internal alerts ----------------------------------------------------------------------------------------
     def internal_alerts(self) -> int:
-        """Submit anomaly findings over the thresholds and probe state changes as alerts."""
-        alerts = self._anomaly_alerts() + self._probe_alerts()
-        return self.submit(alerts)
+        """Submit anomaly findings over the thresholds and probe state changes as alerts; the anomaly cursor
+        moves only after the inbox has them."""
+        anomalies, cursor = self._anomaly_alerts()
+        n = self.submit(anomalies + self._probe_alerts())
+        if cursor:
+            self.store.put_state(_ANOMALY_CURSOR, cursor)
+        return n
 
-    def _anomaly_alerts(self) -> list[Alert]:
+    def _anomaly_alerts(self, page: int = 1000) -> tuple[list[Alert], str | None]:
+        """Findings detected after the cursor (keyset on DetectedAt, Id: a scan stores many findings with one
+        DetectedAt) whose score or amount reaches the thresholds. A re-scan re-reports a finding under the same
+        fingerprint, which only pushes its resolve time (`anomaly_ttl`) further out."""
         ic = self.cfg.internal
-        since = self.store.get_state(_ANOMALY_CURSOR)
-        rows = self.store.query(
-            f"SELECT Id, Kind, DetectedAt, CorrelationId, Ref, Score, Reasons, Details "
-            f"FROM {self.store.table('anomalies')} WHERE DetectedAt > {{since:DateTime64(3, 'UTC')}} "
-            f"ORDER BY DetectedAt LIMIT 1000",
-            {"since": dt.datetime.fromisoformat(since) if since else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)}
-        ).rows
-        out = []
-        for fid, kind, detected, cid, ref, score, reasons, details in rows:
-            amount = _amount(details)
-            big = ic.anomaly_min_amount is not None and amount is not None and amount >= ic.anomaly_min_amount
-            if score < ic.anomaly_min_score and not big:
-                continue
-            labels = {"alertname": "RevwatchAnomaly", "severity": ic.anomaly_severity, "anomaly_kind": kind,
-                      "ref": ref, "correlation_id": cid}
-            why = f"score {score:.2f} ≥ {ic.anomaly_min_score}" if score >= ic.anomaly_min_score else \
-                f"amount {amount} ≥ {ic.anomaly_min_amount}"
-            start = _epoch(detected)
-            out.append(Alert(fingerprint({**labels, "id": fid}), "firing", labels,
-                             {"summary": f"{kind} anomaly on {ref or cid} ({why})",
-                              "description": "; ".join(reasons)[:2000], **{f"detail_{k}": v for k, v in details.items()}},
-                             start, start + ic.anomaly_ttl.total_seconds(), "internal"))
-        if rows:
-            self.store.put_state(_ANOMALY_CURSOR, rows[-1][2].replace(tzinfo=dt.timezone.utc).isoformat())
-        return out
+        state = self.store.get_state(_ANOMALY_CURSOR) or "1970-01-01T00:00:00+00:00|"
+        since, _, last_id = state.partition("|")
+        params = {"since": dt.datetime.fromisoformat(since), "id": last_id, "score": ic.anomaly_min_score,
+                  "amount": ic.anomaly_min_amount if ic.anomaly_min_amount is not None else float("inf")}
+        out, cursor = [], None
+        while True:
+            rows = self.store.query(f"""
+                SELECT Id, Kind, DetectedAt, CorrelationId, Ref, Score, Reasons, Details,
+                       coalesce(toFloat64OrNull(Details['amount']), toFloat64OrNull(Details['billed']),
+                                toFloat64OrNull(Details['expected'])) AS amount
+                FROM {self.store.table('anomalies')}
+                WHERE (DetectedAt, Id) > ({{since:DateTime64(3, 'UTC')}}, {{id:String}})
+                ORDER BY DetectedAt, Id LIMIT {page}""", params).rows
+            for fid, kind, detected, cid, ref, score, reasons, details, amount in rows:
+                if score < ic.anomaly_min_score and (amount is None or amount < params["amount"]):
+                    continue
+                labels = {"alertname": "RevwatchAnomaly", "severity": ic.anomaly_severity, "anomaly_kind": kind,
+                          "ref": ref, "correlation_id": cid}
+                why = f"score {score:.2f} ≥ {ic.anomaly_min_score}" if score >= ic.anomaly_min_score else \
+                    f"amount {amount:.2f} ≥ {ic.anomaly_min_amount}"
+                start = _epoch(detected)
+                annotations = {"summary": f"{kind} anomaly on {ref or cid} ({why})",
+                               "description": "; ".join(reasons)[:2000],
+                               **{f"detail_{k}": v for k, v in details.items()}}
+                out.append(Alert(fingerprint({**labels, "id": fid}), "firing", labels, annotations, start,
+                                 start + ic.anomaly_ttl.total_seconds(), "internal"))
+            if rows:
+                params["since"], params["id"] = rows[-1][2].replace(tzinfo=dt.timezone.utc), rows[-1][0]
+                cursor = f"{params['since'].isoformat()}|{params['id']}"
+            if len(rows) < page:
+                return out, cursor
 
     def _probe_alerts(self) -> list[Alert]:
         if self.probes is None:
@@ -347,12 +359,3 @@ class AlertService:
                               "description": notes or "the probe's target did not answer as expected"},
                              now, now if up else None, "internal"))
         return out
-
-
-def _amount(details: dict[str, str]) -> float | None:
-    for k in ("amount", "billed", "expected"):
-        try:
-            return float(Decimal(details[k]))
-        except (KeyError, InvalidOperation, ValueError):
-            continue
-    return None

@@ -150,7 +150,8 @@ def test_group_by_slo_notification_carries_that_groups_impact(api_factory, sink)
     assert pd["dedup_key"] == "revwatch/slo/pp/stripe/page"
 
 
-def test_dead_sink_delays_nothing_and_is_retried_until_back(api_factory, sink):
+def test_dead_sink_delays_nothing_and_is_retried_until_back(api_factory, sink, caplog):
+    caplog.set_level("WARNING")
     sink.fail = True
     api = api_factory(config(sink.base))
     t0 = time.perf_counter()
@@ -176,6 +177,9 @@ def test_dead_sink_delays_nothing_and_is_retried_until_back(api_factory, sink):
     assert api.ctx.alerts.outbox.wait_idle(10)
     items = api.get("/api/v1/notifications").json()["items"]
     assert items and all(i["status"] == "delivered" for i in items) and max(i["attempts"] for i in items) >= 2
+    assert "HTTP 503 (retry" in caplog.text                  # failures are logged …
+    for secret in ("R0UTING", "s3cret", sink.base):           # … without routing keys, HMAC secrets or URLs
+        assert secret not in caplog.text
 
 
 def test_store_refusing_the_inbox_answers_503_so_alertmanager_retries(api_factory, sink):
@@ -303,3 +307,21 @@ def test_config_file_refuses_unknown_alert_keys(tmp_path):
     p.write_text("alerts:\n  routes:\n    - {notifiers: [], group_wiat: 1s}\n")
     with pytest.raises(ConfigError, match="alerts.routes.0.group_wiat: unknown key"):
         load_config(p)
+
+
+def test_anomaly_alerts_page_through_one_scan_and_honour_amount_threshold(make_config, sink):
+    cfg = make_config(config(sink.base, extra="  internal: {anomaly_min_score: 0.9, anomaly_min_amount: 500}\n"))
+    store = store_from_config(cfg)
+    svc = AlertService(store, cfg.alerts, Metrics(), SloEngine(store, cfg))
+    scan_at = dt.datetime.now(dt.timezone.utc)                # one scan stores all its findings at one instant
+    rows = [(f"f{i}", "reconciliation_risk", scan_at, f"pay_{i}", f"PAY/{i}", 0.95, ["r"], {}, "open")
+            for i in range(5)]
+    rows += [("big", "billing_variance", scan_at, "inv_9", "INV/9", 0.2, ["billed 3x"], {"billed": "900.00"}, "open"),
+             ("small", "billing_variance", scan_at, "inv_8", "INV/8", 0.2, ["x"], {"billed": "90.00"}, "open")]
+    store.insert("anomalies", rows, ["Id", "Kind", "DetectedAt", "CorrelationId", "Ref", "Score", "Reasons", "Details",
+                                     "Status"])
+    alerts, cursor = svc._anomaly_alerts(page=2)
+    assert sorted(a.labels["ref"] for a in alerts) == ["INV/9", "PAY/0", "PAY/1", "PAY/2", "PAY/3", "PAY/4"]
+    assert "amount 900.00 ≥ 500" in next(a for a in alerts if a.labels["ref"] == "INV/9").annotations["summary"]
+    store.put_state("alerts.anomaly_cursor", cursor)
+    assert svc._anomaly_alerts(page=2)[0] == []                # nothing twice
