@@ -185,14 +185,14 @@ class Outbox:
         else:
             d.next_attempt_at, outcome = now + self.backoff(d.attempts), "retry"
         d.last_error = error or ""
-        if d.status != "pending":
-            with self._lock:
-                self._pending[d.notifier] = [x for x in self._pending.get(d.notifier, []) if x is not d]
         if outcome != "delivered":
             log.warning("notification %s via %s: %s (%s, attempt %d)", d.id, d.notifier, error, outcome,
                         d.attempts)
         self.counter.labels(d.notifier, outcome).inc()
         self._persist(d)
+        if d.status != "pending":          # leaves the queue once its final state is recorded
+            with self._lock:
+                self._pending[d.notifier] = [x for x in self._pending.get(d.notifier, []) if x is not d]
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` failures: bounded exponential, equal jitter."""
