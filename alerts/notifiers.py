@@ -50,6 +50,17 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _absolute(url: str | None) -> str | None:
+    """Only absolute http(s) URLs go into links and buttons: Slack and PagerDuty reject relative ones, and a
+    rejected page is a lost page (no `public_url` configured → no links)."""
+    return url if url and url.startswith(("http://", "https://")) else None
+
+
+def _esc(text: str) -> str:
+    """Slack mrkdwn control characters in user text (Slack's formatting reference: escape &, <, >)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def dumps(doc: Any) -> bytes:
     """The one JSON encoding of payloads (sorted keys: stable bodies, stable golden files)."""
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
@@ -99,21 +110,21 @@ def _alert_blocks(a: dict) -> list[dict]:
     imp = a.get("impact") or {}
     att = imp.get("attribution") or {}
     status = "RESOLVED" if a["status"] == "resolved" else "FIRING"
-    text = f"*{status}* {_title(a)}"
+    text = f"*{status}* {_esc(_title(a))}"
     if a["annotations"].get("summary"):
-        text += f"\n{a['annotations']['summary']}"
+        text += f"\n{_esc(a['annotations']['summary'])}"
     if a["annotations"].get("description") and a["status"] != "resolved":
-        text += f"\n{a['annotations']['description']}"
+        text += f"\n{_esc(a['annotations']['description'])}"
     blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SLACK_SECTION_MAX)}}]
     if a["status"] == "resolved":
         return blocks
     fields = []
     if imp.get("class"):
-        fields.append(f"*Impact*\n{imp['class']}: {imp.get('reason', '')}")
+        fields.append(f"*Impact*\n{imp['class']}: {_esc(imp.get('reason', ''))}")
     if imp.get("recommended_team"):
-        fields.append(f"*Route to*\n{imp['recommended_team']} ({imp.get('recommendation_reason', '')})")
+        fields.append(f"*Route to*\n{_esc(imp['recommended_team'])} ({_esc(imp.get('recommendation_reason', ''))})")
     if att.get("money_at_risk") is not None and att.get("journey"):
-        fields.append(f"*Money at risk*\n{_money(imp)}")
+        fields.append(f"*Money at risk*\n{_esc(_money(imp))}")
     inst = att.get("instances")
     if inst:
         fields.append(f"*Instances*\n{inst['stuck']} stuck, {inst['late']} late of {inst['started']}")
@@ -123,22 +134,24 @@ def _alert_blocks(a: dict) -> list[dict]:
         fields.append(f"*Budget left*\n{budget['remaining_ratio']:.1%}" +
                       (f", exhausted in {days:.1f} d at the 1h rate" if days is not None else ""))
     if att.get("failing_step"):
-        fields.append(f"*Failing step*\n{att['failing_step']}")
+        fields.append(f"*Failing step*\n{_esc(att['failing_step'])}")
     over = att.get("over_represented") or []
     if over:
         fields.append("*Over-represented*\n" + ", ".join(
-            f"{o['attribute']}={o['value']} ({o['bad_share']:.0%} of bad, {o['lift']}×)" for o in over[:3]))
+            f"{_esc(o['attribute'])}={_esc(o['value'])} ({o['bad_share']:.0%} of bad, {o['lift']}×)" for o in over[:3]))
     if fields:
         blocks[0]["fields"] = [{"type": "mrkdwn", "text": _cut(f, SLACK_FIELD_MAX)} for f in fields[:SLACK_FIELDS_MAX]]
     examples = att.get("oldest_stuck") or []
     if examples:
+        def example(e: dict) -> str:
+            cid = _esc(e["correlation_id"])
+            ref = f"<{e['link']}|{cid}>" if _absolute(e.get("link")) else cid
+            return _cut(f"{ref} {e.get('currency') or ''} {e.get('amount') or ''} waiting for "
+                        f"{_esc(e['waiting_for'])} for {e['age_seconds'] / 60:.0f} min", SLACK_SECTION_MAX)
         blocks.append({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": _cut(
-                f"<{e['link']}|{e['correlation_id']}> {e.get('currency') or ''} {e.get('amount') or ''} "
-                f"waiting for {e['waiting_for']} for {e['age_seconds'] / 60:.0f} min", SLACK_SECTION_MAX)}
-            for e in examples[:SLACK_CONTEXT_ELEMENTS_MAX]]})
-    links = [(t, u) for t, u in (("Open SLO", a.get("links", {}).get("slo")),
-                                 ("Stuck journeys", a.get("links", {}).get("journeys"))) if u]
+            {"type": "mrkdwn", "text": example(e)} for e in examples[:SLACK_CONTEXT_ELEMENTS_MAX]]})
+    links = [(t, u) for t, u in (("Open SLO", _absolute(a.get("links", {}).get("slo"))),
+                                 ("Stuck journeys", _absolute(a.get("links", {}).get("journeys")))) if u]
     if links:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": _cut(t, SLACK_BUTTON_TEXT_MAX)},
@@ -202,13 +215,14 @@ def render_pagerduty(n: dict, cfg: PagerDutyNotifier) -> list[dict]:
             },
             "client": "revwatch",
         }
-        links = [{"href": u, "text": t} for t, u in (("SLO", a.get("links", {}).get("slo")),
-                                                    ("Stuck journeys", a.get("links", {}).get("journeys"))) if u]
+        links = [{"href": u, "text": t} for t, u in (("SLO", _absolute(a.get("links", {}).get("slo"))),
+                                                    ("Stuck journeys", _absolute(a.get("links", {}).get("journeys"))))
+                 if u]
         links += [{"href": e["link"], "text": f"Oldest stuck: {e['correlation_id']}"}
-                  for e in (att.get("oldest_stuck") or [])[:3]]
+                  for e in (att.get("oldest_stuck") or [])[:3] if _absolute(e.get("link"))]
         if links:
             event["links"] = links
-        if n.get("public_url"):
+        if _absolute(n.get("public_url")):
             event["client_url"] = n["public_url"]
         out.append(event)
     return out

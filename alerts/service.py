@@ -222,9 +222,9 @@ class AlertService:
             doc = {"fingerprint": a.fingerprint, "status": "firing" if a in f.firing else "resolved",
                    "labels": a.labels, "annotations": a.annotations, "starts_at": _iso(a.starts_at),
                    "ends_at": _iso(a.ends_at) if a.resolved(now) else None, "origin": a.origin, "links": {}}
-            if a.labels.get("slo"):
+            if a.labels.get("slo") and base:
                 doc["links"]["slo"] = f"{base}/api/v1/slos/{a.labels['slo']}"
-            if a.labels.get("journey"):
+            if a.labels.get("journey") and base:
                 doc["links"]["journeys"] = f"{base}/api/v1/journeys?journey={a.labels['journey']}&status=overdue"
             if doc["status"] == "firing":
                 key = (a.labels.get("slo"), a.labels.get("group"), a.labels.get("severity"), a.labels.get("journey"),

@@ -130,3 +130,20 @@ def test_slack_stays_within_block_kit_limits():
             assert len(b["elements"]) <= 10
     assert "more alert(s) not shown" in blocks[-1]["elements"][0]["text"]
     assert len(msg["text"]) <= SLACK_SECTION_MAX
+
+
+def test_without_public_url_no_relative_links_and_slack_text_is_escaped():
+    n = notification()
+    n["public_url"] = ""
+    a = n["alerts"][0]
+    a["links"] = {}
+    a["annotations"] = {"summary": "fees <5% & rising > plan"}
+    a["impact"] = {**IMPACT, "attribution": {**IMPACT["attribution"], "oldest_stuck": [
+        {**IMPACT["attribution"]["oldest_stuck"][0], "link": "/api/v1/journeys/pay_3008"}]}}
+    [trigger] = render(CFG.notifiers["pd"], n)
+    assert "links" not in trigger and "client_url" not in trigger
+    [msg] = render(CFG.notifiers["slack"], n)
+    assert not any(b["type"] == "actions" for b in msg["blocks"])
+    assert "fees &lt;5% &amp; rising &gt; plan" in msg["blocks"][1]["text"]["text"]
+    context = next(b for b in msg["blocks"] if b["type"] == "context")
+    assert context["elements"][0]["text"].startswith("pay_3008 EUR 250.00")     # plain id, no broken link
