@@ -26,10 +26,9 @@ router = APIRouter()
 MAX_SILENCE = dt.timedelta(days=90)
 
 
-def _first_error(e: ValidationError, prefix: str = "") -> ApiError:
+def _first_error(e: ValidationError) -> ApiError:
     first = e.errors()[0]
-    loc = ".".join(str(x) for x in first["loc"])
-    return ApiError(400, first["msg"].removeprefix("Value error, "), prefix + loc if loc else prefix.rstrip(".") or None)
+    return ApiError(400, first["msg"].removeprefix("Value error, "), ".".join(str(x) for x in first["loc"]) or None)
 
 
 class AmAlert(BaseModel):
@@ -122,7 +121,8 @@ def list_notifications(request: Request, limit: int = Query(100, ge=1, le=1000))
         ORDER BY CreatedAt DESC, Id LIMIT {{limit:UInt32}}""", {"limit": limit}).dicts()
     pending = {name: len(q) for name, q in ctx.alerts.outbox.pending().items()}
     return {"pending": pending, "dispatcher_error": ctx.alerts.last_error, "items": [
-        {"id": r["Id"], "notifier": r["Notifier"], "group": r["GroupId"], "created_at": r["CreatedAt"].isoformat() + "Z",
+        {"id": r["Id"], "notifier": r["Notifier"], "group": r["GroupId"],
+         "created_at": r["CreatedAt"].isoformat() + "Z",
          "status": r["Status"], "attempts": r["Attempts"], "next_attempt_at": r["NextAttemptAt"].isoformat() + "Z",
          "last_error": r["LastError"]} for r in rows]}
 

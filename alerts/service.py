@@ -21,6 +21,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import orjson
+from prometheus_client.core import GaugeMetricFamily
 
 from alerts.config import AlertsConfig, PagerDutyNotifier
 from alerts.impact import assess
@@ -76,6 +77,20 @@ class AlertService:
         self._thread: threading.Thread | None = None
         self._probe_up: dict[str, bool] = {}
         self._next_internal = 0.0
+        metrics.register(self)
+
+    # -- prometheus_client collector: the dispatcher's own health -----------------------------------------------
+    def describe(self):
+        return []
+
+    def collect(self):
+        ok = GaugeMetricFamily("revwatch_alert_dispatcher_healthy",
+                               "1 when the last alert dispatcher pass succeeded (0: store unavailable, retrying)")
+        ok.add_metric([], 0.0 if self.last_error else 1.0)
+        groups = GaugeMetricFamily("revwatch_alert_groups", "Alert groups being tracked by the router")
+        groups.add_metric([], len(self.groups))      # no lock: a scrape must never wait for a flush
+        yield ok
+        yield groups
 
     # -- intake -------------------------------------------------------------------------------------------
     def submit(self, alerts: list[Alert]) -> int:

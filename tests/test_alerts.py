@@ -132,9 +132,11 @@ def test_page_delivered_to_every_notifier_with_impact_then_resolved(api_factory,
     resolve = sink.wait("pd", 2)[1]
     assert resolve == {"routing_key": "R0UTING", "event_action": "resolve", "dedup_key": pd["dedup_key"]}
     assert sink.wait("hook", 2)[1]["status"] == "resolved"
+    assert api.ctx.alerts.outbox.wait_idle(10)       # counted and recorded after the sink has answered
     metrics = api.get("/metrics").text
     assert 'revwatch_notifications_total{notifier="pd",outcome="delivered"} 2.0' in metrics
     assert 'revwatch_notification_queue_depth{notifier="pd"} 0.0' in metrics
+    assert "revwatch_alert_dispatcher_healthy 1.0" in metrics
 
 
 def test_group_by_slo_notification_carries_that_groups_impact(api_factory, sink):
