@@ -5,7 +5,7 @@ recovery; a dead webhook sink delays nothing and is retried until it is back. Pr
 
 Time is compressed 60×: the simulated business runs one hour per real minute (posting takes ~2 s instead of ~2
 min) and the SLO threshold is 20 s; the page fires when both the 5m and the 1m burn rate reach 0.5 (a low factor,
-so that 15 s of outage suffice against five minutes of history). The whole test stays within about two minutes.
+so that 15 s of outage suffice against three minutes of history). The whole test stays within about two minutes.
 """
 import datetime as dt
 import os
@@ -112,8 +112,8 @@ def test_outage_pages_with_impact_then_resolves_through_prometheus_and_alertmana
         assert r.returncode == 0, r.stderr
         rule_files = sorted(str(p) for p in (tmp_path / "rules").iterdir())
         with live_server(api.client.app) as rw_base:
-            feeder = Feeder(rw_base, api.keys["ingest"], backfill=dt.timedelta(minutes=6))
-            feeder.tick()                                 # six healthy minutes (six simulated hours) at once
+            feeder = Feeder(rw_base, api.keys["ingest"], backfill=dt.timedelta(minutes=3))
+            feeder.tick()                                 # three healthy minutes (three simulated hours) at once
             api.drain()
             thread = threading.Thread(target=feeder.run, daemon=True)
             thread.start()
@@ -175,7 +175,7 @@ def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
     pd_at = time.time()
     slack = sink.wait("slack", 1, timeout=10)[0]
     print(f"\nfault → PagerDuty page: {pd_at - fault_start.timestamp():.1f}s "
-          f"(SLO threshold 20s, Prometheus scrape/eval 1s, Alertmanager group_wait 1s)")
+          f"(SLO threshold 20s, scrape 2s, rule evaluation 1s, Alertmanager group_wait 1s)")
     assert pd["event_action"] == "trigger" and pd["routing_key"] == "E2EROUTINGKEY"
     assert pd["dedup_key"].startswith("revwatch/slo/payment-posting/")
     impact = pd["payload"]["custom_details"]["impact"]
