@@ -27,6 +27,7 @@ class Sink:
         self.headers: dict[str, list] = {}
         self.fail = False
         self.fail_paths: set[str] = set()
+        self.reject_paths: set[str] = set()
         self.app = FastAPI()
         self.lock = threading.Lock()
 
@@ -34,6 +35,9 @@ class Sink:
         async def receive(path: str, request: Request):
             if self.fail or path in self.fail_paths:
                 return Response(status_code=503)
+            if path in self.reject_paths:
+                self.rejected = getattr(self, "rejected", 0) + 1
+                return Response(status_code=400)
             body = await request.json()
             with self.lock:
                 self.got.setdefault(path, []).append(body)
@@ -327,3 +331,25 @@ def test_anomaly_alerts_page_through_one_scan_and_honour_amount_threshold(make_c
     assert "amount 900.00 ≥ 500" in next(a for a in alerts if a.labels["ref"] == "INV/9").annotations["summary"]
     store.put_state("alerts.anomaly_cursor", cursor)
     assert svc._anomaly_alerts(page=2)[0] == []                # nothing twice
+
+
+def test_backoff_is_bounded_exponential_with_jitter(make_config, sink):
+    cfg = make_config(config(sink.base))
+    outbox = AlertService(store_from_config(cfg), cfg.alerts, Metrics(), None).outbox
+    for attempts, step in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.4), (30, 0.4)]:   # 100ms doubling, capped at 400ms
+        waits = [outbox.backoff(attempts) for _ in range(200)]
+        assert all(step / 2 <= w <= step for w in waits) and len({round(w, 6) for w in waits}) > 100
+
+
+def test_a_4xx_answer_is_final_and_does_not_block_others(api_factory, sink):
+    sink.reject_paths = {"pd"}
+    api = api_factory(config(sink.base))
+    api.post("/api/v1/alerts/alertmanager", json=webhook())
+    sink.wait("slack"), sink.wait("hook")
+    assert api.ctx.alerts.outbox.wait_idle(10)
+    time.sleep(0.5)
+    assert sink.rejected == 1                               # not retried: the same body cannot succeed
+    metrics = api.get("/metrics").text
+    assert 'revwatch_notifications_total{notifier="pd",outcome="rejected"} 1.0' in metrics
+    assert {i["notifier"]: i["status"] for i in api.get("/api/v1/notifications").json()["items"]} == \
+        {"pd": "rejected", "slack": "delivered", "hook": "delivered"}
