@@ -39,7 +39,7 @@ test: install-test prometheus alertmanager
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python bench/ingest.py && $(BIN)/python bench/lookup.py && $(BIN)/python bench/slo_eval.py
+	$(BIN)/python bench/ingest.py && $(BIN)/python bench/lookup.py && $(BIN)/python bench/slo_eval.py && $(BIN)/python bench/alerts.py
 
 clean:
 	rm -rf $(VENV) .revwatch *.egg-info
