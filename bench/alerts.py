@@ -111,7 +111,8 @@ def main() -> None:
     print(f"events POST p50 {statistics.median(baseline) * 1000:.1f} ms / p99 {pctl(baseline, .99) * 1000:.1f} ms "
           f"without alerts; p50 {statistics.median(during) * 1000:.1f} ms / p99 {pctl(during, .99) * 1000:.1f} ms "
           f"while {args.alerts} alerts × 3 notifiers hang; ratio p50 "
-          f"{statistics.median(during) / statistics.median(baseline):.2f}, p99 {pctl(during, .99) / pctl(baseline, .99):.2f}")
+          f"{statistics.median(during) / statistics.median(baseline):.2f}, "
+          f"p99 {pctl(during, .99) / pctl(baseline, .99):.2f}")
     print(f"alert receiver p50 {statistics.median(receiver) * 1000:.1f} ms, max {max(receiver) * 1000:.1f} ms; "
           f"{queued} deliveries pending in the outbox (retried in the background)")
     server.should_exit = True
