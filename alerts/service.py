@@ -248,7 +248,8 @@ class AlertService:
                     impacts[key] = assess(self.engine, self.cfg, a.labels, _ts(now))
                 doc["impact"] = impacts[key]
             alerts.append(doc)
-        return {"id": f"{g.id}-{g.flushes}", "route": g.route, "group_key": g.id, "group_labels": g.labels,
+        # the id is the same when a flush is replayed after a crash (outbox dedup), and new for every incident
+        return {"id": f"{g.id}-{int(g.created * 1000)}-{g.flushes}", "route": g.route, "group_key": g.id, "group_labels": g.labels,
                 "status": "firing" if f.firing else "resolved", "alerts": alerts, "public_url": base,
                 "created_at": _iso(now)}
 

@@ -307,6 +307,7 @@ CREATE TABLE IF NOT EXISTS {db}.alert_inbox{local} {on_cluster} (
 ) ENGINE = {engine}
 PARTITION BY toYYYYMM(ReceivedAt)
 ORDER BY Seq
+TTL toDateTime(ReceivedAt) + INTERVAL 90 DAY
 """
 
 _ALERT_GROUPS = """
@@ -335,6 +336,7 @@ CREATE TABLE IF NOT EXISTS {db}.notifications{local} {on_cluster} (
 ) ENGINE = {engine_replacing_version}
 PARTITION BY toYYYYMM(CreatedAt)
 ORDER BY Id
+TTL toDateTime(CreatedAt) + INTERVAL 90 DAY
 """
 
 _SILENCES = """

@@ -353,3 +353,18 @@ def test_a_4xx_answer_is_final_and_does_not_block_others(api_factory, sink):
     assert 'revwatch_notifications_total{notifier="pd",outcome="rejected"} 1.0' in metrics
     assert {i["notifier"]: i["status"] for i in api.get("/api/v1/notifications").json()["items"]} == \
         {"pd": "rejected", "slack": "delivered", "hook": "delivered"}
+
+
+def test_a_new_incident_after_a_resolve_gets_new_notification_ids(make_config, sink):
+    cfg = make_config(config(sink.base))
+    store = store_from_config(cfg)
+    now = [time.time()]
+    svc = AlertService(store, cfg.alerts, Metrics(), SloEngine(store, cfg), None, clock=lambda: now[0])
+    svc.load()                                          # outbox workers not started: everything stays pending
+    for status in ("firing", "resolved", "firing"):
+        svc.submit(parse_webhook(webhook(status)))
+        svc.process_inbox()
+        now[0] += 2                                     # past group_interval (1s)
+        assert svc.flush_due() == 1
+    ids = [d.id for q in svc.outbox.pending().values() for d in q]
+    assert len(ids) == 9 and len(set(ids)) == 9        # the old incident's pending rows never hide the new one
