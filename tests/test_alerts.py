@@ -151,6 +151,7 @@ def test_group_by_slo_notification_carries_that_groups_impact(api_factory, sink)
     [hook] = sink.wait("hook")
     att = hook["alerts"][0]["impact"]["attribution"]
     assert att["group"] == "stripe" and att["instances"]["stuck"] == 2 and att["money_at_risk"] == {"EUR": "20.00"}
+    assert att["budget"]["bad"] == 2                     # stripe's budget, not adyen's (3 bad)
     assert {e["correlation_id"] for e in att["oldest_stuck"]} == {"s1", "s2"}
     [pd] = sink.wait("pd")
     assert pd["dedup_key"] == "revwatch/slo/pp/stripe/page"
