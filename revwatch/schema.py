@@ -364,7 +364,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "correlation-ID time ranges and attribute links for fast journey lookups",
               (_CORRELATION_TS, _CORRELATION_TS_SPANS_MV, _CORRELATION_TS_EVENTS_MV, _ATTRIBUTE_LINKS,
                _ATTRIBUTE_LINKS_MV)),
-    Migration(6, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
+    Migration(14, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
               (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
 )
 
