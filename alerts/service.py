@@ -151,6 +151,7 @@ class AlertService:
         tick = self.cfg.delivery.tick.total_seconds()
         loaded = self.last_error is None
         while not self._stop.is_set():
+            self._wake.clear()              # before the pass: a submit during it wakes the next wait at once
             try:
                 if not loaded:
                     self.load()
@@ -167,7 +168,6 @@ class AlertService:
             with self._state_lock:
                 wake = Router.next_wake(self.groups, self.clock() + tick)
             self._wake.wait(max(0.01, min(tick, wake - self.clock())))
-            self._wake.clear()
 
     def step(self) -> None:
         """One dispatcher pass: internal alerts when due, the inbox, due flushes."""
@@ -249,9 +249,9 @@ class AlertService:
                 doc["impact"] = impacts[key]
             alerts.append(doc)
         # the id is the same when a flush is replayed after a crash (outbox dedup), and new for every incident
-        return {"id": f"{g.id}-{int(g.created * 1000)}-{g.flushes}", "route": g.route, "group_key": g.id, "group_labels": g.labels,
-                "status": "firing" if f.firing else "resolved", "alerts": alerts, "public_url": base,
-                "created_at": _iso(now)}
+        return {"id": f"{g.id}-{int(g.created * 1000)}-{g.flushes}", "route": g.route, "group_key": g.id,
+                "group_labels": g.labels, "status": "firing" if f.firing else "resolved", "alerts": alerts,
+                "public_url": base, "created_at": _iso(now)}
 
     def deliveries(self, n: dict, f: Flush, now: float) -> list[Delivery]:
         out = []
