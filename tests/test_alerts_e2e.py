@@ -185,6 +185,8 @@ def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
     assert impact["class"] == "P1" and "journey payment_to_posting is declared critical" in impact["reason"]
     assert impact["recommended_team"] == "odoo-finance"
     assert slack["blocks"][0]["type"] == "header" and "FIRING" in slack["blocks"][0]["text"]["text"]
+    fields = [f["text"] for b in slack["blocks"] for f in b.get("fields", [])]
+    assert any(f.startswith("*Money at risk*\nEUR ") for f in fields) and any("P1" in f for f in fields)
     assert "hook" not in sink.got                     # dead: retried in the background, nothing waited for it
     assert api.ctx.alerts.outbox.pending()["hook"]
 
