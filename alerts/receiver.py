@@ -1,25 +1,34 @@
-"""`POST /api/v1/alerts/alertmanager`: Alertmanager's webhook (version 4) in, alerts enriched with business impact
-out — stored in the `alerts` table, listed by `GET /api/v1/alerts`, and forwarded to the webhooks of matching
-routes (`alerts: {routes: [{match: {severity: page}, webhook: URL}]}`).
+"""HTTP side of alerting: Alertmanager's webhook in, the alert log, notifications and silences.
 
-Impact of an SLO alert: the SLO's error budget left and days until exhausted, and for journey SLOs the instances
-stuck right now (started, past the threshold, not finished) with the money they carry, per currency.
+`POST /api/v1/alerts/alertmanager` (ingest scope) validates Alertmanager's webhook (version 4), writes the alerts
+to the durable inbox and answers — no enrichment, no delivery on the request path (`alerts.service` does both in
+the background). When the inbox write fails the answer is 503 with Retry-After, so Alertmanager retries and the
+page is not lost.
+
+Silences (`/api/v1/silences`) need the admin scope to create or expire: a silence hides pages, and ingest keys
+sit in exporters and scripts, where a leaked key must not be able to mute on-call. Listing needs read.
 """
 from __future__ import annotations
 
-import logging
+import datetime as dt
+import re
 
-import httpx
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from alerts.routing import Alert
 from revwatch.api import ApiError, ctx_of, require
-from revwatch.units import parse_instant, utcnow
+from revwatch.units import parse_duration, parse_instant
 
-log = logging.getLogger("revwatch.alerts")
 router = APIRouter()
+MAX_SILENCE = dt.timedelta(days=90)
+
+
+def _first_error(e: ValidationError) -> ApiError:
+    first = e.errors()[0]
+    return ApiError(400, first["msg"].removeprefix("Value error, "), ".".join(str(x) for x in first["loc"]) or None)
 
 
 class AmAlert(BaseModel):
@@ -40,94 +49,50 @@ class AmWebhook(BaseModel):
     alerts: list[AmAlert]
 
 
-def impact(ctx, labels: dict[str, str]) -> dict:
-    """Business impact of an alert that names an SLO."""
-    engine, journeys = ctx.slo, ctx.journeys
-    spec = engine.spec(labels.get("slo", ""))
-    if spec is None:
-        return {}
-    res = [r for r in (engine.latest or []) if r.spec.name == spec.name] or engine.evaluate(names=[spec.name])
-    out: dict = {"slo": spec.name, "objective": spec.config.objective}
-    if res:
-        b = res[0].budget
-        out.update(budget_remaining_ratio=round(b["remaining_ratio"], 4),
-                   days_until_exhausted=b["days_until_exhausted"].get("1h"))
-    if spec.is_journey:
-        stuck = journeys.stuck(spec.config.journey, limit=1000)
-        out["stuck_instances"] = len(stuck)
-        out["stuck_examples"] = [s["correlation_id"] for s in stuck[:5]]
-        if stuck:
-            money = journeys.reader.money(spec.config.journey, [s["correlation_id"] for s in stuck])
-            out["amount_at_risk"] = {cur: f"{amt:.2f}" for cur, amt in money.items()}
-    return out
-
-
-def _routes(ctx, labels: dict[str, str]) -> list[str]:
-    hooks = []
-    for route in ctx.config.alerts.get("routes", []):
-        match = route.get("match", {})
-        if all(labels.get(k) == v for k, v in match.items()) and route.get("webhook"):
-            hooks.append(route["webhook"])
-    return hooks
-
-
-def _notify(url: str, payload: dict) -> str | None:
-    try:
-        r = httpx.post(url, json=payload, timeout=10)
-        return None if r.status_code < 400 else f"HTTP {r.status_code}"
-    except httpx.HTTPError as e:
-        return type(e).__name__
-
-
-def receive(ctx, body: dict) -> dict:
-    """Validate, enrich, store and route one webhook delivery."""
+def parse_webhook(body: dict) -> list[Alert]:
+    """Alertmanager's webhook → alerts; a bad field is a 400 naming it."""
     try:
         hook = AmWebhook.model_validate(body)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise ApiError(400, first["msg"], ".".join(str(x) for x in first["loc"]))
-    rows, delivered, failed = [], 0, []
-    now = utcnow()
+        raise _first_error(e)
+    out = []
     for i, a in enumerate(hook.alerts):
         try:
             starts = parse_instant(a.startsAt)
         except ValueError as e:
             raise ApiError(400, str(e), f"alerts.{i}.startsAt")
-        try:   # Alertmanager's zero time (0001-01-01…) means "not resolved"
-            ends = parse_instant(a.endsAt) if a.endsAt and not a.endsAt.startswith("0001-") else None
-        except ValueError as e:
-            raise ApiError(400, str(e), f"alerts.{i}.endsAt")
-        enriched = impact(ctx, a.labels) if a.status == "firing" else {}
-        annotations = {**a.annotations, **{f"impact_{k}": str(v) for k, v in enriched.items()}}
-        rows.append((now, a.fingerprint, a.labels.get("alertname", ""), a.status, a.labels.get("severity", ""),
-                     a.labels.get("slo", ""), a.labels, annotations, starts, ends))
-        for url in _routes(ctx, a.labels):
-            err = _notify(url, {"status": a.status, "labels": a.labels, "annotations": a.annotations,
-                                "impact": enriched, "startsAt": a.startsAt})
-            if err:
-                failed.append({"alert": i, "webhook": url.split("?")[0], "error": err})
-            else:
-                delivered += 1
-    ctx.store.insert("alerts", rows, ["ReceivedAt", "Fingerprint", "AlertName", "Status", "Severity", "Slo", "Labels",
-                                      "Annotations", "StartsAt", "EndsAt"])
-    return {"received": len(rows), "notified": delivered, "notify_failures": failed}
+        ends = None
+        if a.status == "resolved" and a.endsAt and not a.endsAt.startswith("0001-"):
+            try:
+                ends = parse_instant(a.endsAt).timestamp()
+            except ValueError as e:
+                raise ApiError(400, str(e), f"alerts.{i}.endsAt")
+        out.append(Alert(a.fingerprint, a.status, a.labels, a.annotations, starts.timestamp(), ends, "alertmanager"))
+    return out
+
+
+async def _json_object(request: Request, what: str) -> dict:
+    """The request's JSON body, which must be an object; anything else is a 400 naming `body`."""
+    try:   # orjson refuses nesting deeper than 1024 (stdlib json would hit RecursionError → 500)
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, f"body is not valid JSON: {str(e)[:200]}", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"body must be {what}", "body")
+    return body
 
 
 @router.post("/api/v1/alerts/alertmanager", dependencies=[Depends(require("ingest"))])
 async def alertmanager(request: Request):
-    """Alertmanager webhook receiver (webhook_configs url)."""
-    try:   # orjson refuses nesting deeper than 1024 (stdlib json would hit RecursionError → 500)
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as e:
-        raise ApiError(400, f"body is not valid JSON: {str(e)[:200]}", "body")
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be an Alertmanager webhook object", "body")
-    return await run_in_threadpool(receive, ctx_of(request), body)
+    """Alertmanager webhook receiver (webhook_configs url): stored, then answered."""
+    alerts = parse_webhook(await _json_object(request, "an Alertmanager webhook object"))
+    n = await run_in_threadpool(ctx_of(request).alerts.submit, alerts)
+    return {"received": n}
 
 
 @router.get("/api/v1/alerts", dependencies=[Depends(require("read"))])
 def list_alerts(request: Request, slo: str | None = None, limit: int = Query(100, ge=1, le=1000)):
-    """The alert log, newest first, with business impact."""
+    """The alert log (alerts as notified), newest first, with their business impact as JSON."""
     store = ctx_of(request).store
     where, params = "1", {"limit": limit}
     if slo:
@@ -135,6 +100,109 @@ def list_alerts(request: Request, slo: str | None = None, limit: int = Query(100
     rows = store.query(f"SELECT ReceivedAt, AlertName, Status, Severity, Slo, Labels, Annotations, StartsAt "
                        f"FROM {store.table('alerts')} WHERE {where} ORDER BY ReceivedAt DESC LIMIT {{limit:UInt32}}",
                        params).dicts()
-    return {"items": [{"received_at": r["ReceivedAt"].isoformat() + "Z", "alert": r["AlertName"], "status": r["Status"],
-                       "severity": r["Severity"], "slo": r["Slo"], "labels": r["Labels"],
-                       "annotations": r["Annotations"], "starts_at": r["StartsAt"].isoformat() + "Z"} for r in rows]}
+    items = []
+    for r in rows:
+        ann = dict(r["Annotations"])
+        impact = orjson.loads(ann.pop("impact")) if "impact" in ann else None
+        items.append({"notified_at": r["ReceivedAt"].isoformat() + "Z", "alert": r["AlertName"],
+                      "status": r["Status"], "severity": r["Severity"], "slo": r["Slo"], "labels": r["Labels"],
+                      "annotations": ann, "impact": impact, "starts_at": r["StartsAt"].isoformat() + "Z"})
+    return {"items": items}
+
+
+@router.get("/api/v1/notifications", dependencies=[Depends(require("read"))])
+def list_notifications(request: Request, limit: int = Query(100, ge=1, le=1000)):
+    """Recent notification deliveries (latest state of each), and what is pending per notifier."""
+    ctx = ctx_of(request)
+    store = ctx.store
+    rows = store.query(f"""
+        SELECT Id, Notifier, GroupId, CreatedAt, Status, Attempts, NextAttemptAt, LastError
+        FROM (SELECT * FROM {store.table('notifications')} ORDER BY Version DESC LIMIT 1 BY Id)
+        ORDER BY CreatedAt DESC, Id LIMIT {{limit:UInt32}}""", {"limit": limit}).dicts()
+    pending = {name: len(q) for name, q in ctx.alerts.outbox.pending().items()}
+    return {"pending": pending, "dispatcher_error": ctx.alerts.last_error, "items": [
+        {"id": r["Id"], "notifier": r["Notifier"], "group": r["GroupId"],
+         "created_at": r["CreatedAt"].isoformat() + "Z",
+         "status": r["Status"], "attempts": r["Attempts"], "next_attempt_at": r["NextAttemptAt"].isoformat() + "Z",
+         "last_error": r["LastError"]} for r in rows]}
+
+
+# -- silences -------------------------------------------------------------------------------------------------
+class Matcher(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    value: str
+    isRegex: bool = False
+    isEqual: bool = True
+
+
+class SilenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    matchers: list[Matcher] = Field(min_length=1)
+    startsAt: str | None = None
+    endsAt: str | None = None
+    duration: str | None = None
+    createdBy: str = ""
+    comment: str = ""
+
+
+def _silence_doc(s, now: float) -> dict:
+    state = "active" if s.active(now) else "pending" if s.starts_at > now else "expired"
+    iso = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat().replace("+00:00", "Z")   # noqa: E731
+    return {"id": s.id, "matchers": [{"name": m["name"], "value": m["value"], "isRegex": m["is_regex"],
+                                      "isEqual": m["is_equal"]} for m in s.matchers],
+            "startsAt": iso(s.starts_at), "endsAt": iso(s.ends_at), "createdBy": s.created_by,
+            "comment": s.comment, "status": {"state": state}}
+
+
+@router.post("/api/v1/silences", dependencies=[Depends(require("admin"))])
+async def create_silence(request: Request):
+    """Mute alerts whose labels match every matcher, from startsAt (default now) until endsAt or for duration."""
+    body = await _json_object(request, "a silence object")
+    try:
+        req = SilenceRequest.model_validate(body)
+    except ValidationError as e:
+        raise _first_error(e)
+    svc = ctx_of(request).alerts
+    now = svc.clock()
+    try:
+        starts = parse_instant(req.startsAt).timestamp() if req.startsAt else now
+    except ValueError as e:
+        raise ApiError(400, str(e), "startsAt")
+    if (req.endsAt is None) == (req.duration is None):
+        raise ApiError(400, "give exactly one of endsAt and duration (a silence must expire)", "endsAt")
+    try:
+        ends = parse_instant(req.endsAt).timestamp() if req.endsAt else \
+            starts + parse_duration(req.duration).total_seconds()
+    except ValueError as e:
+        raise ApiError(400, str(e), "endsAt" if req.endsAt else "duration")
+    if ends <= max(starts, now):
+        raise ApiError(400, "endsAt must be after startsAt and in the future", "endsAt")
+    if ends - starts > MAX_SILENCE.total_seconds():
+        raise ApiError(400, "a silence may last at most 90 days", "endsAt")
+    for i, m in enumerate(req.matchers):
+        if m.isRegex:
+            try:
+                re.compile(m.value)
+            except re.error as e:
+                raise ApiError(400, f"not a regular expression ({e})", f"matchers.{i}.value")
+    matchers = [{"name": m.name, "value": m.value, "is_regex": m.isRegex, "is_equal": m.isEqual}
+                for m in req.matchers]
+    s = await run_in_threadpool(svc.add_silence, matchers, starts, ends, req.createdBy, req.comment)
+    return _silence_doc(s, now)
+
+
+@router.get("/api/v1/silences", dependencies=[Depends(require("read"))])
+def list_silences(request: Request):
+    svc = ctx_of(request).alerts
+    now = svc.clock()
+    return {"items": [_silence_doc(s, now) for s in sorted(svc.silences.values(), key=lambda s: -s.ends_at)]}
+
+
+@router.delete("/api/v1/silences/{silence_id}", dependencies=[Depends(require("admin"))])
+def expire_silence(silence_id: str, request: Request):
+    svc = ctx_of(request).alerts
+    s = svc.expire_silence(silence_id)
+    if s is None:
+        raise ApiError(404, f"no silence with id {silence_id!r}", "silence_id")
+    return _silence_doc(s, svc.clock())

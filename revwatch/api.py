@@ -25,6 +25,8 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from apscheduler.schedulers.base import BaseScheduler
 
     from anomaly.online import MetricWatcher
+    from alerts.service import AlertService
+
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
     from collector.journeys import JourneyService
@@ -51,6 +53,7 @@ class AppContext:
     slo: SloEngine = field(init=False)
     journeys: JourneyService = field(init=False)
     probes: ProbeService = field(init=False)
+    alerts: AlertService = field(init=False)
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)

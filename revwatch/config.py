@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from alerts.config import AlertsConfig   # the `alerts:` section (typed; imports only revwatch.units)
 from revwatch.units import parse_duration, parse_size
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
@@ -341,8 +342,8 @@ class Config(_Model):
     prometheus_url: str | None = None      # where the values of Prometheus-backed SLOs are read (HTTP API)
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
     probes: list[ProbeConfig] = []
-    alerts: dict[str, Any] = {}
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     source_path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

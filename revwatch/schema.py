@@ -323,6 +323,68 @@ ALTER TABLE {db}.events{local} {on_cluster} ADD COLUMN IF NOT EXISTS AmountText 
 """
 _EVENTS_AMOUNT_TEXT = """
 ALTER TABLE {db}.events {on_cluster} ADD COLUMN IF NOT EXISTS AmountText String DEFAULT '' CODEC(ZSTD(1))
+
+# Alert notification pipeline (alerts/): the inbox of received alerts (Alertmanager's and revwatch's own), the
+# routing groups' state, the notification outbox and silences. Inbox rows are written before the receiver
+# answers; everything after is replayable from them, so a restart loses nothing. Group, outbox and silence rows
+# are versioned (latest Version wins, read with argMax / FINAL-free LIMIT 1 BY).
+_ALERT_INBOX = """
+CREATE TABLE IF NOT EXISTS {db}.alert_inbox{local} {on_cluster} (
+    Seq UInt64,
+    ReceivedAt DateTime64(3, 'UTC'),
+    Origin LowCardinality(String),
+    Fingerprint String,
+    Status LowCardinality(String),
+    Labels Map(String, String),
+    Annotations Map(String, String),
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt Nullable(DateTime64(3, 'UTC'))
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(ReceivedAt)
+ORDER BY Seq
+TTL toDateTime(ReceivedAt) + INTERVAL 90 DAY
+"""
+
+_ALERT_GROUPS = """
+CREATE TABLE IF NOT EXISTS {db}.alert_groups{local} {on_cluster} (
+    GroupId String,
+    State String,
+    Deleted UInt8,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+ORDER BY GroupId
+"""
+
+_NOTIFICATIONS = """
+CREATE TABLE IF NOT EXISTS {db}.notifications{local} {on_cluster} (
+    Id String,
+    Notifier LowCardinality(String),
+    OrderKey String,
+    GroupId String,
+    CreatedAt DateTime64(3, 'UTC'),
+    Body String,
+    Status LowCardinality(String),
+    Attempts UInt32,
+    NextAttemptAt DateTime64(3, 'UTC'),
+    LastError String,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+PARTITION BY toYYYYMM(CreatedAt)
+ORDER BY Id
+TTL toDateTime(CreatedAt) + INTERVAL 90 DAY
+"""
+
+_SILENCES = """
+CREATE TABLE IF NOT EXISTS {db}.silences{local} {on_cluster} (
+    Id String,
+    Matchers String,
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt DateTime64(3, 'UTC'),
+    CreatedBy String,
+    Comment String,
+    Version UInt64
+) ENGINE = {engine_replacing_version}
+ORDER BY Id
 """
 
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
@@ -341,6 +403,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "collector durability: event ID fingerprints for ingest dedup, quarantine of refused rows, "
                   "amounts as sent",
               (_EVENT_KEYS, _INGEST_QUARANTINE, _EVENTS_AMOUNT_TEXT_LOCAL, _EVENTS_AMOUNT_TEXT)),
+    Migration(14, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
+              (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -350,7 +414,8 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "kv_state": "cityHash64(Key)", "correlation_ts": "cityHash64(CorrelationId)",
                "attribute_links": "cityHash64(Value)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
                "alerts": "cityHash64(Fingerprint)", "event_keys": "cityHash64(EventId)",
-               "ingest_quarantine": "rand()"}
+               "ingest_quarantine": "rand()", "alert_inbox": "rand()", "alert_groups": "cityHash64(GroupId)",
+               "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
 from alerts import receiver as alert_routes
+from alerts.service import AlertService
 from anomaly import routes as anomaly_routes
 from anomaly.detectors import scan as anomaly_scan
 from anomaly.online import MetricWatcher, WatchedSeries
@@ -64,6 +65,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
+    ctx.alerts = AlertService(store, cfg.alerts, metrics, engine, ctx.probes)
     return ctx
 
 
@@ -97,10 +99,12 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                                       coalesce=True, next_run_time=_soon())
             ctx.scheduler = scheduler
             scheduler.start()
+            ctx.alerts.start()
         try:
             yield
         finally:
             if owner:
+                ctx.alerts.stop()
                 if scheduler:
                     scheduler.shutdown(wait=False)
                 if collects:

@@ -1,9 +1,11 @@
-"""HTTP routes of the SLO engine: `GET /api/v1/slos`, `GET /api/v1/slos/{name}` (read scope)."""
+"""HTTP routes of the SLO engine: `GET /api/v1/slos`, `GET /api/v1/slos/{name}`, `GET /api/v1/slos/{name}/attribution`
+(read scope)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from revwatch.api import ApiError, ctx_of, instant_param, require
+from slo.attribution import attribute
 
 router = APIRouter()
 
@@ -29,3 +31,14 @@ def get_slo(name: str, request: Request, at: str | None = Query(None)):
         return {"name": name, "results": engine.prometheus_results(instant_param(at, "at"), names=[name])}
     results = engine.evaluate(instant_param(at, "at"), names=[name])
     return {"name": name, "results": [r.as_dict() for r in results]}
+
+
+@router.get("/api/v1/slos/{name}/attribution", dependencies=[Depends(require("read"))])
+def get_attribution(name: str, request: Request, group: str = Query("", description="group value (group_by SLOs)")):
+    """Why the SLO (one group of it) burns: failing step, over-represented attributes, stuck examples, money,
+    budget — the same document alert notifications carry (`slo.attribution`)."""
+    ctx = ctx_of(request)
+    spec = ctx.slo.spec(name)
+    if spec is None:
+        raise ApiError(404, f"no SLO named {name!r}", "name")
+    return attribute(ctx.slo, spec, group, link_base=ctx.config.alerts.public_url)

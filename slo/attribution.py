@@ -1,0 +1,207 @@
+"""Burn attribution: *why* an SLO (and one group of it) is burning, as structured JSON.
+
+One computation for every consumer — alert notifications (`alerts.impact`), the web UI's SLO page and the API —
+so a responder sees the same numbers everywhere. For one SLO and group it answers:
+
+* budget: remaining ratio, days to exhaustion at the 1h and 6h burn rates, the burn rate per window;
+* for journey SLOs, over the instances started in the lookback (default 7 days, the span of
+  `revwatch_journey_pending`):
+  - how many are bad: stuck (no end, past the threshold) and late (ended past the threshold);
+  - the step where bad instances are stuck (the first journey step not reached) or late (the step whose
+    transition took longest), counted per step, most frequent first (`failing_step`);
+  - attribute values over-represented among bad instances (lift = share among bad / share among all), from the
+    start event's source system and attributes (gateway, company, plan …; id-like attributes are skipped);
+  - money at risk per currency and customers affected (distinct `customer_id`, else instances), stuck ones only;
+  - the 5 oldest stuck instances with amount, currency, the step they wait for and a link a person can open.
+
+Invariants: a group_by SLO is attributed on that group's instances only (the same group key expression the SLI
+uses); amounts are decimal strings per currency, never summed across currencies; nothing here writes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from revwatch.schema import LINK_ATTRIBUTES
+from revwatch.units import as_utc, utcnow
+from slo.sli import _group_expr, ms
+
+if TYPE_CHECKING:
+    from slo.engine import SloEngine, SloResult
+    from slo.spec import SloSpec
+
+EXAMPLES = 5
+MAX_BAD_ROWS = 10_000          # bad instances read in detail (oldest first); counts are exact regardless
+MAX_VALUES_PER_KEY = 50        # attributes with more distinct values are identifiers, not explanations
+MIN_LIFT = 1.5
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return as_utc(t).isoformat().replace("+00:00", "Z") if t else None
+
+
+def _result_for(engine: SloEngine, spec: SloSpec, group: str) -> SloResult | None:
+    res = [r for r in (engine.latest or []) if r.spec.name == spec.name]
+    if not res:
+        res = engine.evaluate(names=[spec.name])
+    return next((r for r in res if r.group == group), None)
+
+
+def budget_of(result: SloResult | None) -> dict:
+    """The budget part of an attribution (also for non-journey SLOs)."""
+    if result is None:
+        return {"remaining_ratio": None, "days_until_exhausted": {}, "burn_rate": {}}
+    b = result.budget
+    return {"remaining_ratio": round(b["remaining_ratio"], 4),
+            "days_until_exhausted": {k: (None if v is None else round(v, 3))
+                                     for k, v in b["days_until_exhausted"].items()},
+            "burn_rate": {w: round(r.burn_rate, 3) for w, r in result.windows.items() if w != "slo"},
+            "bad": b["bad"], "allowed_bad": round(b["allowed_bad"], 3), "unit": b["unit"]}
+
+
+def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetime | None = None,
+              lookback: dt.timedelta = dt.timedelta(days=7), link_base: str = "") -> dict:
+    """The attribution document of one SLO and group (see the module docstring for its fields)."""
+    now = now or utcnow()
+    c = spec.config
+    doc: dict = {"slo": c.name, "group": group or None, "journey": c.journey, "objective": c.objective,
+                 "at": _iso(now), "budget": budget_of(_result_for(engine, spec, group))}
+    if not spec.is_journey:
+        doc["failing_system"] = c.sli.service
+        return doc
+    doc.update(_journey_attribution(engine, spec, group, now, lookback, link_base))
+    return doc
+
+
+def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime,
+                         lookback: dt.timedelta, link_base: str) -> dict:
+    store = engine.store
+    j = engine.cfg.journeys[spec.config.journey]
+    steps = [spec.start_type, *j.milestones, spec.end_type]
+    group_expr = _group_expr(spec.config.group_by, "attrs", {"source": "src"})
+    params = {"start": spec.start_type, "end": spec.end_type, "steps": steps, "since": ms(now - lookback),
+              "now": ms(now), "t_ms": int(spec.threshold.total_seconds() * 1000), "group": group}
+    base = f"""
+        SELECT cid, s_at, e_at, has_end, reached, attrs, src,
+               has_end AND e_at > s_at + toIntervalMillisecond({{t_ms:Int64}}) AS late,
+               NOT has_end AND fromUnixTimestamp64Milli({{now:Int64}}, 'UTC')
+                               > s_at + toIntervalMillisecond({{t_ms:Int64}}) AS stuck
+        FROM (
+            SELECT CorrelationId AS cid,
+                   minIf(At, Type = {{start:String}}) AS s_at,
+                   minIf(At, Type = {{end:String}}) AS e_at,
+                   countIf(Type = {{end:String}}) > 0 AS has_end,
+                   groupArray((toString(Type), At)) AS reached,
+                   anyIf(Attributes, Type = {{start:String}}) AS attrs,
+                   anyIf(Source, Type = {{start:String}}) AS src
+            FROM {store.table('milestones')}
+            WHERE Type IN {{steps:Array(String)}} AND At >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+            GROUP BY CorrelationId
+            HAVING countIf(Type = {{start:String}}) > 0)
+        WHERE {group_expr} = {{group:String}}"""
+    bad_rows = store.query(f"SELECT cid, s_at, e_at, has_end, reached, attrs, src, stuck FROM ({base}) "
+                           f"WHERE late OR stuck ORDER BY s_at LIMIT {MAX_BAD_ROWS}", params).rows
+    dist = store.query(f"""
+        SELECT kv.1 AS k, kv.2 AS v, count() AS total, countIf(late OR stuck) AS bad
+        FROM ({base})
+        ARRAY JOIN arrayConcat([('source', src)], arrayZip(mapKeys(attrs), mapValues(attrs))) AS kv
+        WHERE kv.2 != '' AND kv.1 NOT IN {{skip:Array(String)}}
+        GROUP BY k, v""", {**params, "skip": list(LINK_ATTRIBUTES)}).rows
+    totals = store.query(f"SELECT count(), countIf(stuck), countIf(late) FROM ({base})", params).rows[0]
+    started, n_stuck, n_late = (int(x) for x in totals)
+
+    step_counts: dict[str, Counter] = {}
+    stuck = []
+    threshold_s = spec.threshold.total_seconds()
+    for cid, s_at, e_at, has_end, reached, attrs, src, is_stuck in bad_rows:
+        at = {t: as_utc(x) for t, x in sorted(reached, key=lambda p: p[1], reverse=True)}   # earliest wins
+        if is_stuck:
+            step = next((s for s in steps if s not in at), spec.end_type)
+            kind = "stuck"
+            stuck.append((cid, as_utc(s_at), step, attrs, src))
+        else:
+            step, kind = _slowest_step(steps, at), "late"
+        step_counts.setdefault(step, Counter())[kind] += 1
+    step_list = sorted(({"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
+                         "stuck": cnt["stuck"], "late": cnt["late"]} for s, cnt in step_counts.items()),
+                       key=lambda d: (-(d["stuck"] + d["late"]), d["step"]))
+    money, customers = _money(store, spec, [s[0] for s in stuck], stuck)
+    examples = []
+    amounts = money.pop("_by_cid")
+    for cid, s_at, step, attrs, src in stuck[:EXAMPLES]:
+        amount, currency = amounts.get(cid, (None, ""))
+        examples.append({"correlation_id": cid, "started_at": _iso(s_at),
+                         "age_seconds": round((now - s_at).total_seconds(), 1),
+                         "overdue_seconds": round((now - s_at).total_seconds() - threshold_s, 1),
+                         "waiting_for": step, "source": src, "amount": amount, "currency": currency or None,
+                         "link": f"{link_base.rstrip('/')}/api/v1/journeys/{cid}"})
+    bad_total = n_stuck + n_late
+    return {
+        "instances": {"started": started, "stuck": n_stuck, "late": n_late, "bad": bad_total,
+                      "lookback_seconds": lookback.total_seconds(), "threshold_seconds": threshold_s},
+        "steps": step_list,
+        "failing_step": step_list[0]["step"] if step_list else None,
+        "failing_system": _top_source(bad_rows),
+        "over_represented": _over_represented(dist, started, bad_total),
+        "money_at_risk": money,
+        "customers_affected": customers,
+        "oldest_stuck": examples,
+    }
+
+
+def _slowest_step(steps: list[str], at: dict[str, dt.datetime]) -> str:
+    """The step whose arrival took longest after the previous reached step (where a late instance lost time)."""
+    best, best_lag, prev = steps[-1], -1.0, None
+    for s in steps:
+        if s not in at:
+            continue
+        if prev is not None:
+            lag = (at[s] - at[prev]).total_seconds()
+            if lag > best_lag:
+                best, best_lag = s, lag
+        prev = s
+    return best
+
+
+def _top_source(bad_rows: list[tuple]) -> str | None:
+    counts = Counter(r[6] for r in bad_rows if r[6])
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _over_represented(dist: list[tuple], started: int, bad_total: int, top: int = 5) -> list[dict]:
+    """Attribute values whose share among bad instances is at least MIN_LIFT × their share among all."""
+    if not bad_total or not started:
+        return []
+    per_key = Counter(k for k, *_ in dist)
+    out = []
+    for k, v, total, bad in dist:
+        if per_key[k] > MAX_VALUES_PER_KEY or not bad:
+            continue
+        bad_share, share = bad / bad_total, total / started
+        lift = bad_share / share
+        if lift >= MIN_LIFT and bad >= 2:
+            out.append({"attribute": k, "value": v, "bad": int(bad), "total": int(total),
+                        "bad_share": round(bad_share, 4), "overall_share": round(share, 4), "lift": round(lift, 2)})
+    out.sort(key=lambda d: (-d["bad_share"] * d["lift"], d["attribute"], d["value"]))
+    return out[:top]
+
+
+def _money(store, spec: SloSpec, cids: list[str], stuck: list[tuple]) -> tuple[dict, int]:
+    """Money at risk per currency (decimal strings) and customers affected, over the stuck instances."""
+    by_cid: dict[str, tuple[str, str]] = {}
+    totals: dict[str, Decimal] = {}
+    if cids:
+        rows = store.query(
+            f"SELECT CorrelationId, any(Amount), any(Currency) FROM {store.table('events')} "
+            f"WHERE CorrelationId IN {{ids:Array(String)}} AND Type = {{t:String}} AND Amount IS NOT NULL "
+            f"GROUP BY CorrelationId", {"ids": cids, "t": spec.start_type}).rows
+        for cid, amount, currency in rows:
+            amount = Decimal(amount)
+            by_cid[cid] = (f"{amount:.2f}", currency)
+            totals[currency or "?"] = totals.get(currency or "?", Decimal(0)) + amount
+    customers = {(s[3] or {}).get("customer_id") for s in stuck} - {None, ""}
+    money: dict = {cur: f"{v:.2f}" for cur, v in sorted(totals.items())}
+    money["_by_cid"] = by_cid
+    return money, len(customers) if customers else len(stuck)

@@ -1,0 +1,209 @@
+"""End to end with the real tools: Debian's Prometheus and Alertmanager on loopback ports, scraping a live revwatch
+with the rules `revwatch slo rules` generates; the simulator loses payment webhooks (its `webhook_loss` fault); the
+page reaches a local sink as Slack, PagerDuty and webhook payloads carrying the impact; the resolve follows the
+recovery; a dead webhook sink delays nothing and is retried until it is back. Prints fault-to-notification time.
+
+Time is compressed 60×: the simulated business runs one hour per real minute (posting takes ~2 s instead of ~2
+min) and the SLO threshold is 20 s; the page fires when both the 5m and the 1m burn rate reach 0.5 (a low factor,
+so that 15 s of outage suffice against three minutes of history). The whole test stays within about two minutes.
+"""
+import datetime as dt
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+import yaml
+
+from revwatch.sim.faults import Fault
+from revwatch.sim.model import Business
+from tests.conftest import free_port, live_server, revwatch_cmd
+from tests.test_alerts import Sink
+
+PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+pytestmark = pytest.mark.skipif(not (PROMETHEUS and ALERTMANAGER) and not os.environ.get("CI"),
+                                reason="needs Debian's prometheus and prometheus-alertmanager (make test installs "
+                                       "them; in CI a missing one fails)")
+SPEED = 60.0
+
+
+def revwatch_config(sink: str) -> str:
+    return f"""
+journeys: {{payment_to_posting: {{start: payment.settled, end: payment.posted}}}}
+slos:
+  - name: payment-posting
+    journey: payment_to_posting
+    objective: 0.99
+    window: 1d
+    sli: {{kind: journey_latency, threshold: 20s}}
+    alerting: {{page: [{{long: 5m, short: 1m, burn_rate: 0.5}}], ticket: []}}
+evaluator: {{enabled: true, interval: 1s}}
+server: {{metrics_public: true}}
+alerts:
+  public_url: http://revwatch.test
+  notifiers:
+    slack: {{type: slack, url: "{sink}/slack"}}
+    pd: {{type: pagerduty, url: "{sink}/pd", routing_key: E2EROUTINGKEY}}
+    hook: {{type: webhook, url: "{sink}/hook", secret: e2e-secret}}
+  routes:
+    - {{match: {{severity: page}}, notifiers: [slack, pd, hook], group_by: [slo, group], group_wait: 0s,
+       group_interval: 1s}}
+  delivery: {{backoff_initial: 200ms, backoff_max: 1s, tick: 50ms}}
+  impact: {{criticality: {{payment_to_posting: critical}}}}
+  ownership: {{steps: {{payment.posted: odoo-finance}}, default: platform}}
+"""
+
+
+class Feeder:
+    """Runs the simulated business in compressed time and posts its events to revwatch as they happen."""
+
+    def __init__(self, base: str, key: str, backfill: dt.timedelta):
+        self.real0 = dt.datetime.now(dt.timezone.utc) - backfill
+        self.biz0 = dt.datetime(2026, 3, 2, 8, tzinfo=dt.timezone.utc)
+        self.business = Business(seed=11, start=self.biz0, customers=400, rate_per_hour=300)
+        self.http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = 0
+
+    def to_real(self, b: dt.datetime) -> dt.datetime:
+        return self.real0 + (b - self.biz0) / SPEED
+
+    def to_biz(self, r: dt.datetime) -> dt.datetime:
+        return self.biz0 + (r - self.real0) * SPEED
+
+    def fault(self, seconds: float) -> dt.datetime:
+        """Webhooks lost from now for `seconds` (real time); returns the real fault start."""
+        start = dt.datetime.now(dt.timezone.utc)
+        with self.lock:
+            self.business.faults.append(Fault("webhook_loss", self.to_biz(start),
+                                              self.to_biz(start + dt.timedelta(seconds=seconds))))
+        return start
+
+    def tick(self) -> None:
+        with self.lock:
+            events, _ = self.business.advance(self.to_biz(dt.datetime.now(dt.timezone.utc)))
+        for e in events:
+            at = dt.datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00"))
+            e["occurred_at"] = self.to_real(at).isoformat().replace("+00:00", "Z")
+        for i in range(0, len(events), 5000):
+            r = self.http.post("/api/v1/events", json=events[i:i + 5000])
+            assert r.status_code in (200, 202), r.text
+        self.sent += len(events)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.tick()
+            self.stop.wait(0.3)
+
+
+def test_outage_pages_with_impact_then_resolves_through_prometheus_and_alertmanager(api_factory, tmp_path):
+    sink = Sink()
+    sink.fail_paths = {"hook"}                       # the webhook receiver is down from the start
+    with live_server(sink.app) as sink_base:
+        api = api_factory(revwatch_config(sink_base))
+        (tmp_path / "revwatch.yaml").write_text(revwatch_config(sink_base))
+        r = revwatch_cmd("slo", "rules", "-o", str(tmp_path / "rules"), "--config", str(tmp_path / "revwatch.yaml"),
+                         "--base-url", "http://revwatch.test")
+        assert r.returncode == 0, r.stderr
+        rule_files = sorted(str(p) for p in (tmp_path / "rules").iterdir())
+        with live_server(api.client.app) as rw_base:
+            feeder = Feeder(rw_base, api.keys["ingest"], backfill=dt.timedelta(minutes=3))
+            feeder.tick()                                 # three healthy minutes (three simulated hours) at once
+            api.drain()
+            thread = threading.Thread(target=feeder.run, daemon=True)
+            thread.start()
+            am_port, prom_port = free_port(), free_port()
+            (tmp_path / "am.yml").write_text(yaml.safe_dump({
+                "route": {"receiver": "revwatch", "group_by": ["alertname", "slo"], "group_wait": "1s",
+                          "group_interval": "1s", "repeat_interval": "1h"},
+                "receivers": [{"name": "revwatch", "webhook_configs": [{
+                    "url": f"{rw_base}/api/v1/alerts/alertmanager", "send_resolved": True,
+                    "http_config": {"authorization": {"type": "Bearer", "credentials": api.keys["ingest"]}}}]}]}))
+            (tmp_path / "prom.yml").write_text(yaml.safe_dump({
+                "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"},
+                "rule_files": rule_files,
+                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+                "scrape_configs": [{"job_name": "revwatch", "static_configs": [{"targets": [rw_base[7:]]}]}]}))
+            am = subprocess.Popen([ALERTMANAGER, f"--config.file={tmp_path / 'am.yml'}",
+                                   f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                                   "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            prom = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prom.yml'}",
+                                     f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                     f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                _run_scenario(api, sink, feeder, f"http://127.0.0.1:{prom_port}/api/v1")
+            finally:
+                feeder.stop.set()
+                thread.join(30)
+                for p in (prom, am):
+                    p.terminate()
+                    p.wait(20)
+
+
+def _firing(papi: str) -> list[dict]:
+    try:
+        return [a for a in httpx.get(papi + "/alerts", timeout=2).json()["data"]["alerts"] if a["state"] == "firing"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return []
+
+
+def _scraped(papi: str) -> bool:
+    try:
+        res = httpx.get(papi + "/query", params={"query": 'revwatch_slo_burn_rate{slo="payment-posting"}'},
+                        timeout=2).json()
+        return len(res["data"]["result"]) > 0
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
+
+
+def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
+    deadline = time.time() + 30
+    while not _scraped(papi) and time.time() < deadline:
+        time.sleep(0.3)
+    assert _scraped(papi), "prometheus never scraped revwatch"
+    time.sleep(3)
+    assert not _firing(papi) and not sink.got, "healthy traffic must not page"
+
+    fault_start = feeder.fault(seconds=15)
+    pd = sink.wait("pd", 1, timeout=90)[0]
+    pd_at = time.time()
+    slack = sink.wait("slack", 1, timeout=10)[0]
+    print(f"\nfault → PagerDuty page: {pd_at - fault_start.timestamp():.1f}s "
+          f"(SLO threshold 20s, scrape 2s, rule evaluation 1s, Alertmanager group_wait 1s)")
+    assert pd["event_action"] == "trigger" and pd["routing_key"] == "E2EROUTINGKEY"
+    assert pd["dedup_key"].startswith("revwatch/slo/payment-posting/")
+    impact = pd["payload"]["custom_details"]["impact"]
+    att = impact["attribution"]
+    assert att["instances"]["stuck"] > 0 and float(att["money_at_risk"]["EUR"]) > 0
+    assert att["failing_step"] == "payment.posted" and att["oldest_stuck"][0]["amount"]
+    assert impact["class"] == "P1" and "journey payment_to_posting is declared critical" in impact["reason"]
+    assert impact["recommended_team"] == "odoo-finance"
+    assert slack["blocks"][0]["type"] == "header" and "FIRING" in slack["blocks"][0]["text"]["text"]
+    fields = [f["text"] for b in slack["blocks"] for f in b.get("fields", [])]
+    assert any(f.startswith("*Money at risk*\nEUR ") for f in fields) and any("P1" in f for f in fields)
+    assert "hook" not in sink.got                     # dead: retried in the background, nothing waited for it
+    assert api.ctx.alerts.outbox.pending()["hook"]
+
+    sink.fail_paths = set()                           # the webhook receiver comes back
+    hook = sink.wait("hook", 1, timeout=15)[0]
+    print(f"dead webhook sink delivered {time.time() - pd_at:.1f}s after the page, once back")
+    assert hook["alerts"][0]["impact"]["attribution"]["instances"]["stuck"] > 0
+    assert sink.headers["hook"][0]["x-revwatch-signature"].startswith("t=")
+
+    deadline = time.time() + 150          # recovery: the 1m window must be free of bad decisions
+    while time.time() < deadline:
+        if sink.got["pd"][-1]["event_action"] == "resolve" and not _firing(papi):
+            break
+        time.sleep(0.5)
+    last = sink.got["pd"][-1]
+    assert last["event_action"] == "resolve" and last["dedup_key"] == pd["dedup_key"], sink.got["pd"]
+    print(f"fault end → PagerDuty resolve: {time.time() - fault_start.timestamp() - 15:.1f}s "
+          f"({len(sink.got['pd'])} PagerDuty events in all)")
+    assert any(m["status"] == "resolved" for m in sink.wait("hook", 2, timeout=10))
+    assert any("RESOLVED" in m["blocks"][0]["text"]["text"] for m in sink.wait("slack", 2, timeout=10))

@@ -1,0 +1,63 @@
+"""Burn attribution (slo.attribution): failing step, over-represented attributes, oldest stuck examples, money per
+currency and customers — for one group of a group_by SLO — and the API route the web UI reads."""
+import datetime as dt
+import decimal
+
+from collector.events import EVENT_COLUMNS
+
+CFG = """
+journeys:
+  p2p: {start: payment.settled, milestones: [payment.matched], end: payment.posted}
+slos:
+  - {name: pp, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 15m},
+     group_by: [region]}
+alerts: {public_url: "https://rw.example"}
+"""
+
+
+def ev(cid, typ, minutes_ago, gateway, amount=None, currency="", region="eu", **attrs):
+    now = dt.datetime.now(dt.timezone.utc)
+    return [f"{cid}-{typ}", typ, cid, int((now - dt.timedelta(minutes=minutes_ago)).timestamp() * 1000), gateway, "",
+            decimal.Decimal(amount) if amount else None, currency, {"gateway": gateway, "region": region, **attrs}]
+
+
+def test_attribution_of_one_group(api_factory):
+    api = api_factory(CFG)
+    rows = []
+    for i in range(10):                             # on time, mostly stripe
+        gw = "stripe" if i < 8 else "adyen"
+        rows += [ev(f"ok{i}", "payment.settled", 60, gw, "10", "EUR"), ev(f"ok{i}", "payment.matched", 59, gw),
+                 ev(f"ok{i}", "payment.posted", 55, gw)]
+    for i in range(4):                              # matched, never posted: stuck waiting for payment.posted
+        rows += [ev(f"st{i}", "payment.settled", 50 + i, "adyen", "100.25", "EUR", customer_id=f"cus{i % 3}"),
+                 ev(f"st{i}", "payment.matched", 49 + i, "adyen")]
+    for i in range(2):                              # never matched, in USD
+        rows += [ev(f"um{i}", "payment.settled", 45, "adyen", "7.50", "USD", customer_id="cus9")]
+    for i in range(2):                              # late: posted 30 min after matching
+        rows += [ev(f"lt{i}", "payment.settled", 90, "stripe", "1", "EUR"), ev(f"lt{i}", "payment.matched", 89, "stripe"),
+                 ev(f"lt{i}", "payment.posted", 59, "stripe")]
+    rows += [ev("us0", "payment.settled", 300, "adyen", "999", "EUR", region="us")]   # another group: not counted
+    api.ctx.store.insert("events", rows, EVENT_COLUMNS)
+    r = api.get("/api/v1/slos/pp/attribution", params={"group": "eu"})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["group"] == "eu" and a["journey"] == "p2p"
+    assert a["instances"]["started"] == 18 and a["instances"]["stuck"] == 6 and a["instances"]["late"] == 2
+    assert a["steps"] == [{"step": "payment.posted", "after": "payment.matched", "stuck": 4, "late": 2},
+                          {"step": "payment.matched", "after": "payment.settled", "stuck": 2, "late": 0}]
+    assert a["failing_step"] == "payment.posted" and a["failing_system"] == "adyen"
+    assert a["money_at_risk"] == {"EUR": "401.00", "USD": "15.00"}
+    assert a["customers_affected"] == 4                  # cus0, cus1, cus2, cus9
+    ex = a["oldest_stuck"]
+    assert [e["correlation_id"] for e in ex][:4] == ["st3", "st2", "st1", "st0"] and ex[4]["correlation_id"] in \
+        ("um0", "um1") and ex[4]["waiting_for"] == "payment.matched" and ex[4]["currency"] == "USD"
+    assert ex[0]["amount"] == "100.25" and ex[0]["currency"] == "EUR" and ex[0]["waiting_for"] == "payment.posted"
+    assert ex[0]["link"] == "https://rw.example/api/v1/journeys/st3" and ex[0]["overdue_seconds"] > 0
+    gw = {(o["attribute"], o["value"]): o for o in a["over_represented"]}
+    assert gw[("gateway", "adyen")]["bad"] == 6 and gw[("gateway", "adyen")]["lift"] == round((6 / 8) / (8 / 18), 2)
+    assert ("source", "adyen") in gw and ("gateway", "stripe") not in gw
+    assert ("customer_id", "cus0") not in gw           # identifiers are not explanations
+    assert a["budget"]["remaining_ratio"] is not None
+    assert api.get("/api/v1/slos/nope/attribution").status_code == 404
+    us = api.get("/api/v1/slos/pp/attribution", params={"group": "us"}).json()
+    assert us["instances"]["stuck"] == 1 and us["money_at_risk"] == {"EUR": "999.00"}
