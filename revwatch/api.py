@@ -31,6 +31,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from collector.writer import Writer
     from probes.service import ProbeService
     from slo.engine import SloEngine
+    from webui.routes import WebUi
 
 log = logging.getLogger("revwatch.api")
 
@@ -50,6 +51,7 @@ class AppContext:
     slo: SloEngine = field(init=False)
     journeys: JourneyService = field(init=False)
     probes: ProbeService = field(init=False)
+    ui: WebUi = field(init=False)           # set by webui.install(app)
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
 

@@ -1,0 +1,188 @@
+"""What each page shows, assembled from the services (no HTML here): plain dicts/lists the templates render.
+
+Reads are batched per page: the overview is the cached SLO evaluation plus one rollup query for every sparkline,
+one stuck read per journey with one money read for all of them, and the open alerts / anomalies lists.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from anomaly.detectors import list_findings
+from revwatch.units import as_utc, utcnow
+from slo.breakdown import breakdown
+from slo.engine import SloResult
+from slo.history import bucket_series, burn_down
+
+if TYPE_CHECKING:
+    from revwatch.api import AppContext
+
+AGING = ((dt.timedelta(hours=1), "< 1 h"), (dt.timedelta(hours=4), "1–4 h"), (dt.timedelta(hours=24), "4–24 h"),
+         (dt.timedelta(days=3), "1–3 d"), (None, "> 3 d"))
+STUCK_LIMIT = 1000
+
+
+def slo_status(r: SloResult) -> str:
+    """page / ticket when an alert fires, else 'exhausted' when the budget is spent, 'nodata', or 'ok'.
+    An exhausted budget is its own state: it never reads as ok."""
+    if r.state in ("page", "ticket"):
+        return r.state
+    if r.windows["slo"].total and r.budget["remaining_ratio"] <= 0:
+        return "exhausted"
+    if not r.windows["slo"].total:
+        return "nodata"
+    return "ok"
+
+
+def _page_threshold(r: SloResult) -> float | None:
+    pages = [a["threshold"] for a in r.alerts if a["severity"] == "page"]
+    return min(pages) if pages else None
+
+
+def slo_rows(ctx: AppContext, results: list[SloResult], at: dt.datetime) -> list[dict]:
+    """One row per SLO and group: status, SLI vs objective, budget, exhaustion forecast, 24 h hourly burn rate."""
+    series = bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1))
+    rows = []
+    for r in results:
+        d = r.as_dict()
+        b = d["budget"]
+        buckets = series.of(r.spec.name, r.group)
+        rows.append({"name": r.spec.name, "group": r.group, "journey": r.spec.config.journey, "status": slo_status(r),
+                     "description": r.spec.config.description, "objective": r.spec.config.objective,
+                     "sli": d["sli"], "window": r.spec.config.window, "remaining": b["remaining_ratio"],
+                     "days_left": b["days_until_exhausted"].get("1h"), "burn_1h": d["windows"]["1h"]["burn_rate"],
+                     "events": d["windows"]["slo"]["total"], "bad": d["windows"]["slo"]["bad"],
+                     "spark": [bk.burn_rate(r.spec.config.objective) if bk.total else None for bk in buckets],
+                     "page_threshold": _page_threshold(r),
+                     "firing": [a for a in d["alerts"] if a["firing"]]})
+    order = {"page": 0, "exhausted": 1, "ticket": 2, "ok": 3, "nodata": 4}
+    rows.sort(key=lambda x: (order[x["status"]], x["name"], x["group"]))
+    return rows
+
+
+def money(ctx: AppContext, cids: list[str], start_types: list[str]) -> dict[str, dict]:
+    """Per correlation ID, the amount, currency, customer and system of its start event (one read)."""
+    if not cids:
+        return {}
+    rows = ctx.store.query(
+        f"SELECT CorrelationId, anyIf(toString(Amount), Amount IS NOT NULL), any(toString(Currency)), "
+        f"any(Attributes['customer_id']), any(Source), any(Attributes['payment_ref']), any(Attributes['invoice_ref']) "
+        f"FROM {ctx.store.table('events')} WHERE CorrelationId IN {{ids:Array(String)}} AND Type IN {{t:Array(String)}} "
+        f"GROUP BY CorrelationId", {"ids": cids, "t": start_types}).rows
+    return {cid: {"amount": amt or None, "currency": cur or "", "customer": cust or "", "system": src or "",
+                  "ref": pref or iref or ""} for cid, amt, cur, cust, src, pref, iref in rows}
+
+
+def stuck_items(ctx: AppContext, journey: str, now: dt.datetime | None = None) -> list[dict]:
+    """Stuck instances of a journey (oldest first) with amount, currency, customer, age and aging bucket."""
+    now = now or utcnow()
+    items = ctx.journeys.stuck(journey, now=now, limit=STUCK_LIMIT)
+    info = money(ctx, [i["correlation_id"] for i in items], [ctx.config.journeys[journey].start])
+    out = []
+    for it in items:
+        age = now - as_utc(dt.datetime.fromisoformat(it["started"].replace("Z", "+00:00")))
+        m = info.get(it["correlation_id"], {})
+        out.append({**it, **{k: m.get(k, "") for k in ("amount", "currency", "customer", "system", "ref")},
+                    "age_seconds": age.total_seconds(), "bucket": aging_bucket(age)})
+    return out
+
+
+def aging_bucket(age: dt.timedelta) -> str:
+    """The aging bucket label of an instance that started `age` ago."""
+    return next(label for limit, label in AGING if limit is None or age < limit)
+
+
+def money_at_risk(items: list[dict]) -> dict[str, float]:
+    """Sum of amounts per currency ('?' when an item has an amount without currency)."""
+    out: dict[str, float] = defaultdict(float)
+    for it in items:
+        if it.get("amount") not in (None, ""):
+            try:
+                out[it["currency"] or "?"] += float(it["amount"])
+            except ValueError:
+                continue
+    return dict(sorted(out.items()))
+
+
+def journey_summaries(ctx: AppContext) -> list[dict]:
+    """Per configured journey: stuck count, money at risk per currency, aging bucket counts."""
+    out = []
+    for name, j in ctx.config.journeys.items():
+        items = stuck_items(ctx, name)
+        buckets = {label: 0 for _, label in AGING}
+        for it in items:
+            buckets[it["bucket"]] += 1
+        out.append({"name": name, "start": j.start, "end": j.end, "stuck": len(items),
+                    "capped": len(items) >= STUCK_LIMIT, "money": money_at_risk(items), "buckets": buckets})
+    return out
+
+
+def open_alerts(ctx: AppContext, limit: int = 20) -> list[dict]:
+    """Alertmanager alerts whose latest delivery is `firing`, newest first, with their business impact."""
+    rows = ctx.store.query(
+        f"SELECT AlertName, argMax(Status, ReceivedAt) AS st, argMax(Severity, ReceivedAt), argMax(Slo, ReceivedAt), "
+        f"argMax(Annotations, ReceivedAt), min(StartsAt), max(ReceivedAt) AS last "
+        f"FROM {ctx.store.table('alerts')} GROUP BY AlertName, Fingerprint HAVING st = 'firing' "
+        f"ORDER BY last DESC LIMIT {{limit:UInt32}}", {"limit": limit}).rows
+    return [{"alert": a, "severity": sev, "slo": slo, "annotations": ann, "starts_at": _iso(starts),
+             "impact": {k[7:]: v for k, v in ann.items() if k.startswith("impact_")}}
+            for a, _, sev, slo, ann, starts, _ in rows]
+
+
+def alert_log(ctx: AppContext, slo: str | None = None, limit: int = 200) -> list[dict]:
+    """Every delivery of the alert log, newest first, with business impact annotations split out."""
+    where, params = "1", {"limit": limit}
+    if slo:
+        where, params["slo"] = "Slo = {slo:String}", slo
+    rows = ctx.store.query(
+        f"SELECT ReceivedAt, AlertName, Status, Severity, Slo, Labels, Annotations, StartsAt, EndsAt "
+        f"FROM {ctx.store.table('alerts')} WHERE {where} ORDER BY ReceivedAt DESC LIMIT {{limit:UInt32}}",
+        params).dicts()
+    return [{"received_at": _iso(r["ReceivedAt"]), "alert": r["AlertName"], "status": r["Status"],
+             "severity": r["Severity"], "slo": r["Slo"], "labels": r["Labels"], "starts_at": _iso(r["StartsAt"]),
+             "ends_at": _iso(r["EndsAt"]),
+             "summary": r["Annotations"].get("summary") or r["Annotations"].get("description", ""),
+             "impact": {k[7:]: v for k, v in r["Annotations"].items() if k.startswith("impact_")}} for r in rows]
+
+
+def anomalies(ctx: AppContext, status: str | None = None, kind: str | None = None, limit: int = 200) -> list[dict]:
+    """Latest anomaly findings, highest score first, optionally only one status (open / acknowledged)."""
+    items = list_findings(ctx.store, kind, None, 1000 if status else limit)
+    if status:
+        items = [i for i in items if i["status"] == status][:limit]
+    return items
+
+
+def slo_detail(ctx: AppContext, name: str, group: str | None, now: dt.datetime | None = None) -> dict | None:
+    """Everything of the SLO detail page; None when no SLO has that name."""
+    spec = ctx.slo.spec(name)
+    if spec is None:
+        return None
+    results = [r for r in (ctx.slo.latest or []) if r.spec.name == name] or ctx.slo.evaluate(names=[name])
+    at = results[0].at if results else (now or utcnow())
+    lo, hi = spec.window_bounds(at)
+    minutes = max(1, int((hi - lo).total_seconds() // 60 // 144))
+    series = bucket_series(ctx.store, [spec], lo, hi, dt.timedelta(minutes=minutes))
+    groups = []
+    for r in results:
+        if group is not None and r.group != group:
+            continue
+        buckets = series.of(name, r.group)
+        obj = spec.config.objective
+        d = r.as_dict()
+        groups.append({"group": r.group, "status": slo_status(r), "result": d,
+                       "times": [b.start for b in buckets],
+                       "sli": [b.sli for b in buckets],
+                       "burn": [b.burn_rate(obj) if b.total else None for b in buckets],
+                       "burn_down": burn_down(buckets, obj)})
+    thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts},
+                        key=lambda x: -x[1])
+    bd_lo = max(lo, at - dt.timedelta(days=7))
+    return {"spec": spec, "at": at, "window": (lo, hi), "bucket_minutes": minutes, "groups": groups,
+            "all_groups": [r.group for r in results], "thresholds": thresholds,
+            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo}
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return as_utc(t).isoformat().replace("+00:00", "Z") if t else None
