@@ -22,6 +22,11 @@ _SAMPLE = 20_000          # bad instances read for a journey breakdown (counts b
 _SKIP_ATTRS = {"correlation.id", "correlation_id", "event_id"}
 
 
+def _telling(values_per_key: dict[str, int], n: int) -> set[str]:
+    """Keys whose values can explain a pattern: not near-unique per item (ids, amounts, fees)."""
+    return {k for k, distinct in values_per_key.items() if distinct <= max(10, n // 2)}
+
+
 def breakdown(store: Store, cfg: Config, spec: SloSpec, lo: dt.datetime, hi: dt.datetime) -> dict:
     """{total, by_system, by_step, top_attributes, examples} of bad events/instances in [lo, hi)."""
     if spec.is_journey:
@@ -59,8 +64,9 @@ SELECT CorrelationId, src, attrs, reached FROM (
         for k, v in (a or {}).items():
             if k not in _SKIP_ATTRS and v:
                 attrs[(k, v)] += 1
+    telling = _telling(Counter(k for k, _ in attrs), len(rows))
     return {"total": len(rows), "by_system": systems.most_common(TOP), "by_step": stepc.most_common(TOP),
-            "top_attributes": [(k, v, n) for (k, v), n in attrs.most_common(TOP)],
+            "top_attributes": [(k, v, n) for (k, v), n in attrs.most_common() if k in telling][:TOP],
             "examples": [r[0] for r in rows[:10]], "unit": "instances"}
 
 
@@ -80,13 +86,17 @@ FROM {t} WHERE {cond} GROUP BY 2 ORDER BY n DESC LIMIT {TOP}
 UNION ALL
 SELECT 'attr', ak, av, count() AS n
 FROM {t} ARRAY JOIN mapKeys(SpanAttributes) AS ak, mapValues(SpanAttributes) AS av
-WHERE {cond} AND ak NOT IN {{skip:Array(String)}} GROUP BY ak, av ORDER BY n DESC LIMIT {TOP}
+WHERE {cond} AND ak NOT IN {{skip:Array(String)}} GROUP BY ak, av ORDER BY n DESC LIMIT {TOP * 8}
+UNION ALL
+SELECT 'card', ak, '', uniqExact(av) FROM {t} ARRAY JOIN mapKeys(SpanAttributes) AS ak, mapValues(SpanAttributes) AS av
+WHERE {cond} GROUP BY ak
 UNION ALL
 SELECT 'example', CorrelationId, '', 0 FROM {t} WHERE {cond} GROUP BY CorrelationId LIMIT 10
 UNION ALL
 SELECT 'total', '', '', uniqExact((TraceId, SpanId)) FROM {t} WHERE {cond}""",
         {**params, "skip": sorted(_SKIP_ATTRS)}).rows
     out: dict = {"by_system": [], "by_step": [], "top_attributes": [], "examples": [], "total": 0, "unit": "spans"}
+    cardinality: dict[str, int] = {}
     for dim, k, v, n in rows:
         if dim == "system":
             out["by_system"].append((k or "?", int(n)))
@@ -96,9 +106,12 @@ SELECT 'total', '', '', uniqExact((TraceId, SpanId)) FROM {t} WHERE {cond}""",
             out["top_attributes"].append((k, v, int(n)))
         elif dim == "example":
             out["examples"].append(k)
+        elif dim == "card":
+            cardinality[k] = int(n)
         else:
             out["total"] = int(n)
     for key in ("by_system", "by_step"):
         out[key].sort(key=lambda x: -x[1])
-    out["top_attributes"].sort(key=lambda x: -x[2])
+    telling = _telling(cardinality, out["total"])
+    out["top_attributes"] = sorted((a for a in out["top_attributes"] if a[0] in telling), key=lambda x: -x[2])[:TOP]
     return out

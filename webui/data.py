@@ -154,33 +154,42 @@ def anomalies(ctx: AppContext, status: str | None = None, kind: str | None = Non
     return items
 
 
-def slo_detail(ctx: AppContext, name: str, group: str | None, now: dt.datetime | None = None) -> dict | None:
-    """Everything of the SLO detail page; None when no SLO has that name."""
+RANGES = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "window": None}
+
+
+def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "window") -> dict | None:
+    """Everything of the SLO detail page over `span` (the SLO window, or its last 7 d / 24 h); None when no SLO
+    has that name. About 144 points per chart whatever the range; bad events over at most the last 7 days."""
     spec = ctx.slo.spec(name)
     if spec is None:
         return None
     results = [r for r in (ctx.slo.latest or []) if r.spec.name == name] or ctx.slo.evaluate(names=[name])
-    at = results[0].at if results else (now or utcnow())
+    at = results[0].at if results else utcnow()
     lo, hi = spec.window_bounds(at)
+    if RANGES.get(span):
+        lo = max(lo, hi - RANGES[span])
     minutes = max(1, int((hi - lo).total_seconds() // 60 // 144))
     series = bucket_series(ctx.store, [spec], lo, hi, dt.timedelta(minutes=minutes))
+    thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts}, key=lambda x: -x[1])
+    top = max((t for _, t in thresholds), default=1.0)
+    cap = 3 * top
     groups = []
     for r in results:
         if group is not None and r.group != group:
             continue
         buckets = series.of(name, r.group)
         obj = spec.config.objective
-        d = r.as_dict()
-        groups.append({"group": r.group, "status": slo_status(r), "result": d,
-                       "times": [b.start for b in buckets],
-                       "sli": [b.sli for b in buckets],
-                       "burn": [b.burn_rate(obj) if b.total else None for b in buckets],
-                       "burn_down": burn_down(buckets, obj)})
-    thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts},
-                        key=lambda x: -x[1])
-    bd_lo = max(lo, at - dt.timedelta(days=7))
+        burn = [b.burn_rate(obj) if b.total else None for b in buckets]
+        down = burn_down(buckets, obj)
+        groups.append({"group": r.group, "status": slo_status(r), "result": r.as_dict(),
+                       "times": [b.start for b in buckets], "sli": [b.sli for b in buckets], "burn": burn,
+                       "burn_max": min(cap, max([v for v in burn if v is not None] + [1.2 * top])),
+                       "burn_clipped": any(v is not None and v > cap for v in burn),
+                       "burn_down": down, "burn_down_min": max(-1.0, min(down + [0.0]))})
+    bd_lo = max(lo, hi - dt.timedelta(days=7))
     return {"spec": spec, "at": at, "window": (lo, hi), "bucket_minutes": minutes, "groups": groups,
-            "all_groups": [r.group for r in results], "thresholds": thresholds,
+            "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
+            "ranges": list(RANGES), "selected_group": group,
             "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo}
 
 

@@ -234,10 +234,12 @@ def overview(request: Request):
 
 
 @router.get("/ui/slos/{name}", response_class=HTMLResponse)
-def slo_page(request: Request, name: str, group: str | None = None):
+def slo_page(request: Request, name: str, group: str | None = None, range: str = "window"):
     """One SLO: SLI and burn rate over its window with thresholds, budget burn-down, windows, bad events."""
     v = viewer(request)
-    detail = data.slo_detail(ctx_of(request), name, group)
+    if range not in data.RANGES:
+        raise ApiError(400, f"range must be one of {', '.join(data.RANGES)}", "range")
+    detail = data.slo_detail(ctx_of(request), name, group, range)
     if detail is None:
         return render(request, "error.html", http_status=404, viewer=v, title="No such SLO",
                       message=f"No SLO is named {name!r}.")
