@@ -23,8 +23,9 @@ _SKIP_ATTRS = {"correlation.id", "correlation_id", "event_id"}
 
 
 def _telling(values_per_key: dict[str, int], n: int) -> set[str]:
-    """Keys whose values can explain a pattern: not near-unique per item (ids, amounts, fees)."""
-    return {k for k, distinct in values_per_key.items() if distinct <= max(10, n // 2)}
+    """Keys whose values can explain a pattern: few distinct values among the bad items (a gateway, a plan), not
+    per-item values (ids, amounts, fees)."""
+    return {k for k, distinct in values_per_key.items() if distinct <= max(5, min(50, n // 10))}
 
 
 def breakdown(store: Store, cfg: Config, spec: SloSpec, lo: dt.datetime, hi: dt.datetime) -> dict:

@@ -83,7 +83,8 @@ def line_chart(times: list[dt.datetime], series: dict[str, list[float | None]], 
             i = round(k * n / 4)
             if i < len(times):
                 x = left + i * pw / n
-                parts.append(f'<text class="tick" x="{x:.1f}" y="{height - 6}" text-anchor="middle">'
+                anchor = "start" if k == 0 else "end" if k == 4 else "middle"
+                parts.append(f'<text class="tick" x="{x:.1f}" y="{height - 6}" text-anchor="{anchor}">'
                              f'{times[i].strftime("%m-%d %H:%M")}</text>')
     for ln in lines:
         parts.append(f'<line class="{ln.css}" x1="{left}" x2="{left + pw}" y1="{y(ln.value):.1f}" '

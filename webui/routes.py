@@ -164,11 +164,11 @@ def _headers() -> dict[str, str]:
             "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 
 
-def _safe_next(value: str | None) -> str:
+def _safe_next(value: str | None, default: str = "/ui/") -> str:
     """Only local paths (no scheme, no //host): no open redirect through the sign-in form."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
-    return "/ui/"
+    return default
 
 
 # -- sign-in -----------------------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ async def ack_anomaly(request: Request, finding_id: str):
     done = await run_in_threadpool(acknowledge, ctx_of(request).store, finding_id, v.key_id or "")
     if done is None:
         raise ApiError(404, f"no anomaly with id {finding_id!r}", "id")
-    back = _safe_next(form.get("next") or "/ui/anomalies")
+    back = _safe_next(form.get("next"), "/ui/anomalies")
     return RedirectResponse(back, status_code=303, headers=_headers())
 
 

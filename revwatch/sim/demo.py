@@ -129,7 +129,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7,
                   ", ".join(s["correlation_id"] for s in stuck))
     con.print(f"""
 [bold]where to look[/bold]
-  overview   {base}/            (Authorization: Bearer <read key>)
+  web UI     {base}/ui/         sign in with the read key below (stuck payments: Overview → Stuck → a payment)
   metrics    {base}/metrics
   SLO API    {base}/api/v1/slos
   journeys   {base}/api/v1/journeys/{example or '<correlation id>'}
