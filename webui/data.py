@@ -13,7 +13,7 @@ from anomaly.detectors import list_findings
 from revwatch.units import as_utc, utcnow
 from slo.breakdown import breakdown
 from slo.engine import SloResult
-from slo.history import bucket_series, burn_down
+from slo.history import Series, bucket_series, burn_down
 
 if TYPE_CHECKING:
     from revwatch.api import AppContext
@@ -40,9 +40,14 @@ def _page_threshold(r: SloResult) -> float | None:
     return min(pages) if pages else None
 
 
-def slo_rows(ctx: AppContext, results: list[SloResult], at: dt.datetime) -> list[dict]:
+def sparklines(ctx: AppContext) -> Series:
+    """Hourly good/total of every SLO and group over the last 24 h (one rollup read)."""
+    at = utcnow()
+    return bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1))
+
+
+def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
     """One row per SLO and group: status, SLI vs objective, budget, exhaustion forecast, 24 h hourly burn rate."""
-    series = bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1))
     rows = []
     for r in results:
         d = r.as_dict()
@@ -61,15 +66,17 @@ def slo_rows(ctx: AppContext, results: list[SloResult], at: dt.datetime) -> list
     return rows
 
 
-def money(ctx: AppContext, cids: list[str], start_types: list[str]) -> dict[str, dict]:
-    """Per correlation ID, the amount, currency, customer and system of its start event (one read)."""
+def money(ctx: AppContext, cids: list[str], start_types: list[str], since: dt.datetime) -> dict[str, dict]:
+    """Per correlation ID, the amount, currency, customer and system of its start event, which occurred at or
+    after `since` (one read, only the daily partitions from `since` on)."""
     if not cids:
         return {}
     rows = ctx.store.query(
         f"SELECT CorrelationId, anyIf(toString(Amount), Amount IS NOT NULL), any(toString(Currency)), "
         f"any(Attributes['customer_id']), any(Source), any(Attributes['payment_ref']), any(Attributes['invoice_ref']) "
         f"FROM {ctx.store.table('events')} WHERE CorrelationId IN {{ids:Array(String)}} AND Type IN {{t:Array(String)}} "
-        f"GROUP BY CorrelationId", {"ids": cids, "t": start_types}).rows
+        f"AND OccurredAt >= {{since:DateTime64(3, 'UTC')}} GROUP BY CorrelationId",
+        {"ids": cids, "t": start_types, "since": since - dt.timedelta(seconds=1)}).rows
     return {cid: {"amount": amt or None, "currency": cur or "", "customer": cust or "", "system": src or "",
                   "ref": pref or iref or ""} for cid, amt, cur, cust, src, pref, iref in rows}
 
@@ -78,10 +85,12 @@ def stuck_items(ctx: AppContext, journey: str, now: dt.datetime | None = None) -
     """Stuck instances of a journey (oldest first) with amount, currency, customer, age and aging bucket."""
     now = now or utcnow()
     items = ctx.journeys.stuck(journey, now=now, limit=STUCK_LIMIT)
-    info = money(ctx, [i["correlation_id"] for i in items], [ctx.config.journeys[journey].start])
+    started = {i["correlation_id"]: as_utc(dt.datetime.fromisoformat(i["started"].replace("Z", "+00:00")))
+               for i in items}
+    info = money(ctx, list(started), [ctx.config.journeys[journey].start], min(started.values(), default=now))
     out = []
     for it in items:
-        age = now - as_utc(dt.datetime.fromisoformat(it["started"].replace("Z", "+00:00")))
+        age = now - started[it["correlation_id"]]
         m = info.get(it["correlation_id"], {})
         out.append({**it, **{k: m.get(k, "") for k in ("amount", "currency", "customer", "system", "ref")},
                     "age_seconds": age.total_seconds(), "bucket": aging_bucket(age)})

@@ -28,7 +28,9 @@ from revwatch.auth import allows
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import StoreError
 from revwatch.units import utcnow
+from slo.history import Series
 from webui import charts, data
+from webui.cache import Refreshing
 from webui.format import FILTERS
 from webui.session import COOKIE, Sessions, Viewer, csrf_ok, load_secret
 
@@ -47,6 +49,8 @@ class WebUi:
     public: bool
     secure_cookie: str
     refresh_seconds: int
+    sparklines: Refreshing[Series]              # overview data that changes on the evaluator's cadence
+    journey_summaries: Refreshing[list[dict]]
 
 
 class LoginRequired(Exception):
@@ -74,8 +78,11 @@ def install(app: FastAPI) -> None:
     env.filters.update(FILTERS)
     env.globals.update(sparkline=charts.sparkline, budget_bar=charts.budget_bar, line_chart=charts.line_chart,
                        Line=charts.Line, waterfall=charts.waterfall, enc=lambda s: quote(str(s), safe=""))
+    refresh = max(5, int(ui_cfg.refresh.total_seconds()))
     ctx.ui = WebUi(Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds())),
-                   env, ui_cfg.public, ui_cfg.secure_cookie, max(5, int(ui_cfg.refresh.total_seconds())))
+                   env, ui_cfg.public, ui_cfg.secure_cookie, refresh,
+                   Refreshing(lambda: data.sparklines(ctx), refresh), Refreshing(lambda: data.journey_summaries(ctx),
+                                                                                 refresh))
     app.include_router(router)
 
     @app.exception_handler(LoginRequired)
@@ -228,9 +235,11 @@ def overview(request: Request):
     ctx = ctx_of(request)
     results = ctx.slo.latest_or_evaluate()
     at = ctx.slo.latest_at or (results[0].at if results else utcnow())
-    return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(ctx, results, at),
+    series, _ = ctx.ui.sparklines.get()
+    journeys, journeys_at = ctx.ui.journey_summaries.get()
+    return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(results, series),
                   alerts=data.open_alerts(ctx), anomalies=data.anomalies(ctx, status="open", limit=5),
-                  journeys=data.journey_summaries(ctx), eval_seconds=ctx.slo.last_seconds)
+                  journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds)
 
 
 @router.get("/ui/slos/{name}", response_class=HTMLResponse)
