@@ -21,6 +21,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from anomaly.ack import acknowledgements
 from revwatch.store import Store
 from revwatch.units import utcnow
 
@@ -180,8 +181,10 @@ def scan(store: Store, lookback: dt.timedelta = dt.timedelta(days=30)) -> dict:
     findings = billing_variance(store, since)
     risk, model = reconciliation_risk(store, since)
     findings += risk
+    acked = acknowledgements(store, [f["id"] for f in findings])     # acknowledged findings stay acknowledged
     store.insert("anomalies", [(f["id"], f["kind"], now, f["correlation_id"], f["ref"], f["score"], f["reasons"],
-                                {k: str(v) for k, v in f["details"].items()}, "open") for f in findings],
+                                {**{k: str(v) for k, v in f["details"].items()}, **acked.get(f["id"], {})},
+                                "acknowledged" if f["id"] in acked else "open") for f in findings],
                  ["Id", "Kind", "DetectedAt", "CorrelationId", "Ref", "Score", "Reasons", "Details", "Status"])
     by_kind: dict[str, int] = {}
     for f in findings:

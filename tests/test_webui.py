@@ -274,3 +274,27 @@ def test_journey_helper_events_show_up_in_search(ui):
     sign_in(ui)
     html = ui.client.get("/ui/journeys?q=INV/9").text
     assert "p-extra" in html and "inv-9" in html and "invoice_ref" in html
+
+
+def test_a_rescan_keeps_an_acknowledged_finding_acknowledged(api_factory):
+    from revwatch.sim.demo import DEMO_CONFIG
+    from revwatch.sim.faults import parse_fault
+    from revwatch.sim.model import Business
+    from anomaly.detectors import list_findings, scan
+    from collector.rowcodec import event_rows_for_insert
+    from collector.events import EVENT_COLUMNS, validate_event
+    api = api_factory(DEMO_CONFIG)
+    start = NOW - dt.timedelta(hours=8)
+    b = Business(2, start, 60, 60.0, [parse_fault("price_misconfig@day1+1h/4h", start, NOW)])
+    events, _ = b.advance(NOW)
+    api.ctx.store.insert("events", event_rows_for_insert([validate_event(e)[0] for e in events]), EVENT_COLUMNS)
+    scan(api.ctx.store)
+    first = list_findings(api.ctx.store)
+    assert first and all(f["status"] == "open" for f in first)
+    acknowledge(api.ctx.store, first[0]["id"], "k9")
+    time.sleep(0.01)
+    scan(api.ctx.store)
+    again = {f["id"]: f for f in list_findings(api.ctx.store)}
+    assert again[first[0]["id"]]["status"] == "acknowledged"
+    assert again[first[0]["id"]]["details"]["acknowledged_by"] == "k9"
+    assert all(f["status"] == "open" for i, f in again.items() if i != first[0]["id"])
