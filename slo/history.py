@@ -68,7 +68,8 @@ FROM (
            transform(Slo, {{names:Array(String)}}, {{targets:Array(Float64)}}, toFloat64(1)) AS target
     FROM {store.table('slo_minutes')} FINAL
     WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}})))
-      AND Minute >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') AND Minute < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
+      AND Minute >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
+      AND Minute < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
 )
 GROUP BY Slo, GroupKey, B, ts ORDER BY B""",
         {"m": minutes, "lo": ms(first), "hi": ms(hi), "names": [s.name for s in specs],

@@ -9,6 +9,7 @@ tests/output/webui/ (or $REVWATCH_TEST_OUTPUT). Bounded: one browser, one data s
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -122,6 +123,18 @@ class Session:
         self.context.close()
 
 
+@contextlib.contextmanager
+def signed_in(browser, base: str, key: str, viewport=DESKTOP):
+    """A session signed in with `key`; on leaving, no page it opened may have logged a console error."""
+    s = Session(browser, base, viewport)
+    s.sign_in(key)
+    try:
+        yield s
+        assert s.errors == []
+    finally:
+        s.close()
+
+
 def test_every_page_renders_signed_in_without_console_errors(site, browser):
     base, keys, ctx, facts = site
     s = Session(browser, base)
@@ -136,7 +149,8 @@ def test_every_page_renders_signed_in_without_console_errors(site, browser):
     assert "evaluated" in s.page.inner_text(".pagehead")
     s.shot("02-overview")
     pages = [("/ui/slos/payment-posting-15m", "03-slo-payment-posting"),
-             ("/ui/slos/payment-posting-15m?range=24h", "03b-slo-payment-posting-24h"), ("/ui/slos/crm-sync-errors", "04-slo-crm"),
+             ("/ui/slos/payment-posting-15m?range=24h", "03b-slo-payment-posting-24h"),
+             ("/ui/slos/crm-sync-errors", "04-slo-crm"),
              ("/ui/slos/payment-reconciled-1h", "05-slo-grouped"), ("/ui/journeys", "06-journey-search"),
              ("/ui/journeys/" + quote(facts["cid"], safe=""), "07-journey"),
              ("/ui/stuck?journey=payment_to_posting", "08-stuck"), ("/ui/anomalies", "09-anomalies"),
@@ -152,86 +166,74 @@ def test_every_page_renders_signed_in_without_console_errors(site, browser):
 
 def test_phone_layout_has_no_sideways_page(site, browser):
     base, keys, _, facts = site
-    s = Session(browser, base, viewport=PHONE)
-    s.sign_in(keys["read"])
-    for path, name in (("/ui/", "12-phone-overview"), ("/ui/journeys/" + quote(facts["cid"], safe=""),
-                                                        "13-phone-journey"), ("/ui/stuck", "14-phone-stuck")):
-        s.go(path)
-        overflow = s.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        wide = s.page.evaluate("""[...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll')
-            && e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 5)
-            .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
-        assert overflow <= 1, (path, overflow, wide)     # wide tables scroll inside their card, not the page
-        s.shot(name)
-    assert s.errors == []
-    s.close()
+    with signed_in(browser, base, keys["read"], PHONE) as s:
+        for path, name in (("/ui/", "12-phone-overview"), ("/ui/journeys/" + quote(facts["cid"], safe=""),
+                                                            "13-phone-journey"), ("/ui/stuck", "14-phone-stuck")):
+            s.go(path)
+            overflow = s.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            wide = s.page.evaluate("""[...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll')
+                && e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 5)
+                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+            assert overflow <= 1, (path, overflow, wide)     # wide tables scroll inside their card, not the page
+            s.shot(name)
 
 
 def test_find_a_journey_by_correlation_id_and_by_invoice_reference(site, browser):
     base, keys, _, facts = site
-    s = Session(browser, base)
-    s.sign_in(keys["read"])
-    s.page.fill("header .search input", facts["cid"])
-    s.page.press("header .search input", "Enter")
-    s.page.wait_for_load_state("networkidle")
-    assert facts["cid"] in s.page.inner_text("h1")
-    timeline = s.page.inner_text("table.timeline")
-    assert "invoice.created" in timeline and "odoo" in timeline
-    s.go("/ui/journeys?q=" + quote(facts["invoice_ref"]) + "&by=invoice_ref")
-    assert facts["cid"] in s.page.inner_text("main")     # one match opens it, several list it
-    s.go("/ui/journeys?q=no-such-thing-anywhere")
-    assert "Nothing matches" in s.page.inner_text("main")
-    assert s.errors == []
-    s.close()
+    with signed_in(browser, base, keys["read"]) as s:
+        s.page.fill("header .search input", facts["cid"])
+        s.page.press("header .search input", "Enter")
+        s.page.wait_for_load_state("networkidle")
+        assert facts["cid"] in s.page.inner_text("h1")
+        timeline = s.page.inner_text("table.timeline")
+        assert "invoice.created" in timeline and "odoo" in timeline
+        s.go("/ui/journeys?q=" + quote(facts["invoice_ref"]) + "&by=invoice_ref")
+        assert facts["cid"] in s.page.inner_text("main")     # one match opens it, several list it
+        s.go("/ui/journeys?q=no-such-thing-anywhere")
+        assert "Nothing matches" in s.page.inner_text("main")
 
 
 def test_overview_to_stuck_payment_timeline_in_three_clicks(site, browser):
     base, keys, _, facts = site
-    s = Session(browser, base)
-    s.sign_in(keys["read"])
-    s.page.click("table.journeys a[href='/ui/stuck?journey=payment_to_posting'] >> nth=1")       # click 1: count
-    s.page.wait_for_load_state("networkidle")
-    first = s.page.locator("table.stuck tbody tr").first
-    cid = first.locator("a").inner_text()
-    assert cid == facts["stuck"][0]["correlation_id"]                  # oldest first
-    assert re.search(r"\d", first.locator("td").nth(5).inner_text())  # the payment's amount is shown
-    first.locator("a").click()                                                                  # click 2: item
-    s.page.wait_for_load_state("networkidle")
-    assert cid in s.page.inner_text("h1")
-    journey = s.page.inner_text("main")
-    assert "payment.settled" in journey and "OVERDUE" in journey and "overdue by" in journey
-    s.shot("15-stuck-payment-timeline")
-    s.page.click("#raw summary")                                                                # click 3: raw JSON
-    assert '"correlation_id"' in s.page.inner_text("#raw pre")
-    raw = s.context.request.get(base + "/ui/journeys/" + quote(cid, safe="") + "?format=json")
-    assert raw.ok and raw.json()["correlation_id"] == cid
-    csv_text = s.context.request.get(base + "/ui/stuck.csv?journey=payment_to_posting").text()
-    assert csv_text.splitlines()[0].startswith("correlation_id,") and cid in csv_text
-    assert s.errors == []
-    s.close()
+    with signed_in(browser, base, keys["read"]) as s:
+        s.page.click("table.journeys a[href='/ui/stuck?journey=payment_to_posting'] >> nth=1")       # click 1: count
+        s.page.wait_for_load_state("networkidle")
+        first = s.page.locator("table.stuck tbody tr").first
+        cid = first.locator("a").inner_text()
+        assert cid == facts["stuck"][0]["correlation_id"]                  # oldest first
+        assert re.search(r"\d", first.locator("td").nth(5).inner_text())  # the payment's amount is shown
+        first.locator("a").click()                                                                  # click 2: item
+        s.page.wait_for_load_state("networkidle")
+        assert cid in s.page.inner_text("h1")
+        journey = s.page.inner_text("main")
+        assert "payment.settled" in journey and "OVERDUE" in journey and "overdue by" in journey
+        s.shot("15-stuck-payment-timeline")
+        s.page.click("#raw summary")                                                                # click 3: raw JSON
+        assert '"correlation_id"' in s.page.inner_text("#raw pre")
+        raw = s.context.request.get(base + "/ui/journeys/" + quote(cid, safe="") + "?format=json")
+        assert raw.ok and raw.json()["correlation_id"] == cid
+        csv_text = s.context.request.get(base + "/ui/stuck.csv?journey=payment_to_posting").text()
+        assert csv_text.splitlines()[0].startswith("correlation_id,") and cid in csv_text
 
 
 def test_acknowledge_an_anomaly(site, browser):
     base, keys, ctx, _ = site
-    s = Session(browser, base)
-    s.sign_in(keys["read"])
-    s.go("/ui/anomalies")
-    rows = s.page.locator("table.anomalies tbody tr[id^=anomaly-]")
-    before = rows.count()
-    assert before > 0
-    row_id = rows.first.get_attribute("id")
-    # without the CSRF token the same POST is refused, and nothing changes
-    refused = s.context.request.post(base + "/ui/anomalies/" + row_id[8:] + "/ack", form={"next": "/ui/anomalies"})
-    assert refused.status == 403 and refused.json()["field"] == "csrf"
-    rows.first.locator("button.ack").click()
-    s.page.wait_for_load_state("networkidle")
-    assert s.page.locator(f"#{row_id}").count() == 0 and rows.count() == before - 1
-    s.go("/ui/anomalies?status=acknowledged")
-    assert s.page.locator(f"#{row_id}").count() == 1
-    assert "acknowledged by key" in s.page.inner_text(f"#{row_id}")
-    s.shot("16-anomaly-acknowledged")
-    assert s.errors == []
-    s.close()
+    with signed_in(browser, base, keys["read"]) as s:
+        s.go("/ui/anomalies")
+        rows = s.page.locator("table.anomalies tbody tr[id^=anomaly-]")
+        before = rows.count()
+        assert before > 0
+        row_id = rows.first.get_attribute("id")
+        # without the CSRF token the same POST is refused, and nothing changes
+        refused = s.context.request.post(base + "/ui/anomalies/" + row_id[8:] + "/ack", form={"next": "/ui/anomalies"})
+        assert refused.status == 403 and refused.json()["field"] == "csrf"
+        rows.first.locator("button.ack").click()
+        s.page.wait_for_load_state("networkidle")
+        assert s.page.locator(f"#{row_id}").count() == 0 and rows.count() == before - 1
+        s.go("/ui/anomalies?status=acknowledged")
+        assert s.page.locator(f"#{row_id}").count() == 1
+        assert "acknowledged by key" in s.page.inner_text(f"#{row_id}")
+        s.shot("16-anomaly-acknowledged")
 
 
 def test_wrong_key_expired_and_forged_cookies_are_refused_and_cookie_is_safe(site, browser):

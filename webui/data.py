@@ -74,8 +74,8 @@ def money(ctx: AppContext, cids: list[str], start_types: list[str], since: dt.da
     rows = ctx.store.query(
         f"SELECT CorrelationId, anyIf(toString(Amount), Amount IS NOT NULL), any(toString(Currency)), "
         f"any(Attributes['customer_id']), any(Source), any(Attributes['payment_ref']), any(Attributes['invoice_ref']) "
-        f"FROM {ctx.store.table('events')} WHERE CorrelationId IN {{ids:Array(String)}} AND Type IN {{t:Array(String)}} "
-        f"AND OccurredAt >= {{since:DateTime64(3, 'UTC')}} GROUP BY CorrelationId",
+        f"FROM {ctx.store.table('events')} WHERE CorrelationId IN {{ids:Array(String)}} "
+        f"AND Type IN {{t:Array(String)}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}} GROUP BY CorrelationId",
         {"ids": cids, "t": start_types, "since": since - dt.timedelta(seconds=1)}).rows
     return {cid: {"amount": amt or None, "currency": cur or "", "customer": cust or "", "system": src or "",
                   "ref": pref or iref or ""} for cid, amt, cur, cust, src, pref, iref in rows}
