@@ -14,7 +14,7 @@ from slo.breakdown import breakdown
 from slo.history import bucket_series, burn_down
 from tests.slo_helpers import add_events, add_spans, journey
 from webui import charts
-from webui.data import aging_bucket, money_at_risk, slo_status
+from webui.data import aging_bucket, journey_summaries, money_at_risk, slo_status, stuck_items
 from webui.session import Sessions, load_secret
 
 CFG = """
@@ -175,6 +175,10 @@ def test_overview_shows_exhausted_budget_stuck_money_and_status(ui):
     # pp: 2 decided-bad (slow1, late2 past 15 min… and late1/late3) of 5 instances -> budget of 10 % long gone
     assert "BUDGET EXHAUSTED" in html and 'class="badge st-ok"' not in html.split("pp</a>")[0].rsplit("<tr", 1)[1]
     assert "120.50 EUR" in html and "7.25 USD" in html                  # money at risk per currency
+    (p2p,) = journey_summaries(ui.ctx)
+    assert p2p["stuck"] == 3 and p2p["money"] == {"EUR": 120.5, "USD": 7.25}
+    assert p2p["buckets"] == {"< 1 h": 1, "1–4 h": 1, "4–24 h": 0, "1–3 d": 1, "> 3 d": 0}
+    assert p2p["stuck"] == len(stuck_items(ui.ctx, "p2p"))          # the summary and the list agree
     results = ui.ctx.slo.latest
     pp = next(r for r in results if r.spec.name == "pp")
     assert pp.state == "ok" and pp.budget["remaining_ratio"] <= 0 and slo_status(pp) == "exhausted"
@@ -301,3 +305,11 @@ def test_a_rescan_keeps_an_acknowledged_finding_acknowledged(api_factory):
     assert again[first[0]["id"]]["status"] == "acknowledged"
     assert again[first[0]["id"]]["details"]["acknowledged_by"] == "k9"
     assert all(f["status"] == "open" for i, f in again.items() if i != first[0]["id"])
+
+
+def test_alert_impact_reads_as_money_and_percent():
+    from webui.format import impact
+    assert impact("{'EUR': '24829.00', 'USD': '7.5'}", "amount_at_risk") == "24,829.00 EUR, 7.50 USD"
+    assert impact("-10.534", "budget_remaining_ratio") == "-1053.4%"
+    assert impact("None", "days_until_exhausted") == "never" and impact("0.0", "days_until_exhausted") == "now"
+    assert impact("not a dict", "amount_at_risk") == "not a dict" and impact("42", "stuck_instances") == "42"

@@ -114,17 +114,65 @@ def money_at_risk(items: list[dict]) -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
-def journey_summaries(ctx: AppContext) -> list[dict]:
-    """Per configured journey: stuck count, money at risk per currency, aging bucket counts."""
-    out = []
-    for name, j in ctx.config.journeys.items():
-        items = stuck_items(ctx, name)
-        buckets = {label: 0 for _, label in AGING}
-        for it in items:
-            buckets[it["bucket"]] += 1
-        out.append({"name": name, "start": j.start, "end": j.end, "stuck": len(items),
-                    "capped": len(items) >= STUCK_LIMIT, "money": money_at_risk(items), "buckets": buckets})
-    return out
+STUCK_LOOKBACK = dt.timedelta(days=7)          # as JourneyService.stuck: instances started in the last week
+
+
+def journey_summaries(ctx: AppContext, now: dt.datetime | None = None) -> list[dict]:
+    """Per configured journey: stuck count, aging bucket counts and money at risk per currency — all instances,
+    not a capped list, in one round trip: each journey's stuck set from `milestones` (the rule of
+    JourneyService.stuck), then one scan of the start events of the lookback days for their amounts."""
+    now = now or utcnow()
+    names = list(ctx.config.journeys)
+    if not names:
+        return []
+    t = ctx.store.table
+    parts, params = [], {"lo": now - STUCK_LOOKBACK, "now": now}
+    for i, name in enumerate(names):
+        j = ctx.config.journeys[name]
+        threshold = ctx.journeys.thresholds.get(name) or dt.timedelta(hours=1)
+        params.update({f"j{i}": name, f"s{i}": j.start, f"e{i}": j.end, f"cut{i}": now - threshold})
+        parts.append(
+            f"SELECT {{j{i}:String}} AS j, {{s{i}:String}} AS st, CorrelationId, "
+            f"minIf(At, Type = {{s{i}:String}}) AS started "
+            f"FROM {t('milestones')} WHERE Type IN ({{s{i}:String}}, {{e{i}:String}}) "
+            f"AND At >= {{lo:DateTime64(3, 'UTC')}} GROUP BY CorrelationId "
+            f"HAVING countIf(Type = {{s{i}:String}}) > 0 AND countIf(Type = {{e{i}:String}}) = 0 "
+            f"AND started < {{cut{i}:DateTime64(3, 'UTC')}}")
+    limits = [int(limit.total_seconds()) for limit, _ in AGING if limit is not None]
+    rows = ctx.store.query(f"""
+WITH stuck AS ({' UNION ALL '.join(parts)})
+SELECT j, cur, count() AS n, sum(amt) AS total, countIf(amt_known) AS with_amount,
+       {', '.join(f"countIf(age < {sec})" for sec in limits)}, count()
+FROM (
+    SELECT s.j AS j, s.started AS started, e.cur AS cur, e.amt AS amt, e.known AS amt_known,
+           dateDiff('second', s.started, {{now:DateTime64(3, 'UTC')}}) AS age
+    FROM stuck AS s
+    LEFT JOIN (
+        SELECT CorrelationId, Type, any(toString(Currency)) AS cur, anyIf(toFloat64(Amount), Amount IS NOT NULL) AS amt,
+               countIf(Amount IS NOT NULL) > 0 AS known
+        FROM {t('events')}
+        WHERE OccurredAt >= {{lo:DateTime64(3, 'UTC')}} AND Type IN {{starts:Array(String)}}
+          AND CorrelationId IN (SELECT CorrelationId FROM stuck)
+        GROUP BY CorrelationId, Type
+    ) AS e ON e.CorrelationId = s.CorrelationId AND e.Type = s.st
+)
+GROUP BY j, cur""", {**params, "starts": sorted({ctx.config.journeys[n].start for n in names})}).rows
+    out = {n: {"name": n, "start": ctx.config.journeys[n].start, "end": ctx.config.journeys[n].end, "stuck": 0,
+               "money": {}, "buckets": {label: 0 for _, label in AGING}} for n in names}
+    labels = [label for _, label in AGING]
+    for j, cur, n, total, with_amount, *below in rows:
+        doc = out[j]
+        doc["stuck"] += int(n)
+        if with_amount:
+            doc["money"][cur or "?"] = doc["money"].get(cur or "?", 0.0) + float(total)
+        cumulative = [int(x) for x in below]            # instances younger than each limit, and all of them
+        prev = 0
+        for label, upto in zip(labels, cumulative):
+            doc["buckets"][label] += upto - prev
+            prev = upto
+    for doc in out.values():
+        doc["money"] = dict(sorted(doc["money"].items()))
+    return list(out.values())
 
 
 def open_alerts(ctx: AppContext, limit: int = 20) -> list[dict]:

@@ -1,6 +1,7 @@
 """Jinja filters: how numbers, durations, money and times read on the pages (one place, consistent)."""
 from __future__ import annotations
 
+import ast
 import datetime as dt
 
 from revwatch.units import as_utc
@@ -62,4 +63,20 @@ def num(x, digits: int = 2) -> str:
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
-FILTERS = {"pct": pct, "duration": duration, "days": days, "money": money, "when": when, "num": num}
+def impact(value: str, key: str = "") -> str:
+    """An alert's business-impact annotation (stored as text) for people: ratios as %, days, money per currency."""
+    try:
+        if key == "budget_remaining_ratio":
+            return pct(float(value), 1)
+        if key == "days_until_exhausted":
+            return days(None if value in ("None", "") else float(value))
+        if key == "amount_at_risk" and value.startswith("{"):
+            parsed = ast.literal_eval(value)
+            return ", ".join(money(amt, cur) for cur, amt in sorted(parsed.items())) or "–"
+    except (ValueError, SyntaxError, AttributeError):
+        pass
+    return value
+
+
+FILTERS = {"pct": pct, "duration": duration, "days": days, "money": money, "when": when, "num": num,
+           "impact": impact}
