@@ -128,8 +128,12 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = 3.0, seed: int = 7,
         con.print("[bold]stuck payments[/bold] (settled, not posted, past 15 min): " +
                   ", ".join(s["correlation_id"] for s in stuck))
     con.print(f"""
+[bold]open the web UI[/bold]  {base}/ui/
+  sign in with this key: [bold]{read_key}[/bold]
+  (a stuck payment's timeline: Overview → the stuck count of payment_to_posting → a payment)
+
 [bold]where to look[/bold]
-  web UI     {base}/ui/         sign in with the read key below (stuck payments: Overview → Stuck → a payment)
+  API docs   {base}/docs
   metrics    {base}/metrics
   SLO API    {base}/api/v1/slos
   journeys   {base}/api/v1/journeys/{example or '<correlation id>'}
