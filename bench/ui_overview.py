@@ -109,7 +109,8 @@ def main() -> None:
           f"{len(first.text) / 1024:.0f} KiB of HTML")
     print(f"first (cold) request, computing what later requests reuse: {cold * 1000:.0f} ms; background refresh "
           f"(every ui.refresh): 24 h sparklines of 50 SLOs {spark * 1000:.0f} ms, stuck items and money of "
-          f"{JOURNEYS} journeys {summaries * 1000:.0f} ms (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+          f"{JOURNEYS} journeys {summaries * 1000:.0f} ms")
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while measuring)")
 
 
 if __name__ == "__main__":
