@@ -313,3 +313,13 @@ def test_alert_impact_reads_as_money_and_percent():
     assert impact("-10.534", "budget_remaining_ratio") == "-1053.4%"
     assert impact("None", "days_until_exhausted") == "never" and impact("0.0", "days_until_exhausted") == "now"
     assert impact("not a dict", "amount_at_risk") == "not a dict" and impact("42", "stuck_instances") == "42"
+
+
+def test_the_key_typed_into_the_form_is_never_logged(ui, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    sign_in(ui)
+    ui.client.post("/ui/login", data={"key": ui.keys["read"] + "x"})
+    ui.client.get("/ui/")
+    secret = ui.keys["read"].split("_")[2]
+    assert secret not in caplog.text

@@ -130,6 +130,7 @@ def viewer(request: Request) -> Viewer:
 
 
 def _same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from another site (Origin names another host)."""
     origin = request.headers.get("origin")
     if not origin or origin == "null" and not request.cookies:
         return True
