@@ -273,6 +273,15 @@ def test_charts_escape_and_draw_gaps():
     assert "&lt;obj&gt;" in line and "<path" in line
     assert 'class="bar exhausted"' in str(charts.budget_bar(-0.5))
     assert "42.0% left" in str(charts.budget_bar(0.42))
+    spans = [{"at": "2026-01-01T00:00:00Z", "duration_ms": 100.0, "name": "root", "system": "odoo", "error": False,
+              "trace_id": "t", "span_id": "a", "parent_span_id": None},
+             {"at": "2026-01-01T00:00:00.050Z", "duration_ms": 20.0, "name": "child", "system": "odoo", "error": True,
+              "trace_id": "t", "span_id": "b", "parent_span_id": "a", "status_message": "<boom>"},
+             {"at": "2026-01-01T00:00:00.060Z", "duration_ms": 5.0, "name": "grandchild", "system": "pg",
+              "error": False, "trace_id": "t", "span_id": "c", "parent_span_id": "b"}]
+    assert charts._depths(spans) == [0, 1, 2]
+    wf = str(charts.waterfall(spans))
+    assert 'class="wf-err"' in wf and "&lt;boom&gt;" in wf and 'x="20"' in wf
 
 
 def test_journey_helper_events_show_up_in_search(ui):

@@ -109,9 +109,11 @@ def budget_bar(remaining_ratio: float) -> Markup:
 
 def waterfall(spans: list[dict], width: int = 720, row: int = 18) -> Markup:
     """A span waterfall: one bar per span from its start for its duration, on a shared time axis, errors marked.
-    `spans` items need at (ISO), duration_ms, name, system, error."""
+    `spans` items need at (ISO), duration_ms, name, system, error; a child span's label is indented under its
+    parent (span_id / parent_span_id within the same trace)."""
     if not spans:
         return Markup("")
+    depth = _depths(spans)
     starts = [dt.datetime.fromisoformat(s["at"].replace("Z", "+00:00")) for s in spans]
     t0 = min(starts)
     ends = [st + dt.timedelta(milliseconds=s["duration_ms"] or 0) for st, s in zip(starts, spans)]
@@ -125,10 +127,25 @@ def waterfall(spans: list[dict], width: int = 720, row: int = 18) -> Markup:
         w = max(2.0, (en - st).total_seconds() / total * pw)
         yy = i * row + 4
         label = f"{s['system']} · {s['name']}"
-        parts.append(f'<text class="wf-label" x="0" y="{yy + 11}">{escape(label[:40])}</text>'
+        indent = min(depth[i], 8) * 10
+        parts.append(f'<text class="wf-label" x="{indent}" y="{yy + 11}">{escape(label[:40 - indent // 6])}</text>'
                      f'<rect class="{"wf-err" if s["error"] else "wf-ok"}" x="{x:.1f}" y="{yy}" width="{w:.1f}" '
                      f'height="{row - 6}"><title>{escape(label)}: {s["duration_ms"]:.1f} ms'
                      f'{" — " + escape(s.get("status_message") or "error") if s["error"] else ""}</title></rect>')
     parts.append(f'<text class="tick" x="{label_w}" y="{height - 4}">0</text><text class="tick" '
                  f'x="{width - 10}" y="{height - 4}" text-anchor="end">{_fmt(total)} s</text></svg>')
     return Markup("".join(parts))
+
+
+def _depths(spans: list[dict]) -> list[int]:
+    """Nesting depth of each span: 0 for a root (or a parent not in the list), parent's depth + 1 otherwise."""
+    parent = {(s.get("trace_id"), s.get("span_id")): s.get("parent_span_id") for s in spans}
+    out = []
+    for s in spans:
+        d, key, seen = 0, (s.get("trace_id"), s.get("parent_span_id")), set()
+        while key[1] and key in parent and key not in seen:
+            seen.add(key)
+            d += 1
+            key = (key[0], parent[key])
+        out.append(d)
+    return out
