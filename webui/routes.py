@@ -37,6 +37,7 @@ from webui.session import COOKIE, Sessions, Viewer, csrf_ok, load_secret
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 router = APIRouter(include_in_schema=False)
+STUCK_REFRESH_SECONDS = 60      # stuck counts/money: seconds of work at 10 M events, and thresholds are minutes
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
         "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
@@ -81,8 +82,8 @@ def install(app: FastAPI) -> None:
     refresh = max(5, int(ui_cfg.refresh.total_seconds()))
     ctx.ui = WebUi(Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds())),
                    env, ui_cfg.public, ui_cfg.secure_cookie, refresh,
-                   Refreshing(lambda: data.sparklines(ctx), refresh), Refreshing(lambda: data.journey_summaries(ctx),
-                                                                                 refresh))
+                   Refreshing(lambda: data.sparklines(ctx), refresh),
+                   Refreshing(lambda: data.journey_summaries(ctx), max(refresh, STUCK_REFRESH_SECONDS)))
     app.include_router(router)
 
     @app.exception_handler(LoginRequired)
