@@ -47,7 +47,8 @@ def site(chdb_dsn, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webui")
     raw = yaml.safe_load(DEMO_CONFIG)
     raw.update(data_dir=str(tmp), store={"dsn": chdb_dsn, "database": f"ui_{int(time.time() * 1000) % 10**9}"},
-               spool={"dir": str(tmp / "spool"), "flush_interval": "50ms"}, evaluator={"enabled": False})
+               spool={"dir": str(tmp / "spool"), "flush_interval": "50ms"}, evaluator={"enabled": False},
+               ui={"refresh": "5s"})
     cfg = Config.model_validate(raw)
     app = create_app(cfg)
     ctx = app.state.ctx
@@ -148,6 +149,10 @@ def test_every_page_renders_signed_in_without_console_errors(site, browser):
     assert s.page.locator("svg.spark").count() >= 6 and s.page.locator(".bar").count() >= 6
     assert "evaluated" in s.page.inner_text(".pagehead")
     s.shot("02-overview")
+    # the overview refreshes itself: its <main> content is fetched again and swapped in (ui.refresh = 5 s)
+    s.page.evaluate("document.querySelector('#main .pagehead').setAttribute('data-old', '1')")
+    s.page.wait_for_selector("#main .pagehead:not([data-old])", timeout=12_000)
+    assert s.page.locator("table.slos tbody tr").count() >= 6
     pages = [("/ui/slos/payment-posting-15m", "03-slo-payment-posting"),
              ("/ui/slos/payment-posting-15m?range=24h", "03b-slo-payment-posting-24h"),
              ("/ui/slos/crm-sync-errors", "04-slo-crm"),
