@@ -322,6 +322,9 @@ def test_alert_impact_reads_as_money_and_percent():
     assert impact("-10.534", "budget_remaining_ratio") == "-1053.4%"
     assert impact("None", "days_until_exhausted") == "never" and impact("0.0", "days_until_exhausted") == "now"
     assert impact("not a dict", "amount_at_risk") == "not a dict" and impact("42", "stuck_instances") == "42"
+    from webui.format import duration
+    assert [duration(x) for x in (900, 3600, 3725, 90061, 2.5, None)] == ["15 m", "1 h", "1 h 2 m", "1 d 1 h",
+                                                                         "2.5 s", "–"]
 
 
 def test_the_key_typed_into_the_form_is_never_logged(ui, caplog):

@@ -24,9 +24,9 @@ def duration(seconds: float | None) -> str:
     if d:
         return f"{sign}{d} d {h} h"
     if h:
-        return f"{sign}{h} h {m} m"
+        return f"{sign}{h} h {m} m" if m else f"{sign}{h} h"
     if m:
-        return f"{sign}{m} m {sec} s"
+        return f"{sign}{m} m {sec} s" if sec else f"{sign}{m} m"
     return f"{sign}{seconds:.3g} s" if abs(seconds) < 10 else f"{sign}{sec} s"
 
 
