@@ -335,3 +335,17 @@ def test_the_key_typed_into_the_form_is_never_logged(ui, caplog):
     ui.client.get("/ui/")
     secret = ui.keys["read"].split("_")[2]
     assert secret not in caplog.text
+
+
+def test_overview_degrades_one_panel_when_the_store_fails_it(ui, monkeypatch):
+    from revwatch.store import StoreError
+    from webui import data
+
+    def down(*_a, **_k):
+        raise StoreError("connection refused")
+    monkeypatch.setattr(data, "open_alerts", down)
+    monkeypatch.setattr(data, "anomalies", down)
+    sign_in(ui)
+    r = ui.client.get("/ui/")
+    assert r.status_code == 200 and "alert log is unavailable" in r.text and "Anomalies are unavailable" in r.text
+    assert "pp</a>" in r.text                                          # the SLOs still show

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
@@ -34,6 +35,7 @@ from webui.cache import Refreshing
 from webui.format import FILTERS
 from webui.session import COOKIE, Sessions, Viewer, csrf_ok, load_secret
 
+log = logging.getLogger("revwatch.webui")
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 router = APIRouter(include_in_schema=False)
@@ -240,8 +242,18 @@ def overview(request: Request):
     series, _ = ctx.ui.sparklines.get()
     journeys, journeys_at = ctx.ui.journey_summaries.get()
     return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(results, series),
-                  alerts=data.open_alerts(ctx), anomalies=data.anomalies(ctx, status="open", limit=5),
+                  alerts=_or_none(lambda: data.open_alerts(ctx)),
+                  anomalies=_or_none(lambda: data.anomalies(ctx, status="open", limit=5)),
                   journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds)
+
+
+def _or_none(read):
+    """A secondary overview panel: None (shown as unavailable) when the store fails, so the SLOs still show."""
+    try:
+        return read()
+    except StoreError as e:
+        log.warning("overview panel unavailable: %s", e)
+        return None
 
 
 @router.get("/ui/slos/{name}", response_class=HTMLResponse)
