@@ -349,3 +349,12 @@ def test_overview_degrades_one_panel_when_the_store_fails_it(ui, monkeypatch):
     r = ui.client.get("/ui/")
     assert r.status_code == 200 and "alert log is unavailable" in r.text and "Anomalies are unavailable" in r.text
     assert "pp</a>" in r.text                                          # the SLOs still show
+
+
+def test_every_ui_page_declares_the_read_scope_for_route_tables(ui):
+    from fastapi.routing import APIRoute
+    pages = {r.path: [getattr(d.call, "scope", None) for d in r.dependant.dependencies]
+             for r in ui.client.app.routes if isinstance(r, APIRoute) and (r.path.startswith("/ui") or r.path == "/")}
+    open_paths = {"/ui/login", "/ui/logout", "/ui/static/{name}", "/ui/static/swagger/{name}"}
+    for path, scopes in pages.items():
+        assert ("read" in scopes) == (path not in open_paths), path

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -132,6 +132,9 @@ def viewer(request: Request) -> Viewer:
     raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""), why)
 
 
+viewer.scope = "read"   # type: ignore[attr-defined]  # what route tables (revwatch.openapi.route_scopes) report
+
+
 def _same_origin(request: Request) -> bool:
     """False when the browser says the request comes from another site (Origin names another host)."""
     origin = request.headers.get("origin")
@@ -226,16 +229,15 @@ async def logout(request: Request):
 
 # -- pages -------------------------------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse)
-def root(request: Request):
+def root(request: Request, v: Viewer = Depends(viewer)):
     """The overview (people and header-adding proxies alike)."""
-    return overview(request)
+    return overview(request, v)
 
 
 @router.get("/ui", response_class=HTMLResponse)
 @router.get("/ui/", response_class=HTMLResponse)
-def overview(request: Request):
+def overview(request: Request, v: Viewer = Depends(viewer)):
     """Every SLO and group, open alerts, top anomalies and stuck money per journey; refreshes itself."""
-    v = viewer(request)
     ctx = ctx_of(request)
     results = ctx.slo.latest_or_evaluate()
     at = ctx.slo.latest_at or (results[0].at if results else utcnow())
@@ -257,9 +259,9 @@ def _or_none(read):
 
 
 @router.get("/ui/slos/{name}", response_class=HTMLResponse)
-def slo_page(request: Request, name: str, group: str | None = None, range: str = "window"):
+def slo_page(request: Request, name: str, group: str | None = None, range: str = "window",
+             v: Viewer = Depends(viewer)):
     """One SLO: SLI and burn rate over its window with thresholds, budget burn-down, windows, bad events."""
-    v = viewer(request)
     if range not in data.RANGES:
         raise ApiError(400, f"range must be one of {', '.join(data.RANGES)}", "range")
     detail = data.slo_detail(ctx_of(request), name, group, range)
@@ -270,9 +272,8 @@ def slo_page(request: Request, name: str, group: str | None = None, range: str =
 
 
 @router.get("/ui/journeys", response_class=HTMLResponse)
-def journeys_search(request: Request, q: str = "", by: str = "any"):
+def journeys_search(request: Request, q: str = "", by: str = "any", v: Viewer = Depends(viewer)):
     """Find a journey by correlation ID, invoice/payment reference or customer."""
-    v = viewer(request)
     ctx = ctx_of(request)
     q = q.strip()[:256]
     results: list[dict] = []
@@ -297,9 +298,8 @@ def journeys_search(request: Request, q: str = "", by: str = "any"):
 
 
 @router.get("/ui/journeys/{cid:path}", response_class=HTMLResponse)
-def journey_page(request: Request, cid: str, format: str = "html"):
+def journey_page(request: Request, cid: str, format: str = "html", v: Viewer = Depends(viewer)):
     """The cross-system timeline of one correlation ID (or its raw JSON with ?format=json)."""
-    v = viewer(request)
     try:
         doc = ctx_of(request).journeys.lookup(cid)
     except NotFound:
@@ -331,9 +331,9 @@ def _journey_param(request: Request, journey: str | None) -> str | None:
 
 
 @router.get("/ui/stuck", response_class=HTMLResponse)
-def stuck_page(request: Request, journey: str | None = None, q: str = "", bucket: str = "", currency: str = ""):
+def stuck_page(request: Request, journey: str | None = None, q: str = "", bucket: str = "", currency: str = "",
+               v: Viewer = Depends(viewer)):
     """Stuck instances of a journey: aging buckets, amount, customer, oldest first, filterable, CSV export."""
-    v = viewer(request)
     journey = _journey_param(request, journey)
     items = _stuck_filtered(request, journey, q, bucket, currency) if journey else []
     buckets = {label: 0 for _, label in data.AGING}
@@ -345,9 +345,9 @@ def stuck_page(request: Request, journey: str | None = None, q: str = "", bucket
 
 
 @router.get("/ui/stuck.csv")
-def stuck_csv(request: Request, journey: str | None = None, q: str = "", bucket: str = "", currency: str = ""):
+def stuck_csv(request: Request, journey: str | None = None, q: str = "", bucket: str = "", currency: str = "",
+              _: Viewer = Depends(viewer)):
     """The filtered stuck list as CSV (spreadsheet-safe: cells starting with = + - @ are quoted)."""
-    viewer(request)
     journey = _journey_param(request, journey)
     items = _stuck_filtered(request, journey, q, bucket, currency) if journey else []
     out = io.StringIO()
@@ -376,16 +376,15 @@ def _is_number(s: str) -> bool:
 
 
 @router.get("/ui/anomalies", response_class=HTMLResponse)
-def anomalies_page(request: Request, status: str = "open", kind: str = ""):
+def anomalies_page(request: Request, status: str = "open", kind: str = "", v: Viewer = Depends(viewer)):
     """Anomaly findings with reasons and score; open ones can be acknowledged."""
-    v = viewer(request)
     if status not in ("open", "acknowledged", "all"):
         raise ApiError(400, "status must be open, acknowledged or all", "status")
     items = data.anomalies(ctx_of(request), None if status == "all" else status, kind or None)
     return render(request, "anomalies.html", viewer=v, items=items, status=status, kind=kind)
 
 
-@router.post("/ui/anomalies/{finding_id}/ack")
+@router.post("/ui/anomalies/{finding_id}/ack", dependencies=[Depends(viewer)])
 async def ack_anomaly(request: Request, finding_id: str):
     """Acknowledge a finding (session + CSRF token); back to the list."""
     v, form = await acting_viewer(request)
@@ -397,9 +396,8 @@ async def ack_anomaly(request: Request, finding_id: str):
 
 
 @router.get("/ui/alerts", response_class=HTMLResponse)
-def alerts_page(request: Request, slo: str = ""):
+def alerts_page(request: Request, slo: str = "", v: Viewer = Depends(viewer)):
     """The alert log with business impact, newest first."""
-    v = viewer(request)
     return render(request, "alerts.html", viewer=v, items=data.alert_log(ctx_of(request), slo or None), slo=slo)
 
 
