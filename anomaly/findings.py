@@ -99,8 +99,9 @@ def record(store: Store, kind: str, found: list[Finding], judged: list[str], res
     return counts
 
 
-def acknowledge(store: Store, fid: str, note: str = "") -> dict | None:
-    """Mark a finding acknowledged (kept through re-scans until it resolves); None when there is no such id."""
+def acknowledge(store: Store, fid: str, note: str = "", by: str = "") -> dict | None:
+    """Mark a finding acknowledged (kept through re-scans until it resolves); None when there is no such id.
+    `by` is who acknowledged: a key id, never a key."""
     rows = _latest(store, "Id = {id:String}", {"id": fid})
     if not rows:
         return None
@@ -110,6 +111,8 @@ def acknowledge(store: Store, fid: str, note: str = "") -> dict | None:
         details = {**old["Details"], "acknowledged_at": now.isoformat()}
         if note:
             details["acknowledged_note"] = note[:500]
+        if by:
+            details["acknowledged_by"] = by
         store.insert("anomalies", [(old["Id"], old["Kind"], now, old["CorrelationId"], old["Ref"], old["Score"],
                                     list(old["Reasons"]), details, "acknowledged")], COLUMNS)
         old = _latest(store, "Id = {id:String}", {"id": fid})[0]
@@ -122,6 +125,7 @@ def to_json(r: dict) -> dict:
             "correlation_id": r["CorrelationId"], "ref": r["Ref"], "cause": d.get("cause", ""),
             "customer_id": d.get("customer_id", ""), "reasons": list(r["Reasons"]), "details": d,
             "first_detected_at": d.get("first_detected_at", ""),
+            "detected_at": d.get("first_detected_at") or r["DetectedAt"].replace(tzinfo=dt.timezone.utc).isoformat(),
             "updated_at": r["DetectedAt"].replace(tzinfo=dt.timezone.utc).isoformat()}
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from collector.writer import Writer
     from probes.service import ProbeService
     from slo.engine import SloEngine
+    from webui.routes import WebUi
 
 log = logging.getLogger("revwatch.api")
 
@@ -54,6 +55,7 @@ class AppContext:
     journeys: JourneyService = field(init=False)
     probes: ProbeService = field(init=False)
     alerts: AlertService = field(init=False)
+    ui: WebUi = field(init=False)           # set by webui.install(app)
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)

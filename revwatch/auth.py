@@ -130,6 +130,13 @@ class KeyStore:
             return None
         return ApiKey(key_id, rec[1], rec[2])
 
+    def by_id(self, key_id: str) -> ApiKey | None:
+        """The live (not revoked) key with this public id, or None: a browser session re-checks its key with it."""
+        rec = self._current().get(key_id)
+        if rec is None or rec[3]:
+            return None
+        return ApiKey(key_id, rec[1], rec[2])
+
 
 def allows(key: ApiKey, scope: str) -> bool:
     """Whether a key's scope grants `scope` (admin grants everything)."""

@@ -325,6 +325,15 @@ class AnomalyConfig(_Model):
 
     _d = field_validator("scan_interval", "metric_interval", mode="before")(
         classmethod(lambda cls, v: _duration(v)))
+class UiConfig(_Model):
+    """The browser UI (webui/): sign-in sessions and kiosk mode."""
+    public: bool = False                   # read-only pages without signing in (kiosk); acting still needs a session
+    session_ttl: dt.timedelta = dt.timedelta(hours=12)
+    secret: str | None = None              # cookie signing secret; default: $REVWATCH_UI_SECRET or <data_dir>/ui-secret
+    secure_cookie: Literal["auto", "always", "never"] = "auto"   # auto: Secure when the request came over HTTPS
+    refresh: dt.timedelta = dt.timedelta(seconds=30)              # overview auto-refresh period
+
+    _d = field_validator("session_ttl", "refresh", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
 class Config(_Model):
@@ -344,6 +353,7 @@ class Config(_Model):
     probes: list[ProbeConfig] = []
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
     source_path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

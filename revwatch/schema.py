@@ -323,6 +323,7 @@ ALTER TABLE {db}.events{local} {on_cluster} ADD COLUMN IF NOT EXISTS AmountText 
 """
 _EVENTS_AMOUNT_TEXT = """
 ALTER TABLE {db}.events {on_cluster} ADD COLUMN IF NOT EXISTS AmountText String DEFAULT '' CODEC(ZSTD(1))
+"""
 
 # Alert notification pipeline (alerts/): the inbox of received alerts (Alertmanager's and revwatch's own), the
 # routing groups' state, the notification outbox and silences. Inbox rows are written before the receiver

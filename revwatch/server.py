@@ -8,7 +8,7 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from alerts import receiver as alert_routes
@@ -25,7 +25,6 @@ from collector.spool import Spool
 from collector.writer import Writer
 from probes import odoo_webhook
 from probes.service import ProbeService
-from dashboards.overview import render_overview
 from revwatch.api import ApiError, AppContext, authorize, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
@@ -35,6 +34,7 @@ from revwatch.store import Store, store_from_config
 from slo import routes as slo_routes
 from slo.engine import SloEngine
 from slo.exposition import SloCollector
+import webui
 
 log = logging.getLogger("revwatch.server")
 
@@ -112,7 +112,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                 ctx.spool.close()
                 ctx.background_running = False
 
-    app = FastAPI(title="revwatch", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="revwatch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # webui: /docs
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
@@ -124,6 +124,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     app.include_router(anomaly_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(odoo_webhook.router)
+    webui.install(app)
 
     @app.get("/healthz")
     def healthz():
@@ -165,12 +166,6 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     def list_keys(request: Request):
         """Key ids, scopes and states (admin); never hashes."""
         return {"keys": ctx_of(request).keys.list()}
-
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(require("read"))])
-    def overview(request: Request):
-        """HTML overview for people without Grafana."""
-        c = ctx_of(request)
-        return render_overview(c.slo.latest_or_evaluate())
 
     return app
 

@@ -1,0 +1,272 @@
+"""What each page shows, assembled from the services (no HTML here): plain dicts/lists the templates render.
+
+Reads are batched per page: the overview is the cached SLO evaluation plus one rollup query for every sparkline,
+one stuck read per journey with one money read for all of them, and the open alerts / anomalies lists.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import orjson
+
+from anomaly.detectors import list_findings
+from revwatch.units import as_utc, utcnow
+from slo.breakdown import breakdown
+from slo.engine import SloResult
+from slo.history import Series, bucket_series, burn_down
+
+if TYPE_CHECKING:
+    from revwatch.api import AppContext
+
+AGING = ((dt.timedelta(hours=1), "< 1 h"), (dt.timedelta(hours=4), "1–4 h"), (dt.timedelta(hours=24), "4–24 h"),
+         (dt.timedelta(days=3), "1–3 d"), (None, "> 3 d"))
+STUCK_LIMIT = 1000
+
+
+def slo_status(r: SloResult) -> str:
+    """page / ticket when an alert fires, else 'exhausted' when the budget is spent, 'nodata', or 'ok'.
+    An exhausted budget is its own state: it never reads as ok."""
+    if r.state in ("page", "ticket"):
+        return r.state
+    if r.windows["slo"].total and r.budget["remaining_ratio"] <= 0:
+        return "exhausted"
+    if not r.windows["slo"].total:
+        return "nodata"
+    return "ok"
+
+
+def _page_threshold(r: SloResult) -> float | None:
+    pages = [a["threshold"] for a in r.alerts if a["severity"] == "page"]
+    return min(pages) if pages else None
+
+
+def sparklines(ctx: AppContext) -> Series:
+    """Hourly good/total of every SLO and group over the last 24 h (one rollup read)."""
+    at = utcnow()
+    return bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1))
+
+
+def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
+    """One row per SLO and group: status, SLI vs objective, budget, exhaustion forecast, 24 h hourly burn rate."""
+    rows = []
+    for r in results:
+        d = r.as_dict()
+        b = d["budget"]
+        buckets = series.of(r.spec.name, r.group)
+        rows.append({"name": r.spec.name, "group": r.group, "journey": r.spec.config.journey, "status": slo_status(r),
+                     "description": r.spec.config.description, "objective": r.spec.config.objective,
+                     "sli": d["sli"], "window": r.spec.config.window, "remaining": b["remaining_ratio"],
+                     "days_left": b["days_until_exhausted"].get("1h"), "burn_1h": d["windows"]["1h"]["burn_rate"],
+                     "events": d["windows"]["slo"]["total"], "bad": d["windows"]["slo"]["bad"],
+                     "spark": [bk.burn_rate(r.spec.config.objective) if bk.total else None for bk in buckets],
+                     "page_threshold": _page_threshold(r),
+                     "firing": [a for a in d["alerts"] if a["firing"]]})
+    order = {"page": 0, "exhausted": 1, "ticket": 2, "ok": 3, "nodata": 4}
+    rows.sort(key=lambda x: (order[x["status"]], x["name"], x["group"]))
+    return rows
+
+
+def money(ctx: AppContext, cids: list[str], start_types: list[str], since: dt.datetime) -> dict[str, dict]:
+    """Per correlation ID, the amount, currency, customer and system of its start event, which occurred at or
+    after `since` (one read, only the daily partitions from `since` on)."""
+    if not cids:
+        return {}
+    rows = ctx.store.query(
+        f"SELECT CorrelationId, anyIf(toString(Amount), Amount IS NOT NULL), any(toString(Currency)), "
+        f"any(Attributes['customer_id']), any(Source), any(Attributes['payment_ref']), any(Attributes['invoice_ref']) "
+        f"FROM {ctx.store.table('events')} WHERE CorrelationId IN {{ids:Array(String)}} "
+        f"AND Type IN {{t:Array(String)}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}} GROUP BY CorrelationId",
+        {"ids": cids, "t": start_types, "since": since - dt.timedelta(seconds=1)}).rows
+    return {cid: {"amount": amt or None, "currency": cur or "", "customer": cust or "", "system": src or "",
+                  "ref": pref or iref or ""} for cid, amt, cur, cust, src, pref, iref in rows}
+
+
+def stuck_items(ctx: AppContext, journey: str, now: dt.datetime | None = None) -> list[dict]:
+    """Stuck instances of a journey (oldest first) with amount, currency, customer, age and aging bucket."""
+    now = now or utcnow()
+    items = ctx.journeys.stuck(journey, now=now, limit=STUCK_LIMIT)
+    started = {i["correlation_id"]: as_utc(dt.datetime.fromisoformat(i["started"].replace("Z", "+00:00")))
+               for i in items}
+    info = money(ctx, list(started), [ctx.config.journeys[journey].start], min(started.values(), default=now))
+    out = []
+    for it in items:
+        age = now - started[it["correlation_id"]]
+        m = info.get(it["correlation_id"], {})
+        out.append({**it, **{k: m.get(k, "") for k in ("amount", "currency", "customer", "system", "ref")},
+                    "age_seconds": age.total_seconds(), "bucket": aging_bucket(age)})
+    return out
+
+
+def aging_bucket(age: dt.timedelta) -> str:
+    """The aging bucket label of an instance that started `age` ago."""
+    return next(label for limit, label in AGING if limit is None or age < limit)
+
+
+def money_at_risk(items: list[dict]) -> dict[str, float]:
+    """Sum of amounts per currency ('?' when an item has an amount without currency)."""
+    out: dict[str, float] = defaultdict(float)
+    for it in items:
+        if it.get("amount") not in (None, ""):
+            try:
+                out[it["currency"] or "?"] += float(it["amount"])
+            except ValueError:
+                continue
+    return dict(sorted(out.items()))
+
+
+STUCK_LOOKBACK = dt.timedelta(days=7)          # as JourneyService.stuck: instances started in the last week
+
+
+def journey_summaries(ctx: AppContext, now: dt.datetime | None = None) -> list[dict]:
+    """Per configured journey: stuck count, aging bucket counts and money at risk per currency — all instances,
+    not a capped list, in one round trip: each journey's stuck set from `milestones` (the rule of
+    JourneyService.stuck), then one scan of the start events of the lookback days for their amounts."""
+    now = now or utcnow()
+    names = list(ctx.config.journeys)
+    if not names:
+        return []
+    t = ctx.store.table
+    parts, params = [], {"lo": now - STUCK_LOOKBACK, "now": now}
+    for i, name in enumerate(names):
+        j = ctx.config.journeys[name]
+        threshold = ctx.journeys.thresholds.get(name) or dt.timedelta(hours=1)
+        params.update({f"j{i}": name, f"s{i}": j.start, f"e{i}": j.end, f"cut{i}": now - threshold})
+        parts.append(
+            f"SELECT {{j{i}:String}} AS j, {{s{i}:String}} AS st, CorrelationId, "
+            f"minIf(At, Type = {{s{i}:String}}) AS started "
+            f"FROM {t('milestones')} WHERE Type IN ({{s{i}:String}}, {{e{i}:String}}) "
+            f"AND At >= {{lo:DateTime64(3, 'UTC')}} GROUP BY CorrelationId "
+            f"HAVING countIf(Type = {{s{i}:String}}) > 0 AND countIf(Type = {{e{i}:String}}) = 0 "
+            f"AND started < {{cut{i}:DateTime64(3, 'UTC')}}")
+    limits = [int(limit.total_seconds()) for limit, _ in AGING if limit is not None]
+    rows = ctx.store.query(f"""
+WITH stuck AS ({' UNION ALL '.join(parts)})
+SELECT j, cur, count() AS n, sum(amt) AS total, countIf(amt_known) AS with_amount,
+       {', '.join(f"countIf(age < {sec})" for sec in limits)}, count()
+FROM (
+    SELECT s.j AS j, s.started AS started, e.cur AS cur, e.amt AS amt, e.known AS amt_known,
+           dateDiff('second', s.started, {{now:DateTime64(3, 'UTC')}}) AS age
+    FROM stuck AS s
+    LEFT JOIN (
+        SELECT CorrelationId, Type, any(toString(Currency)) AS cur, anyIf(toFloat64(Amount), Amount IS NOT NULL) AS amt,
+               countIf(Amount IS NOT NULL) > 0 AS known
+        FROM {t('events')}
+        WHERE OccurredAt >= {{lo:DateTime64(3, 'UTC')}} AND Type IN {{starts:Array(String)}}
+          AND CorrelationId IN (SELECT CorrelationId FROM stuck)
+        GROUP BY CorrelationId, Type
+    ) AS e ON e.CorrelationId = s.CorrelationId AND e.Type = s.st
+)
+GROUP BY j, cur""", {**params, "starts": sorted({ctx.config.journeys[n].start for n in names})}).rows
+    out = {n: {"name": n, "start": ctx.config.journeys[n].start, "end": ctx.config.journeys[n].end, "stuck": 0,
+               "money": {}, "buckets": {label: 0 for _, label in AGING}} for n in names}
+    labels = [label for _, label in AGING]
+    for j, cur, n, total, with_amount, *below in rows:
+        doc = out[j]
+        doc["stuck"] += int(n)
+        if with_amount:
+            doc["money"][cur or "?"] = doc["money"].get(cur or "?", 0.0) + float(total)
+        cumulative = [int(x) for x in below]            # instances younger than each limit, and all of them
+        prev = 0
+        for label, upto in zip(labels, cumulative):
+            doc["buckets"][label] += upto - prev
+            prev = upto
+    for doc in out.values():
+        doc["money"] = dict(sorted(doc["money"].items()))
+    return list(out.values())
+
+
+def open_alerts(ctx: AppContext, limit: int = 20) -> list[dict]:
+    """Alertmanager alerts whose latest delivery is `firing`, newest first, with their business impact."""
+    rows = ctx.store.query(
+        f"SELECT AlertName, argMax(Status, ReceivedAt) AS st, argMax(Severity, ReceivedAt), argMax(Slo, ReceivedAt), "
+        f"argMax(Annotations, ReceivedAt), min(StartsAt), max(ReceivedAt) AS last "
+        f"FROM {ctx.store.table('alerts')} GROUP BY AlertName, Fingerprint HAVING st = 'firing' "
+        f"ORDER BY last DESC LIMIT {{limit:UInt32}}", {"limit": limit}).rows
+    return [{"alert": a, "severity": sev, "slo": slo, "annotations": ann, "starts_at": _iso(starts),
+             "impact": impact_summary(ann)}
+            for a, _, sev, slo, ann, starts, _ in rows]
+
+
+def alert_log(ctx: AppContext, slo: str | None = None, limit: int = 200) -> list[dict]:
+    """Every delivery of the alert log, newest first, with business impact annotations split out."""
+    where, params = "1", {"limit": limit}
+    if slo:
+        where, params["slo"] = "Slo = {slo:String}", slo
+    rows = ctx.store.query(
+        f"SELECT ReceivedAt, AlertName, Status, Severity, Slo, Labels, Annotations, StartsAt, EndsAt "
+        f"FROM {ctx.store.table('alerts')} WHERE {where} ORDER BY ReceivedAt DESC LIMIT {{limit:UInt32}}",
+        params).dicts()
+    return [{"received_at": _iso(r["ReceivedAt"]), "alert": r["AlertName"], "status": r["Status"],
+             "severity": r["Severity"], "slo": r["Slo"], "labels": r["Labels"], "starts_at": _iso(r["StartsAt"]),
+             "ends_at": _iso(r["EndsAt"]),
+             "summary": r["Annotations"].get("summary") or r["Annotations"].get("description", ""),
+             "impact": impact_summary(r["Annotations"])} for r in rows]
+
+
+def anomalies(ctx: AppContext, status: str | None = None, kind: str | None = None, limit: int = 200) -> list[dict]:
+    """Latest anomaly findings, highest score first, optionally only one status (open / acknowledged)."""
+    return list_findings(ctx.store, kind=kind, limit=limit, status=status)
+
+def impact_summary(annotations: dict) -> dict[str, str]:
+    """The business impact of a logged alert as flat, printable fields: alerts/ stores it as one JSON annotation
+    (`impact`: class, reason, recommended team, attribution); older rows carry `impact_*` text annotations."""
+    if "impact" not in annotations:
+        return {k[7:]: v for k, v in annotations.items() if k.startswith("impact_")}
+    try:
+        doc = orjson.loads(annotations["impact"])
+    except orjson.JSONDecodeError:
+        return {}
+    att = doc.get("attribution") or {}
+    out = {"class": doc.get("class"), "reason": doc.get("reason"), "recommended_team": doc.get("recommended_team"),
+           "stuck_instances": (att.get("instances") or {}).get("stuck"),
+           "amount_at_risk": str(att.get("money_at_risk") or {}) if att.get("money_at_risk") else None,
+           "budget_remaining_ratio": (att.get("budget") or {}).get("remaining_ratio"),
+           "failing_step": att.get("failing_step"),
+           "stuck_examples": str([e.get("correlation_id") for e in att.get("oldest_stuck") or []])}
+    return {k: str(v) for k, v in out.items() if v not in (None, "", "[]")}
+
+
+
+RANGES = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "window": None}
+
+
+def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "window") -> dict | None:
+    """Everything of the SLO detail page over `span` (the SLO window, or its last 7 d / 24 h); None when no SLO
+    has that name. About 144 points per chart whatever the range; bad events over at most the last 7 days."""
+    spec = ctx.slo.spec(name)
+    if spec is None:
+        return None
+    results = [r for r in (ctx.slo.latest or []) if r.spec.name == name] or ctx.slo.evaluate(names=[name])
+    at = results[0].at if results else utcnow()
+    lo, hi = spec.window_bounds(at)
+    if RANGES.get(span):
+        lo = max(lo, hi - RANGES[span])
+    minutes = max(1, int((hi - lo).total_seconds() // 60 // 144))
+    series = bucket_series(ctx.store, [spec], lo, hi, dt.timedelta(minutes=minutes))
+    thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts}, key=lambda x: -x[1])
+    top = max((t for _, t in thresholds), default=1.0)
+    cap = 3 * top
+    groups = []
+    for r in results:
+        if group is not None and r.group != group:
+            continue
+        buckets = series.of(name, r.group)
+        obj = spec.config.objective
+        burn = [b.burn_rate(obj) if b.total else None for b in buckets]
+        down = burn_down(buckets, obj)
+        groups.append({"group": r.group, "status": slo_status(r), "result": r.as_dict(),
+                       "times": [b.start for b in buckets], "sli": [b.sli for b in buckets], "burn": burn,
+                       "burn_max": min(cap, max([v for v in burn if v is not None] + [1.2 * top])),
+                       "burn_clipped": any(v is not None and v > cap for v in burn),
+                       "burn_down": down, "burn_down_min": max(-1.0, min(down + [0.0]))})
+    bd_lo = max(lo, hi - dt.timedelta(days=7))
+    return {"spec": spec, "at": at, "window": (lo, hi), "bucket_minutes": minutes, "groups": groups,
+            "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
+            "ranges": list(RANGES), "selected_group": group,
+            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo}
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return as_utc(t).isoformat().replace("+00:00", "Z") if t else None
