@@ -62,11 +62,12 @@ def parse_webhook(body: dict) -> list[Alert]:
         except ValueError as e:
             raise ApiError(400, str(e), f"alerts.{i}.startsAt")
         ends = None
-        if a.status == "resolved" and a.endsAt and not a.endsAt.startswith("0001-"):
-            try:
-                ends = parse_instant(a.endsAt).timestamp()
+        if a.endsAt and not a.endsAt.startswith("0001-"):      # Alertmanager's zero time: "not resolved"
+            try:                            # a firing alert's endsAt is its expected end: checked, not kept
+                parsed = parse_instant(a.endsAt).timestamp()
             except ValueError as e:
                 raise ApiError(400, str(e), f"alerts.{i}.endsAt")
+            ends = parsed if a.status == "resolved" else None
         out.append(Alert(a.fingerprint, a.status, a.labels, a.annotations, starts.timestamp(), ends, "alertmanager"))
     return out
 
@@ -137,11 +138,12 @@ class Matcher(BaseModel):
 
 
 class SilenceRequest(BaseModel):
+    """A silence must expire: exactly one of `endsAt` and `duration` (at most 90 days)."""
     model_config = ConfigDict(extra="forbid")
     matchers: list[Matcher] = Field(min_length=1)
     startsAt: str | None = None
     endsAt: str | None = None
-    duration: str | None = None
+    duration: str | None = Field(None, pattern=r"^[1-9][0-9]{0,3}(m|h|d)$", description="e.g. 2h, 3d (≤ 90d)")
     createdBy: str = ""
     comment: str = ""
 
@@ -169,11 +171,12 @@ async def create_silence(request: Request):
         starts = parse_instant(req.startsAt).timestamp() if req.startsAt else now
     except ValueError as e:
         raise ApiError(400, str(e), "startsAt")
-    if (req.endsAt is None) == (req.duration is None):
+    ends_at, duration = req.endsAt or None, req.duration or None      # "" is as good as absent
+    if (ends_at is None) == (duration is None):
         raise ApiError(400, "give exactly one of endsAt and duration (a silence must expire)", "endsAt")
     try:
-        ends = parse_instant(req.endsAt).timestamp() if req.endsAt else \
-            starts + parse_duration(req.duration).total_seconds()
+        ends = parse_instant(ends_at).timestamp() if ends_at else \
+            starts + parse_duration(duration).total_seconds()
     except ValueError as e:
         raise ApiError(400, str(e), "endsAt" if req.endsAt else "duration")
     if ends <= max(starts, now):

@@ -3,6 +3,7 @@ scan now; and `revwatch_anomalies_open{kind}` at scrape time."""
 from __future__ import annotations
 
 import json
+from typing import Literal, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,11 +14,14 @@ from anomaly.findings import STATUSES, CursorError, acknowledge, list_findings, 
 from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
-KINDS = ("billing_variance", "reconciliation_risk", "billing_aggregate", "metric")
+KindParam = Literal["billing_variance", "reconciliation_risk", "billing_aggregate", "metric"]
+StatusParam = Literal["open", "acknowledged", "resolved"]      # anomaly.findings.STATUSES
+KINDS = get_args(KindParam)
 
 
 @router.get("/api/v1/anomalies", dependencies=[Depends(require("read"))])
-def get_anomalies(request: Request, kind: str | None = None, status: str | None = None, cause: str | None = None,
+def get_anomalies(request: Request, kind: KindParam | None = None, status: StatusParam | None = None,
+                  cause: str | None = None,
                   customer: str | None = None, since: str | None = None,
                   min_score: float | None = Query(None, ge=0, le=1), cursor: str | None = None,
                   limit: int = Query(100, ge=1, le=1000)):

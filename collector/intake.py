@@ -136,9 +136,12 @@ class Intake:
 
     # -- events --------------------------------------------------------------------------------------------
     def accept_events(self, validated: ValidatedEvents) -> tuple[int, int]:
-        """Spool new events; returns (accepted, duplicates). May raise SpoolRefused. (Probes use this.)"""
+        """Spool new events; returns (accepted, already recorded). May raise SpoolRefused. For the probes, whose
+        event IDs are deterministic per fact (`odoo:<db>:<model>:<id>:<what>`), a re-observation with other details
+        (the poller seeing what a webhook already pushed) is the same fact already recorded: conflicts count as
+        duplicates here, and, as everywhere, the first version stays the stored one."""
         out = self.accept_event_rows(validated.rows, validated.indexes or list(range(len(validated.rows))))
-        return out.accepted, out.duplicates
+        return out.accepted, out.duplicates + len(out.conflicts)
 
     def accept_event_rows(self, rows: list[list], indexes: list[int]) -> EventOutcome:
         """Spool the new events among `rows` (request indexes `indexes`); duplicates are counted, conflicts (same

@@ -373,7 +373,14 @@ _register_optional_commands()
 
 
 def _goodbye() -> None:
+    """Say goodbye and leave with 130 at once. Background threads (spool writer, scheduler, dispatcher) may still be
+    inside the embedded ClickHouse engine; a normal interpreter shutdown tears chDB down under them (a segfault
+    seen on Ctrl-C during the demo). Leaving without finalizers loses nothing: what was acknowledged is fsync'd
+    in the spool or already inserted, and the spool replays the rest on the next start."""
     err.print("\nrevwatch: interrupted (Ctrl-C); bye", markup=False, highlight=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

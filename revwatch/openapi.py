@@ -27,7 +27,7 @@ from revwatch.auth import SCOPES
 EVENT_TYPE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)+$"
 DECIMAL_PATTERN = r"^-?[0-9]{1,29}(\.[0-9]{1,9})?$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
-OCCURRED_PATTERN = r"^(197[1-9]|19[89][0-9]|2[01][0-9][0-9])-"   # MIN_YEAR..MAX_YEAR of collector.events, in UTC
+OCCURRED_PATTERN = r"^(197[1-9]|19[89][0-9]|20[0-9][0-9])-"   # within the store's range [1970, 2100) (revwatch.units)
 
 
 class ErrorReply(BaseModel):
@@ -48,7 +48,7 @@ class BusinessEvent(BaseModel):
     correlation_id: str = Field(min_length=1, max_length=256, description="the business transaction")
     occurred_at: str = Field(min_length=1, max_length=256, pattern=OCCURRED_PATTERN,
                              json_schema_extra={"format": "date-time"},
-                             description="RFC 3339 with a timezone offset (Z or ±hh:mm), years 1970-2199")
+                             description="RFC 3339 with a timezone offset (Z or ±hh:mm), years 1971-2099")
     source: str = Field(min_length=1, max_length=256, description="the system that saw it: stripe, odoo, crm …")
     journey: str | None = Field(None, description="optional journey name (journeys are also matched by type)")
     amount: str | None = Field(None, pattern=DECIMAL_PATTERN, description='decimal string such as "129.00"')
@@ -77,6 +77,7 @@ _ERRORS: dict[int, tuple[str, dict]] = {
     401: ("missing, unknown or revoked key", {"WWW-Authenticate": {"schema": {"type": "string"}}}),
     403: ("the key's scope does not allow this route", {}),
     404: ("no such resource", {}),
+    409: ("every item conflicts with an event already stored under the same event_id (other content)", {}),
     405: ("method not allowed", {"Allow": {"schema": {"type": "string"}}}),
     413: ("body larger than server.max_body_bytes (after decompression)", {}),
     415: ("unsupported Content-Type or Content-Encoding", {}),
@@ -130,10 +131,13 @@ def build_openapi(app: FastAPI) -> dict:
     schemas = comps.setdefault("schemas", {})
     for model in (ErrorReply, BusinessEvent, EventsReply):
         schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    from alerts.receiver import AmWebhook
+    from alerts.receiver import AmWebhook, SilenceRequest
     am = AmWebhook.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(am.pop("$defs", {}))
     schemas["AlertmanagerWebhook"] = am
+    silence = SilenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(silence.pop("$defs", {}))
+    schemas["SilenceRequest"] = silence
     for gone in ("HTTPValidationError", "ValidationError"):
         schemas.pop(gone, None)
     comps["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
@@ -155,8 +159,10 @@ def build_openapi(app: FastAPI) -> dict:
                 statuses.add(404)
             if key in INGEST_ROUTES:
                 statuses |= {413, 415, 503}
-            if key == ("POST", "/v1/traces"):
+            if key in (("POST", "/v1/traces"), ("POST", "/api/v1/events")):
                 statuses.add(429)
+            if key == ("POST", "/api/v1/events"):
+                statuses.add(409)
             for s in sorted(statuses):
                 responses.setdefault(str(s), _error(s))
     _document_bodies(doc)
@@ -165,7 +171,7 @@ def build_openapi(app: FastAPI) -> dict:
 
 
 _DATE_TIME = {"type": "string", "format": "date-time", "pattern": OCCURRED_PATTERN,
-              "description": "RFC 3339 instant with an offset (years 1970-2199)"}
+              "description": "RFC 3339 instant with an offset (years 1971-2099)"}
 
 
 def _document_parameters(doc: dict, app: FastAPI) -> None:
@@ -195,13 +201,16 @@ def _document_parameters(doc: dict, app: FastAPI) -> None:
 
 
 def allowed_methods(app, scope: dict) -> list[str]:
-    """Every method some route serves at the request's path (Starlette's 405 names only the first route's)."""
+    """Every method some route serves at the request's path (Starlette's 405 names only the first route's). A
+    literal route wins over a templated one that also matches (`/api/v1/anomalies/scan` is not a finding id), as
+    the OpenAPI document lists them."""
     from starlette.routing import Match
+    matching = [r for r in _api_routes(app.routes)
+                if r.matches({**scope, "method": next(iter(r.methods))})[0] == Match.FULL]
+    literal = [r for r in matching if "{" not in r.path]
     methods: set[str] = set()
-    for r in _api_routes(app.routes):
-        match, _ = r.matches({**scope, "method": next(iter(r.methods))})
-        if match == Match.FULL:
-            methods |= r.methods
+    for r in literal or matching:
+        methods |= r.methods
     return sorted(methods)
 
 
@@ -240,6 +249,9 @@ def _document_bodies(doc: dict) -> None:
     am = paths.get("/api/v1/alerts/alertmanager", {}).get("post")
     if am:
         am["requestBody"] = _json_body({"$ref": "#/components/schemas/AlertmanagerWebhook"})
+    silences = paths.get("/api/v1/silences", {}).get("post")
+    if silences:
+        silences["requestBody"] = _json_body({"$ref": "#/components/schemas/SilenceRequest"})
     metrics = paths.get("/metrics", {}).get("get")
     if metrics:
         metrics["responses"]["200"] = {"description": "Prometheus text exposition 0.0.4",

@@ -96,7 +96,7 @@ def test_no_command_shows_help_and_exits_2(capsys):
 # Arguments that get each command past its own option checks, so that it reads the config.
 NEEDS = {("keys", "create"): ["--scope", "read"], ("keys", "revoke"): ["deadbeef"], ("slo", "rules"): ["-o", "x"],
          ("trace",): ["pay_1"], ("simulate",): ["--key", "k"], ("journeys", "search"): ["--journey", "j"],
-         ("dashboards", "export"): ["-o", "x"]}
+         ("dashboards", "export"): ["-o", "x"], ("anomaly", "ack"): ["f_1"], ("anomaly", "series"): ["x.csv"]}
 
 
 def _takes_config(path) -> bool:
@@ -144,7 +144,7 @@ def test_openslo_problems_are_config_errors(tmp_path, capsys):
     cfg = tmp_path / "rw.yaml"
     cfg.write_text(f"openslo_files: [{tmp_path / 'missing.yaml'}]\n")
     code, _, err = run(["serve", "--config", str(cfg)], capsys)
-    assert code == 2 and "missing.yaml: OpenSLO file not found" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "missing.yaml: file not found" in err and len(err.strip().splitlines()) == 1
 
 
 def _rw(*args, env=None, cwd=None, timeout=60):
