@@ -75,6 +75,8 @@ def record(store: Store, kind: str, found: list[Finding], judged: list[str], res
                                           + dt.timedelta(milliseconds=1))
         details = dict(f.details)
         details["first_detected_at"] = (old["Details"].get("first_detected_at") if old else None) or now.isoformat()
+        if old is not None and old["Status"] == "acknowledged":   # who acknowledged, and when, stay with the finding
+            details.update({k: v for k, v in old["Details"].items() if k.startswith("acknowledged_")})
         if old is None:
             status, what = "open", "new"
         elif old["Status"] == "resolved":

@@ -312,7 +312,7 @@ def test_bad_webhooks_are_400_and_scope(api_factory, sink):
 def test_config_file_refuses_unknown_alert_keys(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("alerts:\n  routes:\n    - {notifiers: [], group_wiat: 1s}\n")
-    with pytest.raises(ConfigError, match="alerts.routes.0.group_wiat: unknown key"):
+    with pytest.raises(ConfigError, match=r"alerts.routes\[0\].group_wiat: unknown key"):
         load_config(p)
 
 
