@@ -36,7 +36,7 @@ slos:
      description: "99.5 % of settled payments are posted in Odoo within 15 minutes"}
   - {name: renewal-invoiced-1h, journey: renewal_to_invoice, objective: 0.99, window: 7d,
      sli: {kind: journey_latency, threshold: 1h}, alerting: {min_events: 5}}
-  - {name: payment-reconciled-1h, journey: payment_to_reconciliation, objective: 0.98, window: 7d,
+  - {name: payment-reconciled-1h, journey: payment_to_reconciliation, objective: 0.95, window: 7d,
      sli: {kind: journey_completion, max_age: 1h}, group_by: [gateway]}
   - {name: gateway-latency-2s, objective: 0.99, window: 7d, group_by: [service],
      sli: {kind: span_latency, span_name: "POST /v1/charges", threshold: 2s}}
