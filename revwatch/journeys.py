@@ -28,28 +28,34 @@ from revwatch.units import as_utc, utcnow
 DEFAULT_THRESHOLD = dt.timedelta(hours=1)     # overdue threshold of a journey that names none and has no SLO
 
 
-def instances_sql(table: str, lo: str, hi: str | None = None) -> str:
+def instances_sql(table: str, lo: str, hi: str | None = None, *, key: str = "j", steps: bool = False) -> str:
     """The one subquery of journey instances whose milestones lie in [lo, hi) (SQL expressions; no upper bound
     when `hi` is None).
 
-    Binds `{j_start:String}` and `{j_end:String}`. Columns: CorrelationId, s_at (first start), e_at (first end),
-    has_end, attrs (the start event's attributes), src (the start event's source)."""
+    Binds `{<key>_start:String}` and `{<key>_end:String}` (`instance_params`; a distinct `key` per journey lets
+    one statement hold several). Columns: CorrelationId, s_at (first start), e_at (first end), has_end, attrs (the
+    start event's attributes), src (the start event's source); with `steps`, also every milestone of the journey
+    (`{<key>_steps:Array(String)}`) and `reached`, the (type, first time) pairs the instance reached."""
+    st, en = f"{{{key}_start:String}}", f"{{{key}_end:String}}"
+    types = f"{{{key}_steps:Array(String)}}" if steps else f"({st}, {en})"
+    reached = ",\n               groupArray((toString(Type), At)) AS reached" if steps else ""
     return f"""
         SELECT CorrelationId,
-               minIf(At, Type = {{j_start:String}}) AS s_at,
-               minIf(At, Type = {{j_end:String}}) AS e_at,
-               countIf(Type = {{j_end:String}}) > 0 AS has_end,
-               anyIf(Attributes, Type = {{j_start:String}}) AS attrs,
-               anyIf(Source, Type = {{j_start:String}}) AS src
+               minIf(At, Type = {st}) AS s_at,
+               minIf(At, Type = {en}) AS e_at,
+               countIf(Type = {en}) > 0 AS has_end,
+               anyIf(Attributes, Type = {st}) AS attrs,
+               anyIf(Source, Type = {st}) AS src{reached}
         FROM {table}
-        WHERE Type IN ({{j_start:String}}, {{j_end:String}}) AND At >= {lo}{f" AND At < {hi}" if hi else ""}
+        WHERE Type IN {types} AND At >= {lo}{f" AND At < {hi}" if hi else ""}
         GROUP BY CorrelationId
-        HAVING countIf(Type = {{j_start:String}}) > 0"""
+        HAVING countIf(Type = {st}) > 0"""
 
 
-def instance_params(journey: JourneyConfig) -> dict[str, str]:
-    """The parameters `instances_sql` binds, for one journey."""
-    return {"j_start": journey.start, "j_end": journey.end}
+def instance_params(journey: JourneyConfig, key: str = "j") -> dict[str, object]:
+    """The parameters `instances_sql` binds, for one journey (steps: start, milestones in order, end)."""
+    return {f"{key}_start": journey.start, f"{key}_end": journey.end,
+            f"{key}_steps": [journey.start, *journey.milestones, journey.end]}
 
 
 def thresholds(journeys: Mapping[str, JourneyConfig],

@@ -24,6 +24,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from revwatch.journeys import instance_params, instances_sql
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.units import as_utc, utcnow
 from slo.sli import _group_expr, ms
@@ -81,25 +82,16 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
     j = engine.cfg.journeys[spec.config.journey]
     steps = [spec.start_type, *j.milestones, spec.end_type]
     group_expr = _group_expr(spec.config.group_by, "attrs", {"source": "src"})
-    params = {"start": spec.start_type, "end": spec.end_type, "steps": steps, "since": ms(now - lookback),
+    params = {**instance_params(j), "since": ms(now - lookback),
               "now": ms(now), "t_ms": int(spec.threshold.total_seconds() * 1000), "group": group}
+    instances = instances_sql(store.table("milestones"), "fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
+                              steps=True)
     base = f"""
-        SELECT cid, s_at, e_at, has_end, reached, attrs, src,
+        SELECT CorrelationId AS cid, s_at, e_at, has_end, reached, attrs, src,
                has_end AND e_at > s_at + toIntervalMillisecond({{t_ms:Int64}}) AS late,
                NOT has_end AND fromUnixTimestamp64Milli({{now:Int64}}, 'UTC')
                                > s_at + toIntervalMillisecond({{t_ms:Int64}}) AS stuck
-        FROM (
-            SELECT CorrelationId AS cid,
-                   minIf(At, Type = {{start:String}}) AS s_at,
-                   minIf(At, Type = {{end:String}}) AS e_at,
-                   countIf(Type = {{end:String}}) > 0 AS has_end,
-                   groupArray((toString(Type), At)) AS reached,
-                   anyIf(Attributes, Type = {{start:String}}) AS attrs,
-                   anyIf(Source, Type = {{start:String}}) AS src
-            FROM {store.table('milestones')}
-            WHERE Type IN {{steps:Array(String)}} AND At >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
-            GROUP BY CorrelationId
-            HAVING countIf(Type = {{start:String}}) > 0)
+        FROM ({instances})
         WHERE {group_expr} = {{group:String}}"""
     bad_rows = store.query(f"SELECT cid, s_at, e_at, has_end, reached, attrs, src, stuck FROM ({base}) "
                            f"WHERE late OR stuck ORDER BY s_at LIMIT {MAX_BAD_ROWS}", params).rows

@@ -13,6 +13,7 @@ import datetime as dt
 from collections import Counter
 
 from revwatch.config import Config
+from revwatch.journeys import instance_params, instances_sql
 from revwatch.store import Store
 from slo.sli import _bad_expr, _span_filters, ms
 from slo.spec import SloSpec
@@ -42,20 +43,15 @@ def _journey(store: Store, cfg: Config, spec: SloSpec, lo: dt.datetime, hi: dt.d
     j = cfg.journeys[spec.config.journey]
     steps = [j.start, *j.milestones, j.end]
     t_ms = int(spec.threshold.total_seconds() * 1000)
+    instances = instances_sql(store.table("milestones"), "fromUnixTimestamp64Milli({lo:Int64}, 'UTC')",
+                              f"fromUnixTimestamp64Milli({{hi:Int64}} + {t_ms}, 'UTC')", steps=True)
     rows = store.query(f"""
-SELECT CorrelationId, src, attrs, reached FROM (
-    SELECT CorrelationId, minIf(At, Type = {{s:String}}) AS s_at, minIf(At, Type = {{e:String}}) AS e_at,
-           countIf(Type = {{e:String}}) > 0 AS has_end, anyIf(Source, Type = {{s:String}}) AS src,
-           anyIf(Attributes, Type = {{s:String}}) AS attrs, groupUniqArray(Type) AS reached
-    FROM {store.table('milestones')}
-    WHERE Type IN {{steps:Array(String)}} AND At >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
-      AND At < fromUnixTimestamp64Milli({{hi:Int64}} + {t_ms}, 'UTC')
-    GROUP BY CorrelationId
-    HAVING countIf(Type = {{s:String}}) > 0 AND s_at < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
-       AND (has_end AND e_at > s_at + toIntervalMillisecond({t_ms})
-            OR NOT has_end AND s_at + toIntervalMillisecond({t_ms}) <= fromUnixTimestamp64Milli({{now:Int64}}, 'UTC'))
-) ORDER BY CorrelationId LIMIT {_SAMPLE}""",
-        {"s": j.start, "e": j.end, "steps": steps, "lo": ms(lo), "hi": ms(hi),
+SELECT CorrelationId, src, attrs, arrayMap(x -> x.1, reached) FROM ({instances})
+WHERE s_at < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
+  AND (has_end AND e_at > s_at + toIntervalMillisecond({t_ms})
+       OR NOT has_end AND s_at + toIntervalMillisecond({t_ms}) <= fromUnixTimestamp64Milli({{now:Int64}}, 'UTC'))
+ORDER BY CorrelationId LIMIT {_SAMPLE}""",
+        {**instance_params(j), "lo": ms(lo), "hi": ms(hi),
          "now": ms(min(hi, dt.datetime.now(dt.timezone.utc)))}).rows
     systems, stepc, attrs = Counter(), Counter(), Counter()
     for _, src, a, reached in rows:

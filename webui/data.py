@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from anomaly.detectors import list_findings
+from revwatch.journeys import instance_params, instances_sql
 from revwatch.units import as_utc, utcnow
 from slo.breakdown import breakdown
 from slo.engine import SloResult
@@ -132,14 +133,10 @@ def journey_summaries(ctx: AppContext, now: dt.datetime | None = None) -> list[d
     for i, name in enumerate(names):
         j = ctx.config.journeys[name]
         threshold = ctx.journeys.thresholds.get(name) or dt.timedelta(hours=1)
-        params.update({f"j{i}": name, f"s{i}": j.start, f"e{i}": j.end, f"cut{i}": now - threshold})
-        parts.append(
-            f"SELECT {{j{i}:String}} AS j, {{s{i}:String}} AS st, CorrelationId, "
-            f"minIf(At, Type = {{s{i}:String}}) AS started "
-            f"FROM {t('milestones')} WHERE Type IN ({{s{i}:String}}, {{e{i}:String}}) "
-            f"AND At >= {{lo:DateTime64(3, 'UTC')}} GROUP BY CorrelationId "
-            f"HAVING countIf(Type = {{s{i}:String}}) > 0 AND countIf(Type = {{e{i}:String}}) = 0 "
-            f"AND started < {{cut{i}:DateTime64(3, 'UTC')}}")
+        params.update({f"j{i}": name, f"cut{i}": now - threshold, **instance_params(j, key=f"j{i}")})
+        instances = instances_sql(t("milestones"), "{lo:DateTime64(3, 'UTC')}", key=f"j{i}")
+        parts.append(f"SELECT {{j{i}:String}} AS j, {{j{i}_start:String}} AS st, CorrelationId, s_at AS started "
+                     f"FROM ({instances}) WHERE NOT has_end AND s_at < {{cut{i}:DateTime64(3, 'UTC')}}")
     limits = [int(limit.total_seconds()) for limit, _ in AGING if limit is not None]
     rows = ctx.store.query(f"""
 WITH stuck AS ({' UNION ALL '.join(parts)})
