@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily
@@ -237,10 +238,11 @@ class AlertService:
             doc = {"fingerprint": a.fingerprint, "status": "firing" if a in f.firing else "resolved",
                    "labels": a.labels, "annotations": a.annotations, "starts_at": _iso(a.starts_at),
                    "ends_at": _iso(a.ends_at) if a.resolved(now) else None, "origin": a.origin, "links": {}}
-            if a.labels.get("slo") and base:
-                doc["links"]["slo"] = f"{base}/api/v1/slos/{a.labels['slo']}"
+            if a.labels.get("slo") and base:       # pages a person opens (the web UI signs them in)
+                group = f"?group={quote(a.labels['group'])}" if a.labels.get("group") else ""
+                doc["links"]["slo"] = f"{base}/ui/slos/{quote(a.labels['slo'], safe='')}{group}"
             if a.labels.get("journey") and base:
-                doc["links"]["journeys"] = f"{base}/api/v1/journeys?journey={a.labels['journey']}&status=overdue"
+                doc["links"]["journeys"] = f"{base}/ui/stuck?journey={quote(a.labels['journey'])}"
             if doc["status"] == "firing":
                 key = (a.labels.get("slo"), a.labels.get("group"), a.labels.get("severity"), a.labels.get("journey"),
                        a.labels.get("team"), a.labels.get("probe"))

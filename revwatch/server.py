@@ -65,7 +65,9 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
-    ctx.alerts = AlertService(store, cfg.alerts, metrics, engine, ctx.probes)
+    alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
+        cfg.alerts.model_copy(update={"public_url": cfg.server.external_url})   # links default to this server
+    ctx.alerts = AlertService(store, alerts_cfg, metrics, engine, ctx.probes)
     return ctx
 
 

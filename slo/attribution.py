@@ -23,6 +23,7 @@ import datetime as dt
 from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from revwatch.journeys import instance_params, instances_sql
 from revwatch.schema import LINK_ATTRIBUTES
@@ -128,7 +129,7 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
                          "age_seconds": round((now - s_at).total_seconds(), 1),
                          "overdue_seconds": round((now - s_at).total_seconds() - threshold_s, 1),
                          "waiting_for": step, "source": src, "amount": amount, "currency": currency or None,
-                         "link": f"{link_base.rstrip('/')}/api/v1/journeys/{cid}"})
+                         "link": f"{link_base.rstrip('/')}/ui/journeys/{quote(cid, safe='')}"})
     bad_total = n_stuck + n_late
     return {
         "instances": {"started": started, "stuck": n_stuck, "late": n_late, "bad": bad_total,

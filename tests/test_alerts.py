@@ -114,7 +114,7 @@ def test_page_delivered_to_every_notifier_with_impact_then_resolved(api_factory,
     att = impact["attribution"]
     assert att["instances"]["stuck"] == 3 and att["money_at_risk"] == {"EUR": "301.50"}
     assert {e["correlation_id"] for e in att["oldest_stuck"]} == {"pay_0", "pay_1", "pay_2"}
-    assert att["oldest_stuck"][0]["link"] == "http://revwatch.test/api/v1/journeys/" + \
+    assert att["oldest_stuck"][0]["link"] == "http://revwatch.test/ui/journeys/" + \
         att["oldest_stuck"][0]["correlation_id"] and att["oldest_stuck"][0]["amount"] == "100.50"
     assert att["failing_step"] == "payment.posted" and att["budget"]["remaining_ratio"] < 0
     assert impact["recommended_team"] == "erp-team" and "payment.posted" in impact["recommendation_reason"]

@@ -52,7 +52,7 @@ def test_attribution_of_one_group(api_factory):
     assert [e["correlation_id"] for e in ex][:4] == ["st3", "st2", "st1", "st0"] and ex[4]["correlation_id"] in \
         ("um0", "um1") and ex[4]["waiting_for"] == "payment.matched" and ex[4]["currency"] == "USD"
     assert ex[0]["amount"] == "100.25" and ex[0]["currency"] == "EUR" and ex[0]["waiting_for"] == "payment.posted"
-    assert ex[0]["link"] == "https://rw.example/api/v1/journeys/st3" and ex[0]["overdue_seconds"] > 0
+    assert ex[0]["link"] == "https://rw.example/ui/journeys/st3" and ex[0]["overdue_seconds"] > 0
     gw = {(o["attribute"], o["value"]): o for o in a["over_represented"]}
     assert gw[("gateway", "adyen")]["bad"] == 6 and gw[("gateway", "adyen")]["lift"] == round((6 / 8) / (8 / 18), 2)
     assert ("source", "adyen") in gw and ("gateway", "stripe") not in gw

@@ -184,9 +184,12 @@ def where_to_look(base: str, config: Path, read_key: str, ingest_key: str, admin
     rw = cli_path()
     cid = example or "CORRELATION_ID"
     return f"""
+[bold]open the web UI[/bold]  {base}/ui/
+  sign in with the read key below; a stuck payment's timeline: Overview → the stuck count of payment_to_posting
+  → a payment
+
 [bold]where to look[/bold] (the server runs until Ctrl-C)
   API docs   {base}/docs                     (no key)
-  overview   {base}/                         (read key: Authorization: Bearer $REVWATCH_READ_KEY)
   SLO API    {base}/api/v1/slos              (read key)
   journey    {base}/api/v1/journeys/{cid}
   metrics    {base}/metrics                  (read key; Prometheus set-up: docs/prometheus.md)
