@@ -16,12 +16,14 @@ from typing import Iterator
 
 import orjson
 
+from collector import rows as _rows
 from collector.limits import MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_EVENT_ATTRIBUTES, MAX_ID, MAX_REJECTED_LISTED
+from collector.rows import EventRow
 from revwatch.units import MIN_INSTANT, parse_instant
 
-EVENT_COLUMNS = ("EventId", "Type", "CorrelationId", "OccurredAt", "Source", "Journey", "Amount", "Currency",
-                 "Attributes")
-COL_EVENT_ID, COL_TYPE, COL_CORRELATION, COL_OCCURRED = 0, 1, 2, 3
+EVENT_COLUMNS = _rows.EVENT_COLUMNS       # the order of an event row: collector.rows.EventRow
+COL_EVENT_ID, COL_TYPE, COL_CORRELATION, COL_OCCURRED = (
+    EventRow._fields.index(f) for f in ("EventId", "Type", "CorrelationId", "OccurredAt"))
 
 CANONICAL_TYPES = frozenset("""customer.created quote.accepted order.booked subscription.activated
 subscription.renewed subscription.amended subscription.cancelled invoice.created invoice.posted invoice.sent

@@ -16,18 +16,17 @@ from google.protobuf.message import DecodeError as _ProtoDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
                                                                        ExportTraceServiceResponse)
 
+from collector import rows as _rows
 from collector.correlation import CorrelationRules
 from collector.limits import (MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_ID, MAX_NAME, MAX_SPAN_ATTRIBUTES, MAX_SPAN_EVENTS,
                               MAX_SPAN_LINKS)
+from collector.rows import SpanRow
 from revwatch.units import MAX_INSTANT
 
-SPAN_COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
-                "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
-                "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId",
-                "Links.SpanId", "Links.TraceState", "Links.Attributes", "CorrelationId", "Journey")
-# Column positions used by other modules.
-COL_TIMESTAMP, COL_TRACE_ID, COL_SPAN_ID = 0, 1, 2
-COL_SERVICE, COL_CORRELATION, COL_JOURNEY = 7, 22, 23
+# Column order and positions come from the row type (collector.rows), the one definition of a span row.
+SPAN_COLUMNS = _rows.SPAN_COLUMNS
+COL_TIMESTAMP, COL_TRACE_ID, COL_SPAN_ID, COL_SERVICE, COL_CORRELATION, COL_JOURNEY = (
+    SpanRow._fields.index(f) for f in ("Timestamp", "TraceId", "SpanId", "ServiceName", "CorrelationId", "Journey"))
 
 SPAN_KINDS = {0: "Unspecified", 1: "Internal", 2: "Server", 3: "Client", 4: "Producer", 5: "Consumer"}
 STATUS_CODES = {0: "Unset", 1: "Ok", 2: "Error"}

@@ -12,9 +12,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from collector.correlation import CorrelationRules
+from collector.events import COL_CORRELATION as EV_CORRELATION
+from collector.events import COL_EVENT_ID as EV_ID
+from collector.events import COL_TYPE as EV_TYPE
 from collector.events import BodyError, validate_in_chunks
 from collector.limits import MAX_REJECTED_LISTED
-from collector.otlp import DecodeError, decode_traces, encode_response, status_body
+from collector.otlp import COL_CORRELATION, DecodeError, decode_traces, encode_response, status_body
 from collector.spool import SpoolRefused, SpoolUnavailable
 from revwatch.api import ApiError, AppContext, ctx_of, require
 
@@ -142,7 +145,7 @@ async def post_traces(request: Request) -> Response:
             log.info("spans rejected", extra={"rejected": decoded.rejected, "errors": decoded.errors[:3],
                                               "key_id": getattr(request.state, "key_id", None)})
         if log.isEnabledFor(logging.DEBUG):
-            for cid in sorted({r[22] for r in decoded.rows})[:100]:
+            for cid in sorted({r[COL_CORRELATION] for r in decoded.rows})[:100]:
                 log.debug("spans accepted", extra={"correlation_id": cid})
         try:
             await run_in_threadpool(ctx.intake.accept_spans, decoded.rows)
@@ -226,8 +229,8 @@ def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) 
                 conflicts += out.conflicts[:MAX_REJECTED_LISTED - len(conflicts)]
                 if log.isEnabledFor(logging.DEBUG):
                     for row in chunk.rows[:100]:
-                        log.debug("event accepted", extra={"correlation_id": row[2], "event_type": row[1],
-                                                           "event_id": row[0], "key_id": key_id})
+                        log.debug("event accepted", extra={"correlation_id": row[EV_CORRELATION], "event_type": row[EV_TYPE],
+                                                           "event_id": row[EV_ID], "key_id": key_id})
     except BodyError as e:
         ctx.metrics.rejected_total.labels("decode").inc()
         raise ApiError(400, str(e), "body")

@@ -10,6 +10,7 @@ import orjson
 
 from collector.events import COL_EVENT_ID, COL_OCCURRED, EVENT_COLUMNS
 from collector.otlp import COL_TIMESTAMP
+from collector.rows import SpanRow
 from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_EVENTS_TEXT, KIND_SPANS, encode_record
 
 EVENT_KEY_COLUMNS = ("EventId", "Fingerprint")
@@ -18,7 +19,7 @@ EVENT_KEY_COLUMNS = ("EventId", "Fingerprint")
 EVENT_WIRE_COLUMNS = EVENT_COLUMNS + ("AmountText",)
 NS_PER_DAY, MS_PER_DAY = 86_400 * 10**9, 86_400_000
 
-SPAN_EVENTS_TS = 15                    # `Events.Timestamp` column of a span row
+SPAN_EVENTS_TS = SpanRow._fields.index("Events__Timestamp")   # `Events.Timestamp` column of a span row
 _AMOUNT = EVENT_COLUMNS.index("Amount")
 
 

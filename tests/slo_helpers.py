@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from collector.events import EVENT_COLUMNS
+from collector.rows import EVENT_COLUMNS, EventRow
 from revwatch.units import utcnow
 
 _ids = itertools.count()
@@ -21,7 +21,8 @@ def add_events(store, items: list[tuple]) -> None:
     for it in items:
         typ, cid, at = it[:3]
         attrs = it[3] if len(it) > 3 else {}
-        rows.append([f"ev{next(_ids)}", typ, cid, int(at.timestamp() * 1000), "test", "", None, "", attrs])
+        rows.append(list(EventRow(EventId=f"ev{next(_ids)}", Type=typ, CorrelationId=cid,
+                                  OccurredAt=int(at.timestamp() * 1000), Source="test", Attributes=attrs)))
     store.insert("events", rows, EVENT_COLUMNS)
 
 

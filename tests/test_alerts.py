@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from alerts.receiver import parse_webhook
 from alerts.service import AlertService
-from collector.events import EVENT_COLUMNS
+from collector.rows import EVENT_COLUMNS, EventRow
 from revwatch.metrics import Metrics
 from revwatch.store import StoreError, store_from_config
 from slo.engine import SloEngine
@@ -86,9 +86,10 @@ def webhook(status="firing", slo="pp", group=None, fp="abc123"):
 
 def settle(store, ids, gateway="stripe", minutes=40, amount="100.50", currency="EUR", **attrs):
     now = dt.datetime.now(dt.timezone.utc)
-    store.insert("events", [[f"e-{cid}", "payment.settled", cid,
-                             int((now - dt.timedelta(minutes=minutes)).timestamp() * 1000), "billing", "",
-                             decimal.Decimal(amount), currency, {"gateway": gateway, **attrs}] for cid in ids],
+    store.insert("events", [list(EventRow(EventId=f"e-{cid}", Type="payment.settled", CorrelationId=cid,
+                                          OccurredAt=int((now - dt.timedelta(minutes=minutes)).timestamp() * 1000),
+                                          Source="billing", Amount=decimal.Decimal(amount), Currency=currency,
+                                          Attributes={"gateway": gateway, **attrs})) for cid in ids],
                  EVENT_COLUMNS)
 
 

@@ -3,7 +3,7 @@ currency and customers — for one group of a group_by SLO — and the API route
 import datetime as dt
 import decimal
 
-from collector.events import EVENT_COLUMNS
+from collector.rows import EVENT_COLUMNS, EventRow
 
 CFG = """
 journeys:
@@ -17,8 +17,10 @@ alerts: {public_url: "https://rw.example"}
 
 def ev(cid, typ, minutes_ago, gateway, amount=None, currency="", region="eu", **attrs):
     now = dt.datetime.now(dt.timezone.utc)
-    return [f"{cid}-{typ}", typ, cid, int((now - dt.timedelta(minutes=minutes_ago)).timestamp() * 1000), gateway, "",
-            decimal.Decimal(amount) if amount else None, currency, {"gateway": gateway, "region": region, **attrs}]
+    return list(EventRow(EventId=f"{cid}-{typ}", Type=typ, CorrelationId=cid,
+                         OccurredAt=int((now - dt.timedelta(minutes=minutes_ago)).timestamp() * 1000), Source=gateway,
+                         Amount=decimal.Decimal(amount) if amount else None, Currency=currency,
+                         Attributes={"gateway": gateway, "region": region, **attrs}))
 
 
 def test_attribution_of_one_group(api_factory):

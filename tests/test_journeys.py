@@ -2,7 +2,7 @@
 import datetime as dt
 import json
 
-from collector.otlp import SPAN_COLUMNS
+from collector.rows import SPAN_COLUMNS, SpanRow
 from tests.conftest import revwatch_cmd
 from tests.slo_helpers import add_events
 
@@ -24,9 +24,10 @@ def now_ms():
 
 def span(store, cid, trace, span_id, name, service, at, status="Ok", parent="", dur_ms=120, attrs=None):
     ns = int(at.timestamp() * 1e9)
-    store.insert("spans", [[ns, trace, span_id, parent, "", name, "Server", service, {}, "", "", attrs or {},
-                            dur_ms * 10**6, status, "boom" if status == "Error" else "", [], [], [], [], [], [], [],
-                            cid, ""]], SPAN_COLUMNS)
+    row = SpanRow(Timestamp=ns, TraceId=trace, SpanId=span_id, ParentSpanId=parent, SpanName=name, SpanKind="Server",
+                  ServiceName=service, SpanAttributes=attrs or {}, Duration=dur_ms * 10**6, StatusCode=status,
+                  StatusMessage="boom" if status == "Error" else "", CorrelationId=cid)
+    store.insert("spans", [list(row)], SPAN_COLUMNS)
 
 
 def seed(api, now):

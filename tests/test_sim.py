@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from collector.events import EVENT_COLUMNS, validate_event
-from collector.otlp import SPAN_COLUMNS
+from collector.rows import SPAN_COLUMNS, SpanRow
 from collector.rowcodec import event_rows_for_insert
 from revwatch.config import Config
 from revwatch.sim.demo import DEMO_CONFIG
@@ -79,10 +79,12 @@ def load(store, events, spans):
     out = []
     for s in spans:
         tid = f"{rng.getrandbits(128):032x}"
-        out.append([int(s.start.timestamp() * 1e9), tid, f"{rng.getrandbits(64):016x}", "", "", s.name,
-                    s.kind.title(), s.service, {}, "", "", {k: str(v) for k, v in s.attributes.items()},
-                    int((s.end - s.start).total_seconds() * 1e9), "Error" if s.error else "Ok", s.error or "",
-                    [], [], [], [], [], [], [], s.attributes.get("correlation.id", tid), ""])
+        out.append(list(SpanRow(
+            Timestamp=int(s.start.timestamp() * 1e9), TraceId=tid, SpanId=f"{rng.getrandbits(64):016x}",
+            SpanName=s.name, SpanKind=s.kind.title(), ServiceName=s.service,
+            SpanAttributes={k: str(v) for k, v in s.attributes.items()},
+            Duration=int((s.end - s.start).total_seconds() * 1e9), StatusCode="Error" if s.error else "Ok",
+            StatusMessage=s.error or "", CorrelationId=s.attributes.get("correlation.id", tid))))
     store.insert("spans", out, SPAN_COLUMNS)
 
 

@@ -172,15 +172,13 @@ def test_span_latency_and_duplicated_spans(store, make_config):
 slos: [{name: lat, objective: 0.9, window: 1d, sli: {kind: span_latency, service: odoo, threshold: 500ms}}]
 """)
     T = anchor()
-    from collector.otlp import SPAN_COLUMNS
-    rows = []
-    for i, dur_ms in enumerate([100, 200, 900, 499, 501]):
-        ts = int((T - 10 * M).timestamp() * 1e9) + i
-        rows.append([ts, f"{i:032x}", f"{i + 1:016x}", "", "", "q", "Server", "odoo", {}, "", "", {}, dur_ms * 10**6,
-                     "Ok", "", [], [], [], [], [], [], [], "c", ""])
-    store.insert("spans", rows, SPAN_COLUMNS)
-    copy = [list(r) for r in rows[:2]]
-    copy[0][5] = copy[1][5] = "q-resent"                           # a re-send that reached the store again
+    from collector.rows import SPAN_COLUMNS, SpanRow
+    rows = [SpanRow(Timestamp=int((T - 10 * M).timestamp() * 1e9) + i, TraceId=f"{i:032x}", SpanId=f"{i + 1:016x}",
+                    SpanName="q", SpanKind="Server", ServiceName="odoo", Duration=dur_ms * 10**6, StatusCode="Ok",
+                    CorrelationId="c")
+            for i, dur_ms in enumerate([100, 200, 900, 499, 501])]
+    store.insert("spans", [list(r) for r in rows], SPAN_COLUMNS)
+    copy = [list(r._replace(SpanName="q-resent")) for r in rows[:2]]   # a re-send that reached the store again
     store.insert("spans", copy, SPAN_COLUMNS)
     assert counts(evaluate(store, cfg, T, "lat"))["1h"] == (3, 5)
 

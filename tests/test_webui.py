@@ -10,6 +10,7 @@ import time
 import pytest
 
 from anomaly.findings import acknowledge
+from collector.rows import EVENT_COLUMNS, EventRow
 from slo.breakdown import breakdown
 from slo.history import bucket_series, burn_down
 from tests.slo_helpers import add_events, add_spans, journey
@@ -29,12 +30,12 @@ NOW = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
 
 
 def _ev(cid, typ, at, amount=None, currency="", attrs=None, source="gw"):
-    return [f"{cid}-{typ}", typ, cid, int(at.timestamp() * 1000), source, "", amount, currency, attrs or {}]
+    return list(EventRow(EventId=f"{cid}-{typ}", Type=typ, CorrelationId=cid, OccurredAt=int(at.timestamp() * 1000),
+                         Source=source, Amount=amount, Currency=currency, Attributes=attrs or {}))
 
 
 def seed_payments(store):
     """3 stuck payments (2 EUR, 1 USD), 1 on time, 1 late-but-posted."""
-    from collector.events import EVENT_COLUMNS
     rows = [_ev("late1", "payment.settled", NOW - dt.timedelta(hours=2), 100.5, "EUR", {"customer_id": "C-1",
                                                                                       "gateway": "stripe"}),
             _ev("late2", "payment.settled", NOW - dt.timedelta(days=2), 20, "EUR", {"customer_id": "C-2",
