@@ -79,19 +79,25 @@ def redact(text: str, secrets: list[str]) -> str:
     return re.sub(r"(://[^:/@\s]+):[^@/\s]+@", r"\1:***@", text)
 
 
-def build_probe(cfg, registry: dict[str, type[Probe]], state=None) -> Probe:
-    """Instantiate a probe from a `revwatch.config.ProbeConfig`; unknown type or bad field → ProbeConfigError."""
+def probe_settings(cfg, registry: dict[str, type[Probe]]) -> tuple[type[Probe], Any]:
+    """(probe class, validated settings) of a `revwatch.config.ProbeConfig` — no connection is made, so the config
+    boundary can call it for every command; unknown type or bad field → ProbeConfigError naming the probe."""
     cls = registry.get(cfg.type)
     if cls is None:
         raise ProbeConfigError(f"probe {cfg.name}: unknown type {cfg.type!r} (one of {', '.join(sorted(registry))})")
     extra = {k: v for k, v in (cfg.model_extra or {}).items()}
     try:
-        settings = cls.Settings.model_validate(extra)
+        return cls, cls.Settings.model_validate(extra)
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise ProbeConfigError(f"probe {cfg.name}: {loc}: {msg}") from None
+
+
+def build_probe(cfg, registry: dict[str, type[Probe]], state=None) -> Probe:
+    """Instantiate a probe from a `revwatch.config.ProbeConfig`; unknown type or bad field → ProbeConfigError."""
+    cls, settings = probe_settings(cfg, registry)
     return cls(cfg.name, settings, state)
 
 

@@ -10,13 +10,20 @@ from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from collector.events import ValidatedEvents, validate_event
-from probes.base import Probe, ProbeResult, ProbeRunner, build_probe, sample_rows
+from probes.base import Probe, ProbeResult, ProbeRunner, build_probe, probe_settings, sample_rows
 from probes.brokers import RabbitMQProbe, RedisProbe
 from probes.http import HttpProbe
 from probes.odoo import OdooProbe
 
 log = logging.getLogger("revwatch.probes")
 REGISTRY: dict[str, type[Probe]] = {p.type: p for p in (OdooProbe, RabbitMQProbe, RedisProbe, HttpProbe)}
+
+
+def check_probe_configs(configs) -> None:
+    """Validate every configured probe's type and settings without connecting (the config boundary: a bad probe
+    is a config error of every command, never a traceback when the server builds its services)."""
+    for c in configs:
+        probe_settings(c, REGISTRY)
 
 
 class ProbeService:
