@@ -88,7 +88,7 @@ class QuietHours(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}")
+            raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
     def quiet_until(self, now: dt.datetime) -> dt.datetime | None:
@@ -132,7 +132,7 @@ class RouteConfig(_Model):
             try:
                 re.compile(rx)
             except re.error as e:
-                raise ValueError(f"match_re.{k}: not a regular expression ({e})")
+                raise ValueError(f"match_re.{k}: not a regular expression ({e})") from e
         return v
 
     def matches(self, labels: dict[str, str]) -> bool:

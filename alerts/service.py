@@ -189,7 +189,7 @@ class AlertService:
         now = self.clock()
         with self._state_lock:
             changed: set[str] = set()
-            for seq, origin, fp, status, labels, annotations, starts, ends in rows:
+            for _seq, origin, fp, status, labels, annotations, starts, ends in rows:
                 a = Alert(fp, status, dict(labels), dict(annotations), _epoch(starts), _epoch(ends), origin)
                 changed.update(self.router.ingest(self.groups, a, now))
             self._save_groups([self.groups[g] for g in changed if g in self.groups])

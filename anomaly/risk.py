@@ -40,7 +40,8 @@ MIN_PER_CLASS = 10
 RETRAIN_EVERY = dt.timedelta(hours=24)
 MODEL_KEY = "anomaly.reconciliation_model"
 FEATURES = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid", "fee_netted", "fx_mismatch",
-            "already_paid", "same_amount_recently", "unknown_partner", "other_partner", "hours_unposted", "customer_failure_rate",
+            "already_paid", "same_amount_recently", "unknown_partner", "other_partner", "hours_unposted",
+            "customer_failure_rate",
             "customer_history", "gateway_failure_rate")
 _SPLIT = re.compile(r"\s*(?:[,;&+]|\band\b)\s*")
 
@@ -177,7 +178,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
             earlier = [q for q in paid_before[r] if q.settled_at <= p.settled_at]
             if earlier:
                 f["already_paid"] = float(len(earlier))
-                w["already_paid"] = f"invoice {r} was already paid by {earlier[0].payment_ref or earlier[0].correlation_id}"
+                w["already_paid"] = (f"invoice {r} was already paid by "
+                                     f"{earlier[0].payment_ref or earlier[0].correlation_id}")
             paid_before[r].append(p)
         twins = [q for q in recent_by_customer[p.customer_id]
                  if q.paid == p.paid and p.settled_at - q.settled_at <= dt.timedelta(days=3)]
@@ -202,7 +204,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         grate, gfails, gn = by_gateway.at(p.gateway, p.settled_at, prior, 20.0)
         f["gateway_failure_rate"] = grate
         if gn and gfails and grate > 1.5 * prior:
-            w["gateway_failure_rate"] = f"{gfails} of {gn} payments via {p.gateway or '?'} failed to reconcile this week"
+            w["gateway_failure_rate"] = (f"{gfails} of {gn} payments via {p.gateway or '?'} "
+                                         "failed to reconcile this week")
 
 
     # The customer's habit: failures of its earlier payments that had no red flag of their own (a failure explained
@@ -262,7 +265,8 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     both = 0 < y.sum() < len(y)
     return {"roc_auc": round(float(roc_auc_score(y, p)), 4) if both else None,
-            "brier": round(float(brier_score_loss(y, p)), 5), "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 5)}
+            "brier": round(float(brier_score_loss(y, p)), 5),
+            "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 5)}
 
 
 @dataclass

@@ -155,7 +155,8 @@ class OdooClient:
             self.uid = self._json2("res.users", "context_get", None, {}).get("uid", 0) or -1
             return self.uid
         args = [self.db, self.login_name, self.secret]
-        uid = self._xmlrpc("common", "login", tuple(args)) if proto == "xmlrpc" else self._jsonrpc("common", "login", args)
+        uid = (self._xmlrpc("common", "login", tuple(args)) if proto == "xmlrpc"
+               else self._jsonrpc("common", "login", args))
         if not uid:
             raise OdooError("odoo.exceptions.AccessDenied", f"login failed for user {self.login_name!r}")
         self.uid = uid

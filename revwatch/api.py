@@ -84,7 +84,7 @@ def instant_param(value: str | None, field: str) -> dt.datetime | None:
     try:
         when = parse_instant(value)
     except ValueError as e:
-        raise ApiError(400, str(e), field)
+        raise ApiError(400, str(e), field) from e
     if not 1970 <= when.year <= 2199:          # what the store's DateTime64 columns compare against sanely
         raise ApiError(400, f"{value!r} is outside the years 1970-2199", field)
     return when
@@ -119,7 +119,7 @@ def authorize(request: Request, scope: str, query_key: str | None = None) -> Api
     try:
         key = ctx_of(request).keys.verify(token.strip())
     except StoreError:
-        raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"})
+        raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"}) from None
     if key is None:
         raise ApiError(401, "invalid or revoked API key", "Authorization", {"WWW-Authenticate": "Bearer"})
     if not allows(key, scope):

@@ -438,7 +438,8 @@ def _problem(first: dict, loc: tuple, raw: dict[str, Any]) -> str:
     if loc and loc[-1] in ("objective", "timeslice_target") and isinstance(value, (int, float)) \
             and not isinstance(value, bool) and not 0 < value < 1:
         if 50 <= value < 100:
-            return f"{value:g} looks like a percentage; use a ratio such as {value / 100:g} (between 0 and 1, exclusive)"
+            return (f"{value:g} looks like a percentage; use a ratio such as {value / 100:g} "
+                    "(between 0 and 1, exclusive)")
         if value in (1, 100):
             return f"{value:g} leaves no error budget; use a ratio below 1 such as 0.999"
         return f"{value:g} is not a ratio; use a ratio such as 0.995 (between 0 and 1, exclusive)"

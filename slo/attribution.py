@@ -115,7 +115,7 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
     step_counts: dict[str, Counter] = {}
     stuck = []
     threshold_s = spec.threshold.total_seconds()
-    for cid, s_at, e_at, has_end, reached, attrs, src, is_stuck in bad_rows:
+    for cid, s_at, _e_at, _has_end, reached, attrs, src, is_stuck in bad_rows:
         at = {t: as_utc(x) for t, x in sorted(reached, key=lambda p: p[1], reverse=True)}   # earliest wins
         if is_stuck:
             step = next((s for s in steps if s not in at), spec.end_type)
@@ -130,7 +130,7 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
     money, customers = _money(store, spec, [s[0] for s in stuck], stuck)
     examples = []
     amounts = money.pop("_by_cid")
-    for cid, s_at, step, attrs, src in stuck[:EXAMPLES]:
+    for cid, s_at, step, _attrs, src in stuck[:EXAMPLES]:
         amount, currency = amounts.get(cid, (None, ""))
         examples.append({"correlation_id": cid, "started_at": _iso(s_at),
                          "age_seconds": round((now - s_at).total_seconds(), 1),

@@ -414,7 +414,8 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
         tm = _strict(sli["thresholdMetric"], {"metricSource"}, sdoc, f"{sfield}.thresholdMetric")
         kind, src = _source(tm.get("metricSource"), sdoc, f"{sfield}.thresholdMetric.metricSource", cat)
         op, value = obj.get("op"), obj.get("value")
-        if not isinstance(op, str) or op not in _BREACH or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if (not isinstance(op, str) or op not in _BREACH or isinstance(value, bool)
+                or not isinstance(value, (int, float))):
             raise odoc.err(ofield, "a thresholdMetric objective needs op (lte, lt, gte, gt) and a numeric value")
         if kind == "prometheus":
             q = _promql(src, sdoc, f"{sfield}.thresholdMetric.metricSource")
@@ -511,7 +512,8 @@ def _prom_budgeted(err: str, obj: dict, budgeting: str, slice_window: str) -> di
         return {"kind": "prometheus", "error_ratio_query": err}
     per_slice = err.replace("{{.window}}", slice_window)
     if budgeting == "ratio_timeslices":
-        return {"kind": "prometheus", "error_ratio_query": f"avg_over_time(({per_slice})[{{{{.window}}}}:{slice_window}])"}
+        return {"kind": "prometheus",
+                "error_ratio_query": f"avg_over_time(({per_slice})[{{{{.window}}}}:{slice_window}])"}
     bad_slice = 1 - float(obj["timeSliceTarget"])
     return {"kind": "prometheus",
             "error_ratio_query": f"avg_over_time((({per_slice}) > bool {bad_slice!r})[{{{{.window}}}}:{slice_window}])"}
