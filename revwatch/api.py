@@ -144,7 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:          # name every method of the path, not only the first route's
-            from revwatch.openapi import allowed_methods
+            from revwatch.routing import allowed_methods
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
         return error_response(exc.status_code, str(exc.detail), headers=headers)
 
