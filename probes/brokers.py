@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from probes.base import Probe, ProbeResult, Sample
 
 
-class RabbitMQProbe(Probe):
+class RabbitMQProbe(Probe["RabbitMQProbe.Settings"]):
     """Queue depth, consumers and unacked messages per queue."""
     type = "rabbitmq"
 
@@ -70,7 +70,7 @@ class RabbitMQProbe(Probe):
         return out
 
 
-class RedisProbe(Probe):
+class RedisProbe(Probe["RedisProbe.Settings"]):
     """Lists (LLEN), streams (XLEN) and stream consumer groups (pending, lag)."""
     type = "redis"
 

@@ -27,7 +27,7 @@ def tls_days_left(host: str, port: int, timeout: float = 10, verify: bool = True
     return (not_after - time.time()) / 86400
 
 
-class HttpProbe(Probe):
+class HttpProbe(Probe["HttpProbe.Settings"]):
     """One request per run; `http_check_success` is 1 when status and body match."""
     type = "http"
 

@@ -91,7 +91,7 @@ class SectionDown(Exception):
     """A section cannot run (reason in the message)."""
 
 
-class OdooProbe(Probe):
+class OdooProbe(Probe["OdooProbe.Settings"]):
     type = "odoo"
 
     class Settings(BaseModel):

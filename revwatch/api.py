@@ -102,7 +102,7 @@ def require(scope: str, query_key: str | None = None) -> Callable[[Request], Any
     query parameter (access logs are off, so the URL is never logged)."""
     async def check(request: Request) -> ApiKey:
         return authorize(request, scope, query_key)
-    check.scope = scope            # type: ignore[attr-defined]  (read by revwatch.openapi.route_scopes)
+    check.scope = scope            # type: ignore[attr-defined]  # read by revwatch.openapi.route_scopes
     return check
 
 

@@ -93,7 +93,7 @@ def route_scopes(app: FastAPI) -> dict[tuple[str, str], str | None]:
     for r in _api_routes(app.routes):
         scopes = [getattr(d.call, "scope", None) for d in r.dependant.dependencies]
         scope = next((s for s in scopes if s in SCOPES), None)
-        for m in sorted(r.methods - {"HEAD", "OPTIONS"}):
+        for m in sorted((r.methods or set()) - {"HEAD", "OPTIONS"}):
             out[(m, r.path_format)] = scope
     ctx = getattr(app.state, "ctx", None)
     if ("GET", "/metrics") in out and not (ctx and ctx.config.server.metrics_public):

@@ -5,6 +5,9 @@ Core (below the composition root): `revwatch.api`'s 405 handler needs `allowed_m
 """
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
@@ -20,14 +23,14 @@ def api_routes(routes) -> list[APIRoute]:
     return found
 
 
-def allowed_methods(app, scope: dict) -> list[str]:
+def allowed_methods(app, scope: MutableMapping[str, Any]) -> list[str]:
     """Every method some route serves at the request's path (Starlette's 405 names only the first route's). A
     literal route wins over a templated one that also matches (`/api/v1/anomalies/scan` is not a finding id), as
     the OpenAPI document lists them."""
     matching = [r for r in api_routes(app.routes)
-                if r.matches({**scope, "method": next(iter(r.methods))})[0] == Match.FULL]
+                if r.methods and r.matches({**scope, "method": next(iter(r.methods))})[0] == Match.FULL]
     literal = [r for r in matching if "{" not in r.path]
     methods: set[str] = set()
     for r in literal or matching:
-        methods |= r.methods
+        methods |= r.methods or set()
     return sorted(methods)

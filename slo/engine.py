@@ -76,7 +76,7 @@ class SloResult:
         bad = w.total - w.good
         remaining_ratio = 1 - bad / allowed if allowed > 0 else (1.0 if bad == 0 else float("-inf"))
         period_days = self.spec.period(self.at).total_seconds() / 86400
-        forecast = {}
+        forecast: dict[str, float | None] = {}
         for name in ("1h", "6h"):
             burn = self.windows[name].burn_rate
             if remaining_ratio <= 0:
