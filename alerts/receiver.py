@@ -95,7 +95,7 @@ async def alertmanager(request: Request):
 def list_alerts(request: Request, slo: str | None = None, limit: int = Query(100, ge=1, le=1000)):
     """The alert log (alerts as notified), newest first, with their business impact as JSON."""
     store = ctx_of(request).store
-    where, params = "1", {"limit": limit}
+    where, params = "1", dict[str, object](limit=limit)
     if slo:
         where, params["slo"] = "Slo = {slo:String}", slo
     rows = store.query(f"SELECT ReceivedAt, AlertName, Status, Severity, Slo, Labels, Annotations, StartsAt "
@@ -176,7 +176,7 @@ async def create_silence(request: Request):
         raise ApiError(400, "give exactly one of endsAt and duration (a silence must expire)", "endsAt")
     try:
         ends = parse_instant(ends_at).timestamp() if ends_at else \
-            starts + parse_duration(duration).total_seconds()
+            starts + parse_duration(duration or "").total_seconds()     # exactly one is given (checked above)
     except ValueError as e:
         raise ApiError(400, str(e), "endsAt" if req.endsAt else "duration") from e
     if ends <= max(starts, now):

@@ -100,7 +100,7 @@ def load_alert_windows(path: str | Path) -> list[Catalogue]:
         if unknown:
             raise WindowsError(f"{where}: spec.{unknown[0]}: unknown field")
         try:
-            period = parse_duration(spec.get("sloPeriod"))
+            period = parse_duration(spec.get("sloPeriod"))  # type: ignore[arg-type]  # None: refused with a ValueError
         except ValueError as e:
             raise WindowsError(f"{where}: spec.sloPeriod: {e}") from None
         if period <= dt.timedelta(0):
