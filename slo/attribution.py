@@ -78,8 +78,9 @@ def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetim
 def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime,
                          lookback: dt.timedelta, link_base: str) -> dict:
     store = engine.store
+    assert spec.config.journey and spec.start_type and spec.end_type, "validated: journey SLIs name their journey"
     j = engine.cfg.journeys[spec.config.journey]
-    steps = [spec.start_type, *j.milestones, spec.end_type]
+    steps: list[str] = [spec.start_type, *j.milestones, spec.end_type]
     group_expr = _group_expr(spec.config.group_by, "attrs", {"source": "src"})
     params = {"start": spec.start_type, "end": spec.end_type, "steps": steps, "since": ms(now - lookback),
               "now": ms(now), "t_ms": int(spec.threshold.total_seconds() * 1000), "group": group}
@@ -124,9 +125,9 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
         else:
             step, kind = _slowest_step(steps, at), "late"
         step_counts.setdefault(step, Counter())[kind] += 1
-    step_list = sorted(({"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
-                         "stuck": cnt["stuck"], "late": cnt["late"]} for s, cnt in step_counts.items()),
-                       key=lambda d: (-(d["stuck"] + d["late"]), d["step"]))
+    step_list = [{"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
+                  "stuck": cnt["stuck"], "late": cnt["late"]}
+                 for s, cnt in sorted(step_counts.items(), key=lambda sc: (-(sc[1]["stuck"] + sc[1]["late"]), sc[0]))]
     money, customers = _money(store, spec, [s[0] for s in stuck], stuck)
     examples = []
     amounts = money.pop("_by_cid")
