@@ -21,6 +21,7 @@ import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 from decimal import Decimal
 
 import joblib
@@ -110,6 +111,12 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
     return payments, invoices, customers
 
 
+def _decided_at(p: Payment) -> dt.datetime:
+    """When a decided payment (outcome set) was decided: `load_payments` sets both together."""
+    assert p.decided_at is not None, "a decided payment has its decision time"
+    return p.decided_at
+
+
 class _Rates:
     """Failure rate of earlier *decided* payments of one key (customer, gateway), as of a time; smoothed."""
 
@@ -117,10 +124,10 @@ class _Rates:
         self.window = window
         self.times: dict[str, list[dt.datetime]] = defaultdict(list)
         self.fails: dict[str, list[int]] = defaultdict(list)
-        for p in sorted((p for p in payments if p.outcome is not None), key=lambda p: p.decided_at):
+        for p in sorted((p for p in payments if p.outcome is not None), key=_decided_at):
             k = key(p)
-            self.times[k].append(p.decided_at)
-            self.fails[k].append((self.fails[k][-1] if self.fails[k] else 0) + p.outcome)
+            self.times[k].append(_decided_at(p))
+            self.fails[k].append((self.fails[k][-1] if self.fails[k] else 0) + (p.outcome or 0))
 
     def at(self, k: str, t: dt.datetime, prior: float, weight: float = 2.0) -> tuple[float, int, int]:
         times, fails = self.times.get(k, []), self.fails.get(k, [])
@@ -134,7 +141,7 @@ class _Rates:
 def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: set[str], now: dt.datetime) -> None:
     """Fill each payment's features and the words that explain them."""
     decided = [p for p in payments if p.outcome is not None]
-    prior = (sum(p.outcome for p in decided) + 1) / (len(decided) + 2)
+    prior = (sum(p.outcome or 0 for p in decided) + 1) / (len(decided) + 2)
     by_gateway = _Rates(payments, lambda p: p.gateway, dt.timedelta(days=7))
     paid_before: dict[str, list[Payment]] = defaultdict(list)
     recent_by_customer: dict[str, list[Payment]] = defaultdict(list)
@@ -197,7 +204,7 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
                                         and not f["unknown_partner"]))
         if f["other_partner"]:
             w["other_partner"] = f"customer {p.customer_id} pays an invoice of {inv_customer}"
-        end = p.posted_at or (p.decided_at if p.outcome is not None else now)
+        end = p.posted_at or (_decided_at(p) if p.outcome is not None else now)
         f["hours_unposted"] = min(48.0, max(0.0, (end - p.settled_at).total_seconds() / 3600))
         if f["hours_unposted"] >= 1:
             w["hours_unposted"] = f"not posted in Odoo for {f['hours_unposted']:.0f} h after settlement"
@@ -269,9 +276,15 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict:
             "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 5)}
 
 
+class _Classifier(Protocol):
+    """What the model needs of the fitted scikit-learn estimator."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass
 class RiskModel:
-    estimator: object
+    estimator: _Classifier
     algorithm: str
     version: int
     trained_at: str
@@ -378,7 +391,7 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
     featurize(payments, invoices, customers, now)
     model = load(store)
     due = model is None or retrain or now - dt.datetime.fromisoformat(model.trained_at) >= RETRAIN_EVERY
-    summary = {"payments": len(payments), "open": sum(p.outcome is None for p in payments),
+    summary: dict[str, Any] = {"payments": len(payments), "open": sum(p.outcome is None for p in payments),
                "labelled": sum(p.outcome is not None for p in payments)}
     if due:
         try:
@@ -389,6 +402,7 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
             if model is None:
                 return [], {**summary, "model": None, "refused": str(e)}
             summary["retrain_refused"] = str(e)
+    assert model is not None, "trained above, or loaded and not due"
     open_ = [p for p in payments if p.outcome is None]
     X = _matrix(open_)
     probs = model.predict(X)
