@@ -42,6 +42,7 @@ serve: install
 	$(BIN)/revwatch serve --config revwatch/example-config.yaml
 
 test: install-test prometheus alertmanager chromium
+	$(BIN)/ruff check . && $(BIN)/lint-imports && $(BIN)/mypy
 	$(BIN)/python -m pytest -q tests
 
 bench: install

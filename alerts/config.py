@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from revwatch.units import parse_duration
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class _Model(BaseModel):
@@ -80,7 +81,7 @@ class QuietHours(_Model):
     start: dt.time
     end: dt.time
     timezone: str = "UTC"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(DAYS)
+    days: list[Day] = list(DAYS)
 
     @field_validator("timezone")
     @classmethod
@@ -88,7 +89,7 @@ class QuietHours(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}")
+            raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
     def quiet_until(self, now: dt.datetime) -> dt.datetime | None:
@@ -132,7 +133,7 @@ class RouteConfig(_Model):
             try:
                 re.compile(rx)
             except re.error as e:
-                raise ValueError(f"match_re.{k}: not a regular expression ({e})")
+                raise ValueError(f"match_re.{k}: not a regular expression ({e})") from e
         return v
 
     def matches(self, labels: dict[str, str]) -> bool:

@@ -201,7 +201,7 @@ def render_pagerduty(n: dict, cfg: PagerDutyNotifier) -> list[dict]:
         imp = a.get("impact") or {}
         att = imp.get("attribution") or {}
         labels = a["labels"]
-        event = {
+        event: dict[str, Any] = {
             "event_action": "trigger", "dedup_key": key,
             "payload": {
                 "summary": _cut(summary_line(a), PD_SUMMARY_MAX),

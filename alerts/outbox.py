@@ -141,7 +141,8 @@ class Outbox:
 
     def _next_due(self, name: str) -> tuple[Delivery | None, float]:
         """The first deliverable row (earliest of its order key) that is due, and when the next one will be."""
-        now, heads, wake = self.clock(), {}, float("inf")
+        heads: dict[str, Delivery] = {}
+        now, wake = self.clock(), float("inf")
         for d in sorted(self._pending.get(name, []), key=lambda x: (x.created_at, x.seq)):
             heads.setdefault(d.order_key, d)
         for d in sorted(heads.values(), key=lambda x: (x.next_attempt_at, x.created_at, x.seq)):

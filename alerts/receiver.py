@@ -54,19 +54,19 @@ def parse_webhook(body: dict) -> list[Alert]:
     try:
         hook = AmWebhook.model_validate(body)
     except ValidationError as e:
-        raise _first_error(e)
+        raise _first_error(e) from e
     out = []
     for i, a in enumerate(hook.alerts):
         try:
             starts = parse_instant(a.startsAt)
         except ValueError as e:
-            raise ApiError(400, str(e), f"alerts.{i}.startsAt")
+            raise ApiError(400, str(e), f"alerts.{i}.startsAt") from e
         ends = None
         if a.endsAt and not a.endsAt.startswith("0001-"):      # Alertmanager's zero time: "not resolved"
             try:                            # a firing alert's endsAt is its expected end: checked, not kept
                 parsed = parse_instant(a.endsAt).timestamp()
             except ValueError as e:
-                raise ApiError(400, str(e), f"alerts.{i}.endsAt")
+                raise ApiError(400, str(e), f"alerts.{i}.endsAt") from e
             ends = parsed if a.status == "resolved" else None
         out.append(Alert(a.fingerprint, a.status, a.labels, a.annotations, starts.timestamp(), ends, "alertmanager"))
     return out
@@ -95,7 +95,7 @@ async def alertmanager(request: Request):
 def list_alerts(request: Request, slo: str | None = None, limit: int = Query(100, ge=1, le=1000)):
     """The alert log (alerts as notified), newest first, with their business impact as JSON."""
     store = ctx_of(request).store
-    where, params = "1", {"limit": limit}
+    where, params = "1", dict[str, object](limit=limit)
     if slo:
         where, params["slo"] = "Slo = {slo:String}", slo
     rows = store.query(f"SELECT ReceivedAt, AlertName, Status, Severity, Slo, Labels, Annotations, StartsAt "
@@ -164,21 +164,21 @@ async def create_silence(request: Request):
     try:
         req = SilenceRequest.model_validate(body)
     except ValidationError as e:
-        raise _first_error(e)
+        raise _first_error(e) from e
     svc = ctx_of(request).alerts
     now = svc.clock()
     try:
         starts = parse_instant(req.startsAt).timestamp() if req.startsAt else now
     except ValueError as e:
-        raise ApiError(400, str(e), "startsAt")
+        raise ApiError(400, str(e), "startsAt") from e
     ends_at, duration = req.endsAt or None, req.duration or None      # "" is as good as absent
     if (ends_at is None) == (duration is None):
         raise ApiError(400, "give exactly one of endsAt and duration (a silence must expire)", "endsAt")
     try:
         ends = parse_instant(ends_at).timestamp() if ends_at else \
-            starts + parse_duration(duration).total_seconds()
+            starts + parse_duration(duration or "").total_seconds()     # exactly one is given (checked above)
     except ValueError as e:
-        raise ApiError(400, str(e), "endsAt" if req.endsAt else "duration")
+        raise ApiError(400, str(e), "endsAt" if req.endsAt else "duration") from e
     if ends <= max(starts, now):
         raise ApiError(400, "endsAt must be after startsAt and in the future", "endsAt")
     if ends - starts > MAX_SILENCE.total_seconds():
@@ -188,7 +188,7 @@ async def create_silence(request: Request):
             try:
                 re.compile(m.value)
             except re.error as e:
-                raise ApiError(400, f"not a regular expression ({e})", f"matchers.{i}.value")
+                raise ApiError(400, f"not a regular expression ({e})", f"matchers.{i}.value") from e
     matchers = [{"name": m.name, "value": m.value, "is_regex": m.isRegex, "is_equal": m.isEqual}
                 for m in req.matchers]
     s = await run_in_threadpool(svc.add_silence, matchers, starts, ends, req.createdBy, req.comment)

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import quote
 
 import orjson
@@ -50,10 +50,16 @@ def _ts(t: float | None) -> dt.datetime | None:
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else _ts(t).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if t is None else \
+        dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@overload
+def _epoch(t: dt.datetime) -> float: ...
+@overload
+def _epoch(t: None) -> None: ...
 def _epoch(t: dt.datetime | None) -> float | None:
+    """Seconds since the epoch of a stored DateTime64 (naive values are UTC); NULL stays None."""
     return None if t is None else t.replace(tzinfo=dt.timezone.utc).timestamp() if t.tzinfo is None \
         else t.timestamp()
 
@@ -190,7 +196,7 @@ class AlertService:
         now = self.clock()
         with self._state_lock:
             changed: set[str] = set()
-            for seq, origin, fp, status, labels, annotations, starts, ends in rows:
+            for _seq, origin, fp, status, labels, annotations, starts, ends in rows:
                 a = Alert(fp, status, dict(labels), dict(annotations), _epoch(starts), _epoch(ends), origin)
                 changed.update(self.router.ingest(self.groups, a, now))
             self._save_groups([self.groups[g] for g in changed if g in self.groups])
@@ -235,7 +241,7 @@ class AlertService:
         impacts: dict[tuple, dict] = {}
         alerts = []
         for a in f.firing + f.resolved:
-            doc = {"fingerprint": a.fingerprint, "status": "firing" if a in f.firing else "resolved",
+            doc: dict[str, Any] = {"fingerprint": a.fingerprint, "status": "firing" if a in f.firing else "resolved",
                    "labels": a.labels, "annotations": a.annotations, "starts_at": _iso(a.starts_at),
                    "ends_at": _iso(a.ends_at) if a.resolved(now) else None, "origin": a.origin, "links": {}}
             if a.labels.get("slo") and base:       # pages a person opens (the web UI signs them in)
@@ -328,8 +334,9 @@ class AlertService:
         ic = self.cfg.internal
         state = self.store.get_state(_ANOMALY_CURSOR) or "1970-01-01T00:00:00+00:00|"
         since, _, last_id = state.partition("|")
-        params = {"since": dt.datetime.fromisoformat(since), "id": last_id, "score": ic.anomaly_min_score,
-                  "amount": ic.anomaly_min_amount if ic.anomaly_min_amount is not None else float("inf")}
+        params: dict[str, Any] = {
+            "since": dt.datetime.fromisoformat(since), "id": last_id, "score": ic.anomaly_min_score,
+            "amount": ic.anomaly_min_amount if ic.anomaly_min_amount is not None else float("inf")}
         out, cursor = [], None
         while True:
             rows = self.store.query(f"""

@@ -122,5 +122,5 @@ def scan_aggregate(store: Store, today: dt.date | None = None, lookback_days: in
                                   "plan": plan, "currency": cur, "day": days[i].isoformat(),
                                   "invoices": str(int(counts[i])), "billed": f"{totals[i]:.2f}",
                                   "z": f"{z:.2f}", "method": METHOD}))
-    counts = record(store, KIND, found, judged, "the day's figures are back within their usual range")
-    return {"series": len(judged), "flagged": len(found), **counts}
+    recorded = record(store, KIND, found, judged, "the day's figures are back within their usual range")
+    return {"series": len(judged), "flagged": len(found), **recorded}

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from revwatch.store import Store
 from revwatch.units import utcnow
@@ -148,7 +149,8 @@ def list_findings(store: Store, kind: str | None = None, status: str | None = No
                   limit: int = 100, cursor: str | None = None,
                   finding_id: str | None = None) -> tuple[list[dict], str | None]:
     """One page of findings, highest score first; returns (items, next cursor or None at the end)."""
-    where, params = ["1"], {"limit": limit + 1}
+    where: list[str] = ["1"]
+    params: dict[str, Any] = {"limit": limit + 1}
     for col, value, name in (("Id", finding_id, "fid"), ("Kind", kind, "kind"), ("Status", status, "status"),
                              ("Details['cause']", cause, "cause"), ("Details['customer_id']", customer, "customer")):
         if value:

@@ -63,7 +63,8 @@ class StreamDetector:
     def __init__(self, params: DetectorParams | None = None):
         self.p = p = params or DetectorParams()
         self.level, self.step = _Ew(p.alpha), _Ew(p.alpha)
-        self.s_long, self.s_short = _Ew(p.alpha_long), None
+        self.s_long = _Ew(p.alpha_long)
+        self.s_short: float | None = None
         self.prev: float | None = None
         self.past: deque[float] = deque()
         self.sorted_past: list[float] = []
@@ -89,7 +90,8 @@ class StreamDetector:
         self.step.add(step)
         self.prev = value
         surprise = z / (z + 3.0)
-        self.s_short = surprise if self.s_short is None else self.s_short + p.alpha_short * (surprise - self.s_short)
+        s_short = surprise if self.s_short is None else self.s_short + p.alpha_short * (surprise - self.s_short)
+        self.s_short = s_short
         long_mean, long_sd = self.s_long.mean, max(math.sqrt(self.s_long.var), 1e-3)
         self.s_long.add(surprise)
         if self.n <= p.warmup:
@@ -109,7 +111,7 @@ class StreamDetector:
             return self._refract(math.sqrt(surprise * rank_score))
         if not p.likelihood:
             return self._refract(surprise)
-        zz = (self.s_short - long_mean) / long_sd
+        zz = (s_short - long_mean) / long_sd
         tail = 0.5 * math.erfc(zz / math.sqrt(2))
         return self._refract(min(1.0, math.log(max(tail, p.tail_floor)) / math.log(p.tail_floor)))
 

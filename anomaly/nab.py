@@ -61,7 +61,8 @@ class _Prepared:
         in_window = np.zeros(n, dtype=bool)
         fp_value = np.full(n, -1.0)               # σ̃ per row outside windows (before the fpWeight)
         self.windows = []
-        prev_right = prev_width = None
+        prev_right: int | None = None
+        prev_width = 0
         w_iter = iter(sorted(f.windows))
         nxt = next(w_iter, None)
         i = 0

@@ -21,6 +21,7 @@ import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 from decimal import Decimal
 
 import joblib
@@ -40,7 +41,8 @@ MIN_PER_CLASS = 10
 RETRAIN_EVERY = dt.timedelta(hours=24)
 MODEL_KEY = "anomaly.reconciliation_model"
 FEATURES = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid", "fee_netted", "fx_mismatch",
-            "already_paid", "same_amount_recently", "unknown_partner", "other_partner", "hours_unposted", "customer_failure_rate",
+            "already_paid", "same_amount_recently", "unknown_partner", "other_partner", "hours_unposted",
+            "customer_failure_rate",
             "customer_history", "gateway_failure_rate")
 _SPLIT = re.compile(r"\s*(?:[,;&+]|\band\b)\s*")
 
@@ -109,6 +111,12 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
     return payments, invoices, customers
 
 
+def _decided_at(p: Payment) -> dt.datetime:
+    """When a decided payment (outcome set) was decided: `load_payments` sets both together."""
+    assert p.decided_at is not None, "a decided payment has its decision time"
+    return p.decided_at
+
+
 class _Rates:
     """Failure rate of earlier *decided* payments of one key (customer, gateway), as of a time; smoothed."""
 
@@ -116,10 +124,10 @@ class _Rates:
         self.window = window
         self.times: dict[str, list[dt.datetime]] = defaultdict(list)
         self.fails: dict[str, list[int]] = defaultdict(list)
-        for p in sorted((p for p in payments if p.outcome is not None), key=lambda p: p.decided_at):
+        for p in sorted((p for p in payments if p.outcome is not None), key=_decided_at):
             k = key(p)
-            self.times[k].append(p.decided_at)
-            self.fails[k].append((self.fails[k][-1] if self.fails[k] else 0) + p.outcome)
+            self.times[k].append(_decided_at(p))
+            self.fails[k].append((self.fails[k][-1] if self.fails[k] else 0) + (p.outcome or 0))
 
     def at(self, k: str, t: dt.datetime, prior: float, weight: float = 2.0) -> tuple[float, int, int]:
         times, fails = self.times.get(k, []), self.fails.get(k, [])
@@ -133,7 +141,7 @@ class _Rates:
 def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: set[str], now: dt.datetime) -> None:
     """Fill each payment's features and the words that explain them."""
     decided = [p for p in payments if p.outcome is not None]
-    prior = (sum(p.outcome for p in decided) + 1) / (len(decided) + 2)
+    prior = (sum(p.outcome or 0 for p in decided) + 1) / (len(decided) + 2)
     by_gateway = _Rates(payments, lambda p: p.gateway, dt.timedelta(days=7))
     paid_before: dict[str, list[Payment]] = defaultdict(list)
     recent_by_customer: dict[str, list[Payment]] = defaultdict(list)
@@ -177,7 +185,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
             earlier = [q for q in paid_before[r] if q.settled_at <= p.settled_at]
             if earlier:
                 f["already_paid"] = float(len(earlier))
-                w["already_paid"] = f"invoice {r} was already paid by {earlier[0].payment_ref or earlier[0].correlation_id}"
+                w["already_paid"] = (f"invoice {r} was already paid by "
+                                     f"{earlier[0].payment_ref or earlier[0].correlation_id}")
             paid_before[r].append(p)
         twins = [q for q in recent_by_customer[p.customer_id]
                  if q.paid == p.paid and p.settled_at - q.settled_at <= dt.timedelta(days=3)]
@@ -195,14 +204,15 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
                                         and not f["unknown_partner"]))
         if f["other_partner"]:
             w["other_partner"] = f"customer {p.customer_id} pays an invoice of {inv_customer}"
-        end = p.posted_at or (p.decided_at if p.outcome is not None else now)
+        end = p.posted_at or (_decided_at(p) if p.outcome is not None else now)
         f["hours_unposted"] = min(48.0, max(0.0, (end - p.settled_at).total_seconds() / 3600))
         if f["hours_unposted"] >= 1:
             w["hours_unposted"] = f"not posted in Odoo for {f['hours_unposted']:.0f} h after settlement"
         grate, gfails, gn = by_gateway.at(p.gateway, p.settled_at, prior, 20.0)
         f["gateway_failure_rate"] = grate
         if gn and gfails and grate > 1.5 * prior:
-            w["gateway_failure_rate"] = f"{gfails} of {gn} payments via {p.gateway or '?'} failed to reconcile this week"
+            w["gateway_failure_rate"] = (f"{gfails} of {gn} payments via {p.gateway or '?'} "
+                                         "failed to reconcile this week")
 
 
     # The customer's habit: failures of its earlier payments that had no red flag of their own (a failure explained
@@ -262,12 +272,19 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     both = 0 < y.sum() < len(y)
     return {"roc_auc": round(float(roc_auc_score(y, p)), 4) if both else None,
-            "brier": round(float(brier_score_loss(y, p)), 5), "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 5)}
+            "brier": round(float(brier_score_loss(y, p)), 5),
+            "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 5)}
+
+
+class _Classifier(Protocol):
+    """What the model needs of the fitted scikit-learn estimator."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
 class RiskModel:
-    estimator: object
+    estimator: _Classifier
     algorithm: str
     version: int
     trained_at: str
@@ -374,7 +391,7 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
     featurize(payments, invoices, customers, now)
     model = load(store)
     due = model is None or retrain or now - dt.datetime.fromisoformat(model.trained_at) >= RETRAIN_EVERY
-    summary = {"payments": len(payments), "open": sum(p.outcome is None for p in payments),
+    summary: dict[str, Any] = {"payments": len(payments), "open": sum(p.outcome is None for p in payments),
                "labelled": sum(p.outcome is not None for p in payments)}
     if due:
         try:
@@ -385,6 +402,7 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
             if model is None:
                 return [], {**summary, "model": None, "refused": str(e)}
             summary["retrain_refused"] = str(e)
+    assert model is not None, "trained above, or loaded and not due"
     open_ = [p for p in payments if p.outcome is None]
     X = _matrix(open_)
     probs = model.predict(X)

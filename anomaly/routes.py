@@ -35,7 +35,7 @@ def get_anomalies(request: Request, kind: KindParam | None = None, status: Statu
         items, nxt = list_findings(store, kind, status, cause, customer, instant_param(since, "since"), min_score,
                                    limit, cursor)
     except CursorError as e:
-        raise ApiError(400, str(e), "cursor")
+        raise ApiError(400, str(e), "cursor") from e
     body: dict = {"items": items, "next_cursor": nxt}
     if kind == "reconciliation_risk":
         raw = store.get_state(RISK_STATUS_KEY)
@@ -66,7 +66,7 @@ async def post_ack(finding_id: str, request: Request):
         try:
             body = await request.json()
         except ValueError:
-            raise ApiError(400, "body must be JSON", "body")
+            raise ApiError(400, "body must be JSON", "body") from None
         note = str(body.get("note", "")) if isinstance(body, dict) else ""
     doc = await run_in_threadpool(acknowledge, ctx_of(request).store, finding_id, note)
     if doc is None:

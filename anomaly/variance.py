@@ -77,7 +77,9 @@ class Expectation:
         prorate, tax = _dec(e.attr("proration")), _dec(e.attr("tax_rate"))
         rel = REL_TOLERANCE
         if prorate is not None and 0 < prorate < 1:      # a factor written with k decimals is off by ½·10⁻ᵏ at most
-            rel += Decimal(5).scaleb(prorate.as_tuple().exponent - 1) / prorate
+            exponent = prorate.as_tuple().exponent
+            assert isinstance(exponent, int), "a finite factor between 0 and 1 has a numeric exponent"
+            rel += Decimal(5).scaleb(exponent - 1) / prorate
         if unit is not None:
             expected = unit * (qty if qty is not None else 1) * (prorate if prorate is not None else 1) \
                 * (1 + (tax or 0))
@@ -194,6 +196,12 @@ def _period_end(x: Expectation) -> dt.datetime | None:
     return dt.datetime.combine(d, dt.time(), tzinfo=dt.timezone.utc)
 
 
+def _amount(e: Event) -> Decimal:
+    """A transaction's invoice or credit note: `transactions` keeps only events that state an amount."""
+    assert e.amount is not None, "transactions hold only events with an amount"
+    return e.amount
+
+
 def judge(t: Transaction) -> Variance | None:
     """The variance of one transaction, or None when its net billed amount is what was expected."""
     x = t.expectation
@@ -201,9 +209,9 @@ def judge(t: Transaction) -> Variance | None:
     E, cur = x.expected, x.currency or first.currency      # an expectation without a currency cannot disagree
     net: dict[str, Decimal] = defaultdict(Decimal)
     for inv in t.invoices.values():
-        net[inv.currency or cur] += inv.amount
+        net[inv.currency or cur] += _amount(inv)
     for c in t.credits:
-        net[c.currency or cur] -= abs(c.amount)
+        net[c.currency or cur] -= abs(_amount(c))
     others = {k: v for k, v in net.items() if k != cur and abs(v) > x.tolerance}
     latest = max(t.invoices.values(), key=lambda e: e.at)
     billed_here = net.get(cur, Decimal(0))
@@ -227,11 +235,12 @@ def judge(t: Transaction) -> Variance | None:
                        f"({same} in the wrong currency)")
     B = billed_here
     live = [i for i in t.invoices.values() if (i.currency or cur) == cur]
-    if len(live) >= 2 and not t.credits and any(abs(i.amount - E) <= x.tolerance for i in live):
+    if len(live) >= 2 and not t.credits and any(abs(_amount(i) - E) <= x.tolerance for i in live):
         dup = max(live, key=lambda e: e.at)
         first = min(live, key=lambda e: e.at)
         return finding("double_charge", B, cur, dup,
-                       f"invoice {dup.attr('invoice_ref') or '?'} bills {_money(dup.amount)} {cur} again for the same "
+                       f"invoice {dup.attr('invoice_ref') or '?'} bills {_money(_amount(dup))} {cur} again for the "
+                       "same "
                        f"transaction (already invoiced as {first.attr('invoice_ref') or '?'}); "
                        f"{_money(B)} billed against {_money(E)} expected")
     head = f"invoice {ref} totals {_money(B)} {cur} but {_money(E)} {cur} was expected (difference {B - E:+.2f})"
@@ -251,7 +260,7 @@ def judge(t: Transaction) -> Variance | None:
         per_unit = E / q
         billed_q = B / per_unit
         whole = billed_q.to_integral_value()
-        if whole >= 1 and whole != q and abs(B - whole * per_unit) <= x.tolerance * max(1, whole / q):
+        if whole >= 1 and whole != q and abs(B - whole * per_unit) <= x.tolerance * max(Decimal(1), whole / q):
             return finding("quantity_mismatch", B, cur, latest, head, f"billed for quantity {whole} instead of {q}")
     if tax > 0 and close(E * (1 + tax)):
         return finding("tax_double", B, cur, latest, head, f"the {_pct(tax)} tax was applied twice (compounded)")

@@ -182,7 +182,8 @@ def main() -> None:
     total = t_decode + t_spool + t_insert
     print(f"per-span cost, in-process: decode+rows {t_decode / n_sample * 1e6:.1f} µs "
           f"({t_decode / total:.0%}), encode+spool append+fsync {t_spool / n_sample * 1e6:.1f} µs "
-          f"({t_spool / total:.0%}), spool read+ClickHouse parse+insert {t_insert / n_sample * 1e6:.1f} µs ({t_insert / total:.0%})")
+          f"({t_spool / total:.0%}), spool read+ClickHouse parse+insert {t_insert / n_sample * 1e6:.1f} µs "
+          f"({t_insert / total:.0%})")
 
 
 if __name__ == "__main__":

@@ -153,7 +153,8 @@ def fill_store(dsn: str, n: int) -> float:
         t0 = time.time()
         step = 1_000_000
         for off in range(0, {n}, step):
-            s.command(f"INSERT INTO revwatch.events (EventId, Type, CorrelationId, OccurredAt, Source, Journey, Amount, "
+            s.command(f"INSERT INTO revwatch.events (EventId, Type, CorrelationId, OccurredAt, Source, Journey, "
+                      f"Amount, "
                       f"Currency, Attributes) SELECT concat('old_', toString(number)), "
                       f"['payment.settled','payment.posted','invoice.posted'][number % 3 + 1], "
                       f"concat('pay_old_', toString(intDiv(number, 3))), "
@@ -223,11 +224,11 @@ def main() -> None:
             ing = {"Authorization": f"Bearer {keys['ingest']}", "Content-Type": "application/json"}
             rd = {"Authorization": f"Bearer {keys['read']}"}
             hz = raw_request("GET", "/healthz", host)
-            r = asyncio.run(load(host, port, 100, a.seconds, lambda i, n: hz))
+            r = asyncio.run(load(host, port, 100, a.seconds, lambda i, n, hz=hz: hz))
             print(f"framework ceiling (/healthz, 100 clients): {r['rps']:,.0f} req/s, p50 {r['p50']:.1f} ms, "
                   f"p99 {r['p99']:.1f} ms", flush=True)
 
-            def make_read(i, n):
+            def make_read(i, n, rd=rd, stored=stored):
                 if n % 4 == 3:
                     return raw_request("GET", "/api/v1/slos", host, headers=rd)
                 cid = f"pay_old_{(i * 7919 + n) % max(1, stored // 3)}" if stored else f"pay_s{i}-{n}"
@@ -238,7 +239,7 @@ def main() -> None:
                     for readers in (0, 10):
                         tag = f"{stored}-{size}-{c}-{readers}"
 
-                        def make(i, n, size=size, tag=tag):
+                        def make(i, n, size=size, tag=tag, ing=ing):
                             return raw_request("POST", "/api/v1/events", host,
                                                events_body(size, f"s{tag}-{i}-{n}"), ing)
                         r = asyncio.run(load(host, port, c, a.seconds, make, readers, make_read))

@@ -25,7 +25,8 @@ def generate(store, rows: int, cids: int, chunk: int = 2_000_000) -> None:
     a few minutes apart (one business transaction), its traces 4 spans each."""
     t = store.table
     per = max(1, rows // cids)
-    base = "now64(9) - toIntervalSecond((intDiv(number, {per}) * 7919) % 2592000) + toIntervalSecond((number % {per}) * 40)"
+    base = ("now64(9) - toIntervalSecond((intDiv(number, {per}) * 7919) % 2592000)"
+            " + toIntervalSecond((number % {per}) * 40)")
     for off in range(0, rows, chunk):
         n = min(chunk, rows - off)
         store.command(f"""

@@ -47,4 +47,4 @@ def get_journey(correlation_id: str, request: Request):
     try:
         return ctx_of(request).journeys.lookup(correlation_id)
     except NotFound:
-        raise ApiError(404, f"nothing is recorded for correlation ID {correlation_id!r}", "correlation_id")
+        raise ApiError(404, f"nothing is recorded for correlation ID {correlation_id!r}", "correlation_id") from None

@@ -66,7 +66,8 @@ class JourneyService:
             SELECT 'event' AS kind, toDateTime64(OccurredAt, 9, 'UTC') AS at, EventId AS id, Type AS name,
                    Source AS system, '' AS trace, '' AS parent, '' AS span_kind, toUInt64(0) AS duration, '' AS status,
                    '' AS status_message, CAST(Attributes, 'Map(String, String)') AS attrs,
-                   if(AmountText != '', AmountText, toString(Amount)) AS amount, toString(Currency) AS currency, toString(Journey) AS journey,
+                   if(AmountText != '', AmountText, toString(Amount)) AS amount, toString(Currency) AS currency,
+                   toString(Journey) AS journey,
                    CorrelationId AS cid
             FROM {t('events')} WHERE CorrelationId = {{cid:String}}
               AND OccurredAt BETWEEN {{lo:DateTime64(3, 'UTC')}} AND {{hi:DateTime64(3, 'UTC')}}

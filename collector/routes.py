@@ -194,7 +194,7 @@ async def post_events(request: Request) -> JSONResponse:
         try:
             body = await read_body(request, ctx.config.server.max_body_bytes)
         except BodyTooLarge:
-            raise ApiError(413, f"body exceeds {ctx.config.server.max_body_bytes} bytes", "body")
+            raise ApiError(413, f"body exceeds {ctx.config.server.max_body_bytes} bytes", "body") from None
         reply = await run_in_threadpool(ingest_events, ctx, body, media, getattr(request.state, "key_id", None))
         if len(body) > _TRIM_AFTER:
             del body
@@ -233,11 +233,11 @@ def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) 
                                                            "event_id": row[EV_ID], "key_id": key_id})
     except BodyError as e:
         ctx.metrics.rejected_total.labels("decode").inc()
-        raise ApiError(400, str(e), "body")
+        raise ApiError(400, str(e), "body") from e
     except SpoolRefused as e:
         ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
         log.warning("spool refused events: %s", e)
-        raise ApiError(503, f"{_refusal_text(e)}; retry later", headers={"Retry-After": str(e.retry_after)})
+        raise ApiError(503, f"{_refusal_text(e)}; retry later", headers={"Retry-After": str(e.retry_after)}) from e
     for rej in rejected[:20]:
         log.info("event rejected", extra={"index": rej["index"], "error": rej["error"], "key_id": key_id})
     reply: dict = {"accepted": accepted, "duplicates": dups, "conflicts": conflicts, "rejected": rejected}

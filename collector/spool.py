@@ -140,7 +140,8 @@ class _Ticket:
     __slots__ = ("data", "done", "error")
 
     def __init__(self, data: bytes):
-        self.data, self.done, self.error = data, False, None
+        self.data, self.done = data, False
+        self.error: SpoolRefused | None = None
 
 
 class Spool:

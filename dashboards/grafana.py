@@ -47,9 +47,11 @@ JOURNEY_VAR = {"name": "journey", "type": "query", "datasource": DS, "multi": Tr
 def executive() -> dict:
     sel = 'slo=~"$slo"'
     return _dashboard("revwatch-executive", "revwatch — business SLOs (executive)", [
-        _panel("stat", "SLI over the SLO window", [(f'revwatch_slo_sli_ratio{{{sel},window="slo"}}', "{{slo}} {{group}}")],
+        _panel("stat", "SLI over the SLO window",
+               [(f'revwatch_slo_sli_ratio{{{sel},window="slo"}}', "{{slo}} {{group}}")],
                0, 0, 12, 6, "percentunit"),
-        _panel("gauge", "Error budget left", [(f"revwatch_slo_error_budget_remaining_ratio{{{sel}}}", "{{slo}} {{group}}")],
+        _panel("gauge", "Error budget left",
+               [(f"revwatch_slo_error_budget_remaining_ratio{{{sel}}}", "{{slo}} {{group}}")],
                12, 0, 12, 6, "percentunit"),
         _panel("stat", "Days until the budget is exhausted (at the 6h burn rate)",
                [(f'revwatch_slo_error_budget_exhausted_in_seconds{{{sel},burn_window="6h"}}', "{{slo}} {{group}}")],

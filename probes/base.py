@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -49,14 +49,19 @@ class ProbeConfigError(ValueError):
     """A probe's config is invalid; the message names the probe and the field."""
 
 
-class Probe:
-    """Base class: subclasses declare `type` and `Settings` and implement `run()`."""
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+class Probe(Generic[SettingsT]):
+    """Base class: subclasses declare `type` and `Settings` and implement `run()`. Generic over the settings
+    model, so `self.settings` has the subclass's own `Settings` type:
+    `class HttpProbe(Probe["HttpProbe.Settings"])`."""
     type: ClassVar[str] = ""
 
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    def __init__(self, name: str, settings: BaseModel, state=None):
+    def __init__(self, name: str, settings: SettingsT, state=None):
         self.name, self.settings, self.state = name, settings, state
 
     def secrets(self) -> list[str]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from probes.base import Probe, ProbeResult, Sample
 
 
-class RabbitMQProbe(Probe):
+class RabbitMQProbe(Probe["RabbitMQProbe.Settings"]):
     """Queue depth, consumers and unacked messages per queue."""
     type = "rabbitmq"
 
@@ -31,6 +31,7 @@ class RabbitMQProbe(Probe):
 
     def _management(self) -> ProbeResult:
         s = self.settings
+        assert s.management_url, "run() calls this only with a management URL"
         out = ProbeResult()
         with httpx.Client(base_url=s.management_url, auth=(s.username, s.password), timeout=10) as c:
             for q in s.queues:
@@ -70,7 +71,7 @@ class RabbitMQProbe(Probe):
         return out
 
 
-class RedisProbe(Probe):
+class RedisProbe(Probe["RedisProbe.Settings"]):
     """Lists (LLEN), streams (XLEN) and stream consumer groups (pending, lag)."""
     type = "redis"
 
@@ -87,13 +88,13 @@ class RedisProbe(Probe):
         client = redis.Redis.from_url(s.url, socket_timeout=10, decode_responses=True)
         try:
             for key in s.lists:
-                out.samples.append(Sample("redis_list_length", client.llen(key), {"key": key}))
+                out.samples.append(Sample("redis_list_length", client.llen(key), {"key": key}))  # type: ignore[arg-type]  # redis-py: sync|async
             for key in s.streams:
                 if not client.exists(key):
                     out.notes.append(f"stream {key!r} does not exist")
                     continue
-                out.samples.append(Sample("redis_stream_length", client.xlen(key), {"key": key}))
-                for g in client.xinfo_groups(key):
+                out.samples.append(Sample("redis_stream_length", client.xlen(key), {"key": key}))  # type: ignore[arg-type]
+                for g in client.xinfo_groups(key):  # type: ignore[union-attr]  # redis-py annotates sync|async
                     labels = {"key": key, "group": g["name"]}
                     out.samples.append(Sample("redis_stream_group_pending", g["pending"], labels))
                     if g.get("lag") is not None:          # Redis ≥ 7: entries not yet delivered to the group

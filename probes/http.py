@@ -18,16 +18,22 @@ def tls_days_left(host: str, port: int, timeout: float = 10, verify: bool = True
     ctx = ssl.create_default_context() if verify else ssl._create_unverified_context()  # noqa: S323
     with socket.create_connection((host, port), timeout=timeout) as sock:
         with ctx.wrap_socket(sock, server_hostname=host) as tls:
-            cert = tls.getpeercert(binary_form=not verify)
+            not_after: float
             if verify:
-                not_after = ssl.cert_time_to_seconds(cert["notAfter"])
+                info = tls.getpeercert()
+                if not info:
+                    raise ssl.SSLError("the server sent no certificate")
+                not_after = ssl.cert_time_to_seconds(str(info["notAfter"]))
             else:                                  # unverified peers only give the DER bytes
                 from cryptography import x509
-                not_after = x509.load_der_x509_certificate(cert).not_valid_after_utc.timestamp()
+                der = tls.getpeercert(binary_form=True)
+                if not der:
+                    raise ssl.SSLError("the server sent no certificate")
+                not_after = x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
     return (not_after - time.time()) / 86400
 
 
-class HttpProbe(Probe):
+class HttpProbe(Probe["HttpProbe.Settings"]):
     """One request per run; `http_check_success` is 1 when status and body match."""
     type = "http"
 
@@ -70,7 +76,7 @@ class HttpProbe(Probe):
         u = urlparse(s.url)
         if u.scheme == "https":
             try:
-                days = tls_days_left(u.hostname, u.port or 443, s.timeout_seconds, s.verify_tls)
+                days = tls_days_left(u.hostname or "", u.port or 443, s.timeout_seconds, s.verify_tls)
                 out.samples.append(Sample("http_check_tls_days_left", days, labels))
             except (OSError, ssl.SSLError) as e:
                 out.notes.append(f"TLS certificate not read: {type(e).__name__}")

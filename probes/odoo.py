@@ -31,7 +31,9 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Iterable
 from decimal import Decimal
+from functools import partial
 from typing import Callable
 
 import httpx
@@ -64,6 +66,14 @@ def odoo_time(value) -> dt.datetime | None:
     return dt.datetime.strptime(value[:19], ODOO_DT).replace(tzinfo=dt.timezone.utc)
 
 
+def odoo_stamp(value) -> dt.datetime:
+    """A datetime field Odoo always fills (write_date, create_date, nextcall, date_created): never empty."""
+    at = odoo_time(value)
+    if at is None:
+        raise ValueError(f"an always-set Odoo datetime field is empty ({value!r})")
+    return at
+
+
 def odoo_date(value) -> dt.datetime | None:
     if not value:
         return None
@@ -76,6 +86,11 @@ def iso(t: dt.datetime) -> str:
 
 def m2o_id(value) -> int | None:
     return value[0] if isinstance(value, list) and value else None
+
+
+def m2o_ids(values: Iterable) -> set[int]:
+    """The distinct many2one ids among `values`; empty (False) values are dropped."""
+    return {i for v in values if (i := m2o_id(v)) is not None}
 
 
 def m2o_name(value) -> str | None:
@@ -91,7 +106,7 @@ class SectionDown(Exception):
     """A section cannot run (reason in the message)."""
 
 
-class OdooProbe(Probe):
+class OdooProbe(Probe["OdooProbe.Settings"]):
     type = "odoo"
 
     class Settings(BaseModel):
@@ -195,7 +210,7 @@ class OdooProbe(Probe):
               "attributes": {k: str(v) for k, v in attrs.items() if v not in (None, False, "", "/")}}
         if amount not in (None, False):
             d = Decimal(str(round(float(amount), 6)))        # no float artefacts beyond Odoo's precisions
-            ev["amount"] = str(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d)
+            ev["amount"] = str(d.quantize(Decimal("0.01")) if int(d.as_tuple().exponent) > -2 else d)
             if currency:
                 ev["currency"] = currency
         return ev
@@ -257,7 +272,7 @@ class OdooProbe(Probe):
                     (f"{link}.name", "=", "state"), (f"{link}.model", "=", model),
                     ("mail_message_id.model", "=", model), ("mail_message_id.res_id", "in", part),
                     ("new_value_char", "in", labels)], ["mail_message_id", "create_date"], order="id asc")
-                msg_ids = sorted({m2o_id(t["mail_message_id"]) for t in tracks if t["mail_message_id"]})
+                msg_ids = sorted(m2o_ids(t["mail_message_id"] for t in tracks))
                 res = {m["id"]: m["res_id"] for m in self.client.search_read(
                     "mail.message", [("id", "in", msg_ids)], ["res_id"])} if msg_ids else {}
                 for t in tracks:
@@ -271,7 +286,7 @@ class OdooProbe(Probe):
                  posted: bool, exact: dt.datetime | None, mem: dict, amount, currency, **attrs) -> None:
         """created / posted / observed events of one record version (see the module docstring)."""
         rid, types = rec["id"], EVENT_TYPES[kind]
-        wd = odoo_time(rec["write_date"])
+        wd = odoo_stamp(rec["write_date"])
         created = created or wd
 
         def emit(what: str, at: dt.datetime, **extra) -> None:
@@ -318,7 +333,7 @@ class OdooProbe(Probe):
             if r.get("state") == "cancel":
                 mem["open"].discard(r["id"])
                 out.events.append(self.event("account.move", r["id"], "cancelled", EVENT_TYPES[kind]["cancelled"],
-                                             cid, odoo_time(r["write_date"]), r.get("amount_total"), cur, **attrs))
+                                             cid, odoo_stamp(r["write_date"]), r.get("amount_total"), cur, **attrs))
                 continue
             self._posting(out, kind, "account.move", r, cid, odoo_time(r.get("create_date")),
                           r.get("state") == "posted", times.get(r["id"]), mem, r.get("amount_total"), cur, **attrs)
@@ -341,7 +356,7 @@ class OdooProbe(Probe):
                     recs[r["id"]] = r
             # the payment's last change is its move's when the move changed later (posting, cancelling)
             move_wd = {m["id"]: m["write_date"] for m in self.read(
-                "account.move", [m2o_id(r["move_id"]) for r in recs.values() if r.get("move_id")], ["id"])}
+                "account.move", sorted(m2o_ids(r.get("move_id") for r in recs.values())), ["id"])}
             for r in recs.values():
                 r["write_date"] = max(r["write_date"], move_wd.get(m2o_id(r.get("move_id")), ""))
         posted_states = {"in_process", "paid"} if major >= 18 else {"posted"}
@@ -349,9 +364,10 @@ class OdooProbe(Probe):
         if major >= 18:
             times = self.posting_times(out, "account.payment", [r["id"] for r in posted], posted_states)
         else:
-            by_move = self.posting_times(out, "account.move", [m2o_id(r["move_id"]) for r in posted
-                                                                if r.get("move_id")], {"posted"})
-            times = {r["id"]: by_move[m2o_id(r["move_id"])] for r in posted if m2o_id(r.get("move_id")) in by_move}
+            by_move = self.posting_times(out, "account.move", [i for r in posted if (i := m2o_id(r.get("move_id")))],
+                                         {"posted"})
+            times = {r["id"]: by_move[i] for r in posted
+                     if (i := m2o_id(r.get("move_id"))) is not None and i in by_move}
         for r in sorted(recs.values(), key=lambda r: (r["write_date"], r["id"])):
             if r.get("state") in ("cancel", "canceled", "rejected"):
                 mem["open"].discard(r["id"])
@@ -372,28 +388,27 @@ class OdooProbe(Probe):
                            "company_currency_id", "create_date"])
         if not parts:
             return
-        line_ids = {m2o_id(p[k]) for p in parts for k in ("debit_move_id", "credit_move_id")} - {None}
+        line_ids = m2o_ids(p[k] for p in parts for k in ("debit_move_id", "credit_move_id"))
         lines = {r["id"]: r for r in self.read("account.move.line", sorted(line_ids), ["move_id", "payment_id"])}
-        move_ids = {m2o_id(r["move_id"]) for r in lines.values()} - {None}
+        move_ids = m2o_ids(r["move_id"] for r in lines.values())
         moves = {r["id"]: r for r in self.read("account.move", sorted(move_ids),
                                                ["name", "move_type", "statement_line_id", "payment_reference"])}
-        pay_ids = {m2o_id(r["payment_id"]) for r in lines.values()} - {None}
+        pay_ids = m2o_ids(r["payment_id"] for r in lines.values())
         major = self.client.server_version()[0]
         pay_fields = ["name", "date", "payment_reference"] + (["memo"] if major >= 18 else ["ref"])
         pays = {r["id"]: r for r in self.read("account.payment", sorted(pay_ids), pay_fields)}
-        st_ids = {m2o_id(m.get("statement_line_id")) for m in moves.values()} - {None}
+        st_ids = m2o_ids(m.get("statement_line_id") for m in moves.values())
         st_lines = {r["id"]: r for r in self.read("account.bank.statement.line", sorted(st_ids),
                                                   ["date", "payment_ref"])}
         for p in parts:
-            sides = [lines.get(m2o_id(p[k])) for k in ("debit_move_id", "credit_move_id")]
-            sides = [s for s in sides if s]
+            sides: list[dict] = [s for k in ("debit_move_id", "credit_move_id") if (s := lines.get(m2o_id(p[k])))]
             settle = next((s for s in sides if m2o_id(s.get("payment_id")) in pays), None)
             if settle is None:
                 settle = next((s for s in sides if moves.get(m2o_id(s["move_id"]), {}).get("statement_line_id")),
                               None)
             invoice = next((moves[m2o_id(s["move_id"])] for s in sides if s is not settle
                             and moves.get(m2o_id(s["move_id"]), {}).get("move_type") in INVOICE_TYPES), None)
-            at = odoo_time(p.get("create_date")) or odoo_time(p["write_date"])
+            at = odoo_time(p.get("create_date")) or odoo_stamp(p["write_date"])
             cur = m2o_name(p.get("company_currency_id"))
             attrs = {"max_date": p.get("max_date"), "company": m2o_name(p.get("company_id")), "partial_id": p["id"]}
             if invoice:
@@ -440,7 +455,7 @@ class OdooProbe(Probe):
                                       {"le_days": str(days) if days is not None else "+Inf"}))
             prev = days
         oldest = self.client.search_read(model, domain, [date_field], order=f"{date_field} asc, id asc", limit=1)
-        age = (now - odoo_date(oldest[0][date_field])).total_seconds() if oldest and oldest[0][date_field] else 0
+        age = (now - day).total_seconds() if oldest and (day := odoo_date(oldest[0][date_field])) else 0
         out.samples.append(Sample(f"{name}_oldest_age_seconds", age))
 
     def settlements(self, out: ProbeResult, now: dt.datetime) -> None:
@@ -481,7 +496,7 @@ class OdooProbe(Probe):
         out.samples.append(Sample("odoo_cron_late", self.client.search_count("ir.cron", domain)))
         first = self.client.search_read("ir.cron", domain, ["nextcall"], order="nextcall asc", limit=1)
         out.samples.append(Sample("odoo_cron_max_lateness_seconds",
-                                  (now - odoo_time(first[0]["nextcall"])).total_seconds() if first else 0))
+                                  (now - odoo_stamp(first[0]["nextcall"])).total_seconds() if first else 0))
 
     def queue_jobs(self, out: ProbeResult, now: dt.datetime) -> None:
         """OCA queue_job (`queue_job/job.py` STATES; the model has no write_date: `_log_access = False`)."""
@@ -495,11 +510,11 @@ class OdooProbe(Probe):
         plain = c.search_read("queue.job", [("state", "=", "pending"), ("eta", "=", False)], ["date_created"],
                               order="date_created asc", limit=1)
         if plain:
-            ages.append(now - odoo_time(plain[0]["date_created"]))
+            ages.append(now - odoo_stamp(plain[0]["date_created"]))
         due = c.search_read("queue.job", [("state", "=", "pending"), ("eta", "!=", False), ("eta", "<=", stamp)],
                             ["date_created", "eta"], order="eta asc", limit=1)
         if due:
-            ages.append(now - max(odoo_time(due[0]["date_created"]), odoo_time(due[0]["eta"])))
+            ages.append(now - max(odoo_stamp(due[0]["date_created"]), odoo_stamp(due[0]["eta"])))
         out.samples.append(Sample("odoo_queue_job_oldest_pending_age_seconds",
                                   max(ages).total_seconds() if ages else 0))
         # stuck jobs as OCA's requeue_stuck_jobs sees them (queue_job/models/queue_job.py _get_stuck_jobs_domain)
@@ -537,7 +552,7 @@ class OdooProbe(Probe):
                 log.warning("odoo probe %s: section %s down: %s", self.name, name, reason)
         elif self._section_state.get(name):
             log.info("odoo probe %s: section %s is back", self.name, name)
-        self._section_state[name] = "" if up else reason
+        self._section_state[name] = "" if up else (reason or "")
         return result
 
     @staticmethod
@@ -561,7 +576,7 @@ class OdooProbe(Probe):
         now = dt.datetime.now(dt.timezone.utc)
         self.ensure_schema()
         for name in SECTIONS:
-            self.section(out, name, lambda fn=getattr(self, name): fn(out, now))
+            self.section(out, name, partial(getattr(self, name), out, now))
         out.samples.append(Sample("odoo_server_version", float(self.client.server_version()[0]),
                                   {"protocol": self.client.protocol}))
         return out

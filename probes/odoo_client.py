@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import xmlrpc.client
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -155,7 +156,8 @@ class OdooClient:
             self.uid = self._json2("res.users", "context_get", None, {}).get("uid", 0) or -1
             return self.uid
         args = [self.db, self.login_name, self.secret]
-        uid = self._xmlrpc("common", "login", tuple(args)) if proto == "xmlrpc" else self._jsonrpc("common", "login", args)
+        uid = (self._xmlrpc("common", "login", tuple(args)) if proto == "xmlrpc"
+               else self._jsonrpc("common", "login", args))
         if not uid:
             raise OdooError("odoo.exceptions.AccessDenied", f"login failed for user {self.login_name!r}")
         self.uid = uid
@@ -209,7 +211,7 @@ class OdooClient:
             kw["context"] = {"lang": lang}
         return self.call(model, "fields_get", kwargs=kw)
 
-    def group(self, model: str, domain: list, groupby: list[str], sums: list[str] = ()) -> list[dict]:
+    def group(self, model: str, domain: list, groupby: list[str], sums: Sequence[str] = ()) -> list[dict]:
         """Counts and sums per group, computed by Odoo (never a capped search_read summed here):
         `read_group(lazy=False)` on 16–18, `formatted_read_group` on 19 (`odoo/models.py`). Rows come back as
         `{<groupby>: value ([id, name] for many2one), "__count": n, <field>: sum}`."""

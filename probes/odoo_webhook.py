@@ -128,5 +128,5 @@ async def odoo_webhook(probe: str, request: Request) -> dict:
         accepted, duplicates = await run_in_threadpool(ctx.intake.accept_events, v) if v.rows else (0, 0)
     except SpoolFull:        # the poller will deliver the same events later; Odoo does not retry
         ctx.metrics.rejected_total.labels("spool_full").inc()
-        raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"})
+        raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"}) from None
     return {"accepted": accepted, "duplicates": duplicates, "types": [e["type"] for e in events]}

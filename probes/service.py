@@ -78,7 +78,7 @@ class ProbeService:
                 self.latest[(name, probe.name, tuple(sorted(labels.items())))] = value
             self.last_results[probe.name] = {
                 "probe": probe.name, "type": probe.type, "up": up, "seconds": round(seconds, 3),
-                "samples": [{"name": n, "labels": l, "value": v} for n, l, v, _, _ in rows],
+                "samples": [{"name": n, "labels": lbl, "value": v} for n, lbl, v, _, _ in rows],
                 "events": len(result.events), "events_accepted": accepted, "events_duplicates": duplicates,
                 "notes": result.notes}
 
@@ -113,7 +113,7 @@ class ProbeService:
         with self._lock:
             items = list(self.latest.items())
         families: dict[str, GaugeMetricFamily] = {}
-        for (name, probe, labels), value in items:
+        for (name, _probe, labels), value in items:
             keys = tuple(k for k, _ in labels)
             fam = families.get((name, keys))
             if fam is None:

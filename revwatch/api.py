@@ -84,7 +84,7 @@ def instant_param(value: str | None, field: str) -> dt.datetime | None:
     try:
         when = parse_instant(value)
     except ValueError as e:
-        raise ApiError(400, str(e), field)
+        raise ApiError(400, str(e), field) from e
     if not 1970 <= when.year <= 2199:          # what the store's DateTime64 columns compare against sanely
         raise ApiError(400, f"{value!r} is outside the years 1970-2199", field)
     return when
@@ -102,7 +102,7 @@ def require(scope: str, query_key: str | None = None) -> Callable[[Request], Any
     query parameter (access logs are off, so the URL is never logged)."""
     async def check(request: Request) -> ApiKey:
         return authorize(request, scope, query_key)
-    check.scope = scope            # type: ignore[attr-defined]  (read by revwatch.openapi.route_scopes)
+    check.scope = scope            # type: ignore[attr-defined]  # read by revwatch.openapi.route_scopes
     return check
 
 
@@ -119,7 +119,7 @@ def authorize(request: Request, scope: str, query_key: str | None = None) -> Api
     try:
         key = ctx_of(request).keys.verify(token.strip())
     except StoreError:
-        raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"})
+        raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"}) from None
     if key is None:
         raise ApiError(401, "invalid or revoked API key", "Authorization", {"WWW-Authenticate": "Bearer"})
     if not allows(key, scope):
@@ -144,7 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:          # name every method of the path, not only the first route's
-            from revwatch.openapi import allowed_methods
+            from revwatch.routing import allowed_methods
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
         return error_response(exc.status_code, str(exc.detail), headers=headers)
 

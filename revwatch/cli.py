@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import httpx
 import typer
@@ -33,7 +33,7 @@ ConfigOpt = typer.Option(None, "--config", "-c",
 JsonOpt = typer.Option(False, "--json", help="stable JSON output for scripts")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit."""
     err.print(f"revwatch: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -389,7 +389,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         from typer._click import exceptions as click        # typer >= 0.2x vendors its own click
     except ImportError:                                      # pragma: no cover - older typer on real click
-        from click import exceptions as click
+        from click import exceptions as click  # type: ignore[no-redef]
     try:
         rc = app(args=argv, prog_name="revwatch", standalone_mode=False)
     except click.NoArgsIsHelpError:     # the help has been shown; no command given is still a usage error
@@ -402,7 +402,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except click.ClickException as e:
         err.print(f"revwatch: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):    # typer's vendored click has no exceptions.Abort
         _goodbye()
         sys.exit(130)
     if rc == 130:                      # typer turns Ctrl-C inside a command into Exit(130)

@@ -35,7 +35,8 @@ def simulate(url: Optional[str] = typer.Option(None, "--url", help="revwatch ser
              customers: int = typer.Option(300, "--customers", min=1),
              rate: float = typer.Option(120.0, "--rate", min=0.1, help="business transactions per hour"),
              speed: float = typer.Option(1.0, "--speed", min=0.1, help="live-traffic multiplier"),
-             fault: List[str] = typer.Option([], "--fault", help="NAME@dayN+OFFSET\\[/DURATION]\\[:rate=R], repeatable"),
+             fault: List[str] = typer.Option([], "--fault",
+                                             help="NAME@dayN+OFFSET\\[/DURATION]\\[:rate=R], repeatable"),
              scenario: Optional[Path] = typer.Option(None, "--scenario", help="YAML list of faults"),
              truth: Path = typer.Option(Path("sim-truth.jsonl"), "--truth", help="ground-truth JSON lines"),
              live_mode: bool = typer.Option(False, "--live", help="keep sending live traffic after the backfill")):
@@ -104,7 +105,8 @@ def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
     out.print(f"scan: {summary['findings'] or 'no findings'} open (reconciliation model: "
               f"{model.get('model') or model.get('refused') or model.get('error')})", markup=False)
     for f in items:
-        out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} {'; '.join(f['reasons'])}",
+        out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} "
+                  f"{'; '.join(f['reasons'])}",
                   markup=False)
 
 

@@ -23,7 +23,8 @@ app.add_typer(dashboards_app, name="dashboards")
 
 
 @journeys_app.command("search")
-def journeys_search(attr: Optional[str] = typer.Option(None, "--attr", help="KEY:VALUE, e.g. invoice_ref:INV/2026/00042"),
+def journeys_search(attr: Optional[str] = typer.Option(None, "--attr",
+                                                       help="KEY:VALUE, e.g. invoice_ref:INV/2026/00042"),
                     customer: Optional[str] = typer.Option(None, "--customer", help="customer_id attribute"),
                     journey: Optional[str] = typer.Option(None, "--journey", help="a configured journey"),
                     since: Optional[str] = typer.Option(None, "--since", help="RFC 3339 instant"),

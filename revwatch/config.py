@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
@@ -135,7 +136,9 @@ class SliConfig(_Model):
     @property
     def journey_threshold(self) -> dt.timedelta:
         """The time allowed from start to end for journey SLIs."""
-        return self.threshold if self.kind == "journey_latency" else self.max_age
+        t = self.threshold if self.kind == "journey_latency" else self.max_age
+        assert t is not None, "validated above: journey SLIs have their threshold or max_age"
+        return t
 
 
 class BurnWindowPair(_Model):
@@ -429,7 +432,7 @@ def _value_at(loc: tuple, raw: dict[str, Any]) -> Any:
     return node
 
 
-def _problem(first: dict, loc: tuple, raw: dict[str, Any]) -> str:
+def _problem(first: Mapping[str, Any], loc: tuple, raw: dict[str, Any]) -> str:
     """The problem in clear words; ratios get the hint people need most (99.5 is a percentage)."""
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
@@ -438,7 +441,8 @@ def _problem(first: dict, loc: tuple, raw: dict[str, Any]) -> str:
     if loc and loc[-1] in ("objective", "timeslice_target") and isinstance(value, (int, float)) \
             and not isinstance(value, bool) and not 0 < value < 1:
         if 50 <= value < 100:
-            return f"{value:g} looks like a percentage; use a ratio such as {value / 100:g} (between 0 and 1, exclusive)"
+            return (f"{value:g} looks like a percentage; use a ratio such as {value / 100:g} "
+                    "(between 0 and 1, exclusive)")
         if value in (1, 100):
             return f"{value:g} leaves no error budget; use a ratio below 1 such as 0.999"
         return f"{value:g} is not a ratio; use a ratio such as 0.995 (between 0 and 1, exclusive)"
@@ -458,7 +462,8 @@ def _describe(err: ValidationError, source: str, raw: dict[str, Any] | None = No
 
 def _named_slo_paths(message: str, raw: dict[str, Any]) -> str:
     """Cross-check messages say `slos.N.key`; name the SLO instead when it has a name."""
-    slos = raw.get("slos") if isinstance(raw.get("slos"), list) else []
+    listed = raw.get("slos")
+    slos = listed if isinstance(listed, list) else []
 
     def repl(m: re.Match) -> str:
         i = int(m.group(1))

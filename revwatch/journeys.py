@@ -109,7 +109,8 @@ class JourneyReader:
         now = now or utcnow()
         threshold = self.threshold(journey)
         rows = self.store.query(
-            f"SELECT CorrelationId, s_at, src, attrs FROM ({instances_sql(self.store.table('milestones'), self._ms(now - lookback))}) "
+            "SELECT CorrelationId, s_at, src, attrs "
+            f"FROM ({instances_sql(self.store.table('milestones'), self._ms(now - lookback))}) "
             f"WHERE NOT has_end AND s_at < {{cut:DateTime64(3, 'UTC')}} ORDER BY s_at, CorrelationId "
             f"LIMIT {{limit:UInt32}}",
             {**instance_params(j), "cut": now - threshold, "limit": limit}).rows

@@ -18,10 +18,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from revwatch.auth import SCOPES
+from revwatch.routing import api_routes as _api_routes
 
 # The field rules of collector.events.validate_event, as a schema (kept equal by tests/test_openapi.py).
 EVENT_TYPE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)+$"
@@ -93,23 +93,12 @@ def route_scopes(app: FastAPI) -> dict[tuple[str, str], str | None]:
     for r in _api_routes(app.routes):
         scopes = [getattr(d.call, "scope", None) for d in r.dependant.dependencies]
         scope = next((s for s in scopes if s in SCOPES), None)
-        for m in sorted(r.methods - {"HEAD", "OPTIONS"}):
+        for m in sorted((r.methods or set()) - {"HEAD", "OPTIONS"}):
             out[(m, r.path_format)] = scope
     ctx = getattr(app.state, "ctx", None)
     if ("GET", "/metrics") in out and not (ctx and ctx.config.server.metrics_public):
         out[("GET", "/metrics")] = "read"           # checked inside the handler so server.metrics_public can open it
     return out
-
-
-def _api_routes(routes) -> list[APIRoute]:
-    """The app's APIRoutes, also inside included routers (newer FastAPI keeps them wrapped, unprefixed here)."""
-    found: list[APIRoute] = []
-    for r in routes:
-        if isinstance(r, APIRoute):
-            found.append(r)
-        elif hasattr(r, "original_router"):
-            found += _api_routes(r.original_router.routes)
-    return found
 
 
 def _error(status: int) -> dict:
@@ -198,20 +187,6 @@ def _document_parameters(doc: dict, app: FastAPI) -> None:
     key_req = doc.get("components", {}).get("schemas", {}).get("KeyRequest")
     if key_req:
         key_req["properties"]["scope"] = {"type": "string", "enum": list(SCOPES)}
-
-
-def allowed_methods(app, scope: dict) -> list[str]:
-    """Every method some route serves at the request's path (Starlette's 405 names only the first route's). A
-    literal route wins over a templated one that also matches (`/api/v1/anomalies/scan` is not a finding id), as
-    the OpenAPI document lists them."""
-    from starlette.routing import Match
-    matching = [r for r in _api_routes(app.routes)
-                if r.matches({**scope, "method": next(iter(r.methods))})[0] == Match.FULL]
-    literal = [r for r in matching if "{" not in r.path]
-    methods: set[str] = set()
-    for r in literal or matching:
-        methods |= r.methods
-    return sorted(methods)
 
 
 def _document_bodies(doc: dict) -> None:

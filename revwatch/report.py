@@ -40,7 +40,7 @@ def slo_table(docs: list[dict]) -> Table:
 
 def journey_timeline(doc: dict) -> Group:
     """A correlation ID's timeline with journeys, milestones and errors."""
-    parts = [Text(f"correlation ID {doc['correlation_id']}  ({doc['counts']['events']} events, "
+    parts: list[Text | Table] = [Text(f"correlation ID {doc['correlation_id']}  ({doc['counts']['events']} events, "
                   f"{doc['counts']['spans']} spans, {doc['counts']['errors']} errors)", style="bold")]
     for j in doc["journeys"]:
         line = Text(f"journey {j['journey']}: {j['status']}", style="bold red" if j["status"] == "overdue" else "")

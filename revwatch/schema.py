@@ -238,8 +238,8 @@ PARTITION BY toYYYYMM(ReceivedAt)
 ORDER BY (AlertName, Fingerprint, ReceivedAt)
 """
 
-# Where each correlation ID lives in time, and its traces: one granule read that turns a lookup into a partition-pruned read
-# (the exporter's trace_id_ts pattern, keyed by correlation ID). Fed by spans and events.
+# Where each correlation ID lives in time, and its traces: one granule read that turns a lookup into a
+# partition-pruned read (the exporter's trace_id_ts pattern, keyed by correlation ID). Fed by spans and events.
 _CORRELATION_TS = """
 CREATE TABLE IF NOT EXISTS {db}.correlation_ts{local} {on_cluster} (
     CorrelationId String,
@@ -395,7 +395,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_SPANS, _TRACE_ID_TS, _TRACE_ID_TS_MV, _EVENTS)),
     Migration(2, "journey milestones and the ingest log that drives incremental SLO rollups",
               (_MILESTONES, _MILESTONES_MV, _INGEST_LOG, _INGEST_LOG_EVENTS_MV, _INGEST_LOG_SPANS_MV)),
-    Migration(3, "probe samples, SLO minute rollups, small state", (_SAMPLES, _INGEST_LOG_SAMPLES_MV, _SLO_MINUTES, _KV_STATE)),
+    Migration(3, "probe samples, SLO minute rollups, small state",
+              (_SAMPLES, _INGEST_LOG_SAMPLES_MV, _SLO_MINUTES, _KV_STATE)),
     Migration(4, "API keys (hashed), anomalies, alert log", (_API_KEYS, _ANOMALIES, _ALERTS)),
     Migration(5, "correlation-ID time ranges and attribute links for fast journey lookups",
               (_CORRELATION_TS, _CORRELATION_TS_SPANS_MV, _CORRELATION_TS_EVENTS_MV, _ATTRIBUTE_LINKS,

@@ -108,8 +108,8 @@ def _root_cause(e: BaseException) -> str:
     """The innermost cause of a driver error, in a few words ("connection refused"), never cut mid-word: the
     driver wraps an OSError in several layers of URL-laden messages."""
     seen = e
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__
+    while (inner := seen.__cause__ or seen.__context__) is not None:
+        seen = inner
         if isinstance(seen, OSError) and seen.strerror:
             return seen.strerror.lower()
     text = str(seen).splitlines()[0] if str(seen) else type(seen).__name__

@@ -75,14 +75,15 @@ def parse_instant(text: str) -> dt.datetime:
         raise ValueError(f"invalid RFC 3339 timestamp {text[:64]!r}") from None
     if value.tzinfo is None:
         raise ValueError(f"timestamp {text[:64]!r} has no timezone offset (add Z or +00:00)")
+    utc: dt.datetime | None
     try:
-        value = value.astimezone(dt.timezone.utc)
+        utc = value.astimezone(dt.timezone.utc)
     except OverflowError:
-        value = None
-    if value is None or not MIN_INSTANT <= value < MAX_INSTANT:
+        utc = None
+    if utc is None or not MIN_INSTANT <= utc < MAX_INSTANT:
         raise ValueError(f"timestamp {text[:64]!r} is outside the supported range "
                          f"{MIN_INSTANT:%Y-%m-%d} to {MAX_INSTANT:%Y-%m-%d} (UTC)")
-    return value
+    return utc
 
 
 def utcnow() -> dt.datetime:

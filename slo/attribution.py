@@ -80,8 +80,9 @@ def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetim
 def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime,
                          lookback: dt.timedelta, link_base: str) -> dict:
     store = engine.store
+    assert spec.config.journey and spec.start_type and spec.end_type, "validated: journey SLIs name their journey"
     j = engine.cfg.journeys[spec.config.journey]
-    steps = [spec.start_type, *j.milestones, spec.end_type]
+    steps: list[str] = [spec.start_type, *j.milestones, spec.end_type]
     group_expr = _group_expr(spec.config.group_by, "attrs", {"source": "src"})
     params = {**instance_params(j), "since": ms(now - lookback),
               "now": ms(now), "t_ms": int(spec.threshold.total_seconds() * 1000), "group": group}
@@ -108,7 +109,7 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
     step_counts: dict[str, Counter] = {}
     stuck = []
     threshold_s = spec.threshold.total_seconds()
-    for cid, s_at, e_at, has_end, reached, attrs, src, is_stuck in bad_rows:
+    for cid, s_at, _e_at, _has_end, reached, attrs, src, is_stuck in bad_rows:
         at = {t: as_utc(x) for t, x in sorted(reached, key=lambda p: p[1], reverse=True)}   # earliest wins
         if is_stuck:
             step = next((s for s in steps if s not in at), spec.end_type)
@@ -117,13 +118,13 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
         else:
             step, kind = _slowest_step(steps, at), "late"
         step_counts.setdefault(step, Counter())[kind] += 1
-    step_list = sorted(({"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
-                         "stuck": cnt["stuck"], "late": cnt["late"]} for s, cnt in step_counts.items()),
-                       key=lambda d: (-(d["stuck"] + d["late"]), d["step"]))
+    step_list = [{"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
+                  "stuck": cnt["stuck"], "late": cnt["late"]}
+                 for s, cnt in sorted(step_counts.items(), key=lambda sc: (-(sc[1]["stuck"] + sc[1]["late"]), sc[0]))]
     money, customers = _money(store, spec, [s[0] for s in stuck], stuck)
     examples = []
     amounts = money.pop("_by_cid")
-    for cid, s_at, step, attrs, src in stuck[:EXAMPLES]:
+    for cid, s_at, step, _attrs, src in stuck[:EXAMPLES]:
         amount, currency = amounts.get(cid, (None, ""))
         examples.append({"correlation_id": cid, "started_at": _iso(s_at),
                          "age_seconds": round((now - s_at).total_seconds(), 1),

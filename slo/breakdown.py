@@ -40,6 +40,7 @@ def breakdown(store: Store, cfg: Config, spec: SloSpec, lo: dt.datetime, hi: dt.
 
 
 def _journey(store: Store, cfg: Config, spec: SloSpec, lo: dt.datetime, hi: dt.datetime) -> dict:
+    assert spec.config.journey is not None, "validated: journey SLIs name their journey"
     j = cfg.journeys[spec.config.journey]
     steps = [j.start, *j.milestones, j.end]
     t_ms = int(spec.threshold.total_seconds() * 1000)
@@ -53,7 +54,9 @@ WHERE s_at < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
 ORDER BY CorrelationId LIMIT {_SAMPLE}""",
         {**instance_params(j), "lo": ms(lo), "hi": ms(hi),
          "now": ms(min(hi, dt.datetime.now(dt.timezone.utc)))}).rows
-    systems, stepc, attrs = Counter(), Counter(), Counter()
+    systems: Counter[str] = Counter()
+    stepc: Counter[str] = Counter()
+    attrs: Counter[tuple[str, str]] = Counter()
     for _, src, a, reached in rows:
         systems[src or "?"] += 1
         last = max((i for i, s in enumerate(steps) if s in reached), default=0)

@@ -76,7 +76,7 @@ class SloResult:
         bad = w.total - w.good
         remaining_ratio = 1 - bad / allowed if allowed > 0 else (1.0 if bad == 0 else float("-inf"))
         period_days = self.spec.period(self.at).total_seconds() / 86400
-        forecast = {}
+        forecast: dict[str, float | None] = {}
         for name in ("1h", "6h"):
             burn = self.windows[name].burn_rate
             if remaining_ratio <= 0:
@@ -259,12 +259,14 @@ class SloEngine:
         return f"""(
         SELECT Slo, SpecHash, GroupKey, Minute, Good, Total FROM {stored}
         WHERE (Slo, GroupKey, toInt64(toUnixTimestamp(Minute))) NOT IN
-              (SELECT arrayJoin(arrayZip({{ov_slo:Array(String)}}, {{ov_group:Array(String)}}, {{ov_min:Array(Int64)}})))
+              (SELECT arrayJoin(arrayZip({{ov_slo:Array(String)}}, {{ov_group:Array(String)}},
+                                         {{ov_min:Array(Int64)}})))
         UNION ALL
         SELECT r.1 AS Slo, r.2 AS SpecHash, r.3 AS GroupKey, toDateTime(r.4, 'UTC') AS Minute, r.5 AS Good,
                r.6 AS Total
         FROM (SELECT arrayJoin(arrayZip({{ov_slo:Array(String)}}, {{ov_hash:Array(String)}}, {{ov_group:Array(String)}},
-                                        {{ov_min:Array(Int64)}}, {{ov_good:Array(UInt64)}}, {{ov_total:Array(UInt64)}})) AS r)
+                                        {{ov_min:Array(Int64)}}, {{ov_good:Array(UInt64)}},
+                                        {{ov_total:Array(UInt64)}})) AS r)
     )"""
 
     def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime,
@@ -297,7 +299,8 @@ FROM (
                                                         toInt64(0)), 'UTC') AS in_slo,
            transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(0)) AS ts,
            transform(Slo, {{names:Array(String)}}, {{ts_targets:Array(Float64)}}, toFloat64(1)) AS target
-    FROM {self._minutes(params, overlay)}        -- latest Version of each minute (ReplacingMergeTree), pending laid over
+    -- latest Version of each minute (ReplacingMergeTree), pending laid over
+    FROM {self._minutes(params, overlay)}
     WHERE (Slo, SpecHash) IN (SELECT arrayJoin(arrayZip({{names:Array(String)}}, {{hashes:Array(String)}})))
       AND Minute >= fromUnixTimestamp64Milli({{oldest:Int64}}, 'UTC')
       AND Minute < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')

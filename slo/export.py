@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from typing import Any
 
 import yaml
 
@@ -72,9 +73,10 @@ def _indicator(spec: SloSpec, name: str) -> dict:
         if sli.error_ratio_query:
             metric = {"ratioMetric": {"counter": False, "rawType": "failure", "raw": src(sli.error_ratio_query)}}
         else:
+            assert sli.error_query and sli.total_query, "validated: without error_ratio_query both queries are given"
             metric = {"ratioMetric": {"counter": False, "bad": src(sli.error_query), "total": src(sli.total_query)}}
     else:
-        own = {"sli": _sli_dict(spec)}
+        own: dict[str, Any] = {"sli": _sli_dict(spec)}
         if c.journey:
             own["journey"] = c.journey
         if c.group_by:

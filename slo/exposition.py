@@ -17,12 +17,14 @@ class SloCollector:
 
     def collect(self):
         results = self.engine.latest or []
-        sli = GaugeMetricFamily("revwatch_slo_sli_ratio", "SLI (good/total) per window", labels=["slo", "group", "window"])
+        sli = GaugeMetricFamily("revwatch_slo_sli_ratio", "SLI (good/total) per window",
+                                labels=["slo", "group", "window"])
         burn = GaugeMetricFamily("revwatch_slo_burn_rate", "Error-budget burn rate per window",
                                  labels=["slo", "group", "window"])
         events = GaugeMetricFamily("revwatch_slo_window_events", "Decided events (or minutes) per window",
                                    labels=["slo", "group", "window"])
-        budget = GaugeMetricFamily("revwatch_slo_error_budget_remaining_ratio", "Error budget remaining in the SLO window",
+        budget = GaugeMetricFamily("revwatch_slo_error_budget_remaining_ratio",
+                                   "Error budget remaining in the SLO window",
                                    labels=["slo", "group"])
         days = GaugeMetricFamily("revwatch_slo_error_budget_exhausted_in_seconds",
                                  "Time until the error budget is exhausted at the burn rate of burn_window "

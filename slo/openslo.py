@@ -189,7 +189,7 @@ class Catalogue:
         return found
 
 
-def _condition(spec: Any, doc: _Doc, field: str) -> tuple[str, float, str]:
+def _condition(spec: Any, doc: _Doc, field: str) -> tuple[str, float, str, str]:
     """An AlertCondition spec → (severity, burn-rate threshold, lookback window)."""
     s = _strict(spec, {"description", "severity", "condition"}, doc, field)
     c = _strict(s.get("condition"), {"kind", "op", "threshold", "lookbackWindow", "alertAfter"}, doc,
@@ -241,7 +241,7 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
     annotations = _annotations(meta, doc)
     extra = annotations.pop(ALERTING_ANNOTATION, None)
     name = annotations.pop(NAME_ANNOTATION, meta["name"])
-    import_spec = annotations.pop(IMPORT_SPEC_ANNOTATION, API)
+    import_spec: str | None = annotations.pop(IMPORT_SPEC_ANNOTATION, API)
     import_spec = None if import_spec == "none" else import_spec
     budgeted = annotations.pop(BUDGETED_ANNOTATION, "false") == "true"
     window, calendar = _time_window(spec.get("timeWindow"), doc)
@@ -362,7 +362,7 @@ def _time_window(tw: Any, doc: _Doc) -> tuple[str, dict | None]:
         raise doc.err("spec.timeWindow[0].duration", f"calendar windows are days, weeks, months, quarters or years; "
                                                       f"{n}{unit} is {'minutes' if unit == 'm' else 'hours'} "
                                                       f"(in OpenSLO 'm' is minutes, 'M' months)")
-    start = cal.get("startTime")
+    start: Any = cal.get("startTime")            # YAML: a string, or a datetime it parsed itself
     start = start.isoformat(sep=" ") if hasattr(start, "isoformat") else start
     if not isinstance(start, str) or not re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", start):
         raise doc.err("spec.timeWindow[0].calendar.startTime", f"must be 'YYYY-MM-DD hh:mm:ss', got {start!r}")
@@ -414,7 +414,8 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
         tm = _strict(sli["thresholdMetric"], {"metricSource"}, sdoc, f"{sfield}.thresholdMetric")
         kind, src = _source(tm.get("metricSource"), sdoc, f"{sfield}.thresholdMetric.metricSource", cat)
         op, value = obj.get("op"), obj.get("value")
-        if not isinstance(op, str) or op not in _BREACH or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if (not isinstance(op, str) or op not in _BREACH or isinstance(value, bool)
+                or not isinstance(value, (int, float))):
             raise odoc.err(ofield, "a thresholdMetric objective needs op (lte, lt, gte, gt) and a numeric value")
         if kind == "prometheus":
             q = _promql(src, sdoc, f"{sfield}.thresholdMetric.metricSource")
@@ -460,40 +461,42 @@ def _indicator(sli: dict, sdoc: _Doc, sfield: str, obj: dict, odoc: _Doc, ofield
     if len(kinds) != 1:
         raise sdoc.err(f, "all parts must come from the same kind of metric source")
     if kinds == {"prometheus"}:
-        q = {part: _promql(spec, sdoc, f"{f}.{part}.metricSource") for part, (_, spec) in parts.items()}
-        if "raw" in q:
-            ratio = _windowed(q["raw"], "avg_over_time")
+        queries = {part: _promql(spec, sdoc, f"{f}.{part}.metricSource") for part, (_, spec) in parts.items()}
+        if "raw" in queries:
+            ratio = _windowed(queries["raw"], "avg_over_time")
             err = ratio if rm["rawType"] == "failure" else f"1 - ({ratio})"
-        elif "bad" in q and all("{{.window}}" in v.replace(" ", "") for v in q.values()) \
+        elif "bad" in queries and all("{{.window}}" in v.replace(" ", "") for v in queries.values()) \
                 and budgeting == "occurrences":
             # windowed bad/total event queries: Sloth's events SLI, as written
-            return {"kind": "prometheus", "error_query": q["bad"], "total_query": q["total"]}, None, []
+            return {"kind": "prometheus", "error_query": queries["bad"], "total_query": queries["total"]}, None, []
         else:
             how = "increase" if rm.get("counter") else "sum_over_time"
-            total = _windowed(q["total"], how)
-            err = f"({_windowed(q['bad'], how)}) / ({total})" if "bad" in q else \
-                f"1 - (({_windowed(q['good'], how)}) / ({total}))"
+            total = _windowed(queries["total"], how)
+            err = f"({_windowed(queries['bad'], how)}) / ({total})" if "bad" in queries else \
+                f"1 - (({_windowed(queries['good'], how)}) / ({total}))"
         return _prom_budgeted(err, obj, budgeting, slice_window), None, []
-    src: dict = {}
+    merged: dict = {}
     for _, spec in parts.values():
-        src.update(spec)
-    if "sli" in src:
-        extra = set(src) - {"sli", "journey", "group_by"}
+        merged.update(spec)
+    if "sli" in merged:
+        extra = set(merged) - {"sli", "journey", "group_by"}
         if extra:
             raise sdoc.err(f"{f}: metricSource.spec.{sorted(extra)[0]}", "unknown field next to sli")
-        return src["sli"], src.get("journey"), src.get("group_by", [])
-    extra = set(src) - {"journey", "service", "max_age", "bad_when", "group_by", "span_name"}
+        return merged["sli"], merged.get("journey"), merged.get("group_by", [])
+    extra = set(merged) - {"journey", "service", "max_age", "bad_when", "group_by", "span_name"}
     if extra:
         raise sdoc.err(f"{f}: metricSource.spec.{sorted(extra)[0]}", "unknown field")
-    if src.get("journey"):
-        if not src.get("max_age"):
+    if merged.get("journey"):
+        if not merged.get("max_age"):
             raise sdoc.err(f"{f}: metricSource.spec.max_age", "required: how long a journey may take to complete")
-        return {"kind": "journey_completion", "max_age": src["max_age"]}, src["journey"], src.get("group_by", [])
-    if src.get("service"):
-        s = {"kind": "span_ratio", "service": src["service"], "bad_when": src.get("bad_when", {"StatusCode": "Error"})}
-        if src.get("span_name"):
-            s["span_name"] = src["span_name"]
-        return s, None, src.get("group_by", [])
+        return ({"kind": "journey_completion", "max_age": merged["max_age"]}, merged["journey"],
+                merged.get("group_by", []))
+    if merged.get("service"):
+        s = {"kind": "span_ratio", "service": merged["service"],
+             "bad_when": merged.get("bad_when", {"StatusCode": "Error"})}
+        if merged.get("span_name"):
+            s["span_name"] = merged["span_name"]
+        return s, None, merged.get("group_by", [])
     raise sdoc.err(f"{f}: metricSource.spec", "needs journey, service or sli")
 
 
@@ -511,7 +514,8 @@ def _prom_budgeted(err: str, obj: dict, budgeting: str, slice_window: str) -> di
         return {"kind": "prometheus", "error_ratio_query": err}
     per_slice = err.replace("{{.window}}", slice_window)
     if budgeting == "ratio_timeslices":
-        return {"kind": "prometheus", "error_ratio_query": f"avg_over_time(({per_slice})[{{{{.window}}}}:{slice_window}])"}
+        return {"kind": "prometheus",
+                "error_ratio_query": f"avg_over_time(({per_slice})[{{{{.window}}}}:{slice_window}])"}
     bad_slice = 1 - float(obj["timeSliceTarget"])
     return {"kind": "prometheus",
             "error_ratio_query": f"avg_over_time((({per_slice}) > bool {bad_slice!r})[{{{{.window}}}}:{slice_window}])"}

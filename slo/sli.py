@@ -92,6 +92,7 @@ def _span_filters(spec: SloSpec) -> tuple[list[str], dict]:
 def _bad_expr(spec: SloSpec, params: dict) -> str:
     sli = spec.config.sli
     if sli.kind == "span_latency":
+        assert sli.threshold is not None, "validated: span_latency needs a threshold"
         return f"Duration > {int(sli.threshold.total_seconds() * 1e9)}"
     terms = []
     for i, (k, v) in enumerate(sorted(sli.bad_when.items())):

@@ -148,7 +148,8 @@ def sloth_document(doc: Any, where: str, period: str = "30d") -> list[SloConfig]
     else:
         if doc.get("version") != PROM_V1:
             raise SlothError(f"{where}: version: must be {PROM_V1!r}, got {doc.get('version')!r}")
-        spec, f, swhere, origin = {k: v for k, v in doc.items() if k != "version"}, _fields("prom"), f"{where}: ", PROM_V1
+        spec, f, swhere, origin = ({k: v for k, v in doc.items() if k != "version"}, _fields("prom"), f"{where}: ",
+                                   PROM_V1)
     fs = f["spec"]
     spec = _strict(spec, set(fs.values()), swhere)
     service = spec.get(fs["service"])
@@ -205,7 +206,8 @@ def _slo(s: Any, f: dict, where: str, service: str, svc_labels: dict, period: st
     if not (metas["page"]["disable"] and metas["ticket"]["disable"]) and not al.get("name"):
         raise SlothError(f"{where}.alerting.name: required when an alert is enabled")
     raw_cfg = {
-        "name": f"{service}-{name}", "service": service, "import_spec": origin, "objective": objective / 100, "window": period,
+        "name": f"{service}-{name}", "service": service, "import_spec": origin, "objective": objective / 100,
+        "window": period,
         "description": s.get("description") or "",
         "labels": {**svc_labels, **_str_map(s.get("labels"), f"{where}.labels")},
         "sli": {"kind": "prometheus", **q},

@@ -78,6 +78,7 @@ def _sli_expr(spec: SloSpec, window: str) -> str:
     sli = spec.config.sli
     if sli.error_ratio_query:
         return f"({WINDOW_VAR.sub(window, sli.error_ratio_query)})"
+    assert sli.error_query and sli.total_query, "validated: without error_ratio_query both queries are given"
     return f"({WINDOW_VAR.sub(window, sli.error_query)})\n/\n({WINDOW_VAR.sub(window, sli.total_query)})\n"
 
 

@@ -17,6 +17,7 @@ period without a catalogue uses the Google shares scaled to that period (the rul
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def burn_factor(period: dt.timedelta, budget_percent: float, long: dt.timedelta)
     return hours_required / (long.total_seconds() / 3600)
 
 
-def _tiers(rows: list[tuple[str, str, float, str, str]]) -> tuple[CatalogueTier, ...]:
+def _tiers(rows: Sequence[tuple[str, str, float, str, str]]) -> tuple[CatalogueTier, ...]:
     return tuple(CatalogueTier(sev, speed, pct, parse_duration(sh), parse_duration(lg))
                  for sev, speed, pct, sh, lg in rows)
 
@@ -99,7 +100,7 @@ def load_alert_windows(path: str | Path) -> list[Catalogue]:
         if unknown:
             raise WindowsError(f"{where}: spec.{unknown[0]}: unknown field")
         try:
-            period = parse_duration(spec.get("sloPeriod"))
+            period = parse_duration(spec.get("sloPeriod"))  # type: ignore[arg-type]  # None: refused with a ValueError
         except ValueError as e:
             raise WindowsError(f"{where}: spec.sloPeriod: {e}") from None
         if period <= dt.timedelta(0):

@@ -314,7 +314,7 @@ class FakeOdoo:
             if op == "write" and self.row_commit.get((model, rid), 0) > tx.snapshot:
                 raise SerializationFailure("could not serialize access due to concurrent update")
         self.commits += 1
-        for op, model, rid, _ in tx.ops:
+        for _op, model, rid, _ in tx.ops:
             self.row_commit[(model, rid)] = self.commits
         for op, model, rid, vals in tx.ops:
             table = self.tables[model]

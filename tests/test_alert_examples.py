@@ -22,7 +22,8 @@ def test_shipped_rules_are_what_the_generator_writes_for_the_example_config(tmp_
     assert generated and shipped == generated, "alerts/examples/rules is stale: regenerate it (see module docstring)"
 
 
-@pytest.mark.skipif(not shutil.which("amtool") and not os.environ.get("CI"), reason="amtool comes with Debian's prometheus-alertmanager")
+@pytest.mark.skipif(not shutil.which("amtool") and not os.environ.get("CI"),
+                    reason="amtool comes with Debian's prometheus-alertmanager")
 def test_example_alertmanager_config_is_valid():
     r = subprocess.run(["amtool", "check-config", str(EXAMPLES / "alertmanager.yml")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -10,7 +10,6 @@ from sklearn.metrics import roc_auc_score
 
 from anomaly import risk
 from anomaly.billing import scan_billing
-from anomaly.detectors import scan
 from anomaly.findings import list_findings
 from collector.events import EVENT_COLUMNS, validate_event
 from collector.rowcodec import event_rows_for_insert
@@ -276,7 +275,8 @@ def test_findings_api_status_ack_filters_and_errors(api_factory):
     rest = api.get("/api/v1/anomalies", params={"limit": 100, "cursor": page["next_cursor"]}).json()
     assert len(page["items"]) == 3 and len(rest["items"]) == 5 and rest["next_cursor"] is None
     assert not {i["id"] for i in page["items"]} & {i["id"] for i in rest["items"]}
-    for params, field in (({"kind": "nope"}, "kind"), ({"status": "closed"}, "status"), ({"since": "yesterday"}, "since"),
+    for params, field in (({"kind": "nope"}, "kind"), ({"status": "closed"}, "status"),
+                          ({"since": "yesterday"}, "since"),
                           ({"cursor": "garbage"}, "cursor"), ({"min_score": 2}, "min_score"), ({"limit": 0}, "limit")):
         r = api.get("/api/v1/anomalies", params=params)
         assert r.status_code == 400 and r.json()["field"] == field, (params, r.text)

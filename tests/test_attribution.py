@@ -36,7 +36,8 @@ def test_attribution_of_one_group(api_factory):
     for i in range(2):                              # never matched, in USD
         rows += [ev(f"um{i}", "payment.settled", 45, "adyen", "7.50", "USD", customer_id="cus9")]
     for i in range(2):                              # late: posted 30 min after matching
-        rows += [ev(f"lt{i}", "payment.settled", 90, "stripe", "1", "EUR"), ev(f"lt{i}", "payment.matched", 89, "stripe"),
+        rows += [ev(f"lt{i}", "payment.settled", 90, "stripe", "1", "EUR"),
+                 ev(f"lt{i}", "payment.matched", 89, "stripe"),
                  ev(f"lt{i}", "payment.posted", 59, "stripe")]
     rows += [ev("us0", "payment.settled", 300, "adyen", "999", "EUR", region="us")]   # another group: not counted
     api.ctx.store.insert("events", rows, EVENT_COLUMNS)

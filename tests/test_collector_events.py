@@ -108,7 +108,8 @@ def test_readers_deduplicate_what_ingest_could_not_see(api):
 
 def test_amounts_come_back_exactly_as_sent(api):
     amounts = ["129.00", "0.10", "-5.500", "1000000", "0.000000001"]
-    r = api.post("/api/v1/events", json=[ev(200 + i, correlation_id="pay_amt", amount=a) for i, a in enumerate(amounts)])
+    r = api.post("/api/v1/events",
+                 json=[ev(200 + i, correlation_id="pay_amt", amount=a) for i, a in enumerate(amounts)])
     assert r.json()["accepted"] == 5
     api.drain()
     doc = api.get("/api/v1/journeys/pay_amt").json()

@@ -275,7 +275,8 @@ def test_poison_row_is_quarantined_and_the_rest_stored(tmp_path, store):
     good = [row(i, prefix="g") for i in range(40)]
     bad = row(0, prefix="bad")
     lines = encode_events(good[:20]) + b"\n" + json.dumps(
-        [bad[0], "payment.settled", "c", "not-a-time", "s", "", None, "", {}, ""]).encode() + b"\n" + encode_events(good[20:])
+        [bad[0], "payment.settled", "c", "not-a-time", "s", "", None, "", {}, ""]).encode() + b"\n" \
+        + encode_events(good[20:])
     spool.append(KIND_EVENTS_TEXT, lines, day=0)
     w = Writer(spool, store, metrics)
     w.write_batch(spool.next_batch(10**6))             # never raises, never blocks
@@ -413,7 +414,8 @@ def test_deeply_nested_bodies_are_400(api):
     assert r.status_code == 400 and r.json()["field"] == "body"
     r = api.post("/api/v1/events", content=deep, headers={"Content-Type": "application/json"})
     assert r.status_code == 400
-    r = api.post("/v1/traces", content=b'{"resourceSpans": ' + deep + b"}", headers={"Content-Type": "application/json"})
+    r = api.post("/v1/traces", content=b'{"resourceSpans": ' + deep + b"}",
+                 headers={"Content-Type": "application/json"})
     assert r.status_code == 400
 
 

@@ -63,7 +63,8 @@ def test_batch_siblings_inherit_correlation_id(api):
     tid = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
     for i, (name, attrs) in enumerate([("parent", {"odoo.correlation_id": "inv_7"}), ("child", {})]):
         sp = ss.spans.add(trace_id=tid, span_id=bytes([0, 0, 0, 0, 0, 0, 0, i + 1]), name=name,
-                          start_time_unix_nano=1_700_000_000_000_000_000 + i, end_time_unix_nano=1_700_000_001_000_000_000)
+                          start_time_unix_nano=1_700_000_000_000_000_000 + i,
+                          end_time_unix_nano=1_700_000_001_000_000_000)
         for k, v in attrs.items():
             sp.attributes.add(key=k).value.string_value = v
     r = api.post("/v1/traces", content=req.SerializeToString(), headers=PB)

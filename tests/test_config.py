@@ -54,7 +54,8 @@ def test_errors_name_file_keypath_and_problem(tmp_path, text, where, what):
 ])
 def test_objective_errors_name_the_slo_and_the_fix(tmp_path, objective, words):
     p = write(tmp_path, "slos:\n - {name: ok, objective: 0.9, sli: {kind: span_ratio, bad_when: {StatusCode: Error}}}\n"
-                        f" - {{name: pay, objective: {objective}, sli: {{kind: span_ratio, bad_when: {{StatusCode: Error}}}}}}\n")
+                        f" - {{name: pay, objective: {objective}, "
+                        "sli: {kind: span_ratio, bad_when: {StatusCode: Error}}}\n")
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert str(e.value).startswith(f"{p}: slos['pay'].objective: {words}"), str(e.value)

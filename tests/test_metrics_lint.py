@@ -27,8 +27,10 @@ probes:
 def exposition(api_factory):
     api = api_factory(CFG)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    add_events(api.ctx.store, [("payment.settled", "pay_1", now - 30 * M, {}), ("payment.posted", "pay_1", now - 25 * M, {}),
-                               ("payment.settled", "pay_2", now - 40 * M, {}), ("payment.posted", "pay_2", now - 5 * M, {}),
+    add_events(api.ctx.store, [("payment.settled", "pay_1", now - 30 * M, {}),
+                               ("payment.posted", "pay_1", now - 25 * M, {}),
+                               ("payment.settled", "pay_2", now - 40 * M, {}),
+                               ("payment.posted", "pay_2", now - 5 * M, {}),
                                ("payment.settled", "pay_3", now - 20 * M, {})])
     api.ctx.slo.evaluate_and_cache()
     api.ctx.probes.run_once()

@@ -324,7 +324,7 @@ def test_revoked_api_key_fails_the_run_without_leaking_it(store, caplog):
             assert probe.run().events
             fake.revoke_api_key()
             sink = []
-            runner = ProbeRunner(probe, 10, lambda p, r, up, s: sink.append(up))
+            runner = ProbeRunner(probe, 10, lambda p, r, up, s, sink=sink: sink.append(up))
             runner()
             assert sink == [False] and "AccessDenied" in runner.last_error
             assert fake_odoo.API_KEY not in runner.last_error and fake_odoo.API_KEY not in caplog.text

@@ -2,7 +2,6 @@
 against a live server passes, and the document's facts (bodies, status codes, media types, scopes) are checked
 directly so a regression names itself."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -107,7 +107,8 @@ def test_incremental_rollups_equal_a_full_rebuild(store, make_config, fixed_jour
 
 def test_workbook_100_percent_outage_pages_within_about_a_minute(store, make_config):
     cfg = make_config("""
-slos: [{name: api, objective: 0.999, window: 30d, sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}]
+slos: [{name: api, objective: 0.999, window: 30d,
+        sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}]
 """)
     T = anchor(3)
     add_spans(store, T - dt.timedelta(hours=2), minutes=125, per_minute=60, error_from=T)   # 1 span/s
@@ -122,7 +123,8 @@ slos: [{name: api, objective: 0.999, window: 30d, sli: {kind: span_ratio, servic
 
 def test_workbook_2_percent_errors_on_999_pages(store, make_config):
     cfg = make_config("""
-slos: [{name: api, objective: 0.999, window: 30d, sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}]
+slos: [{name: api, objective: 0.999, window: 30d,
+        sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}]
 """)
     T = anchor(3)
     add_spans(store, T - dt.timedelta(hours=2), minutes=121, per_minute=50, errors_per_minute=1)    # 2 %
@@ -149,7 +151,8 @@ def test_low_traffic_does_not_page_on_one_failure(store, make_config):
     journey(store, "x1", T - 30 * M, T - 29 * M)
     journey(store, "x2", T - 20 * M)                              # one failure out of two
     for min_events, expected in ((0, "page"), (10, "ok")):
-        cfg = make_config(JOURNEY_CFG.replace("threshold: 15m}", f"threshold: 15m}}, alerting: {{min_events: {min_events}}}"))
+        cfg = make_config(JOURNEY_CFG.replace("threshold: 15m}",
+                                              f"threshold: 15m}}, alerting: {{min_events: {min_events}}}"))
         r = evaluate(store, cfg, T, "pp")
         assert r.windows["1h"].burn_rate == pytest.approx(50.0)
         assert r.state == expected

@@ -78,7 +78,8 @@ def test_corpus_is_complete():
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_every_corpus_file_is_imported_or_refused_clearly(path):
-    expected = EXPECTED.get(path.name, "document 1: apiVersion: only openslo/v1 is supported, got 'openslo.com/v2alpha'")
+    expected = EXPECTED.get(path.name,
+                            "document 1: apiVersion: only openslo/v1 is supported, got 'openslo.com/v2alpha'")
     if isinstance(expected, list):
         assert [s.name for s in load_openslo(path)] == expected
         return
@@ -132,7 +133,8 @@ def test_timeslices_and_threshold_metrics_on_prometheus(tmp_path):
     (slo,) = load_openslo(_write(tmp_path, doc))
     # a 2-minute slice is bad when the p99 exceeded 400 ms in more than 10 % of its evaluations
     assert slo.sli.error_ratio_query == (
-        "avg_over_time(((avg_over_time(((histogram_quantile(0.99, sum by (le) (rate(http_duration_seconds_bucket[5m]))))"
+        "avg_over_time(((avg_over_time(((histogram_quantile(0.99, "
+        "sum by (le) (rate(http_duration_seconds_bucket[5m]))))"
         " > bool 0.4)[2m:])) > bool 0.09999999999999998)[{{.window}}:2m])")
     doc["spec"]["budgetingMethod"] = "Occurrences"
     del doc["spec"]["objectives"][0]["timeSliceTarget"], doc["spec"]["objectives"][0]["timeSliceWindow"]
@@ -228,7 +230,8 @@ def test_calendar_periods_follow_start_time_and_time_zone():
     assert end - start == dt.timedelta(days=7)
     # across the DST change a calendar week is 7 local days (169 h in UTC)
     s2, e2 = period_bounds(ny, dt.datetime(2026, 11, 3, tzinfo=UTC))
-    assert s2 == dt.datetime(2026, 10, 31, 12, tzinfo=ZoneInfo("America/New_York")) and e2 - s2 == dt.timedelta(hours=169)
+    assert s2 == dt.datetime(2026, 10, 31, 12, tzinfo=ZoneInfo("America/New_York"))
+    assert e2 - s2 == dt.timedelta(hours=169)
     month = CalendarConfig(duration="1M", start=dt.datetime(2026, 1, 31), time_zone="UTC")
     assert period_bounds(month, dt.datetime(2026, 3, 1, tzinfo=UTC)) == (
         dt.datetime(2026, 2, 28, tzinfo=UTC), dt.datetime(2026, 3, 31, tzinfo=UTC))    # the 31st, clamped in February
@@ -304,7 +307,8 @@ def test_prometheus_backed_openslo_rules_pass_promtool(tmp_path):
                             "query": "histogram_quantile(0.99, sum by (le) (rate(d_bucket[5m])))"}}}},
                        {"ratioMetric": {"counter": True,
                                         "good": {"metricSource": {"type": "Prometheus", "spec": {"query": "sum(ok)"}}},
-                                        "total": {"metricSource": {"type": "Prometheus", "spec": {"query": "sum(all)"}}}}}):
+                                        "total": {"metricSource": {"type": "Prometheus",
+                                                                   "spec": {"query": "sum(all)"}}}}}):
             objective = {"target": 0.99, **extra}
             if "thresholdMetric" in metric:
                 objective.update(op="lte", value=0.3)

@@ -61,7 +61,8 @@ def test_example_config_rules_match_golden_files():
                       render(rule_groups(spec, cfg.server.external_url)))
     cfg = Config.model_validate(yaml.safe_load(GROUPED))
     (spec,) = resolve(cfg)
-    _golden_check("grouped/revwatch-slo-payments-by-gateway.rules.yml", render(rule_groups(spec, cfg.server.external_url)))
+    _golden_check("grouped/revwatch-slo-payments-by-gateway.rules.yml",
+                  render(rule_groups(spec, cfg.server.external_url)))
 
 
 def _parse(expr: str):
@@ -170,7 +171,8 @@ def test_every_sloth_file_is_imported_or_refused_clearly(path):
 
 
 def test_sloth_golden_covers_the_examples_that_use_only_supported_features():
-    covered = [p.name for p in SLOTH_FILES if p.name not in SLOTH_REFUSED and (SLOTH / "examples/_gen" / p.name).exists()]
+    covered = [p.name for p in SLOTH_FILES
+               if p.name not in SLOTH_REFUSED and (SLOTH / "examples/_gen" / p.name).exists()]
     assert sorted(covered) == ["getting-started.yml", "home-wifi.yml", "k8s-getting-started.yml", "k8s-home-wifi.yml",
                                "k8s-multifile.yml", "kubernetes-apiserver.yml", "multifile.yml", "no-alerts.yml",
                                "raw-home-wifi.yml", "slo-plugin-getting-started.yml",
@@ -232,7 +234,8 @@ def test_promtool_unit_one_alert_per_severity_with_rendered_annotations(tmp_path
     burn = {"5m": 20, "30m": 20, "1h": 20, "2h": 20, "6h": 20, "1d": 20, "3d": 20}
     series = [{"series": f'revwatch_slo_burn_rate{{slo="api",window="{w}",job="revwatch"}}', "values": f"{v}x10"}
               for w, v in burn.items()]
-    series.append({"series": 'revwatch_slo_error_budget_remaining_ratio{slo="api",job="revwatch"}', "values": "0.25x10"})
+    series.append({"series": 'revwatch_slo_error_budget_remaining_ratio{slo="api",job="revwatch"}',
+                   "values": "0.25x10"})
 
     def expected(sev: str, pairs: str) -> dict:
         return {"exp_labels": {"severity": sev, "slo": "api", "job": "revwatch"},

@@ -42,8 +42,10 @@ def test_factors_match_sloth_bit_for_bit(window):
     (spec,) = specs({"slos": [slo("a", window)]}).values()
     assert [t.burn_rate for t in spec.tiers] == SLOTH_FACTORS[window]
     assert [(t.severity, t.long, t.short) for t in spec.tiers] == [
-        ("page", dt.timedelta(hours=1), dt.timedelta(minutes=5)), ("page", dt.timedelta(hours=6), dt.timedelta(minutes=30)),
-        ("ticket", dt.timedelta(days=1), dt.timedelta(hours=2)), ("ticket", dt.timedelta(days=3), dt.timedelta(hours=6))]
+        ("page", dt.timedelta(hours=1), dt.timedelta(minutes=5)),
+        ("page", dt.timedelta(hours=6), dt.timedelta(minutes=30)),
+        ("ticket", dt.timedelta(days=1), dt.timedelta(hours=2)),
+        ("ticket", dt.timedelta(days=3), dt.timedelta(hours=6))]
 
 
 def test_calendar_windows_scale_with_their_nominal_period_and_other_periods_with_the_google_shares():
@@ -76,7 +78,8 @@ def test_custom_catalogue_replaces_the_builtin_for_its_period(tmp_path):
     s = specs(doc)
     # custom-30d: 1 % in 30 m → 1 × 720 / 100 / 0.5 = 14.4; long windows 30m, 3h, 12h, 36h
     assert [(t.long, t.short, t.burn_rate) for t in s["a"].tiers][:2] == [
-        (dt.timedelta(minutes=30), dt.timedelta(minutes=2), 14.4), (dt.timedelta(hours=3), dt.timedelta(minutes=15), 4.8)]
+        (dt.timedelta(minutes=30), dt.timedelta(minutes=2), 14.4),
+        (dt.timedelta(hours=3), dt.timedelta(minutes=15), 4.8)]
     assert [t.long for t in s["b"].tiers] == [dt.timedelta(minutes=30), dt.timedelta(hours=3), dt.timedelta(hours=12),
                                              dt.timedelta(hours=36)]
     assert s["b"].tiers[0].burn_rate == burn_factor(dt.timedelta(days=28), 1, dt.timedelta(minutes=30))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -129,7 +129,8 @@ def journey_summaries(ctx: AppContext, now: dt.datetime | None = None) -> list[d
     if not names:
         return []
     t = ctx.store.table
-    parts, params = [], {"lo": now - STUCK_LOOKBACK, "now": now}
+    parts: list[str] = []
+    params: dict[str, Any] = {"lo": now - STUCK_LOOKBACK, "now": now}
     for i, name in enumerate(names):
         j = ctx.config.journeys[name]
         threshold = ctx.journeys.thresholds.get(name) or dt.timedelta(hours=1)
@@ -156,8 +157,9 @@ FROM (
     ) AS e ON e.CorrelationId = s.CorrelationId AND e.Type = s.st
 )
 GROUP BY j, cur""", {**params, "starts": sorted({ctx.config.journeys[n].start for n in names})}).rows
-    out = {n: {"name": n, "start": ctx.config.journeys[n].start, "end": ctx.config.journeys[n].end, "stuck": 0,
-               "money": {}, "buckets": {label: 0 for _, label in AGING}} for n in names}
+    out: dict[str, dict[str, Any]] = {
+        n: {"name": n, "start": ctx.config.journeys[n].start, "end": ctx.config.journeys[n].end, "stuck": 0,
+            "money": {}, "buckets": {label: 0 for _, label in AGING}} for n in names}
     labels = [label for _, label in AGING]
     for j, cur, n, total, with_amount, *below in rows:
         doc = out[j]
@@ -188,7 +190,7 @@ def open_alerts(ctx: AppContext, limit: int = 20) -> list[dict]:
 
 def alert_log(ctx: AppContext, slo: str | None = None, limit: int = 200) -> list[dict]:
     """Every delivery of the alert log, newest first, with business impact annotations split out."""
-    where, params = "1", {"limit": limit}
+    where, params = "1", dict[str, object](limit=limit)
     if slo:
         where, params["slo"] = "Slo = {slo:String}", slo
     rows = ctx.store.query(
@@ -238,8 +240,9 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
     results = [r for r in (ctx.slo.latest or []) if r.spec.name == name] or ctx.slo.evaluate(names=[name])
     at = results[0].at if results else utcnow()
     lo, hi = spec.window_bounds(at)
-    if RANGES.get(span):
-        lo = max(lo, hi - RANGES[span])
+    shown = RANGES.get(span)
+    if shown:
+        lo = max(lo, hi - shown)
     minutes = max(1, int((hi - lo).total_seconds() // 60 // 144))
     series = bucket_series(ctx.store, [spec], lo, hi, dt.timedelta(minutes=minutes))
     thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts}, key=lambda x: -x[1])

@@ -124,7 +124,7 @@ def viewer(request: Request) -> Viewer:
     try:
         v, why = _session_viewer(request)
     except StoreError:
-        raise ApiError(503, "the store is unavailable to check your session", headers={"Retry-After": "5"})
+        raise ApiError(503, "the store is unavailable to check your session", headers={"Retry-After": "5"}) from None
     if v is not None:
         return v
     if ctx_of(request).ui.public and why in ("", "expired"):

@@ -157,7 +157,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
         con.print("[bold]stuck payments[/bold] (settled, not posted, past 15 min): " +
                   ", ".join(s["correlation_id"] for s in stuck))
     con.print(where_to_look(base, data_dir / "revwatch.yaml", read_key, ingest_key, admin_key, example,
-                            params.truth), highlight=False, soft_wrap=True)
+                            params.truth or ""), highlight=False, soft_wrap=True)   # set above
     summary = {"base": base, "slos": docs, "example": example, "events": sender.sent_events,
                "spans": sender.sent_spans, "keys": {"read": read_key, "admin": admin_key, "ingest": ingest_key}}
     if not keep_running:

@@ -15,6 +15,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from revwatch.sim.faults import VARIANCE_CAUSES, Fault
 
@@ -131,7 +132,8 @@ class Business:
         while self._next_arrival < until:
             self._transaction(self._next_arrival)
             self._next_arrival += self._gap()
-        events, spans = [], []
+        events: list[dict] = []
+        spans: list[SpanSpec] = []
         while self._heap and self._heap[0][0] <= until:
             _, _, kind, item = heapq.heappop(self._heap)
             (events if kind == "event" else spans).append(item)
@@ -296,7 +298,8 @@ class Business:
         cid = self._id("pay")
         currency = currency or c.currency
         fee = (amount * Decimal("0.014") + Decimal("0.25")).quantize(CENT)
-        paid, ref, customer, reason = amount, inv, c.id, ""
+        ref: str | None = inv
+        paid, customer, reason = amount, c.id, ""
         for name, effect in (("recon_missing_ref", "missing_reference"), ("recon_partial", "partial_payment"),
                              ("recon_fx_fee", "fx_fee_difference"), ("recon_malformed_ref", "malformed_reference"),
                              ("recon_fee_netting", "fee_netting"), ("recon_unknown_partner", "unknown_partner")):
@@ -325,8 +328,8 @@ class Business:
         failed = self._recon_rng.random() < probability
         self.payments.append({"correlation_id": cid, "payment_ref": f"PAY/{cid[4:]}", "invoice_ref": inv,
                               "cause": reason, "failure_probability": probability, "failed": failed})
-        base = dict(payment_ref=f"PAY/{cid[4:]}", invoice_ref=ref, customer_id=customer, gateway=c.gateway,
-                    method="card")
+        base: dict[str, Any] = dict(payment_ref=f"PAY/{cid[4:]}", invoice_ref=ref, customer_id=customer,
+                                    gateway=c.gateway, method="card")
         self._emit(received, "event", self._event("payment.received", cid, received, c.gateway, "payment_to_posting",
                                                   paid, currency=currency, **base))
         slow = self._fault("gateway_latency", received)
