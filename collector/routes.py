@@ -229,8 +229,9 @@ def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) 
                 conflicts += out.conflicts[:MAX_REJECTED_LISTED - len(conflicts)]
                 if log.isEnabledFor(logging.DEBUG):
                     for row in chunk.rows[:100]:
-                        log.debug("event accepted", extra={"correlation_id": row[EV_CORRELATION], "event_type": row[EV_TYPE],
-                                                           "event_id": row[EV_ID], "key_id": key_id})
+                        log.debug("event accepted", extra={"correlation_id": row[EV_CORRELATION],
+                                                           "event_type": row[EV_TYPE], "event_id": row[EV_ID],
+                                                           "key_id": key_id})
     except BodyError as e:
         ctx.metrics.rejected_total.labels("decode").inc()
         raise ApiError(400, str(e), "body") from e
