@@ -151,7 +151,6 @@ class Store:
                 _clients[dsn] = client
         self._client = client
         self._lock = threading.RLock() if self.embedded else None
-        self.fault: Exception | None = None   # set by tests to simulate an unreachable store
         # Reads are admitted through a bounded number of slots: a read that cannot get one within `read_wait`
         # seconds fails fast with StoreBusy (503 + Retry-After) instead of piling up threads behind a slow store.
         # Ingest never reads the store, so reads can never hold it (issue #10). chDB runs queries one after the
@@ -166,8 +165,6 @@ class Store:
 
     # -- low level ---------------------------------------------------------------------------------------
     def _call(self, fn, *args, write: bool = False, **kwargs):
-        if self.fault is not None:
-            raise StoreError(f"store unavailable: {self.fault}")
         try:
             if not write:                              # reads run concurrently (chDB allows it, DESIGN §2)
                 if not self.read_slots.acquire(timeout=self.read_wait):

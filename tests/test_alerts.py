@@ -16,6 +16,7 @@ from slo.engine import SloEngine
 from revwatch.config import ConfigError, load_config
 from revwatch.server import create_app
 from tests.conftest import live_server
+from tests.support.faults import store_outage
 
 
 class Sink:
@@ -193,11 +194,8 @@ def test_dead_sink_delays_nothing_and_is_retried_until_back(api_factory, sink, c
 def test_store_refusing_the_inbox_answers_503_so_alertmanager_retries(api_factory, sink):
     api = api_factory(config(sink.base))
     api.ctx.keys.preload()
-    api.ctx.store.fault = RuntimeError("disk full")
-    try:
+    with store_outage(api.ctx.store, RuntimeError("disk full")):
         r = api.post("/api/v1/alerts/alertmanager", json=webhook())
-    finally:
-        api.ctx.store.fault = None
     assert r.status_code == 503 and r.headers["retry-after"]
 
 
@@ -233,10 +231,8 @@ def test_a_store_failure_while_flushing_loses_nothing(make_config, sink):
     svc.load()
     svc.submit(parse_webhook(webhook()))
     assert svc.process_inbox() == 1
-    store.fault = RuntimeError("store down")
-    with pytest.raises(StoreError):
+    with store_outage(store, RuntimeError("store down")), pytest.raises(StoreError):
         svc.flush_due()
-    store.fault = None
     assert svc.flush_due() == 1                     # decided again, not forgotten
     assert [len(q) for q in svc.outbox.pending().values()] == [1, 1, 1]
     assert svc.flush_due() == 0                     # and only once

@@ -14,6 +14,7 @@ from collector.rowcodec import decode_lines, encode_events
 from collector.spool import KIND_EVENTS_TEXT, Spool, SpoolFull
 from collector.writer import Writer
 from tests.conftest import free_port, revwatch_cmd
+from tests.support.faults import store_outage
 
 
 def events(n, prefix="e"):
@@ -28,8 +29,7 @@ def counts(store):
 
 def test_store_outage_then_recovery_exact_counts(api):
     store = api.ctx.store
-    store.fault = ConnectionError("simulated outage")
-    try:
+    with store_outage(store, ConnectionError("simulated outage")):
         for k in range(5):
             r = api.post("/api/v1/events", json=events(20, prefix=f"b{k}-"))
             assert r.status_code == 200 and r.json()["accepted"] == 20
@@ -38,8 +38,6 @@ def test_store_outage_then_recovery_exact_counts(api):
         time.sleep(0.5)
         assert api.ctx.writer.last_error is not None
         assert api.ctx.spool.pending_bytes() > 0
-    finally:
-        store.fault = None
     api.drain(60)
     assert counts(store) == (100, 100)
     assert api.ctx.metrics.store_write_errors_total._value.get() >= 1
@@ -47,9 +45,8 @@ def test_store_outage_then_recovery_exact_counts(api):
 
 def test_full_spool_refuses_with_503_and_loses_nothing(api_factory):
     api = api_factory("spool: {max_bytes: 3000}")
-    api.ctx.store.fault = ConnectionError("down")
     accepted, refused = 0, 0
-    try:
+    with store_outage(api.ctx.store, ConnectionError("down")):
         for k in range(20):
             r = api.post("/api/v1/events", json=events(5, prefix=f"f{k}-"))
             if r.status_code == 200:
@@ -59,8 +56,6 @@ def test_full_spool_refuses_with_503_and_loses_nothing(api_factory):
                 refused += 1
         assert refused > 0 and accepted > 0
         assert api.client.get("/readyz").status_code == 503
-    finally:
-        api.ctx.store.fault = None
     api.drain(60)
     assert counts(api.ctx.store) == (accepted, accepted)
 

@@ -16,6 +16,7 @@ import pytest
 from collector.rowcodec import decode_lines, encode_events, event_line, event_records, fingerprint
 from collector.spool import KIND_EVENTS, KIND_EVENTS_TEXT, Spool, SpoolFull, SpoolUnavailable, encode_record
 from collector.writer import Writer, plan
+from tests.support.faults import store_outage
 
 
 def row(i, prefix="x", day=0):
@@ -514,20 +515,19 @@ def test_full_spool_disk_end_to_end_every_acknowledged_event_stored(api_factory,
     try:
         api = api_factory({"spool": {"dir": str(mnt / "spool"), "max_bytes": "1GiB"}})
         api.ctx.spool.reclaim_bytes = 256 * 1024
-        api.ctx.store.fault = ConnectionError("down")
-        acked, refused = [], 0
-        pad = {"note": "x" * 2000}
-        for k in range(120):
-            batch = [ev(f"f{k}-{i}", attributes=pad) for i in range(10)]
-            r = api.post("/api/v1/events", json=batch)
-            if r.status_code == 200:
-                acked += [e["event_id"] for e in batch]
-            else:
-                assert r.status_code == 503 and r.headers["Retry-After"], r.text
-                refused += 1
-        assert refused and acked
-        assert api.client.get("/readyz").status_code == 503
-        api.ctx.store.fault = None
+        with store_outage(api.ctx.store, ConnectionError("down")):
+            acked, refused = [], 0
+            pad = {"note": "x" * 2000}
+            for k in range(120):
+                batch = [ev(f"f{k}-{i}", attributes=pad) for i in range(10)]
+                r = api.post("/api/v1/events", json=batch)
+                if r.status_code == 200:
+                    acked += [e["event_id"] for e in batch]
+                else:
+                    assert r.status_code == 503 and r.headers["Retry-After"], r.text
+                    refused += 1
+            assert refused and acked
+            assert api.client.get("/readyz").status_code == 503
         api.drain(120)
         assert sorted(stored_ids(api.ctx.store)) == sorted(acked)
         more = [ev(f"after-{i}", attributes=pad) for i in range(300)]      # the disk was freed: room again
