@@ -1,4 +1,4 @@
-"""CLI commands of the simulator and the demo, registered on the main typer app."""
+"""`revwatch demo` and `revwatch simulate`: the simulated business (revwatch.sim) from the shell."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from revwatch.cli import app, err, fail, out
+from revwatch.cli.app import app, err, fail, key_from_env, load_cli_config, out
 
 
 @app.command()
@@ -43,12 +43,11 @@ def simulate(url: Optional[str] = typer.Option(None, "--url", help="revwatch ser
     from revwatch.sim.faults import FaultError
     from revwatch.sim.run import SimParams, TruthWriter, backfill, build, live
     from revwatch.sim.sender import SendError, Sender
-    from revwatch.cli import _config, _key_from_env
     if url is None:
-        cfg = _config(config)
+        cfg = load_cli_config(config)
         host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
         url = f"http://{host}:{cfg.server.port}"
-    key = key or _key_from_env("ingest")
+    key = key or key_from_env("ingest")
     if not key:
         fail("an ingest key is needed: --key KEY or REVWATCH_INGEST_KEY (`revwatch init` or "
              "`revwatch keys create --scope ingest` prints one)")
@@ -77,85 +76,3 @@ def simulate(url: Optional[str] = typer.Option(None, "--url", help="revwatch ser
         fail(str(e), 1)
     finally:
         sender.close()
-
-
-anomaly_app = typer.Typer(help="Billing-variance and reconciliation-risk findings.", no_args_is_help=True)
-app.add_typer(anomaly_app, name="anomaly")
-
-
-@anomaly_app.command("scan")
-def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
-                 as_json: bool = typer.Option(False, "--json"),
-                 limit: int = typer.Option(10, "--limit", min=1, help="top findings to show")):
-    """Run the detectors now and show the top findings."""
-    import json
-    from anomaly.detectors import list_findings, scan
-    from revwatch.cli import Remote, _config, _local_or_remote
-    target = _local_or_remote(_config(config))
-    if isinstance(target, Remote):
-        summary = target.request("POST", "/api/v1/anomalies/scan")
-        items = target.request("GET", "/api/v1/anomalies", params={"limit": limit})["items"]
-    else:
-        summary, items = scan(target), list_findings(target, limit=limit)
-    if as_json:
-        print(json.dumps({"summary": summary, "top": items}, default=str))
-        return
-    model = summary.get("reconciliation_model") or {}
-    out.print(f"scan: {summary['findings'] or 'no findings'} open (reconciliation model: "
-              f"{model.get('model') or model.get('refused') or model.get('error')})", markup=False)
-    for f in items:
-        out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} {'; '.join(f['reasons'])}",
-                  markup=False)
-
-
-probes_app = typer.Typer(help="Scheduled pollers: Odoo, RabbitMQ, Redis, HTTP.", no_args_is_help=True)
-app.add_typer(probes_app, name="probes")
-
-
-@probes_app.command("run")
-def probes_run(config: Optional[Path] = typer.Option(None, "--config", "-c"),
-               once: bool = typer.Option(True, "--once", help="run every configured probe once and print"),
-               as_json: bool = typer.Option(False, "--json")):
-    """Run every configured probe once and print what it saw (samples, events, notes)."""
-    import json
-    from probes.base import ProbeConfigError
-    from probes.service import ProbeService
-    from revwatch.cli import Remote, _config, _local_or_remote
-    cfg = _config(config)
-    if not cfg.probes:
-        fail("no probes configured (add probes: to the config)")
-    target = _local_or_remote(cfg)
-    if isinstance(target, Remote):
-        fail("the server holds the store and runs the probes on its schedule; stop it to run them by hand")
-    intake = None
-    try:
-        from collector.intake import Intake
-        from collector.spool import Spool
-        from collector.writer import Writer
-        from revwatch.metrics import Metrics
-        spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes)
-        intake = Intake(spool, target, Metrics(), cfg.spool.dedup_max_keys)
-        service = ProbeService(cfg.probes, target, intake)
-    except ProbeConfigError as e:
-        fail(str(e))
-    results = service.run_once()
-    writer = Writer(spool, target)
-    while (batch := spool.next_batch(50_000)) is not None:
-        writer.write_batch(batch)
-    spool.close()
-    if as_json:
-        print(json.dumps(results, default=str))
-    else:
-        for r in results:
-            out.print(f"[bold]{r['probe']}[/bold] ({r['type']}): {'up' if r['up'] else 'DOWN'} in {r['seconds']}s, "
-                      f"{r['events']} events ({r['events_duplicates']} already known)")
-            for s in r["samples"]:
-                labels = ",".join(f"{k}={v}" for k, v in s["labels"].items() if k != "probe")
-                out.print(f"    {s['name']}{{{labels}}} = {s['value']:g}", markup=False)
-            for n in r["notes"]:
-                out.print(f"    note: {n}", markup=False)
-    if any(not r["up"] for r in results):
-        raise typer.Exit(1)
-
-
-from revwatch import anomaly_commands  # noqa: E402,F401  (anomaly list / ack / series on anomaly_app)
