@@ -107,8 +107,16 @@ class Target(abc.ABC):
         """The store itself, for work that only this process can do (exit 1 with `why` when a server holds it)."""
 
 
+def as_api_json(doc: Any) -> Any:
+    """`doc` as the API's JSON carries it (FastAPI's encoder: datetimes in ISO form with a "T", tuples as lists),
+    so a local answer prints exactly as the server's would."""
+    from fastapi.encoders import jsonable_encoder
+    return jsonable_encoder(doc)
+
+
 class LocalTarget(Target):
-    """The store opened by this process (nobody else holds it)."""
+    """The store opened by this process (nobody else holds it). Every document it returns goes through
+    `as_api_json`, the shape RemoteTarget gets from the API."""
 
     def __init__(self, store: Store, cfg: Config):
         self.store, self.cfg = store, cfg
@@ -119,7 +127,7 @@ class LocalTarget(Target):
 
     def keys_list(self) -> list[dict]:
         from revwatch.auth import KeyStore
-        return KeyStore(self.store).list()
+        return as_api_json(KeyStore(self.store).list())
 
     def keys_revoke(self, key_id: str) -> bool:
         from revwatch.auth import KeyStore
@@ -130,7 +138,8 @@ class LocalTarget(Target):
         from slo.spec import SpecError
         try:
             engine = SloEngine(self.store, self.cfg)
-            return [r.as_dict() for r in engine.evaluate(when)], engine.prometheus_results(when)
+            return (as_api_json([r.as_dict() for r in engine.evaluate(when)]),
+                    as_api_json(engine.prometheus_results(when)))
         except SpecError as e:
             fail(str(e))
             raise                                               # unreachable: fail exits
@@ -143,32 +152,33 @@ class LocalTarget(Target):
     def trace(self, correlation_id: str) -> dict | None:
         from collector.journeys import NotFound
         try:
-            return self._journeys().lookup(correlation_id)
+            return as_api_json(self._journeys().lookup(correlation_id))
         except NotFound:
             return None
 
     def journeys_search(self, q: JourneyQuery) -> list[dict]:
         svc = self._journeys()
         if q.stuck:
-            return svc.stuck(q.stuck, limit=q.limit)
-        return svc.search(q.attr, q.customer, q.journey, q.since_at, q.until_at, q.limit)
+            return as_api_json(svc.stuck(q.stuck, limit=q.limit))
+        return as_api_json(svc.search(q.attr, q.customer, q.journey, q.since_at, q.until_at, q.limit))
 
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         from anomaly.detectors import list_findings, scan
-        return scan(self.store), list_findings(self.store, limit=limit)
+        return as_api_json(scan(self.store)), as_api_json(list_findings(self.store, limit=limit))
 
     def anomaly_list(self, q: FindingQuery, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
         from anomaly.findings import CursorError, list_findings
         try:
-            return list_findings(self.store, q.kind, q.status, q.cause, q.customer, q.since_at, q.min_score,
-                                 limit, cursor)
+            items, next_cursor = list_findings(self.store, q.kind, q.status, q.cause, q.customer, q.since_at,
+                                               q.min_score, limit, cursor)
+            return as_api_json(items), next_cursor
         except CursorError as e:
             fail(str(e))
             raise                                               # unreachable: fail exits
 
     def anomaly_ack(self, finding_id: str) -> dict | None:
         from anomaly.findings import acknowledge
-        return acknowledge(self.store, finding_id)
+        return as_api_json(acknowledge(self.store, finding_id))
 
     def local_store(self, why: str) -> Store:
         return self.store
