@@ -7,13 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
 from revwatch.cli import target as target_mod
-from tests.conftest import ROOT, free_port, revwatch_cmd
+from tests.conftest import ROOT, free_port, revwatch_cmd, wait_healthy
 
 CLI_DIR = ROOT / "revwatch" / "cli"
 SHARED = {"app", "target"}                       # what command modules may import from the package
@@ -86,13 +83,7 @@ def test_local_and_remote_targets_answer_the_same(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(f"http://127.0.0.1:{port}")
         remote = [revwatch_cmd(*a, "--config", str(cfg), env=env) for a in reads]
         for a, lo, rem in zip(reads, local, remote):
             assert rem.returncode == 0 and "using its API" in rem.stderr, (a, rem.stderr)

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -29,7 +29,7 @@ ConfigOpt = typer.Option(None, "--config", "-c",
 JsonOpt = typer.Option(False, "--json", help="stable JSON output for scripts")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit."""
     err.print(f"revwatch: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)

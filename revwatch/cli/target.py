@@ -104,7 +104,8 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def local_store(self, why: str) -> Store:
-        """The store itself, for work that only this process can do (exit 1 with `why` when a server holds it)."""
+        """The store itself, for work only this process can do (probes run); exit 2 with `why` when a server
+        holds it."""
 
 
 def as_api_json(doc: Any) -> Any:
@@ -142,7 +143,6 @@ class LocalTarget(Target):
                     as_api_json(engine.prometheus_results(when)))
         except SpecError as e:
             fail(str(e))
-            raise                                               # unreachable: fail exits
 
     def _journeys(self):
         from collector.journeys import JourneyService
@@ -174,7 +174,6 @@ class LocalTarget(Target):
             return as_api_json(items), next_cursor
         except CursorError as e:
             fail(str(e))
-            raise                                               # unreachable: fail exits
 
     def anomaly_ack(self, finding_id: str) -> dict | None:
         from anomaly.findings import acknowledge
@@ -246,7 +245,6 @@ class RemoteTarget(Target):
 
     def local_store(self, why: str) -> Store:
         fail(why)
-        raise AssertionError("unreachable: fail exits")
 
 
 def open_target(cfg: Config) -> Target:
@@ -258,4 +256,3 @@ def open_target(cfg: Config) -> Target:
         return RemoteTarget(cfg)
     except StoreError as e:
         fail(str(e), 1)
-        raise                                                   # unreachable: fail exits
