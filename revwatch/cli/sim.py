@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from revwatch.cli.app import app, err, fail, key_from_env, load_cli_config, out
+from revwatch.cli.app import app, err, fail, key_from_env, load_cli_config, out, server_url
 
 
 @app.command()
@@ -44,9 +44,7 @@ def simulate(url: Optional[str] = typer.Option(None, "--url", help="revwatch ser
     from revwatch.sim.run import SimParams, TruthWriter, backfill, build, live
     from revwatch.sim.sender import SendError, Sender
     if url is None:
-        cfg = load_cli_config(config)
-        host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        url = f"http://{host}:{cfg.server.port}"
+        url = server_url(load_cli_config(config))
     key = key or key_from_env("ingest")
     if not key:
         fail("an ingest key is needed: --key KEY or REVWATCH_INGEST_KEY (`revwatch init` or "

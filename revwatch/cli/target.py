@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from revwatch.cli.app import err, fail, key_from_env
+from revwatch.cli.app import err, fail, key_from_env, server_url
 from revwatch.config import Config
 from revwatch.store import Store, StoreError, StoreLocked, store_from_config
 
@@ -187,8 +187,7 @@ class RemoteTarget(Target):
     """A running `revwatch serve` that holds the store, through its HTTP API."""
 
     def __init__(self, cfg: Config):
-        host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        self.base = f"http://{host}:{cfg.server.port}"
+        self.base = server_url(cfg)
         self.key = os.environ.get("REVWATCH_API_KEY") or os.environ.get("REVWATCH_ADMIN_KEY")
 
     def request(self, method: str, path: str, scope: str | None = None, **kw) -> Any:
