@@ -18,11 +18,9 @@ from anomaly.detectors import scan as anomaly_scan
 from anomaly.online import MetricWatcher, WatchedSeries
 from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
-from collector.intake import Intake
 from collector.journeys import JourneyService
 from collector import journey_routes
-from collector.spool import Spool
-from collector.writer import Writer
+from collector.pipeline import build_ingest
 from probes import odoo_webhook
 from probes.service import ProbeService
 from revwatch.api import ApiError, AppContext, authorize, ctx_of, install_error_handlers, require
@@ -50,12 +48,8 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics = Metrics()
     ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics)
     ctx.keys.preload()
-    spool = Spool(cfg.spool_dir, cfg.spool.max_bytes, cfg.spool.segment_bytes, metrics=metrics)
-    ctx.spool = spool
-    ctx.writer = Writer(spool, store, metrics, cfg.spool.batch_rows,
-                                    cfg.spool.flush_interval.total_seconds())
-    ctx.intake = Intake(spool, store, metrics, cfg.spool.dedup_max_keys)
-    ctx.intake.remember_stored(cfg.spool.dedup_horizon.total_seconds())
+    ingest = build_ingest(cfg, store, metrics)
+    ctx.spool, ctx.writer, ctx.intake = ingest.spool, ingest.writer, ingest.intake
     ctx.correlation = CorrelationRules.from_config(cfg.correlation)
     engine = SloEngine(store, cfg)
     ctx.slo = engine

@@ -123,3 +123,17 @@ def revwatch_cmd(*args: str, env: dict | None = None, timeout: float = 120, **kw
     """Run the installed CLI in a subprocess (its own process, so its own chDB data dir)."""
     return subprocess.run([sys.executable, "-m", "revwatch", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout, **kw)
+
+
+def wait_healthy(base_url: str, timeout: float = 60) -> None:
+    """Wait until a server answers 200 on /healthz (a subprocess `revwatch serve` starting up)."""
+    import httpx
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"no healthy server at {base_url} after {timeout:.0f}s")

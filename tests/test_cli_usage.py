@@ -201,3 +201,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("probe, message", [
+    ("{name: x, type: bogus, url: 'http://x'}", "probe x: unknown type 'bogus' (one of http, odoo, rabbitmq, redis)"),
+    ("{name: x, type: http, url: 'http://x', timeot: 5s}", "probe x: timeot: unknown key")])
+def test_a_bad_probe_is_a_config_error_of_every_command(tmp_path, capsys, probe, message):
+    """Probe settings are checked at the config boundary (no connection made): `serve` never gets to build the
+    probes and fail with a traceback."""
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(f"probes:\n  - {probe}\n")
+    for command in (["serve"], ["slo", "status"], ["probes", "run", "--once"]):
+        code, _, err = run(command + ["--config", str(cfg)], capsys)
+        assert code == 2 and err.strip() == f"revwatch: {cfg}: {message}", (command, err)

@@ -180,7 +180,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
 def where_to_look(base: str, config: Path, read_key: str, ingest_key: str, admin_key: str, example: str | None,
                   truth: str) -> str:
     """The demo's last words: URLs, the key each needs, and CLI commands that work as printed (full CLI path)."""
-    from revwatch.cli import cli_path
+    from revwatch.cli.app import cli_path
     rw = cli_path()
     cid = example or "CORRELATION_ID"
     return f"""

@@ -1,9 +1,8 @@
-"""CLI views of what the server and the dashboards package already offer: `revwatch journeys search` (the
-API's `GET /api/v1/journeys` from the shell) and `revwatch dashboards export -o DIR` (Grafana JSON + provisioning
-files, for a user who installed revwatch from a wheel and has no `dashboards/json/` checkout).
+"""`revwatch journeys search`: the API's `GET /api/v1/journeys` from the shell (from the store, or through the
+server that holds it).
 
-Both validate their options before opening the store, so bad usage is one line and exit 2 even while the
-store is down.
+Options are validated before the store is opened, so bad usage is one line and exit 2 even while the store is
+down.
 """
 from __future__ import annotations
 
@@ -13,13 +12,12 @@ from typing import Optional
 
 import typer
 
-from revwatch.cli import Remote, _at_param, _config, _local_or_remote, app, fail, out
+from revwatch.cli.app import app, at_param, fail, load_cli_config, out
+from revwatch.cli.target import JourneyQuery, open_target
 
 journeys_app = typer.Typer(help="Find journeys by attribute, customer, journey type or time; list stuck ones.",
                            no_args_is_help=True)
-dashboards_app = typer.Typer(help="Grafana dashboards over revwatch's Prometheus metrics.", no_args_is_help=True)
 app.add_typer(journeys_app, name="journeys")
-app.add_typer(dashboards_app, name="dashboards")
 
 
 @journeys_app.command("search")
@@ -43,25 +41,16 @@ def journeys_search(attr: Optional[str] = typer.Option(None, "--attr",
         if not (sep and key and value):
             fail("--attr must be KEY:VALUE, e.g. invoice_ref:INV/2026/00042")
         pair = (key, value)
-    lo, hi = _at_param(since, "--since"), _at_param(until, "--until")
+    lo, hi = at_param(since, "--since"), at_param(until, "--until")
     if stuck is None and not any((pair, customer, journey, lo, hi)):     # as the API: the last day, newest first
         import datetime as dt
         from revwatch.units import utcnow
         lo = utcnow() - dt.timedelta(days=1)
-    cfg = _config(config)
+    cfg = load_cli_config(config)
     for opt, name in (("--journey", journey), ("--stuck", stuck)):
         if name is not None and name not in cfg.journeys:
             fail(f"{opt}: unknown journey {name!r} (configured: {', '.join(cfg.journeys) or 'none'})")
-    target = _local_or_remote(cfg)
-    if isinstance(target, Remote):
-        params = {k: v for k, v in {"attr": attr, "customer": customer, "journey": journey, "since": since,
-                                    "until": until, "stuck": stuck, "limit": limit}.items() if v is not None}
-        items = target.request("GET", "/api/v1/journeys", params=params)["items"]
-    else:
-        from collector.journeys import JourneyService
-        from slo.engine import SloEngine
-        svc = JourneyService(target, cfg.journeys, SloEngine(target, cfg).journey_thresholds())
-        items = svc.stuck(stuck, limit=limit) if stuck else svc.search(pair, customer, journey, lo, hi, limit)
+    items = open_target(cfg).journeys_search(JourneyQuery(pair, customer, journey, since, until, lo, hi, stuck, limit))
     if as_json:
         print(json.dumps({"items": items}, default=str))
         return
@@ -82,23 +71,3 @@ def journeys_search(attr: Optional[str] = typer.Option(None, "--attr",
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-@dashboards_app.command("export")
-def dashboards_export(output: Path = typer.Option(..., "-o", "--output", help="directory to write into"),
-                      folder_path: str = typer.Option("/var/lib/grafana/dashboards/revwatch", "--dashboards-path",
-                                                      help="where Grafana will read the dashboard JSON from "
-                                                           "(written into the dashboard provider)")):
-    """Write the Grafana dashboards and provisioning files (data source URL from $PROMETHEUS_URL in Grafana).
-
-    Layout: DIR/dashboards/*.json, DIR/provisioning/dashboards/revwatch.yaml,
-    DIR/provisioning/datasources/revwatch.yaml (see docs/grafana.md)."""
-    from dashboards.grafana import export
-    if output.exists() and not output.is_dir():
-        fail(f"{output} exists and is not a directory")
-    try:
-        paths = export(output, folder_path)
-    except OSError as e:
-        fail(f"cannot write to {output}: {e.strerror}", 1)
-    for p in paths:
-        out.print(f"wrote {p}", markup=False, highlight=False)

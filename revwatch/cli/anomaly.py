@@ -1,6 +1,5 @@
-"""CLI commands of the anomaly package beyond `anomaly scan`: `anomaly list`, `anomaly ack`, `anomaly series`.
-
-Registered on the `anomaly` sub-app of revwatch.commands (imported from there)."""
+"""`revwatch anomaly scan|list|ack|series`: billing-variance and reconciliation-risk findings (from the store or
+the server that holds it), and offline scoring of CSV series."""
 from __future__ import annotations
 
 import json
@@ -9,8 +8,28 @@ from typing import List, Optional
 
 import typer
 
-from revwatch.cli import ConfigOpt, JsonOpt, Remote, _config, _local_or_remote, fail, out
-from revwatch.commands import anomaly_app
+from revwatch.cli.app import ConfigOpt, JsonOpt, app, at_param, fail, load_cli_config, out
+from revwatch.cli.target import FindingQuery, open_target
+
+anomaly_app = typer.Typer(help="Billing-variance and reconciliation-risk findings.", no_args_is_help=True)
+app.add_typer(anomaly_app, name="anomaly")
+
+
+@anomaly_app.command("scan")
+def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
+                 as_json: bool = typer.Option(False, "--json"),
+                 limit: int = typer.Option(10, "--limit", min=1, help="top findings to show")):
+    """Run the detectors now and show the top findings."""
+    summary, items = open_target(load_cli_config(config)).anomaly_scan(limit)
+    if as_json:
+        print(json.dumps({"summary": summary, "top": items}, default=str))
+        return
+    model = summary.get("reconciliation_model") or {}
+    out.print(f"scan: {summary['findings'] or 'no findings'} open (reconciliation model: "
+              f"{model.get('model') or model.get('refused') or model.get('error')})", markup=False)
+    for f in items:
+        out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} {'; '.join(f['reasons'])}",
+                  markup=False)
 
 
 @anomaly_app.command("list")
@@ -24,33 +43,19 @@ def anomaly_list(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
                  min_score: Optional[float] = typer.Option(None, "--min-score", min=0, max=1),
                  limit: int = typer.Option(0, "--limit", min=0, help="at most this many (0 = all, page by page)")):
     """List findings, highest score first, with their reasons (every page, unless --limit)."""
-    from anomaly.findings import STATUSES, CursorError, list_findings
+    from anomaly.findings import STATUSES
     from anomaly.routes import KINDS
-    from revwatch.units import parse_instant
     if kind and kind not in KINDS:
         fail(f"--kind must be one of {', '.join(KINDS)}")
     if status and status not in STATUSES:
         fail(f"--status must be one of {', '.join(STATUSES)}")
-    try:
-        since_at = parse_instant(since) if since else None
-    except ValueError as e:
-        fail(f"--since: {e}")
-    target = _local_or_remote(_config(config))
+    query = FindingQuery(kind, status, cause, customer, since, at_param(since or None, "--since"), min_score)
+    target = open_target(load_cli_config(config))
     items: list[dict] = []
     cursor = None
     while True:
         page = min(1000, limit - len(items)) if limit else 1000
-        if isinstance(target, Remote):
-            params = {k: v for k, v in {"kind": kind, "status": status, "cause": cause, "customer": customer,
-                                        "since": since, "min_score": min_score, "limit": page,
-                                        "cursor": cursor}.items() if v is not None}
-            doc = target.request("GET", "/api/v1/anomalies", params=params)
-            batch, cursor = doc["items"], doc.get("next_cursor")
-        else:
-            try:
-                batch, cursor = list_findings(target, kind, status, cause, customer, since_at, min_score, page, cursor)
-            except CursorError as e:
-                fail(str(e))
+        batch, cursor = target.anomaly_list(query, page, cursor)
         items += batch
         if not cursor or (limit and len(items) >= limit):
             break
@@ -67,10 +72,7 @@ def anomaly_list(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
 @anomaly_app.command("ack")
 def anomaly_ack(finding_id: str, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt):
     """Acknowledge a finding (kept through re-scans until it resolves)."""
-    from anomaly.findings import acknowledge
-    target = _local_or_remote(_config(config))
-    doc = (target.request("POST", f"/api/v1/anomalies/{finding_id}/ack") if isinstance(target, Remote)
-           else acknowledge(target, finding_id))
+    doc = open_target(load_cli_config(config)).anomaly_ack(finding_id)
     if doc is None:
         fail(f"no finding with id {finding_id!r}", 1)
     print(json.dumps(doc, default=str)) if as_json else out.print(f"{doc['id']}: {doc['status']}")

@@ -1,0 +1,70 @@
+"""`revwatch slo status|rules|export`: SLO state (from the store or the server), Prometheus rules, OpenSLO."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from revwatch.cli.app import ConfigOpt, JsonOpt, app, at_param, fail, load_cli_config, out
+from revwatch.cli.target import open_target
+
+slo_app = typer.Typer(help="SLO status and Prometheus rule generation.", no_args_is_help=True)
+app.add_typer(slo_app, name="slo")
+
+
+@slo_app.command("status")
+def slo_status(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
+               at: Optional[str] = typer.Option(None, "--at", help="evaluate as of this RFC 3339 instant")):
+    """SLI, burn rates, budget and alert state of every SLO."""
+    cfg = load_cli_config(config)
+    when = at_param(at)
+    docs, prom = open_target(cfg).slo_status(at, when)
+    if as_json:
+        print(json.dumps({"slos": docs, "prometheus_slos": prom}, default=str))
+        return
+    from revwatch.report import slo_table
+    out.print(slo_table(docs))
+
+
+@slo_app.command("rules")
+def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory for the rule files"),
+              config: Optional[Path] = ConfigOpt,
+              base_url: str = typer.Option("", "--base-url", help="revwatch URL for links in annotations "
+                                                                   "(default: server.external_url)")):
+    """Write Prometheus alerting rules (page + ticket per SLO) that pass `promtool check rules`."""
+    cfg = load_cli_config(config)
+    from slo.rules import write_rules
+    from slo.spec import SpecError, resolve
+    try:
+        specs = resolve(cfg)
+    except SpecError as e:
+        fail(str(e))
+    if not specs:
+        fail("no SLOs configured (add slos: to the config)")
+    base = base_url or cfg.server.external_url
+    for p in write_rules(specs, output, base):
+        out.print(f"wrote {p}")
+
+
+@slo_app.command("export")
+def slo_export(fmt: str = typer.Option("openslo", "--format", help="output format (openslo: OpenSLO v1 YAML)"),
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default stdout)"),
+               config: Optional[Path] = ConfigOpt):
+    """Every SLO (journey SLOs and imported ones) as OpenSLO v1 documents that import back to the same SLOs."""
+    if fmt != "openslo":
+        fail(f"--format: unknown format {fmt!r} (supported: openslo)")
+    cfg = load_cli_config(config)
+    from slo.export import export_openslo
+    from slo.spec import SpecError, resolve
+    try:
+        text = export_openslo(resolve(cfg))
+    except SpecError as e:
+        fail(str(e))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        out.print(f"wrote {output}")
