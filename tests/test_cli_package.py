@@ -56,7 +56,8 @@ def test_commands_never_branch_on_the_kind_of_target():
 
 
 def test_importing_a_command_module_first_works_in_a_fresh_interpreter():
-    code = "import revwatch.cli.anomaly, revwatch.cli.target; from revwatch.cli import app, main; print(len(app.registered_groups))"
+    code = ("import revwatch.cli.anomaly, revwatch.cli.target; from revwatch.cli import app, main; "
+            "print(len(app.registered_groups))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0 and r.stdout.strip() == "6", r.stderr

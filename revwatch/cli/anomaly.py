@@ -28,8 +28,8 @@ def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
     out.print(f"scan: {summary['findings'] or 'no findings'} open (reconciliation model: "
               f"{model.get('model') or model.get('refused') or model.get('error')})", markup=False)
     for f in items:
-        out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} {'; '.join(f['reasons'])}",
-                  markup=False)
+        out.print(f"  {f['score']:.2f}  {f['kind']:20} {f['correlation_id']:14} {f['ref']:18} "
+                  f"{'; '.join(f['reasons'])}", markup=False)
 
 
 @anomaly_app.command("list")

@@ -91,7 +91,7 @@ def _run_scheduled(service, ingest, as_json: bool) -> None:
     except KeyboardInterrupt:
         scheduler.shutdown(wait=False)
         ingest.writer.stop()
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 def _print_result(r: dict) -> None:

@@ -35,7 +35,8 @@ def simulate(url: Optional[str] = typer.Option(None, "--url", help="revwatch ser
              customers: int = typer.Option(300, "--customers", min=1),
              rate: float = typer.Option(120.0, "--rate", min=0.1, help="business transactions per hour"),
              speed: float = typer.Option(1.0, "--speed", min=0.1, help="live-traffic multiplier"),
-             fault: List[str] = typer.Option([], "--fault", help="NAME@dayN+OFFSET\\[/DURATION]\\[:rate=R], repeatable"),
+             fault: List[str] = typer.Option([], "--fault",
+                                             help="NAME@dayN+OFFSET\\[/DURATION]\\[:rate=R], repeatable"),
              scenario: Optional[Path] = typer.Option(None, "--scenario", help="YAML list of faults"),
              truth: Path = typer.Option(Path("sim-truth.jsonl"), "--truth", help="ground-truth JSON lines"),
              live_mode: bool = typer.Option(False, "--live", help="keep sending live traffic after the backfill")):
