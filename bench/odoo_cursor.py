@@ -1,8 +1,8 @@
 """Cost of the Odoo write_date cursor's lookback (probes/odoo_cursor.py), measured in one run against the Odoo test
-double's ORM (tests/fake_odoo.py, in-process, no HTTP): an hour of changes at a steady rate plus one cron transaction
-writing a block of rows with one stamp, polled every minute. Prints, per poll: search calls, rows scanned (id and
-write_date only), rows delivered, the rescan overhead (scanned / delivered) and the size of the seen map — the
-price paid for never stalling or losing rows.
+double's ORM (tests/support/fake_odoo.py, in-process, no HTTP): an hour of changes at a steady rate plus one
+cron transaction writing a block of rows with one stamp, polled every minute. Prints, per poll: search calls, rows
+scanned (id and write_date only), rows delivered, the rescan overhead (scanned / delivered) and the size of the
+seen map — the price paid for never stalling or losing rows.
 
     python bench/odoo_cursor.py [--per-minute 50] [--block 3000] [--lookback 20] [--page 500]
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probes.odoo_cursor import CursorState, WriteDateCursor  # noqa: E402
-from tests.fake_odoo import FakeOdoo  # noqa: E402
+from tests.support.fake_odoo import FakeOdoo  # noqa: E402
 
 
 def main() -> None:

@@ -3,26 +3,15 @@ temporary data dir and isolates itself by database name; tests that need their o
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from pathlib import Path
 
 import pytest
-import uvicorn
 import yaml
 from fastapi.testclient import TestClient
 
 from revwatch.config import Config
 from revwatch.server import create_app
 from revwatch.store import open_store
-
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -94,46 +83,3 @@ def api_factory(make_config):
 @pytest.fixture
 def api(api_factory) -> Api:
     return api_factory()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """Run an app on a real loopback port in a thread (for real HTTP clients such as the OTel exporter)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        t.join(10)
-
-
-def revwatch_cmd(*args: str, env: dict | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    """Run the installed CLI in a subprocess (its own process, so its own chDB data dir)."""
-    return subprocess.run([sys.executable, "-m", "revwatch", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout, **kw)
-
-
-def wait_healthy(base_url: str, timeout: float = 60) -> None:
-    """Wait until a server answers 200 on /healthz (a subprocess `revwatch serve` starting up)."""
-    import httpx
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"no healthy server at {base_url} after {timeout:.0f}s")

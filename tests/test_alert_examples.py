@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from revwatch.config import load_config
-from tests.conftest import ROOT, revwatch_cmd
+from tests.support.servers import ROOT, revwatch_cmd
 
 EXAMPLES = ROOT / "alerts" / "examples"
 

@@ -20,8 +20,8 @@ import yaml
 
 from revwatch.sim.faults import Fault
 from revwatch.sim.model import Business
-from tests.conftest import free_port, live_server, revwatch_cmd
-from tests.test_alerts import Sink
+from tests.support.servers import free_port, live_server, revwatch_cmd
+from tests.support.sinks import Sink
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")

@@ -15,8 +15,8 @@ from collector.events import EVENT_COLUMNS, validate_event
 from collector.rowcodec import event_rows_for_insert
 from revwatch.sim.faults import VARIANCE_CAUSES, parse_fault
 from revwatch.sim.model import Business
-from tests.conftest import revwatch_cmd
-from tests.test_sim import END, START, load
+from tests.support.servers import revwatch_cmd
+from tests.support.sim_data import END, START, load
 
 T0 = dt.datetime(2025, 3, 3, 9, 0, tzinfo=dt.timezone.utc)      # old on purpose: no lookback window may hide it
 _n = iter(range(10**9))

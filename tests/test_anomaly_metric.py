@@ -8,7 +8,7 @@ import pytest
 
 from anomaly.metric import StreamDetector, score_series
 from anomaly.nab import LabelledFile, probation, read_series, score_corpus, window_rows
-from tests.conftest import FIXTURES, revwatch_cmd
+from tests.support.servers import FIXTURES, revwatch_cmd
 
 NAB = FIXTURES / "nab"
 SERIES = NAB / "ec2_request_latency_system_failure.csv"

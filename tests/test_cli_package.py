@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from revwatch.cli import target as target_mod
-from tests.conftest import ROOT, free_port, revwatch_cmd, wait_healthy
+from tests.support.servers import ROOT, free_port, revwatch_cmd, wait_healthy
 
 CLI_DIR = ROOT / "revwatch" / "cli"
 SHARED = {"app", "target"}                       # what command modules may import from the package

@@ -13,7 +13,7 @@ import pytest
 from collector.rowcodec import decode_lines, encode_events
 from collector.spool import KIND_EVENTS_TEXT, Spool, SpoolFull
 from collector.writer import Writer
-from tests.conftest import free_port, revwatch_cmd
+from tests.support.servers import free_port, revwatch_cmd
 from tests.support.faults import store_outage
 
 

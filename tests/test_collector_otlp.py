@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from collector import routes as collector_routes
-from tests.conftest import FIXTURES, live_server
+from tests.support.servers import FIXTURES, live_server
 
 PB = {"Content-Type": "application/x-protobuf"}
 JS = {"Content-Type": "application/json"}

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from revwatch.config import ConfigError, load_config
-from tests.conftest import revwatch_cmd
+from tests.support.servers import revwatch_cmd
 
 
 def write(tmp_path, text):

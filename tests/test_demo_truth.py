@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from revwatch.sim.demo import INCIDENTS
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 RW = str(Path(sys.executable).with_name("revwatch"))
 

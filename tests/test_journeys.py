@@ -3,8 +3,8 @@ import datetime as dt
 import json
 
 from collector.rows import SPAN_COLUMNS, SpanRow
-from tests.conftest import revwatch_cmd
-from tests.slo_helpers import add_events
+from tests.support.servers import revwatch_cmd
+from tests.support.slo_data import add_events
 
 M = dt.timedelta(minutes=1)
 CFG = """
@@ -122,7 +122,7 @@ def test_cli_trace_json_and_timeline(tmp_path):
     subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         import datetime as dt
         from revwatch.store import open_store
-        from tests.slo_helpers import add_events
+        from tests.support.slo_data import add_events
         s = open_store("chdb://{tmp_path}/data", "revwatch")
         now = dt.datetime.now(dt.timezone.utc)
         add_events(s, [("payment.settled", "pay_9", now - dt.timedelta(minutes=20)),

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.slo_helpers import add_events
+from tests.support.slo_data import add_events
 
 PROMTOOL = shutil.which("promtool")
 M = dt.timedelta(minutes=1)

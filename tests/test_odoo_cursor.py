@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from probes.odoo_cursor import CursorState, WriteDateCursor, shift
-from tests.fake_odoo import FakeOdoo, SerializationFailure
+from tests.support.fake_odoo import FakeOdoo, SerializationFailure
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, 0)
 

@@ -12,8 +12,8 @@ from probes.base import ProbeRunner, build_probe
 from probes.odoo_client import OdooClient, OdooError
 from probes.service import REGISTRY
 from revwatch.config import ProbeConfig
-from tests import fake_odoo
-from tests.conftest import live_server
+from tests.support import fake_odoo
+from tests.support.servers import live_server
 
 CASES = [(16, "jsonrpc"), (16, "xmlrpc"), (17, "jsonrpc"), (17, "xmlrpc"), (18, "jsonrpc"), (18, "xmlrpc"),
          (19, "json2"), (19, "jsonrpc")]

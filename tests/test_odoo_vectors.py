@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from probes.odoo_client import OdooClient, OdooError
-from tests import fake_odoo
+from tests.support import fake_odoo
 
 VECTORS = sorted((pathlib.Path(__file__).parent / "fixtures" / "odoo").glob("*.json"))
 LOOSE = ("<traceback>", "<message>")

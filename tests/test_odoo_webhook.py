@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests import fake_odoo
-from tests.conftest import live_server
+from tests.support import fake_odoo
+from tests.support.servers import live_server
 
 
 def odoo_body(model: str, rid: int, **fields) -> bytes:

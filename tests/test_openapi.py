@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from revwatch.openapi import BusinessEvent, route_scopes
-from tests.conftest import live_server
+from tests.support.servers import live_server
 
 CFG = """
 journeys:

@@ -16,8 +16,8 @@ from probes.brokers import RabbitMQProbe, RedisProbe
 from probes.http import HttpProbe
 from probes.service import REGISTRY, ProbeService
 from revwatch.config import ProbeConfig
-from tests import fake_odoo
-from tests.conftest import free_port, live_server, revwatch_cmd
+from tests.support import fake_odoo
+from tests.support.servers import free_port, live_server, revwatch_cmd
 
 
 def samples(result):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RW = str(Path(sys.executable).with_name("revwatch"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from slo_helpers import anchor, journey
+from tests.support.slo_data import anchor, journey
 
 CFG = """
 journeys:

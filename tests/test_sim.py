@@ -2,24 +2,20 @@
 consistent with what lands in the store (through the real HTTP + OTLP path)."""
 import datetime as dt
 import json
-import random
 
 import pytest
 import yaml
 
-from collector.events import EVENT_COLUMNS, validate_event
-from collector.rows import SPAN_COLUMNS, SpanRow
-from collector.rowcodec import event_rows_for_insert
+from collector.events import validate_event
 from revwatch.config import Config
 from revwatch.sim.demo import DEMO_CONFIG
 from revwatch.sim.faults import FaultError, load_scenario, parse_fault
 from revwatch.sim.model import Business
 from revwatch.sim.sender import Sender
 from slo.engine import SloEngine
-from tests.conftest import live_server
+from tests.support.servers import live_server
+from tests.support.sim_data import END, START, load
 
-END = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).replace(second=0, microsecond=0)
-START = END - dt.timedelta(days=1)
 
 
 def run(seed=3, faults=(), rate=200.0, customers=200):
@@ -70,22 +66,6 @@ def test_yaml_scenario(tmp_path):
     p.write_text("- {at: day1}")
     with pytest.raises(FaultError, match="needs 'fault'"):
         load_scenario(p, START, END)
-
-
-def load(store, events, spans):
-    rows = [validate_event(e)[0] for e in events]
-    store.insert("events", event_rows_for_insert(rows), EVENT_COLUMNS)
-    rng = random.Random(0)
-    out = []
-    for s in spans:
-        tid = f"{rng.getrandbits(128):032x}"
-        out.append(list(SpanRow(
-            Timestamp=int(s.start.timestamp() * 1e9), TraceId=tid, SpanId=f"{rng.getrandbits(64):016x}",
-            SpanName=s.name, SpanKind=s.kind.title(), ServiceName=s.service,
-            SpanAttributes={k: str(v) for k, v in s.attributes.items()},
-            Duration=int((s.end - s.start).total_seconds() * 1e9), StatusCode="Error" if s.error else "Ok",
-            StatusMessage=s.error or "", CorrelationId=s.attributes.get("correlation.id", tid))))
-    store.insert("spans", out, SPAN_COLUMNS)
 
 
 def sli(store, name, group_sum=True):

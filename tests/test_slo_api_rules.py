@@ -14,8 +14,8 @@ import yaml
 from revwatch.config import Config
 from slo.rules import write_rules
 from slo.spec import resolve
-from tests.conftest import free_port, live_server, revwatch_cmd
-from tests.slo_helpers import add_spans, anchor, journey
+from tests.support.servers import free_port, live_server, revwatch_cmd
+from tests.support.slo_data import add_spans, anchor, journey
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from slo.engine import SloEngine
-from tests.slo_helpers import add_events, add_spans, anchor, journey
+from tests.support.slo_data import add_events, add_spans, anchor, journey
 
 M = dt.timedelta(minutes=1)
 

@@ -11,7 +11,7 @@ from slo.export import export_openslo
 from slo.openslo import load_openslo
 from slo.rules import rule_groups
 from slo.spec import resolve
-from tests.conftest import FIXTURES, revwatch_cmd
+from tests.support.servers import FIXTURES, revwatch_cmd
 
 EXAMPLE = Path(revwatch.__file__).with_name("example-config.yaml")
 SLOTH = FIXTURES / "sloth" / "examples"

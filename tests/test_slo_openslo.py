@@ -14,8 +14,8 @@ from slo.engine import SloEngine
 from slo.openslo import OpenSloError, load_openslo
 from slo.rules import rule_groups
 from slo.spec import resolve
-from tests.conftest import FIXTURES
-from tests.slo_helpers import anchor, journey
+from tests.support.servers import FIXTURES
+from tests.support.slo_data import anchor, journey
 
 CORPUS = FIXTURES / "openslo"
 FILES = sorted(CORPUS.glob("*/*.yaml"))

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import UnknownMetricFamily
 
 from slo.rules import write_rules
-from tests.conftest import FIXTURES, free_port
+from tests.support.servers import FIXTURES, free_port
 
 PROMETHEUS = shutil.which("prometheus")
 need_prom = pytest.mark.skipif(not PROMETHEUS and not os.environ.get("CI"), reason="prometheus not installed")

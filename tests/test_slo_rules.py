@@ -18,7 +18,7 @@ from revwatch.config import Config, load_config
 from slo.rules import render, rule_groups, write_rules
 from slo.sloth import SlothError, load_sloth
 from slo.spec import resolve
-from tests.conftest import FIXTURES
+from tests.support.servers import FIXTURES
 
 GOLDEN = Path(__file__).parent / "golden" / "rules"
 SLOTH = FIXTURES / "sloth"

@@ -12,7 +12,7 @@ from slo.rules import rule_groups
 from slo.sloth import load_sloth
 from slo.spec import SpecError, resolve
 from slo.windows import WindowsError, load_alert_windows
-from tests.conftest import FIXTURES
+from tests.support.servers import FIXTURES
 
 values = st.recursive(st.none() | st.booleans() | st.integers(-5, 200) | st.floats(-1, 200, allow_nan=False) |
                       st.text(max_size=12) | st.sampled_from(["1M", "5m", "1w", "{{.window}}", "Prometheus", "page"]),

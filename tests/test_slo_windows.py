@@ -8,7 +8,7 @@ from revwatch.config import Config
 from slo.engine import SloResult, WindowResult, alert_state
 from slo.spec import SpecError, resolve
 from slo.windows import BUILTIN, burn_factor, load_alert_windows
-from tests.conftest import FIXTURES
+from tests.support.servers import FIXTURES
 
 WINDOWS = FIXTURES / "sloth" / "windows"
 # the factors Sloth prints for its catalogues (docs: slo-practice §2.1), as Go computes them

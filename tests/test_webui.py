@@ -13,7 +13,7 @@ from anomaly.findings import acknowledge
 from collector.rows import EVENT_COLUMNS, EventRow
 from slo.breakdown import breakdown
 from slo.history import bucket_series, burn_down
-from tests.slo_helpers import add_events, add_spans, journey
+from tests.support.slo_data import add_events, add_spans, journey
 from webui import charts
 from webui.data import aging_bucket, journey_summaries, money_at_risk, slo_status, stuck_items
 from webui.session import Sessions, load_secret

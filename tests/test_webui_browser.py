@@ -28,7 +28,7 @@ from revwatch.sim.demo import DEMO_CONFIG
 from revwatch.sim.faults import parse_fault
 from revwatch.sim.model import Business
 from revwatch.sim.sender import Sender
-from tests.conftest import live_server
+from tests.support.servers import live_server
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("REVWATCH_CHROMIUM", "/usr/bin/chromium")
