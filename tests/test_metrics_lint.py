@@ -2,9 +2,11 @@
 _total, no summary-shaped gauges (journey lag is a histogram-free gauge family without a `quantile` label), and
 no doubled prefixes such as `revwatch_probe_probe_up`."""
 import datetime as dt
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +59,31 @@ def test_names_the_dashboards_and_docs_rely_on(exposition):
     assert not any(n.startswith("revwatch_probe_probe_") for n, _ in names)
     lag = re.findall(r'^revwatch_journey_lag_quantile_seconds\{journey="p2p",q="([^"]+)"\} (\S+)', exposition, re.M)
     assert dict(lag).keys() >= {"0.5", "0.99"}, lag
+
+
+GOLDEN = Path(__file__).parent / "golden" / "metrics" / "exposition-shape.txt"
+
+
+def _shape(text: str) -> str:
+    """The exposition without its values: every family's HELP and TYPE line and every series name with its label
+    names (label values and sample values change from run to run; names, types, help and labels are the
+    interface that dashboards, rules and docs rely on)."""
+    out: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# HELP") or line.startswith("# TYPE"):
+            out.add(line)
+        elif line and not line.startswith("#"):
+            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s", line)
+            assert m, line
+            labels = sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', m.group(3) or ""))
+            out.add(f"{m.group(1)}{{{','.join(labels)}}}")
+    return "\n".join(sorted(out)) + "\n"
+
+
+def test_exposition_shape_matches_the_golden_file(exposition):
+    """Regenerate after an intended change with `REVWATCH_UPDATE_GOLDEN=1 pytest tests/test_metrics_lint.py`."""
+    shape = _shape(exposition)
+    if os.environ.get("REVWATCH_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(shape)
+    assert shape == GOLDEN.read_text()
