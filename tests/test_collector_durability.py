@@ -15,6 +15,7 @@ from collector.spool import KIND_EVENTS_TEXT, Spool, SpoolFull
 from collector.writer import Writer
 from tests.support.servers import free_port, revwatch_cmd
 from tests.support.faults import store_outage
+from tests.support.servers import wait_healthy
 
 
 def events(n, prefix="e"):
@@ -120,14 +121,12 @@ def test_kill_9_then_restart_every_acknowledged_event_once(tmp_path):
     def start():
         p = subprocess.Popen([sys.executable, "-m", "revwatch", "serve", "--config", str(cfg)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    return p
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        p.kill()
-        raise AssertionError("server did not start")
+        try:
+            wait_healthy(base, 20)
+        except AssertionError:
+            p.kill()
+            raise
+        return p
 
     p = start()
     acked = 0

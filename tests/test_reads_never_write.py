@@ -82,3 +82,28 @@ def test_roles_split_ingest_from_evaluation(api_factory):
     assert {"slo-evaluate", "anomaly-scan"} <= {j.id for j in evaluator.ctx.scheduler.get_jobs()}
     assert evaluator.post("/api/v1/events", json=ev).status_code == 404
     assert evaluator.get("/api/v1/slos").status_code == 200
+
+
+def test_read_commands_do_not_write(api_factory):
+    """The CLI's read commands on the embedded store (`slo status`, `trace`, `journeys search`, `anomaly list`,
+    `keys list`) leave the store untouched too."""
+    from revwatch.cli.target import FindingQuery, JourneyQuery, LocalTarget
+    api = api_factory(CFG)
+    store = api.ctx.store
+    T = anchor(2)
+    journey(store, "c1", T, T + dt.timedelta(minutes=3), {"gateway": "stripe"})
+    journey(store, "c2", T, None, {"gateway": "adyen"})
+    api.ctx.slo.evaluate_and_cache()
+    target = LocalTarget(store, api.ctx.config)
+    writes = _count_writes(store)
+    slos, _ = target.slo_status(None, None)
+    assert {s["name"] for s in slos} == {"pp", "pp-by-gw"}
+    assert target.trace("c1") is not None
+    target.journeys_search(JourneyQuery(attr=None, customer=None, journey="p2p", since=None, until=None,
+                                        since_at=None, until_at=None, stuck=None, limit=10))
+    target.journeys_search(JourneyQuery(attr=None, customer=None, journey=None, since=None, until=None,
+                                        since_at=None, until_at=None, stuck="p2p", limit=10))
+    target.anomaly_list(FindingQuery(kind=None, status=None, cause=None, customer=None, since=None, since_at=None,
+                                     min_score=None), 10, None)
+    assert target.keys_list()
+    assert writes == [], f"read commands wrote to the store: {writes}"
