@@ -17,10 +17,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from collector.events import COL_EVENT_ID, ValidatedEvents
+from collector.events import COL_EVENT_ID, ValidatedEvents, validate_event
 from collector.otlp import COL_SPAN_ID, COL_TRACE_ID
 from collector.rowcodec import event_line, event_records, fingerprint, span_records
 from collector.spool import KIND_EVENT_KEYS, Spool, SpoolRefused
+from revwatch.ingest import Submitted
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 
@@ -135,6 +136,20 @@ class Intake:
         return dups
 
     # -- events --------------------------------------------------------------------------------------------
+    def submit_events(self, items: list[dict], atomic: bool = False) -> Submitted:
+        """`revwatch.ingest.EventSink` for producers inside revwatch (the probes): validate each item exactly as
+        `POST /api/v1/events` does, then accept the valid ones (none when `atomic` and one is invalid)."""
+        out, valid = Submitted(), ValidatedEvents()
+        for i, item in enumerate(items):
+            row, error, field_name = validate_event(item)
+            if row is None:
+                out.rejected.append((i, error or "invalid event", field_name))
+            else:
+                valid.rows.append(row)
+        if valid.rows and not (atomic and out.rejected):
+            out.accepted, out.duplicates = self.accept_events(valid)
+        return out
+
     def accept_events(self, validated: ValidatedEvents) -> tuple[int, int]:
         """Spool new events; returns (accepted, already recorded). May raise SpoolRefused. For the probes, whose
         event IDs are deterministic per fact (`odoo:<db>:<model>:<id>:<what>`), a re-observation with other details

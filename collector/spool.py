@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from revwatch.ingest import IngestRefused
+
 if TYPE_CHECKING:
     from revwatch.metrics import Metrics
 
@@ -61,7 +63,7 @@ _CP = struct.Struct("<Qqqq")
 _CP_SLOT = 64
 
 
-class SpoolRefused(Exception):
+class SpoolRefused(IngestRefused):
     """The spool cannot take this append now (HTTP 503 + Retry-After); nothing of it was acknowledged."""
     retry_after = 30
 

@@ -24,19 +24,14 @@ without it, by the time revwatch received the call.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from collector.events import ValidatedEvents, validate_event
-from collector.spool import SpoolFull
 from revwatch.api import ApiError, ctx_of, require
+from revwatch.ingest import IngestRefused
 
-from probes.odoo import EVENT_TYPES
-
-if TYPE_CHECKING:
-    from probes.odoo import OdooProbe
+from probes.odoo import EVENT_TYPES, OdooProbe
 
 router = APIRouter()
 INVOICE_STATES = {"draft": "created", "posted": "posted", "cancel": "cancelled"}
@@ -60,7 +55,7 @@ def _when(value, received: dt.datetime) -> dt.datetime:
     return received
 
 
-def map_webhook(probe: "OdooProbe", body, received: dt.datetime) -> list[dict]:
+def map_webhook(probe: OdooProbe, body, received: dt.datetime) -> list[dict]:
     """Canonical events for one notification (empty when the state has no milestone, e.g. a draft payment)."""
     if not isinstance(body, dict):
         raise WebhookError("the body must be the JSON object Odoo's webhook action sends", "body")
@@ -108,7 +103,7 @@ async def odoo_webhook(probe: str, request: Request) -> dict:
     ctx = ctx_of(request)
     service = ctx.probes
     runner = service.runners.get(probe) if service else None
-    if runner is None or runner.probe.type != "odoo":
+    if runner is None or not isinstance(runner.probe, OdooProbe):
         raise ApiError(404, f"no Odoo probe named {probe!r} is configured", "probe")
     try:
         body = await request.json()
@@ -118,15 +113,12 @@ async def odoo_webhook(probe: str, request: Request) -> dict:
         events = await run_in_threadpool(map_webhook, runner.probe, body, dt.datetime.now(dt.timezone.utc))
     except WebhookError as e:
         raise ApiError(400, str(e), e.field) from None
-    v = ValidatedEvents()
-    for ev in events:
-        row, error, field = validate_event(ev)
-        if row is None:
-            raise ApiError(400, error or "invalid event", field)
-        v.rows.append(row)
     try:
-        accepted, duplicates = await run_in_threadpool(ctx.intake.accept_events, v) if v.rows else (0, 0)
-    except SpoolFull:        # the poller will deliver the same events later; Odoo does not retry
+        submitted = await run_in_threadpool(ctx.intake.submit_events, events, True)
+    except IngestRefused:    # the poller will deliver the same events later; Odoo does not retry
         ctx.metrics.rejected_total.labels("spool_full").inc()
         raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"}) from None
-    return {"accepted": accepted, "duplicates": duplicates, "types": [e["type"] for e in events]}
+    if submitted.rejected:
+        _, error, field = submitted.rejected[0]
+        raise ApiError(400, error, field)
+    return {"accepted": submitted.accepted, "duplicates": submitted.duplicates, "types": [e["type"] for e in events]}

@@ -9,11 +9,11 @@ import threading
 from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from collector.events import ValidatedEvents, validate_event
 from probes.base import Probe, ProbeResult, ProbeRunner, build_probe, probe_settings, sample_rows
 from probes.brokers import RabbitMQProbe, RedisProbe
 from probes.http import HttpProbe
 from probes.odoo import OdooProbe
+from revwatch.ingest import EventSink
 
 log = logging.getLogger("revwatch.probes")
 REGISTRY: dict[str, type[Probe]] = {p.type: p for p in (OdooProbe, RabbitMQProbe, RedisProbe, HttpProbe)}
@@ -29,7 +29,7 @@ def check_probe_configs(configs) -> None:
 class ProbeService:
     """All configured probes of one server."""
 
-    def __init__(self, configs, store, intake=None, metrics=None):
+    def __init__(self, configs, store, intake: EventSink | None = None, metrics=None):
         self.store, self.intake = store, intake
         self.configs = {c.name: c for c in configs}
         self.latest: dict[tuple[str, str, tuple], float] = {}
@@ -55,15 +55,11 @@ class ProbeService:
             log.warning("cannot store samples of probe %s: %s", probe.name, e)
         accepted = duplicates = 0
         if result.events and self.intake is not None:
-            v = ValidatedEvents()
-            for ev in result.events:
-                row, error, _ = validate_event(ev)
-                if row is None:
-                    log.warning("probe %s produced an invalid event (%s)", probe.name, error)
-                else:
-                    v.rows.append(row)
             try:
-                accepted, duplicates = self.intake.accept_events(v)
+                submitted = self.intake.submit_events(result.events)
+                accepted, duplicates = submitted.accepted, submitted.duplicates
+                for _, error, _ in submitted.rejected:
+                    log.warning("probe %s produced an invalid event (%s)", probe.name, error)
             except Exception as e:       # spool full / disk error: keep the probe's cursor, read again next run
                 log.warning("cannot spool the events of probe %s (%s); they will be read again", probe.name, e)
                 result.on_stored.clear()
