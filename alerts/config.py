@@ -12,11 +12,11 @@ import datetime as dt
 import os
 import re
 from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from revwatch.units import parse_duration
+from revwatch.units import iana_time_zone, parse_duration
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -83,14 +83,7 @@ class QuietHours(_Model):
     timezone: str = "UTC"
     days: list[Day] = list(DAYS)
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: iana_time_zone(v)))
 
     def quiet_until(self, now: dt.datetime) -> dt.datetime | None:
         """When the quiet time containing `now` ends (UTC), or None when `now` is not quiet."""

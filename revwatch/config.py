@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.config import AlertsConfig   # the `alerts:` section (typed; imports only revwatch.units)
-from revwatch.units import parse_duration, parse_size
+from revwatch.units import iana_time_zone, parse_duration, parse_size
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
 # labels every generated SLO alert carries, which SLO labels must not replace
@@ -203,15 +203,7 @@ class CalendarConfig(_Model):
             raise ValueError("calendar start is a wall-clock time in time_zone: give it without an offset")
         return v
 
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {v!r}") from None
-        return v
+    _zone = field_validator("time_zone")(classmethod(lambda cls, v: iana_time_zone(v)))
 
 
 class SloConfig(_Model):

@@ -137,7 +137,7 @@ def test_internal_alert_resolves_when_ends_at_passes():
     ({"notifiers": {"x": {"type": "email"}}}, "does not match any of the expected tags"),
     ({"routes": [{"notifiers": [], "match_re": {"a": "("}}]}, "not a regular expression"),
     ({"routes": [{"notifiers": [], "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Mars/Base"}}]},
-     "unknown time zone"),
+     "unknown IANA time zone"),
 ])
 def test_config_refuses_unknown_keys_and_bad_values(bad, where):
     with pytest.raises(ValueError, match=where):
