@@ -12,6 +12,7 @@ if it failed, the second request fails too (503), so nobody is told "duplicate" 
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
@@ -68,6 +69,17 @@ class EventOutcome:
     accepted: int = 0
     duplicates: int = 0
     conflicts: list[dict] = field(default_factory=list)    # {"index", "event_id", "error"}
+
+
+@dataclass
+class _EventClaim:
+    """One request's events between the duplicate check and the end of its append."""
+    outcome: EventOutcome = field(default_factory=EventOutcome)
+    fresh: list[list] = field(default_factory=list)
+    fresh_fps: list[int] = field(default_factory=list)
+    records: list[bytes] = field(default_factory=list)
+    waits: list[_Append] = field(default_factory=list)
+    append: _Append = field(default_factory=_Append)
 
 
 def _span_key(row: list) -> int:
@@ -161,11 +173,43 @@ class Intake:
     def accept_event_rows(self, rows: list[list], indexes: list[int]) -> EventOutcome:
         """Spool the new events among `rows` (request indexes `indexes`); duplicates are counted, conflicts (same
         ID, other content) listed and not stored. Returns only after the new ones are fsync'd in the spool."""
-        out = EventOutcome()
+        claim = self._claim_events(rows, indexes)
+        try:
+            if claim.records:
+                self.spool.append_records(claim.records)
+        except BaseException as e:
+            claim.append.error = e
+            raise
+        finally:
+            self._release_events(claim)
+        for other in claim.waits:                  # a duplicate of an append in flight counts only once it held
+            other.finished.wait()
+        return self._settle_events(claim)
+
+    async def accept_event_rows_async(self, rows: list[list], indexes: list[int]) -> EventOutcome:
+        """`accept_event_rows` for a coroutine on the event loop: the same checks and promise; the spool append is
+        awaited (group-committed by the spool's committer thread), so no worker thread is held per request."""
+        claim = self._claim_events(rows, indexes)
+        try:
+            if claim.records:
+                await self.spool.append_records_async(claim.records)
+        except BaseException as e:
+            claim.append.error = e
+            raise
+        finally:
+            self._release_events(claim)
+        for other in claim.waits:                  # rare: the same event ID in two requests at once
+            if not other.finished.is_set():
+                await asyncio.to_thread(other.finished.wait)
+        return self._settle_events(claim)
+
+    def _claim_events(self, rows: list[list], indexes: list[int]) -> _EventClaim:
+        """Sort `rows` into fresh, duplicate and conflicting under the lock, and mark the fresh IDs in flight."""
+        claim = _EventClaim()
         lines = [event_line(r) for r in rows]
         fps = [fingerprint(ln) for ln in lines]
-        mine = _Append()
-        fresh, fresh_lines, fresh_fps, waits = [], [], [], []
+        out = claim.outcome
+        fresh_lines = []
         with self._events_lock:
             seen: dict[str, int] = {}
             for row, line, fp, idx in zip(rows, lines, fps, indexes):
@@ -175,42 +219,45 @@ class Intake:
                     flight = self._inflight.get(eid)
                     if flight is not None:
                         known = flight[0]
-                        waits.append(flight[1])
+                        claim.waits.append(flight[1])
                     else:
                         known = self.recent_events.get(eid)
                 if known is None:
                     seen[eid] = fp
-                    fresh.append(row)
+                    claim.fresh.append(row)
                     fresh_lines.append(line)
-                    fresh_fps.append(fp)
+                    claim.fresh_fps.append(fp)
                 elif known == fp or known is True:
                     out.duplicates += 1
                 else:
                     out.conflicts.append({"index": idx, "event_id": eid,
                                           "error": "event_id was already accepted with different content; "
                                                    "this copy is not stored"})
-            for row, fp in zip(fresh, fresh_fps):
-                self._inflight[row[COL_EVENT_ID]] = (fp, mine)
-        try:
-            if fresh:
-                self.spool.append_records(event_records(fresh, fresh_lines, fresh_fps))
-        except BaseException as e:
-            mine.error = e
-            raise
-        finally:
-            with self._events_lock:
-                for row, fp in zip(fresh, fresh_fps):
-                    eid = row[COL_EVENT_ID]
-                    if self._inflight.get(eid, (0, None))[1] is mine:
-                        del self._inflight[eid]
-                    if mine.error is None:
-                        self.recent_events.add(eid, fp)
-            mine.finished.set()
-        for other in waits:                       # a duplicate of an append in flight counts only once it held
-            other.finished.wait()
+            for row, fp in zip(claim.fresh, claim.fresh_fps):
+                self._inflight[row[COL_EVENT_ID]] = (fp, claim.append)
+        if claim.fresh:
+            claim.records = event_records(claim.fresh, fresh_lines, claim.fresh_fps)
+        return claim
+
+    def _release_events(self, claim: _EventClaim) -> None:
+        """After the append: the IDs are no longer in flight; remembered if the append held."""
+        mine = claim.append
+        with self._events_lock:
+            for row, fp in zip(claim.fresh, claim.fresh_fps):
+                eid = row[COL_EVENT_ID]
+                if self._inflight.get(eid, (0, None))[1] is mine:
+                    del self._inflight[eid]
+                if mine.error is None:
+                    self.recent_events.add(eid, fp)
+        mine.finished.set()
+
+    def _settle_events(self, claim: _EventClaim) -> EventOutcome:
+        """The outcome, once every append this request waited on is known; counted in the metrics."""
+        for other in claim.waits:
             if other.error is not None:
                 raise SpoolRefused(f"a concurrent request carrying the same event IDs failed: {other.error}")
-        out.accepted = len(fresh)
+        out = claim.outcome
+        out.accepted = len(claim.fresh)
         self.metrics.events_total.inc(out.accepted)
         if out.duplicates:
             self.metrics.duplicates_total.labels("event").inc(out.duplicates)

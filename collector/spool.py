@@ -15,9 +15,10 @@ every row in it belongs to — the store's daily partition — so the writer can
 parsing rows. Payloads are JSONCompactEachRow lines (collector.rowcodec).
 
 Invariants:
-* Group commit: concurrent `append` calls queue their records; one caller (the leader) writes the whole group
-  with one write loop and one fdatasync, then wakes the others. Every caller returns only after its own bytes
-  were synced, or raises — a shared fsync never weakens the promise.
+* Group commit: concurrent appends (threads via `append_records`, coroutines via `append_records_async`) queue
+  their records; one committer thread writes everything queued with one write loop and one fdatasync, then tells
+  every caller. Every caller returns only after its own bytes were synced, or raises — a shared fsync never
+  weakens the promise.
 * A failed write or sync (ENOSPC, EIO, a short write that cannot complete) is undone: the file is cut back to
   its length before the group, so no torn record ever sits in front of later records. The callers get
   `SpoolUnavailable` (HTTP 503 + Retry-After). If even the cut fails the spool refuses appends until a later
@@ -33,6 +34,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -139,11 +141,27 @@ def _seg_name(n: int) -> str:
 
 
 class _Ticket:
-    __slots__ = ("data", "done", "error")
+    """One append waiting for the committer: its bytes, and how its caller is told the outcome — a thread blocked
+    in `append_records` (done + the condition), or a coroutine awaiting `future` on `loop`."""
+    __slots__ = ("data", "done", "error", "loop", "future")
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, loop: asyncio.AbstractEventLoop | None = None,
+                 future: asyncio.Future | None = None):
         self.data, self.done = data, False
         self.error: SpoolRefused | None = None
+        self.loop, self.future = loop, future
+
+
+def _settle_futures(tickets: list[_Ticket]) -> None:
+    """On the tickets' event loop: complete each awaiting coroutine's future (one loop callback per group)."""
+    for t in tickets:
+        fut = t.future
+        if fut is None or fut.done():          # a caller that went away (cancelled) needs no answer
+            continue
+        if t.error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(t.error)
 
 
 class Spool:
@@ -161,10 +179,11 @@ class Spool:
         self._write = os.write
         self._sync = os.fdatasync
         self._lock = threading.Lock()                       # guards _write_seg/_write_size/_sizes (reader view)
-        self._gc = threading.Condition(threading.Lock())     # group commit: queue, leader flag, fault
+        self._gc = threading.Condition(threading.Lock())     # group commit: queue, committer state, fault
         self._queue: list[_Ticket] = []
         self._queued_bytes = 0
-        self._flushing = False
+        self._committer: threading.Thread | None = None
+        self._closed = False
         self.fault: str | None = None                       # last disk error while appending, None when healthy
         self.fault_at: float | None = None
         self.truncated_bytes = 0
@@ -301,40 +320,82 @@ class Spool:
         self.append_records([encode_record(kind, payload, day)])
 
     def append_records(self, records: list[bytes]) -> None:
-        """Durably append records made by `encode_record`, contiguously, in one group commit.
+        """Durably append records made by `encode_record`, contiguously, in one group commit (blocking).
 
         Returns only once every byte is written and synced; raises `SpoolFull` when the bound would be passed,
         `SpoolUnavailable` when the disk refused (nothing of these records is then acknowledged or left torn)."""
-        data = b"".join(records)
-        if not data:
+        ticket = self._enqueue(b"".join(records), None, None)
+        if ticket is None:
             return
-        ticket = _Ticket(data)
         with self._gc:
+            while not ticket.done:
+                self._gc.wait()
+        if ticket.error is not None:
+            raise ticket.error
+
+    async def append_records_async(self, records: list[bytes]) -> None:
+        """`append_records` for a coroutine: the same promise (returns only after the bytes are synced), but the
+        event loop is never blocked — the caller's future is completed by the committer thread. This is what lets
+        the ingest route answer hundreds of concurrent 1-event requests without a worker-thread hop each."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        ticket = self._enqueue(b"".join(records), loop, future)
+        if ticket is not None:
+            await future
+
+    def _enqueue(self, data: bytes, loop: asyncio.AbstractEventLoop | None,
+                 future: asyncio.Future | None) -> _Ticket | None:
+        """Queue `data` for the committer (started on first use); None when there is nothing to write. Raises
+        `SpoolFull` at once when the bound would be passed."""
+        if not data:
+            return None
+        ticket = _Ticket(data, loop, future)
+        with self._gc:
+            if self._closed:
+                raise SpoolUnavailable("the spool is closed")
             pending = self.pending_bytes() + self._queued_bytes
             if pending + len(data) > self.max_bytes:
                 raise SpoolFull(f"spool holds {pending} of {self.max_bytes} bytes")
             self._queue.append(ticket)
             self._queued_bytes += len(data)
-            while not ticket.done:
-                if self._flushing:
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_loop, name="spool-committer", daemon=True)
+                self._committer.start()
+            self._gc.notify_all()
+        return ticket
+
+    def _commit_loop(self) -> None:
+        """The committer thread: take everything queued, write it with one write loop and one fdatasync, tell each
+        caller its outcome; repeat. Appends that arrive during a sync form the next group (group commit)."""
+        while True:
+            with self._gc:
+                while not self._queue and not self._closed:
                     self._gc.wait()
-                    continue
-                self._flushing = True                        # this caller leads the next group
+                if not self._queue:                      # closed and drained
+                    self._committer = None
+                    return
                 group, self._queue = self._queue, []
-                self._gc.release()
+            try:
+                error = self._flush(group)
+            except BaseException as e:                   # never leave a caller waiting for ever
+                log.exception("spool committer failed")
+                error = SpoolUnavailable(f"spool commit failed: {e}")
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Ticket]] = {}
+            with self._gc:
+                self._queued_bytes -= sum(len(t.data) for t in group)
+                for t in group:
+                    t.done, t.error = True, error
+                    if t.loop is not None:
+                        by_loop.setdefault(t.loop, []).append(t)
+                self._gc.notify_all()
+            for loop, tickets in by_loop.items():
                 try:
-                    error = self._flush(group)
-                finally:
-                    self._gc.acquire()
-                    self._flushing = False
-                    self._queued_bytes -= sum(len(t.data) for t in group)
-                    for t in group:
-                        t.done, t.error = True, error
-                    self._gc.notify_all()
-        if ticket.error is not None:
-            raise ticket.error
-        with self.data_available:
-            self.data_available.notify_all()
+                    loop.call_soon_threadsafe(_settle_futures, tickets)
+                except RuntimeError:                     # that loop is closed: its callers are gone
+                    pass
+            if error is None:
+                with self.data_available:
+                    self.data_available.notify_all()
 
     def _flush(self, group: list[_Ticket]) -> SpoolRefused | None:
         """Write and sync one group (leader only); on failure undo it and return the error for every member."""
@@ -500,7 +561,13 @@ class Spool:
         return out
 
     def close(self) -> None:
-        """Close the file descriptors."""
+        """Finish what is queued, stop the committer and close the file descriptors."""
+        with self._gc:
+            self._closed = True
+            self._gc.notify_all()
+            committer = self._committer
+        if committer is not None and committer is not threading.current_thread():
+            committer.join(30)
         with self._gc:
             for fd in (self._fd, self._cp_fd):
                 try:

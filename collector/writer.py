@@ -45,6 +45,10 @@ _TRANSIENT = ("TOO_MANY_PARTS", "MEMORY_LIMIT_EXCEEDED", "TIMEOUT_EXCEEDED", "TO
               "UNKNOWN_IDENTIFIER", "doesn't exist", "does not exist")
 
 
+# Above this many bytes waiting in the spool the writer inserts back to back (catching up), below it it lingers.
+LINGER_BELOW_BYTES = 16 * 1024**2
+
+
 class StoreUnavailable(StoreError):
     """The store did not answer: retry the whole batch later."""
 
@@ -195,11 +199,19 @@ class Writer:
                 with self.spool.data_available:
                     self.spool.data_available.wait(self.flush_interval)
                 continue
+            started = time.monotonic()
             try:
                 self.write_batch(batch)
                 backoff = 0.5
                 self.last_error = None
                 self.failing_since = None
+                # Light load: let rows gather for the rest of `flush_interval` before the next insert. Every
+                # ClickHouse insert has a fixed cost (a part, its merge later); a trickle of 1-event requests
+                # inserted as it comes would spend a CPU core on parts instead of on ingest. The rows wait in the
+                # fsync'd spool, so this delays only their visibility, never their safety.
+                linger = self.flush_interval - (time.monotonic() - started)
+                if linger > 0 and self.spool.pending_bytes() < LINGER_BELOW_BYTES:
+                    self._stop.wait(linger)
             except Exception as e:               # store down/busy, or a disk error on the checkpoint: retry
                 self._failed(str(e))
                 log.warning("spool batch write failed (retrying in %.1fs): %s", backoff, e,
