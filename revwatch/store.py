@@ -154,8 +154,10 @@ class Store:
         # Reads are admitted through a bounded number of slots: a read that cannot get one within `read_wait`
         # seconds fails fast with StoreBusy (503 + Retry-After) instead of piling up threads behind a slow store.
         # Ingest never reads the store, so reads can never hold it (issue #10). chDB runs queries one after the
-        # other anyway: 2 slots there (more only queue inside chDB and take CPU from ingest), 16 on a server.
-        self.read_slots = threading.BoundedSemaphore(2 if self.embedded else 16)
+        # other anyway: 1 slot there (measured with bench/ingest_small.py: 10 readers cost 1-event ingest 17 % of
+        # its rate with one slot, 5-37 % with two — a second query only queues inside chDB and takes CPU), 16 on
+        # a server.
+        self.read_slots = threading.BoundedSemaphore(1 if self.embedded else 16)
         self.read_wait = 10.0
         self._ping_future: cf.Future | None = None
         self._ping_lock = threading.Lock()
