@@ -45,8 +45,8 @@ _TRANSIENT = ("TOO_MANY_PARTS", "MEMORY_LIMIT_EXCEEDED", "TIMEOUT_EXCEEDED", "TO
               "UNKNOWN_IDENTIFIER", "doesn't exist", "does not exist")
 
 
-# Above this many bytes waiting in the spool the writer inserts back to back (catching up), below it it lingers.
-LINGER_BELOW_BYTES = 16 * 1024**2
+# With this many bytes waiting in the spool the writer inserts at once; with less it lingers (see Writer._linger).
+LINGER_BELOW_BYTES = 1024**2
 
 
 class StoreUnavailable(StoreError):
@@ -205,13 +205,7 @@ class Writer:
                 backoff = 0.5
                 self.last_error = None
                 self.failing_since = None
-                # Light load: let rows gather for the rest of `flush_interval` before the next insert. Every
-                # ClickHouse insert has a fixed cost (a part, its merge later); a trickle of 1-event requests
-                # inserted as it comes would spend a CPU core on parts instead of on ingest. The rows wait in the
-                # fsync'd spool, so this delays only their visibility, never their safety.
-                linger = self.flush_interval - (time.monotonic() - started)
-                if linger > 0 and self.spool.pending_bytes() < LINGER_BELOW_BYTES:
-                    self._stop.wait(linger)
+                self._linger(started + self.flush_interval)
             except Exception as e:               # store down/busy, or a disk error on the checkpoint: retry
                 self._failed(str(e))
                 log.warning("spool batch write failed (retrying in %.1fs): %s", backoff, e,
@@ -220,6 +214,21 @@ class Writer:
                 backoff = min(backoff * 2, 30.0)
             if self.metrics:
                 self.metrics.spool_bytes.set(self.spool.pending_bytes())
+
+    def _linger(self, until: float) -> None:
+        """Under light load, let rows gather until `until` (the rest of `flush_interval` after the last insert
+        began) — or until LINGER_BELOW_BYTES are waiting, which is a worthwhile insert at once.
+
+        Every ClickHouse insert has a fixed cost (a part, later a merge): a trickle of 1-event requests inserted
+        as it comes would spend a CPU core on parts instead of on ingest. The rows wait in the fsync'd spool, so
+        lingering delays their visibility by at most `flush_interval`, never their safety; a bulk load never
+        lingers."""
+        while not self._stop.is_set() and self.spool.pending_bytes() < LINGER_BELOW_BYTES:
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            with self.spool.data_available:
+                self.spool.data_available.wait(min(left, 0.05))
 
     def _failed(self, error: str) -> None:
         self.last_error = error

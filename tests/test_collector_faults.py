@@ -551,3 +551,69 @@ def test_an_old_spool_is_read_and_converted(tmp_path, store):
     assert (d / "checkpoint.bin").exists() and not (d / "checkpoint.json").exists()
     Writer(spool, store).write_batch(spool.next_batch(10**6))
     assert stored_ids(store) == [r[0] for r in legacy]
+
+
+# -- small-request ingest: the writer batches a trickle, the event loop never blocks on the spool ---------------
+def test_a_trickle_of_small_appends_becomes_few_inserts_and_a_bulk_load_never_waits(tmp_path, store):
+    spool = Spool(tmp_path / "sp")
+    w = Writer(spool, store, flush_interval=0.4)
+    w.start()
+    try:
+        for i in range(60):                              # 60 one-event appends over ~1.2 s
+            spool.append_records(records_of([row(i)]))
+            time.sleep(0.02)
+        deadline = time.time() + 10
+        while spool.pending_bytes() and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(stored_ids(store)) == 60
+        assert w.batches_written <= 6, w.batches_written   # one insert per append would be 60
+        w.flush_interval = 30.0                          # a trickle would now wait 30 s …
+        spool.append_records(records_of([row(1, prefix="t")]))
+        t0 = time.monotonic()
+        spool.append_records(records_of([row(1000 + i, prefix="b") for i in range(12_000)]))   # … > 1 MiB does not
+        while spool.pending_bytes() and time.monotonic() - t0 < 20:
+            time.sleep(0.01)
+        assert time.monotonic() - t0 < 10
+        assert len(stored_ids(store)) == 12_061
+    finally:
+        w.stop()
+
+
+def test_coroutine_appends_share_fsyncs_and_never_block_the_loop(tmp_path):
+    import asyncio
+    disk = FlakyDisk(chunk=1 << 20)
+    real_sync = disk.sync
+
+    def slow_sync(fd):
+        time.sleep(0.01)                                 # each fsync costs 10 ms
+        real_sync(fd)
+    spool = Spool(tmp_path / "sp")
+    spool._write, spool._sync = disk.write, slow_sync
+
+    async def main():
+        ticks = 0
+
+        async def ticker():                              # the loop keeps running while appends wait for fsync
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+        t = asyncio.create_task(ticker())
+        await asyncio.gather(*[spool.append_records_async(records_of([row(i)])) for i in range(200)])
+        t.cancel()
+        return ticks
+    ticks = asyncio.run(main())
+    assert spool.records_committed == 200 and disk.syncs < 50      # group commit: far fewer fsyncs than appends
+    assert ticks >= disk.syncs                                      # the loop ran during the syncs
+    assert sorted(read_all(Spool(tmp_path / "sp"))) == [f"x{i:06d}" for i in range(200)]
+
+
+def test_a_coroutine_append_on_a_failing_disk_raises_and_leaves_nothing(tmp_path):
+    import asyncio
+    spool = Spool(tmp_path / "sp")
+    spool._write = FlakyDisk(budget=10).write
+    with pytest.raises(SpoolUnavailable):
+        asyncio.run(spool.append_records_async(records_of([row(1)])))
+    spool._write = os.write
+    asyncio.run(spool.append_records_async(records_of([row(2)])))
+    assert read_all(Spool(tmp_path / "sp")) == ["x000002"]
