@@ -1,28 +1,34 @@
 """A causal anomaly detector for one numeric series (probe gauges, journey lag p95, queue depth, invoice counts).
 
 Causal: the score of a point uses only that point and the points before it, so it runs online (the server feeds
-configured series a sample at a time) and offline (`revwatch anomaly series`) with the same numbers. O(1) time per
-point; memory is O(1) plus, when timestamps are given, the last day of values (capped, see `season_points`).
+configured series a sample at a time) and offline (`revwatch anomaly series`) with the same numbers. O(1) time and
+memory per point (a few µs): exponentially weighted (EW) statistics and a fixed-size daily profile.
 
-Method (chosen by measurement on NAB, see bench/nab.py --compare and the README; a split-half check is in the
-README too):
-1. *Shift* of the recent level: an exponentially weighted short mean of the values (weight `alpha_short`, about
-   the last 10-20 points) against the long-run mean and spread of the values (weight `alpha`, about the last 2000
-   points), in units of the spread such a short mean has when nothing changes (sd · sqrt(a / (2 - a))). A sustained
-   change (level shift, plateau, burst of spikes, a trend leaving its range) scores high; a single noisy point
-   moves the short mean only by a tenth of itself. Measured on NAB this beats the point z-score of the value and of
-   its step (the previous default) by far, mostly by firing less often on heavy-tailed noise.
-2. *Seasonal shift* (only when timestamps are given): the same statistic on the difference between the value and
-   the value one `season` earlier (a day by default), weighted by `season_weight`. A daily pattern that breaks (a
-   missing or extra daily peak, a flat day) is invisible to a level statistic but large against yesterday.
-3. *Spatial anomaly* (as in Numenta's HTM detector for NAB, nab/detectors/numenta/numenta_detector.py, described
-   there: a value beyond the minimum/maximum seen so far by more than a tolerance of that range scores 1). New
-   extremes are what an operator calls an incident in most gauges; this rule alone finds 65 of NAB's 116 windows.
-4. *Refractory period*: after an alarm the detector stays quiet for a while unless something clearly bigger comes:
-   one incident, one alarm (NAB counts only the first detection in a window and charges every other one).
-The score is max(squash(max(shift, seasonal shift)) after the refractory rule, spatial) with squash z / (z + 3),
-in [0, 1]. Non-finite values are skipped (score 0, state unchanged); a value so large that the statistics would
-overflow is scored but not learned.
+Method (chosen by measurement on NAB, see bench/nab.py --compare --split and the README, which also lists what was
+tried and dropped and how much of the score is tuned):
+1. *Shift* of the recent level: an EW short mean of the values (weight `alpha_short`, about the last 20-40 points)
+   against the long-run EW mean and spread (weight `alpha`, about the last 2000 points), in units of the spread a
+   short mean has when nothing changes (sd · sqrt(a / (2 − a))). A lasting change (level shift, plateau, burst of
+   spikes, a trend leaving its range) scores high; one noisy point moves the short mean by a twentieth of itself.
+   On NAB this beats the point z-score of the value and of its step (the previous method, 51.5) by far, mostly by
+   firing less on heavy-tailed noise.
+2. *Seasonal shift* (only with timestamps): the same statistic on the value minus a daily profile (an EW mean per
+   5-minute phase bin of the day). A broken daily pattern (missing or extra peak, a flat day) is invisible to the
+   level shift but large against the profile. When the profile explains the series (its residual variance is below
+   `season_replace` × the values' variance), the seasonal shift replaces the level shift, so a strong regular cycle
+   is not itself an anomaly; otherwise the larger of the level shift and `season_weight` × the seasonal shift.
+3. *Spatial anomaly* (Numenta's HTM detector for NAB, nab/detectors/numenta/numenta_detector.py, described there:
+   a value beyond the minimum/maximum seen so far by more than a tolerance of that range scores 1): worth 16 NAB
+   points here. Gated: the new extreme must also be ≥ `spatial_z` standard deviations out or come with a shift ≥
+   `spatial_shift`, because Gaussian noise keeps setting ~3σ records in its first thousand points (ungated it scores
+   0.6 more on NAB but alarms on plain noise).
+4. Score z / (z + `squash`): with 1.5 a shift of 6 scores 0.8, the online watcher's default alarm level, which is
+   also where NAB's best threshold falls (0.806), so the offline threshold and the online one agree.
+5. *Refractory period*: after an alarm (score ≥ `alarm`) the detector stays quiet for `refractory` points unless a
+   score exceeds that alarm by `margin` (a real incident right after a lesser alarm must not be hidden): one
+   incident, one alarm (NAB counts only the first detection in a window and charges every other one).
+Non-finite values are skipped (score 0, state unchanged); a value so large that the statistics would overflow is
+scored but not learned.
 """
 from __future__ import annotations
 
@@ -52,6 +58,13 @@ class DetectorParams:
     season_replace: float = 0.25  # seasonal residual variance below this × the values' variance: seasonal shift only
     squash: float = 1.5           # score = z / (z + squash): a shift of 6 scores 0.8
     point: bool = False           # True: the previous method (point z-score of the value and of its step)
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "alpha_short", "season_alpha"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], not {getattr(self, name)!r}")
+        if self.season_bins < 1 or self.squash <= 0 or self.season < 0 or self.warmup < 0 or self.refractory < 0:
+            raise ValueError("season_bins >= 1, squash > 0 and season, warmup, refractory >= 0 are required")
 
 
 class _Ew:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from anomaly.metric import StreamDetector, score_series, to_seconds
+from anomaly.metric import DetectorParams, StreamDetector, score_series, to_seconds
 from anomaly.nab import LabelledFile, probation, read_series, score_corpus, window_rows
 from tests.support.servers import FIXTURES, revwatch_cmd
 
@@ -161,6 +161,8 @@ def test_detector_on_odd_input():
         score_series([1, 2, 3], timestamps=minutes(2))
     with pytest.raises(ValueError):
         to_seconds("yesterday")
+    with pytest.raises(ValueError, match="alpha_short"):
+        DetectorParams(alpha_short=0)
 
 
 def test_detector_on_a_real_nab_series():
