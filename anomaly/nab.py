@@ -9,9 +9,11 @@ about 0 at its right edge; a window without detection costs `−fnWeight`. A det
 corpus (the one maximising the summed raw score); the normalised score is `100 · (raw − null) / (perfect − null)`
 with null = never detecting (`−fnWeight` per window) and perfect = `tpWeight` per window.
 
-The threshold sweep is exact over every distinct score value and vectorised: per window the first detecting row
-for a threshold is a binary search in the window's running maximum; false positives are a cumulative sum over
-rows sorted by score.
+The threshold sweep is exact over every distinct score value, like NAB's sweeper (nab/sweeper.py,
+calcScoreByThreshold): the corpus' rows sorted by descending score, cumulative sums over them. (An earlier version
+swept 4,000 score quantiles only, which missed the best threshold by up to 0.8 points.) A window lying wholly in
+the probationary rows costs −fnWeight in both the detector's sum and the null sum here, where NAB leaves it out of
+both: the normalised score is the same.
 """
 from __future__ import annotations
 
@@ -47,96 +49,78 @@ class LabelledFile:
     scores: np.ndarray
     windows: list[tuple[int, int]]
 
-    def prepared(self) -> "_Prepared":
-        return _Prepared(self)
-
-
-class _Prepared:
-    """Per-file arrays that make the sweep over thresholds cheap."""
-
-    def __init__(self, f: LabelledFile):
-        n = len(f.scores)
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scored (non-probationary) rows: (score, window number or −1, sweep value). The sweep value of a row
+        in a window is its true-positive worth σ̃(y)/σ̃(−1) (before tpWeight); outside windows it is σ̃ of its
+        distance past the preceding window (before fpWeight), −1 if no window precedes it."""
+        s = np.asarray(self.scores, dtype=float)
+        n = len(s)
+        window = np.full(n, -1)
+        value = np.full(n, -1.0)
+        prev: tuple[int, int] | None = None              # (right edge, width) of the last window passed
+        k = 0
+        for left, right in sorted(self.windows):
+            width = right - left + 1
+            if prev is not None:                         # rows between the previous window and this one
+                j = np.arange(prev[0] + 1, left)
+                value[j] = [scaled_sigmoid(abs(prev[0] - i) / float(max(prev[1] - 1, 1))) for i in j]
+            j = np.arange(left, right + 1)
+            window[j] = k
+            value[j] = [scaled_sigmoid(-(right - i + 1) / width) / scaled_sigmoid(-1.0) for i in j]
+            prev, k = (right, width), k + 1
+        if prev is not None:
+            j = np.arange(prev[0] + 1, n)
+            value[j] = [scaled_sigmoid(abs(prev[0] - i) / float(max(prev[1] - 1, 1))) for i in j]
         start = probation(n)
-        s = np.asarray(f.scores, dtype=float)
-        in_window = np.zeros(n, dtype=bool)
-        fp_value = np.full(n, -1.0)               # σ̃ per row outside windows (before the fpWeight)
-        self.windows = []
-        prev_right: int | None = None
-        prev_width = 0
-        w_iter = iter(sorted(f.windows))
-        nxt = next(w_iter, None)
-        i = 0
-        while i < n:
-            if nxt is not None and i == nxt[0]:
-                left, right = nxt
-                width = right - left + 1
-                idx = np.arange(left, right + 1)
-                keep = idx >= start
-                idx = idx[keep]
-                tp = np.array([scaled_sigmoid(-(right - j + 1) / width) for j in idx]) / scaled_sigmoid(-1.0)
-                ws = s[idx] if len(idx) else np.zeros(0)
-                self.windows.append((np.maximum.accumulate(ws) if len(ws) else ws, tp))
-                in_window[left:right + 1] = True
-                prev_right, prev_width = right, width
-                i = right + 1
-                nxt = next(w_iter, None)
-                continue
-            if prev_right is not None:
-                fp_value[i] = scaled_sigmoid(abs(prev_right - i) / float(max(prev_width - 1, 1)))
-            i += 1
-        out = ~in_window
-        out[:start] = False
-        order = np.argsort(-s[out], kind="stable")
-        self.fp_scores = s[out][order]
-        self.fp_cum = np.concatenate([[0.0], np.cumsum(fp_value[out][order])])
-
-    def raw(self, thresholds: np.ndarray, tp_w: float, fp_w: float, fn_w: float) -> tuple[np.ndarray, ...]:
-        """(raw score, TP, FP, FN) for each threshold (descending or any order)."""
-        # false positives: rows with score >= th among the descending-sorted outside rows
-        k = np.searchsorted(-self.fp_scores, -thresholds, side="right")
-        fp_sum = self.fp_cum[k]
-        total = fp_w * fp_sum
-        tps = np.zeros(len(thresholds))
-        fns = np.zeros(len(thresholds))
-        for runmax, tp in self.windows:
-            if len(runmax) == 0:
-                fns += 1
-                total = total - fn_w
-                continue
-            j = np.searchsorted(runmax, thresholds, side="left")       # first row whose running max >= th
-            hit = j < len(runmax)
-            total = total + np.where(hit, tp_w * tp[np.minimum(j, len(tp) - 1)], -fn_w)
-            tps += hit
-            fns += ~hit
-        return total, tps, k.astype(float), fns
+        return s[start:], window[start:], value[start:]
 
 
-def score_corpus(files: list[LabelledFile], thresholds: np.ndarray | None = None) -> dict[str, dict]:
-    """Normalised NAB score per profile with its best threshold, and the counts at that threshold."""
-    prepared = [f.prepared() for f in files]
-    if thresholds is None:
-        allscores = np.unique(np.concatenate([np.asarray(f.scores, float) for f in files]))
-        if len(allscores) > 4000:                      # exact enough: every quantile step of 1/4000
-            allscores = np.unique(np.quantile(allscores, np.linspace(0, 1, 4001)))
-        thresholds = np.concatenate([allscores, [np.inf]])
-    n_windows = sum(len(f.windows) for f in files)
+def score_corpus(files: list[LabelledFile]) -> dict[str, dict]:
+    """Normalised NAB score per profile with its best threshold, and the counts at that threshold.
+
+    Exact sweep over every distinct score, as NAB's sweeper does: rows of the whole corpus sorted by descending
+    score; lowering the threshold past a row adds its fpWeight·σ̃ when it is outside every window, or raises its
+    window's worth to max(worth so far, row's worth) (the earliest detection in a window is the most valuable one,
+    so this is "the first detection counts"); a window with no row at or above the threshold costs −fnWeight. The
+    threshold reported is the lowest score still detecting (rows with score >= threshold detect)."""
+    scores, windows, values = [], [], []
+    n_windows = 0
+    for f in files:
+        s, w, v = f.rows()
+        scores.append(s)
+        windows.append(np.where(w >= 0, w + n_windows, -1))
+        values.append(v)
+        n_windows += len(f.windows)
+    s = np.concatenate(scores) if scores else np.zeros(0)
+    w = np.concatenate(windows) if windows else np.zeros(0, dtype=int)
+    v = np.concatenate(values) if values else np.zeros(0)
+    order = np.argsort(-s, kind="stable")
+    s, w, v = s[order], w[order], v[order]
+    outside = w < 0
+    fp_sum = np.cumsum(np.where(outside, v, 0.0))
+    fp_count = np.cumsum(outside)
+    gain = np.zeros(len(s))                      # rise of the rows' windows' worth when the row starts detecting
+    first = np.zeros(len(s))                     # 1 where a window gets its first detecting row
+    best: dict[int, float] = {}
+    for i in np.nonzero(~outside)[0]:
+        k, x = int(w[i]), float(v[i])
+        b = best.get(k)
+        if b is None:
+            best[k], gain[i], first[i] = x, x, 1.0
+        elif x > b:
+            best[k], gain[i] = x, x - b
+    tp_sum, tp_count = np.cumsum(gain), np.cumsum(first)
+    last = np.nonzero(np.r_[s[1:] != s[:-1], True])[0] if len(s) else np.zeros(0, dtype=int)
     out = {}
-    for name, w in PROFILES.items():
-        total = np.zeros(len(thresholds))
-        tp = np.zeros(len(thresholds))
-        fp = np.zeros(len(thresholds))
-        fn = np.zeros(len(thresholds))
-        for p in prepared:
-            r, a, b, c = p.raw(thresholds, w["tp"], w["fp"], w["fn"])
-            total += r
-            tp += a
-            fp += b
-            fn += c
-        best = int(np.argmax(total))
-        null, perfect = -w["fn"] * n_windows, w["tp"] * n_windows
-        out[name] = {"score": round(100 * (total[best] - null) / (perfect - null), 2),
-                     "threshold": float(thresholds[best]), "tp": int(tp[best]), "fp": int(fp[best]),
-                     "fn": int(fn[best])}
+    for name, wt in PROFILES.items():
+        raw = wt["tp"] * tp_sum[last] + wt["fp"] * fp_sum[last] - wt["fn"] * (n_windows - tp_count[last])
+        raw = np.r_[-wt["fn"] * n_windows, raw]      # first entry: a threshold above every score
+        b = int(np.argmax(raw))
+        null, perfect = -wt["fn"] * n_windows, wt["tp"] * n_windows
+        tp = int(tp_count[last[b - 1]]) if b else 0
+        out[name] = {"score": round(100 * (float(raw[b]) - null) / (perfect - null), 2) if perfect > null else 0.0,
+                     "threshold": float(s[last[b - 1]]) if b else math.inf, "tp": tp,
+                     "fp": int(fp_count[last[b - 1]]) if b else 0, "fn": n_windows - tp}
     return out
 
 

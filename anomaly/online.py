@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from anomaly.findings import Finding, record
-from anomaly.metric import StreamDetector
+from anomaly.metric import DetectorParams, StreamDetector
 from revwatch.store import Store, StoreError
 
 log = logging.getLogger("revwatch.anomaly.online")
@@ -53,18 +53,18 @@ class MetricWatcher:
     def _detector(self, s: WatchedSeries, labels: str, where: str, params: dict) -> StreamDetector:
         key = (s.name, labels)
         if key not in self.detectors:
-            d = StreamDetector()
+            d = StreamDetector(DetectorParams(alarm=s.alarm))     # one incident, one finding at this level
             mark = self.store.get_state(self._state_key(s, labels))
             if mark:
                 pos = dt.datetime.fromisoformat(mark)
                 rows = self.store.query(f"""
-                    SELECT Value FROM (SELECT Value, Timestamp FROM {self.store.table('samples')}
+                    SELECT Timestamp, Value FROM (SELECT Value, Timestamp FROM {self.store.table('samples')}
                         WHERE {where} AND toJSONString(Labels) = {{labels:String}}
                           AND Timestamp <= {{pos:DateTime64(3, 'UTC')}}
                         ORDER BY Timestamp DESC LIMIT {WARMUP_POINTS}) ORDER BY Timestamp""",
                                         {**params, "labels": labels, "pos": pos}).rows
-                for (v,) in rows:
-                    d.update(float(v))
+                for ts, v in rows:
+                    d.update(float(v), ts)
                 self.positions[key] = pos
             self.detectors[key] = d
         return self.detectors[key]
@@ -89,7 +89,7 @@ class MetricWatcher:
                                             {**params, "labels": labels, **({"pos": pos} if pos else {})}).rows
                     found = []
                     for ts, v in rows:
-                        score = d.update(float(v))
+                        score = d.update(float(v), ts)
                         fed += 1
                         if score >= s.alarm:
                             found.append(Finding(KIND, f"{s.name}|{labels}|{ts.isoformat()}", s.name, round(score, 4),

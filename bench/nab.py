@@ -1,11 +1,14 @@
 """The metric anomaly detector (anomaly.metric) on the Numenta Anomaly Benchmark, scored with NAB's rules
 (anomaly.nab, our implementation), all three profiles beside NAB's published scoreboard.
 
-    python bench/nab.py [--data DIR] [--compare] [--jobs 2]
+    python bench/nab.py [--data DIR] [--compare | --split] [--jobs 2]
 
 The corpus is looked for in --data, $REVWATCH_NAB_DIR, then ../shared/data/nab from the repository (and from its
 parent, for a worktree); without it the benchmark says so and exits 0. `--compare` also scores the variants the
-default was chosen against, so the choice can be re-checked.
+default was chosen against, so the choice can be re-checked. `--split` is an overfitting check: the files are split
+in two halves (alternate files in name order, so every category is in both), each variant is scored on each half
+(one threshold per half, as NAB does per corpus), and the variant best on one half is reported on the other.
+The detector gets each row's timestamp (its seasonal term needs them), as the CLI and the server give it.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,14 +36,33 @@ PUBLISHED = [("ARTime", 74.9, None, None), ("Numenta HTM", 70.5, 62.6, 75.2), ("
              ("Twitter ADVec", 47.1, 33.6, 53.5), ("Windowed Gaussian", 39.6, 20.9, 47.4),
              ("Etsy Skyline", 35.7, 27.1, 44.5), ("Bayesian Changepoint", 17.7, 3.2, 32.2),
              ("Random", 11.0, 1.2, 19.5), ("Null", 0.0, 0.0, 0.0)]
-VARIANTS = {"default (surprise, refractory 400)": {},
-            "with likelihood": {"likelihood": True},
-            "surprise weighted by its rank": {"rank": 1000},
-            "no step z-score": {"use_step": False},
-            "no refractory period": {"refractory": 0},
-            "refractory 250": {"refractory": 250},
-            "level alpha 0.002": {"alpha": 0.002},
-            "level alpha 0.0002": {"alpha": 0.0002}}
+DEFAULT = "default (shift + seasonal + spatial)"
+# (name, DetectorParams overrides, timestamps given)
+VARIANTS: dict[str, tuple[dict, bool]] = {
+    DEFAULT: ({}, True),
+    "previous default (point z, no spatial)": ({"point": True, "spatial_tolerance": -1, "season": 0, "warmup": 50,
+                                                "alarm": 0.55, "squash": 3.0}, False),
+    "point z + HTM's spatial rule": ({"point": True, "spatial_z": 0, "season": 0, "warmup": 50, "alarm": 0.55,
+                                      "squash": 3.0}, False),
+    "no timestamps (no seasonal term)": ({}, False),
+    "no spatial rule": ({"spatial_tolerance": -1}, True),
+    "spatial rule ungated (HTM's)": ({"spatial_z": 0}, True),
+    "spatial rule gated by value z >= 4 only": ({"spatial_shift": float("inf")}, True),
+    "spatial tolerance 0.02": ({"spatial_tolerance": 0.02}, True),
+    "no refractory period": ({"refractory": 0}, True),
+    "refractory 250": ({"refractory": 250}, True),
+    "refractory 600": ({"refractory": 600}, True),
+    "margin 0.05": ({"margin": 0.05}, True),
+    "short mean alpha 0.1": ({"alpha_short": 0.1}, True),
+    "short mean alpha 0.2": ({"alpha_short": 0.2}, True),
+    "long alpha 0.0002": ({"alpha": 0.0002}, True),
+    "long alpha 0.002": ({"alpha": 0.002}, True),
+    "seasonal weight 0.7": ({"season_weight": 0.7}, True),
+    "seasonal weight 1.0": ({"season_weight": 1.0}, True),
+    "squash 1.75 (alarm 0.8 at shift 7)": ({"squash": 1.75}, True),
+    "squash 2.0 (alarm 0.8 at shift 8)": ({"squash": 2.0}, True),
+    "squash 3, alarm 0.7 (shift 7)": ({"squash": 3.0, "alarm": 0.7}, True),
+    "warmup 50": ({"warmup": 50}, True)}
 
 
 def find_corpus(explicit: str | None) -> Path | None:
@@ -52,23 +75,36 @@ def find_corpus(explicit: str | None) -> Path | None:
 
 
 def _score(args):
-    values, params = args
-    return score_series(values, DetectorParams(**params))
+    values, timestamps, params = args
+    return score_series(values, DetectorParams(**params), timestamps)
 
 
-def run(corpus, params: dict, jobs: int) -> tuple[dict, float]:
+def run(corpus, params: dict, with_time: bool, jobs: int) -> tuple[list[LabelledFile], float]:
+    """Scored files of the corpus and the seconds it took."""
     t0 = time.perf_counter()
     with ProcessPoolExecutor(jobs) as ex:
-        scores = list(ex.map(_score, [(v, params) for _, _, v, _ in corpus]))
+        scores = list(ex.map(_score, [(v, t if with_time else None, params) for _, t, v, _ in corpus]))
     seconds = time.perf_counter() - t0
-    files = [LabelledFile(n, np.array(s), w) for (n, _, _, w), s in zip(corpus, scores)]
-    return score_corpus(files), seconds
+    return [LabelledFile(n, np.array(s), w) for (n, _, _, w), s in zip(corpus, scores)], seconds
+
+
+def split_check(scored: dict[str, list[LabelledFile]]) -> dict:
+    """Standard-profile score of every variant on each half, and the best-on-one-half variant's other-half score."""
+    halves = {"A": slice(0, None, 2), "B": slice(1, None, 2)}
+    table = {name: {h: score_corpus(files[sl])["standard"]["score"] for h, sl in halves.items()}
+             for name, files in scored.items()}
+    chosen = {}
+    for tune, held in (("A", "B"), ("B", "A")):
+        best = max(table, key=lambda n: table[n][tune])
+        chosen[f"chosen on {tune}"] = {"variant": best, tune: table[best][tune], f"held-out {held}": table[best][held]}
+    return {"halves": table, "chosen": chosen}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data")
     ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--split", action="store_true", help="split-half overfitting check over the variants")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -78,13 +114,17 @@ def main() -> None:
         return
     corpus = load_corpus(root)
     rows = sum(len(v) for _, _, v, _ in corpus)
-    variants = VARIANTS if a.compare else {"default (surprise, refractory 400)": {}}
-    results = {}
-    for name, params in variants.items():
-        res, seconds = run(corpus, params, a.jobs)
-        results[name] = {"profiles": res, "seconds": round(seconds, 2), "us_per_point": round(seconds / rows * 1e6, 2)}
+    variants = VARIANTS if a.compare or a.split else {DEFAULT: VARIANTS[DEFAULT]}
+    results: dict[str, dict[str, Any]] = {}
+    scored: dict[str, list[LabelledFile]] = {}
+    for name, (params, with_time) in variants.items():
+        files, seconds = run(corpus, params, with_time, a.jobs)
+        scored[name] = files
+        results[name] = {"profiles": score_corpus(files), "seconds": round(seconds, 2),
+                         "us_per_point": round(seconds / rows * 1e6, 2)}
+    split = split_check(scored) if a.split else None
     if a.json:
-        print(json.dumps({"files": len(corpus), "rows": rows, "results": results,
+        print(json.dumps({"files": len(corpus), "rows": rows, "results": results, "split": split,
                           "params": dataclasses.asdict(DetectorParams())}, default=float))
         return
     print(f"NAB v1.1: {len(corpus)} series, {rows} points, {sum(len(w) for *_, w in corpus)} windows ({root})")
@@ -99,6 +139,12 @@ def main() -> None:
         std = r["profiles"]["standard"]
         print(f"{n}: threshold {std['threshold']:.4f}, TP {std['tp']}, FP {std['fp']}, FN {std['fn']} (standard); "
               f"{r['us_per_point']} µs per point with {a.jobs} processes")
+    if split:
+        print("split-half check (standard profile; A = files 1, 3, 5, … in name order, B = files 2, 4, 6, …):")
+        for n, h in split["halves"].items():
+            print(f"  {n:42} A {h['A']:6.1f}  B {h['B']:6.1f}")
+        for k, c in split["chosen"].items():
+            print(f"  {k}: {c['variant']} → " + ", ".join(f"{h} {v:.1f}" for h, v in c.items() if h != "variant"))
 
 
 if __name__ == "__main__":

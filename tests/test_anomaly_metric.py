@@ -1,17 +1,20 @@
 """The causal metric detector, NAB scoring (hand-computed cases and a real NAB series), and
 `revwatch anomaly series` offline."""
 import csv
+import datetime as dt
 import json
+import math
 
 import numpy as np
 import pytest
 
-from anomaly.metric import StreamDetector, score_series
+from anomaly.metric import DetectorParams, StreamDetector, score_series, to_seconds
 from anomaly.nab import LabelledFile, probation, read_series, score_corpus, window_rows
 from tests.support.servers import FIXTURES, revwatch_cmd
 
 NAB = FIXTURES / "nab"
 SERIES = NAB / "ec2_request_latency_system_failure.csv"
+ALARM = 0.8                                          # the online watcher's default alarm level
 
 
 def one_file(scores, windows):
@@ -47,18 +50,119 @@ def test_nab_scoring_by_hand():
     assert score_corpus(one_file(two_in_window, [window]))["standard"]["score"] == 100
 
 
-def test_detector_is_causal_bounded_and_finds_a_spike():
-    rng = np.random.default_rng(3)
-    x = 100 + rng.normal(0, 1, 3000)
+def test_nab_threshold_sweep_is_exact():
+    """Regression: the sweep once tried 4,000 score quantiles only and could miss the best threshold (0.8 points
+    on NAB); NAB's sweeper tries every distinct score."""
+    rng = np.random.default_rng(7)
+    n, window = 12000, (11000, 11099)
+    scores = rng.uniform(0, 0.9, n)                  # ~11,000 distinct scores below the window's detection
+    scores[window[0]:] = 0
+    scores[window[0]] = 0.9001                       # detected at the window's first row: worth exactly tpWeight
+    scores[[1000, 2000, 3000]] = [0.95, 0.96, 0.99]  # three false positives before the window: −fpWeight each
+    res = score_corpus(one_file(scores, [window]))["standard"]
+    assert res["threshold"] == 0.9001 and (res["tp"], res["fp"], res["fn"]) == (1, 3, 0)
+    assert res["score"] == pytest.approx(100 * (1 - 3 * 0.11 + 1) / 2, abs=1e-9)
+
+
+def test_nab_one_threshold_over_the_corpus():
+    """The threshold is chosen once for all files: here detecting file b's window (score 0.6) would also fire file
+    a's four false positives at 0.7, which costs less than the window is worth: both windows are found."""
+    n = 1000
+    a = np.zeros(n)
+    a[500] = 0.9                                     # window (500, 599) at its first row
+    a[[200, 250, 300, 350]] = 0.7                    # before any window: −0.11 each
+    b = np.zeros(n)
+    b[550] = 0.6                                     # window (500, 599), y = −0.5: 0.848283 / 0.986614 = 0.859793
+    files = [LabelledFile("a", a, [(500, 599)]), LabelledFile("b", b, [(500, 599)])]
+    res = score_corpus(files)["standard"]
+    assert res["threshold"] == 0.6 and (res["tp"], res["fp"], res["fn"]) == (2, 4, 0)
+    assert res["score"] == pytest.approx(100 * (1 + 0.859793 - 0.44 + 2) / 4, abs=0.01)
+
+
+def noise(seed: int, n: int = 5000) -> np.ndarray:
+    return 100 + np.random.default_rng(seed).normal(0, 1, n)
+
+
+def minutes(n: int, step: int = 5) -> list[dt.datetime]:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    return [t0 + dt.timedelta(minutes=step * i) for i in range(n)]
+
+
+def test_detector_finds_a_spike_and_a_level_shift_at_once():
+    x = noise(3, 3000)
     x[2000] += 25
-    full = score_series(x)
-    assert score_series(x[:2100]) == full[:2100]             # a point's score never depends on later points
-    assert all(0 <= s <= 1 for s in full)
-    assert int(np.argmax(full)) == 2000 and full[2000] > 0.8
-    assert max(full[100:1990]) < full[2000] * 0.8
-    assert max(score_series(np.full(500, 7.0))) == 0        # a flat line is never anomalous
+    s = score_series(x)
+    assert all(0 <= v <= 1 for v in s) and s[2000] == 1.0          # beyond the range seen so far
+    assert max(s[:2000]) < ALARM and max(s[2001:2400]) < ALARM     # one point, one alarm
+    y = noise(4, 3000)
+    y[2000:] += 4                                                   # a lasting shift of 4 standard deviations
+    s = score_series(y)
+    first = next(i for i, v in enumerate(s) if v >= ALARM)
+    assert 2000 <= first <= 2010 and max(s[:2000]) < ALARM
+
+
+def test_noise_alarms_only_on_far_out_values():
+    """On Gaussian noise the shift never alarms; a new extreme alarms only when it is itself ≥ 4 standard deviations
+    out (about one in 16,000 points), not for the ~3σ records noise keeps setting early on."""
+    alarms = 0
+    for seed in range(10):
+        x = noise(seed)
+        for v, s in zip(x, score_series(x)):
+            if s >= ALARM:
+                assert abs(v - 100) >= 4
+                alarms += 1
+    assert alarms <= 5                               # 50,000 points
+
+
+def test_a_broken_daily_pattern_needs_the_timestamps():
+    n = 288 * 14                                     # two weeks of 5-minute points with a daily cycle
+    ts = minutes(n)
+    x = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / 288) + np.random.default_rng(5).normal(0, 1, n)
+    flat = x.copy()
+    flat[288 * 10:288 * 11] = 50 + np.random.default_rng(6).normal(0, 1, 288)    # day 10: no cycle
+    normal = score_series(x, timestamps=ts)
+    assert max(normal[288 * 2:]) < ALARM            # after the first days, the cycle itself is not anomalous
+    broken = score_series(flat, timestamps=ts)
+    assert max(broken[288 * 10:288 * 11]) >= ALARM and max(broken[288 * 2:288 * 10]) < ALARM
+    assert max(score_series(flat)[288 * 10:288 * 11]) < ALARM   # at the mean level: invisible without yesterday
+
+
+def test_detector_is_causal():
+    x = noise(8, 4000)
+    x[1500:1600] += 6
+    x[3000] -= 30
+    ts = minutes(len(x))
+    full = score_series(x, timestamps=ts)
+    for k in (1, 151, 1550, 3001):                   # a point's score never depends on later points
+        assert score_series(x[:k], timestamps=ts[:k]) == full[:k]
     d = StreamDetector()
-    assert d.update(float("nan")) == 0 and d.update(1.0) == 0   # a bad value is skipped, not fatal
+    assert [d.update(float(v), t) for v, t in zip(x, ts)] == full        # online = offline
+
+
+def test_detector_on_odd_input():
+    assert score_series([]) == [] and score_series([5.0]) == [0.0]
+    assert max(score_series(np.full(2000, 7.0))) == 0                        # a flat line is never anomalous
+    step = np.r_[np.full(1000, 7.0), np.full(100, 9.0)]
+    assert score_series(step)[1000] > 0.99                                 # … until it moves
+    x = noise(9, 1000)
+    with_gaps = np.insert(x, [300, 600, 600], [np.nan, np.inf, -np.inf])
+    kept = [s for v, s in zip(with_gaps, score_series(with_gaps)) if np.isfinite(v)]
+    assert kept == score_series(x)                   # a non-finite value is skipped: score 0, state unchanged
+    huge = np.r_[noise(10, 500), [1e300, -1e300, 1e308, -1e308], noise(11, 2000)]
+    huge[1504:] += 6                                 # the detector still works after absurd values
+    s = score_series(huge)
+    assert all(math.isfinite(v) and 0 <= v <= 1 for v in s) and s[500] == 1.0
+    assert max(s[804:1504]) < ALARM and max(s[1504:1520]) >= ALARM
+    absurd_first = score_series(np.r_[[1e308], noise(12, 1000)])
+    assert max(absurd_first[300:]) < ALARM         # it starts again rather than stay stuck on the first value
+    d = StreamDetector()
+    assert d.update(1.0, "2026-01-02T00:00:00Z") == 0 and d.update(2.0, "2026-01-01T00:00:00Z") == 0  # back in time
+    with pytest.raises(ValueError, match="2 timestamps for 3 values"):
+        score_series([1, 2, 3], timestamps=minutes(2))
+    with pytest.raises(ValueError):
+        to_seconds("yesterday")
+    with pytest.raises(ValueError, match="alpha_short"):
+        DetectorParams(alpha_short=0)
 
 
 def test_detector_on_a_real_nab_series():
@@ -66,7 +170,7 @@ def test_detector_on_a_real_nab_series():
     ts, values = read_series(SERIES)
     rows = window_rows(ts, next(iter(windows.values())))
     assert len(rows) == 3 and all(a < b for a, b in rows)
-    res = score_corpus([LabelledFile("ec2", np.array(score_series(values)), rows)])
+    res = score_corpus([LabelledFile("ec2", np.array(score_series(values, timestamps=ts)), rows)])
     assert res["standard"]["tp"] >= 2 and res["standard"]["score"] > 50, res
 
 
@@ -79,12 +183,12 @@ def test_cli_series_offline(tmp_path):
     r = revwatch_cmd("anomaly", "series", str(SERIES), str(flat), "-o", str(out), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert [p["rows"] for p in report] == [4032, 60]
+    assert [p["rows"] for p in report] == [4032, 60] and [p["seasonal"] for p in report] == [True, True]
     with open(out / "ec2_request_latency_system_failure.csv") as fh:
         rows = list(csv.DictReader(fh))
     ts, values = read_series(SERIES)
     assert [r["timestamp"] for r in rows] == ts and [float(r["value"]) for r in rows] == values.tolist()
-    assert [float(r["anomaly_score"]) for r in rows] == pytest.approx(score_series(values), abs=1e-6)
+    assert [float(r["anomaly_score"]) for r in rows] == pytest.approx(score_series(values, timestamps=ts), abs=1e-6)
     assert all(0 <= float(r["anomaly_score"]) <= 1 for r in rows)
     r = revwatch_cmd("anomaly", "series", str(bad), "-o", str(out))
     assert r.returncode == 2 and "bad.csv:3" in r.stderr and "Traceback" not in r.stderr
@@ -93,7 +197,6 @@ def test_cli_series_offline(tmp_path):
 
 
 def test_online_watch_of_a_configured_series_survives_restart(store, make_config):
-    import datetime as dt
     from anomaly.findings import list_findings
     from anomaly.online import MetricWatcher, WatchedSeries
     cfg = make_config({"anomaly": {"metric_interval": "30s", "metric_series": [
@@ -120,5 +223,5 @@ def test_online_watch_of_a_configured_series_survives_restart(store, make_config
     hit = [i for i in items if i["details"]["at"].startswith((t0 + dt.timedelta(minutes=1000)).isoformat()[:16])]
     assert hit and hit[0]["details"]["value"] == "400" and "queue=orders" in hit[0]["reasons"][0]
     assert len(items) <= 3                                      # noise does not alarm
-    expected = score_series(values)                             # online scores = offline scores
+    expected = score_series(values, timestamps=[t0 + dt.timedelta(minutes=i) for i in range(1200)])  # online = offline
     assert hit[0]["score"] == pytest.approx(expected[1000], abs=1e-4)

@@ -84,7 +84,7 @@ def anomaly_series(files: List[Path] = typer.Argument(..., help="CSV files with 
                    as_json: bool = JsonOpt):
     """Score series offline with the causal metric detector (no server or store needed)."""
     from anomaly.series import SeriesError, read_csv, write_scored
-    from anomaly.metric import score_series
+    from anomaly.metric import score_series, to_seconds
     loaded = []
     for f in files:                                  # read everything first: a bad file writes nothing
         try:
@@ -97,7 +97,11 @@ def anomaly_series(files: List[Path] = typer.Argument(..., help="CSV files with 
         fail(f"-o {output}: {e.strerror or e}")
     report = []
     for f, timestamps, values in loaded:
-        scores = score_series(values)
+        try:                                         # timestamps turn the seasonal (daily) term on
+            seconds: list[float] | None = [to_seconds(t) for t in timestamps]
+        except (ValueError, OverflowError):
+            seconds = None
+        scores = score_series(values, timestamps=seconds)
         target = output / f"{f.stem}.csv"
         try:
             write_scored(target, timestamps, values, scores)
@@ -106,10 +110,12 @@ def anomaly_series(files: List[Path] = typer.Argument(..., help="CSV files with 
         top = max(range(len(scores)), key=scores.__getitem__) if scores else None
         report.append({"file": str(f), "output": str(target), "rows": len(values),
                        "max_score": round(scores[top], 4) if top is not None else None,
-                       "max_at": timestamps[top] if top is not None else None})
+                       "max_at": timestamps[top] if top is not None else None,
+                       "seasonal": seconds is not None})
     if as_json:
         print(json.dumps(report))
     else:
         for r in report:
+            note = "" if r["seasonal"] else "; timestamps not ISO-8601: no daily term"
             out.print(f"{r['file']}: {r['rows']} rows → {r['output']} (highest score {r['max_score']} at "
-                      f"{r['max_at']})", markup=False)
+                      f"{r['max_at']}{note})", markup=False)
