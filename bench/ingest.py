@@ -177,7 +177,8 @@ def main() -> None:
     print(f"spans: {a.spans / spans_s:,.0f} spans/s end-to-end (acknowledged at {a.spans / acked_spans:,.0f}/s; "
           f"{stored:,} stored); raw insert {a.spans / raw_spans_s:,.0f} spans/s; "
           f"ratio {raw_spans_s / spans_s:.2f} (target ≥ 0.5: {'met' if raw_spans_s / spans_s >= 0.5 else 'NOT met'})")
-    print(f"events: {a.events / events_s:,.0f} events/s end-to-end (acknowledged at {a.events / acked_events:,.0f}/s); raw insert {a.events / raw_events_s:,.0f} "
+    print(f"events: {a.events / events_s:,.0f} events/s end-to-end (acknowledged at {a.events / acked_events:,.0f}/s); "
+          f"raw insert {a.events / raw_events_s:,.0f} "
           f"events/s; ratio {raw_events_s / events_s:.2f} "
           f"(target ≥ 0.5: {'met' if raw_events_s / events_s >= 0.5 else 'NOT met'})")
     total = t_decode + t_spool + t_insert

@@ -2,7 +2,10 @@
 
 Matrix: 1-event and 10-event `POST /api/v1/events` requests from 20 / 100 / 500 concurrent keep-alive clients,
 without and with 10 concurrent readers (journey lookups and SLO reads), on an empty store and on a store holding
-`--stored` events. Every cell runs `--seconds` seconds and prints requests/s, p50/p99 latency and non-2xx counts.
+`--stored` events. Every cell prints requests/s, p50/p99 latency and non-2xx counts; alone and with readers are
+measured interleaved (alone, readers, alone, readers, alone; `--seconds` / 2 each) so that drift while the store
+grows does not bias their ratio. `--read-rate` sets `server.reads_per_second_under_ingest` (0 = reads are never
+rationed).
 
 The client is a minimal asyncio HTTP/1.1 keep-alive client (one connection per simulated client, no pipelining),
 so the client is not what is measured: its own ceiling is printed first, against a trivial asyncio endpoint
@@ -109,7 +112,20 @@ async def load(host: str, port: int, clients: int, seconds: float, make_request,
     ok = sum(v for k, v in codes.items() if 200 <= k < 300)
     lat.sort()
     return {"rps": ok / elapsed, "p50": lat[len(lat) // 2] * 1000 if lat else 0,
-            "p99": lat[int(len(lat) * 0.99)] * 1000 if lat else 0, "codes": codes, "reads_s": reads[0] / elapsed}
+            "p99": lat[int(len(lat) * 0.99)] * 1000 if lat else 0, "codes": codes, "reads_s": reads[0] / elapsed,
+            "lat": lat}
+
+
+def merge_runs(runs: list[dict]) -> dict:
+    """Several runs of one cell as one: mean rates, latency percentiles over every request, summed codes."""
+    lat = sorted(x for r in runs for x in r["lat"])
+    codes: dict[int, int] = {}
+    for r in runs:
+        for k, v in r["codes"].items():
+            codes[k] = codes.get(k, 0) + v
+    return {"rps": sum(r["rps"] for r in runs) / len(runs), "reads_s": sum(r["reads_s"] for r in runs) / len(runs),
+            "p50": lat[len(lat) // 2] * 1000 if lat else 0, "p99": lat[int(len(lat) * 0.99)] * 1000 if lat else 0,
+            "codes": codes, "lat": lat}
 
 
 # -- a trivial endpoint: the client's own ceiling ----------------------------------------------------------------
@@ -188,6 +204,8 @@ def main() -> None:
     ap.add_argument("--stored", type=int, default=2_000_000)
     ap.add_argument("--clients", default="20,100,500")
     ap.add_argument("--sizes", default="1,10")
+    ap.add_argument("--read-rate", type=float, default=None, help="server.reads_per_second_under_ingest "
+                                                                    "(default: the server's)")
     a = ap.parse_args()
     clients = [int(x) for x in a.clients.split(",")]
     sizes = [int(x) for x in a.sizes.split(",")]
@@ -211,7 +229,8 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="rw-bench-small-"))
         cfg = write_config(tmp, port, "journeys: {p2p: {start: payment.settled, end: payment.posted}}\n"
                                       "slos:\n  - {name: pp, journey: p2p, objective: 0.99, window: 1d, "
-                                      "sli: {kind: journey_latency, threshold: 15m}}\n")
+                                      "sli: {kind: journey_latency, threshold: 15m}}\n",
+                           "" if a.read_rate is None else f", reads_per_second_under_ingest: {a.read_rate}")
         keys = {s: create_key(cfg, s) for s in ("ingest", "read")}
         if stored:
             took = fill_store(f"chdb://{tmp}/data", stored)
@@ -236,13 +255,18 @@ def main() -> None:
 
             for size in sizes:
                 for c in clients:
-                    for readers in (0, 10):
-                        tag = f"{stored}-{size}-{c}-{readers}"
+                    tag = f"{stored}-{size}-{c}"
 
-                        def make(i, n, size=size, tag=tag, ing=ing):
-                            return raw_request("POST", "/api/v1/events", host,
-                                               events_body(size, f"s{tag}-{i}-{n}"), ing)
-                        r = asyncio.run(load(host, port, c, a.seconds, make, readers, make_read))
+                    def make(i, n, size=size, tag=tag, ing=ing):
+                        return raw_request("POST", "/api/v1/events", host,
+                                           events_body(size, f"s{tag}-{i}-{n}-{time.monotonic_ns()}"), ing)
+                    # Interleaved A B A B A (alone / with readers, --seconds / 2 each): the store grows and merges
+                    # during the run, so back-to-back cells drift; the runs with readers are compared with the
+                    # runs alone around them.
+                    runs = [asyncio.run(load(host, port, c, a.seconds / 2, make, readers, make_read))
+                            for readers in (0, 10, 0, 10, 0)]
+                    for readers, picked in ((0, runs[0::2]), (10, runs[1::2])):
+                        r = merge_runs(picked)
                         results[(stored, size, c, readers)] = r
                         other = {k: v for k, v in r["codes"].items() if not 200 <= k < 300}
                         print(f"{size:>2}-event requests, {c:>3} clients, {readers:>2} readers: "

@@ -116,6 +116,7 @@ def _otlp_error(status: int, message: str, json_body: bool, headers: dict | None
 async def post_traces(request: Request) -> Response:
     """OTLP/HTTP trace export (protobuf or JSON, optionally gzip)."""
     ctx = ctx_of(request)
+    ctx.priority.note_ingest()
     media = _media_type(request)
     json_body = media in JSON_TYPES
     if media not in PROTOBUF_TYPES + JSON_TYPES:
@@ -181,6 +182,7 @@ async def post_events(request: Request) -> JSONResponse:
     Admission is bounded (429 + Retry-After); the body is validated and spooled off the event loop, a chunk of
     items at a time, so neither the loop nor memory grow with one request's size."""
     ctx = ctx_of(request)
+    ctx.priority.note_ingest()
     media = _media_type(request)
     if media and media not in _EVENT_TYPES:
         raise ApiError(415, f"unsupported Content-Type {media!r}: use application/json or application/x-ndjson",

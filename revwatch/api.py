@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from revwatch.auth import ApiKey, KeyStore, allows
 from revwatch.config import Config
 from revwatch.metrics import Metrics
+from revwatch.priority import IngestFirst
 from revwatch.store import Store, StoreBusy, StoreError
 from revwatch.units import parse_instant
 
@@ -46,6 +47,7 @@ class AppContext:
     store: Store
     keys: KeyStore
     metrics: Metrics
+    priority: IngestFirst = field(default_factory=IngestFirst)   # reads yield to ingest under load
     # The services, typed; `revwatch.server.build_context` sets every one before the app serves a request.
     spool: Spool = field(init=False)
     writer: Writer = field(init=False)

@@ -39,6 +39,8 @@ class Metrics:
                                        "(not stored)", registry=r)
         self.store_reads_refused_total = Counter("revwatch_store_reads_refused", "Store reads refused because they "
                                                  "would wait too long (503)", registry=r)
+        self.reads_paced_seconds_total = Counter("revwatch_reads_paced_seconds", "Time reads waited for their "
+                                                 "turn while ingest was busy (revwatch.priority)", registry=r)
         self.request_seconds = Histogram("revwatch_http_request_duration_seconds", "HTTP request latency",
                                          ["route"], registry=r)
 

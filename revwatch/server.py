@@ -28,6 +28,7 @@ from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
 from revwatch.metrics import Metrics
 from revwatch.openapi import install_openapi
+from revwatch.priority import IngestFirst, IngestFirstMiddleware
 from revwatch.store import Store, store_from_config
 from slo import routes as slo_routes
 from slo.engine import SloEngine
@@ -46,7 +47,9 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     """Open the store and create every service the app uses (nothing is started yet)."""
     store = store or store_from_config(cfg)
     metrics = Metrics()
-    ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics)
+    ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics,
+                     priority=IngestFirst(cfg.server.reads_per_second_under_ingest,
+                                          on_paced=metrics.reads_paced_seconds_total.inc))
     ctx.keys.preload()
     ingest = build_ingest(cfg, store, metrics)
     ctx.spool, ctx.writer, ctx.intake = ingest.spool, ingest.writer, ingest.intake
@@ -112,6 +115,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
+    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority)
     install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)

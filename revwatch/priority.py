@@ -1,0 +1,93 @@
+"""Ingest first: while the collector is taking a stream of data, reads yield to it.
+
+Why: everything Python does in one process shares one interpreter lock, and one event loop runs every request. A
+1-event ingest request costs ~0.3 ms of it; a read (routing, auth, a store query, a JSON reply) several times that,
+and a dashboard or a script reading in a loop takes whatever share it can — measured with bench/ingest_small.py,
+ten closed-loop readers took 26-32 % of the 1-event ingest rate. A webhook that is refused or slowed is lost or
+late business data; a read that waits a little is not. So under ingest load reads are rationed.
+
+Rule (only while ingest is busy: at least `busy_rate` ingest requests per second over the last `busy_window`):
+reads run one at a time and at most `read_rate` per second (`server.reads_per_second_under_ingest`, default 25;
+0 turns this off). `/healthz`, `/readyz` and `/metrics` are never held: monitoring must see the truth. With no
+ingest load nothing is rationed. Time spent waiting is counted in `revwatch_reads_paced_seconds_total`.
+
+Why a rate and not a share of time: under load a read's wall time is mostly queueing behind ingest work on the
+event loop (each await point waits its turn), so a time share charges reads for ingest's own work — measured, it
+throttled reads to 5/s while their real cost would allow several times that.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+NEVER_PACED = ("/healthz", "/readyz", "/metrics")
+
+
+class IngestFirst:
+    """Tracks the ingest rate and hands out read turns. Event-loop only (no locks needed but the read turn)."""
+
+    def __init__(self, read_rate: float = 25.0, busy_rate: float = 50.0, busy_window: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic, on_paced: Callable[[float], None] | None = None):
+        if read_rate < 0:
+            raise ValueError("read_rate must be >= 0 (0 turns rationing off)")
+        self.read_rate, self.busy_rate, self.busy_window = read_rate, busy_rate, busy_window
+        self.clock, self.on_paced = clock, on_paced
+        self._bucket_start = clock()
+        self._bucket = 0          # ingest requests in the current window
+        self._last_rate = 0.0     # ingest requests/s over the previous window
+        self._next_read = 0.0
+        self._turn: asyncio.Lock | None = None
+
+    def note_ingest(self) -> None:
+        """An ingest request arrived (called by the collector's routes)."""
+        self._roll()
+        self._bucket += 1
+
+    def _roll(self) -> None:
+        now = self.clock()
+        elapsed = now - self._bucket_start
+        if elapsed >= self.busy_window:
+            # a window with no ingest at all in between means the rate has dropped to zero
+            self._last_rate = self._bucket / elapsed if elapsed < 2 * self.busy_window else 0.0
+            self._bucket, self._bucket_start = 0, now
+
+    def busy(self) -> bool:
+        """Whether ingest ran at `busy_rate` or more over the last full window."""
+        self._roll()
+        return self.read_rate > 0 and self._last_rate >= self.busy_rate
+
+    @contextlib.asynccontextmanager
+    async def read_turn(self) -> AsyncIterator[None]:
+        """Hold a read turn: one read at a time, each starting at least 1 / read_rate after the previous one."""
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        async with self._turn:
+            wait = self._next_read - self.clock()
+            if wait > 0:
+                if self.on_paced:
+                    self.on_paced(wait)
+                await asyncio.sleep(wait)
+            self._next_read = self.clock() + 1 / self.read_rate
+            yield
+
+
+class IngestFirstMiddleware:
+    """ASGI middleware: GET/HEAD requests other than health and metrics take a read turn while ingest is busy."""
+
+    def __init__(self, app: ASGIApp, gate: IngestFirst):
+        self.app, self.gate = app, gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"] in NEVER_PACED
+                or not self.gate.busy()):
+            await self.app(scope, receive, send)
+            return
+        async with self.gate.read_turn():
+            await self.app(scope, receive, send)
