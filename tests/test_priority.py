@@ -1,0 +1,124 @@
+"""Ingest first (revwatch.priority): under ingest load reads are rationed; without it nothing is held."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from revwatch.priority import IngestFirst, IngestFirstMiddleware
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_busy_only_at_the_ingest_rate_and_not_after_it_stops():
+    clock = FakeClock()
+    gate = IngestFirst(read_rate=25, busy_rate=50, busy_window=0.5, clock=clock)
+    for _ in range(10):                       # 20/s: a trickle is not load
+        gate.note_ingest()
+        clock.now += 0.05
+    clock.now += 0.01
+    assert not gate.busy()
+    for _ in range(120):                      # 120/s for a second
+        gate.note_ingest()
+        clock.now += 1 / 120
+    assert gate.busy()
+    clock.now += 1.5                          # ingest stopped: no longer busy
+    assert not gate.busy()
+    off = IngestFirst(read_rate=0, clock=clock)
+    for _ in range(1000):
+        off.note_ingest()
+    clock.now += 0.6
+    assert not off.busy()                     # 0 turns rationing off
+
+
+def _app_with_gate(gate: IngestFirst):
+    """A tiny ASGI app (each GET takes 10 ms and records how many run at once) behind the middleware."""
+    state = {"running": 0, "max_running": 0, "starts": []}
+
+    async def app(scope, receive, send):
+        state["running"] += 1
+        state["max_running"] = max(state["max_running"], state["running"])
+        state["starts"].append((scope["path"], time.monotonic()))
+        await asyncio.sleep(0.01)
+        state["running"] -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+    return IngestFirstMiddleware(app, gate), state
+
+
+def _busy_gate(read_rate: float) -> IngestFirst:
+    gate = IngestFirst(read_rate=read_rate, busy_rate=50, busy_window=0.2)
+    for _ in range(40):
+        gate.note_ingest()
+    time.sleep(0.21)
+    gate.note_ingest()                        # rolls the window: 40 in 0.2 s = 200/s
+    assert gate.busy()
+    return gate
+
+
+async def _get_many(app, paths: list[str], method: str = "GET") -> list[int]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        rs = await asyncio.gather(*[client.request(method, p) for p in paths])
+    return [r.status_code for r in rs]
+
+
+def test_under_ingest_load_reads_run_one_at_a_time_at_the_configured_rate():
+    paced = []
+    gate = _busy_gate(read_rate=20)
+    gate.on_paced = paced.append
+    app, state = _app_with_gate(gate)
+    t0 = time.monotonic()
+    codes = asyncio.run(_get_many(app, [f"/api/v1/slos?i={i}" for i in range(6)]))
+    took = time.monotonic() - t0
+    assert codes == [200] * 6
+    assert state["max_running"] == 1                 # one at a time
+    starts = sorted(t for _, t in state["starts"])
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 1 / 20 - 0.005              # at most 20 per second
+    assert took >= 5 / 20 - 0.01 and sum(paced) > 0.1
+
+
+@pytest.mark.parametrize("path, method", [("/healthz", "GET"), ("/readyz", "GET"), ("/metrics", "GET"),
+                                          ("/api/v1/events", "POST")])
+def test_health_metrics_and_writes_are_never_held(path, method):
+    app, state = _app_with_gate(_busy_gate(read_rate=1))    # one read per second if it were a read
+    t0 = time.monotonic()
+    assert asyncio.run(_get_many(app, [path] * 5, method)) == [200] * 5
+    assert time.monotonic() - t0 < 0.5 and state["max_running"] == 5
+
+
+def test_without_ingest_load_reads_are_not_held():
+    app, state = _app_with_gate(IngestFirst(read_rate=1))
+    t0 = time.monotonic()
+    assert asyncio.run(_get_many(app, ["/api/v1/slos"] * 5)) == [200] * 5
+    assert time.monotonic() - t0 < 0.5 and state["max_running"] == 5
+
+
+def test_the_server_rations_reads_while_events_stream_in(api_factory):
+    """Wired into the app: the events route reports ingest to the gate the reads go through."""
+    api = api_factory("server: {reads_per_second_under_ingest: 2}")
+    ctx = api.ctx
+    for _ in range(120):
+        ctx.priority.note_ingest()                   # what 120 requests to POST /api/v1/events do
+    ctx.priority._bucket_start -= ctx.priority.busy_window          # that window is over
+    r = api.post("/api/v1/events", json=[{"event_id": "p1", "type": "payment.settled", "correlation_id": "c1",
+                                          "occurred_at": "2026-11-23T10:00:00Z", "source": "s"}])
+    assert r.status_code == 200 and ctx.priority.busy()
+    before = ctx.metrics.reads_paced_seconds_total._value.get()
+    for _ in range(3):
+        assert api.get("/api/v1/slos").status_code == 200
+    assert ctx.metrics.reads_paced_seconds_total._value.get() > before   # the 2nd and 3rd read waited their turn
+
+
+def test_a_negative_rate_is_refused():
+    with pytest.raises(ValueError):
+        IngestFirst(read_rate=-1)
