@@ -7,9 +7,10 @@ ten closed-loop readers took 26-32 % of the 1-event ingest rate. A webhook that 
 late business data; a read that waits a little is not. So under ingest load reads are rationed.
 
 Rule (only while ingest is busy: at least `busy_rate` ingest requests per second over the last `busy_window`):
-reads run one at a time and at most `read_rate` per second (`server.reads_per_second_under_ingest`, default 15;
-0 turns this off). `/healthz`, `/readyz` and `/metrics` are never held: monitoring must see the truth. With no
-ingest load nothing is rationed. Time spent waiting is counted in `revwatch_reads_paced_seconds_total`.
+reads run one at a time, at most `read_rate` per second (`server.reads_per_second_under_ingest`, default 15;
+0 turns this off), and their store queries use one thread (`READ_THREADS`). `/healthz`, `/readyz` and `/metrics`
+are never held: monitoring must see the truth. With no ingest load nothing is rationed. Time spent waiting is
+counted in `revwatch_reads_paced_seconds_total`.
 
 Why a rate and not a share of time: under load a read's wall time is mostly queueing behind ingest work on the
 event loop (each await point waits its turn), so a time share charges reads for ingest's own work — measured, it
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping
 
@@ -28,6 +30,10 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 NEVER_PACED = ("/healthz", "/readyz", "/metrics")
+# ClickHouse `max_threads` for the store queries of the current request (None: the store's default). Set to 1 for
+# reads served while ingest is busy, so that one read uses one core, not all of them (`revwatch.store` applies it
+# on the embedded engine; the context is copied into the worker thread that runs the route).
+READ_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("revwatch_read_threads", default=None)
 
 
 class IngestFirst:
@@ -90,4 +96,8 @@ class IngestFirstMiddleware:
             await self.app(scope, receive, send)
             return
         async with self.gate.read_turn():
-            await self.app(scope, receive, send)
+            token = READ_THREADS.set(1)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                READ_THREADS.reset(token)

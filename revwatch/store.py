@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import clickhouse_connect
 
 from revwatch import schema
+from revwatch.priority import READ_THREADS
 
 log = logging.getLogger("revwatch.store")
 
@@ -190,6 +191,9 @@ class Store:
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> QueryResult:
         """Run a SELECT; `{name:Type}` placeholders are bound server-side from `parameters`."""
+        threads = READ_THREADS.get()
+        if threads and self.embedded:          # a read served under ingest load: one core, not all of them
+            settings = {"max_threads": threads, **(settings or {})}
         r = self._call(self._client.query, sql, parameters=parameters, settings=settings)
         return QueryResult(list(r.column_names), [tuple(x) for x in r.result_rows])
 

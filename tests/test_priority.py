@@ -122,3 +122,27 @@ def test_the_server_rations_reads_while_events_stream_in(api_factory):
 def test_a_negative_rate_is_refused():
     with pytest.raises(ValueError):
         IngestFirst(read_rate=-1)
+
+
+def test_reads_under_ingest_load_query_the_store_with_one_thread(api_factory):
+    api = api_factory()
+    ctx = api.ctx
+    seen: list[dict | None] = []
+    real = ctx.store._client.query
+
+    def spy(sql, *a, **kw):
+        if "correlation_ts" in sql:
+            seen.append(kw.get("settings"))
+        return real(sql, *a, **kw)
+    ctx.store._client.query = spy
+    try:
+        assert api.get("/api/v1/journeys/nobody").status_code == 404          # no ingest load: store default
+        for _ in range(120):
+            ctx.priority.note_ingest()
+        ctx.priority._bucket_start -= ctx.priority.busy_window
+        assert ctx.priority.busy()
+        assert api.get("/api/v1/journeys/nobody").status_code == 404          # under load: one thread
+    finally:
+        ctx.store._client.query = real
+    assert len(seen) == 2
+    assert not (seen[0] or {}).get("max_threads") and seen[1]["max_threads"] == 1
