@@ -67,7 +67,7 @@ class ServerConfig(_Model):
     # writer of SLO rollups, anomaly scans, probes), `all` (both). Several collectors + one evaluator share a store.
     role: Literal["all", "collector", "evaluator"] = "all"
     # under ingest load, reads run one at a time and at most this many per second (revwatch.priority); 0 = off
-    reads_per_second_under_ingest: float = Field(15.0, ge=0)
+    reads_per_second_under_ingest: float = Field(10.0, ge=0)
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod

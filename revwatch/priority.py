@@ -7,7 +7,7 @@ ten closed-loop readers took 26-32 % of the 1-event ingest rate. A webhook that 
 late business data; a read that waits a little is not. So under ingest load reads are rationed.
 
 Rule (only while ingest is busy: at least `busy_rate` ingest requests per second over the last `busy_window`):
-reads run one at a time, at most `read_rate` per second (`server.reads_per_second_under_ingest`, default 15;
+reads run one at a time, at most `read_rate` per second (`server.reads_per_second_under_ingest`, default 10;
 0 turns this off), and their store queries use one thread (`READ_THREADS`). `/healthz`, `/readyz` and `/metrics`
 are never held: monitoring must see the truth. With no ingest load nothing is rationed. Time spent waiting is
 counted in `revwatch_reads_paced_seconds_total`.
@@ -39,7 +39,7 @@ READ_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("revwa
 class IngestFirst:
     """Tracks the ingest rate and hands out read turns. Event-loop only (no locks needed but the read turn)."""
 
-    def __init__(self, read_rate: float = 15.0, busy_rate: float = 50.0, busy_window: float = 0.5,
+    def __init__(self, read_rate: float = 10.0, busy_rate: float = 50.0, busy_window: float = 0.5,
                  clock: Callable[[], float] = time.monotonic, on_paced: Callable[[float], None] | None = None):
         if read_rate < 0:
             raise ValueError("read_rate must be >= 0 (0 turns rationing off)")
