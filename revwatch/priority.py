@@ -40,16 +40,18 @@ class IngestFirst:
     """Tracks the ingest rate and hands out read turns. Event-loop only (no locks needed but the read turn)."""
 
     def __init__(self, read_rate: float = 10.0, busy_rate: float = 50.0, busy_window: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic, on_paced: Callable[[float], None] | None = None):
+                 max_hold: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 on_paced: Callable[[float], None] | None = None):
         if read_rate < 0:
             raise ValueError("read_rate must be >= 0 (0 turns rationing off)")
-        self.read_rate, self.busy_rate, self.busy_window = read_rate, busy_rate, busy_window
+        self.read_rate, self.busy_rate, self.busy_window, self.max_hold = read_rate, busy_rate, busy_window, max_hold
         self.clock, self.on_paced = clock, on_paced
         self._bucket_start = clock()
         self._bucket = 0          # ingest requests in the current window
         self._last_rate = 0.0     # ingest requests/s over the previous window
         self._next_read = 0.0
         self._turn: asyncio.Lock | None = None
+        self._running: asyncio.Event | None = None    # set when the read that started last has finished
 
     def note_ingest(self) -> None:
         """An ingest request arrived (called by the collector's routes)."""
@@ -71,17 +73,31 @@ class IngestFirst:
 
     @contextlib.asynccontextmanager
     async def read_turn(self) -> AsyncIterator[None]:
-        """Hold a read turn: one read at a time, each starting at least 1 / read_rate after the previous one."""
+        """Take a read turn: one read at a time, each starting at least 1 / read_rate after the previous one.
+
+        A read that runs longer than `max_hold` stops holding the others back (a slow query must not freeze every
+        page while ingest is busy): the next read may start then, so at most one slow read is overtaken per
+        `max_hold`."""
         if self._turn is None:
             self._turn = asyncio.Lock()
-        async with self._turn:
+        entered = self.clock()
+        async with self._turn:                       # guards the start of reads, in order
+            running = self._running
+            if running is not None and not running.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(running.wait(), self.max_hold)
             wait = self._next_read - self.clock()
             if wait > 0:
-                if self.on_paced:
-                    self.on_paced(wait)
                 await asyncio.sleep(wait)
+            waited = self.clock() - entered
+            if waited > 0 and self.on_paced:
+                self.on_paced(waited)
             self._next_read = self.clock() + 1 / self.read_rate
+            mine = self._running = asyncio.Event()
+        try:
             yield
+        finally:
+            mine.set()
 
 
 class IngestFirstMiddleware:

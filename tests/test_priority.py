@@ -47,15 +47,15 @@ def _app_with_gate(gate: IngestFirst):
         state["running"] += 1
         state["max_running"] = max(state["max_running"], state["running"])
         state["starts"].append((scope["path"], time.monotonic()))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(2.0 if scope["path"] == "/slow" else 0.01)
         state["running"] -= 1
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"ok"})
     return IngestFirstMiddleware(app, gate), state
 
 
-def _busy_gate(read_rate: float) -> IngestFirst:
-    gate = IngestFirst(read_rate=read_rate, busy_rate=50, busy_window=0.2)
+def _busy_gate(read_rate: float, max_hold: float = 1.0) -> IngestFirst:
+    gate = IngestFirst(read_rate=read_rate, busy_rate=50, busy_window=0.2, max_hold=max_hold)
     for _ in range(40):
         gate.note_ingest()
     time.sleep(0.21)
@@ -85,6 +85,24 @@ def test_under_ingest_load_reads_run_one_at_a_time_at_the_configured_rate():
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert min(gaps) >= 1 / 20 - 0.005              # at most 20 per second
     assert took >= 5 / 20 - 0.01 and sum(paced) > 0.1
+
+
+def test_a_slow_read_holds_the_others_back_at_most_max_hold():
+    app, state = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3))
+    done: dict[str, float] = {}
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            t0 = time.monotonic()
+
+            async def get(path, delay):
+                await asyncio.sleep(delay)
+                assert (await client.get(path)).status_code == 200
+                done[path] = time.monotonic() - t0
+            await asyncio.gather(get("/slow", 0), get("/fast", 0.05))
+    asyncio.run(main())
+    assert done["/fast"] < 1.0 < done["/slow"]   # overtook the 2 s read after 0.3 s
 
 
 @pytest.mark.parametrize("path, method", [("/healthz", "GET"), ("/readyz", "GET"), ("/metrics", "GET"),
