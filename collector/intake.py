@@ -188,16 +188,26 @@ class Intake:
 
     async def accept_event_rows_async(self, rows: list[list], indexes: list[int]) -> EventOutcome:
         """`accept_event_rows` for a coroutine on the event loop: the same checks and promise; the spool append is
-        awaited (group-committed by the spool's committer thread), so no worker thread is held per request."""
+        awaited (group-committed by the spool's committer thread), so no worker thread is held per request.
+
+        The claim is settled by the committer when the append's outcome is known, not by this coroutine: if the
+        request is cancelled while its append is queued, the append still lands, and its IDs are then remembered
+        (not marked failed while their bytes are on disk — else a retry would be stored twice and a waiting
+        duplicate told 503 for data that was written)."""
         claim = self._claim_events(rows, indexes)
-        try:
-            if claim.records:
-                await self.spool.append_records_async(claim.records)
-        except BaseException as e:
-            claim.append.error = e
-            raise
-        finally:
+        if not claim.records:
             self._release_events(claim)
+        else:
+            def settle(error: BaseException | None) -> None:
+                claim.append.error = error
+                self._release_events(claim)
+            try:
+                future = self.spool.submit_records(claim.records, on_done=settle)
+            except BaseException as e:                 # refused before queueing: the hook will never run
+                settle(e)
+                raise
+            if future is not None:
+                await future
         for other in claim.waits:                  # rare: the same event ID in two requests at once
             if not other.finished.is_set():
                 await asyncio.to_thread(other.finished.wait)

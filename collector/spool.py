@@ -45,7 +45,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from revwatch.ingest import IngestRefused
 
@@ -143,13 +143,14 @@ def _seg_name(n: int) -> str:
 class _Ticket:
     """One append waiting for the committer: its bytes, and how its caller is told the outcome — a thread blocked
     in `append_records` (done + the condition), or a coroutine awaiting `future` on `loop`."""
-    __slots__ = ("data", "done", "error", "loop", "future")
+    __slots__ = ("data", "done", "error", "loop", "future", "on_done")
 
     def __init__(self, data: bytes, loop: asyncio.AbstractEventLoop | None = None,
-                 future: asyncio.Future | None = None):
+                 future: asyncio.Future | None = None,
+                 on_done: Callable[[SpoolRefused | None], None] | None = None):
         self.data, self.done = data, False
         self.error: SpoolRefused | None = None
-        self.loop, self.future = loop, future
+        self.loop, self.future, self.on_done = loop, future, on_done
 
 
 def _settle_futures(tickets: list[_Ticket]) -> None:
@@ -337,19 +338,31 @@ class Spool:
         """`append_records` for a coroutine: the same promise (returns only after the bytes are synced), but the
         event loop is never blocked — the caller's future is completed by the committer thread. This is what lets
         the ingest route answer hundreds of concurrent 1-event requests without a worker-thread hop each."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        ticket = self._enqueue(b"".join(records), loop, future)
-        if ticket is not None:
+        future = self.submit_records(records)
+        if future is not None:
             await future
 
-    def _enqueue(self, data: bytes, loop: asyncio.AbstractEventLoop | None,
-                 future: asyncio.Future | None) -> _Ticket | None:
+    def submit_records(self, records: list[bytes],
+                       on_done: Callable[[SpoolRefused | None], None] | None = None) -> asyncio.Future | None:
+        """Queue records for the committer from a coroutine; the future (of the running loop) completes once they
+        are synced, or with the refusal. None when there is nothing to write. Raises `SpoolFull` at once when the
+        bound would be passed.
+
+        Once queued, the append happens whatever becomes of the caller (a cancelled request, a closed loop), so
+        whatever must follow its outcome goes in `on_done`: it is called in the committer thread with the outcome
+        (None = synced), before the future completes, exactly once."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        ticket = self._enqueue(b"".join(records), loop, future, on_done)
+        return future if ticket is not None else None
+
+    def _enqueue(self, data: bytes, loop: asyncio.AbstractEventLoop | None, future: asyncio.Future | None,
+                 on_done: Callable[[SpoolRefused | None], None] | None = None) -> _Ticket | None:
         """Queue `data` for the committer (started on first use); None when there is nothing to write. Raises
         `SpoolFull` at once when the bound would be passed."""
         if not data:
             return None
-        ticket = _Ticket(data, loop, future)
+        ticket = _Ticket(data, loop, future, on_done)
         with self._gc:
             if self._closed:
                 raise SpoolUnavailable("the spool is closed")
@@ -380,6 +393,12 @@ class Spool:
             except BaseException as e:                   # never leave a caller waiting for ever
                 log.exception("spool committer failed")
                 error = SpoolUnavailable(f"spool commit failed: {e}")
+            for t in group:                              # outcome hooks first, so they happened when a caller resumes
+                if t.on_done is not None:
+                    try:
+                        t.on_done(error)
+                    except Exception:
+                        log.exception("spool append outcome hook failed")
             by_loop: dict[asyncio.AbstractEventLoop, list[_Ticket]] = {}
             with self._gc:
                 self._queued_bytes -= sum(len(t.data) for t in group)

@@ -3,7 +3,7 @@
 Why: everything Python does in one process shares one interpreter lock, and one event loop runs every request. A
 1-event ingest request costs ~0.3 ms of it; a read (routing, auth, a store query, a JSON reply) several times that,
 and a dashboard or a script reading in a loop takes whatever share it can — measured with bench/ingest_small.py,
-ten closed-loop readers took 26-32 % of the 1-event ingest rate. A webhook that is refused or slowed is lost or
+ten closed-loop readers took 19-26 % of the 1-event ingest rate. A webhook that is refused or slowed is lost or
 late business data; a read that waits a little is not. So under ingest load reads are rationed.
 
 Rule (only while ingest is busy: at least `busy_rate` ingest requests per second over the last `busy_window`):
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping
 
@@ -30,6 +31,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 NEVER_PACED = ("/healthz", "/readyz", "/metrics")
+NEVER_PACED_PREFIXES = ("/ui/static/",)       # the UI's own files: no store work
 # ClickHouse `max_threads` for the store queries of the current request (None: the store's default). Set to 1 for
 # reads served while ingest is busy, so that one read uses one core, not all of them (`revwatch.store` applies it
 # on the embedded engine; the context is copied into the worker thread that runs the route).
@@ -52,6 +54,8 @@ class IngestFirst:
         self._next_read = 0.0
         self._turn: asyncio.Lock | None = None
         self._running: asyncio.Event | None = None    # set when the read that started last has finished
+        self._loop: asyncio.AbstractEventLoop | None = None   # the loop the two above belong to
+        self.waiting = 0                                     # reads waiting for their turn
 
     def note_ingest(self) -> None:
         """An ingest request arrived (called by the collector's routes)."""
@@ -78,10 +82,17 @@ class IngestFirst:
         A read that runs longer than `max_hold` stops holding the others back (a slow query must not freeze every
         page while ingest is busy): the next read may start then, so at most one slow read is overtaken per
         `max_hold`."""
-        if self._turn is None:
-            self._turn = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._loop is not loop:   # asyncio primitives belong to one loop (a second server
+            self._turn, self._running, self._loop = asyncio.Lock(), None, loop     # on the same app has its own)
+        turn = self._turn
         entered = self.clock()
-        async with self._turn:                       # guards the start of reads, in order
+        self.waiting += 1
+        try:
+            await turn.acquire()                     # guards the start of reads, in order
+        finally:
+            self.waiting -= 1
+        try:
             running = self._running
             if running is not None and not running.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -94,6 +105,8 @@ class IngestFirst:
                 self.on_paced(waited)
             self._next_read = self.clock() + 1 / self.read_rate
             mine = self._running = asyncio.Event()
+        finally:
+            turn.release()
         try:
             yield
         finally:
@@ -101,15 +114,25 @@ class IngestFirst:
 
 
 class IngestFirstMiddleware:
-    """ASGI middleware: GET/HEAD requests other than health and metrics take a read turn while ingest is busy."""
+    """ASGI middleware: while ingest is busy, GET/HEAD requests that present credentials take a read turn.
 
-    def __init__(self, app: ASGIApp, gate: IngestFirst):
-        self.app, self.gate = app, gate
+    Not held: health, readiness, metrics, the UI's static files, and requests without a valid key or session
+    cookie (`credentialed`): they are answered at once (401, a redirect to sign-in), cost no store work, and must not
+    be able to queue in front of real readers. At most `max_waiting` reads wait; beyond that a read is answered
+    503 + Retry-After at once."""
+
+    def __init__(self, app: ASGIApp, gate: IngestFirst, credentialed: Callable[[Scope], bool] | None = None,
+                 max_waiting: int = 64):
+        self.app, self.gate, self.credentialed, self.max_waiting = app, gate, credentialed, max_waiting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"] in NEVER_PACED
-                or not self.gate.busy()):
+                or scope["path"].startswith(NEVER_PACED_PREFIXES) or not self.gate.busy()
+                or (self.credentialed is not None and not self.credentialed(scope))):
             await self.app(scope, receive, send)
+            return
+        if self.gate.waiting >= self.max_waiting:
+            await _too_many_waiting(send)
             return
         async with self.gate.read_turn():
             token = READ_THREADS.set(1)
@@ -117,3 +140,11 @@ class IngestFirstMiddleware:
                 await self.app(scope, receive, send)
             finally:
                 READ_THREADS.reset(token)
+
+
+async def _too_many_waiting(send: Send) -> None:
+    body = json.dumps({"error": "too many reads are waiting while ingest is busy; retry shortly"}).encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"retry-after", b"1")]})
+    await send({"type": "http.response.body", "body": body})

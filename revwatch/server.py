@@ -34,6 +34,7 @@ from slo import routes as slo_routes
 from slo.engine import SloEngine
 from slo.exposition import SloCollector
 import webui
+from webui.session import COOKIE as SESSION_COOKIE
 
 log = logging.getLogger("revwatch.server")
 
@@ -66,6 +67,23 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
         cfg.alerts.model_copy(update={"public_url": cfg.server.external_url})   # links default to this server
     ctx.alerts = AlertService(store, alerts_cfg, metrics, engine, ctx.probes)
     return ctx
+
+
+def _credentialed_by(ctx: AppContext):
+    """Whether a request presents a valid API key or a UI session cookie (checked in memory): only those take a
+    read turn under ingest load (revwatch.priority), so anonymous requests cannot queue in front of readers."""
+    def credentialed(scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                kind, _, token = value.decode("latin-1").partition(" ")
+                try:
+                    return kind.lower() == "bearer" and ctx.keys.verify(token.strip()) is not None
+                except Exception:                    # the key snapshot is unavailable: treat as anonymous
+                    return False
+            if name == b"cookie" and SESSION_COOKIE.encode() in value:
+                return True
+        return False
+    return credentialed
 
 
 def create_app(cfg: Config, store: Store | None = None, start_background: bool = True) -> FastAPI:
@@ -115,7 +133,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority)
+    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx))
     install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)

@@ -617,3 +617,37 @@ def test_a_coroutine_append_on_a_failing_disk_raises_and_leaves_nothing(tmp_path
     spool._write = os.write
     asyncio.run(spool.append_records_async(records_of([row(2)])))
     assert read_all(Spool(tmp_path / "sp")) == ["x000002"]
+
+
+def test_a_request_cancelled_while_its_append_is_queued_is_settled_by_the_append(tmp_path):
+    """The append lands anyway; its event ID must then be remembered, so a retry is a duplicate (not stored twice)
+    and a different version a conflict (the first one is what is on disk)."""
+    import asyncio
+    from collector.intake import Intake
+    from revwatch.metrics import Metrics
+    spool = Spool(tmp_path / "sp")
+    real_sync = spool._sync
+
+    def slow_sync(fd):
+        time.sleep(0.3)
+        real_sync(fd)
+    spool._sync = slow_sync
+    intake = Intake(spool, None, Metrics())
+
+    async def main():
+        first = asyncio.create_task(intake.accept_event_rows_async([row(1)], [0]))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.sleep(0.6)                      # the append completes meanwhile
+        same = await intake.accept_event_rows_async([row(1)], [0])
+        other = row(1)
+        other[6] = "2.00"
+        changed = await intake.accept_event_rows_async([other], [0])
+        return same, changed
+    same, changed = asyncio.run(main())
+    assert (same.accepted, same.duplicates) == (0, 1)
+    assert changed.accepted == 0 and len(changed.conflicts) == 1
+    spool._sync = real_sync
+    assert read_all(Spool(tmp_path / "sp")) == ["x000001"]              # on disk once, the first version

@@ -164,3 +164,44 @@ def test_reads_under_ingest_load_query_the_store_with_one_thread(api_factory):
         ctx.store._client.query = real
     assert len(seen) == 2
     assert not (seen[0] or {}).get("max_threads") and seen[1]["max_threads"] == 1
+
+
+def test_the_gate_works_on_every_event_loop_it_is_used_from():
+    gate = _busy_gate(read_rate=50)
+    app, state = _app_with_gate(gate)
+    for _ in range(2):                         # a second server (its own loop) on the same app
+        assert asyncio.run(_get_many(app, ["/api/v1/slos"] * 3)) == [200] * 3
+    assert state["max_running"] == 1
+
+
+def test_too_many_waiting_reads_get_503_with_retry_after():
+    gate = _busy_gate(read_rate=2)
+    inner, _ = _app_with_gate(gate)
+    app = IngestFirstMiddleware(inner.app, gate, max_waiting=3)
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await asyncio.gather(*[client.get(f"/api/v1/slos?i={i}") for i in range(8)])
+    rs = asyncio.run(main())
+    refused = [r for r in rs if r.status_code == 503]
+    assert refused and all(r.headers["retry-after"] == "1" and r.json()["error"] for r in refused)
+    assert sum(r.status_code == 200 for r in rs) >= 4          # one running + three waiting were served
+
+
+def test_anonymous_requests_and_ui_files_never_queue_in_front_of_readers(api_factory):
+    api = api_factory("server: {reads_per_second_under_ingest: 2}")
+    gate = api.ctx.priority
+    for _ in range(120):
+        gate.note_ingest()
+    gate._bucket_start -= gate.busy_window
+    assert gate.busy()
+    before = api.ctx.metrics.reads_paced_seconds_total._value.get()
+    t0 = time.monotonic()
+    for _ in range(5):                                               # no key / a wrong key: answered at once
+        assert api.client.get("/api/v1/slos").status_code == 401
+        assert api.client.get("/api/v1/slos", headers={"Authorization": "Bearer rw_nope_x"}).status_code == 401
+    assert api.client.get("/ui/static/app.css").status_code == 200
+    assert time.monotonic() - t0 < 0.4                                # at 2 reads/s ten held ones take 5 s
+    assert api.ctx.metrics.reads_paced_seconds_total._value.get() == before
+    assert api.get("/api/v1/slos").status_code == 200                # a real reader still gets its turn
