@@ -15,7 +15,7 @@ every row in it belongs to — the store's daily partition — so the writer can
 parsing rows. Payloads are JSONCompactEachRow lines (collector.rowcodec).
 
 Invariants:
-* Group commit: concurrent appends (threads via `append_records`, coroutines via `append_records_async`) queue
+* Group commit: concurrent appends (threads via `append_records`, coroutines via `submit_records`) queue
   their records; one committer thread writes everything queued with one write loop and one fdatasync, then tells
   every caller. Every caller returns only after its own bytes were synced, or raises — a shared fsync never
   weakens the promise.
@@ -334,19 +334,12 @@ class Spool:
         if ticket.error is not None:
             raise ticket.error
 
-    async def append_records_async(self, records: list[bytes]) -> None:
-        """`append_records` for a coroutine: the same promise (returns only after the bytes are synced), but the
-        event loop is never blocked — the caller's future is completed by the committer thread. This is what lets
-        the ingest route answer hundreds of concurrent 1-event requests without a worker-thread hop each."""
-        future = self.submit_records(records)
-        if future is not None:
-            await future
-
     def submit_records(self, records: list[bytes],
                        on_done: Callable[[SpoolRefused | None], None] | None = None) -> asyncio.Future | None:
         """Queue records for the committer from a coroutine; the future (of the running loop) completes once they
-        are synced, or with the refusal. None when there is nothing to write. Raises `SpoolFull` at once when the
-        bound would be passed.
+        are synced, or with the refusal — the event loop is never blocked, which is what lets the ingest route
+        answer hundreds of concurrent 1-event requests without a worker-thread hop each. None when there is nothing
+        to write. Raises `SpoolFull` at once when the bound would be passed.
 
         Once queued, the append happens whatever becomes of the caller (a cancelled request, a closed loop), so
         whatever must follow its outcome goes in `on_done`: it is called in the committer thread with the outcome

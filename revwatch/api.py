@@ -108,18 +108,24 @@ def require(scope: str, query_key: str | None = None) -> Callable[[Request], Any
     return check
 
 
+def bearer_token(header: str) -> str | None:
+    """The key in an `Authorization: Bearer <key>` header value, or None when there is none."""
+    kind, _, token = header.partition(" ")
+    return token.strip() if kind.lower() == "bearer" and token.strip() else None
+
+
 def authorize(request: Request, scope: str, query_key: str | None = None) -> ApiKey:
     """Check the request's bearer key grants `scope` (raises ApiError 401/403/503); the key's id goes to
     request.state for logs."""
     header = request.headers.get("authorization", "")
     if not header and query_key and request.query_params.get(query_key):
         header = f"Bearer {request.query_params[query_key]}"
-    kind, _, token = header.partition(" ")
-    if kind.lower() != "bearer" or not token.strip():
+    token = bearer_token(header)
+    if token is None:
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "Authorization",
                        {"WWW-Authenticate": "Bearer"})
     try:
-        key = ctx_of(request).keys.verify(token.strip())
+        key = ctx_of(request).keys.verify(token)
     except StoreError:
         raise ApiError(503, "the store is unavailable to check the API key", headers={"Retry-After": "5"}) from None
     if key is None:

@@ -23,13 +23,13 @@ from collector import journey_routes
 from collector.pipeline import build_ingest
 from probes import odoo_webhook
 from probes.service import ProbeService
-from revwatch.api import ApiError, AppContext, authorize, ctx_of, install_error_handlers, require
+from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
 from revwatch.metrics import Metrics
 from revwatch.openapi import install_openapi
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
-from revwatch.store import Store, store_from_config
+from revwatch.store import Store, StoreError, store_from_config
 from slo import routes as slo_routes
 from slo.engine import SloEngine
 from slo.exposition import SloCollector
@@ -75,10 +75,10 @@ def _credentialed_by(ctx: AppContext):
     def credentialed(scope) -> bool:
         for name, value in scope["headers"]:
             if name == b"authorization":
-                kind, _, token = value.decode("latin-1").partition(" ")
+                token = bearer_token(value.decode("latin-1"))
                 try:
-                    return kind.lower() == "bearer" and ctx.keys.verify(token.strip()) is not None
-                except Exception:                    # the key snapshot is unavailable: treat as anonymous
+                    return token is not None and ctx.keys.verify(token) is not None
+                except StoreError:                   # the key snapshot is unavailable: treat as anonymous
                     return False
             if name == b"cookie" and SESSION_COOKIE.encode() in value:
                 return True

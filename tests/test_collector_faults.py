@@ -599,7 +599,7 @@ def test_coroutine_appends_share_fsyncs_and_never_block_the_loop(tmp_path):
                 ticks += 1
                 await asyncio.sleep(0.001)
         t = asyncio.create_task(ticker())
-        await asyncio.gather(*[spool.append_records_async(records_of([row(i)])) for i in range(200)])
+        await asyncio.gather(*[spool.submit_records(records_of([row(i)])) for i in range(200)])
         t.cancel()
         return ticks
     ticks = asyncio.run(main())
@@ -608,14 +608,18 @@ def test_coroutine_appends_share_fsyncs_and_never_block_the_loop(tmp_path):
     assert sorted(read_all(Spool(tmp_path / "sp"))) == [f"x{i:06d}" for i in range(200)]
 
 
+async def _append_async(spool, rows):
+    await spool.submit_records(records_of(rows))
+
+
 def test_a_coroutine_append_on_a_failing_disk_raises_and_leaves_nothing(tmp_path):
     import asyncio
     spool = Spool(tmp_path / "sp")
     spool._write = FlakyDisk(budget=10).write
     with pytest.raises(SpoolUnavailable):
-        asyncio.run(spool.append_records_async(records_of([row(1)])))
+        asyncio.run(_append_async(spool, [row(1)]))
     spool._write = os.write
-    asyncio.run(spool.append_records_async(records_of([row(2)])))
+    asyncio.run(_append_async(spool, [row(2)]))
     assert read_all(Spool(tmp_path / "sp")) == ["x000002"]
 
 
