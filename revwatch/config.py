@@ -145,8 +145,19 @@ class JourneyConfig(OwnershipFields):
     end: str
     milestones: list[str] = []             # intermediate event types, in expected order
     threshold: dt.timedelta | None = None  # default overdue threshold for the journey view
+    # a journey that should always flow: alert when none of its event types occurred for this long (slo/coverage.py)
+    no_data_alert: dt.timedelta | None = None
+    no_data_severity: Literal["page", "ticket"] = "ticket"
 
-    _t = field_validator("threshold", mode="before")(classmethod(lambda cls, v: None if v is None else _duration(v)))
+    _t = field_validator("threshold", "no_data_alert", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _duration(v)))
+
+    @field_validator("no_data_alert")
+    @classmethod
+    def _no_data_alert(cls, v: dt.timedelta | None) -> dt.timedelta | None:
+        if v is not None and (v < dt.timedelta(minutes=1) or v.total_seconds() % 60):
+            raise ValueError("no_data_alert must be a whole number of minutes, at least 1m")
+        return v
 
 
 class SliConfig(_Model):
@@ -279,6 +290,19 @@ class SloConfig(OwnershipFields):
     import_spec: str | None = None         # the spec format an imported SLO was written in (e.g. prometheus/v1)
     display_name: str | None = None
     annotations: dict[str, str] = {}       # free-form notes on the SLO (OpenSLO metadata.annotations)
+    # no minute with data for this long makes the SLO's state no_data (default: the fastest page tier's long
+    # window, else 1h; slo/coverage.py)
+    no_data_after: dt.timedelta | None = None
+
+    _nda = field_validator("no_data_after", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _duration(v)))
+
+    @field_validator("no_data_after")
+    @classmethod
+    def _no_data_after(cls, v: dt.timedelta | None) -> dt.timedelta | None:
+        if v is not None and (v < dt.timedelta(minutes=1) or v.total_seconds() % 60):
+            raise ValueError("no_data_after must be a whole number of minutes, at least 1m")
+        return v
 
     @field_validator("labels")
     @classmethod
