@@ -18,7 +18,7 @@ from anomaly.detectors import scan as anomaly_scan
 from anomaly.online import MetricWatcher, WatchedSeries
 from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
-from collector.journeys import JourneyService
+from revwatch.journeys import JourneyService
 from collector import journey_routes
 from collector.pipeline import build_ingest
 from probes import odoo_webhook
