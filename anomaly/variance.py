@@ -3,10 +3,11 @@
 Only documented attributes are read (docs/events.md "What billing variance expects"). An *expectation* is a
 subscription.activated/renewed/amended or order.booked event; its expected total is its stated `amount` (the
 business's own figure, add-ons and discounts included), else the unit-price formula with usage, discounts and
-credits; when both exist the formula is only a cross-check reported beside a finding. The invoices of a transaction are the invoice.created events of the same correlation ID, plus
-invoices of another correlation ID that name the same `subscription_id` inside the expectation's period (a billing
-system that correlates the invoice differently). credit_note.issued events subtract from the invoice they name
-(`invoice_ref`) or from their own transaction. The latest invoice.created per `invoice_ref` is the invoice (a
+credits; when both exist the formula is only a cross-check reported beside a finding. The invoices of a
+transaction are the invoice.created events of the same correlation ID, plus invoices of another correlation ID
+that name the same `subscription_id` inside the expectation's period (a billing system that correlates the
+invoice differently). credit_note.issued events subtract from the invoice they name (`invoice_ref`) or from their
+own transaction. The latest invoice.created per `invoice_ref` is the invoice (a
 corrected invoice replaces the first).
 
 Invariant: a transaction is judged on its *net* billed amount per currency, so a credit note or a corrected invoice
