@@ -105,13 +105,16 @@ def test_wrong_ingest_and_revoked_keys_are_refused(ui):
 
 
 def test_expired_and_tampered_sessions_are_refused():
-    s = Sessions("s" * 40, ttl_seconds=1)
+    now = [1_800_000_000.0]
+    s = Sessions("s" * 40, ttl_seconds=60, clock=lambda: now[0])
     value = s.issue("abcd1234", "read")
     v = s.read(value)
     assert v is not None and v.key_id == "abcd1234" and v.scope == "read" and len(v.csrf) >= 20
     assert s.read(value[:-2] + ("A" if value[-1] != "A" else "B") * 2) is None
-    assert Sessions("t" * 40, 60).read(value) is None                 # another installation's secret
-    time.sleep(2.1)
+    assert Sessions("t" * 40, 60, clock=lambda: now[0]).read(value) is None    # another installation's secret
+    now[0] += 59
+    assert s.read(value) is not None
+    now[0] += 1
     assert s.read(value) is None                                      # past the TTL
     assert s.read(None) is None and s.read("garbage") is None
 
@@ -131,6 +134,11 @@ def test_logout_and_acknowledge_need_the_csrf_token_and_same_origin(ui):
                  ["Id", "Kind", "DetectedAt", "CorrelationId", "Ref", "Score", "Reasons", "Details", "Status"])
     sign_in(ui)
     token = csrf_of(ui)
+    assert "Acknowledge</button>" not in c.get("/ui/anomalies").text   # a read key sees no button ...
+    r = c.post("/ui/anomalies/f1/ack", data={"csrf": token}, follow_redirects=False)
+    assert r.status_code == 403 and r.json()["field"] == "scope"      # ... and cannot acknowledge (as in the API)
+    sign_in(ui, "admin")
+    token = csrf_of(ui)
     r = c.post("/ui/anomalies/f1/ack", data={"csrf": "wrong"}, follow_redirects=False)
     assert r.status_code == 403 and r.json()["field"] == "csrf"
     r = c.post("/ui/anomalies/f1/ack", data={"csrf": token}, headers={"Origin": "https://evil.example"},
@@ -141,7 +149,7 @@ def test_logout_and_acknowledge_need_the_csrf_token_and_same_origin(ui):
     assert r.status_code == 303 and r.headers["location"] == "/ui/anomalies"     # no open redirect
     assert "Acknowledge</button>" not in c.get("/ui/anomalies").text
     acked = c.get("/ui/anomalies?status=acknowledged").text
-    assert "INV/1" in acked and f"by key {ui.keys['read'].split('_')[1]}" in acked
+    assert "INV/1" in acked and f"by key {ui.keys['admin'].split('_')[1]}" in acked
     assert c.post("/ui/anomalies/nope/ack", data={"csrf": token}).status_code == 404
     assert c.post("/ui/logout", data={}, follow_redirects=False).status_code == 403
     r = c.post("/ui/logout", data={"csrf": token}, follow_redirects=False)
