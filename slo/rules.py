@@ -14,9 +14,9 @@ Native alerts: one alert per SLO and severity (`RevwatchSLOBurnRatePage` / `...T
 
 The `or` branch holds a firing alert while its windows have no data: missing data neither fires nor resolves
 (docs/slo-policy.md). The `max without (window)` is what makes it *one* alert: each pair's result keeps the long
-window's `window` label, so without it the 1d/2h and 3d/6h tickets are two alerts of the same SLO, and one of
-them resolves while the other still fires. Pairs are gated on `revwatch_slo_window_events >= min_events` when
-the SLO sets a low-traffic minimum. Labels: the SLO's labels and per-severity labels, then its ownership keys (owner, team,
+window's `window` label, so without it the 1d/2h and 3d/6h tickets are two alerts of the same SLO, and one of them
+resolves while the other still fires. Pairs are gated on `revwatch_slo_window_events >= min_events` when the SLO
+sets a low-traffic minimum. Labels: the SLO's labels and per-severity labels, then its ownership keys (owner, team,
 service, tier: routes match on them; slo/ownership.py), then the built-in slo, journey and severity (which nothing
 can override); the runbook goes in the `runbook_url` annotation. Annotations: summary, a description with the burn
 rate of every window pair and the budget left (Prometheus template queries over the same metrics), and `link`, the
