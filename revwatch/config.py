@@ -68,6 +68,21 @@ class ServerConfig(_Model):
     role: Literal["all", "collector", "evaluator"] = "all"
     # under ingest load, reads run one at a time and at most this many per second (revwatch.priority); 0 = off
     reads_per_second_under_ingest: float = Field(10.0, ge=0)
+    # reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-Proto / X-Forwarded-For are believed: the
+    # client address and the `Secure` cookie decision come from those headers only when the peer is one of these
+    # (docs/http.md "Behind a proxy"); empty: never, whoever sends them
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {item!r} is not an IP address or CIDR network") from None
+        return v
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod
