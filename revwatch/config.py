@@ -37,6 +37,16 @@ def _duration(v: Any) -> dt.timedelta:
     return v if isinstance(v, dt.timedelta) else parse_duration(v)
 
 
+def _whole_minutes(v: Any) -> dt.timedelta | None:
+    """An optional duration of whole minutes, at least one (SLO evaluation works in whole minutes)."""
+    if v is None:
+        return None
+    d = _duration(v)
+    if d < dt.timedelta(minutes=1) or d.total_seconds() % 60:
+        raise ValueError("must be a whole number of minutes, at least 1m")
+    return d
+
+
 class StoreConfig(_Model):
     dsn: str | None = None                 # default: chdb://<data_dir>/data
     database: str = "revwatch"
@@ -164,15 +174,8 @@ class JourneyConfig(OwnershipFields):
     no_data_alert: dt.timedelta | None = None
     no_data_severity: Literal["page", "ticket"] = "ticket"
 
-    _t = field_validator("threshold", "no_data_alert", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _duration(v)))
-
-    @field_validator("no_data_alert")
-    @classmethod
-    def _no_data_alert(cls, v: dt.timedelta | None) -> dt.timedelta | None:
-        if v is not None and (v < dt.timedelta(minutes=1) or v.total_seconds() % 60):
-            raise ValueError("no_data_alert must be a whole number of minutes, at least 1m")
-        return v
+    _t = field_validator("threshold", mode="before")(classmethod(lambda cls, v: None if v is None else _duration(v)))
+    _nda = field_validator("no_data_alert", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
 
 class SliConfig(_Model):
@@ -309,15 +312,7 @@ class SloConfig(OwnershipFields):
     # window, else 1h; slo/coverage.py)
     no_data_after: dt.timedelta | None = None
 
-    _nda = field_validator("no_data_after", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _duration(v)))
-
-    @field_validator("no_data_after")
-    @classmethod
-    def _no_data_after(cls, v: dt.timedelta | None) -> dt.timedelta | None:
-        if v is not None and (v < dt.timedelta(minutes=1) or v.total_seconds() % 60):
-            raise ValueError("no_data_after must be a whole number of minutes, at least 1m")
-        return v
+    _nda = field_validator("no_data_after", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
     @field_validator("labels")
     @classmethod

@@ -1,12 +1,9 @@
 """Coverage: time without data is unknown, never good. Hand counts over span traffic with gaps."""
 import datetime as dt
 
-import pytest
-
 from slo.coverage import journey_silence
 from slo.engine import SloEngine
-from tests.support.servers import live_server
-from tests.support.sinks import Sink
+from tests.test_alerts import sink  # noqa: F401  (the live webhook sink fixture)
 from tests.support.slo_data import add_events, add_spans, anchor
 
 M = dt.timedelta(minutes=1)
@@ -74,15 +71,7 @@ def test_journey_that_should_always_flow(store, make_config):
     assert journey_silence(store, cfg.journeys, T - 60 * M)["o2c"].last_event is None
 
 
-@pytest.fixture
-def sink():
-    s = Sink()
-    with live_server(s.app) as base:
-        s.base = base
-        yield s
-
-
-def test_journey_no_data_alert_is_routed_by_team_and_resolves(api_factory, sink):
+def test_journey_no_data_alert_is_routed_by_team_and_resolves(api_factory, sink):  # noqa: F811
     api = api_factory(f"""
 journeys: {{o2c: {{start: order.created, end: invoice.paid, no_data_alert: 5m, no_data_severity: page, team: billing,
                owner: ana, runbook: "https://wiki.example.com/o2c"}}}}
