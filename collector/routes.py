@@ -1,12 +1,13 @@
 """HTTP routes of the collector: `POST /v1/traces` (OTLP/HTTP) and `POST /api/v1/events` (DESIGN.md §4, §6)."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import threading
 import zlib
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -137,58 +138,69 @@ async def _otlp_body(request: Request, ctx: AppContext, json_body: bool) -> byte
         raise _OtlpRefusal(_otlp_error(e.status, e.error, json_body)) from None
 
 
-def _otlp_media(request: Request, ctx: AppContext) -> bool:
-    """Whether the export is OTLP/JSON (else protobuf); raises _OtlpRefusal (415) for another Content-Type."""
+@contextlib.asynccontextmanager
+async def _otlp_export(request: Request) -> AsyncIterator[tuple[AppContext, bool, bytes]]:
+    """Admission of one OTLP export (traces or logs): Content-Type (415), the in-flight bound (429), the body
+    (413/400) → (ctx, whether OTLP/JSON, body); the slot is held until the block ends. Refusals raise
+    _OtlpRefusal carrying the OTLP error answer."""
+    ctx = ctx_of(request)
+    ctx.priority.note_ingest()
     media = _media_type(request)
     if media not in PROTOBUF_TYPES + JSON_TYPES:
         ctx.metrics.rejected_total.labels("content_type").inc()
         raise _OtlpRefusal(_otlp_error(415, f"unsupported Content-Type {media!r}: use application/x-protobuf or "
                                             "application/json", True))
-    return media in JSON_TYPES
+    json_body = media in JSON_TYPES
+    if not _inflight.acquire(blocking=False):
+        ctx.metrics.rejected_total.labels("throttled").inc()
+        raise _OtlpRefusal(_otlp_error(429, "too many concurrent exports", json_body, {"Retry-After": "1"}))
+    try:
+        yield ctx, json_body, await _otlp_body(request, ctx, json_body)
+    finally:
+        _inflight.release()
+
+
+async def _serve_otlp(request: Request, accept) -> Response:
+    """Admit an OTLP export (`_otlp_export`) and answer with `accept(request, ctx, json_body, body)`."""
+    try:
+        async with _otlp_export(request) as (ctx, json_body, body):
+            return await accept(request, ctx, json_body, body)
+    except _OtlpRefusal as e:
+        return e.response
+
+
+def _otlp_ok(body: bytes, json_body: bool) -> Response:
+    return Response(body, status_code=200, media_type="application/json" if json_body else "application/x-protobuf")
 
 
 @router.post("/v1/traces", dependencies=[Depends(require("ingest"))])
 async def post_traces(request: Request) -> Response:
     """OTLP/HTTP trace export (protobuf or JSON, optionally gzip)."""
-    ctx = ctx_of(request)
-    ctx.priority.note_ingest()
+    return await _serve_otlp(request, _accept_traces)
+
+
+async def _accept_traces(request: Request, ctx: AppContext, json_body: bool, body: bytes) -> Response:
+    rules: CorrelationRules = ctx.correlation
     try:
-        json_body = _otlp_media(request, ctx)
-    except _OtlpRefusal as e:
-        return e.response
-    if not _inflight.acquire(blocking=False):
-        ctx.metrics.rejected_total.labels("throttled").inc()
-        return _otlp_error(429, "too many concurrent exports", json_body, {"Retry-After": "1"})
+        decoded = await run_in_threadpool(decode_traces, body, json_body, rules)
+    except DecodeError as e:
+        ctx.metrics.rejected_total.labels("decode").inc()
+        return _otlp_error(400, str(e), json_body)
+    if decoded.rejected:
+        ctx.metrics.rejected_total.labels("invalid_span").inc(decoded.rejected)
+        log.info("spans rejected", extra={"rejected": decoded.rejected, "errors": decoded.errors[:3],
+                                          "key_id": getattr(request.state, "key_id", None)})
+    if log.isEnabledFor(logging.DEBUG):
+        for cid in sorted({r[COL_CORRELATION] for r in decoded.rows})[:100]:
+            log.debug("spans accepted", extra={"correlation_id": cid})
     try:
-        try:
-            body = await _otlp_body(request, ctx, json_body)
-        except _OtlpRefusal as e:
-            return e.response
-        rules: CorrelationRules = ctx.correlation
-        try:
-            decoded = await run_in_threadpool(decode_traces, body, json_body, rules)
-        except DecodeError as e:
-            ctx.metrics.rejected_total.labels("decode").inc()
-            return _otlp_error(400, str(e), json_body)
-        if decoded.rejected:
-            ctx.metrics.rejected_total.labels("invalid_span").inc(decoded.rejected)
-            log.info("spans rejected", extra={"rejected": decoded.rejected, "errors": decoded.errors[:3],
-                                              "key_id": getattr(request.state, "key_id", None)})
-        if log.isEnabledFor(logging.DEBUG):
-            for cid in sorted({r[COL_CORRELATION] for r in decoded.rows})[:100]:
-                log.debug("spans accepted", extra={"correlation_id": cid})
-        try:
-            await run_in_threadpool(ctx.intake.accept_spans, decoded.rows)
-        except SpoolRefused as e:
-            ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
-            log.warning("spool refused an export: %s", e)
-            return _otlp_error(503, f"{_refusal_text(e)}; retry later", json_body,
-                               {"Retry-After": str(e.retry_after)})
-        msg = "; ".join(decoded.errors) if decoded.rejected else ""
-        return Response(encode_response(decoded.rejected, msg, json_body), status_code=200,
-                        media_type="application/json" if json_body else "application/x-protobuf")
-    finally:
-        _inflight.release()
+        await run_in_threadpool(ctx.intake.accept_spans, decoded.rows)
+    except SpoolRefused as e:
+        ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
+        log.warning("spool refused an export: %s", e)
+        return _otlp_error(503, f"{_refusal_text(e)}; retry later", json_body, {"Retry-After": str(e.retry_after)})
+    msg = "; ".join(decoded.errors) if decoded.rejected else ""
+    return _otlp_ok(encode_response(decoded.rejected, msg, json_body), json_body)
 
 
 @router.post("/v1/logs", dependencies=[Depends(require("ingest"))])
@@ -196,40 +208,28 @@ async def post_logs(request: Request) -> Response:
     """OTLP/HTTP log export (protobuf or JSON, optionally gzip): event records become business events through the
     same validation, duplicate check and spool as POST /api/v1/events; other records are rejected in
     partial_success (collector.otlp_logs)."""
-    ctx = ctx_of(request)
-    ctx.priority.note_ingest()
+    return await _serve_otlp(request, _accept_logs)
+
+
+async def _accept_logs(request: Request, ctx: AppContext, json_body: bool, body: bytes) -> Response:
     try:
-        json_body = _otlp_media(request, ctx)
-    except _OtlpRefusal as e:
-        return e.response
-    if not _inflight.acquire(blocking=False):
-        ctx.metrics.rejected_total.labels("throttled").inc()
-        return _otlp_error(429, "too many concurrent exports", json_body, {"Retry-After": "1"})
+        req = await run_in_threadpool(parse_logs, body, json_body)
+    except DecodeError as e:
+        ctx.metrics.rejected_total.labels("decode").inc()
+        return _otlp_error(400, str(e), json_body)
+    items = log_event_items(req, ctx.correlation, ctx.sources.type_of if ctx.sources else None)
     try:
-        try:
-            body = await _otlp_body(request, ctx, json_body)
-            req = await run_in_threadpool(parse_logs, body, json_body)
-        except _OtlpRefusal as e:
-            return e.response
-        except DecodeError as e:
-            ctx.metrics.rejected_total.labels("decode").inc()
-            return _otlp_error(400, str(e), json_body)
-        items = log_event_items(req, ctx.correlation, ctx.sources.type_of if ctx.sources else None)
-        try:
-            reply = await ingest_items(ctx, validate_items_in_chunks(items), False,
-                                       getattr(request.state, "key_id", None), door="otlp_logs")
-        except ApiError as e:             # 503 + Retry-After from the spool: the exporter retries
-            return _otlp_error(e.status, e.error, json_body, e.headers)
-        rejected = reply.get("rejected_total", len(reply["rejected"])) + len(reply["conflicts"])
-        problems = [f"record {r['index']}: {r['error']}" for r in reply["rejected"][:5]]
-        problems += [f"record {c['index']}: {c['error']}" for c in reply["conflicts"][:5 - len(problems)]]
-        if rejected > len(problems):
-            problems.append(f"… {rejected} log record(s) rejected in all")
-        return Response(encode_response(rejected, "; ".join(problems), json_body, ExportLogsServiceResponse,
-                                        "rejected_log_records"), status_code=200,
-                        media_type="application/json" if json_body else "application/x-protobuf")
-    finally:
-        _inflight.release()
+        reply = await ingest_items(ctx, validate_items_in_chunks(items), False,
+                                   getattr(request.state, "key_id", None), door="otlp_logs")
+    except ApiError as e:             # 503 + Retry-After from the spool: the exporter retries
+        return _otlp_error(e.status, e.error, json_body, e.headers)
+    rejected = reply.get("rejected_total", len(reply["rejected"])) + len(reply["conflicts"])
+    problems = [f"record {r['index']}: {r['error']}" for r in reply["rejected"][:5]]
+    problems += [f"record {c['index']}: {c['error']}" for c in reply["conflicts"][:5 - len(problems)]]
+    if rejected > len(problems):
+        problems.append(f"… {rejected} log record(s) rejected in all")
+    return _otlp_ok(encode_response(rejected, "; ".join(problems), json_body, ExportLogsServiceResponse,
+                                    "rejected_log_records"), json_body)
 
 
 def _refusal_reason(e: SpoolRefused) -> str:

@@ -213,7 +213,7 @@ def _document_bodies(doc: dict) -> None:
                                                      "carries `rejected` too)",
                                       "content": {"application/json": {"schema": {"anyOf": [
                                           _ERROR_REF, {"$ref": "#/components/schemas/EventsReply"}]}}}}
-    for (_, path), (outline, ok) in OTLP_ROUTES.items():
+    for (_, path), (outline, summary) in OTLP_ROUTES.items():
         export = paths.get(path, {}).get("post")
         if not export:
             continue
@@ -222,7 +222,7 @@ def _document_bodies(doc: dict) -> None:
             "application/json": {"schema": outline}}}
         otlp = {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                 "application/json": {"schema": {"type": "object"}}}
-        export["responses"]["200"] = {"description": ok, "content": otlp}
+        export["responses"]["200"] = {"description": summary, "content": otlp}
         for s in ("400", "413", "415", "429", "503"):   # OTLP status bodies (google.rpc.Status), as the spec says
             export["responses"][s] = {"description": _ERRORS[int(s)][0], "headers": _ERRORS[int(s)][1],
                                       "content": otlp}

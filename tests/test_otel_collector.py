@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.servers import free_port, revwatch_cmd, wait_healthy
+from tests.support.servers import free_port, revwatch_cmd, start_serve
 
 
 def _collector_binary() -> Path | None:
@@ -89,14 +89,7 @@ def test_filelog_to_otlphttp_exactly_once_across_a_30s_outage(tmp_path):
     (tmp_path / "otel.yaml").write_text(COLLECTOR.format(log=log_file, base=base, key=key))
 
     def start_revwatch():
-        p = subprocess.Popen([sys.executable, "-m", "revwatch", "serve", "--config", str(cfg)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_healthy(base, 60)
-        except AssertionError:
-            p.kill()
-            raise
-        return p
+        return start_serve(cfg, base)
 
     total = 400
     revwatch = start_revwatch()
