@@ -1,16 +1,25 @@
 """Reconciliation-failure risk of every open payment: a calibrated probability and its reasons in plain words.
 
-Features are what makes matching fail in Odoo, read from DESIGN §4 attributes only: no / unknown / multi-invoice
-reference, paid vs invoiced gap, gateway fee netted out, currency other than the invoice's, another payment
-already made for the invoice, a partner nobody knows or another partner's invoice, time without posting, and the
-customer's and gateway's recent failure rates. Rates use only outcomes decided *before* the payment settled, so
-training sees what scoring will see (no leakage).
+Inputs, two kinds side by side:
+* red flags — what makes matching fail in Odoo, read from DESIGN §4 attributes: no / unknown / multi-invoice
+  reference, paid vs invoiced gap, gateway fee netted out, currency other than the invoice's, invoice already
+  paid, a partner nobody knows or another partner's invoice, time without posting, and the customer's and
+  gateway's failure history;
+* every attribute the business sends on the payment (`payment.<key>`, plus `payment.source`) and on the invoice it
+  names (`invoice.<key>`), typed and encoded by anomaly.attributes (number, category, or hashed character n-grams of
+  the text's shape). A failure driver we never wrote a rule for — a channel, a token inside a memo, a combination —
+  is learned from these.
+
+History features are "as of settlement" with the business's own outcome delay (`decision_lag`): payments settled at
+least that long before, decided before this one settled. Training and scoring compute them the same way, so a
+payment being scored is never described differently from the payments the model learned from.
 
 Model choice by measurement: logistic regression and gradient boosting are trained on the older 75 % of labelled
 payments and compared on the newest 25 % (held out, as scoring is always about the future); the lower Brier score
 wins and is refitted on all labelled history. The stored model carries its version, training window, held-out
-metrics (ROC-AUC, Brier, log loss, reliability table, constant and rules baselines). With too little labelled
-history the model refuses, with a message saying what is missing, instead of guessing.
+metrics (ROC-AUC, Brier, log loss, reliability table, constant and rules baselines), the permutation importance of
+each input on the held-out quarter (which attributes carry risk) and how each attribute was encoded. With too
+little labelled history the model refuses, with a message saying what is missing, instead of guessing.
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from anomaly.attributes import AttributeEncoder
 from revwatch.store import Store
 from revwatch.units import utcnow
 
@@ -67,6 +77,7 @@ class Payment:
     decided_at: dt.datetime | None
     features: dict[str, float] = field(default_factory=dict)
     words: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)   # payment.<key> and invoice.<key>, as sent
 
 
 def _utc(t):
@@ -74,22 +85,21 @@ def _utc(t):
 
 
 def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[str]]:
-    """(payments, invoices by ref → (amount, currency, customer), known customer ids)."""
+    """(payments, invoices by ref → (amount, currency, customer, attributes), known customer ids)."""
     ev = store.table("events")
+    first = "OccurredAt, Type IN ('payment.settled', 'payment.received')"
     rows = store.query(f"""
         SELECT CorrelationId,
-               argMinIf(Attributes['payment_ref'], OccurredAt, Type IN ('payment.settled', 'payment.received')),
-               argMinIf(Attributes['invoice_ref'], OccurredAt, Type IN ('payment.settled', 'payment.received')),
-               argMinIf(Attributes['customer_id'], OccurredAt, Type IN ('payment.settled', 'payment.received')),
-               argMinIf(Attributes['gateway'], OccurredAt, Type IN ('payment.settled', 'payment.received')),
-               argMinIf(Currency, OccurredAt, Type IN ('payment.settled', 'payment.received')),
-               argMinIf(Amount, OccurredAt, Type IN ('payment.settled', 'payment.received')),
+               argMinIf(Attributes['payment_ref'], {first}), argMinIf(Attributes['invoice_ref'], {first}),
+               argMinIf(Attributes['customer_id'], {first}), argMinIf(Attributes['gateway'], {first}),
+               argMinIf(Currency, {first}), argMinIf(Amount, {first}),
                maxIf(toDecimal64OrZero(Attributes['fee'], 4), Type IN ('payment.settled', 'payment.received')),
                minIf(OccurredAt, Type IN ('payment.settled', 'payment.received')),
                countIf(Type = 'payment.posted') > 0, minIf(OccurredAt, Type = 'payment.posted'),
                multiIf(countIf(Type = 'payment.reconciliation_failed') > 0, 1,
                        countIf(Type = 'payment.reconciled') > 0, 0, -1),
-               minIf(OccurredAt, Type IN ('payment.reconciled', 'payment.reconciliation_failed'))
+               minIf(OccurredAt, Type IN ('payment.reconciled', 'payment.reconciliation_failed')),
+               argMinIf(Attributes, {first}), argMinIf(Source, {first})
         FROM (SELECT * FROM {ev} WHERE Type IN ('payment.received', 'payment.settled', 'payment.posted',
                                                 'payment.reconciled', 'payment.reconciliation_failed')
               LIMIT 1 BY EventId)
@@ -97,11 +107,14 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
         HAVING countIf(Type IN ('payment.settled', 'payment.received')) > 0""").rows
     payments = [Payment(cid, pref, ref, cust, gw, cur or "", amt or Decimal(0), Decimal(fee), _utc(settled),
                         _utc(posted) if has_posted else None, None if out < 0 else int(out),
-                        _utc(decided) if out >= 0 else None)
-                for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided in rows]
-    invoices = {ref: (amt, cur, cust) for ref, amt, cur, cust in store.query(f"""
+                        _utc(decided) if out >= 0 else None,
+                        attributes={**{f"payment.{k}": str(v) for k, v in dict(attrs).items()},
+                                    "payment.source": source or ""})
+                for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided, attrs, source
+                in rows]
+    invoices = {ref: (amt, cur, cust, dict(attrs)) for ref, amt, cur, cust, attrs in store.query(f"""
         SELECT Attributes['invoice_ref'] AS ref, argMax(Amount, OccurredAt), argMax(Currency, OccurredAt),
-               argMax(Attributes['customer_id'], OccurredAt)
+               argMax(Attributes['customer_id'], OccurredAt), argMax(Attributes, OccurredAt)
         FROM {ev} WHERE Type = 'invoice.created' AND ref != '' AND Amount IS NOT NULL GROUP BY ref""").rows}
     customers = {r[0] for r in store.query(f"""
         SELECT DISTINCT Attributes['customer_id'] FROM {ev}
@@ -117,35 +130,76 @@ def _decided_at(p: Payment) -> dt.datetime:
     return p.decided_at
 
 
-class _Rates:
-    """Failure rate of earlier *decided* payments of one key (customer, gateway), as of a time; smoothed."""
+def decision_lag(payments: list[Payment]) -> dt.timedelta:
+    """How long outcomes take to arrive: the 95th percentile of settled → decided over labelled history (≤ 14 d).
 
-    def __init__(self, payments: list[Payment], key, window: dt.timedelta | None = None):
-        self.window = window
-        self.times: dict[str, list[dt.datetime]] = defaultdict(list)
-        self.fails: dict[str, list[int]] = defaultdict(list)
-        for p in sorted((p for p in payments if p.outcome is not None), key=_decided_at):
-            k = key(p)
-            self.times[k].append(_decided_at(p))
-            self.fails[k].append((self.fails[k][-1] if self.fails[k] else 0) + (p.outcome or 0))
+    History features look only at payments settled at least this long before the one described, and only at
+    outcomes decided before it settled. A training payment and a payment being scored therefore see the same
+    share of decided history, however late a business reports outcomes: nothing falls back to the prior just
+    because the payment is recent."""
+    delays = sorted((_decided_at(p) - p.settled_at).total_seconds() for p in payments if p.outcome is not None)
+    if not delays:
+        return dt.timedelta(0)
+    return dt.timedelta(seconds=min(max(0.0, delays[int(0.95 * (len(delays) - 1))]), 14 * 86400))
 
-    def at(self, k: str, t: dt.datetime, prior: float, weight: float = 2.0) -> tuple[float, int, int]:
-        times, fails = self.times.get(k, []), self.fails.get(k, [])
-        hi = bisect.bisect_left(times, t)
-        lo = bisect.bisect_left(times, t - self.window) if self.window else 0
-        n = hi - lo
-        f = (fails[hi - 1] if hi else 0) - (fails[lo - 1] if lo else 0)
-        return (f + prior * weight) / (n + weight), f, n
+
+def _history(payments: list[Payment], history: list[Payment], key, lag: dt.timedelta, window: dt.timedelta | None,
+             prior: float, weight: float) -> list[tuple[float, int, int]]:
+    """Per payment p of `payments` (in order): smoothed failure rate, failures, count of the `history` payments of
+    p's key that settled in [p.settled − lag − window, p.settled − lag) and were decided before p settled.
+
+    A sweep over decision time with one Fenwick tree per key over settlement-time ranks: O(n log n)."""
+    points = sorted((p for p in history if p.outcome is not None), key=_decided_at)
+    settled: dict[str, list[dt.datetime]] = defaultdict(list)
+    for p in points:
+        settled[key(p)].append(p.settled_at)
+    for v in settled.values():
+        v.sort()
+    trees = {k: (np.zeros(len(v) + 1, int), np.zeros(len(v) + 1, int)) for k, v in settled.items()}
+
+    def add(k: str, t: dt.datetime, fail: int) -> None:
+        n_tree, f_tree = trees[k]
+        i = bisect.bisect_left(settled[k], t) + 1
+        while i < len(n_tree):
+            n_tree[i] += 1
+            f_tree[i] += fail
+            i += i & -i
+
+    def upto(k: str, t: dt.datetime) -> tuple[int, int]:       # (count, fails) settled before t
+        n_tree, f_tree = trees[k]
+        i, n, f = bisect.bisect_left(settled[k], t), 0, 0
+        while i > 0:
+            n += n_tree[i]
+            f += f_tree[i]
+            i -= i & -i
+        return n, f
+
+    out: list[tuple[float, int, int]] = [(prior, 0, 0)] * len(payments)
+    j = 0
+    for i in sorted(range(len(payments)), key=lambda i: payments[i].settled_at):
+        p = payments[i]
+        while j < len(points) and _decided_at(points[j]) < p.settled_at:
+            add(key(points[j]), points[j].settled_at, points[j].outcome or 0)
+            j += 1
+        k = key(p)
+        if k not in trees:
+            continue
+        hi_n, hi_f = upto(k, p.settled_at - lag)
+        lo_n, lo_f = upto(k, p.settled_at - lag - window) if window else (0, 0)
+        n, f = hi_n - lo_n, hi_f - lo_f
+        out[i] = ((f + prior * weight) / (n + weight), f, n)
+    return out
 
 
 def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: set[str], now: dt.datetime) -> None:
     """Fill each payment's features and the words that explain them."""
     decided = [p for p in payments if p.outcome is not None]
     prior = (sum(p.outcome or 0 for p in decided) + 1) / (len(decided) + 2)
-    by_gateway = _Rates(payments, lambda p: p.gateway, dt.timedelta(days=7))
+    lag = decision_lag(payments)
+    by_gateway = _history(payments, payments, lambda p: p.gateway, lag, dt.timedelta(days=7), prior, 20.0)
     paid_before: dict[str, list[Payment]] = defaultdict(list)
     recent_by_customer: dict[str, list[Payment]] = defaultdict(list)
-    for p in payments:
+    for p, (grate, gfails, gn) in zip(payments, by_gateway):
         f, w = p.features, p.words
         ref = p.invoice_ref.strip()
         refs = [r for r in _SPLIT.split(ref) if r] if ref else []
@@ -161,7 +215,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
             w["ref_multi"] = f"one payment for {len(known)} invoices ({', '.join(known)})"
         total = cur = inv_customer = None
         if ref in invoices:
-            total, cur, inv_customer = invoices[ref]
+            total, cur, inv_customer, inv_attrs = invoices[ref]
+            p.attributes.update({f"invoice.{k}": str(v) for k, v in inv_attrs.items()})
         elif len(known) >= 2:
             total = sum((invoices[r][0] for r in known), Decimal(0))
             cur, inv_customer = invoices[known[0]][1], invoices[known[0]][2]
@@ -208,11 +263,10 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         f["hours_unposted"] = min(48.0, max(0.0, (end - p.settled_at).total_seconds() / 3600))
         if f["hours_unposted"] >= 1:
             w["hours_unposted"] = f"not posted in Odoo for {f['hours_unposted']:.0f} h after settlement"
-        grate, gfails, gn = by_gateway.at(p.gateway, p.settled_at, prior, 20.0)
         f["gateway_failure_rate"] = grate
         if gn and gfails and grate > 1.5 * prior:
-            w["gateway_failure_rate"] = (f"{gfails} of {gn} payments via {p.gateway or '?'} "
-                                         "failed to reconcile this week")
+            w["gateway_failure_rate"] = (f"{gfails} of {gn} recent payments via {p.gateway or '?'} "
+                                         "failed to reconcile")
 
 
     # The customer's habit: failures of its earlier payments that had no red flag of their own (a failure explained
@@ -220,9 +274,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
     clean = [p for p in payments if not any(p.features[k] for k in _RED_FLAGS)]
     clean_prior = (sum(p.outcome or 0 for p in clean if p.outcome is not None) + 1) / \
         (sum(p.outcome is not None for p in clean) + 2)
-    by_customer = _Rates(clean, lambda p: p.customer_id)
-    for p in payments:
-        rate, fails, n = by_customer.at(p.customer_id, p.settled_at, clean_prior)
+    by_customer = _history(payments, clean, lambda p: p.customer_id, lag, None, clean_prior, 2.0)
+    for p, (rate, fails, n) in zip(payments, by_customer):
         p.features["customer_failure_rate"], p.features["customer_history"] = rate, float(np.log1p(n))
         if n and fails and rate > 2 * clean_prior:
             p.words["customer_failure_rate"] = (f"{fails} of this customer's last {n} payments failed to reconcile "
@@ -239,6 +292,7 @@ def _ago(d: dt.timedelta) -> str:
 
 
 def _matrix(ps: list[Payment]) -> np.ndarray:
+    """The red-flag features (FEATURES, in order): the first columns of every model matrix."""
     return np.array([[p.features[k] for k in FEATURES] for p in ps], dtype=float).reshape(len(ps), len(FEATURES))
 
 
@@ -291,6 +345,16 @@ class RiskModel:
     window: tuple[str, str]
     metrics: dict
     base_rate: float
+    encoder: AttributeEncoder = field(default_factory=AttributeEncoder)
+    baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))     # per-column training median
+
+    def matrix(self, ps: list[Payment]) -> np.ndarray:
+        """Red flags beside every attribute, encoded with the vocabulary learned at training (same at scoring)."""
+        return _full_matrix(ps, self.encoder)
+
+    def groups(self) -> dict[str, list[int]]:
+        """Columns per explainable input: each red flag, then each attribute (`payment.<key>`, `invoice.<key>`)."""
+        return {**{k: [i] for i, k in enumerate(FEATURES)}, **self.encoder.groups(len(FEATURES))}
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not len(X):
@@ -301,6 +365,32 @@ class RiskModel:
     def summary(self) -> dict:
         return {"model": self.algorithm, "version": self.version, "trained_at": self.trained_at,
                 "training_window": {"from": self.window[0], "to": self.window[1]}, "metrics": self.metrics}
+
+
+def _full_matrix(ps: list[Payment], encoder: AttributeEncoder) -> np.ndarray:
+    return np.hstack([_matrix(ps), encoder.transform([p.attributes for p in ps]).reshape(len(ps), encoder.width)])
+
+
+def permutation_importance(predict, X: np.ndarray, y: np.ndarray, groups: dict[str, list[int]],
+                           repeats: int = 3, seed: int = 0) -> list[dict]:
+    """Loss of held-out ROC-AUC when one input's columns are shuffled together (rows permuted), averaged over
+    `repeats`; the inputs that carry risk lose most. Brier increase when the held-out set has one class only."""
+    rng = np.random.default_rng(seed)
+    both = 0 < y.sum() < len(y)
+
+    def quality(p: np.ndarray) -> float:
+        return float(roc_auc_score(y, p)) if both else -float(brier_score_loss(y, p))
+
+    base = quality(predict(X))
+    out = []
+    for name, cols in groups.items():
+        drops = []
+        for _ in range(repeats):
+            Z = X.copy()
+            Z[:, cols] = X[rng.permutation(len(X))][:, cols]
+            drops.append(base - quality(predict(Z)))
+        out.append({"input": name, "importance": round(float(np.mean(drops)), 4)})
+    return sorted(out, key=lambda d: -d["importance"])
 
 
 def train(payments: list[Payment], version: int = 1, now: dt.datetime | None = None) -> RiskModel:
@@ -318,27 +408,34 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
             f"reconciliation risk needs at least {MIN_LABELLED} payments with a known outcome, including "
             f"{MIN_PER_CLASS} failed and {MIN_PER_CLASS} reconciled; history has {len(labelled)} "
             f"({fails} failed, {len(labelled) - fails} reconciled)")
-    X = _matrix(labelled)
     cut = int(len(labelled) * 0.75)
-    Xtr, ytr, Xte, yte = X[:cut], y[:cut], X[cut:], y[cut:]
+    # the comparison sees only what the older three quarters taught: vocabulary included
+    enc_tr = AttributeEncoder().fit([p.attributes for p in labelled[:cut]])
+    Xtr, Xte = _full_matrix(labelled[:cut], enc_tr), _full_matrix(labelled[cut:], enc_tr)
+    ytr, yte = y[:cut], y[cut:]
     if not (0 < ytr.sum() < len(ytr)):
-        Xtr, ytr = X, y                      # degenerate split: compare in-sample rather than not at all
-    compared = {}
+        Xtr, ytr = np.vstack([Xtr, Xte]), y          # degenerate split: compare in-sample rather than not at all
+    compared, fitted = {}, {}
     for name, est in _candidates().items():
-        est.fit(Xtr, ytr)
+        fitted[name] = est.fit(Xtr, ytr)
         compared[name] = _metrics(yte, est.predict_proba(Xte)[:, 1])
     best = min(compared, key=lambda k: compared[k]["brier"])
-    held = _candidates()[best].fit(Xtr, ytr).predict_proba(Xte)[:, 1]
+    held = fitted[best].predict_proba(Xte)[:, 1]
+    probe = RiskModel(fitted[best], best, version, "", ("", ""), {}, float(ytr.mean()), enc_tr)
     base = float(ytr.mean())
     metrics = {"held_out": len(yte), "held_out_failures": int(yte.sum()), "compared": compared, "chosen": best,
                "reliability": reliability(yte, held),
                "baselines": {"constant": _metrics(yte, np.full(len(yte), base)),
                              "rules": {"roc_auc": round(float(roc_auc_score(yte, rules_score(Xte))), 4)
-                                       if 0 < yte.sum() < len(yte) else None}}}
+                                       if 0 < yte.sum() < len(yte) else None}},
+               "importance": permutation_importance(probe.predict, Xte, yte, probe.groups())[:20]}
+    encoder = AttributeEncoder().fit([p.attributes for p in labelled])
+    metrics["attributes"] = encoder.describe()
+    X = _full_matrix(labelled, encoder)
     final = _candidates()[best].fit(X, y)
     return RiskModel(final, best, version, (now or utcnow()).isoformat(),
                      (labelled[0].settled_at.isoformat(), labelled[-1].settled_at.isoformat()), metrics,
-                     float(y.mean()))
+                     float(y.mean()), encoder, np.median(X, axis=0))
 
 
 def save(store: Store, model: RiskModel) -> None:
@@ -358,22 +455,39 @@ def load(store: Store) -> RiskModel | None:
 
 
 def explain(model: RiskModel, ps: list[Payment], X: np.ndarray, probs: np.ndarray, top: int = 3) -> list[list[str]]:
-    """Top reasons per payment: the features whose removal (set to a healthy value) lowers the risk most."""
+    """Top reasons per payment: the inputs whose replacement by a healthy value lowers the risk most (a red flag
+    cleared; an attribute set to what most training payments carried)."""
     healthy = {k: 0.0 for k in FEATURES}
     healthy["customer_failure_rate"] = healthy["gateway_failure_rate"] = model.base_rate
-    drops = np.zeros_like(X)
-    for j, k in enumerate(FEATURES):
+    groups = model.groups()
+    drops = np.zeros((len(ps), len(groups)))
+    for j, (name, cols) in enumerate(groups.items()):
+        if name == "customer_history":
+            continue
         Z = X.copy()
-        Z[:, j] = healthy[k] if k != "customer_history" else X[:, j]
+        Z[:, cols] = healthy[name] if name in healthy else model.baseline[cols]
         drops[:, j] = probs - model.predict(Z)
+    names = list(groups)
     out = []
     for i, p in enumerate(ps):
-        order = np.argsort(-drops[i])
-        words = [p.words[FEATURES[j]] for j in order[:top + 2]
-                 if drops[i, j] > 0.01 and FEATURES[j] in p.words][:top]
+        words: list[str] = []
+        for j in np.argsort(-drops[i]):
+            if drops[i, j] <= 0.01 or len(words) >= top:
+                break
+            if (w := p.words.get(names[j]) or _attribute_words(names[j], p)) is not None:
+                words.append(w)
         out.append(words or [f"nothing unusual: reference, amount, currency and partner match "
                              f"({probs[i]:.0%} chance of failure at the usual rate)"])
     return out
+
+
+def _attribute_words(name: str, p: Payment) -> str | None:
+    if name not in p.attributes and "." not in name:
+        return None
+    where, _, key = name.partition(".")
+    value = p.attributes.get(name, "")
+    said = f"{key} {value!r}" if value else f"no {key}"
+    return f"the {where} carries {said}, which went with failed reconciliations in past payments"
 
 
 def score_open(store: Store, now: dt.datetime | None = None, retrain: bool = False) -> tuple[list[tuple], dict]:
@@ -404,7 +518,7 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
             summary["retrain_refused"] = str(e)
     assert model is not None, "trained above, or loaded and not due"
     open_ = [p for p in payments if p.outcome is None]
-    X = _matrix(open_)
+    X = model.matrix(open_)
     probs = model.predict(X)
     reasons = explain(model, open_, X, probs) if open_ else []
     return list(zip(open_, probs.tolist(), reasons)), {**summary, **model.summary()}

@@ -68,6 +68,21 @@ class ServerConfig(_Model):
     role: Literal["all", "collector", "evaluator"] = "all"
     # under ingest load, reads run one at a time and at most this many per second (revwatch.priority); 0 = off
     reads_per_second_under_ingest: float = Field(10.0, ge=0)
+    # reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-Proto / X-Forwarded-For are believed: the
+    # client address and the `Secure` cookie decision come from those headers only when the peer is one of these
+    # (docs/http.md "Behind a proxy"); empty: never, whoever sends them
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {item!r} is not an IP address or CIDR network") from None
+        return v
 
     @field_validator("max_body_bytes", mode="before")
     @classmethod
@@ -88,7 +103,59 @@ class SpoolConfig(_Model):
     _durs = field_validator("flush_interval", "dedup_horizon", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
-class JourneyConfig(_Model):
+_TIER_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+
+
+def _owner_text(v: Any) -> Any:
+    """owner / team / service: one line of text, at most 100 characters (shown in notifications, routed on)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("must be a non-empty string")
+    v = v.strip()
+    if len(v) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
+        raise ValueError("must be one line of at most 100 characters")
+    return v
+
+
+def _tier(v: Any) -> Any:
+    """tier: a short label (`1`, `tier-1`, `critical`); a YAML number is read as its text."""
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str) or not _TIER_RE.fullmatch(v):
+        raise ValueError("tier must be 1-32 letters, digits, '_', '.', '-' (e.g. 1, tier-1, critical)")
+    return v
+
+
+def _runbook(v: Any) -> Any:
+    """runbook: an absolute http(s) URL (a link in every notification and on the SLO page)."""
+    if v is None:
+        return None
+    from urllib.parse import urlsplit
+    parts = urlsplit(v) if isinstance(v, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in v):
+        raise ValueError("runbook must be an absolute http:// or https:// URL")
+    return v
+
+
+class OwnershipFields(_Model):
+    """Who answers for an SLO or journey (docs/slo-policy.md): shown in the UI, CLI and every notification,
+    searchable and groupable by team, matchable by alert routes. An SLO's unset keys fall back to its journey's
+    (slo/ownership.py resolves them once)."""
+    owner: str | None = None               # a person or rota (name, e-mail or handle)
+    team: str | None = None
+    service: str | None = None             # the service the SLO belongs to (also Sloth's `service`)
+    tier: str | None = None                # criticality tier of the service (e.g. 1, tier-1, critical)
+    runbook: str | None = None             # http(s) URL of the runbook
+
+    _v_text = field_validator("owner", "team", "service", mode="before")(classmethod(lambda cls, v: _owner_text(v)))
+    _v_tier = field_validator("tier", mode="before")(classmethod(lambda cls, v: _tier(v)))
+    _v_runbook = field_validator("runbook", mode="before")(classmethod(lambda cls, v: _runbook(v)))
+
+
+class JourneyConfig(OwnershipFields):
     start: str
     end: str
     milestones: list[str] = []             # intermediate event types, in expected order
@@ -208,7 +275,7 @@ class CalendarConfig(_Model):
     _zone = field_validator("time_zone")(classmethod(lambda cls, v: iana_time_zone(v)))
 
 
-class SloConfig(_Model):
+class SloConfig(OwnershipFields):
     name: str
     journey: str | None = None
     objective: float = Field(gt=0, lt=1)
@@ -224,7 +291,6 @@ class SloConfig(_Model):
     calendar: CalendarConfig | None = None  # window: calendar
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     labels: dict[str, str] = {}
-    service: str | None = None             # prometheus SLIs: the service they belong to (Sloth's `service`)
     import_spec: str | None = None         # the spec format an imported SLO was written in (e.g. prometheus/v1)
     display_name: str | None = None
     annotations: dict[str, str] = {}       # free-form notes on the SLO (OpenSLO metadata.annotations)

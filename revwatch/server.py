@@ -9,6 +9,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from alerts import receiver as alert_routes
 from alerts.service import AlertService
@@ -17,7 +18,7 @@ from anomaly.detectors import scan as anomaly_scan
 from anomaly.online import MetricWatcher, WatchedSeries
 from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
-from collector.journeys import JourneyService
+from revwatch.journeys import JourneyService
 from collector import journey_routes
 from collector.pipeline import build_ingest
 from probes import odoo_webhook
@@ -34,7 +35,6 @@ from slo import routes as slo_routes
 from slo.engine import SloEngine
 from slo.exposition import SloCollector
 import webui
-from webui.session import COOKIE as SESSION_COOKIE
 
 log = logging.getLogger("revwatch.server")
 
@@ -70,7 +70,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
 
 
 def _credentialed_by(ctx: AppContext):
-    """Whether a request presents a valid API key or a UI session cookie (checked in memory): only those take a
+    """Whether a request presents a valid API key or a valid UI session (checked in memory): only those take a
     read turn under ingest load (revwatch.priority), so anonymous requests cannot queue in front of readers."""
     def credentialed(scope) -> bool:
         for name, value in scope["headers"]:
@@ -80,8 +80,9 @@ def _credentialed_by(ctx: AppContext):
                     return token is not None and ctx.keys.verify(token) is not None
                 except StoreError:                   # the key snapshot is unavailable: treat as anonymous
                     return False
-            if name == b"cookie" and SESSION_COOKIE.encode() in value:
-                return True
+            ui = getattr(ctx, "ui", None)              # set by webui.install
+            if name == b"cookie" and ui is not None and ui.sessions.from_cookie_header(value) is not None:
+                return True          # a cookie counts only when its signature, expiry and session id hold
         return False
     return credentialed
 
@@ -134,6 +135,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     app.state.ctx = ctx
     install_error_handlers(app)
     app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx))
+    if cfg.server.trusted_proxies:     # outermost: scheme and client address are settled before anything reads them
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(cfg.server.trusted_proxies))
     install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)
@@ -235,4 +238,7 @@ def serve(cfg: Config) -> None:
     quiet_garbage_collector()
     log.info("revwatch listening on http://%s:%d (role %s, store %s)", cfg.server.host, cfg.server.port,
              cfg.server.role, app.state.ctx.store)
-    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="warning", access_log=False)
+    # proxy headers are handled by the app itself, for `server.trusted_proxies` only (uvicorn's own default would
+    # believe any X-Forwarded-* sent from 127.0.0.1)
+    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="warning", access_log=False,
+                proxy_headers=False)

@@ -98,7 +98,7 @@ class SloResult:
              "state": self.state, "sli": self.windows["slo"].sli,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
-             "labels": c.labels, "warnings": list(self.spec.warnings)}
+             "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict()}
         return d
 
 

@@ -91,7 +91,7 @@ class PrometheusReader:
     @staticmethod
     def _doc(spec: SloSpec, at: dt.datetime | None, error: str | None = None) -> dict:
         c = spec.config
-        return {"name": c.name, "source": "prometheus", "service": c.service, "kind": "prometheus",
+        return {"name": c.name, "source": "prometheus", **spec.ownership.as_dict(), "kind": "prometheus",
                 "objective": c.objective, "window": c.window, "at": at.isoformat() if at else None,
                 "state": "unknown" if error else "ok", "sli": None, "windows": {}, "budget": {"remaining_ratio": None},
                 "alerts": [], "labels": c.labels, "description": c.description, "warnings": list(spec.warnings),

@@ -12,10 +12,11 @@ Native alerts: one alert per SLO and severity (`RevwatchSLOBurnRatePage` / `...T
 The `max without (window)` is what makes it *one* alert: each pair's result keeps the long window's `window`
 label, so without it the 1d/2h and 3d/6h tickets are two alerts of the same SLO, and one of them resolves while
 the other still fires. Pairs are gated on `revwatch_slo_window_events >= min_events` when the SLO sets a
-low-traffic minimum. Labels: the SLO's labels and per-severity labels, then the built-in slo, journey and
-severity (which nothing can override). Annotations: summary, a description with the burn rate of every window
-pair and the budget left (Prometheus template queries over the same metrics), and `link`, the web UI's SLO page
-under `server.external_url`.
+low-traffic minimum. Labels: the SLO's labels and per-severity labels, then its ownership keys (owner, team,
+service, tier: routes match on them; slo/ownership.py), then the built-in slo, journey and severity (which nothing
+can override); the runbook goes in the `runbook_url` annotation. Annotations: summary, a description with the burn
+rate of every window pair and the budget left (Prometheus template queries over the same metrics), and `link`, the
+web UI's SLO page under `server.external_url`.
 """
 from __future__ import annotations
 
@@ -88,13 +89,14 @@ def native_rules(spec: SloSpec, external_url: str) -> dict:
         rule = {
             "alert": name + ("Page" if severity == "page" else "Ticket"),
             "expr": f"max without (window) (\n{pairs}\n)",
-            "labels": {**c.labels, **c.alerting.labels, **meta.labels,
+            "labels": {**c.labels, **c.alerting.labels, **meta.labels, **spec.ownership.labels(),
                        "slo": c.name, "journey": c.journey or "", "severity": severity},
             "annotations": {
                 "summary": f"({severity}) SLO {c.name}{{{{ if $labels.group }}}} [{{{{ $labels.group }}}}]"
                            f"{{{{ end }}}} is burning its error budget too fast",
                 "description": _description(spec, severity),
                 **c.alerting.annotations, **meta.annotations,
+                **({"runbook_url": spec.ownership.runbook} if spec.ownership.runbook else {}),
                 "link": _link(spec, external_url),
             },
         }

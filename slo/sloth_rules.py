@@ -144,11 +144,13 @@ def sloth_groups(spec: SloSpec) -> list[dict]:
             "title": f"({severity}) {{{{$labels.sloth_service}}}} {{{{$labels.sloth_slo}}}} SLO error budget burn "
                      f"rate is too fast.",
             "summary": "{{$labels.sloth_service}} {{$labels.sloth_slo}} SLO error budget burn rate is over expected.",
-            **c.alerting.annotations, **meta.annotations}
+            **c.alerting.annotations, **meta.annotations,
+            **({"runbook_url": spec.ownership.runbook} if spec.ownership.runbook else {})}
         alert = {"alert": c.alerting.name or f"{sid}-{severity}", "expr": pairs}
         if tiers[0].alert_after:               # OpenSLO alertAfter; Sloth itself writes no `for:`
             alert["for"] = prom_duration(tiers[0].alert_after.total_seconds())
-        alerts.append({**alert, "labels": {**c.alerting.labels, **meta.labels, "sloth_severity": severity},
+        owners = {k: v for k, v in spec.ownership.labels().items() if k != "service"}   # service: sloth_service
+        alerts.append({**alert, "labels": {**c.alerting.labels, **meta.labels, **owners, "sloth_severity": severity},
                        "annotations": dict(sorted(annotations.items()))})
     if alerts:
         groups.append({"name": f"sloth-slo-alerts-{sid}", "rules": alerts})

@@ -19,6 +19,7 @@ from revwatch import journeys
 from revwatch.config import RESERVED_ALERT_LABELS, Config, SloConfig
 from revwatch.units import parse_duration
 from slo.calendar import nominal_length, period_bounds
+from slo.ownership import Ownership, resolve as resolve_ownership
 from slo.windows import Catalogue, Tier, WindowsError, load_alert_windows, resolve_tiers
 
 BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
@@ -38,6 +39,7 @@ class SloSpec:
     end_type: str | None = None
     tiers: tuple[Tier, ...] = ()           # alert tiers, burn factors scaled to the period (slo/windows.py)
     warnings: tuple[str, ...] = ()         # tiers left out, and why
+    ownership: Ownership = Ownership()     # owner/team/service/tier/runbook, the journey's filling unset keys
 
     @property
     def is_prometheus(self) -> bool:
@@ -136,8 +138,8 @@ def resolve(cfg: Config) -> list[SloSpec]:
 
 def _resolve_one(s: SloConfig, cfg: Config, catalogues: list[Catalogue], where: str) -> SloSpec:
     start = end = None
+    j = cfg.journeys.get(s.journey or "")
     if s.sli.kind.startswith("journey_"):
-        j = cfg.journeys.get(s.journey or "")
         if j is None:
             raise SpecError(f"{where}: journey: unknown journey {s.journey!r}")
         start, end = j.start, j.end
@@ -154,7 +156,7 @@ def _resolve_one(s: SloConfig, cfg: Config, catalogues: list[Catalogue], where: 
         tiers, warnings = resolve_tiers(s.alerting, spec.nominal_period, s.objective, catalogues, where)
     except WindowsError as e:
         raise SpecError(str(e)) from None
-    return SloSpec(s, start, end, tiers, warnings)
+    return SloSpec(s, start, end, tiers, warnings, resolve_ownership(s, j))
 
 
 def load_openslo(path: Path, more: list[Path] | None = None) -> list[SloConfig]:

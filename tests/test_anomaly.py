@@ -188,7 +188,7 @@ def test_risk_learned_on_one_seed_beats_constant_and_rules_on_another(store, dat
     truth = {p["correlation_id"]: p for p in b2.payments}
     labelled = [p for p in ps if truth[p.correlation_id]["failed"] is not None]
     y = np.array([int(truth[p.correlation_id]["failed"]) for p in labelled])
-    X = risk._matrix(labelled)
+    X = model.matrix(labelled)
     auc_model = roc_auc_score(y, model.predict(X))
     auc_rules = roc_auc_score(y, risk.rules_score(X))
     auc_bayes = roc_auc_score(y, [truth[p.correlation_id]["failure_probability"] for p in labelled])

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from probes.odoo_cursor import CursorState, WriteDateCursor, shift
+from probes.odoo_cursor import CursorState, WriteDateCursor, shift, version_token
 from tests.support.fake_odoo import FakeOdoo, SerializationFailure
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, 0)
@@ -23,7 +23,7 @@ polls = st.lists(st.tuples(st.floats(0, 300, allow_nan=False),
                            st.sampled_from(["ok", "ok", "ok", "restart", "crash"])), min_size=1, max_size=25)
 
 
-def simulate(txs, poll_plan, page_size, max_pages, lookback_s):
+def simulate(txs, poll_plan, page_size, max_pages, lookback_s, token=False):
     fake = FakeOdoo(17, seed_data=False, now=T0)
     cursor = WriteDateCursor(dt.timedelta(seconds=lookback_s), page_size, max_pages)
     timeline = []
@@ -36,19 +36,24 @@ def simulate(txs, poll_plan, page_size, max_pages, lookback_s):
     state = CursorState.from_json(saved)
     delivered: list[tuple[int, str]] = []
 
+    fields = ["id", "write_date"] + (["ref"] if token else [])
+
     def search(domain, order, limit):
         return fake.execute("account.move", "search_read", [domain],
-                            {"fields": ["id", "write_date"], "order": order, "limit": limit})
+                            {"fields": fields, "order": order, "limit": limit})
+
+    def version(r):
+        return (r["id"], r["ref"] if token else r["write_date"])
 
     def poll(kind):
         nonlocal state, saved
         if kind == "restart":
             state = CursorState.from_json(saved)
-        out = cursor.poll(state, search)
+        out = cursor.poll(state, search, (lambda r: version_token(r, ["ref"])) if token else None)
         if kind == "crash":                          # the run dies before handing rows over: nothing persisted
             state = CursorState.from_json(saved)
             return out
-        delivered.extend((r["id"], r["write_date"]) for r in out.rows)
+        delivered.extend(version(r) for r in out.rows)
         state, saved = out.state, out.state.to_json()
         return out
 
@@ -63,7 +68,7 @@ def simulate(txs, poll_plan, page_size, max_pages, lookback_s):
         # REPEATABLE READ: a transaction can only write rows whose last writer committed before it started
         eligible = sorted(i for i, c in last_commit.items() if c <= start)
         for i in eligible[:updates]:
-            tx.write("account.move", i, ref=f"upd{n}")
+            tx.write("account.move", i, ref=f"upd{n}-{i}")          # every write makes a distinct version
         tx.commit()
         for i in ids + eligible[:updates]:
             last_commit[i] = at
@@ -75,7 +80,7 @@ def simulate(txs, poll_plan, page_size, max_pages, lookback_s):
             break
     else:
         raise AssertionError("the cursor never settled")
-    final = {(r["id"], r["write_date"]) for r in search([], "id asc", None)}
+    final = {version(r) for r in search([], "id asc", None)}
     return delivered, final, state
 
 
@@ -92,7 +97,7 @@ def test_no_loss_no_duplicate_with_lookback_over_longest_transaction(txs, poll_p
     plan = poll_plan + [(t, "ok") for t in range(0, 300, 25)]
     delivered, final, state = simulate(txs, plan, page_size, max_pages=10_000, lookback_s=61)
     check(delivered, final)
-    assert all(w >= shift(state.high_water, -61) for w in state.seen.values())        # the seen set is pruned
+    assert all(w >= shift(state.high_water, -61) for w, _ in state.seen.values())     # the seen set is pruned
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -101,6 +106,47 @@ def test_tiny_page_budget_never_stalls_and_resumes(txs, poll_plan, page_size, ma
     # a budget far smaller than one transaction: each cycle spans many polls and resumes where it stopped
     delivered, final, _ = simulate(txs, poll_plan, page_size, max_pages, lookback_s=10 ** 6)
     check(delivered, final)
+
+
+same_second = st.lists(st.tuples(
+    st.integers(0, 3).map(float) | st.floats(0, 3, allow_nan=False),   # starts crowd into a few seconds
+    st.floats(0, 30, allow_nan=False) | st.just(0.0),
+    st.integers(0, 4),
+    st.integers(0, 4)),
+    min_size=1, max_size=14)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(txs=same_second, poll_plan=polls, page_size=st.integers(1, 5))
+def test_versions_committed_within_one_second_are_each_delivered_once(txs, poll_plan, page_size):
+    """create-then-write in one second, read between them: the stamp shows no change, the token does. Every
+    write makes a new version (a distinct ref), so each version current at some instant the cursor settles on
+    is delivered, and none twice."""
+    plan = poll_plan + [(t / 4, "ok") for t in range(0, 40)]          # polls every 250 ms, between commits
+    delivered, final, state = simulate(txs, plan, page_size, max_pages=10_000, lookback_s=61, token=True)
+    check(delivered, final)
+    assert all(t is not None for _, t in state.seen.values())
+
+
+def test_the_stamp_alone_loses_a_change_in_the_same_second_and_the_token_does_not():
+    fake = FakeOdoo(17, seed_data=False, now=T0)
+    with fake.transaction(T0 + dt.timedelta(microseconds=100_000)) as tx:
+        rid = tx.create("account.move", name="/", move_type="out_invoice", state="draft")
+
+    def search(domain, order, limit):
+        return fake.execute("account.move", "search_read", [domain],
+                            {"fields": ["id", "write_date", "state"], "order": order, "limit": limit})
+    cursor = WriteDateCursor(dt.timedelta(minutes=15), 100, 10)
+    by_stamp = cursor.poll(CursorState(), search)
+    by_token = cursor.poll(CursorState(), search, lambda r: version_token(r, ["state"], r["state"]))
+    with fake.transaction(T0 + dt.timedelta(microseconds=600_000)) as tx:       # action_post, same second
+        tx.post(rid, "INV/1", "INV/1")
+    assert cursor.poll(by_stamp.state, search).rows == []                        # the defect this fixes
+    again = cursor.poll(by_token.state, search, lambda r: version_token(r, ["state"], r["state"]))
+    assert [r["state"] for r in again.rows] == ["posted"]
+    assert again.previous[rid] is not None and again.previous[rid][1].startswith("draft#")
+    restarted = CursorState.from_json(again.state.to_json())
+    assert cursor.poll(restarted, search, lambda r: version_token(r, ["state"], r["state"])).rows == []
 
 
 def test_a_block_of_one_second_larger_than_pages_is_paged_through():

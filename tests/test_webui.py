@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from decimal import Decimal
 import io
 import time
 
@@ -15,7 +16,8 @@ from slo.breakdown import breakdown
 from slo.history import bucket_series, burn_down
 from tests.support.slo_data import add_events, add_spans, journey
 from webui import charts
-from webui.data import aging_bucket, journey_summaries, money_at_risk, slo_status, stuck_items
+from revwatch.journeys import aging_bucket
+from webui.data import journey_summaries, money_at_risk, slo_status, stuck_items
 from webui.session import Sessions, load_secret
 
 CFG = """
@@ -103,13 +105,16 @@ def test_wrong_ingest_and_revoked_keys_are_refused(ui):
 
 
 def test_expired_and_tampered_sessions_are_refused():
-    s = Sessions("s" * 40, ttl_seconds=1)
+    now = [1_800_000_000.0]
+    s = Sessions("s" * 40, ttl_seconds=60, clock=lambda: now[0])
     value = s.issue("abcd1234", "read")
     v = s.read(value)
     assert v is not None and v.key_id == "abcd1234" and v.scope == "read" and len(v.csrf) >= 20
     assert s.read(value[:-2] + ("A" if value[-1] != "A" else "B") * 2) is None
-    assert Sessions("t" * 40, 60).read(value) is None                 # another installation's secret
-    time.sleep(2.1)
+    assert Sessions("t" * 40, 60, clock=lambda: now[0]).read(value) is None    # another installation's secret
+    now[0] += 59
+    assert s.read(value) is not None
+    now[0] += 1
     assert s.read(value) is None                                      # past the TTL
     assert s.read(None) is None and s.read("garbage") is None
 
@@ -129,6 +134,11 @@ def test_logout_and_acknowledge_need_the_csrf_token_and_same_origin(ui):
                  ["Id", "Kind", "DetectedAt", "CorrelationId", "Ref", "Score", "Reasons", "Details", "Status"])
     sign_in(ui)
     token = csrf_of(ui)
+    assert "Acknowledge</button>" not in c.get("/ui/anomalies").text   # a read key sees no button ...
+    r = c.post("/ui/anomalies/f1/ack", data={"csrf": token}, follow_redirects=False)
+    assert r.status_code == 403 and r.json()["field"] == "scope"      # ... and cannot acknowledge (as in the API)
+    sign_in(ui, "admin")
+    token = csrf_of(ui)
     r = c.post("/ui/anomalies/f1/ack", data={"csrf": "wrong"}, follow_redirects=False)
     assert r.status_code == 403 and r.json()["field"] == "csrf"
     r = c.post("/ui/anomalies/f1/ack", data={"csrf": token}, headers={"Origin": "https://evil.example"},
@@ -139,7 +149,7 @@ def test_logout_and_acknowledge_need_the_csrf_token_and_same_origin(ui):
     assert r.status_code == 303 and r.headers["location"] == "/ui/anomalies"     # no open redirect
     assert "Acknowledge</button>" not in c.get("/ui/anomalies").text
     acked = c.get("/ui/anomalies?status=acknowledged").text
-    assert "INV/1" in acked and f"by key {ui.keys['read'].split('_')[1]}" in acked
+    assert "INV/1" in acked and f"by key {ui.keys['admin'].split('_')[1]}" in acked
     assert c.post("/ui/anomalies/nope/ack", data={"csrf": token}).status_code == 404
     assert c.post("/ui/logout", data={}, follow_redirects=False).status_code == 403
     r = c.post("/ui/logout", data={"csrf": token}, follow_redirects=False)
@@ -178,7 +188,7 @@ def test_overview_shows_exhausted_budget_stuck_money_and_status(ui):
     assert "BUDGET EXHAUSTED" in html and 'class="badge st-ok"' not in html.split("pp</a>")[0].rsplit("<tr", 1)[1]
     assert "120.50 EUR" in html and "7.25 USD" in html                  # money at risk per currency
     (p2p,) = journey_summaries(ui.ctx)
-    assert p2p["stuck"] == 3 and p2p["money"] == {"EUR": 120.5, "USD": 7.25}
+    assert p2p["stuck"] == 3 and p2p["money"] == {"EUR": "120.50", "USD": "7.25"}          # exact decimal strings
     assert p2p["buckets"] == {"< 1 h": 1, "1–4 h": 1, "4–24 h": 0, "1–3 d": 1, "> 3 d": 0}
     assert p2p["stuck"] == len(stuck_items(ui.ctx, "p2p"))          # the summary and the list agree
     results = ui.ctx.slo.latest
@@ -204,7 +214,7 @@ def test_stuck_page_filters_and_csv_is_spreadsheet_safe(ui):
     assert rows[1]["amount"].startswith("100.5") and rows[1]["currency"] == "EUR" and rows[1]["customer"] == "C-1"
     assert rows[2]["customer"] == "'=cmd|x"                                 # no formula injection
     assert c.get("/ui/stuck?journey=nope").json()["field"] == "journey"
-    assert money_at_risk(rows) == {"EUR": 120.5, "USD": 7.25}
+    assert money_at_risk(rows) == {"EUR": Decimal("120.50"), "USD": Decimal("7.25")}
     assert aging_bucket(dt.timedelta(minutes=59)) == "< 1 h" and aging_bucket(dt.timedelta(days=9)) == "> 3 d"
 
 

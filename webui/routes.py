@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from anomaly.findings import acknowledge
-from collector.journeys import NotFound
+from revwatch.journeys import AGING_LABELS, NotFound
 from revwatch.api import ApiError, AppContext, ctx_of
 from revwatch.auth import allows
 from revwatch.schema import LINK_ATTRIBUTES
@@ -33,7 +33,7 @@ from slo.history import Series
 from webui import charts, data
 from webui.cache import Refreshing
 from webui.format import FILTERS
-from webui.session import COOKIE, Sessions, Viewer, csrf_ok, load_secret
+from webui.session import COOKIE, Revocations, Sessions, Viewer, csrf_ok, load_secret
 
 log = logging.getLogger("revwatch.webui")
 HERE = Path(__file__).parent
@@ -82,8 +82,10 @@ def install(app: FastAPI) -> None:
     env.globals.update(sparkline=charts.sparkline, budget_bar=charts.budget_bar, line_chart=charts.line_chart,
                        Line=charts.Line, waterfall=charts.waterfall, enc=lambda s: quote(str(s), safe=""))
     refresh = max(5, int(ui_cfg.refresh.total_seconds()))
-    ctx.ui = WebUi(Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds())),
-                   env, ui_cfg.public, ui_cfg.secure_cookie, refresh,
+    sessions = Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds()),
+                        Revocations(ctx.store))
+    sessions.revocations.preload()
+    ctx.ui = WebUi(sessions, env, ui_cfg.public, ui_cfg.secure_cookie, refresh,
                    Refreshing(lambda: data.sparklines(ctx), refresh),
                    Refreshing(lambda: data.journey_summaries(ctx), max(refresh, STUCK_REFRESH_SECONDS)))
     app.include_router(router)
@@ -115,7 +117,7 @@ def _session_viewer(request: Request) -> tuple[Viewer | None, str]:
         key = ctx.keys.by_id(v.key_id or "")
         if key is None or not allows(key, "read"):
             return None, "revoked"
-        return v, ""
+        return Viewer(key.key_id, key.scope, v.csrf, v.session_id, v.expires), ""   # the key's scope now
     return None, ""
 
 
@@ -133,6 +135,20 @@ def viewer(request: Request) -> Viewer:
 
 
 viewer.scope = "read"   # type: ignore[attr-defined]  # what route tables (revwatch.openapi.route_scopes) report
+
+
+def admin_viewer(request: Request) -> Viewer:
+    """The viewer of a route that needs an admin key, as its API twin does (acknowledge: a read key may look, not
+    act); a kiosk viewer is told to sign in, a read key that it needs admin."""
+    v = viewer(request)
+    if not v.signed_in:
+        raise ApiError(403, "sign in to change anything (this is a read-only public view)", "session")
+    if not v.can_acknowledge:
+        raise ApiError(403, f"this needs an admin key (the session's key has scope '{v.scope}')", "scope")
+    return v
+
+
+admin_viewer.scope = "admin"   # type: ignore[attr-defined]
 
 
 def _same_origin(request: Request) -> bool:
@@ -212,18 +228,27 @@ async def login(request: Request):
                    else f"This key has scope '{key.scope}'; signing in needs read or admin.")
         return render(request, "login.html", http_status=401 if key is None else 403, next=nxt, message=message)
     resp = RedirectResponse(nxt, status_code=303, headers=_headers())
-    secure = ctx.ui.secure_cookie == "always" or (ctx.ui.secure_cookie == "auto" and request.url.scheme == "https")
     resp.set_cookie(COOKIE, ctx.ui.sessions.issue(key.key_id, key.scope), max_age=ctx.ui.sessions.ttl,
-                    httponly=True, samesite="strict", secure=secure, path="/")
+                    httponly=True, samesite="strict", secure=_secure(request), path="/")
     return resp
+
+
+def _secure(request: Request) -> bool:
+    """Whether the cookie gets `Secure`: `ui.secure_cookie` always/never, or (auto) when the request came over HTTPS.
+    The scheme is the connection's own, or `X-Forwarded-Proto` only when the peer is one of
+    `server.trusted_proxies` (revwatch.server installs uvicorn's proxy-headers middleware for exactly those)."""
+    mode = ctx_of(request).ui.secure_cookie
+    return mode == "always" or (mode == "auto" and request.url.scheme == "https")
 
 
 @router.post("/ui/logout")
 async def logout(request: Request):
-    """End the session (CSRF-protected) and go back to the sign-in form."""
-    await acting_viewer(request)
+    """End the session on the server (its id is revoked, so a copied cookie dies too; CSRF-protected) and go
+    back to the sign-in form."""
+    v, _ = await acting_viewer(request)
+    await run_in_threadpool(ctx_of(request).ui.sessions.end, v)
     resp = RedirectResponse("/ui/login?reason=signed_out", status_code=303, headers=_headers())
-    resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return resp
 
 
@@ -336,7 +361,7 @@ def stuck_page(request: Request, journey: str | None = None, q: str = "", bucket
     """Stuck instances of a journey: aging buckets, amount, customer, oldest first, filterable, CSV export."""
     journey = _journey_param(request, journey)
     items = _stuck_filtered(request, journey, q, bucket, currency) if journey else []
-    buckets = {label: 0 for _, label in data.AGING}
+    buckets = {label: 0 for label in AGING_LABELS}
     for it in items:
         buckets[it["bucket"]] += 1
     return render(request, "stuck.html", viewer=v, journey=journey, items=items, q=q, bucket=bucket,
@@ -384,9 +409,9 @@ def anomalies_page(request: Request, status: str = "open", kind: str = "", v: Vi
     return render(request, "anomalies.html", viewer=v, items=items, status=status, kind=kind)
 
 
-@router.post("/ui/anomalies/{finding_id}/ack", dependencies=[Depends(viewer)])
+@router.post("/ui/anomalies/{finding_id}/ack", dependencies=[Depends(admin_viewer)])
 async def ack_anomaly(request: Request, finding_id: str):
-    """Acknowledge a finding (session + CSRF token); back to the list."""
+    """Acknowledge a finding (admin key: session + CSRF token, or Bearer); back to the list."""
     v, form = await acting_viewer(request)
     done = await run_in_threadpool(acknowledge, ctx_of(request).store, finding_id, by=v.key_id or "")
     if done is None:

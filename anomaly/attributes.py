@@ -1,0 +1,146 @@
+"""Features from whatever attributes a business sends: every key becomes a number, a category or text tokens.
+
+The reconciliation-risk model (anomaly.risk) must learn failure drivers it was never told about — a payment
+channel that fails, a token a bank writes inside references, a combination of both. So every attribute of a
+payment (and of the invoice it names) is a candidate feature, typed by what its values look like in the training
+history:
+
+* **numeric** — at least 95 % of its non-empty values parse as finite numbers: one column `sign·log1p(|x|)` (money
+  and counts are heavy-tailed) plus a missing indicator; a missing value takes the training median.
+* **category** — at most `MAX_CATEGORIES` distinct values: one-hot for each value seen at least `MIN_COUNT`
+  times; anything else (a value first seen at scoring time, a rare one) is all zeros, the "other" row.
+* **text** — the rest (references, memos, identifiers): character 1–3-grams of the value's *shape* (lower case,
+  every run of digits replaced by one `9`), hashed into `TEXT_BUCKETS` columns. Shapes keep what generalises — a
+  token such as `xb` inside `RF-XB-2231`, a reversed or re-spaced reference — and drop the serial numbers that
+  would otherwise fill every bucket with noise.
+
+A key present on fewer than `MIN_PRESENT` of the training rows is ignored. The encoder is fitted once, at training
+time, and stored with the model: scoring encodes with the very same vocabulary, so a feature means the same at
+both times (a value never seen in training is "other", never a new column). Columns are grouped per attribute, so
+permutation importance and explanations speak of attributes, not of hashed columns.
+"""
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_CATEGORIES = 30        # more distinct values than this is an identifier or free text, not a category
+MIN_COUNT = 5              # a category value needs this many training rows to get its own column
+MIN_PRESENT = 0.02         # a key on fewer than 2 % of the rows carries too little to learn from
+NUMERIC_SHARE = 0.95       # share of non-empty values that must parse for a key to be numeric
+TEXT_BUCKETS = 32          # hashed n-gram columns per text attribute
+_DIGITS = re.compile(r"\d+")
+
+
+def _number(v: str) -> float | None:
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def shape(v: str) -> str:
+    """The value with letter case and serial numbers taken out: `INV/2026/00042` → `inv/9/9`."""
+    return _DIGITS.sub("9", v.strip().lower())
+
+
+def _grams(v: str) -> set[str]:
+    s = f"^{shape(v)}$"
+    return {s[i:i + n] for n in (1, 2, 3) for i in range(len(s) - n + 1)}
+
+
+def _bucket(gram: str) -> int:
+    return zlib.crc32(gram.encode()) % TEXT_BUCKETS      # stable across processes (str hash() is salted)
+
+
+@dataclass
+class Attribute:
+    """How one attribute key is encoded, learned from the training rows."""
+    key: str
+    kind: str                                    # numeric | category | text
+    values: list[str] = field(default_factory=list)    # category: the values with their own column
+    median: float = 0.0                          # numeric: stands in for a missing value
+
+    @property
+    def width(self) -> int:
+        return {"numeric": 2, "category": len(self.values), "text": TEXT_BUCKETS}[self.kind]
+
+    def encode(self, v: str, out: np.ndarray) -> None:
+        """Write this attribute's columns for value `v` ('' = missing) into `out` (zeros on entry)."""
+        if self.kind == "numeric":
+            x = _number(v) if v else None
+            out[0] = _squash(self.median if x is None else x)
+            out[1] = float(x is None)
+        elif self.kind == "category":
+            if v in self.values:
+                out[self.values.index(v)] = 1.0
+        elif v:
+            for g in _grams(v):
+                out[_bucket(g)] = 1.0
+
+
+def _squash(x: float) -> float:
+    return math.copysign(math.log1p(abs(x)), x)
+
+
+class AttributeEncoder:
+    """Typed columns for every attribute key of the training rows (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.attributes: list[Attribute] = []
+
+    def fit(self, rows: list[dict[str, str]]) -> "AttributeEncoder":
+        present: Counter[str] = Counter()
+        values: dict[str, Counter[str]] = {}
+        for r in rows:
+            for k, v in r.items():
+                if v:
+                    present[k] += 1
+                    values.setdefault(k, Counter())[v] += 1
+        self.attributes = []
+        for k in sorted(present):
+            if present[k] < max(1, MIN_PRESENT * len(rows)):
+                continue
+            seen = values[k]
+            nums = [x for v, n in seen.items() if (x := _number(v)) is not None for _ in range(n)]
+            if len(nums) >= NUMERIC_SHARE * present[k]:
+                self.attributes.append(Attribute(k, "numeric", median=float(np.median(nums))))
+            elif len(seen) <= MAX_CATEGORIES:
+                kept = sorted(v for v, n in seen.items() if n >= MIN_COUNT)
+                if kept:
+                    self.attributes.append(Attribute(k, "category", values=kept))
+            else:
+                self.attributes.append(Attribute(k, "text"))
+        return self
+
+    @property
+    def width(self) -> int:
+        return sum(a.width for a in self.attributes)
+
+    def groups(self, offset: int = 0) -> dict[str, list[int]]:
+        """Column indices per attribute key (shifted by `offset` when placed after other columns)."""
+        out, i = {}, offset
+        for a in self.attributes:
+            out[a.key] = list(range(i, i + a.width))
+            i += a.width
+        return out
+
+    def transform(self, rows: list[dict[str, str]]) -> np.ndarray:
+        X = np.zeros((len(rows), self.width))
+        for i, r in enumerate(rows):
+            j = 0
+            for a in self.attributes:
+                a.encode(r.get(a.key, ""), X[i, j:j + a.width])
+                j += a.width
+        return X
+
+    def describe(self) -> list[dict]:
+        """What each attribute became, for the model card."""
+        return [{"attribute": a.key, "kind": a.kind, **({"categories": a.values} if a.kind == "category" else {})}
+                for a in self.attributes]
