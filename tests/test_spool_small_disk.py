@@ -74,29 +74,16 @@ def wait_ready(api, want: int, timeout: float = 60.0):
 
 
 # -- reclaim on a disk smaller than the default thresholds -------------------------------------------------------
-def test_default_config_on_a_2_mib_disk_reclaims_and_keeps_accepting(api_factory, tmpfs):
-    """The default spool settings (64 MiB segments, 1 GiB bound) on a 2 MiB filesystem: the disk fills while the
-    store is down, every 200 is stored exactly once, and once the store is back the stored segment is reclaimed
-    and ingest is accepted again — over and over, many times the disk's size."""
+def test_default_config_streams_many_times_a_2_mib_disk_through_it(api_factory, tmpfs):
+    """The default spool settings (64 MiB segments, 1 GiB bound) on a 2 MiB filesystem under continuous traffic
+    (the current segment is never exactly drained when an append comes): ~12 MB go through, every event is
+    stored, and a 503 (the sender outran the store and met a full disk) clears within moments, never for good.
+    The fill-while-the-store-is-down case is test_collector_faults.py::test_full_spool_disk_end_to_end…"""
     mnt = tmpfs("2m")
     api = api_factory({"spool": {"dir": str(mnt / "spool")}})
     assert api.ctx.spool.segment_bytes == 64 * 1024**2 and api.ctx.spool.max_bytes == 1024**3   # the defaults
     pad = {"note": "x" * 2000}
-    acked, refused = [], 0
-    with store_outage(api.ctx.store, ConnectionError("down")):
-        for k in range(120):
-            batch = [ev(f"f{k:03d}-{i}", attributes=pad) for i in range(10)]
-            r = api.post("/api/v1/events", json=batch)
-            if r.status_code == 200:
-                acked += [e["event_id"] for e in batch]
-            else:
-                assert r.status_code == 503 and r.headers["Retry-After"], r.text
-                refused += 1
-        assert refused and acked
-    api.drain(120)
-    assert sorted(stored_ids(api.ctx.store)) == sorted(acked)
-    assert wait_ready(api, 200).status_code == 200
-    total, retries = len(acked), 0
+    total, retries = 0, 0
     deadline = time.time() + 120
     for k in range(600):            # ~12 MB through a 2 MiB disk: only possible if stored segments are reclaimed
         batch = [ev(f"after{k:04d}-{i}", attributes=pad) for i in range(10)]
