@@ -198,7 +198,7 @@ async def _accept_traces(request: Request, ctx: AppContext, json_body: bool, bod
     except SpoolRefused as e:
         ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
         log.warning("spool refused an export: %s", e)
-        return _otlp_error(503, f"{_refusal_text(e)}; retry later", json_body, {"Retry-After": str(e.retry_after)})
+        return _otlp_error(503, f"{_refusal_text(e)}; retry later", json_body, {"Retry-After": e.retry_after})
     msg = "; ".join(decoded.errors) if decoded.rejected else ""
     return _otlp_ok(encode_response(decoded.rejected, msg, json_body), json_body)
 
@@ -348,7 +348,7 @@ async def ingest_items(ctx: AppContext, chunks: Iterator[ValidatedEvents], inlin
     except SpoolRefused as e:
         ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
         log.warning("spool refused events: %s", e)
-        raise ApiError(503, f"{_refusal_text(e)}; retry later", headers={"Retry-After": str(e.retry_after)}) from e
+        raise ApiError(503, f"{_refusal_text(e)}; retry later", headers={"Retry-After": e.retry_after}) from e
     for rej in rejected[:20]:
         log.info("event rejected", extra={"index": rej["index"], "error": rej["error"], "key_id": key_id})
     reply: dict = {"accepted": accepted, "duplicates": dups, "conflicts": conflicts, "rejected": rejected}
