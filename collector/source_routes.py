@@ -173,14 +173,20 @@ async def replay_deadletters(request: Request, source: str | None = Query(None, 
     """Re-run open letters through today's mapping and validation (admin). Letters refused for their signature or
     token (or size) are never replayed: their sender did not prove who it was. Each outcome is recorded."""
     ctx = ctx_of(request)
+    return await replay(ctx, source, reason, instant_param(since, "since"), letter_id, limit)
+
+
+async def replay(ctx: AppContext, source: str | None = None, reason: str | None = None,
+                 since: dt.datetime | None = None, letter_id: str | None = None, limit: int = 1000) -> dict:
+    """Replay open letters (filters as the route) through the one ingest path; `{"replayed", "rejected_again",
+    "skipped", "letters": [...]}`. The CLI runs this too when it holds the store itself."""
     dl = _letters(ctx)
     dl.flush()                                  # letters still buffered are replayable too
-    when = instant_param(since, "since")
     if letter_id:
         one = dl.get(letter_id)
         letters = [one] if one and one["status"] == "open" else []
     else:
-        letters, _ = dl.find(source, reason, when, None, limit, "open")
+        letters, _ = dl.find(source, reason, since, None, limit, "open")
     out: list[dict] = []
     totals = {"replayed": 0, "rejected_again": 0, "skipped": 0}
     for summary in letters:
