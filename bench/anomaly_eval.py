@@ -108,7 +108,7 @@ def risk_eval(store, seed: int, days: float = 4) -> dict:
     truth = {p["correlation_id"]: p for p in b.payments}
     hidden = {e["correlation_id"] for e in events if e["type"].startswith("payment.reconcil")}
     rows = [(prob, int(truth[p.correlation_id]["failed"]), truth[p.correlation_id]["failure_probability"])
-            for p, prob, _ in scored if truth[p.correlation_id]["failed"] is not None and p.correlation_id in hidden]
+            for p, prob, *_ in scored if truth[p.correlation_id]["failed"] is not None and p.correlation_id in hidden]
     probs, y, bayes = (np.array(c) for c in zip(*rows))
     order = np.argsort(-probs)[:50]
     return {"n": len(y), "failures": int(y.sum()), "auc": roc_auc_score(y, probs), "bayes": roc_auc_score(y, bayes),
@@ -134,7 +134,7 @@ def business_eval(store, generate, seed: int, days: int = 60) -> dict:
     scored, summary = risk.score_open(store, now=end)
     pays = {p["correlation_id"]: p for p in g.payments}
     rows = [(prob, int(pays[p.correlation_id]["failed"]), pays[p.correlation_id]["failure_probability"])
-            for p, prob, _ in scored if p.correlation_id in pays]
+            for p, prob, *_ in scored if p.correlation_id in pays]
     probs, y, bayes = (np.array(v) for v in zip(*rows))
     return {"variance": c, "causes": causes, "n": len(y), "failures": int(y.sum()),
             "auc": roc_auc_score(y, probs), "bayes": roc_auc_score(y, bayes), "summary": summary}
@@ -206,7 +206,7 @@ def main() -> None:
         print(f"   baselines on the model's held-out quarter: {s['metrics']['baselines']}")
         print("   reliability (held-out): " + ", ".join(f"{b['bin']}: {b['predicted']:.2f}→{b['observed']:.2f} "
                                                         f"(n={b['n']})" for b in s["metrics"]["reliability"]))
-    if not a.skip_variance:
+    if not a.skip_variance and not a.skip_sim:
         p, r, f = prf(total)
         print(f"\nbilling variance over all seeds: precision {p:.4f} recall {r:.4f} F1 {f:.4f}")
     if not a.skip_businesses:

@@ -205,8 +205,9 @@ def alert_log(ctx: AppContext, slo: str | None = None, limit: int = 200) -> list
 
 
 def anomalies(ctx: AppContext, status: str | None = None, kind: str | None = None, limit: int = 200) -> list[dict]:
-    """Latest anomaly findings, highest score first, optionally only one status (open / acknowledged)."""
-    return list_findings(ctx.store, kind=kind, limit=limit, status=status)
+    """Latest anomaly findings, most money at risk first (amount × probability for a payment, the difference for
+    an invoice), optionally only one status (open / acknowledged / scored)."""
+    return list_findings(ctx.store, kind=kind, limit=limit, status=status, order="money")
 
 def impact_summary(annotations: dict) -> dict[str, str]:
     """The business impact of a logged alert as flat, printable fields: alerts/ stores it as one JSON annotation
