@@ -25,6 +25,7 @@ from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
 from revwatch.journeys import JourneyReader
 from slo.prometheus_values import PrometheusReader
+from slo.state import budget_of, state_of
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
 
 log = logging.getLogger("revwatch.slo")
@@ -69,12 +70,10 @@ class SloResult:
 
     @property
     def budget(self) -> dict:
-        """Error budget of the SLO window: remaining ratio and events, and days until exhausted."""
-        w = self.windows["slo"]
-        obj = self.spec.config.objective
-        allowed = (1 - obj) * w.total
-        bad = w.total - w.good
-        remaining_ratio = 1 - bad / allowed if allowed > 0 else (1.0 if bad == 0 else float("-inf"))
+        """Error budget of the SLO window (slo.state.budget_of: signed, overspend negative) and days until
+        exhausted at the 1 h / 6 h burn rates."""
+        b = budget_of(self)
+        remaining_ratio = b.remaining_ratio
         period_days = self.spec.period(self.at).total_seconds() / 86400
         forecast: dict[str, float | None] = {}
         for name in ("1h", "6h"):
@@ -85,10 +84,8 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        unit = "minutes" if self.spec.config.budgeting != "occurrences" or self.spec.kind == "gauge_threshold" \
-            else "events"
-        return {"remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
-                "allowed_bad": allowed, "bad": bad, "remaining": allowed - bad, "unit": unit,
+        return {"remaining_ratio": remaining_ratio, "allowed_bad": b.allowed, "bad": b.spent,
+                "remaining": b.remaining, "overspent": b.overspent, "unit": b.unit,
                 "days_until_exhausted": forecast}
 
     def as_dict(self) -> dict:
@@ -119,9 +116,8 @@ def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]
 
 
 def alert_state(res: SloResult) -> None:
-    """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity)."""
+    """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of)."""
     al = res.spec.config.alerting
-    state = "ok"
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
@@ -133,9 +129,7 @@ def alert_state(res: SloResult) -> None:
                                "alert_after": format_duration(p.alert_after) if p.alert_after else None,
                                "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
                                "low_traffic": not enough, "firing": firing})
-            if firing:
-                state = severity
-    res.state = state
+    res.state = state_of(res)          # the one decision (slo/state.py): page, exhausted, ticket, ok, no_data
 
 
 class SloEngine:
