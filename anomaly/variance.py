@@ -1,11 +1,13 @@
 """Per-invoice billing variance: what was billed against what the subscription or order said to expect.
 
-Only DESIGN §4 attributes are read. An *expectation* is a subscription.activated/renewed/amended or order.booked
-event; its expected total is `unit_price × quantity × proration × (1 + tax_rate)` when it carries a unit price,
-else its `amount`. The invoices of a transaction are the invoice.created events of the same correlation ID, plus
-invoices of another correlation ID that name the same `subscription_id` inside the expectation's period (a billing
-system that correlates the invoice differently). credit_note.issued events subtract from the invoice they name
-(`invoice_ref`) or from their own transaction. The latest invoice.created per `invoice_ref` is the invoice (a
+Only documented attributes are read (docs/events.md "What billing variance expects"). An *expectation* is a
+subscription.activated/renewed/amended or order.booked event; its expected total is its stated `amount` (the
+business's own figure, add-ons and discounts included), else the unit-price formula with usage, discounts and
+credits; when both exist the formula is only a cross-check reported beside a finding. The invoices of a
+transaction are the invoice.created events of the same correlation ID, plus invoices of another correlation ID
+that name the same `subscription_id` inside the expectation's period (a billing system that correlates the
+invoice differently). credit_note.issued events subtract from the invoice they name (`invoice_ref`) or from their
+own transaction. The latest invoice.created per `invoice_ref` is the invoice (a
 corrected invoice replaces the first).
 
 Invariant: a transaction is judged on its *net* billed amount per currency, so a credit note or a corrected invoice
@@ -62,6 +64,14 @@ class Event:
 
 @dataclass
 class Expectation:
+    """What one expectation event says the period should bill.
+
+    `expected` is the event's stated `amount` when it has one (docs/events.md: the amount expected for the period,
+    add-ons, discounts and credits included): the business knows its own pricing better than any formula. The
+    unit-price formula (`formula`) is the fallback when no amount is stated, and otherwise a cross-check that is
+    reported beside a finding, never an override. `recurring` is the per-period line before tax, proration and
+    discounts (unit × quantity); the diagnosis uses it to recognise a wrong quantity or a missed proration
+    inside a total that also carries usage or discounts."""
     event: Event
     expected: Decimal
     unit_price: Decimal | None
@@ -69,25 +79,42 @@ class Expectation:
     proration: Decimal | None
     tax_rate: Decimal | None
     tolerance: Decimal
+    formula: Decimal | None = None
+    discount_rate: Decimal = Decimal(0)
 
     @classmethod
     def of(cls, e: Event) -> "Expectation | None":
-        """The expectation an event states, or None when it states no amount."""
+        """The expectation an event states, or None when it states no amount and no unit price."""
         unit, qty = _dec(e.attr("unit_price")), _dec(e.attr("quantity"))
         prorate, tax = _dec(e.attr("proration")), _dec(e.attr("tax_rate"))
+        rate = _dec(e.attr("discount_rate")) or Decimal(0)
         rel = REL_TOLERANCE
         if prorate is not None and 0 < prorate < 1:      # a factor written with k decimals is off by ½·10⁻ᵏ at most
             exponent = prorate.as_tuple().exponent
             assert isinstance(exponent, int), "a finite factor between 0 and 1 has a numeric exponent"
             rel += Decimal(5).scaleb(exponent - 1) / prorate
+        formula = None
         if unit is not None:
-            expected = unit * (qty if qty is not None else 1) * (prorate if prorate is not None else 1) \
-                * (1 + (tax or 0))
-        elif e.amount is not None:
-            expected = e.amount
-        else:
+            net = unit * (qty if qty is not None else 1) * (prorate if prorate is not None else 1) * (1 - rate) \
+                - (_dec(e.attr("discount_amount")) or 0) + (_dec(e.attr("usage_amount")) or 0)
+            formula = net * (1 + (tax or 0)) - (_dec(e.attr("credit_amount")) or 0)
+        expected = e.amount if e.amount is not None else formula
+        if expected is None:
             return None
-        return cls(e, expected, unit, qty, prorate, tax, max(ABS_TOLERANCE, abs(expected) * rel))
+        return cls(e, expected, unit, qty, prorate, tax, max(ABS_TOLERANCE, abs(expected) * rel), formula, rate)
+
+    def line(self, quantity: Decimal | None = None, proration: Decimal | None = None) -> Decimal | None:
+        """The recurring line with tax (unit × quantity × proration × (1 − discount rate) × (1 + tax)); None
+        without a unit price."""
+        if self.unit_price is None:
+            return None
+        q = quantity if quantity is not None else (self.quantity if self.quantity is not None else Decimal(1))
+        p = proration if proration is not None else (self.proration if self.proration is not None else Decimal(1))
+        return self.unit_price * q * p * (1 - self.discount_rate) * (1 + (self.tax_rate or 0))
+
+    @property
+    def formula_disagrees(self) -> bool:
+        return self.formula is not None and abs(self.formula - self.expected) > self.tolerance
 
     @property
     def currency(self) -> str:
@@ -109,6 +136,9 @@ class Variance:
     plan: str
     at: dt.datetime
     reasons: list[str] = field(default_factory=list)
+    original_invoice_ref: str = ""       # the transaction's first invoice, when the flagged one is another
+    expected_source: str = "stated"      # stated (the event's amount) or formula (unit price × quantity …)
+    formula: Decimal | None = None       # the unit-price cross-check, when it could be computed
 
     @property
     def difference(self) -> Decimal:
@@ -126,7 +156,9 @@ class Variance:
         return {"cause": self.cause, "expected": _money(self.expected), "billed": _money(self.billed),
                 "difference": _money(self.difference), "currency": self.currency,
                 "expected_currency": self.expected_currency, "customer_id": self.customer_id,
-                "subscription_id": self.subscription_id, "plan": self.plan, "invoice_ref": self.invoice_ref}
+                "subscription_id": self.subscription_id, "plan": self.plan, "invoice_ref": self.invoice_ref,
+                "original_invoice_ref": self.original_invoice_ref, "expected_from": self.expected_source,
+                **({"formula_expected": _money(self.formula)} if self.formula is not None else {})}
 
 
 def _money(x: Decimal) -> str:
@@ -220,10 +252,18 @@ def judge(t: Transaction) -> Variance | None:
 
     def finding(cause: str, billed: Decimal, currency: str, inv: Event, *reasons: str) -> Variance:
         ev = x.event
-        return Variance(ev.correlation_id, inv.attr("invoice_ref") or "", cause, E, billed, currency, cur,
+        ref = inv.attr("invoice_ref") or ""
+        original = first.attr("invoice_ref") or ""
+        notes = list(reasons)
+        if x.formula_disagrees:
+            assert x.formula is not None, "formula_disagrees implies a formula"
+            notes.append(f"the renewal states {_money(E)} {cur}; unit price × quantity would give "
+                         f"{_money(x.formula)} (the stated amount is what counts)")
+        return Variance(ev.correlation_id, ref, cause, E, billed, currency, cur,
                         inv.attr("customer_id") or ev.attr("customer_id"),
                         ev.attr("subscription_id") or inv.attr("subscription_id"), ev.attr("plan") or inv.attr("plan"),
-                        latest.at, list(reasons))
+                        latest.at, notes, original if original != ref else "",
+                        "stated" if ev.amount is not None else "formula", x.formula)
 
     ref = latest.attr("invoice_ref") or "?"
     if others:
@@ -249,27 +289,28 @@ def judge(t: Transaction) -> Variance | None:
     def close(amount: Decimal) -> bool:
         return abs(B - amount) <= x.tolerance
 
+    line = x.line()
     if tax > 0 and close(E / (1 + tax)):
         return finding("tax_missing", B, cur, latest, head, f"the {_pct(tax)} tax was not added")
     if tax > 0 and close(E * (1 + 2 * tax) / (1 + tax)):
         return finding("tax_double", B, cur, latest, head, f"the {_pct(tax)} tax was applied twice")
-    if p is not None and 0 < p < 1 and close(E / p):
+    if p is not None and 0 < p < 1 and (close(E / p) or line is not None and close(E + line * (1 - p) / p)):
         return finding("proration_missing", B, cur, latest, head,
                        f"billed for the full period instead of the prorated share {p}")
     if q is not None and q > 0 and E:
-        per_unit = E / q
-        billed_q = B / per_unit
-        whole = billed_q.to_integral_value()
-        if whole >= 1 and whole != q and abs(B - whole * per_unit) <= x.tolerance * max(Decimal(1), whole / q):
-            return finding("quantity_mismatch", B, cur, latest, head, f"billed for quantity {whole} instead of {q}")
+        per_unit = line / q if line is not None and line else E / q      # a seat's share of the total
+        extra = (B - E) / per_unit
+        whole = extra.to_integral_value()
+        if whole != 0 and q + whole >= 1 and abs(B - E - whole * per_unit) <= x.tolerance * max(Decimal(1),
+                                                                                            abs(whole) / q):
+            return finding("quantity_mismatch", B, cur, latest, head, f"billed for quantity {q + whole} instead of {q}")
     if tax > 0 and close(E * (1 + tax)):
         return finding("tax_double", B, cur, latest, head, f"the {_pct(tax)} tax was applied twice (compounded)")
     if len(live) >= 2 and not t.credits:
         return finding("double_charge", B, cur, max(live, key=lambda e: e.at), head,
                        f"{len(live)} invoices for one transaction")
-    if x.unit_price is not None:
-        factor = (q if q is not None else 1) * (p if p is not None else 1) * (1 + tax)
-        implied = B / factor if factor else B
+    if x.unit_price is not None and line:
+        implied = x.unit_price * (1 + (B - E) / line)      # the unit price that explains the difference
         return finding("wrong_price", B, cur, latest, head,
                        f"implied unit price {_money(implied)} instead of {_money(x.unit_price)}")
     return finding("amount_mismatch", B, cur, latest, head)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.journeys import JourneyService  # noqa: E402
+from revwatch.journeys import JourneyService  # noqa: E402
 from revwatch.config import JourneyConfig  # noqa: E402
 from revwatch.store import open_store  # noqa: E402
 

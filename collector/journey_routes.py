@@ -5,7 +5,7 @@ import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from collector.journeys import NotFound
+from revwatch.journeys import NotFound
 from revwatch.api import ApiError, ctx_of, instant_param, require
 from revwatch.units import utcnow
 
@@ -32,7 +32,7 @@ def search_journeys(request: Request, attr: str | None = Query(None, description
         if stuck not in svc.journeys:
             raise ApiError(400, f"unknown journey {stuck!r} (configured: {', '.join(svc.journeys) or 'none'})",
                            "stuck")
-        return {"stuck": stuck, "items": svc.stuck(stuck, limit=limit)}
+        return {"stuck": stuck, "items": [s.as_dict() for s in svc.stuck(stuck, limit=limit)]}
     if not any((pair, customer, journey, lo, hi)):      # no filter: what was seen in the last day, newest first
         lo = utcnow() - dt.timedelta(days=1)
     items = svc.search(pair, customer, journey, lo, hi, limit)

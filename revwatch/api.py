@@ -30,7 +30,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
 
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
-    from collector.journeys import JourneyService
+    from revwatch.journeys import JourneyService
     from collector.spool import Spool
     from collector.writer import Writer
     from probes.service import ProbeService

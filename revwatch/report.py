@@ -42,20 +42,27 @@ def _exhaustion(d: dict, days: float | None) -> str:
 
 
 def slo_table(docs: list[dict]) -> Table:
-    """SLO status: SLI, burn rates per window, budget left, exhaustion forecast, alert state."""
+    """SLO status: owner, SLI, burn rates per window, budget left, exhaustion forecast, coverage, alert state."""
     t = Table(title="SLOs", title_justify="left")
-    for col in ("SLO", "objective", "SLI (window)", "burn 5m", "burn 1h", "burn 6h", "burn 1d", "burn 3d",
-                "budget left", "exhausted in", "state"):
-        t.add_column(col, justify="left" if col in ("SLO", "state") else "right")
+    for col in ("SLO", "team / owner", "objective", "SLI (window)", "burn 5m", "burn 1h", "burn 6h", "burn 1d",
+                "burn 3d", "budget left", "exhausted in", "coverage 1h / window", "state"):
+        t.add_column(col, justify="left" if col in ("SLO", "team / owner", "state") else "right")
     for d in docs:
         w, b = d["windows"], d["budget"]
         days = b["days_until_exhausted"].get("1h")
         name = d["name"] + (f" [{d['group']}]" if d.get("group") else "")
-        t.add_row(Text(name), f"{d['objective']:.2%}", _pct(d["sli"]),
+        owner = " / ".join(x for x in (d.get("team"), d.get("owner")) if x) or "-"
+        cov = d.get("coverage") or {}
+        cw = cov.get("windows", {})
+        coverage = " / ".join(_pct(cw[k]["ratio"]) if k in cw else "-" for k in ("1h", "slo"))
+        state = d["state"] + (f" ({cov['no_data_for_minutes']} min)" if d["state"] == "no_data"
+                              and cov.get("no_data_for_minutes") is not None else "")
+        if cov.get("held_alerts"):
+            state += " held: " + ", ".join(cov["held_alerts"])
+        t.add_row(Text(name), Text(owner), f"{d['objective']:.2%}", _pct(d["sli"]),
                   *(f"{w[k]['burn_rate']:.2f}" for k in ("5m", "1h", "6h", "1d", "3d")),
-                  _budget(d),
-                  _exhaustion(d, days),
-                  Text(d["state"], style=STATE_STYLE.get(d["state"], "")))
+                  _budget(d), _exhaustion(d, days), coverage,
+                  Text(state, style=STATE_STYLE.get(d["state"], "")))
     return t
 
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from decimal import Decimal
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from revwatch.journeys import instance_params, instances_sql
+from revwatch.journeys import money as jmoney
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.human import budget_phrase
 from revwatch.units import as_utc, utcnow
@@ -123,9 +123,8 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
     step_list = [{"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
                   "stuck": cnt["stuck"], "late": cnt["late"]}
                  for s, cnt in sorted(step_counts.items(), key=lambda sc: (-(sc[1]["stuck"] + sc[1]["late"]), sc[0]))]
-    money, customers = _money(store, spec, [s[0] for s in stuck], stuck)
+    money, amounts, customers = _money(engine, spec, stuck)
     examples = []
-    amounts = money.pop("_by_cid")
     for cid, s_at, step, _attrs, src in stuck[:EXAMPLES]:
         amount, currency = amounts.get(cid, (None, ""))
         examples.append({"correlation_id": cid, "started_at": _iso(s_at),
@@ -184,20 +183,13 @@ def _over_represented(dist: list[tuple], started: int, bad_total: int, top: int 
     return out[:top]
 
 
-def _money(store, spec: SloSpec, cids: list[str], stuck: list[tuple]) -> tuple[dict, int]:
-    """Money at risk per currency (decimal strings) and customers affected, over the stuck instances."""
-    by_cid: dict[str, tuple[str, str]] = {}
-    totals: dict[str, Decimal] = {}
-    if cids:
-        rows = store.query(
-            f"SELECT CorrelationId, any(Amount), any(Currency) FROM {store.table('events')} "
-            f"WHERE CorrelationId IN {{ids:Array(String)}} AND Type = {{t:String}} AND Amount IS NOT NULL "
-            f"GROUP BY CorrelationId", {"ids": cids, "t": spec.start_type}).rows
-        for cid, amount, currency in rows:
-            amount = Decimal(amount)
-            by_cid[cid] = (f"{amount:.2f}", currency)
-            totals[currency or "?"] = totals.get(currency or "?", Decimal(0)) + amount
+def _money(engine: SloEngine, spec: SloSpec, stuck: list[tuple]) -> tuple[dict, dict, int]:
+    """Money at risk per currency (decimal strings, exact), each stuck instance's (amount, currency), and
+    customers affected, over the stuck instances (the journey read model's amounts)."""
+    assert spec.start_type, "validated: journey SLIs name their journey"
+    amounts = engine.journey_reader.amounts([spec.start_type], [s[0] for s in stuck],
+                                            min((s[1] for s in stuck), default=None))
+    by_cid = {cid: (jmoney.fmt(x.amount), x.currency) for cid, x in amounts.items() if x.amount is not None}
+    totals = jmoney.total((x.currency, x.amount) for x in amounts.values())
     customers = {(s[3] or {}).get("customer_id") for s in stuck} - {None, ""}
-    money: dict = {cur: f"{v:.2f}" for cur, v in sorted(totals.items())}
-    money["_by_cid"] = by_cid
-    return money, len(customers) if customers else len(stuck)
+    return jmoney.as_json(totals), by_cid, len(customers) if customers else len(stuck)

@@ -38,6 +38,13 @@ class SloCollector:
         state = GaugeMetricFamily("revwatch_slo_state", "1 for the SLO's current state (page, exhausted, ticket, ok, "
                                   "no_data; the same decision the CLI, API and UI show), 0 for the others",
                                   labels=["slo", "group", "state"])
+        coverage = GaugeMetricFamily("revwatch_slo_coverage_ratio",
+                                     "Minutes with data / counted minutes of the window (slo/coverage.py)",
+                                     labels=["slo", "group", "window"])
+        no_data = GaugeMetricFamily("revwatch_slo_no_data", "1 when the SLO has had no data for no_data_after",
+                                    labels=["slo", "group"])
+        silent = GaugeMetricFamily("revwatch_slo_no_data_seconds", "Time since the last minute with data",
+                                   labels=["slo", "group"])
         seen = set()
         for r in results:
             for st in STATES:
@@ -48,6 +55,13 @@ class SloCollector:
                     sli.add_metric([name, g, w], wr.sli)
                 burn.add_metric([name, g, w], round(wr.burn_rate, 9))   # float noise would flip ">= 1" rules
                 events.add_metric([name, g, w], wr.total)
+            if r.coverage is not None:
+                for w, c in r.coverage.windows.items():
+                    if c.ratio is not None:
+                        coverage.add_metric([name, g, w], c.ratio)
+                no_data.add_metric([name, g], float(r.coverage.no_data))
+                if r.coverage.silent_for is not None:
+                    silent.add_metric([name, g], r.coverage.silent_for.total_seconds())
             b = r.budget
             budget.add_metric([name, g], b["remaining_ratio"])
             for bw, d in b["days_until_exhausted"].items():
@@ -69,7 +83,19 @@ class SloCollector:
             for q, v in st["lag_seconds"].items():
                 lag.add_metric([journey, q], v)
             pending.add_metric([journey], st["pending"])
+        journey_silent = GaugeMetricFamily("revwatch_journey_no_data_seconds",
+                                           "Journeys with no_data_alert: time since one of their events last occurred",
+                                           labels=["journey"])
+        journey_alert = GaugeMetricFamily("revwatch_journey_no_data_alert",
+                                          "1 while a journey that should always flow has had no event for "
+                                          "no_data_alert",
+                                          labels=["journey"])
+        for journey, sil in (self.engine.latest_silence or {}).items():
+            if sil.silent_for is not None:
+                journey_silent.add_metric([journey], sil.silent_for.total_seconds())
+            journey_alert.add_metric([journey], float(sil.alerting))
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
-        yield from (sli, burn, events, budget, days, objective, alert, state, lag, pending, evaluation)
+        yield from (sli, burn, events, budget, days, objective, alert, state, coverage, no_data, silent, lag,
+                    pending, journey_silent, journey_alert, evaluation)

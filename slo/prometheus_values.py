@@ -83,9 +83,9 @@ class PrometheusReader:
             period = prom_duration(ids[sid].nominal_period.total_seconds())
             if period in doc["windows"]:
                 doc["sli"] = doc["windows"][period]["sli"]
-            # the one decision (slo/state.py); Prometheus gives no event count, so a window with a ratio has data
+            # the one decision (slo/state.py); Prometheus gives no event count: a window with a ratio has data
             doc["state"] = decide((a["severity"] for a in doc["alerts"]), doc["budget"]["remaining_ratio"],
-                                  1 if doc["windows"] else 0)
+                                  no_data=not doc["windows"])
         return list(docs.values())
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from decimal import Decimal
 import io
 import time
 
@@ -15,7 +16,8 @@ from slo.breakdown import breakdown
 from slo.history import bucket_series, burn_down
 from tests.support.slo_data import add_events, add_spans, journey
 from webui import charts
-from webui.data import aging_bucket, journey_summaries, money_at_risk, stuck_items
+from revwatch.journeys import aging_bucket
+from webui.data import journey_summaries, money_at_risk, stuck_items
 from webui.session import Sessions, load_secret
 
 CFG = """
@@ -186,7 +188,7 @@ def test_overview_shows_exhausted_budget_stuck_money_and_status(ui):
     assert "BUDGET EXHAUSTED" in html and 'class="badge st-ok"' not in html.split("pp</a>")[0].rsplit("<tr", 1)[1]
     assert "120.50 EUR" in html and "7.25 USD" in html                  # money at risk per currency
     (p2p,) = journey_summaries(ui.ctx)
-    assert p2p["stuck"] == 3 and p2p["money"] == {"EUR": 120.5, "USD": 7.25}
+    assert p2p["stuck"] == 3 and p2p["money"] == {"EUR": "120.50", "USD": "7.25"}          # exact decimal strings
     assert p2p["buckets"] == {"< 1 h": 1, "1–4 h": 1, "4–24 h": 0, "1–3 d": 1, "> 3 d": 0}
     assert p2p["stuck"] == len(stuck_items(ui.ctx, "p2p"))          # the summary and the list agree
     results = ui.ctx.slo.latest
@@ -214,7 +216,7 @@ def test_stuck_page_filters_and_csv_is_spreadsheet_safe(ui):
     assert rows[1]["amount"].startswith("100.5") and rows[1]["currency"] == "EUR" and rows[1]["customer"] == "C-1"
     assert rows[2]["customer"] == "'=cmd|x"                                 # no formula injection
     assert c.get("/ui/stuck?journey=nope").json()["field"] == "journey"
-    assert money_at_risk(rows) == {"EUR": 120.5, "USD": 7.25}
+    assert money_at_risk(rows) == {"EUR": Decimal("120.50"), "USD": Decimal("7.25")}
     assert aging_bucket(dt.timedelta(minutes=59)) == "< 1 h" and aging_bucket(dt.timedelta(days=9)) == "> 3 d"
 
 

@@ -6,13 +6,13 @@ one stuck read per journey with one money read for all of them, and the open ale
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import orjson
 
 from anomaly.detectors import list_findings
-from revwatch.journeys import instance_params, instances_sql
+from revwatch.journeys import money as jmoney
 from revwatch.units import as_utc, utcnow
 from slo.breakdown import breakdown
 from slo.engine import SloResult
@@ -22,8 +22,6 @@ from slo.state import SEVERITY
 if TYPE_CHECKING:
     from revwatch.api import AppContext
 
-AGING = ((dt.timedelta(hours=1), "< 1 h"), (dt.timedelta(hours=4), "1–4 h"), (dt.timedelta(hours=24), "4–24 h"),
-         (dt.timedelta(days=3), "1–3 d"), (None, "> 3 d"))
 STUCK_LIMIT = 1000
 
 
@@ -58,111 +56,21 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
     return rows
 
 
-def money(ctx: AppContext, cids: list[str], start_types: list[str], since: dt.datetime) -> dict[str, dict]:
-    """Per correlation ID, the amount, currency, customer and system of its start event, which occurred at or
-    after `since` (one read, only the daily partitions from `since` on)."""
-    if not cids:
-        return {}
-    rows = ctx.store.query(
-        f"SELECT CorrelationId, anyIf(toString(Amount), Amount IS NOT NULL), any(toString(Currency)), "
-        f"any(Attributes['customer_id']), any(Source), any(Attributes['payment_ref']), any(Attributes['invoice_ref']) "
-        f"FROM {ctx.store.table('events')} WHERE CorrelationId IN {{ids:Array(String)}} "
-        f"AND Type IN {{t:Array(String)}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}} GROUP BY CorrelationId",
-        {"ids": cids, "t": start_types, "since": since - dt.timedelta(seconds=1)}).rows
-    return {cid: {"amount": amt or None, "currency": cur or "", "customer": cust or "", "system": src or "",
-                  "ref": pref or iref or ""} for cid, amt, cur, cust, src, pref, iref in rows}
-
-
 def stuck_items(ctx: AppContext, journey: str, now: dt.datetime | None = None) -> list[dict]:
-    """Stuck instances of a journey (oldest first) with amount, currency, customer, age and aging bucket."""
-    now = now or utcnow()
-    items = ctx.journeys.stuck(journey, now=now, limit=STUCK_LIMIT)
-    started = {i["correlation_id"]: as_utc(dt.datetime.fromisoformat(i["started"].replace("Z", "+00:00")))
-               for i in items}
-    info = money(ctx, list(started), [ctx.config.journeys[journey].start], min(started.values(), default=now))
-    out = []
-    for it in items:
-        age = now - started[it["correlation_id"]]
-        m = info.get(it["correlation_id"], {})
-        out.append({**it, **{k: m.get(k, "") for k in ("amount", "currency", "customer", "system", "ref")},
-                    "age_seconds": age.total_seconds(), "bucket": aging_bucket(age)})
-    return out
+    """Stuck instances of a journey (oldest first) with amount, currency, customer, age and aging bucket: the
+    journey read model's stuck list (`revwatch.journeys`), as the API returns it."""
+    return [s.as_dict() for s in ctx.journeys.stuck(journey, now=now, limit=STUCK_LIMIT)]
 
 
-def aging_bucket(age: dt.timedelta) -> str:
-    """The aging bucket label of an instance that started `age` ago."""
-    return next(label for limit, label in AGING if limit is None or age < limit)
-
-
-def money_at_risk(items: list[dict]) -> dict[str, float]:
-    """Sum of amounts per currency ('?' when an item has an amount without currency)."""
-    out: dict[str, float] = defaultdict(float)
-    for it in items:
-        if it.get("amount") not in (None, ""):
-            try:
-                out[it["currency"] or "?"] += float(it["amount"])
-            except ValueError:
-                continue
-    return dict(sorted(out.items()))
-
-
-STUCK_LOOKBACK = dt.timedelta(days=7)          # as JourneyService.stuck: instances started in the last week
+def money_at_risk(items: list[dict]) -> dict[str, Decimal]:
+    """Sum of the listed items' amounts per currency, exactly ('?' when an item has no currency)."""
+    return jmoney.total((it.get("currency"), jmoney.parse_amount(it.get("amount"))) for it in items)
 
 
 def journey_summaries(ctx: AppContext, now: dt.datetime | None = None) -> list[dict]:
-    """Per configured journey: stuck count, aging bucket counts and money at risk per currency — all instances,
-    not a capped list, in one round trip: each journey's stuck set from `milestones` (the rule of
-    JourneyService.stuck), then one scan of the start events of the lookback days for their amounts."""
-    now = now or utcnow()
-    names = list(ctx.config.journeys)
-    if not names:
-        return []
-    t = ctx.store.table
-    parts: list[str] = []
-    params: dict[str, Any] = {"lo": now - STUCK_LOOKBACK, "now": now}
-    for i, name in enumerate(names):
-        j = ctx.config.journeys[name]
-        threshold = ctx.journeys.thresholds.get(name) or dt.timedelta(hours=1)
-        params.update({f"j{i}": name, f"cut{i}": now - threshold, **instance_params(j, key=f"j{i}")})
-        instances = instances_sql(t("milestones"), "{lo:DateTime64(3, 'UTC')}", key=f"j{i}")
-        parts.append(f"SELECT {{j{i}:String}} AS j, {{j{i}_start:String}} AS st, CorrelationId, s_at AS started "
-                     f"FROM ({instances}) WHERE NOT has_end AND s_at < {{cut{i}:DateTime64(3, 'UTC')}}")
-    limits = [int(limit.total_seconds()) for limit, _ in AGING if limit is not None]
-    rows = ctx.store.query(f"""
-WITH stuck AS ({' UNION ALL '.join(parts)})
-SELECT j, cur, count() AS n, sum(amt) AS total, countIf(amt_known) AS with_amount,
-       {', '.join(f"countIf(age < {sec})" for sec in limits)}, count()
-FROM (
-    SELECT s.j AS j, s.started AS started, e.cur AS cur, e.amt AS amt, e.known AS amt_known,
-           dateDiff('second', s.started, {{now:DateTime64(3, 'UTC')}}) AS age
-    FROM stuck AS s
-    LEFT JOIN (
-        SELECT CorrelationId, Type, any(toString(Currency)) AS cur, anyIf(toFloat64(Amount), Amount IS NOT NULL) AS amt,
-               countIf(Amount IS NOT NULL) > 0 AS known
-        FROM {t('events')}
-        WHERE OccurredAt >= {{lo:DateTime64(3, 'UTC')}} AND Type IN {{starts:Array(String)}}
-          AND CorrelationId IN (SELECT CorrelationId FROM stuck)
-        GROUP BY CorrelationId, Type
-    ) AS e ON e.CorrelationId = s.CorrelationId AND e.Type = s.st
-)
-GROUP BY j, cur""", {**params, "starts": sorted({ctx.config.journeys[n].start for n in names})}).rows
-    out: dict[str, dict[str, Any]] = {
-        n: {"name": n, "start": ctx.config.journeys[n].start, "end": ctx.config.journeys[n].end, "stuck": 0,
-            "money": {}, "buckets": {label: 0 for _, label in AGING}} for n in names}
-    labels = [label for _, label in AGING]
-    for j, cur, n, total, with_amount, *below in rows:
-        doc = out[j]
-        doc["stuck"] += int(n)
-        if with_amount:
-            doc["money"][cur or "?"] = doc["money"].get(cur or "?", 0.0) + float(total)
-        cumulative = [int(x) for x in below]            # instances younger than each limit, and all of them
-        prev = 0
-        for label, upto in zip(labels, cumulative):
-            doc["buckets"][label] += upto - prev
-            prev = upto
-    for doc in out.values():
-        doc["money"] = dict(sorted(doc["money"].items()))
-    return list(out.values())
+    """Per configured journey: stuck count, aging bucket counts and money at risk per currency over all overdue
+    instances (`JourneyReader.summaries`, one round trip)."""
+    return [s.as_dict() for s in ctx.journeys.reader.summaries(now)]
 
 
 def open_alerts(ctx: AppContext, limit: int = 20) -> list[dict]:

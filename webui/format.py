@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+from decimal import Decimal
 
 from revwatch.units import as_utc
 
@@ -44,8 +45,8 @@ def money(amount, currency: str = "") -> str:
     if amount in (None, ""):
         return ""
     try:
-        return f"{float(amount):,.2f} {currency}".strip()
-    except (TypeError, ValueError):
+        return f"{Decimal(str(amount)):,.2f} {currency}".strip()      # exact: never through a float
+    except (TypeError, ValueError, ArithmeticError):
         return f"{amount} {currency}".strip()
 
 

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from anomaly.findings import acknowledge
-from collector.journeys import NotFound
+from revwatch.journeys import AGING_LABELS, NotFound
 from revwatch.api import ApiError, AppContext, ctx_of
 from revwatch.auth import allows
 from revwatch.schema import LINK_ATTRIBUTES
@@ -363,7 +363,7 @@ def stuck_page(request: Request, journey: str | None = None, q: str = "", bucket
     """Stuck instances of a journey: aging buckets, amount, customer, oldest first, filterable, CSV export."""
     journey = _journey_param(request, journey)
     items = _stuck_filtered(request, journey, q, bucket, currency) if journey else []
-    buckets = {label: 0 for _, label in data.AGING}
+    buckets = {label: 0 for label in AGING_LABELS}
     for it in items:
         buckets[it["bucket"]] += 1
     return render(request, "stuck.html", viewer=v, journey=journey, items=items, q=q, bucket=bucket,

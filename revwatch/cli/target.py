@@ -145,12 +145,12 @@ class LocalTarget(Target):
             fail(str(e))
 
     def _journeys(self):
-        from collector.journeys import JourneyService
+        from revwatch.journeys import JourneyService
         from slo.spec import journey_thresholds
         return JourneyService(self.store, self.cfg.journeys, journey_thresholds(self.cfg))
 
     def trace(self, correlation_id: str) -> dict | None:
-        from collector.journeys import NotFound
+        from revwatch.journeys import NotFound
         try:
             return as_api_json(self._journeys().lookup(correlation_id))
         except NotFound:
@@ -159,7 +159,7 @@ class LocalTarget(Target):
     def journeys_search(self, q: JourneyQuery) -> list[dict]:
         svc = self._journeys()
         if q.stuck:
-            return as_api_json(svc.stuck(q.stuck, limit=q.limit))
+            return as_api_json([s.as_dict() for s in svc.stuck(q.stuck, limit=q.limit)])
         return as_api_json(svc.search(q.attr, q.customer, q.journey, q.since_at, q.until_at, q.limit))
 
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:

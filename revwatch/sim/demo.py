@@ -143,7 +143,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
     # the payment that has waited longest for its posting because of incident 2: an overdue journey
     stuck = ctx.journeys.stuck("payment_to_posting", limit=5)
     delayed = {t["correlation_id"] for t in business.truth if t["fault"] == "posting_delay"}
-    example = next((s["correlation_id"] for s in stuck if s["correlation_id"] in delayed), None)
+    example = next((s.correlation_id for s in stuck if s.correlation_id in delayed), None)
     if example is None and business.truth:
         example = business.truth[-1]["correlation_id"]
     if example:
@@ -155,7 +155,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
             con.print(f"  (not yet visible: {e})")
     if stuck:
         con.print("[bold]stuck payments[/bold] (settled, not posted, past 15 min): " +
-                  ", ".join(s["correlation_id"] for s in stuck))
+                  ", ".join(s.correlation_id for s in stuck))
     con.print(where_to_look(base, data_dir / "revwatch.yaml", read_key, ingest_key, admin_key, example,
                             params.truth or ""), highlight=False, soft_wrap=True)   # set above
     summary = {"base": base, "slos": docs, "example": example, "events": sender.sent_events,

@@ -1,4 +1,4 @@
-"""Journey lookup for incident responders: everything that happened to one correlation ID, in one call.
+"""Journey lookup and search for incident responders: everything that happened to one correlation ID, in one call.
 
 Why this is fast at 10 M+ rows: `correlation_ts` (one granule) says when the ID was active, so the reads of
 `spans` and `events` — sorted by CorrelationId first — touch only the daily partitions of that time range and are
@@ -15,7 +15,10 @@ import re
 from collections import defaultdict
 
 from revwatch.config import JourneyConfig
-from revwatch.journeys import JourneyReader
+from revwatch.journeys import money as m
+from revwatch.journeys.policy import Policy
+from revwatch.journeys.reader import JourneyReader, StuckInstance
+from revwatch.journeys.sql import steps_of
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import Store
 from revwatch.units import as_utc, utcnow
@@ -37,9 +40,10 @@ class NotFound(Exception):
 class JourneyService:
     """Reads spans and events of a correlation ID and explains them against the configured journeys."""
 
-    def __init__(self, store: Store, journeys: dict[str, JourneyConfig], thresholds: dict[str, dt.timedelta]):
-        self.store, self.journeys, self.thresholds = store, journeys, thresholds
+    def __init__(self, store: Store, journeys: dict[str, JourneyConfig], thresholds: dict[str, dt.timedelta] | Policy):
+        self.store, self.journeys = store, journeys
         self.reader = JourneyReader(store, journeys, thresholds)
+        self.policy = self.reader.policy
 
     # -- raw reads ----------------------------------------------------------------------------------------
     def whereabouts(self, cid: str) -> tuple[dt.datetime, dt.datetime, list[str]] | None:
@@ -125,12 +129,11 @@ class JourneyService:
         systems: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(timeline):
             systems[item["system"]].append(i)
-        first_seen = self._first_seen(events)
         return {
             "correlation_id": cid,
             "first_seen": timeline[0]["at"], "last_seen": timeline[-1]["at"],
             "counts": {"events": len(events), "spans": len(spans), "errors": sum(x["error"] for x in timeline)},
-            "journeys": self._journeys(first_seen, now),
+            "journeys": self._journeys(events, now),
             "systems": {name: {"items": len(ix), "first": timeline[ix[0]]["at"], "last": timeline[ix[-1]]["at"],
                                "errors": sum(timeline[i]["error"] for i in ix), "index": ix}
                         for name, ix in sorted(systems.items())},
@@ -148,38 +151,51 @@ class JourneyService:
                 first[e["Type"]] = at
         return first
 
-    def _journeys(self, first: dict[str, dt.datetime], now: dt.datetime) -> list[dict]:
+    def _journeys(self, events: list[dict], now: dt.datetime) -> list[dict]:
+        """Per configured journey this ID took part in: status (the policy's rule), milestones with lags, the
+        threshold, and the money of the start event (the stuck list's and attribution's amount)."""
+        first = self._first_seen(events)
         out = []
         for name, j in self.journeys.items():
-            steps = [j.start, *j.milestones, j.end]
+            steps = steps_of(j)
             if not any(s in first for s in steps):
                 continue
-            threshold = self.thresholds.get(name)
+            threshold = self.policy.threshold(name)
             milestones, prev_at = [], None
             start_at = first.get(j.start)
             for step in steps:
                 at = first.get(step)
-                m = {"type": step, "reached": at is not None, "at": _iso(at)}
+                ms: dict = {"type": step, "reached": at is not None, "at": _iso(at)}
                 if at is not None:
-                    m["lag_seconds"] = (at - prev_at).total_seconds() if prev_at else 0.0
+                    ms["lag_seconds"] = (at - prev_at).total_seconds() if prev_at else 0.0
                     prev_at = at
                 elif start_at is not None:
                     waited = (now - start_at).total_seconds()
-                    m["waiting_seconds"] = waited
-                    if threshold is not None and step == j.end:
-                        m["overdue_seconds"] = max(0.0, waited - threshold.total_seconds())
-                milestones.append(m)
+                    ms["waiting_seconds"] = waited
+                    if step == j.end:
+                        ms["overdue_seconds"] = max(0.0, waited - threshold.total_seconds())
+                milestones.append(ms)
             end_at = first.get(j.end)
-            status = ("completed" if end_at and start_at else "not_started" if not start_at else
-                      "overdue" if threshold and now - start_at > threshold else "in_progress")
-            doc = {"journey": name, "status": status, "milestones": milestones,
-                   "threshold_seconds": threshold.total_seconds() if threshold else None,
-                   "missing": [m["type"] for m in milestones if not m["reached"]]}
+            amount, currency = self._start_money(events, j.start)
+            doc = {"journey": name, "status": self.policy.status(name, start_at, end_at, now),
+                   "milestones": milestones, "threshold_seconds": threshold.total_seconds(),
+                   "missing": [x["type"] for x in milestones if not x["reached"]],
+                   "waiting_for": next((x["type"] for x in milestones if not x["reached"]), None)
+                   if start_at and not end_at else None,
+                   "amount": m.fmt(amount), "currency": currency}
             if start_at and end_at:
                 doc["total_seconds"] = (end_at - start_at).total_seconds()
-                doc["within_threshold"] = threshold is None or end_at - start_at <= threshold
+                doc["within_threshold"] = end_at - start_at <= threshold
             out.append(doc)
         return out
+
+    @staticmethod
+    def _start_money(events: list[dict], start: str) -> tuple:
+        """(amount, currency) of the journey's start event (the earliest delivery that carries an amount)."""
+        for e in sorted(events, key=lambda e: as_utc(e["OccurredAt"])):
+            if e["Type"] == start and m.parse_amount(e["Amount"]) is not None:
+                return m.parse_amount(e["Amount"]), e["Currency"] or ""
+        return None, None
 
     def _related(self, cid: str, events: list[dict]) -> list[dict]:
         """IDs carried in this journey's attributes, with the correlation IDs they lead to (`attribute_links`)."""
@@ -257,7 +273,7 @@ class JourneyService:
         return [{"correlation_id": r["CorrelationId"], "first_seen": _iso(r["first"]), "last_seen": _iso(r["last"]),
                  "types": sorted(r["types"]), "systems": sorted(r["systems"]), "events": r["events"]} for r in rows]
 
-    def stuck(self, journey: str, now: dt.datetime | None = None, lookback: dt.timedelta = dt.timedelta(days=7),
-              limit: int = 100) -> list[dict]:
-        """Instances that started, have not finished, and are past the journey's threshold; oldest first."""
-        return [s.as_dict() for s in self.reader.stuck(journey, now, lookback, limit)]
+    def stuck(self, journey: str, now: dt.datetime | None = None, lookback: dt.timedelta | None = None,
+              limit: int = 100) -> list[StuckInstance]:
+        """Overdue instances of a journey, oldest first (`JourneyReader.stuck`)."""
+        return self.reader.stuck(journey, now, lookback, limit)
