@@ -30,6 +30,7 @@ from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import StoreError
 from revwatch.units import utcnow
 from slo.history import Series
+from slo.state import LABELS as STATE_LABELS, units_phrase
 from webui import charts, data
 from webui.cache import Refreshing
 from webui.format import FILTERS
@@ -80,7 +81,8 @@ def install(app: FastAPI) -> None:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(FILTERS)
     env.globals.update(sparkline=charts.sparkline, budget_bar=charts.budget_bar, line_chart=charts.line_chart,
-                       Line=charts.Line, waterfall=charts.waterfall, enc=lambda s: quote(str(s), safe=""))
+                       Line=charts.Line, waterfall=charts.waterfall, state_labels=STATE_LABELS,
+                       budget_units=units_phrase, enc=lambda s: quote(str(s), safe=""))
     refresh = max(5, int(ui_cfg.refresh.total_seconds()))
     sessions = Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds()),
                         Revocations(ctx.store))
