@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from revwatch.config import Config
 from revwatch.store import Store
@@ -24,6 +25,7 @@ from revwatch.units import format_duration, parse_duration, utcnow
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
 from revwatch.journeys import JourneyReader
+from revwatch.journeys import money as jmoney
 from slo.prometheus_values import PrometheusReader
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
 
@@ -38,8 +40,14 @@ def _at_least(burn: float, threshold: float) -> bool:
 @dataclass
 class WindowResult:
     good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
-    total: int
+    total: int                             # budgeting amount: both in 1/scale currency units (integers, exact)
     objective: float
+    scale: int = 1                         # AMOUNT_SCALE for `budgeting: amount`, else 1
+
+    @property
+    def volume(self) -> float:
+        """What `min_events` compares with: decided events (or minutes), or for amounts, currency units."""
+        return self.total / self.scale
 
     @property
     def sli(self) -> float | None:
@@ -54,8 +62,13 @@ class WindowResult:
         return self.error_ratio / (1 - self.objective)
 
     def as_dict(self) -> dict:
-        return {"good": self.good, "total": self.total, "bad": self.total - self.good, "sli": self.sli,
-                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        d: dict[str, object] = {"good": self.good / self.scale, "total": self.volume,
+                                "bad": (self.total - self.good) / self.scale, "sli": self.sli,
+                                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        if self.scale != 1:                    # money: exact decimal strings beside the numbers
+            d["money"] = {k: jmoney.fmt(jmoney.from_units(v)) for k, v in
+                          (("good", self.good), ("total", self.total), ("bad", self.total - self.good))}
+        return d
 
 
 @dataclass
@@ -85,21 +98,41 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        unit = "minutes" if self.spec.config.budgeting != "occurrences" or self.spec.kind == "gauge_threshold" \
-            else "events"
-        return {"remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
-                "allowed_bad": allowed, "bad": bad, "remaining": allowed - bad, "unit": unit,
-                "days_until_exhausted": forecast}
+        budgeting = self.spec.config.budgeting
+        unit = self.currency if budgeting == "amount" else \
+            "minutes" if budgeting != "occurrences" or self.spec.kind == "gauge_threshold" else "events"
+        doc: dict[str, object] = {
+               "remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
+               "allowed_bad": allowed / w.scale, "bad": bad / w.scale, "remaining": (allowed - bad) / w.scale,
+               "unit": unit, "days_until_exhausted": forecast}
+        if budgeting == "amount":             # the budget in money, exact: allowed = (1 - objective) × total
+            allowed_d = (1 - Decimal(str(obj))) * jmoney.from_units(w.total)
+            bad_d = jmoney.from_units(w.total - w.good)
+            doc["money"] = {"currency": self.currency, "total": jmoney.fmt(jmoney.from_units(w.total)),
+                            "allowed_bad": jmoney.fmt(allowed_d), "bad": jmoney.fmt(bad_d),
+                            "remaining": jmoney.fmt(allowed_d - bad_d)}
+        return doc
+
+    @property
+    def currency(self) -> str | None:
+        """The currency of a money-weighted SLO's group (the last part of its group key), else None."""
+        return self.group.rsplit("|", 1)[-1] if self.spec.config.budgeting == "amount" else None
 
     def as_dict(self) -> dict:
         c = self.spec.config
         d = {"name": c.name, "group": self.group or None, "journey": c.journey, "kind": self.spec.kind,
              "objective": c.objective, "window": c.window, "at": self.at.isoformat(),
-             "state": self.state, "sli": self.windows["slo"].sli,
+             "state": self.state, "sli": self.windows["slo"].sli, "budgeting": c.budgeting,
+             "currency": self.currency,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict()}
         return d
+
+
+def _scale(spec: SloSpec) -> int:
+    """Units per counted thing in `slo_minutes`: AMOUNT_SCALE per currency unit for money-weighted SLOs, else 1."""
+    return jmoney.AMOUNT_SCALE if spec.config.budgeting == "amount" else 1
 
 
 def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]) -> WindowResult:
@@ -125,7 +158,7 @@ def alert_state(res: SloResult) -> None:
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
-            enough = lw.total >= al.min_events and sw.total >= al.min_events
+            enough = lw.volume >= al.min_events and sw.volume >= al.min_events     # amounts: currency units
             firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
             res.alerts.append({"severity": severity, "long": format_duration(p.long),
                                "short": format_duration(p.short), "threshold": p.burn_rate,
@@ -211,7 +244,8 @@ class SloEngine:
         # else computed live with decisions ≤ `at`
         current = at == now
         end = at_min + MINUTE if current else at_min
-        sliced = [s for s in specs if s.config.budgeting != "occurrences" and s.config.timeslice_window > MINUTE]
+        sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
+                  and s.config.timeslice_window > MINUTE]
         by_minute = [s for s in specs if s not in sliced]
         sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay) if by_minute else {}
         if sliced:
@@ -240,7 +274,7 @@ class SloEngine:
                             total += int(lt > 0)
                         else:
                             good, total = good + lg, total + lt
-                    windows[wname] = WindowResult(good, total, s.config.objective)
+                    windows[wname] = WindowResult(good, total, s.config.objective, _scale(s))
                 res = SloResult(s, g, at, windows)
                 alert_state(res)
                 results.append(res)
@@ -281,8 +315,8 @@ class SloEngine:
         params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
                   "age_ref": ms(last + MINUTE),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
-                  "timeslices": [{"occurrences": 0, "timeslices": 1, "ratio_timeslices": 2}[s.config.budgeting]
-                                 for s in specs],
+                  "timeslices": [{"occurrences": 0, "amount": 0, "timeslices": 1,
+                                  "ratio_timeslices": 2}[s.config.budgeting] for s in specs],
                   "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
         cols = []
         for i, w in enumerate(rolling + ["slo"]):

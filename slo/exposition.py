@@ -21,8 +21,13 @@ class SloCollector:
                                 labels=["slo", "group", "window"])
         burn = GaugeMetricFamily("revwatch_slo_burn_rate", "Error-budget burn rate per window",
                                  labels=["slo", "group", "window"])
-        events = GaugeMetricFamily("revwatch_slo_window_events", "Decided events (or minutes) per window",
+        events = GaugeMetricFamily("revwatch_slo_window_events",
+                                   "Decided events (or minutes; budgeting amount: currency units) per window",
                                    labels=["slo", "group", "window"])
+        money = GaugeMetricFamily("revwatch_slo_error_budget_amount",
+                                  "Money-weighted SLOs: the SLO window's budget in currency units, by part "
+                                  "(total decided, allowed_bad, bad, remaining)",
+                                  labels=["slo", "group", "currency", "part"])
         budget = GaugeMetricFamily("revwatch_slo_error_budget_remaining_ratio",
                                    "Error budget remaining in the SLO window",
                                    labels=["slo", "group"])
@@ -40,8 +45,11 @@ class SloCollector:
                 if wr.sli is not None:
                     sli.add_metric([name, g, w], wr.sli)
                 burn.add_metric([name, g, w], round(wr.burn_rate, 9))   # float noise would flip ">= 1" rules
-                events.add_metric([name, g, w], wr.total)
+                events.add_metric([name, g, w], wr.volume)
             b = r.budget
+            for part, v in (b.get("money") or {}).items():
+                if part != "currency":
+                    money.add_metric([name, g, b["money"]["currency"], part], float(v))
             budget.add_metric([name, g], b["remaining_ratio"])
             for bw, d in b["days_until_exhausted"].items():
                 if d is not None:
@@ -65,4 +73,4 @@ class SloCollector:
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
-        yield from (sli, burn, events, budget, days, objective, alert, lag, pending, evaluation)
+        yield from (sli, burn, events, money, budget, days, objective, alert, lag, pending, evaluation)

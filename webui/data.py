@@ -61,6 +61,7 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
                      "events": d["windows"]["slo"]["total"], "bad": d["windows"]["slo"]["bad"],
                      "spark": [bk.burn_rate(r.spec.config.objective) if bk.total else None for bk in buckets],
                      "page_threshold": _page_threshold(r),
+                     "money": b.get("money"),        # budgeting amount: the budget in money (decimal strings)
                      "firing": [a for a in d["alerts"] if a["firing"]]})
     order = {"page": 0, "exhausted": 1, "ticket": 2, "ok": 3, "nodata": 4}
     rows.sort(key=lambda x: (order[x["status"]], x["name"], x["group"]))
