@@ -83,6 +83,7 @@ class AlertService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._probe_up: dict[str, bool] = {}
+        self._journey_silent: dict[str, bool] = {}     # journeys with no_data_alert: alerting at last submit
         self._next_internal = 0.0
         metrics.register(self)
 
@@ -322,7 +323,7 @@ class AlertService:
         """Submit anomaly findings over the thresholds and probe state changes as alerts; the anomaly cursor
         moves only after the inbox has them."""
         anomalies, cursor = self._anomaly_alerts()
-        n = self.submit(anomalies + self._probe_alerts())
+        n = self.submit(anomalies + self._probe_alerts() + self._journey_no_data_alerts())
         if cursor:
             self.store.put_state(_ANOMALY_CURSOR, cursor)
         return n
@@ -364,6 +365,29 @@ class AlertService:
                 cursor = f"{params['since'].isoformat()}|{params['id']}"
             if len(rows) < page:
                 return out, cursor
+
+    def _journey_no_data_alerts(self) -> list[Alert]:
+        """Journeys that should always flow (`no_data_alert`, slo/coverage.py): an alert while none of their events
+        occurred for that long, resolved when one does; submitted on change only, like probe alerts."""
+        out, now = [], self.clock()
+        for name, sil in dict(self.engine.latest_silence).items():
+            if self._journey_silent.get(name) == sil.alerting:
+                continue
+            self._journey_silent[name] = sil.alerting
+            labels = {"alertname": "RevwatchJourneyNoData", "severity": sil.severity, "journey": name,
+                      **sil.ownership.labels()}
+            d = sil.as_dict()
+            what = "never in the last 35 days" if d["no_data_for_minutes"] is None else \
+                f"for {d['no_data_for_minutes']} minutes"
+            annotations = {"summary": f"journey {name}: no data {what}" if sil.alerting else
+                           f"journey {name}: events flow again",
+                           "description": f"no event of journey {name} occurred {what} (alert after "
+                                          f"{d['no_data_alert']})"}
+            if sil.ownership.runbook:
+                annotations["runbook_url"] = sil.ownership.runbook
+            out.append(Alert(fingerprint(labels), "firing" if sil.alerting else "resolved", labels, annotations,
+                             now, None if sil.alerting else now, "internal"))
+        return out
 
     def _probe_alerts(self) -> list[Alert]:
         if self.probes is None:

@@ -32,6 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Callable
@@ -41,20 +42,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from probes.base import Probe, ProbeResult, Sample
 from probes.odoo_client import OdooClient, OdooError
-from probes.odoo_cursor import CursorState, WriteDateCursor
+from probes.odoo_cursor import CursorState, Seen, Token, WriteDateCursor, version_token
+from probes.odoo_milestones import Change, current, occurrences, parse_prefix, poll_time, reached
+from probes.odoo_milestones import prefix as milestone_prefix
 from probes.odoo_schema import SchemaReport, check_schema
 
 log = logging.getLogger("revwatch.probes.odoo")
 ODOO_DT = "%Y-%m-%d %H:%M:%S"
 INVOICE_TYPES = ["out_invoice", "out_refund"]
 # canonical types per record kind (DESIGN §4); a customer credit note (out_refund) is "issued" when posted
+# (milestones: probes/odoo_milestones.py; `observed` is a posting seen without its time and shares the posted id)
 EVENT_TYPES = {
     "invoice": {"created": "invoice.created", "posted": "invoice.posted", "observed": "invoice.observed",
-                "cancelled": "invoice.cancelled"},
+                "cancelled": "invoice.cancelled", "paid": "invoice.paid", "partial": "invoice.partially_paid",
+                "reversed": "invoice.reversed"},
     "credit_note": {"created": "credit_note.created", "posted": "credit_note.issued",
-                    "observed": "credit_note.observed", "cancelled": "credit_note.cancelled"},
-    "payment": {"created": "payment.created", "posted": "payment.posted", "observed": "payment.observed"},
+                    "observed": "credit_note.observed", "cancelled": "credit_note.cancelled",
+                    "paid": "credit_note.paid", "partial": "credit_note.partially_paid",
+                    "reversed": "credit_note.reversed"},
+    "payment": {"created": "payment.created", "posted": "payment.posted", "observed": "payment.observed",
+                "cancelled": "payment.cancelled"},
 }
+# the fields whose change makes a new version (odoo_cursor.version_token); other writes (a note, "sent") do not
+INVOICE_WATCHED = ["state", "payment_state", "amount_total", "amount_residual", "currency_id", "move_type", "name"]
+PAYMENT_WATCHED = ["state", "amount", "currency_id", "is_reconciled", "is_matched", "payment_type", "name"]
 SECTIONS = ("invoices", "payments", "reconciliation", "settlements", "receivables", "subscriptions", "crons",
             "queue_jobs")
 
@@ -72,6 +83,14 @@ def odoo_stamp(value) -> dt.datetime:
     if at is None:
         raise ValueError(f"an always-set Odoo datetime field is empty ({value!r})")
     return at
+
+
+def parse_iso(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def odoo_iso(value: str | None) -> dt.datetime | None:
+    return parse_iso(value) if value else None
 
 
 def odoo_date(value) -> dt.datetime | None:
@@ -102,6 +121,16 @@ def chunks(ids: list, n: int):
         yield ids[i:i + n]
 
 
+@dataclass
+class Polled:
+    """One poll of one stream: the new versions, what was delivered before each, and the lower bound for dating."""
+    rows: list[dict]
+    previous: dict[int, Seen | None]
+    after: dt.datetime | None          # start of the last scan cycle completed before this poll (None: none yet)
+    state: CursorState                 # the cursor state to be committed (callers may record versions they read)
+    token: Token
+
+
 class SectionDown(Exception):
     """A section cannot run (reason in the message)."""
 
@@ -117,7 +146,7 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         password: str = ""
         api_key: str = ""
         protocol: str = Field("auto", pattern="^(auto|jsonrpc|xmlrpc|json2)$")
-        correlation_fields: list[str] = ["payment_reference", "memo", "ref"]   # payments: the gateway's reference
+        correlation_fields: list[str] = ["payment_reference"]   # payments: the gateway's reference (not ref/memo)
         lookback_minutes: float = Field(20, ge=0)       # > longest Odoo transaction + poll interval
         page_size: int = Field(500, ge=1, le=10000)
         max_pages: int = Field(20, ge=1)
@@ -139,7 +168,7 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         self._cursors: dict[str, CursorState] = {}
         self._memory: dict[str, dict] = {}
         self._section_state: dict[str, str] = {}       # section -> "" when up, else the last reason logged
-        self._labels: dict[tuple[str, str], set[str]] = {}
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
         self._currencies: dict[int, str] = {}
         self._currencies_loaded = False
 
@@ -169,28 +198,48 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         out.on_stored.append(fn)
 
     # -- incremental reads ------------------------------------------------------------------------------------
-    def poll(self, out: ProbeResult, stream: str, model: str, domain: list, fields: list[str]) -> list[dict]:
-        """Rows of `model` (under `domain`) new or changed since the committed cursor, with `fields`, oldest first."""
+    def poll(self, out: ProbeResult, stream: str, model: str, domain: list, fields: list[str],
+             watched: list[str], milestones: str | None = None) -> Polled:
+        """Versions of `model` rows (under `domain`) new since the committed cursor, with `fields`, oldest first.
+
+        A version is identified by a token of its `watched` fields (`probes.odoo_cursor.version_token`, prefixed by
+        the milestone values of `milestones`' model so the previous state can be read back), so two commits in one
+        second are two versions. The scan reads the full rows: a second read could return a newer version than the
+        one the token was computed from. `after` is the start of the last scan cycle that completed before this poll:
+        any version not delivered by then committed after it (the lower bound of poll-dated changes)."""
         s = self.settings
         start = "1970-01-01 00:00:00"
         if s.backfill_days:
             start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=s.backfill_days)).strftime(ODOO_DT)
         cursor = WriteDateCursor(dt.timedelta(minutes=s.lookback_minutes), s.page_size, s.max_pages, start)
+        names = sorted(set(fields) | set(watched) | {"id", "write_date"})
 
         def search(d: list, order: str, limit: int) -> list[dict]:
-            return self.client.search_read(model, d + list(domain), ["id", "write_date"], order=order, limit=limit)
-        outcome = cursor.poll(self._cursor_state(stream), search)
-        rows = self.read(model, [r["id"] for r in outcome.rows], fields)
+            return self.client.search_read(model, d + list(domain), names, order=order, limit=limit)
+
+        def token(row: dict) -> str:
+            return version_token(row, watched, milestone_prefix(milestones, row) if milestones else "")
+        state = self._cursor_state(stream)
+        raw = self._get(f"{stream}:cycle")
+        cycle = json.loads(raw) if raw else {"started": None, "complete": None}
+        now = iso(dt.datetime.now(dt.timezone.utc))
+        started = now if state.lower is None else (cycle["started"] or now)
+        outcome = cursor.poll(state, search, token)
+        rows = list({r["id"]: r for r in outcome.rows}.values())          # the newest version of each id
         out.samples.append(Sample("odoo_cursor_behind", 0 if outcome.complete else 1, {"stream": stream}))
         if not outcome.complete:
             out.notes.append(f"{stream}: {outcome.pages} pages read, the scan goes on next run "
                              f"(raise page_size/max_pages if this persists)")
+        after = odoo_iso(cycle["complete"])
+        new_cycle = {"started": started, "complete": started if outcome.complete else cycle["complete"]}
 
         def commit() -> None:
             self._cursors[stream] = outcome.state
             self._put(f"{stream}:cursor", outcome.state.to_json())
+            self._put(f"{stream}:cycle", json.dumps(new_cycle))
         self._commit_later(out, commit)
-        return rows
+        return Polled(sorted(rows, key=lambda r: (r["write_date"], r["id"])), outcome.previous, after,
+                      outcome.state, token)
 
     def read(self, model: str, ids: list[int], fields: list[str]) -> list[dict]:
         """Full records by id, oldest change first (search_read: one call per page, no capped reads)."""
@@ -239,73 +288,107 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         return f"odoo:{self.settings.db}:account.move:{move_id}"
 
     def payment_cid(self, rec: dict) -> str:
+        """The gateway's reference when the payment carries one (`correlation_fields`), else the payment record
+        itself. Payments made with the register-payment wizard leave `payment_reference` empty and copy the
+        invoice's reference into `ref`/`memo`, so those fields must not correlate (docs/probes.md)."""
         for f in self.settings.correlation_fields:
             v = rec.get(f)
             if v and v != "/":
                 return str(v)
         return f"odoo:{self.settings.db}:account.payment:{rec['id']}"
 
-    def posted_labels(self, model: str, values: set[str]) -> set[str]:
-        """Labels of the `values` of `model.state` in every active language (tracking values store labels)."""
-        key = (model, ",".join(sorted(values)))
+    def selection_values(self, model: str, field: str) -> dict[str, str]:
+        """label -> value of `model.field`'s selection in every active language (tracking values store labels)."""
+        key = (model, field)
         if key not in self._labels:
             langs = [r["code"] for r in self.client.search_read("res.lang", [("active", "=", True)], ["code"])]
-            labels = set()
+            labels: dict[str, str] = {}
             for lang in langs[:20] or ["en_US"]:
-                sel = self.client.fields_get(model, ["state"], ["selection"], lang=lang).get("state", {})
-                labels |= {label for value, label in sel.get("selection", []) if value in values}
+                sel = self.client.fields_get(model, [field], ["selection"], lang=lang).get(field, {})
+                labels.update({label: value for value, label in sel.get("selection", [])})
             self._labels[key] = labels
         return self._labels[key]
 
-    def posting_times(self, out: ProbeResult, model: str, ids: list[int], values: set[str]) -> dict[int, dt.datetime]:
-        """When each record first entered one of `values` of `state`, from mail.tracking.value; {} when the user
-        may not read tracking values (section posting_time down) — callers then date postings by poll."""
+    def tracked_changes(self, out: ProbeResult, model: str, ids: list[int],
+                        fields: list[str]) -> dict[int, list[Change]] | None:
+        """Each record's tracked changes of `fields` (mail.tracking.value, values mapped back from their labels),
+        or None when the user may not read tracking values (section posting_time down): callers date by poll."""
         if not ids:
             return {}
 
-        def lookup() -> dict[int, dt.datetime]:
+        def lookup() -> dict[int, list[Change]]:
             link = "field" if self.client.server_version()[0] == 16 else "field_id"
-            labels = sorted(self.posted_labels(model, values))
-            first: dict[int, dt.datetime] = {}
-            for part in chunks(sorted(set(ids)), self.settings.page_size):
-                tracks = self.client.search_read("mail.tracking.value", [
-                    (f"{link}.name", "=", "state"), (f"{link}.model", "=", model),
-                    ("mail_message_id.model", "=", model), ("mail_message_id.res_id", "in", part),
-                    ("new_value_char", "in", labels)], ["mail_message_id", "create_date"], order="id asc")
-                msg_ids = sorted(m2o_ids(t["mail_message_id"] for t in tracks))
-                res = {m["id"]: m["res_id"] for m in self.client.search_read(
-                    "mail.message", [("id", "in", msg_ids)], ["res_id"])} if msg_ids else {}
-                for t in tracks:
-                    rid, at = res.get(m2o_id(t["mail_message_id"])), odoo_time(t["create_date"])
-                    if rid and at and (rid not in first or at < first[rid]):
-                        first[rid] = at
-            return first
-        return self.section(out, "posting_time", lookup) or {}
+            changes: dict[int, list[Change]] = {}
+            for name in fields:
+                values = self.selection_values(model, name)
+                for part in chunks(sorted(set(ids)), self.settings.page_size):
+                    tracks = self.client.search_read("mail.tracking.value", [
+                        (f"{link}.name", "=", name), (f"{link}.model", "=", model),
+                        ("mail_message_id.model", "=", model), ("mail_message_id.res_id", "in", part)],
+                        ["mail_message_id", "old_value_char", "new_value_char", "create_date"], order="id asc")
+                    msg_ids = sorted(m2o_ids(t["mail_message_id"] for t in tracks))
+                    res = {m["id"]: m["res_id"] for m in self.client.search_read(
+                        "mail.message", [("id", "in", msg_ids)], ["res_id"])} if msg_ids else {}
+                    for t in tracks:
+                        rid, at = res.get(m2o_id(t["mail_message_id"])), odoo_time(t["create_date"])
+                        if rid and at:
+                            changes.setdefault(rid, []).append(Change(
+                                name, values.get(t.get("old_value_char") or ""),
+                                values.get(t.get("new_value_char") or ""), at, t["id"]))
+            return changes
+        return self.section(out, "posting_time", lookup)
 
-    def _posting(self, out, kind: str, model: str, rec: dict, cid: str, created: dt.datetime | None,
-                 posted: bool, exact: dt.datetime | None, mem: dict, amount, currency, **attrs) -> None:
-        """created / posted / observed events of one record version (see the module docstring)."""
+    def _state_events(self, out: ProbeResult, kind: str, model: str, rec: dict, cid: str, prev: Seen | None,
+                      changes: list[Change] | None, mem: dict, after: dt.datetime | None, now: dt.datetime,
+                      amount, currency, **attrs) -> None:
+        """The created and milestone events of one delivered version (probes/odoo_milestones.py): exact from the
+        tracked history when readable, else by poll within [occurred_after, seen_at]; ids `…:<milestone>[:<n>]`.
+
+        `prev` is what was delivered before (stamp, token) or None (never, or pruned from the cursor's window): an
+        unknown past re-emits milestones already delivered, under the same ids (the collector keeps the first).
+        A record whose journey began before monitoring started (created earlier, never seen open, no tracked
+        history) gives `observed` instead of created → posted, and milestones dated `before_first_poll` on the
+        first scan."""
         rid, types = rec["id"], EVENT_TYPES[kind]
         wd = odoo_stamp(rec["write_date"])
-        created = created or wd
+        created = odoo_time(rec.get("create_date")) or wd
+        mmodel = "account.move" if kind != "payment" else "account.payment"
+        before = parse_prefix(mmodel, prev[1]) if prev else None
+        if before is None and rid in mem["open"]:            # delivered open (no milestone), then pruned
+            before = {}
+        floor = odoo_stamp(prev[0]) if prev else None
+        monitor_start = parse_iso(mem["monitor_start"])
+        history = occurrences("account.move" if changes is not None and kind == "payment" and
+                              self.client.server_version()[0] < 18 else mmodel, changes or [])
+        known = rid in mem["open"] or created >= monitor_start or bool(history)
 
-        def emit(what: str, at: dt.datetime, **extra) -> None:
-            out.events.append(self.event(model, rid, what, types[what], cid, at, amount, currency,
-                                         **extra, **attrs))
-        if not posted:
-            emit("created", created)
-            mem["open"].add(rid)
-            return
-        monitor_start = dt.datetime.fromisoformat(mem["monitor_start"].replace("Z", "+00:00"))
-        if exact is not None:
-            emit("created", created)
-            emit("posted", exact, posted_at_precision="exact")
-        elif rid in mem["open"] or created >= monitor_start:
-            emit("created", created)
-            emit("posted", wd, posted_at_precision="poll", posted_after=mem["last_poll"])
+        def emit(what: str, typ: str, at: dt.datetime, **extra) -> None:
+            out.events.append(self.event(model, rid, what, typ, cid, at, amount, currency, **extra, **attrs))
+        now_ms = current(mmodel, rec)
+        if before is None and (not now_ms or known):
+            emit("created", types["created"], created)
+        for o in history:                                    # exact, from the tracked history
+            second = o.at.replace(microsecond=0)
+            if o.milestone in types and second <= wd and (floor is None or second >= floor):
+                emit(o.suffix, types[o.milestone], o.at, precision="exact", transition=o.n if o.n > 1 else None,
+                     **({"posted_at_precision": "exact"} if o.milestone == "posted" else {}))
+        tracked = {o.milestone for o in history}
+        for m in reached(mmodel, before, rec):               # by poll: what the previous version did not have
+            if m in tracked or m not in types:
+                continue
+            if before is None and not known and (m == "posted" or after is None):
+                typ = types["observed"] if m == "posted" else types[m]
+                emit(m, typ, wd, precision="before_first_poll",
+                     **({"posted_at_precision": "before_first_poll"} if m == "posted" else {}))
+                continue
+            lo = after or monitor_start
+            extra = {"posted_at_precision": "poll", "posted_after": iso(lo)} if m == "posted" else {}
+            emit(m, types[m], poll_time(wd, lo, now), precision="poll", occurred_after=iso(lo), seen_at=iso(now),
+                 **extra)
+        if now_ms:
+            mem["open"].discard(rid)
         else:
-            emit("observed", wd, posted_at_precision="before_first_poll")
-        mem["open"].discard(rid)
+            mem["open"].add(rid)
 
     def _remember(self, out: ProbeResult, stream: str, mem: dict, now: dt.datetime) -> None:
         snapshot = {"monitor_start": mem["monitor_start"], "open": sorted(mem["open"]), "last_poll": iso(now)}
@@ -318,25 +401,22 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
     # -- sections: events ---------------------------------------------------------------------------------------
     def invoices(self, out: ProbeResult, now: dt.datetime) -> None:
         mem = self._stream_memory("invoices", now)
-        recs = self.poll(out, "account.move", "account.move", [("move_type", "in", INVOICE_TYPES)],
-                         ["name", "state", "move_type", "create_date", "amount_total", "currency_id", "company_id",
-                          "partner_id", "ref", "payment_reference", "invoice_origin", "payment_state"])
-        posted = [r["id"] for r in recs if r.get("state") == "posted"]
-        times = self.posting_times(out, "account.move", posted, {"posted"})
+        polled = self.poll(out, "account.move", "account.move", [("move_type", "in", INVOICE_TYPES)],
+                           ["name", "state", "move_type", "create_date", "amount_total", "currency_id", "company_id",
+                            "partner_id", "ref", "payment_reference", "invoice_origin", "payment_state"],
+                           INVOICE_WATCHED, "account.move")
+        recs = polled.rows
+        changes = self.tracked_changes(out, "account.move", [r["id"] for r in recs if current("account.move", r)],
+                                       ["state", "payment_state"])
         for r in recs:
             attrs = {"invoice_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
                      "invoice_origin": r.get("invoice_origin"), "ref": r.get("ref"),
                      "partner": m2o_name(r.get("partner_id")), "company": m2o_name(r.get("company_id")),
                      "payment_state": r.get("payment_state"), "move_type": r.get("move_type"), "odoo_id": r["id"]}
-            cid, cur = self.move_cid(r["id"]), m2o_name(r.get("currency_id"))
             kind = "credit_note" if r.get("move_type") == "out_refund" else "invoice"
-            if r.get("state") == "cancel":
-                mem["open"].discard(r["id"])
-                out.events.append(self.event("account.move", r["id"], "cancelled", EVENT_TYPES[kind]["cancelled"],
-                                             cid, odoo_stamp(r["write_date"]), r.get("amount_total"), cur, **attrs))
-                continue
-            self._posting(out, kind, "account.move", r, cid, odoo_time(r.get("create_date")),
-                          r.get("state") == "posted", times.get(r["id"]), mem, r.get("amount_total"), cur, **attrs)
+            self._state_events(out, kind, "account.move", r, self.move_cid(r["id"]), polled.previous.get(r["id"]),
+                               None if changes is None else changes.get(r["id"], []), mem, polled.after, now,
+                               r.get("amount_total"), m2o_name(r.get("currency_id")), **attrs)
         self._remember(out, "invoices", mem, now)
 
     def payments(self, out: ProbeResult, now: dt.datetime) -> None:
@@ -345,47 +425,59 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         fields = ["name", "state", "amount", "currency_id", "company_id", "partner_id", "payment_type",
                   "is_reconciled", "is_matched", "payment_reference", "move_id", "date", "create_date"] + \
                  (["memo"] if major >= 18 else ["ref"])
-        recs = {r["id"]: r for r in self.poll(out, "account.payment", "account.payment",
-                                              [("payment_type", "=", "inbound")], fields)}
-        if major < 18:           # posting changes the payment's move, not the payment (_inherits)
+        polled = self.poll(out, "account.payment", "account.payment", [("payment_type", "=", "inbound")], fields,
+                           PAYMENT_WATCHED, "account.payment")
+        recs = {r["id"]: r for r in polled.rows}
+        previous = dict(polled.previous)
+        after = polled.after
+        if major < 18:
+            # 16/17: the payment `_inherits` its move; posting or cancelling writes the move only, so the moves of
+            # payments are polled too and their payments re-read (then their version is the payment's as read)
             moves = self.poll(out, "account.move#payments", "account.move", [("payment_id", "!=", False)],
-                              ["payment_id", "state"])
-            extra = [m2o_id(m["payment_id"]) for m in moves if m2o_id(m["payment_id"]) not in recs]
-            for r in self.read("account.payment", [i for i in extra if i], fields):
-                if r.get("payment_type") == "inbound":
-                    recs[r["id"]] = r
+                              ["payment_id", "state"], ["state", "payment_id"])
+            if moves.after and after:
+                after = min(after, moves.after)
+            extra = sorted({i for m in moves.rows if (i := m2o_id(m["payment_id"])) and i not in recs})
+            for r in self.read("account.payment", extra, fields):
+                if r.get("payment_type") != "inbound":
+                    continue
+                prev = polled.state.seen.get(r["id"])
+                tok = polled.token(r)
+                if prev is not None and prev[1] == tok:
+                    continue                                  # the payment scan delivered this version already
+                recs[r["id"]], previous[r["id"]] = r, prev
+                if prev is not None:                          # so the payment scan does not deliver it again
+                    polled.state.seen[r["id"]] = (max(prev[0], r["write_date"]), tok)
             # the payment's last change is its move's when the move changed later (posting, cancelling)
             move_wd = {m["id"]: m["write_date"] for m in self.read(
                 "account.move", sorted(m2o_ids(r.get("move_id") for r in recs.values())), ["id"])}
             for r in recs.values():
                 r["write_date"] = max(r["write_date"], move_wd.get(m2o_id(r.get("move_id")), ""))
-        posted_states = {"in_process", "paid"} if major >= 18 else {"posted"}
-        posted = [r for r in recs.values() if r.get("state") in posted_states]
-        if major >= 18:
-            times = self.posting_times(out, "account.payment", [r["id"] for r in posted], posted_states)
+            moved = [r for r in recs.values() if current("account.payment", r)]
+            by_move = self.tracked_changes(out, "account.move", [i for r in moved if (i := m2o_id(r.get("move_id")))],
+                                           ["state"])
+            changes = None if by_move is None else {
+                r["id"]: by_move.get(m2o_id(r.get("move_id")) or 0, []) for r in recs.values()}
         else:
-            by_move = self.posting_times(out, "account.move", [i for r in posted if (i := m2o_id(r.get("move_id")))],
-                                         {"posted"})
-            times = {r["id"]: by_move[i] for r in posted
-                     if (i := m2o_id(r.get("move_id"))) is not None and i in by_move}
+            changes = self.tracked_changes(out, "account.payment",
+                                           [r["id"] for r in recs.values() if current("account.payment", r)],
+                                           ["state"])
         for r in sorted(recs.values(), key=lambda r: (r["write_date"], r["id"])):
-            if r.get("state") in ("cancel", "canceled", "rejected"):
-                mem["open"].discard(r["id"])
-                continue
             attrs = {"payment_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
                      "memo": r.get("memo") or r.get("ref"), "partner": m2o_name(r.get("partner_id")),
                      "company": m2o_name(r.get("company_id")), "payment_date": r.get("date"),
                      "is_matched": r.get("is_matched"), "odoo_id": r["id"]}
-            self._posting(out, "payment", "account.payment", r, self.payment_cid(r), odoo_time(r.get("create_date")),
-                          r.get("state") in posted_states, times.get(r["id"]), mem, r.get("amount"),
-                          m2o_name(r.get("currency_id")), **attrs)
+            self._state_events(out, "payment", "account.payment", r, self.payment_cid(r), previous.get(r["id"]),
+                               None if changes is None else changes.get(r["id"], []), mem, after, now,
+                               r.get("amount"), m2o_name(r.get("currency_id")), **attrs)
         self._remember(out, "payments", mem, now)
 
     def reconciliation(self, out: ProbeResult, now: dt.datetime) -> None:
         """payment.reconciled per partial reconciliation, for the settling side and for the invoice."""
         parts = self.poll(out, "account.partial.reconcile", "account.partial.reconcile", [],
                           ["debit_move_id", "credit_move_id", "amount", "max_date", "company_id",
-                           "company_currency_id", "create_date"])
+                           "company_currency_id", "create_date"],
+                          ["debit_move_id", "credit_move_id", "amount"]).rows
         if not parts:
             return
         line_ids = m2o_ids(p[k] for p in parts for k in ("debit_move_id", "credit_move_id"))

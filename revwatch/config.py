@@ -37,6 +37,16 @@ def _duration(v: Any) -> dt.timedelta:
     return v if isinstance(v, dt.timedelta) else parse_duration(v)
 
 
+def _whole_minutes(v: Any) -> dt.timedelta | None:
+    """An optional duration of whole minutes, at least one (SLO evaluation works in whole minutes)."""
+    if v is None:
+        return None
+    d = _duration(v)
+    if d < dt.timedelta(minutes=1) or d.total_seconds() % 60:
+        raise ValueError("must be a whole number of minutes, at least 1m")
+    return d
+
+
 class StoreConfig(_Model):
     dsn: str | None = None                 # default: chdb://<data_dir>/data
     database: str = "revwatch"
@@ -160,8 +170,12 @@ class JourneyConfig(OwnershipFields):
     end: str
     milestones: list[str] = []             # intermediate event types, in expected order
     threshold: dt.timedelta | None = None  # default overdue threshold for the journey view
+    # a journey that should always flow: alert when none of its event types occurred for this long (slo/coverage.py)
+    no_data_alert: dt.timedelta | None = None
+    no_data_severity: Literal["page", "ticket"] = "ticket"
 
     _t = field_validator("threshold", mode="before")(classmethod(lambda cls, v: None if v is None else _duration(v)))
+    _nda = field_validator("no_data_alert", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
 
 class SliConfig(_Model):
@@ -295,6 +309,11 @@ class SloConfig(OwnershipFields):
     import_spec: str | None = None         # the spec format an imported SLO was written in (e.g. prometheus/v1)
     display_name: str | None = None
     annotations: dict[str, str] = {}       # free-form notes on the SLO (OpenSLO metadata.annotations)
+    # no minute with data for this long makes the SLO's state no_data (default: the fastest page tier's long
+    # window, else 1h; slo/coverage.py)
+    no_data_after: dt.timedelta | None = None
+
+    _nda = field_validator("no_data_after", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
     @field_validator("labels")
     @classmethod

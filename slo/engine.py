@@ -22,6 +22,8 @@ from decimal import Decimal
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
+from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
+                          window_minutes)
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
 from revwatch.journeys import JourneyReader
@@ -79,6 +81,7 @@ class SloResult:
     windows: dict[str, WindowResult]
     alerts: list[dict] = field(default_factory=list)
     state: str = "ok"
+    coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
 
     @property
     def budget(self) -> dict:
@@ -126,7 +129,8 @@ class SloResult:
              "currency": self.currency,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
-             "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict()}
+             "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
+             "coverage": self.coverage.as_dict() if self.coverage else None}
         return d
 
 
@@ -137,7 +141,7 @@ def _scale(spec: SloSpec) -> int:
 
 def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]) -> WindowResult:
     """A sliced window's result: the closed slices' score plus the slice containing `at`, live minute included."""
-    good, total, cur_good, cur_total = sums
+    good, total, cur_good, cur_total = sums[:4]
     cur_good = int(cur_good) + sum(g for g, _ in live)
     cur_total = int(cur_total) + sum(t for _, t in live)
     c = spec.config
@@ -151,8 +155,10 @@ def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]
     return WindowResult(good, int(total), c.objective)
 
 
-def alert_state(res: SloResult) -> None:
-    """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity)."""
+def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
+    """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity; `no_data` when
+    nothing fires and the coverage says no data). Tiers without data hold the state they had in `previous`, the
+    evaluation as of the last minute with data (slo/coverage.py)."""
     al = res.spec.config.alerting
     state = "ok"
     for severity in ("ticket", "page"):
@@ -166,8 +172,14 @@ def alert_state(res: SloResult) -> None:
                                "alert_after": format_duration(p.alert_after) if p.alert_after else None,
                                "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
                                "low_traffic": not enough, "firing": firing})
-            if firing:
-                state = severity
+    if res.coverage is not None:
+        res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
+                                           res.coverage.last_data)
+    for a in res.alerts:
+        if a["firing"] and (state == "ok" or a["severity"] == "page"):
+            state = a["severity"]
+    if state == "ok" and res.coverage is not None and res.coverage.no_data:
+        state = "no_data"
     res.state = state
 
 
@@ -185,6 +197,7 @@ class SloEngine:
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
+        self.latest_silence: dict[str, JourneySilence] = {}    # journeys with no_data_alert (slo/coverage.py)
         self.latest_at: dt.datetime | None = None
         self.last_seconds: float | None = None
         self._lock = threading.Lock()
@@ -216,7 +229,7 @@ class SloEngine:
         return {n: parse_duration(n) for n in names}
 
     def evaluate(self, at: dt.datetime | None = None, names: list[str] | None = None,
-                 refresh: bool = False) -> list[SloResult]:
+                 refresh: bool = False, _hold: bool = True) -> list[SloResult]:
         """Evaluate SLOs as of `at` (default now).
 
         Reads never write: without `refresh` the minutes a rollup pass would rewrite now (late data, minutes time
@@ -247,9 +260,12 @@ class SloEngine:
         sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
                   and s.config.timeslice_window > MINUTE]
         by_minute = [s for s in specs if s not in sliced]
-        sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay) if by_minute else {}
+        sums: dict = {}
+        last_data: dict[tuple[str, str], dt.datetime] = {}      # latest minute with data in the SLO window
+        if by_minute:
+            sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay, last_data)
         if sliced:
-            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay))
+            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data))
         live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
         results = []
         for s in specs:
@@ -260,11 +276,14 @@ class SloEngine:
                 per_window = sums.get((s.name, g), {})
                 live_g = [(good, total) for gg, _, good, total in live[s.name] if gg == g]
                 windows = {}
+                live_covered = sum(lt > 0 for _, lt in live_g)
+                covered = {w: int(per_window.get(w, (0, 0, 0))[-1 if s in sliced else 2]) + live_covered
+                           for w in bounds[s.name]}
                 for wname in bounds[s.name]:
                     if s in sliced:
-                        windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0)), live_g)
+                        windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0, 0)), live_g)
                         continue
-                    good, total = per_window.get(wname, (0, 0))
+                    good, total = per_window.get(wname, (0, 0, 0))[:2]
                     for lg, lt in live_g:
                         if s.config.budgeting == "timeslices":
                             good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
@@ -275,10 +294,34 @@ class SloEngine:
                         else:
                             good, total = good + lg, total + lt
                     windows[wname] = WindowResult(good, total, s.config.objective, _scale(s))
-                res = SloResult(s, g, at, windows)
-                alert_state(res)
+                last = last_data.get((s.name, g))
+                if any(lt > 0 for _, lt in live_g):
+                    last = at_min
+                minutes = window_minutes(bounds[s.name], at_min + MINUTE)
+                cov = Coverage({w: WindowCoverage(minutes[w], covered[w]) for w in bounds[s.name]}, last, at_min,
+                               no_data_after(s))
+                res = SloResult(s, g, at, windows, coverage=cov)
                 results.append(res)
+        self._alert_states(results, _hold)
         return results
+
+    def _alert_states(self, results: list[SloResult], hold: bool) -> None:
+        """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
+        minute with data (one per SLO and distinct minute; that evaluation has data in every window)."""
+        wanted: dict[tuple[str, dt.datetime], list[SloResult]] = {}
+        for r in results:
+            cov = r.coverage
+            if hold and cov is not None and cov.last_data is not None and cov.last_data < cov.at_minute and any(
+                    r.windows[format_duration(t.long)].total == 0 or r.windows[format_duration(t.short)].total == 0
+                    for t in r.spec.tiers):
+                wanted.setdefault((r.spec.name, cov.last_data), []).append(r)
+        before: dict[tuple[str, str], SloResult] = {}
+        for (name, minute), rs in wanted.items():
+            for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=[name], _hold=False):
+                if any(p.group == r.group for r in rs):
+                    before[(name, p.group)] = p
+        for r in results:
+            alert_state(r, before.get((r.spec.name, r.group)))
 
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass
@@ -304,8 +347,9 @@ class SloEngine:
     )"""
 
     def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime,
-                     overlay: list[tuple]) -> dict:
-        """{(slo, group): {window: (good, total)}} over rollup minutes before `end`, one query for all SLOs.
+                     overlay: list[tuple], last_data: dict) -> dict:
+        """{(slo, group): {window: (good, total, minutes with data)}} over rollup minutes before `end`, one query for
+        all SLOs; fills `last_data` {(slo, group): latest minute with data in the SLO window}.
 
         Window membership is an integer comparison of each minute's age; only the SLO's own window (rolling or
         calendar, different per SLO) needs a per-row lookup."""
@@ -323,9 +367,11 @@ class SloEngine:
             cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
             cols.append(f"multiIf(ts = 1, toFloat64(countIf(t > 0 AND g / t >= target AND {cond})), "
                         f"ts = 2, sumIf(g / t, t > 0 AND {cond}), toFloat64(sumIf(g, {cond}))) AS g{i}, "
-                        f"if(ts = 0, sumIf(t, {cond}), countIf(t > 0 AND {cond})) AS t{i}")
+                        f"if(ts = 0, sumIf(t, {cond}), countIf(t > 0 AND {cond})) AS t{i}, "
+                        f"countIf(t > 0 AND {cond}) AS n{i}")
         sql = f"""
-SELECT Slo, GroupKey, any(ts) AS ts_, {', '.join(cols)}
+SELECT Slo, GroupKey, any(ts) AS ts_, toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_,
+       {', '.join(cols)}
 FROM (
     SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
            dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
@@ -344,14 +390,18 @@ GROUP BY Slo, GroupKey, ts
         out: dict = {}
         wnames = rolling + ["slo"]
         for row in self.store.query(sql, params).rows:
-            vals = row[3:]
+            vals = row[4:]
             exact = (lambda v: v) if row[2] == 2 else (lambda v: int(round(v)))   # counts stay integers
-            out[(row[0], row[1])] = {w: (exact(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
+            out[(row[0], row[1])] = {w: (exact(vals[3 * i]), int(vals[3 * i + 1]), int(vals[3 * i + 2]))
+                                     for i, w in enumerate(wnames)}
+            if row[3] > 0:
+                last_data[(row[0], row[1])] = dt.datetime.fromtimestamp(row[3], dt.timezone.utc)
         return out
 
     def _sliced_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, at_min: dt.datetime,
-                     overlay: list[tuple]) -> dict:
-        """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total)}}.
+                     overlay: list[tuple], last_data: dict) -> dict:
+        """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total, minutes with
+        data)}}; fills `last_data` as `_rollup_sums` does.
 
         Slices are aligned to multiples of their length since the epoch (UTC) and clipped to each window (a slice
         that straddles a window's start counts with its minutes inside the window). Closed slices are scored in
@@ -371,17 +421,18 @@ GROUP BY Slo, GroupKey, ts
         inner, outer = [], []
         for i, w in enumerate(wnames):
             cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
-            inner.append(f"sumIf(g, {cond}) AS g{i}, sumIf(t, {cond}) AS t{i}")
+            inner.append(f"sumIf(g, {cond}) AS g{i}, sumIf(t, {cond}) AS t{i}, countIf(t > 0 AND {cond}) AS n{i}")
             closed = f"t{i} > 0 AND slice != cur"
             outer.append(f"if(ts = 1, toFloat64(countIf({closed} AND g{i} / t{i} >= target)), "
                          f"sumIf(g{i} / t{i}, {closed})) AS sg{i}, countIf({closed}) AS st{i}, "
-                         f"sumIf(g{i}, slice = cur) AS cg{i}, sumIf(t{i}, slice = cur) AS ct{i}")
+                         f"sumIf(g{i}, slice = cur) AS cg{i}, sumIf(t{i}, slice = cur) AS ct{i}, sum(n{i}) AS sn{i}")
         sql = f"""
-SELECT Slo, GroupKey, {', '.join(outer)}
+SELECT Slo, GroupKey, max(last_) AS last_, {', '.join(outer)}
 FROM (
-    SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur, {', '.join(inner)}
+    SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur,
+           toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_, {', '.join(inner)}
     FROM (
-        SELECT Slo, GroupKey, Good AS g, Total AS t,
+        SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
                dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
                Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                             toInt64(0)), 'UTC') AS in_slo,
@@ -401,8 +452,10 @@ GROUP BY Slo, GroupKey, ts
 """
         out: dict = {}
         for row in self.store.query(sql, params).rows:
-            vals = row[2:]
-            out[(row[0], row[1])] = {w: tuple(vals[4 * i:4 * i + 4]) for i, w in enumerate(wnames)}
+            vals = row[3:]
+            out[(row[0], row[1])] = {w: tuple(vals[5 * i:5 * i + 5]) for i, w in enumerate(wnames)}
+            if row[2] > 0:
+                last_data[(row[0], row[1])] = dt.datetime.fromtimestamp(row[2], dt.timezone.utc)
         return out
 
     # -- scheduler entry points ---------------------------------------------------------------------------
@@ -415,8 +468,10 @@ GROUP BY Slo, GroupKey, ts
             log.exception("SLO evaluation failed")
             raise
         stats = self.journey_reader.stats(utcnow())
+        silence = journey_silence(self.store, self.cfg.journeys, utcnow())
         with self._lock:
             self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
+            self.latest_silence = silence
             self.last_seconds = time.perf_counter() - t0
         return results
 

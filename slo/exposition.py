@@ -38,6 +38,13 @@ class SloCollector:
         objective = GaugeMetricFamily("revwatch_slo_objective_ratio", "SLO objective", labels=["slo"])
         alert = GaugeMetricFamily("revwatch_slo_alert", "1 when the multi-window burn-rate alert fires",
                                   labels=["slo", "group", "severity"])
+        coverage = GaugeMetricFamily("revwatch_slo_coverage_ratio",
+                                     "Minutes with data / counted minutes of the window (slo/coverage.py)",
+                                     labels=["slo", "group", "window"])
+        no_data = GaugeMetricFamily("revwatch_slo_no_data", "1 when the SLO has had no data for no_data_after",
+                                    labels=["slo", "group"])
+        silent = GaugeMetricFamily("revwatch_slo_no_data_seconds", "Time since the last minute with data",
+                                   labels=["slo", "group"])
         seen = set()
         for r in results:
             name, g = r.spec.name, r.group
@@ -46,6 +53,13 @@ class SloCollector:
                     sli.add_metric([name, g, w], wr.sli)
                 burn.add_metric([name, g, w], round(wr.burn_rate, 9))   # float noise would flip ">= 1" rules
                 events.add_metric([name, g, w], wr.volume)
+            if r.coverage is not None:
+                for w, c in r.coverage.windows.items():
+                    if c.ratio is not None:
+                        coverage.add_metric([name, g, w], c.ratio)
+                no_data.add_metric([name, g], float(r.coverage.no_data))
+                if r.coverage.silent_for is not None:
+                    silent.add_metric([name, g], r.coverage.silent_for.total_seconds())
             b = r.budget
             for part, v in (b.get("money") or {}).items():
                 if part != "currency":
@@ -70,7 +84,19 @@ class SloCollector:
             for q, v in st["lag_seconds"].items():
                 lag.add_metric([journey, q], v)
             pending.add_metric([journey], st["pending"])
+        journey_silent = GaugeMetricFamily("revwatch_journey_no_data_seconds",
+                                           "Journeys with no_data_alert: time since one of their events last occurred",
+                                           labels=["journey"])
+        journey_alert = GaugeMetricFamily("revwatch_journey_no_data_alert",
+                                          "1 while a journey that should always flow has had no event for "
+                                          "no_data_alert",
+                                          labels=["journey"])
+        for journey, sil in (self.engine.latest_silence or {}).items():
+            if sil.silent_for is not None:
+                journey_silent.add_metric([journey], sil.silent_for.total_seconds())
+            journey_alert.add_metric([journey], float(sil.alerting))
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
-        yield from (sli, burn, events, money, budget, days, objective, alert, lag, pending, evaluation)
+        yield from (sli, burn, events, money, budget, days, objective, alert, coverage, no_data, silent, lag, pending,
+                    journey_silent, journey_alert, evaluation)

@@ -9,10 +9,14 @@ Native alerts: one alert per SLO and severity (`RevwatchSLOBurnRatePage` / `...T
         (revwatch_slo_burn_rate{slo=S,window=LONG} >= F and ignoring(window) revwatch_slo_burn_rate{...SHORT} >= F)
       or ...one pair per tier...)
 
-The `max without (window)` is what makes it *one* alert: each pair's result keeps the long window's `window`
-label, so without it the 1d/2h and 3d/6h tickets are two alerts of the same SLO, and one of them resolves while
-the other still fires. Pairs are gated on `revwatch_slo_window_events >= min_events` when the SLO sets a
-low-traffic minimum. Labels: the SLO's labels and per-severity labels, then its ownership keys (owner, team,
+    or on (slo, group) (ALERTS{alertname=this alert, firing}
+                        unless on (slo, group) <no events in the shortest short window>)
+
+The `or` branch holds a firing alert while its windows have no data: missing data neither fires nor resolves
+(docs/slo-policy.md). The `max without (window)` is what makes it *one* alert: each pair's result keeps the long
+window's `window` label, so without it the 1d/2h and 3d/6h tickets are two alerts of the same SLO, and one of them
+resolves while the other still fires. Pairs are gated on `revwatch_slo_window_events >= min_events` when the SLO
+sets a low-traffic minimum. Labels: the SLO's labels and per-severity labels, then its ownership keys (owner, team,
 service, tier: routes match on them; slo/ownership.py), then the built-in slo, journey and severity (which nothing
 can override); the runbook goes in the `runbook_url` annotation. Annotations: summary, a description with the burn
 rate of every window pair and the budget left (Prometheus template queries over the same metrics), and `link`, the
@@ -85,10 +89,15 @@ def native_rules(spec: SloSpec, external_url: str) -> dict:
             continue
         pairs = "\nor\n".join(_pair_expr(c.name, format_duration(t.long), format_duration(t.short), t.burn_rate,
                                          c.alerting.min_events) for t in tiers)
-        name = c.alerting.name or "RevwatchSLOBurnRate"
+        alertname = (c.alerting.name or "RevwatchSLOBurnRate") + ("Page" if severity == "page" else "Ticket")
+        shortest = format_duration(min(t.short for t in tiers))
+        # no data: the alert neither fires nor resolves, it keeps firing while it fired (slo/coverage.py)
+        hold = (f'max without (alertname, alertstate) (ALERTS{{alertname="{alertname}",alertstate="firing",'
+                f'slo="{c.name}"}})\n  unless on (slo, group) '
+                f'revwatch_slo_window_events{{slo="{c.name}",window="{shortest}"}} > 0')
         rule = {
-            "alert": name + ("Page" if severity == "page" else "Ticket"),
-            "expr": f"max without (window) (\n{pairs}\n)",
+            "alert": alertname,
+            "expr": f"max without (window) (\n{pairs}\n)\nor on (slo, group)\n(\n  {hold}\n)",
             "labels": {**c.labels, **c.alerting.labels, **meta.labels, **spec.ownership.labels(),
                        "slo": c.name, "journey": c.journey or "", "severity": severity},
             "annotations": {
