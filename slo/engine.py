@@ -197,6 +197,7 @@ class SloEngine:
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
+        self.latest_forecasts: list[dict] = []
         self.latest_silence: dict[str, JourneySilence] = {}    # journeys with no_data_alert (slo/coverage.py)
         self.latest_at: dt.datetime | None = None
         self.last_seconds: float | None = None
@@ -469,11 +470,26 @@ GROUP BY Slo, GroupKey, ts
             raise
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
+        forecasts = self._forecasts(results)
         with self._lock:
             self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
             self.latest_silence = silence
+            self.latest_forecasts = forecasts
             self.last_seconds = time.perf_counter() - t0
         return results
+
+    def _forecasts(self, results: list[SloResult]) -> list[dict]:
+        """In-flight forecasts of every journey SLO (for /metrics); one that fails is logged and left out, so a
+        forecast problem never stops the evaluation."""
+        from slo.forecast import forecast
+        out: list[dict] = []
+        for spec in self.specs:
+            if spec.is_journey:
+                try:
+                    out += forecast(self, spec, results=[r for r in results if r.spec is spec])
+                except Exception:
+                    log.exception("forecast of %s failed", spec.name)
+        return out
 
     def latest_or_evaluate(self) -> list[SloResult]:
         """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""

@@ -95,8 +95,18 @@ class SloCollector:
             if sil.silent_for is not None:
                 journey_silent.add_metric([journey], sil.silent_for.total_seconds())
             journey_alert.add_metric([journey], float(sil.alerting))
+        breaches = GaugeMetricFamily("revwatch_slo_forecast_breaches",
+                                     "In-flight journey instances forecast to breach the SLO threshold at the current "
+                                     "step pace", labels=["slo", "group"])
+        exhausted = GaugeMetricFamily("revwatch_slo_forecast_exhausted_in_seconds",
+                                      "Time until the error budget is forecast to run out from in-flight breaches "
+                                      "(absent: not forecast to run out)", labels=["slo", "group"])
+        for f in self.engine.latest_forecasts:
+            breaches.add_metric([f["slo"], f["group"] or ""], f["predicted_breaches"])
+            if f["exhausted_within_hours"] is not None:
+                exhausted.add_metric([f["slo"], f["group"] or ""], f["exhausted_within_hours"] * 3600.0)
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
         yield from (sli, burn, events, money, budget, days, objective, alert, coverage, no_data, silent, lag, pending,
-                    journey_silent, journey_alert, evaluation)
+                    journey_silent, journey_alert, breaches, exhausted, evaluation)

@@ -47,6 +47,14 @@ def _literal(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def journey_group_sql(spec: SloSpec) -> str:
+    """The group key of a journey SLI's instance, over the instance columns `attrs`, `src` (and `cur`, the start
+    event's currency, for `budgeting: amount`: the key ends with it). Every reader that groups journey instances
+    like the SLI (forecast, attribution) uses this one expression."""
+    parts = list(spec.config.group_by) + ([_CURRENCY] if spec.config.budgeting == "amount" else [])
+    return _group_expr(parts, "attrs", {"source": "src", _CURRENCY: "cur"})
+
+
 def journey_minutes_sql(specs: list[SloSpec], table: str, events: str | None = None) -> tuple[str, dict]:
     """SQL and parameters (lo, hi_end, cutoff bound later) for the decision-minute counts of journey SLIs that
     share start, end, group_by and budgeting (differing in threshold): the instances are aggregated once and
@@ -58,9 +66,7 @@ def journey_minutes_sql(specs: list[SloSpec], table: str, events: str | None = N
     first = specs[0]
     t_max = max(int(s.threshold.total_seconds() * 1000) for s in specs)
     amount = first.config.budgeting == "amount"
-    extra = {"source": "src"}
-    parts = list(first.config.group_by) + ([_CURRENCY] if amount else [])
-    group = _group_expr(parts, "attrs", {**extra, _CURRENCY: "cur"})
+    group = journey_group_sql(first)
     lo = f"fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')"
     hi = f"fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')"
     if amount:
