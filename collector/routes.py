@@ -154,7 +154,7 @@ async def post_traces(request: Request) -> Response:
             ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
             log.warning("spool refused an export: %s", e)
             return _otlp_error(503, f"{_refusal_text(e)}; retry later", json_body,
-                               {"Retry-After": str(e.retry_after)})
+                               {"Retry-After": e.retry_after})
         msg = "; ".join(decoded.errors) if decoded.rejected else ""
         return Response(encode_response(decoded.rejected, msg, json_body), status_code=200,
                         media_type="application/json" if json_body else "application/x-protobuf")
@@ -258,7 +258,7 @@ async def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | 
     except SpoolRefused as e:
         ctx.metrics.rejected_total.labels(_refusal_reason(e)).inc()
         log.warning("spool refused events: %s", e)
-        raise ApiError(503, f"{_refusal_text(e)}; retry later", headers={"Retry-After": str(e.retry_after)}) from e
+        raise ApiError(503, f"{_refusal_text(e)}; retry later", headers={"Retry-After": e.retry_after}) from e
     for rej in rejected[:20]:
         log.info("event rejected", extra={"index": rej["index"], "error": rej["error"], "key_id": key_id})
     reply: dict = {"accepted": accepted, "duplicates": dups, "conflicts": conflicts, "rejected": rejected}

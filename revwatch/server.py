@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import Depends, FastAPI, Request
@@ -27,6 +26,7 @@ from probes.service import ProbeService
 from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
+from revwatch.ingest import retry_after_hint
 from revwatch.metrics import Metrics
 from revwatch.openapi import install_openapi
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
@@ -201,17 +201,16 @@ def readiness(c: AppContext):
     problems = []
     if store_ok is False:
         problems.append("store unreachable")
-    if pending >= spool.max_bytes * 0.95:
-        problems.append("spool full")
-    if spool.fault is not None and spool.fault_at is not None and time.monotonic() - spool.fault_at < 10:
-        problems.append(f"spool disk error: {spool.fault}")
+    spool_problem = spool.refusal()
+    if spool_problem:
+        problems.append(spool_problem)
     writer_problem = c.writer.health_problem()
     if writer_problem:
         problems.append(writer_problem)
     if not problems:
         return {"status": "ready", **body}
     return JSONResponse({"status": "not ready", "error": "; ".join(problems), **body}, status_code=503,
-                        headers={"Retry-After": "5"})
+                        headers={"Retry-After": retry_after_hint()})
 
 
 def _soon():

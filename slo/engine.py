@@ -1,9 +1,10 @@
 """SLO evaluation: SLI and burn rate per window, error budget, exhaustion forecast, multi-window alert state.
 
-Windows are whole minutes: a window of length W at instant `at` is the W/1m minutes ending with the minute
-that contains `at`; minutes before that one come from the `slo_minutes` rollup, the minute of `at` itself is
-computed live with decisions ≤ `at`. So an evaluation "as of" a past instant sees exactly what a live
-evaluation saw then (given the same data), and later data (decided after `at`) changes nothing.
+A window of length W at instant `at` covers exactly (at − W, at] (slo/edges.py): the whole minutes inside it come
+from the `slo_minutes` rollup, the minute of `at` itself counts decisions ≤ `at`, and the sub-minute leading edge
+is counted from raw rows (gauge and timeslice SLIs count whole slices instead). So a constant error stream gives a
+constant burn at every second, an evaluation "as of" a past instant sees exactly what a live evaluation saw then
+(given the same data), and later data (decided after `at`) changes nothing.
 
 Burn rate = error ratio / (1 − objective). Alert state per the SRE workbook's multi-window multi-burn-rate
 table (page: 1h & 5m ≥ 14.4 or 6h & 30m ≥ 6; ticket: 1d & 2h ≥ 3 or 3d & 6h ≥ 1; configurable per SLO; at the
@@ -24,6 +25,7 @@ from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
+from slo.edges import has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
 from revwatch.journeys import JourneyReader
@@ -229,6 +231,14 @@ class SloEngine:
                     names.append(format_duration(w))
         return {n: parse_duration(n) for n in names}
 
+    def exact_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
+        """The windows of an SLO that are exact (slo/edges.py): every burn window, and the SLO window if rolling."""
+        out = self.window_lengths(spec)
+        rolling = rolling_length(spec)
+        if rolling is not None:
+            out["slo"] = rolling
+        return out
+
     def evaluate(self, at: dt.datetime | None = None, names: list[str] | None = None,
                  refresh: bool = False, _hold: bool = True) -> list[SloResult]:
         """Evaluate SLOs as of `at` (default now).
@@ -268,9 +278,12 @@ class SloEngine:
         if sliced:
             sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data))
         live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
+        edges = leading_edges(self.rollups, [(s, w, length) for s in specs if has_exact_windows(s)
+                                             for w, length in self.exact_lengths(s).items()], at)
         results = []
         for s in specs:
-            groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]}
+            groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]} \
+                | {g for (name, g, _) in edges if name == s.name}
             if not groups:
                 groups = {""}
             for g in sorted(groups):
@@ -285,6 +298,8 @@ class SloEngine:
                         windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0, 0)), live_g)
                         continue
                     good, total = per_window.get(wname, (0, 0, 0))[:2]
+                    edge_good, edge_total = edges.get((s.name, g, wname), (0, 0))     # exact windows (slo/edges.py)
+                    good, total = good + edge_good, total + edge_total
                     for lg, lt in live_g:
                         if s.config.budgeting == "timeslices":
                             good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))

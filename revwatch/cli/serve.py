@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from collector.spool import SpoolTooSmall, spool_room_problem
 from revwatch.cli.app import ConfigOpt, app, err, fail, load_cli_config
 from revwatch.store import StoreError
 
@@ -25,6 +26,12 @@ def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False
     problem = port_problem(cfg.server.host, cfg.server.port)
     if problem:                         # before migrations and before saying "listening"
         fail(problem, 1)
+    try:
+        problem = spool_room_problem(cfg.spool_dir, cfg.spool.segment_bytes)
+    except OSError as e:
+        problem = f"spool.dir {cfg.spool_dir}: {e.strerror or e}"
+    if problem:                         # a spool that cannot hold one segment would refuse every request
+        fail(problem)
     from revwatch.logs import setup_logging
     setup_logging(verbose, log_format)
     from revwatch.server import serve as run
@@ -32,6 +39,8 @@ def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False
         run(cfg)
     except StoreError as e:
         fail(str(e), 1)
+    except SpoolTooSmall as e:          # a configuration problem: one line, exit 2
+        fail(str(e))
     err.print("revwatch: server stopped", markup=False, highlight=False)
 
 
