@@ -103,8 +103,8 @@ class SloCollector:
                                       "(absent: not forecast to run out)", labels=["slo", "group"])
         for f in self.engine.latest_forecasts:
             breaches.add_metric([f["slo"], f["group"] or ""], f["predicted_breaches"])
-            if f["exhausted_within_hours"] is not None:
-                exhausted.add_metric([f["slo"], f["group"] or ""], f["exhausted_within_hours"] * 3600.0)
+            if f["exhausted_in_seconds"] is not None:
+                exhausted.add_metric([f["slo"], f["group"] or ""], f["exhausted_in_seconds"])
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
