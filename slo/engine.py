@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts,
 from slo.edges import has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
+from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
 from slo.prometheus_values import PrometheusReader
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
@@ -164,12 +164,35 @@ class SloEngine:
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, self.specs)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
-        self.latest: list[SloResult] | None = None
-        self.latest_journeys: dict[str, dict] = {}
-        self.latest_silence: dict[str, JourneySilence] = {}    # journeys with no_data_alert (slo/coverage.py)
-        self.latest_at: dt.datetime | None = None
-        self.last_seconds: float | None = None
-        self._lock = threading.Lock()
+        self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
+
+    # -- the latest pass (views of self.snapshot, one whole pass each) --------------------------------------
+    @property
+    def latest(self) -> list[SloResult] | None:
+        """The latest pass's results, None before the first."""
+        ev = self.snapshot.current
+        return list(ev.results) if ev is not None else None
+
+    @property
+    def latest_at(self) -> dt.datetime | None:
+        ev = self.snapshot.current
+        return ev.at if ev is not None else None
+
+    @property
+    def latest_journeys(self) -> dict[str, dict]:
+        ev = self.snapshot.current
+        return ev.journeys if ev is not None else {}
+
+    @property
+    def latest_silence(self) -> dict[str, JourneySilence]:
+        """Journeys with no_data_alert and how long they have been silent (slo/coverage.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.silence if ev is not None else {}
+
+    @property
+    def last_seconds(self) -> float | None:
+        ev = self.snapshot.current
+        return ev.seconds if ev is not None else None
 
     def spec(self, name: str) -> SloSpec | None:
         """The spec named `name` (evaluated here or by Prometheus)."""
@@ -450,19 +473,14 @@ GROUP BY Slo, GroupKey, ts
             raise
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
-        with self._lock:
-            self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
-            self.latest_silence = silence
-            self.last_seconds = time.perf_counter() - t0
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0))
         return results
 
     def latest_or_evaluate(self) -> list[SloResult]:
         """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""
-        with self._lock:
-            latest = self.latest
+        latest = self.latest
         if latest is not None:
             return latest
         results = self.evaluate()
-        with self._lock:
-            self.latest, self.latest_at = results, utcnow()
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), from_evaluator=False))
         return results
