@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from alerts.config import PagerDutyNotifier, SlackNotifier, WebhookNotifier
+from revwatch.human import budget_phrase
 
 SLACK_MAX_BLOCKS = 50
 SLACK_HEADER_MAX = 150
@@ -131,8 +132,9 @@ def _alert_blocks(a: dict) -> list[dict]:
     budget = att.get("budget") or {}
     if budget.get("remaining_ratio") is not None:
         days = (budget.get("days_until_exhausted") or {}).get("1h")
-        fields.append(f"*Budget left*\n{budget['remaining_ratio']:.1%}" +
-                      (f", exhausted in {days:.1f} d at the 1h rate" if days is not None else ""))
+        fields.append(f"*Error budget*\n{budget_phrase(budget['remaining_ratio'])}" +   # overspend reads as such
+                      (f", exhausted in {days:.1f} d at the 1h rate"
+                       if days is not None and budget["remaining_ratio"] > 0 else ""))
     if att.get("failing_step"):
         fields.append(f"*Failing step*\n{_esc(att['failing_step'])}")
     over = att.get("over_represented") or []

@@ -11,7 +11,7 @@ import difflib
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import orjson
 
@@ -74,9 +74,13 @@ class ValidatedEvents:
                 self.warnings.append({"index": index, "field": fld, "warning": str(text)})
 
 
-class _Unparsable:
-    def __init__(self, error: str):
-        self.error = error
+class ItemProblem:
+    """An item an adapter (NDJSON line, OTLP log record, CloudEvent, webhook mapping) could not turn into an event
+    object: validation rejects it with this error and field, like any invalid item."""
+    __slots__ = ("error", "field")
+
+    def __init__(self, error: str, field: str | None = None):
+        self.error, self.field = error, field
 
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)   # later than now + this: stored, with a warning (clock skew?)
@@ -117,8 +121,8 @@ def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list
     All problems of an item are reported at once (a sender fixes them in one go); warnings never stop an item:
     an unknown type (stored as a custom type, with the nearest canonical type as a hint) and an `occurred_at`
     further in the future than FUTURE_TOLERANCE."""
-    if isinstance(item, _Unparsable):
-        return None, [(None, item.error)], []
+    if isinstance(item, ItemProblem):
+        return None, [(item.field, item.error)], []
     if not isinstance(item, dict):
         return None, [(None, "each event must be a JSON object")], []
     problems: list[tuple[str | None, str]] = []
@@ -245,7 +249,7 @@ def _ndjson_items(text: bytes) -> Iterator:
             try:
                 yield orjson.loads(line)
             except orjson.JSONDecodeError as e:
-                yield _Unparsable(f"line {n} is not valid JSON: {e}")
+                yield ItemProblem(f"line {n} is not valid JSON: {e}")
 
 
 def _release_items(doc: list) -> Iterator:
@@ -255,10 +259,17 @@ def _release_items(doc: list) -> Iterator:
 
 
 def validate_in_chunks(body: bytes, content_type: str, chunk_items: int = 5000) -> Iterator[ValidatedEvents]:
-    """Validate a body `chunk_items` items at a time, so a big body never exists as rows all at once."""
+    """Validate a body `chunk_items` items at a time, so a big body never exists as rows all at once. Lazy: a body
+    that is unusable as a whole raises BodyError at the first `next`, not here."""
+    yield from validate_items_in_chunks(iter_items(body, content_type), chunk_items)
+
+
+def validate_items_in_chunks(items: Iterable, chunk_items: int = 5000) -> Iterator[ValidatedEvents]:
+    """Validate event objects (or `ItemProblem`s) `chunk_items` at a time: the one validation every door shares —
+    our own JSON/NDJSON, OTLP log events, CloudEvents and mapped webhooks all end here as canonical objects."""
     chunk = ValidatedEvents()
     now = dt.datetime.now(dt.timezone.utc)
-    for i, item in enumerate(iter_items(body, content_type)):
+    for i, item in enumerate(items):
         row, problems, warnings = check_event(item, now)
         if warnings:
             chunk.warn(i, warnings)

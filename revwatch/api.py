@@ -30,6 +30,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
 
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
+    from collector.sources import SourceRegistry
     from revwatch.journeys import JourneyService
     from collector.spool import Spool
     from collector.writer import Writer
@@ -61,6 +62,7 @@ class AppContext:
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)
+    sources: SourceRegistry | None = None   # named webhook sources and their mappings (collector.sources)
 
 
 class ApiError(Exception):

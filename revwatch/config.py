@@ -404,6 +404,8 @@ class AnomalyConfig(_Model):
     scan_interval: dt.timedelta = dt.timedelta(minutes=5)
     metric_interval: dt.timedelta = dt.timedelta(seconds=60)
     metric_series: list[MetricSeriesConfig] = []
+    # failure probability from which an open payment is a reconciliation-risk finding (below: listed as `scored`)
+    risk_threshold: float = Field(0.5, gt=0, le=1)
 
     _d = field_validator("scan_interval", "metric_interval", mode="before")(
         classmethod(lambda cls, v: _duration(v)))

@@ -5,8 +5,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-STATE_STYLE = {"page": "bold red", "ticket": "bold yellow", "ok": "green", "exhausted": "bold red",
-               "no_data": "bold magenta"}
+from revwatch.human import budget_phrase, units_phrase
+
+STATE_STYLE = {"page": "bold red", "exhausted": "bold magenta", "ticket": "bold yellow", "ok": "green",
+               "no_data": "dim"}
 
 
 def _pct(x) -> str:
@@ -19,6 +21,24 @@ def _duration(days: float) -> str:
         return f"{days:.1f} d"
     hours = days * 24
     return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+def _budget(d: dict) -> str:
+    """The budget cell: the one phrase (slo.state) and the units left or over; 'no data' for an empty window."""
+    b = d["budget"]
+    if d["state"] == "no_data" or b.get("remaining_ratio") is None:
+        return "no data"
+    return f"{budget_phrase(b['remaining_ratio'])} ({units_phrase(b['remaining'], b['unit'])})"
+
+
+def _exhaustion(d: dict, days: float | None) -> str:
+    """When the budget runs out at the 1 h burn rate: '–' without data, 'exhausted' / 'overspent' when it has."""
+    ratio = d["budget"].get("remaining_ratio")
+    if d["state"] == "no_data" or ratio is None:
+        return "–"
+    if ratio <= 0:
+        return "exhausted" if ratio == 0 else "overspent"
+    return "not burning" if days is None else _duration(days)
 
 
 def slo_table(docs: list[dict]) -> Table:
@@ -35,14 +55,13 @@ def slo_table(docs: list[dict]) -> Table:
         cov = d.get("coverage") or {}
         cw = cov.get("windows", {})
         coverage = " / ".join(_pct(cw[k]["ratio"]) if k in cw else "-" for k in ("1h", "slo"))
-        state = d["state"] + (f" ({cov['no_data_for_minutes']} min)" if cov.get("no_data")
+        state = d["state"] + (f" ({cov['no_data_for_minutes']} min)" if d["state"] == "no_data"
                               and cov.get("no_data_for_minutes") is not None else "")
         if cov.get("held_alerts"):
             state += " held: " + ", ".join(cov["held_alerts"])
         t.add_row(Text(name), Text(owner), f"{d['objective']:.2%}", _pct(d["sli"]),
                   *(f"{w[k]['burn_rate']:.2f}" for k in ("5m", "1h", "6h", "1d", "3d")),
-                  f"{b['remaining_ratio'] * 100:.1f}% ({b['remaining']:.0f} {b['unit']})",
-                  "not burning" if days is None else _duration(days), coverage,
+                  _budget(d), _exhaustion(d, days), coverage,
                   Text(state, style=STATE_STYLE.get(d["state"], "")))
     return t
 

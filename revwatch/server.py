@@ -123,6 +123,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             if evaluates:
                 ctx.probes.schedule(scheduler)
                 scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], id="anomaly-scan",
+                                  kwargs={"risk_threshold": cfg.anomaly.risk_threshold},
                                   seconds=cfg.anomaly.scan_interval.total_seconds(), max_instances=1,
                                   coalesce=True)
                 if cfg.anomaly.metric_series and ctx.metric_watcher is not None:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from revwatch.journeys import instance_params, instances_sql
 from revwatch.journeys import money as jmoney
 from revwatch.schema import LINK_ATTRIBUTES
+from revwatch.human import budget_phrase
 from revwatch.units import as_utc, utcnow
 from slo.sli import _group_expr, ms
 
@@ -54,9 +55,10 @@ def _result_for(engine: SloEngine, spec: SloSpec, group: str) -> SloResult | Non
 def budget_of(result: SloResult | None) -> dict:
     """The budget part of an attribution (also for non-journey SLOs)."""
     if result is None:
-        return {"remaining_ratio": None, "days_until_exhausted": {}, "burn_rate": {}}
+        return {"state": None, "summary": None, "remaining_ratio": None, "days_until_exhausted": {}, "burn_rate": {}}
     b = result.budget
-    return {"remaining_ratio": round(b["remaining_ratio"], 4),
+    return {"state": result.state, "summary": budget_phrase(b["remaining_ratio"]),   # slo/state.py: the one wording
+            "remaining_ratio": round(b["remaining_ratio"], 4),
             "days_until_exhausted": {k: (None if v is None else round(v, 3))
                                      for k, v in b["days_until_exhausted"].items()},
             "burn_rate": {w: round(r.burn_rate, 3) for w, r in result.windows.items() if w != "slo"},

@@ -29,6 +29,7 @@ from slo.sli import ms
 from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
 from slo.prometheus_values import PrometheusReader
+from slo.state import budget_of, state_of
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
 
 log = logging.getLogger("revwatch.slo")
@@ -74,12 +75,10 @@ class SloResult:
 
     @property
     def budget(self) -> dict:
-        """Error budget of the SLO window: remaining ratio and events, and days until exhausted."""
-        w = self.windows["slo"]
-        obj = self.spec.config.objective
-        allowed = (1 - obj) * w.total
-        bad = w.total - w.good
-        remaining_ratio = 1 - bad / allowed if allowed > 0 else (1.0 if bad == 0 else float("-inf"))
+        """Error budget of the SLO window (slo.state.budget_of: signed, overspend negative) and days until
+        exhausted at the 1 h / 6 h burn rates."""
+        b = budget_of(self)
+        remaining_ratio = b.remaining_ratio
         period_days = self.spec.period(self.at).total_seconds() / 86400
         forecast: dict[str, float | None] = {}
         for name in ("1h", "6h"):
@@ -90,10 +89,8 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        unit = "minutes" if self.spec.config.budgeting != "occurrences" or self.spec.kind == "gauge_threshold" \
-            else "events"
-        return {"remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
-                "allowed_bad": allowed, "bad": bad, "remaining": allowed - bad, "unit": unit,
+        return {"remaining_ratio": remaining_ratio, "allowed_bad": b.allowed, "bad": b.spent,
+                "remaining": b.remaining, "overspent": b.overspent, "unit": b.unit,
                 "days_until_exhausted": forecast}
 
     def as_dict(self) -> dict:
@@ -125,11 +122,10 @@ def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]
 
 
 def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
-    """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity; `no_data` when
-    nothing fires and the coverage says no data). Tiers without data hold the state they had in `previous`, the
-    evaluation as of the last minute with data (slo/coverage.py)."""
+    """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of: the one decision, with the
+    coverage's no-data verdict). Tiers without data hold the state they had in `previous`, the evaluation as of the
+    last minute with data (slo/coverage.py)."""
     al = res.spec.config.alerting
-    state = "ok"
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
@@ -144,12 +140,7 @@ def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
     if res.coverage is not None:
         res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
                                            res.coverage.last_data)
-    for a in res.alerts:
-        if a["firing"] and (state == "ok" or a["severity"] == "page"):
-            state = a["severity"]
-    if state == "ok" and res.coverage is not None and res.coverage.no_data:
-        state = "no_data"
-    res.state = state
+    res.state = state_of(res)          # the one decision (slo/state.py): page, exhausted, ticket, no_data, ok
 
 
 class SloEngine:

@@ -1,9 +1,11 @@
-"""Prometheus exposition of SLO results (DESIGN.md §7), read from the engine's latest evaluation."""
+"""Prometheus exposition of SLO results (docs/prometheus.md), read from the engine's latest evaluation; the state
+is slo.state's one decision, exposed as `revwatch_slo_state{state=...}` (1 for the current state, 0 for the others)."""
 from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily
 
 from slo.engine import SloEngine
+from slo.state import STATES
 
 
 class SloCollector:
@@ -33,6 +35,9 @@ class SloCollector:
         objective = GaugeMetricFamily("revwatch_slo_objective_ratio", "SLO objective", labels=["slo"])
         alert = GaugeMetricFamily("revwatch_slo_alert", "1 when the multi-window burn-rate alert fires",
                                   labels=["slo", "group", "severity"])
+        state = GaugeMetricFamily("revwatch_slo_state", "1 for the SLO's current state (page, exhausted, ticket, ok, "
+                                  "no_data; the same decision the CLI, API and UI show), 0 for the others",
+                                  labels=["slo", "group", "state"])
         coverage = GaugeMetricFamily("revwatch_slo_coverage_ratio",
                                      "Minutes with data / counted minutes of the window (slo/coverage.py)",
                                      labels=["slo", "group", "window"])
@@ -42,6 +47,8 @@ class SloCollector:
                                    labels=["slo", "group"])
         seen = set()
         for r in results:
+            for st in STATES:
+                state.add_metric([r.spec.name, r.group, st], float(r.state == st))
             name, g = r.spec.name, r.group
             for w, wr in r.windows.items():
                 if wr.sli is not None:
@@ -90,5 +97,5 @@ class SloCollector:
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
-        yield from (sli, burn, events, budget, days, objective, alert, coverage, no_data, silent, lag, pending,
-                    journey_silent, journey_alert, evaluation)
+        yield from (sli, burn, events, budget, days, objective, alert, state, coverage, no_data, silent, lag,
+                    pending, journey_silent, journey_alert, evaluation)

@@ -11,6 +11,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from revwatch.human import budget_phrase
+
 
 @dataclass(frozen=True)
 class Line:
@@ -97,12 +99,16 @@ def line_chart(times: list[dt.datetime], series: dict[str, list[float | None]], 
     return Markup("".join(parts))
 
 
-def budget_bar(remaining_ratio: float) -> Markup:
-    """A horizontal bar of error budget left; empty and marked when exhausted."""
+def budget_bar(remaining_ratio: float | None) -> Markup:
+    """A horizontal bar of error budget left, labelled with slo.state.budget_phrase (overspend says so: 'overspent
+    by 801%', never a clipped 'exhausted'); None draws an empty 'no data' bar."""
+    if remaining_ratio is None:
+        return Markup('<div class="bar nodata" title="no decided events in the SLO window"><span style="width:0">'
+                      '</span><em>no data</em></div>')
     pct = max(0.0, min(1.0, remaining_ratio)) * 100
     cls = "exhausted" if remaining_ratio <= 0 else "low" if remaining_ratio < 0.25 else "mid" \
         if remaining_ratio < 0.5 else "good"
-    label = "exhausted" if remaining_ratio <= 0 else f"{remaining_ratio * 100:.1f}% left"
+    label = budget_phrase(remaining_ratio)
     return Markup(f'<div class="bar {cls}" title="error budget {escape(label)}"><span style="width:{pct:.1f}%">'
                   f'</span><em>{escape(label)}</em></div>')
 

@@ -30,6 +30,7 @@ from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import StoreError
 from revwatch.units import utcnow
 from slo.history import Series
+from slo.state import LABELS as STATE_LABELS, units_phrase
 from webui import charts, data
 from webui.cache import Refreshing
 from webui.format import FILTERS
@@ -80,7 +81,8 @@ def install(app: FastAPI) -> None:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(FILTERS)
     env.globals.update(sparkline=charts.sparkline, budget_bar=charts.budget_bar, line_chart=charts.line_chart,
-                       Line=charts.Line, waterfall=charts.waterfall, enc=lambda s: quote(str(s), safe=""))
+                       Line=charts.Line, waterfall=charts.waterfall, state_labels=STATE_LABELS,
+                       budget_units=units_phrase, enc=lambda s: quote(str(s), safe=""))
     refresh = max(5, int(ui_cfg.refresh.total_seconds()))
     sessions = Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds()),
                         Revocations(ctx.store))
@@ -403,8 +405,8 @@ def _is_number(s: str) -> bool:
 @router.get("/ui/anomalies", response_class=HTMLResponse)
 def anomalies_page(request: Request, status: str = "open", kind: str = "", v: Viewer = Depends(viewer)):
     """Anomaly findings with reasons and score; open ones can be acknowledged."""
-    if status not in ("open", "acknowledged", "all"):
-        raise ApiError(400, "status must be open, acknowledged or all", "status")
+    if status not in ("open", "acknowledged", "scored", "all"):
+        raise ApiError(400, "status must be open, acknowledged, scored or all", "status")
     items = data.anomalies(ctx_of(request), None if status == "all" else status, kind or None)
     return render(request, "anomalies.html", viewer=v, items=items, status=status, kind=kind)
 
