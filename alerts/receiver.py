@@ -2,8 +2,9 @@
 
 `POST /api/v1/alerts/alertmanager` (ingest scope) validates Alertmanager's webhook (version 4), writes the alerts
 to the durable inbox and answers — no enrichment, no delivery on the request path (`alerts.service` does both in
-the background). When the inbox write fails the answer is 503 with Retry-After, so Alertmanager retries and the
-page is not lost.
+the background). Alerts for SLOs whose alerts the evaluator sends itself (alerts/direct.py) are counted in
+`superseded` and not routed. When the inbox write fails the answer is 503 with Retry-After, so Alertmanager
+retries and the page is not lost.
 
 Silences (`/api/v1/silences`) need the admin scope to create or expire: a silence hides pages, and ingest keys
 sit in exporters and scripts, where a leaked key must not be able to mute on-call. Listing needs read.
@@ -88,7 +89,7 @@ async def alertmanager(request: Request):
     """Alertmanager webhook receiver (webhook_configs url): stored, then answered."""
     alerts = parse_webhook(await _json_object(request, "an Alertmanager webhook object"))
     n = await run_in_threadpool(ctx_of(request).alerts.submit, alerts)
-    return {"received": n}
+    return {"received": n, "superseded": len(alerts) - n}
 
 
 @router.get("/api/v1/alerts", dependencies=[Depends(require("read"))])

@@ -35,6 +35,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from collector.spool import Spool
     from collector.writer import Writer
     from probes.service import ProbeService
+    from revwatch.evaluator import EvaluatorLoop
     from slo.engine import SloEngine
     from webui.routes import WebUi
 
@@ -58,6 +59,7 @@ class AppContext:
     journeys: JourneyService = field(init=False)
     probes: ProbeService = field(init=False)
     alerts: AlertService = field(init=False)
+    evaluator: EvaluatorLoop | None = None  # the SLO evaluator loop of an evaluating server (revwatch/evaluator.py)
     ui: WebUi = field(init=False)           # set by webui.install(app)
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice

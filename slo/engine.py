@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from revwatch.config import Config
 from revwatch.store import Store
@@ -28,6 +29,7 @@ from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
 from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
+from revwatch.journeys import money as jmoney
 from slo.prometheus_values import PrometheusReader
 from slo.state import budget_of, state_of
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
@@ -43,8 +45,14 @@ def _at_least(burn: float, threshold: float) -> bool:
 @dataclass
 class WindowResult:
     good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
-    total: int
+    total: int                             # budgeting amount: both in 1/scale currency units (integers, exact)
     objective: float
+    scale: int = 1                         # AMOUNT_SCALE for `budgeting: amount`, else 1
+
+    @property
+    def volume(self) -> float:
+        """What `min_events` compares with: decided events (or minutes), or for amounts, currency units."""
+        return self.total / self.scale
 
     @property
     def sli(self) -> float | None:
@@ -59,8 +67,13 @@ class WindowResult:
         return self.error_ratio / (1 - self.objective)
 
     def as_dict(self) -> dict:
-        return {"good": self.good, "total": self.total, "bad": self.total - self.good, "sli": self.sli,
-                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        d: dict[str, object] = {"good": self.good / self.scale, "total": self.volume,
+                                "bad": (self.total - self.good) / self.scale, "sli": self.sli,
+                                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        if self.scale != 1:                    # money: exact decimal strings beside the numbers
+            d["money"] = {k: jmoney.fmt(jmoney.from_units(v)) for k, v in
+                          (("good", self.good), ("total", self.total), ("bad", self.total - self.good))}
+        return d
 
 
 @dataclass
@@ -89,20 +102,39 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        return {"remaining_ratio": remaining_ratio, "allowed_bad": b.allowed, "bad": b.spent,
-                "remaining": b.remaining, "overspent": b.overspent, "unit": b.unit,
-                "days_until_exhausted": forecast}
+        doc: dict[str, object] = {
+            "remaining_ratio": remaining_ratio, "allowed_bad": b.allowed, "bad": b.spent, "remaining": b.remaining,
+            "overspent": b.overspent, "unit": b.unit, "days_until_exhausted": forecast}
+        if self.spec.config.budgeting == "amount":     # the budget in money, exact: allowed = (1 - objective) × total
+            w = self.windows["slo"]
+            allowed_d = (1 - Decimal(str(self.spec.config.objective))) * jmoney.from_units(w.total)
+            bad_d = jmoney.from_units(w.total - w.good)
+            doc["money"] = {"currency": self.currency, "total": jmoney.fmt(jmoney.from_units(w.total)),
+                            "allowed_bad": jmoney.fmt(allowed_d), "bad": jmoney.fmt(bad_d),
+                            "remaining": jmoney.fmt(allowed_d - bad_d)}
+        return doc
+
+    @property
+    def currency(self) -> str | None:
+        """The currency of a money-weighted SLO's group (the last part of its group key), else None."""
+        return self.group.rsplit("|", 1)[-1] if self.spec.config.budgeting == "amount" else None
 
     def as_dict(self) -> dict:
         c = self.spec.config
         d = {"name": c.name, "group": self.group or None, "journey": c.journey, "kind": self.spec.kind,
              "objective": c.objective, "window": c.window, "at": self.at.isoformat(),
-             "state": self.state, "sli": self.windows["slo"].sli,
+             "state": self.state, "sli": self.windows["slo"].sli, "budgeting": c.budgeting,
+             "currency": self.currency,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
              "coverage": self.coverage.as_dict() if self.coverage else None}
         return d
+
+
+def _scale(spec: SloSpec) -> int:
+    """Units per counted thing in `slo_minutes`: AMOUNT_SCALE per currency unit for money-weighted SLOs, else 1."""
+    return jmoney.AMOUNT_SCALE if spec.config.budgeting == "amount" else 1
 
 
 def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]) -> WindowResult:
@@ -129,7 +161,7 @@ def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
-            enough = lw.total >= al.min_events and sw.total >= al.min_events
+            enough = lw.volume >= al.min_events and sw.volume >= al.min_events     # amounts: currency units
             firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
             res.alerts.append({"severity": severity, "long": format_duration(p.long),
                                "short": format_duration(p.short), "threshold": p.burn_rate,
@@ -173,6 +205,12 @@ class SloEngine:
     def latest_journeys(self) -> dict[str, dict]:
         ev = self.snapshot.current
         return ev.journeys if ev is not None else {}
+
+    @property
+    def latest_forecasts(self) -> list[dict]:
+        """In-flight forecasts of every journey SLO (slo/forecast.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.forecasts if ev is not None else []
 
     @property
     def latest_silence(self) -> dict[str, JourneySilence]:
@@ -248,7 +286,8 @@ class SloEngine:
         # else computed live with decisions ≤ `at`
         current = at == now
         end = at_min + MINUTE if current else at_min
-        sliced = [s for s in specs if s.config.budgeting != "occurrences" and s.config.timeslice_window > MINUTE]
+        sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
+                  and s.config.timeslice_window > MINUTE]
         by_minute = [s for s in specs if s not in sliced]
         sums: dict = {}
         last_data: dict[tuple[str, str], dt.datetime] = {}      # latest minute with data in the SLO window
@@ -288,7 +327,7 @@ class SloEngine:
                             total += int(lt > 0)
                         else:
                             good, total = good + lg, total + lt
-                    windows[wname] = WindowResult(good, total, s.config.objective)
+                    windows[wname] = WindowResult(good, total, s.config.objective, _scale(s))
                 last = last_data.get((s.name, g))
                 if any(lt > 0 for _, lt in live_g):
                     last = at_min
@@ -354,8 +393,8 @@ class SloEngine:
         params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
                   "age_ref": ms(last + MINUTE),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
-                  "timeslices": [{"occurrences": 0, "timeslices": 1, "ratio_timeslices": 2}[s.config.budgeting]
-                                 for s in specs],
+                  "timeslices": [{"occurrences": 0, "amount": 0, "timeslices": 1,
+                                  "ratio_timeslices": 2}[s.config.budgeting] for s in specs],
                   "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
         cols = []
         for i, w in enumerate(rolling + ["slo"]):
@@ -464,8 +503,23 @@ GROUP BY Slo, GroupKey, ts
             raise
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
-        self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0))
+        forecasts = self._forecasts(results)
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
+                                         forecasts=forecasts))
         return results
+
+    def _forecasts(self, results: list[SloResult]) -> list[dict]:
+        """In-flight forecasts of every journey SLO (for /metrics); one that fails is logged and left out, so a
+        forecast problem never stops the evaluation."""
+        from slo.forecast import forecast
+        out: list[dict] = []
+        for spec in self.specs:
+            if spec.is_journey:
+                try:
+                    out += forecast(self, spec, results=[r for r in results if r.spec is spec])
+                except Exception:
+                    log.exception("forecast of %s failed", spec.name)
+        return out
 
     def latest_or_evaluate(self) -> list[SloResult]:
         """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""

@@ -30,6 +30,7 @@ class Evaluation:
     silence: dict[str, Any] = field(default_factory=dict)       # journeys with no_data_alert (slo/coverage.py)
     seconds: float | None = None                                 # how long the pass took; None: a read-only one
     from_evaluator: bool = True                                  # False: computed by a read before any pass
+    forecasts: list[dict] = field(default_factory=list)         # in-flight forecasts of journey SLOs
 
     def results_for(self, name: str) -> list[SloResult]:
         """The results (one per group) of the SLO `name`; empty when the pass has none for it."""

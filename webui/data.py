@@ -51,6 +51,7 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
                      "events": d["windows"]["slo"]["total"], "bad": d["windows"]["slo"]["bad"],
                      "spark": [bk.burn_rate(r.spec.config.objective) if bk.total else None for bk in buckets],
                      "page_threshold": _page_threshold(r),
+                     "money": b.get("money"),        # budgeting amount: the budget in money (decimal strings)
                      "firing": [a for a in d["alerts"] if a["firing"]]})
     rows.sort(key=lambda x: (SEVERITY[x["status"]], x["name"], x["group"]))
     return rows

@@ -41,6 +41,23 @@ def instances_sql(table: str, lo: str, hi: str | None = None, *, key: str = "j",
         HAVING countIf(Type = {st}) > 0"""
 
 
+def instances_money_sql(milestones: str, events: str, lo: str, hi: str | None = None, *, key: str = "j") -> str:
+    """`instances_sql` joined with the money of each instance's start event: the instances that carry an amount,
+    with `amt` (Decimal(38, 9), as stored) and `cur` (the currency; '?' when none). Only start events whose time
+    lies in [lo, hi) are read (the events table's daily partitions of that range)."""
+    st = f"{{{key}_start:String}}"
+    return f"""
+        SELECT i.*, a.amt AS amt, a.cur AS cur
+        FROM ({instances_sql(milestones, lo, hi, key=key)}) AS i
+        INNER JOIN (
+            SELECT CorrelationId, anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt,
+                   if(any(toString(Currency)) = '', '?', any(toString(Currency))) AS cur
+            FROM {events}
+            WHERE Type = {st} AND OccurredAt >= {lo}{f" AND OccurredAt < {hi}" if hi else ""}
+            GROUP BY CorrelationId HAVING countIf(Amount IS NOT NULL) > 0
+        ) AS a ON a.CorrelationId = i.CorrelationId"""
+
+
 def instance_params(journey: JourneyConfig, key: str = "j") -> dict[str, object]:
     """The parameters `instances_sql` binds, for one journey (steps: start, milestones in order, end)."""
     return {f"{key}_start": journey.start, f"{key}_end": journey.end,
