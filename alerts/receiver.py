@@ -20,16 +20,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.routing import Alert
-from revwatch.api import ApiError, ctx_of, require
+from revwatch.api import ApiError, ctx_of, first_validation_error as _first_error, json_object as _json_object, require
 from revwatch.units import parse_duration, parse_instant
 
 router = APIRouter()
 MAX_SILENCE = dt.timedelta(days=90)
-
-
-def _first_error(e: ValidationError) -> ApiError:
-    first = e.errors()[0]
-    return ApiError(400, first["msg"].removeprefix("Value error, "), ".".join(str(x) for x in first["loc"]) or None)
 
 
 class AmAlert(BaseModel):
@@ -71,17 +66,6 @@ def parse_webhook(body: dict) -> list[Alert]:
             ends = parsed if a.status == "resolved" else None
         out.append(Alert(a.fingerprint, a.status, a.labels, a.annotations, starts.timestamp(), ends, "alertmanager"))
     return out
-
-
-async def _json_object(request: Request, what: str) -> dict:
-    """The request's JSON body, which must be an object; anything else is a 400 naming `body`."""
-    try:   # orjson refuses nesting deeper than 1024 (stdlib json would hit RecursionError → 500)
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as e:
-        raise ApiError(400, f"body is not valid JSON: {str(e)[:200]}", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, f"body must be {what}", "body")
-    return body
 
 
 @router.post("/api/v1/alerts/alertmanager", dependencies=[Depends(require("ingest"))])

@@ -34,6 +34,7 @@ from revwatch.openapi import install_openapi
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
 from revwatch.store import Store, StoreError, store_from_config
 from slo import routes as slo_routes
+from slo import policy_routes as slo_policy_routes
 from slo.conditions import identities
 from slo.engine import SloEngine
 from slo.exposition import SloCollector
@@ -169,6 +170,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         app.include_router(collector_routes.router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
+    app.include_router(slo_policy_routes.router)
     app.include_router(anomaly_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(odoo_webhook.router)

@@ -22,6 +22,7 @@ from decimal import Decimal
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
+from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
@@ -85,6 +86,7 @@ class SloResult:
     alerts: list[dict] = field(default_factory=list)
     state: str = "ok"
     coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
+    adjustments: list[dict] = field(default_factory=list)   # what budget adjustments removed from the SLO window
 
     @property
     def budget(self) -> dict:
@@ -128,7 +130,7 @@ class SloResult:
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
-             "coverage": self.coverage.as_dict() if self.coverage else None}
+             "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments}
         return d
 
 
@@ -151,6 +153,18 @@ def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]
         else:
             good += int(cur_good / cur_total >= (c.timeslice_target or c.objective))
     return WindowResult(good, int(total), c.objective)
+
+
+def _adjust_live(plan: Plan, minute: dt.datetime, rows: list[tuple]) -> list[tuple]:
+    """The live minute's (group, minute, good, total) rows with the adjustments applied, as the SQL does."""
+    if plan is EMPTY:
+        return rows
+    effect = plan.covers(minute)
+    if effect == "exclude":
+        return [(g, m, 0, 0) for g, m, _, _ in rows]
+    if effect == "good":
+        return [(g, m, t, t) for g, m, _, t in rows]
+    return rows
 
 
 def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
@@ -186,6 +200,8 @@ class SloEngine:
         self.prometheus: PrometheusReader | None = (
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, self.specs)
+        # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
+        self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
 
@@ -289,13 +305,17 @@ class SloEngine:
         sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
                   and s.config.timeslice_window > MINUTE]
         by_minute = [s for s in specs if s not in sliced]
+        plans = self.adjustments.plans([s.name for s in specs], min(min(b.values()) for b in bounds.values()),
+                                       at_min + MINUTE)
         sums: dict = {}
         last_data: dict[tuple[str, str], dt.datetime] = {}      # latest minute with data in the SLO window
         if by_minute:
-            sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay, last_data)
+            sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay, last_data, plans)
         if sliced:
-            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data))
-        live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
+            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data, plans))
+        live = {s.name: ([] if current else _adjust_live(plans[s.name], at_min,
+                                                          self.rollups.minute_counts(s, at_min, at_min, at)))
+                for s in specs}
         edges = leading_edges(self.rollups, [(s, w, length) for s in specs if has_exact_windows(s)
                                              for w, length in self.exact_lengths(s).items()], at)
         results = []
@@ -317,6 +337,9 @@ class SloEngine:
                         continue
                     good, total = per_window.get(wname, (0, 0, 0))[:2]
                     edge_good, edge_total = edges.get((s.name, g, wname), (0, 0))     # exact windows (slo/edges.py)
+                    if edge_total:                 # the edge lies in minute at_min − length: adjusted like it
+                        [(_, _, edge_good, edge_total)] = _adjust_live(
+                            plans[s.name], at_min - self.exact_lengths(s)[wname], [("", at_min, edge_good, edge_total)])
                     good, total = good + edge_good, total + edge_total
                     for lg, lt in live_g:
                         if s.config.budgeting == "timeslices":
@@ -332,9 +355,13 @@ class SloEngine:
                 if any(lt > 0 for _, lt in live_g):
                     last = at_min
                 minutes = window_minutes(bounds[s.name], at_min + MINUTE)
-                cov = Coverage({w: WindowCoverage(minutes[w], covered[w]) for w in bounds[s.name]}, last, at_min,
+                plan, stop = plans[s.name], at_min + MINUTE
+                cov = Coverage({w: WindowCoverage(minutes[w], covered[w], minutes_in(plan.exclude, lo, stop),
+                                                  minutes_in(plan.good, lo, stop))
+                                for w, lo in bounds[s.name].items()}, last, at_min,
                                no_data_after(s))
-                res = SloResult(s, g, at, windows, coverage=cov)
+                res = SloResult(s, g, at, windows, coverage=cov,
+                                adjustments=plan.summary(bounds[s.name]["slo"], stop))
                 results.append(res)
         self._alert_states(results, _hold)
         return results
@@ -356,6 +383,24 @@ class SloEngine:
                     before[(name, p.group)] = p
         for r in results:
             alert_state(r, before.get((r.spec.name, r.group)))
+
+    @staticmethod
+    def _adjusted(params: dict, plans: dict[str, Plan]) -> str:
+        """`g` and `t` of a rollup row with budget adjustments applied (slo/adjustments.py): an excluded minute
+        counts nothing, a `good` minute counts its events as good. Intervals go in as array parameters."""
+        rows = [(name, kind, int(a.timestamp()), int(b.timestamp())) for name, p in plans.items()
+                for kind, iv in (("x", p.exclude), ("g", p.good)) for a, b in iv]
+        if not rows:
+            return "Good AS g, Total AS t"
+        hit = {}
+        for kind in ("x", "g"):
+            mine = [r for r in rows if r[1] == kind]
+            params.update({f"adj_{kind}_slo": [r[0] for r in mine], f"adj_{kind}_lo": [r[2] for r in mine],
+                           f"adj_{kind}_hi": [r[3] for r in mine]})
+            hit[kind] = (f"arrayExists((n, lo, hi) -> n = Slo AND toInt64(toUnixTimestamp(Minute)) >= lo AND "
+                         f"toInt64(toUnixTimestamp(Minute)) < hi, {{adj_{kind}_slo:Array(String)}}, "
+                         f"{{adj_{kind}_lo:Array(Int64)}}, {{adj_{kind}_hi:Array(Int64)}})")
+        return f"multiIf({hit['x']}, 0, {hit['g']}, Total, Good) AS g, if({hit['x']}, 0, Total) AS t"
 
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass
@@ -381,7 +426,7 @@ class SloEngine:
     )"""
 
     def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime,
-                     overlay: list[tuple], last_data: dict) -> dict:
+                     overlay: list[tuple], last_data: dict, plans: dict[str, Plan]) -> dict:
         """{(slo, group): {window: (good, total, minutes with data)}} over rollup minutes before `end`, one query for
         all SLOs; fills `last_data` {(slo, group): latest minute with data in the SLO window}.
 
@@ -407,7 +452,7 @@ class SloEngine:
 SELECT Slo, GroupKey, any(ts) AS ts_, toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_,
        {', '.join(cols)}
 FROM (
-    SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
+    SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
            dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
            Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                         toInt64(0)), 'UTC') AS in_slo,
@@ -433,7 +478,7 @@ GROUP BY Slo, GroupKey, ts
         return out
 
     def _sliced_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, at_min: dt.datetime,
-                     overlay: list[tuple], last_data: dict) -> dict:
+                     overlay: list[tuple], last_data: dict, plans: dict[str, Plan]) -> dict:
         """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total, minutes with
         data)}}; fills `last_data` as `_rollup_sums` does.
 
@@ -466,7 +511,7 @@ FROM (
     SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur,
            toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_, {', '.join(inner)}
     FROM (
-        SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
+        SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
                dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
                Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                             toInt64(0)), 'UTC') AS in_slo,
