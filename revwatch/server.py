@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from alerts import receiver as alert_routes
+from alerts.direct import DirectAlerts
 from alerts.service import AlertService
 from anomaly import routes as anomaly_routes
 from anomaly.detectors import scan as anomaly_scan
@@ -26,12 +27,15 @@ from probes.service import ProbeService
 from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
+from revwatch.evaluator import EvaluatorLoop
 from revwatch.ingest import retry_after_hint
 from revwatch.metrics import Metrics
 from revwatch.openapi import install_openapi
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
 from revwatch.store import Store, StoreError, store_from_config
 from slo import routes as slo_routes
+from slo import policy_routes as slo_policy_routes
+from slo.conditions import identities
 from slo.engine import SloEngine
 from slo.exposition import SloCollector
 import webui
@@ -66,6 +70,14 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
         cfg.alerts.model_copy(update={"public_url": cfg.server.external_url})   # links default to this server
     ctx.alerts = AlertService(store, alerts_cfg, metrics, engine, ctx.probes)
+    if cfg.server.role in ("all", "evaluator") and cfg.evaluator.enabled:
+        direct = None
+        if alerts_cfg.direct.enabled:          # the evaluator pages directly; never twice through Alertmanager
+            direct = DirectAlerts(ctx.alerts, alerts_cfg.direct)
+            owned = identities(engine.specs)
+            ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
+        ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
+                                      alerts_cfg.public_url, metrics)
     return ctx
 
 
@@ -102,13 +114,12 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             if collects:
                 ctx.writer.start()
             scheduler = BackgroundScheduler(timezone="UTC")
-            if evaluates and cfg.evaluator.enabled:
-                scheduler.add_job(ctx.slo.evaluate_and_cache, "interval",
-                                  seconds=cfg.evaluator.interval.total_seconds(), id="slo-evaluate",
-                                  max_instances=1, coalesce=True, next_run_time=_soon())
+            if ctx.evaluator is not None:       # its own thread: a slow pass delays the next, never skips it
+                ctx.evaluator.start()
             if evaluates:
                 ctx.probes.schedule(scheduler)
                 scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], id="anomaly-scan",
+                                  kwargs={"risk_threshold": cfg.anomaly.risk_threshold},
                                   seconds=cfg.anomaly.scan_interval.total_seconds(), max_instances=1,
                                   coalesce=True)
                 if cfg.anomaly.metric_series and ctx.metric_watcher is not None:
@@ -122,6 +133,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             yield
         finally:
             if owner:
+                if ctx.evaluator is not None:
+                    ctx.evaluator.stop()
                 ctx.alerts.stop()
                 if scheduler:
                     scheduler.shutdown(wait=False)
@@ -142,6 +155,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         app.include_router(collector_routes.router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
+    app.include_router(slo_policy_routes.router)
     app.include_router(anomaly_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(odoo_webhook.router)

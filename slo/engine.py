@@ -18,16 +18,19 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
+from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
 from revwatch.journeys import JourneyReader
+from revwatch.journeys import money as jmoney
 from slo.prometheus_values import PrometheusReader
 from slo.state import budget_of, state_of
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
@@ -43,8 +46,14 @@ def _at_least(burn: float, threshold: float) -> bool:
 @dataclass
 class WindowResult:
     good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
-    total: int
+    total: int                             # budgeting amount: both in 1/scale currency units (integers, exact)
     objective: float
+    scale: int = 1                         # AMOUNT_SCALE for `budgeting: amount`, else 1
+
+    @property
+    def volume(self) -> float:
+        """What `min_events` compares with: decided events (or minutes), or for amounts, currency units."""
+        return self.total / self.scale
 
     @property
     def sli(self) -> float | None:
@@ -59,8 +68,13 @@ class WindowResult:
         return self.error_ratio / (1 - self.objective)
 
     def as_dict(self) -> dict:
-        return {"good": self.good, "total": self.total, "bad": self.total - self.good, "sli": self.sli,
-                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        d: dict[str, object] = {"good": self.good / self.scale, "total": self.volume,
+                                "bad": (self.total - self.good) / self.scale, "sli": self.sli,
+                                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        if self.scale != 1:                    # money: exact decimal strings beside the numbers
+            d["money"] = {k: jmoney.fmt(jmoney.from_units(v)) for k, v in
+                          (("good", self.good), ("total", self.total), ("bad", self.total - self.good))}
+        return d
 
 
 @dataclass
@@ -72,6 +86,7 @@ class SloResult:
     alerts: list[dict] = field(default_factory=list)
     state: str = "ok"
     coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
+    adjustments: list[dict] = field(default_factory=list)   # what budget adjustments removed from the SLO window
 
     @property
     def budget(self) -> dict:
@@ -89,20 +104,39 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        return {"remaining_ratio": remaining_ratio, "allowed_bad": b.allowed, "bad": b.spent,
-                "remaining": b.remaining, "overspent": b.overspent, "unit": b.unit,
-                "days_until_exhausted": forecast}
+        doc: dict[str, object] = {
+            "remaining_ratio": remaining_ratio, "allowed_bad": b.allowed, "bad": b.spent, "remaining": b.remaining,
+            "overspent": b.overspent, "unit": b.unit, "days_until_exhausted": forecast}
+        if self.spec.config.budgeting == "amount":     # the budget in money, exact: allowed = (1 - objective) × total
+            w = self.windows["slo"]
+            allowed_d = (1 - Decimal(str(self.spec.config.objective))) * jmoney.from_units(w.total)
+            bad_d = jmoney.from_units(w.total - w.good)
+            doc["money"] = {"currency": self.currency, "total": jmoney.fmt(jmoney.from_units(w.total)),
+                            "allowed_bad": jmoney.fmt(allowed_d), "bad": jmoney.fmt(bad_d),
+                            "remaining": jmoney.fmt(allowed_d - bad_d)}
+        return doc
+
+    @property
+    def currency(self) -> str | None:
+        """The currency of a money-weighted SLO's group (the last part of its group key), else None."""
+        return self.group.rsplit("|", 1)[-1] if self.spec.config.budgeting == "amount" else None
 
     def as_dict(self) -> dict:
         c = self.spec.config
         d = {"name": c.name, "group": self.group or None, "journey": c.journey, "kind": self.spec.kind,
              "objective": c.objective, "window": c.window, "at": self.at.isoformat(),
-             "state": self.state, "sli": self.windows["slo"].sli,
+             "state": self.state, "sli": self.windows["slo"].sli, "budgeting": c.budgeting,
+             "currency": self.currency,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
-             "coverage": self.coverage.as_dict() if self.coverage else None}
+             "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments}
         return d
+
+
+def _scale(spec: SloSpec) -> int:
+    """Units per counted thing in `slo_minutes`: AMOUNT_SCALE per currency unit for money-weighted SLOs, else 1."""
+    return jmoney.AMOUNT_SCALE if spec.config.budgeting == "amount" else 1
 
 
 def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]) -> WindowResult:
@@ -121,6 +155,18 @@ def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]
     return WindowResult(good, int(total), c.objective)
 
 
+def _adjust_live(plan: Plan, minute: dt.datetime, rows: list[tuple]) -> list[tuple]:
+    """The live minute's (group, minute, good, total) rows with the adjustments applied, as the SQL does."""
+    if plan is EMPTY:
+        return rows
+    effect = plan.covers(minute)
+    if effect == "exclude":
+        return [(g, m, 0, 0) for g, m, _, _ in rows]
+    if effect == "good":
+        return [(g, m, t, t) for g, m, _, t in rows]
+    return rows
+
+
 def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
     """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of: the one decision, with the
     coverage's no-data verdict). Tiers without data hold the state they had in `previous`, the evaluation as of the
@@ -129,7 +175,7 @@ def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
-            enough = lw.total >= al.min_events and sw.total >= al.min_events
+            enough = lw.volume >= al.min_events and sw.volume >= al.min_events     # amounts: currency units
             firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
             res.alerts.append({"severity": severity, "long": format_duration(p.long),
                                "short": format_duration(p.short), "threshold": p.burn_rate,
@@ -154,9 +200,12 @@ class SloEngine:
         self.prometheus: PrometheusReader | None = (
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, self.specs)
+        # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
+        self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
+        self.latest_forecasts: list[dict] = []
         self.latest_silence: dict[str, JourneySilence] = {}    # journeys with no_data_alert (slo/coverage.py)
         self.latest_at: dt.datetime | None = None
         self.last_seconds: float | None = None
@@ -225,15 +274,20 @@ class SloEngine:
         # else computed live with decisions ≤ `at`
         current = at == now
         end = at_min + MINUTE if current else at_min
-        sliced = [s for s in specs if s.config.budgeting != "occurrences" and s.config.timeslice_window > MINUTE]
+        sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
+                  and s.config.timeslice_window > MINUTE]
         by_minute = [s for s in specs if s not in sliced]
+        plans = self.adjustments.plans([s.name for s in specs], min(min(b.values()) for b in bounds.values()),
+                                       at_min + MINUTE)
         sums: dict = {}
         last_data: dict[tuple[str, str], dt.datetime] = {}      # latest minute with data in the SLO window
         if by_minute:
-            sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay, last_data)
+            sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay, last_data, plans)
         if sliced:
-            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data))
-        live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
+            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data, plans))
+        live = {s.name: ([] if current else _adjust_live(plans[s.name], at_min,
+                                                          self.rollups.minute_counts(s, at_min, at_min, at)))
+                for s in specs}
         edges = leading_edges(self.rollups, [(s, w, length) for s in specs if has_exact_windows(s)
                                              for w, length in self.exact_lengths(s).items()], at)
         results = []
@@ -255,6 +309,9 @@ class SloEngine:
                         continue
                     good, total = per_window.get(wname, (0, 0, 0))[:2]
                     edge_good, edge_total = edges.get((s.name, g, wname), (0, 0))     # exact windows (slo/edges.py)
+                    if edge_total:                 # the edge lies in minute at_min − length: adjusted like it
+                        [(_, _, edge_good, edge_total)] = _adjust_live(
+                            plans[s.name], at_min - self.exact_lengths(s)[wname], [("", at_min, edge_good, edge_total)])
                     good, total = good + edge_good, total + edge_total
                     for lg, lt in live_g:
                         if s.config.budgeting == "timeslices":
@@ -265,14 +322,18 @@ class SloEngine:
                             total += int(lt > 0)
                         else:
                             good, total = good + lg, total + lt
-                    windows[wname] = WindowResult(good, total, s.config.objective)
+                    windows[wname] = WindowResult(good, total, s.config.objective, _scale(s))
                 last = last_data.get((s.name, g))
                 if any(lt > 0 for _, lt in live_g):
                     last = at_min
                 minutes = window_minutes(bounds[s.name], at_min + MINUTE)
-                cov = Coverage({w: WindowCoverage(minutes[w], covered[w]) for w in bounds[s.name]}, last, at_min,
+                plan, stop = plans[s.name], at_min + MINUTE
+                cov = Coverage({w: WindowCoverage(minutes[w], covered[w], minutes_in(plan.exclude, lo, stop),
+                                                  minutes_in(plan.good, lo, stop))
+                                for w, lo in bounds[s.name].items()}, last, at_min,
                                no_data_after(s))
-                res = SloResult(s, g, at, windows, coverage=cov)
+                res = SloResult(s, g, at, windows, coverage=cov,
+                                adjustments=plan.summary(bounds[s.name]["slo"], stop))
                 results.append(res)
         self._alert_states(results, _hold)
         return results
@@ -294,6 +355,24 @@ class SloEngine:
                     before[(name, p.group)] = p
         for r in results:
             alert_state(r, before.get((r.spec.name, r.group)))
+
+    @staticmethod
+    def _adjusted(params: dict, plans: dict[str, Plan]) -> str:
+        """`g` and `t` of a rollup row with budget adjustments applied (slo/adjustments.py): an excluded minute
+        counts nothing, a `good` minute counts its events as good. Intervals go in as array parameters."""
+        rows = [(name, kind, int(a.timestamp()), int(b.timestamp())) for name, p in plans.items()
+                for kind, iv in (("x", p.exclude), ("g", p.good)) for a, b in iv]
+        if not rows:
+            return "Good AS g, Total AS t"
+        hit = {}
+        for kind in ("x", "g"):
+            mine = [r for r in rows if r[1] == kind]
+            params.update({f"adj_{kind}_slo": [r[0] for r in mine], f"adj_{kind}_lo": [r[2] for r in mine],
+                           f"adj_{kind}_hi": [r[3] for r in mine]})
+            hit[kind] = (f"arrayExists((n, lo, hi) -> n = Slo AND toInt64(toUnixTimestamp(Minute)) >= lo AND "
+                         f"toInt64(toUnixTimestamp(Minute)) < hi, {{adj_{kind}_slo:Array(String)}}, "
+                         f"{{adj_{kind}_lo:Array(Int64)}}, {{adj_{kind}_hi:Array(Int64)}})")
+        return f"multiIf({hit['x']}, 0, {hit['g']}, Total, Good) AS g, if({hit['x']}, 0, Total) AS t"
 
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass
@@ -319,7 +398,7 @@ class SloEngine:
     )"""
 
     def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime,
-                     overlay: list[tuple], last_data: dict) -> dict:
+                     overlay: list[tuple], last_data: dict, plans: dict[str, Plan]) -> dict:
         """{(slo, group): {window: (good, total, minutes with data)}} over rollup minutes before `end`, one query for
         all SLOs; fills `last_data` {(slo, group): latest minute with data in the SLO window}.
 
@@ -331,8 +410,8 @@ class SloEngine:
         params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
                   "age_ref": ms(last + MINUTE),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
-                  "timeslices": [{"occurrences": 0, "timeslices": 1, "ratio_timeslices": 2}[s.config.budgeting]
-                                 for s in specs],
+                  "timeslices": [{"occurrences": 0, "amount": 0, "timeslices": 1,
+                                  "ratio_timeslices": 2}[s.config.budgeting] for s in specs],
                   "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
         cols = []
         for i, w in enumerate(rolling + ["slo"]):
@@ -345,7 +424,7 @@ class SloEngine:
 SELECT Slo, GroupKey, any(ts) AS ts_, toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_,
        {', '.join(cols)}
 FROM (
-    SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
+    SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
            dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
            Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                         toInt64(0)), 'UTC') AS in_slo,
@@ -371,7 +450,7 @@ GROUP BY Slo, GroupKey, ts
         return out
 
     def _sliced_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, at_min: dt.datetime,
-                     overlay: list[tuple], last_data: dict) -> dict:
+                     overlay: list[tuple], last_data: dict, plans: dict[str, Plan]) -> dict:
         """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total, minutes with
         data)}}; fills `last_data` as `_rollup_sums` does.
 
@@ -404,7 +483,7 @@ FROM (
     SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur,
            toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_, {', '.join(inner)}
     FROM (
-        SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
+        SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
                dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
                Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                             toInt64(0)), 'UTC') AS in_slo,
@@ -441,11 +520,26 @@ GROUP BY Slo, GroupKey, ts
             raise
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
+        forecasts = self._forecasts(results)
         with self._lock:
             self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
             self.latest_silence = silence
+            self.latest_forecasts = forecasts
             self.last_seconds = time.perf_counter() - t0
         return results
+
+    def _forecasts(self, results: list[SloResult]) -> list[dict]:
+        """In-flight forecasts of every journey SLO (for /metrics); one that fails is logged and left out, so a
+        forecast problem never stops the evaluation."""
+        from slo.forecast import forecast
+        out: list[dict] = []
+        for spec in self.specs:
+            if spec.is_journey:
+                try:
+                    out += forecast(self, spec, results=[r for r in results if r.spec is spec])
+                except Exception:
+                    log.exception("forecast of %s failed", spec.name)
+        return out
 
     def latest_or_evaluate(self) -> list[SloResult]:
         """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""

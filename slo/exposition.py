@@ -23,8 +23,13 @@ class SloCollector:
                                 labels=["slo", "group", "window"])
         burn = GaugeMetricFamily("revwatch_slo_burn_rate", "Error-budget burn rate per window",
                                  labels=["slo", "group", "window"])
-        events = GaugeMetricFamily("revwatch_slo_window_events", "Decided events (or minutes) per window",
+        events = GaugeMetricFamily("revwatch_slo_window_events",
+                                   "Decided events (or minutes; budgeting amount: currency units) per window",
                                    labels=["slo", "group", "window"])
+        money = GaugeMetricFamily("revwatch_slo_error_budget_amount",
+                                  "Money-weighted SLOs: the SLO window's budget in currency units, by part "
+                                  "(total decided, allowed_bad, bad, remaining)",
+                                  labels=["slo", "group", "currency", "part"])
         budget = GaugeMetricFamily("revwatch_slo_error_budget_remaining_ratio",
                                    "Error budget remaining in the SLO window",
                                    labels=["slo", "group"])
@@ -54,7 +59,7 @@ class SloCollector:
                 if wr.sli is not None:
                     sli.add_metric([name, g, w], wr.sli)
                 burn.add_metric([name, g, w], round(wr.burn_rate, 9))   # float noise would flip ">= 1" rules
-                events.add_metric([name, g, w], wr.total)
+                events.add_metric([name, g, w], wr.volume)
             if r.coverage is not None:
                 for w, c in r.coverage.windows.items():
                     if c.ratio is not None:
@@ -63,6 +68,9 @@ class SloCollector:
                 if r.coverage.silent_for is not None:
                     silent.add_metric([name, g], r.coverage.silent_for.total_seconds())
             b = r.budget
+            for part, v in (b.get("money") or {}).items():
+                if part != "currency":
+                    money.add_metric([name, g, b["money"]["currency"], part], float(v))
             budget.add_metric([name, g], b["remaining_ratio"])
             for bw, d in b["days_until_exhausted"].items():
                 if d is not None:
@@ -94,8 +102,18 @@ class SloCollector:
             if sil.silent_for is not None:
                 journey_silent.add_metric([journey], sil.silent_for.total_seconds())
             journey_alert.add_metric([journey], float(sil.alerting))
+        breaches = GaugeMetricFamily("revwatch_slo_forecast_breaches",
+                                     "In-flight journey instances forecast to breach the SLO threshold at the current "
+                                     "step pace", labels=["slo", "group"])
+        exhausted = GaugeMetricFamily("revwatch_slo_forecast_exhausted_in_seconds",
+                                      "Time until the error budget is forecast to run out from in-flight breaches "
+                                      "(absent: not forecast to run out)", labels=["slo", "group"])
+        for f in self.engine.latest_forecasts:
+            breaches.add_metric([f["slo"], f["group"] or ""], f["predicted_breaches"])
+            if f["exhausted_in_seconds"] is not None:
+                exhausted.add_metric([f["slo"], f["group"] or ""], f["exhausted_in_seconds"])
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
-        yield from (sli, burn, events, budget, days, objective, alert, state, coverage, no_data, silent, lag,
-                    pending, journey_silent, journey_alert, evaluation)
+        yield from (sli, burn, events, money, budget, days, objective, alert, state, coverage, no_data, silent, lag,
+                    pending, journey_silent, journey_alert, breaches, exhausted, evaluation)

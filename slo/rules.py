@@ -30,6 +30,7 @@ import yaml
 
 from revwatch.human import num
 from revwatch.units import format_duration
+from slo.conditions import alert_labels, alert_name
 from slo.sloth_rules import prom_duration, sloth_groups
 from slo.spec import SloSpec
 
@@ -90,7 +91,7 @@ def native_rules(spec: SloSpec, external_url: str) -> dict:
             continue
         pairs = "\nor\n".join(_pair_expr(c.name, format_duration(t.long), format_duration(t.short), t.burn_rate,
                                          c.alerting.min_events) for t in tiers)
-        alertname = (c.alerting.name or "RevwatchSLOBurnRate") + ("Page" if severity == "page" else "Ticket")
+        alertname = alert_name(spec, severity)          # the direct path names its alerts the same (slo/conditions.py)
         shortest = format_duration(min(t.short for t in tiers))
         # no data: the alert neither fires nor resolves, it keeps firing while it fired (slo/coverage.py)
         hold = (f'max without (alertname, alertstate) (ALERTS{{alertname="{alertname}",alertstate="firing",'
@@ -99,8 +100,7 @@ def native_rules(spec: SloSpec, external_url: str) -> dict:
         rule = {
             "alert": alertname,
             "expr": f"max without (window) (\n{pairs}\n)\nor on (slo, group)\n(\n  {hold}\n)",
-            "labels": {**c.labels, **c.alerting.labels, **meta.labels, **spec.ownership.labels(),
-                       "slo": c.name, "journey": c.journey or "", "severity": severity},
+            "labels": alert_labels(spec, severity),
             "annotations": {
                 "summary": f"({severity}) SLO {c.name}{{{{ if $labels.group }}}} [{{{{ $labels.group }}}}]"
                            f"{{{{ end }}}} is burning its error budget too fast",

@@ -61,7 +61,8 @@ def decide(firing: Iterable[str], remaining_ratio: float | None, no_data: bool) 
 
 @dataclass(frozen=True)
 class Budget:
-    """The SLO window's error budget, signed. `allowed` and `spent` are in `unit` (events or minutes)."""
+    """The SLO window's error budget, signed. `allowed` and `spent` are in `unit` (events, minutes, or for
+    `budgeting: amount` the group's currency)."""
     allowed: float
     spent: float
     unit: str
@@ -83,9 +84,12 @@ class Budget:
 def budget_of(result: SloResult) -> Budget:
     """The budget of an evaluated SLO (its SLO window)."""
     w = result.windows["slo"]
-    unit = "minutes" if result.spec.config.budgeting != "occurrences" or result.spec.kind == "gauge_threshold" \
-        else "events"
-    return Budget((1 - result.spec.config.objective) * w.total, w.total - w.good, unit)
+    budgeting = result.spec.config.budgeting
+    if budgeting == "amount":                  # money-weighted: currency units of the group's currency
+        unit = result.currency or "?"
+    else:
+        unit = "minutes" if budgeting != "occurrences" or result.spec.kind == "gauge_threshold" else "events"
+    return Budget((1 - result.spec.config.objective) * w.total / w.scale, (w.total - w.good) / w.scale, unit)
 
 
 def state_of(result: SloResult) -> str:

@@ -51,6 +51,7 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
                      "events": d["windows"]["slo"]["total"], "bad": d["windows"]["slo"]["bad"],
                      "spark": [bk.burn_rate(r.spec.config.objective) if bk.total else None for bk in buckets],
                      "page_threshold": _page_threshold(r),
+                     "money": b.get("money"),        # budgeting amount: the budget in money (decimal strings)
                      "firing": [a for a in d["alerts"] if a["firing"]]})
     rows.sort(key=lambda x: (SEVERITY[x["status"]], x["name"], x["group"]))
     return rows
@@ -102,8 +103,9 @@ def alert_log(ctx: AppContext, slo: str | None = None, limit: int = 200) -> list
 
 
 def anomalies(ctx: AppContext, status: str | None = None, kind: str | None = None, limit: int = 200) -> list[dict]:
-    """Latest anomaly findings, highest score first, optionally only one status (open / acknowledged)."""
-    return list_findings(ctx.store, kind=kind, limit=limit, status=status)
+    """Latest anomaly findings, most money at risk first (amount × probability for a payment, the difference for
+    an invoice), optionally only one status (open / acknowledged / scored)."""
+    return list_findings(ctx.store, kind=kind, limit=limit, status=status, order="money")
 
 def impact_summary(annotations: dict) -> dict[str, str]:
     """The business impact of a logged alert as flat, printable fields: alerts/ stores it as one JSON annotation

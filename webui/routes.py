@@ -405,8 +405,8 @@ def _is_number(s: str) -> bool:
 @router.get("/ui/anomalies", response_class=HTMLResponse)
 def anomalies_page(request: Request, status: str = "open", kind: str = "", v: Viewer = Depends(viewer)):
     """Anomaly findings with reasons and score; open ones can be acknowledged."""
-    if status not in ("open", "acknowledged", "all"):
-        raise ApiError(400, "status must be open, acknowledged or all", "status")
+    if status not in ("open", "acknowledged", "scored", "all"):
+        raise ApiError(400, "status must be open, acknowledged, scored or all", "status")
     items = data.anomalies(ctx_of(request), None if status == "all" else status, kind or None)
     return render(request, "anomalies.html", viewer=v, items=items, status=status, kind=kind)
 

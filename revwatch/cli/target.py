@@ -164,7 +164,8 @@ class LocalTarget(Target):
 
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         from anomaly.detectors import list_findings, scan
-        return as_api_json(scan(self.store)), as_api_json(list_findings(self.store, limit=limit))
+        return as_api_json(scan(self.store, risk_threshold=self.cfg.anomaly.risk_threshold)), \
+            as_api_json(list_findings(self.store, limit=limit))
 
     def anomaly_list(self, q: FindingQuery, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
         from anomaly.findings import CursorError, list_findings
