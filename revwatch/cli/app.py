@@ -25,7 +25,8 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 170)
 
 ConfigOpt = typer.Option(None, "--config", "-c",
-                         help="config YAML (default: $REVWATCH_CONFIG, else ./revwatch.yaml; `revwatch init` writes one)")
+                         help="config YAML (default: $REVWATCH_CONFIG, else ./revwatch.yaml; `revwatch init` "
+                              "writes one)")
 JsonOpt = typer.Option(False, "--json", help="stable JSON output for scripts")
 
 
