@@ -99,6 +99,20 @@ def _credentialed_by(ctx: AppContext):
     return credentialed
 
 
+def _served_from_memory(ctx: AppContext):
+    """Whether a request is answered from the evaluator's latest pass held in memory (slo/snapshot.py) — the SLO
+    list and one SLO, as of now — so it costs no store work and need not take a read turn under ingest load."""
+    def from_memory(scope) -> bool:
+        path = scope["path"]
+        if not (path == "/api/v1/slos" or (path.startswith("/api/v1/slos/") and path.count("/") == 4)):
+            return False
+        if b"at=" in scope.get("query_string", b""):
+            return False
+        latest = ctx.slo.snapshot.current
+        return latest is not None and latest.from_evaluator
+    return from_memory
+
+
 def create_app(cfg: Config, store: Store | None = None, start_background: bool = True) -> FastAPI:
     """The revwatch FastAPI app; background work starts with the app's lifespan when `start_background`."""
     ctx = build_context(cfg, store)
@@ -147,7 +161,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx))
+    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx),
+                       from_memory=_served_from_memory(ctx))
     if cfg.server.trusted_proxies:     # outermost: scheme and client address are settled before anything reads them
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(cfg.server.trusted_proxies))
     install_openapi(app)
