@@ -194,6 +194,36 @@ class DeliveryConfig(_Model):
         classmethod(lambda cls, v: _dur(v)))
 
 
+class InhibitRule(_Model):
+    """Alertmanager's inhibition: while an alert matching `source_match` fires, alerts matching `target_match`
+    whose `equal` labels have the same values are muted (left out of notifications, like a silence)."""
+    source_match: dict[str, str]
+    target_match: dict[str, str]
+    equal: list[str] = []
+
+    def inhibits(self, source: dict[str, str], target: dict[str, str]) -> bool:
+        return all(source.get(k, "") == v for k, v in self.source_match.items()) and \
+            all(target.get(k, "") == v for k, v in self.target_match.items()) and \
+            all(source.get(k, "") == target.get(k, "") for k in self.equal)
+
+
+def _default_inhibit() -> list[InhibitRule]:
+    return [InhibitRule(source_match={"severity": "page"}, target_match={"severity": "ticket"},
+                        equal=["slo", "group"])]
+
+
+class DirectConfig(_Model):
+    """revwatch's own SLO alerts go from the evaluator straight into the inbox and routing (alerts/direct.py).
+
+    A severity fires once its condition has held for the tiers' `alert_after` (Prometheus `for:`), and resolves
+    once the condition has been false for `keep_firing_for` (Prometheus `keep_firing_for`). While enabled,
+    Alertmanager alerts from the generated rules of the same SLOs are not routed (they would page twice)."""
+    enabled: bool = True
+    keep_firing_for: dt.timedelta = dt.timedelta(0)
+
+    _d = field_validator("keep_firing_for", mode="before")(classmethod(lambda cls, v: _dur(v)))
+
+
 class AlertsConfig(_Model):
     public_url: str = ""                       # base of links a person opens (the revwatch UI/API as reachable)
     notifiers: dict[str, Notifier] = {}
@@ -202,6 +232,8 @@ class AlertsConfig(_Model):
     ownership: OwnershipConfig = Field(default_factory=OwnershipConfig)
     internal: InternalAlertsConfig = Field(default_factory=InternalAlertsConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    inhibit_rules: list[InhibitRule] = Field(default_factory=_default_inhibit)
+    direct: DirectConfig = Field(default_factory=DirectConfig)
 
     @model_validator(mode="after")
     def _known_notifiers(self) -> "AlertsConfig":

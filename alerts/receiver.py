@@ -2,8 +2,9 @@
 
 `POST /api/v1/alerts/alertmanager` (ingest scope) validates Alertmanager's webhook (version 4), writes the alerts
 to the durable inbox and answers — no enrichment, no delivery on the request path (`alerts.service` does both in
-the background). When the inbox write fails the answer is 503 with Retry-After, so Alertmanager retries and the
-page is not lost.
+the background). Alerts for SLOs whose alerts the evaluator sends itself (alerts/direct.py) are counted in
+`superseded` and not routed. When the inbox write fails the answer is 503 with Retry-After, so Alertmanager
+retries and the page is not lost.
 
 Silences (`/api/v1/silences`) need the admin scope to create or expire: a silence hides pages, and ingest keys
 sit in exporters and scripts, where a leaked key must not be able to mute on-call. Listing needs read.
@@ -19,16 +20,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.routing import Alert
-from revwatch.api import ApiError, ctx_of, require
+from revwatch.api import ApiError, ctx_of, first_validation_error as _first_error, json_object as _json_object, require
 from revwatch.units import parse_duration, parse_instant
 
 router = APIRouter()
 MAX_SILENCE = dt.timedelta(days=90)
-
-
-def _first_error(e: ValidationError) -> ApiError:
-    first = e.errors()[0]
-    return ApiError(400, first["msg"].removeprefix("Value error, "), ".".join(str(x) for x in first["loc"]) or None)
 
 
 class AmAlert(BaseModel):
@@ -72,23 +68,12 @@ def parse_webhook(body: dict) -> list[Alert]:
     return out
 
 
-async def _json_object(request: Request, what: str) -> dict:
-    """The request's JSON body, which must be an object; anything else is a 400 naming `body`."""
-    try:   # orjson refuses nesting deeper than 1024 (stdlib json would hit RecursionError → 500)
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as e:
-        raise ApiError(400, f"body is not valid JSON: {str(e)[:200]}", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, f"body must be {what}", "body")
-    return body
-
-
 @router.post("/api/v1/alerts/alertmanager", dependencies=[Depends(require("ingest"))])
 async def alertmanager(request: Request):
     """Alertmanager webhook receiver (webhook_configs url): stored, then answered."""
     alerts = parse_webhook(await _json_object(request, "an Alertmanager webhook object"))
     n = await run_in_threadpool(ctx_of(request).alerts.submit, alerts)
-    return {"received": n}
+    return {"received": n, "superseded": len(alerts) - n}
 
 
 @router.get("/api/v1/alerts", dependencies=[Depends(require("read"))])

@@ -139,8 +139,14 @@ class Router:
             changed.append(gid)
         return changed
 
-    def flush(self, g: Group, now: float, silences: list[Silence]) -> Flush | None:
-        """Decide group `g`'s notification at `now` (its `next_flush` has come); updates `g`."""
+    def inhibited(self, alert: Alert, sources: list[Alert]) -> bool:
+        """Whether a firing alert among `sources` inhibits `alert` under `inhibit_rules` (never itself)."""
+        return any(rule.inhibits(src.labels, alert.labels) for rule in self.cfg.inhibit_rules
+                   for src in sources if src.fingerprint != alert.fingerprint)
+
+    def flush(self, g: Group, now: float, silences: list[Silence], sources: list[Alert] | None = None) -> Flush | None:
+        """Decide group `g`'s notification at `now` (its `next_flush` has come); updates `g`. `sources`: the
+        firing alerts of every group, which may inhibit this group's alerts (a page mutes its SLO's ticket)."""
         r = self.routes.get(g.route)
         if r is None:                                       # the route was removed from the config
             g.alerts.clear()
@@ -152,7 +158,8 @@ class Router:
                 return None
         g.next_flush = now + r.group_interval.total_seconds()
         live = [s for s in silences if s.active(now)]
-        shown = {fp: a for fp, a in g.alerts.items() if not any(s.mutes(a.labels) for s in live)}
+        shown = {fp: a for fp, a in g.alerts.items() if not any(s.mutes(a.labels) for s in live)
+                 and not (sources and not a.resolved(now) and self.inhibited(a, sources))}
         firing = {fp for fp, a in shown.items() if not a.resolved(now)}
         resolved = {fp for fp, a in shown.items() if a.resolved(now)}
         if not self._needs_update(g, firing, resolved, r, now):

@@ -1,7 +1,8 @@
 """The alert pipeline of one server: inbox → routing groups → notifications → outbox → notifiers.
 
-* `submit` (the Alertmanager receiver, internal alert sources) writes alerts to `alert_inbox` and returns; the
-  receiver answers only after that write, and answers 503 when it fails, so Alertmanager retries.
+* `submit` (the Alertmanager receiver, the evaluator's direct path `alerts.direct`, internal alert sources) writes
+  alerts to `alert_inbox` and returns; the receiver answers only after that write, and answers 503 when it fails,
+  so Alertmanager retries. Alertmanager alerts the direct path already sends (`superseded`) are counted, not routed.
 * The dispatcher thread reads the inbox after its durable cursor, applies alerts to the routing groups
   (`alerts.routing`), flushes due groups into notifications enriched with business impact (`alerts.impact`),
   renders them per notifier and hands them to the outbox (`alerts.outbox`). Order of durable writes: outbox
@@ -18,10 +19,11 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Callable, overload
 from urllib.parse import quote
 
 import orjson
+from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 
 from alerts.config import AlertsConfig, PagerDutyNotifier
@@ -83,7 +85,13 @@ class AlertService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._probe_up: dict[str, bool] = {}
+        self._journey_silent: dict[str, bool] = {}     # journeys with no_data_alert: alerting at last submit
         self._next_internal = 0.0
+        # set by the composition root while the direct path is on: Alertmanager alerts it already sends
+        self.superseded: Callable[[dict[str, str]], bool] | None = None
+        self.superseded_total = Counter(
+            "revwatch_alerts_superseded", "Alertmanager alerts not routed because the evaluator sends the same SLO "
+            "alert directly (alerts/direct.py)", registry=metrics.registry)
         metrics.register(self)
 
     # -- prometheus_client collector: the dispatcher's own health -----------------------------------------------
@@ -105,6 +113,11 @@ class AlertService:
 
         Sequence numbers are assigned and written under one lock, so the dispatcher's cursor never passes a
         row that is still being written."""
+        if self.superseded is not None:    # the direct path sends these itself (alerts/direct.py): never twice
+            kept = [a for a in alerts if a.origin != "alertmanager" or not self.superseded(a.labels)]
+            if len(kept) < len(alerts):
+                self.superseded_total.inc(len(alerts) - len(kept))
+            alerts = kept
         if not alerts:
             return 0
         now = self.clock()
@@ -216,9 +229,10 @@ class AlertService:
         sent = 0
         with self._state_lock:
             now = self.clock()
+            sources = [a for grp in self.groups.values() for a in grp.alerts.values() if not a.resolved(now)]
             for g in Router.due(self.groups, now):
                 before = Group.from_json(g.to_json())
-                f = self.router.flush(g, now, list(self.silences.values()))
+                f = self.router.flush(g, now, list(self.silences.values()), sources)
                 if f is not None:
                     n = self.notification(f, now)
                     try:
@@ -322,7 +336,7 @@ class AlertService:
         """Submit anomaly findings over the thresholds and probe state changes as alerts; the anomaly cursor
         moves only after the inbox has them."""
         anomalies, cursor = self._anomaly_alerts()
-        n = self.submit(anomalies + self._probe_alerts())
+        n = self.submit(anomalies + self._probe_alerts() + self._journey_no_data_alerts())
         if cursor:
             self.store.put_state(_ANOMALY_CURSOR, cursor)
         return n
@@ -364,6 +378,29 @@ class AlertService:
                 cursor = f"{params['since'].isoformat()}|{params['id']}"
             if len(rows) < page:
                 return out, cursor
+
+    def _journey_no_data_alerts(self) -> list[Alert]:
+        """Journeys that should always flow (`no_data_alert`, slo/coverage.py): an alert while none of their events
+        occurred for that long, resolved when one does; submitted on change only, like probe alerts."""
+        out, now = [], self.clock()
+        for name, sil in dict(self.engine.latest_silence).items():
+            if self._journey_silent.get(name) == sil.alerting:
+                continue
+            self._journey_silent[name] = sil.alerting
+            labels = {"alertname": "RevwatchJourneyNoData", "severity": sil.severity, "journey": name,
+                      **sil.ownership.labels()}
+            d = sil.as_dict()
+            what = "never in the last 35 days" if d["no_data_for_minutes"] is None else \
+                f"for {d['no_data_for_minutes']} minutes"
+            annotations = {"summary": f"journey {name}: no data {what}" if sil.alerting else
+                           f"journey {name}: events flow again",
+                           "description": f"no event of journey {name} occurred {what} (alert after "
+                                          f"{d['no_data_alert']})"}
+            if sil.ownership.runbook:
+                annotations["runbook_url"] = sil.ownership.runbook
+            out.append(Alert(fingerprint(labels), "firing" if sil.alerting else "resolved", labels, annotations,
+                             now, None if sil.alerting else now, "internal"))
+        return out
 
     def _probe_alerts(self) -> list[Alert]:
         if self.probes is None:

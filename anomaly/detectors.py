@@ -14,33 +14,43 @@ from anomaly.aggregate import scan_aggregate
 from anomaly.billing import scan_billing
 from anomaly.findings import Finding, record
 from anomaly.risk import decided_ids, score_open
+from revwatch.config import AnomalyConfig
 from revwatch.store import Store, StoreError
 from revwatch.units import utcnow
 
 log = logging.getLogger("revwatch.anomaly")
 RISK_KIND = "reconciliation_risk"
 RISK_STATUS_KEY = "anomaly.reconciliation_status"      # the model summary or refusal of the latest scan
+# A payment becomes a finding when it is more likely to fail than not: the model's probabilities are calibrated
+# (reliability table in the model card), so 0.5 means "one in two such payments will need a person". The one
+# default lives in the configuration (`anomaly.risk_threshold`).
+RISK_THRESHOLD: float = AnomalyConfig.model_fields["risk_threshold"].default
 
 
-def scan_risk(store: Store, retrain: bool = False) -> dict:
-    """Score every open payment; findings of payments that reached an outcome resolve."""
+def scan_risk(store: Store, retrain: bool = False, threshold: float = RISK_THRESHOLD) -> dict:
+    """Score every open payment; those at or above `threshold` (a calibrated failure probability) are open
+    findings, the others stay listed as `scored`; findings of payments that reached an outcome resolve.
+
+    `money_at_risk` = amount paid × probability: what the anomalies page ranks by."""
     scored, summary = score_open(store, retrain=retrain)
     found = [Finding(RISK_KIND, p.correlation_id, p.payment_ref or p.correlation_id, round(prob, 4), reasons,
                      {"invoice_ref": p.invoice_ref, "customer_id": p.customer_id, "gateway": p.gateway,
                       "paid": f"{p.paid:.2f}", "currency": p.currency, "settled_at": p.settled_at.isoformat(),
+                      "money_at_risk": f"{float(p.paid) * round(prob, 4):.2f}", "what_to_check": check,
                       "model": summary.get("model") or "", "model_version": str(summary.get("version", ""))})
-             for p, prob, reasons in scored]
-    counts = record(store, RISK_KIND, found, decided_ids(store), "the payment reached a reconciliation outcome")
+             for p, prob, reasons, check in scored]
+    counts = record(store, RISK_KIND, found, decided_ids(store), "the payment reached a reconciliation outcome",
+                    threshold)
     store.put_state(RISK_STATUS_KEY, json.dumps(summary, default=str))
     return {**summary, **counts, "scored": len(found)}
 
 
-def scan(store: Store, full: bool = False, retrain: bool = False) -> dict:
+def scan(store: Store, full: bool = False, retrain: bool = False, risk_threshold: float = RISK_THRESHOLD) -> dict:
     """Run every detector now; returns the scan's summary (findings per kind are the open ones after the scan)."""
     t0 = utcnow()
     out: dict = {"scanned_at": t0.isoformat()}
     for name, fn in (("billing_variance", lambda: scan_billing(store, full)),
-                     ("reconciliation_model", lambda: scan_risk(store, retrain)),
+                     ("reconciliation_model", lambda: scan_risk(store, retrain, risk_threshold)),
                      ("billing_aggregate", lambda: scan_aggregate(store))):
         try:
             out[name] = fn()

@@ -1,8 +1,11 @@
 """Findings in the `anomalies` table: one row per change, the latest row (highest DetectedAt) per Id is the state.
 
-Status is `open`, `acknowledged` or `resolved`. A detector reports what it sees now for the items it judged
-(`record`); a finding it no longer sees among judged items is resolved, one that reappears reopens, and an
-acknowledgement survives re-scans. Rows are written only when something changed, so re-scanning the same data
+Status is `open`, `acknowledged`, `resolved` or `scored`. A detector reports what it sees now for the items it
+judged (`record`); a finding it no longer sees among judged items is resolved, one that reappears reopens, and an
+acknowledgement survives re-scans. `scored` is a score below the detector's finding threshold (reconciliation
+risk: a payment that will most likely reconcile): it stays listed with its score, but it is not an anomaly — it
+counts nowhere as open and becomes `open` when a later scan scores it at or above the threshold (and back).
+Rows are written only when something changed, so re-scanning the same data
 writes nothing (idempotent) and the table grows with changes, not with scans. `Details` carries the finding's
 explanation fields (cause, expected, billed, difference, currency, customer_id, …) plus `first_detected_at`.
 Listing is keyset-paginated on (score desc, id asc): a cursor names the last item seen, so nothing is capped or
@@ -10,17 +13,18 @@ skipped silently.
 """
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import json
+import math
+import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from revwatch.store import Store
 from revwatch.units import utcnow
 
-STATUSES = ("open", "acknowledged", "resolved")
+STATUSES = ("open", "acknowledged", "resolved", "scored")
 COLUMNS = ["Id", "Kind", "DetectedAt", "CorrelationId", "Ref", "Score", "Reasons", "Details", "Status"]
 
 
@@ -55,13 +59,16 @@ def _latest(store: Store, where: str = "1", params: dict | None = None) -> list[
 
 
 def _same(row: dict, f: Finding) -> bool:
-    old = {k: v for k, v in row["Details"].items() if k not in ("first_detected_at", "resolution")}
+    old = {k: v for k, v in row["Details"].items()
+           if k not in ("first_detected_at", "resolution", "resolved_at") and not k.startswith("acknowledged_")}
     return (round(row["Score"], 2) == round(f.score, 2) and list(row["Reasons"]) == f.reasons
             and old == f.details and row["Ref"] == f.ref)
 
 
-def record(store: Store, kind: str, found: list[Finding], judged: list[str], resolution: str) -> dict[str, int]:
-    """Store what a detector saw; `judged` are the keys (correlation IDs) it looked at, found or not.
+def record(store: Store, kind: str, found: list[Finding], judged: list[str], resolution: str,
+           threshold: float | None = None) -> dict[str, int]:
+    """Store what a detector saw; `judged` are the keys (correlation IDs) it looked at, found or not. With a
+    `threshold`, a found item scored below it is kept as `scored` (listed, not an anomaly).
 
     Returns counts of new, changed, reopened and resolved findings (rows written)."""
     now = utcnow()
@@ -78,15 +85,21 @@ def record(store: Store, kind: str, found: list[Finding], judged: list[str], res
         details["first_detected_at"] = (old["Details"].get("first_detected_at") if old else None) or now.isoformat()
         if old is not None and old["Status"] == "acknowledged":   # who acknowledged, and when, stay with the finding
             details.update({k: v for k, v in old["Details"].items() if k.startswith("acknowledged_")})
+        below = threshold is not None and f.score < threshold
         if old is None:
-            status, what = "open", "new"
+            status, what = ("scored" if below else "open"), "new"
         elif old["Status"] == "resolved":
-            status, what = "open", "reopened"
-        elif _same(old, f):
+            status, what = ("scored" if below else "open"), "reopened"
+        elif old["Status"] == "acknowledged":
+            if _same(old, f):
+                counts["unchanged"] += 1
+                continue
+            status, what = "acknowledged", "changed"
+        elif _same(old, f) and (old["Status"] == "scored") == below:
             counts["unchanged"] += 1
             continue
         else:
-            status, what = old["Status"], "changed"
+            status, what = ("scored" if below else "open"), "changed"
         counts[what] += 1
         rows.append((f.id, kind, at, f.correlation_id, f.ref, float(f.score), f.reasons, details, status))
     for key in judged:
@@ -132,23 +145,36 @@ def to_json(r: dict) -> dict:
             "updated_at": r["DetectedAt"].replace(tzinfo=dt.timezone.utc).isoformat()}
 
 
+# A cursor is the last item's score (IEEE 754 double, big-endian) and id (UTF-8), both in lower-case hex. Every
+# string of this shape decodes, so the route can state the whole rule as a pattern in its schema: a cursor of this
+# shape is always answered (a page, perhaps empty), anything else is a 400 naming `cursor`.
+CURSOR_PATTERN = r"^[0-9a-f]{16}(?:[0-9a-f]{2}){0,512}$"
+
+
 def encode_cursor(score: float, fid: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([score, fid]).encode()).decode().rstrip("=")
+    return struct.pack(">d", score).hex() + fid.encode().hex()
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        score, fid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return float(score), str(fid)
-    except Exception:
-        raise CursorError("cursor is not one this API handed out") from None
+    """(score, id) of a cursor; CursorError when it is not of the shape CURSOR_PATTERN states."""
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise CursorError("cursor is not one this API handed out")
+    score = struct.unpack(">d", bytes.fromhex(cursor[:16]))[0]
+    if math.isnan(score):          # never handed out; ordered after every score, like the end of the list
+        score = -math.inf
+    return score, bytes.fromhex(cursor[16:]).decode("utf-8", "replace")
+
+
+ORDERS = {"score": "Score", "money": "toFloat64OrZero(Details['money_at_risk'])"}
 
 
 def list_findings(store: Store, kind: str | None = None, status: str | None = None, cause: str | None = None,
                   customer: str | None = None, since: dt.datetime | None = None, min_score: float | None = None,
                   limit: int = 100, cursor: str | None = None,
-                  finding_id: str | None = None) -> tuple[list[dict], str | None]:
-    """One page of findings, highest score first; returns (items, next cursor or None at the end)."""
+                  finding_id: str | None = None, order: str = "score") -> tuple[list[dict], str | None]:
+    """One page of findings, highest score (or `order="money"`: highest money at risk, amount × probability for
+    payments, the difference for invoices) first; returns (items, next cursor or None at the end)."""
+    key = ORDERS[order]
     where: list[str] = ["1"]
     params: dict[str, Any] = {"limit": limit + 1}
     for col, value, name in (("Id", finding_id, "fid"), ("Kind", kind, "kind"), ("Status", status, "status"),
@@ -165,21 +191,21 @@ def list_findings(store: Store, kind: str | None = None, status: str | None = No
         params["min_score"] = min_score
     if cursor:
         s, fid = decode_cursor(cursor)
-        where.append("(Score < {cs:Float64} OR (Score = {cs:Float64} AND Id > {cid:String}))")
+        where.append(f"({key} < {{cs:Float64}} OR ({key} = {{cs:Float64}} AND Id > {{cid:String}}))")
         params.update(cs=s, cid=fid)
     rows = store.query(f"""
-        SELECT {', '.join(COLUMNS)} FROM (
+        SELECT {', '.join(COLUMNS)}, {key} AS OrderKey FROM (
             SELECT * FROM {store.table('anomalies')} ORDER BY DetectedAt DESC LIMIT 1 BY Kind, Id)
-        WHERE {' AND '.join(where)} ORDER BY Score DESC, Id ASC LIMIT {{limit:UInt32}}""", params).dicts()
+        WHERE {' AND '.join(where)} ORDER BY OrderKey DESC, Id ASC LIMIT {{limit:UInt32}}""", params).dicts()
     more = len(rows) > limit
     rows = rows[:limit]
-    nxt = encode_cursor(rows[-1]["Score"], rows[-1]["Id"]) if more and rows else None
+    nxt = encode_cursor(rows[-1]["OrderKey"], rows[-1]["Id"]) if more and rows else None
     return [to_json(r) for r in rows], nxt
 
 
 def open_counts(store: Store) -> dict[str, int]:
     """Findings still open (or acknowledged, not yet resolved) per kind, for revwatch_anomalies_open."""
     rows = store.query(f"SELECT Kind, count() FROM (SELECT Kind, Id, argMax(Status, DetectedAt) AS s "
-                       f"FROM {store.table('anomalies')} GROUP BY Kind, Id) WHERE s != 'resolved' "
+                       f"FROM {store.table('anomalies')} GROUP BY Kind, Id) WHERE s IN ('open', 'acknowledged') "
                        f"GROUP BY Kind").rows
     return {k: int(n) for k, n in rows}

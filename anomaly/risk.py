@@ -454,9 +454,44 @@ def load(store: Store) -> RiskModel | None:
         return None
 
 
-def explain(model: RiskModel, ps: list[Payment], X: np.ndarray, probs: np.ndarray, top: int = 3) -> list[list[str]]:
-    """Top reasons per payment: the inputs whose replacement by a healthy value lowers the risk most (a red flag
-    cleared; an attribute set to what most training payments carried)."""
+# What a finance lead does about each input, in their words (`what_to_check` of a finding; {…} from the payment).
+CHECKS = {
+    "ref_missing": "Find the invoice this {paid} {currency} payment from {customer} is for and add its number to "
+                   "the payment in Odoo.",
+    "ref_unknown": "The reference {ref!r} matches no invoice: look up the right invoice and correct the payment's "
+                   "reference in Odoo.",
+    "ref_multi": "One payment covers several invoices ({ref}): allocate it across them in Odoo.",
+    "underpaid": "The payment is short of the invoice: ask {customer} for the rest, or record it as a partial "
+                 "payment.",
+    "overpaid": "The payment exceeds the invoice: refund the difference or keep it as a credit for {customer}.",
+    "fee_netted": "The gateway kept its fee: book the fee as an expense so the payment matches the invoice.",
+    "fx_mismatch": "Paid in another currency than the invoice: book the exchange difference.",
+    "already_paid": "The invoice looks paid already: check for a double payment and refund or re-allocate one.",
+    "same_amount_recently": "The customer paid the same amount shortly before: check for a double payment.",
+    "unknown_partner": "The payer is not a known customer: find who paid and link the payment to that customer.",
+    "other_partner": "Another customer paid this invoice: confirm with both and allocate it by hand.",
+    "hours_unposted": "The payment is not posted in Odoo yet: check the payment webhook and the posting queue.",
+    "customer_failure_rate": "This customer's payments often need matching by hand: match this one now.",
+    "gateway_failure_rate": "Many recent {gateway} payments failed to match: check the {gateway} settlement report.",
+}
+
+
+def what_to_check(name: str, p: Payment) -> str:
+    """The action for the payment's strongest reason (`name`: a red flag or an attribute input)."""
+    if name in CHECKS:
+        return CHECKS[name].format(paid=f"{p.paid:.2f}", currency=p.currency, customer=p.customer_id or "the payer",
+                                   ref=p.invoice_ref, gateway=p.gateway or "gateway")
+    key = name.partition(".")[2] or name
+    value = p.attributes.get(name, "")
+    return (f"Payments with {key} {value!r} often failed to match before: check this one against its invoice "
+            "by hand before the period closes." if value else
+            f"Payments without a {key} often failed to match before: check this one against its invoice by hand.")
+
+
+def explain(model: RiskModel, ps: list[Payment], X: np.ndarray, probs: np.ndarray,
+            top: int = 3) -> list[tuple[list[str], str]]:
+    """Top reasons per payment and what to check: the inputs whose replacement by a healthy value lowers the risk
+    most (a red flag cleared; an attribute set to what most training payments carried)."""
     healthy = {k: 0.0 for k in FEATURES}
     healthy["customer_failure_rate"] = healthy["gateway_failure_rate"] = model.base_rate
     groups = model.groups()
@@ -471,13 +506,16 @@ def explain(model: RiskModel, ps: list[Payment], X: np.ndarray, probs: np.ndarra
     out = []
     for i, p in enumerate(ps):
         words: list[str] = []
+        check = ""
         for j in np.argsort(-drops[i]):
             if drops[i, j] <= 0.01 or len(words) >= top:
                 break
             if (w := p.words.get(names[j]) or _attribute_words(names[j], p)) is not None:
                 words.append(w)
-        out.append(words or [f"nothing unusual: reference, amount, currency and partner match "
-                             f"({probs[i]:.0%} chance of failure at the usual rate)"])
+                check = check or what_to_check(names[j], p)
+        out.append((words or [f"nothing unusual: reference, amount, currency and partner match "
+                              f"({probs[i]:.0%} chance of failure at the usual rate)"],
+                    check or "Nothing to check: this payment should match its invoice."))
     return out
 
 
@@ -491,7 +529,7 @@ def _attribute_words(name: str, p: Payment) -> str | None:
 
 
 def score_open(store: Store, now: dt.datetime | None = None, retrain: bool = False) -> tuple[list[tuple], dict]:
-    """Score every open payment: ([(payment, probability, reasons)], summary). Trains/retrains when due.
+    """Score every open payment: ([(payment, probability, reasons, what to check)], summary). Trains when due.
 
     One thread for the model: OpenMP threads spinning against the server's other work cost far more than they save
     on a few thousand rows."""
@@ -520,8 +558,9 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
     open_ = [p for p in payments if p.outcome is None]
     X = model.matrix(open_)
     probs = model.predict(X)
-    reasons = explain(model, open_, X, probs) if open_ else []
-    return list(zip(open_, probs.tolist(), reasons)), {**summary, **model.summary()}
+    explained = explain(model, open_, X, probs) if open_ else []
+    return [(p, prob, words, check) for p, prob, (words, check) in zip(open_, probs.tolist(), explained)], \
+        {**summary, **model.summary()}
 
 
 def decided_ids(store: Store) -> list[str]:

@@ -10,12 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client.core import GaugeMetricFamily
 
 from anomaly.detectors import RISK_STATUS_KEY, scan
-from anomaly.findings import STATUSES, CursorError, acknowledge, list_findings, open_counts
+from anomaly.findings import CURSOR_PATTERN, STATUSES, CursorError, acknowledge, list_findings, open_counts
 from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
 KindParam = Literal["billing_variance", "reconciliation_risk", "billing_aggregate", "metric"]
-StatusParam = Literal["open", "acknowledged", "resolved"]      # anomaly.findings.STATUSES
+StatusParam = Literal["open", "acknowledged", "resolved", "scored"]      # anomaly.findings.STATUSES
+OrderParam = Literal["score", "money"]                                    # anomaly.findings.ORDERS
 KINDS = get_args(KindParam)
 
 
@@ -23,9 +24,12 @@ KINDS = get_args(KindParam)
 def get_anomalies(request: Request, kind: KindParam | None = None, status: StatusParam | None = None,
                   cause: str | None = None,
                   customer: str | None = None, since: str | None = None,
-                  min_score: float | None = Query(None, ge=0, le=1), cursor: str | None = None,
-                  limit: int = Query(100, ge=1, le=1000)):
-    """Findings, highest score first, one page at a time: follow `next_cursor` until it is null."""
+                  min_score: float | None = Query(None, ge=0, le=1),
+                  cursor: str | None = Query(None, pattern=CURSOR_PATTERN,
+                                             description="`next_cursor` of the previous page"),
+                  limit: int = Query(100, ge=1, le=1000), order: OrderParam = "score"):
+    """Findings, highest score first (`order=money`: highest money at risk first), one page at a time: follow
+    `next_cursor` until it is null. `status=scored` lists payments scored below the risk threshold."""
     if kind is not None and kind not in KINDS:
         raise ApiError(400, f"kind must be one of {', '.join(KINDS)}", "kind")
     if status is not None and status not in STATUSES:
@@ -33,7 +37,7 @@ def get_anomalies(request: Request, kind: KindParam | None = None, status: Statu
     store = ctx_of(request).store
     try:
         items, nxt = list_findings(store, kind, status, cause, customer, instant_param(since, "since"), min_score,
-                                   limit, cursor)
+                                   limit, cursor, order=order)
     except CursorError as e:
         raise ApiError(400, str(e), "cursor") from e
     body: dict = {"items": items, "next_cursor": nxt}
@@ -55,7 +59,8 @@ def get_anomaly(finding_id: str, request: Request):
 @router.post("/api/v1/anomalies/scan", dependencies=[Depends(require("admin"))])
 async def post_scan(request: Request, full: bool = False, retrain: bool = False):
     """Run the detectors now (`full=true`: re-judge all history; `retrain=true`: retrain the risk model)."""
-    return await run_in_threadpool(scan, ctx_of(request).store, full, retrain)
+    ctx = ctx_of(request)
+    return await run_in_threadpool(scan, ctx.store, full, retrain, ctx.config.anomaly.risk_threshold)
 
 
 @router.post("/api/v1/anomalies/{finding_id}/ack", dependencies=[Depends(require("admin"))])

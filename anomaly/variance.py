@@ -32,6 +32,15 @@ CAUSE_WORDS = {"currency_mismatch": "billed in another currency", "double_charge
                "tax_missing": "tax missing", "tax_double": "tax applied twice",
                "proration_missing": "proration not applied", "quantity_mismatch": "wrong quantity",
                "wrong_price": "wrong unit price", "amount_mismatch": "amount differs"}
+# What to do about each cause, for the finance lead (`what_to_check` of a finding).
+CAUSE_CHECKS = {"currency_mismatch": "Cancel invoice {ref} and issue it again in {currency}.",
+                "double_charge": "Credit the duplicate invoice {ref}; {original} is the one to keep.",
+                "tax_missing": "Correct the tax on invoice {ref}: credit note and a new invoice with tax.",
+                "tax_double": "Correct the tax on invoice {ref}: it was added twice.",
+                "proration_missing": "Credit the part of the period invoice {ref} should not have billed.",
+                "quantity_mismatch": "Check the quantity on the subscription and correct invoice {ref}.",
+                "wrong_price": "Check which price list invoice {ref} used against the subscription's price.",
+                "amount_mismatch": "Compare invoice {ref} with the order and correct the difference."}
 CENT = Decimal("0.01")
 ABS_TOLERANCE = Decimal("0.02")          # cent rounding of a few lines
 REL_TOLERANCE = Decimal("0.0001")
@@ -158,6 +167,10 @@ class Variance:
                 "expected_currency": self.expected_currency, "customer_id": self.customer_id,
                 "subscription_id": self.subscription_id, "plan": self.plan, "invoice_ref": self.invoice_ref,
                 "original_invoice_ref": self.original_invoice_ref, "expected_from": self.expected_source,
+                "money_at_risk": _money(abs(self.billed if self.cause == "currency_mismatch" else self.difference)),
+                "what_to_check": CAUSE_CHECKS[self.cause].format(ref=self.invoice_ref or "?",
+                                                                 currency=self.expected_currency,
+                                                                 original=self.original_invoice_ref or "the first"),
                 **({"formula_expected": _money(self.formula)} if self.formula is not None else {})}
 
 

@@ -1,17 +1,25 @@
 """Anomaly detection measured on simulator seeds not used while developing (defaults 101-103) and on NAB.
 
     python bench/anomaly_eval.py [--seeds 101,102,103] [--days 2] [--skip-nab] [--dir /tmp/rw-anomaly-eval]
+                                 [--business-seeds 201,202,203] [--skip-sim] [--skip-businesses]
 
 Prints, per held-out seed: billing-variance precision / recall / F1 by cause (a finding counts when it names the
 right transaction *and* the right cause), the detection delay of incremental scans (simulated clock, a scan every
 30 minutes), reconciliation-risk ROC-AUC of the open payments beside the Bayes-optimal AUC (the simulator's true
 failure probabilities), precision@50, the model chosen and its calibration; then the aggregate methods compared on
 seasonal synthetic series, and the NAB scores (bench/nab.py).
+
+Then two independent businesses written apart from the simulator (bench/businesses: `agents`, a metered SaaS
+simulated account by account; `tables`, a box marketplace drawn from rate tables and a collection Markov chain),
+60 days each, on held-out seeds: billing-variance precision / recall / F1 by transaction (their cause names are
+their own; how our causes map onto them is printed), and the reconciliation-risk ROC-AUC of the payments still open
+at the end (outcomes arrive days later) divided by the Bayes-optimal AUC of the generator's true probabilities.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import statistics
 import sys
@@ -101,12 +109,36 @@ def risk_eval(store, seed: int, days: float = 4) -> dict:
     truth = {p["correlation_id"]: p for p in b.payments}
     hidden = {e["correlation_id"] for e in events if e["type"].startswith("payment.reconcil")}
     rows = [(prob, int(truth[p.correlation_id]["failed"]), truth[p.correlation_id]["failure_probability"])
-            for p, prob, _ in scored if truth[p.correlation_id]["failed"] is not None and p.correlation_id in hidden]
+            for p, prob, *_ in scored if truth[p.correlation_id]["failed"] is not None and p.correlation_id in hidden]
     probs, y, bayes = (np.array(c) for c in zip(*rows))
     order = np.argsort(-probs)[:50]
     return {"n": len(y), "failures": int(y.sum()), "auc": roc_auc_score(y, probs), "bayes": roc_auc_score(y, bayes),
             "p_at_50": float(y[order].mean()), "bayes_p_at_50": float(y[np.argsort(-bayes)[:50]].mean()),
             "summary": summary, "seconds": seconds, "brier_open": float(np.mean((probs - y) ** 2))}
+
+
+def business_eval(store, generate, seed: int, days: int = 60) -> dict:
+    """One independent business (bench/businesses): billing-variance precision/recall/F1 by transaction and
+    cause agreement, and reconciliation risk of the payments still open at the end (their outcomes arrive later)
+    against the Bayes-optimal ranking from the generator's true probabilities."""
+    start = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+    end = start + dt.timedelta(days=days)
+    g = generate(seed, start, days)
+    cut = end.isoformat()[:19]
+    load(store, [e for e in g.events if e["occurred_at"] < cut])
+    scan_billing(store, full=True)
+    found = {f["correlation_id"]: f for f in list_findings(store, kind="billing_variance", limit=10**6)[0]}
+    truth = set(g.billing_errors) & g.transactions
+    tp = len(truth & set(found))
+    c = Counter(tp=tp, fp=len(set(found) - truth), fn=len(truth - set(found)))
+    causes = Counter(f"{g.billing_errors[cid]}→{found[cid]['cause']}" for cid in truth & set(found))
+    scored, summary = risk.score_open(store, now=end)
+    pays = {p["correlation_id"]: p for p in g.payments}
+    rows = [(prob, int(pays[p.correlation_id]["failed"]), pays[p.correlation_id]["failure_probability"])
+            for p, prob, *_ in scored if p.correlation_id in pays]
+    probs, y, bayes = (np.array(v) for v in zip(*rows))
+    return {"variance": c, "causes": causes, "n": len(y), "failures": int(y.sum()),
+            "auc": roc_auc_score(y, probs), "bayes": roc_auc_score(y, bayes), "summary": summary}
 
 
 def aggregate_eval(trials: int = 300, seed: int = 7) -> dict:
@@ -138,12 +170,16 @@ def main() -> None:
     ap.add_argument("--skip-nab", action="store_true")
     ap.add_argument("--skip-variance", action="store_true")
     ap.add_argument("--skip-aggregate", action="store_true")
+    ap.add_argument("--skip-businesses", action="store_true")
+    ap.add_argument("--skip-sim", action="store_true", help="skip the simulator seeds (variance and risk)")
+    ap.add_argument("--business-seeds", default="201,202,203")
+    ap.add_argument("--ucr", help="directory of UCR anomaly archive series (UCR_Anomaly_FullData *.txt)")
     a = ap.parse_args()
     shutil.rmtree(a.dir, ignore_errors=True)
     dsn = f"chdb://{a.dir}/data"
     seeds = [int(s) for s in a.seeds.split(",")]
     total = Counter()
-    for seed in seeds:
+    for seed in ([] if a.skip_sim else seeds):
         if not a.skip_variance:
             v = variance_eval(open_store(dsn, f"var_{seed}"), seed, a.days)
             print(f"\n== seed {seed}: billing variance ({a.days:g} days, 7 causes at 3 %, {v['scans']} incremental "
@@ -172,23 +208,116 @@ def main() -> None:
         print(f"   baselines on the model's held-out quarter: {s['metrics']['baselines']}")
         print("   reliability (held-out): " + ", ".join(f"{b['bin']}: {b['predicted']:.2f}→{b['observed']:.2f} "
                                                         f"(n={b['n']})" for b in s["metrics"]["reliability"]))
-    if not a.skip_variance:
+    if not a.skip_variance and not a.skip_sim:
         p, r, f = prf(total)
         print(f"\nbilling variance over all seeds: precision {p:.4f} recall {r:.4f} F1 {f:.4f}")
+    if not a.skip_businesses:
+        from bench.businesses import agents, tables  # noqa: E402
+        print("\nindependent businesses (bench/businesses; held-out seeds "
+              f"{a.business_seeds}; targets: F1 ≥ 0.95, ROC-AUC ≥ 0.95 × Bayes)")
+        print(f"   {'business':14} {'seed':>5} {'TP':>5} {'FP':>5} {'FN':>4} {'F1':>6}  {'open':>5} {'fail':>5} "
+              f"{'AUC':>6} {'Bayes':>6} {'ratio':>6}  model / top inputs")
+        for name, gen in (("agents", agents.generate), ("tables", tables.generate)):
+            for seed in (int(x) for x in a.business_seeds.split(",")):
+                r = business_eval(open_store(dsn, f"{name}_{seed}"), gen, seed)
+                v, s = r["variance"], r["summary"]
+                top = ", ".join(d["input"] for d in s["metrics"]["importance"][:4])
+                print(f"   {name:14} {seed:5} {v['tp']:5} {v['fp']:5} {v['fn']:4} {prf(v)[2]:6.3f}  {r['n']:5} "
+                      f"{r['failures']:5} {r['auc']:6.3f} {r['bayes']:6.3f} {r['auc'] / r['bayes']:6.3f}  "
+                      f"{s['model']} / {top}")
+                print(f"   {'':14} its causes found as ours: {dict(r['causes'].most_common(8))}")
     if not a.skip_aggregate:
         print("\naggregate (plan × currency × day) methods on 300 seasonal synthetic series, z ≥ 4:")
         for m, c in aggregate_eval().items():
             p, r, f = prf(c)
             print(f"   {m:16} TP {c['tp']} FP {c['fp']} FN {c['fn']}  precision {p:.3f} recall {r:.3f} F1 {f:.3f}")
     if not a.skip_nab:
-        from bench.nab import find_corpus, run
-        from anomaly.nab import load_corpus
-        root = find_corpus(None)
-        if root is None:
-            print("\nNAB corpus not found; skipped")
-        else:
-            res, _ = run(load_corpus(root), {}, 2)
-            print("\nNAB: " + ", ".join(f"{k} {v['score']:.1f}" for k, v in res.items()))
+        cross_benchmark(a.ucr)
+
+
+def ucr_series(root: Path) -> list[tuple[str, np.ndarray, int, int, int]]:
+    """UCR anomaly archive files `NNN_UCR_Anomaly_NAME_TRAIN_BEGIN_END.txt` (one value per line or whitespace
+    separated): (name, values, training prefix length, anomaly begin, anomaly end)."""
+    out = []
+    for f in sorted(root.glob("*_UCR_Anomaly_*.txt")):
+        parts = f.stem.split("_")
+        try:
+            train, begin, end = (int(p) for p in parts[-3:])
+        except ValueError:
+            continue
+        out.append((f.stem, np.loadtxt(f).ravel(), train, begin, end))
+    return out
+
+
+def ucr_found(scores, train: int, begin: int, end: int) -> bool:
+    """Wu & Keogh's protocol: found when the highest score after the training prefix lies in [begin−100, end+100]
+    (1-based positions in the file name, as the archive numbers them)."""
+    s = np.asarray(scores, float)[train:]
+    at = train + int(np.argmax(s)) + 1
+    return begin - 100 <= at <= end + 100
+
+
+def stumpy_check(corpus, files: int = 3, points: int = 3000) -> None:
+    """Our incremental left matrix profile (anomaly.discord) against stumpy's on the first NAB series: stumpy's
+    left nearest-neighbour index gives the distance; the largest difference is printed (numba compiles first)."""
+    try:
+        import stumpy
+    except ImportError:
+        print("   stumpy not installed: the left matrix profile is not cross-checked")
+        return
+    from anomaly.discord import LeftDiscord, estimate_window
+    worst = 0.0
+    for _, _, values, _ in corpus[:files]:
+        t = np.asarray(values[:points], float)
+        m = estimate_window(t[:400])
+        left = stumpy.stump(t, m)[:, 2].astype(int)
+        d = LeftDiscord(m, history=len(t))
+        ours = np.array([d.update(v) for v in t])[m - 1:]
+        for i in range(len(left)):
+            if left[i] < 0 or not np.isfinite(ours[i]):
+                continue
+            a, b = t[i:i + m], t[left[i]:left[i] + m]
+            if a.std() < 1e-7 or b.std() < 1e-7:
+                continue
+            ref = float(np.linalg.norm((a - a.mean()) / a.std() - (b - b.mean()) / b.std()))
+            worst = max(worst, abs(ref - ours[i]) if ours[i] <= ref + 1e-9 else ours[i] - ref)
+    print(f"   left matrix profile vs stumpy.stump on {files} NAB series: largest difference {worst:.2e}")
+
+
+def cross_benchmark(ucr_dir: str | None) -> None:
+    """NAB (standard profile, NAB's scoring rules) and UCR accuracy, each for the default detector beside the
+    detector without its discord and the two baselines, in one run."""
+    from anomaly.nab import load_corpus, score_corpus
+    from bench.nab import HEAD_TO_HEAD, VARIANTS, _score, find_corpus, run
+    root = find_corpus(None)
+    nab = {}
+    if root is None:
+        print("\nNAB corpus not found; skipped")
+    else:
+        corpus = load_corpus(root)
+        for name in HEAD_TO_HEAD:
+            params, with_time = VARIANTS[name]
+            files, _ = run(corpus, params, with_time, 2)
+            nab[name] = score_corpus(files)["standard"]["score"]
+    ucr_root = Path(ucr_dir or os.environ.get("REVWATCH_UCR_DIR") or ROOT / "bench" / "data" / "ucr")
+    series = ucr_series(ucr_root) if ucr_root.is_dir() else []
+    ucr = {}
+    for name in HEAD_TO_HEAD:
+        params, _ = VARIANTS[name]
+        if series:
+            ucr[name] = np.mean([ucr_found(_score((v, None, params)), tr, b, e) for _, v, tr, b, e in series])
+    print("\ncross-benchmark (metric detector; targets: NAB standard ≥ 72, UCR accuracy ≥ the matrix-profile "
+          "baseline)")
+    print(f"   {'detector':55} {'NAB standard':>12} {'UCR accuracy':>13}")
+    for name in HEAD_TO_HEAD:
+        n = f"{nab[name]:12.1f}" if name in nab else f"{'-':>12}"
+        u = f"{ucr[name]:13.2f}" if name in ucr else f"{'-':>13}"
+        print(f"   {name:55} {n} {u}")
+    if root is not None:
+        stumpy_check(corpus)
+    if not series:
+        print(f"   UCR: no series in {ucr_root} (--ucr DIR or $REVWATCH_UCR_DIR: UCR_Anomaly_FullData *.txt files); "
+              "not measured")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import difflib
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import orjson
 
@@ -40,6 +40,15 @@ MAX_ATTRIBUTES = MAX_EVENT_ATTRIBUTES
 _MS = dt.timedelta(milliseconds=1)
 
 
+def type_name(raw: str, namespace: str) -> str:
+    """`raw` when it is a valid event type (lower-case `noun.verb`), else `<namespace>.<raw>` made valid (lower
+    case, other characters as `_`): how a provider's own type that no table maps is stored, never rejected."""
+    if _TYPE.fullmatch(raw):
+        return raw
+    clean = [re.sub(r"[^a-z0-9_]+", "_", p.lower()).strip("_") or "x" for p in (namespace, *raw.split("."))]
+    return ".".join(clean)[:MAX_ID]
+
+
 class BodyError(ValueError):
     """The body as a whole is not a JSON array / NDJSON of objects."""
 
@@ -51,6 +60,8 @@ class ValidatedEvents:
     indexes: list[int] = field(default_factory=list)       # the request index of each row
     rejected_count: int = 0                                # all of them
     warnings: list[dict] = field(default_factory=list)     # {"index", "field", "warning"} (first MAX_REJECTED_LISTED)
+    # (index, the item as given, first error) of rejected items, for dead letters (first MAX_REJECTED_LISTED)
+    rejected_items: list[tuple] = field(default_factory=list)
 
     def reject(self, index: int, problems: list[tuple[str | None, str]]) -> None:
         """Count a rejected item; list it (first problem as error/field, all of them in `problems`) while the
@@ -74,9 +85,13 @@ class ValidatedEvents:
                 self.warnings.append({"index": index, "field": fld, "warning": str(text)})
 
 
-class _Unparsable:
-    def __init__(self, error: str):
-        self.error = error
+class ItemProblem:
+    """An item an adapter (NDJSON line, OTLP log record, CloudEvent, webhook mapping) could not turn into an event
+    object: validation rejects it with this error and field, like any invalid item."""
+    __slots__ = ("error", "field", "raw")
+
+    def __init__(self, error: str, field: str | None = None, raw: bytes | None = None):
+        self.error, self.field, self.raw = error, field, raw      # raw: the input as received, for dead letters
 
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)   # later than now + this: stored, with a warning (clock skew?)
@@ -117,8 +132,8 @@ def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list
     All problems of an item are reported at once (a sender fixes them in one go); warnings never stop an item:
     an unknown type (stored as a custom type, with the nearest canonical type as a hint) and an `occurred_at`
     further in the future than FUTURE_TOLERANCE."""
-    if isinstance(item, _Unparsable):
-        return None, [(None, item.error)], []
+    if isinstance(item, ItemProblem):
+        return None, [(item.field, item.error)], []
     if not isinstance(item, dict):
         return None, [(None, "each event must be a JSON object")], []
     problems: list[tuple[str | None, str]] = []
@@ -245,7 +260,7 @@ def _ndjson_items(text: bytes) -> Iterator:
             try:
                 yield orjson.loads(line)
             except orjson.JSONDecodeError as e:
-                yield _Unparsable(f"line {n} is not valid JSON: {e}")
+                yield ItemProblem(f"line {n} is not valid JSON: {e}")
 
 
 def _release_items(doc: list) -> Iterator:
@@ -255,15 +270,24 @@ def _release_items(doc: list) -> Iterator:
 
 
 def validate_in_chunks(body: bytes, content_type: str, chunk_items: int = 5000) -> Iterator[ValidatedEvents]:
-    """Validate a body `chunk_items` items at a time, so a big body never exists as rows all at once."""
+    """Validate a body `chunk_items` items at a time, so a big body never exists as rows all at once. Lazy: a body
+    that is unusable as a whole raises BodyError at the first `next`, not here."""
+    yield from validate_items_in_chunks(iter_items(body, content_type), chunk_items)
+
+
+def validate_items_in_chunks(items: Iterable, chunk_items: int = 5000) -> Iterator[ValidatedEvents]:
+    """Validate event objects (or `ItemProblem`s) `chunk_items` at a time: the one validation every door shares —
+    our own JSON/NDJSON, OTLP log events, CloudEvents and mapped webhooks all end here as canonical objects."""
     chunk = ValidatedEvents()
     now = dt.datetime.now(dt.timezone.utc)
-    for i, item in enumerate(iter_items(body, content_type)):
+    for i, item in enumerate(items):
         row, problems, warnings = check_event(item, now)
         if warnings:
             chunk.warn(i, warnings)
         if row is None:
             chunk.reject(i, problems)
+            if len(chunk.rejected_items) < MAX_REJECTED_LISTED:
+                chunk.rejected_items.append((i, item, problems[0][1]))
         else:
             chunk.rows.append(row)
             chunk.indexes.append(i)

@@ -1,11 +1,14 @@
-"""HTTP routes of the journey lookup: `GET /api/v1/journeys/{correlation_id}` and `GET /api/v1/journeys`."""
+"""HTTP routes of the journey read model: `GET /api/v1/journeys/{correlation_id}`, `GET /api/v1/journeys` and
+`GET /api/v1/funnels/{journey}`."""
 from __future__ import annotations
 
 import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
+from typing import Annotated
 
 from revwatch.journeys import NotFound
+from revwatch.journeys.funnel import funnel
 from revwatch.api import ApiError, ctx_of, instant_param, require
 from revwatch.units import utcnow
 
@@ -48,3 +51,41 @@ def get_journey(correlation_id: str, request: Request):
         return ctx_of(request).journeys.lookup(correlation_id)
     except NotFound:
         raise ApiError(404, f"nothing is recorded for correlation ID {correlation_id!r}", "correlation_id") from None
+
+
+MAX_FUNNEL_RANGE = dt.timedelta(days=93)
+
+
+def funnel_filters(attr: list[str], source: str | None) -> dict[str, str]:
+    """KEY:VALUE filters on start-event attributes (and `source`), checked; 400 naming `attr` when malformed."""
+    out: dict[str, str] = {}
+    for a in attr:
+        key, sep, value = a.partition(":")
+        if not sep or not key or not value:
+            raise ApiError(400, "attr must be KEY:VALUE, e.g. gateway:stripe", "attr")
+        out[key] = value
+    if source:
+        out["source"] = source
+    return out
+
+
+@router.get("/api/v1/funnels/{journey}", dependencies=[Depends(require("read"))])
+def get_funnel(journey: str, request: Request, since: str | None = None, until: str | None = None,
+               attr: Annotated[list[str], Query(description="KEY:VALUE filter on the start event")] = [],  # noqa: B006
+               source: str | None = None,
+               by: str | None = Query(None, description="split per value of this start-event attribute")):
+    """Count and money reaching each step, conversion, drop-off, per-step latency, where money stops
+    (`revwatch.journeys.funnel`), over instances started in [since, until) (default: the last 7 days)."""
+    ctx = ctx_of(request)
+    if journey not in ctx.config.journeys:
+        raise ApiError(404, f"unknown journey {journey!r} (configured: {', '.join(ctx.config.journeys) or 'none'})",
+                       "journey")
+    hi = instant_param(until, "until") or utcnow()
+    lo = instant_param(since, "since") or hi - dt.timedelta(days=7)
+    if lo >= hi:
+        raise ApiError(400, "since must be before until", "since")
+    if hi - lo > MAX_FUNNEL_RANGE:
+        raise ApiError(400, f"at most {MAX_FUNNEL_RANGE.days} days per funnel", "since")
+    filters = funnel_filters(attr, source)
+    found = funnel(ctx.store, ctx.config.journeys, journey, lo, hi, filters, by)
+    return {"journey": journey, "filters": filters, "by": by, "funnels": [f.as_dict() for f in found]}

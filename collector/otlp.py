@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as _ProtoDecodeError
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
                                                                        ExportTraceServiceResponse)
 
@@ -59,13 +60,14 @@ def any_value_to_str(v) -> str:
     if which == "bytes_value":
         return base64.b64encode(v.bytes_value).decode()
     if which == "array_value":
-        return orjson.dumps([_any_value_to_py(x) for x in v.array_value.values]).decode()
+        return orjson.dumps([any_value_to_py(x) for x in v.array_value.values]).decode()
     if which == "kvlist_value":
-        return orjson.dumps({kv.key: _any_value_to_py(kv.value) for kv in v.kvlist_value.values}).decode()
+        return orjson.dumps({kv.key: any_value_to_py(kv.value) for kv in v.kvlist_value.values}).decode()
     return ""
 
 
-def _any_value_to_py(v):
+def any_value_to_py(v):
+    """An OTLP AnyValue as the Python value it carries (arrays and maps as lists and dicts, bytes as base64)."""
     which = v.WhichOneof("value")
     if which in ("array_value", "kvlist_value", None):
         return orjson.loads(any_value_to_str(v)) if which else None
@@ -84,7 +86,7 @@ def attributes_to_map(attrs) -> dict[str, str]:
 
 
 # --- OTLP/JSON → protobuf -----------------------------------------------------------------------------------
-_ID_KEYS = {"traceId", "spanId", "parentSpanId"}
+_ID_KEYS = {"traceId", "spanId", "parentSpanId"}     # spans, links and log records
 
 
 def _hex_ids_to_base64(node, path: str = ""):
@@ -105,19 +107,22 @@ def _hex_ids_to_base64(node, path: str = ""):
             _hex_ids_to_base64(item, f"{path[:-1]}[{i}].")
 
 
-def parse_request(body: bytes, json_body: bool) -> ExportTraceServiceRequest:
-    """Decode an ExportTraceServiceRequest from protobuf or OTLP/JSON bytes."""
-    req = ExportTraceServiceRequest()
+def parse_request(body: bytes, json_body: bool, message: type[Message] = ExportTraceServiceRequest,
+                  top: str = "resourceSpans"):
+    """Decode an OTLP export request (`message`: ExportTraceServiceRequest by default, ExportLogsServiceRequest
+    for logs; `top` its JSON list field) from protobuf or OTLP/JSON bytes."""
+    what = message.DESCRIPTOR.name
+    req = message()
     if json_body:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
             raise DecodeError(f"body is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
-            raise DecodeError("body must be a JSON object (ExportTraceServiceRequest)")
-        spans = doc.get("resourceSpans")        # json_format would take a string or a list here as an empty item
-        if spans is not None and not (isinstance(spans, list) and all(isinstance(x, dict) for x in spans)):
-            raise DecodeError("resourceSpans must be an array of ResourceSpans objects")
+            raise DecodeError(f"body must be a JSON object ({what})")
+        items = doc.get(top)        # json_format would take a string or a list here as an empty item
+        if items is not None and not (isinstance(items, list) and all(isinstance(x, dict) for x in items)):
+            raise DecodeError(f"{top} must be an array of objects")
         try:
             _hex_ids_to_base64(doc)
         except RecursionError:
@@ -125,12 +130,12 @@ def parse_request(body: bytes, json_body: bool) -> ExportTraceServiceRequest:
         try:
             json_format.ParseDict(doc, req, ignore_unknown_fields=True)
         except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
-            raise DecodeError(f"not an OTLP/JSON ExportTraceServiceRequest: {str(e)[:200]}") from None
+            raise DecodeError(f"not an OTLP/JSON {what}: {str(e)[:200]}") from None
     else:
         try:
             req.ParseFromString(body)
         except (_ProtoDecodeError, ValueError, RecursionError) as e:
-            raise DecodeError(f"not a protobuf ExportTraceServiceRequest: {str(e)[:200]}") from None
+            raise DecodeError(f"not a protobuf {what}: {str(e)[:200]}") from None
     return req
 
 
@@ -233,11 +238,13 @@ def _nested_problem(maps: list[dict[str, str]], what: str) -> str | None:
     return None
 
 
-def encode_response(rejected: int, message: str, json_body: bool) -> bytes:
-    """ExportTraceServiceResponse in the request's encoding; partial_success only when something was rejected."""
-    resp = ExportTraceServiceResponse()
+def encode_response(rejected: int, message: str, json_body: bool, response: type[Message] = ExportTraceServiceResponse,
+                    rejected_field: str = "rejected_spans") -> bytes:
+    """An OTLP export response (ExportTraceServiceResponse by default; `rejected_field` names its partial_success
+    counter) in the request's encoding; partial_success only when something was rejected."""
+    resp = response()
     if rejected or message:
-        resp.partial_success.rejected_spans = rejected
+        setattr(resp.partial_success, rejected_field, rejected)
         resp.partial_success.error_message = message
     if json_body:
         return json_format.MessageToJson(resp, indent=None).encode() if (rejected or message) else b"{}"

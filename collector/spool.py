@@ -35,6 +35,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -65,9 +66,18 @@ _CP = struct.Struct("<Qqqq")
 _CP_SLOT = 64
 
 
+# The least room (free space on the spool's filesystem plus the spool's own files) the spool starts with: below
+# it a segment (a quarter of the room, see Spool._derive_sizes) would be smaller than one ordinary batch request.
+MIN_ROOM_BYTES = 128 * 1024
+# A drained segment is rolled over (and deleted) once it holds this much, or a quarter of the room if less.
+RECLAIM_CAP_BYTES = 4 * 1024**2
+# /readyz: with less than this free (or below max_bytes, whichever bound is nearer) ingest would be refused.
+READY_HEADROOM_BYTES = 64 * 1024
+_PROBE = b"\0" * 4096
+
+
 class SpoolRefused(IngestRefused):
     """The spool cannot take this append now (HTTP 503 + Retry-After); nothing of it was acknowledged."""
-    retry_after = 30
 
 
 class SpoolFull(SpoolRefused):
@@ -77,7 +87,30 @@ class SpoolFull(SpoolRefused):
 class SpoolUnavailable(SpoolFull):
     """The spool's disk refused the write (ENOSPC, EIO, …); the partial write was undone. A SpoolFull, so every
     caller written for the bounded spool (503 + Retry-After, e.g. the Odoo webhook) handles it the same way."""
-    retry_after = 10
+    retry_after_range = (1, 3)        # a disk error clears (or is repaired) in seconds, not minutes
+
+
+class SpoolTooSmall(Exception):
+    """The spool directory's filesystem cannot hold one segment: refused at start-up (`revwatch serve` exits 2
+    with this message) rather than answering 503 to every request for ever."""
+
+
+def _room_problem(directory: Path, room: int, segment_bytes: int) -> str | None:
+    if room >= min(segment_bytes, MIN_ROOM_BYTES):
+        return None
+    return (f"spool.dir {directory} has room for {room // 1024} KiB (free space plus the spool's own files); it "
+            f"needs at least {MIN_ROOM_BYTES // 1024} KiB to hold one segment: give it a larger filesystem or "
+            f"point spool.dir elsewhere")
+
+
+def spool_room_problem(directory: str | os.PathLike, segment_bytes: int) -> str | None:
+    """Why a spool in `directory` could not start (its filesystem cannot hold one segment), or None. For a
+    start-up check before anything else is opened; creates the directory like the spool would."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    st = os.statvfs(d)
+    own = sum(p.stat().st_size for p in d.glob("seg-*.wal"))
+    return _room_problem(d, st.f_bavail * st.f_frsize + own, segment_bytes)
 
 
 class Record(NamedTuple):
@@ -174,7 +207,6 @@ class Spool:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        self.reclaim_bytes = 4 * 1024**2      # a drained segment this big is rolled over early (see _drained_enough)
         self.metrics = metrics
         # File-layer hooks: tests replace them to inject short writes, ENOSPC and EIO.
         self._write = os.write
@@ -185,6 +217,7 @@ class Spool:
         self._queued_bytes = 0
         self._committer: threading.Thread | None = None
         self._closed = False
+        self._refused_at: int | None = None                 # pending bytes when an append last did not fit
         self.fault: str | None = None                       # last disk error while appending, None when healthy
         self.fault_at: float | None = None
         self.truncated_bytes = 0
@@ -201,6 +234,14 @@ class Spool:
         self._write_size = os.fstat(self._fd).st_size
         self._sizes = {s: (self.dir / _seg_name(s)).stat().st_size for s in segs if s != self._write_seg}
         self._fsync_dir()
+        room = self.room_bytes()
+        problem = _room_problem(self.dir, room, segment_bytes)
+        if problem:
+            os.close(self._fd)
+            os.close(self._cp_fd)
+            raise SpoolTooSmall(problem)
+        self.roll_bytes = self.reclaim_bytes = 0
+        self._derive_sizes(room)
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
     def _identity(self) -> str:
@@ -274,6 +315,30 @@ class Spool:
         finally:
             os.close(fd)
 
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still use on the spool's filesystem (statvfs f_bavail)."""
+        st = os.statvfs(self.dir)
+        return st.f_bavail * st.f_frsize
+
+    def room_bytes(self) -> int:
+        """What the spool can ever hold on its disk: the free space plus its own segment files (which the writer
+        frees once stored). Other files on the filesystem can shrink it at any time."""
+        with self._lock:
+            own = self._write_size + sum(self._sizes.values())
+        return self.free_bytes() + own
+
+    def _derive_sizes(self, room: int) -> None:
+        """Segment sizes from the room the disk gives: a segment is sealed at `roll_bytes` (`segment_bytes`, or a
+        quarter of the room if less), and a segment the store already has entirely is rolled over (and deleted)
+        once it holds `reclaim_bytes` (RECLAIM_CAP_BYTES, or `roll_bytes` if less).
+
+        A quarter means that on a disk of any size the spool starts on, stored data is freed long before the
+        disk is full, also under continuous traffic (when the current segment is never exactly drained): sealed
+        segments are deleted by the reader as soon as they are stored. With fixed sizes (64 MiB segments, 4 MiB
+        reclaim) a disk under 4 MiB filled for good and every later append was refused."""
+        self.roll_bytes = min(self.segment_bytes, max(4096, room // 4))
+        self.reclaim_bytes = min(self.roll_bytes, RECLAIM_CAP_BYTES)
+
     def _recover_tail(self, seg: int) -> None:
         """Cut a torn tail (a crash mid-append, never acknowledged) off the last segment; keep a copy, log, count.
 
@@ -315,6 +380,53 @@ class Spool:
             if cp["segment"] <= self._write_seg:
                 total -= cp["offset"]
         return max(total, 0)
+
+    def refusal(self) -> str | None:
+        """Why an append would be refused now, or None: the spool's one answer for /readyz.
+
+        Full: less than a little headroom below `max_bytes`, or an append did not fit and the writer has not
+        freed anything since. Disk error: the last append failed and a small synced probe write still fails
+        (probed here, so readiness comes back without traffic). Disk full: less than READY_HEADROOM_BYTES free
+        on the filesystem, counting the current segment when the store already has all of it (the next append
+        deletes it first)."""
+        if self._closed:
+            return "spool closed"
+        with self._gc:
+            pending = self.pending_bytes() + self._queued_bytes
+            if self._refused_at is not None and pending < self._refused_at:
+                self._refused_at = None                  # the writer made room since the refusal
+            refused_at = self._refused_at
+        if self.max_bytes - pending < min(READY_HEADROOM_BYTES, self.max_bytes // 20) or refused_at is not None:
+            return f"spool full: {pending} of {self.max_bytes} bytes wait for the store"
+        if self.fault is not None and not self._probe():
+            return f"spool disk error: {self.fault}"
+        try:
+            free = self.free_bytes() + self.reclaimable_bytes()
+        except OSError as e:
+            return f"spool disk error: {e.strerror or e}"
+        if free < READY_HEADROOM_BYTES:
+            return f"spool disk full: {free} bytes free on the filesystem of {self.dir}"
+        return None
+
+    def _probe(self) -> bool:
+        """After a disk error: whether the disk takes a small synced write again (through the same file-layer
+        hooks as appends). Not within a second of the error itself."""
+        if self.fault_at is not None and time.monotonic() - self.fault_at < 1.0:
+            return False
+        path = self.dir / "ready.probe"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if self._write(fd, _PROBE) <= 0:
+                    return False
+                self._sync(fd)
+            finally:
+                os.close(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            path.unlink(missing_ok=True)
 
     def append(self, kind: int, payload: bytes, day: int | None = None) -> None:
         """Durably append one record (fdatasync'd before returning). Raises SpoolFull / SpoolUnavailable."""
@@ -361,6 +473,7 @@ class Spool:
                 raise SpoolUnavailable("the spool is closed")
             pending = self.pending_bytes() + self._queued_bytes
             if pending + len(data) > self.max_bytes:
+                self._refused_at = pending
                 raise SpoolFull(f"spool holds {pending} of {self.max_bytes} bytes")
             self._queue.append(ticket)
             self._queued_bytes += len(data)
@@ -415,11 +528,32 @@ class Spool:
         try:
             if self.fault is not None:
                 self._repair()
-            if self._write_size and (self._write_size + len(data) > self.segment_bytes or self._drained_enough()):
+            if self._write_size and (self._write_size + len(data) > self.roll_bytes or self._drained_enough()):
                 self._roll()
         except OSError as e:
             return self._failed(e, "preparing the segment")
         start = self._write_size
+        try:
+            self._write_all(data, start)
+        except OSError as e:
+            if e.errno != errno.ENOSPC or not self._drained(any_size=True):
+                return self._failed(e, "appending")
+            try:                                         # the disk is full of data the store already has:
+                self._roll()                             # free it and try once more in a fresh segment
+                start = 0
+                self._write_all(data, start)
+            except OSError as e2:
+                return self._failed(e2, "appending after reclaiming the stored segment")
+        with self._lock:
+            self._write_size = start + len(data)
+        self.fault = self.fault_at = None
+        self.groups_committed += 1
+        self.records_committed += len(group)
+        return None
+
+    def _write_all(self, data: bytes, start: int) -> None:
+        """Write and sync `data` at the end of the segment (which is `start` bytes long); on failure cut the file
+        back to `start` (no torn record in front of later appends) and raise."""
         try:
             view, done = memoryview(data), 0
             while done < len(data):                      # a short write is continued, never ignored
@@ -428,19 +562,13 @@ class Spool:
                     raise OSError(5, "write returned 0 bytes")
                 done += n
             self._sync(self._fd)
-        except OSError as e:
+        except OSError:
             try:
-                os.ftruncate(self._fd, start)            # undo: no torn record in front of later appends
+                os.ftruncate(self._fd, start)
                 self._sync(self._fd)
             except OSError as e2:
                 log.error("spool could not cut a failed append back to %d bytes: %s", start, e2)
-            return self._failed(e, "appending")
-        with self._lock:
-            self._write_size = start + len(data)
-        self.fault = self.fault_at = None
-        self.groups_committed += 1
-        self.records_committed += len(group)
-        return None
+            raise
 
     def _failed(self, e: OSError, what: str) -> SpoolUnavailable:
         self.fault, self.fault_at = f"{what}: {e.strerror or e}", time.monotonic()
@@ -456,15 +584,26 @@ class Spool:
             self._sync(self._fd)
 
     def _drained_enough(self) -> bool:
-        """The current segment is entirely in the store and already holds a few MiB: start a new one so the
-        reader can delete it. Without this a segment only rolls at `segment_bytes`, and a disk smaller than that
-        would fill with data that is long stored."""
+        """The current segment is entirely in the store and already holds `reclaim_bytes`: start a new one so
+        the reader can delete it. Without this a segment only rolls at `segment_bytes`, and a disk smaller than
+        that would fill with data that is long stored."""
+        return self._drained(any_size=False)
+
+    def _drained(self, any_size: bool) -> bool:
+        """Whether the current segment is non-empty and entirely in the store (and, unless `any_size`, holds at
+        least `reclaim_bytes`)."""
         cp = self._checkpoint
         return (cp["segment"] == self._write_seg and cp["pending_end"] is None and cp["offset"] == self._write_size
-                and self._write_size >= min(self.segment_bytes, self.reclaim_bytes))
+                and self._write_size > 0 and (any_size or self._write_size >= self.reclaim_bytes))
+
+    def reclaimable_bytes(self) -> int:
+        """Bytes the next append frees before writing: the current segment when it is entirely in the store."""
+        with self._lock:
+            size = self._write_size
+        return size if self._drained(any_size=True) else 0
 
     def _roll(self) -> None:
-        drained = self._drained_enough()
+        drained = self._drained(any_size=True)
         os.fsync(self._fd)
         fd = os.open(self.dir / _seg_name(self._write_seg + 1), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._fsync_dir()
@@ -475,6 +614,10 @@ class Spool:
             self._fd, self._write_seg, self._write_size = fd, old + 1, 0
         if drained:              # entirely in the store: free its blocks now (the disk may be full)
             (self.dir / _seg_name(old)).unlink(missing_ok=True)
+        try:                     # the room changes with the disk's other tenants: re-derive the sizes
+            self._derive_sizes(self.room_bytes())
+        except OSError:
+            pass
 
     # -- reader side (the writer thread) --------------------------------------------------------------------
     def next_batch(self, max_rows: int, max_bytes: int = 256 * 1024**2) -> Batch | None:

@@ -115,9 +115,10 @@ async def odoo_webhook(probe: str, request: Request) -> dict:
         raise ApiError(400, str(e), e.field) from None
     try:
         submitted = await run_in_threadpool(ctx.intake.submit_events, events, True)
-    except IngestRefused:    # the poller will deliver the same events later; Odoo does not retry
+    except IngestRefused as e:    # the poller will deliver the same events later; Odoo does not retry
         ctx.metrics.rejected_total.labels("spool_full").inc()
-        raise ApiError(503, "spool full: the store is behind; retry later", headers={"Retry-After": "30"}) from None
+        raise ApiError(503, "spool full: the store is behind; retry later",
+                       headers={"Retry-After": e.retry_after}) from None
     if submitted.rejected:
         _, error, field = submitted.rejected[0]
         raise ApiError(400, error, field)

@@ -10,9 +10,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from revwatch.auth import ApiKey, KeyStore, allows
@@ -30,10 +32,13 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
 
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
+    from collector.deadletters import DeadLetters
+    from collector.sources import SourceRegistry
     from revwatch.journeys import JourneyService
     from collector.spool import Spool
     from collector.writer import Writer
     from probes.service import ProbeService
+    from revwatch.evaluator import EvaluatorLoop
     from slo.engine import SloEngine
     from webui.routes import WebUi
 
@@ -57,10 +62,13 @@ class AppContext:
     journeys: JourneyService = field(init=False)
     probes: ProbeService = field(init=False)
     alerts: AlertService = field(init=False)
+    evaluator: EvaluatorLoop | None = None  # the SLO evaluator loop of an evaluating server (revwatch/evaluator.py)
     ui: WebUi = field(init=False)           # set by webui.install(app)
     scheduler: BaseScheduler | None = None
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)
+    sources: SourceRegistry | None = None   # named webhook sources and their mappings (collector.sources)
+    deadletters: DeadLetters | None = None  # rejected items kept for inspection and replay (collector.deadletters)
 
 
 class ApiError(Exception):
@@ -77,6 +85,23 @@ def error_response(status: int, error: str, field: str | None = None, headers: d
     if field:
         body["field"] = field
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def first_validation_error(e: ValidationError) -> ApiError:
+    """A pydantic validation error as the one JSON error shape: the first problem and its key path."""
+    first = e.errors()[0]
+    return ApiError(400, first["msg"].removeprefix("Value error, "), ".".join(str(x) for x in first["loc"]) or None)
+
+
+async def json_object(request: Request, what: str) -> dict:
+    """The request's JSON body, which must be an object; anything else is a 400 naming `body`."""
+    try:   # orjson refuses nesting deeper than 1024 (stdlib json would hit RecursionError → 500)
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, f"body is not valid JSON: {str(e)[:200]}", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"body must be {what}", "body")
+    return body
 
 
 def instant_param(value: str | None, field: str) -> dt.datetime | None:

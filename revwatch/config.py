@@ -37,6 +37,22 @@ def _duration(v: Any) -> dt.timedelta:
     return v if isinstance(v, dt.timedelta) else parse_duration(v)
 
 
+def _name(v: str) -> str:
+    if not NAME_RE.fullmatch(v):
+        raise ValueError("name must be 1-63 letters, digits, '_', '.', '-'")
+    return v
+
+
+def _whole_minutes(v: Any) -> dt.timedelta | None:
+    """An optional duration of whole minutes, at least one (SLO evaluation works in whole minutes)."""
+    if v is None:
+        return None
+    d = _duration(v)
+    if d < dt.timedelta(minutes=1) or d.total_seconds() % 60:
+        raise ValueError("must be a whole number of minutes, at least 1m")
+    return d
+
+
 class StoreConfig(_Model):
     dsn: str | None = None                 # default: chdb://<data_dir>/data
     database: str = "revwatch"
@@ -160,8 +176,12 @@ class JourneyConfig(OwnershipFields):
     end: str
     milestones: list[str] = []             # intermediate event types, in expected order
     threshold: dt.timedelta | None = None  # default overdue threshold for the journey view
+    # a journey that should always flow: alert when none of its event types occurred for this long (slo/coverage.py)
+    no_data_alert: dt.timedelta | None = None
+    no_data_severity: Literal["page", "ticket"] = "ticket"
 
     _t = field_validator("threshold", mode="before")(classmethod(lambda cls, v: None if v is None else _duration(v)))
+    _nda = field_validator("no_data_alert", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
 
 class SliConfig(_Model):
@@ -284,8 +304,9 @@ class SloConfig(OwnershipFields):
     group_by: list[str] = []               # evaluate per value of these attributes (gateway, region …)
     description: str = ""
     # occurrences: good/total events; timeslices: good minutes / minutes (a minute is good if its ratio ≥
-    # timeslice_target); ratio_timeslices: the average of the minutes' ratios (OpenSLO RatioTimeslices)
-    budgeting: Literal["occurrences", "timeslices", "ratio_timeslices"] = "occurrences"
+    # timeslice_target); ratio_timeslices: the average of the minutes' ratios (OpenSLO RatioTimeslices);
+    # amount: good/total in money, per currency (journey SLIs only; docs/journeys.md "Money-weighted SLOs")
+    budgeting: Literal["occurrences", "timeslices", "ratio_timeslices", "amount"] = "occurrences"
     timeslice_target: float | None = None  # timeslices: a minute is good if its ratio ≥ this
     timeslice_window: dt.timedelta = dt.timedelta(minutes=1)   # the slice length (whole minutes)
     calendar: CalendarConfig | None = None  # window: calendar
@@ -294,6 +315,11 @@ class SloConfig(OwnershipFields):
     import_spec: str | None = None         # the spec format an imported SLO was written in (e.g. prometheus/v1)
     display_name: str | None = None
     annotations: dict[str, str] = {}       # free-form notes on the SLO (OpenSLO metadata.annotations)
+    # no minute with data for this long makes the SLO's state no_data (default: the fastest page tier's long
+    # window, else 1h; slo/coverage.py)
+    no_data_after: dt.timedelta | None = None
+
+    _nda = field_validator("no_data_after", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
     @field_validator("labels")
     @classmethod
@@ -303,12 +329,7 @@ class SloConfig(OwnershipFields):
             raise ValueError(f"label {reserved[0]!r} is set by revwatch on every alert and cannot be overridden")
         return v
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.fullmatch(v):
-            raise ValueError("name must be 1-63 letters, digits, '_', '.', '-'")
-        return v
+    _n = field_validator("name")(classmethod(lambda cls, v: _name(v)))
 
     @field_validator("window")
     @classmethod
@@ -330,12 +351,62 @@ class SloConfig(OwnershipFields):
     def _calendar(self) -> "SloConfig":
         if (self.window == "calendar") != (self.calendar is not None):
             raise ValueError("window: calendar goes with a calendar: {duration, start, time_zone} section")
+        if self.budgeting == "amount" and not self.sli.kind.startswith("journey_"):
+            raise ValueError("budgeting: amount weighs journey instances by their start event's amount; "
+                             f"sli kind {self.sli.kind} has no amounts")
         return self
 
     @property
     def rolling_window(self) -> dt.timedelta | None:
         """The rolling window length, or None for calendar windows."""
         return None if self.window.startswith("calendar_") else parse_duration(self.window)
+
+
+class AdjustmentConfig(_Model):
+    """A budget adjustment (docs/slo-policy.md; expanded by slo/adjustments.py): minutes that do not count
+    (`exclude`) or whose events count as good (`good`), once from `start` for `duration`, or at every occurrence of
+    the RFC 5545 `rrule` (e.g. `FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=18`). `start` is a wall-clock time in
+    `time_zone` (an offset, if given, is converted to it); each occurrence starts at its wall-clock time and lasts
+    `duration` of real time. `slos`: the SLOs it applies to (absent: every SLO)."""
+    name: str
+    start: dt.datetime
+    duration: dt.timedelta
+    rrule: str | None = None
+    time_zone: str = "UTC"
+    slos: list[str] | None = None
+    effect: Literal["exclude", "good"] = "exclude"
+    description: str = ""
+
+    _n = field_validator("name")(classmethod(lambda cls, v: _name(v)))
+    _d = field_validator("duration", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
+    _zone = field_validator("time_zone")(classmethod(lambda cls, v: iana_time_zone(v)))
+
+    @field_validator("rrule")
+    @classmethod
+    def _rrule(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().removeprefix("RRULE:")
+        from dateutil.rrule import rrulestr
+        upper = v.upper()
+        if "\n" in v or "DTSTART" in upper:
+            raise ValueError("rrule is one RRULE line without DTSTART (the start is `start`)")
+        if "FREQ=SECONDLY" in upper or "FREQ=MINUTELY" in upper or "BYSECOND" in upper:
+            raise ValueError("rrule must repeat at most hourly and without BYSECOND (adjustments are whole minutes)")
+        try:
+            rrulestr(v, dtstart=dt.datetime(2000, 1, 1))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"not an RFC 5545 RRULE ({e})") from None
+        return v
+
+    @model_validator(mode="after")
+    def _whole_minute_start(self) -> "AdjustmentConfig":
+        if self.start.second or self.start.microsecond:
+            raise ValueError("start must be a whole minute")
+        if self.start.tzinfo is not None:             # an instant: as wall-clock time in time_zone
+            from zoneinfo import ZoneInfo
+            self.start = self.start.astimezone(ZoneInfo(self.time_zone)).replace(tzinfo=None)
+        return self
 
 
 class ProbeConfig(BaseModel):
@@ -366,7 +437,9 @@ class CorrelationConfig(_Model):
 
 
 class EvaluatorConfig(_Model):
-    interval: dt.timedelta = dt.timedelta(seconds=15)
+    """The SLO evaluator loop (revwatch/evaluator.py). Its interval bounds how late a page can be (the direct alert
+    path pages from each pass): 2 s keeps crossing → page under 5 s; a pass costs ~0.6 s at 50 SLOs / 20 M events."""
+    interval: dt.timedelta = dt.timedelta(seconds=2)
     enabled: bool = True
 
     _d = field_validator("interval", mode="before")(classmethod(lambda cls, v: _duration(v)))
@@ -385,9 +458,66 @@ class AnomalyConfig(_Model):
     scan_interval: dt.timedelta = dt.timedelta(minutes=5)
     metric_interval: dt.timedelta = dt.timedelta(seconds=60)
     metric_series: list[MetricSeriesConfig] = []
+    # failure probability from which an open payment is a reconciliation-risk finding (below: listed as `scored`)
+    risk_threshold: float = Field(0.5, gt=0, le=1)
 
     _d = field_validator("scan_interval", "metric_interval", mode="before")(
         classmethod(lambda cls, v: _duration(v)))
+class DeadLetterConfig(_Model):
+    """deadletters: how much of rejected input is kept (collector.deadletters)."""
+    max_body_bytes: int = 64 * 1024        # the start of each rejected body kept (the rest is cut, its size noted)
+    max_bytes: int = 256 * 1024**2         # all letters together; the oldest go first beyond this
+    max_age: dt.timedelta = dt.timedelta(days=30)
+
+    _sizes = field_validator("max_body_bytes", "max_bytes", mode="before")(classmethod(lambda cls, v: parse_size(v)))
+    _d = field_validator("max_age", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+
+class SourceMappingConfig(_Model):
+    """How one webhook payload becomes canonical events (collector.sources): JMESPath expressions over the JSON
+    payload, a type table and the amount's unit. Unset keys take the preset's defaults (Stripe)."""
+    events: str | None = None              # JMESPath to a list of items; default: the payload is one item
+    type: str | None = None                # JMESPath to the provider's event type
+    types: dict[str, str] = {}             # provider type → canonical type (others are stored under their own name)
+    event_id: str | None = None
+    correlation_id: str | None = None
+    occurred_at: str | None = None
+    occurred_at_unit: Literal["rfc3339", "s", "ms"] | None = None
+    amount: str | None = None
+    amount_unit: Literal["major", "minor"] | None = None   # minor: cents etc., scaled by the ISO 4217 exponent
+    currency: str | None = None
+    journey: str | None = None
+    attributes: dict[str, str] = {}        # attribute name → JMESPath
+
+
+class SourceConfig(_Model):
+    """One named webhook source: `POST /api/v1/sources/<name>`, authenticated by its own signature or token."""
+    preset: Literal["stripe", "odoo", "hmac"]
+    # stripe: signing secrets (whsec_…; several during rotation); hmac: shared secrets; odoo: SHA-256 hashes of
+    # the URL tokens (`sha256:<hex>`, made by `revwatch sources token`), never the tokens themselves
+    secrets: list[str] = Field(min_length=1)
+    mapping: SourceMappingConfig = Field(default_factory=SourceMappingConfig)
+    tolerance: dt.timedelta = dt.timedelta(seconds=300)    # stripe: max age of the signed timestamp
+    header: str = "X-Signature"            # hmac: the header carrying the signature
+    prefix: str = ""                       # hmac: text before the signature, e.g. "sha256="
+    encoding: Literal["hex", "base64"] = "hex"
+    probe: str | None = None               # odoo: map with this Odoo probe's rules (same event ids as polling)
+
+    _d = field_validator("tolerance", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @model_validator(mode="after")
+    def _preset_fields(self) -> "SourceConfig":
+        if self.preset == "odoo":
+            for s in self.secrets:
+                if not re.fullmatch(r"sha256:[0-9a-f]{64}", s):
+                    raise ValueError("odoo sources keep only token hashes in secrets ('sha256:<64 hex>', printed "
+                                     "by `revwatch sources token`)")
+            if not self.probe and not (self.mapping.type and self.mapping.event_id):
+                raise ValueError("an odoo source needs 'probe' (an Odoo probe's mapping) or a mapping with at "
+                                 "least type and event_id")
+        return self
+
+
 class UiConfig(_Model):
     """The browser UI (webui/): sign-in sessions and kiosk mode."""
     public: bool = False                   # read-only pages without signing in (kiosk); acting still needs a session
@@ -411,12 +541,16 @@ class Config(_Model):
     sloth_files: list[str] = []            # Sloth specs (prometheus/v1, PrometheusServiceLevel) to import
     sloth_period: str = "30d"              # their SLO period (Sloth's --default-slo-period)
     slo_alert_windows: list[str] = []      # Sloth AlertWindows files: custom alert-window catalogues
+    adjustments: list[AdjustmentConfig] = []   # budget adjustments (docs/slo-policy.md)
+    openslo_v2alpha_files: list[str] = []  # OpenSLO v2alpha BudgetAdjustment (and composite SLO) documents
     prometheus_url: str | None = None      # where the values of Prometheus-backed SLOs are read (HTTP API)
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
     probes: list[ProbeConfig] = []
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    sources: dict[str, SourceConfig] = {}  # named webhook sources (collector.sources)
+    deadletters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     source_path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -432,9 +566,19 @@ class Config(_Model):
                 if slo.journey not in self.journeys:
                     raise ValueError(f"slos.{i}.journey: unknown journey {slo.journey!r} "
                                      f"(define it under journeys:)")
+        seen: set[str] = set()
+        for i, adj in enumerate(self.adjustments):
+            if adj.name in seen:
+                raise ValueError(f"adjustments.{i}.name: duplicate adjustment name {adj.name!r}")
+            seen.add(adj.name)
         for name in self.journeys:
             if not NAME_RE.fullmatch(name):
                 raise ValueError(f"journeys.{name}: name must be letters, digits, '_', '.', '-'")
+        for name, src in self.sources.items():
+            if not NAME_RE.fullmatch(name):
+                raise ValueError(f"sources.{name}: name must be letters, digits, '_', '.', '-'")
+            if src.probe and src.probe not in {p.name for p in self.probes}:
+                raise ValueError(f"sources.{name}.probe: no probe named {src.probe!r} (define it under probes:)")
         return self
 
     @property

@@ -7,13 +7,30 @@ raises `IngestRefused` has acknowledged nothing of that call.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
 
+def retry_after_hint(low: int = 1, high: int = 3) -> str:
+    """A `Retry-After` value for a refusal that clears in seconds: whole seconds (RFC 9110 delay-seconds) drawn
+    uniformly from [low, high], so that the senders a refusal turned away do not all come back at once.
+
+    Why short: OTLP/HTTP clients must wait at least Retry-After (docs/http.md, "Retry-After") and the OpenTelemetry
+    SDKs give an export 10 s in all by default; they drop the batch at once when the hint is longer than the time
+    left. A hint of at most 5 s leaves room for two or more retries inside those 10 s."""
+    return str(random.randint(low, high))
+
+
 class IngestRefused(Exception):
-    """The durable spool cannot take more now (full, or its disk refused the write): retry after `retry_after`."""
-    retry_after = 30
+    """The durable spool cannot take more now (full, or its disk refused the write): retry after `retry_after`
+    seconds (jittered within `retry_after_range`, each read of the property draws anew)."""
+    retry_after_range: tuple[int, int] = (2, 5)      # the store is behind: a little longer than a disk blip
+
+    @property
+    def retry_after(self) -> str:
+        """The Retry-After header value for this refusal."""
+        return retry_after_hint(*self.retry_after_range)
 
 
 @dataclass

@@ -10,16 +10,17 @@ module completes it in one place, from facts the app already holds:
 * each route's scope comes from its `require(scope)` dependency (`route_scopes`), which also drives the route
   table in docs/http.md (a test keeps the two equal);
 * error responses use the one error shape `{"error", "field"}`; 429/503 carry Retry-After, 401 WWW-Authenticate;
-* `/metrics` is text/plain (Prometheus exposition), `/` is HTML, `/v1/traces` answers protobuf or JSON.
+* `/metrics` is text/plain (Prometheus exposition), `/` is HTML, `/v1/traces` and `/v1/logs` answer protobuf or JSON.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from collector.limits import MAX_ATTR_KEY
 from revwatch.auth import SCOPES
 from revwatch.routing import api_routes as _api_routes
 
@@ -34,6 +35,10 @@ class ErrorReply(BaseModel):
     """Every error the server sends: what is wrong and, when one is to blame, the field or parameter."""
     error: str
     field: str | None = None
+
+
+# An attribute key: 1-MAX_ATTR_KEY characters (the schema's propertyNames; the validator refuses "" too).
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTR_KEY)]
 
 
 class BusinessEvent(BaseModel):
@@ -53,7 +58,7 @@ class BusinessEvent(BaseModel):
     journey: str | None = Field(None, description="optional journey name (journeys are also matched by type)")
     amount: str | None = Field(None, pattern=DECIMAL_PATTERN, description='decimal string such as "129.00"')
     currency: str | None = Field(None, pattern=CURRENCY_PATTERN, description="ISO 4217 code such as EUR")
-    attributes: dict[str, str | int | float | bool] | None = Field(
+    attributes: dict[AttributeKey, str | int | float | bool] | None = Field(
         None, max_length=64, description="string values (numbers and booleans are stored as text)")
 
 
@@ -69,6 +74,15 @@ OTLP_JSON_OUTLINE = {
                                      "collector/trace/v1/trace_service.proto); protobuf is the same message",
     "properties": {"resourceSpans": {"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}]}},
 }
+OTLP_LOGS_JSON_OUTLINE = {
+    "type": "object", "description": "ExportLogsServiceRequest in OTLP/JSON (opentelemetry-proto, "
+                                     "collector/logs/v1/logs_service.proto); protobuf is the same message",
+    "properties": {"resourceLogs": {"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}]}},
+}
+OTLP_ROUTES = {("POST", "/v1/traces"): (OTLP_JSON_OUTLINE, "ExportTraceServiceResponse (partial_success names "
+                                                           "rejected spans)"),
+               ("POST", "/v1/logs"): (OTLP_LOGS_JSON_OUTLINE, "ExportLogsServiceResponse (partial_success names "
+                                                              "rejected log records: not events, or invalid)")}
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorReply"}
 _RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
@@ -84,7 +98,7 @@ _ERRORS: dict[int, tuple[str, dict]] = {
     429: ("too many concurrent requests", _RETRY),
     503: ("store unavailable or spool full", _RETRY),
 }
-INGEST_ROUTES = {("POST", "/v1/traces"), ("POST", "/api/v1/events"), ("POST", "/api/v1/alerts/alertmanager")}
+INGEST_ROUTES = {*OTLP_ROUTES, ("POST", "/api/v1/events"), ("POST", "/api/v1/alerts/alertmanager")}
 
 
 def route_scopes(app: FastAPI) -> dict[tuple[str, str], str | None]:
@@ -148,7 +162,7 @@ def build_openapi(app: FastAPI) -> dict:
                 statuses.add(404)
             if key in INGEST_ROUTES:
                 statuses |= {413, 415, 503}
-            if key in (("POST", "/v1/traces"), ("POST", "/api/v1/events")):
+            if key in OTLP_ROUTES or key == ("POST", "/api/v1/events"):
                 statuses.add(429)
             if key == ("POST", "/api/v1/events"):
                 statuses.add(409)
@@ -204,17 +218,18 @@ def _document_bodies(doc: dict) -> None:
                                                      "carries `rejected` too)",
                                       "content": {"application/json": {"schema": {"anyOf": [
                                           _ERROR_REF, {"$ref": "#/components/schemas/EventsReply"}]}}}}
-    traces = paths.get("/v1/traces", {}).get("post")
-    if traces:
-        traces["requestBody"] = {"required": True, "content": {
+    for (_, path), (outline, summary) in OTLP_ROUTES.items():
+        export = paths.get(path, {}).get("post")
+        if not export:
+            continue
+        export["requestBody"] = {"required": True, "content": {
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": OTLP_JSON_OUTLINE}}}
+            "application/json": {"schema": outline}}}
         otlp = {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                 "application/json": {"schema": {"type": "object"}}}
-        traces["responses"]["200"] = {"description": "ExportTraceServiceResponse (partial_success names rejected "
-                                                     "spans)", "content": otlp}
+        export["responses"]["200"] = {"description": summary, "content": otlp}
         for s in ("400", "413", "415", "429", "503"):   # OTLP status bodies (google.rpc.Status), as the spec says
-            traces["responses"][s] = {"description": _ERRORS[int(s)][0], "headers": _ERRORS[int(s)][1],
+            export["responses"][s] = {"description": _ERRORS[int(s)][0], "headers": _ERRORS[int(s)][1],
                                       "content": otlp}
     alert = doc["components"]["schemas"].get("AmAlert")
     if alert:
@@ -227,6 +242,12 @@ def _document_bodies(doc: dict) -> None:
     silences = paths.get("/api/v1/silences", {}).get("post")
     if silences:
         silences["requestBody"] = _json_body({"$ref": "#/components/schemas/SilenceRequest"})
+    silence = doc["components"]["schemas"].get("SilenceRequest")
+    if silence:        # exactly one of endsAt and duration ("" and null count as absent): a silence must expire
+        absent = {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]}
+        silence["oneOf"] = [{"required": [given], "properties": {given: {"type": "string", "minLength": 1},
+                                                                  other: absent}}
+                            for given, other in (("endsAt", "duration"), ("duration", "endsAt"))]
     metrics = paths.get("/metrics", {}).get("get")
     if metrics:
         metrics["responses"]["200"] = {"description": "Prometheus text exposition 0.0.4",

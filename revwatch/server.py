@@ -3,8 +3,8 @@ runs the background work (spool writer, APScheduler jobs: SLO evaluation, probes
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import Depends, FastAPI, Request
@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from alerts import receiver as alert_routes
+from alerts.direct import DirectAlerts
 from alerts.service import AlertService
 from anomaly import routes as anomaly_routes
 from anomaly.detectors import scan as anomaly_scan
@@ -21,17 +22,25 @@ from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
 from revwatch.journeys import JourneyService
 from collector import journey_routes
+from collector.deadletters import DeadLetters
 from collector.pipeline import build_ingest
+from collector import source_routes
+from collector.sources import ExternalMapper, SourceRegistry
 from probes import odoo_webhook
+from probes.odoo import OdooProbe
 from probes.service import ProbeService
 from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
+from revwatch.evaluator import EvaluatorLoop
+from revwatch.ingest import retry_after_hint
 from revwatch.metrics import Metrics
 from revwatch.openapi import install_openapi
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
 from revwatch.store import Store, StoreError, store_from_config
 from slo import routes as slo_routes
+from slo import policy_routes as slo_policy_routes
+from slo.conditions import identities
 from slo.engine import SloEngine
 from slo.exposition import SloCollector
 import webui
@@ -61,12 +70,32 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
+    ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
+    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
         cfg.alerts.model_copy(update={"public_url": cfg.server.external_url})   # links default to this server
     ctx.alerts = AlertService(store, alerts_cfg, metrics, engine, ctx.probes)
+    if cfg.server.role in ("all", "evaluator") and cfg.evaluator.enabled:
+        direct = None
+        if alerts_cfg.direct.enabled:          # the evaluator pages directly; never twice through Alertmanager
+            direct = DirectAlerts(ctx.alerts, alerts_cfg.direct)
+            owned = identities(engine.specs)
+            ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
+        ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
+                                      alerts_cfg.public_url, metrics)
     return ctx
+
+
+def _probe_mappers(cfg: Config, probes: ProbeService) -> dict[str, ExternalMapper]:
+    """Odoo sources with `probe:` map with that Odoo probe's webhook rules (the poller's event ids)."""
+    out: dict[str, ExternalMapper] = {}
+    for name, src in cfg.sources.items():
+        runner = probes.runners.get(src.probe) if src.probe else None
+        if runner is not None and isinstance(runner.probe, OdooProbe):
+            out[name] = functools.partial(odoo_webhook.map_webhook, runner.probe)
+    return out
 
 
 def _credentialed_by(ctx: AppContext):
@@ -87,6 +116,20 @@ def _credentialed_by(ctx: AppContext):
     return credentialed
 
 
+def _served_from_memory(ctx: AppContext):
+    """Whether a request is answered from the evaluator's latest pass held in memory (slo/snapshot.py) — the SLO
+    list and one SLO, as of now — so it costs no store work and need not take a read turn under ingest load."""
+    def from_memory(scope) -> bool:
+        path = scope["path"]
+        if not (path == "/api/v1/slos" or (path.startswith("/api/v1/slos/") and path.count("/") == 4)):
+            return False
+        if b"at=" in scope.get("query_string", b""):
+            return False
+        latest = ctx.slo.snapshot.current
+        return latest is not None and latest.from_evaluator
+    return from_memory
+
+
 def create_app(cfg: Config, store: Store | None = None, start_background: bool = True) -> FastAPI:
     """The revwatch FastAPI app; background work starts with the app's lifespan when `start_background`."""
     ctx = build_context(cfg, store)
@@ -101,14 +144,15 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             ctx.background_running = True
             if collects:
                 ctx.writer.start()
+                if ctx.deadletters is not None:
+                    ctx.deadletters.start()
             scheduler = BackgroundScheduler(timezone="UTC")
-            if evaluates and cfg.evaluator.enabled:
-                scheduler.add_job(ctx.slo.evaluate_and_cache, "interval",
-                                  seconds=cfg.evaluator.interval.total_seconds(), id="slo-evaluate",
-                                  max_instances=1, coalesce=True, next_run_time=_soon())
+            if ctx.evaluator is not None:       # its own thread: a slow pass delays the next, never skips it
+                ctx.evaluator.start()
             if evaluates:
                 ctx.probes.schedule(scheduler)
                 scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], id="anomaly-scan",
+                                  kwargs={"risk_threshold": cfg.anomaly.risk_threshold},
                                   seconds=cfg.anomaly.scan_interval.total_seconds(), max_instances=1,
                                   coalesce=True)
                 if cfg.anomaly.metric_series and ctx.metric_watcher is not None:
@@ -122,11 +166,15 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             yield
         finally:
             if owner:
+                if ctx.evaluator is not None:
+                    ctx.evaluator.stop()
                 ctx.alerts.stop()
                 if scheduler:
                     scheduler.shutdown(wait=False)
                 if collects:
                     ctx.writer.stop()
+                    if ctx.deadletters is not None:
+                        ctx.deadletters.stop()
                 ctx.spool.close()
                 ctx.background_running = False
 
@@ -134,14 +182,18 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx))
+    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx),
+                       from_memory=_served_from_memory(ctx))
     if cfg.server.trusted_proxies:     # outermost: scheme and client address are settled before anything reads them
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(cfg.server.trusted_proxies))
     install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)
+        app.include_router(source_routes.router)
+    app.include_router(source_routes.read_router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
+    app.include_router(slo_policy_routes.router)
     app.include_router(anomaly_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(odoo_webhook.router)
@@ -201,17 +253,16 @@ def readiness(c: AppContext):
     problems = []
     if store_ok is False:
         problems.append("store unreachable")
-    if pending >= spool.max_bytes * 0.95:
-        problems.append("spool full")
-    if spool.fault is not None and spool.fault_at is not None and time.monotonic() - spool.fault_at < 10:
-        problems.append(f"spool disk error: {spool.fault}")
+    spool_problem = spool.refusal()
+    if spool_problem:
+        problems.append(spool_problem)
     writer_problem = c.writer.health_problem()
     if writer_problem:
         problems.append(writer_problem)
     if not problems:
         return {"status": "ready", **body}
     return JSONResponse({"status": "not ready", "error": "; ".join(problems), **body}, status_code=503,
-                        headers={"Retry-After": "5"})
+                        headers={"Retry-After": retry_after_hint()})
 
 
 def _soon():

@@ -1,9 +1,10 @@
 """SLO evaluation: SLI and burn rate per window, error budget, exhaustion forecast, multi-window alert state.
 
-Windows are whole minutes: a window of length W at instant `at` is the W/1m minutes ending with the minute
-that contains `at`; minutes before that one come from the `slo_minutes` rollup, the minute of `at` itself is
-computed live with decisions ≤ `at`. So an evaluation "as of" a past instant sees exactly what a live
-evaluation saw then (given the same data), and later data (decided after `at`) changes nothing.
+A window of length W at instant `at` covers exactly (at − W, at] (slo/edges.py): the whole minutes inside it come
+from the `slo_minutes` rollup, the minute of `at` itself counts decisions ≤ `at`, and the sub-minute leading edge
+is counted from raw rows (gauge and timeslice SLIs count whole slices instead). So a constant error stream gives a
+constant burn at every second, an evaluation "as of" a past instant sees exactly what a live evaluation saw then
+(given the same data), and later data (decided after `at`) changes nothing.
 
 Burn rate = error ratio / (1 − objective). Alert state per the SRE workbook's multi-window multi-burn-rate
 table (page: 1h & 5m ≥ 14.4 or 6h & 30m ≥ 6; ticket: 1d & 2h ≥ 3 or 3d & 6h ≥ 1; configurable per SLO; at the
@@ -14,17 +15,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
+from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
+from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
+                          window_minutes)
+from slo.edges import has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
+from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
+from revwatch.journeys import money as jmoney
 from slo.prometheus_values import PrometheusReader
+from slo.state import budget_of, state_of
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
 
 log = logging.getLogger("revwatch.slo")
@@ -38,8 +46,14 @@ def _at_least(burn: float, threshold: float) -> bool:
 @dataclass
 class WindowResult:
     good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
-    total: int
+    total: int                             # budgeting amount: both in 1/scale currency units (integers, exact)
     objective: float
+    scale: int = 1                         # AMOUNT_SCALE for `budgeting: amount`, else 1
+
+    @property
+    def volume(self) -> float:
+        """What `min_events` compares with: decided events (or minutes), or for amounts, currency units."""
+        return self.total / self.scale
 
     @property
     def sli(self) -> float | None:
@@ -54,8 +68,13 @@ class WindowResult:
         return self.error_ratio / (1 - self.objective)
 
     def as_dict(self) -> dict:
-        return {"good": self.good, "total": self.total, "bad": self.total - self.good, "sli": self.sli,
-                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        d: dict[str, object] = {"good": self.good / self.scale, "total": self.volume,
+                                "bad": (self.total - self.good) / self.scale, "sli": self.sli,
+                                "error_ratio": self.error_ratio, "burn_rate": self.burn_rate}
+        if self.scale != 1:                    # money: exact decimal strings beside the numbers
+            d["money"] = {k: jmoney.fmt(jmoney.from_units(v)) for k, v in
+                          (("good", self.good), ("total", self.total), ("bad", self.total - self.good))}
+        return d
 
 
 @dataclass
@@ -66,15 +85,15 @@ class SloResult:
     windows: dict[str, WindowResult]
     alerts: list[dict] = field(default_factory=list)
     state: str = "ok"
+    coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
+    adjustments: list[dict] = field(default_factory=list)   # what budget adjustments removed from the SLO window
 
     @property
     def budget(self) -> dict:
-        """Error budget of the SLO window: remaining ratio and events, and days until exhausted."""
-        w = self.windows["slo"]
-        obj = self.spec.config.objective
-        allowed = (1 - obj) * w.total
-        bad = w.total - w.good
-        remaining_ratio = 1 - bad / allowed if allowed > 0 else (1.0 if bad == 0 else float("-inf"))
+        """Error budget of the SLO window (slo.state.budget_of: signed, overspend negative) and days until
+        exhausted at the 1 h / 6 h burn rates."""
+        b = budget_of(self)
+        remaining_ratio = b.remaining_ratio
         period_days = self.spec.period(self.at).total_seconds() / 86400
         forecast: dict[str, float | None] = {}
         for name in ("1h", "6h"):
@@ -85,26 +104,44 @@ class SloResult:
                 forecast[name] = None                 # not burning: never exhausted at this rate
             else:
                 forecast[name] = remaining_ratio * period_days / burn
-        unit = "minutes" if self.spec.config.budgeting != "occurrences" or self.spec.kind == "gauge_threshold" \
-            else "events"
-        return {"remaining_ratio": remaining_ratio if remaining_ratio != float("-inf") else -1.0,
-                "allowed_bad": allowed, "bad": bad, "remaining": allowed - bad, "unit": unit,
-                "days_until_exhausted": forecast}
+        doc: dict[str, object] = {
+            "remaining_ratio": remaining_ratio, "allowed_bad": b.allowed, "bad": b.spent, "remaining": b.remaining,
+            "overspent": b.overspent, "unit": b.unit, "days_until_exhausted": forecast}
+        if self.spec.config.budgeting == "amount":     # the budget in money, exact: allowed = (1 - objective) × total
+            w = self.windows["slo"]
+            allowed_d = (1 - Decimal(str(self.spec.config.objective))) * jmoney.from_units(w.total)
+            bad_d = jmoney.from_units(w.total - w.good)
+            doc["money"] = {"currency": self.currency, "total": jmoney.fmt(jmoney.from_units(w.total)),
+                            "allowed_bad": jmoney.fmt(allowed_d), "bad": jmoney.fmt(bad_d),
+                            "remaining": jmoney.fmt(allowed_d - bad_d)}
+        return doc
+
+    @property
+    def currency(self) -> str | None:
+        """The currency of a money-weighted SLO's group (the last part of its group key), else None."""
+        return self.group.rsplit("|", 1)[-1] if self.spec.config.budgeting == "amount" else None
 
     def as_dict(self) -> dict:
         c = self.spec.config
         d = {"name": c.name, "group": self.group or None, "journey": c.journey, "kind": self.spec.kind,
              "objective": c.objective, "window": c.window, "at": self.at.isoformat(),
-             "state": self.state, "sli": self.windows["slo"].sli,
+             "state": self.state, "sli": self.windows["slo"].sli, "budgeting": c.budgeting,
+             "currency": self.currency,
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
-             "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict()}
+             "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
+             "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments}
         return d
+
+
+def _scale(spec: SloSpec) -> int:
+    """Units per counted thing in `slo_minutes`: AMOUNT_SCALE per currency unit for money-weighted SLOs, else 1."""
+    return jmoney.AMOUNT_SCALE if spec.config.budgeting == "amount" else 1
 
 
 def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]) -> WindowResult:
     """A sliced window's result: the closed slices' score plus the slice containing `at`, live minute included."""
-    good, total, cur_good, cur_total = sums
+    good, total, cur_good, cur_total = sums[:4]
     cur_good = int(cur_good) + sum(g for g, _ in live)
     cur_total = int(cur_total) + sum(t for _, t in live)
     c = spec.config
@@ -118,14 +155,27 @@ def _close_current_slice(spec: SloSpec, sums: tuple, live: list[tuple[int, int]]
     return WindowResult(good, int(total), c.objective)
 
 
-def alert_state(res: SloResult) -> None:
-    """Fill `res.alerts` (one entry per tier) and `res.state` (the most severe firing severity)."""
+def _adjust_live(plan: Plan, minute: dt.datetime, rows: list[tuple]) -> list[tuple]:
+    """The live minute's (group, minute, good, total) rows with the adjustments applied, as the SQL does."""
+    if plan is EMPTY:
+        return rows
+    effect = plan.covers(minute)
+    if effect == "exclude":
+        return [(g, m, 0, 0) for g, m, _, _ in rows]
+    if effect == "good":
+        return [(g, m, t, t) for g, m, _, t in rows]
+    return rows
+
+
+def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
+    """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of: the one decision, with the
+    coverage's no-data verdict). Tiers without data hold the state they had in `previous`, the evaluation as of the
+    last minute with data (slo/coverage.py)."""
     al = res.spec.config.alerting
-    state = "ok"
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
-            enough = lw.total >= al.min_events and sw.total >= al.min_events
+            enough = lw.volume >= al.min_events and sw.volume >= al.min_events     # amounts: currency units
             firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
             res.alerts.append({"severity": severity, "long": format_duration(p.long),
                                "short": format_duration(p.short), "threshold": p.burn_rate,
@@ -133,9 +183,10 @@ def alert_state(res: SloResult) -> None:
                                "alert_after": format_duration(p.alert_after) if p.alert_after else None,
                                "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
                                "low_traffic": not enough, "firing": firing})
-            if firing:
-                state = severity
-    res.state = state
+    if res.coverage is not None:
+        res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
+                                           res.coverage.last_data)
+    res.state = state_of(res)          # the one decision (slo/state.py): page, exhausted, ticket, no_data, ok
 
 
 class SloEngine:
@@ -149,12 +200,44 @@ class SloEngine:
         self.prometheus: PrometheusReader | None = (
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, self.specs)
+        # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
+        self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
-        self.latest: list[SloResult] | None = None
-        self.latest_journeys: dict[str, dict] = {}
-        self.latest_at: dt.datetime | None = None
-        self.last_seconds: float | None = None
-        self._lock = threading.Lock()
+        self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
+
+    # -- the latest pass (views of self.snapshot, one whole pass each) --------------------------------------
+    @property
+    def latest(self) -> list[SloResult] | None:
+        """The latest pass's results, None before the first."""
+        ev = self.snapshot.current
+        return list(ev.results) if ev is not None else None
+
+    @property
+    def latest_at(self) -> dt.datetime | None:
+        ev = self.snapshot.current
+        return ev.at if ev is not None else None
+
+    @property
+    def latest_journeys(self) -> dict[str, dict]:
+        ev = self.snapshot.current
+        return ev.journeys if ev is not None else {}
+
+    @property
+    def latest_forecasts(self) -> list[dict]:
+        """In-flight forecasts of every journey SLO (slo/forecast.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.forecasts if ev is not None else []
+
+    @property
+    def latest_silence(self) -> dict[str, JourneySilence]:
+        """Journeys with no_data_alert and how long they have been silent (slo/coverage.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.silence if ev is not None else {}
+
+    @property
+    def last_seconds(self) -> float | None:
+        ev = self.snapshot.current
+        return ev.seconds if ev is not None else None
 
     def spec(self, name: str) -> SloSpec | None:
         """The spec named `name` (evaluated here or by Prometheus)."""
@@ -182,8 +265,16 @@ class SloEngine:
                     names.append(format_duration(w))
         return {n: parse_duration(n) for n in names}
 
+    def exact_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
+        """The windows of an SLO that are exact (slo/edges.py): every burn window, and the SLO window if rolling."""
+        out = self.window_lengths(spec)
+        rolling = rolling_length(spec)
+        if rolling is not None:
+            out["slo"] = rolling
+        return out
+
     def evaluate(self, at: dt.datetime | None = None, names: list[str] | None = None,
-                 refresh: bool = False) -> list[SloResult]:
+                 refresh: bool = False, _hold: bool = True) -> list[SloResult]:
         """Evaluate SLOs as of `at` (default now).
 
         Reads never write: without `refresh` the minutes a rollup pass would rewrite now (late data, minutes time
@@ -211,26 +302,45 @@ class SloEngine:
         # else computed live with decisions ≤ `at`
         current = at == now
         end = at_min + MINUTE if current else at_min
-        sliced = [s for s in specs if s.config.budgeting != "occurrences" and s.config.timeslice_window > MINUTE]
+        sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
+                  and s.config.timeslice_window > MINUTE]
         by_minute = [s for s in specs if s not in sliced]
-        sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay) if by_minute else {}
+        plans = self.adjustments.plans([s.name for s in specs], min(min(b.values()) for b in bounds.values()),
+                                       at_min + MINUTE)
+        sums: dict = {}
+        last_data: dict[tuple[str, str], dt.datetime] = {}      # latest minute with data in the SLO window
+        if by_minute:
+            sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay, last_data, plans)
         if sliced:
-            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay))
-        live = {s.name: ([] if current else self.rollups.minute_counts(s, at_min, at_min, at)) for s in specs}
+            sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data, plans))
+        live = {s.name: ([] if current else _adjust_live(plans[s.name], at_min,
+                                                          self.rollups.minute_counts(s, at_min, at_min, at)))
+                for s in specs}
+        edges = leading_edges(self.rollups, [(s, w, length) for s in specs if has_exact_windows(s)
+                                             for w, length in self.exact_lengths(s).items()], at)
         results = []
         for s in specs:
-            groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]}
+            groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]} \
+                | {g for (name, g, _) in edges if name == s.name}
             if not groups:
                 groups = {""}
             for g in sorted(groups):
                 per_window = sums.get((s.name, g), {})
                 live_g = [(good, total) for gg, _, good, total in live[s.name] if gg == g]
                 windows = {}
+                live_covered = sum(lt > 0 for _, lt in live_g)
+                covered = {w: int(per_window.get(w, (0, 0, 0))[-1 if s in sliced else 2]) + live_covered
+                           for w in bounds[s.name]}
                 for wname in bounds[s.name]:
                     if s in sliced:
-                        windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0)), live_g)
+                        windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0, 0)), live_g)
                         continue
-                    good, total = per_window.get(wname, (0, 0))
+                    good, total = per_window.get(wname, (0, 0, 0))[:2]
+                    edge_good, edge_total = edges.get((s.name, g, wname), (0, 0))     # exact windows (slo/edges.py)
+                    if edge_total:                 # the edge lies in minute at_min − length: adjusted like it
+                        [(_, _, edge_good, edge_total)] = _adjust_live(
+                            plans[s.name], at_min - self.exact_lengths(s)[wname], [("", at_min, edge_good, edge_total)])
+                    good, total = good + edge_good, total + edge_total
                     for lg, lt in live_g:
                         if s.config.budgeting == "timeslices":
                             good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
@@ -240,11 +350,57 @@ class SloEngine:
                             total += int(lt > 0)
                         else:
                             good, total = good + lg, total + lt
-                    windows[wname] = WindowResult(good, total, s.config.objective)
-                res = SloResult(s, g, at, windows)
-                alert_state(res)
+                    windows[wname] = WindowResult(good, total, s.config.objective, _scale(s))
+                last = last_data.get((s.name, g))
+                if any(lt > 0 for _, lt in live_g):
+                    last = at_min
+                minutes = window_minutes(bounds[s.name], at_min + MINUTE)
+                plan, stop = plans[s.name], at_min + MINUTE
+                cov = Coverage({w: WindowCoverage(minutes[w], covered[w], minutes_in(plan.exclude, lo, stop),
+                                                  minutes_in(plan.good, lo, stop))
+                                for w, lo in bounds[s.name].items()}, last, at_min,
+                               no_data_after(s))
+                res = SloResult(s, g, at, windows, coverage=cov,
+                                adjustments=plan.summary(bounds[s.name]["slo"], stop))
                 results.append(res)
+        self._alert_states(results, _hold)
         return results
+
+    def _alert_states(self, results: list[SloResult], hold: bool) -> None:
+        """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
+        minute with data (one per SLO and distinct minute; that evaluation has data in every window)."""
+        wanted: dict[tuple[str, dt.datetime], list[SloResult]] = {}
+        for r in results:
+            cov = r.coverage
+            if hold and cov is not None and cov.last_data is not None and cov.last_data < cov.at_minute and any(
+                    r.windows[format_duration(t.long)].total == 0 or r.windows[format_duration(t.short)].total == 0
+                    for t in r.spec.tiers):
+                wanted.setdefault((r.spec.name, cov.last_data), []).append(r)
+        before: dict[tuple[str, str], SloResult] = {}
+        for (name, minute), rs in wanted.items():
+            for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=[name], _hold=False):
+                if any(p.group == r.group for r in rs):
+                    before[(name, p.group)] = p
+        for r in results:
+            alert_state(r, before.get((r.spec.name, r.group)))
+
+    @staticmethod
+    def _adjusted(params: dict, plans: dict[str, Plan]) -> str:
+        """`g` and `t` of a rollup row with budget adjustments applied (slo/adjustments.py): an excluded minute
+        counts nothing, a `good` minute counts its events as good. Intervals go in as array parameters."""
+        rows = [(name, kind, int(a.timestamp()), int(b.timestamp())) for name, p in plans.items()
+                for kind, iv in (("x", p.exclude), ("g", p.good)) for a, b in iv]
+        if not rows:
+            return "Good AS g, Total AS t"
+        hit = {}
+        for kind in ("x", "g"):
+            mine = [r for r in rows if r[1] == kind]
+            params.update({f"adj_{kind}_slo": [r[0] for r in mine], f"adj_{kind}_lo": [r[2] for r in mine],
+                           f"adj_{kind}_hi": [r[3] for r in mine]})
+            hit[kind] = (f"arrayExists((n, lo, hi) -> n = Slo AND toInt64(toUnixTimestamp(Minute)) >= lo AND "
+                         f"toInt64(toUnixTimestamp(Minute)) < hi, {{adj_{kind}_slo:Array(String)}}, "
+                         f"{{adj_{kind}_lo:Array(Int64)}}, {{adj_{kind}_hi:Array(Int64)}})")
+        return f"multiIf({hit['x']}, 0, {hit['g']}, Total, Good) AS g, if({hit['x']}, 0, Total) AS t"
 
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass
@@ -270,8 +426,9 @@ class SloEngine:
     )"""
 
     def _rollup_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, last: dt.datetime,
-                     overlay: list[tuple]) -> dict:
-        """{(slo, group): {window: (good, total)}} over rollup minutes before `end`, one query for all SLOs.
+                     overlay: list[tuple], last_data: dict, plans: dict[str, Plan]) -> dict:
+        """{(slo, group): {window: (good, total, minutes with data)}} over rollup minutes before `end`, one query for
+        all SLOs; fills `last_data` {(slo, group): latest minute with data in the SLO window}.
 
         Window membership is an integer comparison of each minute's age; only the SLO's own window (rolling or
         calendar, different per SLO) needs a per-row lookup."""
@@ -281,19 +438,21 @@ class SloEngine:
         params = {"names": names, "hashes": [s.spec_hash for s in specs], "oldest": ms(oldest), "end": ms(end),
                   "age_ref": ms(last + MINUTE),
                   "ts_targets": [float(s.config.timeslice_target or s.config.objective) for s in specs],
-                  "timeslices": [{"occurrences": 0, "timeslices": 1, "ratio_timeslices": 2}[s.config.budgeting]
-                                 for s in specs],
+                  "timeslices": [{"occurrences": 0, "amount": 0, "timeslices": 1,
+                                  "ratio_timeslices": 2}[s.config.budgeting] for s in specs],
                   "slo_start": [ms(bounds[s.name]["slo"]) for s in specs]}
         cols = []
         for i, w in enumerate(rolling + ["slo"]):
             cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
             cols.append(f"multiIf(ts = 1, toFloat64(countIf(t > 0 AND g / t >= target AND {cond})), "
                         f"ts = 2, sumIf(g / t, t > 0 AND {cond}), toFloat64(sumIf(g, {cond}))) AS g{i}, "
-                        f"if(ts = 0, sumIf(t, {cond}), countIf(t > 0 AND {cond})) AS t{i}")
+                        f"if(ts = 0, sumIf(t, {cond}), countIf(t > 0 AND {cond})) AS t{i}, "
+                        f"countIf(t > 0 AND {cond}) AS n{i}")
         sql = f"""
-SELECT Slo, GroupKey, any(ts) AS ts_, {', '.join(cols)}
+SELECT Slo, GroupKey, any(ts) AS ts_, toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_,
+       {', '.join(cols)}
 FROM (
-    SELECT Slo, GroupKey, Minute, Good AS g, Total AS t,
+    SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
            dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
            Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                         toInt64(0)), 'UTC') AS in_slo,
@@ -310,14 +469,18 @@ GROUP BY Slo, GroupKey, ts
         out: dict = {}
         wnames = rolling + ["slo"]
         for row in self.store.query(sql, params).rows:
-            vals = row[3:]
+            vals = row[4:]
             exact = (lambda v: v) if row[2] == 2 else (lambda v: int(round(v)))   # counts stay integers
-            out[(row[0], row[1])] = {w: (exact(vals[2 * i]), int(vals[2 * i + 1])) for i, w in enumerate(wnames)}
+            out[(row[0], row[1])] = {w: (exact(vals[3 * i]), int(vals[3 * i + 1]), int(vals[3 * i + 2]))
+                                     for i, w in enumerate(wnames)}
+            if row[3] > 0:
+                last_data[(row[0], row[1])] = dt.datetime.fromtimestamp(row[3], dt.timezone.utc)
         return out
 
     def _sliced_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, at_min: dt.datetime,
-                     overlay: list[tuple]) -> dict:
-        """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total)}}.
+                     overlay: list[tuple], last_data: dict, plans: dict[str, Plan]) -> dict:
+        """Time slices longer than a minute: {(slo, group): {window: (good, total, cur_good, cur_total, minutes with
+        data)}}; fills `last_data` as `_rollup_sums` does.
 
         Slices are aligned to multiples of their length since the epoch (UTC) and clipped to each window (a slice
         that straddles a window's start counts with its minutes inside the window). Closed slices are scored in
@@ -337,17 +500,18 @@ GROUP BY Slo, GroupKey, ts
         inner, outer = [], []
         for i, w in enumerate(wnames):
             cond = "in_slo" if w == "slo" else f"age < {int(parse_duration(w).total_seconds() // 60)}"
-            inner.append(f"sumIf(g, {cond}) AS g{i}, sumIf(t, {cond}) AS t{i}")
+            inner.append(f"sumIf(g, {cond}) AS g{i}, sumIf(t, {cond}) AS t{i}, countIf(t > 0 AND {cond}) AS n{i}")
             closed = f"t{i} > 0 AND slice != cur"
             outer.append(f"if(ts = 1, toFloat64(countIf({closed} AND g{i} / t{i} >= target)), "
                          f"sumIf(g{i} / t{i}, {closed})) AS sg{i}, countIf({closed}) AS st{i}, "
-                         f"sumIf(g{i}, slice = cur) AS cg{i}, sumIf(t{i}, slice = cur) AS ct{i}")
+                         f"sumIf(g{i}, slice = cur) AS cg{i}, sumIf(t{i}, slice = cur) AS ct{i}, sum(n{i}) AS sn{i}")
         sql = f"""
-SELECT Slo, GroupKey, {', '.join(outer)}
+SELECT Slo, GroupKey, max(last_) AS last_, {', '.join(outer)}
 FROM (
-    SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur, {', '.join(inner)}
+    SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur,
+           toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_, {', '.join(inner)}
     FROM (
-        SELECT Slo, GroupKey, Good AS g, Total AS t,
+        SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
                dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
                Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                             toInt64(0)), 'UTC') AS in_slo,
@@ -367,8 +531,10 @@ GROUP BY Slo, GroupKey, ts
 """
         out: dict = {}
         for row in self.store.query(sql, params).rows:
-            vals = row[2:]
-            out[(row[0], row[1])] = {w: tuple(vals[4 * i:4 * i + 4]) for i, w in enumerate(wnames)}
+            vals = row[3:]
+            out[(row[0], row[1])] = {w: tuple(vals[5 * i:5 * i + 5]) for i, w in enumerate(wnames)}
+            if row[2] > 0:
+                last_data[(row[0], row[1])] = dt.datetime.fromtimestamp(row[2], dt.timezone.utc)
         return out
 
     # -- scheduler entry points ---------------------------------------------------------------------------
@@ -381,18 +547,30 @@ GROUP BY Slo, GroupKey, ts
             log.exception("SLO evaluation failed")
             raise
         stats = self.journey_reader.stats(utcnow())
-        with self._lock:
-            self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
-            self.last_seconds = time.perf_counter() - t0
+        silence = journey_silence(self.store, self.cfg.journeys, utcnow())
+        forecasts = self._forecasts(results)
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
+                                         forecasts=forecasts))
         return results
+
+    def _forecasts(self, results: list[SloResult]) -> list[dict]:
+        """In-flight forecasts of every journey SLO (for /metrics); one that fails is logged and left out, so a
+        forecast problem never stops the evaluation."""
+        from slo.forecast import forecast
+        out: list[dict] = []
+        for spec in self.specs:
+            if spec.is_journey:
+                try:
+                    out += forecast(self, spec, results=[r for r in results if r.spec is spec])
+                except Exception:
+                    log.exception("forecast of %s failed", spec.name)
+        return out
 
     def latest_or_evaluate(self) -> list[SloResult]:
         """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""
-        with self._lock:
-            latest = self.latest
+        latest = self.latest
         if latest is not None:
             return latest
         results = self.evaluate()
-        with self._lock:
-            self.latest, self.latest_at = results, utcnow()
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), from_evaluator=False))
         return results

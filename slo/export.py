@@ -111,6 +111,8 @@ def slo_document(spec: SloSpec) -> dict:
         annotations[IMPORT_SPEC_ANNOTATION] = c.import_spec or "none"
     if spec.is_prometheus:
         annotations[BUDGETED_ANNOTATION] = "true"
+    if c.budgeting == "amount":
+        annotations["revwatch.io/budgeting"] = "amount"
     annotations[ALERTING_ANNOTATION] = json.dumps(_plain(c.alerting.model_dump()), sort_keys=True,
                                                   separators=(",", ":"))
     meta: dict = {"name": name}
@@ -122,7 +124,7 @@ def slo_document(spec: SloSpec) -> dict:
     objective: dict = {"target": c.objective}
     if c.budgeting == "timeslices":
         objective["timeSliceTarget"] = c.timeslice_target if c.timeslice_target is not None else c.objective
-    if c.budgeting != "occurrences" and not spec.is_prometheus:
+    if c.budgeting in ("timeslices", "ratio_timeslices") and not spec.is_prometheus:
         objective["timeSliceWindow"] = format_duration(c.timeslice_window)
     spec_doc: dict = {}
     if c.description:
@@ -132,7 +134,8 @@ def slo_document(spec: SloSpec) -> dict:
     spec_doc.update({
         "indicator": _indicator(spec, name),
         "timeWindow": [_window(spec)],
-        "budgetingMethod": {"occurrences": "Occurrences", "timeslices": "Timeslices",
+        # OpenSLO has no money budgeting: an amount SLO is Occurrences of currency units (annotation below)
+        "budgetingMethod": {"occurrences": "Occurrences", "timeslices": "Timeslices", "amount": "Occurrences",
                             "ratio_timeslices": "RatioTimeslices"}[c.budgeting],
         "objectives": [objective],
     })

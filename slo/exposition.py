@@ -1,9 +1,11 @@
-"""Prometheus exposition of SLO results (DESIGN.md §7), read from the engine's latest evaluation."""
+"""Prometheus exposition of SLO results (docs/prometheus.md), read from the engine's latest evaluation; the state
+is slo.state's one decision, exposed as `revwatch_slo_state{state=...}` (1 for the current state, 0 for the others)."""
 from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily
 
 from slo.engine import SloEngine
+from slo.state import STATES
 
 
 class SloCollector:
@@ -21,8 +23,13 @@ class SloCollector:
                                 labels=["slo", "group", "window"])
         burn = GaugeMetricFamily("revwatch_slo_burn_rate", "Error-budget burn rate per window",
                                  labels=["slo", "group", "window"])
-        events = GaugeMetricFamily("revwatch_slo_window_events", "Decided events (or minutes) per window",
+        events = GaugeMetricFamily("revwatch_slo_window_events",
+                                   "Decided events (or minutes; budgeting amount: currency units) per window",
                                    labels=["slo", "group", "window"])
+        money = GaugeMetricFamily("revwatch_slo_error_budget_amount",
+                                  "Money-weighted SLOs: the SLO window's budget in currency units, by part "
+                                  "(total decided, allowed_bad, bad, remaining)",
+                                  labels=["slo", "group", "currency", "part"])
         budget = GaugeMetricFamily("revwatch_slo_error_budget_remaining_ratio",
                                    "Error budget remaining in the SLO window",
                                    labels=["slo", "group"])
@@ -33,15 +40,37 @@ class SloCollector:
         objective = GaugeMetricFamily("revwatch_slo_objective_ratio", "SLO objective", labels=["slo"])
         alert = GaugeMetricFamily("revwatch_slo_alert", "1 when the multi-window burn-rate alert fires",
                                   labels=["slo", "group", "severity"])
+        state = GaugeMetricFamily("revwatch_slo_state", "1 for the SLO's current state (page, exhausted, ticket, ok, "
+                                  "no_data; the same decision the CLI, API and UI show), 0 for the others",
+                                  labels=["slo", "group", "state"])
+        coverage = GaugeMetricFamily("revwatch_slo_coverage_ratio",
+                                     "Minutes with data / counted minutes of the window (slo/coverage.py)",
+                                     labels=["slo", "group", "window"])
+        no_data = GaugeMetricFamily("revwatch_slo_no_data", "1 when the SLO has had no data for no_data_after",
+                                    labels=["slo", "group"])
+        silent = GaugeMetricFamily("revwatch_slo_no_data_seconds", "Time since the last minute with data",
+                                   labels=["slo", "group"])
         seen = set()
         for r in results:
+            for st in STATES:
+                state.add_metric([r.spec.name, r.group, st], float(r.state == st))
             name, g = r.spec.name, r.group
             for w, wr in r.windows.items():
                 if wr.sli is not None:
                     sli.add_metric([name, g, w], wr.sli)
                 burn.add_metric([name, g, w], round(wr.burn_rate, 9))   # float noise would flip ">= 1" rules
-                events.add_metric([name, g, w], wr.total)
+                events.add_metric([name, g, w], wr.volume)
+            if r.coverage is not None:
+                for w, c in r.coverage.windows.items():
+                    if c.ratio is not None:
+                        coverage.add_metric([name, g, w], c.ratio)
+                no_data.add_metric([name, g], float(r.coverage.no_data))
+                if r.coverage.silent_for is not None:
+                    silent.add_metric([name, g], r.coverage.silent_for.total_seconds())
             b = r.budget
+            for part, v in (b.get("money") or {}).items():
+                if part != "currency":
+                    money.add_metric([name, g, b["money"]["currency"], part], float(v))
             budget.add_metric([name, g], b["remaining_ratio"])
             for bw, d in b["days_until_exhausted"].items():
                 if d is not None:
@@ -62,7 +91,29 @@ class SloCollector:
             for q, v in st["lag_seconds"].items():
                 lag.add_metric([journey, q], v)
             pending.add_metric([journey], st["pending"])
+        journey_silent = GaugeMetricFamily("revwatch_journey_no_data_seconds",
+                                           "Journeys with no_data_alert: time since one of their events last occurred",
+                                           labels=["journey"])
+        journey_alert = GaugeMetricFamily("revwatch_journey_no_data_alert",
+                                          "1 while a journey that should always flow has had no event for "
+                                          "no_data_alert",
+                                          labels=["journey"])
+        for journey, sil in (self.engine.latest_silence or {}).items():
+            if sil.silent_for is not None:
+                journey_silent.add_metric([journey], sil.silent_for.total_seconds())
+            journey_alert.add_metric([journey], float(sil.alerting))
+        breaches = GaugeMetricFamily("revwatch_slo_forecast_breaches",
+                                     "In-flight journey instances forecast to breach the SLO threshold at the current "
+                                     "step pace", labels=["slo", "group"])
+        exhausted = GaugeMetricFamily("revwatch_slo_forecast_exhausted_in_seconds",
+                                      "Time until the error budget is forecast to run out from in-flight breaches "
+                                      "(absent: not forecast to run out)", labels=["slo", "group"])
+        for f in self.engine.latest_forecasts:
+            breaches.add_metric([f["slo"], f["group"] or ""], f["predicted_breaches"])
+            if f["exhausted_in_seconds"] is not None:
+                exhausted.add_metric([f["slo"], f["group"] or ""], f["exhausted_in_seconds"])
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
-        yield from (sli, burn, events, budget, days, objective, alert, lag, pending, evaluation)
+        yield from (sli, burn, events, money, budget, days, objective, alert, state, coverage, no_data, silent, lag,
+                    pending, journey_silent, journey_alert, breaches, exhausted, evaluation)

@@ -18,6 +18,7 @@ import httpx
 
 from slo.sloth_rules import objective_percent, prom_duration, slo_id_labels
 from slo.spec import SloSpec
+from slo.state import decide
 
 log = logging.getLogger("revwatch.slo")
 
@@ -78,14 +79,13 @@ class PrometheusReader:
                 continue
             sev = m.get("sloth_severity", "")
             doc["alerts"].append({"alertname": m.get("alertname"), "severity": sev, "firing": True})
-            if sev == "page" or (sev == "ticket" and doc["state"] == "ok"):
-                doc["state"] = sev
         for sid, doc in docs.items():
             period = prom_duration(ids[sid].nominal_period.total_seconds())
             if period in doc["windows"]:
                 doc["sli"] = doc["windows"][period]["sli"]
-            if not doc["windows"]:
-                doc["state"] = "no_data"
+            # the one decision (slo/state.py); Prometheus gives no event count: a window with a ratio has data
+            doc["state"] = decide((a["severity"] for a in doc["alerts"]), doc["budget"]["remaining_ratio"],
+                                  no_data=not doc["windows"])
         return list(docs.values())
 
     @staticmethod

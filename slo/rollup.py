@@ -146,18 +146,34 @@ class RollupMaintainer:
                            cutoff: dt.datetime) -> list[tuple[str, str, dt.datetime, int, int]]:
         """(Slo, GroupKey, Minute, Good, Total) of several specs over the same minutes: journey specs sharing start,
         end and grouping in one query each, all of it in one UNION ALL round trip."""
-        batches: dict[tuple, list[SloSpec]] = {}
-        for spec in specs:
-            batches.setdefault(batch_key(spec), []).append(spec)
-        parts, params = [], {"lo": ms(lo), "hi_end": ms(hi + MINUTE), "cutoff": ms(cutoff)}
-        for i, batch in enumerate(batches.values()):
-            sql, p = minutes_sql(batch, self.store.database)
-            for k, v in p.items():                       # give each batch's own parameters a unique name
-                sql = sql.replace("{" + k + ":", "{b%d_%s:" % (i, k))
-                params[f"b{i}_{k}"] = v
-            parts.append(f"SELECT * FROM ({sql})")
+        rows = self.counts_between([(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))])
+        return [(name, g, m, good, total) for _, name, g, m, good, total in rows]
+
+    def counts_between(self, requests: list[tuple[list[SloSpec], int, int, int]]) \
+            -> list[tuple[int, str, str, dt.datetime, int, int]]:
+        """Counts of decisions in [lo_ms, hi_end_ms) and ≤ cutoff_ms, per minute, for each request
+        (specs, lo_ms, hi_end_ms, cutoff_ms), in one UNION ALL round trip: rows (request index, Slo, GroupKey,
+        Minute, Good, Total). The bounds need not be whole minutes: a minute cut by a bound counts only its part
+        inside (how slo/edges.py counts the sub-minute edges of exact windows from raw rows)."""
+        parts, params = [], {}
+        n = 0
+        for r, (specs, lo_ms, hi_end_ms, cutoff_ms) in enumerate(requests):
+            batches: dict[tuple, list[SloSpec]] = {}
+            for spec in specs:
+                batches.setdefault(batch_key(spec), []).append(spec)
+            for batch in batches.values():
+                sql, p = minutes_sql(batch, self.store.database)
+                p = {**p, "lo": lo_ms, "hi_end": hi_end_ms, "cutoff": cutoff_ms}
+                for k, v in p.items():                   # give each part's own parameters a unique name
+                    sql = sql.replace("{" + k + ":", "{b%d_%s:" % (n, k))
+                    params[f"b{n}_{k}"] = v
+                parts.append(f"SELECT {r} AS req, * FROM ({sql})")
+                n += 1
+        if not parts:
+            return []
         rows = self.store.query("\nUNION ALL\n".join(parts), params).rows
-        return [(name, g, m.replace(tzinfo=dt.timezone.utc), int(good), int(total)) for name, g, m, good, total in rows]
+        return [(int(req), name, g, m.replace(tzinfo=dt.timezone.utc), int(good), int(total))
+                for req, name, g, m, good, total in rows]
 
     def minute_counts(self, spec: SloSpec, lo: dt.datetime, hi: dt.datetime,
                       cutoff: dt.datetime) -> list[tuple[str, dt.datetime, int, int]]:

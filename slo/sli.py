@@ -17,10 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from revwatch.journeys import instances_sql
+from revwatch.journeys import instances_money_sql, instances_sql
+from revwatch.journeys.money import AMOUNT_SCALE
 from slo.spec import SloSpec
 
 _SPAN_COLUMNS = {"StatusCode", "SpanKind", "SpanName", "ServiceName", "StatusMessage"}
+_CURRENCY = "\x00currency"     # the currency part of an amount SLI's group key (never an attribute name)
 _IDENT = re.compile(r"^[A-Za-z0-9_.\-:/]+$")
 
 
@@ -45,21 +47,42 @@ def _literal(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def journey_minutes_sql(specs: list[SloSpec], table: str) -> tuple[str, dict]:
+def journey_group_sql(spec: SloSpec) -> str:
+    """The group key of a journey SLI's instance, over the instance columns `attrs`, `src` (and `cur`, the start
+    event's currency, for `budgeting: amount`: the key ends with it). Every reader that groups journey instances
+    like the SLI (forecast, attribution) uses this one expression."""
+    parts = list(spec.config.group_by) + ([_CURRENCY] if spec.config.budgeting == "amount" else [])
+    return _group_expr(parts, "attrs", {"source": "src", _CURRENCY: "cur"})
+
+
+def journey_minutes_sql(specs: list[SloSpec], table: str, events: str | None = None) -> tuple[str, dict]:
     """SQL and parameters (lo, hi_end, cutoff bound later) for the decision-minute counts of journey SLIs that
-    share start, end and group_by (differing in threshold): the instances are aggregated once and fanned out
-    over the thresholds with ARRAY JOIN. Rows: (Slo, GroupKey, Minute, Good, Total)."""
+    share start, end, group_by and budgeting (differing in threshold): the instances are aggregated once and
+    fanned out over the thresholds with ARRAY JOIN. Rows: (Slo, GroupKey, Minute, Good, Total).
+
+    `budgeting: amount` (`events` names the events table): Good/Total are the start events' amounts in units of
+    1/AMOUNT_SCALE (absolute values: a refund at stake counts its size), only instances that carry an amount, and
+    the group key ends with the currency ('EUR', 'stripe|EUR'), so currencies are separate groups, never summed."""
     first = specs[0]
     t_max = max(int(s.threshold.total_seconds() * 1000) for s in specs)
-    group = _group_expr(first.config.group_by, "attrs", {"source": "src"})
+    amount = first.config.budgeting == "amount"
+    group = journey_group_sql(first)
+    lo = f"fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')"
+    hi = f"fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')"
+    if amount:
+        assert events, "amount SLIs read the start events' amounts"
+        source = instances_money_sql(table, events, lo, hi)
+        weight = f"toUInt64(abs(amt) * {AMOUNT_SCALE})"
+        agg = "sumIf(w, good) AS Good, sum(w) AS Total"
+    else:
+        source, weight, agg = instances_sql(table, lo, hi), "toUInt64(1)", "countIf(good) AS Good, count() AS Total"
     sql = f"""
-SELECT slo AS Slo, GroupKey, toStartOfMinute(decision) AS Minute, countIf(good) AS Good, count() AS Total
+SELECT slo AS Slo, GroupKey, toStartOfMinute(decision) AS Minute, {agg}
 FROM (
-    SELECT slo, {group} AS GroupKey,
+    SELECT slo, {group} AS GroupKey, {weight} AS w,
            has_end AND e_at <= s_at + toIntervalMillisecond(t_ms) AS good,
            if(good, greatest(e_at, s_at), s_at + toIntervalMillisecond(t_ms)) AS decision
-    FROM ({instances_sql(table, f"fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')",
-                         f"fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')")}
+    FROM ({source}
     )
     ARRAY JOIN {{slos:Array(String)}} AS slo, {{thresholds:Array(Int64)}} AS t_ms
     WHERE s_at >= fromUnixTimestamp64Milli({{lo:Int64}} - t_ms, 'UTC')
@@ -107,13 +130,18 @@ def _bad_expr(spec: SloSpec, params: dict) -> str:
     return " AND ".join(terms) or "0"
 
 
+def span_group_sql(spec: SloSpec) -> str:
+    """The group key of a span SLI's span (over the `spans` columns); attribution groups with it too."""
+    return _group_expr(spec.config.group_by, "SpanAttributes",
+                       {g: f"ResourceAttributes[{_literal(g[9:])}]" for g in spec.config.group_by
+                        if g.startswith("resource.")} | {"service": "ServiceName"})
+
+
 def span_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
     """SQL and parameters for a span SLI's per-minute counts (distinct spans only)."""
     where, params = _span_filters(spec)
     bad = _bad_expr(spec, params)
-    group = _group_expr(spec.config.group_by, "SpanAttributes",
-                        {g: f"ResourceAttributes[{_literal(g[9:])}]" for g in spec.config.group_by
-                         if g.startswith("resource.")} | {"service": "ServiceName"})
+    group = span_group_sql(spec)
     cond = " AND ".join(where + [
         "Timestamp >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')",
         "Timestamp < fromUnixTimestamp64Milli({hi_end:Int64}, 'UTC')",
@@ -160,7 +188,8 @@ GROUP BY GroupKey, Minute
 def batch_key(spec: SloSpec) -> tuple:
     """Specs with equal keys are computed by one query (journey SLIs differing only in threshold)."""
     if spec.is_journey:
-        return ("journey", spec.start_type, spec.end_type, tuple(spec.config.group_by))
+        return ("journey", spec.start_type, spec.end_type, tuple(spec.config.group_by),
+                spec.config.budgeting == "amount")
     return ("single", spec.name)
 
 
@@ -169,7 +198,7 @@ def minutes_sql(specs: list[SloSpec], database: str) -> tuple[str, dict]:
     Rows: (Slo, GroupKey, Minute, Good, Total)."""
     spec = specs[0]
     if spec.is_journey:
-        return journey_minutes_sql(specs, f"{database}.milestones")
+        return journey_minutes_sql(specs, f"{database}.milestones", f"{database}.events")
     if spec.kind in ("span_ratio", "span_latency"):
         return span_minutes_sql(spec, f"{database}.spans")
     return gauge_minutes_sql(spec, f"{database}.samples")

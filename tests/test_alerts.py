@@ -70,7 +70,7 @@ def test_page_delivered_to_every_notifier_with_impact_then_resolved(api_factory,
     settle(api.ctx.store, ["pay_0", "pay_1", "pay_2"])
     t0 = time.perf_counter()
     r = api.post("/api/v1/alerts/alertmanager", json=webhook())
-    assert r.status_code == 200 and r.json() == {"received": 1}
+    assert r.status_code == 200 and r.json() == {"received": 1, "superseded": 0}
     [hook] = sink.wait("hook")
     [slack] = sink.wait("slack")
     [pd] = sink.wait("pd")

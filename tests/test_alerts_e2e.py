@@ -2,6 +2,8 @@
 with the rules `revwatch slo rules` generates; the simulator loses payment webhooks (its `webhook_loss` fault); the
 page reaches a local sink as Slack, PagerDuty and webhook payloads carrying the impact; the resolve follows the
 recovery; a dead webhook sink delays nothing and is retried until it is back. Prints fault-to-notification time.
+Both alert paths run: the evaluator pages directly (alerts/direct.py) and Alertmanager's copy of the same alert is
+received but not routed — one trigger, one resolve.
 
 Time is compressed 60×: the simulated business runs one hour per real minute (posting takes ~2 s instead of ~2
 min) and the SLO threshold is 20 s; the page fires when both the 5m and the 1m burn rate reach 0.5 (a low factor,
@@ -101,7 +103,7 @@ class Feeder:
             self.stop.wait(0.3)
 
 
-def test_outage_pages_with_impact_then_resolves_through_prometheus_and_alertmanager(api_factory, tmp_path):
+def test_outage_pages_with_impact_then_resolves_once_with_prometheus_and_alertmanager_running(api_factory, tmp_path):
     sink = Sink()
     sink.fail_paths = {"hook"}                       # the webhook receiver is down from the start
     with live_server(sink.app) as sink_base:
@@ -175,7 +177,7 @@ def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
     pd_at = time.time()
     slack = sink.wait("slack", 1, timeout=10)[0]
     print(f"\nfault → PagerDuty page: {pd_at - fault_start.timestamp():.1f}s "
-          f"(SLO threshold 20s, scrape 2s, rule evaluation 1s, Alertmanager group_wait 1s)")
+          f"(SLO threshold 20s, evaluator interval 1s, direct path)")
     assert pd["event_action"] == "trigger" and pd["routing_key"] == "E2EROUTINGKEY"
     assert pd["dedup_key"].startswith("revwatch/slo/payment-posting/")
     impact = pd["payload"]["custom_details"]["impact"]
@@ -206,4 +208,12 @@ def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
     print(f"fault end → PagerDuty resolve: {time.time() - fault_start.timestamp() - 15:.1f}s "
           f"({len(sink.got['pd'])} PagerDuty events in all)")
     assert any(m["status"] == "resolved" for m in sink.wait("hook", 2, timeout=10))
+    # two paths, one page: the evaluator paged directly (alerts/direct.py); Alertmanager's copy from the generated
+    # rule reached the receiver and was left out of routing
+    actions = [e["event_action"] for e in sink.got["pd"]]
+    assert actions.index("resolve") == 1 and actions.count("trigger") == 1, actions
+    assert sink.got["hook"][0]["alerts"][0]["origin"] == "evaluator"
+    superseded = [line for line in api.client.get("/metrics").text.splitlines()
+                  if line.startswith("revwatch_alerts_superseded_total ")]
+    assert superseded and float(superseded[0].split()[-1]) >= 1, superseded
     assert any("RESOLVED" in m["blocks"][0]["text"]["text"] for m in sink.wait("slack", 2, timeout=10))

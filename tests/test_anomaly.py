@@ -228,6 +228,19 @@ def test_risk_refuses_without_history_then_scores_every_open_payment(api_factory
     assert pages > 1 and len(seen) == len({i["id"] for i in seen}) and {i["correlation_id"] for i in seen} == open_
     scores = [i["score"] for i in seen]
     assert scores == sorted(scores, reverse=True) and all(0 <= x <= 1 for x in scores)
+    # a payment below the threshold is a score, not an anomaly; above it, a finding with what to check
+    assert all(i["status"] == ("open" if i["score"] >= 0.5 else "scored") for i in seen)
+    risky = [i for i in seen if i["status"] == "open"]
+    assert 0 < len(risky) < len(seen) / 2 and all(i["details"]["what_to_check"] for i in risky)
+    assert s["findings"]["reconciliation_risk"] == len(risky)
+    by_money = api.get("/api/v1/anomalies", params={"kind": "reconciliation_risk", "status": "open",
+                                                    "order": "money", "limit": 1000}).json()["items"]
+    money = [float(i["details"]["money_at_risk"]) for i in by_money]
+    assert {i["id"] for i in by_money} == {i["id"] for i in risky} and money == sorted(money, reverse=True)
+    assert all(abs(float(i["details"]["paid"]) * i["score"] - m) < 0.01 for i, m in zip(by_money, money))
+    from webui import data as ui_data
+    top5 = ui_data.anomalies(api.ctx, status="open", limit=5)     # what the overview's "top anomalies" shows
+    assert [i["id"] for i in top5] == [i["id"] for i in by_money[:5]] and all(i["status"] == "open" for i in top5)
     truth = {p["correlation_id"]: p for p in b.payments}
     top = seen[0]
     assert truth[top["correlation_id"]]["cause"] and top["reasons"] and top["details"]["model_version"] == "1"

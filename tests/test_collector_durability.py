@@ -15,7 +15,7 @@ from collector.spool import KIND_EVENTS_TEXT, Spool, SpoolFull
 from collector.writer import Writer
 from tests.support.servers import free_port, revwatch_cmd
 from tests.support.faults import store_outage
-from tests.support.servers import wait_healthy
+from tests.support.servers import start_serve
 
 
 def events(n, prefix="e"):
@@ -119,14 +119,7 @@ def test_kill_9_then_restart_every_acknowledged_event_once(tmp_path):
     base = f"http://127.0.0.1:{port}"
 
     def start():
-        p = subprocess.Popen([sys.executable, "-m", "revwatch", "serve", "--config", str(cfg)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_healthy(base, 20)
-        except AssertionError:
-            p.kill()
-            raise
-        return p
+        return start_serve(cfg, base, 20)
 
     p = start()
     acked = 0

@@ -513,8 +513,7 @@ def test_full_spool_disk_end_to_end_every_acknowledged_event_stored(api_factory,
     if not _mount_tmpfs(mnt, "2m"):
         pytest.skip("needs root to mount a tmpfs")
     try:
-        api = api_factory({"spool": {"dir": str(mnt / "spool"), "max_bytes": "1GiB"}})
-        api.ctx.spool.reclaim_bytes = 256 * 1024
+        api = api_factory({"spool": {"dir": str(mnt / "spool")}})       # the default spool settings
         with store_outage(api.ctx.store, ConnectionError("down")):
             acked, refused = [], 0
             pad = {"note": "x" * 2000}

@@ -15,7 +15,7 @@ from tests.support.slo_data import add_events
 PROMTOOL = shutil.which("promtool")
 M = dt.timedelta(minutes=1)
 CFG = """
-journeys: {p2p: {start: payment.settled, end: payment.posted}}
+journeys: {p2p: {start: payment.settled, end: payment.posted, no_data_alert: 30m}}
 slos:
   - {name: pp, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 15m}}
   - {name: odoo-errors, objective: 0.999, window: 1d, group_by: [service],

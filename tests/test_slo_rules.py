@@ -75,8 +75,13 @@ def test_one_alert_per_slo_and_severity_window_is_not_a_label():
         (group,) = rule_groups(spec, cfg.server.external_url)
         assert [r["alert"] for r in group["rules"]] == ["RevwatchSLOBurnRatePage", "RevwatchSLOBurnRateTicket"]
         for rule in group["rules"]:
-            top = _parse(rule["expr"])
-            # the whole expression is aggregated away from `window`: one series per SLO (and group)
+            hold = _parse(rule["expr"])
+            # burning pairs, or (missing data) the alert's own firing series held (docs/slo-policy.md)
+            assert type(hold).__name__ == "BinaryExpr" and str(hold.op) == "or"
+            assert f'ALERTS{{alertname="{rule["alert"]}",alertstate="firing",slo="{spec.name}"}}' in rule["expr"]
+            assert "unless on (slo, group) revwatch_slo_window_events" in rule["expr"]
+            top = hold.lhs
+            # the burning pairs are aggregated away from `window`: one series per SLO (and group)
             assert type(top).__name__ == "AggregateExpr" and str(top.op) == "max"
             assert list(top.modifier.labels) == ["window"] and str(top.modifier) == "without (window)"
             assert "window" not in rule["labels"]

@@ -6,6 +6,7 @@ one stuck read per journey with one money read for all of them, and the open ale
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -13,27 +14,20 @@ import orjson
 
 from anomaly.detectors import list_findings
 from revwatch.journeys import money as jmoney
+from revwatch.store import StoreError
 from revwatch.units import as_utc, utcnow
 from slo.breakdown import breakdown
 from slo.engine import SloResult
+from slo.forecast import forecast
 from slo.history import Series, bucket_series, burn_down
+from slo.state import SEVERITY
+
+log = logging.getLogger("revwatch.webui")
 
 if TYPE_CHECKING:
     from revwatch.api import AppContext
 
 STUCK_LIMIT = 1000
-
-
-def slo_status(r: SloResult) -> str:
-    """page / ticket when an alert fires, else 'exhausted' when the budget is spent, 'nodata', or 'ok'.
-    An exhausted budget is its own state: it never reads as ok."""
-    if r.state in ("page", "ticket"):
-        return r.state
-    if r.windows["slo"].total and r.budget["remaining_ratio"] <= 0:
-        return "exhausted"
-    if not r.windows["slo"].total:
-        return "nodata"
-    return "ok"
 
 
 def _page_threshold(r: SloResult) -> float | None:
@@ -54,16 +48,17 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
         d = r.as_dict()
         b = d["budget"]
         buckets = series.of(r.spec.name, r.group)
-        rows.append({"name": r.spec.name, "group": r.group, "journey": r.spec.config.journey, "status": slo_status(r),
+        rows.append({"name": r.spec.name, "group": r.group, "journey": r.spec.config.journey, "status": r.state,
                      "description": r.spec.config.description, "objective": r.spec.config.objective,
-                     "sli": d["sli"], "window": r.spec.config.window, "remaining": b["remaining_ratio"],
+                     "sli": d["sli"], "window": r.spec.config.window,
+                     "remaining": None if r.state == "no_data" else b["remaining_ratio"],
                      "days_left": b["days_until_exhausted"].get("1h"), "burn_1h": d["windows"]["1h"]["burn_rate"],
                      "events": d["windows"]["slo"]["total"], "bad": d["windows"]["slo"]["bad"],
                      "spark": [bk.burn_rate(r.spec.config.objective) if bk.total else None for bk in buckets],
                      "page_threshold": _page_threshold(r),
+                     "money": b.get("money"),        # budgeting amount: the budget in money (decimal strings)
                      "firing": [a for a in d["alerts"] if a["firing"]]})
-    order = {"page": 0, "exhausted": 1, "ticket": 2, "ok": 3, "nodata": 4}
-    rows.sort(key=lambda x: (order[x["status"]], x["name"], x["group"]))
+    rows.sort(key=lambda x: (SEVERITY[x["status"]], x["name"], x["group"]))
     return rows
 
 
@@ -113,8 +108,9 @@ def alert_log(ctx: AppContext, slo: str | None = None, limit: int = 200) -> list
 
 
 def anomalies(ctx: AppContext, status: str | None = None, kind: str | None = None, limit: int = 200) -> list[dict]:
-    """Latest anomaly findings, highest score first, optionally only one status (open / acknowledged)."""
-    return list_findings(ctx.store, kind=kind, limit=limit, status=status)
+    """Latest anomaly findings, most money at risk first (amount × probability for a payment, the difference for
+    an invoice), optionally only one status (open / acknowledged / scored)."""
+    return list_findings(ctx.store, kind=kind, limit=limit, status=status, order="money")
 
 def impact_summary(annotations: dict) -> dict[str, str]:
     """The business impact of a logged alert as flat, printable fields: alerts/ stores it as one JSON annotation
@@ -164,7 +160,7 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
         obj = spec.config.objective
         burn = [b.burn_rate(obj) if b.total else None for b in buckets]
         down = burn_down(buckets, obj)
-        groups.append({"group": r.group, "status": slo_status(r), "result": r.as_dict(),
+        groups.append({"group": r.group, "status": r.state, "result": r.as_dict(),
                        "times": [b.start for b in buckets], "sli": [b.sli for b in buckets], "burn": burn,
                        "burn_max": min(cap, max([v for v in burn if v is not None] + [1.2 * top])),
                        "burn_clipped": any(v is not None and v > cap for v in burn),
@@ -173,7 +169,21 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
     return {"spec": spec, "at": at, "window": (lo, hi), "bucket_minutes": minutes, "groups": groups,
             "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
             "ranges": list(RANGES), "selected_group": group,
-            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo}
+            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo,
+            "forecast": _forecast(ctx, spec, group)}
+
+
+def _forecast(ctx: AppContext, spec, group: str | None) -> list[dict] | None:
+    """The in-flight forecast of a journey SLO (slo.forecast; the API's /forecast), None for other SLOs or when
+    the store cannot answer (the rest of the page still shows)."""
+    if not spec.is_journey:
+        return None
+    try:
+        docs = forecast(ctx.slo, spec)
+    except StoreError as e:
+        log.warning("forecast unavailable: %s", e)
+        return None
+    return [d for d in docs if group is None or (d["group"] or "") == group]
 
 
 def _iso(t: dt.datetime | None) -> str | None:

@@ -36,7 +36,7 @@ def anomaly_scan(config: Optional[Path] = typer.Option(None, "--config", "-c"),
 def anomaly_list(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
                  kind: Optional[str] = typer.Option(None, "--kind", help="billing_variance | reconciliation_risk | "
                                                                          "billing_aggregate | metric"),
-                 status: Optional[str] = typer.Option(None, "--status", help="open | acknowledged | resolved"),
+                 status: Optional[str] = typer.Option(None, "--status", help="open | acknowledged | resolved | scored"),
                  cause: Optional[str] = typer.Option(None, "--cause"),
                  customer: Optional[str] = typer.Option(None, "--customer"),
                  since: Optional[str] = typer.Option(None, "--since", help="RFC 3339: first detected at or after"),

@@ -18,8 +18,9 @@ from revwatch.journeys.money import Money
 from revwatch.journeys.policy import (AGING, AGING_LABELS, DEFAULT_THRESHOLD, STATUSES, STUCK_LOOKBACK, Policy,
                                       aging_bucket, thresholds)
 from revwatch.journeys.reader import InstanceMoney, JourneyReader, JourneySummary, StuckInstance
-from revwatch.journeys.sql import amounts_sql, instance_params, instances_sql, steps_of
+from revwatch.journeys.sql import amounts_sql, instance_params, instances_money_sql, instances_sql, steps_of
 
 __all__ = ["AGING", "AGING_LABELS", "DEFAULT_THRESHOLD", "STATUSES", "STUCK_LOOKBACK", "InstanceMoney",
            "JourneyReader", "JourneyService", "JourneySummary", "Money", "NotFound", "Policy", "StuckInstance",
-           "aging_bucket", "amounts_sql", "instance_params", "instances_sql", "steps_of", "thresholds"]
+           "aging_bucket", "amounts_sql", "instance_params", "instances_money_sql", "instances_sql", "steps_of",
+           "thresholds"]

@@ -63,3 +63,15 @@ def fmt(amount: Decimal | None) -> str | None:
 def as_json(money: Mapping[str, Decimal]) -> dict[str, str]:
     """A Money as JSON: currency → decimal string (never a float)."""
     return {cur: fmt(v) or "0.00" for cur, v in sorted(money.items())}
+
+
+# Money-weighted SLOs (`budgeting: amount`) keep good/total per minute as integer units of 1/10 000 of a currency
+# unit in `slo_minutes` (UInt64): exact for every ISO 4217 currency (at most 4 decimals), summable in SQL without
+# float error, up to 1.8e15 currency units per window and group. Finer fractions are truncated.
+AMOUNT_SCALE = 10_000
+
+
+def from_units(units: float | int) -> Decimal:
+    """Currency amount of a count of 1/AMOUNT_SCALE units (integers exact; a float good of ratio slices is not
+    produced for amounts)."""
+    return (Decimal(int(units)) if float(units).is_integer() else Decimal(str(units))) / AMOUNT_SCALE

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from anomaly.detectors import scan as anomaly_scan
 from revwatch.config import Config
 from revwatch.report import journey_timeline, slo_table
 from revwatch.server import create_app
@@ -67,7 +68,18 @@ INCIDENTS = [
              "ongoing, since 45 minutes: Odoo's posting queue is backed up; half of the settled payments wait "
              "30-120 minutes to be posted"),
 ]
-DEMO_FAULTS = [i.fault for i in INCIDENTS]
+# Faults no SLO measures, for the anomaly detectors: invoices that bill the wrong amount, and payments that will
+# not reconcile (no reference, short, paid twice). The payment breakers run in the last hours only, so the
+# reconciliation SLO's week still meets its objective; their payments still open at the end are findings.
+ANOMALY_FAULTS = [
+    ("price_misconfig@-2d/2d:rate=0.03", "an old price list on 3 % of the invoices of the last two days"),
+    ("tax_missing@-1d/1d:rate=0.03", "the customer's tax left off 3 % of yesterday's invoices"),
+    ("double_charge@-1d/1d:rate=0.02", "2 % of yesterday's renewals invoiced twice"),
+    ("recon_missing_ref@-3h/3h:rate=0.15", "payments without an invoice reference in the last three hours"),
+    ("recon_partial@-3h/3h:rate=0.1", "short payments in the last three hours"),
+    ("recon_duplicate@-3h/3h:rate=0.05", "invoices paid twice in the last three hours"),
+]
+DEMO_FAULTS = [i.fault for i in INCIDENTS] + [f for f, _ in ANOMALY_FAULTS]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -98,6 +110,8 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
               f"~{rate:g} transactions an hour. Two incidents are injected:")
     for n, inc in enumerate(INCIDENTS, 1):
         con.print(f"  [bold]incident {n}[/bold] ({inc.slo}): {inc.story}", highlight=False)
+    con.print("and, for the anomaly detectors (no SLO measures these): "
+              + "; ".join(story for _, story in ANOMALY_FAULTS), highlight=False)
     app = create_app(cfg)
     ctx = app.state.ctx
     read_key, _ = ctx.keys.create("read", "demo")
@@ -140,6 +154,10 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
         con.print(f"  [{'red' if a['severity'] == 'page' else 'yellow'}]{a['severity'].upper()}[/] {name}"
                   f"{escape(f' [{group}]') if group else ''}: burn {a['long_burn_rate']:.1f} over {a['long']} and "
                   f"{a['short_burn_rate']:.1f} over {a['short']} (threshold {a['threshold']:g})")
+    found = anomaly_scan(ctx.store, risk_threshold=cfg.anomaly.risk_threshold)["findings"]
+    con.print(f"[bold]anomalies[/bold]: {found.get('billing_variance', 0)} invoices billing the wrong amount, "
+              f"{found.get('reconciliation_risk', 0)} open payments likely to fail reconciliation "
+              f"({base}/ui/anomalies)", highlight=False)
     # the payment that has waited longest for its posting because of incident 2: an overdue journey
     stuck = ctx.journeys.stuck("payment_to_posting", limit=5)
     delayed = {t["correlation_id"] for t in business.truth if t["fault"] == "posting_delay"}

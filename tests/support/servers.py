@@ -57,3 +57,15 @@ def wait_healthy(base_url: str, timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"no healthy server at {base_url} after {timeout:.0f}s")
+
+
+def start_serve(config: Path, base_url: str, timeout: float = 60) -> subprocess.Popen:
+    """`revwatch serve --config CONFIG` in a subprocess, returned once it answers /healthz at `base_url`."""
+    p = subprocess.Popen([sys.executable, "-m", "revwatch", "serve", "--config", str(config)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(base_url, timeout)
+    except AssertionError:
+        p.kill()
+        raise
+    return p

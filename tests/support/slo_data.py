@@ -52,3 +52,16 @@ def add_spans(store, start: dt.datetime, minutes: int, per_minute: int, errors_p
                   'Error', 'Ok'),
                1000000, tid
         FROM numbers({minutes * per_minute})""")
+
+
+def add_span_list(store, spans: list[tuple[int, bool]], service: str = "odoo") -> None:
+    """Spans at given instants: (epoch nanoseconds, failed) → rows in `spans` (one trace each)."""
+    stamps = ",".join(str(ns) for ns, _ in spans)
+    failed = ",".join(str(int(bad)) for _, bad in spans)
+    store.command(f"""
+        INSERT INTO {store.table('spans')} (Timestamp, TraceId, SpanId, ServiceName, SpanName, StatusCode, Duration,
+                                           CorrelationId)
+        SELECT fromUnixTimestamp64Nano(toInt64(p.1), 'UTC'), lower(hex(MD5(toString(p.1)))) AS tid,
+               lower(hex(substring(MD5(toString(p.1)), 1, 8))), '{service}', 'execute_kw',
+               if(p.2 = 1, 'Error', 'Ok'), 1000000, tid
+        FROM (SELECT arrayJoin(arrayZip([{stamps}], [{failed}])) AS p)""")

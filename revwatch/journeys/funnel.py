@@ -1,0 +1,165 @@
+"""Funnels: how many journey instances — and how much money — reach each step, where they drop off, how long
+each step takes, and where money stops moving (docs/journeys.md "Funnels").
+
+For a journey (start, milestones…, end) and the instances that *started* in [since, until) (optionally filtered on
+start-event attributes or source, optionally split by one attribute):
+
+* `reached` — instances that reached the step (any order; a missing milestone event does not hide a later step);
+* money reaching a step, per currency, exactly: the amount of that step's own event when it carries one (billed
+  vs collected differ when money leaks), else the start event's amount;
+* `conversion` = reached / reached at the previous step, `from_start` = reached / started, `dropped` = instances
+  that reached the previous step but not this one;
+* latency p50/p95/p99 (exact quantiles) of previous step → this step over instances that reached both;
+* `stopped` — unfinished instances whose furthest step is the previous one (they wait for this step): count,
+  money per currency, and how long they have waited (p50 and max, as of `now`).
+
+The revenue funnel finance uses (signed → billed → collected → posted → reconciled) is a journey configured with
+those milestones; every journey with milestones is a funnel. Cost: one pass over the milestones of the range and
+one over the step events that carry amounts (no per-instance rows leave ClickHouse).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from revwatch.config import JourneyConfig
+from revwatch.journeys import money as m
+from revwatch.journeys.reader import iso
+from revwatch.journeys.sql import instance_params, instances_sql, steps_of
+from revwatch.store import Store
+from revwatch.units import utcnow
+
+
+@dataclass
+class FunnelStep:
+    step: str
+    reached: int = 0
+    money: m.Money = field(default_factory=dict)
+    conversion: float | None = None
+    from_start: float | None = None
+    dropped: int = 0
+    latency_seconds: dict[str, float] = field(default_factory=dict)   # p50/p95/p99 from the previous step
+    stopped: int = 0                    # unfinished, furthest step is the previous one: waiting for this step
+    stopped_money: m.Money = field(default_factory=dict)
+    waiting_seconds: dict[str, float] = field(default_factory=dict)   # p50 / max wait of the stopped ones
+
+    def as_dict(self) -> dict:
+        return {"step": self.step, "reached": self.reached, "money": m.as_json(self.money),
+                "conversion": self.conversion, "from_start": self.from_start, "dropped": self.dropped,
+                "latency_seconds": self.latency_seconds, "stopped": self.stopped,
+                "stopped_money": m.as_json(self.stopped_money), "waiting_seconds": self.waiting_seconds}
+
+
+@dataclass
+class Funnel:
+    journey: str
+    group: str | None
+    since: dt.datetime
+    until: dt.datetime
+    steps: list[FunnelStep]
+
+    def as_dict(self) -> dict:
+        return {"journey": self.journey, "group": self.group, "since": iso(self.since), "until": iso(self.until),
+                "started": self.steps[0].reached if self.steps else 0,
+                "completed": self.steps[-1].reached if self.steps else 0,
+                "steps": [s.as_dict() for s in self.steps]}
+
+
+def _filters(filters: Mapping[str, str], params: dict) -> str:
+    conds = []
+    for i, (k, v) in enumerate(sorted(filters.items())):
+        params[f"fv{i}"] = v
+        if k == "source":
+            conds.append(f"src = {{fv{i}:String}}")
+        else:
+            params[f"fk{i}"] = k
+            conds.append(f"attrs[{{fk{i}:String}}] = {{fv{i}:String}}")
+    return " AND ".join(conds) or "1"
+
+
+def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, since: dt.datetime,
+           until: dt.datetime, filters: Mapping[str, str] | None = None, by: str | None = None,
+           now: dt.datetime | None = None) -> list[Funnel]:
+    """The funnel of `journey` over instances started in [since, until): one Funnel, or one per value of the
+    start-event attribute `by` (or 'source'), largest first."""
+    j = journeys[journey]
+    now = now or utcnow()
+    steps = steps_of(j)
+    params: dict[str, object] = {**instance_params(j), "since": since, "until": until, "now": now}
+    where = _filters(filters or {}, params)
+    if by:
+        params["by"] = by
+    group = "src" if by == "source" else "attrs[{by:String}]" if by else "''"
+    t = store.table
+    inner = instances_sql(t("milestones"), "{since:DateTime64(3, 'UTC')}", steps=True)
+    base = f"""
+        SELECT CorrelationId AS cid, {group} AS g, has_end,
+               arrayMap(st -> arrayMin(arrayMap(p -> toUnixTimestamp64Milli(p.2), arrayFilter(p -> p.1 = st, reached))),
+                        {{j_steps:Array(String)}}) AS ts,
+               arrayMax(arrayMap((x, k) -> if(x > 0, k, 0), ts, arrayEnumerate(ts))) AS last
+        FROM ({inner})
+        WHERE s_at < {{until:DateTime64(3, 'UTC')}} AND {where}"""
+    now_ms = int(now.timestamp() * 1000)
+    counts = store.query(f"""
+        SELECT g, k, countIf(ts[k] > 0) AS reached,
+               countIf(k > 1 AND ts[k - 1] > 0 AND ts[k] = 0) AS dropped,
+               countIf(k > 1 AND ts[k - 1] > 0 AND ts[k] > 0) AS pairs,
+               quantilesExactIf(0.5, 0.95, 0.99)((ts[k] - ts[k - 1]) / 1000,
+                                                k > 1 AND ts[k - 1] > 0 AND ts[k] > 0) AS lat,
+               countIf(k > 1 AND NOT has_end AND last = k - 1) AS stopped,
+               quantilesExactIf(0.5, 1)(({now_ms} - ts[k - 1]) / 1000, k > 1 AND NOT has_end AND last = k - 1) AS wait
+        FROM ({base}) ARRAY JOIN arrayEnumerate(ts) AS k
+        GROUP BY g, k ORDER BY g, k""", params).rows
+    money_rows = store.query(f"""
+        WITH inst AS ({base})
+        SELECT g, k, x.1 AS kind, if(x.2 = '', '?', x.2) AS currency, toString(sum(x.3)), count()
+        FROM (
+            SELECT i.g AS g, k,
+                   arrayJoin([('reached', if(e.has_own, e.cur, s.scur), if(e.has_own, e.own, s.amt),
+                               i.ts[k] > 0 AND (e.has_own OR s.known)),
+                              ('stopped', s.scur, s.amt, k > 1 AND NOT i.has_end AND i.last = k - 1 AND s.known)]) AS x
+            FROM inst AS i ARRAY JOIN arrayEnumerate(i.ts) AS k
+            LEFT JOIN (
+                SELECT CorrelationId, anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt,
+                       countIf(Amount IS NOT NULL) > 0 AS known, any(toString(Currency)) AS scur
+                FROM {t('events')} WHERE Type = {{j_start:String}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}}
+                  AND OccurredAt < {{until:DateTime64(3, 'UTC')}}
+                GROUP BY CorrelationId
+            ) AS s ON s.CorrelationId = i.cid
+            LEFT JOIN (
+                SELECT CorrelationId, indexOf({{j_steps:Array(String)}}, toString(Type)) AS k2,
+                       anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS own,
+                       countIf(Amount IS NOT NULL) > 0 AS has_own, any(toString(Currency)) AS cur
+                FROM {t('events')}
+                WHERE Type IN {{j_steps:Array(String)}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}}
+                GROUP BY CorrelationId, k2
+            ) AS e ON e.CorrelationId = i.cid AND e.k2 = k
+        )
+        WHERE x.4
+        GROUP BY g, k, kind, currency""", params).rows
+    out: dict[str, list[FunnelStep]] = {}
+    for g, k, reached, dropped, pairs, lat, stopped, wait in counts:
+        fs = out.setdefault(g, [FunnelStep(s) for s in steps])[k - 1]
+        fs.reached, fs.dropped, fs.stopped = int(reached), int(dropped), int(stopped)
+        if pairs:
+            fs.latency_seconds = {"p50": float(lat[0]), "p95": float(lat[1]), "p99": float(lat[2])}
+        if stopped:
+            fs.waiting_seconds = {"p50": float(wait[0]), "max": float(wait[1])}
+    for g, k, kind, cur, amount, _n in money_rows:
+        if g in out:
+            fs = out[g][k - 1]
+            m.add(fs.money if kind == "reached" else fs.stopped_money, cur, m.parse_amount(amount))
+    funnels = []
+    for g, fsteps in out.items():
+        started = fsteps[0].reached
+        for i, fs in enumerate(fsteps):
+            fs.money, fs.stopped_money = dict(sorted(fs.money.items())), dict(sorted(fs.stopped_money.items()))
+            prev = fsteps[i - 1].reached if i else started
+            fs.conversion = fs.reached / prev if i and prev else (1.0 if not i and started else None)
+            fs.from_start = fs.reached / started if started else None
+        funnels.append(Funnel(journey, g if by else None, since, until, fsteps))
+    funnels.sort(key=lambda f: (-f.steps[0].reached, f.group or ""))
+    if not funnels:
+        funnels.append(Funnel(journey, None, since, until, [FunnelStep(s) for s in steps]))
+    return funnels

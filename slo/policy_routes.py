@@ -1,0 +1,66 @@
+"""HTTP routes of SLO policy (docs/slo-policy.md): budget adjustments `GET /api/v1/adjustments` (read),
+`POST /api/v1/adjustments` and `DELETE /api/v1/adjustments/{name}` (admin: an adjustment changes what every SLO
+reports)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from revwatch.api import ApiError, ctx_of, first_validation_error, instant_param, json_object, require
+from revwatch.config import AdjustmentConfig
+from revwatch.units import utcnow
+from slo.adjustments import AdjustmentError
+
+router = APIRouter()
+
+
+def _adjustment_doc(adj, lo: dt.datetime, hi: dt.datetime) -> dict:
+    occ = adj.occurrences(lo, hi)
+    return {**adj.as_dict(), "occurrences": [[a.isoformat(), b.isoformat()] for a, b in occ[:200]],
+            "more_occurrences": max(len(occ) - 200, 0)}
+
+
+@router.get("/api/v1/adjustments", dependencies=[Depends(require("read"))])
+def list_adjustments(request: Request, start: str | None = Query(None, alias="from"), end: str | None = Query(None,
+                                                                                                           alias="to")):
+    """Every budget adjustment (config, imported, created here) with its occurrences in [from, to) (default: the
+    last and the next 30 days)."""
+    now = utcnow()
+    lo = instant_param(start, "from") or now - dt.timedelta(days=30)
+    hi = instant_param(end, "to") or now + dt.timedelta(days=30)
+    if hi <= lo:
+        raise ApiError(400, "to must be after from", "to")
+    book = ctx_of(request).slo.adjustments
+    return {"from": lo.isoformat(), "to": hi.isoformat(), "items": [_adjustment_doc(a, lo, hi) for a in book.all()]}
+
+
+@router.post("/api/v1/adjustments", dependencies=[Depends(require("admin"))], status_code=201)
+async def create_adjustment(request: Request):
+    """A budget adjustment `{name, start, duration, rrule?, time_zone?, slos?, effect: exclude|good}`; it reaches
+    back at most 30 days."""
+    body = await json_object(request, "an adjustment object")
+    try:
+        cfg = AdjustmentConfig.model_validate(body)
+    except ValidationError as e:
+        raise first_validation_error(e) from e
+    ctx = ctx_of(request)
+    names = {s.name for s in ctx.slo.specs + ctx.slo.prometheus_specs}
+    key_id = getattr(request.state, "key_id", None)
+    try:
+        adj = await run_in_threadpool(ctx.slo.adjustments.add, cfg, f"key {key_id}" if key_id else None, utcnow(),
+                                      names)
+    except AdjustmentError as e:
+        raise ApiError(409 if "exists" in str(e) else 400, str(e), e.field) from e
+    now = utcnow()
+    return _adjustment_doc(adj, now - dt.timedelta(days=30), now + dt.timedelta(days=30))
+
+
+@router.delete("/api/v1/adjustments/{name}", dependencies=[Depends(require("admin"))])
+def delete_adjustment(name: str, request: Request):
+    """Remove an adjustment created through the API (config ones live in the config)."""
+    if not ctx_of(request).slo.adjustments.delete(name):
+        raise ApiError(404, f"no adjustment named {name!r} created through the API", "name")
+    return {"deleted": name}

@@ -1,0 +1,171 @@
+"""The direct path (alerts/direct.py): the evaluator's own SLO alert states go straight into the inbox and routing.
+
+Hysteresis against hand-made condition sequences; then a live app whose evaluator loop pages real HTTP sinks from
+stored spans, with the ticket inhibited by the page of the same SLO, the Alertmanager copy of the same alert not
+routed (never two pages), the resolve, and the evaluation lag exported."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+
+from alerts.config import DirectConfig
+from alerts.direct import ORIGIN, DirectAlerts
+from alerts.routing import Alert, Group, fingerprint
+from slo.conditions import Condition
+from tests.support.servers import live_server
+from tests.support.sinks import Sink
+from tests.support.slo_data import add_span_list
+
+T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
+LABELS = {"alertname": "RevwatchSLOBurnRatePage", "slo": "api", "journey": "", "severity": "page"}
+
+
+class Inbox:
+    """Stands in for AlertService: what `submit` got, and the persisted groups `feed` adopts at start."""
+
+    def __init__(self):
+        self.groups: dict[str, Group] = {}
+        self._state_lock = threading.RLock()
+        self.got: list[Alert] = []
+
+    def submit(self, alerts):
+        self.got.extend(alerts)
+        return len(alerts)
+
+
+def run(direct: DirectAlerts, inbox: Inbox, steps: list[tuple[float, bool]], hold: float = 0) -> list[tuple]:
+    """Feed (seconds after T0, active) conditions; returns (second, status) of every submitted transition."""
+    out = []
+    for sec, active in steps:
+        before = len(inbox.got)
+        direct.feed([Condition(LABELS, {"summary": "s"}, active, dt.timedelta(seconds=hold),
+                               T0 + dt.timedelta(seconds=sec))])
+        out += [(sec, a.status) for a in inbox.got[before:]]
+    return out
+
+
+def test_for_holds_the_page_until_the_condition_has_lasted():
+    inbox = Inbox()
+    d = DirectAlerts(inbox, DirectConfig())
+    steps = [(0, True), (5, True), (8, False), (9, True), (15, True), (19, True), (20, True), (25, False)]
+    # pending from 0, reset at 8, pending again from 9: fires at 19 (10 s), resolves at the first inactive pass
+    assert run(d, inbox, steps, hold=10) == [(19, "firing"), (25, "resolved")]
+    assert inbox.got[0].origin == ORIGIN and inbox.got[0].fingerprint == fingerprint(LABELS)
+    assert inbox.got[1].starts_at == inbox.got[0].starts_at and inbox.got[1].ends_at == (T0.timestamp() + 25)
+
+
+def test_keep_firing_for_rides_out_short_gaps_and_zero_flaps():
+    inbox = Inbox()
+    d = DirectAlerts(inbox, DirectConfig(keep_firing_for=dt.timedelta(seconds=5)))
+    steps = [(0, True), (2, False), (4, False), (6, True), (8, False), (12, False), (13, False), (14, True)]
+    assert run(d, inbox, steps) == [(0, "firing"), (12, "resolved"), (14, "firing")]   # 12 − 6 ≥ 5
+    inbox2 = Inbox()
+    d2 = DirectAlerts(inbox2, DirectConfig())
+    assert run(d2, inbox2, [(s, True) for s in range(0, 300, 2)]) == [(0, "firing")]   # constant: one page
+
+
+def test_a_restart_adopts_firing_alerts_and_resolves_what_cleared_meanwhile():
+    inbox = Inbox()
+    fp = fingerprint(LABELS)
+    g = Group("g1", "route-0", {"slo": "api"}, 0.0, 0.0)
+    g.alerts[fp] = Alert(fp, "firing", dict(LABELS), {}, T0.timestamp() - 600, None, ORIGIN)
+    g.alerts["am"] = Alert("am", "firing", {"slo": "x"}, {}, 0.0, None, "alertmanager")
+    inbox.groups["g1"] = g
+    d = DirectAlerts(inbox, DirectConfig())
+    assert run(d, inbox, [(0, False)]) == [(0, "resolved")]
+    assert inbox.got[0].starts_at == T0.timestamp() - 600
+    # a firing alert whose SLO is gone from the evaluation resolves too
+    inbox2 = Inbox()
+    inbox2.groups["g1"] = g
+    d2 = DirectAlerts(inbox2, DirectConfig())
+    d2.feed([])
+    assert [(a.fingerprint, a.status) for a in inbox2.got] == [(fp, "resolved")]
+
+
+def test_a_refused_inbox_write_is_decided_again_next_pass():
+    class Refusing(Inbox):
+        fail = True
+
+        def submit(self, alerts):
+            if self.fail:
+                raise RuntimeError("store down")
+            return super().submit(alerts)
+    inbox = Refusing()
+    d = DirectAlerts(inbox, DirectConfig())
+    with pytest.raises(RuntimeError):
+        run(d, inbox, [(0, True)])
+    inbox.fail = False
+    assert run(d, inbox, [(2, True)]) == [(2, "firing")]
+
+
+CFG = """
+slos:
+  - name: api
+    objective: 0.99
+    window: 1d
+    sli: {{kind: span_ratio, service: odoo, bad_when: {{StatusCode: Error}}}}
+    alerting:
+      page: [{{long: 5m, short: 1m, burn_rate: 10}}]
+      ticket: [{{long: 1h, short: 5m, burn_rate: 2}}]
+evaluator: {{enabled: true, interval: 500ms}}
+server: {{metrics_public: true}}
+alerts:
+  public_url: http://revwatch.test
+  notifiers:
+    pd: {{type: pagerduty, url: "{base}/pd", routing_key: K}}
+    hook: {{type: webhook, url: "{base}/hook"}}
+  routes:
+    - {{notifiers: [pd, hook], group_by: [alertname, slo, group], group_wait: 0s, group_interval: 1s}}
+  delivery: {{backoff_initial: 100ms, backoff_max: 400ms, tick: 50ms}}
+"""
+
+
+def spans_now(n: int, bad_every: int, seconds_ago: float) -> list[tuple[int, bool]]:
+    base = int((time.time() - seconds_ago) * 1e9)
+    return [(base + k * 1000, bad_every > 0 and k % bad_every == 0) for k in range(n)]
+
+
+def test_the_evaluator_pages_directly_inhibits_the_ticket_never_twice_and_resolves(api_factory):
+    sink = Sink()
+    with live_server(sink.app) as base:
+        api = api_factory(CFG.format(base=base))
+        assert api.ctx.evaluator is not None and api.ctx.evaluator.passes >= 0
+        t0 = time.time()
+        add_span_list(api.ctx.store, spans_now(100, 2, 10))          # 50 % errors: page (≥ 10) and ticket (≥ 2)
+        [pd] = sink.wait("pd", 1, timeout=30)
+        paged = time.time() - t0
+        assert pd["event_action"] == "trigger" and pd["dedup_key"] == "revwatch/slo/api//page"
+        hook = sink.wait("hook", 1)[0]
+        assert hook["alerts"][0]["origin"] == ORIGIN and hook["alerts"][0]["labels"]["alertname"] == \
+            "RevwatchSLOBurnRatePage"
+        assert "50.0x" in hook["alerts"][0]["annotations"]["description"]
+        # the ticket of the same SLO fires too, but the page inhibits it
+        fired = {tuple(sorted(a["firing"] for a in r.alerts)) for r in api.ctx.slo.latest or []}
+        assert fired == {(True, True)}
+        # Alertmanager's copy of the same page (from the generated rule): stored nowhere, routed never
+        am = {"version": "4", "status": "firing", "alerts": [{
+            "status": "firing", "labels": {**LABELS, "instance": "rw:8317", "job": "revwatch"},
+            "annotations": {"summary": "burning"}, "startsAt": "2026-11-23T10:00:00Z", "fingerprint": "amfp"}]}
+        r = api.post("/api/v1/alerts/alertmanager", json=am)
+        assert r.json() == {"received": 0, "superseded": 1}
+        time.sleep(2.5)
+        assert [e["event_action"] for e in sink.got["pd"]] == ["trigger"], sink.got["pd"]
+        metrics = api.client.get("/metrics").text
+        assert "revwatch_alerts_superseded_total 1.0" in metrics
+        lag = float(next(line.split()[-1] for line in metrics.splitlines()
+                         if line.startswith("revwatch_slo_evaluation_lag_seconds ")))
+        assert 0 <= lag < 10
+        # the burn falls back (the errors are diluted by good spans): resolved, the ticket never notified
+        t1 = time.time()
+        good = spans_now(30_000, 0, 5)
+        for k in range(0, len(good), 5000):
+            add_span_list(api.ctx.store, good[k:k + 5000])
+        resolve = sink.wait("pd", 2, timeout=30)[1]
+        resolved = time.time() - t1
+        assert resolve == {"routing_key": "K", "event_action": "resolve", "dedup_key": pd["dedup_key"]}
+        time.sleep(2)
+        assert all("ticket" not in e["dedup_key"] for e in sink.got["pd"]), sink.got["pd"]
+        print(f"\nstored burn → page {paged:.1f}s, dilution → resolve {resolved:.1f}s")
