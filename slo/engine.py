@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,6 +28,7 @@ from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts,
 from slo.edges import has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
+from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
 from revwatch.journeys import money as jmoney
 from slo.prometheus_values import PrometheusReader
@@ -203,13 +203,41 @@ class SloEngine:
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
         self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
-        self.latest: list[SloResult] | None = None
-        self.latest_journeys: dict[str, dict] = {}
-        self.latest_forecasts: list[dict] = []
-        self.latest_silence: dict[str, JourneySilence] = {}    # journeys with no_data_alert (slo/coverage.py)
-        self.latest_at: dt.datetime | None = None
-        self.last_seconds: float | None = None
-        self._lock = threading.Lock()
+        self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
+
+    # -- the latest pass (views of self.snapshot, one whole pass each) --------------------------------------
+    @property
+    def latest(self) -> list[SloResult] | None:
+        """The latest pass's results, None before the first."""
+        ev = self.snapshot.current
+        return list(ev.results) if ev is not None else None
+
+    @property
+    def latest_at(self) -> dt.datetime | None:
+        ev = self.snapshot.current
+        return ev.at if ev is not None else None
+
+    @property
+    def latest_journeys(self) -> dict[str, dict]:
+        ev = self.snapshot.current
+        return ev.journeys if ev is not None else {}
+
+    @property
+    def latest_forecasts(self) -> list[dict]:
+        """In-flight forecasts of every journey SLO (slo/forecast.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.forecasts if ev is not None else []
+
+    @property
+    def latest_silence(self) -> dict[str, JourneySilence]:
+        """Journeys with no_data_alert and how long they have been silent (slo/coverage.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.silence if ev is not None else {}
+
+    @property
+    def last_seconds(self) -> float | None:
+        ev = self.snapshot.current
+        return ev.seconds if ev is not None else None
 
     def spec(self, name: str) -> SloSpec | None:
         """The spec named `name` (evaluated here or by Prometheus)."""
@@ -521,11 +549,8 @@ GROUP BY Slo, GroupKey, ts
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
         forecasts = self._forecasts(results)
-        with self._lock:
-            self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
-            self.latest_silence = silence
-            self.latest_forecasts = forecasts
-            self.last_seconds = time.perf_counter() - t0
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
+                                         forecasts=forecasts))
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:
@@ -543,11 +568,9 @@ GROUP BY Slo, GroupKey, ts
 
     def latest_or_evaluate(self) -> list[SloResult]:
         """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""
-        with self._lock:
-            latest = self.latest
+        latest = self.latest
         if latest is not None:
             return latest
         results = self.evaluate()
-        with self._lock:
-            self.latest, self.latest_at = results, utcnow()
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), from_evaluator=False))
         return results
