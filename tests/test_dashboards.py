@@ -43,17 +43,11 @@ slos:
     objective: 0.99
     window: 28d
     sli: {kind: journey_latency, threshold: 15m}
-    alerting:
+    alerting: &tiers
       page: [{long: 30m, short: 2m, burn_rate: 20}, {long: 4h, short: 20m, burn_rate: 8}]
       ticket: [{long: 2d, short: 4h, burn_rate: 1.5}]
-  - name: pp-fast
-    journey: p2p
-    objective: 0.995
-    window: 28d
-    sli: {kind: journey_latency, threshold: 5m}
-    alerting:
-      page: [{long: 30m, short: 2m, burn_rate: 20}, {long: 4h, short: 20m, burn_rate: 8}]
-      ticket: [{long: 2d, short: 4h, burn_rate: 1.5}]
+  - {name: pp-fast, journey: p2p, objective: 0.995, window: 28d, sli: {kind: journey_latency, threshold: 5m},
+     alerting: *tiers}
   - name: api
     objective: 0.999
     window: 28d
