@@ -100,6 +100,10 @@ def test_forecast_api(api_factory):
     assert api.get("/api/v1/slos/api/forecast").json()["field"] == "name"
     assert api.get("/api/v1/slos/nope/forecast").status_code == 404
     assert api.get("/api/v1/slos/pp/forecast", params={"within": "soon"}).json()["field"] == "within"
+    r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = api.client.get("/ui/slos/pp").text                # the SLO page shows the same forecast
+    assert "Forecast: in flight now" in page and "PAGE" in page and "167.00 EUR" in page
     api.ctx.slo.evaluate_and_cache()                       # the evaluator keeps forecasts for /metrics
     text = api.get("/metrics").text
     assert 'revwatch_slo_forecast_breaches{group="",slo="pp"} 5.0' in text

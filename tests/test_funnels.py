@@ -105,3 +105,18 @@ def test_funnel_api(api_factory):
     assert api.get("/api/v1/funnels/revenue", params={"since": NOW.isoformat(),
                                                       "until": since}).json()["field"] == "since"
     assert api.client.get("/api/v1/funnels/revenue").status_code == 401
+
+
+def test_funnel_page(api_factory):
+    api = api_factory(CFG)
+    seed(api.ctx.store)
+    r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/funnels"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = api.client.get("/ui/funnels?journey=revenue&range=24h")
+    assert page.status_code == 200 and '<svg class="chart funnel"' in page.text
+    assert "250.00 EUR" in page.text and "300.00 EUR" in page.text          # settled money; R4's money waiting
+    assert "66.7% of previous" in page.text            # 24 h: R6 too, so 4 of 6 reach invoice.created
+    split = api.client.get("/ui/funnels?journey=revenue&range=24h&by=gateway").text
+    assert "gateway = adyen" in split and "gateway = stripe" in split
+    assert api.client.get("/ui/funnels?journey=revenue&range=1y").json()["field"] == "range"
+    assert api.client.get("/ui/funnels?journey=nope").json()["field"] == "journey"
