@@ -3,6 +3,7 @@ runs the background work (spool writer, APScheduler jobs: SLO evaluation, probes
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,8 +22,12 @@ from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
 from revwatch.journeys import JourneyService
 from collector import journey_routes
+from collector.deadletters import DeadLetters
 from collector.pipeline import build_ingest
+from collector import source_routes
+from collector.sources import ExternalMapper, SourceRegistry
 from probes import odoo_webhook
+from probes.odoo import OdooProbe
 from probes.service import ProbeService
 from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
@@ -65,6 +70,8 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
+    ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
+    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
@@ -79,6 +86,16 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
         ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
                                       alerts_cfg.public_url, metrics)
     return ctx
+
+
+def _probe_mappers(cfg: Config, probes: ProbeService) -> dict[str, ExternalMapper]:
+    """Odoo sources with `probe:` map with that Odoo probe's webhook rules (the poller's event ids)."""
+    out: dict[str, ExternalMapper] = {}
+    for name, src in cfg.sources.items():
+        runner = probes.runners.get(src.probe) if src.probe else None
+        if runner is not None and isinstance(runner.probe, OdooProbe):
+            out[name] = functools.partial(odoo_webhook.map_webhook, runner.probe)
+    return out
 
 
 def _credentialed_by(ctx: AppContext):
@@ -127,6 +144,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             ctx.background_running = True
             if collects:
                 ctx.writer.start()
+                if ctx.deadletters is not None:
+                    ctx.deadletters.start()
             scheduler = BackgroundScheduler(timezone="UTC")
             if ctx.evaluator is not None:       # its own thread: a slow pass delays the next, never skips it
                 ctx.evaluator.start()
@@ -154,6 +173,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                     scheduler.shutdown(wait=False)
                 if collects:
                     ctx.writer.stop()
+                    if ctx.deadletters is not None:
+                        ctx.deadletters.stop()
                 ctx.spool.close()
                 ctx.background_running = False
 
@@ -168,6 +189,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)
+        app.include_router(source_routes.router)
+    app.include_router(source_routes.read_router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
     app.include_router(slo_policy_routes.router)

@@ -112,6 +112,18 @@ class Target(abc.ABC):
         """Acknowledge a finding; None when there is no such finding."""
 
     @abc.abstractmethod
+    def deadletters_list(self, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        """One page of dead letters (the API's filters) and the next cursor."""
+
+    @abc.abstractmethod
+    def deadletter(self, letter_id: str) -> dict | None:
+        """One dead letter with its kept body, or None."""
+
+    @abc.abstractmethod
+    def deadletters_replay(self, params: dict[str, Any]) -> dict:
+        """Replay open letters (the API's filters); the replay summary."""
+
+    @abc.abstractmethod
     def local_store(self, why: str) -> Store:
         """The store itself, for work only this process can do (probes run); exit 2 with `why` when a server
         holds it."""
@@ -206,6 +218,40 @@ class LocalTarget(Target):
         from anomaly.findings import acknowledge
         return as_api_json(acknowledge(self.store, finding_id))
 
+    def _deadletters(self):
+        from collector.deadletters import DeadLetters
+        from revwatch.metrics import Metrics
+        return DeadLetters(self.store, Metrics(), self.cfg.deadletters)
+
+    def deadletters_list(self, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        from revwatch.units import parse_instant
+        since = parse_instant(params["since"]) if params.get("since") else None
+        try:
+            return self._deadletters().find(params.get("source"), params.get("reason"), since, params.get("cursor"),
+                                             params.get("limit", 100), params.get("status"))
+        except ValueError as e:
+            fail(str(e))
+
+    def deadletter(self, letter_id: str) -> dict | None:
+        return self._deadletters().get(letter_id)
+
+    def deadletters_replay(self, params: dict[str, Any]) -> dict:
+        import asyncio
+
+        from collector.source_routes import replay
+        from revwatch.server import build_context
+        from revwatch.units import parse_instant
+        ctx = build_context(self.cfg, self.store)       # the same intake, spool and mappings the server uses
+        since = parse_instant(params["since"]) if params.get("since") else None
+        try:
+            summary = asyncio.run(replay(ctx, params.get("source"), params.get("reason"), since,
+                                         params.get("letter_id"), params.get("limit", 1000)))
+            while (batch := ctx.spool.next_batch(ctx.writer.batch_rows)) is not None:
+                ctx.writer.write_batch(batch)           # into the store before this process ends
+        finally:
+            ctx.spool.close()
+        return summary
+
     def local_store(self, why: str) -> Store:
         return self.store
 
@@ -281,6 +327,16 @@ class RemoteTarget(Target):
 
     def anomaly_ack(self, finding_id: str) -> dict | None:
         return self.request("POST", f"/api/v1/anomalies/{finding_id}/ack")
+
+    def deadletters_list(self, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        doc = self.request("GET", "/api/v1/deadletters", params=params)
+        return doc["items"], doc.get("next_cursor")
+
+    def deadletter(self, letter_id: str) -> dict | None:
+        return self.request("GET", f"/api/v1/deadletters/{quote(letter_id, safe='')}")
+
+    def deadletters_replay(self, params: dict[str, Any]) -> dict:
+        return self.request("POST", "/api/v1/deadletters/replay", params=params)
 
     def local_store(self, why: str) -> Store:
         fail(why)
