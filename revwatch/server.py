@@ -83,8 +83,10 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
             direct = DirectAlerts(ctx.alerts, alerts_cfg.direct)
             owned = identities(engine.specs)
             ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
+        writer = ctx.writer if cfg.server.role == "all" else None      # a collector in this process: wake on data
         ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
-                                      alerts_cfg.public_url, metrics)
+                                      alerts_cfg.public_url, metrics,
+                                      data_version=(lambda: writer.batches_written) if writer is not None else None)
     return ctx
 
 
