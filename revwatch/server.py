@@ -71,7 +71,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
     ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
-    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters)
+    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters, cfg.sources)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
