@@ -297,3 +297,20 @@ def test_sources_telemetry_api_and_ui_pages_show_the_metrics_numbers(src):
     page = src.get("/ui/deadletters", params={"source": "billing-bus"}).text
     assert "mapping" in page and "item 1" in page and "&#34;uid&#34;" in page           # the body, escaped
     assert src.get("/ui/deadletters", params={"status": "nope"}).status_code == 400
+
+
+def test_fast_mapping_paths_agree_with_jmespath():
+    import jmespath
+
+    from collector.sources import _compile
+    docs = [{"a": 0, "b": {"c": ""}}, {"a": None, "b": {"c": [1]}}, {"a": [], "b": {}}, {"type": "x", "a": False, "b": 3},
+            {"type": "y", "a": {}, "b": None}, {}, {"a": "s", "b": [{"c": 1}]}, {"b": 5, "type": 0}, {"type": False}]
+    for expr in ("a", "a.b", "b.c", "a || b.c", "a && b", "(type == 'x' && a) || b", "type != 'x'", "'lit' || a",
+                 "a || b || 'z'", "type == `0`", "type == `false`", "b[0].c", "length(b)"):
+        f = _compile(expr)
+        for d in docs:
+            try:
+                want = jmespath.search(expr, d)
+            except jmespath.exceptions.JMESPathError:
+                continue
+            assert f(d) == want and type(f(d)) is type(want), (expr, d)
