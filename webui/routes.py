@@ -276,7 +276,8 @@ def overview(request: Request, v: Viewer = Depends(viewer)):
     return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(results, series),
                   alerts=_or_none(lambda: data.open_alerts(ctx)),
                   anomalies=_or_none(lambda: data.anomalies(ctx, status="open", limit=5)),
-                  journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds)
+                  journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds,
+                  eval_lag=ctx.evaluator.lag() if ctx.evaluator is not None else None)
 
 
 def _or_none(read):

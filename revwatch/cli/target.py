@@ -91,6 +91,15 @@ class Target(abc.ABC):
         """Journeys matching the filters (or, with `q.stuck`, the instances past the journey's threshold)."""
 
     @abc.abstractmethod
+    def funnel(self, journey: str, since: dt.datetime, until: dt.datetime, filters: dict[str, str],
+               by: str | None) -> list[dict]:
+        """The funnels of a journey (`GET /api/v1/funnels/{journey}`'s `funnels`)."""
+
+    @abc.abstractmethod
+    def forecast(self, name: str) -> list[dict]:
+        """The in-flight forecast of a journey SLO per group (`GET /api/v1/slos/{name}/forecast`)."""
+
+    @abc.abstractmethod
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         """Run the detectors now: (scan summary, top `limit` findings)."""
 
@@ -173,6 +182,23 @@ class LocalTarget(Target):
         if q.stuck:
             return as_api_json([s.as_dict() for s in svc.stuck(q.stuck, limit=q.limit)])
         return as_api_json(svc.search(q.attr, q.customer, q.journey, q.since_at, q.until_at, q.limit))
+
+    def funnel(self, journey: str, since: dt.datetime, until: dt.datetime, filters: dict[str, str],
+               by: str | None) -> list[dict]:
+        from revwatch.journeys.funnel import funnel
+        return as_api_json([f.as_dict() for f in funnel(self.store, self.cfg.journeys, journey, since, until,
+                                                        filters, by)])
+
+    def forecast(self, name: str) -> list[dict]:
+        from slo.engine import SloEngine
+        from slo.forecast import forecast
+        engine = SloEngine(self.store, self.cfg)
+        spec = engine.spec(name)
+        if spec is None:
+            fail(f"no SLO named {name!r}")
+        if not spec.is_journey:
+            fail(f"{name!r} is a {spec.kind} SLO: forecasts follow journey instances in flight")
+        return as_api_json(forecast(engine, spec))
 
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         from anomaly.detectors import list_findings, scan
@@ -277,6 +303,19 @@ class RemoteTarget(Target):
 
     def journeys_search(self, q: JourneyQuery) -> list[dict]:
         return self.request("GET", "/api/v1/journeys", params=q.api_params())["items"]
+
+    def funnel(self, journey: str, since: dt.datetime, until: dt.datetime, filters: dict[str, str],
+               by: str | None) -> list[dict]:
+        params: dict[str, Any] = {"since": since.isoformat(), "until": until.isoformat(),
+                                  "attr": [f"{k}:{v}" for k, v in filters.items() if k != "source"]}
+        if "source" in filters:
+            params["source"] = filters["source"]
+        if by:
+            params["by"] = by
+        return self.request("GET", f"/api/v1/funnels/{quote(journey, safe='')}", params=params)["funnels"]
+
+    def forecast(self, name: str) -> list[dict]:
+        return self.request("GET", f"/api/v1/slos/{quote(name, safe='')}/forecast")["forecasts"]
 
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         summary = self.request("POST", "/api/v1/anomalies/scan")
