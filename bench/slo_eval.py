@@ -87,7 +87,7 @@ def main() -> None:
     print(f"generated {n_events:,} events in {time.perf_counter() - t0:.0f} s")
     engine = SloEngine(store, config(dsn))
     t0 = time.perf_counter()
-    engine.evaluate()
+    engine.evaluate(refresh=True)                  # the evaluator's pass writes the rollups (reads never write)
     build = time.perf_counter() - t0
     print(f"initial rollup build (once per SLO definition; 0 when reused): {build:.1f} s")
     passes = []
