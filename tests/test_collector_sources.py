@@ -304,7 +304,8 @@ def test_fast_mapping_paths_agree_with_jmespath():
 
     from collector.sources import _compile
     docs = [{"a": 0, "b": {"c": ""}}, {"a": None, "b": {"c": [1]}}, {"a": [], "b": {}},
-            {"type": "x", "a": False, "b": 3}, {"type": "y", "a": {}, "b": None}, {}, {"a": "s", "b": [{"c": 1}]}, {"b": 5, "type": 0}, {"type": False}]
+            {"type": "x", "a": False, "b": 3}, {"type": "y", "a": {}, "b": None}, {}, {"a": "s", "b": [{"c": 1}]},
+            {"b": 5, "type": 0}, {"type": False}]
     for expr in ("a", "a.b", "b.c", "a || b.c", "a && b", "(type == 'x' && a) || b", "type != 'x'", "'lit' || a",
                  "a || b || 'z'", "type == `0`", "type == `false`", "b[0].c", "length(b)"):
         f = _compile(expr)
