@@ -235,6 +235,12 @@ class SloEngine:
         return ev.journeys if ev is not None else {}
 
     @property
+    def latest_stuck(self) -> list:
+        """Per journey, its overdue instances and their money (`JourneyReader.summaries`), latest pass."""
+        ev = self.snapshot.current
+        return ev.stuck if ev is not None else []
+
+    @property
     def latest_forecasts(self) -> list[dict]:
         """In-flight forecasts of every journey SLO (slo/forecast.py), latest pass."""
         ev = self.snapshot.current
@@ -561,8 +567,9 @@ GROUP BY Slo, GroupKey, ts
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
         forecasts = self._forecasts(results)
+        stuck = self.journey_reader.summaries(utcnow())
         self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
-                                         forecasts=forecasts))
+                                         forecasts=forecasts, stuck=stuck))
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:
