@@ -388,6 +388,22 @@ CREATE TABLE IF NOT EXISTS {db}.silences{local} {on_cluster} (
 ORDER BY Id
 """
 
+# Annotations on SLO charts (deploys, upgrades, incidents; slo/annotations.py): a point in time with a text, for some
+# SLOs (empty: all) and tags.
+_ANNOTATIONS = """
+CREATE TABLE IF NOT EXISTS {db}.annotations{local} {on_cluster} (
+    Id String,
+    Time DateTime64(3, 'UTC'),
+    Text String,
+    Slos Array(String),
+    Tags Array(String),
+    CreatedAt DateTime64(3, 'UTC'),
+    CreatedBy String
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(Time)
+ORDER BY (Time, Id)
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -407,6 +423,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_EVENT_KEYS, _INGEST_QUARANTINE, _EVENTS_AMOUNT_TEXT_LOCAL, _EVENTS_AMOUNT_TEXT)),
     Migration(14, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
               (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
+    Migration(28, "annotations on SLO charts", (_ANNOTATIONS,)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -417,7 +434,8 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "attribute_links": "cityHash64(Value)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
                "alerts": "cityHash64(Fingerprint)", "event_keys": "cityHash64(EventId)",
                "ingest_quarantine": "rand()", "alert_inbox": "rand()", "alert_groups": "cityHash64(GroupId)",
-               "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)"}
+               "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)",
+               "annotations": "cityHash64(Id)"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

@@ -24,6 +24,7 @@ from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
 from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
+from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
@@ -87,6 +88,7 @@ class SloResult:
     state: str = "ok"
     coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
     adjustments: list[dict] = field(default_factory=list)   # what budget adjustments removed from the SLO window
+    annotations: list[dict] = field(default_factory=list)   # annotations of the 24 h up to `at` (slo/annotations.py)
 
     @property
     def budget(self) -> dict:
@@ -130,7 +132,8 @@ class SloResult:
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
-             "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments}
+             "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments,
+             "annotations": self.annotations}
         return d
 
 
@@ -202,11 +205,13 @@ class SloEngine:
         self.rollups = RollupMaintainer(store, self.specs)
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
         self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
+        self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
         self.latest_forecasts: list[dict] = []
         self.latest_silence: dict[str, JourneySilence] = {}    # journeys with no_data_alert (slo/coverage.py)
+        self.latest_annotations: list[Annotation] = []          # the last 7 days', for Grafana (/metrics)
         self.latest_at: dt.datetime | None = None
         self.last_seconds: float | None = None
         self._lock = threading.Lock()
@@ -290,6 +295,7 @@ class SloEngine:
                 for s in specs}
         edges = leading_edges(self.rollups, [(s, w, length) for s in specs if has_exact_windows(s)
                                              for w, length in self.exact_lengths(s).items()], at)
+        notes = self.annotations.for_results([s.name for s in specs], at) if _hold else {}
         results = []
         for s in specs:
             groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]} \
@@ -333,7 +339,8 @@ class SloEngine:
                                 for w, lo in bounds[s.name].items()}, last, at_min,
                                no_data_after(s))
                 res = SloResult(s, g, at, windows, coverage=cov,
-                                adjustments=plan.summary(bounds[s.name]["slo"], stop))
+                                adjustments=plan.summary(bounds[s.name]["slo"], stop),
+                                annotations=[a.as_dict() for a in notes.get(s.name, [])])
                 results.append(res)
         self._alert_states(results, _hold)
         return results
@@ -520,10 +527,11 @@ GROUP BY Slo, GroupKey, ts
             raise
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
+        notes = self.annotations.between(utcnow() - EXPOSED_SPAN, utcnow(), limit=EXPOSED)
         forecasts = self._forecasts(results)
         with self._lock:
             self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
-            self.latest_silence = silence
+            self.latest_silence, self.latest_annotations = silence, notes
             self.latest_forecasts = forecasts
             self.last_seconds = time.perf_counter() - t0
         return results

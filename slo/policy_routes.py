@@ -1,6 +1,7 @@
 """HTTP routes of SLO policy (docs/slo-policy.md): budget adjustments `GET /api/v1/adjustments` (read),
 `POST /api/v1/adjustments` and `DELETE /api/v1/adjustments/{name}` (admin: an adjustment changes what every SLO
-reports)."""
+reports); annotations `POST /api/v1/annotations` (ingest: deploy pipelines write them) and `GET /api/v1/annotations`
+(read)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,6 +14,7 @@ from revwatch.api import ApiError, ctx_of, first_validation_error, instant_param
 from revwatch.config import AdjustmentConfig
 from revwatch.units import utcnow
 from slo.adjustments import AdjustmentError
+from slo.annotations import AnnotationError, AnnotationRequest, adjustment_annotations
 
 router = APIRouter()
 
@@ -64,3 +66,42 @@ def delete_adjustment(name: str, request: Request):
     if not ctx_of(request).slo.adjustments.delete(name):
         raise ApiError(404, f"no adjustment named {name!r} created through the API", "name")
     return {"deleted": name}
+
+
+@router.post("/api/v1/annotations", dependencies=[Depends(require("ingest"))], status_code=201)
+async def create_annotation(request: Request):
+    """An annotation `{time, text, slos?, tags?}` (a deploy, an Odoo upgrade, an incident) on the SLO charts."""
+    body = await json_object(request, "an annotation object")
+    try:
+        req = AnnotationRequest.model_validate(body)
+    except ValidationError as e:
+        raise first_validation_error(e) from e
+    ctx = ctx_of(request)
+    key_id = getattr(request.state, "key_id", None)
+    try:
+        a = await run_in_threadpool(ctx.slo.annotations.add, req, f"key {key_id}" if key_id else None,
+                                    {s.name for s in ctx.slo.specs + ctx.slo.prometheus_specs})
+    except AnnotationError as e:
+        raise ApiError(400, str(e), e.field) from e
+    return a.as_dict()
+
+
+@router.get("/api/v1/annotations", dependencies=[Depends(require("read"))])
+def list_annotations(request: Request, start: str | None = Query(None, alias="from"),
+                     end: str | None = Query(None, alias="to"), slo: str | None = Query(None),
+                     tag: list[str] = Query([]), limit: int = Query(500, ge=1, le=5000)):
+    """Annotations in [from, to] (default: the last 7 days), of one SLO (its own and the global ones), having every
+    `tag`; budget adjustments' occurrences are included as annotations tagged `adjustment`. Newest first."""
+    now = utcnow()
+    lo = instant_param(start, "from") or now - dt.timedelta(days=7)
+    hi = instant_param(end, "to") or now
+    if hi < lo:
+        raise ApiError(400, "to must not be before from", "to")
+    engine = ctx_of(request).slo
+    if slo is not None and engine.spec(slo) is None:
+        raise ApiError(400, f"no SLO named {slo!r}", "slo")
+    stored = engine.annotations.between(lo, hi, slo, tag or None, limit)
+    adjusted = [a for a in adjustment_annotations(engine.adjustments.all(), lo, hi)
+                if (slo is None or a.applies_to(slo)) and set(tag) <= set(a.tags) and a.time <= hi]
+    items = sorted(stored + adjusted, key=lambda a: a.time, reverse=True)[:limit]
+    return {"from": lo.isoformat(), "to": hi.isoformat(), "items": [a.as_dict() for a in items]}
