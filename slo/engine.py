@@ -25,6 +25,7 @@ from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
 from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
+from slo.composite import roll, window_names as composite_windows
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
@@ -47,7 +48,9 @@ def _at_least(burn: float, threshold: float) -> bool:
 @dataclass
 class WindowResult:
     good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
-    total: int                             # budgeting amount: both in 1/scale currency units (integers, exact)
+    # events or minutes (integers); budgeting amount: good and total in 1/scale currency units (integers, exact);
+    # composite SLOs: weight units (slo/composite.py)
+    total: float
     objective: float
     scale: int = 1                         # AMOUNT_SCALE for `budgeting: amount`, else 1
 
@@ -202,7 +205,7 @@ class SloEngine:
         self.prometheus_specs = [s for s in every if s.is_prometheus]  # computed by Prometheus from our rules
         self.prometheus: PrometheusReader | None = (
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
-        self.rollups = RollupMaintainer(store, self.specs)
+        self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite])
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
         self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
@@ -236,6 +239,9 @@ class SloEngine:
     def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
         """The burn-rate windows of an SLO: the standard ones plus every window its alert pairs name."""
         names = list(BURN_WINDOWS)
+        for comp in self.specs:                # a composite's members also carry its windows (slo/composite.py)
+            if comp.config.composite is not None and spec.name in comp.config.composite.members:
+                names += [n for n in composite_windows(comp) if n not in names]
         for tier in spec.tiers:
             for w in (tier.long, tier.short):
                 if format_duration(w) not in names:
@@ -260,7 +266,10 @@ class SloEngine:
         (`evaluate_and_cache`) passes `refresh=True` and writes `slo_minutes`."""
         now = utcnow()
         at = min(at or now, now)
-        specs = [s for s in self.specs if names is None or s.name in names]
+        composites = [s for s in self.specs if s.is_composite and (names is None or s.name in names)]
+        members = {m for c in composites for m in c.config.composite.members}   # type: ignore[union-attr]
+        specs = [s for s in self.specs if not s.is_composite and (names is None or s.name in names
+                                                                   or s.name in members)]
         if not specs:
             return []
         if refresh:
@@ -342,8 +351,32 @@ class SloEngine:
                                 adjustments=plan.summary(bounds[s.name]["slo"], stop),
                                 annotations=[a.as_dict() for a in notes.get(s.name, [])])
                 results.append(res)
+        results += [self._composite(c, results, at, at_min) for c in composites]
+        if names is not None:                  # members evaluated only for their composites
+            results = [r for r in results if r.spec.name in names]
         self._alert_states(results, _hold)
         return results
+
+    def _composite(self, spec: SloSpec, results: list[SloResult], at: dt.datetime,
+                   at_min: dt.datetime) -> SloResult:
+        """A composite SLO's result from its members' (slo/composite.py)."""
+        comp = spec.config.composite
+        assert comp is not None, "only composites come here"
+        mine = {r.spec.name: r for r in results if r.spec.name in comp.members and r.group == ""}
+        own = format_duration(spec.config.rolling_window or spec.nominal_period)
+        windows: dict[str, WindowResult] = {}
+        covs: dict[str, WindowCoverage] = {}
+        for w in [*self.window_lengths(spec), "slo"]:
+            mw = own if w == "slo" else w
+            rolled = roll(spec, {m: r.windows for m, r in mine.items()}, w, mw)
+            windows[w] = WindowResult(rolled.good, rolled.total, spec.config.objective)
+            covered = max((r.coverage.windows[mw].covered for r in mine.values() if r.coverage), default=0)
+            length = spec.config.rolling_window if w == "slo" else parse_duration(w)
+            covs[w] = WindowCoverage(int(length / MINUTE), covered)   # type: ignore[operator]
+        lasts = [r.coverage.last_data for r in mine.values() if r.coverage and r.coverage.last_data]
+        cov = Coverage(covs, max(lasts) if lasts else None, at_min, no_data_after(spec))
+        return SloResult(spec, "", at, windows, coverage=cov,
+                         adjustments=[a for r in mine.values() for a in r.adjustments])
 
     def _alert_states(self, results: list[SloResult], hold: bool) -> None:
         """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
