@@ -11,8 +11,10 @@ routing key, the webhook's HMAC signature, Slack's webhook URL), so the store an
   replayed). One request per notification.
 * slack — an incoming-webhook message with Block Kit blocks, within Slack's documented limits: at most 50 blocks
   per message, header text ≤ 150 characters, section text ≤ 3000, ≤ 10 section fields of ≤ 2000 characters each,
-  ≤ 10 context elements, button text ≤ 75 and URL ≤ 3000; `text` is the notification fallback. Over-long values
-  are cut with "…", alerts beyond the block budget are counted in a last context block. One request.
+  ≤ 10 context elements, button text ≤ 75 and URL ≤ 3000; `text` is the notification fallback. Every value in a
+  mrkdwn text and in `text` is escaped (& < >: `<!channel>` is shown, never pings); plain_text objects (header,
+  buttons) are shown verbatim by Slack. Over-long values are cut with "…" (never inside an entity or a link),
+  alerts beyond the block budget are counted in a last context block. One request.
 * pagerduty — Events API v2 (`POST /v2/enqueue`): one event per alert identity, `event_action` trigger or
   resolve, `dedup_key` stable per SLO, group and severity (`revwatch/slo/<slo>/<group>/<severity>`; other alerts:
   their fingerprint), `payload` {summary ≤ 1024, source, severity ∈ critical|error|warning|info, timestamp,
@@ -57,9 +59,30 @@ def _absolute(url: str | None) -> str | None:
     return url if url and url.startswith(("http://", "https://")) else None
 
 
-def _esc(text: str) -> str:
-    """Slack mrkdwn control characters in user text (Slack's formatting reference: escape &, <, >)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _esc(text: object) -> str:
+    """Slack mrkdwn control characters in user text (Slack's formatting reference: escape &, <, >), so a value
+    such as `<!channel>`, `<@U123>` or `<b>` is shown, never acted on. Every value interpolated into a mrkdwn
+    text (and the fallback `text`, which notifications show as mrkdwn) goes through here; `plain_text` objects
+    (header, buttons) are shown verbatim by Slack and are not escaped."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, label: str) -> str:
+    """A mrkdwn link `<url|label>`: the URL escaped and `|` encoded (it would end the URL), the label escaped."""
+    return f"<{_esc(url).replace('|', '%7C')}|{_esc(label)}>"
+
+
+def _cut_mrkdwn(text: str, limit: int) -> str:
+    """`_cut` for escaped mrkdwn: never cuts inside an entity (`&amp;`) or a link (`<…|…>`)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    amp, lt = cut.rfind("&"), cut.rfind("<")
+    if amp > cut.rfind(";"):
+        cut = cut[:amp]
+    if lt > cut.rfind(">"):
+        cut = cut[:lt]
+    return cut + "…"
 
 
 def dumps(doc: Any) -> bytes:
@@ -116,19 +139,21 @@ def _alert_blocks(a: dict) -> list[dict]:
         text += f"\n{_esc(a['annotations']['summary'])}"
     if a["annotations"].get("description") and a["status"] != "resolved":
         text += f"\n{_esc(a['annotations']['description'])}"
-    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SLACK_SECTION_MAX)}}]
+    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn",
+                                                        "text": _cut_mrkdwn(text, SLACK_SECTION_MAX)}}]
     if a["status"] == "resolved":
         return blocks
     fields = []
     if imp.get("class"):
-        fields.append(f"*Impact*\n{imp['class']}: {_esc(imp.get('reason', ''))}")
+        fields.append(f"*Impact*\n{_esc(imp['class'])}: {_esc(imp.get('reason', ''))}")
     if imp.get("recommended_team"):
         fields.append(f"*Route to*\n{_esc(imp['recommended_team'])} ({_esc(imp.get('recommendation_reason', ''))})")
     if att.get("money_at_risk") is not None and att.get("journey"):
         fields.append(f"*Money at risk*\n{_esc(_money(imp))}")
     inst = att.get("instances")
     if inst:
-        fields.append(f"*Instances*\n{inst['stuck']} stuck, {inst['late']} late of {inst['started']}")
+        fields.append(f"*Instances*\n{_esc(inst['stuck'])} stuck, {_esc(inst['late'])} late of "
+                      f"{_esc(inst['started'])}")
     budget = att.get("budget") or {}
     if budget.get("remaining_ratio") is not None:
         days = (budget.get("days_until_exhausted") or {}).get("1h")
@@ -142,14 +167,14 @@ def _alert_blocks(a: dict) -> list[dict]:
         fields.append("*Over-represented*\n" + ", ".join(
             f"{_esc(o['attribute'])}={_esc(o['value'])} ({o['bad_share']:.0%} of bad, {o['lift']}×)" for o in over[:3]))
     if fields:
-        blocks[0]["fields"] = [{"type": "mrkdwn", "text": _cut(f, SLACK_FIELD_MAX)} for f in fields[:SLACK_FIELDS_MAX]]
+        blocks[0]["fields"] = [{"type": "mrkdwn", "text": _cut_mrkdwn(f, SLACK_FIELD_MAX)}
+                               for f in fields[:SLACK_FIELDS_MAX]]
     examples = att.get("oldest_stuck") or []
     if examples:
         def example(e: dict) -> str:
-            cid = _esc(e["correlation_id"])
-            ref = f"<{e['link']}|{cid}>" if _absolute(e.get("link")) else cid
-            return _cut(f"{ref} {e.get('currency') or ''} {e.get('amount') or ''} waiting for "
-                        f"{_esc(e['waiting_for'])} for {e['age_seconds'] / 60:.0f} min", SLACK_SECTION_MAX)
+            ref = _link(e["link"], e["correlation_id"]) if _absolute(e.get("link")) else _esc(e["correlation_id"])
+            return _cut_mrkdwn(f"{ref} {_esc(e.get('currency') or '')} {_esc(e.get('amount') or '')} waiting for "
+                               f"{_esc(e['waiting_for'])} for {e['age_seconds'] / 60:.0f} min", SLACK_SECTION_MAX)
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": example(e)} for e in examples[:SLACK_CONTEXT_ELEMENTS_MAX]]})
     links = [(t, u) for t, u in (("Open SLO", _absolute(a.get("links", {}).get("slo"))),
@@ -179,7 +204,9 @@ def render_slack(n: dict) -> list[dict]:
     if shown < len(n["alerts"]):
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"+{len(n['alerts']) - shown} more alert(s) not shown"}]})
-    text = _cut(head + "\n" + "\n".join(summary_line(a) for a in firing + resolved), SLACK_SECTION_MAX)
+    # the fallback is mrkdwn too (push notifications, clients without blocks): every value escaped
+    text = _cut_mrkdwn(_esc(head) + "\n" + "\n".join(_esc(summary_line(a)) for a in firing + resolved),
+                       SLACK_SECTION_MAX)
     return [{"text": text, "blocks": blocks}]
 
 

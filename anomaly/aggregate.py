@@ -3,7 +3,9 @@ own history with weekly seasonality. Catches what per-invoice checks cannot: a s
 at all, so nothing to compare) or a price-table change applied consistently (expected amounts changed too).
 
 Two causal methods (a day is judged only on earlier days), compared in bench/anomaly_eval.py:
-* `weekday_median`: robust z-score against the same weekday of the previous eight weeks (median / MAD).
+* `weekday_median`: robust z-score against the same weekday of the previous eight weeks (median / MAD); a calendar
+  day that stood out the same way in every earlier month — a month-end close, the 1st when most subscriptions
+  renew — is expected to do so again (`calendar_effect`): business seasonality, not an anomaly.
 * `seasonal_level`: a multiplicative weekday profile (median ratio of each weekday to its week's mean) times the
   current level (median of the last 14 de-seasonalised days); robust z of the residual against past residuals.
 Counts are Poisson-like, so the spread never goes below √expected; totals never below 1 % of expected.
@@ -34,16 +36,57 @@ def _floor(expected: float, is_count: bool) -> float:
     return max(np.sqrt(max(expected, 1.0)), 1.0) if is_count else max(abs(expected) * 0.01, 0.01)
 
 
-def weekday_median(values: np.ndarray, is_count: bool) -> np.ndarray:
-    """z per day: against the same weekday in the previous eight weeks (NaN while history is short)."""
+def weekday_median(values: np.ndarray, is_count: bool, days: list[dt.date] | None = None) -> np.ndarray:
+    """z per day: against the same weekday in the previous eight weeks (NaN while history is short); with `days`,
+    a calendar day that has stood out the same way in every earlier month (see `calendar_effect`) is judged
+    against that: a month-end or renewal-day peak that keeps coming back is the business, not an anomaly."""
     z = np.full(len(values), np.nan)
+    expect = np.full(len(values), np.nan)
+    spread = np.full(len(values), np.nan)
     for i in range(len(values)):
         hist = values[i - 7::-7][:8] if i >= 7 else values[:0]
         if len(hist) < 3:
             continue
         med, mad = _robust(hist)
-        z[i] = (values[i] - med) / max(mad, _floor(med, is_count))
+        expect[i], spread[i] = med, max(mad, _floor(med, is_count))
+        z[i] = (values[i] - med) / spread[i]
+    if days is not None:
+        for i in range(len(values)):
+            if np.isnan(z[i]):
+                continue
+            effect = calendar_effect(values, expect, spread, days, i)
+            if effect is not None:
+                ratio, unsure = effect
+                e = expect[i] * ratio
+                grow = np.sqrt(max(ratio, 1.0)) if is_count else max(ratio, 1.0)    # Poisson counts; money scales
+                z[i] = (values[i] - e) / max(spread[i] * grow, expect[i] * unsure, _floor(e, is_count))
     return z
+
+
+def _month_end_offset(d: dt.date) -> int:
+    nxt = (d.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return (nxt - d).days - 1                    # 0 on the last day of the month
+
+
+def calendar_effect(values: np.ndarray, expect: np.ndarray, spread: np.ndarray, days: list[dt.date],
+                    i: int) -> tuple[float, float] | None:
+    """The factor by which day i's calendar position (its day of the month, or in the last week its distance to the
+    month's end) multiplied the weekday expectation in *every* earlier month of the history (up to three), when it
+    did so in the same direction each time (at least 2 robust z) and by Z_ALARM on average; returned with the
+    robust spread of those factors (how sure the factor is). None when there is no such recurring effect."""
+    d = days[i]
+    keys = [lambda o: o.day == d.day]
+    if _month_end_offset(d) <= 6:                # month-end effects live in the month's last week (else a short
+        keys.append(lambda o: _month_end_offset(o) == _month_end_offset(d))    # month aliases the 1st with the 4th)
+    for same in keys:
+        past = [j for j in range(max(0, i - 100), i - 20) if same(days[j]) and not np.isnan(expect[j])][-3:]
+        if not past:
+            continue
+        dev = [(values[j] - expect[j]) / spread[j] for j in past]
+        if (all(x >= 2 for x in dev) or all(x <= -2 for x in dev)) and abs(float(np.mean(dev))) >= Z_ALARM:
+            ratios = [values[j] / expect[j] if expect[j] else 1.0 for j in past]
+            return _robust(np.array(ratios))
+    return None
 
 
 def seasonal_level(values: np.ndarray, is_count: bool, weekdays: np.ndarray) -> np.ndarray:
@@ -74,7 +117,8 @@ def seasonal_level(values: np.ndarray, is_count: bool, weekdays: np.ndarray) -> 
 
 def score(values: np.ndarray, days: list[dt.date], is_count: bool, method: str = METHOD) -> np.ndarray:
     wd = np.array([d.weekday() for d in days])
-    return weekday_median(values, is_count) if method == "weekday_median" else seasonal_level(values, is_count, wd)
+    return weekday_median(values, is_count, days) if method == "weekday_median" else \
+        seasonal_level(values, is_count, wd)
 
 
 def daily(store: Store, until: dt.date) -> dict[tuple[str, str], tuple[list[dt.date], np.ndarray, np.ndarray]]:

@@ -13,10 +13,11 @@ skipped silently.
 """
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import json
+import math
+import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,16 +145,24 @@ def to_json(r: dict) -> dict:
             "updated_at": r["DetectedAt"].replace(tzinfo=dt.timezone.utc).isoformat()}
 
 
+# A cursor is the last item's score (IEEE 754 double, big-endian) and id (UTF-8), both in lower-case hex. Every
+# string of this shape decodes, so the route can state the whole rule as a pattern in its schema: a cursor of this
+# shape is always answered (a page, perhaps empty), anything else is a 400 naming `cursor`.
+CURSOR_PATTERN = r"^[0-9a-f]{16}(?:[0-9a-f]{2}){0,512}$"
+
+
 def encode_cursor(score: float, fid: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([score, fid]).encode()).decode().rstrip("=")
+    return struct.pack(">d", score).hex() + fid.encode().hex()
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        score, fid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return float(score), str(fid)
-    except Exception:
-        raise CursorError("cursor is not one this API handed out") from None
+    """(score, id) of a cursor; CursorError when it is not of the shape CURSOR_PATTERN states."""
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise CursorError("cursor is not one this API handed out")
+    score = struct.unpack(">d", bytes.fromhex(cursor[:16]))[0]
+    if math.isnan(score):          # never handed out; ordered after every score, like the end of the list
+        score = -math.inf
+    return score, bytes.fromhex(cursor[16:]).decode("utf-8", "replace")
 
 
 ORDERS = {"score": "Score", "money": "toFloat64OrZero(Details['money_at_risk'])"}

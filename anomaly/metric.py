@@ -37,7 +37,12 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from anomaly.discord import MAX_ABS, LeftDiscord, estimate_window
+
 Timestamp = float | int | str | dt.datetime
+DISCORD_PREFIX = 400      # values that set the discord's window (a cycle of up to ~100 points shows 4 times)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class DetectorParams:
     season_replace: float = 0.25  # seasonal residual variance below this × the values' variance: seasonal shift only
     squash: float = 1.5           # score = z / (z + squash): a shift of 6 scores 0.8
     point: bool = False           # True: the previous method (point z-score of the value and of its step)
+    discord: bool = True          # also score shape anomalies: the left matrix-profile discord (anomaly.discord)
 
     def __post_init__(self) -> None:
         for name in ("alpha", "alpha_short", "season_alpha"):
@@ -144,6 +150,9 @@ class StreamDetector:
         self.level, self.step = _Ew(p.alpha), _Ew(p.alpha)  # for the `point` variant
         self.prev: float | None = None
         self.lo = self.hi = math.nan
+        self.prefix: list[float] | None = [] if p.discord else None     # values until the window is estimated
+        self.discord: LeftDiscord | None = None
+        self.discord_stats = _Ew(p.alpha)
         self.quiet = 0
         self.last_alarm = 0.0
         self.n = 0
@@ -162,6 +171,7 @@ class StreamDetector:
                 z = zs                                # the cycle explains the series: its swing is no shift
             else:
                 z = max(z, p.season_weight * zs)
+        z = max(z, self._discord_z(value))
         spatial = self._spatial(value)
         if spatial and z < p.spatial_shift:           # a new extreme that is not part of a shift …
             lv = self.level if p.point else self.shift.long   # (has learned value: its z against the long run)
@@ -171,6 +181,29 @@ class StreamDetector:
             return 0.0
         score = self._refract(1.0 if z == math.inf else z / (z + p.squash))
         return max(score, spatial)
+
+    def _discord_z(self, value: float) -> float:
+        """How far the newest shape is from everything seen before: its left matrix-profile distance as a z-score
+        against the distances of earlier points (0 until `DISCORD_PREFIX` values have set the window)."""
+        if abs(value) >= MAX_ABS:
+            return 0.0
+        if self.prefix is not None:
+            self.prefix.append(value)
+            if len(self.prefix) < DISCORD_PREFIX:
+                return 0.0
+            self.discord = LeftDiscord(estimate_window(np.array(self.prefix)))
+            for v in self.prefix[:-1]:
+                self.discord.update(v)
+            self.prefix = None
+        if self.discord is None:
+            return 0.0
+        d = self.discord.update(value)
+        if not math.isfinite(d):
+            return 0.0
+        st = self.discord_stats
+        z = (d - st.mean) / st.sd(1e-9 + abs(st.mean) * 1e-3) if st.n > DISCORD_PREFIX // 4 else 0.0
+        st.add(d)
+        return max(0.0, z)
 
     def _point_z(self, value: float) -> float:
         """The previous method: z-score of the value and of its step against their long-run statistics."""

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client.core import GaugeMetricFamily
 
 from anomaly.detectors import RISK_STATUS_KEY, scan
-from anomaly.findings import STATUSES, CursorError, acknowledge, list_findings, open_counts
+from anomaly.findings import CURSOR_PATTERN, STATUSES, CursorError, acknowledge, list_findings, open_counts
 from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
@@ -24,7 +24,9 @@ KINDS = get_args(KindParam)
 def get_anomalies(request: Request, kind: KindParam | None = None, status: StatusParam | None = None,
                   cause: str | None = None,
                   customer: str | None = None, since: str | None = None,
-                  min_score: float | None = Query(None, ge=0, le=1), cursor: str | None = None,
+                  min_score: float | None = Query(None, ge=0, le=1),
+                  cursor: str | None = Query(None, pattern=CURSOR_PATTERN,
+                                             description="`next_cursor` of the previous page"),
                   limit: int = Query(100, ge=1, le=1000), order: OrderParam = "score"):
     """Findings, highest score first (`order=money`: highest money at risk first), one page at a time: follow
     `next_cursor` until it is null. `status=scored` lists payments scored below the risk threshold."""

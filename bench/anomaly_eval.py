@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import statistics
 import sys
@@ -172,6 +173,7 @@ def main() -> None:
     ap.add_argument("--skip-businesses", action="store_true")
     ap.add_argument("--skip-sim", action="store_true", help="skip the simulator seeds (variance and risk)")
     ap.add_argument("--business-seeds", default="201,202,203")
+    ap.add_argument("--ucr", help="directory of UCR anomaly archive series (UCR_Anomaly_FullData *.txt)")
     a = ap.parse_args()
     shutil.rmtree(a.dir, ignore_errors=True)
     dsn = f"chdb://{a.dir}/data"
@@ -230,14 +232,92 @@ def main() -> None:
             p, r, f = prf(c)
             print(f"   {m:16} TP {c['tp']} FP {c['fp']} FN {c['fn']}  precision {p:.3f} recall {r:.3f} F1 {f:.3f}")
     if not a.skip_nab:
-        from bench.nab import find_corpus, run
-        from anomaly.nab import load_corpus
-        root = find_corpus(None)
-        if root is None:
-            print("\nNAB corpus not found; skipped")
-        else:
-            res, _ = run(load_corpus(root), {}, 2)
-            print("\nNAB: " + ", ".join(f"{k} {v['score']:.1f}" for k, v in res.items()))
+        cross_benchmark(a.ucr)
+
+
+def ucr_series(root: Path) -> list[tuple[str, np.ndarray, int, int, int]]:
+    """UCR anomaly archive files `NNN_UCR_Anomaly_NAME_TRAIN_BEGIN_END.txt` (one value per line or whitespace
+    separated): (name, values, training prefix length, anomaly begin, anomaly end)."""
+    out = []
+    for f in sorted(root.glob("*_UCR_Anomaly_*.txt")):
+        parts = f.stem.split("_")
+        try:
+            train, begin, end = (int(p) for p in parts[-3:])
+        except ValueError:
+            continue
+        out.append((f.stem, np.loadtxt(f).ravel(), train, begin, end))
+    return out
+
+
+def ucr_found(scores, train: int, begin: int, end: int) -> bool:
+    """Wu & Keogh's protocol: found when the highest score after the training prefix lies in [begin−100, end+100]
+    (1-based positions in the file name, as the archive numbers them)."""
+    s = np.asarray(scores, float)[train:]
+    at = train + int(np.argmax(s)) + 1
+    return begin - 100 <= at <= end + 100
+
+
+def stumpy_check(corpus, files: int = 3, points: int = 3000) -> None:
+    """Our incremental left matrix profile (anomaly.discord) against stumpy's on the first NAB series: stumpy's
+    left nearest-neighbour index gives the distance; the largest difference is printed (numba compiles first)."""
+    try:
+        import stumpy
+    except ImportError:
+        print("   stumpy not installed: the left matrix profile is not cross-checked")
+        return
+    from anomaly.discord import LeftDiscord, estimate_window
+    worst = 0.0
+    for _, _, values, _ in corpus[:files]:
+        t = np.asarray(values[:points], float)
+        m = estimate_window(t[:400])
+        left = stumpy.stump(t, m)[:, 2].astype(int)
+        d = LeftDiscord(m, history=len(t))
+        ours = np.array([d.update(v) for v in t])[m - 1:]
+        for i in range(len(left)):
+            if left[i] < 0 or not np.isfinite(ours[i]):
+                continue
+            a, b = t[i:i + m], t[left[i]:left[i] + m]
+            if a.std() < 1e-7 or b.std() < 1e-7:
+                continue
+            ref = float(np.linalg.norm((a - a.mean()) / a.std() - (b - b.mean()) / b.std()))
+            worst = max(worst, abs(ref - ours[i]) if ours[i] <= ref + 1e-9 else ours[i] - ref)
+    print(f"   left matrix profile vs stumpy.stump on {files} NAB series: largest difference {worst:.2e}")
+
+
+def cross_benchmark(ucr_dir: str | None) -> None:
+    """NAB (standard profile, NAB's scoring rules) and UCR accuracy, each for the default detector beside the
+    detector without its discord and the two baselines, in one run."""
+    from anomaly.nab import load_corpus, score_corpus
+    from bench.nab import HEAD_TO_HEAD, VARIANTS, _score, find_corpus, run
+    root = find_corpus(None)
+    nab = {}
+    if root is None:
+        print("\nNAB corpus not found; skipped")
+    else:
+        corpus = load_corpus(root)
+        for name in HEAD_TO_HEAD:
+            params, with_time = VARIANTS[name]
+            files, _ = run(corpus, params, with_time, 2)
+            nab[name] = score_corpus(files)["standard"]["score"]
+    ucr_root = Path(ucr_dir or os.environ.get("REVWATCH_UCR_DIR") or ROOT / "bench" / "data" / "ucr")
+    series = ucr_series(ucr_root) if ucr_root.is_dir() else []
+    ucr = {}
+    for name in HEAD_TO_HEAD:
+        params, _ = VARIANTS[name]
+        if series:
+            ucr[name] = np.mean([ucr_found(_score((v, None, params)), tr, b, e) for _, v, tr, b, e in series])
+    print("\ncross-benchmark (metric detector; targets: NAB standard ≥ 72, UCR accuracy ≥ the matrix-profile "
+          "baseline)")
+    print(f"   {'detector':55} {'NAB standard':>12} {'UCR accuracy':>13}")
+    for name in HEAD_TO_HEAD:
+        n = f"{nab[name]:12.1f}" if name in nab else f"{'-':>12}"
+        u = f"{ucr[name]:13.2f}" if name in ucr else f"{'-':>13}"
+        print(f"   {name:55} {n} {u}")
+    if root is not None:
+        stumpy_check(corpus)
+    if not series:
+        print(f"   UCR: no series in {ucr_root} (--ucr DIR or $REVWATCH_UCR_DIR: UCR_Anomaly_FullData *.txt files); "
+              "not measured")
 
 
 if __name__ == "__main__":

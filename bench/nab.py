@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomaly.metric import DetectorParams, score_series  # noqa: E402
+from anomaly.discord import LeftDiscord, estimate_window  # noqa: E402
+from anomaly.metric import DISCORD_PREFIX, DetectorParams, score_series  # noqa: E402
 from anomaly.nab import LabelledFile, load_corpus, score_corpus  # noqa: E402
 
 PUBLISHED = [("ARTime", 74.9, None, None), ("Numenta HTM", 70.5, 62.6, 75.2), ("CAD OSE", 69.9, 67.0, 73.2),
@@ -36,10 +37,18 @@ PUBLISHED = [("ARTime", 74.9, None, None), ("Numenta HTM", 70.5, 62.6, 75.2), ("
              ("Twitter ADVec", 47.1, 33.6, 53.5), ("Windowed Gaussian", 39.6, 20.9, 47.4),
              ("Etsy Skyline", 35.7, 27.1, 44.5), ("Bayesian Changepoint", 17.7, 3.2, 32.2),
              ("Random", 11.0, 1.2, 19.5), ("Null", 0.0, 0.0, 0.0)]
-DEFAULT = "default (shift + seasonal + spatial)"
+DEFAULT = "default (shift + seasonal + spatial + discord)"
+NO_DISCORD = "shift + seasonal + spatial, no discord"
+DIFF_Z = "baseline: rolling z-score of first differences"
+MP = "baseline: plain matrix-profile discord"
+# what the default is measured against in one run: without the discord, and the two baselines
+HEAD_TO_HEAD = (DEFAULT, NO_DISCORD, DIFF_Z, MP)
 # (name, DetectorParams overrides, timestamps given)
 VARIANTS: dict[str, tuple[dict, bool]] = {
     DEFAULT: ({}, True),
+    NO_DISCORD: ({"discord": False}, True),
+    DIFF_Z: ({"baseline": "diff_z"}, False),
+    MP: ({"baseline": "mp_discord"}, False),
     "previous default (point z, no spatial)": ({"point": True, "spatial_tolerance": -1, "season": 0, "warmup": 50,
                                                 "alarm": 0.55, "squash": 3.0}, False),
     "point z + HTM's spatial rule": ({"point": True, "spatial_z": 0, "season": 0, "warmup": 50, "alarm": 0.55,
@@ -74,8 +83,39 @@ def find_corpus(explicit: str | None) -> Path | None:
     return None
 
 
+def diff_z(values, window: int = 100) -> list[float]:
+    """Baseline: z-score of each first difference against the previous `window` differences (causal)."""
+    x = np.asarray(values, float)
+    d = np.diff(x, prepend=x[0])
+    out = [0.0] * len(x)
+    for i in range(window + 1, len(x)):
+        past = d[i - window:i]
+        sd = past.std()
+        z = abs(d[i] - past.mean()) / sd if sd > 0 else (0.0 if d[i] == past.mean() else 10.0)
+        out[i] = z / (z + 3.0)
+    return out
+
+
+def mp_discord(values) -> list[float]:
+    """Baseline: the plain left matrix-profile discord (distance to the nearest earlier shape ÷ its maximum 2√m),
+    window from the series' prefix, no other rule."""
+    x = [float(v) for v in values]
+    m = estimate_window(np.array(x[:DISCORD_PREFIX]))
+    d = LeftDiscord(m)
+    out = []
+    for v in x:
+        dist = d.update(v)
+        out.append(0.0 if not np.isfinite(dist) else min(1.0, dist / (2 * np.sqrt(m))))
+    return out
+
+
+BASELINES = {"diff_z": diff_z, "mp_discord": mp_discord}
+
+
 def _score(args):
     values, timestamps, params = args
+    if "baseline" in params:
+        return BASELINES[params["baseline"]](values)
     return score_series(values, DetectorParams(**params), timestamps)
 
 
@@ -105,6 +145,7 @@ def main() -> None:
     ap.add_argument("--data")
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--split", action="store_true", help="split-half overfitting check over the variants")
+    ap.add_argument("--baselines", action="store_true", help="the default beside no discord and the two baselines")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -114,7 +155,8 @@ def main() -> None:
         return
     corpus = load_corpus(root)
     rows = sum(len(v) for _, _, v, _ in corpus)
-    variants = VARIANTS if a.compare or a.split else {DEFAULT: VARIANTS[DEFAULT]}
+    variants = VARIANTS if a.compare or a.split else \
+        {n: VARIANTS[n] for n in (HEAD_TO_HEAD if a.baselines else (DEFAULT,))}
     results: dict[str, dict[str, Any]] = {}
     scored: dict[str, list[LabelledFile]] = {}
     for name, (params, with_time) in variants.items():

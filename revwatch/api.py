@@ -32,6 +32,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
 
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
+    from collector.deadletters import DeadLetters
     from collector.sources import SourceRegistry
     from revwatch.journeys import JourneyService
     from collector.spool import Spool
@@ -67,6 +68,7 @@ class AppContext:
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)
     sources: SourceRegistry | None = None   # named webhook sources and their mappings (collector.sources)
+    deadletters: DeadLetters | None = None  # rejected items kept for inspection and replay (collector.deadletters)
 
 
 class ApiError(Exception):

@@ -498,6 +498,61 @@ class AnomalyConfig(_Model):
 
     _d = field_validator("scan_interval", "metric_interval", mode="before")(
         classmethod(lambda cls, v: _duration(v)))
+class DeadLetterConfig(_Model):
+    """deadletters: how much of rejected input is kept (collector.deadletters)."""
+    max_body_bytes: int = 64 * 1024        # the start of each rejected body kept (the rest is cut, its size noted)
+    max_bytes: int = 256 * 1024**2         # all letters together; the oldest go first beyond this
+    max_age: dt.timedelta = dt.timedelta(days=30)
+
+    _sizes = field_validator("max_body_bytes", "max_bytes", mode="before")(classmethod(lambda cls, v: parse_size(v)))
+    _d = field_validator("max_age", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+
+class SourceMappingConfig(_Model):
+    """How one webhook payload becomes canonical events (collector.sources): JMESPath expressions over the JSON
+    payload, a type table and the amount's unit. Unset keys take the preset's defaults (Stripe)."""
+    events: str | None = None              # JMESPath to a list of items; default: the payload is one item
+    type: str | None = None                # JMESPath to the provider's event type
+    types: dict[str, str] = {}             # provider type → canonical type (others are stored under their own name)
+    event_id: str | None = None
+    correlation_id: str | None = None
+    occurred_at: str | None = None
+    occurred_at_unit: Literal["rfc3339", "s", "ms"] | None = None
+    amount: str | None = None
+    amount_unit: Literal["major", "minor"] | None = None   # minor: cents etc., scaled by the ISO 4217 exponent
+    currency: str | None = None
+    journey: str | None = None
+    attributes: dict[str, str] = {}        # attribute name → JMESPath
+
+
+class SourceConfig(_Model):
+    """One named webhook source: `POST /api/v1/sources/<name>`, authenticated by its own signature or token."""
+    preset: Literal["stripe", "odoo", "hmac"]
+    # stripe: signing secrets (whsec_…; several during rotation); hmac: shared secrets; odoo: SHA-256 hashes of
+    # the URL tokens (`sha256:<hex>`, made by `revwatch sources token`), never the tokens themselves
+    secrets: list[str] = Field(min_length=1)
+    mapping: SourceMappingConfig = Field(default_factory=SourceMappingConfig)
+    tolerance: dt.timedelta = dt.timedelta(seconds=300)    # stripe: max age of the signed timestamp
+    header: str = "X-Signature"            # hmac: the header carrying the signature
+    prefix: str = ""                       # hmac: text before the signature, e.g. "sha256="
+    encoding: Literal["hex", "base64"] = "hex"
+    probe: str | None = None               # odoo: map with this Odoo probe's rules (same event ids as polling)
+
+    _d = field_validator("tolerance", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @model_validator(mode="after")
+    def _preset_fields(self) -> "SourceConfig":
+        if self.preset == "odoo":
+            for s in self.secrets:
+                if not re.fullmatch(r"sha256:[0-9a-f]{64}", s):
+                    raise ValueError("odoo sources keep only token hashes in secrets ('sha256:<64 hex>', printed "
+                                     "by `revwatch sources token`)")
+            if not self.probe and not (self.mapping.type and self.mapping.event_id):
+                raise ValueError("an odoo source needs 'probe' (an Odoo probe's mapping) or a mapping with at "
+                                 "least type and event_id")
+        return self
+
+
 class UiConfig(_Model):
     """The browser UI (webui/): sign-in sessions and kiosk mode."""
     public: bool = False                   # read-only pages without signing in (kiosk); acting still needs a session
@@ -529,6 +584,8 @@ class Config(_Model):
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    sources: dict[str, SourceConfig] = {}  # named webhook sources (collector.sources)
+    deadletters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     source_path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -552,6 +609,11 @@ class Config(_Model):
         for name in self.journeys:
             if not NAME_RE.fullmatch(name):
                 raise ValueError(f"journeys.{name}: name must be letters, digits, '_', '.', '-'")
+        for name, src in self.sources.items():
+            if not NAME_RE.fullmatch(name):
+                raise ValueError(f"sources.{name}: name must be letters, digits, '_', '.', '-'")
+            if src.probe and src.probe not in {p.name for p in self.probes}:
+                raise ValueError(f"sources.{name}.probe: no probe named {src.probe!r} (define it under probes:)")
         return self
 
     @property

@@ -14,12 +14,13 @@ module completes it in one place, from facts the app already holds:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from collector.limits import MAX_ATTR_KEY
 from revwatch.auth import SCOPES
 from revwatch.routing import api_routes as _api_routes
 
@@ -34,6 +35,10 @@ class ErrorReply(BaseModel):
     """Every error the server sends: what is wrong and, when one is to blame, the field or parameter."""
     error: str
     field: str | None = None
+
+
+# An attribute key: 1-MAX_ATTR_KEY characters (the schema's propertyNames; the validator refuses "" too).
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTR_KEY)]
 
 
 class BusinessEvent(BaseModel):
@@ -53,7 +58,7 @@ class BusinessEvent(BaseModel):
     journey: str | None = Field(None, description="optional journey name (journeys are also matched by type)")
     amount: str | None = Field(None, pattern=DECIMAL_PATTERN, description='decimal string such as "129.00"')
     currency: str | None = Field(None, pattern=CURRENCY_PATTERN, description="ISO 4217 code such as EUR")
-    attributes: dict[str, str | int | float | bool] | None = Field(
+    attributes: dict[AttributeKey, str | int | float | bool] | None = Field(
         None, max_length=64, description="string values (numbers and booleans are stored as text)")
 
 
@@ -237,6 +242,12 @@ def _document_bodies(doc: dict) -> None:
     silences = paths.get("/api/v1/silences", {}).get("post")
     if silences:
         silences["requestBody"] = _json_body({"$ref": "#/components/schemas/SilenceRequest"})
+    silence = doc["components"]["schemas"].get("SilenceRequest")
+    if silence:        # exactly one of endsAt and duration ("" and null count as absent): a silence must expire
+        absent = {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]}
+        silence["oneOf"] = [{"required": [given], "properties": {given: {"type": "string", "minLength": 1},
+                                                                  other: absent}}
+                            for given, other in (("endsAt", "duration"), ("duration", "endsAt"))]
     metrics = paths.get("/metrics", {}).get("get")
     if metrics:
         metrics["responses"]["200"] = {"description": "Prometheus text exposition 0.0.4",

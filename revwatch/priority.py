@@ -116,19 +116,22 @@ class IngestFirst:
 class IngestFirstMiddleware:
     """ASGI middleware: while ingest is busy, GET/HEAD requests that present credentials take a read turn.
 
-    Not held: health, readiness, metrics, the UI's static files, and requests without a valid key or session
-    cookie (`credentialed`): they are answered at once (401, a redirect to sign-in), cost no store work, and must not
-    be able to queue in front of real readers. At most `max_waiting` reads wait; beyond that a read is answered
+    Not held: health, readiness, metrics, the UI's static files, reads answered from memory (`from_memory`: the
+    evaluator's latest pass, slo/snapshot.py — microseconds, no store work), and requests without a valid key or
+    session cookie (`credentialed`): they are answered at once (401, a redirect to sign-in), cost no store work, and
+    must not be able to queue in front of real readers. At most `max_waiting` reads wait; beyond that a read is answered
     503 + Retry-After at once."""
 
     def __init__(self, app: ASGIApp, gate: IngestFirst, credentialed: Callable[[Scope], bool] | None = None,
-                 max_waiting: int = 64):
+                 max_waiting: int = 64, from_memory: Callable[[Scope], bool] | None = None):
         self.app, self.gate, self.credentialed, self.max_waiting = app, gate, credentialed, max_waiting
+        self.from_memory = from_memory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"] in NEVER_PACED
                 or scope["path"].startswith(NEVER_PACED_PREFIXES) or not self.gate.busy()
-                or (self.credentialed is not None and not self.credentialed(scope))):
+                or (self.credentialed is not None and not self.credentialed(scope))
+                or (self.from_memory is not None and self.from_memory(scope))):
             await self.app(scope, receive, send)
             return
         if self.gate.waiting >= self.max_waiting:

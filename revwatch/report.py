@@ -46,7 +46,8 @@ def slo_table(docs: list[dict]) -> Table:
     t = Table(title="SLOs", title_justify="left")
     for col in ("SLO", "team / owner", "objective", "SLI (window)", "burn 5m", "burn 1h", "burn 6h", "burn 1d",
                 "burn 3d", "budget left", "exhausted in", "coverage 1h / window", "state"):
-        t.add_column(col, justify="left" if col in ("SLO", "team / owner", "state") else "right")
+        t.add_column(col, justify="left" if col in ("SLO", "team / owner", "state") else "right",
+                     no_wrap=col in ("SLO", "state"))       # names and states stay whole (scripts grep them)
     for d in docs:
         w, b = d["windows"], d["budget"]
         days = b["days_until_exhausted"].get("1h")

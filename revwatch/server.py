@@ -3,6 +3,7 @@ runs the background work (spool writer, APScheduler jobs: SLO evaluation, probes
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,8 +22,12 @@ from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
 from revwatch.journeys import JourneyService
 from collector import journey_routes
+from collector.deadletters import DeadLetters
 from collector.pipeline import build_ingest
+from collector import source_routes
+from collector.sources import ExternalMapper, SourceRegistry
 from probes import odoo_webhook
+from probes.odoo import OdooProbe
 from probes.service import ProbeService
 from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
@@ -65,6 +70,8 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
+    ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
+    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
@@ -79,6 +86,16 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
         ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
                                       alerts_cfg.public_url, metrics)
     return ctx
+
+
+def _probe_mappers(cfg: Config, probes: ProbeService) -> dict[str, ExternalMapper]:
+    """Odoo sources with `probe:` map with that Odoo probe's webhook rules (the poller's event ids)."""
+    out: dict[str, ExternalMapper] = {}
+    for name, src in cfg.sources.items():
+        runner = probes.runners.get(src.probe) if src.probe else None
+        if runner is not None and isinstance(runner.probe, OdooProbe):
+            out[name] = functools.partial(odoo_webhook.map_webhook, runner.probe)
+    return out
 
 
 def _credentialed_by(ctx: AppContext):
@@ -99,6 +116,20 @@ def _credentialed_by(ctx: AppContext):
     return credentialed
 
 
+def _served_from_memory(ctx: AppContext):
+    """Whether a request is answered from the evaluator's latest pass held in memory (slo/snapshot.py) — the SLO
+    list and one SLO, as of now — so it costs no store work and need not take a read turn under ingest load."""
+    def from_memory(scope) -> bool:
+        path = scope["path"]
+        if not (path == "/api/v1/slos" or (path.startswith("/api/v1/slos/") and path.count("/") == 4)):
+            return False
+        if b"at=" in scope.get("query_string", b""):
+            return False
+        latest = ctx.slo.snapshot.current
+        return latest is not None and latest.from_evaluator
+    return from_memory
+
+
 def create_app(cfg: Config, store: Store | None = None, start_background: bool = True) -> FastAPI:
     """The revwatch FastAPI app; background work starts with the app's lifespan when `start_background`."""
     ctx = build_context(cfg, store)
@@ -113,6 +144,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             ctx.background_running = True
             if collects:
                 ctx.writer.start()
+                if ctx.deadletters is not None:
+                    ctx.deadletters.start()
             scheduler = BackgroundScheduler(timezone="UTC")
             if ctx.evaluator is not None:       # its own thread: a slow pass delays the next, never skips it
                 ctx.evaluator.start()
@@ -140,6 +173,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                     scheduler.shutdown(wait=False)
                 if collects:
                     ctx.writer.stop()
+                    if ctx.deadletters is not None:
+                        ctx.deadletters.stop()
                 ctx.spool.close()
                 ctx.background_running = False
 
@@ -147,12 +182,15 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx))
+    app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx),
+                       from_memory=_served_from_memory(ctx))
     if cfg.server.trusted_proxies:     # outermost: scheme and client address are settled before anything reads them
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(cfg.server.trusted_proxies))
     install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)
+        app.include_router(source_routes.router)
+    app.include_router(source_routes.read_router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
     app.include_router(slo_policy_routes.router)

@@ -14,6 +14,12 @@ so a responder sees the same numbers everywhere. For one SLO and group it answer
   - money at risk per currency and customers affected (distinct `customer_id`, else instances), stuck ones only;
   - the 5 oldest stuck instances with amount, currency, the step they wait for and a link a person can open.
 
+Money (issue #25): every step, every over-represented value and the totals carry the money of their bad
+instances per currency (`money` / `money_bad`; `money_at_risk` is the stuck part, `money_started` all of it), read
+with the journey read model's one instance-with-money query. Span SLIs get the same shape: the failing step is the
+span name bad spans concentrate on, over-represented span attribute values, no money (spans carry none). Any
+lookback window (`window=` on the API).
+
 Invariants: a group_by SLO is attributed on that group's instances only (the same group key expression the SLI
 uses); amounts are decimal strings per currency, never summed across currencies; nothing here writes.
 """
@@ -24,12 +30,12 @@ from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from revwatch.journeys import instance_params, instances_sql
+from revwatch.journeys import instance_params, instances_money_sql
 from revwatch.journeys import money as jmoney
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.human import budget_phrase
 from revwatch.units import as_utc, utcnow
-from slo.sli import _group_expr, ms
+from slo.sli import _bad_expr, _span_filters, journey_group_sql, ms, span_group_sql
 
 if TYPE_CHECKING:
     from slo.engine import SloEngine, SloResult
@@ -72,8 +78,11 @@ def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetim
     c = spec.config
     doc: dict = {"slo": c.name, "group": group or None, "journey": c.journey, "objective": c.objective,
                  "at": _iso(now), "budget": budget_of(_result_for(engine, spec, group))}
+    if spec.kind in ("span_ratio", "span_latency"):
+        doc.update(_span_attribution(engine, spec, group, now, lookback))
+        return doc
     if not spec.is_journey:
-        doc["failing_system"] = c.sli.service
+        doc["failing_system"] = c.sli.service            # gauge SLIs: bad minutes, nothing to attribute
         return doc
     doc.update(_journey_attribution(engine, spec, group, now, lookback, link_base))
     return doc
@@ -85,52 +94,64 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
     assert spec.config.journey and spec.start_type and spec.end_type, "validated: journey SLIs name their journey"
     j = engine.cfg.journeys[spec.config.journey]
     steps: list[str] = [spec.start_type, *j.milestones, spec.end_type]
-    group_expr = _group_expr(spec.config.group_by, "attrs", {"source": "src"})
     params = {**instance_params(j), "since": ms(now - lookback),
               "now": ms(now), "t_ms": int(spec.threshold.total_seconds() * 1000), "group": group}
-    instances = instances_sql(store.table("milestones"), "fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
-                              steps=True)
+    instances = instances_money_sql(store.table("milestones"), store.table("events"),
+                                    "fromUnixTimestamp64Milli({since:Int64}, 'UTC')", steps=True,
+                                    all_instances=spec.config.budgeting != "amount")
     base = f"""
-        SELECT CorrelationId AS cid, s_at, e_at, has_end, reached, attrs, src,
+        SELECT CorrelationId AS cid, s_at, e_at, has_end, reached, attrs, src, amt, cur, known,
                has_end AND e_at > s_at + toIntervalMillisecond({{t_ms:Int64}}) AS late,
                NOT has_end AND fromUnixTimestamp64Milli({{now:Int64}}, 'UTC')
                                > s_at + toIntervalMillisecond({{t_ms:Int64}}) AS stuck
         FROM ({instances})
-        WHERE {group_expr} = {{group:String}}"""
-    bad_rows = store.query(f"SELECT cid, s_at, e_at, has_end, reached, attrs, src, stuck FROM ({base}) "
+        WHERE {journey_group_sql(spec)} = {{group:String}}"""
+    bad_rows = store.query(f"SELECT cid, s_at, e_at, has_end, reached, attrs, src, stuck, "
+                           f"if(known, toString(amt), ''), cur FROM ({base}) "
                            f"WHERE late OR stuck ORDER BY s_at LIMIT {MAX_BAD_ROWS}", params).rows
     dist = store.query(f"""
-        SELECT kv.1 AS k, kv.2 AS v, count() AS total, countIf(late OR stuck) AS bad
+        SELECT kv.1 AS k, kv.2 AS v, cur, count() AS total, countIf(late OR stuck) AS bad,
+               toString(sumIf(amt, (late OR stuck) AND known)) AS bad_money
         FROM ({base})
         ARRAY JOIN arrayConcat([('source', src)], arrayZip(mapKeys(attrs), mapValues(attrs))) AS kv
         WHERE kv.2 != '' AND kv.1 NOT IN {{skip:Array(String)}}
-        GROUP BY k, v""", {**params, "skip": list(LINK_ATTRIBUTES)}).rows
-    totals = store.query(f"SELECT count(), countIf(stuck), countIf(late) FROM ({base})", params).rows[0]
-    started, n_stuck, n_late = (int(x) for x in totals)
+        GROUP BY k, v, cur""", {**params, "skip": list(LINK_ATTRIBUTES)}).rows
+    totals = store.query(f"""
+        SELECT cur, count(), countIf(stuck), countIf(late), toString(sumIf(amt, stuck AND known)),
+               toString(sumIf(amt, (late OR stuck) AND known)), toString(sumIf(amt, known))
+        FROM ({base}) GROUP BY cur""", params).rows
+    started = sum(int(r[1]) for r in totals)
+    n_stuck = sum(int(r[2]) for r in totals)
+    n_late = sum(int(r[3]) for r in totals)
+    money = jmoney.total((r[0], jmoney.parse_amount(r[4])) for r in totals if jmoney.parse_amount(r[4]))
+    money_bad = jmoney.total((r[0], jmoney.parse_amount(r[5])) for r in totals if jmoney.parse_amount(r[5]))
+    money_all = jmoney.total((r[0], jmoney.parse_amount(r[6])) for r in totals if jmoney.parse_amount(r[6]))
 
     step_counts: dict[str, Counter] = {}
+    step_money: dict[str, jmoney.Money] = {}
     stuck = []
     threshold_s = spec.threshold.total_seconds()
-    for cid, s_at, _e_at, _has_end, reached, attrs, src, is_stuck in bad_rows:
+    for cid, s_at, _e_at, _has_end, reached, attrs, src, is_stuck, amount, cur in bad_rows:
         at = {t: as_utc(x) for t, x in sorted(reached, key=lambda p: p[1], reverse=True)}   # earliest wins
         if is_stuck:
             step = next((s for s in steps if s not in at), spec.end_type)
             kind = "stuck"
-            stuck.append((cid, as_utc(s_at), step, attrs, src))
+            stuck.append((cid, as_utc(s_at), step, attrs, src, jmoney.parse_amount(amount), cur))
         else:
             step, kind = _slowest_step(steps, at), "late"
         step_counts.setdefault(step, Counter())[kind] += 1
+        jmoney.add(step_money.setdefault(step, {}), cur, jmoney.parse_amount(amount))
     step_list = [{"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
-                  "stuck": cnt["stuck"], "late": cnt["late"]}
+                  "stuck": cnt["stuck"], "late": cnt["late"], "money": jmoney.as_json(step_money.get(s, {}))}
                  for s, cnt in sorted(step_counts.items(), key=lambda sc: (-(sc[1]["stuck"] + sc[1]["late"]), sc[0]))]
-    money, amounts, customers = _money(engine, spec, stuck)
+    customers = {(x[3] or {}).get("customer_id") for x in stuck} - {None, ""}
     examples = []
-    for cid, s_at, step, _attrs, src in stuck[:EXAMPLES]:
-        amount, currency = amounts.get(cid, (None, ""))
+    for cid, s_at, step, _attrs, src, amount, cur in stuck[:EXAMPLES]:
         examples.append({"correlation_id": cid, "started_at": _iso(s_at),
                          "age_seconds": round((now - s_at).total_seconds(), 1),
                          "overdue_seconds": round((now - s_at).total_seconds() - threshold_s, 1),
-                         "waiting_for": step, "source": src, "amount": amount, "currency": currency or None,
+                         "waiting_for": step, "source": src, "amount": jmoney.fmt(amount),
+                         "currency": (cur if amount is not None else None),
                          "link": f"{link_base.rstrip('/')}/ui/journeys/{quote(cid, safe='')}"})
     bad_total = n_stuck + n_late
     return {
@@ -140,10 +161,45 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
         "failing_step": step_list[0]["step"] if step_list else None,
         "failing_system": _top_source(bad_rows),
         "over_represented": _over_represented(dist, started, bad_total),
-        "money_at_risk": money,
-        "customers_affected": customers,
+        "money_at_risk": jmoney.as_json(money),
+        "money_bad": jmoney.as_json(money_bad),
+        "money_started": jmoney.as_json(money_all),
+        "customers_affected": len(customers) if customers else len(stuck),
         "oldest_stuck": examples,
     }
+
+
+def _span_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime,
+                      lookback: dt.timedelta) -> dict:
+    """Span SLIs: the span name bad spans concentrate on (the failing step), the service, and the span attribute
+    values over-represented among bad spans. Spans carry no amounts: the money fields are empty."""
+    store = engine.store
+    where, params = _span_filters(spec)
+    bad = _bad_expr(spec, params)
+    params.update(since=ms(now - lookback), now=ms(now), group=group)
+    cond = " AND ".join(where + ["Timestamp >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
+                                 "Timestamp <= fromUnixTimestamp64Milli({now:Int64}, 'UTC')",
+                                 f"{span_group_sql(spec)} = {{group:String}}"])
+    base = f"""
+        SELECT SpanName, ServiceName, SpanAttributes, ({bad}) AS is_bad FROM {store.table('spans')}
+        WHERE {cond} LIMIT 1 BY TraceId, SpanId"""
+    dist = store.query(f"""
+        SELECT kv.1 AS k, kv.2 AS v, '' AS cur, count(), countIf(is_bad), '0'
+        FROM ({base})
+        ARRAY JOIN arrayConcat([('span', toString(SpanName)), ('service', toString(ServiceName))],
+                               arrayZip(mapKeys(SpanAttributes), mapValues(SpanAttributes))) AS kv
+        WHERE kv.2 != '' AND kv.1 NOT IN {{skip:Array(String)}}
+        GROUP BY k, v""", {**params, "skip": list(LINK_ATTRIBUTES) + ["correlation.id"]}).rows
+    total, n_bad = (int(x) for x in store.query(f"SELECT count(), countIf(is_bad) FROM ({base})", params).rows[0])
+    spans = sorted(((v, int(b)) for k, v, _c, _t, b, _m in dist if k == "span" and b), key=lambda x: (-x[1], x[0]))
+    services = sorted(((v, int(b)) for k, v, _c, _t, b, _m in dist if k == "service" and b),
+                      key=lambda x: (-x[1], x[0]))
+    return {"spans": {"total": total, "bad": n_bad, "lookback_seconds": lookback.total_seconds()},
+            "steps": [{"step": name, "bad": n} for name, n in spans[:10]],
+            "failing_step": spans[0][0] if spans else None,
+            "failing_system": services[0][0] if services else spec.config.sli.service,
+            "over_represented": _over_represented([r for r in dist if r[0] not in ("span",)], total, n_bad),
+            "money_at_risk": {}, "money_bad": {}}
 
 
 def _slowest_step(steps: list[str], at: dict[str, dt.datetime]) -> str:
@@ -166,30 +222,28 @@ def _top_source(bad_rows: list[tuple]) -> str | None:
 
 
 def _over_represented(dist: list[tuple], started: int, bad_total: int, top: int = 5) -> list[dict]:
-    """Attribute values whose share among bad instances is at least MIN_LIFT × their share among all."""
+    """Attribute values whose share among bad instances is at least MIN_LIFT × their share among all, with the
+    money of their bad instances per currency. `dist` rows: (key, value, currency, total, bad, bad money)."""
     if not bad_total or not started:
         return []
-    per_key = Counter(k for k, *_ in dist)
+    merged: dict[tuple[str, str], list] = {}
+    for k, v, cur, total, bad, bad_money in dist:
+        e = merged.setdefault((k, v), [0, 0, {}])
+        e[0] += int(total)
+        e[1] += int(bad)
+        amount = jmoney.parse_amount(bad_money)
+        if amount:
+            jmoney.add(e[2], cur, amount)
+    per_key = Counter(k for k, _ in merged)
     out = []
-    for k, v, total, bad in dist:
+    for (k, v), (total, bad, money) in merged.items():
         if per_key[k] > MAX_VALUES_PER_KEY or not bad:
             continue
         bad_share, share = bad / bad_total, total / started
         lift = bad_share / share
         if lift >= MIN_LIFT and bad >= 2:
-            out.append({"attribute": k, "value": v, "bad": int(bad), "total": int(total),
-                        "bad_share": round(bad_share, 4), "overall_share": round(share, 4), "lift": round(lift, 2)})
+            out.append({"attribute": k, "value": v, "bad": bad, "total": total,
+                        "bad_share": round(bad_share, 4), "overall_share": round(share, 4), "lift": round(lift, 2),
+                        "money": jmoney.as_json(money)})
     out.sort(key=lambda d: (-d["bad_share"] * d["lift"], d["attribute"], d["value"]))
     return out[:top]
-
-
-def _money(engine: SloEngine, spec: SloSpec, stuck: list[tuple]) -> tuple[dict, dict, int]:
-    """Money at risk per currency (decimal strings, exact), each stuck instance's (amount, currency), and
-    customers affected, over the stuck instances (the journey read model's amounts)."""
-    assert spec.start_type, "validated: journey SLIs name their journey"
-    amounts = engine.journey_reader.amounts([spec.start_type], [s[0] for s in stuck],
-                                            min((s[1] for s in stuck), default=None))
-    by_cid = {cid: (jmoney.fmt(x.amount), x.currency) for cid, x in amounts.items() if x.amount is not None}
-    totals = jmoney.total((x.currency, x.amount) for x in amounts.values())
-    customers = {(s[3] or {}).get("customer_id") for s in stuck} - {None, ""}
-    return jmoney.as_json(totals), by_cid, len(customers) if customers else len(stuck)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,6 +30,7 @@ from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts,
 from slo.edges import has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
+from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
 from revwatch.journeys import money as jmoney
 from slo.prometheus_values import PrometheusReader
@@ -210,6 +210,7 @@ class SloEngine:
         self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
+<<<<<<< HEAD
         self.latest: list[SloResult] | None = None
         self.latest_journeys: dict[str, dict] = {}
         self.latest_forecasts: list[dict] = []
@@ -218,6 +219,43 @@ class SloEngine:
         self.latest_at: dt.datetime | None = None
         self.last_seconds: float | None = None
         self._lock = threading.Lock()
+=======
+        self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
+
+    # -- the latest pass (views of self.snapshot, one whole pass each) --------------------------------------
+    @property
+    def latest(self) -> list[SloResult] | None:
+        """The latest pass's results, None before the first."""
+        ev = self.snapshot.current
+        return list(ev.results) if ev is not None else None
+
+    @property
+    def latest_at(self) -> dt.datetime | None:
+        ev = self.snapshot.current
+        return ev.at if ev is not None else None
+
+    @property
+    def latest_journeys(self) -> dict[str, dict]:
+        ev = self.snapshot.current
+        return ev.journeys if ev is not None else {}
+
+    @property
+    def latest_forecasts(self) -> list[dict]:
+        """In-flight forecasts of every journey SLO (slo/forecast.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.forecasts if ev is not None else []
+
+    @property
+    def latest_silence(self) -> dict[str, JourneySilence]:
+        """Journeys with no_data_alert and how long they have been silent (slo/coverage.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.silence if ev is not None else {}
+
+    @property
+    def last_seconds(self) -> float | None:
+        ev = self.snapshot.current
+        return ev.seconds if ev is not None else None
+>>>>>>> main
 
     def spec(self, name: str) -> SloSpec | None:
         """The spec named `name` (evaluated here or by Prometheus)."""
@@ -562,11 +600,16 @@ GROUP BY Slo, GroupKey, ts
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
         notes = self.annotations.between(utcnow() - EXPOSED_SPAN, utcnow(), limit=EXPOSED)
         forecasts = self._forecasts(results)
+<<<<<<< HEAD
         with self._lock:
             self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
             self.latest_silence, self.latest_annotations = silence, notes
             self.latest_forecasts = forecasts
             self.last_seconds = time.perf_counter() - t0
+=======
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
+                                         forecasts=forecasts))
+>>>>>>> main
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:
@@ -584,11 +627,9 @@ GROUP BY Slo, GroupKey, ts
 
     def latest_or_evaluate(self) -> list[SloResult]:
         """The evaluator's latest results, else a read-only evaluation now (kept in memory, never written)."""
-        with self._lock:
-            latest = self.latest
+        latest = self.latest
         if latest is not None:
             return latest
         results = self.evaluate()
-        with self._lock:
-            self.latest, self.latest_at = results, utcnow()
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results), from_evaluator=False))
         return results

@@ -31,12 +31,15 @@ PAGE_WITHIN = dt.timedelta(hours=4)     # a forecast exhaustion this close is a 
 def forecast(engine: SloEngine, spec: SloSpec, now: dt.datetime | None = None,
              results: list[SloResult] | None = None, page_within: dt.timedelta = PAGE_WITHIN) -> list[dict]:
     """One forecast document per group of a journey SLO (the groups the evaluation and the in-flight set know)."""
+    as_of = now
     now = now or utcnow()
     assert spec.config.journey, "journey SLOs only"
     j = engine.cfg.journeys[spec.config.journey]
     amount = spec.config.budgeting == "amount"
     flight = in_flight(engine.store, j, spec.threshold, now, journey_group_sql(spec))
-    if results is None:
+    if results is None and as_of is not None:           # "as of" a given instant: the budget as of then
+        results = engine.evaluate(as_of, names=[spec.name])
+    elif results is None:
         results = [r for r in (engine.latest or []) if r.spec.name == spec.name] or engine.evaluate(names=[spec.name])
     by_group = {r.group: r for r in results if r.spec.name == spec.name}
     preds: dict[str, list] = {}

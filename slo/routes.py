@@ -33,19 +33,31 @@ def get_slo(name: str, request: Request, at: str | None = Query(None)):
         raise ApiError(404, f"no SLO named {name!r}", "name")
     if spec.is_prometheus:
         return {"name": name, "results": engine.prometheus_results(instant_param(at, "at"), names=[name])}
-    results = engine.evaluate(instant_param(at, "at"), names=[name])
+    when = instant_param(at, "at")
+    latest = engine.snapshot.current
+    if when is None and latest is not None and latest.from_evaluator:
+        results = latest.results_for(name)        # the evaluator's latest pass: no store query (slo/snapshot.py)
+    else:
+        results = engine.evaluate(when, names=[name])
     return {"name": name, "results": [r.as_dict() for r in results]}
 
 
 @router.get("/api/v1/slos/{name}/attribution", dependencies=[Depends(require("read"))])
-def get_attribution(name: str, request: Request, group: str = Query("", description="group value (group_by SLOs)")):
+def get_attribution(name: str, request: Request, group: str = Query("", description="group value (group_by SLOs)"),
+                    window: str = Query("7d", description="how far back to look (e.g. 1h, 6h, 1d, 7d)")):
     """Why the SLO (one group of it) burns: failing step, over-represented attributes, stuck examples, money,
     budget — the same document alert notifications carry (`slo.attribution`)."""
     ctx = ctx_of(request)
     spec = ctx.slo.spec(name)
     if spec is None:
         raise ApiError(404, f"no SLO named {name!r}", "name")
-    return attribute(ctx.slo, spec, group, link_base=ctx.config.alerts.public_url)
+    try:
+        lookback = parse_duration(window)
+    except ValueError as e:
+        raise ApiError(400, str(e), "window") from e
+    if not dt.timedelta(minutes=1) <= lookback <= dt.timedelta(days=93):
+        raise ApiError(400, "window must be between 1m and 93d", "window")
+    return attribute(ctx.slo, spec, group, lookback=lookback, link_base=ctx.config.alerts.public_url)
 
 
 @router.get("/api/v1/slos/{name}/forecast", dependencies=[Depends(require("read"))])

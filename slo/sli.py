@@ -130,13 +130,18 @@ def _bad_expr(spec: SloSpec, params: dict) -> str:
     return " AND ".join(terms) or "0"
 
 
+def span_group_sql(spec: SloSpec) -> str:
+    """The group key of a span SLI's span (over the `spans` columns); attribution groups with it too."""
+    return _group_expr(spec.config.group_by, "SpanAttributes",
+                       {g: f"ResourceAttributes[{_literal(g[9:])}]" for g in spec.config.group_by
+                        if g.startswith("resource.")} | {"service": "ServiceName"})
+
+
 def span_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
     """SQL and parameters for a span SLI's per-minute counts (distinct spans only)."""
     where, params = _span_filters(spec)
     bad = _bad_expr(spec, params)
-    group = _group_expr(spec.config.group_by, "SpanAttributes",
-                        {g: f"ResourceAttributes[{_literal(g[9:])}]" for g in spec.config.group_by
-                         if g.startswith("resource.")} | {"service": "ServiceName"})
+    group = span_group_sql(spec)
     cond = " AND ".join(where + [
         "Timestamp >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')",
         "Timestamp < fromUnixTimestamp64Milli({hi_end:Int64}, 'UTC')",

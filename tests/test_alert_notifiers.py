@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from pathlib import Path
 
 import orjson
@@ -147,3 +148,54 @@ def test_without_public_url_no_relative_links_and_slack_text_is_escaped():
     assert "fees &lt;5% &amp; rising &gt; plan" in msg["blocks"][1]["text"]["text"]
     context = next(b for b in msg["blocks"] if b["type"] == "context")
     assert context["elements"][0]["text"].startswith("pay_3008 EUR 250.00")     # plain id, no broken link
+
+
+HOSTILE = "<!channel> <@U123> & <b>x</b>"
+
+
+def _hostile(value):
+    """Every string of a document replaced by text that Slack mrkdwn would act on (keys and links kept)."""
+    if isinstance(value, dict):
+        return {k: (v if k in ("link", "slo", "journeys") and isinstance(v, str) and v.startswith("http")
+                    else _hostile(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hostile(v) for v in value]
+    return f"{value} {HOSTILE}" if isinstance(value, str) else value
+
+
+def _mrkdwn_texts(body: dict) -> list[str]:
+    out = [body["text"]]
+    for b in body["blocks"]:
+        for t in [b.get("text")] + b.get("fields", []) + b.get("elements", []):
+            if isinstance(t, dict) and t.get("type") == "mrkdwn":
+                out.append(t["text"])
+    return out
+
+
+def test_slack_escapes_every_value_in_every_mrkdwn_field_and_the_fallback_text():
+    n = notification()
+    n["alerts"][0] = {**_hostile(n["alerts"][0]), "status": "firing"}
+    n["group_labels"] = _hostile(n["group_labels"])
+    n["alerts"][0]["impact"]["attribution"]["oldest_stuck"][0]["link"] = \
+        "https://revwatch.example.com/ui/journeys/pay|<x>&y"
+    (body,) = render(AlertsConfig.model_validate({"notifiers": {"s": {"type": "slack", "url": "http://x"}}})
+                     .notifiers["s"], n)
+    texts = _mrkdwn_texts(body)
+    assert len(texts) >= 8                             # fallback, section, every field, the context example
+    link = "<https://revwatch.example.com/ui/journeys/pay%7C&lt;x&gt;&amp;y|"
+    for t in texts:
+        bare = re.sub(r"<https://[^|<>]+\|[^<>]*>", "", t)    # well-formed links are the only markup left
+        assert "<" not in bare and ">" not in bare, t
+        assert "<!channel>" not in t and "<@U123>" not in t and "<b>" not in t, t
+        assert not re.search(r"&(?!amp;|lt;|gt;)", t), t
+    assert "&lt;!channel&gt;" in body["text"] and "&lt;@U123&gt;" in body["text"] and "&amp;" in body["text"]
+    assert any(link in t for t in texts)
+    # plain_text objects are shown verbatim by Slack: the header keeps the value as is
+    assert HOSTILE in body["blocks"][0]["text"]["text"] and body["blocks"][0]["text"]["type"] == "plain_text"
+
+
+def test_slack_cuts_never_split_an_entity():
+    from alerts.notifiers import _cut_mrkdwn
+    assert _cut_mrkdwn("ab&amp;cd", 5) == "ab…"
+    assert _cut_mrkdwn("ab<http://x|y>cd", 8) == "ab…"
+    assert _cut_mrkdwn("abc&amp;", 20) == "abc&amp;"

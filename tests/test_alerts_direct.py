@@ -6,6 +6,7 @@ routed (never two pages), the resolve, and the evaluation lag exported."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 
@@ -158,6 +159,11 @@ def test_the_evaluator_pages_directly_inhibits_the_ticket_never_twice_and_resolv
         lag = float(next(line.split()[-1] for line in metrics.splitlines()
                          if line.startswith("revwatch_slo_evaluation_lag_seconds ")))
         assert 0 <= lag < 10
+        r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/"}, follow_redirects=False)
+        assert r.status_code in (302, 303), r.text
+        html = api.client.get("/ui/").text
+        shown = re.search(r"evaluation lag ([0-9.]+) s", html)       # the overview shows the same lag
+        assert shown and 0 <= float(shown.group(1)) < 10, html[:2000]
         # the burn falls back (the errors are diluted by good spans): resolved, the ticket never notified
         t1 = time.time()
         good = spans_now(30_000, 0, 5)

@@ -46,10 +46,15 @@ def test_attribution_of_one_group(api_factory):
     a = r.json()
     assert a["group"] == "eu" and a["journey"] == "p2p"
     assert a["instances"]["started"] == 18 and a["instances"]["stuck"] == 6 and a["instances"]["late"] == 2
-    assert a["steps"] == [{"step": "payment.posted", "after": "payment.matched", "stuck": 4, "late": 2},
-                          {"step": "payment.matched", "after": "payment.settled", "stuck": 2, "late": 0}]
+    # money per step, hand count: 4 × 100.25 EUR stuck + 2 × 1 EUR late; 2 × 7.50 USD stuck before matching
+    assert a["steps"] == [{"step": "payment.posted", "after": "payment.matched", "stuck": 4, "late": 2,
+                           "money": {"EUR": "403.00"}},
+                          {"step": "payment.matched", "after": "payment.settled", "stuck": 2, "late": 0,
+                           "money": {"USD": "15.00"}}]
     assert a["failing_step"] == "payment.posted" and a["failing_system"] == "adyen"
     assert a["money_at_risk"] == {"EUR": "401.00", "USD": "15.00"}
+    assert a["money_bad"] == {"EUR": "403.00", "USD": "15.00"}
+    assert a["money_started"] == {"EUR": "503.00", "USD": "15.00"}          # + 10 on-time × 10 EUR
     assert a["customers_affected"] == 4                  # cus0, cus1, cus2, cus9
     ex = a["oldest_stuck"]
     assert [e["correlation_id"] for e in ex][:4] == ["st3", "st2", "st1", "st0"] and ex[4]["correlation_id"] in \
@@ -58,9 +63,45 @@ def test_attribution_of_one_group(api_factory):
     assert ex[0]["link"] == "https://rw.example/ui/journeys/st3" and ex[0]["overdue_seconds"] > 0
     gw = {(o["attribute"], o["value"]): o for o in a["over_represented"]}
     assert gw[("gateway", "adyen")]["bad"] == 6 and gw[("gateway", "adyen")]["lift"] == round((6 / 8) / (8 / 18), 2)
+    assert gw[("gateway", "adyen")]["money"] == {"EUR": "401.00", "USD": "15.00"}   # its bad instances' money
+    assert gw[("gateway", "adyen")]["bad_share"] == round(6 / 8, 4)
     assert ("source", "adyen") in gw and ("gateway", "stripe") not in gw
     assert ("customer_id", "cus0") not in gw           # identifiers are not explanations
     assert a["budget"]["remaining_ratio"] is not None
     assert api.get("/api/v1/slos/nope/attribution").status_code == 404
     us = api.get("/api/v1/slos/pp/attribution", params={"group": "us"}).json()
     assert us["instances"]["stuck"] == 1 and us["money_at_risk"] == {"EUR": "999.00"}
+
+
+SPAN_CFG = """
+slos:
+  - {name: odoo-errors, objective: 0.99, window: 1d,
+     sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}
+"""
+
+
+def test_span_attribution_failing_step_and_lift(api_factory):
+    from collector.rows import SPAN_COLUMNS, SpanRow
+    api = api_factory(SPAN_CFG)
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    # 20 spans: 10 account.move (6 failing, all on db=prod-b), 10 res.partner (1 failing, db=prod-a)
+    for i in range(20):
+        name = "account.move" if i < 10 else "res.partner"
+        bad = i < 6 or i == 10
+        db = "prod-b" if i < 6 else "prod-a"
+        rows.append(list(SpanRow(Timestamp=int((now - dt.timedelta(minutes=30 + i)).timestamp() * 1e9),
+                                 TraceId=f"{i:032x}", SpanId=f"{i:016x}", SpanName=name, SpanKind="Client",
+                                 ServiceName="odoo", SpanAttributes={"db": db}, Duration=10**6,
+                                 StatusCode="Error" if bad else "Ok", CorrelationId=f"c{i}")))
+    rows.append(rows[0])                                           # a re-delivered span counts once
+    api.ctx.store.insert("spans", rows, SPAN_COLUMNS)
+    a = api.get("/api/v1/slos/odoo-errors/attribution", params={"window": "2h"}).json()
+    assert a["spans"]["total"] == 20 and a["spans"]["bad"] == 7
+    assert a["failing_step"] == "account.move" and a["steps"][0] == {"step": "account.move", "bad": 6}
+    over = {(o["attribute"], o["value"]): o for o in a["over_represented"]}
+    # db=prod-b: 6 of 7 bad, 6 of 20 overall → lift (6/7)/(6/20)
+    assert over[("db", "prod-b")]["lift"] == round((6 / 7) / (6 / 20), 2) and ("db", "prod-a") not in over
+    assert a["money_at_risk"] == {}
+    assert api.get("/api/v1/slos/odoo-errors/attribution", params={"window": "10m"}).json()["spans"]["total"] == 0
+    assert api.get("/api/v1/slos/odoo-errors/attribution", params={"window": "x"}).json()["field"] == "window"

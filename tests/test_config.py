@@ -112,3 +112,14 @@ def test_init_writes_a_loadable_config(tmp_path):
     assert r.returncode == 0, r.stderr
     assert load_config(target).journeys
     assert revwatch_cmd("init", str(target)).returncode == 2          # no silent overwrite
+
+
+@pytest.mark.parametrize("args", [("slo", "status"), ("serve",), ("keys", "list"), ("trace", "x"),
+                                  ("journeys", "search"), ("slo", "rules", "-o", "rules"), ("simulate",)])
+def test_without_a_config_commands_exit_2_naming_what_was_looked_for(tmp_path, args):
+    env = {"REVWATCH_CONFIG": "", "REVWATCH_DATA_DIR": "", "REVWATCH_STORE_DSN": "", "REVWATCH_INGEST_KEY": "k"}
+    r = revwatch_cmd(*args, env=env, cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and "no config" in line and "revwatch.yaml" in line and " init`" in line
+    assert list(tmp_path.iterdir()) == []                          # no stray ./.revwatch, nothing written

@@ -105,3 +105,42 @@ def test_funnel_api(api_factory):
     assert api.get("/api/v1/funnels/revenue", params={"since": NOW.isoformat(),
                                                       "until": since}).json()["field"] == "since"
     assert api.client.get("/api/v1/funnels/revenue").status_code == 401
+
+
+def test_funnel_page(api_factory):
+    api = api_factory(CFG)
+    seed(api.ctx.store)
+    r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/funnels"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = api.client.get("/ui/funnels?journey=revenue&range=24h")
+    assert page.status_code == 200 and '<svg class="chart funnel"' in page.text
+    assert "250.00 EUR" in page.text and "300.00 EUR" in page.text          # settled money; R4's money waiting
+    assert "66.7% of previous" in page.text            # 24 h: R6 too, so 4 of 6 reach invoice.created
+    split = api.client.get("/ui/funnels?journey=revenue&range=24h&by=gateway").text
+    assert "gateway = adyen" in split and "gateway = stripe" in split
+    assert api.client.get("/ui/funnels?journey=revenue&range=1y").json()["field"] == "range"
+    assert api.client.get("/ui/funnels?journey=nope").json()["field"] == "journey"
+
+
+def test_funnel_cli_json_matches_the_api(api_factory, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from revwatch.cli import journeys as cli_journeys
+    from revwatch.cli.app import app as cli_app
+    from revwatch.cli.target import LocalTarget
+    api = api_factory(CFG)
+    seed(api.ctx.store)
+    monkeypatch.setattr(cli_journeys, "open_target", lambda cfg: LocalTarget(api.ctx.store, api.ctx.config))
+    monkeypatch.setattr(cli_journeys, "load_cli_config", lambda path: api.ctx.config)
+    since, until = (NOW - dt.timedelta(hours=4)).isoformat(), NOW.isoformat()
+    res = CliRunner().invoke(cli_app, ["journeys", "funnel", "revenue", "--since", since, "--until", until, "--json"])
+    assert res.exit_code == 0, res.output
+    cli = json.loads(res.stdout)["funnels"]
+    via_api = api.get("/api/v1/funnels/revenue", params={"since": since, "until": until}).json()["funnels"]
+    assert cli == via_api and cli[0]["steps"][2]["money"] == {"EUR": "250.00"}
+    text = CliRunner().invoke(cli_app, ["journeys", "funnel", "revenue", "--since", since, "--until", until]).stdout
+    assert "payment.settled" in text and "250.00 EUR" in text
+    bad = CliRunner().invoke(cli_app, ["journeys", "funnel", "revenue", "--attr", "gateway"])
+    assert bad.exit_code == 2 and "KEY:VALUE" in bad.output

@@ -69,11 +69,11 @@ def test_running_it_yourself_verbatim(tmp_path):
                 cmd = cmd.replace("CORRELATION_ID", ids[0])
             r = run(cmd)
             if cmd.endswith("simulate --days 1"):
-                assert re.search(r"sent \d{4,} events", r.stdout), r.stdout
+                assert re.search(r"sent [\d,]{4,} new events", r.stdout), r.stdout
             if cmd.endswith("slo status"):
                 assert "payment-posting-15m" in r.stdout and "using its API" in r.stderr
             if " journeys search " in cmd:
-                ids = re.findall(r"^(pay_\d+)\s", r.stdout, re.M)
+                ids = re.findall(r"^(pay_[\w-]+)\s", r.stdout, re.M)
             if " trace " in cmd:
                 assert f"correlation ID {ids[0]}" in r.stdout and "timeline" in r.stdout
         assert sorted(p.name for p in (tmp_path / "rules").iterdir())[0].startswith("revwatch-slo-")

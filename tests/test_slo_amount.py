@@ -118,3 +118,14 @@ def test_money_api_and_metrics(api_factory, money_data):
     events = next(x for x in text.splitlines() if x.startswith("revwatch_slo_window_events{")
                   and 'slo="pp-money"' in x and 'group="USD"' in x and 'window="slo"' in x)
     assert float(events.rsplit(" ", 1)[1]) == 40.0                     # currency units, not 1/10 000
+
+
+def test_money_slo_attribution_per_currency_group(api_factory, money_data):
+    api = api_factory(CFG)
+    a = api.get("/api/v1/slos/pp-money/attribution", params={"group": "EUR"}).json()
+    # EUR instances only: A on time, B late (250.05), C and D never posted (0.01 + 99.99)
+    assert a["instances"]["started"] == 4 and a["instances"]["late"] == 1 and a["instances"]["stuck"] == 2
+    assert a["money_bad"] == {"EUR": "350.05"} and a["money_at_risk"] == {"EUR": "100.00"}
+    assert a["budget"]["unit"] == "EUR"
+    usd = api.get("/api/v1/slos/pp-money/attribution", params={"group": "USD"}).json()
+    assert usd["instances"]["started"] == 2 and usd["money_at_risk"] == {"USD": "30.00"}

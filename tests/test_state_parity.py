@@ -26,6 +26,7 @@ from slo.state import LABELS, STATES, decide
 from tests.support.sim_data import load
 from tests.test_webui import sign_in
 
+FLOAT_NOISE = re.compile(r"\d\.\d*(0000000|9999999)\d")         # 1.4000000000000001, 0.9999999999
 NOW = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
 CFG = DEMO_CONFIG.replace("evaluator:", """  - {name: nothing-measured, objective: 0.99, window: 7d,
      sli: {kind: span_ratio, service: no-such-service, bad_when: {StatusCode: Error}}}
@@ -126,6 +127,8 @@ def test_every_reader_shows_the_one_state_and_budget(business, monkeypatch):
         for (n, g), (state, ratio) in truth.items():
             if n == name and state != "no_data":
                 assert budget_phrase(ratio) in page, (name, g)
+        assert not FLOAT_NOISE.search(page), FLOAT_NOISE.search(page)     # numbers for people (issue #26)
+    assert not FLOAT_NOISE.search(html) and not FLOAT_NOISE.search(table)
 
     # /metrics: the one-hot state and the signed budget
     metrics = api.get("/metrics").text

@@ -155,3 +155,28 @@ def _depths(spans: list[dict]) -> list[int]:
             key = (key[0], parent[key])
         out.append(d)
     return out
+
+
+def funnel_chart(steps: list[dict], width: int = 720, row: int = 30) -> Markup:
+    """A funnel: one bar per step, its length the share of started instances that reached it (`from_start`), the
+    count and conversion from the previous step written beside it; a step where instances wait is marked."""
+    if not steps:
+        return Markup("")
+    label_w, bar_w = 220, width - 220 - 150
+    height = row * len(steps) + 8
+    parts = [f'<svg class="chart funnel" viewBox="0 0 {width} {height}" role="img">'
+             f'<title>{escape("funnel: " + " → ".join(s["step"] for s in steps))}</title>']
+    for i, s in enumerate(steps):
+        y = 4 + i * row
+        share = s.get("from_start") or 0.0
+        w = max(1.0, bar_w * share) if s["reached"] else 0.0
+        conv = "" if i == 0 or s.get("conversion") is None else f" · {s['conversion'] * 100:.1f}% of previous"
+        stop = f" · {s['stopped']} waiting" if s.get("stopped") else ""
+        parts.append(f'<text x="{label_w - 8}" y="{y + row * 0.6:.1f}" text-anchor="end">{escape(s["step"])}</text>'
+                     f'<rect class="bar{" stop" if s.get("stopped") else ""}" x="{label_w}" y="{y + 4}" '
+                     f'width="{w:.1f}" height="{row - 10}"><title>{escape(s["step"])}: {s["reached"]} reached'
+                     f'{escape(conv)}{escape(stop)}</title></rect>'
+                     f'<text x="{label_w + w + 6:.1f}" y="{y + row * 0.6:.1f}">{s["reached"]}{escape(conv)}'
+                     f'{escape(stop)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

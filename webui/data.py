@@ -6,6 +6,7 @@ one stuck read per journey with one money read for all of them, and the open ale
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -13,11 +14,15 @@ import orjson
 
 from anomaly.detectors import list_findings
 from revwatch.journeys import money as jmoney
+from revwatch.store import StoreError
 from revwatch.units import as_utc, utcnow
 from slo.breakdown import breakdown
 from slo.engine import SloResult
+from slo.forecast import forecast
 from slo.history import Series, bucket_series, burn_down
 from slo.state import SEVERITY
+
+log = logging.getLogger("revwatch.webui")
 
 if TYPE_CHECKING:
     from revwatch.api import AppContext
@@ -164,7 +169,21 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
     return {"spec": spec, "at": at, "window": (lo, hi), "bucket_minutes": minutes, "groups": groups,
             "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
             "ranges": list(RANGES), "selected_group": group,
-            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo}
+            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo,
+            "forecast": _forecast(ctx, spec, group)}
+
+
+def _forecast(ctx: AppContext, spec, group: str | None) -> list[dict] | None:
+    """The in-flight forecast of a journey SLO (slo.forecast; the API's /forecast), None for other SLOs or when
+    the store cannot answer (the rest of the page still shows)."""
+    if not spec.is_journey:
+        return None
+    try:
+        docs = forecast(ctx.slo, spec)
+    except StoreError as e:
+        log.warning("forecast unavailable: %s", e)
+        return None
+    return [d for d in docs if group is None or (d["group"] or "") == group]
 
 
 def _iso(t: dt.datetime | None) -> str | None:

@@ -5,6 +5,7 @@ import ast
 import datetime as dt
 from decimal import Decimal
 
+from revwatch.human import num as human_num
 from revwatch.units import as_utc
 
 
@@ -79,5 +80,5 @@ def impact(value: str, key: str = "") -> str:
     return value
 
 
-FILTERS = {"pct": pct, "duration": duration, "days": days, "money": money, "when": when, "num": num,
+FILTERS = {"human": human_num, "pct": pct, "duration": duration, "days": days, "money": money, "when": when, "num": num,
            "impact": impact}

@@ -9,6 +9,7 @@ The API key typed into the form is verified, never stored (the cookie holds its 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from anomaly.findings import acknowledge
 from revwatch.journeys import AGING_LABELS, NotFound
+from revwatch.journeys.funnel import funnel
 from revwatch.api import ApiError, AppContext, ctx_of
 from revwatch.auth import allows
 from revwatch.schema import LINK_ATTRIBUTES
@@ -81,7 +83,8 @@ def install(app: FastAPI) -> None:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(FILTERS)
     env.globals.update(sparkline=charts.sparkline, budget_bar=charts.budget_bar, line_chart=charts.line_chart,
-                       Line=charts.Line, waterfall=charts.waterfall, state_labels=STATE_LABELS,
+                       Line=charts.Line, waterfall=charts.waterfall, funnel_chart=charts.funnel_chart,
+                       state_labels=STATE_LABELS,
                        budget_units=units_phrase, enc=lambda s: quote(str(s), safe=""))
     refresh = max(5, int(ui_cfg.refresh.total_seconds()))
     sessions = Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds()),
@@ -273,7 +276,8 @@ def overview(request: Request, v: Viewer = Depends(viewer)):
     return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(results, series),
                   alerts=_or_none(lambda: data.open_alerts(ctx)),
                   anomalies=_or_none(lambda: data.anomalies(ctx, status="open", limit=5)),
-                  journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds)
+                  journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds,
+                  eval_lag=ctx.evaluator.lag() if ctx.evaluator is not None else None)
 
 
 def _or_none(read):
@@ -355,6 +359,24 @@ def _journey_param(request: Request, journey: str | None) -> str | None:
     if journey not in names:
         raise ApiError(400, f"unknown journey {journey!r} (configured: {', '.join(names) or 'none'})", "journey")
     return journey
+
+
+FUNNEL_RANGES = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+
+
+@router.get("/ui/funnels", response_class=HTMLResponse)
+def funnel_page(request: Request, journey: str | None = None, range: str = "7d", by: str = "",
+                v: Viewer = Depends(viewer)):
+    """A journey's funnel: count and money reaching each step, conversion, drop-off, step latency, where money
+    waits (`revwatch.journeys.funnel`, the API's `GET /api/v1/funnels/{journey}`)."""
+    journey = _journey_param(request, journey)
+    if range not in FUNNEL_RANGES:
+        raise ApiError(400, f"range must be one of {', '.join(FUNNEL_RANGES)}", "range")
+    until = utcnow()
+    found = funnel(ctx_of(request).store, ctx_of(request).config.journeys, journey, until - FUNNEL_RANGES[range],
+                   until, by=by or None) if journey else []
+    return render(request, "funnel.html", viewer=v, journey=journey, range=range, ranges=list(FUNNEL_RANGES),
+                  by=by, funnels=[f.as_dict() for f in found])
 
 
 @router.get("/ui/stuck", response_class=HTMLResponse)

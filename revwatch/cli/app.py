@@ -16,7 +16,7 @@ from typing import NoReturn, Optional
 import typer
 from rich.console import Console
 
-from revwatch.config import Config, ConfigError, load_config
+from revwatch.config import DEFAULT_CONFIG_FILE, Config, ConfigError, config_path, load_config
 from revwatch.units import parse_instant
 
 app = typer.Typer(help="revwatch: business-journey SLOs and integration observability for subscription revenue.",
@@ -25,7 +25,8 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 170)
 
 ConfigOpt = typer.Option(None, "--config", "-c",
-                         help="config YAML (default: $REVWATCH_CONFIG, else ./revwatch.yaml, else built-in defaults)")
+                         help="config YAML (default: $REVWATCH_CONFIG, else ./revwatch.yaml; `revwatch init` "
+                              "writes one)")
 JsonOpt = typer.Option(False, "--json", help="stable JSON output for scripts")
 
 
@@ -35,9 +36,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_cli_config(path: Optional[Path]) -> Config:
+def load_cli_config(path: Optional[Path], required: bool = True) -> Config:
     """The validated config — SLO specs (OpenSLO and Sloth files too) and probe settings included — or exit 2 with
-    one line naming the file, the key path and the problem."""
+    one line naming the file, the key path and the problem.
+
+    `required`: a command that reads or writes the store, or names SLOs, never guesses — without a config file (and
+    without `$REVWATCH_DATA_DIR` / `$REVWATCH_STORE_DSN` saying where the store is) it exits 2 naming what it
+    looked for and `revwatch init`, instead of running on built-in defaults and creating a stray `./.revwatch`."""
+    if required and config_path(path) is None and not (os.environ.get("REVWATCH_DATA_DIR")
+                                                       or os.environ.get("REVWATCH_STORE_DSN")):
+        fail(f"no config: looked for --config, $REVWATCH_CONFIG and {DEFAULT_CONFIG_FILE} in {Path.cwd()}; "
+             f"create one with `{cli_path()} init` (or pass --config FILE)")
     try:
         cfg = load_config(path)
     except ConfigError as e:

@@ -26,7 +26,7 @@ def init(path: Optional[Path] = typer.Argument(None, help="where to write the co
         fail(f"{path.parent} is not a directory")
     example = resources.files("revwatch").joinpath("example-config.yaml").read_text()
     path.write_text(example)
-    cfg = load_cli_config(path)
+    cfg = load_cli_config(path, required=False)
     out.print(f"wrote {path} (store: {cfg.store_dsn})", markup=False, highlight=False)
     if keys:
         _print_new_keys(cfg, path)

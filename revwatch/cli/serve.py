@@ -14,7 +14,11 @@ from revwatch.store import StoreError
 @app.command()
 def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False, "--verbose", "-v"),
           log_format: str = typer.Option("text", "--log-format", help="text | json (structured, with correlation IDs)"),
-          role: Optional[str] = typer.Option(None, "--role", help="all | collector | evaluator (default: config)")):
+          role: Optional[str] = typer.Option(None, "--role", help="all | collector | evaluator (default: config)"),
+          port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
+                                             help="port to listen on (default: server.port / $REVWATCH_PORT, 8317)"),
+          host: Optional[str] = typer.Option(None, "--host", help="address to listen on (default: server.host, "
+                                             "127.0.0.1)")):
     """Run the server: OTLP/HTTP + events ingest, journey lookup, SLO evaluation, probes, /metrics."""
     if log_format not in ("text", "json"):
         fail("--log-format must be text or json")
@@ -23,6 +27,10 @@ def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False
     cfg = load_cli_config(config)
     if role:
         cfg.server.role = role  # type: ignore[assignment]
+    if port is not None:
+        cfg.server.port = port
+    if host is not None:
+        cfg.server.host = host
     problem = port_problem(cfg.server.host, cfg.server.port)
     if problem:                         # before migrations and before saying "listening"
         fail(problem, 1)

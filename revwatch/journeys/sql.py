@@ -41,20 +41,23 @@ def instances_sql(table: str, lo: str, hi: str | None = None, *, key: str = "j",
         HAVING countIf(Type = {st}) > 0"""
 
 
-def instances_money_sql(milestones: str, events: str, lo: str, hi: str | None = None, *, key: str = "j") -> str:
-    """`instances_sql` joined with the money of each instance's start event: the instances that carry an amount,
-    with `amt` (Decimal(38, 9), as stored) and `cur` (the currency; '?' when none). Only start events whose time
-    lies in [lo, hi) are read (the events table's daily partitions of that range)."""
+def instances_money_sql(milestones: str, events: str, lo: str, hi: str | None = None, *, key: str = "j",
+                        steps: bool = False, all_instances: bool = False) -> str:
+    """`instances_sql` joined with the money of each instance's start event: `amt` (Decimal(38, 9), as stored),
+    `cur` (the currency; '?' when none) and `known` (whether it carries an amount). By default only the instances
+    that carry an amount; with `all_instances`, every instance (`known` false, `amt` 0 for the others). Only start
+    events whose time lies in [lo, hi) are read (the events table's daily partitions of that range)."""
     st = f"{{{key}_start:String}}"
+    join, having = ("LEFT JOIN", "") if all_instances else ("INNER JOIN", " HAVING countIf(Amount IS NOT NULL) > 0")
     return f"""
-        SELECT i.*, a.amt AS amt, a.cur AS cur
-        FROM ({instances_sql(milestones, lo, hi, key=key)}) AS i
-        INNER JOIN (
+        SELECT i.*, a.amt AS amt, if(a.cur = '', '?', a.cur) AS cur, a.known AS known
+        FROM ({instances_sql(milestones, lo, hi, key=key, steps=steps)}) AS i
+        {join} (
             SELECT CorrelationId, anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt,
-                   if(any(toString(Currency)) = '', '?', any(toString(Currency))) AS cur
+                   any(toString(Currency)) AS cur, countIf(Amount IS NOT NULL) > 0 AS known
             FROM {events}
             WHERE Type = {st} AND OccurredAt >= {lo}{f" AND OccurredAt < {hi}" if hi else ""}
-            GROUP BY CorrelationId HAVING countIf(Amount IS NOT NULL) > 0
+            GROUP BY CorrelationId{having}
         ) AS a ON a.CorrelationId = i.CorrelationId"""
 
 

@@ -71,7 +71,11 @@ class Business:
     """The simulated company; call `advance(until)` to get everything that happened up to `until`."""
 
     def __init__(self, seed: int, start: dt.datetime, customers: int = 300, rate_per_hour: float = 120.0,
-                 faults: list[Fault] | None = None):
+                 faults: list[Fault] | None = None, run: str = ""):
+        """`run` prefixes every id and reference this business makes (`evt_<run>0000001`, `INV/2026/<run>000042`),
+        so two runs on one store never reuse an id for other content (the store would refuse them as conflicts);
+        the same seed, start and run make the same ids and content again (recognised as duplicates)."""
+        self.run = run
         self.rng = random.Random(seed)
         self.start = start
         self.rate = rate_per_hour
@@ -89,7 +93,7 @@ class Business:
 
     # -- helpers ------------------------------------------------------------------------------------------
     def _id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._seq):07d}"
+        return f"{prefix}_{self.run}{next(self._seq):07d}"
 
     def _gap(self) -> dt.timedelta:
         return dt.timedelta(hours=self.rng.expovariate(self.rate))
@@ -109,9 +113,10 @@ class Business:
     def _new_customer(self) -> Customer:
         n = next(self._seq)
         plan = self.rng.choices(list(PLANS), weights=(5, 3, 1.5, 0.5))[0]
-        return Customer(f"C-{n:05d}", plan, self.rng.choice(GATEWAYS), self.rng.choice((1, 1, 1, 2, 5, 10)),
-                        f"SUB-{n:05d}", currency=CURRENCIES[n % len(CURRENCIES)],
-                        tax_rate=TAX_RATES[n % len(TAX_RATES)], messy=n % 13 == 0)
+        return Customer(f"C-{self.run}{n:05d}", plan, self.rng.choice(GATEWAYS),
+                        self.rng.choice((1, 1, 1, 2, 5, 10)), f"SUB-{self.run}{n:05d}",
+                        currency=CURRENCIES[n % len(CURRENCIES)], tax_rate=TAX_RATES[n % len(TAX_RATES)],
+                        messy=n % 13 == 0)
 
     def _event(self, typ: str, cid: str, at: dt.datetime, source: str, journey: str = "", amount: Decimal | None = None,
                event_id: str | None = None, currency: str = "EUR", **attrs) -> dict:
@@ -232,7 +237,7 @@ class Business:
 
     def _invoice(self, c: Customer, cid: str, t0: dt.datetime, amount: Decimal, journey: str,
                  proration: str | None = None, currency: str | None = None) -> str:
-        inv = f"INV/{t0.year}/{next(self._seq):06d}"
+        inv = f"INV/{t0.year}/{self.run}{next(self._seq):06d}"
         cur = currency or c.currency
         amount = amount.quantize(CENT, rounding=ROUND_HALF_UP)
         created = t0 + self._lognormal(15, 0.5)

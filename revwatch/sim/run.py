@@ -24,6 +24,14 @@ class SimParams:
     scenario: str | None = None
     truth: str | None = None
     end: dt.datetime | None = None       # backfill up to here (default: now, to the minute)
+    run: str = ""                        # prefix of every id (revwatch.sim.model.Business); see run_tag
+
+
+def run_tag(seed: int, end: dt.datetime) -> str:
+    """The id prefix of a run: the same seed and end give the same tag (a repeat is recognised as duplicates),
+    any other run another one (its ids never collide with earlier runs' on the same store)."""
+    import hashlib
+    return hashlib.sha256(f"{seed}|{end.isoformat()}".encode()).hexdigest()[:8] + "-"
 
 
 def build(params: SimParams) -> tuple[Business, list[Fault], dt.datetime, dt.datetime]:
@@ -33,7 +41,7 @@ def build(params: SimParams) -> tuple[Business, list[Fault], dt.datetime, dt.dat
     faults = [parse_fault(f, start, end) for f in params.faults]
     if params.scenario:
         faults += load_scenario(params.scenario, start, end)
-    return Business(params.seed, start, params.customers, params.rate, faults), faults, start, end
+    return Business(params.seed, start, params.customers, params.rate, faults, run=params.run), faults, start, end
 
 
 class TruthWriter:

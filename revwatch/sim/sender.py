@@ -38,6 +38,11 @@ class SendError(Exception):
     """The server refused or could not be reached."""
 
 
+def unreachable(base: str, e: Exception) -> str:
+    """One line for a server that does not answer: where, and the likely reason."""
+    return f"cannot reach {base} ({type(e).__name__}): is `revwatch serve` running there?"
+
+
 class Sender:
     """Delivers events and spans to one revwatch server."""
 
@@ -49,6 +54,15 @@ class Sender:
         self.seed = seed
         self._providers: dict[str, TracerProvider] = {}
         self.sent_events = self.sent_spans = self.duplicates = 0
+        self.conflicts = self.rejected = 0               # events the server refused (same id, other content / invalid)
+        self.first_problem: str | None = None            # the server's words for the first refused event
+
+    def check(self) -> None:
+        """Fail fast, with one line, when no revwatch answers at the base URL (before anything is simulated)."""
+        try:
+            self.http.get(f"{self.base}/healthz", timeout=5)
+        except httpx.HTTPError as e:
+            raise SendError(unreachable(self.base, e)) from None
 
     def _provider(self, service: str) -> TracerProvider:
         tp = self._providers.get(service)
@@ -62,7 +76,9 @@ class Sender:
         return tp
 
     def events(self, items: list[dict]) -> None:
-        """POST events in batches, retrying on 429/503 as a well-behaved client would."""
+        """POST events in batches, retrying on 429/503 as a well-behaved client would. Refused events (a 409 or
+        200 reply's `conflicts`, its `rejected`) are counted, and the first reason kept, and sending goes on: the
+        caller reports them once at the end (`problems`). A refused key or a server fault stops the run."""
         for i in range(0, len(items), self.batch):
             chunk = items[i:i + self.batch]
             for attempt in range(20):
@@ -70,20 +86,40 @@ class Sender:
                     r = self.http.post(f"{self.base}/api/v1/events", json=chunk, headers=self.headers)
                 except httpx.HTTPError as e:
                     if attempt == 19:
-                        raise SendError(f"cannot reach {self.base}: {e}") from None
+                        raise SendError(unreachable(self.base, e)) from None
                     time.sleep(0.5)
                     continue
                 if r.status_code in (429, 503):
                     time.sleep(float(r.headers.get("Retry-After", "1")))
                     continue
-                if r.status_code != 200:
-                    raise SendError(f"events refused: {r.status_code} {r.text[:200]}")
-                body = r.json()
-                if body["rejected"]:
-                    raise SendError(f"simulator produced an invalid event: {body['rejected'][0]}")
-                self.sent_events += body["accepted"]
-                self.duplicates += body["duplicates"]
+                if r.status_code not in (200, 409):
+                    raise SendError(f"events refused with HTTP {r.status_code}: {_error_of(r)}")
+                self._count(r.json(), len(chunk))
                 break
+
+    def _count(self, body: dict, sent: int) -> None:
+        rejected = int(body.get("rejected_total", len(body.get("rejected", []))))
+        accepted, duplicates = int(body.get("accepted", 0)), int(body.get("duplicates", 0))
+        conflicts = max(sent - accepted - duplicates - rejected, len(body.get("conflicts", [])))
+        self.sent_events += accepted
+        self.duplicates += duplicates
+        self.conflicts += conflicts
+        self.rejected += rejected
+        if self.first_problem is None and (conflicts or rejected):
+            first = (body.get("conflicts") or body.get("rejected") or [{}])[0]
+            self.first_problem = str(first.get("error") or body.get("error") or "refused")
+
+    def problems(self) -> str | None:
+        """One line about the events the server refused in this run, None when it took them all."""
+        if not (self.conflicts or self.rejected):
+            return None
+        parts = []
+        if self.conflicts:
+            parts.append(f"{self.conflicts:,} conflicts (an event id already stored with other content: another run "
+                         f"reused it; run without --seed, or repeat the same --seed and --end)")
+        if self.rejected:
+            parts.append(f"{self.rejected:,} invalid")
+        return f"the server refused {' and '.join(parts)}; first: {self.first_problem}"
 
     def spans(self, specs: list[SpanSpec]) -> None:
         """Create the spans with the SDK (explicit simulated times) and let the exporter batch them."""
@@ -112,3 +148,11 @@ class Sender:
         for tp in self._providers.values():
             tp.shutdown()
         self.http.close()
+
+
+def _error_of(r: httpx.Response) -> str:
+    """The `error` of a JSON error reply, else the start of the body (one line)."""
+    try:
+        return str(r.json().get("error"))[:200]
+    except ValueError:
+        return r.text[:200].replace("\n", " ")

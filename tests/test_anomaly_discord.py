@@ -1,0 +1,71 @@
+"""The matrix-profile discord: the incremental left matrix profile equals its definition computed by brute force
+(also across the history buffer's compaction and for flat stretches), the window follows the series' cycle, and a
+shape anomaly inside the normal range is found by the detector only because of it."""
+import math
+
+import numpy as np
+
+from anomaly.discord import LeftDiscord, estimate_window
+from anomaly.metric import DetectorParams, score_series
+
+
+def brute(t: np.ndarray, m: int) -> float:
+    """Left matrix profile of the last subsequence of t, from the definition (stumpy's flat-subsequence rules)."""
+    excl = math.ceil(m / 4)
+    last = len(t) - m
+    q = t[last:]
+
+    def dist(a, b):
+        fa, fb = a.std() < 1e-7 * max(1, abs(b.mean())), b.std() < 1e-7 * max(1, abs(b.mean()))
+        if fa and fb:
+            return 0.0
+        if fa or fb:
+            return math.sqrt(m)
+        return float(np.linalg.norm((a - a.mean()) / a.std() - (b - b.mean()) / b.std()))
+    return min(dist(t[j:j + m], q) for j in range(0, last - excl))
+
+
+def test_incremental_left_profile_matches_the_definition():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.sin(np.arange(300) / 5) + rng.normal(0, 0.1, 300), np.full(40, 2.0),
+                        rng.normal(size=360)])
+    d = LeftDiscord(16, history=120)                # small history: the buffer compacts several times
+    for i, v in enumerate(x):
+        got = d.update(float(v))
+        if i % 37 == 0 and i > 60:
+            buf = d.t[:d.n]
+            assert buf[-1] == v
+            assert abs(got - brute(buf, 16)) < 1e-6, i
+
+
+def test_window_follows_the_cycle():
+    t = np.arange(400)
+    assert abs(estimate_window(np.sin(2 * np.pi * t / 40)) - 40) <= 1
+    assert estimate_window(np.random.default_rng(0).normal(size=400)) == 32      # no cycle: the default
+    assert estimate_window(np.full(400, 5.0)) == 32
+
+
+def test_a_shape_anomaly_inside_the_normal_range_is_found_by_the_discord():
+    rng = np.random.default_rng(7)
+    n, period = 3000, 50
+    x = np.sin(2 * np.pi * np.arange(n) / period) + rng.normal(0, 0.05, n)
+    x[2200:2250] = np.sin(2 * np.pi * np.arange(50) / 25)[::-1] * 0.9      # twice as fast, within the range
+    with_discord = np.array(score_series(x))
+    without = np.array(score_series(x, DetectorParams(discord=False)))
+    inside = slice(2200, 2300)
+    assert with_discord[inside].max() >= 0.8 and without[inside].max() < 0.8
+    assert with_discord[:2150].max() < 0.8 and with_discord[2350:].max() < 0.8         # nothing else alarms
+
+
+def test_ucr_protocol_on_a_file_named_as_the_archive_names_them(tmp_path):
+    from bench.anomaly_eval import ucr_found, ucr_series
+    rng = np.random.default_rng(11)
+    x = np.sin(2 * np.pi * np.arange(3000) / 50) + rng.normal(0, 0.05, 3000)
+    x[2200:2250] = np.sin(2 * np.pi * np.arange(50) / 25)[::-1] * 0.9
+    np.savetxt(tmp_path / "900_UCR_Anomaly_constructed_1000_2201_2250.txt", x)
+    (name, values, train, begin, end), = ucr_series(tmp_path)
+    assert (train, begin, end) == (1000, 2201, 2250) and len(values) == 3000
+    assert ucr_found(score_series(values), train, begin, end)
+    peak_elsewhere = np.zeros(3000)
+    peak_elsewhere[1500] = 1.0
+    assert not ucr_found(peak_elsewhere, train, begin, end)
