@@ -388,7 +388,6 @@ CREATE TABLE IF NOT EXISTS {db}.silences{local} {on_cluster} (
 ORDER BY Id
 """
 
-<<<<<<< HEAD
 # Annotations on SLO charts (deploys, upgrades, incidents; slo/annotations.py): a point in time with a text, for some
 # SLOs (empty: all) and tags.
 _ANNOTATIONS = """
@@ -403,7 +402,8 @@ CREATE TABLE IF NOT EXISTS {db}.annotations{local} {on_cluster} (
 ) ENGINE = {engine}
 PARTITION BY toYYYYMM(Time)
 ORDER BY (Time, Id)
-=======
+"""
+
 # Dead letters (collector.deadletters): every rejected item or request, one row per flush of its occurrences
 # (Count, FirstSeen/LastSeen aggregated at read time by Id = hash of door, source, reason and body); replays
 # recorded per letter. Bounded by size and age by the collector's maintenance (deadletters: in the config).
@@ -434,7 +434,6 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letter_replays{local} {on_cluster} (
     Detail String
 ) ENGINE = {engine}
 ORDER BY (Id, At)
->>>>>>> main
 """
 
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
@@ -456,11 +455,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_EVENT_KEYS, _INGEST_QUARANTINE, _EVENTS_AMOUNT_TEXT_LOCAL, _EVENTS_AMOUNT_TEXT)),
     Migration(14, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
               (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
-<<<<<<< HEAD
-    Migration(28, "annotations on SLO charts", (_ANNOTATIONS,)),
-=======
     Migration(23, "dead letters of rejected items and their replays", (_DEAD_LETTERS, _DEAD_LETTER_REPLAYS)),
->>>>>>> main
+    Migration(28, "annotations on SLO charts", (_ANNOTATIONS,)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -471,13 +467,9 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "attribute_links": "cityHash64(Value)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
                "alerts": "cityHash64(Fingerprint)", "event_keys": "cityHash64(EventId)",
                "ingest_quarantine": "rand()", "alert_inbox": "rand()", "alert_groups": "cityHash64(GroupId)",
-<<<<<<< HEAD
-               "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)",
-               "annotations": "cityHash64(Id)"}
-=======
                "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)", "dead_letters": "cityHash64(Id)",
-               "dead_letter_replays": "cityHash64(Id)"}
->>>>>>> main
+               "dead_letter_replays": "cityHash64(Id)",
+               "annotations": "cityHash64(Id)"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

@@ -210,16 +210,6 @@ class SloEngine:
         self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
-<<<<<<< HEAD
-        self.latest: list[SloResult] | None = None
-        self.latest_journeys: dict[str, dict] = {}
-        self.latest_forecasts: list[dict] = []
-        self.latest_silence: dict[str, JourneySilence] = {}    # journeys with no_data_alert (slo/coverage.py)
-        self.latest_annotations: list[Annotation] = []          # the last 7 days', for Grafana (/metrics)
-        self.latest_at: dt.datetime | None = None
-        self.last_seconds: float | None = None
-        self._lock = threading.Lock()
-=======
         self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
 
     # -- the latest pass (views of self.snapshot, one whole pass each) --------------------------------------
@@ -255,7 +245,12 @@ class SloEngine:
     def last_seconds(self) -> float | None:
         ev = self.snapshot.current
         return ev.seconds if ev is not None else None
->>>>>>> main
+
+    @property
+    def latest_annotations(self) -> list[Annotation]:
+        """Annotations of the last 7 days (slo/annotations.py), latest pass: exposed for Grafana."""
+        ev = self.snapshot.current
+        return ev.annotations if ev is not None else []
 
     def spec(self, name: str) -> SloSpec | None:
         """The spec named `name` (evaluated here or by Prometheus)."""
@@ -600,16 +595,8 @@ GROUP BY Slo, GroupKey, ts
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
         notes = self.annotations.between(utcnow() - EXPOSED_SPAN, utcnow(), limit=EXPOSED)
         forecasts = self._forecasts(results)
-<<<<<<< HEAD
-        with self._lock:
-            self.latest, self.latest_at, self.latest_journeys = results, utcnow(), stats
-            self.latest_silence, self.latest_annotations = silence, notes
-            self.latest_forecasts = forecasts
-            self.last_seconds = time.perf_counter() - t0
-=======
         self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
-                                         forecasts=forecasts))
->>>>>>> main
+                                         forecasts=forecasts, annotations=notes))
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:

@@ -31,6 +31,7 @@ class Evaluation:
     seconds: float | None = None                                 # how long the pass took; None: a read-only one
     from_evaluator: bool = True                                  # False: computed by a read before any pass
     forecasts: list[dict] = field(default_factory=list)         # in-flight forecasts of journey SLOs
+    annotations: list[Any] = field(default_factory=list)        # the last 7 days' (slo/annotations.py), for Grafana
 
     def results_for(self, name: str) -> list[SloResult]:
         """The results (one per group) of the SLO `name`; empty when the pass has none for it."""
