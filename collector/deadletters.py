@@ -24,14 +24,18 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
-from revwatch.config import DeadLetterConfig
+from revwatch.config import DEADLETTER_AGE_SAMPLE, DeadLetterConfig
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 
 log = logging.getLogger("revwatch.deadletters")
 
+# Letters that passed authentication and failed on content: replayable, and what the `deadletter_age` SLI waits on.
+# Signature, token, size and unknown-source letters are never replayed (nothing proved who sent them).
+REPLAYABLE = ("invalid_event", "mapping", "not_json")
+DOORS = ("events", "cloudevents", "otlp_logs")          # the generic doors' source labels
 COLUMNS = ("Id", "Door", "Source", "Reason", "Detail", "Body", "BodyBytes", "FirstSeen", "LastSeen", "Count")
 MAX_PENDING = 10_000                 # letters waiting for the store; beyond this they are counted and dropped
 MAX_DETAIL = 2000
@@ -81,8 +85,10 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 class DeadLetters:
     """The dead-letter store: a buffered writer, reads for the API/CLI/UI, replay bookkeeping."""
 
-    def __init__(self, store: Store, metrics: Metrics, cfg: DeadLetterConfig):
+    def __init__(self, store: Store, metrics: Metrics, cfg: DeadLetterConfig, sources: Iterable[str] = ()):
         self.store, self.metrics, self.cfg = store, metrics, cfg
+        self.sources = (*DOORS, *sources)          # the age sample has a row for each, every minute
+        self._sampled: dt.datetime | None = None
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -133,8 +139,25 @@ class DeadLetters:
         self._maintain()
         return len(rows)
 
+    def record_age_sample(self, now: dt.datetime | None = None) -> dict[str, float]:
+        """Write this minute's `DEADLETTER_AGE_SAMPLE` rows: per source, the age in seconds of its oldest open
+        replayable letter (0 when none), which the `deadletter_age` SLI compares with its threshold. Returns them."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        ages = dict.fromkeys(self.sources, 0.0)
+        for source, _reason, age in self.open_ages(now):
+            ages[source] = max(ages.get(source, 0.0), age)
+        rows = [(DEADLETTER_AGE_SAMPLE, {"source": src}, age, now, "deadletters") for src, age in ages.items()]
+        self.store.insert("samples", rows, ["Name", "Labels", "Value", "Timestamp", "Probe"])
+        return ages
+
     def _maintain(self) -> None:
         now = dt.datetime.now(dt.timezone.utc)
+        if self._sampled is None or now - self._sampled >= dt.timedelta(minutes=1):
+            try:
+                self.record_age_sample(now)
+                self._sampled = now
+            except StoreError as e:
+                log.warning("could not record the dead-letter age sample: %s", e)
         if self._maintained is not None and now - self._maintained < _MAINTAIN_EVERY:
             return
         self._maintained = now
@@ -243,13 +266,15 @@ class DeadLetters:
                                                    duplicates, detail[:MAX_DETAIL])],
                           ("Id", "At", "Outcome", "Accepted", "Duplicates", "Detail"))
 
-    def open_ages(self) -> list[tuple[str, str, float]]:
-        """(source, reason, age in seconds of the oldest open letter) — for /metrics."""
+    def open_ages(self, now: dt.datetime | None = None) -> list[tuple[str, str, float]]:
+        """(source, reason, age in seconds of the oldest open replayable letter) per source and reason."""
         t, r = self.store.table("dead_letters"), self.store.table("dead_letter_replays")
-        return [(s, rs, float(a)) for s, rs, a in self.store.query(
-            f"SELECT Source, Reason, dateDiff('second', min(FirstSeen), now64(3)) FROM {t} WHERE Id NOT IN "
-            f"(SELECT Id FROM {r} GROUP BY Id HAVING argMax(Outcome, At) = 'replayed') GROUP BY Source, Reason"
-        ).rows]
+        now = now or dt.datetime.now(dt.timezone.utc)
+        return [(s, rs, max(0.0, float(a) / 1000)) for s, rs, a in self.store.query(
+            f"SELECT Source, Reason, {{now:Int64}} - toUnixTimestamp64Milli(min(FirstSeen)) FROM {t} "
+            f"WHERE Reason IN {{reasons:Array(String)}} AND Id NOT IN "
+            f"(SELECT Id FROM {r} GROUP BY Id HAVING argMax(Outcome, At) = 'replayed') GROUP BY Source, Reason",
+            {"now": int(now.timestamp() * 1000), "reasons": list(REPLAYABLE)}).rows]
 
 
 def _iso(t) -> str | None:

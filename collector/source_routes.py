@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from collector.cloudevents import STRUCTURED, cloudevent_items
-from collector.deadletters import DeadLetters
+from collector.deadletters import REPLAYABLE, DeadLetters
 from collector.events import BodyError, ValidatedEvents, validate_in_chunks, validate_items_in_chunks
 from collector.otlp import DecodeError
 from collector.otlp_logs import log_event_items, parse_logs
@@ -160,9 +160,7 @@ def get_deadletter(letter_id: str, request: Request) -> dict:
     return letter
 
 
-# Letters that passed authentication and failed on content; signature, token, size and unknown-source letters are
-# never replayed (nothing proved who sent them).
-REPLAYABLE = {"invalid_event", "mapping", "not_json"}
+
 
 
 @read_router.post("/api/v1/deadletters/replay", dependencies=[Depends(require("admin"))])

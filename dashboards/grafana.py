@@ -76,6 +76,12 @@ def executive() -> dict:
                                                      "{{slo}} {{severity}}")], 12, 6, 12, 6),
         _panel("timeseries", "SLI (1 day window) over time", [(f'revwatch_slo_sli_ratio{{{sel},window="1d"}}',
                                                                "{{slo}} {{group}}")], 0, 12, 24, 8, "percentunit"),
+        # money-weighted SLOs (budgeting: amount): the budget in money, one series per currency group
+        _panel("stat", "Error budget left in money (money-weighted SLOs)",
+               [(f'revwatch_slo_error_budget_amount{{{sel},part="remaining"}}', "{{slo}} {{group}}")],
+               0, 20, 12, 6),
+        _panel("stat", "Bad money in the SLO window (money-weighted SLOs)",
+               [(f'revwatch_slo_error_budget_amount{{{sel},part="bad"}}', "{{slo}} {{group}}")], 12, 20, 12, 6),
     ], [SLO_VAR])
 
 
@@ -151,6 +157,12 @@ def oncall(tiers: tuple[TierLine, ...] | list[TierLine] = DEFAULT_TIERS) -> dict
         _panel("timeseries", "Ingest rejections and spool backlog",
                [("sum by (reason) (rate(revwatch_ingest_rejected_total[5m]))", "rejected {{reason}}"),
                 ("revwatch_spool_bytes", "spool bytes")], 12, y + 8, 12, 8),
+        # in-flight forecast (slo/forecast.py): breaches coming at the current step pace, and when the budget goes
+        _panel("timeseries", "Forecast: in-flight instances that will breach",
+               [('revwatch_slo_forecast_breaches{slo=~"$slo"}', "{{slo}} {{group}}")], 0, y + 16, 12, 8),
+        _panel("stat", "Forecast: budget exhausted in",
+               [('revwatch_slo_forecast_exhausted_in_seconds{slo=~"$slo"}', "{{slo}} {{group}}")],
+               12, y + 16, 12, 8, "s"),
     ], [SLO_VAR, JOURNEY_VAR])
 
 

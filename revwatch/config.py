@@ -184,10 +184,15 @@ class JourneyConfig(OwnershipFields):
     _nda = field_validator("no_data_alert", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
 
+# The per-minute sample of the oldest open (replayable) dead letter's age, per source, that the `deadletter_age`
+# SLI reads (written by collector.deadletters).
+DEADLETTER_AGE_SAMPLE = "deadletter_oldest_open_age_seconds"
+
+
 class SliConfig(_Model):
     kind: Literal["journey_latency", "journey_completion", "span_ratio", "span_latency", "gauge_threshold",
-                  "prometheus", "composite"]
-    threshold: dt.timedelta | None = None  # journey_latency, span_latency
+                  "deadletter_age", "prometheus", "composite"]
+    threshold: dt.timedelta | None = None  # journey_latency, span_latency; deadletter_age: the replay deadline
     max_age: dt.timedelta | None = None    # journey_completion
     service: str | None = None             # span SLIs
     span_name: str | None = None
@@ -216,10 +221,19 @@ class SliConfig(_Model):
                 raise ValueError("sli kind prometheus needs either error_query and total_query, or error_ratio_query")
             return self
         need = {"journey_latency": ["threshold"], "journey_completion": ["max_age"], "span_ratio": ["bad_when"],
-                "span_latency": ["threshold"], "gauge_threshold": ["sample"]}[self.kind]
+                "span_latency": ["threshold"], "gauge_threshold": ["sample"],
+                "deadletter_age": ["threshold"]}[self.kind]
         for f in need:
             if not getattr(self, f):
                 raise ValueError(f"sli kind {self.kind} needs '{f}'")
+        if self.kind == "deadletter_age":
+            # a minute is good when no open letter (of a replayable reason; `labels: {source: …}` narrows) is older
+            # than `threshold`: "failed events are replayed within 4 h" — a gauge over the collector's age sample
+            if self.sample not in (None, DEADLETTER_AGE_SAMPLE) or self.min is not None or self.max is not None:
+                raise ValueError("sli kind deadletter_age takes 'threshold' (and 'labels: {source: …}'), not "
+                                 "sample/min/max")
+            assert self.threshold is not None
+            self.sample, self.max = DEADLETTER_AGE_SAMPLE, self.threshold.total_seconds()
         if self.kind == "gauge_threshold" and self.max is None and self.min is None:
             raise ValueError("sli kind gauge_threshold needs 'max' or 'min'")
         return self

@@ -71,20 +71,22 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
     ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
-    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters)
+    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters, cfg.sources)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
         cfg.alerts.model_copy(update={"public_url": cfg.server.external_url})   # links default to this server
     ctx.alerts = AlertService(store, alerts_cfg, metrics, engine, ctx.probes)
+    direct_on = alerts_cfg.direct.enabled and cfg.evaluator.enabled
+    if direct_on:       # an evaluator (this process or another one on the same store) pages directly: never twice
+        owned = identities(engine.specs)
+        ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
     if cfg.server.role in ("all", "evaluator") and cfg.evaluator.enabled:
-        direct = None
-        if alerts_cfg.direct.enabled:          # the evaluator pages directly; never twice through Alertmanager
-            direct = DirectAlerts(ctx.alerts, alerts_cfg.direct)
-            owned = identities(engine.specs)
-            ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
+        direct = DirectAlerts(ctx.alerts, alerts_cfg.direct) if direct_on else None
+        writer = ctx.writer if cfg.server.role == "all" else None      # a collector in this process: wake on data
         ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
-                                      alerts_cfg.public_url, metrics)
+                                      alerts_cfg.public_url, metrics,
+                                      data_version=(lambda: writer.batches_written) if writer is not None else None)
     return ctx
 
 

@@ -13,6 +13,7 @@ window with fewer than `min_events` decided events never alerts (low traffic).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -219,10 +220,21 @@ class SloEngine:
         ev = self.snapshot.current
         return list(ev.results) if ev is not None else None
 
+    @latest.setter
+    def latest(self, results: list[SloResult]) -> None:
+        """Hold `results` as if the evaluator had produced them now (tools and tests that fix an instant)."""
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results)))
+
     @property
     def latest_at(self) -> dt.datetime | None:
         ev = self.snapshot.current
         return ev.at if ev is not None else None
+
+    @latest_at.setter
+    def latest_at(self, at: dt.datetime) -> None:
+        ev = self.snapshot.current
+        self.snapshot.publish(dataclasses.replace(ev, at=at, rendered={}) if ev is not None else
+                              Evaluation(at, ()))
 
     @property
     def latest_journeys(self) -> dict[str, dict]:

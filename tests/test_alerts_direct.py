@@ -175,3 +175,39 @@ def test_the_evaluator_pages_directly_inhibits_the_ticket_never_twice_and_resolv
         time.sleep(2)
         assert all("ticket" not in e["dedup_key"] for e in sink.got["pd"]), sink.got["pd"]
         print(f"\nstored burn → page {paged:.1f}s, dilution → resolve {resolved:.1f}s")
+
+
+class Recorder:
+    """An engine whose passes take `seconds` and record when they started."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.starts = seconds, []
+
+    def evaluate_and_cache(self):
+        self.starts.append(time.monotonic())
+        time.sleep(self.seconds)
+        return []
+
+
+def test_the_evaluator_loop_never_skips_a_slow_pass_and_wakes_early_on_new_data():
+    from revwatch.evaluator import EvaluatorLoop
+    slow = Recorder(0.3)
+    loop = EvaluatorLoop(slow, None, 0.1, "")                       # passes longer than the interval
+    loop.start()
+    time.sleep(1.65)
+    loop.stop()
+    gaps = [b - a for a, b in zip(slow.starts, slow.starts[1:])]
+    assert len(slow.starts) >= 4 and all(0.29 < g < 0.6 for g in gaps), gaps    # back to back, none dropped
+    assert loop.passes == len(slow.starts) and loop.lag() < 1.0
+    # new data moves the next pass forward to half an interval; without data it waits the whole interval
+    version = [0]
+    quick = Recorder(0.0)
+    loop = EvaluatorLoop(quick, None, 1.0, "", data_version=lambda: version[0])
+    loop.start()
+    time.sleep(0.2)
+    version[0] += 1
+    time.sleep(0.6)
+    assert len(quick.starts) == 2 and 0.45 < quick.starts[1] - quick.starts[0] < 0.75, quick.starts
+    time.sleep(0.8)
+    loop.stop()
+    assert len(quick.starts) == 3 and 0.95 < quick.starts[2] - quick.starts[1] < 1.3, quick.starts

@@ -233,3 +233,47 @@ def test_rejected_items_of_every_door_become_dead_letters(src):
     assert r.status_code == 400
     (letter,) = letters(src, reason="invalid_event", source="events")["items"]
     assert '"event_id":"x1"' in letter["body"] and "amount" in letter["detail"]
+
+
+def test_deadletter_age_slo_burns_while_letters_wait_and_recovers_after_replay(api_factory):
+    import datetime as dt
+
+    from slo.engine import SloEngine
+    api = api_factory(CONFIG + """
+slos:
+  - {name: replayed-within-4h, objective: 0.99, window: 1d,
+     sli: {kind: deadletter_age, threshold: 4h, labels: {source: billing-bus}}}
+""")
+    assert _bus(api, BATCH).json()["accepted"] == 2
+    dl = api.ctx.deadletters
+    dl.flush()
+    m = dt.timedelta(minutes=1)
+    t0 = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) - 400 * m
+    # the letter arrived 400 minutes ago (a second row of the same letter carries its first sighting)
+    (letter,) = dl.find(source="billing-bus")[0]
+    letter = dl.get(letter["id"])
+    api.ctx.store.insert("dead_letters", [(letter["id"], "source", "billing-bus", "mapping", letter["detail"],
+                                           letter["body"], letter["body_bytes"], t0, t0, 0)],
+                         ("Id", "Door", "Source", "Reason", "Detail", "Body", "BodyBytes", "FirstSeen", "LastSeen",
+                          "Count"))
+    for k in range(0, 301):                              # the collector's minute sample, 5 h of waiting
+        ages = dl.record_age_sample(t0 + k * m)
+    assert 5 * 3600 - 120 <= ages["billing-bus"] <= 5 * 3600 + 120 and ages["stripe-live"] == 0
+
+    def evaluate(at):
+        (r,) = [x for x in SloEngine(api.ctx.store, api.ctx.config).evaluate(at) if x.spec.name == "replayed-within-4h"]
+        return r
+    burning = evaluate(t0 + 300 * m)
+    assert burning.windows["1h"].burn_rate == pytest.approx(100) and burning.windows["5m"].good == 0
+    assert burning.state in ("page", "exhausted")
+    fixed = Config.model_validate({"sources": {"billing-bus": {
+        **api.ctx.config.sources["billing-bus"].model_dump(),
+        "mapping": {**api.ctx.config.sources["billing-bus"].mapping.model_dump(exclude_unset=True),
+                    "correlation_id": "ref || uid"}}}})
+    api.ctx.sources = SourceRegistry(fixed.sources)
+    assert api.post("/api/v1/deadletters/replay", scope="admin").json()["replayed"] == 1
+    for k in range(301, 362):
+        assert dl.record_age_sample(t0 + k * m)["billing-bus"] == 0
+    recovered = evaluate(t0 + 361 * m)
+    assert recovered.windows["1h"].burn_rate == 0 and recovered.windows["5m"].good == 5
+    assert recovered.windows["1d"].good < recovered.windows["1d"].total          # the budget spent stays spent
