@@ -315,28 +315,27 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
             self._labels[key] = labels
         return self._labels[key]
 
-    def tracked_changes(self, out: ProbeResult, model: str, ids: list[int],
+    def tracked_changes(self, out: ProbeResult, model: str, threads: dict[int, list[int]],
                         fields: list[str]) -> dict[int, list[Change]] | None:
         """Each record's tracked changes of `fields` (mail.tracking.value, values mapped back from their labels),
-        or None when the user may not read tracking values (section posting_time down): callers date by poll."""
-        if not ids:
-            return {}
+        given `threads` = {record id: its `message_ids`}; None when the user may not read tracking values (section
+        posting_time down): callers date by poll. Looked up by message id — the index Odoo keeps on
+        `mail_message_id` — so records without messages cost nothing and no join on the message's document."""
+        owner = {m: rid for rid, msgs in threads.items() for m in msgs or []}
+        if not owner:
+            return {}                     # nothing tracked: every milestone (if any) is dated by poll
 
         def lookup() -> dict[int, list[Change]]:
             link = "field" if self.client.server_version()[0] == 16 else "field_id"
             changes: dict[int, list[Change]] = {}
             for name in fields:
                 values = self.selection_values(model, name)
-                for part in chunks(sorted(set(ids)), self.settings.page_size):
+                for part in chunks(sorted(owner), self.settings.page_size):
                     tracks = self.client.search_read("mail.tracking.value", [
-                        (f"{link}.name", "=", name), (f"{link}.model", "=", model),
-                        ("mail_message_id.model", "=", model), ("mail_message_id.res_id", "in", part)],
+                        (f"{link}.name", "=", name), (f"{link}.model", "=", model), ("mail_message_id", "in", part)],
                         ["mail_message_id", "old_value_char", "new_value_char", "create_date"], order="id asc")
-                    msg_ids = sorted(m2o_ids(t["mail_message_id"] for t in tracks))
-                    res = {m["id"]: m["res_id"] for m in self.client.search_read(
-                        "mail.message", [("id", "in", msg_ids)], ["res_id"])} if msg_ids else {}
                     for t in tracks:
-                        rid, at = res.get(m2o_id(t["mail_message_id"])), odoo_time(t["create_date"])
+                        rid, at = owner.get(m2o_id(t["mail_message_id"]) or 0), odoo_time(t["create_date"])
                         if rid and at:
                             changes.setdefault(rid, []).append(Change(
                                 name, values.get(t.get("old_value_char") or ""),
@@ -413,7 +412,8 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
                            INVOICE_WATCHED, "account.move")
         recs = polled.rows
         # every delivered version: a draft may have been posted and reset in between (its history has milestones)
-        changes = self.tracked_changes(out, "account.move", [r["id"] for r in recs], ["state", "payment_state"])
+        changes = self.tracked_changes(out, "account.move", {r["id"]: r.get("message_ids") or [] for r in recs},
+                                       ["state", "payment_state"])
         for r in recs:
             attrs = {"invoice_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
                      "invoice_origin": r.get("invoice_origin"), "ref": r.get("ref"),
@@ -453,16 +453,18 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
                 if prev is not None:                          # so the payment scan does not deliver it again
                     polled.state.seen[r["id"]] = (max(prev[0], r["write_date"]), tok)
             # the payment's last change is its move's when the move changed later (posting, cancelling)
-            move_wd = {m["id"]: m["write_date"] for m in self.read(
-                "account.move", sorted(m2o_ids(r.get("move_id") for r in recs.values())), ["id"])}
+            move_rows = {m["id"]: m for m in self.read(
+                "account.move", sorted(m2o_ids(r.get("move_id") for r in recs.values())), ["message_ids"])}
             for r in recs.values():
-                r["write_date"] = max(r["write_date"], move_wd.get(m2o_id(r.get("move_id")), ""))
-            by_move = self.tracked_changes(out, "account.move",
-                                           [i for r in recs.values() if (i := m2o_id(r.get("move_id")))], ["state"])
+                r["write_date"] = max(r["write_date"],
+                                      move_rows.get(m2o_id(r.get("move_id")) or 0, {}).get("write_date", ""))
+            by_move = self.tracked_changes(out, "account.move", {i: m.get("message_ids") or []
+                                                                 for i, m in move_rows.items()}, ["state"])
             changes = None if by_move is None else {
                 r["id"]: by_move.get(m2o_id(r.get("move_id")) or 0, []) for r in recs.values()}
         else:
-            changes = self.tracked_changes(out, "account.payment", list(recs), ["state"])
+            changes = self.tracked_changes(out, "account.payment",
+                                           {i: r.get("message_ids") or [] for i, r in recs.items()}, ["state"])
         for r in sorted(recs.values(), key=lambda r: (r["write_date"], r["id"])):
             attrs = {"payment_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
                      "memo": r.get("memo") or r.get("ref"), "partner": m2o_name(r.get("partner_id")),

@@ -242,6 +242,12 @@ class SloEngine:
         return ev.journeys if ev is not None else {}
 
     @property
+    def latest_stuck(self) -> list:
+        """Per journey, its overdue instances and their money (`JourneyReader.summaries`), latest pass."""
+        ev = self.snapshot.current
+        return ev.stuck if ev is not None else []
+
+    @property
     def latest_forecasts(self) -> list[dict]:
         """In-flight forecasts of every journey SLO (slo/forecast.py), latest pass."""
         ev = self.snapshot.current
@@ -607,8 +613,9 @@ GROUP BY Slo, GroupKey, ts
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
         notes = self.annotations.between(utcnow() - EXPOSED_SPAN, utcnow(), limit=EXPOSED)
         forecasts = self._forecasts(results)
+        stuck = self.journey_reader.summaries(utcnow())
         self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
-                                         forecasts=forecasts, annotations=notes))
+                                         forecasts=forecasts, stuck=stuck, annotations=notes))
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:

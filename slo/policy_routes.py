@@ -8,15 +8,25 @@ import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
 
-from revwatch.api import ApiError, ctx_of, first_validation_error, instant_param, json_object, require
+from revwatch.api import ApiError, ctx_of, instant_param, require, validated_body
 from revwatch.config import AdjustmentConfig
 from revwatch.units import utcnow
 from slo.adjustments import AdjustmentError
 from slo.annotations import AnnotationError, AnnotationRequest, adjustment_annotations
 
 router = APIRouter()
+
+
+def _author(request: Request) -> str | None:
+    """Who created something: the id of the key that did."""
+    key_id = getattr(request.state, "key_id", None)
+    return f"key {key_id}" if key_id else None
+
+
+def _slo_names(request: Request) -> set[str]:
+    engine = ctx_of(request).slo
+    return {s.name for s in engine.specs + engine.prometheus_specs}
 
 
 def _adjustment_doc(adj, lo: dt.datetime, hi: dt.datetime) -> dict:
@@ -43,17 +53,10 @@ def list_adjustments(request: Request, start: str | None = Query(None, alias="fr
 async def create_adjustment(request: Request):
     """A budget adjustment `{name, start, duration, rrule?, time_zone?, slos?, effect: exclude|good}`; it reaches
     back at most 30 days."""
-    body = await json_object(request, "an adjustment object")
-    try:
-        cfg = AdjustmentConfig.model_validate(body)
-    except ValidationError as e:
-        raise first_validation_error(e) from e
+    cfg = await validated_body(request, AdjustmentConfig, "an adjustment object")
     ctx = ctx_of(request)
-    names = {s.name for s in ctx.slo.specs + ctx.slo.prometheus_specs}
-    key_id = getattr(request.state, "key_id", None)
     try:
-        adj = await run_in_threadpool(ctx.slo.adjustments.add, cfg, f"key {key_id}" if key_id else None, utcnow(),
-                                      names)
+        adj = await run_in_threadpool(ctx.slo.adjustments.add, cfg, _author(request), utcnow(), _slo_names(request))
     except AdjustmentError as e:
         raise ApiError(409 if "exists" in str(e) else 400, str(e), e.field) from e
     now = utcnow()
@@ -71,16 +74,9 @@ def delete_adjustment(name: str, request: Request):
 @router.post("/api/v1/annotations", dependencies=[Depends(require("ingest"))], status_code=201)
 async def create_annotation(request: Request):
     """An annotation `{time, text, slos?, tags?}` (a deploy, an Odoo upgrade, an incident) on the SLO charts."""
-    body = await json_object(request, "an annotation object")
+    req = await validated_body(request, AnnotationRequest, "an annotation object")
     try:
-        req = AnnotationRequest.model_validate(body)
-    except ValidationError as e:
-        raise first_validation_error(e) from e
-    ctx = ctx_of(request)
-    key_id = getattr(request.state, "key_id", None)
-    try:
-        a = await run_in_threadpool(ctx.slo.annotations.add, req, f"key {key_id}" if key_id else None,
-                                    {s.name for s in ctx.slo.specs + ctx.slo.prometheus_specs})
+        a = await run_in_threadpool(ctx_of(request).slo.annotations.add, req, _author(request), _slo_names(request))
     except AnnotationError as e:
         raise ApiError(400, str(e), e.field) from e
     return a.as_dict()

@@ -110,6 +110,9 @@ def test_forecast_api(api_factory):
     line = next(x for x in text.splitlines() if x.startswith("revwatch_slo_forecast_exhausted_in_seconds{")
                 and 'slo="pp"' in x)
     assert 0 < float(line.rsplit(" ", 1)[1]) <= 150
+    # the stuck list in /metrics: B1 (40.00 EUR, 3 h old) is the only overdue instance (threshold 30 min)
+    assert 'revwatch_journey_stuck{journey="p2p"} 1.0' in text
+    assert 'revwatch_journey_stuck_amount{currency="EUR",journey="p2p"} 40.0' in text
 
 
 def test_forecast_cli(api_factory, monkeypatch):

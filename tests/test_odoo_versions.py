@@ -17,8 +17,6 @@ import datetime as dt
 import pytest
 from hypothesis import HealthCheck, given, note, settings, strategies as st
 
-from probes.odoo import OdooProbe
-from probes.odoo_client import OdooClient
 from tests.support import fake_odoo
 from tests.support.fake_odoo import FakeOdoo, SerializationFailure, Transaction
 
@@ -31,29 +29,6 @@ MOVE = {"state": {"posted": "posted", "cancel": "cancelled"},
         "payment_state": {"in_payment": "paid", "paid": "paid", "partial": "partial", "reversed": "reversed"}}
 PAY = {"state": {"posted": "posted", "in_process": "posted", "paid": "posted", "cancel": "cancelled",
                  "canceled": "cancelled", "rejected": "cancelled"}}
-
-
-class MemoryState:
-    """The probe's persisted state (the store's get_state/put_state)."""
-
-    def __init__(self):
-        self.data: dict[str, str] = {}
-
-    def get_state(self, key):
-        return self.data.get(key)
-
-    def put_state(self, key, value):
-        self.data[key] = value
-
-
-def make_probe(fake: FakeOdoo, state: MemoryState, clock) -> OdooProbe:
-    settings_ = OdooProbe.Settings(url="http://odoo.test", db=fake_odoo.DB, login=fake_odoo.LOGIN,
-                                   password=fake_odoo.PASSWORD, protocol="jsonrpc", lookback_minutes=1)
-    probe = OdooProbe("erp", settings_, state)
-    probe.client = OdooClient("http://odoo.test", fake_odoo.DB, fake_odoo.LOGIN, fake_odoo.PASSWORD, "", "jsonrpc",
-                              transport=fake.transport())
-    probe.clock = clock
-    return probe
 
 
 ops = st.lists(st.tuples(
@@ -98,8 +73,8 @@ def simulate(version: int, tracking: bool, plan, poll_at):
     fake = FakeOdoo(version, seed_data=False, now=T0, queue_job=False,
                     groups=fake_odoo.ALL_GROUPS if tracking else fake_odoo.LEAST_PRIVILEGED)
     now = [T0 - dt.timedelta(seconds=1)]
-    store, stored = MemoryState(), {}
-    probe = make_probe(fake, store, lambda: now[0].replace(tzinfo=UTC))
+    stored: dict[str, dict] = {}
+    probe = fake_odoo.in_process_probe(fake, lambda: now[0].replace(tzinfo=UTC), lookback_minutes=1)
     invoices: list[int] = []
     commit_at: dict[int, dt.datetime] = {}            # mail.message id -> commit time of its transaction
     snapshots: list[dict[tuple[str, int], set[str]]] = []

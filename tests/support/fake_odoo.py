@@ -372,6 +372,7 @@ class FakeOdoo:
         self.calls: list[tuple[str, str, str]] = []            # (protocol, model, method)
         self.commits = 0
         self.row_commit: dict[tuple[str, int], int] = {}       # row -> commit number of its last writer
+        self.thread: dict[tuple[str, int], list[int]] = {}     # (model, id) -> its mail.message ids
         self.deprecation_warnings = 0
         self._bootstrap()
         if seed_data:
@@ -452,6 +453,7 @@ class FakeOdoo:
         msg = next(self.sequences.setdefault("mail.message", itertools.count(1)))
         self.tables["mail.message"][msg] = {"id": msg, "model": model, "res_id": rid, "date": tx.stamp,
                                             "create_date": tx.stamp, "write_date": tx.stamp}
+        self.thread.setdefault((model, rid), []).append(msg)
         link = "field" if self.version == 16 else "field_id"
         for name, old, new in changed:
             tid = next(self.sequences.setdefault("mail.tracking.value", itertools.count(1)))
@@ -505,8 +507,7 @@ class FakeOdoo:
         if model == "account.payment" and self.version < 18 and name in INHERITED and rec.get("move_id"):
             return self.tables["account.move"][rec["move_id"]].get(name, False)
         if name == "message_ids":      # mail.thread's one2many (addons/mail/models/mail_thread.py), newest first
-            return sorted((m["id"] for m in self.tables["mail.message"].values()
-                           if m["model"] == model and m["res_id"] == rec["id"]), reverse=True)
+            return sorted(self.thread.get((model, rec["id"]), ()), reverse=True)
         return rec.get(name, False)
 
     def _value(self, model: str, rec: dict, path: str, leaf):
@@ -903,3 +904,51 @@ def seed(odoo: FakeOdoo, lang: str = "en_US") -> None:
                           date_enqueued=ago(minutes=enq) if enq is not None else False,
                           date_started=ago(minutes=started) if started is not None else False,
                           company_id=company)
+
+
+def wizard_and_bank(odoo: FakeOdoo) -> None:
+    """Scenario for recorded vectors (tests/fixtures/odoo, `"scenario": "wizard_and_bank"`): invoice 2
+    (INV/2026/00002, 200.00) paid in two parts with the register-payment wizard, 10 and 9 minutes ago; invoice 3
+    matched with a bank statement line 8 minutes ago; invoice 4 reset to draft and cancelled 7 and 6 minutes ago."""
+    inv = sorted(i for i, r in odoo.tables["account.move"].items()
+                 if r["move_type"] == "out_invoice" and r["state"] == "posted")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=10)) as tx:
+        tx.register_payment(inv[1], 50.0, "PBNK1/2026/00010")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=9)) as tx:
+        tx.register_payment(inv[1], 150.0, "PBNK1/2026/00011")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=8)) as tx:
+        tx.reconcile_statement(inv[2], 300.0, "SEPA 300")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=7)) as tx:
+        tx.reset_to_draft(inv[3])
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=6)) as tx:
+        tx.cancel(inv[3])
+
+
+SCENARIOS = {"wizard_and_bank": wizard_and_bank}
+
+
+class MemoryState:
+    """A probe's persisted state in memory (the store's get_state/put_state), for in-process runs."""
+
+    def __init__(self):
+        self.data: dict[str, str] = {}
+
+    def get_state(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def put_state(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+
+def in_process_probe(fake: FakeOdoo, clock, transport: httpx.BaseTransport | None = None, **settings):
+    """An Odoo probe wired to `fake` through its in-process JSON-RPC door, on a simulated `clock` (property tests,
+    benches): no server, no thread, the probe's own code end to end."""
+    from probes.odoo import OdooProbe
+    from probes.odoo_client import OdooClient
+    conf = OdooProbe.Settings(url="http://odoo.test", db=DB, login=LOGIN, password=PASSWORD, protocol="jsonrpc",
+                              **settings)
+    probe = OdooProbe("erp", conf, MemoryState())
+    probe.client = OdooClient("http://odoo.test", DB, LOGIN, PASSWORD, "", "jsonrpc",
+                              transport=transport or fake.transport())
+    probe.clock = clock
+    return probe
