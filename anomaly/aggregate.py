@@ -71,7 +71,7 @@ def _month_end_offset(d: dt.date) -> int:
 def calendar_effect(values: np.ndarray, expect: np.ndarray, spread: np.ndarray, days: list[dt.date],
                     i: int) -> tuple[float, float] | None:
     """The factor by which day i's calendar position (its day of the month, or in the last week its distance to the
-    month's end) multiplied the weekday expectation in *every* earlier month of the history (up to three), when it
+    month's end) multiplied the weekday expectation in *every* earlier month of the history (two or three), when it
     did so in the same direction each time (at least 2 robust z) and by Z_ALARM on average; returned with the
     robust spread of those factors (how sure the factor is). None when there is no such recurring effect."""
     d = days[i]
@@ -80,7 +80,7 @@ def calendar_effect(values: np.ndarray, expect: np.ndarray, spread: np.ndarray, 
         keys.append(lambda o: _month_end_offset(o) == _month_end_offset(d))    # month aliases the 1st with the 4th)
     for same in keys:
         past = [j for j in range(max(0, i - 100), i - 20) if same(days[j]) and not np.isnan(expect[j])][-3:]
-        if not past:
+        if len(past) < 2:                        # seen once is an incident; a pattern has come back
             continue
         dev = [(values[j] - expect[j]) / spread[j] for j in past]
         if (all(x >= 2 for x in dev) or all(x <= -2 for x in dev)) and abs(float(np.mean(dev))) >= Z_ALARM:

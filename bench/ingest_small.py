@@ -96,14 +96,20 @@ async def load(host: str, port: int, clients: int, seconds: float, make_request,
             if code in (429, 503):
                 await asyncio.sleep(0.05)
 
+    read_lat: list[float] = []
+    read_codes: dict[int, int] = {}
+
     async def reader(i: int):
         conn, n = Conn(host, port), 0
         while time.perf_counter() < stop:
+            t0 = time.perf_counter()
             try:
-                await conn.request(make_read(i, n))
+                code = await conn.request(make_read(i, n))
                 reads[0] += 1
+                read_lat.append(time.perf_counter() - t0)
             except (OSError, asyncio.IncompleteReadError):
-                conn = Conn(host, port)
+                code, conn = 0, Conn(host, port)
+            read_codes[code] = read_codes.get(code, 0) + 1
             n += 1
 
     # The writers' rate is over the writers' own time: a reader whose request is still waiting for its turn when
@@ -117,7 +123,7 @@ async def load(host: str, port: int, clients: int, seconds: float, make_request,
     lat.sort()
     return {"rps": ok / elapsed, "p50": lat[len(lat) // 2] * 1000 if lat else 0,
             "p99": lat[int(len(lat) * 0.99)] * 1000 if lat else 0, "codes": codes, "reads_s": reads[0] / elapsed,
-            "lat": lat}
+            "lat": lat, "read_lat": sorted(read_lat), "read_codes": read_codes}
 
 
 def merge_runs(runs: list[dict]) -> dict:

@@ -62,8 +62,18 @@ def cloudevent_items(body: bytes, media: str, headers: Mapping[str, str],
     if media == BATCH:
         if not isinstance(doc, list):
             raise BodyError("a CloudEvents batch (application/cloudevents-batch+json) must be a JSON array")
-        return (_structured(x, type_of) for x in doc)
-    return iter([_structured(doc, type_of)])
+        return (_keep_raw(_structured(x, type_of), x) for x in doc)
+    return iter([_keep_raw(_structured(doc, type_of), doc)])
+
+
+def _keep_raw(item: dict | ItemProblem, ce) -> dict | ItemProblem:
+    """A CloudEvent that could not be mapped keeps its JSON form as its dead-letter body (replayable as sent)."""
+    if isinstance(item, ItemProblem):
+        try:
+            item.raw = orjson.dumps(ce)
+        except TypeError:
+            pass
+    return item
 
 
 def _binary(body: bytes, media: str, headers: Mapping[str, str], type_of: TypeMap | None) -> dict | ItemProblem:
@@ -83,7 +93,7 @@ def _binary(body: bytes, media: str, headers: Mapping[str, str], type_of: TypeMa
                 return ItemProblem(f"the data (the body, {media}) is not valid JSON: {e}", "data")
         else:
             attrs["data"] = body.decode("utf-8", "replace")
-    return _structured(attrs, type_of)
+    return _keep_raw(_structured(attrs, type_of), attrs)
 
 
 def _structured(ce, type_of: TypeMap | None) -> dict | ItemProblem:

@@ -40,6 +40,15 @@ MAX_ATTRIBUTES = MAX_EVENT_ATTRIBUTES
 _MS = dt.timedelta(milliseconds=1)
 
 
+def type_name(raw: str, namespace: str) -> str:
+    """`raw` when it is a valid event type (lower-case `noun.verb`), else `<namespace>.<raw>` made valid (lower
+    case, other characters as `_`): how a provider's own type that no table maps is stored, never rejected."""
+    if _TYPE.fullmatch(raw):
+        return raw
+    clean = [re.sub(r"[^a-z0-9_]+", "_", p.lower()).strip("_") or "x" for p in (namespace, *raw.split("."))]
+    return ".".join(clean)[:MAX_ID]
+
+
 class BodyError(ValueError):
     """The body as a whole is not a JSON array / NDJSON of objects."""
 
@@ -51,6 +60,8 @@ class ValidatedEvents:
     indexes: list[int] = field(default_factory=list)       # the request index of each row
     rejected_count: int = 0                                # all of them
     warnings: list[dict] = field(default_factory=list)     # {"index", "field", "warning"} (first MAX_REJECTED_LISTED)
+    # (index, the item as given, first error) of rejected items, for dead letters (first MAX_REJECTED_LISTED)
+    rejected_items: list[tuple] = field(default_factory=list)
 
     def reject(self, index: int, problems: list[tuple[str | None, str]]) -> None:
         """Count a rejected item; list it (first problem as error/field, all of them in `problems`) while the
@@ -77,10 +88,10 @@ class ValidatedEvents:
 class ItemProblem:
     """An item an adapter (NDJSON line, OTLP log record, CloudEvent, webhook mapping) could not turn into an event
     object: validation rejects it with this error and field, like any invalid item."""
-    __slots__ = ("error", "field")
+    __slots__ = ("error", "field", "raw")
 
-    def __init__(self, error: str, field: str | None = None):
-        self.error, self.field = error, field
+    def __init__(self, error: str, field: str | None = None, raw: bytes | None = None):
+        self.error, self.field, self.raw = error, field, raw      # raw: the input as received, for dead letters
 
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)   # later than now + this: stored, with a warning (clock skew?)
@@ -275,6 +286,8 @@ def validate_items_in_chunks(items: Iterable, chunk_items: int = 5000) -> Iterat
             chunk.warn(i, warnings)
         if row is None:
             chunk.reject(i, problems)
+            if len(chunk.rejected_items) < MAX_REJECTED_LISTED:
+                chunk.rejected_items.append((i, item, problems[0][1]))
         else:
             chunk.rows.append(row)
             chunk.indexes.append(i)

@@ -22,6 +22,7 @@ def search_journeys(request: Request, attr: str | None = Query(None, description
                     limit: int = Query(100, ge=1, le=1000)):
     """Find correlation IDs by attribute, customer, journey and time range, or list stuck instances."""
     svc = ctx_of(request).journeys
+    journey, stuck, customer = journey or None, stuck or None, customer or None    # an empty filter is no filter
     lo, hi = instant_param(since, "since"), instant_param(until, "until")      # every parameter is checked,
     if journey is not None and journey not in svc.journeys:                     # whichever branch answers
         raise ApiError(400, f"unknown journey {journey!r}", "journey")

@@ -21,11 +21,13 @@ event object, which then takes the same validation and the same spool/idempotenc
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 from typing import Callable, Iterator
 
 import orjson
+from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from collector.correlation import CorrelationRules
@@ -71,7 +73,25 @@ def log_event_items(req: ExportLogsServiceRequest, rules: CorrelationRules,
         service = res_attrs.get("service.name", "")
         for sl in rl.scope_logs:
             for rec in sl.log_records:
-                yield _record_item(rec, res_attrs, service, rules, type_of)
+                item = _record_item(rec, res_attrs, service, rules, type_of)
+                if isinstance(item, ItemProblem):
+                    item.raw = single_record_request(rl.resource, rec)
+                yield item
+
+
+def single_record_request(resource, rec) -> bytes:
+    """One record with its resource as an OTLP/JSON ExportLogsServiceRequest (hex ids, as OTLP/JSON wants): a
+    rejected record's dead-letter body, which `parse_logs` reads back when the letter is replayed."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.CopyFrom(resource)
+    rl.scope_logs.add().log_records.add().CopyFrom(rec)
+    doc = json_format.MessageToDict(req)
+    for r in doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"]:
+        for k in ("traceId", "spanId"):
+            if k in r:
+                r[k] = base64.b64decode(r[k]).hex()
+    return orjson.dumps(doc)
 
 
 def _record_item(rec, res_attrs: dict[str, str], service: str, rules: CorrelationRules,

@@ -6,9 +6,11 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+import time
 import zlib
 from typing import AsyncIterator, Iterator
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -19,7 +21,8 @@ from collector.correlation import CorrelationRules
 from collector.events import COL_CORRELATION as EV_CORRELATION
 from collector.events import COL_EVENT_ID as EV_ID
 from collector.events import COL_TYPE as EV_TYPE
-from collector.events import BodyError, ValidatedEvents, validate_in_chunks, validate_items_in_chunks
+from collector.events import COL_OCCURRED as EV_OCCURRED
+from collector.events import BodyError, ItemProblem, ValidatedEvents, validate_in_chunks, validate_items_in_chunks
 from collector.limits import MAX_REJECTED_LISTED
 from collector.otlp import COL_CORRELATION, DecodeError, decode_traces, encode_response, status_body
 from collector.otlp_logs import log_event_items, parse_logs
@@ -310,12 +313,26 @@ def _cloudevent_chunks(body: bytes, media: str, headers: dict[str, str],
     yield from validate_items_in_chunks(cloudevent_items(body, media, headers, sources.type_of if sources else None))
 
 
+def item_bytes(item) -> bytes:
+    """A rejected item as dead-letter body: what the sender sent when the adapter kept it, else the item as JSON."""
+    if isinstance(item, ItemProblem):
+        return item.raw or b""
+    try:
+        return orjson.dumps(item, default=str)
+    except TypeError:
+        return repr(item).encode()
+
+
 async def ingest_items(ctx: AppContext, chunks: Iterator[ValidatedEvents], inline: bool, key_id: str | None,
-                       door: str = "events") -> dict:
+                       door: str = "events", source: str | None = None, letters: bool = True) -> dict:
     """The one way every door (our JSON, OTLP log events, CloudEvents, webhook sources) acknowledges events:
     validated chunks → the intake's duplicate/conflict check → the fsync'd spool. `inline` keeps the work on the
     event loop (small bodies). Raises ApiError 400 (body unusable) or 503 (spool refused: nothing acknowledged).
-    `door` names the route in the rejection counters."""
+    `door` names the route in the rejection counters and dead letters, `source` (default: the door) labels the
+    per-source delivery telemetry; with `letters`, each rejected item is kept as a dead letter."""
+    label = source or door
+    telemetry = ctx.metrics
+    now_ms = int(time.time() * 1000)
     accepted = dups = rejected_total = 0
     rejected: list[dict] = []
     conflicts: list[dict] = []
@@ -325,10 +342,15 @@ async def ingest_items(ctx: AppContext, chunks: Iterator[ValidatedEvents], inlin
             chunk = next(chunks, None) if inline else await run_in_threadpool(next, chunks, None)
             if chunk is None:
                 break
+            telemetry.source_received_total.labels(label).inc(len(chunk.rows) + chunk.rejected_count)
             if chunk.rejected_count:
                 ctx.metrics.rejected_total.labels("invalid_event").inc(chunk.rejected_count)
+                telemetry.source_rejected_total.labels(label, "invalid_event").inc(chunk.rejected_count)
                 rejected += chunk.rejected[:MAX_REJECTED_LISTED - len(rejected)]
                 rejected_total += chunk.rejected_count
+                if letters and ctx.deadletters is not None:
+                    for idx, item, error in chunk.rejected_items:
+                        ctx.deadletters.add(door, label, "invalid_event", f"item {idx}: {error}", item_bytes(item))
             warnings += chunk.warnings[:MAX_REJECTED_LISTED - len(warnings)]
             if chunk.rows:
                 if inline:
@@ -337,6 +359,14 @@ async def ingest_items(ctx: AppContext, chunks: Iterator[ValidatedEvents], inlin
                     out = await run_in_threadpool(ctx.intake.accept_event_rows, chunk.rows, chunk.indexes)
                 accepted, dups = accepted + out.accepted, dups + out.duplicates
                 conflicts += out.conflicts[:MAX_REJECTED_LISTED - len(conflicts)]
+                telemetry.source_accepted_total.labels(label).inc(out.accepted)
+                if out.duplicates:
+                    telemetry.source_duplicates_total.labels(label).inc(out.duplicates)
+                if out.conflicts:
+                    telemetry.source_conflicts_total.labels(label).inc(len(out.conflicts))
+                late = telemetry.source_lateness_seconds.labels(label)
+                for row in chunk.rows:
+                    late.observe(max(0.0, (now_ms - row[EV_OCCURRED]) / 1000))
                 if log.isEnabledFor(logging.DEBUG):
                     for row in chunk.rows[:100]:
                         log.debug("event accepted", extra={"correlation_id": row[EV_CORRELATION],

@@ -2,13 +2,21 @@
 provisioning (`python -m dashboards.grafana` regenerates `dashboards/json/`; a test keeps them current).
 
 * executive — SLO overview: SLI over the SLO window, error budget left, days until exhausted, alert state.
-* oncall — journey view: burn rates per window, journey lag quantiles, pending instances, ingest health.
+* oncall — journey view: burn rates of the configured alert tiers, journey lag quantiles, pending instances,
+  ingest health.
 * anomalies — open findings per kind and probe health.
+
+The burn-rate panels are drawn from the alert tiers, never hard-coded (issue #22): `revwatch dashboards export`
+passes the tiers the config resolves (custom `alerting.page/ticket`, catalogues, periods) as `TierLine`s, and SLOs
+with the same tiers share one panel per severity, whose windows, title and threshold lines are those tiers. Without
+a config (the committed `dashboards/json/`) the tiers are the Google 30-day catalogue's. This package does not
+import `slo` (independent siblings): the CLI hands the tiers over as plain data.
 """
 from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 OUT = Path(__file__).with_name("json")
@@ -60,26 +68,93 @@ def executive() -> dict:
                                                      "{{slo}} {{severity}}")], 12, 6, 12, 6),
         _panel("timeseries", "SLI (1 day window) over time", [(f'revwatch_slo_sli_ratio{{{sel},window="1d"}}',
                                                                "{{slo}} {{group}}")], 0, 12, 24, 8, "percentunit"),
+        # money-weighted SLOs (budgeting: amount): the budget in money, one series per currency group
+        _panel("stat", "Error budget left in money (money-weighted SLOs)",
+               [(f'revwatch_slo_error_budget_amount{{{sel},part="remaining"}}', "{{slo}} {{group}}")],
+               0, 20, 12, 6),
+        _panel("stat", "Bad money in the SLO window (money-weighted SLOs)",
+               [(f'revwatch_slo_error_budget_amount{{{sel},part="bad"}}', "{{slo}} {{group}}")], 12, 20, 12, 6),
     ], [SLO_VAR])
 
 
-def oncall() -> dict:
-    sel, jsel = 'slo=~"$slo"', 'journey=~"$journey"'
-    return _dashboard("revwatch-oncall", "revwatch — on-call journey view", [
-        _panel("timeseries", "Burn rate, fast windows (page at 14.4 / 6)",
-               [(f'revwatch_slo_burn_rate{{{sel},window=~"5m|1h|30m|6h"}}', "{{slo}} {{group}} {{window}}")],
-               0, 0, 12, 8),
-        _panel("timeseries", "Burn rate, slow windows (ticket at 3 / 1)",
-               [(f'revwatch_slo_burn_rate{{{sel},window=~"2h|1d|3d"}}', "{{slo}} {{group}} {{window}}")], 12, 0, 12, 8),
+@dataclass(frozen=True)
+class TierLine:
+    """One alert tier of one SLO as the dashboards draw it: both windows burning at ≥ `burn_rate` alert."""
+    slo: str
+    severity: str              # page | ticket
+    long: str                  # window names as in the `window` label (format_duration: 5m, 1h, 1d …)
+    short: str
+    burn_rate: float
+
+
+# the Google 30-day catalogue (SRE workbook table 5-8), drawn when no config is given
+DEFAULT_TIERS = (TierLine("", "page", "1h", "5m", 14.4), TierLine("", "page", "6h", "30m", 6.0),
+                 TierLine("", "ticket", "1d", "2h", 3.0), TierLine("", "ticket", "3d", "6h", 1.0))
+_COLOURS = {"page": ("red", "dark-red"), "ticket": ("orange", "dark-orange")}
+
+
+def _seconds(window: str) -> float:
+    n, unit = float(window[:-1]), window[-1]
+    return n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+
+
+def _burn_panels(tiers: tuple[TierLine, ...] | list[TierLine], y: int) -> tuple[list[dict], int]:
+    """Burn-rate panels: one per severity for each set of SLOs sharing the same tiers (from `y`; returns the next
+    free row). Series: every window the tiers name; threshold lines: every tier's burn rate."""
+    by_slo: dict[str, list[TierLine]] = {}
+    for t in tiers:
+        by_slo.setdefault(t.slo, []).append(t)
+    shared: dict[tuple, list[str]] = {}
+    for slo, ts in by_slo.items():
+        key = tuple(sorted((t.severity, t.long, t.short, t.burn_rate) for t in ts))
+        shared.setdefault(key, []).append(slo)
+    panels, x = [], 0
+    for key, slos in shared.items():
+        sel = 'slo=~"$slo"' if slos == [""] else 'slo=~"' + "|".join(sorted(slos)) + '"'
+        who = "" if slos == [""] else f" — {', '.join(sorted(slos))}"
+        for severity in ("page", "ticket"):
+            rows = [k for k in key if k[0] == severity]
+            if not rows:
+                continue
+            windows = sorted({w for _, lg, sh, _ in rows for w in (lg, sh)}, key=_seconds)
+            title = (f"Burn rate, {severity} tiers (" + "; ".join(f"{lg} & {sh} ≥ {br:g}" for _, lg, sh, br in rows)
+                     + f"){who}")
+            light, dark = _COLOURS[severity]
+            steps = [{"color": "green", "value": None}] + [
+                {"color": light if i == 0 else dark, "value": br}
+                for i, br in enumerate(sorted({br for *_, br in rows}))]
+            panel = _panel("timeseries", title,
+                           [(f'revwatch_slo_burn_rate{{{sel},window=~"{"|".join(windows)}"}}',
+                             "{{slo}} {{group}} {{window}}")], x, y, 12, 8)
+            panel["fieldConfig"]["defaults"].update(
+                thresholds={"mode": "absolute", "steps": steps},
+                custom={"thresholdsStyle": {"mode": "line+area"}})
+            panels.append(panel)
+            x = 12 - x
+            if x == 0:
+                y += 8
+    return panels, y + (8 if x else 0)
+
+
+def oncall(tiers: tuple[TierLine, ...] | list[TierLine] = DEFAULT_TIERS) -> dict:
+    jsel = 'journey=~"$journey"'
+    burn, y = _burn_panels(tiers, 0)
+    return _dashboard("revwatch-oncall", "revwatch — on-call journey view", burn + [
         _panel("timeseries", "Journey lag (completed in the last hour)",
-               [(f"revwatch_journey_lag_quantile_seconds{{{jsel}}}", "{{journey}} q{{q}}")], 0, 8, 12, 8, "s"),
+               [(f"revwatch_journey_lag_quantile_seconds{{{jsel}}}", "{{journey}} q{{q}}")], 0, y, 12, 8, "s"),
         _panel("timeseries", "Pending journey instances", [(f"revwatch_journey_pending{{{jsel}}}", "{{journey}}")],
-               12, 8, 12, 8),
+               12, y, 12, 8),
         _panel("timeseries", "Ingest rate", [("rate(revwatch_ingest_events_total[5m])", "events/s"),
-                                             ("rate(revwatch_ingest_spans_total[5m])", "spans/s")], 0, 16, 12, 8),
+                                             ("rate(revwatch_ingest_spans_total[5m])", "spans/s")], 0, y + 8, 12, 8),
         _panel("timeseries", "Ingest rejections and spool backlog",
                [("sum by (reason) (rate(revwatch_ingest_rejected_total[5m]))", "rejected {{reason}}"),
-                ("revwatch_spool_bytes", "spool bytes")], 12, 16, 12, 8),
+                ("revwatch_spool_bytes", "spool bytes")], 12, y + 8, 12, 8),
+        # in-flight forecast (slo/forecast.py): breaches coming at the current step pace, and when the budget goes
+        _panel("timeseries", "Forecast: in-flight instances that will breach",
+               [('revwatch_slo_forecast_breaches{slo=~"$slo"}', "{{slo}} {{group}}")], 0, y + 16, 12, 8),
+        _panel("stat", "Forecast: budget exhausted in",
+               [('revwatch_slo_forecast_exhausted_in_seconds{slo=~"$slo"}', "{{slo}} {{group}}")],
+               12, y + 16, 12, 8, "s"),
     ], [SLO_VAR, JOURNEY_VAR])
 
 
@@ -114,17 +189,21 @@ def provisioning(dashboards_path: str = DASHBOARDS_PATH) -> dict[str, str]:
 PROVISIONING = provisioning()
 
 
-def render() -> dict[str, str]:
-    """Every file of dashboards/json/ by name."""
-    files = {f"{name}.json": json.dumps(build(), indent=2, sort_keys=True) + "\n" for name, build in DASHBOARDS.items()}
+def render(tiers: tuple[TierLine, ...] | list[TierLine] | None = None) -> dict[str, str]:
+    """Every file of dashboards/json/ by name; `tiers`: the configured alert tiers (default: the 30-day
+    catalogue's)."""
+    docs = {name: (oncall(tiers) if name == "oncall-journeys" and tiers else build())
+            for name, build in DASHBOARDS.items()}
+    files = {f"{name}.json": json.dumps(doc, indent=2, sort_keys=True) + "\n" for name, doc in docs.items()}
     files.update({f"provisioning/{k}": v for k, v in PROVISIONING.items()})
     return files
 
 
-def export(out: Path, dashboards_path: str = DASHBOARDS_PATH) -> list[Path]:
+def export(out: Path, dashboards_path: str = DASHBOARDS_PATH,
+           tiers: tuple[TierLine, ...] | list[TierLine] | None = None) -> list[Path]:
     """Write the dashboards in the layout Grafana's provisioning expects (`revwatch dashboards export`):
     `dashboards/*.json`, `provisioning/dashboards/revwatch.yaml`, `provisioning/datasources/revwatch.yaml`."""
-    files = {f"dashboards/{name}": text for name, text in render().items() if name.endswith(".json")}
+    files = {f"dashboards/{name}": text for name, text in render(tiers).items() if name.endswith(".json")}
     prov = provisioning(dashboards_path)
     files["provisioning/dashboards/revwatch.yaml"] = prov["dashboards.yaml"]
     files["provisioning/datasources/revwatch.yaml"] = prov["datasources.yaml"]

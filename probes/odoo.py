@@ -63,9 +63,13 @@ EVENT_TYPES = {
     "payment": {"created": "payment.created", "posted": "payment.posted", "observed": "payment.observed",
                 "cancelled": "payment.cancelled"},
 }
-# the fields whose change makes a new version (odoo_cursor.version_token); other writes (a note, "sent") do not
-INVOICE_WATCHED = ["state", "payment_state", "amount_total", "amount_residual", "currency_id", "move_type", "name"]
-PAYMENT_WATCHED = ["state", "amount", "currency_id", "is_reconciled", "is_matched", "payment_type", "name"]
+# the fields whose change makes a new version (odoo_cursor.version_token); other writes do not. `message_ids` (the
+# chatter) catches a state left and re-entered within one second (posted → draft → posted: same values, same
+# displayed stamp, but a new tracking message), which the tracked history then tells exactly
+INVOICE_WATCHED = ["state", "payment_state", "amount_total", "amount_residual", "currency_id", "move_type", "name",
+                   "message_ids"]
+PAYMENT_WATCHED = ["state", "amount", "currency_id", "is_reconciled", "is_matched", "payment_type", "name",
+                   "message_ids"]
 SECTIONS = ("invoices", "payments", "reconciliation", "settlements", "receivables", "subscriptions", "crons",
             "queue_jobs")
 
@@ -171,6 +175,8 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
         self._currencies: dict[int, str] = {}
         self._currencies_loaded = False
+        # the probe's clock (poll times, seen_at); tests replace it to drive a simulated timeline
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
     # -- persistence ------------------------------------------------------------------------------------------
     def _get(self, key: str) -> str | None:
@@ -210,7 +216,7 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         s = self.settings
         start = "1970-01-01 00:00:00"
         if s.backfill_days:
-            start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=s.backfill_days)).strftime(ODOO_DT)
+            start = (self.clock() - dt.timedelta(days=s.backfill_days)).strftime(ODOO_DT)
         cursor = WriteDateCursor(dt.timedelta(minutes=s.lookback_minutes), s.page_size, s.max_pages, start)
         names = sorted(set(fields) | set(watched) | {"id", "write_date"})
 
@@ -222,7 +228,7 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
         state = self._cursor_state(stream)
         raw = self._get(f"{stream}:cycle")
         cycle = json.loads(raw) if raw else {"started": None, "complete": None}
-        now = iso(dt.datetime.now(dt.timezone.utc))
+        now = iso(self.clock())
         started = now if state.lower is None else (cycle["started"] or now)
         outcome = cursor.poll(state, search, token)
         rows = list({r["id"]: r for r in outcome.rows}.values())          # the newest version of each id
@@ -309,28 +315,27 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
             self._labels[key] = labels
         return self._labels[key]
 
-    def tracked_changes(self, out: ProbeResult, model: str, ids: list[int],
+    def tracked_changes(self, out: ProbeResult, model: str, threads: dict[int, list[int]],
                         fields: list[str]) -> dict[int, list[Change]] | None:
         """Each record's tracked changes of `fields` (mail.tracking.value, values mapped back from their labels),
-        or None when the user may not read tracking values (section posting_time down): callers date by poll."""
-        if not ids:
-            return {}
+        given `threads` = {record id: its `message_ids`}; None when the user may not read tracking values (section
+        posting_time down): callers date by poll. Looked up by message id — the index Odoo keeps on
+        `mail_message_id` — so records without messages cost nothing and no join on the message's document."""
+        owner = {m: rid for rid, msgs in threads.items() for m in msgs or []}
+        if not owner:
+            return {}                     # nothing tracked: every milestone (if any) is dated by poll
 
         def lookup() -> dict[int, list[Change]]:
             link = "field" if self.client.server_version()[0] == 16 else "field_id"
             changes: dict[int, list[Change]] = {}
             for name in fields:
                 values = self.selection_values(model, name)
-                for part in chunks(sorted(set(ids)), self.settings.page_size):
+                for part in chunks(sorted(owner), self.settings.page_size):
                     tracks = self.client.search_read("mail.tracking.value", [
-                        (f"{link}.name", "=", name), (f"{link}.model", "=", model),
-                        ("mail_message_id.model", "=", model), ("mail_message_id.res_id", "in", part)],
+                        (f"{link}.name", "=", name), (f"{link}.model", "=", model), ("mail_message_id", "in", part)],
                         ["mail_message_id", "old_value_char", "new_value_char", "create_date"], order="id asc")
-                    msg_ids = sorted(m2o_ids(t["mail_message_id"] for t in tracks))
-                    res = {m["id"]: m["res_id"] for m in self.client.search_read(
-                        "mail.message", [("id", "in", msg_ids)], ["res_id"])} if msg_ids else {}
                     for t in tracks:
-                        rid, at = res.get(m2o_id(t["mail_message_id"])), odoo_time(t["create_date"])
+                        rid, at = owner.get(m2o_id(t["mail_message_id"]) or 0), odoo_time(t["create_date"])
                         if rid and at:
                             changes.setdefault(rid, []).append(Change(
                                 name, values.get(t.get("old_value_char") or ""),
@@ -406,7 +411,8 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
                             "partner_id", "ref", "payment_reference", "invoice_origin", "payment_state"],
                            INVOICE_WATCHED, "account.move")
         recs = polled.rows
-        changes = self.tracked_changes(out, "account.move", [r["id"] for r in recs if current("account.move", r)],
+        # every delivered version: a draft may have been posted and reset in between (its history has milestones)
+        changes = self.tracked_changes(out, "account.move", {r["id"]: r.get("message_ids") or [] for r in recs},
                                        ["state", "payment_state"])
         for r in recs:
             attrs = {"invoice_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
@@ -434,34 +440,31 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
             # 16/17: the payment `_inherits` its move; posting or cancelling writes the move only, so the moves of
             # payments are polled too and their payments re-read (then their version is the payment's as read)
             moves = self.poll(out, "account.move#payments", "account.move", [("payment_id", "!=", False)],
-                              ["payment_id", "state"], ["state", "payment_id"])
+                              ["payment_id", "state"], ["state", "payment_id", "message_ids"])
             if moves.after and after:
                 after = min(after, moves.after)
             extra = sorted({i for m in moves.rows if (i := m2o_id(m["payment_id"])) and i not in recs})
             for r in self.read("account.payment", extra, fields):
                 if r.get("payment_type") != "inbound":
                     continue
-                prev = polled.state.seen.get(r["id"])
+                prev = polled.state.seen.get(r["id"])        # (its move changed: a new version of it)
                 tok = polled.token(r)
-                if prev is not None and prev[1] == tok:
-                    continue                                  # the payment scan delivered this version already
                 recs[r["id"]], previous[r["id"]] = r, prev
                 if prev is not None:                          # so the payment scan does not deliver it again
                     polled.state.seen[r["id"]] = (max(prev[0], r["write_date"]), tok)
             # the payment's last change is its move's when the move changed later (posting, cancelling)
-            move_wd = {m["id"]: m["write_date"] for m in self.read(
-                "account.move", sorted(m2o_ids(r.get("move_id") for r in recs.values())), ["id"])}
+            move_rows = {m["id"]: m for m in self.read(
+                "account.move", sorted(m2o_ids(r.get("move_id") for r in recs.values())), ["message_ids"])}
             for r in recs.values():
-                r["write_date"] = max(r["write_date"], move_wd.get(m2o_id(r.get("move_id")), ""))
-            moved = [r for r in recs.values() if current("account.payment", r)]
-            by_move = self.tracked_changes(out, "account.move", [i for r in moved if (i := m2o_id(r.get("move_id")))],
-                                           ["state"])
+                r["write_date"] = max(r["write_date"],
+                                      move_rows.get(m2o_id(r.get("move_id")) or 0, {}).get("write_date", ""))
+            by_move = self.tracked_changes(out, "account.move", {i: m.get("message_ids") or []
+                                                                 for i, m in move_rows.items()}, ["state"])
             changes = None if by_move is None else {
                 r["id"]: by_move.get(m2o_id(r.get("move_id")) or 0, []) for r in recs.values()}
         else:
             changes = self.tracked_changes(out, "account.payment",
-                                           [r["id"] for r in recs.values() if current("account.payment", r)],
-                                           ["state"])
+                                           {i: r.get("message_ids") or [] for i, r in recs.items()}, ["state"])
         for r in sorted(recs.values(), key=lambda r: (r["write_date"], r["id"])):
             attrs = {"payment_ref": r.get("name"), "payment_reference": r.get("payment_reference"),
                      "memo": r.get("memo") or r.get("ref"), "partner": m2o_name(r.get("partner_id")),
@@ -663,11 +666,12 @@ class OdooProbe(Probe["OdooProbe.Settings"]):
             self._labels.clear()
             self.load_currencies()
 
-    def run(self) -> ProbeResult:
+    def run(self, sections: tuple[str, ...] = SECTIONS) -> ProbeResult:
+        """One run of `sections` (all by default; tests and benches pick the event sections)."""
         out = ProbeResult()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = self.clock()
         self.ensure_schema()
-        for name in SECTIONS:
+        for name in sections:
             self.section(out, name, partial(getattr(self, name), out, now))
         out.samples.append(Sample("odoo_server_version", float(self.client.server_version()[0]),
                                   {"protocol": self.client.protocol}))

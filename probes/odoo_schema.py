@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 def requirements(major: int) -> dict[str, dict[str, list[str]]]:
     """Section -> model -> stored fields the section reads on Odoo `major`."""
     payment_common = ["state", "amount", "currency_id", "company_id", "partner_id", "payment_type", "is_reconciled",
-                      "is_matched", "payment_reference", "move_id", "name", "date", "create_date", "write_date"]
+                      "is_matched", "payment_reference", "move_id", "name", "date", "create_date", "write_date",
+                      "message_ids"]
     payments = {"account.payment": payment_common + (["memo"] if major >= 18 else ["ref"])}
     if major < 18:                  # state lives on the move (_inherits): posting changes the move, not the payment
-        payments["account.move"] = ["payment_id", "state", "write_date"]
+        payments["account.move"] = ["payment_id", "state", "write_date", "message_ids"]
     link = "field" if major == 16 else "field_id"
     return {
         "invoices": {"account.move": ["name", "state", "move_type", "create_date", "write_date", "amount_total",
                                       "currency_id", "company_id", "partner_id", "ref", "payment_reference",
-                                      "invoice_origin", "payment_state"]},
-        "posting_time": {"mail.tracking.value": [link, "new_value_char", "mail_message_id", "create_date"],
-                         "mail.message": ["model", "res_id"], "res.lang": ["code", "active"]},
+                                      "invoice_origin", "payment_state", "message_ids"]},
+        "posting_time": {"mail.tracking.value": [link, "old_value_char", "new_value_char", "mail_message_id",
+                                                 "create_date"], "res.lang": ["code", "active"]},
         "payments": payments,
         "reconciliation": {"account.partial.reconcile": ["debit_move_id", "credit_move_id", "amount", "max_date",
                                                          "company_id", "company_currency_id", "create_date",

@@ -5,14 +5,17 @@ What Odoo sends (odoo/odoo 17.0+ `odoo/addons/base/models/ir_actions.py` `_run_a
 `{"_model": "account.move", "_id": 42, "_action": "<rule name>(#<id>)", <field>: <value>, …}` built from
 `record.read(<the rule's fields>, load=None)` and `json.dumps(…, default=str)` — so many2one fields are bare ids,
 datetimes are `str(datetime)` ("YYYY-MM-DD HH:MM:SS[.ffffff]", UTC), selections their technical value. The request
-has no authentication header (only a URL can be configured), so the route also takes the API key as `?key=` (scope
-ingest); it is sent with a 1 s timeout and not retried, which is why the probe keeps polling: both produce the same
+has no authentication header (only a URL can be configured): point the rule at a named `odoo` source instead
+(`POST /api/v1/sources/<name>?token=<token>`, docs/sources.md: a per-source token, stored hashed, that opens that one
+source only; with `probe: <this probe>` it maps exactly as below). This route needs the ingest key in the
+Authorization header (a full ingest key in a URL, which it used to take as `?key=`, opened every ingest route). Odoo's
+call is sent with a 1 s timeout and not retried, which is why the probe keeps polling: both produce the same
 deterministic event ids, so whichever arrives first counts and the other is a duplicate.
 
 The rule a user creates (Settings → Technical → Automation Rules), one per model:
 * Model: Journal Entry (`account.move`) — Trigger: "On create and edit" with "When updating: Status" (or
   "State is set to" Posted), apply on `move_type in (out_invoice, out_refund)`; Action: Send Webhook Notification,
-  URL `https://revwatch.example/api/v1/odoo/<probe name>/webhook?key=<ingest key>`, Fields: `state`, `move_type`,
+  URL `https://revwatch.example/api/v1/sources/<odoo source>?token=<token>`, Fields: `state`, `move_type`,
   `name`, `payment_reference`, `invoice_origin`, `amount_total`, `currency_id`, `partner_id`, `company_id`,
   `create_date`, `write_date`.
 * Model: Payment (`account.payment`) — Trigger on Status; Fields: `state`, `payment_type`, `name`,
@@ -97,7 +100,7 @@ def map_webhook(probe: OdooProbe, body, received: dt.datetime) -> list[dict]:
 # -- the route ------------------------------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/odoo/{probe}/webhook", dependencies=[Depends(require("ingest", query_key="key"))])
+@router.post("/api/v1/odoo/{probe}/webhook", dependencies=[Depends(require("ingest"))])
 async def odoo_webhook(probe: str, request: Request) -> dict:
     """One Odoo webhook notification → canonical events through the collector's intake (deduplicated)."""
     ctx = ctx_of(request)

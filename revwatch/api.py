@@ -32,6 +32,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
 
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
+    from collector.deadletters import DeadLetters
     from collector.sources import SourceRegistry
     from revwatch.journeys import JourneyService
     from collector.spool import Spool
@@ -67,6 +68,7 @@ class AppContext:
     background_running: bool = False   # one server owns the writer and scheduler even if the app is served twice
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)
     sources: SourceRegistry | None = None   # named webhook sources and their mappings (collector.sources)
+    deadletters: DeadLetters | None = None  # rejected items kept for inspection and replay (collector.deadletters)
 
 
 class ApiError(Exception):
@@ -120,13 +122,13 @@ def ctx_of(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def require(scope: str, query_key: str | None = None) -> Callable[[Request], Any]:
+def require(scope: str) -> Callable[[Request], Any]:
     """A FastAPI dependency: the caller must present a key granting `scope`. Async on purpose: verification is
-    an in-memory lookup, so it runs on the event loop instead of costing every request a thread hop. With
-    `query_key`, a caller that cannot send headers (Odoo's webhook action: URL only) may pass the key as that
-    query parameter (access logs are off, so the URL is never logged)."""
+    an in-memory lookup, so it runs on the event loop instead of costing every request a thread hop. Keys travel
+    only in the Authorization header, never in a URL (a caller that cannot send headers, such as Odoo's webhook
+    action, uses a named source's own token: collector.sources)."""
     async def check(request: Request) -> ApiKey:
-        return authorize(request, scope, query_key)
+        return authorize(request, scope)
     check.scope = scope            # type: ignore[attr-defined]  # read by revwatch.openapi.route_scopes
     return check
 
@@ -137,12 +139,10 @@ def bearer_token(header: str) -> str | None:
     return token.strip() if kind.lower() == "bearer" and token.strip() else None
 
 
-def authorize(request: Request, scope: str, query_key: str | None = None) -> ApiKey:
+def authorize(request: Request, scope: str) -> ApiKey:
     """Check the request's bearer key grants `scope` (raises ApiError 401/403/503); the key's id goes to
     request.state for logs."""
     header = request.headers.get("authorization", "")
-    if not header and query_key and request.query_params.get(query_key):
-        header = f"Bearer {request.query_params[query_key]}"
     token = bearer_token(header)
     if token is None:
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "Authorization",

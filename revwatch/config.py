@@ -184,10 +184,15 @@ class JourneyConfig(OwnershipFields):
     _nda = field_validator("no_data_alert", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
 
+# The per-minute sample of the oldest open (replayable) dead letter's age, per source, that the `deadletter_age`
+# SLI reads (written by collector.deadletters).
+DEADLETTER_AGE_SAMPLE = "deadletter_oldest_open_age_seconds"
+
+
 class SliConfig(_Model):
     kind: Literal["journey_latency", "journey_completion", "span_ratio", "span_latency", "gauge_threshold",
-                  "prometheus"]
-    threshold: dt.timedelta | None = None  # journey_latency, span_latency
+                  "deadletter_age", "prometheus"]
+    threshold: dt.timedelta | None = None  # journey_latency, span_latency; deadletter_age: the replay deadline
     max_age: dt.timedelta | None = None    # journey_completion
     service: str | None = None             # span SLIs
     span_name: str | None = None
@@ -214,10 +219,19 @@ class SliConfig(_Model):
                 raise ValueError("sli kind prometheus needs either error_query and total_query, or error_ratio_query")
             return self
         need = {"journey_latency": ["threshold"], "journey_completion": ["max_age"], "span_ratio": ["bad_when"],
-                "span_latency": ["threshold"], "gauge_threshold": ["sample"]}[self.kind]
+                "span_latency": ["threshold"], "gauge_threshold": ["sample"],
+                "deadletter_age": ["threshold"]}[self.kind]
         for f in need:
             if not getattr(self, f):
                 raise ValueError(f"sli kind {self.kind} needs '{f}'")
+        if self.kind == "deadletter_age":
+            # a minute is good when no open letter (of a replayable reason; `labels: {source: …}` narrows) is older
+            # than `threshold`: "failed events are replayed within 4 h" — a gauge over the collector's age sample
+            if self.sample not in (None, DEADLETTER_AGE_SAMPLE) or self.min is not None or self.max is not None:
+                raise ValueError("sli kind deadletter_age takes 'threshold' (and 'labels: {source: …}'), not "
+                                 "sample/min/max")
+            assert self.threshold is not None
+            self.sample, self.max = DEADLETTER_AGE_SAMPLE, self.threshold.total_seconds()
         if self.kind == "gauge_threshold" and self.max is None and self.min is None:
             raise ValueError("sli kind gauge_threshold needs 'max' or 'min'")
         return self
@@ -463,6 +477,61 @@ class AnomalyConfig(_Model):
 
     _d = field_validator("scan_interval", "metric_interval", mode="before")(
         classmethod(lambda cls, v: _duration(v)))
+class DeadLetterConfig(_Model):
+    """deadletters: how much of rejected input is kept (collector.deadletters)."""
+    max_body_bytes: int = 64 * 1024        # the start of each rejected body kept (the rest is cut, its size noted)
+    max_bytes: int = 256 * 1024**2         # all letters together; the oldest go first beyond this
+    max_age: dt.timedelta = dt.timedelta(days=30)
+
+    _sizes = field_validator("max_body_bytes", "max_bytes", mode="before")(classmethod(lambda cls, v: parse_size(v)))
+    _d = field_validator("max_age", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+
+class SourceMappingConfig(_Model):
+    """How one webhook payload becomes canonical events (collector.sources): JMESPath expressions over the JSON
+    payload, a type table and the amount's unit. Unset keys take the preset's defaults (Stripe)."""
+    events: str | None = None              # JMESPath to a list of items; default: the payload is one item
+    type: str | None = None                # JMESPath to the provider's event type
+    types: dict[str, str] = {}             # provider type → canonical type (others are stored under their own name)
+    event_id: str | None = None
+    correlation_id: str | None = None
+    occurred_at: str | None = None
+    occurred_at_unit: Literal["rfc3339", "s", "ms"] | None = None
+    amount: str | None = None
+    amount_unit: Literal["major", "minor"] | None = None   # minor: cents etc., scaled by the ISO 4217 exponent
+    currency: str | None = None
+    journey: str | None = None
+    attributes: dict[str, str] = {}        # attribute name → JMESPath
+
+
+class SourceConfig(_Model):
+    """One named webhook source: `POST /api/v1/sources/<name>`, authenticated by its own signature or token."""
+    preset: Literal["stripe", "odoo", "hmac"]
+    # stripe: signing secrets (whsec_…; several during rotation); hmac: shared secrets; odoo: SHA-256 hashes of
+    # the URL tokens (`sha256:<hex>`, made by `revwatch sources token`), never the tokens themselves
+    secrets: list[str] = Field(min_length=1)
+    mapping: SourceMappingConfig = Field(default_factory=SourceMappingConfig)
+    tolerance: dt.timedelta = dt.timedelta(seconds=300)    # stripe: max age of the signed timestamp
+    header: str = "X-Signature"            # hmac: the header carrying the signature
+    prefix: str = ""                       # hmac: text before the signature, e.g. "sha256="
+    encoding: Literal["hex", "base64"] = "hex"
+    probe: str | None = None               # odoo: map with this Odoo probe's rules (same event ids as polling)
+
+    _d = field_validator("tolerance", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @model_validator(mode="after")
+    def _preset_fields(self) -> "SourceConfig":
+        if self.preset == "odoo":
+            for s in self.secrets:
+                if not re.fullmatch(r"sha256:[0-9a-f]{64}", s):
+                    raise ValueError("odoo sources keep only token hashes in secrets ('sha256:<64 hex>', printed "
+                                     "by `revwatch sources token`)")
+            if not self.probe and not (self.mapping.type and self.mapping.event_id):
+                raise ValueError("an odoo source needs 'probe' (an Odoo probe's mapping) or a mapping with at "
+                                 "least type and event_id")
+        return self
+
+
 class UiConfig(_Model):
     """The browser UI (webui/): sign-in sessions and kiosk mode."""
     public: bool = False                   # read-only pages without signing in (kiosk); acting still needs a session
@@ -494,6 +563,8 @@ class Config(_Model):
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    sources: dict[str, SourceConfig] = {}  # named webhook sources (collector.sources)
+    deadletters: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     source_path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -517,6 +588,11 @@ class Config(_Model):
         for name in self.journeys:
             if not NAME_RE.fullmatch(name):
                 raise ValueError(f"journeys.{name}: name must be letters, digits, '_', '.', '-'")
+        for name, src in self.sources.items():
+            if not NAME_RE.fullmatch(name):
+                raise ValueError(f"sources.{name}: name must be letters, digits, '_', '.', '-'")
+            if src.probe and src.probe not in {p.name for p in self.probes}:
+                raise ValueError(f"sources.{name}.probe: no probe named {src.probe!r} (define it under probes:)")
         return self
 
     @property

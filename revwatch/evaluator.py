@@ -3,7 +3,8 @@
 A dedicated thread, not a scheduler job: a pass that takes longer than the interval delays the next one, it never
 skips it (the scheduler refused overlapping runs with "maximum number of running instances reached", so under
 read load passes were dropped and pages came 30 s late). A pass starts `evaluator.interval` after the previous
-one started, or at once when that is already past.
+one started, or at once when that is already past — or half an interval after it when this process's writer has
+stored new data since (a burn in fresh data need not wait a whole interval; time-decided burns still need one).
 
 `revwatch_slo_evaluation_lag_seconds`: how old the newest completed evaluation is (now − its instant; before the
 first one, the time since the loop started). It stays near the interval plus one pass when all is well; it grows
@@ -31,8 +32,10 @@ class EvaluatorLoop:
     """Runs `engine.evaluate_and_cache` every `interval` seconds and feeds the alert conditions to `direct`."""
 
     def __init__(self, engine: SloEngine, direct: DirectAlerts | None, interval: float, external_url: str,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time):
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
+                 data_version: Callable[[], int] | None = None):
         self.engine, self.direct, self.interval, self.external_url = engine, direct, interval, external_url
+        self.data_version = data_version     # moves when this process's writer stored new data (None: interval only)
         self.clock = clock
         self.started_at = clock()
         self.evaluated_at: float | None = None
@@ -52,13 +55,25 @@ class EvaluatorLoop:
             self.direct.feed(conditions(results, self.external_url))
         self.passes += 1
 
+    def _due(self, next_at: float, last_start: float, seen: int | None) -> bool:
+        """A pass is due at its interval, or earlier — half an interval after the last one — when new data reached
+        the store (`data_version` moved): a burn in freshly ingested data pages without waiting a whole interval."""
+        now = self.clock()
+        if now >= next_at:
+            return True
+        return (self.data_version is not None and now - last_start >= self.interval / 2
+                and self.data_version() != seen)
+
     def _run(self) -> None:
-        next_at = self.clock()
+        next_at, last_start = self.clock(), 0.0
+        seen = self.data_version() if self.data_version is not None else None
         while not self._stop.is_set():
-            self._stop.wait(max(0.0, next_at - self.clock()))
-            if self._stop.is_set():
-                break
-            next_at = max(next_at + self.interval, self.clock())   # never a burst of catch-up passes
+            if not self._due(next_at, last_start, seen):
+                self._stop.wait(min(0.1, max(0.01, next_at - self.clock())))
+                continue
+            seen = self.data_version() if self.data_version is not None else None
+            last_start = self.clock()
+            next_at = last_start + self.interval                  # never a burst of catch-up passes
             try:
                 self.run_once()
                 self.last_error = None

@@ -41,6 +41,30 @@ class Metrics:
                                                  "would wait too long (503)", registry=r)
         self.reads_paced_seconds_total = Counter("revwatch_reads_paced_seconds", "Time reads waited for their "
                                                  "turn while ingest was busy (revwatch.priority)", registry=r)
+        # Doors and sources (collector.sources, collector.deadletters; issue #23): per source, what arrived.
+        self.source_received_total = Counter("revwatch_source_received", "Events received per source (door or "
+                                             "named webhook source)", ["source"], registry=r)
+        self.source_accepted_total = Counter("revwatch_source_accepted", "Events stored per source", ["source"],
+                                             registry=r)
+        self.source_duplicates_total = Counter("revwatch_source_duplicates", "Re-deliveries recognised per source "
+                                               "(the sender's retries)", ["source"], registry=r)
+        self.source_conflicts_total = Counter("revwatch_source_conflicts", "Re-sent event IDs with other content, "
+                                              "per source", ["source"], registry=r)
+        self.source_rejected_total = Counter("revwatch_source_rejected", "Items or requests rejected per source and "
+                                             "reason", ["source", "reason"], registry=r)
+        self.source_signature_failures_total = Counter("revwatch_source_signature_failures", "Requests refused by a "
+                                                       "source's signature or token check", ["source", "reason"],
+                                                       registry=r)
+        self.source_unknown_types_total = Counter("revwatch_source_unknown_types", "Events whose provider type the "
+                                                  "source's type table does not name (stored under their own name)",
+                                                  ["source", "type"], registry=r)
+        self.source_lateness_seconds = Histogram("revwatch_source_lateness_seconds", "Received minus occurred, per "
+                                                 "source", ["source"], registry=r,
+                                                 buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400))
+        self.deadletters_total = Counter("revwatch_deadletters", "Rejected items kept as dead letters",
+                                         ["source", "reason"], registry=r)
+        self.deadletters_dropped_total = Counter("revwatch_deadletters_dropped", "Dead letters not kept because "
+                                                 "the buffer was full (store unavailable)", registry=r)
         self.request_seconds = Histogram("revwatch_http_request_duration_seconds", "HTTP request latency",
                                          ["route"], registry=r)
 

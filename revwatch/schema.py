@@ -388,6 +388,38 @@ CREATE TABLE IF NOT EXISTS {db}.silences{local} {on_cluster} (
 ORDER BY Id
 """
 
+# Dead letters (collector.deadletters): every rejected item or request, one row per flush of its occurrences
+# (Count, FirstSeen/LastSeen aggregated at read time by Id = hash of door, source, reason and body); replays
+# recorded per letter. Bounded by size and age by the collector's maintenance (deadletters: in the config).
+_DEAD_LETTERS = """
+CREATE TABLE IF NOT EXISTS {db}.dead_letters{local} {on_cluster} (
+    Id String,
+    Door LowCardinality(String),
+    Source LowCardinality(String),
+    Reason LowCardinality(String),
+    Detail String,
+    Body String,
+    BodyBytes UInt64,
+    FirstSeen DateTime64(3, 'UTC'),
+    LastSeen DateTime64(3, 'UTC'),
+    Count UInt64
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(FirstSeen)
+ORDER BY (Id, LastSeen)
+"""
+
+_DEAD_LETTER_REPLAYS = """
+CREATE TABLE IF NOT EXISTS {db}.dead_letter_replays{local} {on_cluster} (
+    Id String,
+    At DateTime64(3, 'UTC'),
+    Outcome LowCardinality(String),
+    Accepted UInt32,
+    Duplicates UInt32,
+    Detail String
+) ENGINE = {engine}
+ORDER BY (Id, At)
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -407,6 +439,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_EVENT_KEYS, _INGEST_QUARANTINE, _EVENTS_AMOUNT_TEXT_LOCAL, _EVENTS_AMOUNT_TEXT)),
     Migration(14, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
               (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
+    Migration(23, "dead letters of rejected items and their replays", (_DEAD_LETTERS, _DEAD_LETTER_REPLAYS)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -417,7 +450,8 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "attribute_links": "cityHash64(Value)", "api_keys": "cityHash64(KeyId)", "anomalies": "cityHash64(Id)",
                "alerts": "cityHash64(Fingerprint)", "event_keys": "cityHash64(EventId)",
                "ingest_quarantine": "rand()", "alert_inbox": "rand()", "alert_groups": "cityHash64(GroupId)",
-               "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)"}
+               "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)", "dead_letters": "cityHash64(Id)",
+               "dead_letter_replays": "cityHash64(Id)"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

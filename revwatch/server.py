@@ -3,6 +3,7 @@ runs the background work (spool writer, APScheduler jobs: SLO evaluation, probes
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,8 +22,12 @@ from collector import routes as collector_routes
 from collector.correlation import CorrelationRules
 from revwatch.journeys import JourneyService
 from collector import journey_routes
+from collector.deadletters import DeadLetters
 from collector.pipeline import build_ingest
+from collector import source_routes
+from collector.sources import ExternalMapper, SourceRegistry
 from probes import odoo_webhook
+from probes.odoo import OdooProbe
 from probes.service import ProbeService
 from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, install_error_handlers, require
 from revwatch.auth import SCOPES, KeyStore
@@ -65,20 +70,34 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
+    ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
+    ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters, cfg.sources)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
         cfg.alerts.model_copy(update={"public_url": cfg.server.external_url})   # links default to this server
     ctx.alerts = AlertService(store, alerts_cfg, metrics, engine, ctx.probes)
+    direct_on = alerts_cfg.direct.enabled and cfg.evaluator.enabled
+    if direct_on:       # an evaluator (this process or another one on the same store) pages directly: never twice
+        owned = identities(engine.specs)
+        ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
     if cfg.server.role in ("all", "evaluator") and cfg.evaluator.enabled:
-        direct = None
-        if alerts_cfg.direct.enabled:          # the evaluator pages directly; never twice through Alertmanager
-            direct = DirectAlerts(ctx.alerts, alerts_cfg.direct)
-            owned = identities(engine.specs)
-            ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
+        direct = DirectAlerts(ctx.alerts, alerts_cfg.direct) if direct_on else None
+        writer = ctx.writer if cfg.server.role == "all" else None      # a collector in this process: wake on data
         ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
-                                      alerts_cfg.public_url, metrics)
+                                      alerts_cfg.public_url, metrics,
+                                      data_version=(lambda: writer.batches_written) if writer is not None else None)
     return ctx
+
+
+def _probe_mappers(cfg: Config, probes: ProbeService) -> dict[str, ExternalMapper]:
+    """Odoo sources with `probe:` map with that Odoo probe's webhook rules (the poller's event ids)."""
+    out: dict[str, ExternalMapper] = {}
+    for name, src in cfg.sources.items():
+        runner = probes.runners.get(src.probe) if src.probe else None
+        if runner is not None and isinstance(runner.probe, OdooProbe):
+            out[name] = functools.partial(odoo_webhook.map_webhook, runner.probe)
+    return out
 
 
 def _credentialed_by(ctx: AppContext):
@@ -127,6 +146,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             ctx.background_running = True
             if collects:
                 ctx.writer.start()
+                if ctx.deadletters is not None:
+                    ctx.deadletters.start()
             scheduler = BackgroundScheduler(timezone="UTC")
             if ctx.evaluator is not None:       # its own thread: a slow pass delays the next, never skips it
                 ctx.evaluator.start()
@@ -154,6 +175,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                     scheduler.shutdown(wait=False)
                 if collects:
                     ctx.writer.stop()
+                    if ctx.deadletters is not None:
+                        ctx.deadletters.stop()
                 ctx.spool.close()
                 ctx.background_running = False
 
@@ -168,6 +191,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     install_openapi(app)
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)
+        app.include_router(source_routes.router)
+    app.include_router(source_routes.read_router)
     app.include_router(journey_routes.router)
     app.include_router(slo_routes.router)
     app.include_router(slo_policy_routes.router)

@@ -38,7 +38,7 @@ def epoch_ms(t: dt.datetime) -> int:
 
 def has_exact_windows(spec: SloSpec) -> bool:
     """Whether the SLO's windows are exact to the millisecond (see the module docstring for which are not)."""
-    return spec.config.budgeting == "occurrences" and spec.kind != "gauge_threshold" and not spec.is_prometheus
+    return spec.config.budgeting == "occurrences" and not spec.is_gauge and not spec.is_prometheus
 
 
 def rolling_length(spec: SloSpec) -> dt.timedelta | None:

@@ -13,6 +13,7 @@ window with fewer than `min_events` decided events never alerts (low traffic).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -212,15 +213,32 @@ class SloEngine:
         ev = self.snapshot.current
         return list(ev.results) if ev is not None else None
 
+    @latest.setter
+    def latest(self, results: list[SloResult]) -> None:
+        """Hold `results` as if the evaluator had produced them now (tools and tests that fix an instant)."""
+        self.snapshot.publish(Evaluation(utcnow(), tuple(results)))
+
     @property
     def latest_at(self) -> dt.datetime | None:
         ev = self.snapshot.current
         return ev.at if ev is not None else None
 
+    @latest_at.setter
+    def latest_at(self, at: dt.datetime) -> None:
+        ev = self.snapshot.current
+        self.snapshot.publish(dataclasses.replace(ev, at=at, rendered={}) if ev is not None else
+                              Evaluation(at, ()))
+
     @property
     def latest_journeys(self) -> dict[str, dict]:
         ev = self.snapshot.current
         return ev.journeys if ev is not None else {}
+
+    @property
+    def latest_stuck(self) -> list:
+        """Per journey, its overdue instances and their money (`JourneyReader.summaries`), latest pass."""
+        ev = self.snapshot.current
+        return ev.stuck if ev is not None else []
 
     @property
     def latest_forecasts(self) -> list[dict]:
@@ -549,8 +567,9 @@ GROUP BY Slo, GroupKey, ts
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
         forecasts = self._forecasts(results)
+        stuck = self.journey_reader.summaries(utcnow())
         self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
-                                         forecasts=forecasts))
+                                         forecasts=forecasts, stuck=stuck))
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:

@@ -22,16 +22,17 @@ from typing import Any
 import yaml
 
 from revwatch.units import format_duration
-from slo.openslo import (ALERTING_ANNOTATION, API, BUDGETED_ANNOTATION, IMPORT_SPEC_ANNOTATION, NAME_ANNOTATION)
+from slo.openslo import (ALERTING_ANNOTATION, API, BUDGETED_ANNOTATION, DESCRIPTION_ANNOTATION, DESCRIPTION_MAX,
+                         DISPLAY_NAME_ANNOTATION, DISPLAY_NAME_MAX,
+                         IMPORT_SPEC_ANNOTATION, NAME_ANNOTATION)
 from slo.spec import SloSpec
 
-_RFC1123 = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?")
 CALENDAR_ORIGIN = "2024-01-01 00:00:00"        # a Monday and the 1st of a month
 
 
 def _k8s_name(name: str) -> str:
     """An RFC 1123 name for `name` (lower case, '_' → '-'), at most 63 characters."""
-    n = re.sub(r"[^a-z0-9.-]", "-", name.lower()).strip("-.")[:63].strip("-.")
+    n = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63].strip("-")
     return n or "slo"
 
 
@@ -116,8 +117,11 @@ def slo_document(spec: SloSpec) -> dict:
     annotations[ALERTING_ANNOTATION] = json.dumps(_plain(c.alerting.model_dump()), sort_keys=True,
                                                   separators=(",", ":"))
     meta: dict = {"name": name}
-    if c.display_name:
+    if c.display_name and len(c.display_name) <= DISPLAY_NAME_MAX:
         meta["displayName"] = c.display_name
+    elif c.display_name:                       # OpenSLO allows 63 characters: the whole name travels as annotation
+        meta["displayName"] = c.display_name[:DISPLAY_NAME_MAX - 1] + "…"
+        annotations[DISPLAY_NAME_ANNOTATION] = c.display_name
     if c.labels:
         meta["labels"] = dict(c.labels)
     meta["annotations"] = annotations
@@ -127,8 +131,11 @@ def slo_document(spec: SloSpec) -> dict:
     if c.budgeting in ("timeslices", "ratio_timeslices") and not spec.is_prometheus:
         objective["timeSliceWindow"] = format_duration(c.timeslice_window)
     spec_doc: dict = {}
-    if c.description:
+    if c.description and len(c.description) <= DESCRIPTION_MAX:
         spec_doc["description"] = c.description
+    elif c.description:                        # OpenSLO allows 1050 characters: the whole text as annotation
+        spec_doc["description"] = c.description[:DESCRIPTION_MAX - 1] + "…"
+        annotations[DESCRIPTION_ANNOTATION] = c.description
     if c.service:
         spec_doc["service"] = c.service
     spec_doc.update({

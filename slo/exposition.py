@@ -112,8 +112,17 @@ class SloCollector:
             breaches.add_metric([f["slo"], f["group"] or ""], f["predicted_breaches"])
             if f["exhausted_in_seconds"] is not None:
                 exhausted.add_metric([f["slo"], f["group"] or ""], f["exhausted_in_seconds"])
+        stuck = GaugeMetricFamily("revwatch_journey_stuck", "Overdue journey instances (the stuck list: started in "
+                                  "the last 7 days, unfinished, past the journey's threshold)", labels=["journey"])
+        stuck_amount = GaugeMetricFamily("revwatch_journey_stuck_amount",
+                                         "Money carried by the overdue instances, per currency",
+                                         labels=["journey", "currency"])
+        for js in self.engine.latest_stuck:
+            stuck.add_metric([js.name], js.stuck)
+            for cur, amount in js.money.items():
+                stuck_amount.add_metric([js.name, cur], float(amount))
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
         yield from (sli, burn, events, money, budget, days, objective, alert, state, coverage, no_data, silent, lag,
-                    pending, journey_silent, journey_alert, breaches, exhausted, evaluation)
+                    pending, journey_silent, journey_alert, breaches, exhausted, stuck, stuck_amount, evaluation)

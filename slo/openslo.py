@@ -50,10 +50,19 @@ ALERTING_ANNOTATION = "revwatch.io/alerting"       # the SLO's alerting section 
 NAME_ANNOTATION = "revwatch.io/name"               # a revwatch name that is not an RFC 1123 name
 IMPORT_SPEC_ANNOTATION = "revwatch.io/import-spec"  # the format the SLO was first imported from
 BUDGETED_ANNOTATION = "revwatch.io/query-budgeted"  # "true": the PromQL already applies the budgeting method
+DISPLAY_NAME_ANNOTATION = "revwatch.io/display-name"  # a display name longer than OpenSLO's 63 characters
+DESCRIPTION_ANNOTATION = "revwatch.io/description"    # a description longer than OpenSLO's 1050 characters
 KINDS = {"SLO", "SLI", "AlertPolicy", "AlertCondition", "AlertNotificationTarget", "Service", "DataSource"}
 META = {"name", "displayName", "labels", "annotations"}
 SEVERITY = {"page": "page", "critical": "page", "ticket": "ticket", "warning": "ticket"}
 _DURATION = re.compile(r"^([1-9][0-9]*)([mhdwMQY])$")
+RFC1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")     # metadata.name (slo/export.py writes them)
+_LABEL_KEY = re.compile(r"[a-zA-Z0-9]([-._a-zA-Z0-9]{0,61}[a-zA-Z0-9])?")
+_ANNOTATION_KEY = re.compile(r"([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?"
+                             r"[a-zA-Z0-9]([-._a-zA-Z0-9]{0,61}[a-zA-Z0-9])?")
+_ANNOTATION_LENGTH = re.compile(r"(.{0,253}/)?.{0,63}")
+DISPLAY_NAME_MAX = 63
+DESCRIPTION_MAX = 1050
 _BREACH = {"lte": ">", "lt": ">=", "gte": "<", "gt": "<="}
 _OP_SYMBOL = {"lte": "<=", "lt": "<", "gte": ">=", "gt": ">"}
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -87,14 +96,39 @@ def _strict(obj: Any, allowed: set[str], doc: _Doc, field: str) -> dict:
 
 
 def _metadata(obj: dict, doc: _Doc, field: str = "metadata") -> dict:
+    """metadata per the OpenSLO v1 spec (README "General Schema"; limits as OpenSLO/go-sdk validates them): name an
+    RFC 1123 DNS label (≤ 63 lower-case alphanumerics or '-', alphanumeric at both ends), displayName ≤ 63
+    characters, label keys ≤ 63 ([a-zA-Z0-9] at both ends, - _ . between), annotation keys an optional DNS-subdomain
+    prefix (≤ 253) and '/' before such a name."""
     meta = _strict(obj.get("metadata"), META, doc, field)
     name = meta.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", name):
-        raise doc.err(f"{field}.name", f"must be an RFC 1123 name of at most 63 characters, got {name!r}")
+    if not isinstance(name, str) or not RFC1123_LABEL.fullmatch(name):
+        raise doc.err(f"{field}.name", f"must be an RFC 1123 name (at most 63 lower-case letters, digits or '-', "
+                                       f"a letter or digit at both ends), got {str(name)[:80]!r}")
+    display = meta.get("displayName")
+    if display is not None and (not isinstance(display, str) or len(display) > DISPLAY_NAME_MAX):
+        raise doc.err(f"{field}.displayName", f"must be a string of at most {DISPLAY_NAME_MAX} characters"
+                                              + (f", got {len(display)}" if isinstance(display, str) else ""))
     for key in ("labels", "annotations"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise doc.err(f"{field}.{key}", "must be a mapping")
+    for k in meta.get("labels") or {}:
+        if not isinstance(k, str) or not _LABEL_KEY.fullmatch(k):
+            raise doc.err(f"{field}.labels", f"key {str(k)[:80]!r} must be at most 63 characters: letters, digits, "
+                                             f"'-', '_' or '.', a letter or digit at both ends")
+    for k in meta.get("annotations") or {}:
+        if not isinstance(k, str) or not _ANNOTATION_KEY.fullmatch(k) or not _ANNOTATION_LENGTH.fullmatch(k):
+            raise doc.err(f"{field}.annotations", f"key {str(k)[:80]!r} must be [prefix/]name: an optional DNS "
+                                                  f"subdomain (≤ 253) and a name of at most 63 characters")
     return meta
+
+
+def _description(spec: Any, doc: _Doc, field: str) -> None:
+    """spec.description: optional, a string of at most 1050 characters (every kind, OpenSLO v1)."""
+    d = spec.get("description") if isinstance(spec, dict) else None
+    if d is not None and (not isinstance(d, str) or len(d) > DESCRIPTION_MAX):
+        raise doc.err(f"{field}.description", f"must be a string of at most {DESCRIPTION_MAX} characters"
+                                              + (f", got {len(d)}" if isinstance(d, str) else ""))
 
 
 def _labels(meta: dict, doc: _Doc) -> dict[str, str]:
@@ -162,8 +196,21 @@ class Catalogue:
                 doc.where = f"{doc.where} (SLO {meta['name']})"
                 self.slos.append(doc)
 
+    def validate(self) -> None:
+        """Every object of every file, whether an SLO of the importing file references it or not: alert policies
+        with their conditions and targets (refs resolved across the files), SLIs with their metric sources.
+        An SLI's metric source type is checked only when an SLO imports it (revwatch computes only its own and
+        Prometheus sources; an unused Datadog SLI is valid OpenSLO)."""
+        for (kind, _name), doc in self.objects.items():
+            spec = doc.obj.get("spec")
+            if kind == "AlertPolicy":
+                _policy(spec, doc, "spec", self)
+            elif kind == "SLI":
+                _check_sli(spec, doc, "spec", self)
+
     def _check_kind(self, kind: str, spec: Any, doc: _Doc) -> None:
         """Field checks of the kinds that are only referenced (SLOs are checked while importing)."""
+        _description(spec, doc, "spec")
         if kind == "Service":
             _strict(spec, {"description"}, doc, "spec")
         elif kind == "DataSource":
@@ -226,6 +273,7 @@ def load_openslo(path: str | Path, more: list[Path] | None = None) -> list[SloCo
     cat = Catalogue()
     for p in [Path(path), *(more or [])]:
         cat.add_file(p)
+    cat.validate()
     out = []
     for doc in cat.slos:
         if doc.where.startswith(f"{path}:"):
@@ -238,12 +286,15 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
     meta = obj["metadata"]
     spec = _strict(obj.get("spec"), {"description", "service", "indicator", "indicatorRef", "timeWindow",
                                      "budgetingMethod", "objectives", "alertPolicies"}, doc, "spec")
+    _description(spec, doc, "spec")
     annotations = _annotations(meta, doc)
     extra = annotations.pop(ALERTING_ANNOTATION, None)
     name = annotations.pop(NAME_ANNOTATION, meta["name"])
     import_spec: str | None = annotations.pop(IMPORT_SPEC_ANNOTATION, API)
     import_spec = None if import_spec == "none" else import_spec
     budgeted = annotations.pop(BUDGETED_ANNOTATION, "false") == "true"
+    long_display = annotations.pop(DISPLAY_NAME_ANNOTATION, None)
+    long_description = annotations.pop(DESCRIPTION_ANNOTATION, None)
     window, calendar = _time_window(spec.get("timeWindow"), doc)
     method = spec.get("budgetingMethod")
     budgeting = {"Occurrences": "occurrences", "Timeslices": "timeslices",
@@ -260,6 +311,7 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
         ref = cat.get("SLI", spec["indicatorRef"], doc, "spec.indicatorRef")
         sli_spec, sli_doc, sli_field = ref.obj.get("spec"), ref, "spec"
     sli_spec = _strict(sli_spec, {"description", "thresholdMetric", "ratioMetric"}, sli_doc, sli_field)
+    _description(sli_spec, sli_doc, sli_field)
     tiers, targets = _alert_policies(spec.get("alertPolicies"), doc, cat)
     objectives = spec.get("objectives")
     if not isinstance(objectives, list) or not objectives:
@@ -291,8 +343,9 @@ def _slo(doc: _Doc, cat: Catalogue) -> list[SloConfig]:
                                                          "queries; use a rolling window for Prometheus sources")
         raw = {"name": name if len(objectives) == 1 else f"{name}-{k}", "objective": target,
                "window": window, "calendar": calendar, "sli": sli, "journey": journey, "group_by": group_by,
-               "description": spec.get("description") or "", "service": spec.get("service"),
-               "display_name": o.get("displayName") if len(objectives) > 1 else meta.get("displayName"),
+               "description": long_description or spec.get("description") or "", "service": spec.get("service"),
+               "display_name": o.get("displayName") if len(objectives) > 1 else
+               (long_display or meta.get("displayName")),
                "labels": _labels(meta, doc), "annotations": annotations, "budgeting": budgeting,
                "import_spec": import_spec}
         if budgeting == "timeslices":
@@ -540,34 +593,90 @@ def _alert_policies(policies: Any, doc: _Doc, cat: Catalogue) -> tuple[list | No
                 raise doc.err(f"{field}.kind", "must be AlertPolicy")
             _metadata(p, doc, f"{field}.metadata")
             pspec, pd, pf = p.get("spec"), doc, f"{field}.spec"
-        s = _strict(pspec, {"description", "alertWhenNoData", "alertWhenResolved", "alertWhenBreaching", "conditions",
-                            "notificationTargets"}, pd, pf)
-        if s.get("alertWhenNoData"):
-            raise pd.err(f"{pf}.alertWhenNoData", "no-data alerts are not generated; remove it or set false")
-        if s.get("alertWhenBreaching") is False:
-            raise pd.err(f"{pf}.alertWhenBreaching", "revwatch alerts on breaching burn rates; false is not supported")
-        conditions = s.get("conditions")
-        if not isinstance(conditions, list) or len(conditions) != 1:
-            raise pd.err(f"{pf}.conditions", "exactly one condition (OpenSLO v1)")
-        c = conditions[0]
-        if isinstance(c, dict) and "conditionRef" in c:
-            _strict(c, {"conditionRef"}, pd, f"{pf}.conditions[0]")
-            cdoc = cat.get("AlertCondition", c["conditionRef"], pd, f"{pf}.conditions[0].conditionRef")
-            sev, thr, lookback, after = _condition(cdoc.obj.get("spec"), cdoc, "spec")
-        else:
-            c = _strict(c, {"kind", "metadata", "spec"}, pd, f"{pf}.conditions[0]")
-            _metadata(c, pd, f"{pf}.conditions[0].metadata")
-            sev, thr, lookback, after = _condition(c.get("spec"), pd, f"{pf}.conditions[0].spec")
-        for j, t in enumerate(s.get("notificationTargets") or []):
-            tf = f"{pf}.notificationTargets[{j}]"
-            if isinstance(t, dict) and "targetRef" in t:
-                _strict(t, {"targetRef"}, pd, tf)
-                targets.append(cat.get("AlertNotificationTarget", t["targetRef"], pd, f"{tf}.targetRef").obj[
-                    "metadata"]["name"])
-            else:
-                t = _strict(t, {"kind", "metadata", "spec"}, pd, tf)
-                targets.append(_metadata(t, pd, f"{tf}.metadata")["name"])
-        long = parse_duration(_weeks_as_days(lookback))
-        tiers.append((sev, {"long": format_duration(long), "short": format_duration(long / 12), "burn_rate": thr,
-                            "alert_after": _weeks_as_days(after)}))
+        sev, tier, names = _policy(pspec, pd, pf, cat)
+        tiers.append((sev, tier))
+        targets += names
     return tiers, targets
+
+
+def _policy(pspec: Any, pd: _Doc, pf: str, cat: Catalogue) -> tuple[str, dict, list[str]]:
+    """One AlertPolicy spec → (severity, alert tier, notification target names); refs resolved in `cat`."""
+    s = _strict(pspec, {"description", "alertWhenNoData", "alertWhenResolved", "alertWhenBreaching", "conditions",
+                        "notificationTargets"}, pd, pf)
+    _description(s, pd, pf)
+    for flag in ("alertWhenNoData", "alertWhenResolved", "alertWhenBreaching"):
+        if flag in s and not isinstance(s[flag], bool):
+            raise pd.err(f"{pf}.{flag}", "must be true or false")
+    if s.get("alertWhenNoData"):
+        raise pd.err(f"{pf}.alertWhenNoData", "no-data alerts are not generated; remove it or set false")
+    if s.get("alertWhenBreaching") is False:
+        raise pd.err(f"{pf}.alertWhenBreaching", "revwatch alerts on breaching burn rates; false is not supported")
+    conditions = s.get("conditions")
+    if not isinstance(conditions, list) or len(conditions) != 1:
+        raise pd.err(f"{pf}.conditions", "exactly one condition (OpenSLO v1)")
+    c = conditions[0]
+    if isinstance(c, dict) and "conditionRef" in c:
+        _strict(c, {"conditionRef"}, pd, f"{pf}.conditions[0]")
+        cdoc = cat.get("AlertCondition", c["conditionRef"], pd, f"{pf}.conditions[0].conditionRef")
+        sev, thr, lookback, after = _condition(cdoc.obj.get("spec"), cdoc, "spec")
+    else:
+        c = _strict(c, {"kind", "metadata", "spec"}, pd, f"{pf}.conditions[0]")
+        if c.get("kind") != "AlertCondition":
+            raise pd.err(f"{pf}.conditions[0].kind", "must be AlertCondition (or use conditionRef)")
+        _metadata(c, pd, f"{pf}.conditions[0].metadata")
+        _description(c.get("spec"), pd, f"{pf}.conditions[0].spec")
+        sev, thr, lookback, after = _condition(c.get("spec"), pd, f"{pf}.conditions[0].spec")
+    targets = s.get("notificationTargets") or []
+    if not isinstance(targets, list):
+        raise pd.err(f"{pf}.notificationTargets", "must be a list")
+    names = []
+    for j, t in enumerate(targets):
+        tf = f"{pf}.notificationTargets[{j}]"
+        if isinstance(t, dict) and "targetRef" in t:
+            _strict(t, {"targetRef"}, pd, tf)
+            names.append(cat.get("AlertNotificationTarget", t["targetRef"], pd, f"{tf}.targetRef").obj[
+                "metadata"]["name"])
+        else:
+            t = _strict(t, {"kind", "metadata", "spec"}, pd, tf)
+            if t.get("kind") != "AlertNotificationTarget":
+                raise pd.err(f"{tf}.kind", "must be AlertNotificationTarget (or use targetRef)")
+            tspec = _strict(t.get("spec"), {"description", "target"}, pd, f"{tf}.spec")
+            _description(tspec, pd, f"{tf}.spec")
+            if not isinstance(tspec.get("target"), str):
+                raise pd.err(f"{tf}.spec.target", "required")
+            names.append(_metadata(t, pd, f"{tf}.metadata")["name"])
+    long = parse_duration(_weeks_as_days(lookback))
+    return sev, {"long": format_duration(long), "short": format_duration(long / 12), "burn_rate": thr,
+                 "alert_after": _weeks_as_days(after)}, names
+
+
+def _check_sli(spec: Any, doc: _Doc, field: str, cat: Catalogue) -> None:
+    """An SLI's structure (OpenSLO v1 "SLI"): exactly one of thresholdMetric and ratioMetric; a ratio has total with
+    exactly one of good / bad, or raw with rawType; every metricSource names a type or a DataSource that exists."""
+    s = _strict(spec, {"description", "thresholdMetric", "ratioMetric"}, doc, field)
+    _description(s, doc, field)
+    if ("thresholdMetric" in s) == ("ratioMetric" in s):
+        raise doc.err(field, "exactly one of thresholdMetric or ratioMetric is required")
+
+    def source(ms: Any, f: str) -> None:
+        ms = _strict(ms, {"metricSourceRef", "type", "spec"}, doc, f)
+        if ms.get("metricSourceRef") is not None:
+            cat.get("DataSource", ms["metricSourceRef"], doc, f"{f}.metricSourceRef")
+        elif not isinstance(ms.get("type"), str):
+            raise doc.err(f"{f}.type", "required when there is no metricSourceRef")
+    if "thresholdMetric" in s:
+        tm = _strict(s["thresholdMetric"], {"metricSource"}, doc, f"{field}.thresholdMetric")
+        source(tm.get("metricSource"), f"{field}.thresholdMetric.metricSource")
+        return
+    rm = _strict(s["ratioMetric"], {"counter", "good", "bad", "total", "raw", "rawType"}, doc, f"{field}.ratioMetric")
+    parts = [p for p in ("good", "bad", "total", "raw") if p in rm]
+    if "raw" in parts:
+        if parts != ["raw"] or rm.get("rawType") not in ("success", "failure"):
+            raise doc.err(f"{field}.ratioMetric", "raw needs rawType success or failure and no good/bad/total")
+    elif "total" not in parts or ("good" in parts) == ("bad" in parts):
+        raise doc.err(f"{field}.ratioMetric", "needs total and exactly one of good or bad (or raw with rawType)")
+    if "counter" in rm and not isinstance(rm["counter"], bool):
+        raise doc.err(f"{field}.ratioMetric.counter", "must be true or false")
+    for p in parts:
+        part = _strict(rm[p], {"metricSource"}, doc, f"{field}.ratioMetric.{p}")
+        source(part.get("metricSource"), f"{field}.ratioMetric.{p}.metricSource")

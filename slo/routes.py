@@ -5,40 +5,69 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
 
 from revwatch.api import ApiError, ctx_of, instant_param, require
 from revwatch.units import parse_duration
 from slo.attribution import attribute
 from slo.forecast import forecast
+from slo.snapshot import Evaluation
 
 router = APIRouter()
 
 
+def _from_memory(engine) -> Evaluation | None:
+    """The evaluator's latest pass when reads may be answered from it (slo/snapshot.py), else None."""
+    latest = engine.snapshot.current
+    return latest if latest is not None and latest.from_evaluator else None
+
+
+def _json(content) -> bytes:
+    return bytes(JSONResponse(jsonable_encoder(content)).body)
+
+
 @router.get("/api/v1/slos", dependencies=[Depends(require("read"))])
-def list_slos(request: Request, at: str | None = Query(None, description="RFC 3339 instant (default now)")):
-    """Every SLO (per group): SLI, burn rate per window, budget, alert state."""
+async def list_slos(request: Request, at: str | None = Query(None, description="RFC 3339 instant (default now)")):
+    """Every SLO (per group): SLI, burn rate per window, budget, alert state. Without `at`, from the evaluator's
+    latest pass in memory (on the event loop: no store query, no worker thread)."""
     engine = ctx_of(request).slo
     when = instant_param(at, "at")
-    results = engine.evaluate(when) if when else engine.latest_or_evaluate()
+    latest = _from_memory(engine) if when is None else None
+    if latest is not None and not engine.prometheus_specs:
+        body = latest.render("slos", lambda: _json(_slo_list(latest.results, [])))
+        return Response(body, media_type="application/json")
+    return await run_in_threadpool(_list_slos, engine, when)
+
+
+def _slo_list(results, prometheus: list[dict]) -> dict:
     return {"at": results[0].at.isoformat() if results else None, "slos": [r.as_dict() for r in results],
-            "prometheus_slos": engine.prometheus_results(when)}
+            "prometheus_slos": prometheus}
+
+
+def _list_slos(engine, when: dt.datetime | None) -> dict:
+    results = engine.evaluate(when) if when else engine.latest_or_evaluate()
+    return _slo_list(results, engine.prometheus_results(when))
 
 
 @router.get("/api/v1/slos/{name}", dependencies=[Depends(require("read"))])
-def get_slo(name: str, request: Request, at: str | None = Query(None)):
-    """One SLO (all its groups) as of `at`."""
+async def get_slo(name: str, request: Request, at: str | None = Query(None)):
+    """One SLO (all its groups) as of `at`; without `at`, from the evaluator's latest pass in memory."""
     engine = ctx_of(request).slo
     spec = engine.spec(name)
     if spec is None:
         raise ApiError(404, f"no SLO named {name!r}", "name")
-    if spec.is_prometheus:
-        return {"name": name, "results": engine.prometheus_results(instant_param(at, "at"), names=[name])}
     when = instant_param(at, "at")
-    latest = engine.snapshot.current
-    if when is None and latest is not None and latest.from_evaluator:
-        results = latest.results_for(name)        # the evaluator's latest pass: no store query (slo/snapshot.py)
-    else:
-        results = engine.evaluate(when, names=[name])
+    if spec.is_prometheus:
+        return await run_in_threadpool(
+            lambda: {"name": name, "results": engine.prometheus_results(when, names=[name])})
+    latest = _from_memory(engine) if when is None else None
+    if latest is not None:
+        body = latest.render(f"slo:{name}", lambda: _json(
+            {"name": name, "results": [r.as_dict() for r in latest.results_for(name)]}))
+        return Response(body, media_type="application/json")
+    results = await run_in_threadpool(engine.evaluate, when, names=[name])
     return {"name": name, "results": [r.as_dict() for r in results]}
 
 

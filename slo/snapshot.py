@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from slo.engine import SloResult
@@ -31,10 +31,22 @@ class Evaluation:
     seconds: float | None = None                                 # how long the pass took; None: a read-only one
     from_evaluator: bool = True                                  # False: computed by a read before any pass
     forecasts: list[dict] = field(default_factory=list)         # in-flight forecasts of journey SLOs
+    stuck: list = field(default_factory=list)                    # revwatch.journeys.JourneySummary per journey
+
+    rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)   # see `render`
 
     def results_for(self, name: str) -> list[SloResult]:
         """The results (one per group) of the SLO `name`; empty when the pass has none for it."""
         return [r for r in self.results if r.spec.name == name]
+
+    def render(self, key: str, build: Callable[[], bytes]) -> bytes:
+        """A reply body derived from this pass only, built once and kept (the pass never changes, so neither
+        does the body): a read served from memory costs a dictionary lookup, not a JSON encoding per request.
+        A race renders twice and keeps either — the two are equal."""
+        body = self.rendered.get(key)
+        if body is None:
+            body = self.rendered[key] = build()
+        return body
 
 
 class LatestEvaluation:

@@ -65,6 +65,12 @@ class SloSpec:
         return self.config.sli.kind
 
     @property
+    def is_gauge(self) -> bool:
+        """Minute-counting SLIs over a sample: gauge_threshold, and deadletter_age (a gauge over the dead-letter
+        age sample)."""
+        return self.kind in ("gauge_threshold", "deadletter_age")
+
+    @property
     def is_journey(self) -> bool:
         return self.kind in ("journey_latency", "journey_completion")
 

@@ -88,7 +88,7 @@ def budget_of(result: SloResult) -> Budget:
     if budgeting == "amount":                  # money-weighted: currency units of the group's currency
         unit = result.currency or "?"
     else:
-        unit = "minutes" if budgeting != "occurrences" or result.spec.kind == "gauge_threshold" else "events"
+        unit = "minutes" if budgeting != "occurrences" or result.spec.is_gauge else "events"
     return Budget((1 - result.spec.config.objective) * w.total / w.scale, (w.total - w.good) / w.scale, unit)
 
 

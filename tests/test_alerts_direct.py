@@ -6,6 +6,7 @@ routed (never two pages), the resolve, and the evaluation lag exported."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 
@@ -158,6 +159,11 @@ def test_the_evaluator_pages_directly_inhibits_the_ticket_never_twice_and_resolv
         lag = float(next(line.split()[-1] for line in metrics.splitlines()
                          if line.startswith("revwatch_slo_evaluation_lag_seconds ")))
         assert 0 <= lag < 10
+        r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/"}, follow_redirects=False)
+        assert r.status_code in (302, 303), r.text
+        html = api.client.get("/ui/").text
+        shown = re.search(r"evaluation lag ([0-9.]+) s", html)       # the overview shows the same lag
+        assert shown and 0 <= float(shown.group(1)) < 10, html[:2000]
         # the burn falls back (the errors are diluted by good spans): resolved, the ticket never notified
         t1 = time.time()
         good = spans_now(30_000, 0, 5)
@@ -169,3 +175,39 @@ def test_the_evaluator_pages_directly_inhibits_the_ticket_never_twice_and_resolv
         time.sleep(2)
         assert all("ticket" not in e["dedup_key"] for e in sink.got["pd"]), sink.got["pd"]
         print(f"\nstored burn → page {paged:.1f}s, dilution → resolve {resolved:.1f}s")
+
+
+class Recorder:
+    """An engine whose passes take `seconds` and record when they started."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.starts = seconds, []
+
+    def evaluate_and_cache(self):
+        self.starts.append(time.monotonic())
+        time.sleep(self.seconds)
+        return []
+
+
+def test_the_evaluator_loop_never_skips_a_slow_pass_and_wakes_early_on_new_data():
+    from revwatch.evaluator import EvaluatorLoop
+    slow = Recorder(0.3)
+    loop = EvaluatorLoop(slow, None, 0.1, "")                       # passes longer than the interval
+    loop.start()
+    time.sleep(1.65)
+    loop.stop()
+    gaps = [b - a for a, b in zip(slow.starts, slow.starts[1:])]
+    assert len(slow.starts) >= 4 and all(0.29 < g < 0.6 for g in gaps), gaps    # back to back, none dropped
+    assert loop.passes == len(slow.starts) and loop.lag() < 1.0
+    # new data moves the next pass forward to half an interval; without data it waits the whole interval
+    version = [0]
+    quick = Recorder(0.0)
+    loop = EvaluatorLoop(quick, None, 1.0, "", data_version=lambda: version[0])
+    loop.start()
+    time.sleep(0.2)
+    version[0] += 1
+    time.sleep(0.6)
+    assert len(quick.starts) == 2 and 0.45 < quick.starts[1] - quick.starts[0] < 0.75, quick.starts
+    time.sleep(0.8)
+    loop.stop()
+    assert len(quick.starts) == 3 and 0.95 < quick.starts[2] - quick.starts[1] < 1.3, quick.starts

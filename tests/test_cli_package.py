@@ -60,7 +60,7 @@ def test_importing_a_command_module_first_works_in_a_fresh_interpreter():
             "print(len(app.registered_groups))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 0 and r.stdout.strip() == "6", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == "8", r.stderr
 
 
 def _config(tmp_path: Path, port: int, probes: str = "") -> Path:

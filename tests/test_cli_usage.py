@@ -96,7 +96,8 @@ def test_no_command_shows_help_and_exits_2(capsys):
 # Arguments that get each command past its own option checks, so that it reads the config.
 NEEDS = {("keys", "create"): ["--scope", "read"], ("keys", "revoke"): ["deadbeef"], ("slo", "rules"): ["-o", "x"],
          ("trace",): ["pay_1"], ("simulate",): ["--key", "k"], ("journeys", "search"): ["--journey", "j"],
-         ("dashboards", "export"): ["-o", "x"], ("anomaly", "ack"): ["f_1"], ("anomaly", "series"): ["x.csv"]}
+         ("dashboards", "export"): ["-o", "x"], ("anomaly", "ack"): ["f_1"], ("anomaly", "series"): ["x.csv"],
+         ("deadletters", "show"): ["0123"]}
 
 
 def _takes_config(path) -> bool:

@@ -21,6 +21,9 @@ def test_demo_baseline_incidents_and_where_to_look(tmp_path):
     for n, inc in enumerate(INCIDENTS, 1):
         assert f"incident {n} ({inc.slo}): {inc.story}" in out
     assert re.search(r"PAGE payment-posting-15m: burn", out)
+    # the injected billing faults and reconciliation breakers are real findings on the anomalies page
+    m = re.search(r"anomalies: (\d+) invoices billing the wrong amount, (\d+) open payments likely to fail", out)
+    assert m and int(m.group(1)) > 0, out[-3000:]
     assert f"  {RW} slo status" in out and f"export REVWATCH_CONFIG={data}/revwatch.yaml" in out
     keys = dict(re.findall(r"^  export (REVWATCH_CONFIG)=(\S+)$", out, re.M))
     keys.update(re.findall(r"(REVWATCH_\w+_KEY)=(\S+)", out))

@@ -110,3 +110,28 @@ def test_forecast_api(api_factory):
     line = next(x for x in text.splitlines() if x.startswith("revwatch_slo_forecast_exhausted_in_seconds{")
                 and 'slo="pp"' in x)
     assert 0 < float(line.rsplit(" ", 1)[1]) <= 150
+    # the stuck list in /metrics: B1 (40.00 EUR, 3 h old) is the only overdue instance (threshold 30 min)
+    assert 'revwatch_journey_stuck{journey="p2p"} 1.0' in text
+    assert 'revwatch_journey_stuck_amount{currency="EUR",journey="p2p"} 40.0' in text
+
+
+def test_forecast_cli(api_factory, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from revwatch.cli import slo as cli_slo
+    from revwatch.cli.app import app as cli_app
+    from revwatch.cli.target import LocalTarget
+    api = api_factory(CFG)
+    seed(api.ctx.store, dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+    monkeypatch.setattr(cli_slo, "open_target", lambda cfg: LocalTarget(api.ctx.store, api.ctx.config))
+    monkeypatch.setattr(cli_slo, "load_cli_config", lambda path: api.ctx.config)
+    res = CliRunner().invoke(cli_app, ["slo", "forecast", "pp", "--json"])
+    assert res.exit_code == 0, res.output
+    (doc,) = json.loads(res.stdout)["forecasts"]
+    assert doc["predicted_breaches"] == 5 and doc["money_at_risk"] == {"EUR": "167.00", "USD": "20.00"}
+    text = CliRunner().invoke(cli_app, ["slo", "forecast", "pp"]).stdout
+    assert "6 in flight, 5 will breach (2 stuck)" in text and "PAGE" in text
+    bad = CliRunner().invoke(cli_app, ["slo", "forecast", "api"])
+    assert bad.exit_code == 2 and "span_ratio" in bad.output

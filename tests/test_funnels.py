@@ -120,3 +120,27 @@ def test_funnel_page(api_factory):
     assert "gateway = adyen" in split and "gateway = stripe" in split
     assert api.client.get("/ui/funnels?journey=revenue&range=1y").json()["field"] == "range"
     assert api.client.get("/ui/funnels?journey=nope").json()["field"] == "journey"
+
+
+def test_funnel_cli_json_matches_the_api(api_factory, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from revwatch.cli import journeys as cli_journeys
+    from revwatch.cli.app import app as cli_app
+    from revwatch.cli.target import LocalTarget
+    api = api_factory(CFG)
+    seed(api.ctx.store)
+    monkeypatch.setattr(cli_journeys, "open_target", lambda cfg: LocalTarget(api.ctx.store, api.ctx.config))
+    monkeypatch.setattr(cli_journeys, "load_cli_config", lambda path: api.ctx.config)
+    since, until = (NOW - dt.timedelta(hours=4)).isoformat(), NOW.isoformat()
+    res = CliRunner().invoke(cli_app, ["journeys", "funnel", "revenue", "--since", since, "--until", until, "--json"])
+    assert res.exit_code == 0, res.output
+    cli = json.loads(res.stdout)["funnels"]
+    via_api = api.get("/api/v1/funnels/revenue", params={"since": since, "until": until}).json()["funnels"]
+    assert cli == via_api and cli[0]["steps"][2]["money"] == {"EUR": "250.00"}
+    text = CliRunner().invoke(cli_app, ["journeys", "funnel", "revenue", "--since", since, "--until", until]).stdout
+    assert "payment.settled" in text and "250.00 EUR" in text
+    bad = CliRunner().invoke(cli_app, ["journeys", "funnel", "revenue", "--attr", "gateway"])
+    assert bad.exit_code == 2 and "KEY:VALUE" in bad.output

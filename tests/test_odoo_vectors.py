@@ -1,5 +1,6 @@
 """Recorded Odoo request/response vectors (tests/fixtures/odoo/, each naming the Odoo source it follows): the test
 double must answer each request exactly so, and the client must classify each response as recorded."""
+import datetime as dt
 import json
 import pathlib
 import xmlrpc.client
@@ -55,9 +56,15 @@ def load(path):
 
 
 def fake_for(v):
+    """The double for a vector: the seeded book, at a fixed `now` when the vector gives one (answers with times),
+    after a named scenario (`fake_odoo.SCENARIOS`) when it gives one."""
     groups = fake_odoo.LEAST_PRIVILEGED if v["groups"] == "least_privileged" else fake_odoo.ALL_GROUPS
-    return fake_odoo.FakeOdoo(v["version"], groups=groups, queue_job=v.get("queue_job", True),
-                              rpc_gated=v.get("rpc_gated", False))
+    now = dt.datetime.fromisoformat(v["now"]) if "now" in v else None
+    fake = fake_odoo.FakeOdoo(v["version"], groups=groups, queue_job=v.get("queue_job", True),
+                              rpc_gated=v.get("rpc_gated", False), now=now)
+    if "scenario" in v:
+        fake_odoo.SCENARIOS[v["scenario"]](fake)
+    return fake
 
 
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])

@@ -1,11 +1,13 @@
 """Odoo's "Send Webhook Notification" automation action → canonical events (probes/odoo_webhook.py): the body as
 odoo/addons/base/models/ir_actions.py `_run_action_webhook` builds it (`read(load=None)`, `json.dumps(sort_keys=True,
-default=str)`: bare many2one ids, `str(datetime)`), the key in the URL, deduplication with the poller's events."""
+default=str)`: bare many2one ids, `str(datetime)`), through an odoo source's URL token, deduplication with the
+poller's events."""
 import datetime as dt
 import json
 
 import pytest
 
+from collector.sources import token_hash
 from tests.support import fake_odoo
 from tests.support.servers import live_server
 
@@ -21,6 +23,8 @@ def test_webhook_maps_posting_and_deduplicates_with_the_poller(api_factory):
     with live_server(fake.app) as base:
         api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": base, "db": fake_odoo.DB,
                                        "login": fake_odoo.LOGIN, "password": fake_odoo.PASSWORD, "interval": "1h"}],
+                           "sources": {"odoo-prod": {"preset": "odoo", "probe": "erp",
+                                                     "secrets": [token_hash("t0k3n-rotate-me")]}},
                            "journeys": {"invoice_posting": {"start": "invoice.created", "end": "invoice.posted"}}})
         svc = api.ctx.probes
         svc.run_once()                                                   # drafts seen: invoice.created
@@ -34,10 +38,13 @@ def test_webhook_maps_posting_and_deduplicates_with_the_poller(api_factory):
                          payment_reference=rec["payment_reference"], invoice_origin=rec["invoice_origin"],
                          amount_total=rec["amount_total"], currency_id=rec["currency_id"],
                          partner_id=rec["partner_id"], create_date=rec["create_date"], write_date=rec["write_date"])
-        url = f"/api/v1/odoo/erp/webhook?key={api.keys['ingest']}"
+        # the rule's URL: the odoo source's token (an ingest key in a URL is refused since issue #23)
+        refused = api.client.post(f"/api/v1/odoo/erp/webhook?key={api.keys['ingest']}", content=body)
+        assert refused.status_code == 401
+        url = "/api/v1/sources/odoo-prod?token=t0k3n-rotate-me"
         r = api.client.post(url, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 200, r.text
-        assert r.json() == {"accepted": 1, "duplicates": 0, "types": ["invoice.posted"]}
+        assert (r.json()["accepted"], r.json()["duplicates"]) == (1, 0)
         (after,) = svc.run_once()                                        # the poller sees the same posting
         assert after["events_duplicates"] >= 1
         again = api.client.post(url, content=body, headers={"Content-Type": "application/json"})
@@ -61,7 +68,11 @@ def test_webhook_refuses_bad_calls_with_json_errors(api_factory):
     api = api_factory({"probes": [{"name": "erp", "type": "odoo", "url": "http://127.0.0.1:9", "db": "prod",
                                    "interval": "1h"}]})
     key = api.keys["ingest"]
-    post = lambda path, body: api.client.post(path, content=body, headers={"Content-Type": "application/json"})  # noqa
+
+    def post(path, body):                  # the key goes in the Authorization header (never the URL)
+        path, _, in_url = path.partition("?key=")
+        auth = {"Authorization": f"Bearer {in_url}"} if in_url else {}
+        return api.client.post(path, content=body, headers={"Content-Type": "application/json", **auth})
     assert post("/api/v1/odoo/erp/webhook", b"{}").status_code == 401                           # no key at all
     assert post(f"/api/v1/odoo/erp/webhook?key={api.keys['read']}", b"{}").status_code == 403   # wrong scope
     r = post(f"/api/v1/odoo/nope/webhook?key={key}", odoo_body("account.move", 1, state="posted"))

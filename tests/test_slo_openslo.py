@@ -2,6 +2,7 @@
 meaning honoured (budgeting methods, time slices, rolling vs calendar windows, threshold units, labels, alert
 policies, refs, lists and multi-document files)."""
 import datetime as dt
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,10 @@ from slo.spec import resolve
 from tests.support.servers import FIXTURES
 from tests.support.slo_data import anchor, journey
 
+# refusals of objects no SLO references (issue #22: every object of every listed file is validated)
+NO_COND = "conditionRef: no AlertCondition named 'cpu-usage-breach'"
+NO_TARGET = "targetRef: no AlertNotificationTarget named 'devs-email-notification'"
+NO_PROM = "document 2: spec.thresholdMetric.metricSource.metricSourceRef: no DataSource named 'my-prometheus'"
 CORPUS = FIXTURES / "openslo"
 FILES = sorted(CORPUS.glob("*/*.yaml"))
 UTC = dt.timezone.utc
@@ -24,10 +29,11 @@ UTC = dt.timezone.utc
 EXPECTED = {
     "openslo_v1_examples_alert_conditions.yaml": "document 1: spec.condition.op: a burn-rate alert fires above",
     "openslo_v1_examples_alert_notification_targets.yaml": [],
-    "openslo_v1_examples_alert_policies.yaml": [],
+    "openslo_v1_examples_alert_policies.yaml": "document 1: spec.conditions[0]." + NO_COND,
     "openslo_v1_examples_data_sources.yaml": [],
     "openslo_v1_examples_services.yaml": [],
-    "openslo_v1_examples_slis.yaml": [],
+    "openslo_v1_examples_slis.yaml": ("document 1: spec.ratioMetric.good.metricSource."
+                                      "metricSourceRef: no DataSource named 'my-datadog'"),
     "openslo_v1_examples_slos.yaml": "document 1 (SLO web-availability): spec.timeWindow[0].calendar: calendar "
                                      "windows cannot be computed by Prometheus",
     "openslo_v1alpha_examples_services.yaml": "document 1: apiVersion: only openslo/v1 is supported",
@@ -37,29 +43,27 @@ EXPECTED = {
     "openslosdk_test_data_decode_two_documents.yaml": [],
     "openslosdk_test_data_decode_v1_slos.yaml": "document 1 (SLO foo-slo): spec.timeWindow: required",
     "openslosdk_test_data_encode_v1_slo.yaml": "document 1 (SLO foo-slo): spec.timeWindow: required",
-    "openslosdk_test_data_export_inputs_custom_config.yaml": "spec.alertPolicies[0].spec.conditions[0].conditionRef: "
-                                                             "no AlertCondition named 'cpu-usage-breach'",
-    "openslosdk_test_data_export_inputs_v1_alert_policies.yaml": [],
-    "openslosdk_test_data_export_inputs_v1_slo.yaml": "conditionRef: no AlertCondition named 'cpu-usage-breach'",
-    "openslosdk_test_data_export_outputs_custom_config.yaml": "conditionRef: no AlertCondition named",
-    "openslosdk_test_data_export_outputs_v1_alert_policies.yaml": [],
+    "openslosdk_test_data_export_inputs_custom_config.yaml": NO_TARGET,
+    "openslosdk_test_data_export_inputs_v1_alert_policies.yaml": NO_COND,
+    "openslosdk_test_data_export_inputs_v1_slo.yaml": NO_COND,
+    "openslosdk_test_data_export_outputs_custom_config.yaml": NO_TARGET,
+    "openslosdk_test_data_export_outputs_v1_alert_policies.yaml": NO_COND,
     "openslosdk_test_data_export_outputs_v1_slo.yaml": "document 2: spec.conditions[0].conditionRef: no AlertCondition "
                                                        "named 'cpu-usage-breach'",
-    "openslosdk_test_data_inline_inputs_custom_config.yaml": "document 2 (SLO my-slo): spec.indicatorRef: no SLI",
-    "openslosdk_test_data_inline_inputs_v1_alert_policies_invalid_condition.yaml": [],
-    "openslosdk_test_data_inline_inputs_v1_alert_policies_invalid_target.yaml": [],
+    "openslosdk_test_data_inline_inputs_custom_config.yaml": NO_COND,
+    "openslosdk_test_data_inline_inputs_v1_alert_policies_invalid_condition.yaml": NO_COND,
+    "openslosdk_test_data_inline_inputs_v1_alert_policies_invalid_target.yaml": "document 1: spec.notificationTargets"
+                                                                                "[1]." + NO_TARGET,
     "openslosdk_test_data_inline_inputs_v1_alert_policies_keep_refs.yaml": "document 2: spec.condition.op",
     "openslosdk_test_data_inline_inputs_v1_alert_policies_remove_refs.yaml": "document 5: spec.condition.op",
     "openslosdk_test_data_inline_inputs_v1_slo.yaml": "document 4: spec.condition.op",
-    "openslosdk_test_data_inline_inputs_v1_slo_invalid_policy.yaml": "spec.alertPolicies[0].alertPolicyRef: no "
-                                                                     "AlertPolicy named 'no-policy'",
-    "openslosdk_test_data_inline_inputs_v1_slo_invalid_sli.yaml": "spec.indicatorRef: no SLI named 'no-sli'",
-    "openslosdk_test_data_inline_inputs_v1_slo_invalid_target.yaml": "spec.alertPolicies[0].spec.notificationTargets[1]"
-                                                                     ".targetRef: no AlertNotificationTarget named "
-                                                                     "'devs-email-notification'",
-    "openslosdk_test_data_inline_outputs_custom_config.yaml": "spec.indicatorRef: no SLI named 'my-sli'",
+    "openslosdk_test_data_inline_inputs_v1_slo_invalid_policy.yaml": NO_PROM,
+    "openslosdk_test_data_inline_inputs_v1_slo_invalid_sli.yaml": NO_PROM,
+    "openslosdk_test_data_inline_inputs_v1_slo_invalid_target.yaml": NO_PROM,
+    "openslosdk_test_data_inline_outputs_custom_config.yaml": NO_COND,
     "openslosdk_test_data_inline_outputs_v1_alert_policies_keep_refs.yaml": "document 2: spec.condition.op",
-    "openslosdk_test_data_inline_outputs_v1_alert_policies_remove_refs.yaml": [],
+    "openslosdk_test_data_inline_outputs_v1_alert_policies_remove_refs.yaml": ("document 1: spec.conditions[0].spec."
+                                                                        "condition.op: a burn-rate alert fires above"),
     "openslosdk_test_data_inline_outputs_v1_slo.yaml": "document 1 (SLO my-slo-1): spec.timeWindow[0].calendar",
     "budgeting-method_occurences-slo.yaml": "document 1 (SLO search-slo): spec.indicator.spec.thresholdMetric."
                                             "metricSource.type: metric source 'Any' is not supported",
@@ -207,6 +211,16 @@ def test_revwatch_sources_threshold_units_labels_and_alert_policies(tmp_path):
     (lambda d: d["spec"].update(budgetingMethod="Timeslices"), "spec.objectives[0].timeSliceTarget: Timeslices needs"),
     (lambda d: d["spec"]["objectives"][0].update(compositeWeight=2), "composite SLOs are not supported"),
     (lambda d: d["metadata"].update(name="Not_RFC"), "metadata.name: must be an RFC 1123 name"),
+    (lambda d: d["metadata"].update(name="with.dot"), "metadata.name: must be an RFC 1123 name"),
+    (lambda d: d["metadata"].update(name="a" * 64), "metadata.name: must be an RFC 1123 name"),
+    (lambda d: d["metadata"].update(displayName="D" * 64), "metadata.displayName: must be a string of at most 63 "
+                                                           "characters, got 64"),
+    (lambda d: d["spec"].update(description="d" * 1051), "spec.description: must be a string of at most 1050 "
+                                                         "characters, got 1051"),
+    (lambda d: d["spec"]["indicator"].update(spec={**d["spec"]["indicator"]["spec"], "description": "d" * 1051}),
+     "spec.indicator.spec.description: must be a string of at most 1050"),
+    (lambda d: d["metadata"].update(labels={"-bad-": "x"}), "metadata.labels: key '-bad-' must be at most 63"),
+    (lambda d: d["metadata"].update(annotations={"Bad_Prefix/k": "x"}), "metadata.annotations: key 'Bad_Prefix/k'"),
 ])
 def test_fields_are_refused_with_document_and_field(tmp_path, patch, message):
     doc = {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": {"name": "x"},
@@ -324,3 +338,68 @@ def test_prometheus_backed_openslo_rules_pass_promtool(tmp_path):
     files = write_rules(specs, tmp_path / "rules", "http://x")
     r = subprocess.run([promtool, "check", "rules", *map(str, files)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_limits_hold_at_the_boundary(tmp_path):
+    """63-character names and display names and 1050-character descriptions are valid OpenSLO v1 (go-sdk's limits)."""
+    doc = {"apiVersion": "openslo/v1", "kind": "Service",
+           "metadata": {"name": "a" * 63, "displayName": "D" * 63, "labels": {"team.name_x": ["a", "b"]},
+                        "annotations": {"openslo.com/service-folder": "./x", "k": "v"}},
+           "spec": {"description": "d" * 1050}}
+    assert load_openslo(_write(tmp_path, doc)) == []
+    doc["spec"]["description"] += "d"
+    with pytest.raises(OpenSloError, match=r"o.yaml: document 1: spec.description: must be a string of at most 1050"):
+        load_openslo(_write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("obj,message", [
+    ({"kind": "AlertPolicy", "metadata": {"name": "p"}, "spec": {"alertWhenNoData": True, "conditions": [
+        {"conditionRef": "c"}]}}, "document 2: spec.alertWhenNoData: no-data alerts are not generated"),
+    ({"kind": "AlertPolicy", "metadata": {"name": "p"}, "spec": {"conditions": [{"conditionRef": "missing"}]}},
+     "document 2: spec.conditions[0].conditionRef: no AlertCondition named 'missing'"),
+    ({"kind": "AlertPolicy", "metadata": {"name": "p"}, "spec": {"conditions": [{"conditionRef": "c"}],
+                                                                 "notificationTargets": [{"targetRef": "nobody"}]}},
+     "document 2: spec.notificationTargets[0].targetRef: no AlertNotificationTarget named 'nobody'"),
+    ({"kind": "AlertPolicy", "metadata": {"name": "p"}, "spec": {"description": "d" * 1051,
+                                                                 "conditions": [{"conditionRef": "c"}]}},
+     "document 2: spec.description: must be a string of at most 1050"),
+    ({"kind": "SLI", "metadata": {"name": "s"}, "spec": {"ratioMetric": {"good": {"metricSource": {"type": "x"}}}}},
+     "document 2: spec.ratioMetric: needs total and exactly one of good or bad"),
+    ({"kind": "SLI", "metadata": {"name": "s"}, "spec": {"thresholdMetric": {"metricSource": {"spec": {}}}}},
+     "document 2: spec.thresholdMetric.metricSource.type: required when there is no metricSourceRef"),
+    ({"kind": "Service", "metadata": {"name": "svc", "displayName": "S" * 64}, "spec": {}},
+     "document 2: metadata.displayName: must be a string of at most 63"),
+])
+def test_objects_no_slo_references_are_validated_too(tmp_path, obj, message):
+    """Issue #22: an invalid AlertPolicy, SLI or Service in a listed file is refused even when no SLO uses it (with
+    one line naming file, document and field), and a valid unreferenced one is accepted."""
+    cond = {"apiVersion": "openslo/v1", "kind": "AlertCondition", "metadata": {"name": "c"},
+            "spec": {"severity": "page", "condition": {"kind": "burnrate", "op": "gte", "threshold": 14.4,
+                                                       "lookbackWindow": "1h", "alertAfter": "0m"}}}
+    p = tmp_path / "multi.yaml"
+    ok = {"apiVersion": "openslo/v1", "kind": "AlertPolicy", "metadata": {"name": "p"},
+          "spec": {"conditions": [{"conditionRef": "c"}]}}
+    p.write_text(yaml.safe_dump_all([cond, ok]))
+    assert load_openslo(p) == []
+    p.write_text(yaml.safe_dump_all([cond, {"apiVersion": "openslo/v1", **obj}]))
+    with pytest.raises(OpenSloError) as e:
+        load_openslo(p)
+    assert str(e.value).startswith(f"{p}: {message}") and "\n" not in str(e.value), str(e.value)
+    # the same through the config: `openslo_files` refuses the file at load
+    with pytest.raises(Exception, match=re.escape(message)):
+        resolve(Config.model_validate({"openslo_files": [str(p)]}))
+
+
+def test_long_display_names_and_descriptions_export_within_the_limits_and_import_back(tmp_path):
+    from slo.export import slo_document
+    cfg = Config.model_validate({"slos": [{
+        "name": "api.errors", "objective": 0.99, "window": "28d", "display_name": "N" * 80,
+        "description": "d" * 2000, "sli": {"kind": "span_ratio", "service": "odoo",
+                                            "bad_when": {"StatusCode": "Error"}}}]})
+    doc = slo_document(resolve(cfg)[0])
+    assert len(doc["metadata"]["displayName"]) == 63 and len(doc["spec"]["description"]) == 1050
+    assert doc["metadata"]["name"] == "api-errors"
+    p = tmp_path / "e.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    (back,) = load_openslo(p)
+    assert back.name == "api.errors" and back.display_name == "N" * 80 and back.description == "d" * 2000

@@ -291,7 +291,8 @@ def overview(request: Request, q: str = "", v: Viewer = Depends(viewer)):
                   total_slos=len(results),
                   alerts=_or_none(lambda: data.open_alerts(ctx)),
                   anomalies=_or_none(lambda: data.anomalies(ctx, status="open", limit=5)),
-                  journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds)
+                  journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds,
+                  eval_lag=ctx.evaluator.lag() if ctx.evaluator is not None else None)
 
 
 def _or_none(read):
@@ -488,6 +489,36 @@ async def ack_anomaly(request: Request, finding_id: str):
 def alerts_page(request: Request, slo: str = "", v: Viewer = Depends(viewer)):
     """The alert log with business impact, newest first."""
     return render(request, "alerts.html", viewer=v, items=data.alert_log(ctx_of(request), slo or None), slo=slo)
+
+
+@router.get("/ui/sources", response_class=HTMLResponse)
+def sources_page(request: Request, v: Viewer = Depends(viewer)):
+    """Delivery telemetry per source (the counters /metrics exposes) and the open dead letters per source."""
+    from collector.source_routes import source_stats
+    c = ctx_of(request)
+    opened = c.deadletters.find(status="open", limit=1000)[0] if c.deadletters is not None else []
+    waiting: dict[str, int] = {}
+    for x in opened:
+        waiting[x["source"]] = waiting.get(x["source"], 0) + 1
+    return render(request, "sources.html", viewer=v, items=source_stats(c), waiting=waiting)
+
+
+@router.get("/ui/deadletters", response_class=HTMLResponse)
+def deadletters_page(request: Request, source: str = "", reason: str = "", status: str = "open", cursor: str = "",
+                     v: Viewer = Depends(viewer)):
+    """Rejected items (the same reader as GET /api/v1/deadletters), newest first, with their body's start."""
+    if status not in ("open", "replayed", "all"):
+        raise ApiError(400, "status must be open, replayed or all", "status")
+    c = ctx_of(request)
+    if c.deadletters is None:
+        raise ApiError(503, "dead letters are not available in this process", headers={"Retry-After": "5"})
+    try:
+        items, nxt = c.deadletters.find(source or None, reason or None, None, cursor or None, 100,
+                                        None if status == "all" else status)
+    except ValueError as e:
+        raise ApiError(400, str(e), "cursor") from None
+    return render(request, "deadletters.html", viewer=v, items=items, next_cursor=nxt, source=source, reason=reason,
+                  status=status)
 
 
 # -- assets and API docs -----------------------------------------------------------------------------------

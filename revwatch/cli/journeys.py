@@ -71,3 +71,51 @@ def journeys_search(attr: Optional[str] = typer.Option(None, "--attr",
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+@journeys_app.command("funnel")
+def journeys_funnel(journey: str = typer.Argument(..., help="a configured journey"),
+                    since: Optional[str] = typer.Option(None, "--since", help="RFC 3339 instant (default: 7 days "
+                                                        "before --until)"),
+                    until: Optional[str] = typer.Option(None, "--until", help="RFC 3339 instant (default: now)"),
+                    attr: list[str] = typer.Option([], "--attr", help="KEY:VALUE filter on the start event "
+                                                   "(repeatable; source:NAME filters the source system)"),
+                    by: Optional[str] = typer.Option(None, "--by", help="one funnel per value of this attribute"),
+                    config: Optional[Path] = typer.Option(None, "--config", "-c", help="config YAML (default: "
+                                                          "$REVWATCH_CONFIG, else ./revwatch.yaml)"),
+                    as_json: bool = typer.Option(False, "--json", help="stable JSON output for scripts")):
+    """Count and money reaching each step of a journey, conversion, drop-off, step latency and where money
+    waits (the API's GET /api/v1/funnels/{journey})."""
+    import datetime as dt
+
+    from revwatch.units import utcnow
+    filters: dict[str, str] = {}
+    for a in attr:
+        key, sep, value = a.partition(":")
+        if not (sep and key and value):
+            fail("--attr must be KEY:VALUE, e.g. gateway:stripe")
+        filters[key] = value
+    hi = at_param(until, "--until") or utcnow()
+    lo = at_param(since, "--since") or hi - dt.timedelta(days=7)
+    if lo >= hi:
+        fail("--since must be before --until")
+    if hi - lo > dt.timedelta(days=93):
+        fail("--since: at most 93 days per funnel")
+    cfg = load_cli_config(config)
+    if journey not in cfg.journeys:
+        fail(f"unknown journey {journey!r} (configured: {', '.join(cfg.journeys) or 'none'})")
+    funnels = open_target(cfg).funnel(journey, lo, hi, filters, by)
+    if as_json:
+        print(json.dumps({"journey": journey, "funnels": funnels}, default=str))
+        return
+    for f in funnels:
+        split = f" [{by}={f['group']}]" if f.get("group") is not None else ""
+        head = f"{journey}{split}: {f['started']} started, {f['completed']} completed"
+        out.print(head, markup=False, highlight=False)
+        out.print(f"  {'STEP':28} {'REACHED':>8} {'CONV':>7} {'P50':>9}  {'WAITING':>7}  MONEY", markup=False)
+        for i, s in enumerate(f["steps"]):
+            conv = "" if i == 0 or s["conversion"] is None else f"{s['conversion'] * 100:.1f}%"
+            p50 = _minutes(s["latency_seconds"]["p50"]) if s["latency_seconds"] else ""
+            money = " + ".join(f"{v} {c}" for c, v in s["money"].items())
+            out.print(f"  {s['step']:28} {s['reached']:>8} {conv:>7} {p50:>9}  {s['stopped'] or '':>7}  {money}",
+                      markup=False, highlight=False)

@@ -68,3 +68,24 @@ def slo_export(fmt: str = typer.Option("openslo", "--format", help="output forma
     else:
         output.write_text(text)
         out.print(f"wrote {output}")
+
+
+@slo_app.command("forecast")
+def slo_forecast(name: str = typer.Argument(..., help="a journey SLO"), config: Optional[Path] = ConfigOpt,
+                 as_json: bool = JsonOpt):
+    """In-flight instances of a journey SLO that will breach at the current step pace, when, their money and
+    whether the budget will run out soon (the API's GET /api/v1/slos/{name}/forecast)."""
+    cfg = load_cli_config(config)
+    docs = open_target(cfg).forecast(name)
+    if as_json:
+        print(json.dumps({"name": name, "forecasts": docs}, default=str))
+        return
+    for d in docs:
+        money = " + ".join(f"{v} {c}" for c, v in d["money_at_risk"].items()) or "no amounts"
+        hours = d["exhausted_within_hours"]
+        when = "budget not forecast to run out" if hours is None else f"budget exhausted in {hours:.2f} h"
+        group = f" [{d['group']}]" if d["group"] else ""
+        first = d["first_breach_at"] or "–"
+        out.print(f"{name}{group}: {d['in_flight']} in flight, {d['predicted_breaches']} will breach "
+                  f"({d['stuck']} stuck), first at {first}; {money}; {when}{' — PAGE' if d['page'] else ''}",
+                  markup=False, highlight=False)

@@ -91,6 +91,15 @@ class Target(abc.ABC):
         """Journeys matching the filters (or, with `q.stuck`, the instances past the journey's threshold)."""
 
     @abc.abstractmethod
+    def funnel(self, journey: str, since: dt.datetime, until: dt.datetime, filters: dict[str, str],
+               by: str | None) -> list[dict]:
+        """The funnels of a journey (`GET /api/v1/funnels/{journey}`'s `funnels`)."""
+
+    @abc.abstractmethod
+    def forecast(self, name: str) -> list[dict]:
+        """The in-flight forecast of a journey SLO per group (`GET /api/v1/slos/{name}/forecast`)."""
+
+    @abc.abstractmethod
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         """Run the detectors now: (scan summary, top `limit` findings)."""
 
@@ -101,6 +110,18 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def anomaly_ack(self, finding_id: str) -> dict | None:
         """Acknowledge a finding; None when there is no such finding."""
+
+    @abc.abstractmethod
+    def deadletters_list(self, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        """One page of dead letters (the API's filters) and the next cursor."""
+
+    @abc.abstractmethod
+    def deadletter(self, letter_id: str) -> dict | None:
+        """One dead letter with its kept body, or None."""
+
+    @abc.abstractmethod
+    def deadletters_replay(self, params: dict[str, Any]) -> dict:
+        """Replay open letters (the API's filters); the replay summary."""
 
     @abc.abstractmethod
     def local_store(self, why: str) -> Store:
@@ -162,6 +183,23 @@ class LocalTarget(Target):
             return as_api_json([s.as_dict() for s in svc.stuck(q.stuck, limit=q.limit)])
         return as_api_json(svc.search(q.attr, q.customer, q.journey, q.since_at, q.until_at, q.limit))
 
+    def funnel(self, journey: str, since: dt.datetime, until: dt.datetime, filters: dict[str, str],
+               by: str | None) -> list[dict]:
+        from revwatch.journeys.funnel import funnel
+        return as_api_json([f.as_dict() for f in funnel(self.store, self.cfg.journeys, journey, since, until,
+                                                        filters, by)])
+
+    def forecast(self, name: str) -> list[dict]:
+        from slo.engine import SloEngine
+        from slo.forecast import forecast
+        engine = SloEngine(self.store, self.cfg)
+        spec = engine.spec(name)
+        if spec is None:
+            fail(f"no SLO named {name!r}")
+        if not spec.is_journey:
+            fail(f"{name!r} is a {spec.kind} SLO: forecasts follow journey instances in flight")
+        return as_api_json(forecast(engine, spec))
+
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         from anomaly.detectors import list_findings, scan
         return as_api_json(scan(self.store, risk_threshold=self.cfg.anomaly.risk_threshold)), \
@@ -179,6 +217,40 @@ class LocalTarget(Target):
     def anomaly_ack(self, finding_id: str) -> dict | None:
         from anomaly.findings import acknowledge
         return as_api_json(acknowledge(self.store, finding_id))
+
+    def _deadletters(self):
+        from collector.deadletters import DeadLetters
+        from revwatch.metrics import Metrics
+        return DeadLetters(self.store, Metrics(), self.cfg.deadletters)
+
+    def deadletters_list(self, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        from revwatch.units import parse_instant
+        since = parse_instant(params["since"]) if params.get("since") else None
+        try:
+            return self._deadletters().find(params.get("source"), params.get("reason"), since, params.get("cursor"),
+                                             params.get("limit", 100), params.get("status"))
+        except ValueError as e:
+            fail(str(e))
+
+    def deadletter(self, letter_id: str) -> dict | None:
+        return self._deadletters().get(letter_id)
+
+    def deadletters_replay(self, params: dict[str, Any]) -> dict:
+        import asyncio
+
+        from collector.source_routes import replay
+        from revwatch.server import build_context
+        from revwatch.units import parse_instant
+        ctx = build_context(self.cfg, self.store)       # the same intake, spool and mappings the server uses
+        since = parse_instant(params["since"]) if params.get("since") else None
+        try:
+            summary = asyncio.run(replay(ctx, params.get("source"), params.get("reason"), since,
+                                         params.get("letter_id"), params.get("limit", 1000)))
+            while (batch := ctx.spool.next_batch(ctx.writer.batch_rows)) is not None:
+                ctx.writer.write_batch(batch)           # into the store before this process ends
+        finally:
+            ctx.spool.close()
+        return summary
 
     def local_store(self, why: str) -> Store:
         return self.store
@@ -232,6 +304,19 @@ class RemoteTarget(Target):
     def journeys_search(self, q: JourneyQuery) -> list[dict]:
         return self.request("GET", "/api/v1/journeys", params=q.api_params())["items"]
 
+    def funnel(self, journey: str, since: dt.datetime, until: dt.datetime, filters: dict[str, str],
+               by: str | None) -> list[dict]:
+        params: dict[str, Any] = {"since": since.isoformat(), "until": until.isoformat(),
+                                  "attr": [f"{k}:{v}" for k, v in filters.items() if k != "source"]}
+        if "source" in filters:
+            params["source"] = filters["source"]
+        if by:
+            params["by"] = by
+        return self.request("GET", f"/api/v1/funnels/{quote(journey, safe='')}", params=params)["funnels"]
+
+    def forecast(self, name: str) -> list[dict]:
+        return self.request("GET", f"/api/v1/slos/{quote(name, safe='')}/forecast")["forecasts"]
+
     def anomaly_scan(self, limit: int) -> tuple[dict, list[dict]]:
         summary = self.request("POST", "/api/v1/anomalies/scan")
         return summary, self.request("GET", "/api/v1/anomalies", params={"limit": limit})["items"]
@@ -242,6 +327,16 @@ class RemoteTarget(Target):
 
     def anomaly_ack(self, finding_id: str) -> dict | None:
         return self.request("POST", f"/api/v1/anomalies/{finding_id}/ack")
+
+    def deadletters_list(self, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        doc = self.request("GET", "/api/v1/deadletters", params=params)
+        return doc["items"], doc.get("next_cursor")
+
+    def deadletter(self, letter_id: str) -> dict | None:
+        return self.request("GET", f"/api/v1/deadletters/{quote(letter_id, safe='')}")
+
+    def deadletters_replay(self, params: dict[str, Any]) -> dict:
+        return self.request("POST", "/api/v1/deadletters/replay", params=params)
 
     def local_store(self, why: str) -> Store:
         fail(why)

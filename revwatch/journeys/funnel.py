@@ -11,7 +11,7 @@ start-event attributes or source, optionally split by one attribute):
   that reached the previous step but not this one;
 * latency p50/p95/p99 (exact quantiles) of previous step → this step over instances that reached both;
 * `stopped` — unfinished instances whose furthest step is the previous one (they wait for this step): count,
-  money per currency, and how long they have waited (p50 and max, as of `now`).
+  money per currency, and how long they have waited (p50 and max, as of `until` or now, whichever is earlier).
 
 The revenue funnel finance uses (signed → billed → collected → posted → reconciled) is a journey configured with
 those milestones; every journey with milestones is a funnel. Cost: one pass over the milestones of the range and
@@ -84,7 +84,7 @@ def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, si
     """The funnel of `journey` over instances started in [since, until): one Funnel, or one per value of the
     start-event attribute `by` (or 'source'), largest first."""
     j = journeys[journey]
-    now = now or utcnow()
+    now = now or min(utcnow(), until)           # waits are measured as of the end of the range
     steps = steps_of(j)
     params: dict[str, object] = {**instance_params(j), "since": since, "until": until, "now": now}
     where = _filters(filters or {}, params)

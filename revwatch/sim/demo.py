@@ -69,15 +69,16 @@ INCIDENTS = [
              "30-120 minutes to be posted"),
 ]
 # Faults no SLO measures, for the anomaly detectors: invoices that bill the wrong amount, and payments that will
-# not reconcile (no reference, short, paid twice). The payment breakers run in the last hours only, so the
-# reconciliation SLO's week still meets its objective; their payments still open at the end are findings.
+# not reconcile (no reference, short, paid twice). The payment breakers run in the last 40 minutes only: the
+# reconciliation SLO counts a payment bad after an hour without reconciliation, and its week (baseline 95.4 % on
+# adyen against a 95 % objective) has no budget for more; their payments still open at the end are scored.
 ANOMALY_FAULTS = [
     ("price_misconfig@-2d/2d:rate=0.03", "an old price list on 3 % of the invoices of the last two days"),
     ("tax_missing@-1d/1d:rate=0.03", "the customer's tax left off 3 % of yesterday's invoices"),
     ("double_charge@-1d/1d:rate=0.02", "2 % of yesterday's renewals invoiced twice"),
-    ("recon_missing_ref@-3h/3h:rate=0.15", "payments without an invoice reference in the last three hours"),
-    ("recon_partial@-3h/3h:rate=0.1", "short payments in the last three hours"),
-    ("recon_duplicate@-3h/3h:rate=0.05", "invoices paid twice in the last three hours"),
+    ("recon_missing_ref@-40m/40m:rate=0.3", "payments without an invoice reference in the last 40 minutes"),
+    ("recon_partial@-40m/40m:rate=0.2", "short payments in the last 40 minutes"),
+    ("recon_duplicate@-40m/40m:rate=0.1", "invoices paid twice in the last 40 minutes"),
 ]
 DEMO_FAULTS = [i.fault for i in INCIDENTS] + [f for f, _ in ANOMALY_FAULTS]
 

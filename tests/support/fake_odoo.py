@@ -51,11 +51,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import re
 import xmlrpc.client
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -110,6 +112,10 @@ def F(type_: str, string: str, **kw) -> dict:
 
 
 MOVE_STATES = [("draft", "Draft"), ("posted", "Posted"), ("cancel", "Cancelled")]
+# addons/account/models/account_move.py PAYMENT_STATE_SELECTION (payment_state has tracking=True, like state)
+PAYMENT_STATE_SELECTION = [("not_paid", "Not Paid"), ("in_payment", "In Payment"), ("paid", "Paid"),
+                           ("partial", "Partially Paid"), ("reversed", "Reversed"),
+                           ("invoicing_legacy", "Invoicing App Legacy")]
 PAYMENT_STATES_18 = [("draft", "Draft"), ("in_process", "In Process"), ("paid", "Paid"), ("canceled", "Canceled"),
                      ("rejected", "Rejected")]
 JOB_STATES = [("wait_dependencies", "Wait Dependencies"), ("pending", "Pending"), ("enqueued", "Enqueued"),
@@ -127,8 +133,7 @@ def schema(version: int, queue_job: bool) -> dict[str, dict[str, dict]]:
             "currency_id": m2o("res.currency", "Currency"), "company_id": m2o("res.company", "Company"),
             "partner_id": m2o("res.partner", "Partner"), "ref": F("char", "Reference"),
             "payment_reference": F("char", "Payment Reference"), "invoice_origin": F("char", "Origin"),
-            "payment_state": F("selection", "Payment Status", selection=[(x, x) for x in (
-                "not_paid", "in_payment", "paid", "partial", "reversed", "invoicing_legacy")]),
+            "payment_state": F("selection", "Payment Status", selection=PAYMENT_STATE_SELECTION),
             "invoice_date": F("date", "Invoice Date"), "invoice_date_due": F("date", "Due Date"),
             "date": F("date", "Date"), "statement_line_id": m2o("account.bank.statement.line", "Statement Line")}
     if version < 18:
@@ -200,6 +205,8 @@ def schema(version: int, queue_job: bool) -> dict[str, dict[str, dict]]:
                                "date_started": F("datetime", "Start Date"), "date_done": F("datetime", "Date Done"),
                                "eta": F("datetime", "Execute only after"), "channel": F("char", "Channel"),
                                "company_id": m2o("res.company", "Company")}
+    for model in ("account.move", "account.payment"):     # mail.thread models: the chatter's messages
+        models[model]["message_ids"] = F("one2many", "Messages", relation="mail.message", store=False)
     for model, fields in models.items():
         fields["id"] = F("integer", "ID")
         if model not in NO_LOG_ACCESS:
@@ -247,6 +254,7 @@ class Transaction:
     lang: str = "en_US"
     ops: list = field(default_factory=list)
     committed: bool = False
+    tracking: bool = True      # False: context tracking_disable (imports, some integrations): no tracking values
     snapshot: int = 0          # commits visible when it began (REPEATABLE READ snapshot)
 
     def create(self, model_name: str, /, **vals) -> int:
@@ -269,6 +277,85 @@ class Transaction:
         self.odoo._apply(self)
         self.committed = True
 
+    # -- accounting flows, as one request (one transaction) runs them --------------------------------------------
+    def view(self, model: str, rid: int) -> dict:
+        """A record as this transaction sees it: the committed row plus its own pending writes."""
+        rec = dict(self.odoo.tables[model].get(rid, {}))
+        for _op, m, r, vals in self.ops:
+            if m == model and r == rid:
+                rec.update(vals, id=rid)
+        return rec
+
+    def reset_to_draft(self, move_id: int) -> None:
+        """account.move.button_draft: posted or cancelled → draft (addons/account/models/account_move.py)."""
+        self.write("account.move", move_id, state="draft")
+
+    def cancel(self, move_id: int) -> None:
+        """account.move.button_cancel: draft → cancel; a posted move is reset to draft first (its own request)."""
+        self.write("account.move", move_id, state="cancel")
+
+    def _settle(self, invoice: int, amount: float, counterpart_move: int, payment: int | bool,
+                matched: bool) -> int:
+        """Reconcile `amount` of the invoice's receivable line with the counterpart's line: one
+        account.partial.reconcile, and the invoice's residual and payment_state recomputed
+        (account_move.py `_compute_amount`, `_compute_payment_state`: `in_payment` while the paying entry is not
+        matched with a bank statement, `paid` once it is, `partial` while something is due)."""
+        inv = self.view("account.move", invoice)
+        cur, company = inv.get("currency_id") or 1, inv.get("company_id") or 1
+        a = self.create("account.move.line", move_id=invoice, company_id=company, currency_id=cur, balance=amount,
+                        amount_residual=0.0, reconciled=True)
+        b = self.create("account.move.line", move_id=counterpart_move, payment_id=payment, company_id=company,
+                        currency_id=cur, balance=-amount, amount_residual=0.0, reconciled=True)
+        part = self.create("account.partial.reconcile", debit_move_id=a, credit_move_id=b, amount=amount,
+                           debit_amount_currency=amount, credit_amount_currency=amount, company_id=company,
+                           company_currency_id=cur, max_date=str(self.stamp.date()))
+        residual = round((inv.get("amount_residual") or 0.0) - amount, 2)
+        state = "partial" if residual > 0 else ("paid" if matched else "in_payment")
+        self.write("account.move", invoice, amount_residual=max(residual, 0.0), payment_state=state)
+        return part
+
+    def register_payment(self, invoice: int, amount: float, name: str) -> int:
+        """The register-payment wizard on one invoice (addons/account/wizard/account_payment_register.py
+        `action_create_payments` → `_create_payment_vals_from_wizard`, `_init_payments`, `_post_payments`,
+        `_reconcile_payments`, all in the one request): the payment's `ref` (16/17) / `memo` (18+) is the
+        communication — the invoice's payment reference (`_get_batch_communication`, `_compute_communication`) — and
+        its `payment_reference` stays empty; it is posted and reconciled with the invoice. Returns the payment id."""
+        inv = self.view("account.move", invoice)
+        communication = inv.get("payment_reference") or inv.get("name")
+        odoo = self.odoo
+        common = dict(amount=amount, currency_id=inv.get("currency_id") or 1, company_id=inv.get("company_id") or 1,
+                      partner_id=inv.get("partner_id") or False, payment_type="inbound", payment_reference=False,
+                      is_reconciled=False, is_matched=False)
+        move = self.create("account.move", name="/", state="draft", move_type="entry", amount_total=amount,
+                           currency_id=common["currency_id"], company_id=common["company_id"],
+                           date=str(self.stamp.date()))
+        if odoo.version < 18:      # account_payment.py 16/17: _inherits account.move; `ref` holds the memo
+            pay = self.create("account.payment", move_id=move, ref=communication, **common)
+            self.write("account.move", move, payment_id=pay)
+        else:                      # 18+: own state, `memo`, the move points back with origin_payment_id
+            pay = self.create("account.payment", move_id=move, state="draft", memo=communication, name="/",
+                              date=str(self.stamp.date()), **common)
+            self.write("account.move", move, origin_payment_id=pay)
+        self.post(move, name)                                   # action_post
+        if odoo.version >= 18:
+            self.write("account.payment", pay, state="in_process", name=name)
+        self._settle(invoice, amount, move, pay, matched=False)
+        self.write("account.payment", pay, is_reconciled=True)
+        return pay
+
+    def reconcile_statement(self, invoice: int, amount: float, label: str) -> tuple[int, int]:
+        """A bank statement line matched with the invoice in the reconciliation widget (no payment record on 17+:
+        the line's own move settles it, addons/account/models/account_bank_statement_line.py). Returns
+        (statement line id, partial id)."""
+        inv = self.view("account.move", invoice)
+        cur, company = inv.get("currency_id") or 1, inv.get("company_id") or 1
+        st_line = self.create("account.bank.statement.line", amount=amount, date=str(self.stamp.date()),
+                              is_reconciled=True, payment_ref=label, company_id=company, currency_id=cur,
+                              amount_residual=0.0)
+        st_move = self.create("account.move", name=f"BNK1/{st_line:05d}", state="posted", move_type="entry",
+                              statement_line_id=st_line, company_id=company, currency_id=cur, amount_total=amount)
+        return st_line, self._settle(invoice, amount, st_move, False, matched=True)
+
 
 class FakeOdoo:
     """One fake Odoo server (one database); `app` is its ASGI application."""
@@ -285,6 +372,7 @@ class FakeOdoo:
         self.calls: list[tuple[str, str, str]] = []            # (protocol, model, method)
         self.commits = 0
         self.row_commit: dict[tuple[str, int], int] = {}       # row -> commit number of its last writer
+        self.thread: dict[tuple[str, int], list[int]] = {}     # (model, id) -> its mail.message ids
         self.deprecation_warnings = 0
         self._bootstrap()
         if seed_data:
@@ -307,6 +395,13 @@ class FakeOdoo:
         yield tx
         tx.commit()
 
+    def tracked(self, model: str) -> tuple[str, ...]:
+        """Fields with tracking=True that revwatch reads: account.move `state` and `payment_state`
+        (addons/account/models/account_move.py); account.payment `state` on 18+ (16/17: it is the move's)."""
+        if model == "account.move":
+            return ("state", "payment_state")
+        return ("state",) if model == "account.payment" and self.version >= 18 else ()
+
     def _apply(self, tx: Transaction) -> None:
         # REPEATABLE READ (odoo/sql_db.py): writing a row another transaction committed after our snapshot fails
         # with a serialization error, and Odoo retries the whole request with a new transaction (a new stamp)
@@ -316,6 +411,11 @@ class FakeOdoo:
         self.commits += 1
         for _op, model, rid, _ in tx.ops:
             self.row_commit[(model, rid)] = self.commits
+        # tracking compares each record's tracked values before its first write in the transaction with the values
+        # at commit, and logs one message with one value per changed field (addons/mail/models/mail_thread.py
+        # `_track_prepare` keeps the initial values, `_track_finalize` runs `_message_track` at precommit): a
+        # field changed twice in one transaction is one change; values set by `create` are not tracked changes
+        initial: dict[tuple[str, int], dict] = {}
         for op, model, rid, vals in tx.ops:
             table = self.tables[model]
             if op == "create":
@@ -325,43 +425,51 @@ class FakeOdoo:
                     rec.update(create_date=tx.stamp, write_date=tx.stamp)
                 rec.update(vals)
                 table[rid] = rec
-                old_state = None
             else:
                 rec = table[rid]
-                old_state = rec.get("state")
+                if self.tracked(model):
+                    initial.setdefault((model, rid), {f: rec.get(f) for f in self.tracked(model)})
                 rec.update(vals)
                 if model not in NO_LOG_ACCESS:
                     rec["write_date"] = tx.stamp
-            if model in ("account.move", "account.payment") and "state" in vals and vals["state"] != old_state \
-                    and op == "write":
-                self._track(tx, model, rid, old_state, vals["state"])
+        if tx.tracking:
+            for (model, rid), before in initial.items():
+                changed = [(f, old, self.tables[model][rid].get(f)) for f, old in before.items()
+                           if self.tables[model][rid].get(f) != old]
+                if changed:
+                    self._track(tx, model, rid, changed)
 
-    def _track(self, tx: Transaction, model: str, rid: int, old: str, new: str) -> None:
-        """mail.thread._message_track: a message with a tracking value holding the selection *labels*."""
-        labels = dict(self.models[model]["state"]["selection"])
-        if model == "account.move":
-            labels = LABELS.get(tx.lang, LABELS["en_US"])
+    def _label(self, lang: str, model: str, field: str, value) -> str | bool:
+        if value in (False, None):
+            return False
+        if model == "account.move" and field == "state":
+            return LABELS.get(lang, LABELS["en_US"]).get(value, value)
+        return dict(self.models[model][field]["selection"]).get(value, value)
+
+    def _track(self, tx: Transaction, model: str, rid: int, changed: list[tuple[str, object, object]]) -> None:
+        """mail.thread._message_track: one message, one tracking value per changed field holding the selection
+        *labels* in the writer's language (addons/mail/models/mail_tracking_value.py `_create_tracking_values`),
+        dated by the transaction (create_date = `cr.now()`)."""
         msg = next(self.sequences.setdefault("mail.message", itertools.count(1)))
         self.tables["mail.message"][msg] = {"id": msg, "model": model, "res_id": rid, "date": tx.stamp,
                                             "create_date": tx.stamp, "write_date": tx.stamp}
-        tid = next(self.sequences.setdefault("mail.tracking.value", itertools.count(1)))
+        self.thread.setdefault((model, rid), []).append(msg)
         link = "field" if self.version == 16 else "field_id"
-        self.tables["mail.tracking.value"][tid] = {
-            "id": tid, link: self._state_field_id[model], "old_value_char": labels.get(old, old),
-            "new_value_char": labels.get(new, new), "mail_message_id": msg, "create_date": tx.stamp,
-            "write_date": tx.stamp}
+        for name, old, new in changed:
+            tid = next(self.sequences.setdefault("mail.tracking.value", itertools.count(1)))
+            self.tables["mail.tracking.value"][tid] = {
+                "id": tid, link: self._field_ids[(model, name)],
+                "old_value_char": self._label(tx.lang, model, name, old),
+                "new_value_char": self._label(tx.lang, model, name, new), "mail_message_id": msg,
+                "create_date": tx.stamp, "write_date": tx.stamp}
 
     def _bootstrap(self) -> None:
         t0 = self.now - dt.timedelta(days=400)
         with self.transaction(t0) as tx:
             for model in self.models:
                 tx.create("ir.model", model=model, name=model)
-            self._state_field_id = {m: tx.create("ir.model.fields", name="state", model=m)
-                                    for m in ("account.move", "account.payment")}
-            for model, fields in self.models.items():
-                for f in fields:
-                    if f != "state" or model not in ("account.move", "account.payment"):
-                        tx.create("ir.model.fields", name=f, model=model)
+            self._field_ids = {(model, f): tx.create("ir.model.fields", name=f, model=model)
+                               for model, fields in self.models.items() for f in fields}
             tx.create("res.company", name="Revwatch SA")
             tx.create("res.company", name="Revwatch Inc")
             tx.create("res.currency", name="EUR")
@@ -398,6 +506,8 @@ class FakeOdoo:
         """A field's stored value; 16/17 payments read state/name/date from their move (`_inherits`)."""
         if model == "account.payment" and self.version < 18 and name in INHERITED and rec.get("move_id"):
             return self.tables["account.move"][rec["move_id"]].get(name, False)
+        if name == "message_ids":      # mail.thread's one2many (addons/mail/models/mail_thread.py), newest first
+            return sorted(self.thread.get((model, rec["id"]), ()), reverse=True)
         return rec.get(name, False)
 
     def _value(self, model: str, rec: dict, path: str, leaf):
@@ -601,6 +711,39 @@ class FakeOdoo:
         """19: addons/rpc/controllers/jsonrpc.py refuses object and login calls unless the parameter allows them."""
         return self.version >= 19 and self.rpc_gated and (service == "object" or method in ("login", "authenticate"))
 
+    def jsonrpc_reply(self, body: dict) -> dict:
+        """The `/jsonrpc` answer to one request body (the route and `transport()` share it)."""
+        rid, params = body.get("id"), body.get("params") or {}
+        service, method, args = params.get("service"), params.get("method"), params.get("args", [])
+        if self._gated(service, method):
+            return {"jsonrpc": "2.0", "id": rid, "error": {"code": 404, "message": "404: Not Found", "data": {
+                "name": "werkzeug.exceptions.NotFound", "debug": "", "message": "404 Not Found: The requested "
+                "URL was not found on the server.", "arguments": [], "context": {}}}}
+        if self.version >= 19:
+            self.deprecation_warnings += 1            # RPC_DEPRECATION_NOTICE is logged, the call is served
+        try:
+            return {"jsonrpc": "2.0", "id": rid, "result": self._dispatch("jsonrpc", service, method, args)}
+        except (OdooException, AttributeError) as e:
+            name = getattr(e, "name", "builtins.AttributeError")
+            return {"jsonrpc": "2.0", "id": rid, "error": {
+                "code": 0 if self.version >= 19 else 200, "message": "Odoo Server Error",
+                "data": {"name": name, "message": str(e), "arguments": [str(e)], "context": {},
+                         "debug": f"Traceback (most recent call last):\n  …\n{name}: {e}"}}}
+
+    def transport(self) -> httpx.MockTransport:
+        """The JSON-RPC door in process (no server, no thread): for property tests and benches that poll
+        thousands of times; the same answers as the ASGI app's `/web/version` and `/jsonrpc`."""
+        def handle(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/web/version":
+                if self.version == 16:
+                    return httpx.Response(404)
+                return httpx.Response(200, json={"version_info": [self.version, 0, 0, "final", 0, ""]})
+            if request.url.path == "/jsonrpc":
+                return httpx.Response(200, content=json.dumps(self.jsonrpc_reply(json.loads(request.content)),
+                                                              default=str))
+            return httpx.Response(404)
+        return httpx.MockTransport(handle)
+
     def _build(self) -> FastAPI:
         app = FastAPI()
 
@@ -616,22 +759,7 @@ class FakeOdoo:
                 body = await request.json()
             except ValueError:
                 return Response("Invalid JSON data", status_code=400)
-            rid, params = body.get("id"), body.get("params") or {}
-            service, method, args = params.get("service"), params.get("method"), params.get("args", [])
-            if self._gated(service, method):
-                return {"jsonrpc": "2.0", "id": rid, "error": {"code": 404, "message": "404: Not Found", "data": {
-                    "name": "werkzeug.exceptions.NotFound", "debug": "", "message": "404 Not Found: The requested "
-                    "URL was not found on the server.", "arguments": [], "context": {}}}}
-            if self.version >= 19:
-                self.deprecation_warnings += 1            # RPC_DEPRECATION_NOTICE is logged, the call is served
-            try:
-                return {"jsonrpc": "2.0", "id": rid, "result": self._dispatch("jsonrpc", service, method, args)}
-            except (OdooException, AttributeError) as e:
-                name = getattr(e, "name", "builtins.AttributeError")
-                return {"jsonrpc": "2.0", "id": rid, "error": {
-                    "code": 0 if self.version >= 19 else 200, "message": "Odoo Server Error",
-                    "data": {"name": name, "message": str(e), "arguments": [str(e)], "context": {},
-                             "debug": f"Traceback (most recent call last):\n  …\n{name}: {e}"}}}
+            return self.jsonrpc_reply(body)
 
         @app.post("/xmlrpc/2/{service}")
         async def xml(service: str, request: Request):
@@ -776,3 +904,51 @@ def seed(odoo: FakeOdoo, lang: str = "en_US") -> None:
                           date_enqueued=ago(minutes=enq) if enq is not None else False,
                           date_started=ago(minutes=started) if started is not None else False,
                           company_id=company)
+
+
+def wizard_and_bank(odoo: FakeOdoo) -> None:
+    """Scenario for recorded vectors (tests/fixtures/odoo, `"scenario": "wizard_and_bank"`): invoice 2
+    (INV/2026/00002, 200.00) paid in two parts with the register-payment wizard, 10 and 9 minutes ago; invoice 3
+    matched with a bank statement line 8 minutes ago; invoice 4 reset to draft and cancelled 7 and 6 minutes ago."""
+    inv = sorted(i for i, r in odoo.tables["account.move"].items()
+                 if r["move_type"] == "out_invoice" and r["state"] == "posted")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=10)) as tx:
+        tx.register_payment(inv[1], 50.0, "PBNK1/2026/00010")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=9)) as tx:
+        tx.register_payment(inv[1], 150.0, "PBNK1/2026/00011")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=8)) as tx:
+        tx.reconcile_statement(inv[2], 300.0, "SEPA 300")
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=7)) as tx:
+        tx.reset_to_draft(inv[3])
+    with odoo.transaction(odoo.now - dt.timedelta(minutes=6)) as tx:
+        tx.cancel(inv[3])
+
+
+SCENARIOS = {"wizard_and_bank": wizard_and_bank}
+
+
+class MemoryState:
+    """A probe's persisted state in memory (the store's get_state/put_state), for in-process runs."""
+
+    def __init__(self):
+        self.data: dict[str, str] = {}
+
+    def get_state(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def put_state(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+
+def in_process_probe(fake: FakeOdoo, clock, transport: httpx.BaseTransport | None = None, **settings):
+    """An Odoo probe wired to `fake` through its in-process JSON-RPC door, on a simulated `clock` (property tests,
+    benches): no server, no thread, the probe's own code end to end."""
+    from probes.odoo import OdooProbe
+    from probes.odoo_client import OdooClient
+    conf = OdooProbe.Settings(url="http://odoo.test", db=DB, login=LOGIN, password=PASSWORD, protocol="jsonrpc",
+                              **settings)
+    probe = OdooProbe("erp", conf, MemoryState())
+    probe.client = OdooClient("http://odoo.test", DB, LOGIN, PASSWORD, "", "jsonrpc",
+                              transport=transport or fake.transport())
+    probe.clock = clock
+    return probe
