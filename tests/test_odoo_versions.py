@@ -38,7 +38,9 @@ ops = st.lists(st.tuples(
     st.floats(0, 3, allow_nan=False),                             # start: a crowd within three seconds
     st.sampled_from([0.0, 0.001, 0.2, 0.7, 2.5, 30.0])),          # duration: same second … late commit
     min_size=1, max_size=16)
-polls = st.lists(st.floats(0, 5, allow_nan=False), max_size=12)
+polls = st.lists(st.floats(0, 5, allow_nan=False) | st.tuples(st.floats(0, 5, allow_nan=False),
+                                                                st.sampled_from(["crash", "restart"])),
+                 max_size=12)
 
 
 def apply(tx: Transaction, kind: str, invoices: list[int], target: int, serial: int) -> None:
@@ -79,20 +81,28 @@ def simulate(version: int, tracking: bool, plan, poll_at):
     commit_at: dict[int, dt.datetime] = {}            # mail.message id -> commit time of its transaction
     snapshots: list[dict[tuple[str, int], set[str]]] = []
 
-    def poll():
+    def poll(kind="ok"):
+        nonlocal probe
+        if kind == "restart":                             # a new process: only the persisted state survives
+            probe = fake_odoo.in_process_probe(fake, probe.clock, lookback_minutes=1)
+            probe.state = state
         result = probe.run(EVENT_SECTIONS)
+        if kind == "crash":                               # killed before the events were stored: nothing moves
+            return
         for e in result.events:
             stored.setdefault(e["event_id"], e)          # the collector keeps the first copy of an id
         result.commit()
         snapshots.append(current_milestones(fake))
+    state = probe.state
     poll()                                                # monitoring starts before any of the actions
     timeline = [(start + duration, 0, n, (kind, target, start)) for n, (kind, target, start, duration)
-                in enumerate(plan)] + [(t, 1, 0, None) for t in poll_at]
+                in enumerate(plan)] + [(p, 1, 0, "ok") if isinstance(p, float) else (p[0], 1, 0, p[1])
+                                       for p in poll_at]
     base, committed = fake.commits, []                   # commit times, for REPEATABLE READ snapshots
     for at, is_poll, n, what in sorted(timeline, key=lambda x: (x[0], x[1], x[2])):
         now[0] = T0 + dt.timedelta(seconds=at)
         if is_poll:
-            poll()
+            poll(what)
             continue
         kind, target, start = what
         before = set(fake.tables["mail.message"])
@@ -108,7 +118,7 @@ def simulate(version: int, tracking: bool, plan, poll_at):
         committed.append(at)
         for msg in set(fake.tables["mail.message"]) - before:
             commit_at[msg] = now[0]
-    end = max(x[0] for x in timeline) if timeline else 0
+    end = max(x[0] for x in timeline) if timeline else 0.0
     for k in range(16):                                   # settle: polls every 5 s past lookback + longest tx
         now[0] = T0 + dt.timedelta(seconds=end + 5 * (k + 1))
         poll()
