@@ -26,6 +26,7 @@ from revwatch.units import format_duration, parse_duration, utcnow
 from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
 from slo.composite import roll, window_names as composite_windows
+from slo.exhaustion import exhaustion_alerts, forecast_windows
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
@@ -102,7 +103,7 @@ class SloResult:
         remaining_ratio = b.remaining_ratio
         period_days = self.spec.period(self.at).total_seconds() / 86400
         forecast: dict[str, float | None] = {}
-        for name in ("1h", "6h"):
+        for name in forecast_windows(self.spec):     # 1h, 6h and the exhaustion tiers' (slo/exhaustion.py)
             burn = self.windows[name].burn_rate
             if remaining_ratio <= 0:
                 forecast[name] = 0.0
@@ -190,6 +191,7 @@ def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
                                "alert_after": format_duration(p.alert_after) if p.alert_after else None,
                                "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
                                "low_traffic": not enough, "firing": firing})
+    res.alerts += exhaustion_alerts(res)
     if res.coverage is not None:
         res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
                                            res.coverage.last_data)
