@@ -14,7 +14,8 @@ from anomaly.findings import CURSOR_PATTERN, STATUSES, CursorError, acknowledge,
 from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
-KindParam = Literal["billing_variance", "reconciliation_risk", "billing_aggregate", "metric"]
+KindParam = Literal["billing_variance", "reconciliation_risk", "billing_aggregate", "metric",
+                    "schema_drift"]        # schema_drift: collector.drift, recorded by revwatch.server
 StatusParam = Literal["open", "acknowledged", "resolved", "scored"]      # anomaly.findings.STATUSES
 OrderParam = Literal["score", "money"]                                    # anomaly.findings.ORDERS
 KINDS = get_args(KindParam)

@@ -244,3 +244,56 @@ def _replay_chunks(ctx: AppContext, letter: dict, body: bytes):
 
 def _chunks_of(items: Iterable) -> Iterator[ValidatedEvents]:
     yield from validate_items_in_chunks(items)
+
+
+# -- delivery telemetry ---------------------------------------------------------------------------------------------
+_STATS = {"revwatch_source_received": "received", "revwatch_source_accepted": "accepted",
+          "revwatch_source_duplicates": "duplicates", "revwatch_source_conflicts": "conflicts",
+          "revwatch_source_rejected": "rejected", "revwatch_source_signature_failures": "signature_failures",
+          "revwatch_source_unknown_types": "unknown_types"}
+
+
+def source_stats(ctx: AppContext) -> list[dict]:
+    """Delivery telemetry per source since this process started, read from the very counters /metrics exposes
+    (one truth): received, accepted, duplicates, conflicts, rejected (and by reason), signature failures, unknown
+    types, lateness (count, mean, share later than 5 min / 1 h), plus each configured source's preset."""
+    out: dict[str, dict] = {}
+
+    def row(source: str) -> dict:
+        return out.setdefault(source, {"source": source, "preset": None, **dict.fromkeys(_STATS.values(), 0),
+                                       "rejected_by_reason": {}, "lateness": {"count": 0, "mean_seconds": None,
+                                                                              "over_5m": 0, "over_1h": 0}})
+    for name in (ctx.config.sources or {}):
+        row(name)["preset"] = ctx.config.sources[name].preset
+    for family in ctx.metrics.registry.collect():
+        what = _STATS.get(family.name)
+        for s in family.samples:
+            src = s.labels.get("source")
+            if src is None:
+                continue
+            if what and s.name.endswith("_total"):
+                r = row(src)
+                r[what] += int(s.value)
+                if what == "rejected":
+                    r["rejected_by_reason"][s.labels["reason"]] = int(s.value)
+            elif family.name == "revwatch_source_lateness_seconds":
+                late = row(src)["lateness"]
+                if s.name.endswith("_count"):
+                    late["count"] = int(s.value)
+                elif s.name.endswith("_sum"):
+                    late["sum"] = s.value
+                elif s.name.endswith("_bucket") and s.labels.get("le") in ("300.0", "3600.0"):
+                    late["le300" if s.labels["le"] == "300.0" else "le3600"] = s.value
+    for r in out.values():
+        late = r["lateness"]
+        n, total = late["count"], late.pop("sum", 0.0)
+        late["mean_seconds"] = round(total / n, 3) if n else None
+        late["over_5m"] = int(n - late.pop("le300", n))
+        late["over_1h"] = int(n - late.pop("le3600", n))
+    return sorted(out.values(), key=lambda r: r["source"])
+
+
+@read_router.get("/api/v1/sources", dependencies=[Depends(require("read"))])
+def list_sources(request: Request) -> dict:
+    """Delivery telemetry per source (this process, since start; the same counters as /metrics)."""
+    return {"sources": source_stats(ctx_of(request))}

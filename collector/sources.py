@@ -158,6 +158,58 @@ def _text(value) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def _false(v) -> bool:
+    """JMESPath's falsiness: null, false, and empty strings, lists and objects (0 is true)."""
+    return v is None or v is False or (isinstance(v, (str, list, dict)) and not v)
+
+
+def _fast(node: dict) -> Callable[[Any], Any] | None:
+    """A plain-Python evaluator for the JMESPath subset mappings mostly use — fields, dotted paths, `||`, `&&`,
+    `==`/`!=` with literals, literals — or None for anything else (then jmespath's interpreter runs). Same
+    semantics, ~20x faster than the generic tree walk (measured in bench/webhook_sources.py)."""
+    kind, kids = node["type"], node.get("children", [])
+    if kind == "field":
+        key = node["value"]
+        return lambda d: d.get(key) if isinstance(d, dict) else None
+    if kind == "literal":
+        value = node["value"]
+        return lambda d: value
+    parts = [_fast(k) for k in kids]
+    if any(p is None for p in parts):
+        return None
+    fs: list[Callable[[Any], Any]] = [p for p in parts if p is not None]
+    if kind == "subexpression":
+        def path(d):
+            for f in fs:
+                d = f(d)
+                if d is None:
+                    return None
+            return d
+        return path
+    if kind == "or_expression":
+        a, b = fs
+        return lambda d: b(d) if _false(x := a(d)) else x
+    if kind == "and_expression":
+        a, b = fs
+        return lambda d: x if _false(x := a(d)) else b(d)
+    if kind == "comparator" and node["value"] in ("eq", "ne"):
+        a, b = fs
+        return (lambda d: _equal(a(d), b(d))) if node["value"] == "eq" else (lambda d: not _equal(a(d), b(d)))
+    return None
+
+
+def _equal(x, y) -> bool:
+    """JMESPath equality: a boolean never equals a number (Python's 0 == False does)."""
+    if isinstance(x, bool) != isinstance(y, bool) and isinstance(x, (int, float)) and isinstance(y, (int, float)):
+        return False
+    return x == y
+
+
+def _compile(expr: str) -> Callable[[Any], Any]:
+    compiled = jmespath.compile(expr)
+    return _fast(compiled.parsed) or compiled.search
+
+
 @dataclass
 class _Compiled:
     mapping: SourceMappingConfig
@@ -175,8 +227,8 @@ class SourceMapper:
         merged = base.model_copy(update=given)
         if "types" in given:                           # a configured table extends the preset's
             merged.types = {**base.types, **cfg.mapping.types}
-        exprs = {f: jmespath.compile(getattr(merged, f)) for f in _FIELDS if getattr(merged, f)}
-        self.compiled = _Compiled(merged, exprs, {k: jmespath.compile(v) for k, v in merged.attributes.items()})
+        exprs = {f: _compile(getattr(merged, f)) for f in _FIELDS if getattr(merged, f)}
+        self.compiled = _Compiled(merged, exprs, {k: _compile(v) for k, v in merged.attributes.items()})
 
     @property
     def canonical(self) -> bool:
@@ -204,7 +256,7 @@ class SourceMapper:
             raise MappingError(f"source {self.name!r} has no mapping for type and event_id", "mapping")
         rows = [payload]
         if "events" in c.exprs:
-            rows = c.exprs["events"].search(payload)
+            rows = c.exprs["events"](payload)
             if not isinstance(rows, list):
                 raise MappingError(f"mapping.events ({c.mapping.events}) does not select a list", "mapping.events")
         return [self._item(row, received) for row in rows]
@@ -214,7 +266,7 @@ class SourceMapper:
 
         def get(f: str):
             e = c.exprs.get(f)
-            return None if e is None else e.search(row)
+            return None if e is None else e(row)
         provider_type, ident = get("type"), _text(get("event_id"))
         if not isinstance(provider_type, str) or not provider_type:
             return ItemProblem(f"mapping.type ({m.type}) gives no string", "mapping.type")
@@ -250,7 +302,7 @@ class SourceMapper:
         journey = get("journey")
         if isinstance(journey, str) and journey:
             item["journey"] = journey
-        attrs = {k: _text(e.search(row)) for k, e in c.attributes.items()}
+        attrs = {k: _text(e(row)) for k, e in c.attributes.items()}
         attrs = {k: v for k, v in attrs.items() if v is not None}
         if item["type"] != provider_type:
             attrs["provider_type"] = provider_type

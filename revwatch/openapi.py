@@ -258,7 +258,9 @@ def _document_bodies(doc: dict) -> None:
                                         "content": {"text/html": {"schema": {"type": "string"}}}}
     ready = paths.get("/readyz", {}).get("get")
     if ready:
-        ready["responses"]["503"] = {"description": "not ready: store unreachable or spool full",
+        ready["responses"]["503"] = {"description": "not ready: ingest would be refused or not reach the store "
+                                                    "(spool full, spool disk full or failing, store unreachable, "
+                                                    "writer failing); `error` says which",
                                      "headers": _RETRY, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 

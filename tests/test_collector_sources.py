@@ -277,3 +277,41 @@ slos:
     recovered = evaluate(t0 + 361 * m)
     assert recovered.windows["1h"].burn_rate == 0 and recovered.windows["5m"].good == 5
     assert recovered.windows["1d"].good < recovered.windows["1d"].total          # the budget spent stays spent
+
+
+def test_sources_telemetry_api_and_ui_pages_show_the_metrics_numbers(src):
+    assert stripe_post(src, INVOICE_PAID).json()["accepted"] == 1
+    stripe_post(src, INVOICE_PAID)                                   # a retry
+    stripe_post(src, CHARGE_JPY, secret="forged")
+    _bus(src, BATCH)
+    (stripe,) = [s for s in src.get("/api/v1/sources").json()["sources"] if s["source"] == "stripe-live"]
+    assert (stripe["preset"], stripe["received"], stripe["accepted"], stripe["duplicates"]) == ("stripe", 2, 1, 1)
+    assert stripe["signature_failures"] == 1 and stripe["rejected_by_reason"] == {"signature_invalid": 1}
+    assert stripe["lateness"]["count"] == 2 and stripe["lateness"]["mean_seconds"] >= 2     # retries included
+    text = src.get("/metrics").text
+    assert 'revwatch_source_duplicates_total{source="stripe-live"} 1.0' in text
+    assert 'revwatch_deadletters_total{reason="mapping",source="billing-bus"} 1.0' in text
+    src.ctx.deadletters.flush()
+    page = src.get("/ui/sources").text
+    assert "stripe-live" in page and "billing-bus" in page and 'href="/ui/deadletters?source=billing-bus"' in page
+    page = src.get("/ui/deadletters", params={"source": "billing-bus"}).text
+    assert "mapping" in page and "item 1" in page and "&#34;uid&#34;" in page           # the body, escaped
+    assert src.get("/ui/deadletters", params={"status": "nope"}).status_code == 400
+
+
+def test_fast_mapping_paths_agree_with_jmespath():
+    import jmespath
+
+    from collector.sources import _compile
+    docs = [{"a": 0, "b": {"c": ""}}, {"a": None, "b": {"c": [1]}}, {"a": [], "b": {}},
+            {"type": "x", "a": False, "b": 3}, {"type": "y", "a": {}, "b": None}, {}, {"a": "s", "b": [{"c": 1}]},
+            {"b": 5, "type": 0}, {"type": False}]
+    for expr in ("a", "a.b", "b.c", "a || b.c", "a && b", "(type == 'x' && a) || b", "type != 'x'", "'lit' || a",
+                 "a || b || 'z'", "type == `0`", "type == `false`", "b[0].c", "length(b)"):
+        f = _compile(expr)
+        for d in docs:
+            try:
+                want = jmespath.search(expr, d)
+            except jmespath.exceptions.JMESPathError:
+                continue
+            assert f(d) == want and type(f(d)) is type(want), (expr, d)

@@ -22,6 +22,7 @@ from revwatch.sim.demo import DEMO_CONFIG
 from revwatch.sim.faults import parse_fault
 from revwatch.sim.model import Business
 from slo.attribution import budget_of as attribution_budget
+from slo.snapshot import Evaluation
 from slo.state import LABELS, STATES, decide
 from tests.support.sim_data import load
 from tests.test_webui import sign_in
@@ -64,8 +65,8 @@ def business(api_factory):
     events, spans = b.advance(NOW)
     load(api.ctx.store, events, spans)
     at = NOW
-    api.ctx.slo.latest = api.ctx.slo.evaluate(at)        # what the evaluator would hold (fixed instant for all)
-    api.ctx.slo.latest_at = at
+    # what the evaluator would hold, at one fixed instant for every reader
+    api.ctx.slo.snapshot.publish(Evaluation(at, tuple(api.ctx.slo.evaluate(at))))
     return api, at
 
 
