@@ -1,4 +1,4 @@
-"""HTTP routes of named webhook sources and dead letters (docs/sources.md, docs/deadletters.md):
+"""HTTP routes of named webhook sources and dead letters (docs/sources.md):
 
 * `POST /api/v1/sources/{name}` — a configured source's webhook, authenticated by the source's own signature or
   URL token (collector.sources), mapped, then the one validation and spool path of every door;

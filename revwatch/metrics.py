@@ -1,4 +1,4 @@
-"""The Prometheus registry of one revwatch process and the ingest metrics of DESIGN.md §7.
+"""The Prometheus registry of one revwatch process and the ingest metrics of docs/prometheus.md "Metrics".
 
 Packages add their own collectors (SLO results, journeys, anomalies) with `Metrics.register`.
 """

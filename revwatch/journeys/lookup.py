@@ -62,7 +62,7 @@ class JourneyService:
                    traces: list[str]) -> tuple[list[dict], list[dict]]:
         """(events, spans) of a correlation ID within [lo, hi], deduplicated, in one round trip.
 
-        Spans exported without a correlation attribute are stored under their trace id (DESIGN §3), so the rest
+        Spans exported without a correlation attribute are stored under their trace id (docs/events.md), so the rest
         of a trace is `CorrelationId IN (its trace ids)`, within an hour of the correlation's own time range.
         """
         t = self.store.table
