@@ -1,4 +1,4 @@
-"""HTTP routes of the anomaly findings (DESIGN §6): list with filters and cursor paging, one finding, acknowledge,
+"""HTTP routes of the anomaly findings (docs/http.md): list with filters and cursor paging, one finding, acknowledge,
 scan now; and `revwatch_anomalies_open{kind}` at scrape time."""
 from __future__ import annotations
 

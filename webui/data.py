@@ -16,6 +16,7 @@ from anomaly.detectors import list_findings
 from revwatch.journeys import money as jmoney
 from revwatch.store import StoreError
 from revwatch.units import as_utc, utcnow
+from slo.annotations import marks
 from slo.breakdown import breakdown
 from slo.engine import SloResult
 from slo.forecast import forecast
@@ -236,7 +237,9 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
                        "range_totals": {k: {"good": g, "total": t, "bad": t - g, "sli": g / t if t else None}
                                         for k, (g, t) in totals.items()}})
     bd_lo = max(lo, hi - dt.timedelta(days=7))
+    notes = marks(ctx.slo.annotations, ctx.slo.adjustments.all(), lo, hi, spec.name, limit=50)   # slo/annotations.py
     return {"spec": spec, "at": at, "window": (lo, hi), "slo_window": (wlo, whi), "bucket_minutes": minutes,
+            "marks": notes,
             "groups": groups, "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
             "ranges": list(RANGES), "selected_group": group, "custom": (frm, to),
             "previous": (lo - (hi - lo), lo), "ownership": spec.ownership.as_dict(),
