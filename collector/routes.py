@@ -353,6 +353,8 @@ async def ingest_items(ctx: AppContext, chunks: Iterator[ValidatedEvents], inlin
                         ctx.deadletters.add(door, label, "invalid_event", f"item {idx}: {error}", item_bytes(item))
             warnings += chunk.warnings[:MAX_REJECTED_LISTED - len(warnings)]
             if chunk.rows:
+                if ctx.sequencer is not None:           # before the intake remembers them: retries are skipped
+                    ctx.sequencer.observe(chunk.rows, label, ctx.intake.recent_events)
                 if inline:
                     out = await ctx.intake.accept_event_rows_async(chunk.rows, chunk.indexes)
                 else:

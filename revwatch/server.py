@@ -25,6 +25,7 @@ from collector import journey_routes
 from collector.deadletters import DeadLetters
 from collector.drift import KIND as DRIFT_KIND
 from collector.drift import scan_drift
+from collector.sequencing import Sequencer
 from collector.pipeline import build_ingest
 from collector import source_routes
 from collector.sources import ExternalMapper, SourceRegistry
@@ -74,6 +75,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
     ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
     ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters, cfg.sources)
+    ctx.sequencer = Sequencer(cfg.journeys, metrics)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
