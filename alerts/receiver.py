@@ -20,7 +20,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.routing import Alert
-from revwatch.api import ApiError, ctx_of, first_validation_error as _first_error, json_object as _json_object, require
+from revwatch.api import (ApiError, ctx_of, first_validation_error as _first_error, json_object as _json_object,
+                          require, validated_body)
 from revwatch.units import parse_duration, parse_instant
 
 router = APIRouter()
@@ -145,11 +146,7 @@ def _silence_doc(s, now: float) -> dict:
 @router.post("/api/v1/silences", dependencies=[Depends(require("admin"))])
 async def create_silence(request: Request):
     """Mute alerts whose labels match every matcher, from startsAt (default now) until endsAt or for duration."""
-    body = await _json_object(request, "a silence object")
-    try:
-        req = SilenceRequest.model_validate(body)
-    except ValidationError as e:
-        raise _first_error(e) from e
+    req = await validated_body(request, SilenceRequest, "a silence object")
     svc = ctx_of(request).alerts
     now = svc.clock()
     try:

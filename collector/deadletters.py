@@ -1,4 +1,4 @@
-"""Dead letters (docs/deadletters.md): every rejected item or request — validation, mapping, signature, unknown
+"""Dead letters (docs/sources.md): every rejected item or request — validation, mapping, signature, unknown
 source, over-size — kept with its raw body (the first `deadletters.max_body_bytes`), door, source, reason, first and
 last time seen and how often, so a sender's problem is visible and fixable, and replayable once it is fixed.
 

@@ -40,9 +40,17 @@ def _dashboard(uid: str, title: str, panels: list[dict], variables: list[dict] |
     templating = [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"}]
     templating += variables or []
     return {"uid": uid, "title": title, "tags": ["revwatch"], "timezone": "utc", "schemaVersion": 39,
+            "annotations": {"list": [ANNOTATIONS]},
             "refresh": "30s", "time": {"from": "now-24h", "to": "now"}, "panels": panels,
             "templating": {"list": templating}, "editable": True}
 
+
+# revwatch's annotations (deploys, upgrades, incidents; slo/annotations.py) on every time series: the metric's value is
+# the annotation's time, so Grafana places it there (useValueForTime), whenever in the range it was scraped.
+ANNOTATIONS = {"name": "revwatch annotations", "datasource": DS, "enable": True, "iconColor": "#8F3BB8",
+               "expr": "max by (id, text, tags, slos) (revwatch_annotation_time_seconds) * 1000", "step": "1m",
+               "useValueForTime": True, "titleFormat": "{{text}}", "textFormat": "SLOs: {{slos}}",
+               "tagKeys": "tags"}
 
 SLO_VAR = {"name": "slo", "type": "query", "datasource": DS, "multi": True, "includeAll": True,
            "query": {"query": "label_values(revwatch_slo_objective_ratio, slo)", "refId": "slo"},

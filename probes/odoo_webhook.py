@@ -79,6 +79,8 @@ def map_webhook(probe: OdooProbe, body, received: dt.datetime) -> list[dict]:
         when = _when(body.get("create_date"), at) if state == "draft" else at
         attrs = {"invoice_ref": body.get("name"), "payment_reference": body.get("payment_reference"),
                  "invoice_origin": body.get("invoice_origin"), "odoo_id": rid, "via": "webhook"}
+        if state != "draft":                       # a milestone (probes/odoo_milestones.py): dated as exactly
+            attrs["precision"] = precision
         if state == "posted":
             attrs["posted_at_precision"] = precision
         return [probe.event("account.move", rid, what, typ, probe.move_cid(rid), when,
@@ -86,14 +88,18 @@ def map_webhook(probe: OdooProbe, body, received: dt.datetime) -> list[dict]:
     if model == "account.payment":
         if body.get("payment_type", "inbound") != "inbound":
             return []
-        if state not in ("posted", "in_process", "paid"):
+        milestone = {"posted": "posted", "in_process": "posted", "paid": "posted", "cancel": "cancelled",
+                     "canceled": "cancelled", "rejected": "cancelled"}.get(state)
+        if milestone is None:
             return []
         rec = {"id": rid, **{k: body.get(k) for k in probe.settings.correlation_fields}}
         attrs = {"payment_ref": body.get("name"), "payment_reference": body.get("payment_reference"),
                  "memo": body.get("memo") or body.get("ref"), "odoo_id": rid, "via": "webhook",
-                 "posted_at_precision": precision}
-        return [probe.event("account.payment", rid, "posted", "payment.posted", probe.payment_cid(rec), at,
-                            body.get("amount") if currency else None, currency, **attrs)]
+                 "precision": precision}
+        if milestone == "posted":
+            attrs["posted_at_precision"] = precision
+        return [probe.event("account.payment", rid, milestone, EVENT_TYPES["payment"][milestone],
+                            probe.payment_cid(rec), at, body.get("amount") if currency else None, currency, **attrs)]
     raise WebhookError("'_model' must be account.move or account.payment", "_model")
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from revwatch.auth import ApiKey, KeyStore, allows
@@ -23,6 +23,8 @@ from revwatch.metrics import Metrics
 from revwatch.priority import IngestFirst
 from revwatch.store import Store, StoreBusy, StoreError
 from revwatch.units import parse_instant
+
+M = TypeVar("M", bound=BaseModel)
 
 if TYPE_CHECKING:   # annotations only: core never imports the feature packages at run time
     from apscheduler.schedulers.base import BaseScheduler
@@ -33,6 +35,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
     from collector.deadletters import DeadLetters
+    from collector.sequencing import Sequencer
     from collector.sources import SourceRegistry
     from revwatch.journeys import JourneyService
     from collector.spool import Spool
@@ -69,6 +72,7 @@ class AppContext:
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)
     sources: SourceRegistry | None = None   # named webhook sources and their mappings (collector.sources)
     deadletters: DeadLetters | None = None  # rejected items kept for inspection and replay (collector.deadletters)
+    sequencer: Sequencer | None = None      # out-of-order milestone arrivals (collector.sequencing)
 
 
 class ApiError(Exception):
@@ -102,6 +106,15 @@ async def json_object(request: Request, what: str) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, f"body must be {what}", "body")
     return body
+
+
+async def validated_body(request: Request, model: type[M], what: str) -> M:
+    """The request's JSON object validated by `model`; any problem is a 400 naming the field."""
+    body = await json_object(request, what)
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise first_validation_error(e) from e
 
 
 def instant_param(value: str | None, field: str) -> dt.datetime | None:

@@ -191,7 +191,7 @@ DEADLETTER_AGE_SAMPLE = "deadletter_oldest_open_age_seconds"
 
 class SliConfig(_Model):
     kind: Literal["journey_latency", "journey_completion", "span_ratio", "span_latency", "gauge_threshold",
-                  "deadletter_age", "prometheus"]
+                  "deadletter_age", "prometheus", "composite"]
     threshold: dt.timedelta | None = None  # journey_latency, span_latency; deadletter_age: the replay deadline
     max_age: dt.timedelta | None = None    # journey_completion
     service: str | None = None             # span SLIs
@@ -213,6 +213,8 @@ class SliConfig(_Model):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SliConfig":
+        if self.kind == "composite":          # set by SloConfig for a `composite:` SLO (slo/composite.py)
+            return self
         if self.kind == "prometheus":
             if bool(self.error_ratio_query) == bool(self.error_query or self.total_query) or \
                     bool(self.error_query) != bool(self.total_query):
@@ -271,6 +273,16 @@ class AlertMetaConfig(_Model):
     annotations: dict[str, str] = {}
 
 
+class ExhaustionTier(_Model):
+    """An exhaustion-time alert (slo/exhaustion.py): fires when the SLO window's budget left will be gone within
+    `within` at the burn rate of `burn_window` (already exhausted counts), beside the multi-window tiers."""
+    within: dt.timedelta
+    severity: Literal["page", "ticket"] = "page"
+    burn_window: Literal["5m", "30m", "1h", "2h", "6h", "1d", "3d"] = "1h"
+
+    _d = field_validator("within", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
+
+
 class AlertingConfig(_Model):
     """Tiers per severity. Unset `page`/`ticket` come from the alert-window catalogue of the SLO's period
     (`catalogue` names one explicitly); an empty list disables that severity."""
@@ -278,6 +290,7 @@ class AlertingConfig(_Model):
     ticket: list[BurnWindowPair] | None = None
     catalogue: str | None = None
     min_events: int = Field(0, ge=0)       # a window with fewer decided events never alerts (low traffic)
+    exhaustion: list[ExhaustionTier] = []  # page/ticket when the budget runs out within N hours at the current burn
     name: str | None = None                # alert name in generated rules (default per generator)
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -309,6 +322,25 @@ class CalendarConfig(_Model):
     _zone = field_validator("time_zone")(classmethod(lambda cls, v: iana_time_zone(v)))
 
 
+class CompositeConfig(_Model):
+    """A composite SLO (slo/composite.py): a roll-up of 2-25 member SLOs, their SLIs weighted (`weighted`, weights
+    default 1) or the least healthy member's burn (`least_healthy`)."""
+    members: list[str] = Field(min_length=2, max_length=25)
+    rollup: Literal["weighted", "least_healthy"] = "weighted"
+    weights: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _members(self) -> "CompositeConfig":
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members must be distinct")
+        extra = sorted(set(self.weights) - set(self.members))
+        if extra:
+            raise ValueError(f"weights: {extra[0]!r} is not a member")
+        if any(w <= 0 for w in self.weights.values()):
+            raise ValueError("weights must be positive")
+        return self
+
+
 class SloConfig(OwnershipFields):
     name: str
     journey: str | None = None
@@ -332,6 +364,16 @@ class SloConfig(OwnershipFields):
     # no minute with data for this long makes the SLO's state no_data (default: the fastest page tier's long
     # window, else 1h; slo/coverage.py)
     no_data_after: dt.timedelta | None = None
+    composite: CompositeConfig | None = None   # a roll-up of member SLOs instead of an SLI (slo/composite.py)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _composite_sli(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("composite") is not None:
+            if data.get("sli") is not None:
+                raise ValueError("a composite SLO has no sli (its members have theirs)")
+            return {**data, "sli": {"kind": "composite"}}
+        return data
 
     _nda = field_validator("no_data_after", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
 
@@ -368,6 +410,10 @@ class SloConfig(OwnershipFields):
         if self.budgeting == "amount" and not self.sli.kind.startswith("journey_"):
             raise ValueError("budgeting: amount weighs journey instances by their start event's amount; "
                              f"sli kind {self.sli.kind} has no amounts")
+        if self.sli.kind == "composite" and self.composite is None:
+            raise ValueError("sli kind composite is set by a composite: {members, rollup, weights} section")
+        if self.composite is not None and (self.window.startswith("calendar") or self.group_by or self.journey):
+            raise ValueError("a composite SLO has a rolling window and no group_by or journey")
         return self
 
     @property

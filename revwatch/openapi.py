@@ -42,7 +42,7 @@ AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATT
 
 
 class BusinessEvent(BaseModel):
-    """One business event (DESIGN.md §4). Unknown types are stored; amounts are decimal strings, never numbers."""
+    """One business event (docs/events.md). Unknown types are stored; amounts are decimal strings, never numbers."""
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "event_id": "evt_01HZX3", "type": "payment.settled", "correlation_id": "pay_8812",
         "occurred_at": "2026-11-23T10:15:02.120Z", "source": "stripe", "journey": "payment_to_posting",
@@ -258,7 +258,9 @@ def _document_bodies(doc: dict) -> None:
                                         "content": {"text/html": {"schema": {"type": "string"}}}}
     ready = paths.get("/readyz", {}).get("get")
     if ready:
-        ready["responses"]["503"] = {"description": "not ready: store unreachable or spool full",
+        ready["responses"]["503"] = {"description": "not ready: ingest would be refused or not reach the store "
+                                                    "(spool full, spool disk full or failing, store unreachable, "
+                                                    "writer failing); `error` says which",
                                      "headers": _RETRY, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 

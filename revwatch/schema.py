@@ -388,6 +388,22 @@ CREATE TABLE IF NOT EXISTS {db}.silences{local} {on_cluster} (
 ORDER BY Id
 """
 
+# Annotations on SLO charts (deploys, upgrades, incidents; slo/annotations.py): a point in time with a text, for some
+# SLOs (empty: all) and tags.
+_ANNOTATIONS = """
+CREATE TABLE IF NOT EXISTS {db}.annotations{local} {on_cluster} (
+    Id String,
+    Time DateTime64(3, 'UTC'),
+    Text String,
+    Slos Array(String),
+    Tags Array(String),
+    CreatedAt DateTime64(3, 'UTC'),
+    CreatedBy String
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(Time)
+ORDER BY (Time, Id)
+"""
+
 # Dead letters (collector.deadletters): every rejected item or request, one row per flush of its occurrences
 # (Count, FirstSeen/LastSeen aggregated at read time by Id = hash of door, source, reason and body); replays
 # recorded per letter. Bounded by size and age by the collector's maintenance (deadletters: in the config).
@@ -440,6 +456,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "alert notification pipeline: inbox, routing groups, notification outbox, silences",
               (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
     Migration(23, "dead letters of rejected items and their replays", (_DEAD_LETTERS, _DEAD_LETTER_REPLAYS)),
+    Migration(28, "annotations on SLO charts", (_ANNOTATIONS,)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -451,7 +468,8 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "alerts": "cityHash64(Fingerprint)", "event_keys": "cityHash64(EventId)",
                "ingest_quarantine": "rand()", "alert_inbox": "rand()", "alert_groups": "cityHash64(GroupId)",
                "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)", "dead_letters": "cityHash64(Id)",
-               "dead_letter_replays": "cityHash64(Id)"}
+               "dead_letter_replays": "cityHash64(Id)",
+               "annotations": "cityHash64(Id)"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

@@ -23,7 +23,10 @@ from decimal import Decimal
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
-from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
+from slo.adjustments import EMPTY, AdjustmentBook, Plan, declared as declared_adjustments, minutes_in
+from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
+from slo.composite import roll, window_names as composite_windows
+from slo.exhaustion import exhaustion_alerts, forecast_windows
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
@@ -47,7 +50,9 @@ def _at_least(burn: float, threshold: float) -> bool:
 @dataclass
 class WindowResult:
     good: float                            # events or minutes; ratio_timeslices: the sum of the minutes' ratios
-    total: int                             # budgeting amount: both in 1/scale currency units (integers, exact)
+    # events or minutes (integers); budgeting amount: good and total in 1/scale currency units (integers, exact);
+    # composite SLOs: weight units (slo/composite.py)
+    total: float
     objective: float
     scale: int = 1                         # AMOUNT_SCALE for `budgeting: amount`, else 1
 
@@ -88,6 +93,7 @@ class SloResult:
     state: str = "ok"
     coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
     adjustments: list[dict] = field(default_factory=list)   # what budget adjustments removed from the SLO window
+    annotations: list[dict] = field(default_factory=list)   # annotations of the 24 h up to `at` (slo/annotations.py)
 
     @property
     def budget(self) -> dict:
@@ -97,7 +103,7 @@ class SloResult:
         remaining_ratio = b.remaining_ratio
         period_days = self.spec.period(self.at).total_seconds() / 86400
         forecast: dict[str, float | None] = {}
-        for name in ("1h", "6h"):
+        for name in forecast_windows(self.spec):     # 1h, 6h and the exhaustion tiers' (slo/exhaustion.py)
             burn = self.windows[name].burn_rate
             if remaining_ratio <= 0:
                 forecast[name] = 0.0
@@ -131,7 +137,8 @@ class SloResult:
              "windows": {k: v.as_dict() for k, v in self.windows.items()},
              "budget": self.budget, "alerts": self.alerts, "description": c.description,
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
-             "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments}
+             "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments,
+             "annotations": self.annotations}
         return d
 
 
@@ -184,6 +191,7 @@ def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
                                "alert_after": format_duration(p.alert_after) if p.alert_after else None,
                                "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
                                "low_traffic": not enough, "firing": firing})
+    res.alerts += exhaustion_alerts(res)
     if res.coverage is not None:
         res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
                                            res.coverage.last_data)
@@ -200,9 +208,10 @@ class SloEngine:
         self.prometheus_specs = [s for s in every if s.is_prometheus]  # computed by Prometheus from our rules
         self.prometheus: PrometheusReader | None = (
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
-        self.rollups = RollupMaintainer(store, self.specs)
+        self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite])
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
-        self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
+        self.adjustments = AdjustmentBook(store, declared_adjustments(cfg, [s.name for s in every]))
+        self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
 
@@ -257,6 +266,12 @@ class SloEngine:
         ev = self.snapshot.current
         return ev.seconds if ev is not None else None
 
+    @property
+    def latest_annotations(self) -> list[Annotation]:
+        """Annotations of the last 7 days (slo/annotations.py), latest pass: exposed for Grafana."""
+        ev = self.snapshot.current
+        return ev.annotations if ev is not None else []
+
     def spec(self, name: str) -> SloSpec | None:
         """The spec named `name` (evaluated here or by Prometheus)."""
         return next((s for s in self.specs + self.prometheus_specs if s.name == name), None)
@@ -277,6 +292,9 @@ class SloEngine:
     def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
         """The burn-rate windows of an SLO: the standard ones plus every window its alert pairs name."""
         names = list(BURN_WINDOWS)
+        for comp in self.specs:                # a composite's members also carry its windows (slo/composite.py)
+            if comp.config.composite is not None and spec.name in comp.config.composite.members:
+                names += [n for n in composite_windows(comp) if n not in names]
         for tier in spec.tiers:
             for w in (tier.long, tier.short):
                 if format_duration(w) not in names:
@@ -301,7 +319,10 @@ class SloEngine:
         (`evaluate_and_cache`) passes `refresh=True` and writes `slo_minutes`."""
         now = utcnow()
         at = min(at or now, now)
-        specs = [s for s in self.specs if names is None or s.name in names]
+        composites = [s for s in self.specs if s.is_composite and (names is None or s.name in names)]
+        members = {m for c in composites for m in c.config.composite.members}   # type: ignore[union-attr]
+        specs = [s for s in self.specs if not s.is_composite and (names is None or s.name in names
+                                                                   or s.name in members)]
         if not specs:
             return []
         if refresh:
@@ -336,6 +357,7 @@ class SloEngine:
                 for s in specs}
         edges = leading_edges(self.rollups, [(s, w, length) for s in specs if has_exact_windows(s)
                                              for w, length in self.exact_lengths(s).items()], at)
+        notes = self.annotations.for_results([s.name for s in specs], at) if _hold else {}
         results = []
         for s in specs:
             groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]} \
@@ -379,10 +401,35 @@ class SloEngine:
                                 for w, lo in bounds[s.name].items()}, last, at_min,
                                no_data_after(s))
                 res = SloResult(s, g, at, windows, coverage=cov,
-                                adjustments=plan.summary(bounds[s.name]["slo"], stop))
+                                adjustments=plan.summary(bounds[s.name]["slo"], stop),
+                                annotations=[a.as_dict() for a in notes.get(s.name, [])])
                 results.append(res)
+        results += [self._composite(c, results, at, at_min) for c in composites]
+        if names is not None:                  # members evaluated only for their composites
+            results = [r for r in results if r.spec.name in names]
         self._alert_states(results, _hold)
         return results
+
+    def _composite(self, spec: SloSpec, results: list[SloResult], at: dt.datetime,
+                   at_min: dt.datetime) -> SloResult:
+        """A composite SLO's result from its members' (slo/composite.py)."""
+        comp = spec.config.composite
+        assert comp is not None, "only composites come here"
+        mine = {r.spec.name: r for r in results if r.spec.name in comp.members and r.group == ""}
+        own = format_duration(spec.config.rolling_window or spec.nominal_period)
+        windows: dict[str, WindowResult] = {}
+        covs: dict[str, WindowCoverage] = {}
+        for w in [*self.window_lengths(spec), "slo"]:
+            mw = own if w == "slo" else w
+            rolled = roll(spec, {m: r.windows for m, r in mine.items()}, w, mw)
+            windows[w] = WindowResult(rolled.good, rolled.total, spec.config.objective)
+            covered = max((r.coverage.windows[mw].covered for r in mine.values() if r.coverage), default=0)
+            length = spec.config.rolling_window if w == "slo" else parse_duration(w)
+            covs[w] = WindowCoverage(int(length / MINUTE), covered)   # type: ignore[operator]
+        lasts = [r.coverage.last_data for r in mine.values() if r.coverage and r.coverage.last_data]
+        cov = Coverage(covs, max(lasts) if lasts else None, at_min, no_data_after(spec))
+        return SloResult(spec, "", at, windows, coverage=cov,
+                         adjustments=[a for r in mine.values() for a in r.adjustments])
 
     def _alert_states(self, results: list[SloResult], hold: bool) -> None:
         """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
@@ -566,10 +613,11 @@ GROUP BY Slo, GroupKey, ts
             raise
         stats = self.journey_reader.stats(utcnow())
         silence = journey_silence(self.store, self.cfg.journeys, utcnow())
+        notes = self.annotations.between(utcnow() - EXPOSED_SPAN, utcnow(), limit=EXPOSED)
         forecasts = self._forecasts(results)
         stuck = self.journey_reader.summaries(utcnow())
         self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
-                                         forecasts=forecasts, stuck=stuck))
+                                         forecasts=forecasts, stuck=stuck, annotations=notes))
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:

@@ -112,6 +112,11 @@ class SloCollector:
             breaches.add_metric([f["slo"], f["group"] or ""], f["predicted_breaches"])
             if f["exhausted_in_seconds"] is not None:
                 exhausted.add_metric([f["slo"], f["group"] or ""], f["exhausted_in_seconds"])
+        notes = GaugeMetricFamily("revwatch_annotation_time_seconds",
+                                  "Annotations of the last 7 days (Grafana annotation query: value is the time)",
+                                  labels=["id", "text", "tags", "slos"])
+        for a in self.engine.latest_annotations:
+            notes.add_metric([a.id, a.text[:200], ",".join(a.tags), ",".join(a.slos)], a.time.timestamp())
         stuck = GaugeMetricFamily("revwatch_journey_stuck", "Overdue journey instances (the stuck list: started in "
                                   "the last 7 days, unfinished, past the journey's threshold)", labels=["journey"])
         stuck_amount = GaugeMetricFamily("revwatch_journey_stuck_amount",
@@ -125,4 +130,5 @@ class SloCollector:
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
         yield from (sli, burn, events, money, budget, days, objective, alert, state, coverage, no_data, silent, lag,
-                    pending, journey_silent, journey_alert, breaches, exhausted, stuck, stuck_amount, evaluation)
+                    pending, journey_silent, journey_alert, breaches, exhausted, stuck, stuck_amount,
+                    notes, evaluation)

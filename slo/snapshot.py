@@ -32,6 +32,7 @@ class Evaluation:
     from_evaluator: bool = True                                  # False: computed by a read before any pass
     forecasts: list[dict] = field(default_factory=list)         # in-flight forecasts of journey SLOs
     stuck: list = field(default_factory=list)                    # revwatch.journeys.JourneySummary per journey
+    annotations: list[Any] = field(default_factory=list)        # the last 7 days' (slo/annotations.py), for Grafana
 
     rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)   # see `render`
 

@@ -65,6 +65,11 @@ class SloSpec:
         return self.config.sli.kind
 
     @property
+    def is_composite(self) -> bool:
+        """A roll-up of member SLOs (slo/composite.py): no SLI of its own, no rollup minutes."""
+        return self.config.composite is not None
+
+    @property
     def is_gauge(self) -> bool:
         """Minute-counting SLIs over a sample: gauge_threshold, and deadletter_age (a gauge over the dead-letter
         age sample)."""
@@ -136,6 +141,8 @@ def resolve(cfg: Config) -> list[SloSpec]:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise SpecError(f"duplicate SLO name(s): {', '.join(sorted(dup))}")
+    from slo.composite import check
+    check(specs)
     for s in specs:
         for w in s.warnings:
             log.warning("%s", w)

@@ -315,3 +315,28 @@ def test_fast_mapping_paths_agree_with_jmespath():
             except jmespath.exceptions.JMESPathError:
                 continue
             assert f(d) == want and type(f(d)) is type(want), (expr, d)
+
+
+def test_out_of_order_milestones_are_counted_per_source_and_journey(api_factory):
+    api = api_factory("journeys: {p2p: {start: payment.settled, milestones: [payment.reconciled], "
+                      "end: payment.posted}}\n")
+
+    def send(eid, typ, at, cid="pay_1"):
+        r = api.post("/api/v1/events", json=[{"event_id": eid, "type": typ, "correlation_id": cid, "source": "gw",
+                                              "occurred_at": at}])
+        assert r.status_code == 200, r.text
+    send("a", "payment.posted", "2026-01-01T10:05:00Z")
+    send("b", "payment.settled", "2026-01-01T10:00:00Z")        # arrives late, occurred before: order kept
+    send("b", "payment.settled", "2026-01-01T10:00:00Z")        # a retry: not an arrival
+    send("c", "payment.reconciled", "2026-01-01T10:07:00Z")     # late and occurred after the posting
+    send("d", "payment.settled", "2026-01-01T11:00:00Z", "pay_2")
+    send("e", "payment.posted", "2026-01-01T11:05:00Z", "pay_2")  # in order
+    (events,) = [s for s in api.get("/api/v1/sources").json()["sources"] if s["source"] == "events"]
+    assert events["out_of_order"] == 2 and events["out_of_order_occurred"] == 1
+    text = api.get("/metrics").text
+    assert 'revwatch_source_out_of_order_total{journey="p2p",order="arrival",source="events"} 2.0' in text
+    send("f", "payment.posted", "2026-01-01T09:00:00Z", "pay_3")
+    send("g", "payment.settled", "2026-01-01T09:30:00Z", "pay_3")     # occurred after its own end
+    api.drain()
+    doc = api.get("/api/v1/journeys/pay_3").json()
+    assert [(j["status"], j["total_seconds"]) for j in doc["journeys"]] == [("completed", 0.0)]   # never negative

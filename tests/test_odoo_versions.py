@@ -38,7 +38,9 @@ ops = st.lists(st.tuples(
     st.floats(0, 3, allow_nan=False),                             # start: a crowd within three seconds
     st.sampled_from([0.0, 0.001, 0.2, 0.7, 2.5, 30.0])),          # duration: same second … late commit
     min_size=1, max_size=16)
-polls = st.lists(st.floats(0, 5, allow_nan=False), max_size=12)
+polls = st.lists(st.floats(0, 5, allow_nan=False) | st.tuples(st.floats(0, 5, allow_nan=False),
+                                                                st.sampled_from(["crash", "restart"])),
+                 max_size=12)
 
 
 def apply(tx: Transaction, kind: str, invoices: list[int], target: int, serial: int) -> None:
@@ -79,20 +81,28 @@ def simulate(version: int, tracking: bool, plan, poll_at):
     commit_at: dict[int, dt.datetime] = {}            # mail.message id -> commit time of its transaction
     snapshots: list[dict[tuple[str, int], set[str]]] = []
 
-    def poll():
+    def poll(kind="ok"):
+        nonlocal probe
+        if kind == "restart":                             # a new process: only the persisted state survives
+            probe = fake_odoo.in_process_probe(fake, probe.clock, lookback_minutes=1)
+            probe.state = state
         result = probe.run(EVENT_SECTIONS)
+        if kind == "crash":                               # killed before the events were stored: nothing moves
+            return
         for e in result.events:
             stored.setdefault(e["event_id"], e)          # the collector keeps the first copy of an id
         result.commit()
         snapshots.append(current_milestones(fake))
+    state = probe.state
     poll()                                                # monitoring starts before any of the actions
     timeline = [(start + duration, 0, n, (kind, target, start)) for n, (kind, target, start, duration)
-                in enumerate(plan)] + [(t, 1, 0, None) for t in poll_at]
+                in enumerate(plan)] + [(p, 1, 0, "ok") if isinstance(p, float) else (p[0], 1, 0, p[1])
+                                       for p in poll_at]
     base, committed = fake.commits, []                   # commit times, for REPEATABLE READ snapshots
     for at, is_poll, n, what in sorted(timeline, key=lambda x: (x[0], x[1], x[2])):
         now[0] = T0 + dt.timedelta(seconds=at)
         if is_poll:
-            poll()
+            poll(what)
             continue
         kind, target, start = what
         before = set(fake.tables["mail.message"])
@@ -108,7 +118,7 @@ def simulate(version: int, tracking: bool, plan, poll_at):
         committed.append(at)
         for msg in set(fake.tables["mail.message"]) - before:
             commit_at[msg] = now[0]
-    end = max(x[0] for x in timeline) if timeline else 0
+    end = max(x[0] for x in timeline) if timeline else 0.0
     for k in range(16):                                   # settle: polls every 5 s past lookback + longest tx
         now[0] = T0 + dt.timedelta(seconds=end + 5 * (k + 1))
         poll()
@@ -255,3 +265,45 @@ def test_two_wizard_payments_of_one_invoice_are_two_journeys_linked_by_reconcili
         assert sorted(e["attributes"]["settled_by"] for e in links) == [e["correlation_id"] for e in posted]
         assert f"{inv_cid}:partial" in stored and f"{inv_cid}:paid" in stored
         check(fake, stored, snapshots, commit_at, True)
+
+
+@pytest.mark.parametrize("version", [16, 17, 18])
+def test_a_gateway_payment_posted_in_the_second_a_poll_read_its_draft(version):
+    """16/17: posting writes the payment's move only (`_inherits`), in the same second as the poll that read the
+    draft — neither the payment's stamp nor the move's displayed stamp moves, the move's version token does."""
+    fake = FakeOdoo(version, seed_data=False, now=T0, queue_job=False)
+    now = [T0]
+    probe = fake_odoo.in_process_probe(fake, lambda: now[0].replace(tzinfo=UTC), lookback_minutes=1)
+    stored: dict[str, dict] = {}
+
+    def poll():
+        result = probe.run(EVENT_SECTIONS)
+        for e in result.events:
+            stored.setdefault(e["event_id"], e)
+        result.commit()
+    poll()
+    with fake.transaction(T0 + dt.timedelta(milliseconds=100)) as tx:
+        vals = dict(amount=25.0, currency_id=1, company_id=1, payment_type="inbound", payment_reference="ch_3PqX",
+                    is_reconciled=False, is_matched=False)
+        move = tx.create("account.move", name="/", state="draft", move_type="entry", amount_total=25.0, currency_id=1,
+                         company_id=1)
+        if version < 18:
+            pay = tx.create("account.payment", move_id=move, ref="gateway", **vals)
+            tx.write("account.move", move, payment_id=pay)
+        else:
+            pay = tx.create("account.payment", move_id=move, state="draft", memo="gateway", name="/", **vals)
+            tx.write("account.move", move, origin_payment_id=pay)
+    now[0] = T0 + dt.timedelta(milliseconds=300)
+    poll()
+    assert f"odoo:prod:account.payment:{pay}:created" in stored and f"odoo:prod:account.payment:{pay}:posted" \
+        not in stored
+    with fake.transaction(T0 + dt.timedelta(milliseconds=600)) as tx:
+        tx.post(move, "PBNK1/2026/00099")
+        if version >= 18:
+            tx.write("account.payment", pay, state="in_process", name="PBNK1/2026/00099")
+    for k in range(1, 4):
+        now[0] = T0 + dt.timedelta(seconds=k)
+        poll()
+    posted = stored[f"odoo:prod:account.payment:{pay}:posted"]
+    assert posted["correlation_id"] == "ch_3PqX"                     # the gateway's reference correlates
+    assert posted["attributes"]["precision"] == "exact" and posted["occurred_at"] == "2026-11-02T09:00:00Z"

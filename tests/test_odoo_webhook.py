@@ -91,3 +91,23 @@ def test_webhook_refuses_bad_calls_with_json_errors(api_factory):
     r = post(f"/api/v1/odoo/erp/webhook?key={key}", odoo_body("account.payment", 6, state="paid", amount=10.0,
                                                               payment_reference="pay_8812", currency_id=1))
     assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0, "types": ["payment.posted"]}
+
+
+def test_webhook_milestones_carry_precision_and_share_the_pollers_ids():
+    """Cancellations pushed by Odoo: the same ids as the poller's milestones (probes/odoo_milestones.py), with
+    `precision` exact when the body has write_date, `webhook_receipt` otherwise."""
+    from probes.odoo_webhook import map_webhook
+    fake = fake_odoo.FakeOdoo(18, seed_data=False)
+    probe = fake_odoo.in_process_probe(fake, lambda: dt.datetime.now(dt.timezone.utc))
+    received = dt.datetime(2026, 11, 2, 9, 5, tzinfo=dt.timezone.utc)
+    (pay,) = map_webhook(probe, json.loads(odoo_body("account.payment", 42, state="canceled", payment_type="inbound",
+                                                     amount=10.0, currency_id=1,
+                                                     write_date="2026-11-02 09:01:02.123456")), received)
+    assert (pay["event_id"], pay["type"]) == ("odoo:prod:account.payment:42:cancelled", "payment.cancelled")
+    assert pay["attributes"]["precision"] == "exact" and pay["occurred_at"].startswith("2026-11-02T09:01:02")
+    assert pay["correlation_id"] == "odoo:prod:account.payment:42" and pay["currency"] == "EUR"
+    (inv,) = map_webhook(probe, json.loads(odoo_body("account.move", 7, state="cancel", move_type="out_invoice")),
+                         received)
+    assert inv["event_id"] == "odoo:prod:account.move:7:cancelled" and inv["attributes"]["precision"] == \
+        "webhook_receipt" and inv["occurred_at"] == "2026-11-02T09:05:00Z"
+    assert map_webhook(probe, json.loads(odoo_body("account.payment", 43, state="draft")), received) == []

@@ -118,6 +118,10 @@ def test_money_api_and_metrics(api_factory, money_data):
     events = next(x for x in text.splitlines() if x.startswith("revwatch_slo_window_events{")
                   and 'slo="pp-money"' in x and 'group="USD"' in x and 'window="slo"' in x)
     assert float(events.rsplit(" ", 1)[1]) == 40.0                     # currency units, not 1/10 000
+    r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = api.client.get("/ui/").text                      # the overview shows the budget in money
+    assert "350.05 EUR / 1,350.15 EUR" in page and "30.00 USD / 40.00 USD" in page
 
 
 def test_money_slo_attribution_per_currency_group(api_factory, money_data):

@@ -95,6 +95,16 @@ def line_chart(times: list[dt.datetime], series: dict[str, list[float | None]], 
     for idx, (name, vs) in enumerate(series.items()):
         pts = [None if v is None else (left + i * pw / n, y(v)) for i, v in enumerate(vs)]
         parts.append(f'<path class="s{idx % 4}" d="{_path(pts)}"><title>{escape(name)}</title></path>')
+    # values on hover, without script (the CSP allows none inline): every point carries its own <title>, which the
+    # browser shows as a tooltip; the hit area is a transparent circle a little larger than the line
+    for idx, (name, vs) in enumerate(series.items()):
+        for i, val in enumerate(vs):
+            if val is None or i >= len(times):
+                continue
+            v = val
+            label = f"{times[i]:%Y-%m-%d %H:%M} UTC · {name}: {y_format.format(v)}"
+            parts.append(f'<circle class="pt s{idx % 4}" cx="{left + i * pw / n:.1f}" cy="{y(v):.1f}" r="4">'
+                         f'<title>{escape(label)}</title></circle>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -6,6 +6,7 @@ one stuck read per journey with one money read for all of them, and the open ale
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -16,10 +17,11 @@ from anomaly.detectors import list_findings
 from revwatch.journeys import money as jmoney
 from revwatch.store import StoreError
 from revwatch.units import as_utc, utcnow
+from slo.annotations import marks
 from slo.breakdown import breakdown
 from slo.engine import SloResult
 from slo.forecast import forecast
-from slo.history import Series, bucket_series, burn_down
+from slo.history import Series, bucket_series
 from slo.state import SEVERITY
 
 log = logging.getLogger("revwatch.webui")
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from revwatch.api import AppContext
 
 STUCK_LIMIT = 1000
+MINUTE_ = dt.timedelta(minutes=1)
 
 
 def _page_threshold(r: SloResult) -> float | None:
@@ -39,6 +42,17 @@ def sparklines(ctx: AppContext) -> Series:
     """Hourly good/total of every SLO and group over the last 24 h (one rollup read)."""
     at = utcnow()
     return bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1))
+
+
+def slo_matches(r: SloResult, q: str) -> bool:
+    """The overview's SLO search: `q` (case-insensitive) in the name, description or group, or in the ownership
+    keys (slo.ownership.Ownership.matches: owner, team, service, tier)."""
+    if not q:
+        return True
+    needle = q.lower()
+    c = r.spec.config
+    return (any(needle in (x or "").lower() for x in (c.name, c.description, r.group, c.journey))
+            or (r.spec.ownership.matches(q)))
 
 
 def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
@@ -55,11 +69,32 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
                      "days_left": b["days_until_exhausted"].get("1h"), "burn_1h": d["windows"]["1h"]["burn_rate"],
                      "events": d["windows"]["slo"]["total"], "bad": d["windows"]["slo"]["bad"],
                      "spark": [bk.burn_rate(r.spec.config.objective) if bk.total else None for bk in buckets],
-                     "page_threshold": _page_threshold(r),
+                     "page_threshold": _page_threshold(r), "ownership": r.spec.ownership.as_dict(),
                      "money": b.get("money"),        # budgeting amount: the budget in money (decimal strings)
                      "firing": [a for a in d["alerts"] if a["firing"]]})
     rows.sort(key=lambda x: (SEVERITY[x["status"]], x["name"], x["group"]))
     return rows
+
+
+def alert_groups(rows: list[dict], delivered: list[dict] | None) -> list[dict]:
+    """Open alerts grouped per SLO, as Grafana / Pyrra show them: one entry per SLO (and group) with its state (the
+    one decision), its firing burn-rate conditions and the Alertmanager alerts that name it inside; Alertmanager
+    alerts that name no configured SLO come last, one entry each. Most urgent first (the rows' order)."""
+    by_slo: dict[str, list[dict]] = defaultdict(list)
+    loose: list[dict] = []
+    names = {r["name"] for r in rows}
+    for a in delivered or []:
+        (by_slo[a["slo"]] if a.get("slo") in names else loose).append(a)
+    out, placed = [], set()
+    for r in rows:
+        am = by_slo.get(r["name"], []) if r["name"] not in placed else []
+        if r["firing"] or am:
+            placed.add(r["name"])
+            out.append({"slo": r["name"], "group": r["group"], "status": r["status"], "conditions": r["firing"],
+                        "delivered": am})
+    out += [{"slo": None, "group": "", "status": a.get("severity") or "", "conditions": [], "delivered": [a]}
+            for a in loose]
+    return out
 
 
 def stuck_items(ctx: AppContext, journey: str, now: dt.datetime | None = None) -> list[dict]:
@@ -132,45 +167,130 @@ def impact_summary(annotations: dict) -> dict[str, str]:
 
 
 
-RANGES = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "window": None}
+RANGES = {"1h": dt.timedelta(hours=1), "6h": dt.timedelta(hours=6), "24h": dt.timedelta(hours=24),
+          "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30), "window": None}
+MAX_CUSTOM_RANGE = dt.timedelta(days=400)
+HISTORY_PERIODS = 6                          # budget history: this many SLO windows back, for monthly reporting
 
 
-def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "window") -> dict | None:
-    """Everything of the SLO detail page over `span` (the SLO window, or its last 7 d / 24 h); None when no SLO
-    has that name. About 144 points per chart whatever the range; bad events over at most the last 7 days."""
+def _zoomed_sli_axis(values: list[float | None], objective: float) -> tuple[float, float]:
+    """The SLI axis around the objective (as Grafana SLO / Pyrra draw it): from a little below the lowest point or
+    five error budgets below the objective, whichever is lower, to 100 %, never below 0."""
+    finite = [v for v in values if v is not None]
+    lo = min(finite + [objective - 5 * (1 - objective)])
+    return max(0.0, lo - (1 - objective) * 0.5), 1.0
+
+
+def _budget_line(buckets: list, result: SloResult, window_start: dt.datetime) -> list[float | None] | None:
+    """The SLO window's error budget left after each point, ending exactly at the header's number: going back from
+    the evaluation, remaining(t) = remaining(now) + bad after t / allowed. Points before the window started are
+    gaps (that budget did not exist yet). None for time-slice budgeting (its budget counts minutes, the points
+    count events: not comparable, so nothing is drawn rather than something wrong)."""
+    if result.spec.config.budgeting not in ("occurrences", "amount"):
+        return None
+    w = result.windows["slo"]
+    allowed = (1 - result.spec.config.objective) * w.total
+    final = result.budget["remaining_ratio"]
+    if allowed <= 0:
+        return [None if b.start < window_start else final for b in buckets]
+    out: list[float | None] = []
+    after = sum(b.bad for b in buckets)
+    for b in buckets:
+        after -= b.bad
+        out.append(None if b.start < window_start else final + after / allowed)
+    return out
+
+
+def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "window",
+               frm: dt.datetime | None = None, to: dt.datetime | None = None) -> dict | None:
+    """Everything of the SLO detail page over a range: a preset (`RANGES`: the last 1 h … 30 d, or the SLO window)
+    or a custom `frm`/`to`; None when no SLO has that name.
+
+    What each part computes (the page says it too): the header, windows table and alert conditions are the SLO
+    evaluated as of the range's end (`to`, else the evaluator's latest); the SLI and burn-rate charts are each
+    point's own ratio (about 144 points), with the previous period of the same length for comparison; the budget
+    chart is the SLO window's budget as it stood after each point, ending at the header's number (never a budget
+    of the range's own traffic, never clipped). The budget history (`budget_history`, its own page: it evaluates
+    the SLO HISTORY_PERIODS times) is linked. Bad events are broken down over the range, at most its last 7 days."""
     spec = ctx.slo.spec(name)
     if spec is None:
         return None
-    results = [r for r in (ctx.slo.latest or []) if r.spec.name == name] or ctx.slo.evaluate(names=[name])
-    at = results[0].at if results else utcnow()
-    lo, hi = spec.window_bounds(at)
-    shown = RANGES.get(span)
-    if shown:
-        lo = max(lo, hi - shown)
+    if to is not None:
+        results = ctx.slo.evaluate(at=to, names=[name])
+    else:
+        results = [r for r in (ctx.slo.latest or []) if r.spec.name == name] or ctx.slo.evaluate(names=[name])
+    at = results[0].at if results else (to or utcnow())
+    wlo, whi = spec.window_bounds(at)
+    hi = min(whi, at + MINUTE_) if to is None else at
+    if frm is not None:
+        lo, span = frm, "custom"
+    elif span == "window":
+        lo = wlo
+    else:
+        lo = hi - (RANGES.get(span) or dt.timedelta(hours=24))
     minutes = max(1, int((hi - lo).total_seconds() // 60 // 144))
-    series = bucket_series(ctx.store, [spec], lo, hi, dt.timedelta(minutes=minutes))
+    step = dt.timedelta(minutes=minutes)
+    series = bucket_series(ctx.store, [spec], lo, hi, step)
+    previous = bucket_series(ctx.store, [spec], lo - (hi - lo), lo, step)
     thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts}, key=lambda x: -x[1])
     top = max((t for _, t in thresholds), default=1.0)
     cap = 3 * top
+    obj = spec.config.objective
     groups = []
     for r in results:
         if group is not None and r.group != group:
             continue
         buckets = series.of(name, r.group)
-        obj = spec.config.objective
+        before = previous.of(name, r.group)
         burn = [b.burn_rate(obj) if b.total else None for b in buckets]
-        down = burn_down(buckets, obj)
+        sli = [b.sli for b in buckets]
+        prev_sli = [b.sli for b in before][:len(sli)]
+        down = _budget_line(buckets, r, wlo)
+        finite_down = [v for v in down or [] if v is not None]
+        totals = {k: (sum(b.good for b in bs), sum(b.total for b in bs)) for k, bs in (("range", buckets),
+                                                                                      ("previous", before))}
         groups.append({"group": r.group, "status": r.state, "result": r.as_dict(),
-                       "times": [b.start for b in buckets], "sli": [b.sli for b in buckets], "burn": burn,
+                       "times": [b.start for b in buckets], "sli": sli, "previous_sli": prev_sli,
+                       "sli_axis": _zoomed_sli_axis(sli + prev_sli, obj), "burn": burn,
                        "burn_max": min(cap, max([v for v in burn if v is not None] + [1.2 * top])),
                        "burn_clipped": any(v is not None and v > cap for v in burn),
-                       "burn_down": down, "burn_down_min": max(-1.0, min(down + [0.0]))})
+                       "burn_down": down, "burn_down_min": min(finite_down + [0.0]),
+                       "burn_down_max": max(finite_down + [1.0]),
+                       "range_totals": {k: {"good": g, "total": t, "bad": t - g, "sli": g / t if t else None}
+                                        for k, (g, t) in totals.items()}})
     bd_lo = max(lo, hi - dt.timedelta(days=7))
-    return {"spec": spec, "at": at, "window": (lo, hi), "bucket_minutes": minutes, "groups": groups,
-            "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
-            "ranges": list(RANGES), "selected_group": group,
+    notes = marks(ctx.slo.annotations, ctx.slo.adjustments.all(), lo, hi, spec.name, limit=50)   # slo/annotations.py
+    return {"spec": spec, "at": at, "window": (lo, hi), "slo_window": (wlo, whi), "bucket_minutes": minutes,
+            "marks": notes,
+            "groups": groups, "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
+            "ranges": list(RANGES), "selected_group": group, "custom": (frm, to),
+            "previous": (lo - (hi - lo), lo), "ownership": spec.ownership.as_dict(),
             "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo,
             "forecast": _forecast(ctx, spec, group)}
+
+
+def budget_history(ctx: AppContext, spec, at: dt.datetime, group: str | None,
+                   periods: int = HISTORY_PERIODS) -> list[dict]:
+    """The SLO over its last `periods` windows, newest first — the monthly (or weekly) report: each window's SLI,
+    bad and total, budget left at its end and state, from the same evaluation as everything else (as of each
+    window's end; the current window as of now). Calendar windows are the calendar periods; rolling windows are
+    back-to-back windows ending at `at`. A store failure leaves the history out (the rest of the page shows)."""
+    out: list[dict] = []
+    end = at
+    try:
+        for _ in range(periods):
+            lo, _hi = spec.window_bounds(end)
+            for r in ctx.slo.evaluate(at=end, names=[spec.name]):
+                if group is None or r.group == group:
+                    w = r.windows["slo"]
+                    out.append({"from": lo, "to": end, "group": r.group, "sli": w.sli, "good": w.good,
+                                "total": w.total, "bad": w.total - w.good, "state": r.state,
+                                "remaining_ratio": None if r.state == "no_data" else r.budget["remaining_ratio"],
+                                "met": None if w.sli is None else w.sli >= spec.config.objective})
+            end = lo - dt.timedelta(seconds=1)          # the window before this one, up to its last minute
+    except StoreError as e:
+        log.warning("budget history unavailable: %s", e)
+    return out
 
 
 def _forecast(ctx: AppContext, spec, group: str | None) -> list[dict] | None:

@@ -13,12 +13,13 @@ import datetime as dt
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -26,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from anomaly.findings import acknowledge
 from revwatch.journeys import AGING_LABELS, NotFound
 from revwatch.journeys.funnel import funnel
-from revwatch.api import ApiError, AppContext, ctx_of
+from revwatch.api import ApiError, AppContext, ctx_of, instant_param
 from revwatch.auth import allows
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import StoreError
@@ -84,7 +85,7 @@ def install(app: FastAPI) -> None:
     env.filters.update(FILTERS)
     env.globals.update(sparkline=charts.sparkline, budget_bar=charts.budget_bar, line_chart=charts.line_chart,
                        Line=charts.Line, waterfall=charts.waterfall, funnel_chart=charts.funnel_chart,
-                       state_labels=STATE_LABELS,
+                       state_labels=STATE_LABELS, alert_groups=data.alert_groups,
                        budget_units=units_phrase, enc=lambda s: quote(str(s), safe=""))
     refresh = max(5, int(ui_cfg.refresh.total_seconds()))
     sessions = Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds()),
@@ -199,6 +200,16 @@ def _headers() -> dict[str, str]:
             "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 
 
+def _ui_instant(value: str | None, field: str):
+    """An instant from a UI form: RFC 3339, or what a browser's datetime-local field sends (no zone: UTC, as the
+    page labels it)."""
+    if value is None or value == "":
+        return None
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?", value):
+        value += "Z"
+    return instant_param(value, field)
+
+
 def _safe_next(value: str | None, default: str = "/ui/") -> str:
     """Only local paths (no scheme, no //host): no open redirect through the sign-in form."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -261,19 +272,23 @@ async def logout(request: Request):
 @router.get("/", response_class=HTMLResponse)
 def root(request: Request, v: Viewer = Depends(viewer)):
     """The overview (people and header-adding proxies alike)."""
-    return overview(request, v)
+    return overview(request, request.query_params.get("q", ""), v)
 
 
 @router.get("/ui", response_class=HTMLResponse)
 @router.get("/ui/", response_class=HTMLResponse)
-def overview(request: Request, v: Viewer = Depends(viewer)):
-    """Every SLO and group, open alerts, top anomalies and stuck money per journey; refreshes itself."""
+def overview(request: Request, q: str = "", v: Viewer = Depends(viewer)):
+    """Every SLO and group (or those matching `q`: name, description, group, owner, team, service, tier), open
+    alerts, top anomalies and stuck money per journey; refreshes itself."""
     ctx = ctx_of(request)
     results = ctx.slo.latest_or_evaluate()
     at = ctx.slo.latest_at or (results[0].at if results else utcnow())
     series, _ = ctx.ui.sparklines.get()
     journeys, journeys_at = ctx.ui.journey_summaries.get()
-    return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(results, series),
+    q = q.strip()[:200]
+    shown = [r for r in results if data.slo_matches(r, q)]
+    return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(shown, series), q=q,
+                  total_slos=len(results),
                   alerts=_or_none(lambda: data.open_alerts(ctx)),
                   anomalies=_or_none(lambda: data.anomalies(ctx, status="open", limit=5)),
                   journeys=journeys, journeys_at=journeys_at, eval_seconds=ctx.slo.last_seconds,
@@ -291,15 +306,41 @@ def _or_none(read):
 
 @router.get("/ui/slos/{name}", response_class=HTMLResponse)
 def slo_page(request: Request, name: str, group: str | None = None, range: str = "window",
-             v: Viewer = Depends(viewer)):
-    """One SLO: SLI and burn rate over its window with thresholds, budget burn-down, windows, bad events."""
-    if range not in data.RANGES:
-        raise ApiError(400, f"range must be one of {', '.join(data.RANGES)}", "range")
-    detail = data.slo_detail(ctx_of(request), name, group, range)
+             from_: str | None = Query(None, alias="from"), to: str | None = None, v: Viewer = Depends(viewer)):
+    """One SLO over a range (presets, or custom from/to kept in the URL): SLI and burn rate with thresholds and the
+    previous period, the window's budget after each point, windows, alert conditions, budget history, bad events."""
+    if range not in data.RANGES and range != "custom":
+        raise ApiError(400, f"range must be one of {', '.join(data.RANGES)} (or from/to)", "range")
+    frm, until = _ui_instant(from_, "from"), _ui_instant(to, "to")
+    now = utcnow()
+    if until is not None and until > now:
+        until = None                                  # a custom end in the future is now
+    if frm is not None:
+        if frm >= (until or now):
+            raise ApiError(400, "from must be before to (and before now)", "from")
+        if (until or now) - frm > data.MAX_CUSTOM_RANGE:
+            raise ApiError(400, f"a custom range spans at most {data.MAX_CUSTOM_RANGE.days} days", "from")
+    elif range == "custom":
+        raise ApiError(400, "a custom range needs from (and optionally to)", "from")
+    detail = data.slo_detail(ctx_of(request), name, group, range, frm, until)
     if detail is None:
         return render(request, "error.html", http_status=404, viewer=v, title="No such SLO",
                       message=f"No SLO is named {name!r}.")
-    return render(request, "slo.html", viewer=v, d=detail)
+    return render(request, "slo.html", viewer=v, d=detail, history_periods=data.HISTORY_PERIODS)
+
+
+@router.get("/ui/slos/{name}/history", response_class=HTMLResponse)
+def slo_history_page(request: Request, name: str, group: str | None = None, v: Viewer = Depends(viewer)):
+    """An SLO's budget over its last windows (data.budget_history): SLI, bad/total, budget left, state."""
+    ctx = ctx_of(request)
+    spec = ctx.slo.spec(name)
+    if spec is None or spec.is_prometheus:
+        return render(request, "error.html", http_status=404, viewer=v, title="No such SLO",
+                      message=f"No SLO evaluated by revwatch is named {name!r}.")
+    latest = ctx.slo.latest_at or utcnow()
+    history = data.budget_history(ctx, spec, latest, group)
+    return render(request, "slo_history.html", viewer=v, d={"spec": spec, "history": history},
+                  multi=len({h["group"] for h in history}) > 1)
 
 
 @router.get("/ui/journeys", response_class=HTMLResponse)

@@ -4,6 +4,6 @@
 Only this module imports the command modules; each of them registers its commands on the root app of
 `revwatch.cli.app` when imported. The import order below is the order of the commands in `--help`."""
 from revwatch.cli.app import app, main
-from revwatch.cli import serve, init, keys, slo, trace, sim, anomaly, probes, journeys, dashboards, deadletters  # noqa: F401,E401,E501
+from revwatch.cli import serve, init, keys, slo, trace, sim, anomaly, probes, journeys, dashboards, deadletters, annotate  # noqa: F401,E401,E501
 
 __all__ = ["app", "main"]

@@ -71,6 +71,10 @@ class Target(abc.ABC):
         """A new key of `scope` (the token, shown once)."""
 
     @abc.abstractmethod
+    def annotate(self, body: dict) -> dict:
+        """Store an annotation (`POST /api/v1/annotations` body); the stored annotation."""
+
+    @abc.abstractmethod
     def keys_list(self) -> list[dict]:
         """Every key: id, scope, name, created_at, revoked."""
 
@@ -150,6 +154,20 @@ class LocalTarget(Target):
     def keys_list(self) -> list[dict]:
         from revwatch.auth import KeyStore
         return as_api_json(KeyStore(self.store).list())
+
+    def annotate(self, body: dict) -> dict:
+        from pydantic import ValidationError
+        from slo.annotations import AnnotationError, AnnotationLog, AnnotationRequest
+        from slo.spec import SpecError, resolve
+        try:
+            req = AnnotationRequest.model_validate(body)
+            return as_api_json(AnnotationLog(self.store).add(req, "cli", {s.name for s in resolve(self.cfg)})
+                               .as_dict())
+        except ValidationError as e:
+            first = e.errors()[0]
+            fail(f"{'.'.join(map(str, first['loc']))}: {first['msg'].removeprefix('Value error, ')}")
+        except (AnnotationError, SpecError) as e:
+            fail(str(e))
 
     def keys_revoke(self, key_id: str) -> bool:
         from revwatch.auth import KeyStore
@@ -289,6 +307,9 @@ class RemoteTarget(Target):
 
     def keys_list(self) -> list[dict]:
         return self.request("GET", "/api/v1/keys")["keys"]
+
+    def annotate(self, body: dict) -> dict:
+        return self.request("POST", "/api/v1/annotations", scope="ingest", json=body)
 
     def keys_revoke(self, key_id: str) -> bool:
         self.request("DELETE", f"/api/v1/keys/{key_id}")     # an unknown id is the server's 404: exit 2

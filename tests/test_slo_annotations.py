@@ -1,0 +1,69 @@
+"""Annotations: API (ingest to write, read to list), CLI, returned with (as-of) evaluations, adjustments shown as
+annotations, exposed for Grafana's annotation query."""
+import datetime as dt
+import json
+from pathlib import Path
+
+from tests.support.servers import revwatch_cmd
+
+ROOT = Path(__file__).parents[1]
+
+CFG = """
+slos:
+  - {name: api, objective: 0.99, window: 1d, sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}
+  - {name: other, objective: 0.99, window: 1d, sli: {kind: span_ratio, service: erp, bad_when: {StatusCode: Error}}}
+adjustments:
+  - {name: nightly, start: "2026-01-01T02:00", duration: 30m, rrule: FREQ=DAILY, slos: [api]}
+"""
+
+
+def test_annotations_api_evaluations_and_grafana(api_factory):
+    api = api_factory(CFG)
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    deploy = {"time": (now - dt.timedelta(hours=2)).isoformat(), "text": "deploy billing 4.2.1", "slos": ["api"],
+              "tags": ["deploy"]}
+    assert api.post("/api/v1/annotations", json=deploy, scope="read").status_code == 403
+    r = api.post("/api/v1/annotations", json=deploy)                       # ingest key
+    assert r.status_code == 201, r.text
+    upgrade = {"time": (now - dt.timedelta(hours=30)).isoformat(), "text": "Odoo 18 upgrade", "tags": ["odoo-upgrade"]}
+    assert api.post("/api/v1/annotations", json=upgrade).status_code == 201
+    for bad, field in [({"time": "yesterday"}, "time"), ({"time": "2026-12-01T10:00:00"}, "time"),
+                       ({"text": ""}, "text"), ({"slos": ["nope"]}, "slos"), ({"tags": ["a b"]}, "tags"),
+                       ({"colour": "red"}, "colour")]:
+        r = api.post("/api/v1/annotations", json={**deploy, **bad})
+        assert r.status_code == 400 and r.json()["field"] == field, (bad, r.text)
+    assert api.post("/api/v1/annotations", content=b"[1]").json() == {"error": "body must be an annotation object",
+                                                                       "field": "body"}
+    items = api.get("/api/v1/annotations", params={"from": (now - dt.timedelta(days=2)).isoformat()}).json()["items"]
+    texts = [i["text"] for i in items]
+    assert "deploy billing 4.2.1" in texts and "Odoo 18 upgrade" in texts
+    assert any(i["tags"] == ["adjustment", "exclude"] and i["slos"] == ["api"] for i in items)   # adjustments too
+    mine = api.get("/api/v1/annotations", params={"slo": "other", "tag": "deploy"}).json()["items"]
+    assert mine == []                                                      # the deploy concerns api only
+    assert [i["text"] for i in api.get("/api/v1/annotations", params={"tag": "deploy"}).json()["items"]] == [
+        "deploy billing 4.2.1"]
+    # with the evaluation: the 24 h before `at`; the global upgrade is 30 h old now, inside as of 10 h ago
+    docs = {d["name"]: d for d in api.get("/api/v1/slos").json()["slos"]}
+    assert [a["text"] for a in docs["api"]["annotations"]] == ["deploy billing 4.2.1"]
+    assert docs["other"]["annotations"] == []
+    past = (now - dt.timedelta(hours=10)).isoformat()
+    docs = {d["name"]: d for d in api.get("/api/v1/slos", params={"at": past}).json()["slos"]}
+    assert [a["text"] for a in docs["other"]["annotations"]] == ["Odoo 18 upgrade"]
+    from webui.data import slo_detail
+    shown = [m.text for m in slo_detail(api.ctx, "api", None, "24h")["marks"]]      # the SLO page's list
+    assert "deploy billing 4.2.1" in shown and any(t.startswith("budget adjustment nightly") for t in shown)
+    api.ctx.slo.evaluate_and_cache()
+    metrics = api.get("/metrics").text
+    assert 'revwatch_annotation_time_seconds{id="' in metrics and 'text="deploy billing 4.2.1"' in metrics
+
+
+def test_revwatch_annotate_cli(tmp_path):
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(f"data_dir: {tmp_path / 'data'}\n" + CFG)
+    r = revwatch_cmd("annotate", "incident INC-7 opened", "--config", str(cfg), "--slo", "api", "--tag", "incident",
+                     "--at", "2026-12-01T10:00:00Z", "--json", env={"PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["time"] == "2026-12-01T10:00:00+00:00" and doc["slos"] == ["api"] and doc["tags"] == ["incident"]
+    bad = revwatch_cmd("annotate", "x", "--config", str(cfg), "--slo", "nope", env={"PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "revwatch: unknown SLO 'nope'", bad.stderr

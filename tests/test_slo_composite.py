@@ -1,0 +1,83 @@
+"""Composite SLOs: hand counts for both roll-ups, their own budget and alerts, and validation."""
+import datetime as dt
+
+import pytest
+
+from revwatch.config import ConfigError, load_config
+from slo.engine import SloEngine
+from slo.spec import SpecError, resolve
+from tests.support.slo_data import anchor
+
+M = dt.timedelta(minutes=1)
+
+
+def traffic(store, start, minutes, service, every_nth_bad=0):
+    """10 spans a minute, one every 6 s from `start`; every n-th fails (0: none)."""
+    t0 = int(start.timestamp())
+    bad = f"number % {every_nth_bad} = 0" if every_nth_bad else "0"
+    store.command(f"""
+        INSERT INTO {store.table('spans')} (Timestamp, TraceId, SpanId, ServiceName, SpanName, StatusCode, Duration,
+                                           CorrelationId)
+        SELECT fromUnixTimestamp64Nano(toInt64(({t0} + number * 6) * 1000000000), 'UTC'),
+               lower(hex(MD5(concat('{service}', toString(number))))) AS tid, substring(tid, 1, 16), '{service}',
+               'call', if({bad}, 'Error', 'Ok'), 1000000, tid
+        FROM numbers({minutes * 10})""")
+
+
+def cfg_text(rollup, weights="{a: 3, b: 1, c: 2}"):
+    return f"""
+slos:
+  - {{name: a, objective: 0.99, window: 1d, sli: {{kind: span_ratio, service: sa, bad_when: {{StatusCode: Error}}}}}}
+  - {{name: b, objective: 0.99, window: 1d, sli: {{kind: span_ratio, service: sb, bad_when: {{StatusCode: Error}}}}}}
+  - {{name: c, objective: 0.99, window: 1d, sli: {{kind: span_ratio, service: sc, bad_when: {{StatusCode: Error}}}}}}
+  - {{name: o2c, objective: 0.99, window: 1d, team: finance,
+      composite: {{members: [a, b, c], rollup: {rollup}, weights: {weights}}}}}
+"""
+
+
+@pytest.fixture
+def two_members(store):
+    T = anchor(3)
+    traffic(store, T - 25 * 60 * M, 26 * 60, "sa", every_nth_bad=10)     # a: 10 % bad — SLI 0.9, burn 10
+    traffic(store, T - 25 * 60 * M, 26 * 60, "sb")                        # b: all good; c: no data at all
+    return T - dt.timedelta(seconds=30)           # every window of whole minutes holds 10 spans a minute exactly
+
+
+def test_weighted_rollup_hand_count(store, make_config, two_members):
+    [r] = SloEngine(store, make_config(cfg_text("weighted"))).evaluate(two_members, names=["o2c"])
+    for w in ("5m", "1h", "1d", "slo"):
+        # c has no data: left out, weights renormalised over a (3) and b (1): (3 · 0.9 + 1 · 1.0) / 4
+        assert r.windows[w].sli == pytest.approx(0.925) and r.windows[w].total == 4, w
+        assert r.windows[w].burn_rate == pytest.approx(7.5), w
+    assert r.budget["remaining_ratio"] == pytest.approx(1 - 7.5)
+    assert r.state == "page"                                        # its own burn-rate tiers (1d period)
+    d = r.as_dict()
+    assert d["kind"] == "composite" and d["team"] == "finance"
+    assert [a for a in d["alerts"] if a["severity"] == "page" and a["firing"]]
+
+
+def test_least_healthy_rollup_hand_count(store, make_config, two_members):
+    res = {r.spec.name: r for r in SloEngine(store, make_config(cfg_text("least_healthy"))).evaluate(two_members)}
+    r = res["o2c"]
+    for w in ("5m", "1h", "1d", "slo"):
+        # a burns 10x its budget, b 0: a decides; SLI in the composite's objective: 1 − 10 · 0.01
+        assert r.windows[w].burn_rate == pytest.approx(10.0) and r.windows[w].sli == pytest.approx(0.9), w
+    assert r.budget["remaining_ratio"] == pytest.approx(res["a"].budget["remaining_ratio"]) == pytest.approx(-9)
+    assert {"a", "b", "c", "o2c"} == set(res)                       # members are evaluated and reported too
+
+
+def test_composite_validation(tmp_path, make_config):
+    for text, words in [
+        ("composite: {members: [a], rollup: weighted}", "at least 2 items"),
+        ("composite: {members: [a, b], rollup: best}", "'weighted' or 'least_healthy'"),
+        ("composite: {members: [a, b], weights: {z: 1}}", "weights: 'z' is not a member"),
+        ("composite: {members: [a, b], weights: {a: 0}}", "weights must be positive"),
+        ("composite: {members: [a, b]}, window: calendar_month", "rolling window"),
+        ("composite: {members: [a, b]}, sli: {kind: span_ratio, bad_when: {StatusCode: Error}}", "has no sli"),
+    ]:
+        p = tmp_path / "rw.yaml"
+        p.write_text("slos:\n - {name: x, objective: 0.9, " + text + "}\n")
+        with pytest.raises(ConfigError, match=words):
+            load_config(p)
+    with pytest.raises(SpecError, match="composite.members: unknown SLO 'zz'"):
+        resolve(make_config(cfg_text("weighted", "{}").replace("members: [a, b, c]", "members: [a, zz]")))
