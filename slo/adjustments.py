@@ -241,3 +241,27 @@ def check_slos(config: AdjustmentConfig, slo_names: set[str], where: str) -> Non
     unknown = sorted(set(config.slos or []) - slo_names)
     if unknown:
         raise AdjustmentError(f"unknown SLO {unknown[0]!r}", where)
+
+
+def declared(cfg, slo_names: list[str]) -> list[Adjustment]:
+    """The config's adjustments and those of its `openslo_v2alpha_files`, checked against the SLO names; raises
+    slo.spec.SpecError (one line) on a bad one."""
+    from slo.openslo_v2 import OpenSloV2Error, load_adjustments
+    from slo.spec import SpecError, _config_path
+    out = [Adjustment(a) for a in cfg.adjustments]
+    try:
+        for f in cfg.openslo_v2alpha_files:
+            out += load_adjustments(_config_path(cfg, f), slo_names)
+    except OpenSloV2Error as e:
+        raise SpecError(str(e)) from None
+    names = set(slo_names)
+    seen: set[str] = set()
+    for a in out:
+        try:
+            check_slos(a.config, names, "slos")
+        except AdjustmentError as e:
+            raise SpecError(f"adjustments: {a.name}: slos: {e}") from None
+        if a.name in seen:
+            raise SpecError(f"adjustments: duplicate adjustment name {a.name!r}")
+        seen.add(a.name)
+    return out

@@ -23,7 +23,7 @@ from decimal import Decimal
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
-from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
+from slo.adjustments import EMPTY, AdjustmentBook, Plan, declared as declared_adjustments, minutes_in
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
 from slo.composite import roll, window_names as composite_windows
 from slo.exhaustion import exhaustion_alerts, forecast_windows
@@ -210,7 +210,7 @@ class SloEngine:
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite])
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
-        self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
+        self.adjustments = AdjustmentBook(store, declared_adjustments(cfg, [s.name for s in every]))
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
