@@ -209,7 +209,7 @@ def test_overview_to_stuck_payment_timeline_in_three_clicks(site, browser):
         s.page.wait_for_load_state("networkidle")
         first = s.page.locator("table.stuck tbody tr").first
         cid = first.locator("a").inner_text()
-        assert cid == facts["stuck"][0]["correlation_id"]                  # oldest first
+        assert cid == facts["stuck"][0].correlation_id                # oldest first
         assert re.search(r"\d", first.locator("td").nth(5).inner_text())  # the payment's amount is shown
         first.locator("a").click()                                                                  # click 2: item
         s.page.wait_for_load_state("networkidle")

@@ -6,6 +6,7 @@ one stuck read per journey with one money read for all of them, and the open ale
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -74,6 +75,27 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
                      "firing": [a for a in d["alerts"] if a["firing"]]})
     rows.sort(key=lambda x: (SEVERITY[x["status"]], x["name"], x["group"]))
     return rows
+
+
+def alert_groups(rows: list[dict], delivered: list[dict] | None) -> list[dict]:
+    """Open alerts grouped per SLO, as Grafana / Pyrra show them: one entry per SLO (and group) with its state (the
+    one decision), its firing burn-rate conditions and the Alertmanager alerts that name it inside; Alertmanager
+    alerts that name no configured SLO come last, one entry each. Most urgent first (the rows' order)."""
+    by_slo: dict[str, list[dict]] = defaultdict(list)
+    loose: list[dict] = []
+    names = {r["name"] for r in rows}
+    for a in delivered or []:
+        (by_slo[a["slo"]] if a.get("slo") in names else loose).append(a)
+    out, placed = [], set()
+    for r in rows:
+        am = by_slo.get(r["name"], []) if r["name"] not in placed else []
+        if r["firing"] or am:
+            placed.add(r["name"])
+            out.append({"slo": r["name"], "group": r["group"], "status": r["status"], "conditions": r["firing"],
+                        "delivered": am})
+    out += [{"slo": None, "group": "", "status": a.get("severity") or "", "conditions": [], "delivered": [a]}
+            for a in loose]
+    return out
 
 
 def stuck_items(ctx: AppContext, journey: str, now: dt.datetime | None = None) -> list[dict]:
