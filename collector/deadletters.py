@@ -102,7 +102,9 @@ class DeadLetters:
         kept = body[:self.cfg.max_body_bytes]
         ident = letter_id(door, source, reason, kept)
         now = dt.datetime.now(dt.timezone.utc)
-        self.metrics.deadletters_total.labels(source or "-", reason).inc()
+        # an unknown source's name is whatever an unauthenticated caller put in the URL: never a label value
+        self.metrics.deadletters_total.labels("-" if reason == "unknown_source" or not source else source,
+                                              reason).inc()
         with self._lock:
             p = self._pending.get(ident)
             if p is not None:
