@@ -82,11 +82,11 @@ def get_funnel(journey: str, request: Request, since: str | None = None, until: 
         raise ApiError(404, f"unknown journey {journey!r} (configured: {', '.join(ctx.config.journeys) or 'none'})",
                        "journey")
     hi = instant_param(until, "until") or utcnow()
-    lo = instant_param(since, "since") or hi - dt.timedelta(days=7)
-    if lo >= hi:
-        raise ApiError(400, "since must be before until", "since")
-    if hi - lo > MAX_FUNNEL_RANGE:
-        raise ApiError(400, f"at most {MAX_FUNNEL_RANGE.days} days per funnel", "since")
+    asked = instant_param(since, "since") or hi - dt.timedelta(days=7)
+    # the range read is at most MAX_FUNNEL_RANGE, ending at `until` (its cost grows with the days read); an inverted
+    # range is empty. The reply states the range actually read and whether it was cut, so nothing is silent.
+    lo = min(max(asked, hi - MAX_FUNNEL_RANGE), hi)
     filters = funnel_filters(attr, source)
     found = funnel(ctx.store, ctx.config.journeys, journey, lo, hi, filters, by)
-    return {"journey": journey, "filters": filters, "by": by, "funnels": [f.as_dict() for f in found]}
+    return {"journey": journey, "filters": filters, "by": by, "since": lo.isoformat(), "until": hi.isoformat(),
+            "range_cut": asked < hi - MAX_FUNNEL_RANGE, "funnels": [f.as_dict() for f in found]}

@@ -183,7 +183,7 @@ def _document_parameters(doc: dict, app: FastAPI) -> None:
     journeys = sorted(ctx.config.journeys) if ctx is not None else []
     from anomaly.routes import KINDS
     rules: dict[str, dict] = {
-        "at": _DATE_TIME, "since": _DATE_TIME, "until": _DATE_TIME,
+        "at": _DATE_TIME, "since": _DATE_TIME, "until": _DATE_TIME, "from": _DATE_TIME, "to": _DATE_TIME,
         "attr": {"type": "string", "pattern": r"^[^:]+:.+$", "description": "KEY:VALUE, e.g. invoice_ref:INV/1"},
         "journey": {"type": "string", "enum": journeys}, "stuck": {"type": "string", "enum": journeys},
         "kind": {"type": "string", "enum": list(KINDS)},

@@ -42,9 +42,7 @@ def list_adjustments(request: Request, start: str | None = Query(None, alias="fr
     last and the next 30 days)."""
     now = utcnow()
     lo = instant_param(start, "from") or now - dt.timedelta(days=30)
-    hi = instant_param(end, "to") or now + dt.timedelta(days=30)
-    if hi <= lo:
-        raise ApiError(400, "to must be after from", "to")
+    hi = max(instant_param(end, "to") or now + dt.timedelta(days=30), lo)   # an inverted range is empty
     book = ctx_of(request).slo.adjustments
     return {"from": lo.isoformat(), "to": hi.isoformat(), "items": [_adjustment_doc(a, lo, hi) for a in book.all()]}
 
@@ -90,11 +88,9 @@ def list_annotations(request: Request, start: str | None = Query(None, alias="fr
     `tag`; budget adjustments' occurrences are included as annotations tagged `adjustment`. Newest first."""
     now = utcnow()
     lo = instant_param(start, "from") or now - dt.timedelta(days=7)
-    hi = instant_param(end, "to") or now
-    if hi < lo:
-        raise ApiError(400, "to must not be before from", "to")
+    hi = max(instant_param(end, "to") or now, lo)              # an inverted range is empty
     engine = ctx_of(request).slo
     if slo is not None and engine.spec(slo) is None:
-        raise ApiError(400, f"no SLO named {slo!r}", "slo")
+        raise ApiError(404, f"no SLO named {slo!r}", "slo")
     items = marks(engine.annotations, engine.adjustments.all(), lo, hi, slo, tag, limit)
     return {"from": lo.isoformat(), "to": hi.isoformat(), "items": [a.as_dict() for a in items]}

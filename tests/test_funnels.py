@@ -102,8 +102,13 @@ def test_funnel_api(api_factory):
     assert api.get("/api/v1/funnels/nope").status_code == 404
     assert api.get("/api/v1/funnels/revenue", params={"attr": "gateway"}).json()["field"] == "attr"
     assert api.get("/api/v1/funnels/revenue", params={"since": "x"}).json()["field"] == "since"
-    assert api.get("/api/v1/funnels/revenue", params={"since": NOW.isoformat(),
-                                                      "until": since}).json()["field"] == "since"
+    inverted = api.get("/api/v1/funnels/revenue", params={"since": NOW.isoformat(), "until": since}).json()
+    assert inverted["since"] == inverted["until"] and inverted["funnels"][0]["started"] == 0   # an empty range
+    long = api.get("/api/v1/funnels/revenue", params={"since": (NOW - dt.timedelta(days=400)).isoformat(),
+                                                      "until": NOW.isoformat()}).json()
+    assert long["range_cut"] and dt.datetime.fromisoformat(long["since"]) == NOW - dt.timedelta(days=93)
+    cut = api.get("/api/v1/funnels/revenue", params={"since": long["since"], "until": NOW.isoformat()}).json()
+    assert long["funnels"] == cut["funnels"] and not cut["range_cut"]  # the 93 days read end at `until`
     assert api.client.get("/api/v1/funnels/revenue").status_code == 401
 
 
