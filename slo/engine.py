@@ -23,7 +23,8 @@ from decimal import Decimal
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
-from slo.adjustments import EMPTY, AdjustmentBook, Plan, declared as declared_adjustments, minutes_in
+from slo.adjustments import (EMPTY, AdjustmentBook, Plan, adjusted_columns, declared as declared_adjustments,
+                              minutes_in)
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
 from slo.composite import roll, window_names as composite_windows
 from slo.exhaustion import exhaustion_alerts, forecast_windows
@@ -449,24 +450,6 @@ class SloEngine:
         for r in results:
             alert_state(r, before.get((r.spec.name, r.group)))
 
-    @staticmethod
-    def _adjusted(params: dict, plans: dict[str, Plan]) -> str:
-        """`g` and `t` of a rollup row with budget adjustments applied (slo/adjustments.py): an excluded minute
-        counts nothing, a `good` minute counts its events as good. Intervals go in as array parameters."""
-        rows = [(name, kind, int(a.timestamp()), int(b.timestamp())) for name, p in plans.items()
-                for kind, iv in (("x", p.exclude), ("g", p.good)) for a, b in iv]
-        if not rows:
-            return "Good AS g, Total AS t"
-        hit = {}
-        for kind in ("x", "g"):
-            mine = [r for r in rows if r[1] == kind]
-            params.update({f"adj_{kind}_slo": [r[0] for r in mine], f"adj_{kind}_lo": [r[2] for r in mine],
-                           f"adj_{kind}_hi": [r[3] for r in mine]})
-            hit[kind] = (f"arrayExists((n, lo, hi) -> n = Slo AND toInt64(toUnixTimestamp(Minute)) >= lo AND "
-                         f"toInt64(toUnixTimestamp(Minute)) < hi, {{adj_{kind}_slo:Array(String)}}, "
-                         f"{{adj_{kind}_lo:Array(Int64)}}, {{adj_{kind}_hi:Array(Int64)}})")
-        return f"multiIf({hit['x']}, 0, {hit['g']}, Total, Good) AS g, if({hit['x']}, 0, Total) AS t"
-
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass
         would write (`overlay`, bound as array parameters into `params`) in place of the stored ones."""
@@ -517,7 +500,7 @@ class SloEngine:
 SELECT Slo, GroupKey, any(ts) AS ts_, toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_,
        {', '.join(cols)}
 FROM (
-    SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
+    SELECT Slo, GroupKey, Minute, {adjusted_columns(params, plans)},
            dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
            Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                         toInt64(0)), 'UTC') AS in_slo,
@@ -576,7 +559,7 @@ FROM (
     SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur,
            toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_, {', '.join(inner)}
     FROM (
-        SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
+        SELECT Slo, GroupKey, Minute, {adjusted_columns(params, plans)},
                dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
                Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                             toInt64(0)), 'UTC') AS in_slo,

@@ -340,3 +340,17 @@ def test_out_of_order_milestones_are_counted_per_source_and_journey(api_factory)
     api.drain()
     doc = api.get("/api/v1/journeys/pay_3").json()
     assert [(j["status"], j["total_seconds"]) for j in doc["journeys"]] == [("completed", 0.0)]   # never negative
+
+
+def test_oversize_webhook_is_413_and_dead_lettered(api_factory):
+    api = api_factory(CONFIG + "server: {max_body_bytes: 2KiB}\n")
+    r = api.client.post("/api/v1/sources/stripe-live", content=b"{" + b" " * 4096 + b"}",
+                        headers={"Stripe-Signature": "t=1,v1=00"})
+    assert r.status_code == 413 and r.json()["field"] == "body"
+    (letter,) = letters(api, source="stripe-live")["items"]
+    assert letter["reason"] == "too_large" and letter["status"] == "open"
+    # never replayed: the body was not even read whole, nothing proved who sent it
+    assert api.post("/api/v1/deadletters/replay", scope="admin").json()["skipped"] == 1
+    for i in range(3):                           # unknown names in the URL never become metric label values
+        assert api.client.post(f"/api/v1/sources/x{i}", content=b"{}").status_code == 404
+    assert 'revwatch_deadletters_total{reason="unknown_source",source="-"} 3.0' in api.get("/metrics").text

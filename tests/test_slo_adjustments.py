@@ -7,6 +7,7 @@ import pytest
 from revwatch.config import AdjustmentConfig
 from slo.adjustments import Adjustment
 from slo.engine import SloEngine
+from slo.history import bucket_series
 
 M = dt.timedelta(minutes=1)
 UTC = dt.timezone.utc
@@ -92,6 +93,16 @@ def test_recurring_adjustment_removes_exactly_its_minutes_across_dst(store, make
         dt.datetime(2026, 3, 30, 0, 45, 40, tzinfo=UTC))}
     assert live["api"].windows["5m"].total == 0 and live["api2"].windows["5m"].total == 10
     assert live["api2"].windows["5m"].good == 10
+    # the charts read the same adjusted minutes: the hour 30th 00:00-01:00 holds 30 excluded minutes for api
+    engine = SloEngine(store, make_config(CFG))
+    api_spec = engine.spec("api")
+    engine.rollups.refresh(dt.datetime.now(UTC))            # charts read the stored minutes (the evaluator's)
+    series = bucket_series(store, [api_spec], dt.datetime(2026, 3, 30, tzinfo=UTC),
+                           dt.datetime(2026, 3, 30, 2, tzinfo=UTC), dt.timedelta(hours=1), engine.adjustments)
+    assert [(b.good, b.total) for b in series.of("api", "")] == [(60, 60), (60, 60)]   # 30 + 30 minutes × 2 spans
+    raw = bucket_series(store, [api_spec], dt.datetime(2026, 3, 30, tzinfo=UTC),
+                        dt.datetime(2026, 3, 30, 2, tzinfo=UTC), dt.timedelta(hours=1))
+    assert [(b.good, b.total) for b in raw.of("api", "")] == [(60, 120), (60, 120)]
 
 
 def test_api_adjustments_are_admin_retroactive_30_days_and_validated(api):

@@ -41,7 +41,8 @@ def _page_threshold(r: SloResult) -> float | None:
 def sparklines(ctx: AppContext) -> Series:
     """Hourly good/total of every SLO and group over the last 24 h (one rollup read)."""
     at = utcnow()
-    return bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1))
+    return bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1),
+                         ctx.slo.adjustments)
 
 
 def slo_matches(r: SloResult, q: str) -> bool:
@@ -230,8 +231,8 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
         lo = hi - (RANGES.get(span) or dt.timedelta(hours=24))
     minutes = max(1, int((hi - lo).total_seconds() // 60 // 144))
     step = dt.timedelta(minutes=minutes)
-    series = bucket_series(ctx.store, [spec], lo, hi, step)
-    previous = bucket_series(ctx.store, [spec], lo - (hi - lo), lo, step)
+    series = bucket_series(ctx.store, [spec], lo, hi, step, ctx.slo.adjustments)
+    previous = bucket_series(ctx.store, [spec], lo - (hi - lo), lo, step, ctx.slo.adjustments)
     thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts}, key=lambda x: -x[1])
     top = max((t for _, t in thresholds), default=1.0)
     cap = 3 * top
