@@ -97,7 +97,8 @@ def test_no_command_shows_help_and_exits_2(capsys):
 NEEDS = {("keys", "create"): ["--scope", "read"], ("keys", "revoke"): ["deadbeef"], ("slo", "rules"): ["-o", "x"],
          ("trace",): ["pay_1"], ("simulate",): ["--key", "k"], ("journeys", "search"): ["--journey", "j"],
          ("dashboards", "export"): ["-o", "x"], ("anomaly", "ack"): ["f_1"], ("anomaly", "series"): ["x.csv"],
-         ("deadletters", "show"): ["0123"], ("annotate",): ["deploy 1.2"]}
+         ("deadletters", "show"): ["0123"], ("annotate",): ["deploy 1.2"], ("slo", "forecast"): ["s"],
+         ("journeys", "funnel"): ["j"]}
 
 
 def _takes_config(path) -> bool:
