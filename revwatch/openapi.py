@@ -158,8 +158,8 @@ def build_openapi(app: FastAPI) -> dict:
                 op["description"] = (op.get("description", "") + f"\n\nNeeds a key with scope `{scope}` "
                                      "(admin keys may call every route).").strip()
                 statuses |= {401, 403, 503}
-            if "{" in path:
-                statuses.add(404)
+            if "{" in path or any(p.get("name") == "slo" for p in op.get("parameters", [])):
+                statuses.add(404)            # a path's resource, or the SLO a filter names, may not exist
             if key in INGEST_ROUTES:
                 statuses |= {413, 415, 503}
             if key in OTLP_ROUTES or key == ("POST", "/api/v1/events"):
