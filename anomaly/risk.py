@@ -1,7 +1,7 @@
 """Reconciliation-failure risk of every open payment: a calibrated probability and its reasons in plain words.
 
 Inputs, two kinds side by side:
-* red flags — what makes matching fail in Odoo, read from DESIGN §4 attributes: no / unknown / multi-invoice
+* red flags — what makes matching fail in Odoo, read from docs/events.md attributes: no / unknown / multi-invoice
   reference, paid vs invoiced gap, gateway fee netted out, currency other than the invoice's, invoice already
   paid, a partner nobody knows or another partner's invoice, time without posting, and the customer's and
   gateway's failure history;

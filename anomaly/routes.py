@@ -1,4 +1,4 @@
-"""HTTP routes of the anomaly findings (DESIGN §6): list with filters and cursor paging, one finding, acknowledge,
+"""HTTP routes of the anomaly findings (docs/http.md): list with filters and cursor paging, one finding, acknowledge,
 scan now; and `revwatch_anomalies_open{kind}` at scrape time."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from anomaly.findings import CURSOR_PATTERN, STATUSES, CursorError, acknowledge,
 from revwatch.api import ApiError, ctx_of, instant_param, require
 
 router = APIRouter()
-KindParam = Literal["billing_variance", "reconciliation_risk", "billing_aggregate", "metric"]
+KindParam = Literal["billing_variance", "reconciliation_risk", "billing_aggregate", "metric",
+                    "schema_drift"]        # schema_drift: collector.drift, recorded by revwatch.server
 StatusParam = Literal["open", "acknowledged", "resolved", "scored"]      # anomaly.findings.STATUSES
 OrderParam = Literal["score", "money"]                                    # anomaly.findings.ORDERS
 KINDS = get_args(KindParam)

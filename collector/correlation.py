@@ -1,4 +1,4 @@
-"""Correlation-ID and journey extraction (DESIGN.md §3).
+"""Correlation-ID and journey extraction (docs/events.md "Traces").
 
 Order: an event's own `correlation_id`; a span attribute from the configured list (`correlation.id`,
 `odoo.correlation_id`, `x-correlation-id`, …, resource attributes too); a W3C baggage entry `correlation.id`

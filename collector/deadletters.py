@@ -1,4 +1,4 @@
-"""Dead letters (docs/deadletters.md): every rejected item or request — validation, mapping, signature, unknown
+"""Dead letters (docs/sources.md): every rejected item or request — validation, mapping, signature, unknown
 source, over-size — kept with its raw body (the first `deadletters.max_body_bytes`), door, source, reason, first and
 last time seen and how often, so a sender's problem is visible and fixable, and replayable once it is fixed.
 
@@ -102,7 +102,9 @@ class DeadLetters:
         kept = body[:self.cfg.max_body_bytes]
         ident = letter_id(door, source, reason, kept)
         now = dt.datetime.now(dt.timezone.utc)
-        self.metrics.deadletters_total.labels(source or "-", reason).inc()
+        # an unknown source's name is whatever an unauthenticated caller put in the URL: never a label value
+        self.metrics.deadletters_total.labels("-" if reason == "unknown_source" or not source else source,
+                                              reason).inc()
         with self._lock:
             p = self._pending.get(ident)
             if p is not None:

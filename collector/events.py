@@ -1,4 +1,4 @@
-"""Business-event validation (DESIGN.md §4): a JSON array or NDJSON of events → rows of the `events` table.
+"""Business-event validation (docs/events.md): a JSON array or NDJSON of events → rows of the `events` table.
 
 Each item is checked on its own; a bad item is rejected with its index and a message naming the field, and
 the good ones are accepted. Amounts are decimal strings (a JSON number is refused: floats lose cents),

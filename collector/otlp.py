@@ -191,7 +191,7 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
                        status.message, *ev, *ln, cid or "", journey_of(span_attrs, res_attrs)]
                 pending.append((row, bool(cid)))
     # Spans of a trace without their own correlation attribute inherit the one a sibling carries
-    # (the child `odoo.execute_kw` of a `POST /payments` span), else fall back to the trace id (DESIGN §3).
+    # (the child `odoo.execute_kw` of a `POST /payments` span), else fall back to the trace id (docs/events.md).
     for row, has_own in pending:
         if not has_own:
             row[COL_CORRELATION] = trace_correlation.get(row[COL_TRACE_ID], row[COL_TRACE_ID])

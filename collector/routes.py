@@ -1,4 +1,4 @@
-"""HTTP routes of the collector: `POST /v1/traces` (OTLP/HTTP) and `POST /api/v1/events` (DESIGN.md §4, §6)."""
+"""HTTP routes of the collector: `POST /v1/traces` (OTLP/HTTP) and `POST /api/v1/events` (docs/events.md, http.md)."""
 from __future__ import annotations
 
 import contextlib
@@ -298,7 +298,7 @@ INLINE_BODY_BYTES = 16 * 1024
 
 
 async def ingest_events(ctx: AppContext, body: bytes, media: str, key_id: str | None) -> dict:
-    """Validate and spool a body of our own event format chunk by chunk; the reply of DESIGN §4 plus `conflicts`.
+    """Validate and spool a body of our own event format chunk by chunk; the reply of docs/events.md plus `conflicts`.
 
     A small body (the 1-event webhook, ≤ INLINE_BODY_BYTES) stays on the event loop and awaits the spool's group
     commit: no worker thread per request, which is what sets the small-request throughput. A bigger one is
@@ -353,6 +353,8 @@ async def ingest_items(ctx: AppContext, chunks: Iterator[ValidatedEvents], inlin
                         ctx.deadletters.add(door, label, "invalid_event", f"item {idx}: {error}", item_bytes(item))
             warnings += chunk.warnings[:MAX_REJECTED_LISTED - len(warnings)]
             if chunk.rows:
+                if ctx.sequencer is not None:           # before the intake remembers them: retries are skipped
+                    ctx.sequencer.observe(chunk.rows, label, ctx.intake.recent_events)
                 if inline:
                     out = await ctx.intake.accept_event_rows_async(chunk.rows, chunk.indexes)
                 else:

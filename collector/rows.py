@@ -44,7 +44,7 @@ class SpanRow(NamedTuple):
 
 
 class EventRow(NamedTuple):
-    """One business event (DESIGN §4)."""
+    """One business event (docs/events.md)."""
     EventId: str = ""
     Type: str = ""
     CorrelationId: str = ""

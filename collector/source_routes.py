@@ -1,4 +1,4 @@
-"""HTTP routes of named webhook sources and dead letters (docs/sources.md, docs/deadletters.md):
+"""HTTP routes of named webhook sources and dead letters (docs/sources.md):
 
 * `POST /api/v1/sources/{name}` — a configured source's webhook, authenticated by the source's own signature or
   URL token (collector.sources), mapped, then the one validation and spool path of every door;
@@ -250,7 +250,7 @@ def _chunks_of(items: Iterable) -> Iterator[ValidatedEvents]:
 _STATS = {"revwatch_source_received": "received", "revwatch_source_accepted": "accepted",
           "revwatch_source_duplicates": "duplicates", "revwatch_source_conflicts": "conflicts",
           "revwatch_source_rejected": "rejected", "revwatch_source_signature_failures": "signature_failures",
-          "revwatch_source_unknown_types": "unknown_types"}
+          "revwatch_source_unknown_types": "unknown_types", "revwatch_source_out_of_order": "out_of_order"}
 
 
 def source_stats(ctx: AppContext) -> list[dict]:
@@ -276,6 +276,10 @@ def source_stats(ctx: AppContext) -> list[dict]:
                 r[what] += int(s.value)
                 if what == "rejected":
                     r["rejected_by_reason"][s.labels["reason"]] = int(s.value)
+                elif what == "out_of_order":          # arrivals only; `occurred` is a subset of them
+                    if s.labels["order"] == "occurred":
+                        r[what] -= int(s.value)
+                        r["out_of_order_occurred"] = r.get("out_of_order_occurred", 0) + int(s.value)
             elif family.name == "revwatch_source_lateness_seconds":
                 late = row(src)["lateness"]
                 if s.name.endswith("_count"):

@@ -6,7 +6,7 @@ reports `section_up{section}` 1/0 per section; a missing model (checked in `ir.m
 (checked with `fields_get`), an access error or any other Odoo error disables that section only, with one log line
 when its state changes, and the run goes on. Only a transport failure or rejected credentials fail the run.
 
-Events (DESIGN §4) have deterministic ids `odoo:<db>:<model>:<id>:<what>`, so re-reading is harmless:
+Events (docs/events.md) have deterministic ids `odoo:<db>:<model>:<id>:<what>`, so re-reading is harmless:
 * invoices: correlation id is the move itself, `odoo:<db>:account.move:<id>` — a draft has no number ('/') and no
   payment_reference (both set by `_post`, addons/account/models/account_move.py), so created and posted of one
   invoice are one journey; `invoice_ref` (name), `payment_reference` and `invoice_origin` are attributes.
@@ -50,7 +50,7 @@ from probes.odoo_schema import SchemaReport, check_schema
 log = logging.getLogger("revwatch.probes.odoo")
 ODOO_DT = "%Y-%m-%d %H:%M:%S"
 INVOICE_TYPES = ["out_invoice", "out_refund"]
-# canonical types per record kind (DESIGN §4); a customer credit note (out_refund) is "issued" when posted
+# canonical types per record kind (docs/events.md); a customer credit note (out_refund) is "issued" when posted
 # (milestones: probes/odoo_milestones.py; `observed` is a posting seen without its time and shares the posted id)
 EVENT_TYPES = {
     "invoice": {"created": "invoice.created", "posted": "invoice.posted", "observed": "invoice.observed",

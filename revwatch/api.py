@@ -35,6 +35,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from collector.correlation import CorrelationRules
     from collector.intake import Intake
     from collector.deadletters import DeadLetters
+    from collector.sequencing import Sequencer
     from collector.sources import SourceRegistry
     from revwatch.journeys import JourneyService
     from collector.spool import Spool
@@ -71,6 +72,7 @@ class AppContext:
     metric_watcher: MetricWatcher | None = None   # online metric anomaly detector (configured series)
     sources: SourceRegistry | None = None   # named webhook sources and their mappings (collector.sources)
     deadletters: DeadLetters | None = None  # rejected items kept for inspection and replay (collector.deadletters)
+    sequencer: Sequencer | None = None      # out-of-order milestone arrivals (collector.sequencing)
 
 
 class ApiError(Exception):

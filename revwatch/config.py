@@ -273,6 +273,16 @@ class AlertMetaConfig(_Model):
     annotations: dict[str, str] = {}
 
 
+class ExhaustionTier(_Model):
+    """An exhaustion-time alert (slo/exhaustion.py): fires when the SLO window's budget left will be gone within
+    `within` at the burn rate of `burn_window` (already exhausted counts), beside the multi-window tiers."""
+    within: dt.timedelta
+    severity: Literal["page", "ticket"] = "page"
+    burn_window: Literal["5m", "30m", "1h", "2h", "6h", "1d", "3d"] = "1h"
+
+    _d = field_validator("within", mode="before")(classmethod(lambda cls, v: _whole_minutes(v)))
+
+
 class AlertingConfig(_Model):
     """Tiers per severity. Unset `page`/`ticket` come from the alert-window catalogue of the SLO's period
     (`catalogue` names one explicitly); an empty list disables that severity."""
@@ -280,6 +290,7 @@ class AlertingConfig(_Model):
     ticket: list[BurnWindowPair] | None = None
     catalogue: str | None = None
     min_events: int = Field(0, ge=0)       # a window with fewer decided events never alerts (low traffic)
+    exhaustion: list[ExhaustionTier] = []  # page/ticket when the budget runs out within N hours at the current burn
     name: str | None = None                # alert name in generated rules (default per generator)
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}

@@ -44,6 +44,6 @@ class Submitted:
 
 class EventSink(Protocol):
     def submit_events(self, items: list[dict], atomic: bool = False) -> Submitted:
-        """Validate and durably accept business events (DESIGN §4 dicts). With `atomic`, one invalid item means
+        """Validate and durably accept business events (docs/events.md dicts). With `atomic`, one invalid item means
         nothing is accepted. Raises IngestRefused when the spool cannot take them now."""
         ...

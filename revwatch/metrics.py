@@ -1,4 +1,4 @@
-"""The Prometheus registry of one revwatch process and the ingest metrics of DESIGN.md §7.
+"""The Prometheus registry of one revwatch process and the ingest metrics of docs/prometheus.md "Metrics".
 
 Packages add their own collectors (SLO results, journeys, anomalies) with `Metrics.register`.
 """
@@ -61,6 +61,10 @@ class Metrics:
         self.source_lateness_seconds = Histogram("revwatch_source_lateness_seconds", "Received minus occurred, per "
                                                  "source", ["source"], registry=r,
                                                  buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400))
+        self.source_out_of_order_total = Counter("revwatch_source_out_of_order", "Journey milestones that arrived "
+                                                 "after a later milestone of the same instance (order=arrival), and "
+                                                 "of those the ones that also occurred after it (order=occurred)",
+                                                 ["source", "journey", "order"], registry=r)
         self.deadletters_total = Counter("revwatch_deadletters", "Rejected items kept as dead letters",
                                          ["source", "reason"], registry=r)
         self.deadletters_dropped_total = Counter("revwatch_deadletters_dropped", "Dead letters not kept because "

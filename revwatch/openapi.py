@@ -42,7 +42,7 @@ AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATT
 
 
 class BusinessEvent(BaseModel):
-    """One business event (DESIGN.md §4). Unknown types are stored; amounts are decimal strings, never numbers."""
+    """One business event (docs/events.md). Unknown types are stored; amounts are decimal strings, never numbers."""
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "event_id": "evt_01HZX3", "type": "payment.settled", "correlation_id": "pay_8812",
         "occurred_at": "2026-11-23T10:15:02.120Z", "source": "stripe", "journey": "payment_to_posting",

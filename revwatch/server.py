@@ -23,6 +23,9 @@ from collector.correlation import CorrelationRules
 from revwatch.journeys import JourneyService
 from collector import journey_routes
 from collector.deadletters import DeadLetters
+from collector.drift import KIND as DRIFT_KIND
+from collector.drift import scan_drift
+from collector.sequencing import Sequencer
 from collector.pipeline import build_ingest
 from collector import source_routes
 from collector.sources import ExternalMapper, SourceRegistry
@@ -72,6 +75,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
     ctx.sources = SourceRegistry(cfg.sources, _probe_mappers(cfg, ctx.probes))
     ctx.deadletters = DeadLetters(store, metrics, cfg.deadletters, cfg.sources)
+    ctx.sequencer = Sequencer(cfg.journeys, metrics)
     ctx.metric_watcher = MetricWatcher(store, [WatchedSeries(m.name, m.sample, dict(m.labels), m.alarm)
                                                for m in cfg.anomaly.metric_series])
     alerts_cfg = cfg.alerts if cfg.alerts.public_url else \
@@ -98,6 +102,18 @@ def _probe_mappers(cfg: Config, probes: ProbeService) -> dict[str, ExternalMappe
         if runner is not None and isinstance(runner.probe, OdooProbe):
             out[name] = functools.partial(odoo_webhook.map_webhook, runner.probe)
     return out
+
+
+def drift_scan(store: Store) -> dict[str, int]:
+    """Schema drift (collector.drift) stored as anomaly findings of kind `schema_drift`: listed, acknowledged and
+    routed as internal alerts like the others; resolved when the shape is back."""
+    from anomaly.findings import Finding, record
+    found, judged = scan_drift(store)
+    findings = [Finding(DRIFT_KIND, f.key, f"{f.source} {f.type}", 1.0, [f.reason],
+                        {"source": f.source, "event_type": f.type, "drift": f.what, "field": f.attribute,
+                         "count": str(f.count), "first_seen": f.first_seen.isoformat() if f.first_seen else "",
+                         "examples": ", ".join(f.examples)}) for f in found]
+    return record(store, DRIFT_KIND, findings, judged, "the shape is back to the baseline")
 
 
 def _credentialed_by(ctx: AppContext):
@@ -155,6 +171,9 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                 ctx.probes.schedule(scheduler)
                 scheduler.add_job(anomaly_scan, "interval", args=[ctx.store], id="anomaly-scan",
                                   kwargs={"risk_threshold": cfg.anomaly.risk_threshold},
+                                  seconds=cfg.anomaly.scan_interval.total_seconds(), max_instances=1,
+                                  coalesce=True)
+                scheduler.add_job(drift_scan, "interval", args=[ctx.store], id="schema-drift-scan",
                                   seconds=cfg.anomaly.scan_interval.total_seconds(), max_instances=1,
                                   coalesce=True)
                 if cfg.anomaly.metric_series and ctx.metric_watcher is not None:

@@ -169,7 +169,7 @@ class Store:
     # -- low level ---------------------------------------------------------------------------------------
     def _call(self, fn, *args, write: bool = False, **kwargs):
         try:
-            if not write:                              # reads run concurrently (chDB allows it, DESIGN §2)
+            if not write:                              # reads run concurrently (chDB allows it, README.md)
                 if not self.read_slots.acquire(timeout=self.read_wait):
                     raise StoreBusy(f"the store is busy: no read slot within {self.read_wait:g}s")
                 try:

@@ -175,6 +175,25 @@ class Plan:
 EMPTY = Plan([], [], [])
 
 
+def adjusted_columns(params: dict, plans: dict[str, Plan], good: str = "g", total: str = "t") -> str:
+    """SQL select items `good` and `total` of a `slo_minutes` row (columns Slo, Minute, Good, Total) with the
+    adjustments applied: an excluded minute counts nothing, a `good` minute counts its events as good. The intervals
+    go in as array parameters (added to `params`). Used by every reader of the rollup (engine, chart history)."""
+    rows = [(name, kind, int(a.timestamp()), int(b.timestamp())) for name, p in plans.items()
+            for kind, iv in (("x", p.exclude), ("g", p.good)) for a, b in iv]
+    if not rows:
+        return f"Good AS {good}, Total AS {total}"
+    hit = {}
+    for kind in ("x", "g"):
+        mine = [r for r in rows if r[1] == kind]
+        params.update({f"adj_{kind}_slo": [r[0] for r in mine], f"adj_{kind}_lo": [r[2] for r in mine],
+                       f"adj_{kind}_hi": [r[3] for r in mine]})
+        hit[kind] = (f"arrayExists((n, lo, hi) -> n = Slo AND toInt64(toUnixTimestamp(Minute)) >= lo AND "
+                     f"toInt64(toUnixTimestamp(Minute)) < hi, {{adj_{kind}_slo:Array(String)}}, "
+                     f"{{adj_{kind}_lo:Array(Int64)}}, {{adj_{kind}_hi:Array(Int64)}})")
+    return f"multiIf({hit['x']}, 0, {hit['g']}, Total, Good) AS {good}, if({hit['x']}, 0, Total) AS {total}"
+
+
 class AdjustmentBook:
     """Every adjustment (config, imported, stored), and what they do to an SLO over a range."""
 
@@ -241,3 +260,27 @@ def check_slos(config: AdjustmentConfig, slo_names: set[str], where: str) -> Non
     unknown = sorted(set(config.slos or []) - slo_names)
     if unknown:
         raise AdjustmentError(f"unknown SLO {unknown[0]!r}", where)
+
+
+def declared(cfg, slo_names: list[str]) -> list[Adjustment]:
+    """The config's adjustments and those of its `openslo_v2alpha_files`, checked against the SLO names; raises
+    slo.spec.SpecError (one line) on a bad one."""
+    from slo.openslo_v2 import OpenSloV2Error, load_adjustments
+    from slo.spec import SpecError, _config_path
+    out = [Adjustment(a) for a in cfg.adjustments]
+    try:
+        for f in cfg.openslo_v2alpha_files:
+            out += load_adjustments(_config_path(cfg, f), slo_names)
+    except OpenSloV2Error as e:
+        raise SpecError(str(e)) from None
+    names = set(slo_names)
+    seen: set[str] = set()
+    for a in out:
+        try:
+            check_slos(a.config, names, "slos")
+        except AdjustmentError as e:
+            raise SpecError(f"adjustments: {a.name}: slos: {e}") from None
+        if a.name in seen:
+            raise SpecError(f"adjustments: duplicate adjustment name {a.name!r}")
+        seen.add(a.name)
+    return out

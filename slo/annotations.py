@@ -127,3 +127,13 @@ class AnnotationLog:
         """Per SLO, its annotations of the LOOKBACK before `at` (newest first, at most PER_RESULT)."""
         every = self.between(at - LOOKBACK, at, limit=PER_RESULT * max(len(slos), 1))
         return {s: [a for a in every if a.applies_to(s)][:PER_RESULT] for s in slos}
+
+
+def marks(log: AnnotationLog, adjustments: list[Adjustment], lo: dt.datetime, hi: dt.datetime,
+          slo: str | None = None, tags: list[str] | None = None, limit: int = 500) -> list[Annotation]:
+    """What a chart of [lo, hi] marks: the stored annotations and the adjustments' occurrences (of `slo`, with every
+    tag of `tags`), newest first — the one list the API and the web UI show."""
+    stored = log.between(lo, hi, slo, tags or None, limit)
+    adjusted = [a for a in adjustment_annotations(adjustments, lo, hi)
+                if (slo is None or a.applies_to(slo)) and set(tags or ()) <= set(a.tags) and a.time <= hi]
+    return sorted(stored + adjusted, key=lambda a: a.time, reverse=True)[:limit]

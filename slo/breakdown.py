@@ -1,7 +1,7 @@
 """Where an SLO's bad events come from: counts by source system, by step, and the most common attribute values.
 
 Journey SLIs: a bad instance started in the range and either finished late or is still unfinished past the
-threshold (the engine's rule, DESIGN.md §5). Its source system is the system that emitted the start event, its
+threshold (the engine's rule, docs/slo-policy.md). Its source system is the system that emitted the start event, its
 step the last milestone it reached (so "stuck after invoice.created"), its attributes those of the start event.
 Span SLIs: a bad span matches the SLI's filters and its bad condition; system = service, step = span name,
 attributes = span attributes. Gauge SLIs have no events to attribute (their bad unit is a minute): empty answer.

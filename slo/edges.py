@@ -1,7 +1,7 @@
 """Exact burn-rate windows: the sub-minute leading edge of each window, counted from raw rows.
 
 A window of length L evaluated at instant `at` covers exactly (at − L, at]: an event counts when its decision time
-d (DESIGN §5: journeys are decided at min(end, start + threshold), spans at their start) satisfies
+d (docs/slo-policy.md: journeys are decided at min(end, start + threshold), spans at their start) satisfies
 at − L < d ≤ at. The engine builds it from three parts:
 
 * the whole minutes [floor(at) − L + 1m, floor(at)) from the `slo_minutes` rollup (cost: minutes, not rows);

@@ -23,9 +23,11 @@ from decimal import Decimal
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
-from slo.adjustments import EMPTY, Adjustment, AdjustmentBook, Plan, minutes_in
+from slo.adjustments import (EMPTY, AdjustmentBook, Plan, adjusted_columns, declared as declared_adjustments,
+                              minutes_in)
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
 from slo.composite import roll, window_names as composite_windows
+from slo.exhaustion import exhaustion_alerts, forecast_windows
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
@@ -102,7 +104,7 @@ class SloResult:
         remaining_ratio = b.remaining_ratio
         period_days = self.spec.period(self.at).total_seconds() / 86400
         forecast: dict[str, float | None] = {}
-        for name in ("1h", "6h"):
+        for name in forecast_windows(self.spec):     # 1h, 6h and the exhaustion tiers' (slo/exhaustion.py)
             burn = self.windows[name].burn_rate
             if remaining_ratio <= 0:
                 forecast[name] = 0.0
@@ -190,6 +192,7 @@ def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
                                "alert_after": format_duration(p.alert_after) if p.alert_after else None,
                                "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
                                "low_traffic": not enough, "firing": firing})
+    res.alerts += exhaustion_alerts(res)
     if res.coverage is not None:
         res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
                                            res.coverage.last_data)
@@ -208,7 +211,7 @@ class SloEngine:
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
         self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite])
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
-        self.adjustments = AdjustmentBook(store, [Adjustment(a) for a in cfg.adjustments])
+        self.adjustments = AdjustmentBook(store, declared_adjustments(cfg, [s.name for s in every]))
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
         self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
@@ -447,24 +450,6 @@ class SloEngine:
         for r in results:
             alert_state(r, before.get((r.spec.name, r.group)))
 
-    @staticmethod
-    def _adjusted(params: dict, plans: dict[str, Plan]) -> str:
-        """`g` and `t` of a rollup row with budget adjustments applied (slo/adjustments.py): an excluded minute
-        counts nothing, a `good` minute counts its events as good. Intervals go in as array parameters."""
-        rows = [(name, kind, int(a.timestamp()), int(b.timestamp())) for name, p in plans.items()
-                for kind, iv in (("x", p.exclude), ("g", p.good)) for a, b in iv]
-        if not rows:
-            return "Good AS g, Total AS t"
-        hit = {}
-        for kind in ("x", "g"):
-            mine = [r for r in rows if r[1] == kind]
-            params.update({f"adj_{kind}_slo": [r[0] for r in mine], f"adj_{kind}_lo": [r[2] for r in mine],
-                           f"adj_{kind}_hi": [r[3] for r in mine]})
-            hit[kind] = (f"arrayExists((n, lo, hi) -> n = Slo AND toInt64(toUnixTimestamp(Minute)) >= lo AND "
-                         f"toInt64(toUnixTimestamp(Minute)) < hi, {{adj_{kind}_slo:Array(String)}}, "
-                         f"{{adj_{kind}_lo:Array(Int64)}}, {{adj_{kind}_hi:Array(Int64)}})")
-        return f"multiIf({hit['x']}, 0, {hit['g']}, Total, Good) AS g, if({hit['x']}, 0, Total) AS t"
-
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass
         would write (`overlay`, bound as array parameters into `params`) in place of the stored ones."""
@@ -515,7 +500,7 @@ class SloEngine:
 SELECT Slo, GroupKey, any(ts) AS ts_, toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_,
        {', '.join(cols)}
 FROM (
-    SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
+    SELECT Slo, GroupKey, Minute, {adjusted_columns(params, plans)},
            dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
            Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                         toInt64(0)), 'UTC') AS in_slo,
@@ -574,7 +559,7 @@ FROM (
     SELECT Slo, GroupKey, slice, any(ts) AS ts, any(target) AS target, any(cur) AS cur,
            toInt64(maxIf(toUnixTimestamp(Minute), t > 0 AND in_slo)) AS last_, {', '.join(inner)}
     FROM (
-        SELECT Slo, GroupKey, Minute, {self._adjusted(params, plans)},
+        SELECT Slo, GroupKey, Minute, {adjusted_columns(params, plans)},
                dateDiff('minute', Minute, fromUnixTimestamp64Milli({{age_ref:Int64}}, 'UTC')) - 1 AS age,
                Minute >= fromUnixTimestamp64Milli(transform(Slo, {{names:Array(String)}}, {{slo_start:Array(Int64)}},
                                                             toInt64(0)), 'UTC') AS in_slo,

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from revwatch.store import Store
+from slo.adjustments import AdjustmentBook, adjusted_columns
 from slo.sli import ms
 from slo.spec import SloSpec
 
@@ -46,8 +47,9 @@ class Series:
 
 
 def bucket_series(store: Store, specs: list[SloSpec], lo: dt.datetime, hi: dt.datetime,
-                  bucket: dt.timedelta) -> Series:
-    """Dense buckets covering [lo, hi) for every spec and group, in one round trip."""
+                  bucket: dt.timedelta, adjustments: AdjustmentBook | None = None) -> Series:
+    """Dense buckets covering [lo, hi) for every spec and group, in one round trip; with `adjustments`, budget
+    adjustments apply as in every evaluation (slo/adjustments.py), so charts and numbers agree."""
     minutes = max(1, int(bucket.total_seconds() // 60))
     step = dt.timedelta(minutes=minutes)
     first = dt.datetime.fromtimestamp((int(lo.timestamp()) // (minutes * 60)) * minutes * 60, dt.timezone.utc)
@@ -58,12 +60,15 @@ def bucket_series(store: Store, specs: list[SloSpec], lo: dt.datetime, hi: dt.da
         t += step
     if not specs:
         return Series(starts, {})
+    params: dict = {}
+    plans = adjustments.plans([s.name for s in specs], first, hi) if adjustments is not None else {}
+    cols = adjusted_columns(params, plans)
     rows = store.query(f"""
 SELECT Slo, GroupKey, toStartOfInterval(Minute, toIntervalMinute({{m:UInt32}})) AS B,
-       if(ts = 1, countIf(Total > 0 AND Good / Total >= target), sum(Good)) AS G,
-       if(ts = 1, countIf(Total > 0), sum(Total)) AS T
+       if(ts = 1, countIf(t > 0 AND g / t >= target), sum(g)) AS G,
+       if(ts = 1, countIf(t > 0), sum(t)) AS T
 FROM (
-    SELECT Slo, GroupKey, Minute, Good, Total,
+    SELECT Slo, GroupKey, Minute, {cols},
            transform(Slo, {{names:Array(String)}}, {{timeslices:Array(UInt8)}}, toUInt8(0)) AS ts,
            transform(Slo, {{names:Array(String)}}, {{targets:Array(Float64)}}, toFloat64(1)) AS target
     FROM {store.table('slo_minutes')} FINAL
@@ -72,7 +77,7 @@ FROM (
       AND Minute < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
 )
 GROUP BY Slo, GroupKey, B, ts ORDER BY B""",
-        {"m": minutes, "lo": ms(first), "hi": ms(hi), "names": [s.name for s in specs],
+        {**params, "m": minutes, "lo": ms(first), "hi": ms(hi), "names": [s.name for s in specs],
          "hashes": [s.spec_hash for s in specs],
          "timeslices": [int(s.config.budgeting == "timeslices") for s in specs],
          "targets": [float(s.config.timeslice_target or s.config.objective) for s in specs]}).rows

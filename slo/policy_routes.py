@@ -13,7 +13,7 @@ from revwatch.api import ApiError, ctx_of, instant_param, require, validated_bod
 from revwatch.config import AdjustmentConfig
 from revwatch.units import utcnow
 from slo.adjustments import AdjustmentError
-from slo.annotations import AnnotationError, AnnotationRequest, adjustment_annotations
+from slo.annotations import AnnotationError, AnnotationRequest, marks
 
 router = APIRouter()
 
@@ -96,8 +96,5 @@ def list_annotations(request: Request, start: str | None = Query(None, alias="fr
     engine = ctx_of(request).slo
     if slo is not None and engine.spec(slo) is None:
         raise ApiError(400, f"no SLO named {slo!r}", "slo")
-    stored = engine.annotations.between(lo, hi, slo, tag or None, limit)
-    adjusted = [a for a in adjustment_annotations(engine.adjustments.all(), lo, hi)
-                if (slo is None or a.applies_to(slo)) and set(tag) <= set(a.tags) and a.time <= hi]
-    items = sorted(stored + adjusted, key=lambda a: a.time, reverse=True)[:limit]
+    items = marks(engine.annotations, engine.adjustments.all(), lo, hi, slo, tag, limit)
     return {"from": lo.isoformat(), "to": hi.isoformat(), "items": [a.as_dict() for a in items]}

@@ -97,9 +97,14 @@ def native_rules(spec: SloSpec, external_url: str) -> dict:
         hold = (f'max without (alertname, alertstate) (ALERTS{{alertname="{alertname}",alertstate="firing",'
                 f'slo="{c.name}"}})\n  unless on (slo, group) '
                 f'revwatch_slo_window_events{{slo="{c.name}",window="{shortest}"}} > 0')
+        # exhaustion-time tiers (slo/exhaustion.py): the budget forecast at a burn window within N
+        exhaust = "".join(
+            f"\nor on (slo, group)\nmax without (burn_window) (revwatch_slo_error_budget_exhausted_in_seconds"
+            f'{{slo="{c.name}",burn_window="{t.burn_window}"}} <= {int(t.within.total_seconds())})'
+            for t in c.alerting.exhaustion if t.severity == severity)
         rule = {
             "alert": alertname,
-            "expr": f"max without (window) (\n{pairs}\n)\nor on (slo, group)\n(\n  {hold}\n)",
+            "expr": f"max without (window) (\n{pairs}\n){exhaust}\nor on (slo, group)\n(\n  {hold}\n)",
             "labels": alert_labels(spec, severity),
             "annotations": {
                 "summary": f"({severity}) SLO {c.name}{{{{ if $labels.group }}}} [{{{{ $labels.group }}}}]"

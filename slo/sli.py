@@ -1,6 +1,6 @@
 """SLI queries: per-minute good/total counts for a range of minutes, computed in ClickHouse.
 
-Counting rules (DESIGN.md §5):
+Counting rules (docs/slo-policy.md "How SLIs count"):
 * journey SLIs: one instance = one correlation ID that reached the journey's start event. It is decided at
   min(end, start + threshold): good if the end came within the threshold, bad otherwise; undecided instances
   (no end yet, threshold not passed at the cutoff) count nowhere. Reads `milestones` (first time each event

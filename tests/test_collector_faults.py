@@ -17,6 +17,7 @@ from collector.rowcodec import decode_lines, encode_events, event_line, event_re
 from collector.spool import KIND_EVENTS, KIND_EVENTS_TEXT, Spool, SpoolFull, SpoolUnavailable, encode_record
 from collector.writer import Writer, plan
 from tests.support.faults import store_outage
+from tests.support.tools import missing
 
 
 def row(i, prefix="x", day=0):
@@ -142,7 +143,7 @@ def test_real_full_disk_loses_no_acknowledged_record(tmp_path):
     restart; the ones refused raise SpoolUnavailable; recovery cuts nothing."""
     mnt = tmp_path / "tiny"
     if not _mount_tmpfs(mnt, "256k"):
-        pytest.skip("needs root to mount a tmpfs")
+        missing("needs root to mount a tmpfs")
     try:
         spool = Spool(mnt / "sp", segment_bytes=1 << 30)
         acked, refused = [], 0
@@ -511,7 +512,7 @@ def test_full_spool_disk_end_to_end_every_acknowledged_event_stored(api_factory,
     again with no operator action."""
     mnt = tmp_path / "spooldisk"
     if not _mount_tmpfs(mnt, "2m"):
-        pytest.skip("needs root to mount a tmpfs")
+        missing("needs root to mount a tmpfs")
     try:
         api = api_factory({"spool": {"dir": str(mnt / "spool")}})       # the default spool settings
         with store_outage(api.ctx.store, ConnectionError("down")):

@@ -315,3 +315,42 @@ def test_fast_mapping_paths_agree_with_jmespath():
             except jmespath.exceptions.JMESPathError:
                 continue
             assert f(d) == want and type(f(d)) is type(want), (expr, d)
+
+
+def test_out_of_order_milestones_are_counted_per_source_and_journey(api_factory):
+    api = api_factory("journeys: {p2p: {start: payment.settled, milestones: [payment.reconciled], "
+                      "end: payment.posted}}\n")
+
+    def send(eid, typ, at, cid="pay_1"):
+        r = api.post("/api/v1/events", json=[{"event_id": eid, "type": typ, "correlation_id": cid, "source": "gw",
+                                              "occurred_at": at}])
+        assert r.status_code == 200, r.text
+    send("a", "payment.posted", "2026-01-01T10:05:00Z")
+    send("b", "payment.settled", "2026-01-01T10:00:00Z")        # arrives late, occurred before: order kept
+    send("b", "payment.settled", "2026-01-01T10:00:00Z")        # a retry: not an arrival
+    send("c", "payment.reconciled", "2026-01-01T10:07:00Z")     # late and occurred after the posting
+    send("d", "payment.settled", "2026-01-01T11:00:00Z", "pay_2")
+    send("e", "payment.posted", "2026-01-01T11:05:00Z", "pay_2")  # in order
+    (events,) = [s for s in api.get("/api/v1/sources").json()["sources"] if s["source"] == "events"]
+    assert events["out_of_order"] == 2 and events["out_of_order_occurred"] == 1
+    text = api.get("/metrics").text
+    assert 'revwatch_source_out_of_order_total{journey="p2p",order="arrival",source="events"} 2.0' in text
+    send("f", "payment.posted", "2026-01-01T09:00:00Z", "pay_3")
+    send("g", "payment.settled", "2026-01-01T09:30:00Z", "pay_3")     # occurred after its own end
+    api.drain()
+    doc = api.get("/api/v1/journeys/pay_3").json()
+    assert [(j["status"], j["total_seconds"]) for j in doc["journeys"]] == [("completed", 0.0)]   # never negative
+
+
+def test_oversize_webhook_is_413_and_dead_lettered(api_factory):
+    api = api_factory(CONFIG + "server: {max_body_bytes: 2KiB}\n")
+    r = api.client.post("/api/v1/sources/stripe-live", content=b"{" + b" " * 4096 + b"}",
+                        headers={"Stripe-Signature": "t=1,v1=00"})
+    assert r.status_code == 413 and r.json()["field"] == "body"
+    (letter,) = letters(api, source="stripe-live")["items"]
+    assert letter["reason"] == "too_large" and letter["status"] == "open"
+    # never replayed: the body was not even read whole, nothing proved who sent it
+    assert api.post("/api/v1/deadletters/replay", scope="admin").json()["skipped"] == 1
+    for i in range(3):                           # unknown names in the URL never become metric label values
+        assert api.client.post(f"/api/v1/sources/x{i}", content=b"{}").status_code == 404
+    assert 'revwatch_deadletters_total{reason="unknown_source",source="-"} 3.0' in api.get("/metrics").text

@@ -11,6 +11,8 @@ import yaml
 
 from revwatch.cli import main
 
+from tests.support.tools import needs
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 EXAMPLE = ROOT / "revwatch" / "example-config.yaml"
@@ -29,7 +31,7 @@ def cli(*argv) -> int:
     return e.value.code
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make test installs it)")
+@needs(shutil.which("promtool"), "promtool not installed (make test installs it)")
 def test_prometheus_yml_with_generated_rules_passes_promtool(tmp_path, capsys):
     (tmp_path / "prometheus.yml").write_text(yaml_block("prometheus.md", "# prometheus.yml"))
     (tmp_path / "revwatch-read.key").write_text("rw_00000000_x\n")
@@ -40,7 +42,7 @@ def test_prometheus_yml_with_generated_rules_passes_promtool(tmp_path, capsys):
     assert "SUCCESS" in r.stdout + r.stderr and "revwatch-slo-payment-posting-15m.rules.yml" in r.stdout + r.stderr
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed")
+@needs(shutil.which("amtool"), "amtool not installed")
 def test_alertmanager_yml_passes_amtool_and_targets_the_receiver_route(tmp_path):
     text = yaml_block("prometheus.md", "# alertmanager.yml")
     (tmp_path / "alertmanager.yml").write_text(text)
@@ -75,3 +77,21 @@ def test_readme_points_only_at_files_that_exist():
         for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (DOCS / link).exists(), (page.name, link)
     assert "../shared" not in readme
+
+
+def test_code_cites_only_docs_that_are_in_the_repository():
+    """Comments and docstrings point at docs/ files of this repository (the design contract outside it is not
+    shipped): no "DESIGN §N", and every docs file named exists."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    cited, design = set(), []
+    for path in root.rglob("*.py"):
+        if any(part.startswith(".") or part in ("output", "build") for part in path.relative_to(root).parts):
+            continue
+        text = path.read_text(errors="replace")
+        if path.name != "test_docs.py" and re.search(r"DESIGN(\.md)? §", text):
+            design.append(str(path.relative_to(root)))
+        cited |= set(re.findall(r"\bdocs/([\w-]+\.md)", text))
+    assert design == []
+    assert cited and all((root / "docs" / name).is_file() for name in cited), cited

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.slo_data import add_events
+from tests.support.tools import needs
 
 PROMTOOL = shutil.which("promtool")
 M = dt.timedelta(minutes=1)
@@ -45,7 +46,7 @@ def exposition(api_factory):
     return text
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make test installs the prometheus package)")
+@needs(PROMTOOL, "promtool not installed (make test installs the prometheus package)")
 def test_promtool_check_metrics_is_clean(exposition):
     r = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr

@@ -211,3 +211,23 @@ def test_the_double_refuses_two_transactions_writing_one_row():
 def test_state_from_the_earlier_cursor_format_is_read():
     st_ = CursorState.from_json('{"ts": "2026-11-02 09:00:00", "ids": [1, 2]}')
     assert st_.high_water == "2026-11-02 09:00:00" and st_.seen == {}
+
+
+def test_state_of_the_stamp_only_cursor_is_read_and_its_rows_are_delivered_once_more():
+    fake = FakeOdoo(17, seed_data=False, now=T0)
+    with fake.transaction(T0) as tx:
+        rid = tx.create("account.move", name="/", move_type="out_invoice", state="draft")
+
+    def search(domain, order, limit):
+        return fake.execute("account.move", "search_read", [domain],
+                            {"fields": ["id", "write_date", "state"], "order": order, "limit": limit})
+    old = CursorState.from_json('{"high_water": "2026-11-02 09:00:00", "seen": [[%d, "2026-11-02 09:00:00"]], '
+                                '"lower": null, "resume": null, "cycles": 3}' % rid)
+    assert old.seen == {rid: ("2026-11-02 09:00:00", None)} and old.cycles == 3
+
+    def tok(r):
+        return version_token(r, ["state"], r["state"])
+    cursor = WriteDateCursor(dt.timedelta(minutes=15), 100, 10)
+    first = cursor.poll(old, search, tok)
+    assert [r["id"] for r in first.rows] == [rid] and first.previous[rid] == ("2026-11-02 09:00:00", None)
+    assert cursor.poll(first.state, search, tok).rows == []

@@ -265,3 +265,45 @@ def test_two_wizard_payments_of_one_invoice_are_two_journeys_linked_by_reconcili
         assert sorted(e["attributes"]["settled_by"] for e in links) == [e["correlation_id"] for e in posted]
         assert f"{inv_cid}:partial" in stored and f"{inv_cid}:paid" in stored
         check(fake, stored, snapshots, commit_at, True)
+
+
+@pytest.mark.parametrize("version", [16, 17, 18])
+def test_a_gateway_payment_posted_in_the_second_a_poll_read_its_draft(version):
+    """16/17: posting writes the payment's move only (`_inherits`), in the same second as the poll that read the
+    draft — neither the payment's stamp nor the move's displayed stamp moves, the move's version token does."""
+    fake = FakeOdoo(version, seed_data=False, now=T0, queue_job=False)
+    now = [T0]
+    probe = fake_odoo.in_process_probe(fake, lambda: now[0].replace(tzinfo=UTC), lookback_minutes=1)
+    stored: dict[str, dict] = {}
+
+    def poll():
+        result = probe.run(EVENT_SECTIONS)
+        for e in result.events:
+            stored.setdefault(e["event_id"], e)
+        result.commit()
+    poll()
+    with fake.transaction(T0 + dt.timedelta(milliseconds=100)) as tx:
+        vals = dict(amount=25.0, currency_id=1, company_id=1, payment_type="inbound", payment_reference="ch_3PqX",
+                    is_reconciled=False, is_matched=False)
+        move = tx.create("account.move", name="/", state="draft", move_type="entry", amount_total=25.0, currency_id=1,
+                         company_id=1)
+        if version < 18:
+            pay = tx.create("account.payment", move_id=move, ref="gateway", **vals)
+            tx.write("account.move", move, payment_id=pay)
+        else:
+            pay = tx.create("account.payment", move_id=move, state="draft", memo="gateway", name="/", **vals)
+            tx.write("account.move", move, origin_payment_id=pay)
+    now[0] = T0 + dt.timedelta(milliseconds=300)
+    poll()
+    assert f"odoo:prod:account.payment:{pay}:created" in stored and f"odoo:prod:account.payment:{pay}:posted" \
+        not in stored
+    with fake.transaction(T0 + dt.timedelta(milliseconds=600)) as tx:
+        tx.post(move, "PBNK1/2026/00099")
+        if version >= 18:
+            tx.write("account.payment", pay, state="in_process", name="PBNK1/2026/00099")
+    for k in range(1, 4):
+        now[0] = T0 + dt.timedelta(seconds=k)
+        poll()
+    posted = stored[f"odoo:prod:account.payment:{pay}:posted"]
+    assert posted["correlation_id"] == "ch_3PqX"                     # the gateway's reference correlates
+    assert posted["attributes"]["precision"] == "exact" and posted["occurred_at"] == "2026-11-02T09:00:00Z"

@@ -2,10 +2,12 @@
 retroactive API adjustments, as-of evaluations, validation."""
 import datetime as dt
 
+import pytest
 
 from revwatch.config import AdjustmentConfig
 from slo.adjustments import Adjustment
 from slo.engine import SloEngine
+from slo.history import bucket_series
 
 M = dt.timedelta(minutes=1)
 UTC = dt.timezone.utc
@@ -91,6 +93,16 @@ def test_recurring_adjustment_removes_exactly_its_minutes_across_dst(store, make
         dt.datetime(2026, 3, 30, 0, 45, 40, tzinfo=UTC))}
     assert live["api"].windows["5m"].total == 0 and live["api2"].windows["5m"].total == 10
     assert live["api2"].windows["5m"].good == 10
+    # the charts read the same adjusted minutes: the hour 30th 00:00-01:00 holds 30 excluded minutes for api
+    engine = SloEngine(store, make_config(CFG))
+    api_spec = engine.spec("api")
+    engine.rollups.refresh(dt.datetime.now(UTC))            # charts read the stored minutes (the evaluator's)
+    series = bucket_series(store, [api_spec], dt.datetime(2026, 3, 30, tzinfo=UTC),
+                           dt.datetime(2026, 3, 30, 2, tzinfo=UTC), dt.timedelta(hours=1), engine.adjustments)
+    assert [(b.good, b.total) for b in series.of("api", "")] == [(60, 60), (60, 60)]   # 30 + 30 minutes × 2 spans
+    raw = bucket_series(store, [api_spec], dt.datetime(2026, 3, 30, tzinfo=UTC),
+                        dt.datetime(2026, 3, 30, 2, tzinfo=UTC), dt.timedelta(hours=1))
+    assert [(b.good, b.total) for b in raw.of("api", "")] == [(60, 120), (60, 120)]
 
 
 def test_api_adjustments_are_admin_retroactive_30_days_and_validated(api):
@@ -120,3 +132,53 @@ def test_api_adjustments_are_admin_retroactive_30_days_and_validated(api):
     assert api.client.delete("/api/v1/adjustments/close", headers=api.auth("admin")).status_code == 200
     assert api.client.get("/api/v1/adjustments", headers=api.auth("read")).json()["items"] == []
     assert api.client.delete("/api/v1/adjustments/close", headers=api.auth("admin")).status_code == 404
+
+
+V2 = """apiVersion: openslo.com/v2alpha
+kind: BudgetAdjustment
+metadata: {name: bank-holiday}
+spec:
+  description: bank holiday, no settlements
+  service: payments
+  indicatorRef: api-sli
+  startTime: "2026-12-25T00:00:00+01:00"
+  duration: 1d
+"""
+
+
+def test_openslo_v2alpha_budget_adjustment_import_and_round_trip(tmp_path, make_config):
+    from slo.adjustments import declared
+    from slo.openslo_v2 import export_adjustments
+    (tmp_path / "adj.yaml").write_text(V2)
+    cfg = make_config(CFG.replace("adjustments:", f"openslo_v2alpha_files: [{tmp_path / 'adj.yaml'}]\nadjustments:"))
+    names = ["api", "api2"]
+    got = {a.name: a for a in declared(cfg, names)}
+    bank = got["bank-holiday"]
+    assert bank.config.slos == ["api"] and bank.config.effect == "exclude" and bank.config.rrule is None
+    assert bank.occurrences(dt.datetime(2026, 12, 1, tzinfo=UTC), dt.datetime(2027, 1, 1, tzinfo=UTC)) == [
+        (dt.datetime(2026, 12, 24, 23, tzinfo=UTC), dt.datetime(2026, 12, 25, 23, tzinfo=UTC))]
+    # export (revwatch's recurrence, time zone and effect travel as annotations) and import again: the same
+    text = export_adjustments(list(got.values()), {"api": "odoo", "api2": None})
+    (tmp_path / "again.yaml").write_text(text)
+    back = {a.name: a for a in declared(make_config(f"slos: [{{name: api, objective: 0.99, sli: {{kind: span_ratio,"
+                                                    f" bad_when: {{StatusCode: Error}}}}}}, {{name: api2, "
+                                                    f"objective: 0.99, sli: {{kind: span_ratio, bad_when: "
+                                                    f"{{StatusCode: Error}}}}}}]\nopenslo_v2alpha_files: "
+                                                    f"[{tmp_path / 'again.yaml'}]"), names)}
+    for name, a in got.items():
+        assert back[name].config == a.config, name
+    assert "kind: BudgetAdjustment" in text and "apiVersion: openslo.com/v2alpha" in text
+
+
+def test_openslo_v2alpha_problems_name_file_document_and_field(tmp_path, make_config):
+    from slo.adjustments import declared
+    from slo.spec import SpecError
+    for bad, words in [(V2.replace("indicatorRef: api-sli", "indicatorRef: nope-sli"), "spec.indicatorRef"),
+                       (V2.replace("kind: BudgetAdjustment", "kind: SLO"), "only BudgetAdjustment"),
+                       (V2.replace("  duration: 1d\n", ""), "exactly one of endTime and duration"),
+                       (V2.replace("startTime: \"2026-12-25T00:00:00+01:00\"", "startTime: soon"), "spec.startTime")]:
+        (tmp_path / "adj.yaml").write_text(bad)
+        cfg = make_config(f"openslo_v2alpha_files: [{tmp_path / 'adj.yaml'}]")
+        with pytest.raises(SpecError, match=words) as e:
+            declared(cfg, ["api"])
+        assert "document 1" in str(e.value)

@@ -49,6 +49,9 @@ def test_annotations_api_evaluations_and_grafana(api_factory):
     past = (now - dt.timedelta(hours=10)).isoformat()
     docs = {d["name"]: d for d in api.get("/api/v1/slos", params={"at": past}).json()["slos"]}
     assert [a["text"] for a in docs["other"]["annotations"]] == ["Odoo 18 upgrade"]
+    from webui.data import slo_detail
+    shown = [m.text for m in slo_detail(api.ctx, "api", None, "24h")["marks"]]      # the SLO page's list
+    assert "deploy billing 4.2.1" in shown and any(t.startswith("budget adjustment nightly") for t in shown)
     api.ctx.slo.evaluate_and_cache()
     metrics = api.get("/metrics").text
     assert 'revwatch_annotation_time_seconds{id="' in metrics and 'text="deploy billing 4.2.1"' in metrics

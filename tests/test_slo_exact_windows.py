@@ -85,7 +85,7 @@ def test_every_second_of_a_minute_counts_exactly_its_window(irregular):
 
 
 def test_sub_second_instants_and_a_journey_decided_at_its_threshold(store, make_config):
-    """Journeys count at their decision time (DESIGN §5): the edge of a window cuts between decisions a few
+    """Journeys count at their decision time (docs/slo-policy.md): the edge of a window cuts between decisions a few
     hundred milliseconds apart, including one decided bad at start + threshold."""
     t0 = start_of_data()
     ms = dt.timedelta(milliseconds=1)

@@ -1,5 +1,6 @@
 """Window-scaled burn factors (budget-consumption rule), alert-window catalogues, unreachable tiers, reserved labels."""
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -65,7 +66,7 @@ def test_seven_day_ticket_fires_at_the_burn_a_thirty_day_one_ignores():
     s = specs({"slos": [slo("week", "7d", 0.99), slo("month", "30d", 0.99)]})
     states = {}
     for name, spec in s.items():
-        windows = {w: WindowResult(10000 - 98, 10000, 0.99) for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}
+        windows = {w: WindowResult(10000 - 98, 10000, 0.99) for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "slo")}
         res = SloResult(spec, "", dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc), windows)
         alert_state(res)
         states[name] = res.state, [a["long"] for a in res.alerts if a["firing"]]
@@ -97,7 +98,7 @@ def test_custom_catalogue_replaces_the_builtin_for_its_period(tmp_path):
 def test_engine_evaluates_the_tiers_windows_of_a_custom_catalogue():
     s = specs({"slos": [slo("a", "30d")], "slo_alert_windows": [str(WINDOWS / "custom-30d.yaml")]})["a"]
     from slo.engine import SloEngine
-    lengths = SloEngine.window_lengths(None, s)
+    lengths = SloEngine.window_lengths(SimpleNamespace(specs=[s]), s)
     assert {"2m", "15m", "3h", "12h", "36h"} <= set(lengths)
 
 

@@ -20,6 +20,7 @@ from collector.rowcodec import encode_events
 from revwatch.ingest import retry_after_hint
 from tests.support.faults import store_outage
 from tests.support.servers import free_port, live_server, revwatch_cmd
+from tests.support.tools import missing
 
 
 def ev(eid, **kw):
@@ -38,12 +39,12 @@ def tmpfs(tmp_path):
 
     def mount(size: str) -> Path:
         if os.geteuid() != 0:
-            pytest.skip("needs root to mount a tmpfs")
+            missing("needs root to mount a tmpfs")
         path = tmp_path / f"fs{len(mounts)}"
         path.mkdir()
         if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
                           capture_output=True).returncode:
-            pytest.skip("cannot mount a tmpfs here")
+            missing("cannot mount a tmpfs here")
         mounts.append(path)
         return path
     yield mount

@@ -120,6 +120,15 @@ def test_every_reader_shows_the_one_state_and_budget(business, monkeypatch):
     counts = dict((label, int(n)) for n, label in re.findall(r"<li class=\"st-\w+\"><b>(\d+)</b> ([a-z ]+)</li>", html))
     assert counts.get("ticket", 0) == sum(s == "ticket" for s, _ in truth.values())
     assert counts.get("paging", 0) == sum(s == "page" for s, _ in truth.values())
+    # open alerts grouped per SLO: one entry per firing SLO (and group), its conditions inside, its one state
+    section = html.split("Open alerts")[1].split("Alert log")[0]
+    firing = {k: [a for a in r.alerts if a["firing"]] for k, r in results.items()}
+    entries = re.findall(r'<li class="st-(\w+)">\s*<span class="badge st-\w+">[^<]+</span>\s*'
+                         r'<a href="/ui/slos/([^"?]+)(?:\?group=([^"]*))?">[^<]*</a>.*?· (\d+) conditions? firing',
+                         section, re.S)
+    assert {(unquote(n), unquote(g)): (st, int(c)) for st, n, g, c in entries} == \
+        {k: (truth[k][0], len(f)) for k, f in firing.items() if f}
+    assert any(firing.values())
     for name in {n for n, _ in truth}:
         page = api.client.get(f"/ui/slos/{name}").text
         shown = re.findall(r'<h2><span class="badge st-(\w+)">', page)

@@ -29,11 +29,15 @@ from revwatch.sim.faults import parse_fault
 from revwatch.sim.model import Business
 from revwatch.sim.sender import Sender
 from tests.support.servers import live_server
+from tests.support.tools import missing
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+try:
+    import playwright.sync_api as playwright_api
+except ImportError:
+    missing("the playwright package is not installed (pip install -e '.[test]')", module_level=True)
 CHROMIUM = os.environ.get("REVWATCH_CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (make test installs Debian's chromium)", allow_module_level=True)
+    missing(f"{CHROMIUM} is missing (make test installs Debian's chromium)", module_level=True)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 OUT = Path(os.environ.get("REVWATCH_TEST_OUTPUT", Path(__file__).parent / "output")) / "webui"
@@ -205,7 +209,7 @@ def test_overview_to_stuck_payment_timeline_in_three_clicks(site, browser):
         s.page.wait_for_load_state("networkidle")
         first = s.page.locator("table.stuck tbody tr").first
         cid = first.locator("a").inner_text()
-        assert cid == facts["stuck"][0]["correlation_id"]                  # oldest first
+        assert cid == facts["stuck"][0].correlation_id                # oldest first
         assert re.search(r"\d", first.locator("td").nth(5).inner_text())  # the payment's amount is shown
         first.locator("a").click()                                                                  # click 2: item
         s.page.wait_for_load_state("networkidle")

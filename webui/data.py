@@ -6,6 +6,7 @@ one stuck read per journey with one money read for all of them, and the open ale
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from anomaly.detectors import list_findings
 from revwatch.journeys import money as jmoney
 from revwatch.store import StoreError
 from revwatch.units import as_utc, utcnow
+from slo.annotations import marks
 from slo.breakdown import breakdown
 from slo.engine import SloResult
 from slo.forecast import forecast
@@ -39,7 +41,8 @@ def _page_threshold(r: SloResult) -> float | None:
 def sparklines(ctx: AppContext) -> Series:
     """Hourly good/total of every SLO and group over the last 24 h (one rollup read)."""
     at = utcnow()
-    return bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1))
+    return bucket_series(ctx.store, ctx.slo.specs, at - dt.timedelta(hours=24), at, dt.timedelta(hours=1),
+                         ctx.slo.adjustments)
 
 
 def slo_matches(r: SloResult, q: str) -> bool:
@@ -72,6 +75,27 @@ def slo_rows(results: list[SloResult], series: Series) -> list[dict]:
                      "firing": [a for a in d["alerts"] if a["firing"]]})
     rows.sort(key=lambda x: (SEVERITY[x["status"]], x["name"], x["group"]))
     return rows
+
+
+def alert_groups(rows: list[dict], delivered: list[dict] | None) -> list[dict]:
+    """Open alerts grouped per SLO, as Grafana / Pyrra show them: one entry per SLO (and group) with its state (the
+    one decision), its firing burn-rate conditions and the Alertmanager alerts that name it inside; Alertmanager
+    alerts that name no configured SLO come last, one entry each. Most urgent first (the rows' order)."""
+    by_slo: dict[str, list[dict]] = defaultdict(list)
+    loose: list[dict] = []
+    names = {r["name"] for r in rows}
+    for a in delivered or []:
+        (by_slo[a["slo"]] if a.get("slo") in names else loose).append(a)
+    out, placed = [], set()
+    for r in rows:
+        am = by_slo.get(r["name"], []) if r["name"] not in placed else []
+        if r["firing"] or am:
+            placed.add(r["name"])
+            out.append({"slo": r["name"], "group": r["group"], "status": r["status"], "conditions": r["firing"],
+                        "delivered": am})
+    out += [{"slo": None, "group": "", "status": a.get("severity") or "", "conditions": [], "delivered": [a]}
+            for a in loose]
+    return out
 
 
 def stuck_items(ctx: AppContext, journey: str, now: dt.datetime | None = None) -> list[dict]:
@@ -207,8 +231,8 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
         lo = hi - (RANGES.get(span) or dt.timedelta(hours=24))
     minutes = max(1, int((hi - lo).total_seconds() // 60 // 144))
     step = dt.timedelta(minutes=minutes)
-    series = bucket_series(ctx.store, [spec], lo, hi, step)
-    previous = bucket_series(ctx.store, [spec], lo - (hi - lo), lo, step)
+    series = bucket_series(ctx.store, [spec], lo, hi, step, ctx.slo.adjustments)
+    previous = bucket_series(ctx.store, [spec], lo - (hi - lo), lo, step, ctx.slo.adjustments)
     thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts}, key=lambda x: -x[1])
     top = max((t for _, t in thresholds), default=1.0)
     cap = 3 * top
@@ -236,7 +260,9 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
                        "range_totals": {k: {"good": g, "total": t, "bad": t - g, "sli": g / t if t else None}
                                         for k, (g, t) in totals.items()}})
     bd_lo = max(lo, hi - dt.timedelta(days=7))
+    notes = marks(ctx.slo.annotations, ctx.slo.adjustments.all(), lo, hi, spec.name, limit=50)   # slo/annotations.py
     return {"spec": spec, "at": at, "window": (lo, hi), "slo_window": (wlo, whi), "bucket_minutes": minutes,
+            "marks": notes,
             "groups": groups, "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
             "ranges": list(RANGES), "selected_group": group, "custom": (frm, to),
             "previous": (lo - (hi - lo), lo), "ownership": spec.ownership.as_dict(),

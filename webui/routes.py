@@ -85,7 +85,7 @@ def install(app: FastAPI) -> None:
     env.filters.update(FILTERS)
     env.globals.update(sparkline=charts.sparkline, budget_bar=charts.budget_bar, line_chart=charts.line_chart,
                        Line=charts.Line, waterfall=charts.waterfall, funnel_chart=charts.funnel_chart,
-                       state_labels=STATE_LABELS,
+                       state_labels=STATE_LABELS, alert_groups=data.alert_groups,
                        budget_units=units_phrase, enc=lambda s: quote(str(s), safe=""))
     refresh = max(5, int(ui_cfg.refresh.total_seconds()))
     sessions = Sessions(load_secret(ui_cfg.secret, ctx.config.data_dir), int(ui_cfg.session_ttl.total_seconds()),

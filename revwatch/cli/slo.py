@@ -50,17 +50,25 @@ def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory
 
 
 @slo_app.command("export")
-def slo_export(fmt: str = typer.Option("openslo", "--format", help="output format (openslo: OpenSLO v1 YAML)"),
+def slo_export(fmt: str = typer.Option("openslo", "--format", help="output format (openslo: OpenSLO v1 YAML; "
+                                      "openslo-adjustments: the config's budget adjustments as v2alpha YAML)"),
                output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default stdout)"),
                config: Optional[Path] = ConfigOpt):
     """Every SLO (journey SLOs and imported ones) as OpenSLO v1 documents that import back to the same SLOs."""
-    if fmt != "openslo":
-        fail(f"--format: unknown format {fmt!r} (supported: openslo)")
+    if fmt not in ("openslo", "openslo-adjustments"):
+        fail(f"--format: unknown format {fmt!r} (supported: openslo, openslo-adjustments)")
     cfg = load_cli_config(config)
     from slo.export import export_openslo
     from slo.spec import SpecError, resolve
     try:
-        text = export_openslo(resolve(cfg))
+        specs = resolve(cfg)
+        if fmt == "openslo-adjustments":         # docs/slo-policy.md (slo/openslo_v2.py)
+            from slo.adjustments import declared
+            from slo.openslo_v2 import export_adjustments
+            text = export_adjustments(declared(cfg, [s.name for s in specs]),
+                                      {s.name: s.ownership.service for s in specs})
+        else:
+            text = export_openslo(specs)
     except SpecError as e:
         fail(str(e))
     if output is None:

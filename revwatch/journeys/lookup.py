@@ -62,7 +62,7 @@ class JourneyService:
                    traces: list[str]) -> tuple[list[dict], list[dict]]:
         """(events, spans) of a correlation ID within [lo, hi], deduplicated, in one round trip.
 
-        Spans exported without a correlation attribute are stored under their trace id (DESIGN §3), so the rest
+        Spans exported without a correlation attribute are stored under their trace id (docs/events.md), so the rest
         of a trace is `CorrelationId IN (its trace ids)`, within an hour of the correlation's own time range.
         """
         t = self.store.table
@@ -184,7 +184,9 @@ class JourneyService:
                    if start_at and not end_at else None,
                    "amount": m.fmt(amount), "currency": currency}
             if start_at and end_at:
-                doc["total_seconds"] = (end_at - start_at).total_seconds()
+                # an end that occurred before its start (out-of-order milestones, collector.sequencing) is 0, never
+                # a negative latency (the SLO decides it at the later of the two too: slo/sli.py)
+                doc["total_seconds"] = max(0.0, (end_at - start_at).total_seconds())
                 doc["within_threshold"] = end_at - start_at <= threshold
             out.append(doc)
         return out

@@ -190,7 +190,7 @@ class Business:
     def _expect_and_invoice(self, c: Customer, cid: str, t0: dt.datetime, typ: str, source: str, journey: str,
                             unit: Decimal, qty: int, proration: Decimal | None = None, plan: str | None = None,
                             **attrs) -> None:
-        """The expectation event (DESIGN §4 attributes) and the invoice that should match it, faults applied."""
+        """The expectation event (docs/events.md attributes) and the invoice that should match it, faults applied."""
         factor = proration if proration is not None else Decimal(1)
         expected = unit * qty * factor * (1 + c.tax_rate)
         prorated = str(proration.quantize(Decimal("0.0001"))) if proration is not None else None
