@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from collector.cloudevents import STRUCTURED, cloudevent_items
-from collector.deadletters import REPLAYABLE, DeadLetters
+from collector.deadletters import CURSOR_PATTERN, REPLAYABLE, DeadLetters
 from collector.events import BodyError, ValidatedEvents, validate_in_chunks, validate_items_in_chunks
 from collector.otlp import DecodeError
 from collector.otlp_logs import log_event_items, parse_logs
@@ -139,7 +139,7 @@ def _letters(ctx: AppContext) -> DeadLetters:
 def list_deadletters(request: Request, source: str | None = Query(None, max_length=256),
                      reason: str | None = Query(None, max_length=64), since: str | None = None,
                      status: str | None = Query(None, pattern="^(open|replayed)$"),
-                     cursor: str | None = Query(None, max_length=512),
+                     cursor: str | None = Query(None, pattern=CURSOR_PATTERN),
                      limit: int = Query(100, ge=1, le=1000)) -> dict:
     """Rejected items, newest first: `{"items": [...], "next_cursor": ...}`; each with its source, reason, the start
     of its raw body, first/last seen, count and replay status. Filters: source, reason, since, status."""

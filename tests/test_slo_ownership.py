@@ -61,3 +61,17 @@ def test_bad_ownership_names_the_key(tmp_path, key, value, words):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert f"slos['a'].{key}" in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_overview_groups_by_team_and_searches_by_owner(api_factory):
+    from tests.test_webui import sign_in
+    api = api_factory(CFG)
+    api.ctx.slo.evaluate_and_cache()
+    sign_in(api)
+    html = api.client.get("/ui/", params={"by": "team"}).text
+    heads = [h for h in ("team billing", "team payments", "no team") if h in html]
+    assert heads == ["team billing", "team payments", "no team"]
+    assert html.index("team billing") < html.index(">inherits<") < html.index("team payments") < html.index(">own<") \
+        < html.index("no team") < html.index(">nobody<")
+    found = api.client.get("/ui/", params={"q": "PAYMENTS"}).text           # team "payments"
+    assert ">own<" in found and ">nobody<" not in found

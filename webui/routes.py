@@ -277,9 +277,9 @@ def root(request: Request, v: Viewer = Depends(viewer)):
 
 @router.get("/ui", response_class=HTMLResponse)
 @router.get("/ui/", response_class=HTMLResponse)
-def overview(request: Request, q: str = "", v: Viewer = Depends(viewer)):
-    """Every SLO and group (or those matching `q`: name, description, group, owner, team, service, tier), open
-    alerts, top anomalies and stuck money per journey; refreshes itself."""
+def overview(request: Request, q: str = "", v: Viewer = Depends(viewer), by: str = ""):
+    """Every SLO and group (or those matching `q`: name, description, group, owner, team, service, tier; `by=team`
+    groups them under their team), open alerts, top anomalies and stuck money per journey; refreshes itself."""
     ctx = ctx_of(request)
     results = ctx.slo.latest_or_evaluate()
     at = ctx.slo.latest_at or (results[0].at if results else utcnow())
@@ -287,7 +287,11 @@ def overview(request: Request, q: str = "", v: Viewer = Depends(viewer)):
     journeys, journeys_at = ctx.ui.journey_summaries.get()
     q = q.strip()[:200]
     shown = [r for r in results if data.slo_matches(r, q)]
-    return render(request, "overview.html", viewer=v, at=at, slos=data.slo_rows(shown, series), q=q,
+    rows = data.slo_rows(shown, series)
+    if by == "team":                      # stable: within a team the usual order; SLOs without a team last
+        rows.sort(key=lambda s: (s["ownership"]["team"] is None, (s["ownership"]["team"] or "").lower()))
+    return render(request, "overview.html", viewer=v, at=at, slos=rows, q=q,
+                  by_team=by == "team",
                   total_slos=len(results),
                   alerts=_or_none(lambda: data.open_alerts(ctx)),
                   anomalies=_or_none(lambda: data.anomalies(ctx, status="open", limit=5)),
