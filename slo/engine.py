@@ -442,11 +442,15 @@ class SloEngine:
                     r.windows[format_duration(t.long)].total == 0 or r.windows[format_duration(t.short)].total == 0
                     for t in r.spec.tiers):
                 wanted.setdefault((r.spec.name, cov.last_data), []).append(r)
+        by_minute: dict[dt.datetime, set[str]] = {}        # one evaluation per distinct minute, all its SLOs at once
+        for name, minute in wanted:
+            by_minute.setdefault(minute, set()).add(name)
         before: dict[tuple[str, str], SloResult] = {}
-        for (name, minute), rs in wanted.items():
-            for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=[name], _hold=False):
+        for minute, names in by_minute.items():
+            for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=sorted(names), _hold=False):
+                rs = wanted.get((p.spec.name, minute), [])
                 if any(p.group == r.group for r in rs):
-                    before[(name, p.group)] = p
+                    before[(p.spec.name, p.group)] = p
         for r in results:
             alert_state(r, before.get((r.spec.name, r.group)))
 
