@@ -52,8 +52,9 @@ def k8s_name(name: str) -> str:
     return n or "x"
 
 
-def _documents(path: Path):
-    """(document, err) for every document of a v2alpha file of an imported kind; raises on any other kind."""
+def _documents(path: Path, kind: str):
+    """(metadata, spec, annotations, err) of every `kind` document of a v2alpha file; raises on a kind not imported
+    and on a document of `kind` without a DNS-label name or a spec."""
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     except (OSError, yaml.YAMLError) as e:
@@ -70,7 +71,15 @@ def _documents(path: Path):
         if doc.get("kind") not in ("BudgetAdjustment", "SLO"):
             raise err("kind", f"only BudgetAdjustment and composite SLO are imported from v2alpha files, got "
                               f"{doc.get('kind')!r}")
-        yield doc, err
+        if doc["kind"] != kind:
+            continue
+        meta, spec = doc.get("metadata"), doc.get("spec")
+        if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not _DNS.fullmatch(meta["name"]):
+            raise err("metadata.name", "required, an RFC 1123 DNS label")
+        if not isinstance(spec, dict):
+            raise err("spec", "required")
+        ann: dict[str, Any] = meta.get("annotations") or {}
+        yield meta, spec, ann, err
 
 
 def _slos_of_ref(ref: str, slo_names: list[str]) -> list[str]:
@@ -81,15 +90,7 @@ def _slos_of_ref(ref: str, slo_names: list[str]) -> list[str]:
 def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
     """The BudgetAdjustments of one file, as adjustments (source: the file)."""
     out = []
-    for doc, err in _documents(path):
-        if doc["kind"] != "BudgetAdjustment":
-            continue
-        meta, spec = doc.get("metadata"), doc.get("spec")
-        if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not _DNS.fullmatch(meta["name"]):
-            raise err("metadata.name", "required, an RFC 1123 DNS label")
-        if not isinstance(spec, dict):
-            raise err("spec", "required")
-        ann: dict[str, Any] = meta.get("annotations") or {}
+    for meta, spec, ann, err in _documents(path, "BudgetAdjustment"):
         for key in ("description", "service", "indicatorRef", "startTime"):
             if not isinstance(spec.get(key), str) or not spec[key]:
                 raise err(f"spec.{key}", "required")
@@ -127,15 +128,7 @@ def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
 def load_composites(path: Path, slo_names: list[str]) -> list[SloConfig]:
     """The composite SLOs of one v2alpha file (module docstring), members resolved against `slo_names`."""
     out = []
-    for doc, err in _documents(path):
-        if doc["kind"] != "SLO":
-            continue
-        meta, spec = doc.get("metadata"), doc.get("spec")
-        if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not _DNS.fullmatch(meta["name"]):
-            raise err("metadata.name", "required, an RFC 1123 DNS label")
-        if not isinstance(spec, dict):
-            raise err("spec", "required")
-        ann: dict[str, Any] = meta.get("annotations") or {}
+    for meta, spec, ann, err in _documents(path, "SLO"):
         objectives = spec.get("objectives")
         if not isinstance(objectives, list) or not objectives:
             raise err("spec.objectives", "required, a non-empty list")
