@@ -8,7 +8,21 @@ BudgetAdjustment`, `metadata: {name, labels?, annotations?}`, `spec: {descriptio
 `revwatch.io/name`, `revwatch.io/description` when the spec's is a stand-in), which
 the import reads back, so an export imports to the same adjustments. Without `revwatch.io/slos` the adjustment
 applies to the SLOs whose indicator is `indicatorRef` (revwatch's exported SLI names are `<slo>-sli`, slo/export.py)
-or that are named so. Other kinds in these files are refused (one line naming file, document and field).
+or that are named so.
+
+Composite SLOs (`kind: SLO` whose `spec.objectives[]` carry `sliRef`/`sli`, the go-sdk's `SLOSpec.
+HasCompositeObjectives`) are imported as revwatch composites (slo/composite.py; `load_composites`):
+* each objective is one member: its `sliRef` names the SLI of a revwatch SLO (matched as for `indicatorRef`
+  above); an inline `sli` is refused (a member must be an SLO revwatch already evaluates);
+* `compositeWeight` (> 0, default 1) → `composite.weights`; rollup `weighted` (the v2alpha notion), or
+  `least_healthy` from the annotation `revwatch.io/rollup`;
+* the composite's objective: the weight-averaged objective `target` (or `targetPercent`/100) — with a weighted SLI
+  that is the level the composite sits at when every member meets its own target exactly;
+* `timeWindow`: one rolling window (a composite needs one); `budgetingMethod: Occurrences` (the roll-up averages
+  the members' SLIs, each already counted by its own method); `spec.service` → the ownership `service`.
+`alertPolicies` are refused (the composite takes revwatch's default multi-window tiers). Non-composite v2alpha SLOs
+are refused (import them as openslo/v1). Other kinds are refused; each refusal is one line naming file, document and
+field.
 """
 from __future__ import annotations
 
@@ -20,7 +34,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from revwatch.config import AdjustmentConfig
+from revwatch.config import AdjustmentConfig, SloConfig
 from revwatch.units import format_duration, parse_duration, parse_instant
 from slo.adjustments import Adjustment
 
@@ -38,13 +52,13 @@ def k8s_name(name: str) -> str:
     return n or "x"
 
 
-def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
-    """The BudgetAdjustments of one file, as adjustments (source: the file)."""
+def _documents(path: Path, kind: str):
+    """(metadata, spec, annotations, err) of every `kind` document of a v2alpha file; raises on a kind not imported
+    and on a document of `kind` without a DNS-label name or a spec."""
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     except (OSError, yaml.YAMLError) as e:
         raise OpenSloV2Error(f"{path}: cannot read ({e})") from None
-    out = []
     for i, doc in enumerate(docs):
         where = f"{path}: document {i + 1}"
 
@@ -54,14 +68,29 @@ def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
             raise err("(document)", "must be a mapping")
         if doc.get("apiVersion") != API:
             raise err("apiVersion", f"must be {API}")
-        if doc.get("kind") != "BudgetAdjustment":
-            raise err("kind", f"only BudgetAdjustment is imported from v2alpha files, got {doc.get('kind')!r}")
+        if doc.get("kind") not in ("BudgetAdjustment", "SLO"):
+            raise err("kind", f"only BudgetAdjustment and composite SLO are imported from v2alpha files, got "
+                              f"{doc.get('kind')!r}")
+        if doc["kind"] != kind:
+            continue
         meta, spec = doc.get("metadata"), doc.get("spec")
         if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not _DNS.fullmatch(meta["name"]):
             raise err("metadata.name", "required, an RFC 1123 DNS label")
         if not isinstance(spec, dict):
             raise err("spec", "required")
         ann: dict[str, Any] = meta.get("annotations") or {}
+        yield meta, spec, ann, err
+
+
+def _slos_of_ref(ref: str, slo_names: list[str]) -> list[str]:
+    """The SLOs whose indicator an OpenSLO SLI name designates (`<slo>-sli` as slo/export.py writes, or the name)."""
+    return [n for n in slo_names if ref in (f"{k8s_name(n)}-sli", n, k8s_name(n))]
+
+
+def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
+    """The BudgetAdjustments of one file, as adjustments (source: the file)."""
+    out = []
+    for meta, spec, ann, err in _documents(path, "BudgetAdjustment"):
         for key in ("description", "service", "indicatorRef", "startTime"):
             if not isinstance(spec.get(key), str) or not spec[key]:
                 raise err(f"spec.{key}", "required")
@@ -80,7 +109,7 @@ def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
             slos = None if ann[PREFIX + "slos"] == "*" else [s for s in str(ann[PREFIX + "slos"]).split(",") if s]
         else:
             ref = spec["indicatorRef"]
-            slos = [n for n in slo_names if ref in (f"{k8s_name(n)}-sli", n, k8s_name(n))]
+            slos = _slos_of_ref(ref, slo_names)
             if not slos:
                 raise err("spec.indicatorRef", f"{ref!r} is the indicator of no SLO")
         raw = {"name": ann.get(PREFIX + "name", meta["name"]), "start": start, "duration": format_duration(duration),
@@ -93,6 +122,74 @@ def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
             first = e.errors()[0]
             raise err(".".join(map(str, first["loc"])) or "spec", first["msg"].removeprefix("Value error, ")) from None
         out.append(Adjustment(cfg, str(path)))
+    return out
+
+
+def load_composites(path: Path, slo_names: list[str]) -> list[SloConfig]:
+    """The composite SLOs of one v2alpha file (module docstring), members resolved against `slo_names`."""
+    out = []
+    for meta, spec, ann, err in _documents(path, "SLO"):
+        objectives = spec.get("objectives")
+        if not isinstance(objectives, list) or not objectives:
+            raise err("spec.objectives", "required, a non-empty list")
+        if not all(isinstance(o, dict) and ("sli" in o or "sliRef" in o) for o in objectives):
+            raise err("spec.sli" if ("sli" in spec or "sliRef" in spec) else "spec.objectives",
+                      "only composite SLOs (every objective with sliRef) are imported from v2alpha files; import "
+                      "other SLOs as openslo/v1")
+        for key in ("sli", "sliRef", "alertPolicies"):
+            if key in spec:
+                raise err(f"spec.{key}", "not imported for a composite SLO" if key == "alertPolicies" else
+                          "a composite SLO has its SLIs on its objectives, not on the spec")
+        if not isinstance(spec.get("service"), str) or not spec["service"]:
+            raise err("spec.service", "required")
+        if spec.get("budgetingMethod") != "Occurrences":
+            raise err("spec.budgetingMethod", f"a composite is imported with Occurrences only, got "
+                                              f"{spec.get('budgetingMethod')!r}")
+        tw = spec.get("timeWindow")
+        if (not isinstance(tw, list) or len(tw) != 1 or not isinstance(tw[0], dict)
+                or tw[0].get("isRolling") is not True or "calendar" in tw[0]):
+            raise err("spec.timeWindow", "exactly one rolling window (isRolling: true) is needed by a composite")
+        try:
+            window = str(tw[0].get("duration"))
+            parse_duration(window)
+        except ValueError as e:
+            raise err("spec.timeWindow[0].duration", str(e)) from None
+        members: list[str] = []
+        weights: dict[str, float] = {}
+        targets: list[tuple[float, float]] = []
+        for k, o in enumerate(objectives):
+            f = f"spec.objectives[{k}]"
+            if "sli" in o:
+                raise err(f"{f}.sli", "an inline SLI is not imported: a member must be an SLO revwatch evaluates; "
+                                      "name its SLI with sliRef")
+            found = _slos_of_ref(str(o["sliRef"]), slo_names)
+            if len(found) != 1:
+                raise err(f"{f}.sliRef", f"{o['sliRef']!r} is the indicator of no SLO" if not found else
+                          f"{o['sliRef']!r} is ambiguous ({', '.join(found)})")
+            w = o.get("compositeWeight", 1)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0:
+                raise err(f"{f}.compositeWeight", f"must be a number > 0, got {w!r}")
+            if ("target" in o) == ("targetPercent" in o):
+                raise err(f"{f}.target", "give exactly one of target and targetPercent")
+            t = o["target"] if "target" in o else o["targetPercent"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)):
+                raise err(f"{f}.{'target' if 'target' in o else 'targetPercent'}", f"must be a number, got {t!r}")
+            targets.append((float(w), t if "target" in o else t / 100))
+            members.append(found[0])
+            if w != 1:
+                weights[found[0]] = float(w)
+        raw = {"name": ann.get(PREFIX + "name", meta["name"]), "objective":
+               sum(w * t for w, t in targets) / sum(w for w, _ in targets), "window": window,
+               "composite": {"members": members, "rollup": ann.get(PREFIX + "rollup", "weighted"), "weights": weights},
+               "description": spec.get("description") or "", "service": spec["service"],
+               "display_name": meta.get("displayName"), "import_spec": API}
+        try:
+            out.append(SloConfig.model_validate(raw))
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(map(str, first["loc"]))
+            field = {"objective": "spec.objectives[].target", "composite.members": "spec.objectives"}.get(loc, loc)
+            raise err(field or "spec", first["msg"].removeprefix("Value error, ")) from None
     return out
 
 

@@ -1,5 +1,5 @@
-"""SLO specs: the config's `slos:` plus imported OpenSLO v1 (slo/openslo.py) and Sloth (slo/sloth.py) files,
-resolved into one model.
+"""SLO specs: the config's `slos:` plus imported OpenSLO v1 (slo/openslo.py) and Sloth (slo/sloth.py) files and
+OpenSLO v2alpha composites (slo/openslo_v2.py), resolved into one model.
 
 An `SloSpec` is a validated `SloConfig` with what evaluation needs resolved: the journey's start and end
 event types, the window, the alert tiers with burn factors scaled to the SLO period (slo/windows.py), and a hash of
@@ -136,6 +136,13 @@ def resolve(cfg: Config) -> list[SloSpec]:
         sources += [(s, f"{f}: {s.name}") for s in load_openslo(path, [p for p in openslo if p != path])]
     for f in cfg.sloth_files:
         sources += [(s, f"{f}: {s.name}") for s in load_sloth(_config_path(cfg, f), cfg.sloth_period)]
+    from slo.openslo_v2 import OpenSloV2Error, load_composites
+    members = [s.name for s, _ in sources]              # v2alpha composites roll up the SLOs declared elsewhere
+    for f in cfg.openslo_v2alpha_files:
+        try:
+            sources += [(s, f"{f}: {s.name}") for s in load_composites(_config_path(cfg, f), members)]
+        except OpenSloV2Error as e:
+            raise SpecError(str(e)) from None
     specs = [_resolve_one(s, cfg, catalogues, where) for s, where in sources]
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}

@@ -174,7 +174,7 @@ def test_openslo_v2alpha_problems_name_file_document_and_field(tmp_path, make_co
     from slo.adjustments import declared
     from slo.spec import SpecError
     for bad, words in [(V2.replace("indicatorRef: api-sli", "indicatorRef: nope-sli"), "spec.indicatorRef"),
-                       (V2.replace("kind: BudgetAdjustment", "kind: SLO"), "only BudgetAdjustment"),
+                       (V2.replace("kind: BudgetAdjustment", "kind: Service"), "and composite SLO are imported"),
                        (V2.replace("  duration: 1d\n", ""), "exactly one of endTime and duration"),
                        (V2.replace("startTime: \"2026-12-25T00:00:00+01:00\"", "startTime: soon"), "spec.startTime")]:
         (tmp_path / "adj.yaml").write_text(bad)

@@ -81,3 +81,49 @@ def test_composite_validation(tmp_path, make_config):
             load_config(p)
     with pytest.raises(SpecError, match="composite.members: unknown SLO 'zz'"):
         resolve(make_config(cfg_text("weighted", "{}").replace("members: [a, b, c]", "members: [a, zz]")))
+
+
+FIXTURE = __import__("pathlib").Path(__file__).parent / "fixtures/openslo/v2alpha-composite/order-to-cash.yaml"
+MEMBERS = """
+slos:
+  - {name: checkout, objective: 0.99, window: 1d, sli: {kind: span_ratio, service: sa, bad_when: {StatusCode: Error}}}
+  - {name: settlement, objective: 0.99, window: 1d, sli: {kind: span_ratio, service: sb, bad_when: {StatusCode: Error}}}
+openslo_v2alpha_files: [%s]
+"""
+
+
+def test_openslo_v2alpha_composite_import(make_config):
+    specs = {s.name: s for s in resolve(make_config(MEMBERS % FIXTURE))}
+    c = specs["order-to-cash"].config
+    assert c.composite is not None and c.composite.members == ["checkout", "settlement"]
+    assert c.composite.rollup == "weighted" and c.composite.weights == {"settlement": 3.0}
+    assert c.objective == pytest.approx((0.99 + 3 * 0.995) / 4)     # the weight-averaged member target
+    assert (c.window, c.service, c.display_name) == ("28d", "payments", "Order to cash")
+
+
+def test_openslo_v2alpha_composite_evaluates_on_its_weights(store, make_config, two_members, tmp_path):
+    # checkout (sa) is 10 % bad, settlement (sb) all good: weighted 1 and 3 → (1 · 0.9 + 3 · 1.0) / 4
+    (tmp_path / "c.yaml").write_text(FIXTURE.read_text().replace("duration: 28d", "duration: 1d"))
+    [r] = SloEngine(store, make_config(MEMBERS % (tmp_path / "c.yaml"))).evaluate(two_members, names=["order-to-cash"])
+    assert r.windows["1h"].sli == pytest.approx(0.975) and r.windows["1h"].total == 4
+
+
+@pytest.mark.parametrize("old,new,words", [
+    ("sliRef: settlement-sli", "sliRef: nope-sli", r"document 1: spec.objectives\[1\].sliRef: 'nope-sli' is the "),
+    ("compositeWeight: 3", "compositeWeight: 0", r"spec.objectives\[1\].compositeWeight: must be a number > 0"),
+    ("budgetingMethod: Occurrences", "budgetingMethod: Timeslices", "spec.budgetingMethod: a composite is"),
+    ("isRolling: true", "isRolling: false", "spec.timeWindow: exactly one rolling window"),
+    ("    - sliRef: checkout-sli\n", "    - sli: {metadata: {name: x}, spec: {}}\n",
+     r"spec.objectives\[0\].sli: an inline SLI is not imported"),
+    ("      target: 0.99\n", "", r"spec.objectives\[0\].target: give exactly one of target and targetPercent"),
+    ("kind: SLO", "kind: Service", "kind: only BudgetAdjustment and composite SLO"),
+    ("    - sliRef: settlement-sli\n      target: 0.995\n      compositeWeight: 3\n", "",
+     "spec.objectives: List should have at least 2 items"),
+])
+def test_openslo_v2alpha_composite_refusals_name_file_document_field(tmp_path, make_config, old, new, words):
+    text = FIXTURE.read_text()
+    assert old in text
+    (tmp_path / "c.yaml").write_text(text.replace(old, new))
+    with pytest.raises(SpecError, match=words) as e:
+        resolve(make_config(MEMBERS % (tmp_path / "c.yaml")))
+    assert str(e.value).startswith(f"{tmp_path / 'c.yaml'}: document 1: ") and "\n" not in str(e.value)
