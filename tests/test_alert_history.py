@@ -71,6 +71,8 @@ def test_a_burn_fires_and_resolves_into_the_slo_alert_history(api_factory):
     html = api.client.get("/ui/slos/api?range=1h").text
     section = html[html.index('id="alert-history"'):]
     section = section[:section.index("</section>")]
+    link = section[section.index("/api/v1/slos/api/alerts?since="):].split('"')[0].replace("&amp;", "&")
+    assert api.get(link).json()["items"] == items                                  # the page's JSON link works
     rows = section.split("<tr")[2:]                                                  # after the header row
     assert len(rows) == 4 and ["still firing" in row for row in rows] == [True, True, False, False]
     assert "5m & 1m: 50.00× / 50.00× (fires at 10×)" in section

@@ -224,3 +224,28 @@ def test_the_evaluator_loop_never_skips_a_slow_pass_and_wakes_early_on_new_data(
     time.sleep(0.8)
     loop.stop()
     assert len(quick.starts) == 3 and 0.95 < quick.starts[2] - quick.starts[1] < 1.3, quick.starts
+
+
+def test_each_transition_is_recorded_in_the_slo_alert_history_and_a_failed_write_never_undoes_it():
+    inbox = Inbox()
+    d = DirectAlerts(inbox, DirectConfig())
+    tier = {"long": "5m", "short": "1m", "threshold": 10.0, "long_burn_rate": 12.5, "short_burn_rate": 20.0,
+            "firing": True, "held": False, "held_from": None}
+    for sec, active in [(0, True), (5, True), (9, False)]:
+        d.feed([Condition(LABELS, {}, active, dt.timedelta(0), T0 + dt.timedelta(seconds=sec),
+                          (tier if active else {**tier, "firing": False},))])
+    cols = dict(zip(("at", "slo", "group", "severity", "alertname", "fp", "status", "starts", "ends", "tiers"),
+                    zip(*inbox.store.rows)))
+    assert cols["status"] == ("firing", "resolved") and cols["slo"] == ("api", "api")
+    assert cols["starts"] == (T0, T0) and cols["ends"] == (None, T0 + dt.timedelta(seconds=9))
+    assert '"long_burn_rate":12.5' in cols["tiers"][0] and cols["tiers"][1] == "[]"   # the rates at firing
+
+    class Down(HistoryRows):
+        def insert(self, table, rows, columns):
+            from revwatch.store import StoreError
+            raise StoreError("store down")
+    inbox2 = Inbox()
+    inbox2.store = Down()
+    d2 = DirectAlerts(inbox2, DirectConfig())
+    assert run(d2, inbox2, [(0, True), (2, True)]) == [(0, "firing")]     # submitted once, not retried
+    assert d2.firing() == [fingerprint(LABELS)]
