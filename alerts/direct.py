@@ -11,7 +11,8 @@ Hysteresis, per alert (Prometheus' rule states):
 * inactive → pending when the condition becomes active; pending → firing once it has been active for `hold_for`
   (the tiers' `alert_after`, `for:`), at once when that is zero; pending → inactive when it stops before then;
 * firing → resolved once the condition has been inactive for `alerts.direct.keep_firing_for` (`keep_firing_for`).
-Only transitions are submitted (a re-send would change nothing in routing anyway).
+Only transitions are submitted (a re-send would change nothing in routing anyway). Once the inbox has them they
+are also written to the per-SLO alert history (alerts/history.py) with the tiers as evaluated at that pass.
 
 Restarts: the firing alerts of this path are in the persisted routing groups; `feed` adopts them on its first
 call, so a condition that cleared while revwatch was down is resolved by the first pass. A pending `for:` timer
@@ -30,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from alerts import history
 from alerts.config import DirectConfig
 from alerts.routing import Alert, fingerprint
 
@@ -52,6 +54,8 @@ class ConditionLike(Protocol):
     def hold_for(self) -> dt.timedelta: ...
     @property
     def at(self) -> dt.datetime: ...
+    @property
+    def tiers(self) -> tuple[dict, ...]: ...
 
 
 @dataclass
@@ -88,9 +92,11 @@ class DirectAlerts:
                 self._adopt()
             out: list[Alert] = []
             seen: set[str] = set()
+            tiers: dict[str, tuple[dict, ...]] = {}
             for c in conditions:
                 fp = fingerprint(c.labels)
                 seen.add(fp)
+                tiers[fp] = c.tiers
                 now = c.at.timestamp()
                 st = self.states.setdefault(fp, _State())
                 if c.active:
@@ -122,6 +128,7 @@ class DirectAlerts:
             except Exception:
                 self._undo(out)
                 raise
+            history.record(self.service.store, out, tiers, self.service.clock())
         return out
 
     def _held(self, fp: str) -> Alert | None:

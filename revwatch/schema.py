@@ -436,6 +436,26 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letter_replays{local} {on_cluster} (
 ORDER BY (Id, At)
 """
 
+# Per-SLO alert history from revwatch's own evaluations (alerts/history.py): one row per transition of a direct-path
+# alert (alerts/direct.py) — "firing" with the tiers (windows, burn rates, threshold, held) that made it fire,
+# "resolved" with the instant it ended. An incident is (Fingerprint, StartsAt).
+_SLO_ALERT_HISTORY = """
+CREATE TABLE IF NOT EXISTS {db}.slo_alert_history{local} {on_cluster} (
+    At DateTime64(3, 'UTC'),
+    Slo LowCardinality(String),
+    SloGroup String,
+    Severity LowCardinality(String),
+    AlertName LowCardinality(String),
+    Fingerprint String,
+    Status LowCardinality(String),
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt Nullable(DateTime64(3, 'UTC')),
+    Tiers String
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(StartsAt)
+ORDER BY (Slo, StartsAt, Fingerprint)
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -457,6 +477,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_ALERT_INBOX, _ALERT_GROUPS, _NOTIFICATIONS, _SILENCES)),
     Migration(23, "dead letters of rejected items and their replays", (_DEAD_LETTERS, _DEAD_LETTER_REPLAYS)),
     Migration(28, "annotations on SLO charts", (_ANNOTATIONS,)),
+    Migration(29, "per-SLO alert history from revwatch's own evaluations", (_SLO_ALERT_HISTORY,)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.
@@ -469,7 +490,7 @@ DISTRIBUTED = {"spans": "cityHash64(CorrelationId)", "events": "cityHash64(Corre
                "ingest_quarantine": "rand()", "alert_inbox": "rand()", "alert_groups": "cityHash64(GroupId)",
                "notifications": "cityHash64(Id)", "silences": "cityHash64(Id)", "dead_letters": "cityHash64(Id)",
                "dead_letter_replays": "cityHash64(Id)",
-               "annotations": "cityHash64(Id)"}
+               "annotations": "cityHash64(Id)", "slo_alert_history": "cityHash64(Slo)"}
 
 
 def render(statement: str, database: str, cluster: str | None = None) -> str:

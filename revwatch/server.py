@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from alerts import history as alert_history
 from alerts import receiver as alert_routes
 from alerts.direct import DirectAlerts
 from alerts.service import AlertService
@@ -217,6 +218,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     app.include_router(slo_policy_routes.router)
     app.include_router(anomaly_routes.router)
     app.include_router(alert_routes.router)
+    app.include_router(alert_history.router)
     app.include_router(odoo_webhook.router)
     webui.install(app)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from slo.engine import SloResult
 
 SEVERITIES = ("page", "ticket")
+_TIER_KEYS = ("long", "short", "threshold", "long_burn_rate", "short_burn_rate", "firing", "held", "held_from")
 
 
 def alert_name(spec: SloSpec, severity: str) -> str:
@@ -59,6 +60,8 @@ class Condition:
     active: bool
     hold_for: dt.timedelta             # the tiers' alert_after (Prometheus `for:`)
     at: dt.datetime                    # the evaluation instant
+    tiers: tuple[dict, ...] = ()       # this severity's tiers as evaluated: windows, burn rates, threshold, firing,
+                                       # held (coverage) — the alert history records them (alerts/history.py)
 
 
 def _description(res: SloResult, severity: str) -> str:
@@ -99,6 +102,7 @@ def conditions(results: Iterable[SloResult], external_url: str) -> list[Conditio
                 **({"link": link} if link else {})}
             tiers = spec.tiers_of(severity)
             active = any(a["firing"] for a in res.alerts if a["severity"] == severity)
-            out.append(Condition(labels, annotations, active, tiers[0].alert_after, res.at))
+            detail = tuple({k: a.get(k) for k in _TIER_KEYS} for a in res.alerts if a["severity"] == severity)
+            out.append(Condition(labels, annotations, active, tiers[0].alert_after, res.at, detail))
     return out
 

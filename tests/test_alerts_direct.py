@@ -24,10 +24,23 @@ T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
 LABELS = {"alertname": "RevwatchSLOBurnRatePage", "slo": "api", "journey": "", "severity": "page"}
 
 
+class HistoryRows:
+    """Stands in for the store the alert history (alerts/history.py) is written to."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def insert(self, table, rows, columns):
+        assert table == "slo_alert_history"
+        self.rows += rows
+
+
 class Inbox:
     """Stands in for AlertService: what `submit` got, and the persisted groups `feed` adopts at start."""
 
     def __init__(self):
+        self.store = HistoryRows()
+        self.clock = time.time
         self.groups: dict[str, Group] = {}
         self._state_lock = threading.RLock()
         self.got: list[Alert] = []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from alerts.history import history as alert_history
 from anomaly.detectors import list_findings
 from revwatch.journeys import money as jmoney
 from revwatch.store import StoreError
@@ -267,7 +268,19 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
             "ranges": list(RANGES), "selected_group": group, "custom": (frm, to),
             "previous": (lo - (hi - lo), lo), "ownership": spec.ownership.as_dict(),
             "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo,
-            "forecast": _forecast(ctx, spec, group)}
+            "forecast": _forecast(ctx, spec, group), "alert_history": _alert_history(ctx, spec.name, group, lo, hi)}
+
+
+def _alert_history(ctx: AppContext, name: str, group: str | None, lo: dt.datetime,
+                   hi: dt.datetime) -> list[dict] | None:
+    """The SLO's alert incidents (revwatch's own evaluations, alerts/history.py) firing during the range, newest
+    first; None (shown as unavailable) when the store fails."""
+    try:
+        items = alert_history(ctx.store, name, lo, limit=200, until=hi)
+    except StoreError as e:
+        log.warning("SLO alert history unavailable: %s", e)
+        return None
+    return [i for i in items if group is None or (i["group"] or "") == group]
 
 
 def budget_history(ctx: AppContext, spec, at: dt.datetime, group: str | None,
