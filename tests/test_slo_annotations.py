@@ -105,3 +105,22 @@ def test_slo_page_charts_draw_adjustment_bands_and_annotation_lines(api_factory)
         assert svg.count('<g class="note">') == 1
         assert f"<title>{when} UTC · deploy &lt;billing&gt; 4.2.1 [deploy]</title>" in svg
         assert "long ago" not in svg
+
+
+def test_chart_marks_are_clipped_to_the_axis():
+    import re
+
+    from slo.annotations import Annotation
+    from webui.charts import line_chart
+    t0 = dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc)
+    times = [t0 + dt.timedelta(hours=h) for h in range(5)]                 # axis 00:00-04:00 over 654 px from x=56
+    marks = [Annotation("a", t0 - dt.timedelta(hours=1), "before and into", tags=("adjustment", "good"),
+                        end=t0 + dt.timedelta(hours=1)),
+             Annotation("b", t0 + dt.timedelta(hours=3), "into and after", tags=("adjustment", "exclude"),
+                        end=t0 + dt.timedelta(hours=9)),
+             Annotation("c", t0 + dt.timedelta(hours=5), "outside", end=t0 + dt.timedelta(hours=6)),
+             Annotation("d", t0 + dt.timedelta(hours=2), "mid"), Annotation("e", t0 - dt.timedelta(hours=1), "out")]
+    svg = str(line_chart(times, {"a": [1.0] * 5}, "t", marks=marks))
+    bands = re.findall(r'<rect class="(adj[^"]*)" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+    assert bands == [("adj adj-good", "56.0", "163.5"), ("adj", "546.5", "163.5")]
+    assert svg.count('<g class="note">') == 1 and 'x1="383.0"' in svg and "outside" not in svg and ">out" not in svg
