@@ -67,3 +67,60 @@ def test_revwatch_annotate_cli(tmp_path):
     assert doc["time"] == "2026-12-01T10:00:00+00:00" and doc["slos"] == ["api"] and doc["tags"] == ["incident"]
     bad = revwatch_cmd("annotate", "x", "--config", str(cfg), "--slo", "nope", env={"PYTHONPATH": str(ROOT)})
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "revwatch: unknown SLO 'nope'", bad.stderr
+
+
+def test_slo_page_charts_draw_adjustment_bands_and_annotation_lines(api_factory):
+    import re
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    start = (now - dt.timedelta(hours=5)).replace(second=0)                # one occurrence, well inside the axis
+    cfg = CFG.replace('start: "2026-01-01T02:00", duration: 30m, rrule: FREQ=DAILY',
+                      f'start: "{start:%Y-%m-%dT%H:%M}", duration: 30m')
+    assert "rrule" not in cfg
+    api = api_factory(cfg)
+    note = {"time": (now - dt.timedelta(hours=2)).isoformat(), "text": "deploy <billing> 4.2.1", "slos": ["api"],
+            "tags": ["deploy"]}
+    assert api.post("/api/v1/annotations", json=note).status_code == 201
+    old = {"time": (now - dt.timedelta(days=3)).isoformat(), "text": "long ago", "slos": ["api"]}
+    assert api.post("/api/v1/annotations", json=old).status_code == 201
+    r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = api.client.get("/ui/slos/api?range=24h").text
+    charts = re.findall(r'<svg class="chart".*?</svg>', page, re.S)
+    assert len(charts) == 3
+    when = (now - dt.timedelta(hours=2)).strftime("%Y-%m-%d %H:%M")
+    for svg in charts:
+        # the 30-minute adjustment: one band inside the 24 h axis, its tooltip naming the occurrence
+        bands = re.findall(r'<rect class="adj" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"[^>]*><title>([^<]*)</title>',
+                           svg)
+        assert len(bands) == 1, bands
+        assert bands[0][2].startswith(f"{start:%Y-%m-%d %H:%M} → {start + dt.timedelta(minutes=30):%Y-%m-%d %H:%M} "
+                                      f"UTC · budget adjustment nightly: minutes excluded")
+        plot = re.search(r'<rect class="plot" x="(\d+)" y="\d+" width="(\d+)"', svg)
+        assert plot is not None
+        left, width = float(plot[1]), float(plot[2])
+        # 30 minutes of a ~24 h axis: about 1/48 of the plot width, inside it
+        assert left <= float(bands[0][0]) and float(bands[0][0]) + float(bands[0][1]) <= left + width + 0.1
+        assert 0.5 / 26 * width < float(bands[0][1]) < 0.5 / 23 * width
+        # the deploy: one marked line with an escaped tooltip; the 3-day-old annotation is outside the axis
+        assert svg.count('<g class="note">') == 1
+        assert f"<title>{when} UTC · deploy &lt;billing&gt; 4.2.1 [deploy]</title>" in svg
+        assert "long ago" not in svg
+
+
+def test_chart_marks_are_clipped_to_the_axis():
+    import re
+
+    from slo.annotations import Annotation
+    from webui.charts import line_chart
+    t0 = dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc)
+    times = [t0 + dt.timedelta(hours=h) for h in range(5)]                 # axis 00:00-04:00 over 654 px from x=56
+    marks = [Annotation("a", t0 - dt.timedelta(hours=1), "before and into", tags=("adjustment", "good"),
+                        end=t0 + dt.timedelta(hours=1)),
+             Annotation("b", t0 + dt.timedelta(hours=3), "into and after", tags=("adjustment", "exclude"),
+                        end=t0 + dt.timedelta(hours=9)),
+             Annotation("c", t0 + dt.timedelta(hours=5), "outside", end=t0 + dt.timedelta(hours=6)),
+             Annotation("d", t0 + dt.timedelta(hours=2), "mid"), Annotation("e", t0 - dt.timedelta(hours=1), "out")]
+    svg = str(line_chart(times, {"a": [1.0] * 5}, "t", marks=marks))
+    bands = re.findall(r'<rect class="(adj[^"]*)" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+    assert bands == [("adj adj-good", "56.0", "163.5"), ("adj", "546.5", "163.5")]
+    assert svg.count('<g class="note">') == 1 and 'x1="383.0"' in svg and "outside" not in svg and ">out" not in svg

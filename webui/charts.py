@@ -6,8 +6,10 @@ Every chart is an inline `<svg>` with a `viewBox`, so it scales to its container
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Protocol
 
 from markupsafe import Markup
 
@@ -56,10 +58,49 @@ def sparkline(values: list[float | None], title: str, width: int = 120, height: 
                   f'<title>{escape(title)}</title>{ref}<path d="{_path(pts)}"/>{dot}</svg>')
 
 
+class Mark(Protocol):
+    """Something that happened at `time` (until `end`, if a span): slo.annotations.Annotation."""
+    time: dt.datetime
+    end: dt.datetime | None
+    text: str
+    tags: tuple[str, ...]
+
+
+def _marks(marks: Sequence[Mark], times: list[dt.datetime], left: float, top: float, pw: float,
+           ph: float) -> list[str]:
+    """Budget adjustments (marks with an `end`) as shaded bands, annotations as vertical lines, each with a
+    `<title>` tooltip; only what falls inside the axis [times[0], times[-1]], bands clipped to it. The x axis is
+    linear in time between the first and last point, as the series are drawn."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return []
+    t0, span = times[0], (times[-1] - times[0]).total_seconds()
+
+    def x(t: dt.datetime) -> float:
+        return left + (t - t0).total_seconds() / span * pw
+    out: list[str] = []
+    for m in sorted(marks, key=lambda m: m.end is None):          # bands first, lines drawn over them
+        if m.end is not None:
+            if m.end <= times[0] or m.time >= times[-1]:
+                continue
+            a, b = x(max(m.time, times[0])), x(min(m.end, times[-1]))
+            css = "adj adj-good" if "good" in m.tags else "adj"
+            tip = f"{m.time:%Y-%m-%d %H:%M} → {m.end:%Y-%m-%d %H:%M} UTC · {m.text}"
+            out.append(f'<rect class="{css}" x="{a:.1f}" y="{top}" width="{max(b - a, 1.0):.1f}" height="{ph}">'
+                       f'<title>{escape(tip)}</title></rect>')
+        elif times[0] <= m.time <= times[-1]:
+            tags = f" [{', '.join(m.tags)}]" if m.tags else ""
+            tip = f"{m.time:%Y-%m-%d %H:%M} UTC · {m.text}{tags}"
+            xm = x(m.time)
+            out.append(f'<g class="note"><title>{escape(tip)}</title><line x1="{xm:.1f}" x2="{xm:.1f}" y1="{top}" '
+                       f'y2="{top + ph}"/><path d="M{xm - 4:.1f},{top}L{xm + 4:.1f},{top}L{xm:.1f},{top + 6}Z"/></g>')
+    return out
+
+
 def line_chart(times: list[dt.datetime], series: dict[str, list[float | None]], title: str,
                lines: tuple[Line, ...] = (), y_min: float | None = None, y_max: float | None = None,
-               y_format: str = "{:.3g}", width: int = 720, height: int = 220) -> Markup:
-    """A time chart of one or more series with labelled horizontal reference lines and axis ticks."""
+               y_format: str = "{:.3g}", width: int = 720, height: int = 220, marks: Sequence[Mark] = ()) -> Markup:
+    """A time chart of one or more series with labelled horizontal reference lines and axis ticks; `marks`
+    (annotations and budget-adjustment occurrences, slo/annotations.py `marks`) are drawn inside the plot."""
     left, right, top_pad, bottom = 56, 10, 10, 24
     pw, ph = width - left - right, height - top_pad - bottom
     vals = [v for s in series.values() for v in s if v is not None] + [ln.value for ln in lines]
@@ -75,6 +116,7 @@ def line_chart(times: list[dt.datetime], series: dict[str, list[float | None]], 
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" preserveAspectRatio="none">'
              f'<title>{escape(title)}</title>',
              f'<rect class="plot" x="{left}" y="{top_pad}" width="{pw}" height="{ph}"/>']
+    parts += _marks(marks, times, left, top_pad, pw, ph)
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         parts.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
