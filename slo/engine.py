@@ -311,7 +311,7 @@ class SloEngine:
         return out
 
     def evaluate(self, at: dt.datetime | None = None, names: list[str] | None = None,
-                 refresh: bool = False, _hold: bool = True) -> list[SloResult]:
+                 refresh: bool = False, _hold: bool = True, _pending: list[tuple] | None = None) -> list[SloResult]:
         """Evaluate SLOs as of `at` (default now).
 
         Reads never write: without `refresh` the minutes a rollup pass would rewrite now (late data, minutes time
@@ -331,7 +331,9 @@ class SloEngine:
             overlay: list[tuple] = []
         else:
             wanted = {s.name for s in specs}
-            overlay = [r for r in self.rollups.pending(now) if r[0] in wanted]
+            # the hold's as-of evaluations reuse the overlay of the evaluation they serve (it is what a pass would
+            # rewrite now; computing it again per held SLO cost most of a pass)
+            overlay = [r for r in (self.rollups.pending(now) if _pending is None else _pending) if r[0] in wanted]
         at_min = floor_minute(at)
         bounds: dict[str, dict[str, dt.datetime]] = {}
         for s in specs:
@@ -408,7 +410,7 @@ class SloEngine:
         results += [self._composite(c, results, at, at_min) for c in composites]
         if names is not None:                  # members evaluated only for their composites
             results = [r for r in results if r.spec.name in names]
-        self._alert_states(results, _hold)
+        self._alert_states(results, _hold, overlay)
         return results
 
     def _composite(self, spec: SloSpec, results: list[SloResult], at: dt.datetime,
@@ -432,7 +434,7 @@ class SloEngine:
         return SloResult(spec, "", at, windows, coverage=cov,
                          adjustments=[a for r in mine.values() for a in r.adjustments])
 
-    def _alert_states(self, results: list[SloResult], hold: bool) -> None:
+    def _alert_states(self, results: list[SloResult], hold: bool, pending: list[tuple]) -> None:
         """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
         minute with data (one per SLO and distinct minute; that evaluation has data in every window)."""
         wanted: dict[tuple[str, dt.datetime], list[SloResult]] = {}
@@ -447,7 +449,8 @@ class SloEngine:
             by_minute.setdefault(minute, set()).add(name)
         before: dict[tuple[str, str], SloResult] = {}
         for minute, names in by_minute.items():
-            for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=sorted(names), _hold=False):
+            for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=sorted(names), _hold=False,
+                                   _pending=pending):
                 rs = wanted.get((p.spec.name, minute), [])
                 if any(p.group == r.group for r in rs):
                     before[(p.spec.name, p.group)] = p
