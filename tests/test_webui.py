@@ -42,7 +42,7 @@ def seed_payments(store):
                                                                                       "gateway": "stripe"}),
             _ev("late2", "payment.settled", NOW - dt.timedelta(days=2), 20, "EUR", {"customer_id": "C-2",
                                                                                   "gateway": "stripe"}),
-            _ev("late3", "payment.settled", NOW - dt.timedelta(minutes=40), 7.25, "USD", {"customer_id": "=cmd|x",
+            _ev("late3", "payment.settled", NOW - dt.timedelta(minutes=25), 7.25, "USD", {"customer_id": "=cmd|x",
                                                                                        "gateway": "adyen"}),
             _ev("ok1", "payment.settled", NOW - dt.timedelta(hours=3), 10, "EUR", {"customer_id": "C-3"}),
             _ev("ok1", "payment.posted", NOW - dt.timedelta(hours=3) + dt.timedelta(minutes=2), None, "", {}, "odoo"),
