@@ -26,7 +26,8 @@ from revwatch.units import format_duration, parse_duration, utcnow
 from slo.adjustments import (EMPTY, AdjustmentBook, Plan, adjusted_columns, declared as declared_adjustments,
                               minutes_in)
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
-from slo.composite import roll, window_names as composite_windows
+from slo.composite import (closure as composite_closure, in_order as composites_in_order, roll,
+                           window_names as composite_windows)
 from slo.exhaustion import exhaustion_alerts, forecast_windows
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
                           window_minutes)
@@ -95,6 +96,8 @@ class SloResult:
     coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
     adjustments: list[dict] = field(default_factory=list)   # what budget adjustments removed from the SLO window
     annotations: list[dict] = field(default_factory=list)   # annotations of the 24 h up to `at` (slo/annotations.py)
+    # composites: per window, the parts that took part (weighted) or decided (least_healthy), slo/composite.py
+    parts: dict[str, list[str]] | None = None
 
     @property
     def budget(self) -> dict:
@@ -140,6 +143,8 @@ class SloResult:
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
              "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments,
              "annotations": self.annotations}
+        if self.parts is not None:
+            d["composite"] = {"rollup": c.composite.rollup if c.composite else None, "parts": self.parts}
         return d
 
 
@@ -293,9 +298,9 @@ class SloEngine:
     def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
         """The burn-rate windows of an SLO: the standard ones plus every window its alert pairs name."""
         names = list(BURN_WINDOWS)
-        for comp in self.specs:                # a composite's members also carry its windows (slo/composite.py)
-            if comp.config.composite is not None and spec.name in comp.config.composite.members:
-                names += [n for n in composite_windows(comp) if n not in names]
+        for comp in self.specs:                # a composite's members also carry its windows, and those of every
+            if comp.config.composite is not None and spec.name in comp.config.composite.members:   # composite above
+                names += [n for n in [*composite_windows(comp), *self.window_lengths(comp)] if n not in names]
         for tier in spec.tiers:
             for w in (tier.long, tier.short):
                 if format_duration(w) not in names:
@@ -320,10 +325,10 @@ class SloEngine:
         (`evaluate_and_cache`) passes `refresh=True` and writes `slo_minutes`."""
         now = utcnow()
         at = min(at or now, now)
-        composites = [s for s in self.specs if s.is_composite and (names is None or s.name in names)]
-        members = {m for c in composites for m in c.config.composite.members}   # type: ignore[union-attr]
-        specs = [s for s in self.specs if not s.is_composite and (names is None or s.name in names
-                                                                   or s.name in members)]
+        wanted_names = None if names is None else composite_closure(self.specs, set(names))  # members too
+        composites = composites_in_order([s for s in self.specs if s.is_composite
+                                          and (wanted_names is None or s.name in wanted_names)])
+        specs = [s for s in self.specs if not s.is_composite and (wanted_names is None or s.name in wanted_names)]
         if not specs:
             return []
         if refresh:
@@ -407,7 +412,8 @@ class SloEngine:
                                 adjustments=plan.summary(bounds[s.name]["slo"], stop),
                                 annotations=[a.as_dict() for a in notes.get(s.name, [])])
                 results.append(res)
-        results += [self._composite(c, results, at, at_min) for c in composites]
+        for c in composites:                   # in order: a composite member is rolled up before its composite
+            results.append(self._composite(c, results, at, at_min))
         if names is not None:                  # members evaluated only for their composites
             results = [r for r in results if r.spec.name in names]
         self._alert_states(results, _hold, overlay)
@@ -418,21 +424,30 @@ class SloEngine:
         """A composite SLO's result from its members' (slo/composite.py)."""
         comp = spec.config.composite
         assert comp is not None, "only composites come here"
-        mine = {r.spec.name: r for r in results if r.spec.name in comp.members and r.group == ""}
+        # every part of every member: one per group of a grouped (or money-weighted, per currency) member
+        mine = [r for r in results if r.spec.name in comp.members]
+        parts: dict[str, list[tuple[str, dict[str, WindowResult]]]] = {}
+        for r in mine:
+            parts.setdefault(r.spec.name, []).append((r.group, r.windows))
         own = format_duration(spec.config.rolling_window or spec.nominal_period)
         windows: dict[str, WindowResult] = {}
         covs: dict[str, WindowCoverage] = {}
+        deciders: dict[str, list[str]] = {}
         for w in [*self.window_lengths(spec), "slo"]:
             mw = own if w == "slo" else w
-            rolled = roll(spec, {m: r.windows for m, r in mine.items()}, w, mw)
+            rolled = roll(spec, parts, w, mw)
             windows[w] = WindowResult(rolled.good, rolled.total, spec.config.objective)
-            covered = max((r.coverage.windows[mw].covered for r in mine.values() if r.coverage), default=0)
+            deciders[w] = list(rolled.members)
+            covered = max((r.coverage.windows[mw].covered for r in mine if r.coverage), default=0)
             length = spec.config.rolling_window if w == "slo" else parse_duration(w)
             covs[w] = WindowCoverage(int(length / MINUTE), covered)   # type: ignore[operator]
-        lasts = [r.coverage.last_data for r in mine.values() if r.coverage and r.coverage.last_data]
+        lasts = [r.coverage.last_data for r in mine if r.coverage and r.coverage.last_data]
         cov = Coverage(covs, max(lasts) if lasts else None, at_min, no_data_after(spec))
+        adjustments: dict[str, list[dict]] = {}     # a member's groups list the same adjustments: once per member
+        for r in mine:
+            adjustments.setdefault(r.spec.name, r.adjustments)
         return SloResult(spec, "", at, windows, coverage=cov,
-                         adjustments=[a for r in mine.values() for a in r.adjustments])
+                         adjustments=[a for adj in adjustments.values() for a in adj], parts=deciders)
 
     def _alert_states(self, results: list[SloResult], hold: bool, pending: list[tuple]) -> None:
         """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
