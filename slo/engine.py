@@ -29,8 +29,8 @@ from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
 from slo.composite import (closure as composite_closure, in_order as composites_in_order, roll,
                            window_names as composite_windows)
 from slo.exhaustion import exhaustion_alerts, forecast_windows
-from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
-                          window_minutes)
+from slo.coverage import (Coverage, JourneySilence, WindowCoverage, held_tiers, hold_alerts, journey_silence,
+                          no_data_after, tier_key, window_minutes)
 from slo.edges import has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.sli import ms
@@ -181,26 +181,34 @@ def _adjust_live(plan: Plan, minute: dt.datetime, rows: list[tuple]) -> list[tup
     return rows
 
 
-def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
-    """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of: the one decision, with the
-    coverage's no-data verdict). Tiers without data hold the state they had in `previous`, the evaluation as of the
-    last minute with data (slo/coverage.py)."""
+def tier_alerts(res: SloResult) -> list[dict]:
+    """One alert entry per tier of the result's SLO, firing on this evaluation's windows alone (no hold): the burn-rate
+    pairs of each severity, then the exhaustion tiers (slo/exhaustion.py), which stand alone: a severity may have
+    exhaustion tiers and no pairs."""
     al = res.spec.config.alerting
+    out = []
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
             enough = lw.volume >= al.min_events and sw.volume >= al.min_events     # amounts: currency units
             firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
-            res.alerts.append({"severity": severity, "long": format_duration(p.long),
-                               "short": format_duration(p.short), "threshold": p.burn_rate,
-                               "budget_percent": p.budget_percent,
-                               "alert_after": format_duration(p.alert_after) if p.alert_after else None,
-                               "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
-                               "low_traffic": not enough, "firing": firing})
-    res.alerts += exhaustion_alerts(res)
+            out.append({"severity": severity, "long": format_duration(p.long),
+                        "short": format_duration(p.short), "threshold": p.burn_rate,
+                        "budget_percent": p.budget_percent,
+                        "alert_after": format_duration(p.alert_after) if p.alert_after else None,
+                        "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
+                        "low_traffic": not enough, "firing": firing})
+    return out + exhaustion_alerts(res)
+
+
+def alert_state(res: SloResult, previous: list[dict] | None = None) -> None:
+    """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of: the one decision, with the
+    coverage's no-data verdict). Each tier without data holds the state it had in `previous` (the tier entries as
+    evaluated at its hold minute, slo/coverage.py)."""
+    res.alerts[:] = tier_alerts(res)
     if res.coverage is not None:
-        res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
-                                           res.coverage.last_data)
+        res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous, res.coverage.last_data,
+                                           res.coverage.at_minute)
     res.state = state_of(res)          # the one decision (slo/state.py): page, exhausted, ticket, no_data, ok
 
 
@@ -450,27 +458,32 @@ class SloEngine:
                          adjustments=[a for adj in adjustments.values() for a in adj], parts=deciders)
 
     def _alert_states(self, results: list[SloResult], hold: bool, pending: list[tuple]) -> None:
-        """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
-        minute with data (one per SLO and distinct minute; that evaluation has data in every window)."""
+        """Alert tiers and state of each result; each tier without data holds the state it had at the end of its
+        hold minute (slo/coverage.py `hold_minute`), from an evaluation as of that minute. One evaluation per
+        distinct minute, for all the SLOs that hold a tier at it."""
         wanted: dict[tuple[str, dt.datetime], list[SloResult]] = {}
+        holds: dict[int, dict[tuple, dt.datetime]] = {}
         for r in results:
             cov = r.coverage
-            if hold and cov is not None and cov.last_data is not None and cov.last_data < cov.at_minute and any(
-                    r.windows[format_duration(t.long)].total == 0 or r.windows[format_duration(t.short)].total == 0
-                    for t in r.spec.tiers):
-                wanted.setdefault((r.spec.name, cov.last_data), []).append(r)
+            if hold and cov is not None:
+                holds[id(r)] = held_tiers(tier_alerts(r), r.windows, cov.last_data, cov.at_minute)
+                for minute in set(holds[id(r)].values()):
+                    wanted.setdefault((r.spec.name, minute), []).append(r)
         by_minute: dict[dt.datetime, set[str]] = {}        # one evaluation per distinct minute, all its SLOs at once
         for name, minute in wanted:
             by_minute.setdefault(minute, set()).add(name)
-        before: dict[tuple[str, str], SloResult] = {}
+        before: dict[tuple[str, str, dt.datetime], SloResult] = {}
         for minute, names in by_minute.items():
             for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=sorted(names), _hold=False,
                                    _pending=pending):
                 rs = wanted.get((p.spec.name, minute), [])
                 if any(p.group == r.group for r in rs):
-                    before[(p.spec.name, p.group)] = p
+                    before[(p.spec.name, p.group, minute)] = p
         for r in results:
-            alert_state(r, before.get((r.spec.name, r.group)))
+            previous = [a for key, minute in holds.get(id(r), {}).items()
+                        for p in [before.get((r.spec.name, r.group, minute))] if p is not None
+                        for a in p.alerts if tier_key(a) == key]
+            alert_state(r, previous)
 
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass

@@ -198,3 +198,59 @@ def test_composite_cycle_and_prometheus_member_are_config_errors(make_config):
     prom = cfg_text("weighted", "{}").replace("members: [a, b, c]", "members: [a, myservice-requests-availability]")
     with pytest.raises(SpecError, match="'myservice-requests-availability' is Prometheus-backed"):
         resolve(make_config(prom + f"sloth_files: [{sloth}]\n"))
+
+
+# --- OpenSLO v2alpha export: export → import gives the same config ---------------------------------------------
+ROUND_TRIP = """
+journeys: {p2p: {start: payment.settled, end: payment.posted}}
+slos:
+  - {name: checkout, objective: 0.99, window: 1d, sli: {kind: span_ratio, service: sa, bad_when: {StatusCode: Error}}}
+  - {name: pp-money, journey: p2p, objective: 0.995, window: 1d, budgeting: amount,
+     sli: {kind: journey_latency, threshold: 15m}}
+"""
+COMPOSITES = [
+    {"name": "Order_To_Cash", "objective": 0.9925, "window": "28d", "team": "finance", "owner": "ana",
+     "tier": "1", "runbook": "https://wiki.example.com/o2c", "description": "checkout and money, money weighted 3",
+     "display_name": "Order to cash", "labels": {"domain": "o2c"}, "annotations": {"note": "month-end"},
+     "no_data_after": "2h",
+     "composite": {"members": ["checkout", "pp-money"], "rollup": "weighted", "weights": {"pp-money": 3}},
+     "alerting": {"min_events": 5, "exhaustion": [{"within": "4h", "severity": "ticket", "burn_window": "1h"}]}},
+    {"name": "worst-of", "objective": 0.99, "window": "7d", "service": "payments",
+     "composite": {"members": ["Order_To_Cash", "checkout"], "rollup": "least_healthy"},
+     "alerting": {"page": [], "catalogue": "sloth-7d"}},
+]
+
+
+def test_openslo_v2alpha_composite_export_imports_to_the_same_config(make_config, tmp_path):
+    import yaml
+
+    from slo.export import export_openslo
+    from slo.openslo_v2 import export_v2alpha
+    specs = resolve(make_config(ROUND_TRIP + "  " + "\n  ".join(
+        f"- {__import__('json').dumps(c)}" for c in COMPOSITES) + "\n"))
+    text = export_v2alpha(specs, [], {})
+    docs = list(yaml.safe_load_all(text))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("SLO", "order-to-cash"), ("SLO", "worst-of")]
+    # each member's own objective is its target, its weight the compositeWeight (what OpenSLO tools read)
+    assert docs[0]["spec"]["objectives"] == [{"sliRef": "checkout-sli", "target": 0.99},
+                                             {"sliRef": "pp-money-sli", "target": 0.995, "compositeWeight": 3.0}]
+    assert "composite" not in export_openslo(specs)          # v1 has no composite: left out of the v1 export
+    (tmp_path / "v2.yaml").write_text(text)
+    back = {s.name: s for s in resolve(make_config(ROUND_TRIP + f"openslo_v2alpha_files: [{tmp_path / 'v2.yaml'}]\n"))}
+    for spec in specs:
+        assert back[spec.name].config.model_dump() == spec.config.model_dump(), spec.name
+        assert back[spec.name].tiers == spec.tiers and back[spec.name].ownership == spec.ownership
+
+
+def test_cli_exports_composites_as_v2alpha(tmp_path):
+    from tests.support.servers import revwatch_cmd
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(cfg_text("least_healthy"))
+    r = revwatch_cmd("slo", "export", "--format", "openslo-v2alpha", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    [doc] = list(__import__("yaml").safe_load_all(r.stdout))
+    assert doc["apiVersion"] == "openslo.com/v2alpha" and doc["metadata"]["annotations"]["revwatch.io/rollup"] == \
+        "least_healthy"
+    assert [o["sliRef"] for o in doc["spec"]["objectives"]] == ["a-sli", "b-sli", "c-sli"]
+    r = revwatch_cmd("slo", "export", "--format", "v3", "--config", str(cfg))
+    assert r.returncode == 2 and "openslo-v2alpha" in r.stderr
