@@ -78,8 +78,9 @@ def _rules(tmp_path, cfg_text, **kw):
 def test_rule_shape(tmp_path):
     (pp, api) = _rules(tmp_path, SLO_CFG.replace("threshold: 15m}", "threshold: 15m}, alerting: {min_events: 20}"))
     group = yaml.safe_load(pp.read_text())["groups"][0]
-    page, ticket = group["rules"]
+    page, ticket, forecast = group["rules"]
     assert page["labels"] == {"severity": "page", "slo": "pp", "journey": "p2p"}
+    assert forecast["expr"] == 'revwatch_slo_forecast_exhausted_in_seconds{slo="pp"} <= 14400'     # journey SLOs
     assert ticket["labels"]["severity"] == "ticket"
     # window 1d: the budget-consumption rule scales 2 % in 1 h of a 24 h budget to a 0.48 burn rate
     assert page["expr"].startswith("max without (window) (\n")
