@@ -217,11 +217,23 @@ class DirectConfig(_Model):
 
     A severity fires once its condition has held for the tiers' `alert_after` (Prometheus `for:`), and resolves
     once the condition has been false for `keep_firing_for` (Prometheus `keep_firing_for`). While enabled,
-    Alertmanager alerts from the generated rules of the same SLOs are not routed (they would page twice)."""
+    Alertmanager alerts from the generated rules of the same SLOs are not routed (they would page twice).
+
+    `history_retention`: how long the per-SLO alert history (alerts/history.py) keeps a transition (its rows'
+    `ExpiresAt`; the table's TTL drops them after). 400 days by default: a year of monthly reports and a margin."""
     enabled: bool = True
     keep_firing_for: dt.timedelta = dt.timedelta(0)
+    history_retention: dt.timedelta = dt.timedelta(days=400)
 
-    _d = field_validator("keep_firing_for", mode="before")(classmethod(lambda cls, v: _dur(v)))
+    _d = field_validator("keep_firing_for", "history_retention", mode="before")(
+        classmethod(lambda cls, v: _dur(v)))
+
+    @field_validator("history_retention")
+    @classmethod
+    def _positive_retention(cls, v: dt.timedelta) -> dt.timedelta:
+        if v < dt.timedelta(days=1):
+            raise ValueError("must be at least 1d (the history is read over days and windows)")
+        return v
 
 
 class AlertsConfig(_Model):

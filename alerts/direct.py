@@ -12,11 +12,18 @@ Hysteresis, per alert (Prometheus' rule states):
   (the tiers' `alert_after`, `for:`), at once when that is zero; pending → inactive when it stops before then;
 * firing → resolved once the condition has been inactive for `alerts.direct.keep_firing_for` (`keep_firing_for`).
 Only transitions are submitted (a re-send would change nothing in routing anyway). Once the inbox has them they
-are also written to the per-SLO alert history (alerts/history.py) with the tiers as evaluated at that pass.
+are also written to the per-SLO alert history (alerts/history.py) with the tiers as evaluated at that pass; a
+history row the store refuses is retried at the next pass, and the first pass backfills the history from the inbox.
 
-Restarts: the firing alerts of this path are in the persisted routing groups; `feed` adopts them on its first
-call, so a condition that cleared while revwatch was down is resolved by the first pass. A pending `for:` timer
-starts again (as in Prometheus without ALERTS_FOR_STATE restore).
+Restarts: the inbox holds every transition this path submitted, durably, before anything else happens to it; `feed`
+adopts, on its first call, the alerts whose latest transition there is "firing" (`AlertService.evaluator_firing`,
+which also reads the persisted routing groups) with their original start. So a condition still firing keeps its
+one incident (no second page, no second "firing" history row), and one that cleared while revwatch was down is
+resolved by the first pass. Adoption reads the inbox, not only the routing groups: a transition submitted just
+before a stop may not have reached the groups yet, and the groups may not be loaded yet when the first pass comes
+(the store was down at start) — adopting from them alone paged twice. Until adoption succeeds no transition is
+decided (the pass fails and the next one tries again). A pending `for:` timer starts again (as in Prometheus
+without ALERTS_FOR_STATE restore).
 
 Never twice: while this path is enabled the Alertmanager receiver leaves alerts named like these (alertname and
 slo of a revwatch-evaluated SLO, `slo.conditions.identities`) out of routing — the Prometheus rules may still
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 from alerts import history
 from alerts.config import DirectConfig
 from alerts.routing import Alert, fingerprint
+from revwatch.store import StoreError
 
 if TYPE_CHECKING:
     from alerts.service import AlertService
@@ -63,25 +71,39 @@ class _State:
     pending_since: float | None = None       # first pass of the current active streak
     firing_since: float | None = None        # None: not firing
     last_active: float = 0.0
+    labels: dict[str, str] | None = None     # as last submitted or seen: a resolve needs them when the SLO is gone
+    annotations: dict[str, str] | None = None
 
 
 class DirectAlerts:
     """Hysteresis and submission of the evaluator's SLO alerts; one instance per evaluating server."""
 
-    def __init__(self, service: AlertService, cfg: DirectConfig):
+    def __init__(self, service: AlertService, cfg: DirectConfig, metrics=None):
         self.service, self.cfg = service, cfg
         self.states: dict[str, _State] = {}
+        self.history = history.HistoryLog(service.store, cfg.history_retention, service.clock, metrics)
         self._adopted = False
+        self._backfilled = False
         self._lock = threading.Lock()
 
     def _adopt(self) -> None:
-        """Take over the firing alerts of this path from the persisted routing groups (after a restart)."""
-        with self.service._state_lock:
-            firing = {fp: a for g in self.service.groups.values() for fp, a in g.alerts.items()
-                      if a.origin == ORIGIN and a.status == "firing" and a.ends_at is None}
-        for fp, a in firing.items():
-            self.states.setdefault(fp, _State(a.starts_at, a.starts_at, a.starts_at))
+        """Take over the firing alerts of this path (after a restart): those whose latest transition in the inbox
+        is "firing", with their original start. Raises StoreError when the store cannot say (tried next pass)."""
+        for a in self.service.evaluator_firing():
+            self.states.setdefault(a.fingerprint, _State(a.starts_at, a.starts_at, a.starts_at, dict(a.labels),
+                                                         dict(a.annotations)))
         self._adopted = True
+
+    def _history_upkeep(self) -> None:
+        """Each pass: retry pending history rows; the first pass after a start also backfills from the inbox."""
+        self.history.flush()
+        if not self._backfilled:
+            try:
+                self.history.backfill()
+                self._backfilled = True
+            except Exception as e:          # never in the way of a page
+                log.warning("SLO alert history backfill failed (tried again next pass): %s", e,
+                            exc_info=not isinstance(e, StoreError))
 
     def feed(self, conditions: Iterable[ConditionLike]) -> list[Alert]:
         """Apply one evaluation's conditions; submits (durably) and returns the alerts that changed state."""
@@ -90,6 +112,7 @@ class DirectAlerts:
         with self._lock:
             if not self._adopted:
                 self._adopt()
+            self._history_upkeep()
             out: list[Alert] = []
             seen: set[str] = set()
             tiers: dict[str, tuple[dict, ...]] = {}
@@ -99,6 +122,7 @@ class DirectAlerts:
                 tiers[fp] = c.tiers
                 now = c.at.timestamp()
                 st = self.states.setdefault(fp, _State())
+                st.labels, st.annotations = dict(c.labels), dict(c.annotations)
                 if c.active:
                     st.last_active = now
                     if st.pending_since is None:
@@ -116,9 +140,7 @@ class DirectAlerts:
                     del self.states[fp]
             # an alert whose SLO (or group) is gone from the evaluation resolves
             for fp in [f for f, st in self.states.items() if f not in seen and st.firing_since is not None]:
-                alert = self._held(fp)
-                if alert is not None:
-                    out.append(alert)
+                out.append(self._held(fp, self.states[fp]))
                 del self.states[fp]
             for fp in [f for f in self.states if f not in seen]:
                 del self.states[fp]
@@ -128,24 +150,21 @@ class DirectAlerts:
             except Exception:
                 self._undo(out)
                 raise
-            history.record(self.service.store, out, tiers, self.service.clock())
+            self.history.record(out, tiers, self.service.clock())
         return out
 
-    def _held(self, fp: str) -> Alert | None:
-        """A resolve for a firing alert of this path that no condition names any more."""
-        with self.service._state_lock:
-            for g in self.service.groups.values():
-                a = g.alerts.get(fp)
-                if a is not None and a.origin == ORIGIN:
-                    now = dt.datetime.now(dt.timezone.utc).timestamp()
-                    return Alert(fp, "resolved", dict(a.labels), dict(a.annotations), a.starts_at, now, ORIGIN)
-        return None
+    def _held(self, fp: str, st: _State) -> Alert:
+        """A resolve for a firing alert of this path that no condition names any more (its SLO or group is gone)."""
+        assert st.firing_since is not None
+        return Alert(fp, "resolved", dict(st.labels or {}), dict(st.annotations or {}), st.firing_since,
+                     self.service.clock(), ORIGIN)
 
     def _undo(self, alerts: list[Alert]) -> None:
         """The inbox refused: forget the transitions so the next pass decides (and submits) them again."""
         with self._lock:
             for a in alerts:
                 st = self.states.setdefault(a.fingerprint, _State())
+                st.labels, st.annotations = dict(a.labels), dict(a.annotations)
                 if a.status == "firing":
                     st.firing_since = None
                 else:

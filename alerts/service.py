@@ -135,6 +135,23 @@ class AlertService:
         self._wake.set()
         return len(rows)
 
+    def evaluator_firing(self) -> list[Alert]:
+        """The direct path's alerts (origin `evaluator`, alerts/direct.py) firing now, with their original start:
+        those whose latest transition in the inbox is "firing" — the inbox is written before anything else, so
+        this holds even when the dispatcher has not processed the row yet or has not loaded its groups — plus the
+        ones a persisted routing group holds firing and the inbox no longer has (past its TTL). Raises StoreError."""
+        rows = self.store.query(
+            f"SELECT Fingerprint, argMax(Status, Seq), argMax(Labels, Seq), argMax(Annotations, Seq), "
+            f"argMax(StartsAt, Seq) FROM {self.store.table('alert_inbox')} WHERE Origin = 'evaluator' "
+            f"GROUP BY Fingerprint").rows
+        known = {r[0] for r in rows}
+        out = [Alert(fp, "firing", dict(labels), dict(ann), _epoch(starts), None, "evaluator")
+               for fp, status, labels, ann, starts in rows if status == "firing"]
+        with self._state_lock:
+            out += [a for g in self.groups.values() for fp, a in g.alerts.items()
+                    if fp not in known and a.origin == "evaluator" and a.status == "firing" and a.ends_at is None]
+        return out
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def load(self) -> None:
         """Restore groups, silences, the cursor and pending deliveries from the store."""

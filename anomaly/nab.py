@@ -75,8 +75,10 @@ class LabelledFile:
         return s[start:], window[start:], value[start:]
 
 
-def score_corpus(files: list[LabelledFile]) -> dict[str, dict]:
-    """Normalised NAB score per profile with its best threshold, and the counts at that threshold.
+def score_corpus(files: list[LabelledFile], thresholds: dict[str, float] | None = None) -> dict[str, dict]:
+    """Normalised NAB score per profile with its best threshold, and the counts at that threshold. With
+    `thresholds` (profile → threshold, e.g. the ones another set of files chose) those profiles are scored at the
+    given threshold instead of their best: a held-out score, where NAB's own is the best over the scored files.
 
     Exact sweep over every distinct score, as NAB's sweeper does: rows of the whole corpus sorted by descending
     score; lowering the threshold past a row adds its fpWeight·σ̃ when it is outside every window, or raises its
@@ -115,7 +117,10 @@ def score_corpus(files: list[LabelledFile]) -> dict[str, dict]:
     for name, wt in PROFILES.items():
         raw = wt["tp"] * tp_sum[last] + wt["fp"] * fp_sum[last] - wt["fn"] * (n_windows - tp_count[last])
         raw = np.r_[-wt["fn"] * n_windows, raw]      # first entry: a threshold above every score
-        b = int(np.argmax(raw))
+        if thresholds and name in thresholds:         # distinct scores at or above it are detecting
+            b = int(np.count_nonzero(s[last] >= thresholds[name])) if len(s) else 0
+        else:
+            b = int(np.argmax(raw))
         null, perfect = -wt["fn"] * n_windows, wt["tp"] * n_windows
         tp = int(tp_count[last[b - 1]]) if b else 0
         out[name] = {"score": round(100 * (float(raw[b]) - null) / (perfect - null), 2) if perfect > null else 0.0,

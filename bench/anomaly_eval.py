@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gzip
 import os
 import shutil
 import statistics
@@ -174,7 +175,15 @@ def main() -> None:
     ap.add_argument("--skip-sim", action="store_true", help="skip the simulator seeds (variance and risk)")
     ap.add_argument("--business-seeds", default="201,202,203")
     ap.add_argument("--ucr", help="directory of UCR anomaly archive series (UCR_Anomaly_FullData *.txt)")
+    ap.add_argument("--jobs", type=int, default=2, help="processes for the cross-benchmark")
+    ap.add_argument("--candidates", action="store_true",
+                    help="cross-benchmark: also the discord combinations the default was chosen from")
+    ap.add_argument("--knobs", action="store_true", help="cross-benchmark: also the default with each knob taken out")
+    ap.add_argument("--cross", action="store_true", help="only the cross-benchmark (NAB and UCR)")
     a = ap.parse_args()
+    if a.cross:
+        cross_benchmark(a.ucr, a.jobs, a.candidates, a.knobs)
+        return
     shutil.rmtree(a.dir, ignore_errors=True)
     dsn = f"chdb://{a.dir}/data"
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -232,21 +241,37 @@ def main() -> None:
             p, r, f = prf(c)
             print(f"   {m:16} TP {c['tp']} FP {c['fp']} FN {c['fn']}  precision {p:.3f} recall {r:.3f} F1 {f:.3f}")
     if not a.skip_nab:
-        cross_benchmark(a.ucr)
+        cross_benchmark(a.ucr, a.jobs, a.candidates, a.knobs)
 
 
 def ucr_series(root: Path) -> list[tuple[str, np.ndarray, int, int, int]]:
-    """UCR anomaly archive files `NNN_UCR_Anomaly_NAME_TRAIN_BEGIN_END.txt` (one value per line or whitespace
-    separated): (name, values, training prefix length, anomaly begin, anomaly end)."""
+    """UCR anomaly archive files `NNN_UCR_Anomaly_NAME_TRAIN_BEGIN_END.txt` (or `.txt.gz`; one value per line or
+    whitespace separated): (name, values, training prefix length, anomaly begin, anomaly end), in name order."""
     out = []
-    for f in sorted(root.glob("*_UCR_Anomaly_*.txt")):
-        parts = f.stem.split("_")
+    for f in ucr_series_files(root):
+        stem = f.name.removesuffix(".gz").removesuffix(".txt")
         try:
-            train, begin, end = (int(p) for p in parts[-3:])
+            train, begin, end = (int(p) for p in stem.split("_")[-3:])
         except ValueError:
             continue
-        out.append((f.stem, np.loadtxt(f).ravel(), train, begin, end))
+        opener = gzip.open if f.name.endswith(".gz") else open
+        with opener(f, "rb") as fh:
+            out.append((stem, np.array(fh.read().split(), dtype=float), train, begin, end))
     return out
+
+
+def find_ucr(explicit: str | None) -> Path:
+    """The UCR series: --ucr, $REVWATCH_UCR_DIR, ../shared/data/ucr from the repository (and from its parent, for
+    a worktree), else the two series shipped in bench/data/ucr (see its README for why only two)."""
+    for c in (explicit, os.environ.get("REVWATCH_UCR_DIR"), ROOT.parent / "shared" / "data" / "ucr",
+              ROOT.parent.parent / "shared" / "data" / "ucr"):
+        if c and Path(c).is_dir() and ucr_series_files(Path(c)):
+            return Path(c)
+    return ROOT / "bench" / "data" / "ucr"
+
+
+def ucr_series_files(root: Path) -> list[Path]:
+    return sorted([*root.glob("*_UCR_Anomaly_*.txt"), *root.glob("*_UCR_Anomaly_*.txt.gz")], key=lambda f: f.name)
 
 
 def ucr_found(scores, train: int, begin: int, end: int) -> bool:
@@ -284,40 +309,94 @@ def stumpy_check(corpus, files: int = 3, points: int = 3000) -> None:
     print(f"   left matrix profile vs stumpy.stump on {files} NAB series: largest difference {worst:.2e}")
 
 
-def cross_benchmark(ucr_dir: str | None) -> None:
-    """NAB (standard profile, NAB's scoring rules) and UCR accuracy, each for the default detector beside the
-    detector without its discord and the two baselines, in one run."""
+HALVES = {"A": slice(0, None, 2), "B": slice(1, None, 2)}     # alternate files in name order: every kind in both
+
+
+def cross_rows(ucr_dir: str | None, names, jobs: int = 2) -> tuple[dict[str, dict], int, int]:
+    """Each detector variant (bench/nab.py VARIANTS) on NAB and on the UCR series, scored once: NAB standard by NAB's
+    rule over all files (its best threshold) and per half, also at the threshold the *other* half chose (held out);
+    UCR accuracy over all series and per half. Returns the rows and the NAB file and UCR series counts."""
     from anomaly.nab import load_corpus, score_corpus
-    from bench.nab import HEAD_TO_HEAD, VARIANTS, _score, find_corpus, run
+    from bench.nab import VARIANTS, find_corpus, run
     root = find_corpus(None)
-    nab = {}
-    if root is None:
-        print("\nNAB corpus not found; skipped")
-    else:
-        corpus = load_corpus(root)
-        for name in HEAD_TO_HEAD:
-            params, with_time = VARIANTS[name]
-            files, _ = run(corpus, params, with_time, 2)
-            nab[name] = score_corpus(files)["standard"]["score"]
-    ucr_root = Path(ucr_dir or os.environ.get("REVWATCH_UCR_DIR") or ROOT / "bench" / "data" / "ucr")
-    series = ucr_series(ucr_root) if ucr_root.is_dir() else []
-    ucr = {}
-    for name in HEAD_TO_HEAD:
-        params, _ = VARIANTS[name]
+    corpus = load_corpus(root) if root is not None else []
+    ucr_root = find_ucr(ucr_dir)
+    series = ucr_series(ucr_root)
+    ucr_corpus = [(n, None, v, []) for n, v, *_ in series]
+    rows: dict[str, dict] = {}
+    for name in names:
+        params, with_time = VARIANTS[name]
+        r: dict = {}
+        if corpus:
+            files, _ = run(corpus, params, with_time, jobs)
+            r["nab"] = score_corpus(files)["standard"]["score"]
+            own = {h: score_corpus(files[sl])["standard"] for h, sl in HALVES.items()}
+            for h, other in (("A", "B"), ("B", "A")):
+                r[f"nab_{h}"] = own[h]["score"]
+                r[f"nab_{h}_held"] = score_corpus(files[HALVES[h]], {"standard": own[other]["threshold"]})[
+                    "standard"]["score"]
         if series:
-            ucr[name] = np.mean([ucr_found(_score((v, None, params)), tr, b, e) for _, v, tr, b, e in series])
-    print("\ncross-benchmark (metric detector; targets: NAB standard ≥ 72, UCR accuracy ≥ the matrix-profile "
-          "baseline)")
-    print(f"   {'detector':55} {'NAB standard':>12} {'UCR accuracy':>13}")
-    for name in HEAD_TO_HEAD:
-        n = f"{nab[name]:12.1f}" if name in nab else f"{'-':>12}"
-        u = f"{ucr[name]:13.2f}" if name in ucr else f"{'-':>13}"
-        print(f"   {name:55} {n} {u}")
-    if root is not None:
-        stumpy_check(corpus)
-    if not series:
-        print(f"   UCR: no series in {ucr_root} (--ucr DIR or $REVWATCH_UCR_DIR: UCR_Anomaly_FullData *.txt files); "
-              "not measured")
+            files, _ = run(ucr_corpus, params, False, jobs)
+            found = [ucr_found(f.scores, tr, b, e) for f, (_, _, tr, b, e) in zip(files, series)]
+            r["found"] = found
+            r["ucr"] = float(np.mean(found))
+            for h, sl in HALVES.items():
+                r[f"ucr_{h}"] = float(np.mean(found[sl]))
+        rows[name] = r
+    return rows, len(corpus), len(series)
+
+
+def choose_across(rows: dict[str, dict], names) -> dict[str, dict]:
+    """The variant with the best mean of NAB standard ÷ 100 and UCR accuracy on one half of *both* benchmarks,
+    reported on the other half (never chosen on the numbers it is reported with)."""
+    out = {}
+    for tune, held in (("A", "B"), ("B", "A")):
+        best = max(names, key=lambda n: rows[n][f"nab_{tune}"] / 100 + rows[n][f"ucr_{tune}"])
+        r = rows[best]
+        out[tune] = {"variant": best, "tune": (r[f"nab_{tune}"], r[f"ucr_{tune}"]),
+                     "held": (r[f"nab_{held}"], r[f"nab_{held}_held"], r[f"ucr_{held}"]), "held_half": held}
+    return out
+
+
+def cross_benchmark(ucr_dir: str | None, jobs: int = 2, candidates: bool = False, knobs: bool = False) -> None:
+    """The cross-benchmark table in one run: NAB standard (NAB's scoring rules) and UCR accuracy (Wu & Keogh's
+    protocol) for the default detector, the detector without its discord and the two baselines on the same series;
+    with `candidates`, also the ways of combining the discord that the default was chosen from (bench/nab.py
+    COMBINATIONS) and the choice made on one half of both benchmarks, reported on the other; with `knobs`, the
+    default with each knob taken out (bench/nab.py KNOB_CHECKS)."""
+    from bench.nab import COMBINATIONS, HEAD_TO_HEAD, KNOB_CHECKS
+    extra = [*(COMBINATIONS if candidates else ()), *(KNOB_CHECKS if knobs else ())]
+    names = list(HEAD_TO_HEAD) + [c for c in dict.fromkeys(extra) if c not in HEAD_TO_HEAD]
+    rows, n_nab, n_ucr = cross_rows(ucr_dir, names, jobs)
+    print(f"\ncross-benchmark, one run: NAB v1.1 ({n_nab} files, standard profile, our implementation of NAB's "
+          f"scoring) and {n_ucr} UCR anomaly archive series (Wu & Keogh's protocol); targets: NAB standard ≥ 72, "
+          "UCR accuracy ≥ the matrix-profile baseline")
+    print("   halves: A = files 1, 3, 5, … in name order, B = 2, 4, 6, …; 'held out' = NAB scored at the threshold "
+          "the other half chose")
+    print(f"   {'detector':55} {'NAB std':>7} {'held A / B':>13} {'UCR':>6} {'A / B':>11} {'found':>7}")
+    for name in names:
+        r = rows[name]
+        nab = f"{r['nab']:7.1f} {r['nab_A_held']:6.1f} / {r['nab_B_held']:4.1f}" if "nab" in r else f"{'-':>7} {'':13}"
+        ucr = (f"{r['ucr']:6.2f} {r['ucr_A']:4.2f} / {r['ucr_B']:4.2f} {sum(r['found']):3d}/{len(r['found']):<3d}"
+               if "ucr" in r else f"{'-':>6}")
+        print(f"   {name:55} {nab} {ucr}")
+    if candidates and all("nab" in rows[n] and "ucr" in rows[n] for n in names):
+        pool = [n for n in names if not _is_baseline(n)]
+        for tune, c in choose_across(rows, pool).items():
+            print(f"   chosen on half {tune} (NAB {c['tune'][0]:.1f}, UCR {c['tune'][1]:.2f}): {c['variant']} → "
+                  f"held-out half {c['held_half']}: NAB {c['held'][0]:.1f} (its own threshold), "
+                  f"{c['held'][1]:.1f} (half {tune}'s threshold), UCR {c['held'][2]:.2f}")
+    if n_nab:
+        from anomaly.nab import load_corpus
+        from bench.nab import find_corpus
+        stumpy_check(load_corpus(find_corpus(None)))
+    if n_ucr == 0:
+        print("   UCR: no series found (--ucr DIR or $REVWATCH_UCR_DIR: *_UCR_Anomaly_*.txt[.gz]); not measured")
+
+
+def _is_baseline(name: str) -> bool:
+    from bench.nab import VARIANTS
+    return "baseline" in VARIANTS[name][0]
 
 
 if __name__ == "__main__":

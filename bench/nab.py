@@ -43,6 +43,21 @@ DIFF_Z = "baseline: rolling z-score of first differences"
 MP = "baseline: plain matrix-profile discord"
 # what the default is measured against in one run: without the discord, and the two baselines
 HEAD_TO_HEAD = (DEFAULT, NO_DISCORD, DIFF_Z, MP)
+# the ways of combining the discord with the level terms that the default was chosen from, across NAB and UCR
+# (bench/anomaly_eval.py --cross --candidates)
+COMBINATIONS: tuple[str, ...] = (DEFAULT, NO_DISCORD)
+# one knob taken out each (its mechanism off, or fixed at the value that needs no knob), for
+# bench/anomaly_eval.py --cross --knobs: a knob stays only if taking it out costs NAB or UCR
+KNOB_CHECKS: dict[str, dict] = {
+    "knob out: margin (refractory holds everything)": {"margin": float("inf")},
+    "knob out: season_alpha (profile = last season)": {"season_alpha": 1.0},
+    "knob out: season_replace (never replace)": {"season_replace": 0.0},
+    "knob out: season_weight (plain max)": {"season_weight": 1.0},
+    "knob out: spatial_shift (z gate only)": {"spatial_shift": float("inf")},
+    "knob out: spatial_z (shift gate only)": {"spatial_z": float("inf")},
+    "knob out: warmup (0)": {"warmup": 0},
+    "knob out: refractory (0)": {"refractory": 0},
+}
 # (name, DetectorParams overrides, timestamps given)
 VARIANTS: dict[str, tuple[dict, bool]] = {
     DEFAULT: ({}, True),
@@ -71,7 +86,8 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "squash 1.75 (alarm 0.8 at shift 7)": ({"squash": 1.75}, True),
     "squash 2.0 (alarm 0.8 at shift 8)": ({"squash": 2.0}, True),
     "squash 3, alarm 0.7 (shift 7)": ({"squash": 3.0, "alarm": 0.7}, True),
-    "warmup 50": ({"warmup": 50}, True)}
+    "warmup 50": ({"warmup": 50}, True),
+    **{name: (params, True) for name, params in KNOB_CHECKS.items()}}
 
 
 def find_corpus(explicit: str | None) -> Path | None:

@@ -46,11 +46,14 @@ def main() -> None:
     ap.add_argument("--stored", type=int, default=1_000_000)
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--mix", choices=("pages", "lookups", "slos"), default="pages")
+    ap.add_argument("--read-rate", type=float, default=None,
+                    help="server.reads_per_second_under_ingest (default: the server's own default)")
     a = ap.parse_args()
     port = 19_500 + os.getpid() % 400
     host = "127.0.0.1"
     tmp = Path(tempfile.mkdtemp(prefix="rw-bench-reads-"))
-    cfg = write_config(tmp, port, SLOS + "evaluator: {enabled: true, interval: 10s}\n")
+    cfg = write_config(tmp, port, SLOS + "evaluator: {enabled: true, interval: 10s}\n",
+                       "" if a.read_rate is None else f", reads_per_second_under_ingest: {a.read_rate}")
     keys = {s: create_key(cfg, s) for s in ("ingest", "read")}
     if a.stored:
         print(f"{a.stored:,} events stored (generated in {fill_store(f'chdb://{tmp}/data', a.stored):.0f} s)",

@@ -25,6 +25,8 @@ import json
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping
 
+from revwatch.read_slots import INTERACTIVE
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -128,6 +130,16 @@ class IngestFirstMiddleware:
         self.from_memory = from_memory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = INTERACTIVE.set(True)        # this request's store reads go before background queries
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            INTERACTIVE.reset(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"] in NEVER_PACED
                 or scope["path"].startswith(NEVER_PACED_PREFIXES) or not self.gate.busy()
                 or (self.credentialed is not None and not self.credentialed(scope))

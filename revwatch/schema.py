@@ -456,6 +456,21 @@ PARTITION BY toYYYYMM(StartsAt)
 ORDER BY (Slo, StartsAt, Fingerprint)
 """
 
+# Retention of the SLO alert history (alerts/history.py): each row carries its expiry (its instant + the configured
+# `alerts.direct.history_retention`, default 400 days), and the TTL drops rows past it — a configured retention
+# applies to the rows written under it, with no ALTER at start-up. Rows written before this migration get the default.
+_SLO_ALERT_HISTORY_EXPIRES_LOCAL = """
+ALTER TABLE {db}.slo_alert_history{local} {on_cluster}
+    ADD COLUMN IF NOT EXISTS ExpiresAt DateTime('UTC') DEFAULT toDateTime(At) + INTERVAL 400 DAY
+"""
+_SLO_ALERT_HISTORY_EXPIRES = """
+ALTER TABLE {db}.slo_alert_history {on_cluster}
+    ADD COLUMN IF NOT EXISTS ExpiresAt DateTime('UTC') DEFAULT toDateTime(At) + INTERVAL 400 DAY
+"""
+_SLO_ALERT_HISTORY_TTL = """
+ALTER TABLE {db}.slo_alert_history{local} {on_cluster} MODIFY TTL ExpiresAt
+"""
+
 # Probe cursors (Odoo write_date keyset) and other small restart-safe state live in kv_state.
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -478,6 +493,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(23, "dead letters of rejected items and their replays", (_DEAD_LETTERS, _DEAD_LETTER_REPLAYS)),
     Migration(28, "annotations on SLO charts", (_ANNOTATIONS,)),
     Migration(29, "per-SLO alert history from revwatch's own evaluations", (_SLO_ALERT_HISTORY,)),
+    Migration(30, "retention of the SLO alert history: per-row ExpiresAt and a TTL on it",
+              (_SLO_ALERT_HISTORY_EXPIRES_LOCAL, _SLO_ALERT_HISTORY_EXPIRES, _SLO_ALERT_HISTORY_TTL)),
 )
 
 # Tables that get a Distributed twin on a cluster, with their sharding key: one journey lives on one shard.

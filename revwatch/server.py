@@ -87,7 +87,7 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
         owned = identities(engine.specs)
         ctx.alerts.superseded = lambda labels: (labels.get("alertname", ""), labels.get("slo", "")) in owned
     if cfg.server.role in ("all", "evaluator") and cfg.evaluator.enabled:
-        direct = DirectAlerts(ctx.alerts, alerts_cfg.direct) if direct_on else None
+        direct = DirectAlerts(ctx.alerts, alerts_cfg.direct, metrics) if direct_on else None
         writer = ctx.writer if cfg.server.role == "all" else None      # a collector in this process: wake on data
         ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
                                       alerts_cfg.public_url, metrics,

@@ -22,6 +22,7 @@ import clickhouse_connect
 
 from revwatch import schema
 from revwatch.priority import READ_THREADS
+from revwatch.read_slots import ReadSlots
 
 log = logging.getLogger("revwatch.store")
 
@@ -157,8 +158,8 @@ class Store:
         # Ingest never reads the store, so reads can never hold it (issue #10). chDB runs queries one after the
         # other anyway: 1 slot there (measured with bench/ingest_small.py: 10 readers cost 1-event ingest 17 % of
         # its rate with one slot, 5-37 % with two — a second query only queues inside chDB and takes CPU), 16 on
-        # a server.
-        self.read_slots = threading.BoundedSemaphore(1 if self.embedded else 16)
+        # a server. Reads made for an HTTP request go before background queries (revwatch/read_slots.py).
+        self.read_slots = ReadSlots(1 if self.embedded else 16)
         self.read_wait = 10.0
         self._ping_future: cf.Future | None = None
         self._ping_lock = threading.Lock()

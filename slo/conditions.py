@@ -42,9 +42,16 @@ def alert_labels(spec: SloSpec, severity: str) -> dict[str, str]:
             "slo": c.name, "journey": c.journey or "", "severity": severity}
 
 
+def exhaustion_tiers(spec: SloSpec, severity: str) -> list:
+    """The SLO's exhaustion-time tiers of one severity (slo/exhaustion.py)."""
+    return [t for t in spec.config.alerting.exhaustion if t.severity == severity]
+
+
 def alerting_severities(spec: SloSpec) -> list[str]:
-    """The severities that have tiers and are not disabled (each is one alert, as in the rule file)."""
-    return [s for s in SEVERITIES if spec.tiers_of(s) and not _meta(spec, s).disable]
+    """The severities that have tiers — burn-rate pairs or exhaustion-time tiers, either alone — and are not
+    disabled (each is one alert, as in the rule file)."""
+    return [s for s in SEVERITIES
+            if (spec.tiers_of(s) or exhaustion_tiers(spec, s)) and not _meta(spec, s).disable]
 
 
 def identities(specs: Iterable[SloSpec]) -> set[tuple[str, str]]:
@@ -69,6 +76,11 @@ def _description(res: SloResult, severity: str) -> str:
     pairs = []
     for a in res.alerts:
         if a["severity"] != severity:
+            continue
+        if a.get("kind") == "exhaustion":
+            left = a["exhausted_in_hours"]
+            pairs.append(f"budget exhausted in {'?' if left is None else f'{left:.1f} h'} at the {a['long']} burn rate "
+                         f"{a['long_burn_rate']:.1f}x (fires within {a['within']})")
             continue
         pairs.append(f"{a['long']} {a['long_burn_rate']:.1f}x and {a['short']} {a['short_burn_rate']:.1f}x "
                      f"(fires at {a['threshold']:.4g}x"
@@ -100,9 +112,10 @@ def conditions(results: Iterable[SloResult], external_url: str) -> list[Conditio
                 **c.alerting.annotations, **_meta(spec, severity).annotations,
                 **({"runbook_url": spec.ownership.runbook} if spec.ownership.runbook else {}),
                 **({"link": link} if link else {})}
-            tiers = spec.tiers_of(severity)
+            tiers = spec.tiers_of(severity)     # none for a severity of exhaustion tiers alone: no `for:`
             active = any(a["firing"] for a in res.alerts if a["severity"] == severity)
             detail = tuple({k: a.get(k) for k in _TIER_KEYS} for a in res.alerts if a["severity"] == severity)
-            out.append(Condition(labels, annotations, active, tiers[0].alert_after, res.at, detail))
+            hold_for = tiers[0].alert_after if tiers else dt.timedelta(0)
+            out.append(Condition(labels, annotations, active, hold_for, res.at, detail))
     return out
 

@@ -9,9 +9,11 @@ Invariants:
 * `Coverage.no_data` is True when the SLO window has no minute with data, or when the last minute with data is
   `no_data_after` or more before the evaluated minute (default: the long window of the fastest page tier, else 1 h).
   The one state function (the SLO document's `state`) turns it into `no_data` unless an alert is firing or held.
-* An alert tier whose long or short window has no data neither fires nor resolves: it keeps the state it had at the
-  last minute with data (`hold_alerts`), and says so (`held: true`, `held_from`). The last state is recomputed from
-  the data (an evaluation as of that minute), so a restart, another server or an as-of read hold the same way.
+* An alert tier (burn-rate pair or exhaustion) whose long or short window has no data neither fires nor resolves:
+  each tier keeps the state it had at the last minute its own windows had data (`hold_minute`: the SLO's last
+  minute with data + the tier's shorter window − 1 minute), and says so (`held: true`, `held_from`). That state is
+  recomputed from the data (an evaluation as of that minute), so a restart, another server or an as-of read hold
+  the same way, and the generated Prometheus rules hold each tier the same way (slo/rules.py).
 * Journeys that should always flow (`journeys.X.no_data_alert: 30m`) alert when none of their event types occurred
   for that long (`journey_silence`, from `ingest_log`, the per-minute record of which event types got data).
 """
@@ -96,20 +98,44 @@ def tier_has_data(entry: dict, windows: Mapping) -> bool:
     return windows[entry["long"]].total > 0 and windows[entry["short"]].total > 0
 
 
+def tier_key(entry: dict) -> tuple:
+    """What names one alert tier across evaluations: severity, kind, windows (and an exhaustion tier's `within`)."""
+    return entry["severity"], entry.get("kind", "burn_rate"), entry["long"], entry["short"], entry.get("within")
+
+
+def hold_minute(entry: dict, last_data: dt.datetime, at_minute: dt.datetime) -> dt.datetime:
+    """The last minute at whose end the tier still had data in both its windows: its shorter window still reaches
+    back to `last_data` (the SLO's last minute with data) until last_data + shorter window − 1 minute. Each tier
+    holds the state it had then (a Prometheus rule that keeps a tier's last state while its windows are empty holds
+    the same one: slo/rules.py), never an older one it had already left with data."""
+    span = min(parse_duration(entry["long"]), parse_duration(entry["short"]))
+    return min(last_data + span - MINUTE, at_minute - MINUTE)
+
+
+def held_tiers(alerts: list[dict], windows: Mapping, last_data: dt.datetime | None,
+               at_minute: dt.datetime) -> dict[tuple, dt.datetime]:
+    """Per tier without data, the minute whose state it holds (`hold_minute`); none when there was never data."""
+    if last_data is None or last_data >= at_minute:
+        return {}
+    return {tier_key(a): hold_minute(a, last_data, at_minute) for a in alerts if not tier_has_data(a, windows)}
+
+
 def hold_alerts(alerts: list[dict], windows: Mapping, previous: list[dict] | None,
-                last_data: dt.datetime | None) -> list[str]:
-    """Alert tiers without data keep the firing state they had at the last minute with data (`previous`, the same
-    tiers evaluated then; None when there was no data at all: not firing). Marks them `held`; returns their names."""
+                last_data: dt.datetime | None, at_minute: dt.datetime) -> list[str]:
+    """Alert tiers without data keep the firing state they had at the end of their `hold_minute` (`previous`: each
+    tier as evaluated then; a tier missing there, or no data ever: not firing). Marks them `held` with `held_from`
+    (that minute); returns their names."""
     held = []
-    before = {(a["severity"], a["long"], a["short"]): a["firing"] for a in previous or []}
+    before = {tier_key(a): a["firing"] for a in previous or []}
     for a in alerts:
         if tier_has_data(a, windows):
             a["held"] = False
             continue
-        a["firing"] = before.get((a["severity"], a["long"], a["short"]), False)
+        a["firing"] = before.get(tier_key(a), False)
         a["held"] = True
-        a["held_from"] = last_data.isoformat() if last_data else None
-        held.append(f"{a['severity']} {a['long']}/{a['short']}")
+        a["held_from"] = hold_minute(a, last_data, at_minute).isoformat() if last_data else None
+        held.append(f"{a['severity']} {a['long']}/{a['short']}" if a.get("kind") != "exhaustion"
+                    else f"{a['severity']} exhaustion {a['long']}")
     return held
 
 

@@ -28,10 +28,11 @@ from revwatch.units import format_duration, parse_duration, utcnow
 from slo.adjustments import (EMPTY, AdjustmentBook, Plan, adjusted_columns, declared as declared_adjustments,
                               minutes_in)
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
-from slo.composite import roll, window_names as composite_windows
+from slo.composite import (closure as composite_closure, in_order as composites_in_order, roll,
+                           window_names as composite_windows)
 from slo.exhaustion import exhaustion_alerts, forecast_windows
-from slo.coverage import (Coverage, JourneySilence, WindowCoverage, hold_alerts, journey_silence, no_data_after,
-                          window_minutes)
+from slo.coverage import (Coverage, JourneySilence, WindowCoverage, held_tiers, hold_alerts, journey_silence,
+                          no_data_after, tier_key, window_minutes)
 from slo.edges import EdgeCache, has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.series import MinuteCache, minute_index, view, window_sums
@@ -98,6 +99,8 @@ class SloResult:
     coverage: Coverage | None = None       # minutes with data per window (slo/coverage.py)
     adjustments: list[dict] = field(default_factory=list)   # what budget adjustments removed from the SLO window
     annotations: list[dict] = field(default_factory=list)   # annotations of the 24 h up to `at` (slo/annotations.py)
+    # composites: per window, the parts that took part (weighted) or decided (least_healthy), slo/composite.py
+    parts: dict[str, list[str]] | None = None
 
     @property
     def budget(self) -> dict:
@@ -143,6 +146,8 @@ class SloResult:
              "labels": c.labels, "warnings": list(self.spec.warnings), **self.spec.ownership.as_dict(),
              "coverage": self.coverage.as_dict() if self.coverage else None, "adjustments": self.adjustments,
              "annotations": self.annotations}
+        if self.parts is not None:
+            d["composite"] = {"rollup": c.composite.rollup if c.composite else None, "parts": self.parts}
         return d
 
 
@@ -179,26 +184,34 @@ def _adjust_live(plan: Plan, minute: dt.datetime, rows: list[tuple]) -> list[tup
     return rows
 
 
-def alert_state(res: SloResult, previous: SloResult | None = None) -> None:
-    """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of: the one decision, with the
-    coverage's no-data verdict). Tiers without data hold the state they had in `previous`, the evaluation as of the
-    last minute with data (slo/coverage.py)."""
+def tier_alerts(res: SloResult) -> list[dict]:
+    """One alert entry per tier of the result's SLO, firing on this evaluation's windows alone (no hold): the burn-rate
+    pairs of each severity, then the exhaustion tiers (slo/exhaustion.py), which stand alone: a severity may have
+    exhaustion tiers and no pairs."""
     al = res.spec.config.alerting
+    out = []
     for severity in ("ticket", "page"):
         for p in res.spec.tiers_of(severity):
             lw, sw = res.windows[format_duration(p.long)], res.windows[format_duration(p.short)]
             enough = lw.volume >= al.min_events and sw.volume >= al.min_events     # amounts: currency units
             firing = enough and _at_least(lw.burn_rate, p.burn_rate) and _at_least(sw.burn_rate, p.burn_rate)
-            res.alerts.append({"severity": severity, "long": format_duration(p.long),
-                               "short": format_duration(p.short), "threshold": p.burn_rate,
-                               "budget_percent": p.budget_percent,
-                               "alert_after": format_duration(p.alert_after) if p.alert_after else None,
-                               "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
-                               "low_traffic": not enough, "firing": firing})
-    res.alerts += exhaustion_alerts(res)
+            out.append({"severity": severity, "long": format_duration(p.long),
+                        "short": format_duration(p.short), "threshold": p.burn_rate,
+                        "budget_percent": p.budget_percent,
+                        "alert_after": format_duration(p.alert_after) if p.alert_after else None,
+                        "long_burn_rate": lw.burn_rate, "short_burn_rate": sw.burn_rate,
+                        "low_traffic": not enough, "firing": firing})
+    return out + exhaustion_alerts(res)
+
+
+def alert_state(res: SloResult, previous: list[dict] | None = None) -> None:
+    """Fill `res.alerts` (one entry per tier) and `res.state` (slo.state.state_of: the one decision, with the
+    coverage's no-data verdict). Each tier without data holds the state it had in `previous` (the tier entries as
+    evaluated at its hold minute, slo/coverage.py)."""
+    res.alerts[:] = tier_alerts(res)
     if res.coverage is not None:
-        res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous.alerts if previous else None,
-                                           res.coverage.last_data)
+        res.coverage.held[:] = hold_alerts(res.alerts, res.windows, previous, res.coverage.last_data,
+                                           res.coverage.at_minute)
     res.state = state_of(res)          # the one decision (slo/state.py): page, exhausted, ticket, no_data, ok
 
 
@@ -302,9 +315,9 @@ class SloEngine:
     def window_lengths(self, spec: SloSpec) -> dict[str, dt.timedelta]:
         """The burn-rate windows of an SLO: the standard ones plus every window its alert pairs name."""
         names = list(BURN_WINDOWS)
-        for comp in self.specs:                # a composite's members also carry its windows (slo/composite.py)
-            if comp.config.composite is not None and spec.name in comp.config.composite.members:
-                names += [n for n in composite_windows(comp) if n not in names]
+        for comp in self.specs:                # a composite's members also carry its windows, and those of every
+            if comp.config.composite is not None and spec.name in comp.config.composite.members:   # composite above
+                names += [n for n in [*composite_windows(comp), *self.window_lengths(comp)] if n not in names]
         for tier in spec.tiers:
             for w in (tier.long, tier.short):
                 if format_duration(w) not in names:
@@ -329,10 +342,10 @@ class SloEngine:
         (`evaluate_and_cache`) passes `refresh=True` and writes `slo_minutes`."""
         now = utcnow()
         at = min(at or now, now)
-        composites = [s for s in self.specs if s.is_composite and (names is None or s.name in names)]
-        members = {m for c in composites for m in c.config.composite.members}   # type: ignore[union-attr]
-        specs = [s for s in self.specs if not s.is_composite and (names is None or s.name in names
-                                                                   or s.name in members)]
+        wanted_names = None if names is None else composite_closure(self.specs, set(names))  # members too
+        composites = composites_in_order([s for s in self.specs if s.is_composite
+                                          and (wanted_names is None or s.name in wanted_names)])
+        specs = [s for s in self.specs if not s.is_composite and (wanted_names is None or s.name in wanted_names)]
         if not specs:
             return []
         if refresh:
@@ -377,7 +390,8 @@ class SloEngine:
         notes = self.annotations.for_results([s.name for s in specs], at) if _hold else {}
         results = [r for s in specs for r in self._results_of(s, s in sliced, sums, live[s.name], edges, bounds[s.name],
                                                             plans[s.name], last_data, at, at_min, notes)]
-        results += [self._composite(c, results, at, at_min) for c in composites]
+        for c in composites:                   # in order: a composite member is rolled up before its composite
+            results.append(self._composite(c, results, at, at_min))
         if names is not None:                  # members evaluated only for their composites
             results = [r for r in results if r.spec.name in names]
         self._alert_states(results, _hold, overlay, sliced)
@@ -439,37 +453,48 @@ class SloEngine:
         """A composite SLO's result from its members' (slo/composite.py)."""
         comp = spec.config.composite
         assert comp is not None, "only composites come here"
-        mine = {r.spec.name: r for r in results if r.spec.name in comp.members and r.group == ""}
+        # every part of every member: one per group of a grouped (or money-weighted, per currency) member
+        mine = [r for r in results if r.spec.name in comp.members]
+        parts: dict[str, list[tuple[str, dict[str, WindowResult]]]] = {}
+        for r in mine:
+            parts.setdefault(r.spec.name, []).append((r.group, r.windows))
         own = format_duration(spec.config.rolling_window or spec.nominal_period)
         windows: dict[str, WindowResult] = {}
         covs: dict[str, WindowCoverage] = {}
+        deciders: dict[str, list[str]] = {}
         for w in [*self.window_lengths(spec), "slo"]:
             mw = own if w == "slo" else w
-            rolled = roll(spec, {m: r.windows for m, r in mine.items()}, w, mw)
+            rolled = roll(spec, parts, w, mw)
             windows[w] = WindowResult(rolled.good, rolled.total, spec.config.objective)
-            covered = max((r.coverage.windows[mw].covered for r in mine.values() if r.coverage), default=0)
+            deciders[w] = list(rolled.members)
+            covered = max((r.coverage.windows[mw].covered for r in mine if r.coverage), default=0)
             length = spec.config.rolling_window if w == "slo" else parse_duration(w)
             covs[w] = WindowCoverage(int(length / MINUTE), covered)   # type: ignore[operator]
-        lasts = [r.coverage.last_data for r in mine.values() if r.coverage and r.coverage.last_data]
+        lasts = [r.coverage.last_data for r in mine if r.coverage and r.coverage.last_data]
         cov = Coverage(covs, max(lasts) if lasts else None, at_min, no_data_after(spec))
+        adjustments: dict[str, list[dict]] = {}     # a member's groups list the same adjustments: once per member
+        for r in mine:
+            adjustments.setdefault(r.spec.name, r.adjustments)
         return SloResult(spec, "", at, windows, coverage=cov,
-                         adjustments=[a for r in mine.values() for a in r.adjustments])
+                         adjustments=[a for adj in adjustments.values() for a in adj], parts=deciders)
 
     def _alert_states(self, results: list[SloResult], hold: bool, pending: list[tuple],
                       sliced: list[SloSpec]) -> None:
-        """Alert tiers and state of each result; tiers without data hold the state of an evaluation as of the last
-        minute with data (one per distinct minute; that evaluation has data in every window).
+        """Alert tiers and state of each result; each tier without data holds the state it had at the end of its
+        hold minute (slo/coverage.py `hold_minute`), from an evaluation as of that minute. One evaluation per
+        distinct minute, for all the SLOs that hold a tier at it.
 
         With the minute cache (slo/series.py) that as-of evaluation is derived from the same minute series, no
         query: as of the end of minute m the windows are the whole minutes up to m (no sub-minute edge, the minute
         itself complete). Composite and multi-minute-slice SLOs evaluate as of that instant (the previous design)."""
         wanted: dict[tuple[str, dt.datetime], list[SloResult]] = {}
+        holds: dict[int, dict[tuple, dt.datetime]] = {}
         for r in results:
             cov = r.coverage
-            if hold and cov is not None and cov.last_data is not None and cov.last_data < cov.at_minute and any(
-                    r.windows[format_duration(t.long)].total == 0 or r.windows[format_duration(t.short)].total == 0
-                    for t in r.spec.tiers):
-                wanted.setdefault((r.spec.name, cov.last_data), []).append(r)
+            if hold and cov is not None:
+                holds[id(r)] = held_tiers(tier_alerts(r), r.windows, cov.last_data, cov.at_minute)
+                for minute in set(holds[id(r)].values()):
+                    wanted.setdefault((r.spec.name, minute), []).append(r)
         by_minute: dict[dt.datetime, set[str]] = {}        # one evaluation per distinct minute, all its SLOs at once
         derived: dict[dt.datetime, list[SloSpec]] = {}
         for name, minute in wanted:
@@ -478,24 +503,28 @@ class SloEngine:
                 derived.setdefault(minute, []).append(spec)
             else:
                 by_minute.setdefault(minute, set()).add(name)
-        before: dict[tuple[str, str], SloResult] = {}
-        previous = [p for minute, names in by_minute.items()
+        previous = [(minute, p) for minute, names in by_minute.items()
                     for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=sorted(names),
                                            _hold=False, _pending=pending)]
         if derived:
             previous += self._as_of_minutes(derived, pending)
-        for p in previous:
-            minute = p.at.replace(second=0, microsecond=0)
-            if any(p.group == r.group for r in wanted.get((p.spec.name, minute), [])):
-                before[(p.spec.name, p.group)] = p
+        before: dict[tuple[str, str, dt.datetime], SloResult] = {}
+        for minute, p in previous:
+            rs = wanted.get((p.spec.name, minute), [])
+            if any(p.group == r.group for r in rs):
+                before[(p.spec.name, p.group, minute)] = p
         for r in results:
-            alert_state(r, before.get((r.spec.name, r.group)))
+            prev = [a for key, minute in holds.get(id(r), {}).items()
+                    for p in [before.get((r.spec.name, r.group, minute))] if p is not None
+                    for a in p.alerts if tier_key(a) == key]
+            alert_state(r, prev)
 
-    def _as_of_minutes(self, wanted: dict[dt.datetime, list[SloSpec]], pending: list[tuple]) -> list[SloResult]:
+    def _as_of_minutes(self, wanted: dict[dt.datetime, list[SloSpec]],
+                       pending: list[tuple]) -> list[tuple[dt.datetime, SloResult]]:
         """Per minute m, the given SLOs evaluated as of the end of m from the minute cache (synced by this pass),
         with their alert tiers (not held: every window of such an evaluation has data)."""
         every = self.adjustments.all()
-        out: list[SloResult] = []
+        out: list[tuple[dt.datetime, SloResult]] = []
         for minute, specs in wanted.items():
             at = minute + MINUTE - dt.timedelta(microseconds=1)
             bounds = {s.name: {**{n: minute - length + MINUTE for n, length in self.window_lengths(s).items()},
@@ -507,8 +536,8 @@ class SloEngine:
             for s in specs:
                 for r in self._results_of(s, False, sums, [], {}, bounds[s.name], plans[s.name], last_data, at,
                                           minute, {}):
-                    alert_state(r, None)
-                    out.append(r)
+                    alert_state(r, [])          # as an as-of evaluation without holds does
+                    out.append((minute, r))
         return out
 
     def _keep_from(self, now: dt.datetime) -> dt.datetime:

@@ -3,24 +3,29 @@
 SLOs revwatch evaluates itself (journey, span, gauge SLIs) get alerts over revwatch's exported SLO metrics; SLOs
 whose SLI is PromQL (imported from Sloth or OpenSLO) get the rules Sloth would write (slo/sloth_rules.py).
 
-Native alerts: one alert per SLO and severity (`RevwatchSLOBurnRatePage` / `...Ticket`), whose expression is
+Native alerts: one alert per SLO and severity (`RevwatchSLOBurnRatePage` / `...Ticket`) over one recording rule per
+alert tier (burn-rate pair or exhaustion-time tier), `revwatch_slo:alert_tier_active{slo, severity, alert_tier}`:
 
-    max without (window) (
-        (revwatch_slo_burn_rate{slo=S,window=LONG} >= F and ignoring(window) revwatch_slo_burn_rate{...SHORT} >= F)
-      or ...one pair per tier...)
+    count without (window) (revwatch_slo_burn_rate{slo=S,window=LONG} >= F
+                            and ignoring(window) revwatch_slo_burn_rate{...SHORT} >= F)
+    or on (slo, group)
+    (revwatch_slo:alert_tier_active{slo=S,severity=SEV,alert_tier="LONG/SHORT"}
+     unless on (slo, group) (<events in LONG> > 0 and ignoring(window) <events in SHORT> > 0))
 
-    or on (slo, group) (ALERTS{alertname=this alert, firing}
-                        unless on (slo, group) <no events in the shortest short window>)
+    alert: max without (alert_tier) (revwatch_slo:alert_tier_active{slo=S,severity=SEV})
 
-The `or` branch holds a firing alert while its windows have no data: missing data neither fires nor resolves
-(docs/slo-policy.md). The `max without (window)` is what makes it *one* alert: each pair's result keeps the long
-window's `window` label, so without it the 1d/2h and 3d/6h tickets are two alerts of the same SLO, and one of them
-resolves while the other still fires. Pairs are gated on `revwatch_slo_window_events >= min_events` when the SLO
-sets a low-traffic minimum. Labels: the SLO's labels and per-severity labels, then its ownership keys (owner, team,
-service, tier: routes match on them; slo/ownership.py), then the built-in slo, journey and severity (which nothing
-can override); the runbook goes in the `runbook_url` annotation. Annotations: summary, a description with the burn
-rate of every window pair and the budget left (Prometheus template queries over the same metrics), and `link`, the
-web UI's SLO page under `server.external_url`.
+The second branch reads the rule's own previous sample: a tier whose windows have no data neither fires nor
+resolves, it keeps the state it had when its windows last had data — per tier, as the engine holds each tier
+(slo/coverage.py), so one tier's gap never holds another tier's resolved alert. An exhaustion-time tier
+(slo/exhaustion.py) is `revwatch_slo_error_budget_exhausted_in_seconds{burn_window=W} <= within` with data in W,
+held the same way; a severity may have exhaustion tiers alone. The `max without (alert_tier)` makes it *one* alert per
+SLO (and group) and severity: without it the 1d/2h and 3d/6h tickets are two alerts, and one resolves while the
+other still fires. Pairs are gated on `revwatch_slo_window_events >= min_events` when the SLO sets a low-traffic
+minimum. Labels: the SLO's labels and per-severity labels, then its ownership keys (owner, team, service, tier:
+routes match on them; slo/ownership.py), then the built-in slo, journey and severity (which nothing can override);
+the runbook goes in the `runbook_url` annotation. Annotations: summary, a description with the burn rate of every
+window pair, each exhaustion tier's time left and the budget left (Prometheus template queries over the same
+metrics), and `link`, the web UI's SLO page under `server.external_url`.
 
 Journey SLOs also get `RevwatchSLOForecastExhaustion` (severity page): the in-flight forecast says the budget runs
 out within 4 h (`revwatch_slo_forecast_exhausted_in_seconds <= 14400`, the engine's forecast `page` flag).
@@ -33,7 +38,7 @@ import yaml
 
 from revwatch.human import num
 from revwatch.units import format_duration
-from slo.conditions import alert_labels, alert_name
+from slo.conditions import alert_labels, alert_name, alerting_severities, exhaustion_tiers
 from slo.forecast import PAGE_WITHIN
 from slo.sloth_rules import prom_duration, sloth_groups
 from slo.spec import SloSpec
@@ -64,17 +69,26 @@ _BUDGET_QUERY = ('{{ with printf "revwatch_slo_error_budget_remaining_ratio{slo=
                  '$labels.group | query }}{{ . | first | value | humanizePercentage }}{{ else }}?{{ end }}')
 
 
+def _exhausted_query(burn_window: str) -> str:
+    """A template fragment printing the time left until the budget is exhausted at one burn window's rate."""
+    return ('{{ with printf "revwatch_slo_error_budget_exhausted_in_seconds{slo=%q,group=%q,burn_window=\\"'
+            + burn_window + '\\"}" $labels.slo $labels.group | query }}{{ . | first | value | humanizeDuration }}'
+            '{{ else }}?{{ end }}')
+
+
 def _description(spec: SloSpec, severity: str) -> str:
     c = spec.config
-    pairs = "; ".join(
+    parts = [
         f"{format_duration(t.long)} {_burn_query(format_duration(t.long))}x and "
         f"{format_duration(t.short)} {_burn_query(format_duration(t.short))}x "
         f"(fires at {t.burn_rate:.4g}x" + (f", {t.budget_percent:g}% of the budget" if t.budget_percent else "") + ")"
-        for t in spec.tiers_of(severity))
+        for t in spec.tiers_of(severity)]
+    parts += [f"budget exhausted in {_exhausted_query(t.burn_window)} at the {t.burn_window} burn rate (fires within "
+              f"{format_duration(t.within)})" for t in exhaustion_tiers(spec, severity)]
     what = f"journey {c.journey}" if c.journey else c.sli.kind
     group = "{{ if $labels.group }} [{{ $labels.group }}]{{ end }}"
     return (f"SLO {c.name}{group} ({what}, objective {c.objective:.4%} over {c.window}) is burning its error budget: "
-            f"{pairs}. Error budget left: {_BUDGET_QUERY}.")
+            f"{'; '.join(parts)}. Error budget left: {_BUDGET_QUERY}.")
 
 
 def _link(spec: SloSpec, external_url: str) -> str:
@@ -84,31 +98,52 @@ def _link(spec: SloSpec, external_url: str) -> str:
     return base
 
 
-def native_rules(spec: SloSpec, external_url: str) -> dict:
-    """The rule group (as a dict) for one SLO revwatch evaluates: one alert per severity with tiers."""
+TIER_METRIC = "revwatch_slo:alert_tier_active"
+
+
+def _events(slo: str, window: str) -> str:
+    return f'revwatch_slo_window_events{{slo="{slo}",window="{window}"}} > 0'
+
+
+def _tier_record(slo: str, severity: str, tier: str, firing: str, has_data: str) -> dict:
+    """The recording rule of one alert tier: firing now, or (its windows without data) its own last state."""
+    me = f'{TIER_METRIC}{{slo="{slo}",severity="{severity}",alert_tier="{tier}"}}'
+    return {"record": TIER_METRIC,
+            "expr": f"{firing}\nor on (slo, group)\n(\n  {me}\n  unless on (slo, group) ({has_data})\n)",
+            "labels": {"severity": severity, "alert_tier": tier}}
+
+
+def tier_records(spec: SloSpec, severity: str) -> list[dict]:
+    """One recording rule per burn-rate pair and exhaustion tier of a severity (module docstring)."""
     c = spec.config
-    rules = []
-    for severity in ("page", "ticket"):
-        tiers = spec.tiers_of(severity)
+    out = []
+    for t in spec.tiers_of(severity):
+        long, short = format_duration(t.long), format_duration(t.short)
+        pair = _pair_expr(c.name, long, short, t.burn_rate, c.alerting.min_events)
+        out.append(_tier_record(c.name, severity, f"{long}/{short}", f"count without (window) {pair}",
+                                f"{_events(c.name, long)} and ignoring(window) {_events(c.name, short)}"))
+    for e in exhaustion_tiers(spec, severity):
+        within = format_duration(e.within)
+        firing = (f"count without (burn_window) (revwatch_slo_error_budget_exhausted_in_seconds"
+                  f'{{slo="{c.name}",burn_window="{e.burn_window}"}} <= {int(e.within.total_seconds())}'
+                  f"\n  and on (slo, group) {_events(c.name, e.burn_window)})")
+        out.append(_tier_record(c.name, severity, f"exhaustion {e.burn_window} within {within}", firing,
+                                _events(c.name, e.burn_window)))
+    return out
+
+
+def native_rules(spec: SloSpec, external_url: str) -> dict:
+    """The rule group (as a dict) for one SLO revwatch evaluates: per severity with tiers (burn-rate pairs or
+    exhaustion-time tiers), one recording rule per tier and one alert over them."""
+    c = spec.config
+    rules: list[dict] = []
+    for severity in alerting_severities(spec):
         meta = c.alerting.page_alert if severity == "page" else c.alerting.ticket_alert
-        if not tiers or meta.disable:
-            continue
-        pairs = "\nor\n".join(_pair_expr(c.name, format_duration(t.long), format_duration(t.short), t.burn_rate,
-                                         c.alerting.min_events) for t in tiers)
+        rules += tier_records(spec, severity)
         alertname = alert_name(spec, severity)          # the direct path names its alerts the same (slo/conditions.py)
-        shortest = format_duration(min(t.short for t in tiers))
-        # no data: the alert neither fires nor resolves, it keeps firing while it fired (slo/coverage.py)
-        hold = (f'max without (alertname, alertstate) (ALERTS{{alertname="{alertname}",alertstate="firing",'
-                f'slo="{c.name}"}})\n  unless on (slo, group) '
-                f'revwatch_slo_window_events{{slo="{c.name}",window="{shortest}"}} > 0')
-        # exhaustion-time tiers (slo/exhaustion.py): the budget forecast at a burn window within N
-        exhaust = "".join(
-            f"\nor on (slo, group)\nmax without (burn_window) (revwatch_slo_error_budget_exhausted_in_seconds"
-            f'{{slo="{c.name}",burn_window="{t.burn_window}"}} <= {int(t.within.total_seconds())})'
-            for t in c.alerting.exhaustion if t.severity == severity)
         rule = {
             "alert": alertname,
-            "expr": f"max without (window) (\n{pairs}\n){exhaust}\nor on (slo, group)\n(\n  {hold}\n)",
+            "expr": f'max without (alert_tier) ({TIER_METRIC}{{slo="{c.name}",severity="{severity}"}})',
             "labels": alert_labels(spec, severity),
             "annotations": {
                 "summary": f"({severity}) SLO {c.name}{{{{ if $labels.group }}}} [{{{{ $labels.group }}}}]"
@@ -119,7 +154,8 @@ def native_rules(spec: SloSpec, external_url: str) -> dict:
                 "link": _link(spec, external_url),
             },
         }
-        if tiers[0].alert_after:
+        tiers = spec.tiers_of(severity)
+        if tiers and tiers[0].alert_after:
             rule["for"] = prom_duration(tiers[0].alert_after.total_seconds())
         rules.append(rule)
     if spec.is_journey and not c.alerting.page_alert.disable:

@@ -6,6 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
+
+from alerts.history import HistoryLog
+from alerts.routing import Alert
+from revwatch.config import ConfigError, load_config
+from revwatch.store import StoreError
 from tests.support.slo_data import add_span_list
 
 CFG = """
@@ -85,3 +91,111 @@ def test_the_slo_alert_history_route_refuses_bad_input(api_factory):
     r = api.get("/api/v1/slos/api/alerts", params={"since": "yesterday-ish"})
     assert r.status_code == 400 and r.json()["field"] == "since"
     assert api.client.get("/api/v1/slos/api/alerts").status_code == 401
+
+
+class HistoryDown:
+    """The store refuses writes to the alert history only (the inbox and everything else work): the page must go
+    on, the row must wait and arrive once the store takes it."""
+
+    def __init__(self, store):
+        self.store, self.real, self.refused = store, store.insert, 0
+
+    def __enter__(self):
+        def insert(table, rows, columns, dedup_token=None):
+            if table == "slo_alert_history":
+                self.refused += 1
+                raise StoreError("history table unavailable")
+            return self.real(table, rows, columns, dedup_token)
+        self.store.insert = insert
+        return self
+
+    def __exit__(self, *exc):
+        self.store.insert = self.real
+
+
+def _metric(api, name: str) -> float:
+    line = next(x for x in api.client.get("/metrics").text.splitlines() if x.startswith(name + " "))
+    return float(line.split()[-1])
+
+
+def test_a_refused_history_write_is_kept_pending_and_arrives_at_the_next_pass(api_factory):
+    api = api_factory(CFG + "server: {metrics_public: true}\n")
+    loop = api.ctx.evaluator
+    add_span_list(api.ctx.store, spans_now(100, 2, 10))
+    with HistoryDown(api.ctx.store) as down:
+        loop.run_once()                                            # fires: the inbox has it, the history refuses
+        assert loop.last_error is None and len(loop.direct.firing()) == 2   # the page is not undone
+        assert api.get("/api/v1/slos/api/alerts").json()["items"] == []
+        assert _metric(api, "revwatch_slo_alert_history_pending") == 2
+        loop.run_once()                                            # still down: retried once per pass, kept
+        assert down.refused == 2 and _metric(api, "revwatch_slo_alert_history_write_failures_total") == 2
+    loop.run_once()                                                # back: the rows of the firing pass arrive
+    items = api.get("/api/v1/slos/api/alerts").json()["items"]
+    assert sorted((i["severity"], i["status"]) for i in items) == [("page", "firing"), ("ticket", "firing")]
+    assert all(abs(i["tiers"][0]["long_burn_rate"] - 50.0) < 1e-6 for i in items)   # with the tiers of that pass
+    assert _metric(api, "revwatch_slo_alert_history_pending") == 0
+
+
+def test_history_rows_expire_after_the_configured_retention(api_factory):
+    api = api_factory(CFG + "alerts: {direct: {history_retention: 30d}}\n")
+    store = api.ctx.store
+    ddl = store.query(f"SHOW CREATE TABLE {store.table('slo_alert_history')}").scalar()
+    assert "TTL ExpiresAt" in ddl                                  # schema migration 30
+    loop = api.ctx.evaluator
+    add_span_list(store, spans_now(100, 2, 10))
+    loop.run_once()
+    [(at, expires)] = store.query(f"SELECT At, ExpiresAt FROM {store.table('slo_alert_history')} "
+                                  "WHERE Severity = 'page'").rows
+    assert (expires - at.replace(microsecond=0)).days == 30       # the configured retention, per row
+    # a row written 31 days ago under that retention has expired: the TTL drops it at the next merge
+    old = HistoryLog(store, dt.timedelta(days=30), clock=lambda: time.time() - 31 * 86400)
+    fp = "0ld1ncident0000"
+    old.record([Alert(fp, "firing", {"slo": "api", "severity": "page", "alertname": "X"}, {},
+                      time.time() - 31 * 86400)], {}, time.time() - 31 * 86400)
+    count = f"SELECT count() FROM {store.table('slo_alert_history')} WHERE Fingerprint = {{fp:String}}"
+    assert store.query(count, {"fp": fp}).scalar() == 1 and old.pending == []
+    store.command(f"OPTIMIZE TABLE {store.table('slo_alert_history')} FINAL")
+    assert store.query(count, {"fp": fp}).scalar() == 0
+    assert store.query(f"SELECT count() FROM {store.table('slo_alert_history')}").scalar() == 2   # today's stay
+
+
+def test_history_retention_below_a_day_is_refused(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("alerts: {direct: {history_retention: 1h}}\n")
+    with pytest.raises(ConfigError, match=r"alerts.direct.history_retention"):
+        load_config(p)
+
+
+def test_a_restart_keeps_one_incident_and_backfills_what_the_history_lost(make_config):
+    """The firing pass's history row is refused and the process stops before the retry: after the restart the
+    history shows the incident that fired before it (backfilled from the inbox), the condition still firing is
+    adopted (no second page, no second firing row), and its resolve closes that same incident."""
+    from fastapi.testclient import TestClient
+
+    from revwatch.server import create_app
+    cfg = make_config(CFG)
+    app = create_app(cfg)
+    with TestClient(app):
+        ctx = app.state.ctx
+        add_span_list(ctx.store, spans_now(100, 2, 10))
+        with HistoryDown(ctx.store):
+            ctx.evaluator.run_once()
+        assert len(ctx.evaluator.direct.history.pending) == 2     # lost with the process
+    app2 = create_app(cfg)
+    with TestClient(app2) as client:
+        ctx2 = app2.state.ctx
+        key = ctx2.keys.create("read")[0]
+        ctx2.evaluator.run_once()                                  # still burning: adopted, backfilled
+        items = client.get("/api/v1/slos/api/alerts", headers={"Authorization": f"Bearer {key}"}).json()["items"]
+        assert sorted((i["severity"], i["status"]) for i in items) == [("page", "firing"), ("ticket", "firing")]
+        fired = {i["severity"]: i["fired_at"] for i in items}
+        good = spans_now(30_000, 0, 5)
+        for k in range(0, len(good), 5000):
+            add_span_list(ctx2.store, good[k:k + 5000])
+        ctx2.evaluator.run_once()
+        items = client.get("/api/v1/slos/api/alerts", headers={"Authorization": f"Bearer {key}"}).json()["items"]
+        assert sorted((i["severity"], i["status"]) for i in items) == [("page", "resolved"), ("ticket", "resolved")]
+        assert {i["severity"]: i["fired_at"] for i in items} == fired           # the same incidents, closed
+        firing = ctx2.store.query(f"SELECT count() FROM {ctx2.store.table('alert_inbox')} "
+                                  "WHERE Origin = 'evaluator' AND Status = 'firing'").scalar()
+        assert firing == 2                                         # one trigger per severity across the restart

@@ -15,6 +15,7 @@ import pytest
 from alerts.config import DirectConfig
 from alerts.direct import ORIGIN, DirectAlerts
 from alerts.routing import Alert, Group, fingerprint
+from revwatch.store import QueryResult
 from slo.conditions import Condition
 from tests.support.servers import live_server
 from tests.support.sinks import Sink
@@ -25,7 +26,7 @@ LABELS = {"alertname": "RevwatchSLOBurnRatePage", "slo": "api", "journey": "", "
 
 
 class HistoryRows:
-    """Stands in for the store the alert history (alerts/history.py) is written to."""
+    """Stands in for the store the alert history (alerts/history.py) is written to (its backfill finds nothing)."""
 
     def __init__(self):
         self.rows: list[tuple] = []
@@ -33,6 +34,12 @@ class HistoryRows:
     def insert(self, table, rows, columns):
         assert table == "slo_alert_history"
         self.rows += rows
+
+    def table(self, name):
+        return name
+
+    def query(self, sql, params=None):
+        return QueryResult([], [])
 
 
 class Inbox:
@@ -48,6 +55,13 @@ class Inbox:
     def submit(self, alerts):
         self.got.extend(alerts)
         return len(alerts)
+
+    def evaluator_firing(self):
+        """As AlertService's: the latest transition per fingerprint (here what was submitted), else the groups."""
+        latest = {a.fingerprint: a for a in self.got if a.origin == ORIGIN}
+        return [a for a in latest.values() if a.status == "firing"] + \
+            [a for g in self.groups.values() for fp, a in g.alerts.items()
+             if fp not in latest and a.origin == ORIGIN and a.status == "firing"]
 
 
 def run(direct: DirectAlerts, inbox: Inbox, steps: list[tuple[float, bool]], hold: float = 0) -> list[tuple]:

@@ -1,6 +1,7 @@
 """The matrix-profile discord: the incremental left matrix profile equals its definition computed by brute force
 (also across the history buffer's compaction and for flat stretches), the window follows the series' cycle, and a
 shape anomaly inside the normal range is found by the detector only because of it."""
+import gzip
 import math
 
 import numpy as np
@@ -66,6 +67,12 @@ def test_ucr_protocol_on_a_file_named_as_the_archive_names_them(tmp_path):
     (name, values, train, begin, end), = ucr_series(tmp_path)
     assert (train, begin, end) == (1000, 2201, 2250) and len(values) == 3000
     assert ucr_found(score_series(values), train, begin, end)
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    with gzip.open(gz / "900_UCR_Anomaly_constructed_1000_2201_2250.txt.gz", "wt") as f:
+        f.write(" ".join(map(str, x.tolist())))          # one line, space separated, as some copies of the archive are
+    (name_gz, values_gz, *labels), = ucr_series(gz)
+    assert name_gz == name and labels == [1000, 2201, 2250] and np.array_equal(values_gz, values)
     peak_elsewhere = np.zeros(3000)
     peak_elsewhere[1500] = 1.0
     assert not ucr_found(peak_elsewhere, train, begin, end)

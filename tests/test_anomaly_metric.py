@@ -50,6 +50,22 @@ def test_nab_scoring_by_hand():
     assert score_corpus(one_file(two_in_window, [window]))["standard"]["score"] == 100
 
 
+def test_nab_score_at_a_given_threshold_is_the_held_out_score():
+    """A threshold chosen elsewhere (the other half of the corpus) is applied as given, not re-chosen: the split-half
+    held-out scores of bench/anomaly_eval.py --cross."""
+    n, window = 1000, (500, 599)
+    s = np.zeros(n)
+    s[300], s[500] = 0.5, 0.9      # a false alarm at 0.5 before the window, the window detected at 0.9
+    best = score_corpus(one_file(s, [window]))["standard"]
+    assert best["score"] == 100 and best["threshold"] == 0.9
+    low = score_corpus(one_file(s, [window]), {"standard": 0.5})["standard"]
+    assert (low["tp"], low["fp"], low["threshold"]) == (1, 1, 0.5)
+    assert low["score"] == pytest.approx(100 * (1 - 0.11 + 1) / 2, abs=0.01)
+    high = score_corpus(one_file(s, [window]), {"standard": 0.95})["standard"]
+    assert (high["score"], high["tp"], high["fn"]) == (0, 0, 1)
+    assert score_corpus(one_file(s, [window]), {"standard": 0.5})["reward_low_FP_rate"]["score"] == 100
+
+
 def test_nab_threshold_sweep_is_exact():
     """Regression: the sweep once tried 4,000 score quantiles only and could miss the best threshold (0.8 points
     on NAB); NAB's sweeper tries every distinct score."""

@@ -468,7 +468,7 @@ def test_a_read_that_would_wait_too_long_is_503_and_ingest_unaffected(api_factor
     api = api_factory(SLO_CFG)
     store = api.ctx.store
     slots = []
-    while store.read_slots.acquire(blocking=False):    # every read slot busy (long reads in progress)
+    while store.read_slots.acquire(timeout=0):    # every read slot busy (long reads in progress)
         slots.append(1)
     store.read_wait = 0.2
     try:

@@ -78,15 +78,17 @@ def _rules(tmp_path, cfg_text, **kw):
 def test_rule_shape(tmp_path):
     (pp, api) = _rules(tmp_path, SLO_CFG.replace("threshold: 15m}", "threshold: 15m}, alerting: {min_events: 20}"))
     group = yaml.safe_load(pp.read_text())["groups"][0]
-    page, ticket, forecast = group["rules"]
+    page, ticket, forecast = [r for r in group["rules"] if "alert" in r]
     assert page["labels"] == {"severity": "page", "slo": "pp", "journey": "p2p"}
     assert forecast["expr"] == 'revwatch_slo_forecast_exhausted_in_seconds{slo="pp"} <= 14400'     # journey SLOs
     assert ticket["labels"]["severity"] == "ticket"
+    assert page["expr"] == 'max without (alert_tier) (revwatch_slo:alert_tier_active{slo="pp",severity="page"})'
+    fast = next(r["expr"] for r in group["rules"] if r.get("labels") == {"severity": "page", "alert_tier": "1h/5m"})
     # window 1d: the budget-consumption rule scales 2 % in 1 h of a 24 h budget to a 0.48 burn rate
-    assert page["expr"].startswith("max without (window) (\n")
+    assert fast.startswith("count without (window) (")
     assert 'revwatch_slo_burn_rate{slo="pp",window="1h"} >= 0.48 and ignoring(window) ' \
-           'revwatch_slo_burn_rate{slo="pp",window="5m"} >= 0.48' in page["expr"]
-    assert 'revwatch_slo_window_events{slo="pp",window="1h"} >= 20' in page["expr"]
+           'revwatch_slo_burn_rate{slo="pp",window="5m"} >= 0.48' in fast
+    assert 'revwatch_slo_window_events{slo="pp",window="1h"} >= 20' in fast
     assert page["annotations"]["link"] == "http://revwatch:8317/ui/slos/pp"
     # no low-traffic gate without min_events (the hold branch after `or on` reads window_events for missing data)
     api_expr = yaml.safe_load(api.read_text())["groups"][0]["rules"][0]["expr"]

@@ -7,6 +7,7 @@ from revwatch.config import ConfigError, load_config
 from slo.engine import SloEngine
 from slo.spec import SpecError, resolve
 from tests.support.slo_data import anchor
+from tests.test_slo_amount import money_data  # noqa: F401  (fixture)
 
 M = dt.timedelta(minutes=1)
 
@@ -127,3 +128,129 @@ def test_openslo_v2alpha_composite_refusals_name_file_document_field(tmp_path, m
     with pytest.raises(SpecError, match=words) as e:
         resolve(make_config(MEMBERS % (tmp_path / "c.yaml")))
     assert str(e.value).startswith(f"{tmp_path / 'c.yaml'}: document 1: ") and "\n" not in str(e.value)
+
+
+# --- grouped members (money-weighted: one part per currency), composites of composites ------------------------
+MONEY = """
+journeys: {p2p: {start: payment.settled, end: payment.posted}}
+slos:
+  - {name: pp-money, journey: p2p, objective: 0.99, window: 1d, budgeting: amount,
+     sli: {kind: journey_latency, threshold: 15m}}
+  - {name: pp-count, journey: p2p, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 15m}}
+  - {name: o2c-money, objective: 0.99, window: 1d,
+     composite: {members: [pp-money, pp-count], rollup: %s, weights: {pp-money: 2}}}
+"""
+# tests/test_slo_amount.py's money_data, hand counts per window (decided instances only):
+#   SLO window (1d): EUR good 1000.10 of 1250.16; USD good 10.00 of 40.00; count 3 good of 6
+#   1h: EUR the same (A, B, C); USD 0 of 30.00 (U2; U1 decided T-99m); count 1 of 4 (A; B, C, U2 bad)
+SLI_EUR = 1000.10 / 1250.16
+
+
+def test_weighted_rollup_with_a_money_member_in_two_currencies(store, make_config, money_data):  # noqa: F811
+    [r] = SloEngine(store, make_config(MONEY % "weighted")).evaluate(money_data, names=["o2c-money"])
+    # pp-money's weight 2 is split equally between its currencies (1 each, never summed), pp-count weighs 1
+    assert r.windows["slo"].total == 3
+    assert r.windows["slo"].sli == pytest.approx((1 * SLI_EUR + 1 * 0.25 + 1 * 0.5) / 3)
+    assert r.windows["1h"].sli == pytest.approx((1 * SLI_EUR + 1 * 0.0 + 1 * 0.25) / 3)
+    assert r.windows["5m"].total == 0                       # no part decided anything in the last 5 minutes
+    sli = (SLI_EUR + 0.75) / 3
+    assert r.budget["remaining_ratio"] == pytest.approx(1 - (1 - sli) / 0.01)
+    assert r.as_dict()["composite"]["parts"]["slo"] == ["pp-money[EUR]", "pp-money[USD]", "pp-count"]
+
+
+def test_least_healthy_rollup_with_a_money_member_in_two_currencies(store, make_config,
+                                                                    money_data):  # noqa: F811
+    [r] = SloEngine(store, make_config(MONEY % "least_healthy")).evaluate(money_data, names=["o2c-money"])
+    # burns in the SLO window: EUR (250.06 / 1250.16) / 0.01 = 20.0; USD 0.75 / 0.01 = 75; count 0.5 / 0.01 = 50.
+    # USD decides (summed with EUR it would read 280.06 / 1290.16, burn 21.7, and hide behind the count's 50)
+    assert r.windows["slo"].burn_rate == pytest.approx(75) and r.windows["slo"].sli == pytest.approx(0.25)
+    assert r.budget["remaining_ratio"] == pytest.approx(-74)
+    assert r.as_dict()["composite"]["parts"]["slo"] == ["pp-money[USD]"]
+    assert r.windows["1h"].burn_rate == pytest.approx(100)  # USD: nothing good in the last hour
+    assert r.state == "page"
+
+
+def test_composite_of_composites(store, make_config, two_members):
+    text = cfg_text("weighted", "{a: 3}").replace("members: [a, b, c]", "members: [a, b]") + """
+  - {name: outer-w, objective: 0.99, window: 1d, composite: {members: [o2c, b], rollup: weighted}}
+  - {name: outer-lh, objective: 0.99, window: 12h, composite: {members: [o2c, c], rollup: least_healthy}}
+"""
+    res = {r.spec.name: r for r in SloEngine(store, make_config(text)).evaluate(two_members,
+                                                                                 names=["outer-w", "outer-lh"])}
+    assert set(res) == {"outer-w", "outer-lh"}
+    # o2c = (3 · 0.9 + 1 · 1.0) / 4 = 0.925 (burn 7.5); outer-w = (0.925 + 1.0) / 2
+    assert res["outer-w"].windows["1h"].sli == pytest.approx(0.9625)
+    assert res["outer-w"].windows["slo"].sli == pytest.approx(0.9625)
+    # outer-lh: c has no data, o2c burns 7.5 in every window, its own 12h window included (carried down to a, b)
+    assert res["outer-lh"].windows["slo"].burn_rate == pytest.approx(7.5)
+    assert res["outer-lh"].as_dict()["composite"]["parts"]["slo"] == ["o2c"]
+
+
+def test_composite_cycle_and_prometheus_member_are_config_errors(make_config):
+    cyc = cfg_text("weighted", "{}").replace("members: [a, b, c]", "members: [a, x]") + """
+  - {name: x, objective: 0.99, window: 1d, composite: {members: [y, b]}}
+  - {name: y, objective: 0.99, window: 1d, composite: {members: [o2c, c]}}
+"""
+    with pytest.raises(SpecError, match=r"slos: o2c: composite.members: composite SLOs contain each other: "
+                                        r"o2c -> x -> y -> o2c$"):
+        resolve(make_config(cyc))
+    sloth = __import__("pathlib").Path(__file__).parent / "fixtures/sloth/examples/getting-started.yml"
+    prom = cfg_text("weighted", "{}").replace("members: [a, b, c]", "members: [a, myservice-requests-availability]")
+    with pytest.raises(SpecError, match="'myservice-requests-availability' is Prometheus-backed"):
+        resolve(make_config(prom + f"sloth_files: [{sloth}]\n"))
+
+
+# --- OpenSLO v2alpha export: export → import gives the same config ---------------------------------------------
+ROUND_TRIP = """
+journeys: {p2p: {start: payment.settled, end: payment.posted}}
+slos:
+  - {name: checkout, objective: 0.99, window: 1d, sli: {kind: span_ratio, service: sa, bad_when: {StatusCode: Error}}}
+  - {name: pp-money, journey: p2p, objective: 0.995, window: 1d, budgeting: amount,
+     sli: {kind: journey_latency, threshold: 15m}}
+"""
+COMPOSITES = [
+    {"name": "Order_To_Cash", "objective": 0.9925, "window": "28d", "team": "finance", "owner": "ana",
+     "tier": "1", "runbook": "https://wiki.example.com/o2c", "description": "checkout and money, money weighted 3",
+     "display_name": "Order to cash", "labels": {"domain": "o2c"}, "annotations": {"note": "month-end"},
+     "no_data_after": "2h",
+     "composite": {"members": ["checkout", "pp-money"], "rollup": "weighted", "weights": {"pp-money": 3}},
+     "alerting": {"min_events": 5, "exhaustion": [{"within": "4h", "severity": "ticket", "burn_window": "1h"}]}},
+    {"name": "worst-of", "objective": 0.99, "window": "7d", "service": "payments",
+     "composite": {"members": ["Order_To_Cash", "checkout"], "rollup": "least_healthy"},
+     "alerting": {"page": [], "catalogue": "sloth-7d"}},
+]
+
+
+def test_openslo_v2alpha_composite_export_imports_to_the_same_config(make_config, tmp_path):
+    import yaml
+
+    from slo.export import export_openslo
+    from slo.openslo_v2 import export_v2alpha
+    specs = resolve(make_config(ROUND_TRIP + "  " + "\n  ".join(
+        f"- {__import__('json').dumps(c)}" for c in COMPOSITES) + "\n"))
+    text = export_v2alpha(specs, [], {})
+    docs = list(yaml.safe_load_all(text))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("SLO", "order-to-cash"), ("SLO", "worst-of")]
+    # each member's own objective is its target, its weight the compositeWeight (what OpenSLO tools read)
+    assert docs[0]["spec"]["objectives"] == [{"sliRef": "checkout-sli", "target": 0.99},
+                                             {"sliRef": "pp-money-sli", "target": 0.995, "compositeWeight": 3.0}]
+    assert "composite" not in export_openslo(specs)          # v1 has no composite: left out of the v1 export
+    (tmp_path / "v2.yaml").write_text(text)
+    back = {s.name: s for s in resolve(make_config(ROUND_TRIP + f"openslo_v2alpha_files: [{tmp_path / 'v2.yaml'}]\n"))}
+    for spec in specs:
+        assert back[spec.name].config.model_dump() == spec.config.model_dump(), spec.name
+        assert back[spec.name].tiers == spec.tiers and back[spec.name].ownership == spec.ownership
+
+
+def test_cli_exports_composites_as_v2alpha(tmp_path):
+    from tests.support.servers import revwatch_cmd
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(cfg_text("least_healthy"))
+    r = revwatch_cmd("slo", "export", "--format", "openslo-v2alpha", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    [doc] = list(__import__("yaml").safe_load_all(r.stdout))
+    assert doc["apiVersion"] == "openslo.com/v2alpha" and doc["metadata"]["annotations"]["revwatch.io/rollup"] == \
+        "least_healthy"
+    assert [o["sliRef"] for o in doc["spec"]["objectives"]] == ["a-sli", "b-sli", "c-sli"]
+    r = revwatch_cmd("slo", "export", "--format", "v3", "--config", str(cfg))
+    assert r.returncode == 2 and "openslo-v2alpha" in r.stderr

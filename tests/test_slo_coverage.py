@@ -31,8 +31,9 @@ def test_coverage_per_window_with_gaps_and_a_held_page(store, make_config):
     assert cov.no_data                                   # 91 silent minutes ≥ the 1h page window
     page = [a for a in r.alerts if a["severity"] == "page"]
     fast = next(a for a in page if a["long"] == "1h")
-    # at T-91m the 1h/5m pair burned 50x (half of every span bad): the page holds instead of resolving
-    assert fast["held"] and fast["firing"] and fast["held_from"] == (T - 91 * M).isoformat()
+    # the 1h/5m pair burned 50x (half of every span bad) up to T-87m, the last minute its 5m window still held
+    # minute T-91 (the last with data): the page holds that state instead of resolving
+    assert fast["held"] and fast["firing"] and fast["held_from"] == (T - 87 * M).isoformat()
     assert r.state == "page"
     assert r.as_dict()["coverage"]["no_data_for_minutes"] == 91
     assert "page 1h/5m" in r.as_dict()["coverage"]["held_alerts"]
@@ -91,3 +92,27 @@ alerts:
     api.ctx.slo.evaluate_and_cache()
     hooks = sink.wait("hook", 2)
     assert hooks[1]["status"] == "resolved" and hooks[1]["alerts"][0]["labels"]["journey"] == "o2c"
+
+
+def test_each_tier_holds_the_state_it_had_when_its_own_windows_last_had_data(store, make_config):
+    """A tier's windows keep data after the SLO's last minute with data (until the short window slides past it); the
+    tier holds the state it had then, never an older one (docs/slo-policy.md "Coverage"). Before, every tier held the
+    state as of the last minute with data: the page below fired with data at L+4 and went silent at L+5."""
+    cfg = make_config(CFG.replace("bad_when: {StatusCode: Error}}", "bad_when: {StatusCode: Error}},\n"
+                                  "        alerting: {page: [{long: 30m, short: 5m, burn_rate: 3.5}], ticket: []}"))
+    L = anchor(8) - 100 * M
+    add_spans(store, L - 29 * M, minutes=30, per_minute=10, error_from=L)   # minutes L-29 … L, minute L all bad
+    # as of minute L: 5m = L-4 … L, 50 spans, 10 bad: burn 20; 30m = L-29 … L, 300 spans, 10 bad: burn 3.33 < 3.5
+    at_l = one(store, cfg, L + dt.timedelta(seconds=59))
+    [tier] = at_l.alerts
+    assert round(tier["short_burn_rate"], 6) == 20 and round(tier["long_burn_rate"], 2) == 3.33 and not tier["firing"]
+    # as of minute L+4: 5m = minute L alone, 10 of 10 bad: burn 100; 30m = L-25 … L+4: 260 spans, 10 bad: 3.85
+    at_l4 = one(store, cfg, L + 4 * M + dt.timedelta(seconds=59))
+    [tier] = at_l4.alerts
+    assert round(tier["short_burn_rate"], 6) == 100 and round(tier["long_burn_rate"], 2) == 3.85
+    assert tier["firing"] and not tier["held"]
+    # L+10: the 5m window is empty; the tier holds its L+4 state (firing), not its L state
+    later = one(store, cfg, L + 10 * M + dt.timedelta(seconds=30))
+    [tier] = later.alerts
+    assert tier["held"] and tier["firing"] and tier["held_from"] == (L + 4 * M).isoformat()
+    assert later.state == "page" and later.coverage.held == ["page 30m/5m"]

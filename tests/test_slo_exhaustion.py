@@ -10,7 +10,8 @@ from slo.rules import render, rule_groups, write_rules
 from slo.spec import resolve
 from tests.support.slo_data import anchor
 from tests.test_slo_composite import traffic
-from tests.test_slo_rules import PROMTOOL, _golden_check, need_promtool
+from slo.conditions import conditions
+from tests.test_slo_rules import PROMTOOL, _golden_check, need_promtool, promtool_firing
 
 M = dt.timedelta(minutes=1)
 CFG = """
@@ -50,10 +51,52 @@ def test_exhaustion_in_generated_rules(make_config, tmp_path):
     [spec] = resolve(make_config(CFG))
     text = render(rule_groups(spec, "https://revwatch.example.com"))
     _golden_check("exhaustion/revwatch-slo-api.rules.yml", text)
-    page, ticket = rule_groups(spec, "https://revwatch.example.com")[0]["rules"]
-    assert ('max without (burn_window) (revwatch_slo_error_budget_exhausted_in_seconds{slo="api",burn_window="1h"}'
-            ' <= 14400)') in page["expr"]
-    assert 'burn_window="6h"} <= 600)' in ticket["expr"] and 'burn_window="1h"' not in ticket["expr"]
+    rules = rule_groups(spec, "https://revwatch.example.com")[0]["rules"]
+    tiers = {(r["labels"]["severity"], r["labels"]["alert_tier"]): r["expr"] for r in rules if "record" in r}
+    assert ('count without (burn_window) (revwatch_slo_error_budget_exhausted_in_seconds{slo="api",burn_window="1h"}'
+            ' <= 14400') in tiers[("page", "exhaustion 1h within 4h")]
+    assert 'burn_window="6h"} <= 600' in tiers[("ticket", "exhaustion 6h within 10m")]
+    assert [r["alert"] for r in rules if "alert" in r] == ["RevwatchSLOBurnRatePage", "RevwatchSLOBurnRateTicket"]
+
+
+ALONE = CFG.replace("exhaustion: [{within: 4h, severity: page, burn_window: 1h}, {within: 10m, severity: ticket, "
+                    "burn_window: 6h}]",
+                    "page: []\n      ticket: []\n      exhaustion: [{within: 4h, severity: ticket, burn_window: 1h}]")
+
+
+def test_exhaustion_tier_alone_alerts_in_the_engine_and_the_direct_path(store, make_config):
+    """A severity with an exhaustion tier and no burn-rate pairs (here: no pairs at all) still alerts."""
+    assert ALONE != CFG
+    T = anchor(3)
+    traffic(store, T - 25 * 60 * M, 23 * 60, "sa")                    # the constructed burn above: 24 min left
+    traffic(store, T - 120 * M, 120, "sa", every_nth_bad=10)
+    [r] = SloEngine(store, make_config(ALONE)).evaluate(T - dt.timedelta(seconds=30))
+    assert r.spec.tiers == ()
+    [entry] = r.alerts
+    assert entry["kind"] == "exhaustion" and entry["firing"] and entry["exhausted_in_hours"] == pytest.approx(0.4)
+    assert r.state == "ticket"
+    [cond] = conditions([r], "https://revwatch.example.com")
+    assert cond.active and cond.labels["alertname"] == "RevwatchSLOBurnRateTicket" and cond.hold_for == dt.timedelta(0)
+    assert "budget exhausted in 0.4 h at the 1h burn rate 10.0x (fires within 4h)" in cond.annotations["description"]
+
+
+@need_promtool
+def test_promtool_unit_exhaustion_tier_alone_fires_and_holds(make_config, tmp_path):
+    """Generated rules of an exhaustion tier alone, in Prometheus's rule engine: g1 keeps burning (fires), g2's
+    forecast goes away (not burning: revwatch stops exposing it, a staleness marker) with data in its window
+    (resolves), g3's window goes empty as well (holds its firing state)."""
+    [spec] = resolve(make_config(ALONE))
+    [group] = rule_groups(spec, "https://revwatch.example.com")
+    assert [r.get("alert") for r in group["rules"]] == [None, "RevwatchSLOBurnRateTicket"]
+    series = {}
+    for g, left, events in (("g1", "3600x9", "100x9"), ("g2", "3600 3600 3600 3600 3600 stale _ _ _ _", "100x9"),
+                            ("g3", "3600 3600 3600 3600 3600 stale _ _ _ _", "100 100 100 100 100 0 0 0 0 0")):
+        series[f'revwatch_slo_error_budget_exhausted_in_seconds{{slo="api",group="{g}",burn_window="1h"}}'] = left
+        series[f'revwatch_slo_window_events{{slo="api",group="{g}",window="1h"}}'] = events
+    ticket = {"slo": "api", "severity": "ticket", "owner": "ana"}
+    promtool_firing(tmp_path, spec, series, [
+        ("3m", "RevwatchSLOBurnRateTicket", [{**ticket, "group": g} for g in ("g1", "g2", "g3")]),
+        ("8m", "RevwatchSLOBurnRateTicket", [{**ticket, "group": g} for g in ("g1", "g3")])])
 
 
 @need_promtool

@@ -16,6 +16,7 @@ import yaml
 
 import revwatch
 from revwatch.config import Config, load_config
+from revwatch.units import format_duration
 from slo.forecast import PAGE_WITHIN
 from slo.rules import render, rule_groups, write_rules
 from slo.sloth import SlothError, load_sloth
@@ -75,20 +76,27 @@ def test_one_alert_per_slo_and_severity_window_is_not_a_label():
     cfg, specs = _example_specs()
     for spec in specs:
         (group,) = rule_groups(spec, cfg.server.external_url)
+        alerts = [r for r in group["rules"] if "alert" in r]
         forecast = ["RevwatchSLOForecastExhaustion"] if spec.is_journey else []     # the in-flight forecast's page
-        assert [r["alert"] for r in group["rules"]] == ["RevwatchSLOBurnRatePage", "RevwatchSLOBurnRateTicket",
-                                                        *forecast]
-        for rule in group["rules"][:2]:
-            hold = _parse(rule["expr"])
-            # burning pairs, or (missing data) the alert's own firing series held (docs/slo-policy.md)
-            assert type(hold).__name__ == "BinaryExpr" and str(hold.op) == "or"
-            assert f'ALERTS{{alertname="{rule["alert"]}",alertstate="firing",slo="{spec.name}"}}' in rule["expr"]
-            assert "unless on (slo, group) revwatch_slo_window_events" in rule["expr"]
-            top = hold.lhs
-            # the burning pairs are aggregated away from `window`: one series per SLO (and group)
+        assert [r["alert"] for r in alerts] == ["RevwatchSLOBurnRatePage", "RevwatchSLOBurnRateTicket", *forecast]
+        alerts = alerts[:2]
+        records = [r for r in group["rules"] if "record" in r]
+        # one recording rule per tier: firing, or (its windows without data) its own last state held
+        assert {(r["labels"]["severity"], r["labels"]["alert_tier"]) for r in records} == {
+            (t.severity, f"{format_duration(t.long)}/{format_duration(t.short)}") for t in spec.tiers}
+        for r in records:
+            expr = _parse(r["expr"])
+            assert type(expr).__name__ == "BinaryExpr" and str(expr.op) == "or"
+            # the burning pair is aggregated away from `window`: one series per SLO (and group) and tier
+            assert type(expr.lhs).__name__ == "AggregateExpr" and str(expr.lhs.modifier) == "without (window)"
+            assert (f'revwatch_slo:alert_tier_active{{slo="{spec.name}",severity="{r["labels"]["severity"]}",'
+                    f'alert_tier="{r["labels"]["alert_tier"]}"}}') in r["expr"]
+            assert "unless on (slo, group) (revwatch_slo_window_events" in r["expr"]
+        for rule in alerts:
+            top = _parse(rule["expr"])
             assert type(top).__name__ == "AggregateExpr" and str(top.op) == "max"
-            assert list(top.modifier.labels) == ["window"] and str(top.modifier) == "without (window)"
-            assert "window" not in rule["labels"]
+            assert str(top.modifier) == "without (alert_tier)"
+            assert "window" not in rule["labels"] and "alert_tier" not in rule["labels"]
             assert rule["labels"]["slo"] == spec.name and rule["labels"]["severity"] in ("page", "ticket")
             ann = rule["annotations"]
             assert ann["link"] == f"http://127.0.0.1:8317/ui/slos/{spec.name}"
@@ -99,15 +107,18 @@ def test_one_alert_per_slo_and_severity_window_is_not_a_label():
 def test_grouped_slo_links_to_the_group_and_keeps_builtin_labels():
     cfg = Config.model_validate(yaml.safe_load(GROUPED))
     (spec,) = resolve(cfg)
-    page, ticket, forecast = rule_groups(spec, cfg.server.external_url)[0]["rules"]
+    rules = rule_groups(spec, cfg.server.external_url)[0]["rules"]
+    page, ticket, forecast = [r for r in rules if "alert" in r]
     assert forecast["labels"] == {**page["labels"], "severity": "page"} and forecast["annotations"]["link"] == \
         page["annotations"]["link"]
     assert page["annotations"]["link"].startswith("https://revwatch.example.com/ui/slos/payments-by-gateway{{ if")
     assert ticket["labels"] == {"team": "payments", "channel": "#payments", "slo": "payments-by-gateway",
                                 "journey": "p2p", "severity": "ticket"}
     # 7-day period: Sloth's 7d catalogue factors, not 14.4/6/3/1
-    assert ">= 13.44 and" in page["expr"] and ">= 3.5 and" in page["expr"] and ">= 0.98 and" in ticket["expr"]
-    assert 'revwatch_slo_window_events{slo="payments-by-gateway",window="3d"} >= 20' in ticket["expr"]
+    page_expr = "".join(r["expr"] for r in rules if r.get("labels", {}).get("severity") == "page" and "record" in r)
+    ticket_expr = "".join(r["expr"] for r in rules if r.get("labels", {}).get("severity") == "ticket" and "record" in r)
+    assert ">= 13.44 and" in page_expr and ">= 3.5 and" in page_expr and ">= 0.98 and" in ticket_expr
+    assert 'revwatch_slo_window_events{slo="payments-by-gateway",window="3d"} >= 20' in ticket_expr
 
 
 @need_promtool
@@ -304,3 +315,49 @@ def test_promtool_unit_forecast_exhaustion_pages_within_the_engines_horizon(tmp_
         ]}]}))
     r = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def promtool_firing(tmp_path, spec, series: dict[str, str], checks: list[tuple[str, str, list[dict]]]):
+    """Run `promtool test rules` on the rules of one SLO: `series` {selector: values}, `checks` (eval_time,
+    alertname, the firing alerts' label sets), read from Prometheus's own `ALERTS` series (labels only)."""
+    (path,) = write_rules([spec], tmp_path, "https://rw.example")
+
+    def sample(name: str, labels: dict) -> dict:
+        ls = {"alertname": name, "alertstate": "firing", **labels}
+        return {"labels": "ALERTS{" + ",".join(f'{k}="{v}"' for k, v in sorted(ls.items())) + "}", "value": 1}
+    test = tmp_path / "test.yml"
+    test.write_text(yaml.safe_dump({
+        "rule_files": [str(path)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": [{"series": k, "values": v} for k, v in series.items()],
+                   "promql_expr_test": [{"eval_time": t, "expr": f'ALERTS{{alertname="{name}",alertstate="firing"}}',
+                                         "exp_samples": [sample(name, labels) for labels in alerts]}
+                                        for t, name, alerts in checks]}]}))
+    r = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@need_promtool
+def test_promtool_unit_each_tier_holds_its_own_state(tmp_path):
+    """Per-tier hold (docs/slo-policy.md "Coverage"): a tier whose windows have no data keeps its own last state;
+    another tier's gap never holds an alert that resolved with data. Group g1: the 6h/30m tier fires, then resolves
+    with data while the 5m window goes empty (the 1h/5m tier never fired: nothing to hold). Group g2: the 1h/5m tier
+    fires, then its 5m window goes empty: it holds. The former rule (the severity's ALERTS held while the shortest
+    window was empty) kept g1 firing too."""
+    doc = {"name": "api", "objective": 0.999, "window": "30d",
+           "sli": {"kind": "span_ratio", "service": "odoo", "bad_when": {"StatusCode": "Error"}},
+           "alerting": {"page": [{"long": "1h", "short": "5m", "burn_rate": 14.4},
+                                 {"long": "6h", "short": "30m", "burn_rate": 6}], "ticket": []}}
+    then_empty = "10 10 10 10 10 0 0 0 0 0"
+    series = {}
+    for g, burns in (("g1", {"6h": "7 7 7 7 7 1 1 1 1 1", "30m": "7 7 7 7 7 1 1 1 1 1", "1h": "1x9",
+                             "5m": "1 1 1 1 1 0 0 0 0 0"}),
+                     ("g2", {"6h": "1x9", "30m": "1x9", "1h": "20x9", "5m": "20 20 20 20 20 0 0 0 0 0"})):
+        for w, v in burns.items():
+            series[f'revwatch_slo_burn_rate{{slo="api",group="{g}",window="{w}"}}'] = v
+            series[f'revwatch_slo_window_events{{slo="api",group="{g}",window="{w}"}}'] = \
+                then_empty if w == "5m" else "100x9"
+    page = {"slo": "api", "severity": "page"}
+    (spec,) = resolve(Config.model_validate({"slos": [doc]}))
+    promtool_firing(tmp_path, spec, series, [
+        ("3m", "RevwatchSLOBurnRatePage", [{**page, "group": "g1"}, {**page, "group": "g2"}]),
+        ("8m", "RevwatchSLOBurnRatePage", [{**page, "group": "g2"}])])
