@@ -28,7 +28,7 @@ from revwatch.units import format_duration, parse_duration, utcnow
 from slo.adjustments import (EMPTY, AdjustmentBook, Plan, adjusted_columns, declared as declared_adjustments,
                               minutes_in)
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
-from slo.composite import (closure as composite_closure, in_order as composites_in_order, roll,
+from slo.composite import (closure as composite_closure, in_order as composites_in_order, prometheus_windows, roll,
                            window_names as composite_windows)
 from slo.exhaustion import exhaustion_alerts, forecast_windows
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, held_tiers, hold_alerts, journey_silence,
@@ -215,6 +215,11 @@ def alert_state(res: SloResult, previous: list[dict] | None = None) -> None:
     res.state = state_of(res)          # the one decision (slo/state.py): page, exhausted, ticket, no_data, ok
 
 
+def _multi_minute_slices(spec: SloSpec) -> bool:
+    """Time-slice budgets whose slices are longer than a minute (summed per slice, `SloEngine._sliced_sums`)."""
+    return spec.config.budgeting in ("timeslices", "ratio_timeslices") and spec.config.timeslice_window > MINUTE
+
+
 class SloEngine:
     """Evaluates every configured SLO; keeps the latest results for /metrics and the API."""
 
@@ -346,8 +351,28 @@ class SloEngine:
         composites = composites_in_order([s for s in self.specs if s.is_composite
                                           and (wanted_names is None or s.name in wanted_names)])
         specs = [s for s in self.specs if not s.is_composite and (wanted_names is None or s.name in wanted_names)]
-        if not specs:
+        used = {m for c in composites for m in c.config.composite.members}   # type: ignore[union-attr]
+        prom = [s for s in self.prometheus_specs if s.name in used]     # members read from Prometheus
+        if not specs and not composites:
             return []
+        at_min = floor_minute(at)
+        results: list[SloResult] = []
+        overlay: list[tuple] = []
+        if specs:
+            results, overlay = self._evaluate_native(specs, at, now, refresh, _hold, _pending)
+        members = results + self._prometheus_members(prom, at, now, at_min)
+        for c in composites:                   # in order: a composite member is rolled up before its composite
+            results.append(self._composite(c, members, at, at_min))
+            members.append(results[-1])
+        if names is not None:                  # members evaluated only for their composites
+            results = [r for r in results if r.spec.name in names]
+        self._alert_states(results, _hold, overlay)
+        return results
+
+    def _evaluate_native(self, specs: list[SloSpec], at: dt.datetime, now: dt.datetime, refresh: bool, _hold: bool,
+                         _pending: list[tuple] | None) -> tuple[list[SloResult], list[tuple]]:
+        """The results of the SLOs revwatch counts from the store (every group), without alert state, and the overlay
+        of pending rollups they read (`evaluate`)."""
         if refresh:
             self.rollups.refresh(now)
             overlay: list[tuple] = []
@@ -366,8 +391,7 @@ class SloEngine:
         # else computed live with decisions ≤ `at`
         current = at == now
         end = at_min + MINUTE if current else at_min
-        sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
-                  and s.config.timeslice_window > MINUTE]
+        sliced = [s for s in specs if _multi_minute_slices(s)]
         by_minute = [s for s in specs if s not in sliced]
         plans = self.adjustments.plans([s.name for s in specs], min(min(b.values()) for b in bounds.values()),
                                        at_min + MINUTE)
@@ -390,12 +414,7 @@ class SloEngine:
         notes = self.annotations.for_results([s.name for s in specs], at) if _hold else {}
         results = [r for s in specs for r in self._results_of(s, s in sliced, sums, live[s.name], edges, bounds[s.name],
                                                             plans[s.name], last_data, at, at_min, notes)]
-        for c in composites:                   # in order: a composite member is rolled up before its composite
-            results.append(self._composite(c, results, at, at_min))
-        if names is not None:                  # members evaluated only for their composites
-            results = [r for r in results if r.spec.name in names]
-        self._alert_states(results, _hold, overlay, sliced)
-        return results
+        return results, overlay
 
     def _results_of(self, s: SloSpec, sliced: bool, sums: dict, live: list[tuple], edges: dict,
                     bounds: dict[str, dt.datetime], plan: Plan, last_data: dict, at: dt.datetime,
@@ -448,6 +467,32 @@ class SloEngine:
             out.append(res)
         return out
 
+    def _prometheus_members(self, specs: list[SloSpec], at: dt.datetime, now: dt.datetime,
+                            at_min: dt.datetime) -> list[SloResult]:
+        """Prometheus-backed composite members as results a roll-up reads (slo/composite.py): per window their
+        recording rules record, the SLI as good / 1; a window without a ratio has no data. Without Prometheus (no
+        `prometheus_url`, or it fails) every window is without data, so the member is left out of the roll-up."""
+        if not specs:
+            return []
+        docs = {d["name"]: d for d in self.prometheus_results(None if at == now else at, [s.name for s in specs])}
+        out = []
+        for s in specs:
+            got = docs.get(s.name, {}).get("windows", {})
+            windows: dict[str, WindowResult] = {}
+            covs: dict[str, WindowCoverage] = {}
+            recorded = prometheus_windows(s)
+            asked = {n for c in self.specs if c.config.composite is not None and s.name in c.config.composite.members
+                     for n in [*self.window_lengths(c), *composite_windows(c)]}
+            for name in sorted(asked | set(recorded)):
+                w = got.get(recorded[name]) if name in recorded else None
+                windows[name] = WindowResult(w["sli"], 1, s.config.objective) if w else WindowResult(0, 0,
+                                                                                                     s.config.objective)
+                minutes = int(parse_duration(name) / MINUTE)
+                covs[name] = WindowCoverage(minutes, minutes if w else 0)   # a ratio: the window counts as covered
+            last = at_min if any(c.covered for c in covs.values()) else None
+            out.append(SloResult(s, "", at, windows, coverage=Coverage(covs, last, at_min, no_data_after(s))))
+        return out
+
     def _composite(self, spec: SloSpec, results: list[SloResult], at: dt.datetime,
                    at_min: dt.datetime) -> SloResult:
         """A composite SLO's result from its members' (slo/composite.py)."""
@@ -478,8 +523,7 @@ class SloEngine:
         return SloResult(spec, "", at, windows, coverage=cov,
                          adjustments=[a for adj in adjustments.values() for a in adj], parts=deciders)
 
-    def _alert_states(self, results: list[SloResult], hold: bool, pending: list[tuple],
-                      sliced: list[SloSpec]) -> None:
+    def _alert_states(self, results: list[SloResult], hold: bool, pending: list[tuple]) -> None:
         """Alert tiers and state of each result; each tier without data holds the state it had at the end of its
         hold minute (slo/coverage.py `hold_minute`), from an evaluation as of that minute. One evaluation per
         distinct minute, for all the SLOs that hold a tier at it.
@@ -499,7 +543,8 @@ class SloEngine:
         derived: dict[dt.datetime, list[SloSpec]] = {}
         for name, minute in wanted:
             spec = self.spec(name)
-            if self.reuse_minutes and spec is not None and not spec.is_composite and spec not in sliced:
+            if self.reuse_minutes and spec in self.specs and spec is not None and not spec.is_composite \
+                    and not _multi_minute_slices(spec):
                 derived.setdefault(minute, []).append(spec)
             else:
                 by_minute.setdefault(minute, set()).add(name)
