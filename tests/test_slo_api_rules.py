@@ -79,8 +79,9 @@ def _rules(tmp_path, cfg_text, **kw):
 def test_rule_shape(tmp_path):
     (pp, api) = _rules(tmp_path, SLO_CFG.replace("threshold: 15m}", "threshold: 15m}, alerting: {min_events: 20}"))
     group = yaml.safe_load(pp.read_text())["groups"][0]
-    page, ticket = [r for r in group["rules"] if "alert" in r]
+    page, ticket, forecast = [r for r in group["rules"] if "alert" in r]
     assert page["labels"] == {"severity": "page", "slo": "pp", "journey": "p2p"}
+    assert forecast["expr"] == 'revwatch_slo_forecast_exhausted_in_seconds{slo="pp"} <= 14400'     # journey SLOs
     assert ticket["labels"]["severity"] == "ticket"
     assert page["expr"] == 'max without (alert_tier) (revwatch_slo:alert_tier_active{slo="pp",severity="page"})'
     fast = next(r["expr"] for r in group["rules"] if r.get("labels") == {"severity": "page", "alert_tier": "1h/5m"})

@@ -19,7 +19,7 @@ from revwatch.journeys import money as jmoney
 from revwatch.store import StoreError
 from revwatch.units import as_utc, utcnow
 from slo.annotations import marks
-from slo.breakdown import breakdown
+from slo.attribution import attribute
 from slo.engine import SloResult
 from slo.forecast import forecast
 from slo.history import Bucket, Series, bucket_series, slice_series
@@ -215,7 +215,7 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
     point's own ratio (about 144 points), with the previous period of the same length for comparison; the budget
     chart is the SLO window's budget as it stood after each point, ending at the header's number (never a budget
     of the range's own traffic, never clipped). The budget history (`budget_history`, its own page: it evaluates
-    the SLO HISTORY_PERIODS times) is linked. Bad events are broken down over the range, at most its last 7 days."""
+    the SLO HISTORY_PERIODS times) is linked. Bad events are attributed over the range, at most its last 7 days."""
     spec = ctx.slo.spec(name)
     if spec is None:
         return None
@@ -272,7 +272,7 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
             "groups": groups, "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
             "ranges": list(RANGES), "selected_group": group, "custom": (frm, to),
             "previous": (lo - (hi - lo), lo), "ownership": spec.ownership.as_dict(),
-            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo,
+            "attribution": _attribution(ctx, spec, group, results, bd_lo, hi), "breakdown_from": bd_lo,
             "forecast": _forecast(ctx, spec, group), "alert_history": _alert_history(ctx, spec.name, group, lo, hi)}
 
 
@@ -310,6 +310,20 @@ def budget_history(ctx: AppContext, spec, at: dt.datetime, group: str | None,
     except StoreError as e:
         log.warning("budget history unavailable: %s", e)
     return out
+
+
+def _attribution(ctx: AppContext, spec, group: str | None, results: list[SloResult], lo: dt.datetime,
+                 hi: dt.datetime) -> dict | None:
+    """Where the range's bad instances (or spans) come from, over at most its last 7 days: the burn attribution of
+    the selected group, else the SLO's first (slo/attribution.py — what the API and the alerts' impact show: the
+    step they are stuck at or late in, the over-represented attribute values, money). None (shown as unavailable)
+    when the store fails."""
+    g = group if group is not None else (results[0].group if results else "")
+    try:
+        return attribute(ctx.slo, spec, g, now=hi, lookback=hi - lo)
+    except StoreError as e:
+        log.warning("attribution unavailable: %s", e)
+        return None
 
 
 def _forecast(ctx: AppContext, spec, group: str | None) -> list[dict] | None:
