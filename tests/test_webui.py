@@ -327,7 +327,7 @@ def test_a_rescan_keeps_an_acknowledged_finding_acknowledged(api_factory):
     first = list_findings(api.ctx.store)
     assert first and all(f["status"] == "open" for f in first)
     acknowledge(api.ctx.store, first[0]["id"], by="k9")
-    time.sleep(0.01)
+    time.sleep(0.01)                 # the re-scan is versioned by the store's clock (now64): a later ms than the ack
     scan(api.ctx.store)
     again = {f["id"]: f for f in list_findings(api.ctx.store)}
     assert again[first[0]["id"]]["status"] == "acknowledged"
