@@ -100,12 +100,18 @@ def late_batch(store, tag: str) -> None:
                   "now64(3) - toIntervalDay(3), 'bench' FROM numbers(1000)")
 
 
+def cursor_of(cfg: Config) -> str:
+    """Each SLO set its own rollup cursor: two maintainers sharing one would consume each other's ingest-log rows
+    and time-decided range (slo/rollup.py), leaving the other set's minutes stale."""
+    return "slo:rollup:cursor:" + ("money" if any(s.budgeting == "amount" for s in cfg.slos) else "counting")
+
+
 def compare(store, cfg: Config, label: str, old_runs: int) -> dict:
     """Both designs on one SLO set, in this run: the previous (`reuse_minutes=False`: 30 days of `slo_minutes FINAL`
     per pass, edges from raw rows, one as-of evaluation per coverage-hold minute) and today's (slo/series.py,
     slo/edges.py `EdgeCache`); checks they return the same documents."""
-    new = SloEngine(store, cfg)
-    old = SloEngine(store, cfg, reuse_minutes=False)
+    new = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
+    old = SloEngine(store, cfg, reuse_minutes=False, rollup_cursor=cursor_of(cfg))
     print(f"{label}:", flush=True)
     n = passes(new)
     print(f"  full pass, minute cache:    {n['full'] * 1000:.0f} ms (first, reading the cache and edge minutes: "
@@ -150,7 +156,7 @@ def main() -> None:
     cfg, money_cfg = config(dsn), config(dsn, money=True)
     for c, what in ((cfg, "counting"), (money_cfg, "money/grouped")):
         t0 = time.perf_counter()
-        SloEngine(store, c).evaluate(refresh=True)   # the evaluator's pass writes the rollups (reads never write)
+        SloEngine(store, c, rollup_cursor=cursor_of(c)).evaluate(refresh=True)   # the evaluator's pass writes them
         print(f"initial rollup build, {what} set (once per SLO definition; ~0 when reused): "
               f"{time.perf_counter() - t0:.1f} s")
     today = compare(store, cfg, "50 counting SLOs (10 journeys × 5 thresholds)", a.old_runs)
@@ -159,7 +165,7 @@ def main() -> None:
     bare_filtered, _ = _timed(lambda: store.query("SELECT count() FROM bench.events WHERE Type = 'j3.done'").scalar())
     print(f"bare count() over {n_events:,} raw events: {bare_count * 1000:.1f} ms; filtered count(): "
           f"{bare_filtered * 1000:.1f} ms; counting pass / filtered count(): {today['new'] / bare_filtered:.1f}")
-    engine = SloEngine(store, cfg)
+    engine = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
     engine.evaluate()
     from slo.edges import has_exact_windows, leading_edges
     exact = [(s, w, length) for s in engine.specs if has_exact_windows(s)
@@ -187,7 +193,7 @@ def money_part(store, cfg: Config) -> None:
     from revwatch.journeys.funnel import funnel
     from slo.attribution import attribute
     from slo.forecast import forecast
-    engine = SloEngine(store, cfg)
+    engine = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
     engine.evaluate_and_cache()
     now = utcnow()
     t_funnels, _ = _best(lambda: [funnel(store, cfg.journeys, j, now - dt.timedelta(days=7), now)

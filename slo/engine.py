@@ -223,10 +223,11 @@ def _multi_minute_slices(spec: SloSpec) -> bool:
 class SloEngine:
     """Evaluates every configured SLO; keeps the latest results for /metrics and the API."""
 
-    def __init__(self, store: Store, cfg: Config, reuse_minutes: bool = True):
+    def __init__(self, store: Store, cfg: Config, reuse_minutes: bool = True, rollup_cursor: str | None = None):
         """`reuse_minutes=False`: the previous pass design (every window re-read from `slo_minutes FINAL` per pass,
         exact-window edges re-read from raw rows, one as-of evaluation per coverage-hold minute); kept so that
-        bench/slo_eval.py prints both in one run and tests check both give the same results."""
+        bench/slo_eval.py prints both in one run and tests check both give the same results. `rollup_cursor`: the
+        rollup's own cursor key, for a second SLO set on the same store (slo/rollup.py)."""
         self.store, self.cfg = store, cfg
         self.reuse_minutes = reuse_minutes
         self.minutes = MinuteCache(store)      # the rollup's minutes between passes (slo/series.py)
@@ -236,7 +237,8 @@ class SloEngine:
         self.prometheus_specs = [s for s in every if s.is_prometheus]  # computed by Prometheus from our rules
         self.prometheus: PrometheusReader | None = (
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
-        self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite])
+        self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite],
+                                        *([rollup_cursor] if rollup_cursor else []))
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
         self.adjustments = AdjustmentBook(store, declared_adjustments(cfg, [s.name for s in every]))
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)

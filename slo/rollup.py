@@ -51,9 +51,13 @@ def merge_ranges(ranges: list[tuple[dt.datetime, dt.datetime]], gap: dt.timedelt
 class RollupMaintainer:
     """Keeps `slo_minutes` current for a set of specs."""
 
-    def __init__(self, store: Store, specs: list[SloSpec]):
+    def __init__(self, store: Store, specs: list[SloSpec], cursor_key: str = _CURSOR_KEY):
+        """`cursor_key`: where the ingest-log cursor lives (kv_state). One evaluator per store uses the default; a
+        second maintainer over other specs on the same store (bench/slo_eval.py's two SLO sets) needs its own, or
+        each consumes the other's late-data minutes and time-decided range."""
         self.store = store
         self.specs = specs
+        self.cursor_key = cursor_key
         self._lock = threading.Lock()
         self.refreshed_at: dt.datetime | None = None
         # per SLO, the minute ranges that new data (not time) can have changed, as of the latest plan: what a read
@@ -72,7 +76,7 @@ class RollupMaintainer:
             self.store.insert("slo_minutes", pending_rows,
                               ["Slo", "SpecHash", "GroupKey", "Minute", "Good", "Total", "Version"])
             self.refreshed_at = now
-            self.store.put_state(_CURSOR_KEY, json.dumps(cursor))
+            self.store.put_state(self.cursor_key, json.dumps(cursor))
         return {"recomputed": done, "seconds": time.perf_counter() - t0}
 
     def pending(self, now: dt.datetime) -> list[tuple]:
@@ -84,7 +88,7 @@ class RollupMaintainer:
 
     def _plan(self, now: dt.datetime) -> tuple[list[tuple], dict, dict]:
         """(rows to write, the cursor after writing them, minutes recomputed per SLO); reads only."""
-        raw = self.store.get_state(_CURSOR_KEY)
+        raw = self.store.get_state(self.cursor_key)
         cursor: dict[str, Any] = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}, "seen": []}
         since = max(cursor["ingest_ms"] - int(_SAFETY.total_seconds() * 1000), 0)
         r = self.store.query(

@@ -75,27 +75,32 @@ def _decided_in(table: str, t_max: int) -> str:
 def journey_minutes_sql(specs: list[SloSpec], table: str, events: str | None = None,
                         narrow: bool = False, per_ms: bool = False) -> tuple[str, dict]:
     """SQL and parameters (lo, hi_end, cutoff bound later) for the decision-minute counts of journey SLIs that
-    share start, end, group_by and budgeting (differing in threshold): the instances are aggregated once and
-    fanned out over the thresholds with ARRAY JOIN. Rows: (Slo, GroupKey, Minute, Good, Total).
+    share start and end (differing in threshold, group_by, budgeting): the instances are aggregated once and fanned
+    out over the SLOs with ARRAY JOIN (each SLO its threshold, group key expression and weight). One sub-query per
+    journey, not per journey × group_by × budgeting: a pass reads the minutes time decided since the previous one
+    for every SLO, and each sub-query costs its planning whatever it reads. Rows: (Slo, GroupKey, Minute, Good,
+    Total).
 
     `budgeting: amount` (`events` names the events table): Good/Total are the start events' amounts in units of
     1/AMOUNT_SCALE (absolute values: a refund at stake counts its size), only instances that carry an amount, and
     the group key ends with the currency ('EUR', 'stripe|EUR'), so currencies are separate groups, never summed."""
     first = specs[0]
     t_max = max(int(s.threshold.total_seconds() * 1000) for s in specs)
-    amount = first.config.budgeting == "amount"
-    group = journey_group_sql(first)
+    is_amount = [int(s.config.budgeting == "amount") for s in specs]
+    exprs = list(dict.fromkeys(journey_group_sql(s) for s in specs))
+    group = exprs[0] if len(exprs) == 1 else f"[{', '.join(exprs)}][g_i]"
     lo = f"fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')"
     hi = f"fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')"
     only = _decided_in(table, t_max) if narrow else ""
-    if amount:
+    keep = ""
+    if any(is_amount):
         assert events, "amount SLIs read the start events' amounts"
-        source = instances_money_sql(table, events, lo, hi, only=only)
-        weight = f"toUInt64(abs(amt) * {AMOUNT_SCALE})"
-        agg = "sumIf(w, good) AS Good, sum(w) AS Total"
+        source = instances_money_sql(table, events, lo, hi, only=only, all_instances=not all(is_amount))
+        weight = f"if(is_amt = 1, toUInt64(abs(amt) * {AMOUNT_SCALE}), toUInt64(1))"
+        keep = "\n      AND (is_amt = 0 OR known)" if not all(is_amount) else ""
     else:
         source, weight = instances_sql(table, lo, hi, only=only), "toUInt64(1)"
-        agg = "countIf(good) AS Good, count() AS Total"
+    agg = "sumIf(w, good) AS Good, sum(w) AS Total"
     sql = f"""
 SELECT slo AS Slo, GroupKey, {"decision" if per_ms else "toStartOfMinute(decision)"} AS Minute, {agg}
 FROM (
@@ -104,9 +109,10 @@ FROM (
            if(good, greatest(e_at, s_at), s_at + toIntervalMillisecond(t_ms)) AS decision
     FROM ({source}
     )
-    ARRAY JOIN {{slos:Array(String)}} AS slo, {{thresholds:Array(Int64)}} AS t_ms
+    ARRAY JOIN {{slos:Array(String)}} AS slo, {{thresholds:Array(Int64)}} AS t_ms, {{g_idx:Array(UInt8)}} AS g_i,
+               {{amounts:Array(UInt8)}} AS is_amt
     WHERE s_at >= fromUnixTimestamp64Milli({{lo:Int64}} - t_ms, 'UTC')
-      AND s_at < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
+      AND s_at < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC'){keep}
 )
 WHERE decision >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
   AND decision < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
@@ -114,7 +120,8 @@ WHERE decision >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
 GROUP BY Slo, GroupKey, Minute
 """
     return sql, {"j_start": first.start_type, "j_end": first.end_type, "slos": [s.name for s in specs],
-                 "thresholds": [int(s.threshold.total_seconds() * 1000) for s in specs]}
+                 "thresholds": [int(s.threshold.total_seconds() * 1000) for s in specs],
+                 "g_idx": [exprs.index(journey_group_sql(s)) + 1 for s in specs], "amounts": is_amount}
 
 
 def _span_filters(spec: SloSpec) -> tuple[list[str], dict]:
@@ -207,10 +214,9 @@ GROUP BY GroupKey, Minute
 
 
 def batch_key(spec: SloSpec) -> tuple:
-    """Specs with equal keys are computed by one query (journey SLIs differing only in threshold)."""
+    """Specs with equal keys are computed by one query (journey SLIs of one journey: `journey_minutes_sql`)."""
     if spec.is_journey:
-        return ("journey", spec.start_type, spec.end_type, tuple(spec.config.group_by),
-                spec.config.budgeting == "amount")
+        return ("journey", spec.start_type, spec.end_type)
     return ("single", spec.name)
 
 

@@ -4,15 +4,13 @@ as-of evaluations re-read each pass). The hand-count oracles are tests/test_slo_
 the same documents, pass after pass, through late data, a gap that makes alerts hold, money and groups, and a budget
 adjustment — and the cache must read only what changed."""
 import datetime as dt
-import itertools
 
-from collector.rows import EVENT_COLUMNS, EventRow
 from revwatch.units import utcnow
 from slo.engine import SloEngine
 from slo.rollup import floor_minute
+from tests.test_slo_amount import pay        # a payment: start (amount, currency, gateway) and optional end
 
 M = dt.timedelta(minutes=1)
-_ids = itertools.count()
 CFG = """
 journeys: {p2p: {start: payment.settled, end: payment.posted}}
 adjustments:
@@ -24,16 +22,6 @@ slos:
      sli: {kind: journey_latency, threshold: 15m}}
   - {name: pp-slow, journey: p2p, objective: 0.95, window: 30d, sli: {kind: journey_latency, threshold: 1h}}
 """
-
-
-def pay(store, cid, start, end, amount="12.50", currency="EUR", gateway="stripe"):
-    rows = [EventRow(EventId=f"s{next(_ids)}", Type="payment.settled", CorrelationId=cid,
-                     OccurredAt=int(start.timestamp() * 1000), Source=gateway, Amount=amount, Currency=currency,
-                     Attributes={"gateway": gateway})]
-    if end is not None:
-        rows.append(EventRow(EventId=f"s{next(_ids)}", Type="payment.posted", CorrelationId=cid,
-                             OccurredAt=int(end.timestamp() * 1000), Source="odoo"))
-    store.insert("events", [list(r) for r in rows], EVENT_COLUMNS)
 
 
 def docs(results):
@@ -48,8 +36,7 @@ def test_minute_cache_equals_the_previous_design_through_late_data_and_holds(sto
     for i in range(125):
         start = now - 5 * 60 * M + i * 2 * M + dt.timedelta(seconds=7 * (i % 9))
         end = None if i % 8 == 3 else start + (20 * M if i % 4 == 1 else dt.timedelta(seconds=40 + i))
-        pay(store, f"c{i}", start, end, amount=f"{10 + i}.25", gateway=("stripe", "adyen")[i % 2],
-            currency=("EUR", "USD")[i % 3 == 0])
+        pay(store, f"c{i}", start, end, f"{10 + i}.25", ("EUR", "USD")[i % 3 == 0], ("stripe", "adyen")[i % 2])
     new, old = SloEngine(store, cfg), SloEngine(store, cfg, reuse_minutes=False)
     new.evaluate(refresh=True)
     held = []
@@ -57,7 +44,7 @@ def test_minute_cache_equals_the_previous_design_through_late_data_and_holds(sto
         if step == 1:                               # late data: ends and starts hours back, inside edge minutes too
             for i in range(12):
                 pay(store, f"late{i}", now - (4 * 60 - 7 * i) * M + dt.timedelta(seconds=11 * i),
-                    now - (4 * 60 - 7 * i - 3) * M, gateway="adyen")
+                    now - (4 * 60 - 7 * i - 3) * M, "12.50", "EUR", "adyen")
         if step == 2:
             new.evaluate(refresh=True)              # the evaluator's pass rewrites the minutes: the cache reads them
         at = utcnow()
@@ -73,13 +60,13 @@ def test_cache_reads_only_rewritten_minutes(store, make_config):
     now = floor_minute(utcnow())
     cfg = make_config(CFG % (now - 30 * 24 * 60 * M).isoformat())
     for i in range(40):
-        pay(store, f"c{i}", now - (200 - i * 4) * M, now - (200 - i * 4 - 2) * M)
+        pay(store, f"c{i}", now - (200 - i * 4) * M, now - (200 - i * 4 - 2) * M, "12.50", "EUR")
     engine = SloEngine(store, cfg)
     engine.evaluate(refresh=True)
     first = engine.minutes.rows_read
     engine.evaluate(refresh=True)
     assert first > 0 and engine.minutes.rows_read == 0    # nothing decided since: no minute rewritten, none read
-    pay(store, "late", now - 100 * M + dt.timedelta(seconds=5), now - 99 * M)
+    pay(store, "late", now - 100 * M + dt.timedelta(seconds=5), now - 99 * M, "12.50", "EUR")
     engine.evaluate(refresh=True)
     assert 0 < engine.minutes.rows_read < first           # the minutes the late instance can change (15 m, 1 h)
     assert docs(engine.evaluate(now + dt.timedelta(seconds=1))) == \
