@@ -249,8 +249,11 @@ def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
     until(lambda: burn_alerts("hook", "resolved"), 10, "the burn-rate resolve on the webhook")
     # two paths, one page: the evaluator paged directly (alerts/direct.py); Alertmanager's copy from the generated
     # rule reached the receiver and was left out of routing
+    # — one incident on PagerDuty: triggered, never resolved in between, resolved. (A flush of the routing group
+    # re-sends its firing alerts: when the forecast page in the same group changes, the burn page's trigger goes
+    # again on its key, which PagerDuty deduplicates into the open incident.)
     actions = [e["event_action"] for e in burn_events()]
-    assert actions == ["trigger", "resolve"], actions
+    assert actions[0] == "trigger" and actions[-1] == "resolve" and "resolve" not in actions[:-1], actions
     forecast = [e for e in sink.got["pd"] if e["dedup_key"] != burn_key]     # the forecast page, if it came
     assert all(e["dedup_key"] == burn_key + "/forecast" for e in forecast), forecast
     superseded = [line for line in api.client.get("/metrics").text.splitlines()
