@@ -152,6 +152,15 @@ class AlertService:
                     if fp not in known and a.origin == "evaluator" and a.status == "firing" and a.ends_at is None]
         return out
 
+    def settled(self) -> bool:
+        """Nothing decided is on its way: every alert submitted so far is applied to the groups, no group's flush
+        is due, no delivery is pending. What a test (or a shutdown) waits for instead of sleeping "long enough"."""
+        with self._submit_lock:
+            last = self._last_seq
+        with self._state_lock:
+            due = Router.due(self.groups, self.clock())
+        return self.cursor >= last and not due and not any(self.outbox.pending().values())
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def load(self) -> None:
         """Restore groups, silences, the cursor and pending deliveries from the store."""

@@ -1,17 +1,19 @@
-"""SLO evaluation cost: 50 SLOs over 30 days with ≥ 20 M events in the embedded store. Prints the time of one full
-evaluation pass (rollups current, nothing new), of an incremental pass after a late batch, of the initial rollup
-build, and the ratio to one bare `count()` over the raw events.
+"""SLO evaluation cost: 50 SLOs over 30 days with 20 M events (default) in the embedded store, in two designs in
+one run, on the same events and rollups.
 
-Beside it, in the same run and on the same events (issue #25): a second set of 50 SLOs mixing money-weighted
-(`budgeting: amount`, per currency), grouped (by gateway) and counting SLOs — its full pass printed beside today's —
-and the cost of the journey read model's other answers: a funnel of every journey (7 days), the attribution of
-every SLO (7 days) and the in-flight forecast of every SLO.
+* previous design (`SloEngine(reuse_minutes=False)`): every pass sums 30 days of `slo_minutes FINAL` in SQL, reads the
+  exact windows' sub-minute edges from raw rows, and evaluates once more as of each coverage-hold minute;
+* today's (slo/series.py, slo/edges.py): the rollup minutes are kept in memory between passes and only the rows
+  written since the previous pass are read (`Version >` the last seen); every window comes from cumulative sums over
+  the minute series; the hold's as-of evaluations come from the same series; the edge minutes' decisions are kept
+  and re-read only when late data rewrites them.
 
-    python bench/slo_eval.py [--instances 10250000] [--dir /tmp/rw-bench-slo]
+Printed per set (50 counting SLOs; 50 money-weighted/grouped/counting SLOs): the best full pass of each design
+(rollups current, nothing new), its first pass, a pass after a late batch of 1,000 events, and whether both designs
+return the same documents. Then the cost of the journey read model's other answers (funnels of every journey,
+attribution of every ungrouped SLO, in-flight forecasts), which are per call, not part of a pass.
 
-Use the default size: with few instances most short windows (5m, 30m) are empty, and the coverage hold
-(slo/coverage.py) re-evaluates every SLO × group as of its last minute with data, so a small run measures those
-extra evaluations, not the pass (100 k instances under a load average of ~18 on 2 cores: today's pass 27.9 s).
+    python bench/slo_eval.py [--events 20000000 | --instances N] [--dir /tmp/rw-bench-slo] [--reuse]
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from revwatch.config import Config  # noqa: E402
 from revwatch.store import open_store  # noqa: E402
+from revwatch.units import utcnow  # noqa: E402
 from slo.engine import SloEngine  # noqa: E402
 
 JOURNEYS = 10
@@ -74,63 +77,104 @@ def generate(store, instances: int, chunk: int = 2_000_000) -> None:
         print(f"  generated {off + n:,} instances", flush=True)
 
 
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def passes(engine: SloEngine, runs: int = 3) -> dict:
+    """One SLO set's cost in one design: the evaluator's pass (`refresh=True`: the rollup pass for the minutes time
+    decided since, then the evaluation) — the first one (the minute cache and the edge minutes read) and the best of
+    `runs` following ones (nothing new) — and the best read pass (no refresh: what an API read does, with the
+    pending rollup rows laid over)."""
+    first, res = _timed(lambda: engine.evaluate(refresh=True))
+    best = min(_timed(lambda: engine.evaluate(refresh=True))[0] for _ in range(runs))
+    read = min(_timed(engine.evaluate)[0] for _ in range(runs))
+    return {"first": first, "full": best, "read": read, "results": res}
+
+
+def late_batch(store, tag: str) -> None:
+    store.command("INSERT INTO bench.events (EventId, Type, CorrelationId, OccurredAt, Source) "
+                  f"SELECT concat('late{tag}', toString(number)), 'j3.done', concat('c', toString(number * 10 + 3)), "
+                  "now64(3) - toIntervalDay(3), 'bench' FROM numbers(1000)")
+
+
+def cursor_of(cfg: Config) -> str:
+    """Each SLO set its own rollup cursor: two maintainers sharing one would consume each other's ingest-log rows
+    and time-decided range (slo/rollup.py), leaving the other set's minutes stale."""
+    return "slo:rollup:cursor:" + ("money" if any(s.budgeting == "amount" for s in cfg.slos) else "counting")
+
+
+def compare(store, cfg: Config, label: str, old_runs: int) -> dict:
+    """Both designs on one SLO set, in this run: the previous (`reuse_minutes=False`: 30 days of `slo_minutes FINAL`
+    per pass, edges from raw rows, one as-of evaluation per coverage-hold minute) and today's (slo/series.py,
+    slo/edges.py `EdgeCache`); checks they return the same documents."""
+    new = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
+    old = SloEngine(store, cfg, reuse_minutes=False, rollup_cursor=cursor_of(cfg))
+    print(f"{label}:", flush=True)
+    n = passes(new)
+    print(f"  full pass, minute cache:    {n['full'] * 1000:.0f} ms (first, reading the cache and edge minutes: "
+          f"{n['first'] * 1000:.0f} ms); read pass {n['read'] * 1000:.0f} ms", flush=True)
+    o = passes(old, runs=old_runs)
+    print(f"  full pass, previous design: {o['full'] * 1000:.0f} ms (first {o['first'] * 1000:.0f} ms); read pass "
+          f"{o['read'] * 1000:.0f} ms", flush=True)
+    at = utcnow()
+    same = [r.as_dict() for r in new.evaluate(at)] == [r.as_dict() for r in old.evaluate(at)]
+    late_batch(store, label)
+    t_new, _ = _timed(lambda: new.evaluate(refresh=True))
+    t_old, _ = _timed(lambda: old.evaluate(refresh=True))
+    at = utcnow()
+    same_late = [r.as_dict() for r in new.evaluate(at)] == [r.as_dict() for r in old.evaluate(at)]
+    print(f"  {len(n['results'])} SLO × group results; pass after a late batch of 1,000 events: previous design "
+          f"{t_old * 1000:.0f} ms, minute cache {t_new * 1000:.0f} ms ({new.minutes.rows_read} rollup rows and "
+          f"{new.edge_cache.read} edge minutes read)")
+    print(f"  speed-up {o['full'] / n['full']:.1f}×; target < 1 s: {'met' if n['full'] < 1 else 'NOT met'}; "
+          f"same documents as the previous design (as of one instant): {same} (after the late batch: {same_late})")
+    return {"new": n["full"], "old": o["full"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--instances", type=int, default=10_250_000)    # ≥ 20 M events (2 % never complete)
+    ap.add_argument("--events", type=int, default=20_000_000,
+                    help="raw events to generate (≈ 2 per instance; 2 %% of instances never complete)")
+    ap.add_argument("--instances", type=int, default=None, help="instances instead of --events")
     ap.add_argument("--dir", default="/tmp/rw-bench-slo")
     ap.add_argument("--reuse", action="store_true", help="keep data (and rollups) from an earlier run")
+    ap.add_argument("--old-runs", type=int, default=1, help="passes of the previous design (best of)")
     a = ap.parse_args()
+    instances = a.instances or int(a.events / 1.98)
     if not a.reuse:
         shutil.rmtree(a.dir, ignore_errors=True)
     dsn = f"chdb://{a.dir}/data"
     store = open_store(dsn, "bench")
     t0 = time.perf_counter()
     if not store.query("SELECT count() FROM bench.events").scalar():
-        generate(store, a.instances)
+        generate(store, instances)
     n_events = store.query("SELECT count() FROM bench.events").scalar()
-    print(f"generated {n_events:,} events in {time.perf_counter() - t0:.0f} s")
-    engine = SloEngine(store, config(dsn))
-    t0 = time.perf_counter()
-    engine.evaluate(refresh=True)                  # the evaluator's pass writes the rollups (reads never write)
-    build = time.perf_counter() - t0
-    print(f"initial rollup build (once per SLO definition; 0 when reused): {build:.1f} s")
-    passes = []
-    for _ in range(3):
+    print(f"{n_events:,} events ({time.perf_counter() - t0:.0f} s to generate or open)")
+    cfg, money_cfg = config(dsn), config(dsn, money=True)
+    for c, what in ((cfg, "counting"), (money_cfg, "money/grouped")):
         t0 = time.perf_counter()
-        res = engine.evaluate()
-        passes.append(time.perf_counter() - t0)
-    full = min(passes)
-    t0 = time.perf_counter()
-    store.command("INSERT INTO bench.events (EventId, Type, CorrelationId, OccurredAt, Source) "
-                  "SELECT concat('late', toString(number)), 'j3.done', concat('c', toString(number * 10 + 3)), "
-                  "now64(3) - toIntervalDay(3), 'bench' FROM numbers(1000)")
-    engine.evaluate()
-    incremental = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    store.query("SELECT count() FROM bench.events").scalar()
-    bare_count = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    store.query("SELECT count() FROM bench.events WHERE Type = 'j3.done'").scalar()
-    bare_filtered = time.perf_counter() - t0
-    print(f"{len(res)} SLO results, 8 windows each (5m … 3d and the 30d SLO window)")
-    print(f"full evaluation pass: {full * 1000:.0f} ms (target < 1 s); after a late batch of 1,000 events: "
-          f"{incremental * 1000:.0f} ms")
+        SloEngine(store, c, rollup_cursor=cursor_of(c)).evaluate(refresh=True)   # the evaluator's pass writes them
+        print(f"initial rollup build, {what} set (once per SLO definition; ~0 when reused): "
+              f"{time.perf_counter() - t0:.1f} s")
+    today = compare(store, cfg, "50 counting SLOs (10 journeys × 5 thresholds)", a.old_runs)
+    compare(store, money_cfg, "50 money-weighted/grouped/counting SLOs", a.old_runs)
+    bare_count, _ = _timed(lambda: store.query("SELECT count() FROM bench.events").scalar())
+    bare_filtered, _ = _timed(lambda: store.query("SELECT count() FROM bench.events WHERE Type = 'j3.done'").scalar())
     print(f"bare count() over {n_events:,} raw events: {bare_count * 1000:.1f} ms; filtered count(): "
-          f"{bare_filtered * 1000:.1f} ms")
-    print(f"ratio full pass / bare count(): {full / bare_count:.1f}; full pass / filtered count(): "
-          f"{full / bare_filtered:.1f}")
-    # exact windows (slo/edges.py): the sub-minute leading edges of every window of every SLO, from raw rows
-    from revwatch.units import utcnow
+          f"{bare_filtered * 1000:.1f} ms; counting pass / filtered count(): {today['new'] / bare_filtered:.1f}")
+    engine = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
+    engine.evaluate()
     from slo.edges import has_exact_windows, leading_edges
-    edges = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        leading_edges(engine.rollups, [(s, w, length) for s in engine.specs if has_exact_windows(s)
-                                       for w, length in engine.exact_lengths(s).items()], utcnow())
-        edges.append(time.perf_counter() - t0)
-    print(f"exact-window edges (one round trip, {len(engine.specs)} SLOs × 8 windows, ≤ 1 minute of decisions "
-          f"each): {min(edges) * 1000:.0f} ms = {min(edges) / full:.2f} of the full pass")
-    money_part(store, dsn, full)
+    exact = [(s, w, length) for s in engine.specs if has_exact_windows(s)
+             for w, length in engine.exact_lengths(s).items()]
+    t_raw, _ = _timed(lambda: leading_edges(engine.rollups, exact, utcnow()))
+    t_kept, _ = _timed(lambda: engine.edge_cache.edges(engine.rollups, exact, utcnow()))
+    print(f"exact-window edges ({len(engine.specs)} SLOs × 8 windows): from raw rows {t_raw * 1000:.0f} ms; "
+          f"from the kept edge minutes {t_kept * 1000:.0f} ms")
+    money_part(store, money_cfg)
 
 
 def _best(fn, runs: int = 3) -> tuple[float, object]:
@@ -142,24 +186,15 @@ def _best(fn, runs: int = 3) -> tuple[float, object]:
     return best, out
 
 
-def money_part(store, dsn: str, today_full: float) -> None:
-    """Issue #25: the money/grouped SLO set's full pass beside today's, and funnels, attribution, forecasts."""
+def money_part(store, cfg: Config) -> None:
+    """Issue #25: funnels, attribution and in-flight forecasts of the money set (their own queries, per call)."""
     import datetime as dt
 
     from revwatch.journeys.funnel import funnel
-    from revwatch.units import utcnow
     from slo.attribution import attribute
     from slo.forecast import forecast
-    cfg = config(dsn, money=True)
-    engine = SloEngine(store, cfg)
-    t0 = time.perf_counter()
-    engine.evaluate_and_cache()                    # builds this set's rollups once (money: a join on start events)
-    print(f"money/grouped set: initial rollup build {time.perf_counter() - t0:.1f} s")
-    full, res = _best(engine.evaluate)
-    groups = len(res)
-    print(f"full evaluation pass, 50 money-weighted/grouped/counting SLOs ({groups} SLO × group results): "
-          f"{full * 1000:.0f} ms — beside today's 50 counting SLOs: {today_full * 1000:.0f} ms "
-          f"(ratio {full / today_full:.2f}; target < 1 s: {'met' if full < 1 else 'NOT met'})")
+    engine = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
+    engine.evaluate_and_cache()
     now = utcnow()
     t_funnels, _ = _best(lambda: [funnel(store, cfg.journeys, j, now - dt.timedelta(days=7), now)
                                   for j in cfg.journeys], runs=1)

@@ -153,19 +153,22 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
         for ss in rs.scope_spans:
             scope_name, scope_version = ss.scope.name, ss.scope.version
             for sp in ss.spans:
-                problem = res_problem or _span_problem(sp)
+                # every field is read from the message once (each read of a upb field builds a Python object)
+                name, tid, sid = sp.name, sp.trace_id, sp.span_id
+                start, events, links, status = sp.start_time_unix_nano, sp.events, sp.links, sp.status
+                parent, trace_state, status_message = sp.parent_span_id, sp.trace_state, status.message
+                problem = res_problem or _span_problem(name, tid, sid, parent, start, events, links, status_message,
+                                                       trace_state)
                 if problem:
                     out.rejected += 1
                     if len(out.errors) < 5:
                         out.errors.append(problem)
                     continue
-                trace_id = sp.trace_id.hex()
+                trace_id = tid.hex()
                 span_attrs = attributes_to_map(sp.attributes)
                 cid = from_span(span_attrs, res_attrs)
                 if cid:
                     trace_correlation.setdefault(trace_id, cid)
-                start = sp.start_time_unix_nano
-                events, links, status = sp.events, sp.links, sp.status
                 if events:
                     ev = ([e.time_unix_nano for e in events], [e.name for e in events],
                           [attributes_to_map(e.attributes) for e in events])
@@ -183,12 +186,12 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
                 if problem:
                     out.rejected += 1
                     if len(out.errors) < 5:
-                        out.errors.append(f"span {sp.name[:64]!r}: {problem}")
+                        out.errors.append(f"span {name[:64]!r}: {problem}")
                     continue
-                row = [start, trace_id, sp.span_id.hex(), sp.parent_span_id.hex(), sp.trace_state, sp.name,
+                row = [start, trace_id, sid.hex(), parent.hex(), trace_state, name,
                        SPAN_KINDS.get(sp.kind, "Unspecified"), service, res_attrs, scope_name, scope_version,
                        span_attrs, max(0, sp.end_time_unix_nano - start), STATUS_CODES.get(status.code, "Unset"),
-                       status.message, *ev, *ln, cid or "", journey_of(span_attrs, res_attrs)]
+                       status_message, *ev, *ln, cid or "", journey_of(span_attrs, res_attrs)]
                 pending.append((row, bool(cid)))
     # Spans of a trace without their own correlation attribute inherit the one a sibling carries
     # (the child `odoo.execute_kw` of a `POST /payments` span), else fall back to the trace id (docs/events.md).
@@ -201,23 +204,26 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
     return out
 
 
-def _span_problem(sp) -> str | None:
-    if len(sp.trace_id) != 16 or sp.trace_id == _ZERO_TRACE:
-        return f"span {sp.name!r}: trace_id must be 16 non-zero bytes"
-    if len(sp.span_id) != 8 or sp.span_id == _ZERO_SPAN:
-        return f"span {sp.name!r}: span_id must be 8 non-zero bytes"
-    if sp.parent_span_id and len(sp.parent_span_id) != 8:
-        return f"span {sp.name!r}: parent_span_id must be 8 bytes"
-    if sp.start_time_unix_nano == 0:
-        return f"span {sp.name[:64]!r}: start_time_unix_nano is missing"
-    if sp.start_time_unix_nano >= MAX_UNIX_NANO:
-        return f"span {sp.name[:64]!r}: start_time_unix_nano is after the supported range (2100-01-01)"
-    if len(sp.events) > MAX_SPAN_EVENTS or len(sp.links) > MAX_SPAN_LINKS:
-        return f"span {sp.name[:64]!r}: more than {MAX_SPAN_EVENTS} events or {MAX_SPAN_LINKS} links"
-    if any(e.time_unix_nano >= MAX_UNIX_NANO for e in sp.events):
-        return f"span {sp.name[:64]!r}: an event's time_unix_nano is after the supported range (2100-01-01)"
-    if len(sp.name) > MAX_NAME or len(sp.status.message) > MAX_NAME or len(sp.trace_state) > MAX_NAME:
-        return f"span {sp.name[:64]!r}: name, status message or trace state longer than {MAX_NAME} characters"
+def _span_problem(name: str, trace_id: bytes, span_id: bytes, parent_span_id: bytes, start: int, events, links,
+                  status_message: str, trace_state: str) -> str | None:
+    """Why a span cannot be stored (the span's fields, each read once by the caller), or None."""
+    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
+        return f"span {name!r}: trace_id must be 16 non-zero bytes"
+    if len(span_id) != 8 or span_id == _ZERO_SPAN:
+        return f"span {name!r}: span_id must be 8 non-zero bytes"
+    if parent_span_id and len(parent_span_id) != 8:
+        return f"span {name!r}: parent_span_id must be 8 bytes"
+    if start == 0:
+        return f"span {name[:64]!r}: start_time_unix_nano is missing"
+    if start >= MAX_UNIX_NANO:
+        return f"span {name[:64]!r}: start_time_unix_nano is after the supported range (2100-01-01)"
+    if events or links:
+        if len(events) > MAX_SPAN_EVENTS or len(links) > MAX_SPAN_LINKS:
+            return f"span {name[:64]!r}: more than {MAX_SPAN_EVENTS} events or {MAX_SPAN_LINKS} links"
+        if any(e.time_unix_nano >= MAX_UNIX_NANO for e in events):
+            return f"span {name[:64]!r}: an event's time_unix_nano is after the supported range (2100-01-01)"
+    if len(name) > MAX_NAME or len(status_message) > MAX_NAME or len(trace_state) > MAX_NAME:
+        return f"span {name[:64]!r}: name, status message or trace state longer than {MAX_NAME} characters"
     return None
 
 

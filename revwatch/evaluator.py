@@ -37,6 +37,8 @@ class EvaluatorLoop:
         self.engine, self.direct, self.interval, self.external_url = engine, direct, interval, external_url
         self.data_version = data_version     # moves when this process's writer stored new data (None: interval only)
         self.clock = clock
+        self._next_at, self._last_start = clock(), 0.0
+        self._seen = data_version() if data_version is not None else None
         self.started_at = clock()
         self.evaluated_at: float | None = None
         self.last_error: str | None = None
@@ -64,22 +66,29 @@ class EvaluatorLoop:
         return (self.data_version is not None and now - last_start >= self.interval / 2
                 and self.data_version() != seen)
 
+    def step(self) -> float:
+        """The loop's body: run a pass if one is due (`_due`); returns how long to wait before asking again (0 right
+        after a pass). Driven by `clock` alone, so a test steps it on a simulated clock without sleeping."""
+        if not self._due(self._next_at, self._last_start, self._seen):
+            return min(0.1, max(0.01, self._next_at - self.clock()))
+        self._seen = self.data_version() if self.data_version is not None else None
+        self._last_start = self.clock()
+        self._next_at = self._last_start + self.interval            # never a burst of catch-up passes
+        try:
+            self.run_once()
+            self.last_error = None
+        except Exception as e:          # a failing pass must not stop the next ones
+            self.last_error = str(e)[:500]
+            log.exception("evaluator pass failed")
+        return 0.0
+
     def _run(self) -> None:
-        next_at, last_start = self.clock(), 0.0
-        seen = self.data_version() if self.data_version is not None else None
+        self._next_at, self._last_start = self.clock(), 0.0
+        self._seen = self.data_version() if self.data_version is not None else None
         while not self._stop.is_set():
-            if not self._due(next_at, last_start, seen):
-                self._stop.wait(min(0.1, max(0.01, next_at - self.clock())))
-                continue
-            seen = self.data_version() if self.data_version is not None else None
-            last_start = self.clock()
-            next_at = last_start + self.interval                  # never a burst of catch-up passes
-            try:
-                self.run_once()
-                self.last_error = None
-            except Exception as e:          # a failing pass must not stop the next ones
-                self.last_error = str(e)[:500]
-                log.exception("evaluator pass failed")
+            wait = self.step()
+            if wait:
+                self._stop.wait(wait)
 
     def start(self) -> None:
         self.started_at = self.clock()

@@ -105,7 +105,8 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
                NOT has_end AND fromUnixTimestamp64Milli({{now:Int64}}, 'UTC')
                                > s_at + toIntervalMillisecond({{t_ms:Int64}}) AS stuck
         FROM ({instances})
-        WHERE {journey_group_sql(spec)} = {{group:String}}"""
+        WHERE {journey_group_sql(spec)} = {{group:String}}
+          AND s_at <= fromUnixTimestamp64Milli({{now:Int64}}, 'UTC')"""
     bad_rows = store.query(f"SELECT cid, s_at, e_at, has_end, reached, attrs, src, stuck, "
                            f"if(known, toString(amt), ''), cur FROM ({base}) "
                            f"WHERE late OR stuck ORDER BY s_at LIMIT {MAX_BAD_ROWS}", params).rows

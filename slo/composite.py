@@ -19,9 +19,12 @@ currency. Parts are never summed into each other (a currency's money is never ad
 
 So both give the composite's burn rate, budget and multi-window alert state through the same engine code as any
 SLO (the alert tiers come from the composite's own `alerting`). A member may itself be a composite (one part, its
-own roll-up); a cycle is refused when the config loads, naming it. Prometheus-backed members are refused (`check`:
-Prometheus records only its own windows and ratios, not the composite's windows nor coverage). Coverage: a window's
-covered minutes are the most any part had, the last data the latest of any part.
+own roll-up); a cycle is refused when the config loads, naming it. A Prometheus-backed member is read from Prometheus
+(slo/prometheus_values.py, as of the evaluated instant): its SLI per window is what its recording rules record, so
+the composite's window and alert windows must be among them (`check` refuses otherwise, naming the missing ones);
+Prometheus gives ratios without counts, so such a member has data in a window when the ratio exists and then counts
+as covering the whole window. Coverage: a window's covered minutes are the most any part had, the last data the
+latest of any part.
 """
 from __future__ import annotations
 
@@ -67,9 +70,13 @@ def check(specs: list) -> None:
             if member is None:
                 raise SpecError(f"slos: {s.name}: composite.members: unknown SLO {m!r}")
             if member.is_prometheus:
-                raise SpecError(f"slos: {s.name}: composite.members: {m!r} is Prometheus-backed; a member must be "
-                                f"an SLO revwatch evaluates (Prometheus records only its own windows, as ratios, "
-                                f"without coverage: docs/slo-policy.md)")
+                missing = sorted(set(window_names(s)) - set(prometheus_windows(member)),
+                                 key=lambda w: window_names(s)[w])
+                if missing:
+                    raise SpecError(
+                        f"slos: {s.name}: composite.members: {m!r} is Prometheus-backed and its recording rules "
+                        f"cover {', '.join(prometheus_windows(member))} only; the composite needs "
+                        f"{', '.join(missing)} (its window and alert windows; docs/slo-policy.md)")
     cycle = find_cycle({s.name: list(s.config.composite.members) for s in specs if s.config.composite is not None})
     if cycle:
         raise SpecError(f"slos: {cycle[0]}: composite.members: composite SLOs contain each other: "
@@ -133,6 +140,14 @@ def window_names(spec) -> dict[str, dt.timedelta]:
     assert rolling is not None, "validated: composite SLOs have rolling windows"
     out[format_duration(rolling)] = rolling
     return out
+
+
+def prometheus_windows(spec) -> dict[str, str]:
+    """A Prometheus-backed SLO's windows its generated recording rules record (slo/sloth_rules.py: every alert
+    window and the period): revwatch window name → Prometheus's (`sloth_window`; 28d is 4w there)."""
+    from slo.sloth_rules import prom_duration
+    lengths = {t.long for t in spec.tiers} | {t.short for t in spec.tiers} | {spec.nominal_period}
+    return {format_duration(d): prom_duration(d.total_seconds()) for d in sorted(lengths)}
 
 
 def roll(spec, members: Mapping[str, Sequence[tuple[str, Mapping[str, _Window]]]], window: str,

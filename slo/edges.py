@@ -10,6 +10,12 @@ at − L < d ≤ at. The engine builds it from three parts:
   (at − L, floor(at) − L + 1m) — counted here from raw rows, one UNION ALL round trip for every SLO and every
   window length (≤ 1 minute of decisions per window; journeys read their starts up to the threshold before).
 
+The decisions of an edge minute are read once and kept (`EdgeCache`, per SLO and minute, every decision's
+millisecond): a past minute's decisions change only when late data rewrites that minute of the rollup, and the engine
+drops those minutes then (`EdgeCache.invalidate`, from the rows the minute cache reads and the pending overlay,
+slo/series.py). A pass cuts the kept minutes at its own millisecond; a minute not kept is read with the next
+`AHEAD` minutes of the same SLOs (the edges of later passes), in one round trip for all of them.
+
 So a constant error stream gives a constant burn at every second of a minute (the whole-minute construction held
 0–60 s of data in a "1m" window and flapped), and the numbers equal Prometheus' `rate()` ratio over the same
 samples (tests/test_slo_exact_windows.py runs the real Prometheus).
@@ -22,7 +28,11 @@ boundary and are exact already.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterable
+
+import numpy as np
 
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.spec import SloSpec
@@ -77,3 +87,96 @@ def leading_edges(rollups: RollupMaintainer, windows: Iterable[tuple[SloSpec, st
             g, t = out.get((slo, group, name), (0, 0))
             out[(slo, group, name)] = (g + good, t + total)
     return out
+
+
+AHEAD = 10                     # minutes of decisions read beyond a missing edge minute (the edges of later passes)
+_UNUSED_FOR = 600.0            # seconds after which a kept minute nobody read is dropped
+
+
+class EdgeCache:
+    """Per (SLO, spec hash, minute index): the decisions of that past minute, [(group, decision ms, good, total)]."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.minutes: dict[tuple[str, str, int], list[tuple[str, int, int, int]]] = {}
+        self.used: dict[tuple[str, str, int], float] = {}
+        self.generation = 0
+        self.read = 0                  # minutes read from raw rows by the latest call (bench/slo_eval.py)
+
+    def invalidate(self, changed: dict[str, np.ndarray]) -> None:
+        """Drop the kept minutes that the rollup rewrote ({slo: minute indexes}): late data may have moved their
+        decisions."""
+        with self.lock:
+            for slo, minutes in changed.items():
+                keys = [k for k in self.minutes if k[0] == slo]
+                if not keys or not len(minutes):
+                    continue
+                for key, hit in zip(keys, np.isin([k[2] for k in keys], minutes)):
+                    if hit:
+                        del self.minutes[key]
+                        self.used.pop(key, None)
+                        self.generation += 1
+
+    def edges(self, rollups: RollupMaintainer, windows: list[tuple[SloSpec, str, dt.timedelta]],
+              at: dt.datetime) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """What `leading_edges` returns, from the kept minutes (missing ones read first)."""
+        at_min = _minute(floor_minute(at))
+        wanted: list[tuple[SloSpec, str, int, int, int]] = []
+        for spec, name, length in windows:
+            lo, hi = edge_bounds(at, length)
+            if lo < hi:
+                wanted.append((spec, name, _minute(floor_minute(at) - length), lo, hi))
+        with self.lock:
+            gen = self.generation
+            missing: dict[int, list[SloSpec]] = {}
+            for spec, _n, m, _lo, _hi in wanted:
+                if (spec.name, spec.spec_hash, m) not in self.minutes and spec not in missing.get(m, []):
+                    missing.setdefault(m, []).append(spec)
+        self.read = 0
+        if missing:
+            requests, spans = [], []
+            for m, specs in sorted(missing.items()):
+                end = max(min(m + AHEAD, at_min), m + 1)      # settled minutes only: all their decisions are ≤ at
+                requests.append((specs, m * 60_000, end * 60_000, epoch_ms(at)))
+                spans.append((specs, m, end))
+            fetched: dict[tuple[str, str, int], list[tuple[str, int, int, int]]] = {}
+            owner: dict[tuple[str, str, int], int] = {}         # ranges may overlap: one request owns a minute
+            for r, (specs, m, end) in enumerate(spans):
+                for s in specs:
+                    for k in range(m, end):
+                        owner.setdefault((s.name, s.spec_hash, k), r)
+                        fetched.setdefault((s.name, s.spec_hash, k), [])
+            hashes = {s.name: s.spec_hash for specs in missing.values() for s in specs}
+            for req, slo, group, d, good, total in rollups.counts_between(requests, per_ms=True):
+                d_ms = epoch_ms(d)
+                key = (slo, hashes[slo], d_ms // 60_000)
+                if owner.get(key) == req:
+                    fetched[key].append((group, d_ms, good, total))
+            self.read = len(fetched)
+            with self.lock:
+                if gen == self.generation:        # no late data invalidated anything meanwhile
+                    for key, rows in fetched.items():
+                        self.minutes.setdefault(key, rows)
+        out: dict[tuple[str, str, str], tuple[int, int]] = {}
+        now = time.monotonic()
+        with self.lock:
+            for spec, name, m, lo, hi in wanted:
+                key = (spec.name, spec.spec_hash, m)
+                kept = self.minutes.get(key)
+                if kept is None:                  # dropped meanwhile: read them all as the previous design did
+                    return leading_edges(rollups, windows, at)
+                self.used[key] = now
+                for group, d_ms, good, total in kept:
+                    if lo <= d_ms < hi:
+                        g, t = out.get((spec.name, group, name), (0, 0))
+                        out[(spec.name, group, name)] = (g + good, t + total)
+            for key in [k for k in self.minutes if now - self.used.get(k, now) > _UNUSED_FOR]:
+                del self.minutes[key]
+                self.used.pop(key, None)
+            for key in self.minutes:
+                self.used.setdefault(key, now)
+        return out
+
+
+def _minute(t: dt.datetime) -> int:
+    return epoch_ms(t) // 60_000

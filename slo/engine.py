@@ -20,19 +20,22 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
+
 from revwatch.config import Config
 from revwatch.store import Store
 from revwatch.units import format_duration, parse_duration, utcnow
 from slo.adjustments import (EMPTY, AdjustmentBook, Plan, adjusted_columns, declared as declared_adjustments,
                               minutes_in)
 from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
-from slo.composite import (closure as composite_closure, in_order as composites_in_order, roll,
+from slo.composite import (closure as composite_closure, in_order as composites_in_order, prometheus_windows, roll,
                            window_names as composite_windows)
 from slo.exhaustion import exhaustion_alerts, forecast_windows
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, held_tiers, hold_alerts, journey_silence,
                           no_data_after, tier_key, window_minutes)
-from slo.edges import has_exact_windows, leading_edges, rolling_length
+from slo.edges import EdgeCache, has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
+from slo.series import MinuteCache, minute_index, view, window_sums
 from slo.sli import ms
 from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
@@ -212,17 +215,30 @@ def alert_state(res: SloResult, previous: list[dict] | None = None) -> None:
     res.state = state_of(res)          # the one decision (slo/state.py): page, exhausted, ticket, no_data, ok
 
 
+def _multi_minute_slices(spec: SloSpec) -> bool:
+    """Time-slice budgets whose slices are longer than a minute (summed per slice, `SloEngine._sliced_sums`)."""
+    return spec.config.budgeting in ("timeslices", "ratio_timeslices") and spec.config.timeslice_window > MINUTE
+
+
 class SloEngine:
     """Evaluates every configured SLO; keeps the latest results for /metrics and the API."""
 
-    def __init__(self, store: Store, cfg: Config):
+    def __init__(self, store: Store, cfg: Config, reuse_minutes: bool = True, rollup_cursor: str | None = None):
+        """`reuse_minutes=False`: the previous pass design (every window re-read from `slo_minutes FINAL` per pass,
+        exact-window edges re-read from raw rows, one as-of evaluation per coverage-hold minute); kept so that
+        bench/slo_eval.py prints both in one run and tests check both give the same results. `rollup_cursor`: the
+        rollup's own cursor key, for a second SLO set on the same store (slo/rollup.py)."""
         self.store, self.cfg = store, cfg
+        self.reuse_minutes = reuse_minutes
+        self.minutes = MinuteCache(store)      # the rollup's minutes between passes (slo/series.py)
+        self.edge_cache = EdgeCache()          # the decisions of exact windows' edge minutes (slo/edges.py)
         every = resolve(cfg)
         self.specs = [s for s in every if not s.is_prometheus]        # evaluated here, from the store
         self.prometheus_specs = [s for s in every if s.is_prometheus]  # computed by Prometheus from our rules
         self.prometheus: PrometheusReader | None = (
             PrometheusReader(cfg.prometheus_url) if cfg.prometheus_url and self.prometheus_specs else None)
-        self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite])
+        self.rollups = RollupMaintainer(store, [s for s in self.specs if not s.is_composite],
+                                        *([rollup_cursor] if rollup_cursor else []))
         # budget adjustments (slo/adjustments.py): config ones here, API ones read from the store per evaluation
         self.adjustments = AdjustmentBook(store, declared_adjustments(cfg, [s.name for s in every]))
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
@@ -337,8 +353,28 @@ class SloEngine:
         composites = composites_in_order([s for s in self.specs if s.is_composite
                                           and (wanted_names is None or s.name in wanted_names)])
         specs = [s for s in self.specs if not s.is_composite and (wanted_names is None or s.name in wanted_names)]
-        if not specs:
+        used = {m for c in composites for m in c.config.composite.members}   # type: ignore[union-attr]
+        prom = [s for s in self.prometheus_specs if s.name in used]     # members read from Prometheus
+        if not specs and not composites:
             return []
+        at_min = floor_minute(at)
+        results: list[SloResult] = []
+        overlay: list[tuple] = []
+        if specs:
+            results, overlay = self._evaluate_native(specs, at, now, refresh, _hold, _pending)
+        members = results + self._prometheus_members(prom, at, now, at_min)
+        for c in composites:                   # in order: a composite member is rolled up before its composite
+            results.append(self._composite(c, members, at, at_min))
+            members.append(results[-1])
+        if names is not None:                  # members evaluated only for their composites
+            results = [r for r in results if r.spec.name in names]
+        self._alert_states(results, _hold, overlay)
+        return results
+
+    def _evaluate_native(self, specs: list[SloSpec], at: dt.datetime, now: dt.datetime, refresh: bool, _hold: bool,
+                         _pending: list[tuple] | None) -> tuple[list[SloResult], list[tuple]]:
+        """The results of the SLOs revwatch counts from the store (every group), without alert state, and the overlay
+        of pending rollups they read (`evaluate`)."""
         if refresh:
             self.rollups.refresh(now)
             overlay: list[tuple] = []
@@ -357,75 +393,107 @@ class SloEngine:
         # else computed live with decisions ≤ `at`
         current = at == now
         end = at_min + MINUTE if current else at_min
-        sliced = [s for s in specs if s.config.budgeting in ("timeslices", "ratio_timeslices")
-                  and s.config.timeslice_window > MINUTE]
+        sliced = [s for s in specs if _multi_minute_slices(s)]
         by_minute = [s for s in specs if s not in sliced]
         plans = self.adjustments.plans([s.name for s in specs], min(min(b.values()) for b in bounds.values()),
                                        at_min + MINUTE)
         sums: dict = {}
         last_data: dict[tuple[str, str], dt.datetime] = {}      # latest minute with data in the SLO window
-        if by_minute:
+        if self.reuse_minutes:
+            self._sync(specs, overlay)
+        if by_minute and self.reuse_minutes:
+            sums = self._series_sums(by_minute, bounds, end, overlay, last_data, plans, at_min)
+        elif by_minute:
             sums = self._rollup_sums(by_minute, bounds, end, at_min, overlay, last_data, plans)
         if sliced:
             sums.update(self._sliced_sums(sliced, bounds, end, at_min, overlay, last_data, plans))
         live = {s.name: ([] if current else _adjust_live(plans[s.name], at_min,
                                                           self.rollups.minute_counts(s, at_min, at_min, at)))
                 for s in specs}
-        edges = leading_edges(self.rollups, [(s, w, length) for s in specs if has_exact_windows(s)
-                                             for w, length in self.exact_lengths(s).items()], at)
+        exact = [(s, w, length) for s in specs if has_exact_windows(s) for w, length in self.exact_lengths(s).items()]
+        edges = self.edge_cache.edges(self.rollups, exact, at) if self.reuse_minutes else \
+            leading_edges(self.rollups, exact, at)
         notes = self.annotations.for_results([s.name for s in specs], at) if _hold else {}
-        results = []
+        results = [r for s in specs for r in self._results_of(s, s in sliced, sums, live[s.name], edges, bounds[s.name],
+                                                            plans[s.name], last_data, at, at_min, notes)]
+        return results, overlay
+
+    def _results_of(self, s: SloSpec, sliced: bool, sums: dict, live: list[tuple], edges: dict,
+                    bounds: dict[str, dt.datetime], plan: Plan, last_data: dict, at: dt.datetime,
+                    at_min: dt.datetime, notes: dict) -> list[SloResult]:
+        """One SLO's results (one per group) from its window sums, the live minute, the exact-window edges."""
+        out: list[SloResult] = []
+        groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live} \
+            | {g for (name, g, _) in edges if name == s.name}
+        if not groups:
+            groups = {""}
+        for g in sorted(groups):
+            per_window = sums.get((s.name, g), {})
+            live_g = [(good, total) for gg, _, good, total in live if gg == g]
+            windows = {}
+            live_covered = sum(lt > 0 for _, lt in live_g)
+            covered = {w: int(per_window.get(w, (0, 0, 0))[-1 if sliced else 2]) + live_covered
+                       for w in bounds}
+            for wname in bounds:
+                if sliced:
+                    windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0, 0)), live_g)
+                    continue
+                good, total = per_window.get(wname, (0, 0, 0))[:2]
+                edge_good, edge_total = edges.get((s.name, g, wname), (0, 0))     # exact windows (slo/edges.py)
+                if edge_total:                 # the edge lies in minute at_min − length: adjusted like it
+                    [(_, _, edge_good, edge_total)] = _adjust_live(
+                        plan, at_min - self.exact_lengths(s)[wname], [("", at_min, edge_good, edge_total)])
+                good, total = good + edge_good, total + edge_total
+                for lg, lt in live_g:
+                    if s.config.budgeting == "timeslices":
+                        good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
+                        total += int(lt > 0)
+                    elif s.config.budgeting == "ratio_timeslices":
+                        good += lg / lt if lt > 0 else 0
+                        total += int(lt > 0)
+                    else:
+                        good, total = good + lg, total + lt
+                windows[wname] = WindowResult(good, total, s.config.objective, _scale(s))
+            last = last_data.get((s.name, g))
+            if any(lt > 0 for _, lt in live_g):
+                last = at_min
+            minutes = window_minutes(bounds, at_min + MINUTE)
+            stop = at_min + MINUTE
+            cov = Coverage({w: WindowCoverage(minutes[w], covered[w], minutes_in(plan.exclude, lo, stop),
+                                              minutes_in(plan.good, lo, stop))
+                            for w, lo in bounds.items()}, last, at_min,
+                           no_data_after(s))
+            res = SloResult(s, g, at, windows, coverage=cov,
+                            adjustments=plan.summary(bounds["slo"], stop),
+                            annotations=[a.as_dict() for a in notes.get(s.name, [])])
+            out.append(res)
+        return out
+
+    def _prometheus_members(self, specs: list[SloSpec], at: dt.datetime, now: dt.datetime,
+                            at_min: dt.datetime) -> list[SloResult]:
+        """Prometheus-backed composite members as results a roll-up reads (slo/composite.py): per window their
+        recording rules record, the SLI as good / 1; a window without a ratio has no data. Without Prometheus (no
+        `prometheus_url`, or it fails) every window is without data, so the member is left out of the roll-up."""
+        if not specs:
+            return []
+        docs = {d["name"]: d for d in self.prometheus_results(None if at == now else at, [s.name for s in specs])}
+        out = []
         for s in specs:
-            groups = {g for (name, g) in sums if name == s.name} | {g for g, *_ in live[s.name]} \
-                | {g for (name, g, _) in edges if name == s.name}
-            if not groups:
-                groups = {""}
-            for g in sorted(groups):
-                per_window = sums.get((s.name, g), {})
-                live_g = [(good, total) for gg, _, good, total in live[s.name] if gg == g]
-                windows = {}
-                live_covered = sum(lt > 0 for _, lt in live_g)
-                covered = {w: int(per_window.get(w, (0, 0, 0))[-1 if s in sliced else 2]) + live_covered
-                           for w in bounds[s.name]}
-                for wname in bounds[s.name]:
-                    if s in sliced:
-                        windows[wname] = _close_current_slice(s, per_window.get(wname, (0, 0, 0, 0, 0)), live_g)
-                        continue
-                    good, total = per_window.get(wname, (0, 0, 0))[:2]
-                    edge_good, edge_total = edges.get((s.name, g, wname), (0, 0))     # exact windows (slo/edges.py)
-                    if edge_total:                 # the edge lies in minute at_min − length: adjusted like it
-                        [(_, _, edge_good, edge_total)] = _adjust_live(
-                            plans[s.name], at_min - self.exact_lengths(s)[wname], [("", at_min, edge_good, edge_total)])
-                    good, total = good + edge_good, total + edge_total
-                    for lg, lt in live_g:
-                        if s.config.budgeting == "timeslices":
-                            good += int(lt > 0 and lg / lt >= (s.config.timeslice_target or s.config.objective))
-                            total += int(lt > 0)
-                        elif s.config.budgeting == "ratio_timeslices":
-                            good += lg / lt if lt > 0 else 0
-                            total += int(lt > 0)
-                        else:
-                            good, total = good + lg, total + lt
-                    windows[wname] = WindowResult(good, total, s.config.objective, _scale(s))
-                last = last_data.get((s.name, g))
-                if any(lt > 0 for _, lt in live_g):
-                    last = at_min
-                minutes = window_minutes(bounds[s.name], at_min + MINUTE)
-                plan, stop = plans[s.name], at_min + MINUTE
-                cov = Coverage({w: WindowCoverage(minutes[w], covered[w], minutes_in(plan.exclude, lo, stop),
-                                                  minutes_in(plan.good, lo, stop))
-                                for w, lo in bounds[s.name].items()}, last, at_min,
-                               no_data_after(s))
-                res = SloResult(s, g, at, windows, coverage=cov,
-                                adjustments=plan.summary(bounds[s.name]["slo"], stop),
-                                annotations=[a.as_dict() for a in notes.get(s.name, [])])
-                results.append(res)
-        for c in composites:                   # in order: a composite member is rolled up before its composite
-            results.append(self._composite(c, results, at, at_min))
-        if names is not None:                  # members evaluated only for their composites
-            results = [r for r in results if r.spec.name in names]
-        self._alert_states(results, _hold, overlay)
-        return results
+            got = docs.get(s.name, {}).get("windows", {})
+            windows: dict[str, WindowResult] = {}
+            covs: dict[str, WindowCoverage] = {}
+            recorded = prometheus_windows(s)
+            asked = {n for c in self.specs if c.config.composite is not None and s.name in c.config.composite.members
+                     for n in [*self.window_lengths(c), *composite_windows(c)]}
+            for name in sorted(asked | set(recorded)):
+                w = got.get(recorded[name]) if name in recorded else None
+                windows[name] = WindowResult(w["sli"], 1, s.config.objective) if w else WindowResult(0, 0,
+                                                                                                     s.config.objective)
+                minutes = int(parse_duration(name) / MINUTE)
+                covs[name] = WindowCoverage(minutes, minutes if w else 0)   # a ratio: the window counts as covered
+            last = at_min if any(c.covered for c in covs.values()) else None
+            out.append(SloResult(s, "", at, windows, coverage=Coverage(covs, last, at_min, no_data_after(s))))
+        return out
 
     def _composite(self, spec: SloSpec, results: list[SloResult], at: dt.datetime,
                    at_min: dt.datetime) -> SloResult:
@@ -460,7 +528,11 @@ class SloEngine:
     def _alert_states(self, results: list[SloResult], hold: bool, pending: list[tuple]) -> None:
         """Alert tiers and state of each result; each tier without data holds the state it had at the end of its
         hold minute (slo/coverage.py `hold_minute`), from an evaluation as of that minute. One evaluation per
-        distinct minute, for all the SLOs that hold a tier at it."""
+        distinct minute, for all the SLOs that hold a tier at it.
+
+        With the minute cache (slo/series.py) that as-of evaluation is derived from the same minute series, no
+        query: as of the end of minute m the windows are the whole minutes up to m (no sub-minute edge, the minute
+        itself complete). Composite and multi-minute-slice SLOs evaluate as of that instant (the previous design)."""
         wanted: dict[tuple[str, dt.datetime], list[SloResult]] = {}
         holds: dict[int, dict[tuple, dt.datetime]] = {}
         for r in results:
@@ -470,20 +542,105 @@ class SloEngine:
                 for minute in set(holds[id(r)].values()):
                     wanted.setdefault((r.spec.name, minute), []).append(r)
         by_minute: dict[dt.datetime, set[str]] = {}        # one evaluation per distinct minute, all its SLOs at once
+        derived: dict[dt.datetime, list[SloSpec]] = {}
         for name, minute in wanted:
-            by_minute.setdefault(minute, set()).add(name)
+            spec = self.spec(name)
+            if self.reuse_minutes and spec in self.specs and spec is not None and not spec.is_composite \
+                    and not _multi_minute_slices(spec):
+                derived.setdefault(minute, []).append(spec)
+            else:
+                by_minute.setdefault(minute, set()).add(name)
+        previous = [(minute, p) for minute, names in by_minute.items()
+                    for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=sorted(names),
+                                           _hold=False, _pending=pending)]
+        if derived:
+            previous += self._as_of_minutes(derived, pending)
         before: dict[tuple[str, str, dt.datetime], SloResult] = {}
-        for minute, names in by_minute.items():
-            for p in self.evaluate(minute + MINUTE - dt.timedelta(microseconds=1), names=sorted(names), _hold=False,
-                                   _pending=pending):
-                rs = wanted.get((p.spec.name, minute), [])
-                if any(p.group == r.group for r in rs):
-                    before[(p.spec.name, p.group, minute)] = p
+        for minute, p in previous:
+            rs = wanted.get((p.spec.name, minute), [])
+            if any(p.group == r.group for r in rs):
+                before[(p.spec.name, p.group, minute)] = p
         for r in results:
-            previous = [a for key, minute in holds.get(id(r), {}).items()
-                        for p in [before.get((r.spec.name, r.group, minute))] if p is not None
-                        for a in p.alerts if tier_key(a) == key]
-            alert_state(r, previous)
+            prev = [a for key, minute in holds.get(id(r), {}).items()
+                    for p in [before.get((r.spec.name, r.group, minute))] if p is not None
+                    for a in p.alerts if tier_key(a) == key]
+            alert_state(r, prev)
+
+    def _as_of_minutes(self, wanted: dict[dt.datetime, list[SloSpec]],
+                       pending: list[tuple]) -> list[tuple[dt.datetime, SloResult]]:
+        """Per minute m, the given SLOs evaluated as of the end of m from the minute cache (synced by this pass),
+        with their alert tiers (not held: every window of such an evaluation has data)."""
+        every = self.adjustments.all()
+        out: list[tuple[dt.datetime, SloResult]] = []
+        for minute, specs in wanted.items():
+            at = minute + MINUTE - dt.timedelta(microseconds=1)
+            bounds = {s.name: {**{n: minute - length + MINUTE for n, length in self.window_lengths(s).items()},
+                               "slo": s.window_bounds(at)[0]} for s in specs}
+            plans = self.adjustments.plans([s.name for s in specs], min(min(b.values()) for b in bounds.values()),
+                                           minute + MINUTE, every)
+            last_data: dict[tuple[str, str], dt.datetime] = {}
+            sums = self._series_sums(specs, bounds, minute + MINUTE, pending, last_data, plans, minute)
+            for s in specs:
+                for r in self._results_of(s, False, sums, [], {}, bounds[s.name], plans[s.name], last_data, at,
+                                          minute, {}):
+                    alert_state(r, [])          # as an as-of evaluation without holds does
+                    out.append((minute, r))
+        return out
+
+    def _keep_from(self, now: dt.datetime) -> dt.datetime:
+        """How far back the minute cache keeps minutes: two of the longest SLO windows and a day (a coverage hold
+        evaluates as of a minute up to one SLO window back, whose own windows reach one more back)."""
+        longest = max((s.period(now) for s in self.specs), default=dt.timedelta(days=30))
+        return floor_minute(now) - 2 * max(longest, dt.timedelta(days=3)) - dt.timedelta(days=1)
+
+    def _sync(self, specs: list[SloSpec], overlay: list[tuple]) -> None:
+        """Bring the minute cache up to date (the rows written since the previous pass) and drop the exact-window
+        edge minutes that the rollup rewrote since, or that new data touched since the last rollup pass (a read
+        with the pending overlay: late data)."""
+        keys = [(s.name, s.spec_hash) for s in specs if not s.is_composite]
+        with self.minutes.lock:
+            changed = self.minutes.sync(keys, self._keep_from(utcnow()))
+        pending: dict[str, list[int]] = {}
+        if overlay:                            # minutes new data touched (time-decided minutes keep their past)
+            for slo, ranges in self.rollups.touched.items():
+                for lo, hi in ranges:
+                    pending.setdefault(slo, []).extend(range(minute_index(lo), minute_index(hi) + 1))
+        for slo, minutes in pending.items():
+            changed[slo] = np.concatenate([changed[slo], minutes]) if slo in changed else np.array(minutes)
+        self.edge_cache.invalidate(changed)
+
+    def _series_sums(self, specs: list[SloSpec], bounds: dict, end: dt.datetime, overlay: list[tuple],
+                     last_data: dict, plans: dict[str, Plan], at_min: dt.datetime) -> dict:
+        """What `_rollup_sums` returns, from the minute cache (slo/series.py, brought up to date by `_sync`): the
+        pending `overlay` laid over a copy, the adjustments applied, the windows summed
+        in numpy. Ranges older than the cache keeps (an as-of read far back) are read by `_rollup_sums`."""
+        oldest = min(b for s in specs for b in bounds[s.name].values())
+        keep = self._keep_from(utcnow())
+        if oldest < keep:
+            return self._rollup_sums(specs, bounds, end, at_min, overlay, last_data, plans)
+        hashes = {s.name: s.spec_hash for s in specs}
+        ov: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+        for slo, h, g, m, good, total, *_ in overlay:
+            if hashes.get(slo) == h:
+                ov.setdefault((slo, g), []).append((minute_index(m), int(good), int(total)))
+        lo_i, end_i = minute_index(oldest), minute_index(end)
+        kinds = {"occurrences": 0, "amount": 0, "timeslices": 1, "ratio_timeslices": 2}
+        out: dict = {}
+        for s in specs:
+            series = self.minutes.groups((s.name, s.spec_hash))
+            plan = plans[s.name]
+            exclude = [(minute_index(a), minute_index(b)) for a, b in plan.exclude]
+            good_iv = [(minute_index(a), minute_index(b)) for a, b in plan.good]
+            starts = {w: minute_index(b) for w, b in bounds[s.name].items()}
+            target = float(s.config.timeslice_target or s.config.objective)
+            for g in set(series) | {g for (n, g) in ov if n == s.name}:
+                gs, ts, present = view(series.get(g), lo_i, end_i, ov.get((s.name, g), []), exclude, good_iv)
+                if not present.any():          # no rollup row in the range read: not a group of this evaluation
+                    continue
+                out[(s.name, g)], last = window_sums(gs, ts, lo_i, starts, end_i, kinds[s.config.budgeting], target)
+                if last is not None:
+                    last_data[(s.name, g)] = dt.datetime.fromtimestamp(last * 60, dt.timezone.utc)
+        return out
 
     def _minutes(self, params: dict, overlay: list[tuple]) -> str:
         """What the sums read: `slo_minutes` (latest Version of each minute), with the rows a pending rollup pass

@@ -48,21 +48,21 @@ def _window(spec: SloSpec) -> dict:
     return {"duration": window, "isRolling": True}
 
 
-def _plain(v):
+def plain(v):
     """Config values as config text writes them: durations '15m' / '500ms', containers walked."""
     if isinstance(v, dt.timedelta):
         ms = round(v.total_seconds() * 1000)
         return format_duration(v) if ms % 1000 == 0 else f"{ms}ms"
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: plain(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     return v
 
 
 def _sli_dict(spec: SloSpec) -> dict:
     """The revwatch SLI as config text would write it (defaults left out)."""
-    return {**_plain(spec.config.sli.model_dump(exclude_defaults=True)), "kind": spec.config.sli.kind}
+    return {**plain(spec.config.sli.model_dump(exclude_defaults=True)), "kind": spec.config.sli.kind}
 
 
 def _indicator(spec: SloSpec, name: str) -> dict:
@@ -114,7 +114,7 @@ def slo_document(spec: SloSpec) -> dict:
         annotations[BUDGETED_ANNOTATION] = "true"
     if c.budgeting == "amount":
         annotations["revwatch.io/budgeting"] = "amount"
-    annotations[ALERTING_ANNOTATION] = json.dumps(_plain(c.alerting.model_dump()), sort_keys=True,
+    annotations[ALERTING_ANNOTATION] = json.dumps(plain(c.alerting.model_dump()), sort_keys=True,
                                                   separators=(",", ":"))
     meta: dict = {"name": name}
     if c.display_name and len(c.display_name) <= DISPLAY_NAME_MAX:
@@ -153,5 +153,7 @@ def slo_document(spec: SloSpec) -> dict:
 
 
 def export_openslo(specs: list[SloSpec]) -> str:
-    """Every SLO as a multi-document OpenSLO v1 YAML stream."""
-    return yaml.safe_dump_all([slo_document(s) for s in specs], sort_keys=False, width=120, allow_unicode=True)
+    """Every SLO but the composites as a multi-document OpenSLO v1 YAML stream (v1 has no composite SLO: those are
+    exported as v2alpha, slo/openslo_v2.py)."""
+    return yaml.safe_dump_all([slo_document(s) for s in specs if not s.is_composite], sort_keys=False, width=120,
+                              allow_unicode=True)

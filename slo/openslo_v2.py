@@ -20,13 +20,22 @@ HasCompositeObjectives`) are imported as revwatch composites (slo/composite.py; 
   that is the level the composite sits at when every member meets its own target exactly;
 * `timeWindow`: one rolling window (a composite needs one); `budgetingMethod: Occurrences` (the roll-up averages
   the members' SLIs, each already counted by its own method); `spec.service` → the ownership `service`.
-`alertPolicies` are refused (the composite takes revwatch's default multi-window tiers). Non-composite v2alpha SLOs
-are refused (import them as openslo/v1). Other kinds are refused; each refusal is one line naming file, document and
-field.
+`alertPolicies` are refused (the composite takes revwatch's default multi-window tiers, or the `revwatch.io/alerting`
+annotation's). Non-composite v2alpha SLOs are refused (import them as openslo/v1). Other kinds are refused; each
+refusal is one line naming file, document and field.
+
+Export (`export_composites`, `revwatch slo export --format openslo-v2alpha`): each composite as such a document, one
+objective per member with the member's own objective as `target` and its weight as `compositeWeight`. What v2alpha
+has no field for travels in `revwatch.io/` annotations the import reads first, so an export imports to the same
+config: `objective` (the composite's own, exact; without it the weighted average of the targets), `rollup`,
+`alerting` (JSON, as the v1 export), `ownership` (JSON: owner, team, tier, runbook), `no-data-after`, `service`
+(empty: the SLO has none; v2alpha requires one), `import-spec` and `name`. A member's `sliRef` may name a composite
+declared earlier in the same or a previous v2alpha file (composites of composites).
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -126,8 +135,10 @@ def load_adjustments(path: Path, slo_names: list[str]) -> list[Adjustment]:
 
 
 def load_composites(path: Path, slo_names: list[str]) -> list[SloConfig]:
-    """The composite SLOs of one v2alpha file (module docstring), members resolved against `slo_names`."""
+    """The composite SLOs of one v2alpha file (module docstring), members resolved against `slo_names` and the
+    composites of this file."""
     out = []
+    slo_names = slo_names + [ann.get(PREFIX + "name", meta["name"]) for meta, _, ann, _ in _documents(path, "SLO")]
     for meta, spec, ann, err in _documents(path, "SLO"):
         objectives = spec.get("objectives")
         if not isinstance(objectives, list) or not objectives:
@@ -182,7 +193,20 @@ def load_composites(path: Path, slo_names: list[str]) -> list[SloConfig]:
                sum(w * t for w, t in targets) / sum(w for w, _ in targets), "window": window,
                "composite": {"members": members, "rollup": ann.get(PREFIX + "rollup", "weighted"), "weights": weights},
                "description": spec.get("description") or "", "service": spec["service"],
-               "display_name": meta.get("displayName"), "import_spec": API}
+               "display_name": meta.get("displayName"), "import_spec": API, "labels": meta.get("labels") or {},
+               "annotations": {k: v for k, v in ann.items() if not str(k).startswith(PREFIX)}}
+        for key, field in (("objective", "objective"), ("no-data-after", "no_data_after"), ("service", "service"),
+                           ("import-spec", "import_spec")):
+            if PREFIX + key in ann:            # revwatch's own export: the exact value (module docstring)
+                raw[field] = ann[PREFIX + key] if ann[PREFIX + key] not in ("", "none") else None
+        for key in ("alerting", "ownership"):
+            if PREFIX + key in ann:
+                try:
+                    extra = json.loads(ann[PREFIX + key])
+                    assert isinstance(extra, dict)
+                except (ValueError, AssertionError):
+                    raise err(f"metadata.annotations.{PREFIX}{key}", "must be a JSON object") from None
+                raw.update({"alerting": extra} if key == "alerting" else extra)
         try:
             out.append(SloConfig.model_validate(raw))
         except ValidationError as e:
@@ -191,6 +215,53 @@ def load_composites(path: Path, slo_names: list[str]) -> list[SloConfig]:
             field = {"objective": "spec.objectives[].target", "composite.members": "spec.objectives"}.get(loc, loc)
             raise err(field or "spec", first["msg"].removeprefix("Value error, ")) from None
     return out
+
+
+def composite_document(spec, objectives: dict[str, float]) -> dict:
+    """The v2alpha composite SLO of one revwatch composite (module docstring); `objectives`: SLO name → objective,
+    the members' targets."""
+    from slo.export import plain
+    c = spec.config
+    comp = c.composite
+    assert comp is not None, "only composites are exported to v2alpha"
+    ann = {**c.annotations, PREFIX + "name": c.name, PREFIX + "rollup": comp.rollup,
+           PREFIX + "objective": repr(c.objective), PREFIX + "import-spec": c.import_spec or "none",
+           PREFIX + "alerting": json.dumps(plain(c.alerting.model_dump()), sort_keys=True, separators=(",", ":"))}
+    owners = {k: getattr(c, k) for k in ("owner", "team", "tier", "runbook") if getattr(c, k) is not None}
+    if owners:
+        ann[PREFIX + "ownership"] = json.dumps(owners, sort_keys=True, separators=(",", ":"))
+    if c.no_data_after is not None:
+        ann[PREFIX + "no-data-after"] = format_duration(c.no_data_after)
+    if c.service is None:
+        ann[PREFIX + "service"] = ""                   # v2alpha requires a service: a stand-in, "none" kept here
+    meta: dict[str, Any] = {"name": k8s_name(c.name)}
+    if c.display_name:
+        meta["displayName"] = c.display_name
+    if c.labels:
+        meta["labels"] = dict(c.labels)
+    meta["annotations"] = ann
+    objectives_doc = []
+    for m in comp.members:
+        o: dict[str, Any] = {"sliRef": f"{k8s_name(m)}-sli", "target": objectives[m]}
+        if m in comp.weights:
+            o["compositeWeight"] = comp.weights[m]
+        objectives_doc.append(o)
+    body: dict[str, Any] = {"description": c.description} if c.description else {}
+    body.update({"service": c.service or "revwatch", "budgetingMethod": "Occurrences",
+                 "timeWindow": [{"duration": c.window, "isRolling": True}], "objectives": objectives_doc})
+    return {"apiVersion": API, "kind": "SLO", "metadata": meta, "spec": body}
+
+
+def export_composites(specs: list) -> list[dict]:
+    """The v2alpha documents of every composite among `specs` (members among `specs` too)."""
+    objectives = {s.name: s.config.objective for s in specs}
+    return [composite_document(s, objectives) for s in specs if s.is_composite]
+
+
+def export_v2alpha(specs: list, adjustments: list[Adjustment], services: dict[str, str | None]) -> str:
+    """Every composite SLO, then every budget adjustment, as one multi-document v2alpha YAML stream."""
+    return yaml.safe_dump_all(export_composites(specs) + [adjustment_document(a, services) for a in adjustments],
+                              sort_keys=False, width=120, allow_unicode=True)
 
 
 def adjustment_document(adj: Adjustment, services: dict[str, str | None]) -> dict:
@@ -213,7 +284,7 @@ def adjustment_document(adj: Adjustment, services: dict[str, str | None]) -> dic
 
 def export_adjustments(adjustments: list[Adjustment], services: dict[str, str | None]) -> str:
     """Every adjustment as a multi-document v2alpha YAML stream."""
-    return yaml.safe_dump_all([adjustment_document(a, services) for a in adjustments], sort_keys=False, width=120)
+    return export_v2alpha([], adjustments, services)
 
 
 def _zone(name: str):

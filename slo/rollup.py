@@ -26,6 +26,7 @@ log = logging.getLogger("revwatch.slo.rollup")
 MINUTE = dt.timedelta(minutes=1)
 _SAFETY = dt.timedelta(seconds=60)       # re-read ingest_log this far back: inserts in flight become visible late
 _CURSOR_KEY = "slo:rollup:cursor"
+_MAX_SQL = 200_000                       # characters of SQL per round trip (the server refuses > 256 KiB)
 
 
 def floor_minute(t: dt.datetime) -> dt.datetime:
@@ -50,11 +51,18 @@ def merge_ranges(ranges: list[tuple[dt.datetime, dt.datetime]], gap: dt.timedelt
 class RollupMaintainer:
     """Keeps `slo_minutes` current for a set of specs."""
 
-    def __init__(self, store: Store, specs: list[SloSpec]):
+    def __init__(self, store: Store, specs: list[SloSpec], cursor_key: str = _CURSOR_KEY):
+        """`cursor_key`: where the ingest-log cursor lives (kv_state). One evaluator per store uses the default; a
+        second maintainer over other specs on the same store (bench/slo_eval.py's two SLO sets) needs its own, or
+        each consumes the other's late-data minutes and time-decided range."""
         self.store = store
         self.specs = specs
+        self.cursor_key = cursor_key
         self._lock = threading.Lock()
         self.refreshed_at: dt.datetime | None = None
+        # per SLO, the minute ranges that new data (not time) can have changed, as of the latest plan: what a read
+        # with the pending overlay invalidates in the exact-window edge cache (slo/edges.py)
+        self.touched: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
 
     def _history(self, spec: SloSpec, now: dt.datetime) -> dt.timedelta:
         return max(spec.period(now), dt.timedelta(days=3)) + dt.timedelta(days=1)
@@ -68,7 +76,7 @@ class RollupMaintainer:
             self.store.insert("slo_minutes", pending_rows,
                               ["Slo", "SpecHash", "GroupKey", "Minute", "Good", "Total", "Version"])
             self.refreshed_at = now
-            self.store.put_state(_CURSOR_KEY, json.dumps(cursor))
+            self.store.put_state(self.cursor_key, json.dumps(cursor))
         return {"recomputed": done, "seconds": time.perf_counter() - t0}
 
     def pending(self, now: dt.datetime) -> list[tuple]:
@@ -80,7 +88,7 @@ class RollupMaintainer:
 
     def _plan(self, now: dt.datetime) -> tuple[list[tuple], dict, dict]:
         """(rows to write, the cursor after writing them, minutes recomputed per SLO); reads only."""
-        raw = self.store.get_state(_CURSOR_KEY)
+        raw = self.store.get_state(self.cursor_key)
         cursor: dict[str, Any] = json.loads(raw) if raw else {"ingest_ms": 0, "now_ms": 0, "built": {}, "seen": []}
         since = max(cursor["ingest_ms"] - int(_SAFETY.total_seconds() * 1000), 0)
         r = self.store.query(
@@ -97,14 +105,16 @@ class RollupMaintainer:
         now_min = floor_minute(now)
         version = time.time_ns()
         done, pending_rows, time_only = {}, [], []
+        touched: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
         for spec in self.specs:
+            span = dirty_span(spec)
+            touched[spec.name] = merge_ranges([(m, min(m + span, now_min)) for kind, key, m in dirty
+                                               if touches(spec, kind, key) and m <= now_min])
             built_key = f"{spec.name}:{spec.spec_hash}"
             if built_key not in cursor["built"] or prev_now is None:
                 data_ranges, time_range = [(now_min - self._history(spec, now), now_min)], None
             else:
-                span = dirty_span(spec)
-                data_ranges = merge_ranges([(m, min(m + span, now_min)) for kind, key, m in dirty
-                                            if touches(spec, kind, key) and m <= now_min])
+                data_ranges = touched[spec.name]
                 time_range = (floor_minute(prev_now) - MINUTE, now_min)
             n = 0
             for lo, hi in data_ranges:                       # data changed: minutes may also lose counts
@@ -122,6 +132,7 @@ class RollupMaintainer:
                 pending_rows.append((name, spec.spec_hash, g, m, good, total, version))
                 done[name] += 1
         cursor.update(ingest_ms=max(newest, cursor["ingest_ms"]), now_ms=ms(now))
+        self.touched = touched
         return pending_rows, cursor, done
 
     def recompute(self, spec: SloSpec, lo: dt.datetime, hi: dt.datetime, cutoff: dt.datetime, version: int,
@@ -149,12 +160,13 @@ class RollupMaintainer:
         rows = self.counts_between([(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))])
         return [(name, g, m, good, total) for _, name, g, m, good, total in rows]
 
-    def counts_between(self, requests: list[tuple[list[SloSpec], int, int, int]]) \
+    def counts_between(self, requests: list[tuple[list[SloSpec], int, int, int]], per_ms: bool = False) \
             -> list[tuple[int, str, str, dt.datetime, int, int]]:
         """Counts of decisions in [lo_ms, hi_end_ms) and ≤ cutoff_ms, per minute, for each request
         (specs, lo_ms, hi_end_ms, cutoff_ms), in one UNION ALL round trip: rows (request index, Slo, GroupKey,
         Minute, Good, Total). The bounds need not be whole minutes: a minute cut by a bound counts only its part
-        inside (how slo/edges.py counts the sub-minute edges of exact windows from raw rows)."""
+        inside (how slo/edges.py counts the sub-minute edges of exact windows from raw rows). `per_ms`: rows per
+        decision millisecond (Minute holds it)."""
         parts, params = [], {}
         n = 0
         for r, (specs, lo_ms, hi_end_ms, cutoff_ms) in enumerate(requests):
@@ -162,16 +174,22 @@ class RollupMaintainer:
             for spec in specs:
                 batches.setdefault(batch_key(spec), []).append(spec)
             for batch in batches.values():
-                sql, p = minutes_sql(batch, self.store.database)
+                sql, p = minutes_sql(batch, self.store.database, narrow_ms=hi_end_ms - lo_ms, per_ms=per_ms)
                 p = {**p, "lo": lo_ms, "hi_end": hi_end_ms, "cutoff": cutoff_ms}
                 for k, v in p.items():                   # give each part's own parameters a unique name
                     sql = sql.replace("{" + k + ":", "{b%d_%s:" % (n, k))
                     params[f"b{n}_{k}"] = v
                 parts.append(f"SELECT {r} AS req, * FROM ({sql})")
                 n += 1
-        if not parts:
-            return []
-        rows = self.store.query("\nUNION ALL\n".join(parts), params).rows
+        rows: list = []
+        chunk: list[str] = []
+        for part in parts + [""]:          # round trips under ClickHouse's max_query_size (256 KiB)
+            if chunk and (not part or sum(map(len, chunk)) + len(part) > _MAX_SQL):
+                used = {k: v for k, v in params.items() if "{" + k + ":" in "".join(chunk)}
+                rows += self.store.query("\nUNION ALL\n".join(chunk), used).rows
+                chunk = []
+            if part:
+                chunk.append(part)
         return [(int(req), name, g, m.replace(tzinfo=dt.timezone.utc), int(good), int(total))
                 for req, name, g, m, good, total in rows]
 

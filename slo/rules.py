@@ -26,6 +26,9 @@ routes match on them; slo/ownership.py), then the built-in slo, journey and seve
 the runbook goes in the `runbook_url` annotation. Annotations: summary, a description with the burn rate of every
 window pair, each exhaustion tier's time left and the budget left (Prometheus template queries over the same
 metrics), and `link`, the web UI's SLO page under `server.external_url`.
+
+Journey SLOs also get `RevwatchSLOForecastExhaustion` (severity page): the in-flight forecast says the budget runs
+out within 4 h (`revwatch_slo_forecast_exhausted_in_seconds <= 14400`, the engine's forecast `page` flag).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import yaml
 from revwatch.human import num
 from revwatch.units import format_duration
 from slo.conditions import alert_labels, alert_name, alerting_severities, exhaustion_tiers
+from slo.forecast import PAGE_WITHIN
 from slo.sloth_rules import prom_duration, sloth_groups
 from slo.spec import SloSpec
 
@@ -154,7 +158,38 @@ def native_rules(spec: SloSpec, external_url: str) -> dict:
         if tiers and tiers[0].alert_after:
             rule["for"] = prom_duration(tiers[0].alert_after.total_seconds())
         rules.append(rule)
+    if spec.is_journey and not c.alerting.page_alert.disable:
+        rules.append(forecast_rule(spec, external_url))
     return {"name": f"revwatch-slo-{c.name}", "rules": rules}
+
+
+def forecast_rule(spec: SloSpec, external_url: str) -> dict:
+    """The in-flight forecast's page (slo/forecast.py): the error budget is forecast to run out within PAGE_WITHIN
+    from the breaches the instances in flight will make at the current step pace — the engine's `page` flag of
+    `GET /api/v1/slos/{name}/forecast`, over the metric it exports (`revwatch_slo_forecast_exhausted_in_seconds`,
+    absent when not forecast to run out), so it pages before the breaches burn the budget."""
+    c = spec.config
+    within = int(PAGE_WITHIN.total_seconds())
+    group = "{{ if $labels.group }} [{{ $labels.group }}]{{ end }}"
+    breaches = ('{{ with printf "revwatch_slo_forecast_breaches{slo=%q,group=%q}" $labels.slo $labels.group | query }}'
+                '{{ . | first | value | printf "%.0f" }}{{ else }}?{{ end }}')
+    return {
+        "alert": (c.alerting.name or "RevwatchSLO") + "ForecastExhaustion",
+        "expr": f'revwatch_slo_forecast_exhausted_in_seconds{{slo="{c.name}"}} <= {within}',
+        "labels": alert_labels(spec, "page"),
+        "annotations": {
+            "summary": f"(page) SLO {c.name}{group} will exhaust its error budget within "
+                       f"{format_duration(PAGE_WITHIN)} at the in-flight pace",
+            "description": f"SLO {c.name}{group} (journey {c.journey}, objective {c.objective:.4%} over {c.window}): "
+                           f"{breaches} instances in flight are forecast to breach the "
+                           f"{format_duration(spec.threshold)} threshold at the current step pace; the error budget "
+                           "runs out in "
+                           "{{ $value | humanizeDuration }}.",
+            **c.alerting.annotations, **c.alerting.page_alert.annotations,
+            **({"runbook_url": spec.ownership.runbook} if spec.ownership.runbook else {}),
+            "link": _link(spec, external_url),
+        },
+    }
 
 
 def rule_groups(spec: SloSpec, external_url: str) -> list[dict]:

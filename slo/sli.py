@@ -55,38 +55,64 @@ def journey_group_sql(spec: SloSpec) -> str:
     return _group_expr(parts, "attrs", {"source": "src", _CURRENCY: "cur"})
 
 
-def journey_minutes_sql(specs: list[SloSpec], table: str, events: str | None = None) -> tuple[str, dict]:
+def _decided_in(table: str, t_max: int) -> str:
+    """The correlation IDs that can have a decision in [lo, hi_end): a start in [lo − t, hi_end − t) for a threshold
+    t (decided by timeout) or in [lo, hi_end), an end in [lo, hi_end). A narrow read (a few minutes: the live minute,
+    the time-decided minutes of a pass, the exact windows' edges) reads only these instances' rows, through the
+    (Type, CorrelationId) key, instead of every instance within the longest threshold around the range; the counts
+    are the same (every other instance's decision lies outside the range)."""
+    at = "fromUnixTimestamp64Milli({%s:Int64}%s, 'UTC')"
+    return f"""CorrelationId IN (
+            SELECT CorrelationId FROM {table}
+            WHERE Type IN ({{j_start:String}}, {{j_end:String}})
+              AND At >= {at % ("lo", f" - {t_max}")} AND At < {at % ("hi_end", "")}
+              AND (At >= {at % ("lo", "")}
+                   OR Type = {{j_start:String}} AND arrayExists(t -> At >= {at % ("lo", " - t")}
+                                                              AND At < {at % ("hi_end", " - t")},
+                                                          {{thresholds:Array(Int64)}})))"""
+
+
+def journey_minutes_sql(specs: list[SloSpec], table: str, events: str | None = None,
+                        narrow: bool = False, per_ms: bool = False) -> tuple[str, dict]:
     """SQL and parameters (lo, hi_end, cutoff bound later) for the decision-minute counts of journey SLIs that
-    share start, end, group_by and budgeting (differing in threshold): the instances are aggregated once and
-    fanned out over the thresholds with ARRAY JOIN. Rows: (Slo, GroupKey, Minute, Good, Total).
+    share start and end (differing in threshold, group_by, budgeting): the instances are aggregated once and fanned
+    out over the SLOs with ARRAY JOIN (each SLO its threshold, group key expression and weight). One sub-query per
+    journey, not per journey × group_by × budgeting: a pass reads the minutes time decided since the previous one
+    for every SLO, and each sub-query costs its planning whatever it reads. Rows: (Slo, GroupKey, Minute, Good,
+    Total).
 
     `budgeting: amount` (`events` names the events table): Good/Total are the start events' amounts in units of
     1/AMOUNT_SCALE (absolute values: a refund at stake counts its size), only instances that carry an amount, and
     the group key ends with the currency ('EUR', 'stripe|EUR'), so currencies are separate groups, never summed."""
     first = specs[0]
     t_max = max(int(s.threshold.total_seconds() * 1000) for s in specs)
-    amount = first.config.budgeting == "amount"
-    group = journey_group_sql(first)
+    is_amount = [int(s.config.budgeting == "amount") for s in specs]
+    exprs = list(dict.fromkeys(journey_group_sql(s) for s in specs))
+    group = exprs[0] if len(exprs) == 1 else f"[{', '.join(exprs)}][g_i]"
     lo = f"fromUnixTimestamp64Milli({{lo:Int64}} - {t_max}, 'UTC')"
     hi = f"fromUnixTimestamp64Milli({{hi_end:Int64}} + {t_max}, 'UTC')"
-    if amount:
+    only = _decided_in(table, t_max) if narrow else ""
+    keep = ""
+    if any(is_amount):
         assert events, "amount SLIs read the start events' amounts"
-        source = instances_money_sql(table, events, lo, hi)
-        weight = f"toUInt64(abs(amt) * {AMOUNT_SCALE})"
-        agg = "sumIf(w, good) AS Good, sum(w) AS Total"
+        source = instances_money_sql(table, events, lo, hi, only=only, all_instances=not all(is_amount))
+        weight = f"if(is_amt = 1, toUInt64(abs(amt) * {AMOUNT_SCALE}), toUInt64(1))"
+        keep = "\n      AND (is_amt = 0 OR known)" if not all(is_amount) else ""
     else:
-        source, weight, agg = instances_sql(table, lo, hi), "toUInt64(1)", "countIf(good) AS Good, count() AS Total"
+        source, weight = instances_sql(table, lo, hi, only=only), "toUInt64(1)"
+    agg = "sumIf(w, good) AS Good, sum(w) AS Total"
     sql = f"""
-SELECT slo AS Slo, GroupKey, toStartOfMinute(decision) AS Minute, {agg}
+SELECT slo AS Slo, GroupKey, {"decision" if per_ms else "toStartOfMinute(decision)"} AS Minute, {agg}
 FROM (
     SELECT slo, {group} AS GroupKey, {weight} AS w,
            has_end AND e_at <= s_at + toIntervalMillisecond(t_ms) AS good,
            if(good, greatest(e_at, s_at), s_at + toIntervalMillisecond(t_ms)) AS decision
     FROM ({source}
     )
-    ARRAY JOIN {{slos:Array(String)}} AS slo, {{thresholds:Array(Int64)}} AS t_ms
+    ARRAY JOIN {{slos:Array(String)}} AS slo, {{thresholds:Array(Int64)}} AS t_ms, {{g_idx:Array(UInt8)}} AS g_i,
+               {{amounts:Array(UInt8)}} AS is_amt
     WHERE s_at >= fromUnixTimestamp64Milli({{lo:Int64}} - t_ms, 'UTC')
-      AND s_at < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
+      AND s_at < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC'){keep}
 )
 WHERE decision >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
   AND decision < fromUnixTimestamp64Milli({{hi_end:Int64}}, 'UTC')
@@ -94,7 +120,8 @@ WHERE decision >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
 GROUP BY Slo, GroupKey, Minute
 """
     return sql, {"j_start": first.start_type, "j_end": first.end_type, "slos": [s.name for s in specs],
-                 "thresholds": [int(s.threshold.total_seconds() * 1000) for s in specs]}
+                 "thresholds": [int(s.threshold.total_seconds() * 1000) for s in specs],
+                 "g_idx": [exprs.index(journey_group_sql(s)) + 1 for s in specs], "amounts": is_amount}
 
 
 def _span_filters(spec: SloSpec) -> tuple[list[str], dict]:
@@ -137,7 +164,7 @@ def span_group_sql(spec: SloSpec) -> str:
                         if g.startswith("resource.")} | {"service": "ServiceName"})
 
 
-def span_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
+def span_minutes_sql(spec: SloSpec, table: str, per_ms: bool = False) -> tuple[str, dict]:
     """SQL and parameters for a span SLI's per-minute counts (distinct spans only)."""
     where, params = _span_filters(spec)
     bad = _bad_expr(spec, params)
@@ -148,7 +175,8 @@ def span_minutes_sql(spec: SloSpec, table: str) -> tuple[str, dict]:
         "Timestamp <= fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"])
     params["slo"] = spec.name
     sql = f"""
-SELECT {{slo:String}} AS Slo, {group} AS GroupKey, toStartOfMinute(Timestamp) AS Minute,
+SELECT {{slo:String}} AS Slo, {group} AS GroupKey,
+       {"toStartOfMillisecond(Timestamp)" if per_ms else "toStartOfMinute(Timestamp)"} AS Minute,
        uniqExactIf((TraceId, SpanId), NOT ({bad})) AS Good, uniqExact((TraceId, SpanId)) AS Total
 FROM {table}
 WHERE {cond}
@@ -186,21 +214,26 @@ GROUP BY GroupKey, Minute
 
 
 def batch_key(spec: SloSpec) -> tuple:
-    """Specs with equal keys are computed by one query (journey SLIs differing only in threshold)."""
+    """Specs with equal keys are computed by one query (journey SLIs of one journey: `journey_minutes_sql`)."""
     if spec.is_journey:
-        return ("journey", spec.start_type, spec.end_type, tuple(spec.config.group_by),
-                spec.config.budgeting == "amount")
+        return ("journey", spec.start_type, spec.end_type)
     return ("single", spec.name)
 
 
-def minutes_sql(specs: list[SloSpec], database: str) -> tuple[str, dict]:
+def minutes_sql(specs: list[SloSpec], database: str, narrow_ms: int | None = None,
+                per_ms: bool = False) -> tuple[str, dict]:
     """The per-minute SQL for a batch of specs (one spec, or journey specs sharing a batch_key).
-    Rows: (Slo, GroupKey, Minute, Good, Total)."""
+    Rows: (Slo, GroupKey, Minute, Good, Total). `narrow_ms`: the length of the range it will be bound to; journey
+    SLIs read only the instances that can be decided in it when it is shorter than their longest threshold.
+    `per_ms`: rows per decision millisecond instead of per minute (Minute then holds that millisecond: the
+    exact-window edges, slo/edges.py, cut minutes at any millisecond)."""
     spec = specs[0]
     if spec.is_journey:
-        return journey_minutes_sql(specs, f"{database}.milestones", f"{database}.events")
+        t_max = max(int(s.threshold.total_seconds() * 1000) for s in specs)
+        return journey_minutes_sql(specs, f"{database}.milestones", f"{database}.events",
+                                   narrow=narrow_ms is not None and narrow_ms < t_max, per_ms=per_ms)
     if spec.kind in ("span_ratio", "span_latency"):
-        return span_minutes_sql(spec, f"{database}.spans")
+        return span_minutes_sql(spec, f"{database}.spans", per_ms)
     return gauge_minutes_sql(spec, f"{database}.samples")
 
 

@@ -140,9 +140,11 @@ def resolve(cfg: Config) -> list[SloSpec]:
     members = [s.name for s, _ in sources]              # v2alpha composites roll up the SLOs declared elsewhere
     for f in cfg.openslo_v2alpha_files:
         try:
-            sources += [(s, f"{f}: {s.name}") for s in load_composites(_config_path(cfg, f), members)]
+            composites = load_composites(_config_path(cfg, f), members)
         except OpenSloV2Error as e:
             raise SpecError(str(e)) from None
+        sources += [(s, f"{f}: {s.name}") for s in composites]
+        members += [s.name for s in composites]         # a later file's composites may roll these up
     specs = [_resolve_one(s, cfg, catalogues, where) for s, where in sources]
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}

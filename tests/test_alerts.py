@@ -16,6 +16,7 @@ from revwatch.server import create_app
 from tests.support.servers import live_server
 from tests.support.faults import store_outage
 from tests.support.sinks import Sink
+from tests.support.waits import until
 
 
 def config(base: str, group_by="", extra="") -> str:
@@ -89,10 +90,11 @@ def test_page_delivered_to_every_notifier_with_impact_then_resolved(api_factory,
     assert pd["dedup_key"] == "revwatch/slo/pp//page"
     assert pd["payload"]["custom_details"]["impact"]["attribution"]["money_at_risk"] == {"EUR": "301.50"}
     assert slack["blocks"][0]["type"] == "header"
-    # Alertmanager re-sends the same firing alert: deduplicated, nothing new goes out
+    # Alertmanager re-sends the same firing alert: deduplicated, nothing new goes out (over group intervals, on a
+    # simulated clock: test_resends_change_nothing_over_group_intervals)
     for _ in range(3):
         assert api.post("/api/v1/alerts/alertmanager", json=webhook()).status_code == 200
-    time.sleep(1.5)
+    until(api.ctx.alerts.settled, 10, "the re-sends applied")
     assert len(sink.got["pd"]) == 1 and len(sink.got["hook"]) == 1
     log = api.get("/api/v1/alerts").json()["items"]
     assert log[0]["slo"] == "pp" and log[0]["impact"]["attribution"]["instances"]["stuck"] == 3
@@ -136,12 +138,10 @@ def test_dead_sink_delays_nothing_and_is_retried_until_back(api_factory, sink, c
                                                       "source": "stripe"}])
     assert ev.status_code in (200, 202), ev.text
     assert receiver_seconds < 1.0, receiver_seconds      # generous: delivery is never on the request path
-    end = time.time() + 15
-    while time.time() < end and len(api.ctx.alerts.outbox.pending()["slack"]) < 20:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    until(lambda: len(api.ctx.alerts.outbox.pending()["slack"]) == 20, 15, "20 slack deliveries queued")
+    until(lambda: 'revwatch_notifications_total{notifier="slack",outcome="retry"}' in api.get("/metrics").text, 15,
+          "a failed attempt counted as retry")
     metrics = api.get("/metrics").text
-    assert 'revwatch_notifications_total{notifier="slack",outcome="retry"}' in metrics
     assert float(metrics.split('revwatch_notification_queue_depth{notifier="slack"} ')[1].split()[0]) == 20
     assert float(metrics.split('revwatch_notification_oldest_pending_seconds{notifier="slack"} ')[1].split()[0]) > 0
     sink.fail = False
@@ -171,9 +171,7 @@ def test_no_notification_lost_across_a_restart(make_config, sink):
         key = app.state.ctx.keys.create("ingest")[0]
         h = {"Authorization": f"Bearer {key}"}
         assert client.post("/api/v1/alerts/alertmanager", json=webhook(), headers=h).status_code == 200
-        end = time.time() + 10
-        while time.time() < end and not any(app.state.ctx.alerts.outbox.pending().values()):
-            time.sleep(0.05)
+        until(lambda: any(app.state.ctx.alerts.outbox.pending().values()), 10, "deliveries queued")
         assert sum(len(q) for q in app.state.ctx.alerts.outbox.pending().values()) == 3
     sink.fail = False                       # the sinks come back while revwatch is down
     app2 = create_app(cfg)
@@ -209,8 +207,8 @@ def test_silences_api_mutes_and_validates(api_factory, sink):
     assert r.status_code == 200 and r.json()["status"]["state"] == "active"
     sid = r.json()["id"]
     api.post("/api/v1/alerts/alertmanager", json=webhook())
-    time.sleep(1.5)
-    assert "pd" not in sink.got
+    until(api.ctx.alerts.settled, 10, "the alert applied")      # muted: nothing queued (over group intervals, on a
+    assert "pd" not in sink.got                                  # simulated clock: test_a_silence_mutes_until_…)
     assert api.client.delete(f"/api/v1/silences/{sid}", headers=api.auth("admin")).json()["status"]["state"] == \
         "expired"
     sink.wait("pd")
@@ -307,9 +305,8 @@ def test_a_4xx_answer_is_final_and_does_not_block_others(api_factory, sink):
     api = api_factory(config(sink.base))
     api.post("/api/v1/alerts/alertmanager", json=webhook())
     sink.wait("slack"), sink.wait("hook")
-    assert api.ctx.alerts.outbox.wait_idle(10)
-    time.sleep(0.5)
-    assert sink.rejected == 1                               # not retried: the same body cannot succeed
+    assert api.ctx.alerts.outbox.wait_idle(10)              # the rejected row has left the queue: nothing can
+    assert sink.rejected == 1                               # send it again (the same body cannot succeed)
     metrics = api.get("/metrics").text
     assert 'revwatch_notifications_total{notifier="pd",outcome="rejected"} 1.0' in metrics
     assert {i["notifier"]: i["status"] for i in api.get("/api/v1/notifications").json()["items"]} == \
@@ -329,3 +326,48 @@ def test_a_new_incident_after_a_resolve_gets_new_notification_ids(make_config, s
         assert svc.flush_due() == 1
     ids = [d.id for q in svc.outbox.pending().values() for d in q]
     assert len(ids) == 9 and len(set(ids)) == 9        # the old incident's pending rows never hide the new one
+
+
+def _clocked(make_config, sink):
+    """An alert service without threads on a simulated clock: `step` is the dispatcher's pass; the outbox's queue
+    (no workers) shows what would be sent."""
+    cfg = make_config(config(sink.base))
+    store = store_from_config(cfg)
+    now = [time.time()]
+    svc = AlertService(store, cfg.alerts, Metrics(), SloEngine(store, cfg), None, clock=lambda: now[0])
+    svc.load()
+
+    def queued() -> int:
+        return sum(len(q) for q in svc.outbox.pending().values())
+    return svc, now, queued
+
+
+def test_resends_change_nothing_over_group_intervals(make_config, sink):
+    svc, now, queued = _clocked(make_config, sink)
+    svc.submit(parse_webhook(webhook()))
+    svc.step()
+    assert queued() == 3                                         # hook, slack, pd
+    for _ in range(3):                                           # Alertmanager re-sends the same firing alert
+        svc.submit(parse_webhook(webhook()))
+    for seconds in (1.5, 1.5, 60):                               # past the 1 s group interval, again, a minute on
+        now[0] += seconds
+        svc.step()
+        assert queued() == 3
+    svc.submit(parse_webhook(webhook("resolved")))
+    now[0] += 1.5
+    svc.step()
+    assert queued() == 6                                         # the resolve goes out, once
+
+
+def test_a_silence_mutes_until_it_is_expired(make_config, sink):
+    svc, now, queued = _clocked(make_config, sink)
+    s = svc.add_silence([{"name": "slo", "value": "pp"}], now[0], now[0] + 3600, "ops", "maint")
+    svc.submit(parse_webhook(webhook()))
+    for _ in range(3):                                           # flushes at group intervals: muted each time
+        svc.step()
+        now[0] += 1.5
+    assert queued() == 0
+    svc.expire_silence(s.id)
+    now[0] += 1.5
+    svc.step()
+    assert queued() == 3

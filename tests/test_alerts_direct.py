@@ -20,6 +20,7 @@ from slo.conditions import Condition
 from tests.support.servers import live_server
 from tests.support.sinks import Sink
 from tests.support.slo_data import add_span_list
+from tests.support.waits import until
 
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
 LABELS = {"alertname": "RevwatchSLOBurnRatePage", "slo": "api", "journey": "", "severity": "page"}
@@ -179,65 +180,95 @@ def test_the_evaluator_pages_directly_inhibits_the_ticket_never_twice_and_resolv
             "annotations": {"summary": "burning"}, "startsAt": "2026-11-23T10:00:00Z", "fingerprint": "amfp"}]}
         r = api.post("/api/v1/alerts/alertmanager", json=am)
         assert r.json() == {"received": 0, "superseded": 1}
-        time.sleep(2.5)
+        until(api.ctx.alerts.settled, 10, "the alert pipeline settled")   # the copy never reached the inbox
+        assert api.ctx.store.query(f"SELECT count() FROM {api.ctx.store.table('alert_inbox')} "
+                                   "WHERE Origin = 'alertmanager'").scalar() == 0
         assert [e["event_action"] for e in sink.got["pd"]] == ["trigger"], sink.got["pd"]
         metrics = api.client.get("/metrics").text
         assert "revwatch_alerts_superseded_total 1.0" in metrics
         lag = float(next(line.split()[-1] for line in metrics.splitlines()
                          if line.startswith("revwatch_slo_evaluation_lag_seconds ")))
         assert 0 <= lag < 10
-        r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/"}, follow_redirects=False)
-        assert r.status_code in (302, 303), r.text
-        html = api.client.get("/ui/").text
-        shown = re.search(r"evaluation lag ([0-9.]+) s", html)       # the overview shows the same lag
-        assert shown and 0 <= float(shown.group(1)) < 10, html[:2000]
-        # the burn falls back (the errors are diluted by good spans): resolved, the ticket never notified
+        # the burn falls back (the errors are diluted by good spans): resolved, the ticket never notified. This must
+        # come before the burst (10 s old) leaves the page's 1m window by itself: the page would resolve on its own
+        # while the ticket's 5m/1h windows still burn, and the ticket, no longer inhibited, would rightly notify
         t1 = time.time()
+        assert t1 - t0 < 45, f"{t1 - t0:.0f} s after the burst: too late to dilute it inside the 1m window"
         good = spans_now(30_000, 0, 5)
         for k in range(0, len(good), 5000):
             add_span_list(api.ctx.store, good[k:k + 5000])
         resolve = sink.wait("pd", 2, timeout=30)[1]
         resolved = time.time() - t1
         assert resolve == {"routing_key": "K", "event_action": "resolve", "dedup_key": pd["dedup_key"]}
-        time.sleep(2)
+        direct = api.ctx.evaluator.direct
+        until(lambda: not direct.firing() and api.ctx.alerts.settled(), 10, "page and ticket resolved, delivered")
         assert all("ticket" not in e["dedup_key"] for e in sink.got["pd"]), sink.got["pd"]
         print(f"\nstored burn → page {paged:.1f}s, dilution → resolve {resolved:.1f}s")
+        r = api.client.post("/ui/login", data={"key": api.keys["read"], "next": "/ui/"}, follow_redirects=False)
+        assert r.status_code in (302, 303), r.text
+        html = api.client.get("/ui/").text
+        shown = re.search(r"evaluation lag ([0-9.]+) s", html)       # the overview shows the same lag
+        assert shown and 0 <= float(shown.group(1)) < 10, html[:2000]
 
 
 class Recorder:
-    """An engine whose passes take `seconds` and record when they started."""
+    """An engine whose passes take `seconds` of a simulated clock and record when they started."""
 
-    def __init__(self, seconds: float):
-        self.seconds, self.starts = seconds, []
+    def __init__(self, now: list[float], seconds: float):
+        self.now, self.seconds, self.starts = now, seconds, []
 
     def evaluate_and_cache(self):
-        self.starts.append(time.monotonic())
-        time.sleep(self.seconds)
+        self.starts.append(self.now[0])
+        self.now[0] += self.seconds
         return []
+
+
+def drive(loop, now: list[float], until: float) -> None:
+    """Run the evaluator loop's body on the simulated clock `now` up to `until` (what its thread does, without
+    waiting: each wait it asks for passes on the clock at once)."""
+    while now[0] < until:
+        wait = loop.step()                     # a pass moves the clock itself (Recorder)
+        now[0] += wait
 
 
 def test_the_evaluator_loop_never_skips_a_slow_pass_and_wakes_early_on_new_data():
     from revwatch.evaluator import EvaluatorLoop
-    slow = Recorder(0.3)
-    loop = EvaluatorLoop(slow, None, 0.1, "")                       # passes longer than the interval
-    loop.start()
-    time.sleep(1.65)
-    loop.stop()
-    gaps = [b - a for a, b in zip(slow.starts, slow.starts[1:])]
-    assert len(slow.starts) >= 4 and all(0.29 < g < 0.6 for g in gaps), gaps    # back to back, none dropped
-    assert loop.passes == len(slow.starts) and loop.lag() < 1.0
+    now = [1000.0]
+    slow = Recorder(now, 0.3)
+    loop = EvaluatorLoop(slow, None, 0.1, "", clock=lambda: now[0])  # passes longer than the interval
+    drive(loop, now, 1001.65)
+    gaps = [round(b - a, 9) for a, b in zip(slow.starts, slow.starts[1:])]
+    assert len(slow.starts) == 6 and gaps == [0.3] * 5, gaps            # back to back, none dropped
+    assert loop.passes == 6 and loop.lag() == pytest.approx(now[0] - slow.starts[-1])
     # new data moves the next pass forward to half an interval; without data it waits the whole interval
-    version = [0]
-    quick = Recorder(0.0)
-    loop = EvaluatorLoop(quick, None, 1.0, "", data_version=lambda: version[0])
-    loop.start()
-    time.sleep(0.2)
+    now[0], version = 2000.0, [0]
+    quick = Recorder(now, 0.0)
+    loop = EvaluatorLoop(quick, None, 1.0, "", clock=lambda: now[0], data_version=lambda: version[0])
+    drive(loop, now, 2000.2)
     version[0] += 1
-    time.sleep(0.6)
-    assert len(quick.starts) == 2 and 0.45 < quick.starts[1] - quick.starts[0] < 0.75, quick.starts
-    time.sleep(0.8)
-    loop.stop()
-    assert len(quick.starts) == 3 and 0.95 < quick.starts[2] - quick.starts[1] < 1.3, quick.starts
+    drive(loop, now, 2000.8)
+    early = quick.starts[1] - quick.starts[0]
+    assert len(quick.starts) == 2 and 0.5 - 1e-9 <= early <= 0.6 + 1e-9, quick.starts   # the loop looks every 0.1 s
+    drive(loop, now, quick.starts[1] + 1.2)
+    assert len(quick.starts) == 3 and 1.0 - 1e-9 <= quick.starts[2] - quick.starts[1] <= 1.01 + 1e-9, quick.starts
+
+
+def test_the_evaluator_thread_runs_the_same_body():
+    """The thread only repeats `step` and waits what it says (the schedule itself is tested above, on a clock)."""
+    from revwatch.evaluator import EvaluatorLoop
+    ran = threading.Event()
+
+    class Once:
+        def evaluate_and_cache(self):
+            ran.set()
+            return []
+    loop = EvaluatorLoop(Once(), None, 60.0, "")
+    loop.start()
+    try:
+        assert ran.wait(10)                                            # the first pass runs at start
+    finally:
+        loop.stop()
+    assert loop.passes == 1 and loop.last_error is None
 
 
 def test_each_transition_is_recorded_in_the_slo_alert_history_and_a_failed_write_never_undoes_it():

@@ -7,7 +7,21 @@ received but not routed — one trigger, one resolve.
 
 Time is compressed 60×: the simulated business runs one hour per real minute (posting takes ~2 s instead of ~2
 min) and the SLO threshold is 20 s; the page fires when both the 5m and the 1m burn rate reach 0.5 (a low factor,
-so that 15 s of outage suffice against three minutes of history). The whole test stays within about two minutes.
+so that 15 s of outage suffice against three minutes of history). The whole test stays within about two and a half
+minutes.
+
+Deterministic by construction (it failed about 1 run in 4 before; neither cause was in the alert pipeline):
+* the simulator decides a transaction's whole chain (invoice → payment → settlement → webhook) when the transaction
+  starts, about 12 simulated minutes before the settlement; a fault declared "from now" therefore reached only the
+  payments started after it — 4 to 18 of the ~55 settling in the window, depending on the instant (measured over
+  21 injection instants) — and with 4–7 the 5m burn stayed under 0.5: "pd: 0 of 1 deliveries after 90 s". The
+  fault is now declared `LEAD` ahead of its start, so the chains of nearly all its payments are decided under it
+  (50–60 lost: a 5m burn near 5, ten times the threshold);
+* the three healthy minutes went in as two requests while the evaluator ran: a pass between them saw settlements
+  whose postings were in the second request, older than the threshold — bad — and paged during the healthy phase
+  (2 runs in 6). The evaluator now starts once they are all stored.
+Every wait polls for its condition under a deadline (`until`); only real time passing for the real processes
+(Prometheus scraping, the business's clock) is waited for as such.
 """
 import datetime as dt
 import os
@@ -24,6 +38,7 @@ from revwatch.sim.faults import Fault
 from revwatch.sim.model import Business
 from tests.support.servers import free_port, live_server, revwatch_cmd
 from tests.support.sinks import Sink
+from tests.support.waits import until
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -31,6 +46,9 @@ pytestmark = pytest.mark.skipif(not (PROMETHEUS and ALERTMANAGER) and not os.env
                                 reason="needs Debian's prometheus and prometheus-alertmanager (make test installs "
                                        "them; in CI a missing one fails)")
 SPEED = 60.0
+LEAD = 30.0          # seconds between declaring the fault and its start: the chains it must reach are decided later
+
+
 
 
 def revwatch_config(sink: str) -> str:
@@ -78,9 +96,11 @@ class Feeder:
     def to_biz(self, r: dt.datetime) -> dt.datetime:
         return self.biz0 + (r - self.real0) * SPEED
 
-    def fault(self, seconds: float) -> dt.datetime:
-        """Webhooks lost from now for `seconds` (real time); returns the real fault start."""
-        start = dt.datetime.now(dt.timezone.utc)
+    def fault(self, seconds: float, lead: float) -> dt.datetime:
+        """Webhooks lost for `seconds` (real time) from `lead` seconds from now; returns the real fault start.
+        The lead matters: a transaction's chain is decided when it starts, minutes (simulated) before its
+        settlement, so a fault starting at once would reach only the few payments started after it."""
+        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=lead)
         with self.lock:
             self.business.faults.append(Fault("webhook_loss", self.to_biz(start),
                                               self.to_biz(start + dt.timedelta(seconds=seconds))))
@@ -115,8 +135,10 @@ def test_outage_pages_with_impact_then_resolves_once_with_prometheus_and_alertma
         rule_files = sorted(str(p) for p in (tmp_path / "rules").iterdir())
         with live_server(api.client.app) as rw_base:
             feeder = Feeder(rw_base, api.keys["ingest"], backfill=dt.timedelta(minutes=3))
-            feeder.tick()                                 # three healthy minutes (three simulated hours) at once
-            api.drain()
+            api.ctx.evaluator.stop()                      # evaluated only once the history is all stored: a pass
+            feeder.tick()                                 # between two of its requests sees settlements whose
+            api.drain()                                   # postings are in the next one (late, so bad)
+            api.ctx.evaluator.start()
             thread = threading.Thread(target=feeder.run, daemon=True)
             thread.start()
             am_port, prom_port = free_port(), free_port()
@@ -165,14 +187,14 @@ def _scraped(papi: str) -> bool:
 
 
 def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
-    deadline = time.time() + 30
-    while not _scraped(papi) and time.time() < deadline:
-        time.sleep(0.3)
-    assert _scraped(papi), "prometheus never scraped revwatch"
-    time.sleep(3)
-    assert not _firing(papi) and not sink.got, "healthy traffic must not page"
-
-    fault_start = feeder.fault(seconds=15)
+    until(lambda: _scraped(papi), 30, "prometheus scraping revwatch", every=0.3)
+    passes = api.ctx.evaluator.passes
+    fault_start = feeder.fault(seconds=15, lead=LEAD)
+    # healthy until the fault starts: checked on every evaluation of the lead time, and it must contain several
+    while dt.datetime.now(dt.timezone.utc) < fault_start:
+        assert not _firing(papi) and not sink.got, "healthy traffic must not page"
+        time.sleep(0.5)                               # the business's clock is real time: wait for the fault
+    assert api.ctx.evaluator.passes >= passes + 3, "the evaluator must have judged the healthy traffic"
     pd = sink.wait("pd", 1, timeout=90)[0]
     pd_at = time.time()
     slack = sink.wait("slack", 1, timeout=10)[0]
@@ -198,11 +220,9 @@ def _run_scenario(api, sink: Sink, feeder: Feeder, papi: str) -> None:
     assert hook["alerts"][0]["impact"]["attribution"]["instances"]["stuck"] > 0
     assert sink.headers["hook"][0]["x-revwatch-signature"].startswith("t=")
 
-    deadline = time.time() + 150          # recovery: the 1m window must be free of bad decisions
-    while time.time() < deadline:
-        if sink.got["pd"][-1]["event_action"] == "resolve" and not _firing(papi):
-            break
-        time.sleep(0.5)
+    # recovery: the 1m window must be free of bad decisions
+    until(lambda: sink.got["pd"][-1]["event_action"] == "resolve" and not _firing(papi), 150,
+          "the resolve after recovery", every=0.5)
     last = sink.got["pd"][-1]
     assert last["event_action"] == "resolve" and last["dedup_key"] == pd["dedup_key"], sink.got["pd"]
     print(f"fault end → PagerDuty resolve: {time.time() - fault_start.timestamp() - 15:.1f}s "

@@ -188,7 +188,7 @@ def test_ctrl_c_is_a_one_line_goodbye(tmp_path):
         while time.time() < deadline and "incident 2" not in line:
             line = p.stdout.readline()
         assert "incident 2" in line
-        time.sleep(1)
+        time.sleep(1)                       # a real `revwatch demo` process mid-run (past its set-up) gets Ctrl-C
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:

@@ -16,6 +16,7 @@ from collector.writer import Writer
 from tests.support.servers import free_port, revwatch_cmd
 from tests.support.faults import store_outage
 from tests.support.servers import start_serve
+from tests.support.waits import until
 
 
 def events(n, prefix="e"):
@@ -36,8 +37,7 @@ def test_store_outage_then_recovery_exact_counts(api):
             assert r.status_code == 200 and r.json()["accepted"] == 20
         r = api.client.get("/readyz")
         assert r.status_code == 503 and r.json()["store"] == "unreachable"
-        time.sleep(0.5)
-        assert api.ctx.writer.last_error is not None
+        until(lambda: api.ctx.writer.last_error is not None, 10, "the writer's failed attempt recorded")
         assert api.ctx.spool.pending_bytes() > 0
     api.drain(60)
     assert counts(store) == (100, 100)

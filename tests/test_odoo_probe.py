@@ -204,7 +204,9 @@ def test_payment_posted_on_17_without_tracking_is_dated_by_its_move(store):
         probe.run().commit()
         pay = next(p for p in fake.tables["account.payment"].values()
                    if fake.tables["account.move"][p["move_id"]]["state"] == "draft")
-        time.sleep(1.1)                                   # a posting in a later second than the previous poll
+        time.sleep(1.1)                                   # a posting in a later second than the previous poll:
+                                                          # the probe's keyset compares Odoo's write_date (whole
+                                                          # seconds, the live server's clock) with its own now
         post_at = utcnow_naive()
         with fake.transaction(post_at) as tx:
             tx.post(pay["move_id"], "PBNK1/2026/00003")

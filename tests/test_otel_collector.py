@@ -108,10 +108,10 @@ def test_filelog_to_otlphttp_exactly_once_across_a_30s_outage(tmp_path):
     writer = threading.Thread(target=write_lines, daemon=True)
     try:
         writer.start()
-        time.sleep(6)
+        time.sleep(6)                                # real traffic through the real Collector before the kill
         os.kill(revwatch.pid, signal.SIGKILL)        # mid-stream, maybe mid-request: the ack may be lost
         revwatch.wait()
-        time.sleep(30)
+        time.sleep(30)                               # the outage itself: the real Collector retries meanwhile
         revwatch = start_revwatch()
         assert written.wait(60)
         hdr = {"Authorization": f"Bearer {key}"}
@@ -123,8 +123,8 @@ def test_filelog_to_otlphttp_exactly_once_across_a_30s_outage(tmp_path):
         else:
             raise AssertionError("the Collector did not deliver the last line: "
                                  + (tmp_path / "otel.err").read_text()[-2000:])
-        time.sleep(3)
-    finally:
+        time.sleep(3)                                # the real Collector's last retries of batches it was unsure
+    finally:                                         # of reach revwatch before the duplicate count below
         collector.terminate()
         collector.wait(30)
         revwatch.terminate()

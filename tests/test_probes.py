@@ -38,7 +38,7 @@ def rabbit_management():
         for _ in range(60):
             if up() == 200:
                 break
-            time.sleep(1)
+            time.sleep(1)                   # a real RabbitMQ loading its management plugin: polled, 60 s at most
     if up() != 200:
         pytest.fail("RabbitMQ management API not reachable on 127.0.0.1:15672")
     return "http://127.0.0.1:15672"
@@ -69,7 +69,7 @@ def test_rabbitmq_depth_consumers_unacked(rabbit_management):
                                                                       management_url=rabbit_management)).run())
             if mgmt.get(("rabbitmq_queue_messages", (("queue", q), ("vhost", "/")))) == 25:
                 break
-            time.sleep(1)
+            time.sleep(1)                   # the real broker's statistics refresh on their own schedule: polled
         assert mgmt[("rabbitmq_queue_messages_unacked", (("queue", q), ("vhost", "/")))] == 5
         assert mgmt[("rabbitmq_queue_messages_ready", (("queue", q), ("vhost", "/")))] == 20
     finally:
@@ -130,6 +130,14 @@ def test_http_check(target):
 
 
 # -- scheduling ---------------------------------------------------------------------------------------------------
+class Hang:
+    """A probe run that blocks until released — a hung target, without sleeping "long enough"; `entered` is set
+    once the run has begun."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+
 class Scripted(Probe):
     type = "scripted"
 
@@ -142,14 +150,16 @@ class Scripted(Probe):
         step = self.plan.pop(0) if self.plan else "ok"
         if step == "fail":
             raise ConnectionError("connect to amqp://user:hunter2@host failed")
-        if isinstance(step, float):
-            time.sleep(step)
+        if isinstance(step, Hang):
+            step.entered.set()
+            step.release.wait(30)
         return ProbeResult(samples=[Sample("x", 1)])
 
 
 def test_timeout_overlap_backoff_and_recovery():
     seen = []
-    probe = Scripted(["fail", "fail", 1.5, "ok", "ok"])
+    hung = Hang()
+    probe = Scripted(["fail", "fail", hung, "ok", "ok"])
     runner = ProbeRunner(probe, timeout=0.5, sink=lambda p, r, up, s: seen.append(up))
     runner()
     assert seen == [False] and "hunter2" not in runner.last_error and "user:***@" in runner.last_error
@@ -159,14 +169,17 @@ def test_timeout_overlap_backoff_and_recovery():
     runner()                                            # second failure: backoff doubles
     assert runner.failures == 2 and runner.skip_until - time.monotonic() > 1.5
     runner.skip_until = 0
-    runner()                                            # a run that hangs past the timeout
+    runner()                                            # a run that hangs past the (real, 0.5 s) timeout
     assert seen[-1] is False and "timed out" in runner.last_error
+    hung.release.set()
     runner.skip_until = 0
-    slow = ProbeRunner(Scripted([0.6]), timeout=5, sink=lambda *a: None)
+    running = Hang()
+    slow = ProbeRunner(Scripted([running]), timeout=5, sink=lambda *a: None)
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.1)
+    assert running.entered.wait(10)
     slow()                                              # a second tick while the first still runs: no overlap
+    running.release.set()
     t.join()
     assert slow.runs == 1 and slow.skipped == 1
     runner()                                            # recovers by itself

@@ -16,6 +16,7 @@ from slo.rules import write_rules
 from slo.spec import resolve
 from tests.support.servers import free_port, live_server, revwatch_cmd
 from tests.support.slo_data import add_spans, anchor, journey
+from tests.support.waits import until
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -78,8 +79,9 @@ def _rules(tmp_path, cfg_text, **kw):
 def test_rule_shape(tmp_path):
     (pp, api) = _rules(tmp_path, SLO_CFG.replace("threshold: 15m}", "threshold: 15m}, alerting: {min_events: 20}"))
     group = yaml.safe_load(pp.read_text())["groups"][0]
-    page, ticket = [r for r in group["rules"] if "alert" in r]
+    page, ticket, forecast = [r for r in group["rules"] if "alert" in r]
     assert page["labels"] == {"severity": "page", "slo": "pp", "journey": "p2p"}
+    assert forecast["expr"] == 'revwatch_slo_forecast_exhausted_in_seconds{slo="pp"} <= 14400'     # journey SLOs
     assert ticket["labels"]["severity"] == "ticket"
     assert page["expr"] == 'max without (alert_tier) (revwatch_slo:alert_tier_active{slo="pp",severity="page"})'
     fast = next(r["expr"] for r in group["rules"] if r.get("labels") == {"severity": "page", "alert_tier": "1h/5m"})
@@ -129,6 +131,22 @@ def test_real_prometheus_fires_page_on_outage_and_stays_silent_when_healthy(api_
             except (httpx.HTTPError, KeyError, ValueError):
                 return None
 
+        def rounds_after(n: int):
+            """Wait until Prometheus has evaluated every rule group `n` more times (its rules API's lastEvaluation
+            moved n times): evaluation rounds of the real process, not seconds that should be enough."""
+            def stamps():
+                try:
+                    groups = httpx.get(papi + "/rules", timeout=2).json()["data"]["groups"]
+                    return tuple(g["lastEvaluation"] for g in groups)
+                except (httpx.HTTPError, KeyError, ValueError):
+                    return None
+            def moved_from(before):
+                now = stamps()
+                return now if now and all(a != b for a, b in zip(now, before)) else None
+            last = until(stamps, 30, "prometheus rule groups")
+            for _ in range(n):
+                last = until(lambda prev=last: moved_from(prev), 30, "a prometheus rule evaluation round", every=0.2)
+
         def scraped():
             try:
                 res = httpx.get(papi + "/query", params={"query": "revwatch_slo_burn_rate"}, timeout=2).json()
@@ -141,7 +159,7 @@ def test_real_prometheus_fires_page_on_outage_and_stays_silent_when_healthy(api_
             while not scraped() and time.time() < deadline:
                 time.sleep(0.5)
             assert scraped(), "prometheus never scraped revwatch"
-            time.sleep(4)                                     # several evaluation rounds on healthy data
+            rounds_after(3)                                   # several evaluation rounds on healthy data
             assert alerts() == [], alerts()
             # outage: Odoo stops posting payments — 30 settled in the last 40 min, none posted
             for i in range(30):
@@ -157,7 +175,7 @@ def test_real_prometheus_fires_page_on_outage_and_stays_silent_when_healthy(api_
             assert pages and all(a["labels"]["slo"] == "pp" for a in pages), fired
             assert pages[0]["labels"]["journey"] == "p2p"
             # one alert per SLO, group and severity however many of its tiers burn: the window is not a label
-            time.sleep(3)
+            rounds_after(3)
             fired = [a for a in (alerts() or []) if a["state"] == "firing"]
             keys = [(a["labels"]["alertname"], a["labels"]["slo"], a["labels"].get("group", "")) for a in fired]
             assert len(keys) == len(set(keys)) and all("window" not in a["labels"] for a in fired), fired

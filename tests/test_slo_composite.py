@@ -194,7 +194,117 @@ def test_composite_cycle_and_prometheus_member_are_config_errors(make_config):
     with pytest.raises(SpecError, match=r"slos: o2c: composite.members: composite SLOs contain each other: "
                                         r"o2c -> x -> y -> o2c$"):
         resolve(make_config(cyc))
-    sloth = __import__("pathlib").Path(__file__).parent / "fixtures/sloth/examples/getting-started.yml"
-    prom = cfg_text("weighted", "{}").replace("members: [a, b, c]", "members: [a, myservice-requests-availability]")
-    with pytest.raises(SpecError, match="'myservice-requests-availability' is Prometheus-backed"):
-        resolve(make_config(prom + f"sloth_files: [{sloth}]\n"))
+    # a Prometheus-backed member: its recording rules (5m … 3d and its 30d period) lack the composite's 28d window
+    prom = PROM_CFG.replace("o2c, objective: 0.99, window: 30d", "o2c, objective: 0.99, window: 28d")
+    assert prom != PROM_CFG
+    with pytest.raises(SpecError, match=r"'myservice-requests-availability' is Prometheus-backed and its recording "
+                                        r"rules cover 5m, 30m, 1h, 2h, 6h, 1d, 3d, 30d only; the composite needs 4w "):
+        resolve(make_config(prom % "weighted"))
+
+
+# --- OpenSLO v2alpha export: export → import gives the same config ---------------------------------------------
+ROUND_TRIP = """
+journeys: {p2p: {start: payment.settled, end: payment.posted}}
+slos:
+  - {name: checkout, objective: 0.99, window: 1d, sli: {kind: span_ratio, service: sa, bad_when: {StatusCode: Error}}}
+  - {name: pp-money, journey: p2p, objective: 0.995, window: 1d, budgeting: amount,
+     sli: {kind: journey_latency, threshold: 15m}}
+"""
+COMPOSITES = [
+    {"name": "Order_To_Cash", "objective": 0.9925, "window": "28d", "team": "finance", "owner": "ana",
+     "tier": "1", "runbook": "https://wiki.example.com/o2c", "description": "checkout and money, money weighted 3",
+     "display_name": "Order to cash", "labels": {"domain": "o2c"}, "annotations": {"note": "month-end"},
+     "no_data_after": "2h",
+     "composite": {"members": ["checkout", "pp-money"], "rollup": "weighted", "weights": {"pp-money": 3}},
+     "alerting": {"min_events": 5, "exhaustion": [{"within": "4h", "severity": "ticket", "burn_window": "1h"}]}},
+    {"name": "worst-of", "objective": 0.99, "window": "7d", "service": "payments",
+     "composite": {"members": ["Order_To_Cash", "checkout"], "rollup": "least_healthy"},
+     "alerting": {"page": [], "catalogue": "sloth-7d"}},
+]
+
+
+def test_openslo_v2alpha_composite_export_imports_to_the_same_config(make_config, tmp_path):
+    import yaml
+
+    from slo.export import export_openslo
+    from slo.openslo_v2 import export_v2alpha
+    specs = resolve(make_config(ROUND_TRIP + "  " + "\n  ".join(
+        f"- {__import__('json').dumps(c)}" for c in COMPOSITES) + "\n"))
+    text = export_v2alpha(specs, [], {})
+    docs = list(yaml.safe_load_all(text))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("SLO", "order-to-cash"), ("SLO", "worst-of")]
+    # each member's own objective is its target, its weight the compositeWeight (what OpenSLO tools read)
+    assert docs[0]["spec"]["objectives"] == [{"sliRef": "checkout-sli", "target": 0.99},
+                                             {"sliRef": "pp-money-sli", "target": 0.995, "compositeWeight": 3.0}]
+    assert "composite" not in export_openslo(specs)          # v1 has no composite: left out of the v1 export
+    (tmp_path / "v2.yaml").write_text(text)
+    back = {s.name: s for s in resolve(make_config(ROUND_TRIP + f"openslo_v2alpha_files: [{tmp_path / 'v2.yaml'}]\n"))}
+    for spec in specs:
+        assert back[spec.name].config.model_dump() == spec.config.model_dump(), spec.name
+        assert back[spec.name].tiers == spec.tiers and back[spec.name].ownership == spec.ownership
+
+
+def test_cli_exports_composites_as_v2alpha(tmp_path):
+    from tests.support.servers import revwatch_cmd
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(cfg_text("least_healthy"))
+    r = revwatch_cmd("slo", "export", "--format", "openslo-v2alpha", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    [doc] = list(__import__("yaml").safe_load_all(r.stdout))
+    assert doc["apiVersion"] == "openslo.com/v2alpha" and doc["metadata"]["annotations"]["revwatch.io/rollup"] == \
+        "least_healthy"
+    assert [o["sliRef"] for o in doc["spec"]["objectives"]] == ["a-sli", "b-sli", "c-sli"]
+    r = revwatch_cmd("slo", "export", "--format", "v3", "--config", str(cfg))
+    assert r.returncode == 2 and "openslo-v2alpha" in r.stderr
+
+
+SLOTH = __import__("pathlib").Path(__file__).parent / "fixtures/sloth/examples/getting-started.yml"
+PROM_CFG = f"""
+sloth_files: [{SLOTH}]
+prometheus_url: http://prometheus.invalid:9090
+slos:
+  - {{name: a, objective: 0.99, window: 1d, sli: {{kind: span_ratio, service: sa, bad_when: {{StatusCode: Error}}}}}}
+  - {{name: o2c, objective: 0.99, window: 30d, composite: {{members: [a, myservice-requests-availability],
+                                                          rollup: %s}}}}
+"""
+
+
+def fake_prometheus(error_ratio: float, windows: tuple[str, ...]):
+    """A Prometheus answering the reader's three queries: the member's error ratio in `windows`, nothing else."""
+    import httpx
+
+    from slo.prometheus_values import PrometheusReader
+
+    def handle(request):
+        q = request.url.params["query"]
+        rows = [{"metric": {"__name__": f"slo:sli_error:ratio_rate{w}", "sloth_id": "myservice-requests-availability",
+                            "sloth_window": w}, "value": [0, str(error_ratio)]} for w in windows
+                if q.startswith("{__name__")]
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": rows}})
+    return PrometheusReader("http://prometheus.invalid:9090", transport=httpx.MockTransport(handle))
+
+
+@pytest.mark.parametrize("rollup", ["weighted", "least_healthy"])
+def test_prometheus_backed_member_is_read_from_prometheus(store, make_config, two_members, rollup):
+    engine = SloEngine(store, make_config(PROM_CFG % rollup))
+    engine.prometheus = fake_prometheus(0.05, ("30m", "1h", "2h", "6h", "1d", "3d", "30d"))    # no 5m ratio
+    [r] = engine.evaluate(two_members, names=["o2c"])
+    # a: 10 % bad, SLI 0.9, burn 10 (objective 0.99); the Prometheus member: 5 % bad, SLI 0.95, burn 50 (99.9 %)
+    if rollup == "weighted":
+        assert r.windows["1h"].sli == pytest.approx((0.9 + 0.95) / 2) and r.windows["1h"].total == 2
+        # the slo window: its 30d recording, and a's 30d window, which holds all of a's traffic up to at: one span
+        # every 6 s from T-25h to at = T-30s inclusive, k = 0 … 14,995 (14,996 spans), k = 0, 10, … bad (1,500)
+        assert r.windows["slo"].sli == pytest.approx((1 - 1500 / 14996 + 0.95) / 2)
+        assert r.windows["5m"].sli == pytest.approx(0.9) and r.windows["5m"].total == 1   # no 5m ratio: left out
+    else:
+        assert r.windows["1h"].burn_rate == pytest.approx(50) and r.windows["slo"].burn_rate == pytest.approx(50)
+        assert r.as_dict()["composite"]["parts"]["slo"] == ["myservice-requests-availability"]
+        assert r.windows["5m"].burn_rate == pytest.approx(10)
+    assert r.coverage.windows["1h"].covered == 60
+
+
+def test_prometheus_member_without_prometheus_is_left_out(store, make_config, two_members):
+    engine = SloEngine(store, make_config(PROM_CFG % "weighted"))
+    engine.prometheus = fake_prometheus(0.05, ())
+    [r] = engine.evaluate(two_members, names=["o2c"])
+    assert r.windows["1h"].sli == pytest.approx(0.9) and r.windows["1h"].total == 1

@@ -191,7 +191,8 @@ def test_revwatch_sources_threshold_units_labels_and_alert_policies(tmp_path):
         (dt.timedelta(days=3), dt.timedelta(hours=6), 1.0, dt.timedelta(minutes=30))]
     # alertAfter is the rule's hold time
     cfg = Config.model_validate({"journeys": {"p2p": {"start": "a", "end": "b"}}, "openslo_files": [str(p)]})
-    page, ticket = rule_groups(resolve(cfg)[0], "http://x")[0]["rules"]
+    alerts = {r["alert"]: r for r in rule_groups(resolve(cfg)[0], "http://x")[0]["rules"] if "alert" in r}
+    page, ticket = alerts["RevwatchSLOBurnRatePage"], alerts["RevwatchSLOBurnRateTicket"]
     assert "for" not in page and ticket["for"] == "30m"
     assert slo.alerting.labels == {"notification_targets": "oncall,finance-mail"}
     # the unit is required: a bare number is never guessed

@@ -40,7 +40,9 @@ def test_the_slo_document_carries_all_five_keys(store, make_config):
 
 def test_generated_alerts_route_on_ownership(make_config):
     spec = next(s for s in resolve(make_config(CFG)) if s.name == "own")
-    for rule in native_rules(spec, "http://rw")["rules"]:
+    alerts = [r for r in native_rules(spec, "http://rw")["rules"] if "alert" in r]
+    assert {"RevwatchSLOBurnRatePage", "RevwatchSLOBurnRateTicket"} <= {r["alert"] for r in alerts}
+    for rule in alerts:
         assert {k: rule["labels"][k] for k in ("owner", "team", "service", "tier")} == {
             "owner": "bo", "team": "payments", "service": "gateway", "tier": "tier-0"}
         assert rule["annotations"]["runbook_url"] == "http://rb.local/own"

@@ -97,3 +97,54 @@ def test_ownership_and_search(ui):
     html = ui.client.get("/ui/?q=API").text
     assert 'href="/ui/slos/api"' in html and 'href="/ui/slos/pp"' not in html
     assert "team payments-ops" in ui.client.get("/ui/").text
+
+
+SLICED = """
+slos:
+  - {name: ts5, objective: 0.9, window: 1d, budgeting: timeslices, timeslice_window: 5m, timeslice_target: 0.95,
+     sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}
+  - {name: tsr, objective: 0.9, window: 1d, budgeting: ratio_timeslices,
+     sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}}
+"""
+
+
+def _sliced_traffic(store) -> None:
+    """Two hours of spans, 20 a minute, ending now; four minutes at 50 % errors, 30 minutes apart (each makes its
+    5-minute slice 10 % bad: under the 95 % slice target), and a few single errors (5 % of a minute, 1 % of a
+    5-minute slice: good slices for ts5, small bad ratios for tsr)."""
+    from tests.support.slo_data import add_span_list
+    end = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    spans = []
+    for m in range(120):
+        minute = end - dt.timedelta(minutes=120 - m)
+        errors = 10 if m % 30 == 10 else 1 if m % 17 == 3 else 0
+        spans += [(int((minute + dt.timedelta(seconds=3 * k)).timestamp() * 1e9), k < errors) for k in range(20)]
+    add_span_list(store, spans)
+
+
+@pytest.mark.parametrize("span", ["6h", "window"])
+def test_time_slice_budget_chart_counts_bad_slices_and_ends_on_the_header(api_factory, span):
+    """A time-slice budget is in slices: the burn-down sums bad slices from the one budget function
+    (slo.state.budget_of) and ends on the header's number; over the whole window it starts with the budget whole,
+    which holds only when the chart's bad slices are the engine's."""
+    api = api_factory(SLICED)
+    _sliced_traffic(api.ctx.store)
+    api.ctx.slo.evaluate_and_cache()
+    sign_in(api)
+    for name in ("ts5", "tsr"):
+        d = data.slo_detail(api.ctx, name, None, span)
+        (g,) = d["groups"]
+        budget = g["result"]["budget"]
+        assert budget["unit"] == "minutes" and 0 < budget["bad"] and budget["remaining_ratio"] < 1
+        drawn = [v for v in g["burn_down"] if v is not None]
+        assert drawn and drawn[-1] == pytest.approx(budget["remaining_ratio"])     # one truth: the header's number
+        assert drawn[0] == pytest.approx(1.0)                   # nothing spent before the traffic began
+        assert len(set(round(v, 9) for v in drawn)) > 2         # it burns down in steps, slice by slice
+        page = api.client.get(f"/ui/slos/{name}?range={span}").text
+        chart = page.split("Error budget of the")[1].split("</figure>")[0]
+        assert "counted in bad time slices" in chart and "<svg" in chart
+        assert budget_phrase(budget["remaining_ratio"]) in page
+    # counted by hand: four bad 5-minute slices (the single errors leave theirs good); for the 1-minute ratio
+    # slices, 0.5 per 50 % minute and 0.05 per single error (minutes 3, 20, 37, 54, 71, 88, 105)
+    budgets = {n: data.slo_detail(api.ctx, n, None, "window")["groups"][0]["result"]["budget"] for n in ("ts5", "tsr")}
+    assert budgets["ts5"]["bad"] == 4 and budgets["tsr"]["bad"] == pytest.approx(4 * 0.5 + 7 * 0.05)

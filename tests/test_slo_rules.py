@@ -4,6 +4,7 @@ parsing the PromQL); every upstream Sloth file is imported or refused with a mes
 
 Regenerate the golden files after an intended change with `REVWATCH_UPDATE_GOLDEN=1 pytest tests/test_slo_rules.py`.
 """
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import yaml
 import revwatch
 from revwatch.config import Config, load_config
 from revwatch.units import format_duration
+from slo.forecast import PAGE_WITHIN
 from slo.rules import render, rule_groups, write_rules
 from slo.sloth import SlothError, load_sloth
 from slo.spec import resolve
@@ -75,7 +77,9 @@ def test_one_alert_per_slo_and_severity_window_is_not_a_label():
     for spec in specs:
         (group,) = rule_groups(spec, cfg.server.external_url)
         alerts = [r for r in group["rules"] if "alert" in r]
-        assert [r["alert"] for r in alerts] == ["RevwatchSLOBurnRatePage", "RevwatchSLOBurnRateTicket"]
+        forecast = ["RevwatchSLOForecastExhaustion"] if spec.is_journey else []     # the in-flight forecast's page
+        assert [r["alert"] for r in alerts] == ["RevwatchSLOBurnRatePage", "RevwatchSLOBurnRateTicket", *forecast]
+        alerts = alerts[:2]
         records = [r for r in group["rules"] if "record" in r]
         # one recording rule per tier: firing, or (its windows without data) its own last state held
         assert {(r["labels"]["severity"], r["labels"]["alert_tier"]) for r in records} == {
@@ -104,7 +108,9 @@ def test_grouped_slo_links_to_the_group_and_keeps_builtin_labels():
     cfg = Config.model_validate(yaml.safe_load(GROUPED))
     (spec,) = resolve(cfg)
     rules = rule_groups(spec, cfg.server.external_url)[0]["rules"]
-    page, ticket = [r for r in rules if "alert" in r]
+    page, ticket, forecast = [r for r in rules if "alert" in r]
+    assert forecast["labels"] == {**page["labels"], "severity": "page"} and forecast["annotations"]["link"] == \
+        page["annotations"]["link"]
     assert page["annotations"]["link"].startswith("https://revwatch.example.com/ui/slos/payments-by-gateway{{ if")
     assert ticket["labels"] == {"team": "payments", "channel": "#payments", "slo": "payments-by-gateway",
                                 "journey": "p2p", "severity": "ticket"}
@@ -270,6 +276,42 @@ def test_promtool_unit_one_alert_per_severity_with_rendered_annotations(tmp_path
         "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
             {"eval_time": "5m", "alertname": "RevwatchSLOBurnRatePage", "exp_alerts": [expected("page", page)]},
             {"eval_time": "5m", "alertname": "RevwatchSLOBurnRateTicket", "exp_alerts": [expected("ticket", ticket)]},
+        ]}]}))
+    r = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@need_promtool
+def test_promtool_unit_forecast_exhaustion_pages_within_the_engines_horizon(tmp_path):
+    """The forecast alert fires exactly when the engine's forecast says `page` (budget out within PAGE_WITHIN, 4 h):
+    a group forecast to run out in 1 h pages, one in 5 h and one not forecast to run out (metric absent) do not."""
+    cfg = Config.model_validate({"journeys": {"pay": {"start": "payment.created", "end": "payment.posted"}},
+                                 "slos": [{"name": "posting", "journey": "pay", "objective": 0.99, "window": "30d",
+                                           "group_by": ["gateway"],
+                                           "sli": {"kind": "journey_latency", "threshold": "15m"}}]})
+    (path,) = write_rules(resolve(cfg), tmp_path, "https://rw.example")
+    assert PAGE_WITHIN == dt.timedelta(hours=4)
+
+    def metric(name: str, group: str, value: str) -> dict:
+        return {"series": f'{name}{{slo="posting",group="{group}",job="revwatch"}}', "values": value}
+    series = [metric("revwatch_slo_forecast_exhausted_in_seconds", "stripe", "3600x10"),
+              metric("revwatch_slo_forecast_exhausted_in_seconds", "adyen", "18000x10"),
+              metric("revwatch_slo_forecast_breaches", "stripe", "7x10"),
+              metric("revwatch_slo_forecast_breaches", "mollie", "0x10")]
+    test = tmp_path / "test.yml"
+    test.write_text(yaml.safe_dump({
+        "rule_files": [str(path)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "RevwatchSLOForecastExhaustion", "exp_alerts": [{
+                "exp_labels": {"severity": "page", "slo": "posting", "journey": "pay", "group": "stripe",
+                               "job": "revwatch"},
+                "exp_annotations": {
+                    "summary": "(page) SLO posting [stripe] will exhaust its error budget within 4h at the in-flight "
+                               "pace",
+                    "description": "SLO posting [stripe] (journey pay, objective 99.0000% over 30d): 7 instances in "
+                                   "flight are forecast to breach the 15m threshold at the current step pace; the "
+                                   "error budget runs out in 1h 0m 0s.",
+                    "link": "https://rw.example/ui/slos/posting?group=stripe"}}]},
         ]}]}))
     r = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -219,7 +219,8 @@ def test_real_otel_sdk_on_default_settings_loses_nothing_across_a_4_s_spool_outa
             t = threading.Thread(target=one)
             t.start()
             threads.append(t)
-            time.sleep(0.5)
+            time.sleep(0.5)                 # spans spread over the 4 s outage: the OTLP exporter retries on its own
+                                            # (real-time) schedule, which is what is tested
         for t in threads:
             t.join(30)
         tp.shutdown()

@@ -1,5 +1,5 @@
 """Web UI over HTTP (no browser): sign-in and session rules, CSRF and origin checks, kiosk mode, the data the
-pages show (exhausted state, stuck money, CSV, series, bad-event breakdown) against data put in the store."""
+pages show (exhausted state, stuck money, CSV, series, burn attribution) against data put in the store."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +12,7 @@ import pytest
 
 from anomaly.findings import acknowledge
 from collector.rows import EVENT_COLUMNS, EventRow
-from slo.breakdown import breakdown
+from slo.attribution import attribute
 from slo.history import bucket_series, burn_down
 from tests.support.slo_data import add_events, add_spans, journey
 from webui import charts
@@ -253,19 +253,24 @@ def test_slo_page_series_and_breakdown(ui):
     assert sum(b.total for b in buckets) == day.total and sum(b.good for b in buckets) == day.good
     down = burn_down(buckets, 0.9)
     assert down[-1] == pytest.approx(1 - (day.total - day.good) / (0.1 * day.total))
-    bd = breakdown(ui.ctx.store, ui.ctx.config, spec, NOW - dt.timedelta(days=3), NOW + dt.timedelta(minutes=1))
-    assert bd["total"] == 4 and dict(bd["by_step"]) == {"stuck after payment.settled": 3,
-                                                        "late at payment.posted": 1}
-    assert dict(bd["by_system"]) == {"gw": 4} and ("gateway", "stripe", 3) in bd["top_attributes"]
-    assert set(bd["examples"]) == {"late1", "late2", "late3", "slow1"}
+    # the page's "where the bad instances come from" is the burn attribution (slo/attribution.py) of the range
+    att = attribute(ui.ctx.slo, spec, "", now=NOW + dt.timedelta(minutes=1), lookback=dt.timedelta(days=3))
+    assert att["instances"]["started"] == 5 and att["instances"]["bad"] == 4
+    assert [(s["step"], s["after"], s["stuck"], s["late"]) for s in att["steps"]] == \
+        [("payment.posted", "payment.settled", 3, 1)]
+    assert "late at payment.posted" in page.text and att["failing_system"] == "gw"
+    assert att["money_bad"] == {"EUR": "125.50", "USD": "7.25"}        # late1 + late2 + slow1; late3
+    # stripe is 3 of the 4 bad but also 3 of the 5 started (lift 1.25 < 1.5): not over-represented
+    assert att["over_represented"] == []
+    assert {x["correlation_id"] for x in att["oldest_stuck"]} == {"late1", "late2", "late3"}
 
 
-def test_span_breakdown_by_service_and_span_name(ui):
+def test_span_attribution_by_service_and_span_name(ui):
     add_spans(ui.ctx.store, NOW - dt.timedelta(minutes=30), minutes=10, per_minute=6, errors_per_minute=2)
     spec = ui.ctx.slo.spec("api")
-    bd = breakdown(ui.ctx.store, ui.ctx.config, spec, NOW - dt.timedelta(hours=1), NOW)
-    assert bd["total"] == 20 and bd["by_system"] == [("odoo", 20)] and bd["by_step"] == [("execute_kw", 20)]
-    assert len(bd["examples"]) == 10
+    att = attribute(ui.ctx.slo, spec, "", now=NOW, lookback=dt.timedelta(hours=1))
+    assert att["spans"]["total"] == 60 and att["spans"]["bad"] == 20
+    assert att["steps"] == [{"step": "execute_kw", "bad": 20}] and att["failing_system"] == "odoo"
 
 
 def test_docs_and_assets_are_local(ui):
@@ -322,7 +327,7 @@ def test_a_rescan_keeps_an_acknowledged_finding_acknowledged(api_factory):
     first = list_findings(api.ctx.store)
     assert first and all(f["status"] == "open" for f in first)
     acknowledge(api.ctx.store, first[0]["id"], by="k9")
-    time.sleep(0.01)
+    time.sleep(0.01)                 # the re-scan is versioned by the store's clock (now64): a later ms than the ack
     scan(api.ctx.store)
     again = {f["id"]: f for f in list_findings(api.ctx.store)}
     assert again[first[0]["id"]]["status"] == "acknowledged"

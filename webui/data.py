@@ -19,11 +19,11 @@ from revwatch.journeys import money as jmoney
 from revwatch.store import StoreError
 from revwatch.units import as_utc, utcnow
 from slo.annotations import marks
-from slo.breakdown import breakdown
+from slo.attribution import attribute
 from slo.engine import SloResult
 from slo.forecast import forecast
-from slo.history import Series, bucket_series
-from slo.state import SEVERITY
+from slo.history import Bucket, Series, bucket_series, slice_series
+from slo.state import SEVERITY, budget_of
 
 log = logging.getLogger("revwatch.webui")
 
@@ -183,23 +183,25 @@ def _zoomed_sli_axis(values: list[float | None], objective: float) -> tuple[floa
     return max(0.0, lo - (1 - objective) * 0.5), 1.0
 
 
-def _budget_line(buckets: list, result: SloResult, window_start: dt.datetime) -> list[float | None] | None:
+TIME_SLICES = ("timeslices", "ratio_timeslices")
+
+
+def _budget_line(buckets: list[Bucket], result: SloResult, window_start: dt.datetime) -> list[float | None]:
     """The SLO window's error budget left after each point, ending exactly at the header's number: going back from
-    the evaluation, remaining(t) = remaining(now) + bad after t / allowed. Points before the window started are
-    gaps (that budget did not exist yet). None for time-slice budgeting (its budget counts minutes, the points
-    count events: not comparable, so nothing is drawn rather than something wrong)."""
-    if result.spec.config.budgeting not in ("occurrences", "amount"):
-        return None
-    w = result.windows["slo"]
-    allowed = (1 - result.spec.config.objective) * w.total
-    final = result.budget["remaining_ratio"]
+    the evaluation, remaining(t) = remaining(now) + bad after t / allowed, with remaining and allowed from the one
+    budget function (slo.state.budget_of) and `bad` in the budget's unit — events, currency units (the buckets count
+    them in 1/scale, as the window does), or for time-slice budgets the bad slices (`slo.history.slice_series`).
+    Points before the window started are gaps (that budget did not exist yet)."""
+    b = budget_of(result)
+    allowed = b.allowed * result.windows["slo"].scale
+    final = b.remaining_ratio
     if allowed <= 0:
-        return [None if b.start < window_start else final for b in buckets]
+        return [None if x.start < window_start else final for x in buckets]
     out: list[float | None] = []
-    after = sum(b.bad for b in buckets)
-    for b in buckets:
-        after -= b.bad
-        out.append(None if b.start < window_start else final + after / allowed)
+    after = sum(x.bad for x in buckets)
+    for x in buckets:
+        after -= x.bad
+        out.append(None if x.start < window_start else final + after / allowed)
     return out
 
 
@@ -213,7 +215,7 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
     point's own ratio (about 144 points), with the previous period of the same length for comparison; the budget
     chart is the SLO window's budget as it stood after each point, ending at the header's number (never a budget
     of the range's own traffic, never clipped). The budget history (`budget_history`, its own page: it evaluates
-    the SLO HISTORY_PERIODS times) is linked. Bad events are broken down over the range, at most its last 7 days."""
+    the SLO HISTORY_PERIODS times) is linked. Bad events are attributed over the range, at most its last 7 days."""
     spec = ctx.slo.spec(name)
     if spec is None:
         return None
@@ -234,6 +236,9 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
     step = dt.timedelta(minutes=minutes)
     series = bucket_series(ctx.store, [spec], lo, hi, step, ctx.slo.adjustments)
     previous = bucket_series(ctx.store, [spec], lo - (hi - lo), lo, step, ctx.slo.adjustments)
+    # a time-slice budget counts slices: its budget chart sums bad slices, the SLI and burn charts stay per minute
+    slices = slice_series(ctx.store, spec, lo, hi, step, ctx.slo.adjustments, clip_from=wlo) \
+        if spec.config.budgeting in TIME_SLICES else None
     thresholds = sorted({(a["severity"], a["threshold"]) for r in results for a in r.alerts}, key=lambda x: -x[1])
     top = max((t for _, t in thresholds), default=1.0)
     cap = 3 * top
@@ -247,8 +252,8 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
         burn = [b.burn_rate(obj) if b.total else None for b in buckets]
         sli = [b.sli for b in buckets]
         prev_sli = [b.sli for b in before][:len(sli)]
-        down = _budget_line(buckets, r, wlo)
-        finite_down = [v for v in down or [] if v is not None]
+        down = _budget_line(slices.of(name, r.group) if slices is not None else buckets, r, wlo)
+        finite_down = [v for v in down if v is not None]
         totals = {k: (sum(b.good for b in bs), sum(b.total for b in bs)) for k, bs in (("range", buckets),
                                                                                       ("previous", before))}
         groups.append({"group": r.group, "status": r.state, "result": r.as_dict(),
@@ -267,7 +272,7 @@ def slo_detail(ctx: AppContext, name: str, group: str | None, span: str = "windo
             "groups": groups, "all_groups": [r.group for r in results], "thresholds": thresholds, "span": span,
             "ranges": list(RANGES), "selected_group": group, "custom": (frm, to),
             "previous": (lo - (hi - lo), lo), "ownership": spec.ownership.as_dict(),
-            "breakdown": breakdown(ctx.store, ctx.config, spec, bd_lo, hi), "breakdown_from": bd_lo,
+            "attribution": _attribution(ctx, spec, group, results, bd_lo, hi), "breakdown_from": bd_lo,
             "forecast": _forecast(ctx, spec, group), "alert_history": _alert_history(ctx, spec.name, group, lo, hi)}
 
 
@@ -305,6 +310,20 @@ def budget_history(ctx: AppContext, spec, at: dt.datetime, group: str | None,
     except StoreError as e:
         log.warning("budget history unavailable: %s", e)
     return out
+
+
+def _attribution(ctx: AppContext, spec, group: str | None, results: list[SloResult], lo: dt.datetime,
+                 hi: dt.datetime) -> dict | None:
+    """Where the range's bad instances (or spans) come from, over at most its last 7 days: the burn attribution of
+    the selected group, else the SLO's first (slo/attribution.py — what the API and the alerts' impact show: the
+    step they are stuck at or late in, the over-represented attribute values, money). None (shown as unavailable)
+    when the store fails."""
+    g = group if group is not None else (results[0].group if results else "")
+    try:
+        return attribute(ctx.slo, spec, g, now=hi, lookback=hi - lo)
+    except StoreError as e:
+        log.warning("attribution unavailable: %s", e)
+        return None
 
 
 def _forecast(ctx: AppContext, spec, group: str | None) -> list[dict] | None:

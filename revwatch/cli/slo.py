@@ -50,23 +50,25 @@ def slo_rules(output: Path = typer.Option(..., "-o", "--output", help="directory
 
 
 @slo_app.command("export")
-def slo_export(fmt: str = typer.Option("openslo", "--format", help="output format (openslo: OpenSLO v1 YAML; "
-                                      "openslo-adjustments: the config's budget adjustments as v2alpha YAML)"),
+def slo_export(fmt: str = typer.Option("openslo", "--format", help="output format (openslo: OpenSLO v1 YAML, "
+                                      "composites left out; openslo-adjustments: the config's budget adjustments as "
+                                      "v2alpha YAML; openslo-v2alpha: composite SLOs and budget adjustments as "
+                                      "v2alpha YAML)"),
                output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default stdout)"),
                config: Optional[Path] = ConfigOpt):
     """Every SLO (journey SLOs and imported ones) as OpenSLO v1 documents that import back to the same SLOs."""
-    if fmt not in ("openslo", "openslo-adjustments"):
-        fail(f"--format: unknown format {fmt!r} (supported: openslo, openslo-adjustments)")
+    if fmt not in ("openslo", "openslo-adjustments", "openslo-v2alpha"):
+        fail(f"--format: unknown format {fmt!r} (supported: openslo, openslo-adjustments, openslo-v2alpha)")
     cfg = load_cli_config(config)
     from slo.export import export_openslo
     from slo.spec import SpecError, resolve
     try:
         specs = resolve(cfg)
-        if fmt == "openslo-adjustments":         # docs/slo-policy.md (slo/openslo_v2.py)
+        if fmt in ("openslo-adjustments", "openslo-v2alpha"):    # docs/slo-policy.md (slo/openslo_v2.py)
             from slo.adjustments import declared
-            from slo.openslo_v2 import export_adjustments
-            text = export_adjustments(declared(cfg, [s.name for s in specs]),
-                                      {s.name: s.ownership.service for s in specs})
+            from slo.openslo_v2 import export_v2alpha
+            text = export_v2alpha(specs if fmt == "openslo-v2alpha" else [], declared(cfg, [s.name for s in specs]),
+                                  {s.name: s.ownership.service for s in specs})
         else:
             text = export_openslo(specs)
     except SpecError as e:

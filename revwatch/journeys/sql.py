@@ -17,9 +17,11 @@ from __future__ import annotations
 from revwatch.config import JourneyConfig
 
 
-def instances_sql(table: str, lo: str, hi: str | None = None, *, key: str = "j", steps: bool = False) -> str:
+def instances_sql(table: str, lo: str, hi: str | None = None, *, key: str = "j", steps: bool = False,
+                  only: str = "") -> str:
     """The one subquery of journey instances whose milestones lie in [lo, hi) (SQL expressions; no upper bound
-    when `hi` is None).
+    when `hi` is None). `only`: an SQL condition on CorrelationId that keeps some instances (whole: all their
+    milestones in [lo, hi) are read) — the narrow reads of slo/sli.py, through the (Type, CorrelationId) key.
 
     Binds `{<key>_start:String}` and `{<key>_end:String}` (`instance_params`; a distinct `key` per journey lets
     one statement hold several). Columns: CorrelationId, s_at (first start), e_at (first end), has_end, attrs (the
@@ -36,27 +38,28 @@ def instances_sql(table: str, lo: str, hi: str | None = None, *, key: str = "j",
                anyIf(Attributes, Type = {st}) AS attrs,
                anyIf(Source, Type = {st}) AS src{reached}
         FROM {table}
-        WHERE Type IN {types} AND At >= {lo}{f" AND At < {hi}" if hi else ""}
+        WHERE Type IN {types} AND At >= {lo}{f" AND At < {hi}" if hi else ""}{f" AND {only}" if only else ""}
         GROUP BY CorrelationId
         HAVING countIf(Type = {st}) > 0"""
 
 
 def instances_money_sql(milestones: str, events: str, lo: str, hi: str | None = None, *, key: str = "j",
-                        steps: bool = False, all_instances: bool = False) -> str:
+                        steps: bool = False, all_instances: bool = False, only: str = "") -> str:
     """`instances_sql` joined with the money of each instance's start event: `amt` (Decimal(38, 9), as stored),
     `cur` (the currency; '?' when none) and `known` (whether it carries an amount). By default only the instances
     that carry an amount; with `all_instances`, every instance (`known` false, `amt` 0 for the others). Only start
     events whose time lies in [lo, hi) are read (the events table's daily partitions of that range)."""
     st = f"{{{key}_start:String}}"
+    only_and = f" AND {only}" if only else ""
     join, having = ("LEFT JOIN", "") if all_instances else ("INNER JOIN", " HAVING countIf(Amount IS NOT NULL) > 0")
     return f"""
         SELECT i.*, a.amt AS amt, if(a.cur = '', '?', a.cur) AS cur, a.known AS known
-        FROM ({instances_sql(milestones, lo, hi, key=key, steps=steps)}) AS i
+        FROM ({instances_sql(milestones, lo, hi, key=key, steps=steps, only=only)}) AS i
         {join} (
             SELECT CorrelationId, anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt,
                    any(toString(Currency)) AS cur, countIf(Amount IS NOT NULL) > 0 AS known
             FROM {events}
-            WHERE Type = {st} AND OccurredAt >= {lo}{f" AND OccurredAt < {hi}" if hi else ""}
+            WHERE Type = {st} AND OccurredAt >= {lo}{f" AND OccurredAt < {hi}" if hi else ""}{only_and}
             GROUP BY CorrelationId{having}
         ) AS a ON a.CorrelationId = i.CorrelationId"""
 
