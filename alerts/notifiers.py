@@ -16,9 +16,11 @@ routing key, the webhook's HMAC signature, Slack's webhook URL), so the store an
   buttons) are shown verbatim by Slack. Over-long values are cut with "…" (never inside an entity or a link),
   alerts beyond the block budget are counted in a last context block. One request.
 * pagerduty — Events API v2 (`POST /v2/enqueue`): one event per alert identity, `event_action` trigger or
-  resolve, `dedup_key` stable per SLO, group and severity (`revwatch/slo/<slo>/<group>/<severity>`; other alerts:
-  their fingerprint), `payload` {summary ≤ 1024, source, severity ∈ critical|error|warning|info, timestamp,
-  component, group, class, custom_details with the impact}, `links` [{href, text}], `client`, `client_url`.
+  resolve, `dedup_key` stable per SLO, group and severity (`revwatch/slo/<slo>/<group>/<severity>`; the forecast
+  alert `…ForecastExhaustion` of the generated rules gets `/forecast` after it — it is another alert than the
+  burn-rate page of the same SLO, and sharing its key let the forecast's resolve close the burn page's incident;
+  other alerts: their fingerprint), `payload` {summary ≤ 1024, source, severity ∈ critical|error|warning|info,
+  timestamp, component, group, class, custom_details with the impact}, `links` [{href, text}], `client`, `client_url`.
   A resolve carries only routing_key, event_action and dedup_key, as documented.
 """
 from __future__ import annotations
@@ -215,6 +217,8 @@ def dedup_key(labels: dict[str, str], fingerprint: str) -> str:
     """Stable per SLO, group and severity (so re-sends and resolves hit the same PagerDuty alert)."""
     if labels.get("slo"):
         key = f"revwatch/slo/{labels['slo']}/{labels.get('group', '')}/{labels.get('severity', '')}"
+        if labels.get("alertname", "").endswith("ForecastExhaustion"):     # slo/rules.py: its own incident
+            key += "/forecast"
     else:
         key = f"revwatch/alert/{fingerprint}"
     return key if len(key) <= PD_DEDUP_MAX else "revwatch/" + hashlib.sha256(key.encode()).hexdigest()

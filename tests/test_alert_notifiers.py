@@ -199,3 +199,13 @@ def test_slack_cuts_never_split_an_entity():
     assert _cut_mrkdwn("ab&amp;cd", 5) == "ab…"
     assert _cut_mrkdwn("ab<http://x|y>cd", 8) == "ab…"
     assert _cut_mrkdwn("abc&amp;", 20) == "abc&amp;"
+
+
+def test_the_forecast_page_and_the_burn_rate_page_are_separate_pagerduty_incidents():
+    """Both carry the SLO's page labels (slo/rules.py); on one key the forecast's resolve closed the burn page's
+    incident in PagerDuty while the SLO still burned."""
+    page = {"alertname": "RevwatchSLOBurnRatePage", "slo": "pp", "group": "", "severity": "page"}
+    forecast = {**page, "alertname": "RevwatchSLOForecastExhaustion"}
+    assert dedup_key(page, "f1") == "revwatch/slo/pp//page"
+    assert dedup_key(forecast, "f2") == "revwatch/slo/pp//page/forecast"
+    assert dedup_key({**forecast, "alertname": "PaymentsForecastExhaustion"}, "f3").endswith("/forecast")
