@@ -387,7 +387,7 @@ def cross_benchmark(ucr_dir: str | None, jobs: int = 2, candidates: bool = False
                if "ucr" in r else f"{'-':>6}")
         print(f"   {name:55} {nab} {ucr}")
     if candidates and all("nab" in rows[n] and "ucr" in rows[n] for n in names):
-        pool = [n for n in names if not _is_baseline(n)]
+        pool = [n for n in COMBINATIONS if n in rows]
         for tune, c in choose_across(rows, pool).items():
             print(f"   chosen on half {tune} (NAB {c['tune'][0]:.1f}, UCR {c['tune'][1]:.2f}): {c['variant']} → "
                   f"held-out half {c['held_half']}: NAB {c['held'][0]:.1f} (its own threshold), "
@@ -398,11 +398,6 @@ def cross_benchmark(ucr_dir: str | None, jobs: int = 2, candidates: bool = False
         stumpy_check(load_corpus(find_corpus(None)))
     if n_ucr == 0:
         print("   UCR: no series found (--ucr DIR or $REVWATCH_UCR_DIR: *_UCR_Anomaly_*.txt[.gz]); not measured")
-
-
-def _is_baseline(name: str) -> bool:
-    from bench.nab import VARIANTS
-    return "baseline" in VARIANTS[name][0]
 
 
 if __name__ == "__main__":
