@@ -262,7 +262,7 @@ def ucr_series(root: Path) -> list[tuple[str, np.ndarray, int, int, int]]:
 
 def find_ucr(explicit: str | None) -> Path:
     """The UCR series: --ucr, $REVWATCH_UCR_DIR, ../shared/data/ucr from the repository (and from its parent, for
-    a worktree), else the two series shipped in bench/data/ucr (see its README for why only two)."""
+    a worktree), else bench/data/ucr (which holds no series: see its README for why)."""
     for c in (explicit, os.environ.get("REVWATCH_UCR_DIR"), ROOT.parent / "shared" / "data" / "ucr",
               ROOT.parent.parent / "shared" / "data" / "ucr"):
         if c and Path(c).is_dir() and ucr_series_files(Path(c)):
