@@ -47,6 +47,30 @@ DISCORD_PREFIX = 400      # values that set the discord's window (a cycle of up 
 
 @dataclass(frozen=True)
 class DetectorParams:
+    """The detector's knobs, each kept for a reason (README "Anomaly detection" has the measurements;
+    `python bench/anomaly_eval.py --cross --knobs` re-measures taking each one out on NAB and UCR):
+
+    * `alpha`, `alpha_short` — what "the usual level" and "the recent level" mean (~2000 and ~20-40 points); the
+      shift is their difference, the heart of the method.
+    * `squash` — maps z to a score so that the online watcher's alarm level 0.8 means a shift of 6; NAB's best
+      threshold lands on it, so offline and online agree.
+    * `alarm` — not tuned: the online watcher passes its configured alarm level (one incident, one finding there).
+    * `refractory`, `margin` — one incident, one alarm (NAB charges every extra detection); `margin` lets a
+      clearly larger incident through right after a lesser alarm.
+    * `spatial_tolerance`, `spatial_z`, `spatial_shift` — Numenta's spatial rule (a new extreme beyond the range
+      by 5 % of it, HTM's value) and its two gates: Gaussian noise keeps setting ~3σ records early on, so a record
+      must be far out on its own (`spatial_z`) or part of a shift (`spatial_shift`).
+    * `warmup` — no score before the statistics have seen enough values to mean anything.
+    * `season`, `season_bins` — facts about business data, not tuned: a day, in 5-minute phase bins.
+    * `season_alpha`, `season_weight`, `season_replace` — how the daily profile is learned and weighed against the
+      level shift (with timestamps only: UCR has none, so they cannot change a UCR score).
+    * `discord`, `discord_weight` — the shape term (anomaly.discord) and how its z meets the level terms' z.
+      Weight 1 keeps NAB at 72.2 and the online watcher quiet on noise; 2 or 3 find more UCR anomalies (0.36, 0.42
+      against 0.26) at about 2 NAB points and false alarms on plain noise (README, known limitations).
+
+    Taken out one at a time in one run (`--cross --knobs`), every remaining knob costs NAB 0.5 points or more
+    (`season_weight` exactly 0.5; refractory 16.6) or UCR series; the point-z mode was removed (never the default).
+    """
     alpha: float = 0.0005         # weight of the newest value in the long-run mean and spread (~2000 points)
     alpha_short: float = 0.05     # weight of the newest value in the short mean, the recent level (~20-40 points)
     warmup: int = 150             # values before any non-zero score
@@ -62,8 +86,8 @@ class DetectorParams:
     season_weight: float = 0.5    # weight of the seasonal shift against the level shift
     season_replace: float = 0.25  # seasonal residual variance below this × the values' variance: seasonal shift only
     squash: float = 1.5           # score = z / (z + squash): a shift of 6 scores 0.8
-    point: bool = False           # True: the previous method (point z-score of the value and of its step)
     discord: bool = True          # also score shape anomalies: the left matrix-profile discord (anomaly.discord)
+    discord_weight: float = 1.0   # the discord's z is multiplied by this before it meets the level terms' z
 
     def __post_init__(self) -> None:
         for name in ("alpha", "alpha_short", "season_alpha"):
@@ -147,8 +171,6 @@ class StreamDetector:
         self.season_shift = _Shift(p.alpha, p.alpha_short)
         self.profile = [math.nan] * max(1, p.season_bins)    # seasonal profile per phase bin
         self.last_t: float | None = None
-        self.level, self.step = _Ew(p.alpha), _Ew(p.alpha)  # for the `point` variant
-        self.prev: float | None = None
         self.lo = self.hi = math.nan
         self.prefix: list[float] | None = [] if p.discord else None     # values until the window is estimated
         self.discord: LeftDiscord | None = None
@@ -163,7 +185,7 @@ class StreamDetector:
         if not math.isfinite(value):
             return 0.0
         self.n += 1
-        z = self._point_z(value) if p.point else self.shift.update(value)
+        z = self.shift.update(value)
         if timestamp is not None and p.season > 0:
             zs = self._seasonal_z(value, to_seconds(timestamp))
             sl, ll = self.season_shift.long, self.shift.long
@@ -171,10 +193,10 @@ class StreamDetector:
                 z = zs                                # the cycle explains the series: its swing is no shift
             else:
                 z = max(z, p.season_weight * zs)
-        z = max(z, self._discord_z(value))
+        z = max(z, p.discord_weight * self._discord_z(value))
         spatial = self._spatial(value)
         if spatial and z < p.spatial_shift:           # a new extreme that is not part of a shift …
-            lv = self.level if p.point else self.shift.long   # (has learned value: its z against the long run)
+            lv = self.shift.long                      # (has learned value: its z against the long run)
             if lv.z(value, 1e-9 + abs(lv.mean) * 1e-6) < p.spatial_z:
                 spatial = 0.0                         # … must be far out on its own: noise sets records too
         if self.n <= p.warmup:
@@ -204,20 +226,6 @@ class StreamDetector:
         z = (d - st.mean) / st.sd(1e-9 + abs(st.mean) * 1e-3) if st.n > DISCORD_PREFIX // 4 else 0.0
         st.add(d)
         return max(0.0, z)
-
-    def _point_z(self, value: float) -> float:
-        """The previous method: z-score of the value and of its step against their long-run statistics."""
-        if self.prev is None:
-            self.level.add(value)
-            self.prev = value
-            return 0.0
-        floor = 1e-9 + abs(self.level.mean) * 1e-6
-        step = value - self.prev
-        z = max(self.level.z(value, floor), self.step.z(step, floor))
-        self.level.add(value)
-        self.step.add(step)
-        self.prev = value
-        return z if math.isfinite(z) else math.inf
 
     def _seasonal_z(self, value: float, t: float) -> float:
         """Shift of (value − the seasonal profile at this phase); the profile holds, per phase bin (`season_bins` of

@@ -262,7 +262,7 @@ def ucr_series(root: Path) -> list[tuple[str, np.ndarray, int, int, int]]:
 
 def find_ucr(explicit: str | None) -> Path:
     """The UCR series: --ucr, $REVWATCH_UCR_DIR, ../shared/data/ucr from the repository (and from its parent, for
-    a worktree), else the two series shipped in bench/data/ucr (see its README for why only two)."""
+    a worktree), else bench/data/ucr (which holds no series: see its README for why)."""
     for c in (explicit, os.environ.get("REVWATCH_UCR_DIR"), ROOT.parent / "shared" / "data" / "ucr",
               ROOT.parent.parent / "shared" / "data" / "ucr"):
         if c and Path(c).is_dir() and ucr_series_files(Path(c)):
@@ -324,6 +324,7 @@ def cross_rows(ucr_dir: str | None, names, jobs: int = 2) -> tuple[dict[str, dic
     series = ucr_series(ucr_root)
     ucr_corpus = [(n, None, v, []) for n, v, *_ in series]
     rows: dict[str, dict] = {}
+    ucr_done: dict[tuple, list[bool]] = {}
     for name in names:
         params, with_time = VARIANTS[name]
         r: dict = {}
@@ -335,9 +336,14 @@ def cross_rows(ucr_dir: str | None, names, jobs: int = 2) -> tuple[dict[str, dic
                 r[f"nab_{h}"] = own[h]["score"]
                 r[f"nab_{h}_held"] = score_corpus(files[HALVES[h]], {"standard": own[other]["threshold"]})[
                     "standard"]["score"]
-        if series:
+        # the UCR series have no timestamps, so the seasonal knobs cannot change their scores: scored once
+        key = tuple(sorted((k, v) for k, v in params.items() if not k.startswith("season")))
+        if series and key in ucr_done:
+            found = ucr_done[key]
+        elif series:
             files, _ = run(ucr_corpus, params, False, jobs)
-            found = [ucr_found(f.scores, tr, b, e) for f, (_, _, tr, b, e) in zip(files, series)]
+            found = ucr_done[key] = [ucr_found(f.scores, tr, b, e) for f, (_, _, tr, b, e) in zip(files, series)]
+        if series:
             r["found"] = found
             r["ucr"] = float(np.mean(found))
             for h, sl in HALVES.items():
@@ -381,7 +387,7 @@ def cross_benchmark(ucr_dir: str | None, jobs: int = 2, candidates: bool = False
                if "ucr" in r else f"{'-':>6}")
         print(f"   {name:55} {nab} {ucr}")
     if candidates and all("nab" in rows[n] and "ucr" in rows[n] for n in names):
-        pool = [n for n in names if not _is_baseline(n)]
+        pool = [n for n in COMBINATIONS if n in rows]
         for tune, c in choose_across(rows, pool).items():
             print(f"   chosen on half {tune} (NAB {c['tune'][0]:.1f}, UCR {c['tune'][1]:.2f}): {c['variant']} → "
                   f"held-out half {c['held_half']}: NAB {c['held'][0]:.1f} (its own threshold), "
@@ -392,11 +398,6 @@ def cross_benchmark(ucr_dir: str | None, jobs: int = 2, candidates: bool = False
         stumpy_check(load_corpus(find_corpus(None)))
     if n_ucr == 0:
         print("   UCR: no series found (--ucr DIR or $REVWATCH_UCR_DIR: *_UCR_Anomaly_*.txt[.gz]); not measured")
-
-
-def _is_baseline(name: str) -> bool:
-    from bench.nab import VARIANTS
-    return "baseline" in VARIANTS[name][0]
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ MP = "baseline: plain matrix-profile discord"
 HEAD_TO_HEAD = (DEFAULT, NO_DISCORD, DIFF_Z, MP)
 # the ways of combining the discord with the level terms that the default was chosen from, across NAB and UCR
 # (bench/anomaly_eval.py --cross --candidates)
-COMBINATIONS: tuple[str, ...] = (DEFAULT, NO_DISCORD)
+COMBINATIONS: tuple[str, ...] = (DEFAULT, NO_DISCORD, "discord z × 2 against the level terms",
+                                  "discord z × 3 against the level terms")
 # one knob taken out each (its mechanism off, or fixed at the value that needs no knob), for
 # bench/anomaly_eval.py --cross --knobs: a knob stays only if taking it out costs NAB or UCR
 KNOB_CHECKS: dict[str, dict] = {
@@ -64,10 +65,6 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     NO_DISCORD: ({"discord": False}, True),
     DIFF_Z: ({"baseline": "diff_z"}, False),
     MP: ({"baseline": "mp_discord"}, False),
-    "previous default (point z, no spatial)": ({"point": True, "spatial_tolerance": -1, "season": 0, "warmup": 50,
-                                                "alarm": 0.55, "squash": 3.0}, False),
-    "point z + HTM's spatial rule": ({"point": True, "spatial_z": 0, "season": 0, "warmup": 50, "alarm": 0.55,
-                                      "squash": 3.0}, False),
     "no timestamps (no seasonal term)": ({}, False),
     "no spatial rule": ({"spatial_tolerance": -1}, True),
     "spatial rule ungated (HTM's)": ({"spatial_z": 0}, True),
@@ -87,6 +84,8 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "squash 2.0 (alarm 0.8 at shift 8)": ({"squash": 2.0}, True),
     "squash 3, alarm 0.7 (shift 7)": ({"squash": 3.0, "alarm": 0.7}, True),
     "warmup 50": ({"warmup": 50}, True),
+    "discord z × 2 against the level terms": ({"discord_weight": 2.0}, True),
+    "discord z × 3 against the level terms": ({"discord_weight": 3.0}, True),
     **{name: (params, True) for name, params in KNOB_CHECKS.items()}}
 
 

@@ -33,8 +33,10 @@ class EvaluatorLoop:
 
     def __init__(self, engine: SloEngine, direct: DirectAlerts | None, interval: float, external_url: str,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
-                 data_version: Callable[[], int] | None = None):
+                 data_version: Callable[[], int] | None = None, summary_interval: float = 30.0):
         self.engine, self.direct, self.interval, self.external_url = engine, direct, interval, external_url
+        self.summary_interval = summary_interval   # journey summaries and forecasts at most this often (config)
+        self._summaries_at: float | None = None
         self.data_version = data_version     # moves when this process's writer stored new data (None: interval only)
         self.clock = clock
         self._next_at, self._last_start = clock(), 0.0
@@ -51,7 +53,10 @@ class EvaluatorLoop:
     def run_once(self) -> None:
         """One pass: evaluate (refreshing rollups), then hand the alert conditions to the direct path."""
         began = self.clock()
-        results = self.engine.evaluate_and_cache()
+        due = self._summaries_at is None or not 0 <= began - self._summaries_at < self.summary_interval
+        results = self.engine.evaluate_and_cache(summaries=due)
+        if due:
+            self._summaries_at = began
         self.evaluated_at = began          # the pass evaluated "now" as of (about) its start
         if self.direct is not None:
             self.direct.feed(conditions(results, self.external_url))

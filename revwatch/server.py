@@ -91,7 +91,8 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
         writer = ctx.writer if cfg.server.role == "all" else None      # a collector in this process: wake on data
         ctx.evaluator = EvaluatorLoop(engine, direct, cfg.evaluator.interval.total_seconds(),
                                       alerts_cfg.public_url, metrics,
-                                      data_version=(lambda: writer.batches_written) if writer is not None else None)
+                                      data_version=(lambda: writer.batches_written) if writer is not None else None,
+                                      summary_interval=cfg.evaluator.summary_interval.total_seconds())
     return ctx
 
 

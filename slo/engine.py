@@ -778,21 +778,33 @@ GROUP BY Slo, GroupKey, ts
         return out
 
     # -- scheduler entry points ---------------------------------------------------------------------------
-    def evaluate_and_cache(self) -> list[SloResult]:
-        """Refresh rollups, evaluate now and keep the result for /metrics (the scheduler job)."""
+    def evaluate_and_cache(self, summaries: bool = True) -> list[SloResult]:
+        """Refresh rollups, evaluate now and keep the result for reads and /metrics (the evaluator's pass).
+
+        `summaries=False` (the evaluator loop between `evaluator.summary_interval`s) carries the previous pass's
+        journey summaries (stuck counts and money, lag quantiles) and in-flight forecasts instead of recomputing
+        them: they scan the lookback's instances, the largest queries of a pass (see EvaluatorConfig). The SLO
+        results, coverage, silence and annotations are always this pass's."""
         t0 = time.perf_counter()
         try:
             results = self.evaluate(refresh=True)
         except Exception:
             log.exception("SLO evaluation failed")
             raise
-        stats = self.journey_reader.stats(utcnow())
-        silence = journey_silence(self.store, self.cfg.journeys, utcnow())
-        notes = self.annotations.between(utcnow() - EXPOSED_SPAN, utcnow(), limit=EXPOSED)
-        forecasts = self._forecasts(results)
-        stuck = self.journey_reader.summaries(utcnow())
+        now = utcnow()
+        silence = journey_silence(self.store, self.cfg.journeys, now)
+        notes = self.annotations.between(now - EXPOSED_SPAN, now, limit=EXPOSED)
+        prev = self.snapshot.current
+        if not summaries and prev is not None and prev.from_evaluator and prev.summaries_at is not None:
+            stats, forecasts, stuck, summaries_at = prev.journeys, prev.forecasts, prev.stuck, prev.summaries_at
+        else:
+            stats = self.journey_reader.stats(now)
+            forecasts = self._forecasts(results)
+            stuck = self.journey_reader.summaries(now)
+            summaries_at = now
         self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
-                                         forecasts=forecasts, stuck=stuck, annotations=notes))
+                                         forecasts=forecasts, stuck=stuck, annotations=notes,
+                                         summaries_at=summaries_at))
         return results
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:

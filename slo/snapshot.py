@@ -33,6 +33,9 @@ class Evaluation:
     forecasts: list[dict] = field(default_factory=list)         # in-flight forecasts of journey SLOs
     stuck: list = field(default_factory=list)                    # revwatch.journeys.JourneySummary per journey
     annotations: list[Any] = field(default_factory=list)        # the last 7 days' (slo/annotations.py), for Grafana
+    # when journeys, stuck, forecasts and annotations were computed: a pass recomputes them only every
+    # `evaluator.summary_interval` and otherwise carries the previous pass's (None: computed with this pass)
+    summaries_at: dt.datetime | None = None
 
     rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)   # see `render`
 

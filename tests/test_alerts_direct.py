@@ -215,10 +215,11 @@ class Recorder:
     """An engine whose passes take `seconds` of a simulated clock and record when they started."""
 
     def __init__(self, now: list[float], seconds: float):
-        self.now, self.seconds, self.starts = now, seconds, []
+        self.now, self.seconds, self.starts, self.summaries = now, seconds, [], []
 
-    def evaluate_and_cache(self):
+    def evaluate_and_cache(self, summaries=True):
         self.starts.append(self.now[0])
+        self.summaries.append(summaries)
         self.now[0] += self.seconds
         return []
 
@@ -239,6 +240,7 @@ def test_the_evaluator_loop_never_skips_a_slow_pass_and_wakes_early_on_new_data(
     drive(loop, now, 1001.65)
     gaps = [round(b - a, 9) for a, b in zip(slow.starts, slow.starts[1:])]
     assert len(slow.starts) == 6 and gaps == [0.3] * 5, gaps            # back to back, none dropped
+    assert slow.summaries == [True, False, False, False, False, False]   # journey summaries: every 30 s only
     assert loop.passes == 6 and loop.lag() == pytest.approx(now[0] - slow.starts[-1])
     # new data moves the next pass forward to half an interval; without data it waits the whole interval
     now[0], version = 2000.0, [0]
@@ -259,7 +261,7 @@ def test_the_evaluator_thread_runs_the_same_body():
     ran = threading.Event()
 
     class Once:
-        def evaluate_and_cache(self):
+        def evaluate_and_cache(self, summaries=True):
             ran.set()
             return []
     loop = EvaluatorLoop(Once(), None, 60.0, "")
@@ -294,3 +296,15 @@ def test_each_transition_is_recorded_in_the_slo_alert_history_and_a_failed_write
     d2 = DirectAlerts(inbox2, DirectConfig())
     assert run(d2, inbox2, [(0, True), (2, True)]) == [(0, "firing")]     # submitted once, not retried
     assert d2.firing() == [fingerprint(LABELS)]
+
+
+def test_journey_summaries_are_recomputed_every_summary_interval_and_carried_between():
+    """The evaluator recomputes the lookback scans (stuck summaries, lag quantiles, forecasts) every
+    `summary_interval` only (revwatch/config.py EvaluatorConfig); the SLO results are every pass's."""
+    from revwatch.evaluator import EvaluatorLoop
+    now = [5000.0]
+    rec = Recorder(now, 0.0)
+    loop = EvaluatorLoop(rec, None, 2.0, "", clock=lambda: now[0], summary_interval=30.0)
+    drive(loop, now, 5065.0)
+    due = [round(t - 5000.0) for t, s in zip(rec.starts, rec.summaries) if s]
+    assert len(rec.starts) >= 32 and due == [0, 30, 60], due

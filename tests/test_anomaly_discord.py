@@ -76,3 +76,15 @@ def test_ucr_protocol_on_a_file_named_as_the_archive_names_them(tmp_path):
     peak_elsewhere = np.zeros(3000)
     peak_elsewhere[1500] = 1.0
     assert not ucr_found(peak_elsewhere, train, begin, end)
+
+
+def test_the_combination_is_chosen_on_one_half_of_both_benchmarks_and_reported_on_the_other():
+    from bench.anomaly_eval import choose_across
+    rows = {"nab-only": {"nab_A": 80.0, "ucr_A": 0.1, "nab_B": 75.0, "nab_B_held": 74.0, "ucr_B": 0.1,
+                         "nab_A_held": 79.0},
+            "both": {"nab_A": 70.0, "ucr_A": 0.5, "nab_B": 60.0, "nab_B_held": 58.0, "ucr_B": 0.2,
+                     "nab_A_held": 69.0}}
+    got = choose_across(rows, ["nab-only", "both"])
+    assert got["A"]["variant"] == "both"                        # 0.70 + 0.5 beats 0.80 + 0.1 on half A
+    assert got["A"]["held"] == (60.0, 58.0, 0.2) and got["A"]["held_half"] == "B"   # reported on B, as measured
+    assert got["B"]["variant"] == "nab-only" and got["B"]["held"] == (80.0, 79.0, 0.1)

@@ -88,3 +88,29 @@ def test_the_next_pass_replaces_the_whole_snapshot(api_factory):
     holder.publish(real)
     holder.publish(Evaluation(dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc), (), from_evaluator=False))
     assert holder.current is real
+
+
+def test_a_pass_without_summaries_carries_the_previous_ones_and_says_when_they_were_computed(api_factory):
+    api = api_factory(SLO_CFG)
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    api.post("/api/v1/events", json=[ev("s1", (now - dt.timedelta(hours=2)).isoformat())])   # overdue: stuck
+    api.drain()
+    engine = api.ctx.slo
+    engine.evaluate_and_cache()
+    first = engine.snapshot.current
+    assert first.summaries_at is not None and [s.stuck for s in first.stuck] == [1]
+    api.post("/api/v1/events", json=[ev("t1", (now - dt.timedelta(hours=1)).isoformat())])   # a second one
+    api.drain()
+    scans = []
+    real = engine.journey_reader.summaries
+    engine.journey_reader.summaries = lambda *a, **kw: scans.append(1) or real(*a, **kw)
+    try:
+        engine.evaluate_and_cache(summaries=False)         # between summary intervals: carried, not scanned
+        carried = engine.snapshot.current
+        assert not scans and carried is not first and carried.at >= first.at
+        assert carried.summaries_at == first.summaries_at and [s.stuck for s in carried.stuck] == [1]
+        engine.evaluate_and_cache()                        # when due: recomputed
+        fresh = engine.snapshot.current
+        assert scans == [1] and fresh.summaries_at > first.summaries_at and [s.stuck for s in fresh.stuck] == [2]
+    finally:
+        engine.journey_reader.summaries = real
