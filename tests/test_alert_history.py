@@ -12,19 +12,9 @@ from alerts.history import HistoryLog
 from alerts.routing import Alert
 from revwatch.config import ConfigError, load_config
 from revwatch.store import StoreError
-from tests.support.slo_data import add_span_list
+from tests.support.slo_data import add_span_list, odoo_error_ratio_config
 
-CFG = """
-slos:
-  - name: api
-    objective: 0.99
-    window: 1d
-    sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}
-    alerting:
-      page: [{long: 5m, short: 1m, burn_rate: 10}]
-      ticket: [{long: 1h, short: 5m, burn_rate: 2}]
-evaluator: {enabled: true, interval: 1h}
-"""
+CFG = odoo_error_ratio_config(page_burn=10) + "evaluator: {enabled: true, interval: 1h}\n"
 
 
 def spans_now(n: int, bad_every: int, seconds_ago: float) -> list[tuple[int, bool]]:

@@ -17,22 +17,13 @@ import pytest
 from slo.edges import edge_bounds, epoch_ms
 from slo.engine import SloEngine
 from tests.support.servers import free_port
-from tests.support.slo_data import add_span_list, journey
+from tests.support.slo_data import add_span_list, journey, odoo_error_ratio_config
 
 S = dt.timedelta(seconds=1)
 PROMETHEUS, PROMTOOL = shutil.which("prometheus"), shutil.which("promtool")
 need_prom = pytest.mark.skipif(not (PROMETHEUS and PROMTOOL) and not os.environ.get("CI"),
                                reason="prometheus not installed")
-CFG = """
-slos:
-  - name: api
-    objective: 0.99
-    window: 1d
-    sli: {kind: span_ratio, service: odoo, bad_when: {StatusCode: Error}}
-    alerting:
-      page: [{long: 5m, short: 1m, burn_rate: 5}]
-      ticket: [{long: 1h, short: 5m, burn_rate: 2}]
-"""
+CFG = odoo_error_ratio_config(page_burn=5)
 WINDOWS = {"1m": dt.timedelta(minutes=1), "5m": dt.timedelta(minutes=5)}
 
 

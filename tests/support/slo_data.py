@@ -10,6 +10,21 @@ from revwatch.units import utcnow
 _ids = itertools.count()
 
 
+def odoo_error_ratio_config(page_burn: float) -> str:
+    """The `api` SLO the alerting tests share: 99 % of odoo spans without error over 1 d, a 5m/1m page tier at
+    `page_burn` and a 1h/5m ticket tier at 2 (YAML for the config's `slos:`)."""
+    return f"""
+slos:
+  - name: api
+    objective: 0.99
+    window: 1d
+    sli: {{kind: span_ratio, service: odoo, bad_when: {{StatusCode: Error}}}}
+    alerting:
+      page: [{{long: 5m, short: 1m, burn_rate: {page_burn:g}}}]
+      ticket: [{{long: 1h, short: 5m, burn_rate: 2}}]
+"""
+
+
 def anchor(hours_ago: float = 6) -> dt.datetime:
     """A whole-minute instant in the recent past to evaluate "as of"."""
     return (utcnow() - dt.timedelta(hours=hours_ago)).replace(second=0, microsecond=0)
