@@ -19,7 +19,7 @@ from revwatch.store import QueryResult
 from slo.conditions import Condition
 from tests.support.servers import live_server
 from tests.support.sinks import Sink
-from tests.support.slo_data import add_span_list
+from tests.support.slo_data import add_span_list, odoo_error_ratio_config
 from tests.support.waits import until
 
 T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
@@ -130,15 +130,7 @@ def test_a_refused_inbox_write_is_decided_again_next_pass():
     assert run(d, inbox, [(2, True)]) == [(2, "firing")]
 
 
-CFG = """
-slos:
-  - name: api
-    objective: 0.99
-    window: 1d
-    sli: {{kind: span_ratio, service: odoo, bad_when: {{StatusCode: Error}}}}
-    alerting:
-      page: [{{long: 5m, short: 1m, burn_rate: 10}}]
-      ticket: [{{long: 1h, short: 5m, burn_rate: 2}}]
+DELIVERY = """
 evaluator: {{enabled: true, interval: 500ms}}
 server: {{metrics_public: true}}
 alerts:
@@ -160,7 +152,7 @@ def spans_now(n: int, bad_every: int, seconds_ago: float) -> list[tuple[int, boo
 def test_the_evaluator_pages_directly_inhibits_the_ticket_never_twice_and_resolves(api_factory):
     sink = Sink()
     with live_server(sink.app) as base:
-        api = api_factory(CFG.format(base=base))
+        api = api_factory(odoo_error_ratio_config(page_burn=10) + DELIVERY.format(base=base))
         assert api.ctx.evaluator is not None and api.ctx.evaluator.passes >= 0
         t0 = time.time()
         add_span_list(api.ctx.store, spans_now(100, 2, 10))          # 50 % errors: page (≥ 10) and ticket (≥ 2)
