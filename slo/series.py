@@ -88,8 +88,9 @@ class MinuteCache:
     def sync(self, keys: list[tuple[str, str]], keep_from: dt.datetime) -> dict[str, np.ndarray]:
         """Read the rows written since the last sync for these (SLO, spec hash) keys (all rows for a key seen the
         first time), minutes ≥ `keep_from`; returns the minute indexes that changed per SLO. Call under `lock`."""
+        names, wanted = {n for n, _ in keys}, set(keys)
         for k in list(self.series):
-            if k[0] in {n for n, _ in keys} and k not in keys:       # the SLO's definition changed
+            if k[0] in names and k not in wanted:                     # the SLO's definition changed
                 del self.series[k], self.watermark[k]
         floor = min((self.watermark.get(k, 0) for k in keys), default=0)
         rows = self.store.query(
