@@ -65,8 +65,9 @@ def _tag(v: Any) -> Any:
     return v
 
 
-_UNTAG: dict[str, Callable[[str], Any]] = {"$dt": dt.datetime.fromisoformat, "$d": dt.date.fromisoformat, "$dec": decimal.Decimal,
-          "$uuid": uuid.UUID, "$b": base64.b64decode}
+_UNTAG: dict[str, Callable[[str], Any]] = {
+    "$dt": dt.datetime.fromisoformat, "$d": dt.date.fromisoformat, "$dec": decimal.Decimal, "$uuid": uuid.UUID,
+    "$b": base64.b64decode}
 
 
 def _untag(v: Any) -> Any:
