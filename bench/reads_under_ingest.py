@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -63,6 +65,24 @@ def _reads(host: str, port: int, readers: int, seconds: float, kinds: tuple, sto
     out.put({"read_lat": r["read_lat"], "read_codes": r["read_codes"], "reads": len(r["read_lat"])})
 
 
+def first_pass(base: str, key: str, timeout: float = 600) -> None:
+    """Wait for the evaluator's first pass over the stored events (it builds the minute rollups: ~12 s at 1 M
+    events, one ClickHouse statement that every query waits behind): the rounds measure a server in its steady
+    state, not one catching up after a restart."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            text = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30).text
+            lag = next(float(line.split()[-1]) for line in text.splitlines()
+                       if line.startswith("revwatch_slo_evaluation_lag_seconds "))
+            if lag < time.time() - t0 - 1:                  # younger than this wait: a pass has completed
+                return
+        except (httpx.HTTPError, StopIteration, ValueError):
+            pass
+        time.sleep(1)
+    raise SystemExit("no evaluator pass completed")
+
+
 def measure(a, intakes: int) -> list[tuple[int, dict]]:
     """One design's rounds: `intakes` intake processes in front of the store owner (0: one process)."""
     port = 19_500 + (os.getpid() + 7 * intakes) % 400
@@ -81,7 +101,7 @@ def measure(a, intakes: int) -> list[tuple[int, dict]]:
     server = start_server(cfg, base)
     runs = []
     try:
-        time.sleep(3)                                        # the first evaluator pass
+        first_pass(base, keys["read"])
         ing = {"Authorization": f"Bearer {keys['ingest']}", "Content-Type": "application/json"}
         kinds = {"pages": ("/api/v1/slos", "/api/v1/slos/pp", "journey"), "lookups": ("journey",),
                  "slos": ("/api/v1/slos", "/api/v1/slos/pp")}[a.mix]
@@ -90,6 +110,7 @@ def measure(a, intakes: int) -> list[tuple[int, dict]]:
             return raw_request("POST", "/api/v1/events", host, events_body(1, f"r{i}-{n}-{time.monotonic_ns()}"),
                                ing)
 
+        asyncio.run(load(host, ingest_port, a.clients, 2.0, make))     # warm-up (new connections, first batches)
         ctx = mp.get_context("spawn")
         plan = [r for _ in range(a.rounds) for r in (0, 10)] + [0, 1]
         for readers in plan:

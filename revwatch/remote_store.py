@@ -173,8 +173,10 @@ def _allowed_command(sql: str, database: str) -> bool:
     return re.match(rf"^\s*DELETE FROM {re.escape(database)}\.dead_letters\b", sql) is not None
 
 
-def owner_router(store: Store, token: str) -> APIRouter:
-    """`POST /internal/v1/store`: the owner runs an intake process's store call (module docstring)."""
+def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] | None = None) -> APIRouter:
+    """`POST /internal/v1/store`: the owner runs an intake process's store call (module docstring). `on_rows(table,
+    n)` is told of every forwarded insert that succeeded (the owner's `revwatch_store_writes_total` then counts the
+    rows its intake processes stored too)."""
     router = APIRouter(include_in_schema=False)
 
     @router.post(ROUTE)
@@ -204,6 +206,8 @@ def owner_router(store: Store, token: str) -> APIRouter:
                     out = store.insert(m["table"], loads(body), m["columns"], m.get("token"))
                 else:
                     out = store.insert_lines(m["table"], m["columns"], [body], m.get("token"))
+                if on_rows is not None:
+                    on_rows(m["table"], out)
             elif op == "command":
                 if not _allowed_command(m.get("sql", ""), store.database):
                     return _refused(400, "statement not forwarded", "sql")

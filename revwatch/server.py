@@ -227,7 +227,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         app.include_router(collector_routes.router)
         app.include_router(source_routes.router)
     if supervisor is not None:                     # this process's intake processes store through it
-        app.include_router(owner_router(ctx.store, supervisor.token))
+        app.include_router(owner_router(ctx.store, supervisor.token,
+                                        lambda table, n: ctx.metrics.store_writes_total.labels(table).inc(n)))
     if not intake_only:
         _include_read_routes(app)
 
