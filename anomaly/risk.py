@@ -604,7 +604,16 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
         {**summary, **model.summary()}
 
 
-def decided_ids(store: Store) -> list[str]:
-    """Payments with an outcome: their risk findings resolve."""
-    return [r[0] for r in store.query(f"SELECT DISTINCT CorrelationId FROM {store.table('events')} "
-                                      f"WHERE Type IN ('payment.reconciled', 'payment.reconciliation_failed')").rows]
+# Why a payment's risk finding resolved, in the finance lead's words: its outcome.
+OUTCOME_WORDS = {"payment.reconciled": "the payment reconciled",
+                 "payment.reconciliation_failed": "the payment failed to reconcile: match it by hand in Odoo"}
+
+
+def decided_ids(store: Store) -> dict[str, str]:
+    """Payments with an outcome, and which (OUTCOME_WORDS): their risk findings resolve. A failure wins over a
+    reconciliation reported for the same payment, as in `load_payments`."""
+    rows = store.query(f"SELECT CorrelationId, if(countIf(Type = 'payment.reconciliation_failed') > 0, "
+                       f"'payment.reconciliation_failed', 'payment.reconciled') FROM {store.table('events')} "
+                       f"WHERE Type IN ('payment.reconciled', 'payment.reconciliation_failed') "
+                       f"GROUP BY CorrelationId").rows
+    return {cid: OUTCOME_WORDS[outcome] for cid, outcome in rows}
