@@ -284,7 +284,7 @@ def overview(request: Request, q: str = "", v: Viewer = Depends(viewer), by: str
     results = ctx.slo.latest_or_evaluate()
     at = ctx.slo.latest_at or (results[0].at if results else utcnow())
     series, _ = ctx.ui.sparklines.get()
-    journeys, journeys_at = ctx.ui.journey_summaries.get()
+    journeys, journeys_at = data.latest_journey_summaries(ctx) or ctx.ui.journey_summaries.get()
     q = q.strip()[:200]
     shown = [r for r in results if data.slo_matches(r, q)]
     rows = data.slo_rows(shown, series)
