@@ -161,6 +161,9 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/rw-bench-slo")
     ap.add_argument("--reuse", action="store_true", help="keep data (and rollups) from an earlier run")
     ap.add_argument("--old-runs", type=int, default=1, help="passes of the previous design (best of)")
+    ap.add_argument("--journeys-only", action="store_true",
+                    help="only funnels, attribution and forecasts (no rollup build, no SLO passes; attribution "
+                         "without its budget part, which is the pass's)")
     a = ap.parse_args()
     instances = a.instances or int(a.events / EVENTS_PER_INSTANCE)
     if not a.reuse:
@@ -173,6 +176,9 @@ def main() -> None:
     n_events = store.query("SELECT count() FROM bench.events").scalar()
     print(f"{n_events:,} events ({time.perf_counter() - t0:.0f} s to generate or open)")
     cfg, money_cfg = config(dsn), config(dsn, money=True)
+    if a.journeys_only:
+        money_part(store, money_cfg, with_pass=False)
+        return
     for c, what in ((cfg, "counting"), (money_cfg, "money/grouped")):
         t0 = time.perf_counter()
         SloEngine(store, c, rollup_cursor=cursor_of(c)).evaluate(refresh=True)   # the evaluator's pass writes them
@@ -205,7 +211,7 @@ def _best(fn, runs: int = 3) -> tuple[float, object]:
     return best, out
 
 
-def money_part(store, cfg: Config) -> None:
+def money_part(store, cfg: Config, with_pass: bool = True) -> None:
     """Issue #25: funnels, attribution and in-flight forecasts of the money set, per call, in both paths in this run:
     the previous one (every instance of the range grouped from raw milestones and events in SQL per call) and the
     journey instance cache's (revwatch/journeys/cache.py: instances kept in memory, only the ones new rows touched
@@ -215,8 +221,10 @@ def money_part(store, cfg: Config) -> None:
     from revwatch.journeys.funnel import funnel
     from slo.attribution import attribute
     from slo.forecast import forecast
+    from slo import attribution as att
     engine = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
-    engine.evaluate_and_cache()
+    if with_pass:
+        engine.evaluate_and_cache()
     now = utcnow()
     week = dt.timedelta(days=7)
     ungrouped = [s for s in engine.specs if not s.config.group_by]
@@ -228,9 +236,12 @@ def money_part(store, cfg: Config) -> None:
     def attributions(use_cache: bool):
         out = []
         for s in ungrouped:
-            doc = attribute(engine, s, "EUR" if s.config.budgeting == "amount" else "", now=now, lookback=week,
-                            use_cache=use_cache)
-            doc.pop("budget")
+            group = "EUR" if s.config.budgeting == "amount" else ""
+            if with_pass:
+                doc = attribute(engine, s, group, now=now, lookback=week, use_cache=use_cache)
+                doc.pop("budget")
+            else:              # the journey part alone: the budget part evaluates the SLO (its rollups not built)
+                doc = att._journey_attribution(engine, s, group, now, week, "", use_cache)
             out.append(doc)
         return out
 
