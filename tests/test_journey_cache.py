@@ -4,10 +4,9 @@ business with milestones, money in several currencies (and none), groups, stuck,
 and again after late data (ends of stuck instances, earlier duplicates of starts, milestones out of order, new
 instances), which the cache takes in by re-reading only the instances it touched.
 
-Not generated: copies of one milestone whose times straddle a read's lower bound. The SQL path reads milestones
-from that bound on, so it takes the later copy as the instance's time (its answer then also depends on whether
-the copies were merged, and those of different days never are); the cache takes the first time, as a merged
-`milestones` says (docs/journeys.md "Instance cache")."""
+Copies of one milestone whose times straddle a read's lower bound are generated on different days only: the SQL
+path's answer for copies of one day depends on whether `milestones` merged them meanwhile (docs/journeys.md
+"Instance cache")."""
 import datetime as dt
 import random
 from decimal import Decimal
@@ -38,6 +37,7 @@ PAY = ["pay.settled", "pay.matched", "pay.billed", "pay.posted"]
 _n = [0]
 STARTS: dict[str, tuple] = {}                       # cid → (start, amount, currency, source, attributes)
 MISSING: dict[str, tuple[str, dt.datetime]] = {}     # cid → (the first step not reached, the last step's time)
+ENDS: dict[str, dt.datetime] = {}                    # cid → end
 
 
 def ev(cid, typ, at, amount=None, cur="", source="stripe", **attrs):
@@ -67,6 +67,8 @@ def business(rnd: random.Random, n: int, prefix: str) -> list[list]:
             own = (f"{rnd.randint(1, 9999) / 100:.2f}", "EUR") if step == "pay.billed" and rnd.random() < 0.3 \
                 else (None, "")
             rows.append(ev(cid, step, t, *own, source=gw))
+            if step == PAY[-1]:
+                ENDS[cid] = t
         if rnd.random() < 0.2:                                              # a re-delivery, later
             rows.append(ev(cid, "pay.settled", start + dt.timedelta(seconds=5), amount, cur, source=gw, **attrs))
         o = NOW - dt.timedelta(seconds=rnd.randint(0, 3 * 86400))
@@ -85,6 +87,8 @@ def late_data(rnd: random.Random) -> list[list]:
         rows.append(ev(f"a{i}", "pay.settled", start - dt.timedelta(seconds=3), amount, cur, source=gw, **attrs))
     for cid, (step, t) in sorted(MISSING.items())[::3]:                     # a missing milestone, late
         rows.append(ev(cid, step, t + dt.timedelta(seconds=rnd.randint(1, 900))))
+    for cid, end in sorted(ENDS.items())[::5]:      # a re-delivered end stamped 3 days earlier (another day:
+        rows.append(ev(cid, "pay.posted", end - dt.timedelta(days=3)))   # never merged with the first copy)
     return rows + business(rnd, 40, "new")
 
 

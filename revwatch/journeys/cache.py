@@ -12,10 +12,9 @@ through the (Type, CorrelationId) and (CorrelationId, EventId) keys. A call then
 instances of its window (a few ms for 200 k), and a sync with nothing new one query of `ingest_log`.
 
 Invariants:
-* a row holds, per step, the first time (ms; 0: not reached) over milestones at or after `floor`; a reader with a
-  later `since` treats steps reached before `since` as not reached and instances started before it as absent —
-  what `instances_sql` with lo = since returns once the milestones are merged (one row per type and correlation ID;
-  before a merge a duplicated milestone whose copies straddle `since` can read differently there);
+* a row holds, per step, the first time (ms; 0: not reached) over milestones at or after `floor`, and the times of
+  later copies (re-deliveries with another time); a reader from `since` takes, per step, the first copy at or after
+  `since` (none: not reached; no start: not an instance) — what `instances_sql` with lo = since returns;
 * money per step is its own events' (`anyIf` of the non-null amounts, any currency), as `instances_money_sql` and
   the funnel read it, as integer billionths (Decimal(38, 9) exactly); an amount beyond int64 billionths marks the
   journey `exact = False` and callers use the SQL path;
@@ -77,6 +76,10 @@ class JourneyTable:
     own_amt: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))   # billionths
     own_cur: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))   # code of any(Currency)
     exact: bool = True
+    # later copies of a milestone (row → [(step, ms)]): a re-delivery with another time. A read from `since`
+    # takes the first copy at or after it, as the SQL over `At >= since` does (copies of different days are
+    # never merged by `milestones`)
+    later: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         k = len(self.steps)
@@ -116,9 +119,12 @@ class JourneyTable:
         self.ts, self.src, self.attrs = self.ts[live], self.src[live], self.attrs[live]
         self.own_has, self.own_row = self.own_has[live], self.own_row[live]
         self.own_amt, self.own_cur = self.own_amt[live], self.own_cur[live]
+        moved = {int(old): new for new, old in enumerate(live)}
+        self.later = {moved[r]: v for r, v in self.later.items() if r in moved}
 
     def clear(self, i: int) -> None:
         self.ts[i] = 0
+        self.later.pop(i, None)
         self.own_has[i] = self.own_row[i] = False
         self.own_amt[i] = 0
 
@@ -140,6 +146,7 @@ class InstanceCache:
         self.currencies.code("")
         self.sources.code("")
         self.reread = 0                    # instances re-read by the latest sync (bench/slo_eval.py prints it)
+        self._explained: dict[tuple, list[int]] = {}
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def covers(self, since: dt.datetime, now: dt.datetime) -> bool:
@@ -159,6 +166,17 @@ class InstanceCache:
     def table_of(self, journey: JourneyConfig, since: dt.datetime, now: dt.datetime) -> JourneyTable:
         """`table` of a journey given by its configuration (callers holding the config, not its name)."""
         return self.table(next(n for n, j in self.journeys.items() if j == journey), since, now)
+
+    def explained(self, codes: np.ndarray, skip: tuple[str, ...] = (), keep: tuple[str, ...] | None = None) \
+            -> np.ndarray:
+        """Per attribute-set code, the code of the same set without the `skip` keys (only the `keep` ones, when
+        given) and empty values: what attribution counts or groups by (identifiers such as customer_id make every
+        set distinct, not their explanation)."""
+        memo = self._explained.setdefault((skip, keep), [])
+        for c in range(len(memo), len(self.attr_sets.values)):
+            memo.append(self.attr_sets.code(tuple((k, v) for k, v in self.attr_sets.values[c]
+                                                  if v != "" and k not in skip and (keep is None or k in keep))))
+        return np.array(memo, dtype=np.int32)[codes]
 
     def attrs_of(self, code: int) -> dict[str, str]:
         return dict(self.attr_sets.values[code])
@@ -241,6 +259,8 @@ class InstanceCache:
                    arrayMap(st -> arrayMin(arrayMap(p -> toUnixTimestamp64Milli(p.2),
                                                     arrayFilter(p -> p.1 = st, i.reached))),
                             {{j_steps:Array(String)}}) AS ts,
+                   arrayDistinct(arrayFilter(p -> p.2 != ts[indexOf({{j_steps:Array(String)}}, p.1)],
+                                             arrayMap(p -> (p.1, toUnixTimestamp64Milli(p.2)), i.reached))) AS later,
                    e.types, e.amts, e.knowns, e.curs
             FROM ({inner}) AS i
             LEFT JOIN (
@@ -256,11 +276,13 @@ class InstanceCache:
             ) AS e ON e.CorrelationId = i.CorrelationId""", params).rows
         seen = set()
         col = {s: k for k, s in enumerate(t.steps)}
-        for cid, src, attrs, ts, types, amts, knowns, curs in rows:
+        for cid, src, attrs, ts, later, types, amts, knowns, curs in rows:
             seen.add(cid)
             i = t.row(cid)
             t.clear(i)
             t.ts[i] = ts
+            if later:
+                t.later[i] = [(col[typ], int(x)) for typ, x in later if typ in col]
             t.src[i] = self.sources.code(src)
             t.attrs[i] = self.attr_sets.code(tuple(sorted((attrs or {}).items())))
             for typ, a, k, c in zip(types or (), amts or (), knowns or (), curs or ()):
@@ -284,7 +306,13 @@ class InstanceCache:
 def masked_times(t: JourneyTable, since_ms: int) -> np.ndarray:
     """The first time per step (ms) counting only milestones at or after `since_ms` (0: not reached)."""
     ts = t.ts[:t.n]
-    return np.where(ts >= since_ms, ts, 0)
+    out = np.where(ts >= since_ms, ts, 0)
+    for row, copies in t.later.items():                 # a copy at or after `since` when the first lies before
+        if row < t.n:
+            for step, x in copies:
+                if x >= since_ms and (out[row, step] == 0 or x < out[row, step]):
+                    out[row, step] = x
+    return out
 
 
 def money_sum(nanos: np.ndarray, codes: np.ndarray, n_codes: int) -> list[int]:
@@ -313,19 +341,37 @@ def currency_names(cache: InstanceCache) -> list[str]:
 
 
 def group_keys(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
-               key: Callable[[Mapping[str, str], str, str], str]) -> np.ndarray:
+               key: Callable[[Mapping[str, str], str, str], str], reads: tuple[str, ...] | None = None) -> np.ndarray:
     """The group key of each instance in `idx` (key(attrs, src, currency) → str), computed once per distinct
-    (attribute set, source, currency)."""
+    (attribute set — only the attributes `reads`, when given —, source, currency)."""
     if not len(idx):
         return np.zeros(0, dtype=object)
     cur = t.own_cur[idx, 0]
-    combo = (t.attrs[idx].astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
+    sets = cache.explained(t.attrs[idx], keep=reads) if reads is not None else t.attrs[idx]
+    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
         * (len(cache.currencies.values) + 1) + cur
-    uniq, first, inv = np.unique(combo, return_index=True, return_inverse=True)
+    _uniq, first, inv = np.unique(combo, return_index=True, return_inverse=True)
     names = currency_names(cache)
-    keys = np.array([key(cache.attrs_of(int(t.attrs[idx[f]])), cache.sources.values[int(t.src[idx[f]])],
+    keys = np.array([key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])],
                          names[int(cur[f])]) for f in first], dtype=object)
     return keys[inv]
+
+
+def group_mask(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
+               key: Callable[[Mapping[str, str], str, str], str], group: str, reads: tuple[str, ...]) -> np.ndarray:
+    """Which instances of `idx` are in `group`: the key (which reads the attributes `reads` only) compared once per
+    distinct (those attributes, source, currency)."""
+    if not len(idx):
+        return np.zeros(0, np.bool_)
+    cur = t.own_cur[idx, 0]
+    sets = cache.explained(t.attrs[idx], keep=reads)
+    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
+        * (len(cache.currencies.values) + 1) + cur
+    _uniq, first, inv = np.unique(combo, return_index=True, return_inverse=True)
+    names = currency_names(cache)
+    hit = np.array([key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])],
+                        names[int(cur[f])]) == group for f in first], dtype=np.bool_)
+    return hit[inv]
 
 
 def first_by_time(t: JourneyTable, idx: np.ndarray, times: np.ndarray, limit: int | None = None) -> list[int]:

@@ -196,7 +196,7 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, since: dt.datetime, until
             if (src if k == "source" else attrs.get(k, "")) != v:
                 return "\x00"                    # filtered out
         return src if by == "source" else attrs.get(by, "") if by else ""
-    gs = group_keys(cache, t, idx, group_of)
+    gs = group_keys(cache, t, idx, group_of, tuple(filters) + ((by,) if by else ()))
     keep = np.array([g != "\x00" for g in gs], dtype=np.bool_)    # (numpy's != ignores trailing NULs)
     idx, gs = idx[keep], gs[keep]
     ts = ts[idx]
