@@ -150,6 +150,24 @@ def _exit_with_owner(owner_pid: int) -> None:
     os._exit(3)
 
 
+def _report_ingest(gate, store, every: float = 0.2) -> None:
+    """Every `every` seconds, tell the owner how many ingest requests this process took since the last report, so
+    the owner's reads yield to a storm here as to one of its own (revwatch/priority.py); a report that fails is
+    added to the next."""
+    from revwatch.store import StoreError
+    sent = 0
+    while True:
+        time.sleep(every)
+        n = gate.noted - sent
+        if n <= 0:
+            continue
+        try:
+            store.report_ingest(n)
+            sent += n
+        except StoreError:
+            pass
+
+
 def _wait_for_owner(store, limit: float = 120.0) -> None:
     """The owner starts its intake processes before it listens: wait (bounded) until it answers."""
     from revwatch.store import StoreError
@@ -187,6 +205,8 @@ def main() -> None:
     store = RemoteStore(owner_url, token, cfg.store.database)
     _wait_for_owner(store)
     app = create_app(cfg, store=store)
+    threading.Thread(target=_report_ingest, args=(app.state.ctx.priority, store), name="revwatch-ingest-report",
+                     daemon=True).start()
     quiet_garbage_collector()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False,
                                            lifespan="on"))

@@ -150,6 +150,10 @@ class RemoteStore(Store):
         self.query("SELECT 1")
         return []
 
+    def report_ingest(self, n: int) -> None:
+        """Tell the owner that `n` ingest requests arrived here (its read rationing counts them)."""
+        self._post("ingest", {"n": n})
+
     def close(self) -> None:
         self._http.close()
 
@@ -173,10 +177,12 @@ def _allowed_command(sql: str, database: str) -> bool:
     return re.match(rf"^\s*DELETE FROM {re.escape(database)}\.dead_letters\b", sql) is not None
 
 
-def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] | None = None) -> APIRouter:
+def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] | None = None,
+                 on_ingest: Callable[[int], None] | None = None) -> APIRouter:
     """`POST /internal/v1/store`: the owner runs an intake process's store call (module docstring). `on_rows(table,
     n)` is told of every forwarded insert that succeeded (the owner's `revwatch_store_writes_total` then counts the
-    rows its intake processes stored too)."""
+    rows its intake processes stored too); `on_ingest(n)` of the ingest requests an intake process reports
+    (`op=ingest`, on the event loop: the owner's reads yield to its intake processes' ingest as to its own)."""
     router = APIRouter(include_in_schema=False)
 
     @router.post(ROUTE)
@@ -185,6 +191,14 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
         if not (token and hmac.compare_digest(given.encode(), token.encode()) and _loopback(request)):
             return _refused(403, "not an intake process of this server", TOKEN_HEADER)
         body = await request.body()
+        if op == "ingest":
+            try:
+                n = int(loads(meta.encode())["n"])
+            except (ValueError, KeyError, TypeError):
+                return _refused(400, "meta must carry n, a count of requests", "meta")
+            if on_ingest is not None and n > 0:
+                on_ingest(n)
+            return Response(dumps(None), media_type="application/json")
         # on a worker thread: a slow insert never blocks the event loop
         return await run_in_threadpool(_run, op, meta, body)
 

@@ -228,7 +228,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         app.include_router(source_routes.router)
     if supervisor is not None:                     # this process's intake processes store through it
         app.include_router(owner_router(ctx.store, supervisor.token,
-                                        lambda table, n: ctx.metrics.store_writes_total.labels(table).inc(n)))
+                                        lambda table, n: ctx.metrics.store_writes_total.labels(table).inc(n),
+                                        ctx.priority.note_ingest))
     if not intake_only:
         _include_read_routes(app)
 

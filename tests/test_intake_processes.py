@@ -92,6 +92,18 @@ def test_store_route_answers_only_its_intake_processes(make_config):
         assert r.status_code == 400 and r.json()["field"] == "table"
         r = local.post(ROUTE, params={"op": "query", "meta": "{"}, headers={TOKEN_HEADER: secret})
         assert r.status_code == 400 and r.json()["field"] == "meta"
+        # an intake process's ingest counts for the owner's read rationing as the owner's own ingest would
+        gate = app.state.ctx.priority
+        before = gate.noted
+        r = local.post(ROUTE, params={"op": "ingest", "meta": dumps({"n": 120}).decode()},
+                       headers={TOKEN_HEADER: secret})
+        assert r.status_code == 200 and gate.noted == before + 120
+        r = local.post(ROUTE, params={"op": "ingest", "meta": dumps({"n": "x"}).decode()},
+                       headers={TOKEN_HEADER: secret})
+        assert r.status_code == 400 and r.json()["field"] == "meta" and gate.noted == before + 120
+        r = remote.post(ROUTE, params={"op": "ingest", "meta": dumps({"n": 5}).decode()},
+                        headers={TOKEN_HEADER: secret})
+        assert r.status_code == 403 and gate.noted == before + 120
 
 
 def _token_of(app) -> str:
