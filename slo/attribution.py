@@ -34,8 +34,8 @@ from urllib.parse import quote
 import numpy as np
 
 from revwatch.journeys import instance_params, instances_money_sql
-from revwatch.journeys.cache import (InstanceCache, JourneyTable, currency_names, first_by_time, group_mask,
-                                     masked_times, money_sum, to_datetime)
+from revwatch.journeys.cache import (InstanceCache, JourneyTable, currency_names, dense_unique, first_by_time,
+                                     group_mask, masked_times, money_sum, to_datetime)
 from revwatch.journeys import money as jmoney
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.human import budget_phrase
@@ -273,10 +273,10 @@ def _distribution(cache: InstanceCache, t: JourneyTable, idx: np.ndarray, bad: n
     n_cur = len(names)
     sets = cache.explained(t.attrs[idx], LINK_ATTRIBUTES)
     combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) * (n_cur + 1) + cur
-    uniq, first, inv = np.unique(combo, return_index=True, return_inverse=True)
-    total_n = np.bincount(inv, minlength=len(uniq))
-    bad_n = np.bincount(inv, weights=bad, minlength=len(uniq))
-    bad_money = money_sum(amt[bad & known], inv[bad & known], len(uniq))
+    first, inv = dense_unique(combo)
+    total_n = np.bincount(inv, minlength=len(first))
+    bad_n = np.bincount(inv, weights=bad, minlength=len(first))
+    bad_money = money_sum(amt[bad & known], inv[bad & known], len(first))
     acc: dict[tuple[str, str, str], list] = {}
     for u, f in enumerate(first):
         pairs = [("source", cache.sources.values[int(t.src[idx[f]])]), *cache.attr_sets.values[int(sets[f])]]

@@ -303,15 +303,26 @@ class InstanceCache:
         self.reread += len(rows)
 
 
-def masked_times(t: JourneyTable, since_ms: int) -> np.ndarray:
-    """The first time per step (ms) counting only milestones at or after `since_ms` (0: not reached)."""
-    ts = t.ts[:t.n]
+def started_since(t: JourneyTable, since_ms: int) -> np.ndarray:
+    """The rows that can have a start at or after `since_ms` (their first start, or a later copy of it)."""
+    later = [r for r, copies in t.later.items() if any(step == 0 and x >= since_ms for step, x in copies)]
+    rows = np.flatnonzero(t.ts[:t.n, 0] >= since_ms)
+    return np.union1d(rows, np.array(later, dtype=np.int64)) if later else rows
+
+
+def masked_times(t: JourneyTable, since_ms: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """The first time per step (ms) counting only milestones at or after `since_ms` (0: not reached), of every
+    row (or of `rows`, in their order)."""
+    ts = t.ts[:t.n] if rows is None else t.ts[rows]
     out = np.where(ts >= since_ms, ts, 0)
+    pos = None if rows is None else {int(r): k for k, r in enumerate(rows)}
     for row, copies in t.later.items():                 # a copy at or after `since` when the first lies before
-        if row < t.n:
-            for step, x in copies:
-                if x >= since_ms and (out[row, step] == 0 or x < out[row, step]):
-                    out[row, step] = x
+        at = row if pos is None else pos.get(row)
+        if at is None or at >= len(out):
+            continue
+        for step, x in copies:
+            if x >= since_ms and (out[at, step] == 0 or x < out[at, step]):
+                out[at, step] = x
     return out
 
 
@@ -340,21 +351,48 @@ def currency_names(cache: InstanceCache) -> list[str]:
     return [c or "?" for c in cache.currencies.values]
 
 
-def group_keys(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
-               key: Callable[[Mapping[str, str], str, str], str], reads: tuple[str, ...] | None = None) -> np.ndarray:
-    """The group key of each instance in `idx` (key(attrs, src, currency) → str), computed once per distinct
-    (attribute set — only the attributes `reads`, when given —, source, currency)."""
+def dense_unique(combo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(one position of each distinct value, the index of each element's value among them) — np.unique's
+    return_index/return_inverse without its sort when the values are small codes (any representative will do:
+    the callers' elements of one value are alike)."""
+    top = int(combo.max()) + 1 if len(combo) else 0
+    if top > 4 * len(combo) + 1_000_000:
+        _u, first, inv = np.unique(combo, return_index=True, return_inverse=True)
+        return first, inv
+    rep = np.full(top, -1, np.int64)
+    rep[combo] = np.arange(len(combo))
+    present = np.flatnonzero(rep >= 0)
+    lookup = np.zeros(top, np.int64)
+    lookup[present] = np.arange(len(present))
+    return rep[present], lookup[combo]
+
+
+def group_codes(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
+                key: Callable[[Mapping[str, str], str, str], str], reads: tuple[str, ...] | None = None) \
+        -> tuple[list[str], np.ndarray]:
+    """The distinct group keys of the instances `idx` (key(attrs, src, currency) → str, computed once per distinct
+    attribute set — only the attributes `reads`, when given —, source and currency) and each instance's index
+    among them."""
     if not len(idx):
-        return np.zeros(0, dtype=object)
+        return [], np.zeros(0, np.int64)
     cur = t.own_cur[idx, 0]
     sets = cache.explained(t.attrs[idx], keep=reads) if reads is not None else t.attrs[idx]
     combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
         * (len(cache.currencies.values) + 1) + cur
-    _uniq, first, inv = np.unique(combo, return_index=True, return_inverse=True)
+    first, inv = dense_unique(combo)
     names = currency_names(cache)
-    keys = np.array([key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])],
-                         names[int(cur[f])]) for f in first], dtype=object)
-    return keys[inv]
+    per_combo = [key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])], names[int(cur[f])])
+                 for f in first]
+    keys = sorted(set(per_combo))
+    code = {k: n for n, k in enumerate(keys)}
+    return keys, np.array([code[k] for k in per_combo], dtype=np.int64)[inv]
+
+
+def group_keys(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
+               key: Callable[[Mapping[str, str], str, str], str], reads: tuple[str, ...] | None = None) -> np.ndarray:
+    """The group key of each instance in `idx` (`group_codes`, spelled out)."""
+    keys, inv = group_codes(cache, t, idx, key, reads)
+    return np.array(keys, dtype=object)[inv] if len(idx) else np.zeros(0, dtype=object)
 
 
 def group_mask(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
@@ -367,7 +405,7 @@ def group_mask(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
     sets = cache.explained(t.attrs[idx], keep=reads)
     combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
         * (len(cache.currencies.values) + 1) + cur
-    _uniq, first, inv = np.unique(combo, return_index=True, return_inverse=True)
+    first, inv = dense_unique(combo)
     names = currency_names(cache)
     hit = np.array([key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])],
                         names[int(cur[f])]) == group for f in first], dtype=np.bool_)

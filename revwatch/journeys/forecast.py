@@ -25,7 +25,7 @@ import numpy as np
 from revwatch.config import JourneyConfig
 from revwatch.journeys import money as m
 from revwatch.journeys.cache import (InstanceCache, JourneyTable, currency_names, first_by_time, group_keys,
-                                     masked_times, quantiles_exact, to_datetime)
+                                     masked_times, quantiles_exact, started_since, to_datetime)
 from revwatch.journeys.sql import instance_params, instances_sql, steps_of
 from revwatch.store import Store
 
@@ -116,8 +116,9 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, threshold: dt.timedelta, 
     in-flight ones only (no end, threshold not passed: a bounded set)."""
     now_ms = int(now.timestamp() * 1000)
     pace_ms, t_ms = int(pace_window.total_seconds() * 1000), int(threshold.total_seconds() * 1000)
-    ts = masked_times(t, now_ms - int(lookback.total_seconds() * 1000))
-    ts = ts[ts[:, 0] > 0]
+    rows = started_since(t, now_ms - int(lookback.total_seconds() * 1000))     # hours of the kept days
+    full = masked_times(t, now_ms - int(lookback.total_seconds() * 1000), rows)
+    ts = full[full[:, 0] > 0]
     out = InFlight(now, threshold)
     for k in range(1, len(t.steps)):
         a, b = ts[:, k - 1], ts[:, k]
@@ -125,17 +126,18 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, threshold: dt.timedelta, 
         if len(d):
             p50, p95 = quantiles_exact(d, (0.5, 0.95))
             out.pace[t.steps[k]] = {"p50": p50, "p95": p95, "n": len(d)}
-    full = masked_times(t, now_ms - int(lookback.total_seconds() * 1000))
     s = full[:, 0]
-    idx = np.flatnonzero((s > 0) & (full[:, -1] == 0) & (s + t_ms > now_ms) & (s <= now_ms))
+    sub = np.flatnonzero((s > 0) & (full[:, -1] == 0) & (s + t_ms > now_ms) & (s <= now_ms))
+    idx = rows[sub]
     groups = group_keys(cache, t, idx, group_key)
     g_of = dict(zip(idx.tolist(), list(groups)))
+    row_of = dict(zip(idx.tolist(), sub.tolist()))
     names = currency_names(cache)
-    for i in first_by_time(t, idx, s[idx]):
-        row = full[i]
+    for i in first_by_time(t, idx, s[sub]):
+        row = full[row_of[i]]
         last = int(np.flatnonzero(row > 0).max()) + 1
         known = bool(t.own_has[i, 0])
-        out.predictions.append(_predict(out, t.steps, t.cids[i], g_of[i], to_datetime(s[i]), row.tolist(), last,
+        out.predictions.append(_predict(out, t.steps, t.cids[i], g_of[i], to_datetime(row[0]), row.tolist(), last,
                                         cache.amount(t.own_amt[i, 0]) if known else None,
                                         names[int(t.own_cur[i, 0])]))
     return out

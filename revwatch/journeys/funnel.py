@@ -29,8 +29,8 @@ import numpy as np
 from revwatch.config import JourneyConfig
 from revwatch.journeys import money as m
 from revwatch.journeys.reader import iso
-from revwatch.journeys.cache import (NANO, InstanceCache, JourneyTable, currency_names, group_keys, masked_times,
-                                     money_sum, quantiles_exact)
+from revwatch.journeys.cache import (NANO, InstanceCache, JourneyTable, currency_names, group_codes, masked_times,
+                                     money_sum, quantiles_exact, started_since)
 from revwatch.journeys.sql import instance_params, instances_sql, steps_of
 from revwatch.store import Store
 from revwatch.units import utcnow
@@ -187,19 +187,21 @@ def _finish(journey: str, since: dt.datetime, until: dt.datetime, by: str | None
 def _from_cache(cache: InstanceCache, t: JourneyTable, since: dt.datetime, until: dt.datetime,
                 filters: Mapping[str, str], by: str | None, now: dt.datetime) -> tuple[list[tuple], list[tuple]]:
     """The counts and money rows `funnel` reads in SQL, from the cache's instances with numpy."""
-    ts = masked_times(t, int(since.timestamp() * 1000))
+    rows = started_since(t, int(since.timestamp() * 1000))
+    ts = masked_times(t, int(since.timestamp() * 1000), rows)
     s = ts[:, 0]
-    idx = np.flatnonzero((s > 0) & (s < int(until.timestamp() * 1000)))
+    sub = np.flatnonzero((s > 0) & (s < int(until.timestamp() * 1000)))
+    idx, ts = rows[sub], ts[sub]
 
     def group_of(attrs: Mapping[str, str], src: str, _cur: str) -> str:
         for k, v in filters.items():
             if (src if k == "source" else attrs.get(k, "")) != v:
                 return "\x00"                    # filtered out
         return src if by == "source" else attrs.get(by, "") if by else ""
-    gs = group_keys(cache, t, idx, group_of, tuple(filters) + ((by,) if by else ()))
-    keep = np.array([g != "\x00" for g in gs], dtype=np.bool_)    # (numpy's != ignores trailing NULs)
-    idx, gs = idx[keep], gs[keep]
-    ts = ts[idx]
+    keys, gs = group_codes(cache, t, idx, group_of, tuple(filters) + ((by,) if by else ()))
+    if "\x00" in keys:
+        keep = gs != keys.index("\x00")
+        idx, gs, ts = idx[keep], gs[keep], ts[keep]
     has_end = ts[:, -1] > 0
     reached_any = ts > 0
     last = np.where(reached_any.any(axis=1), len(t.steps) - np.argmax(reached_any[:, ::-1], axis=1), 0)
@@ -209,8 +211,10 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, since: dt.datetime, until
     own_amt, own_cur = t.own_amt[idx], t.own_cur[idx]
     s_known, s_amt, s_cur = own_has[:, 0], own_amt[:, 0], own_cur[:, 0]
     counts, money_rows = [], []
-    for g in sorted(set(gs.tolist())):
-        gm = gs == g
+    for code, g in enumerate(keys):
+        gm = gs == code
+        if g == "\x00" or not gm.any():
+            continue
         for k in range(len(t.steps)):
             cur_t = ts[gm, k]
             reached = cur_t > 0
