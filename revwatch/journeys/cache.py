@@ -312,13 +312,16 @@ def started_since(t: JourneyTable, since_ms: int) -> np.ndarray:
 
 def masked_times(t: JourneyTable, since_ms: int, rows: np.ndarray | None = None) -> np.ndarray:
     """The first time per step (ms) counting only milestones at or after `since_ms` (0: not reached), of every
-    row (or of `rows`, in their order)."""
+    row (or of `rows`, ascending, in their order)."""
     ts = t.ts[:t.n] if rows is None else t.ts[rows]
     out = np.where(ts >= since_ms, ts, 0)
-    pos = None if rows is None else {int(r): k for k, r in enumerate(rows)}
     for row, copies in t.later.items():                 # a copy at or after `since` when the first lies before
-        at = row if pos is None else pos.get(row)
-        if at is None or at >= len(out):
+        at = row
+        if rows is not None:                            # rows ascending (started_since)
+            at = int(np.searchsorted(rows, row))
+            if at >= len(rows) or rows[at] != row:
+                continue
+        if at >= len(out):
             continue
         for step, x in copies:
             if x >= since_ms and (out[at, step] == 0 or x < out[at, step]):
