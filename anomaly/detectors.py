@@ -39,8 +39,8 @@ def scan_risk(store: Store, retrain: bool = False, threshold: float = RISK_THRES
                       "money_at_risk": f"{float(p.paid) * round(prob, 4):.2f}", "what_to_check": check,
                       "model": summary.get("model") or "", "model_version": str(summary.get("version", ""))})
              for p, prob, reasons, check in scored]
-    counts = record(store, RISK_KIND, found, decided_ids(store), "the payment reached a reconciliation outcome",
-                    threshold)
+    outcomes = decided_ids(store)
+    counts = record(store, RISK_KIND, found, list(outcomes), outcomes, threshold)
     store.put_state(RISK_STATUS_KEY, json.dumps(summary, default=str))
     return {**summary, **counts, "scored": len(found)}
 

@@ -65,10 +65,11 @@ def _same(row: dict, f: Finding) -> bool:
             and old == f.details and row["Ref"] == f.ref)
 
 
-def record(store: Store, kind: str, found: list[Finding], judged: list[str], resolution: str,
+def record(store: Store, kind: str, found: list[Finding], judged: list[str], resolution: str | dict[str, str],
            threshold: float | None = None) -> dict[str, int]:
     """Store what a detector saw; `judged` are the keys (correlation IDs) it looked at, found or not. With a
-    `threshold`, a found item scored below it is kept as `scored` (listed, not an anomaly).
+    `threshold`, a found item scored below it is kept as `scored` (listed, not an anomaly). `resolution` says why a
+    finding no longer seen resolved: one sentence for all, or one per key.
 
     Returns counts of new, changed, reopened and resolved findings (rows written)."""
     now = utcnow()
@@ -110,7 +111,8 @@ def record(store: Store, kind: str, found: list[Finding], judged: list[str], res
         counts["resolved"] += 1
         at = max(now, old["DetectedAt"].replace(tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=1))
         rows.append((fid, kind, at, old["CorrelationId"], old["Ref"], old["Score"], list(old["Reasons"]),
-                     {**old["Details"], "resolution": resolution, "resolved_at": now.isoformat()}, "resolved"))
+                     {**old["Details"], "resolution": resolution if isinstance(resolution, str) else resolution[key],
+                      "resolved_at": now.isoformat()}, "resolved"))
     store.insert("anomalies", rows, COLUMNS)
     return counts
 

@@ -14,6 +14,10 @@ History features are "as of settlement" with the business's own outcome delay (`
 least that long before, decided before this one settled. Training and scoring compute them the same way, so a
 payment being scored is never described differently from the payments the model learned from.
 
+No extrapolation: every input column is held to the range it took in training when a payment is scored (and on
+the held-out quarter). A value never seen in labelled history — a payment unposted far longer than any that got an
+outcome — says nothing the model learned; unclipped, a linear model would multiply a noise coefficient by it.
+
 Model choice by measurement: logistic regression and gradient boosting are trained on the older 75 % of labelled
 payments and compared on the newest 25 % (held out, as scoring is always about the future); the lower Brier score
 wins and is refitted on all labelled history. The stored model carries its version, training window, held-out
@@ -347,10 +351,14 @@ class RiskModel:
     base_rate: float
     encoder: AttributeEncoder = field(default_factory=AttributeEncoder)
     baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))     # per-column training median
+    low: np.ndarray = field(default_factory=lambda: np.zeros(0))          # per-column training range
+    high: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def matrix(self, ps: list[Payment]) -> np.ndarray:
         """Red flags beside every attribute, encoded with the vocabulary learned at training (same at scoring)."""
-        return _full_matrix(ps, self.encoder)
+        X = _full_matrix(ps, self.encoder)
+        low, high = getattr(self, "low", np.zeros(0)), getattr(self, "high", np.zeros(0))   # older stored models
+        return np.clip(X, low, high) if low.size == X.shape[1] else X
 
     def groups(self) -> dict[str, list[int]]:
         """Columns per explainable input: each red flag, then each attribute (`payment.<key>`, `invoice.<key>`)."""
@@ -411,7 +419,8 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
     cut = int(len(labelled) * 0.75)
     # the comparison sees only what the older three quarters taught: vocabulary included
     enc_tr = AttributeEncoder().fit([p.attributes for p in labelled[:cut]])
-    Xtr, Xte = _full_matrix(labelled[:cut], enc_tr), _full_matrix(labelled[cut:], enc_tr)
+    Xtr = _full_matrix(labelled[:cut], enc_tr)
+    Xte = np.clip(_full_matrix(labelled[cut:], enc_tr), Xtr.min(axis=0), Xtr.max(axis=0))    # as scoring does
     ytr, yte = y[:cut], y[cut:]
     if not (0 < ytr.sum() < len(ytr)):
         Xtr, ytr = np.vstack([Xtr, Xte]), y          # degenerate split: compare in-sample rather than not at all
@@ -435,7 +444,7 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
     final = _candidates()[best].fit(X, y)
     return RiskModel(final, best, version, (now or utcnow()).isoformat(),
                      (labelled[0].settled_at.isoformat(), labelled[-1].settled_at.isoformat()), metrics,
-                     float(y.mean()), encoder, np.median(X, axis=0))
+                     float(y.mean()), encoder, np.median(X, axis=0), X.min(axis=0), X.max(axis=0))
 
 
 def save(store: Store, model: RiskModel) -> None:
@@ -488,31 +497,63 @@ def what_to_check(name: str, p: Payment) -> str:
             f"Payments without a {key} often failed to match before: check this one against its invoice by hand.")
 
 
+# A red flag set on a payment takes these inputs with it: without a usable reference no invoice is found, so the
+# payment's `invoice_ref` and every `invoice.<key>` attribute are missing *because of* the flag; a partner nobody
+# knows is the `customer_id` the payment carries. Clearing the flag restores them (to what most training payments
+# carried), and they are not reasons of their own for that payment: one cause, said once, in its own words.
+_CARRIES = {"ref_missing": ("payment.invoice_ref", "invoice."), "ref_unknown": ("payment.invoice_ref", "invoice."),
+            "ref_multi": ("payment.invoice_ref", "invoice."), "unknown_partner": ("payment.customer_id",)}
+# A reason must raise the odds of failure by at least half (log-odds 0.4): smaller pushes are the usual noise.
+MIN_REASON_LOG_ODDS = float(np.log(1.5))
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 def explain(model: RiskModel, ps: list[Payment], X: np.ndarray, probs: np.ndarray,
             top: int = 3) -> list[tuple[list[str], str]]:
     """Top reasons per payment and what to check: the inputs whose replacement by a healthy value lowers the risk
-    most (a red flag cleared; an attribute set to what most training payments carried)."""
+    most (a red flag cleared, with the inputs it carries; an attribute set to what most training payments carried).
+
+    Measured in log-odds, not probability: a payment the model is sure of (0.999) still has its reasons — in
+    probability one of two redundant signals removed changes nothing, in log-odds each shows its weight."""
     healthy = {k: 0.0 for k in FEATURES}
     healthy["customer_failure_rate"] = healthy["gateway_failure_rate"] = model.base_rate
     groups = model.groups()
+    names = list(groups)
+    base = _log_odds(probs)
     drops = np.zeros((len(ps), len(groups)))
+    carried = np.zeros((len(ps), len(groups)), dtype=bool)
     for j, (name, cols) in enumerate(groups.items()):
         if name == "customer_history":
             continue
         Z = X.copy()
         Z[:, cols] = healthy[name] if name in healthy else model.baseline[cols]
-        drops[:, j] = probs - model.predict(Z)
-    names = list(groups)
+        with_it = [k for k, key in enumerate(names) if any(
+            key == c or (c.endswith(".") and key.startswith(c)) for c in _CARRIES.get(name, ()))]
+        if with_it:
+            flagged = np.flatnonzero(X[:, cols[0]] > 0)
+            extra = np.array([c for k in with_it for c in groups[names[k]]], dtype=int)
+            Z[np.ix_(flagged, extra)] = model.baseline[extra]
+            carried[np.ix_(flagged, np.array(with_it, dtype=int))] = True
+        drops[:, j] = base - _log_odds(model.predict(Z))
+    drops[carried] = 0.0
     out = []
     for i, p in enumerate(ps):
         words: list[str] = []
         check = ""
         for j in np.argsort(-drops[i]):
-            if drops[i, j] <= 0.01 or len(words) >= top:
+            if drops[i, j] < MIN_REASON_LOG_ODDS or len(words) >= top:
                 break
             if (w := p.words.get(names[j]) or _attribute_words(names[j], p)) is not None:
                 words.append(w)
                 check = check or what_to_check(names[j], p)
+        if not words and probs[i] > 2 * model.base_rate:
+            words = [f"no single input stands out: together they put the chance of failure at {probs[i]:.0%}, "
+                     f"against {model.base_rate:.0%} for the usual payment"]
+            check = "Check this payment against its invoice by hand before the period closes."
         out.append((words or [f"nothing unusual: reference, amount, currency and partner match "
                               f"({probs[i]:.0%} chance of failure at the usual rate)"],
                     check or "Nothing to check: this payment should match its invoice."))
@@ -563,7 +604,16 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
         {**summary, **model.summary()}
 
 
-def decided_ids(store: Store) -> list[str]:
-    """Payments with an outcome: their risk findings resolve."""
-    return [r[0] for r in store.query(f"SELECT DISTINCT CorrelationId FROM {store.table('events')} "
-                                      f"WHERE Type IN ('payment.reconciled', 'payment.reconciliation_failed')").rows]
+# Why a payment's risk finding resolved, in the finance lead's words: its outcome.
+OUTCOME_WORDS = {"payment.reconciled": "the payment reconciled",
+                 "payment.reconciliation_failed": "the payment failed to reconcile: match it by hand in Odoo"}
+
+
+def decided_ids(store: Store) -> dict[str, str]:
+    """Payments with an outcome, and which (OUTCOME_WORDS): their risk findings resolve. A failure wins over a
+    reconciliation reported for the same payment, as in `load_payments`."""
+    rows = store.query(f"SELECT CorrelationId, if(countIf(Type = 'payment.reconciliation_failed') > 0, "
+                       f"'payment.reconciliation_failed', 'payment.reconciled') FROM {store.table('events')} "
+                       f"WHERE Type IN ('payment.reconciled', 'payment.reconciliation_failed') "
+                       f"GROUP BY CorrelationId").rows
+    return {cid: OUTCOME_WORDS[outcome] for cid, outcome in rows}

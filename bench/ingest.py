@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,50 +76,71 @@ def event_bodies(n: int, per: int = 2000) -> list[bytes]:
     return out
 
 
-def wait_drained(base: str, expect_spans: int, expect_events: int, timeout: float = 1800) -> None:
+def wait_drained(base: str, expect_spans: int, expect_events: int, timeout: float = 1800,
+                 key: str | None = None) -> None:
+    """Until the spool is empty — or, with intake processes (`key` given: a read key), until the owner's
+    `revwatch_store_writes_total` counts the expected rows (each intake process has its own spool)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        ready = httpx.get(base + "/readyz", timeout=30).json()
-        if ready["spool_bytes"] == 0:
-            return
+        if key is None:
+            if httpx.get(base + "/readyz", timeout=30).json()["spool_bytes"] == 0:
+                return
+        else:
+            text = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30).text
+            got = {t: sum(float(line.split()[-1]) for line in text.splitlines()
+                          if line.startswith(f'revwatch_store_writes_total{{table="{t}"}}'))
+                   for t in ("spans", "events")}
+            if got["spans"] >= expect_spans and got["events"] >= expect_events:
+                return
         time.sleep(0.05)
     raise SystemExit("spool did not drain")
 
 
-def send_all(base: str, key: str, bodies: list[bytes], path: str, ctype: str) -> None:
+def send_all(base: str, key: str, bodies: list[bytes], path: str, ctype: str, threads: int = 2) -> None:
+    """POST every body from `threads` client threads, each on its own keep-alive connection."""
     hdr = {"Authorization": f"Bearer {key}", "Content-Type": ctype}
-    with httpx.Client(timeout=120) as client:
-        def post(body):
-            while True:
-                r = client.post(base + path, content=body, headers=hdr)
-                if r.status_code in (429, 503):
-                    time.sleep(float(r.headers.get("Retry-After", "1")))
-                    continue
-                assert r.status_code == 200, r.text[:200]
-                return
-        with cf.ThreadPoolExecutor(2) as pool:
-            list(pool.map(post, bodies))
+    local = threading.local()
+
+    def post(body):
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=120)
+        while True:
+            r = local.client.post(base + path, content=body, headers=hdr)
+            if r.status_code in (429, 503):
+                time.sleep(float(r.headers.get("Retry-After", "1")))
+                continue
+            assert r.status_code == 200, r.text[:200]
+            return
+    with cf.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(post, bodies))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spans", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=500_000)
+    ap.add_argument("--intakes", type=int, default=0,
+                    help="intake processes in front of the store owner (docs/http.md); 0: one process")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rw-bench-ingest-"))
     port = 18_000 + os.getpid() % 1000
     cfg = tmp / "rw.yaml"
-    cfg.write_text(f"store: {{dsn: 'chdb://{tmp}/data'}}\nserver: {{port: {port}}}\n"
+    intake = f", intake_processes: {a.intakes}, intake_port: {port + 1}" if a.intakes else ""
+    cfg.write_text(f"store: {{dsn: 'chdb://{tmp}/data'}}\nserver: {{port: {port}{intake}}}\n"
                    f"spool: {{dir: '{tmp}/spool', max_bytes: 8GiB}}\nevaluator: {{enabled: false}}\n")
     rw = [sys.executable, "-m", "revwatch"]
     key = subprocess.run(rw + ["keys", "create", "--scope", "ingest", "--config", str(cfg)], capture_output=True,
                          text=True, check=True).stdout.split()[-1]
+    reader = subprocess.run(rw + ["keys", "create", "--scope", "read", "--config", str(cfg)], capture_output=True,
+                            text=True, check=True).stdout.split()[-1] if a.intakes else None
     print(f"preparing {a.spans:,} spans in {len(range(0, a.spans, PER_REQUEST))} OTLP requests, "
           f"{a.events:,} events …", flush=True)
     reqs, evs = span_requests(a.spans), event_bodies(a.events)
     server = subprocess.Popen(rw + ["serve", "--config", str(cfg)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    send_to = f"http://127.0.0.1:{port + 1}" if a.intakes else base
+    threads = 2 * max(1, a.intakes)        # two connections per accepting process (the kernel spreads connections)
     try:
         for _ in range(300):
             try:
@@ -126,15 +148,22 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        for _ in range(600):                         # intake processes answer once their owner does
+            try:
+                if httpx.get(send_to + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
         t0 = time.perf_counter()
-        send_all(base, key, reqs, "/v1/traces", "application/x-protobuf")
+        send_all(send_to, key, reqs, "/v1/traces", "application/x-protobuf", threads)
         acked_spans = time.perf_counter() - t0
-        wait_drained(base, a.spans, 0)
+        wait_drained(base, a.spans, 0, key=reader)
         spans_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        send_all(base, key, evs, "/api/v1/events", "application/json")
+        send_all(send_to, key, evs, "/api/v1/events", "application/json", threads)
         acked_events = time.perf_counter() - t0
-        wait_drained(base, 0, a.events)
+        wait_drained(base, a.spans, a.events, key=reader)
         events_s = time.perf_counter() - t0
     finally:
         server.terminate()

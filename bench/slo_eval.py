@@ -10,8 +10,9 @@ one run, on the same events and rollups.
 
 Printed per set (50 counting SLOs; 50 money-weighted/grouped/counting SLOs): the best full pass of each design
 (rollups current, nothing new), its first pass, a pass after a late batch of 1,000 events, and whether both designs
-return the same documents. Then the cost of the journey read model's other answers (funnels of every journey,
-attribution of every ungrouped SLO, in-flight forecasts), which are per call, not part of a pass.
+return the same documents. Then the journey read model's other answers (funnels of every journey, attribution of
+every ungrouped SLO, in-flight forecasts), per call, in the previous path (raw rows grouped in SQL per call) and from
+the journey instance cache (revwatch/journeys/cache.py), with whether both return the same documents.
 
     python bench/slo_eval.py [--events 20000000 | --instances N] [--dir /tmp/rw-bench-slo] [--reuse]
 """
@@ -37,7 +38,8 @@ THRESHOLDS = ("5m", "15m", "30m", "1h", "4h")          # 10 journeys × 5 thresh
 def config(dsn: str, money: bool = False) -> Config:
     """Today's 50 counting SLOs, or (money) 50 SLOs: per journey 2 counting, 2 money-weighted (one grouped by
     gateway, so gateway × currency groups) and 1 counting grouped by gateway."""
-    journeys = {f"j{k}": {"start": f"j{k}.started", "end": f"j{k}.done"} for k in range(JOURNEYS)}
+    journeys = {f"j{k}": {"start": f"j{k}.started", "milestones": [f"j{k}.matched", f"j{k}.billed"],
+                          "end": f"j{k}.done"} for k in range(JOURNEYS)}
     if not money:
         slos = [{"name": f"j{k}-{th}", "journey": f"j{k}", "objective": 0.99, "window": "30d",
                  "sli": {"kind": "journey_latency", "threshold": th}} for k in range(JOURNEYS) for th in THRESHOLDS]
@@ -56,24 +58,41 @@ def config(dsn: str, money: bool = False) -> Config:
     return Config.model_validate({"store": {"dsn": dsn, "database": "bench"}, "journeys": journeys, "slos": slos})
 
 
+STEPS = (".started", ".matched", ".billed", ".done")     # start, 2 milestones, end
+EVENTS_PER_INSTANCE = 3.97                                # 2 % of instances stop before their end, at any step
+
+
 def generate(store, instances: int, chunk: int = 2_000_000) -> None:
-    """`instances` journey instances over 30 days, start + end events each (2 × instances events), in SQL; the
-    start event carries an amount (0.00–999.99) in one of 3 currencies and a gateway (one of 4)."""
+    """`instances` journey instances over 30 days, in SQL (`INSERT … SELECT … FROM numbers()`, no Python rows):
+    started → matched → billed → done, each step after a per-instance delay (the mollie gateway's 3 × longer), 2 %
+    stopping for good before one of the later steps. The start event carries an amount (0.00–999.99) in one of 3
+    currencies (a tenth of them none), a gateway (one of 4), a region and a customer; 30 % of billed events carry
+    their own amount (a partial one: money leaks between steps)."""
     for off in range(0, instances, chunk):
         n = min(chunk, instances - off)
         store.command(f"""
             INSERT INTO bench.events (EventId, Type, CorrelationId, OccurredAt, Source, Amount, Currency, Attributes)
             SELECT concat('e', toString(number), '-', toString(side)),
-                   concat('j', toString(number % {JOURNEYS}), if(side = 0, '.started', '.done')),
+                   concat('j', toString(number % {JOURNEYS}), {list(STEPS)}[side + 1]),
                    concat('c', toString(number)),
                    now64(3) - toIntervalSecond((number * 7919) % 2592000)
-                       + toIntervalSecond(if(side = 0, 0, 30 + (cityHash64(number) % 7200))),
-                   'bench',
-                   if(side = 0, toDecimal128(cityHash64(number, 1) % 100000, 2), NULL),
-                   if(side = 0, ['EUR', 'USD', 'GBP'][number % 3 + 1], ''),
-                   if(side = 0, map('gateway', ['stripe', 'adyen', 'mollie', 'paypal'][number % 4 + 1]), map())
-            FROM numbers({off}, {n}) ARRAY JOIN [0, 1] AS side
-            WHERE side = 0 OR cityHash64(number) % 50 != 0""")
+                       + toIntervalMillisecond(arraySum(arraySlice(delays, 1, side))),
+                   gw,
+                   multiIf(side = 0 AND number % 10 != 0, toDecimal128(cityHash64(number, 1) % 100000, 2) / 100,
+                           side = 2 AND cityHash64(number, 5) % 10 < 3,
+                           toDecimal128(cityHash64(number, 1) % 90000, 2) / 100, NULL),
+                   if(side = 0 OR side = 2, ['EUR', 'USD', 'GBP'][number % 3 + 1], ''),
+                   if(side = 0, map('gateway', gw, 'region', ['eu', 'us'][cityHash64(number, 6) % 2 + 1],
+                                    'customer_id', concat('cus', toString(number % 5000))), map())
+            FROM (
+                SELECT number, ['stripe', 'adyen', 'mollie', 'paypal'][number % 4 + 1] AS gw,
+                       arrayMap(x -> x * if(number % 4 = 2, 3, 1),
+                                [cityHash64(number, 2) % 300000, cityHash64(number, 3) % 900000,
+                                 30000 + cityHash64(number) % 2400000]) AS delays,
+                       if(cityHash64(number) % 50 = 0, cityHash64(number, 4) % 3, 3) AS last_step
+                FROM numbers({off}, {n})
+            ) ARRAY JOIN [0, 1, 2, 3] AS side
+            WHERE side <= last_step""")
         print(f"  generated {off + n:,} instances", flush=True)
 
 
@@ -137,13 +156,16 @@ def compare(store, cfg: Config, label: str, old_runs: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=20_000_000,
-                    help="raw events to generate (≈ 2 per instance; 2 %% of instances never complete)")
+                    help="raw events to generate (≈ 4 per instance; 2 %% of instances never complete)")
     ap.add_argument("--instances", type=int, default=None, help="instances instead of --events")
     ap.add_argument("--dir", default="/tmp/rw-bench-slo")
     ap.add_argument("--reuse", action="store_true", help="keep data (and rollups) from an earlier run")
     ap.add_argument("--old-runs", type=int, default=1, help="passes of the previous design (best of)")
+    ap.add_argument("--journeys-only", action="store_true",
+                    help="only funnels, attribution and forecasts (no rollup build, no SLO passes; attribution "
+                         "without its budget part, which is the pass's)")
     a = ap.parse_args()
-    instances = a.instances or int(a.events / 1.98)
+    instances = a.instances or int(a.events / EVENTS_PER_INSTANCE)
     if not a.reuse:
         shutil.rmtree(a.dir, ignore_errors=True)
     dsn = f"chdb://{a.dir}/data"
@@ -154,6 +176,9 @@ def main() -> None:
     n_events = store.query("SELECT count() FROM bench.events").scalar()
     print(f"{n_events:,} events ({time.perf_counter() - t0:.0f} s to generate or open)")
     cfg, money_cfg = config(dsn), config(dsn, money=True)
+    if a.journeys_only:
+        money_part(store, money_cfg, with_pass=False)
+        return
     for c, what in ((cfg, "counting"), (money_cfg, "money/grouped")):
         t0 = time.perf_counter()
         SloEngine(store, c, rollup_cursor=cursor_of(c)).evaluate(refresh=True)   # the evaluator's pass writes them
@@ -186,28 +211,66 @@ def _best(fn, runs: int = 3) -> tuple[float, object]:
     return best, out
 
 
-def money_part(store, cfg: Config) -> None:
-    """Issue #25: funnels, attribution and in-flight forecasts of the money set (their own queries, per call)."""
+def money_part(store, cfg: Config, with_pass: bool = True) -> None:
+    """Issue #25: funnels, attribution and in-flight forecasts of the money set, per call, in both paths in this run:
+    the previous one (every instance of the range grouped from raw milestones and events in SQL per call) and the
+    journey instance cache's (revwatch/journeys/cache.py: instances kept in memory, only the ones new rows touched
+    re-read); checks both return the same documents."""
     import datetime as dt
 
     from revwatch.journeys.funnel import funnel
     from slo.attribution import attribute
     from slo.forecast import forecast
+    from slo import attribution as att
     engine = SloEngine(store, cfg, rollup_cursor=cursor_of(cfg))
-    engine.evaluate_and_cache()
+    if with_pass:
+        engine.evaluate_and_cache()
     now = utcnow()
-    t_funnels, _ = _best(lambda: [funnel(store, cfg.journeys, j, now - dt.timedelta(days=7), now)
-                                  for j in cfg.journeys], runs=1)
-    print(f"funnels of all {len(cfg.journeys)} journeys over 7 days: {t_funnels * 1000:.0f} ms "
-          f"({t_funnels / len(cfg.journeys) * 1000:.0f} ms each)")
+    week = dt.timedelta(days=7)
     ungrouped = [s for s in engine.specs if not s.config.group_by]
-    t_att, _ = _best(lambda: [attribute(engine, s, "EUR" if s.config.budgeting == "amount" else "",
-                                        lookback=dt.timedelta(days=7)) for s in ungrouped], runs=1)
-    print(f"attribution of {len(ungrouped)} ungrouped SLOs over 7 days: {t_att * 1000:.0f} ms "
-          f"({t_att / len(ungrouped) * 1000:.0f} ms each)")
-    t_fc, _ = _best(lambda: [forecast(engine, s) for s in engine.specs], runs=1)
-    print(f"in-flight forecasts of all {len(engine.specs)} SLOs: {t_fc * 1000:.0f} ms "
-          f"({t_fc / len(engine.specs) * 1000:.0f} ms each)")
+
+    def funnels(cache):
+        return [[f.as_dict() for f in funnel(store, cfg.journeys, j, now - week, now, now=now, cache=cache)]
+                for j in cfg.journeys]
+
+    def attributions(use_cache: bool):
+        out = []
+        for s in ungrouped:
+            group = "EUR" if s.config.budgeting == "amount" else ""
+            if with_pass:
+                doc = attribute(engine, s, group, now=now, lookback=week, use_cache=use_cache)
+                doc.pop("budget")
+            else:              # the journey part alone: the budget part evaluates the SLO (its rollups not built)
+                doc = att._journey_attribution(engine, s, group, now, week, "", use_cache)
+            out.append(doc)
+        return out
+
+    def forecasts(use_cache: bool):
+        return [forecast(engine, s, now=now, results=[r for r in engine.latest or [] if r.spec is s],
+                         use_cache=use_cache) for s in engine.specs]
+
+    from revwatch.journeys.cache import InstanceCache
+    fresh = InstanceCache(store, cfg.journeys)
+    t_build, _ = _timed(lambda: fresh.table(next(iter(cfg.journeys)), now - week, now))
+    print(f"journey instance cache, first load ({sum(t.n for t in fresh.tables.values()):,} instances of "
+          f"{len(cfg.journeys)} journeys over 8 days, once per process): {t_build:.1f} s")
+    rows = []
+    for what, old_fn, new_fn, n in (
+            (f"funnels of all {len(cfg.journeys)} journeys, 7 days", lambda: funnels(None),
+             lambda: funnels(engine.instances), len(cfg.journeys)),
+            (f"attribution of {len(ungrouped)} ungrouped SLOs, 7 days", lambda: attributions(False),
+             lambda: attributions(True), len(ungrouped)),
+            (f"in-flight forecasts of all {len(engine.specs)} SLOs", lambda: forecasts(False),
+             lambda: forecasts(True), len(engine.specs))):
+        t_old, old = _timed(old_fn)
+        t_new, new = _best(new_fn)
+        rows.append((what, t_old, t_new, old == new))
+        print(f"{what}: previous path {t_old * 1000:.0f} ms ({t_old / n * 1000:.0f} ms each); instance cache "
+              f"{t_new * 1000:.0f} ms ({t_new / n * 1000:.1f} ms each); same documents: {old == new}", flush=True)
+    late_batch(store, "cache")
+    t_sync, _ = _timed(lambda: engine.instances.table(next(iter(cfg.journeys)), now - week, utcnow()))
+    print(f"instance cache after a late batch of 1,000 events: sync {t_sync * 1000:.0f} ms "
+          f"({engine.instances.reread} instances re-read)")
 
 
 if __name__ == "__main__":

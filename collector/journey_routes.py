@@ -87,6 +87,6 @@ def get_funnel(journey: str, request: Request, since: str | None = None, until: 
     # range is empty. The reply states the range actually read and whether it was cut, so nothing is silent.
     lo = min(max(asked, hi - MAX_FUNNEL_RANGE), hi)
     filters = funnel_filters(attr, source)
-    found = funnel(ctx.store, ctx.config.journeys, journey, lo, hi, filters, by)
+    found = funnel(ctx.store, ctx.config.journeys, journey, lo, hi, filters, by, cache=ctx.slo.instances)
     return {"journey": journey, "filters": filters, "by": by, "since": lo.isoformat(), "until": hi.isoformat(),
             "range_cut": asked < hi - MAX_FUNNEL_RANGE, "funnels": [f.as_dict() for f in found]}

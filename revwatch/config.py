@@ -81,7 +81,12 @@ class ServerConfig(_Model):
     max_body_bytes: int = 64 * 1024 * 1024  # after decompression, OTLP/HTTP recommendation
     # what this server runs besides the read API: `collector` (ingest + spool writer), `evaluator` (the one
     # writer of SLO rollups, anomaly scans, probes), `all` (both). Several collectors + one evaluator share a store.
-    role: Literal["all", "collector", "evaluator"] = "all"
+    # (`intake` is what the intake processes below run as; not set by hand)
+    role: Literal["all", "collector", "evaluator", "intake"] = "all"
+    # processes that accept ingest beside this one, each with its own spool, together on `intake_port` (default:
+    # port + 1) while this process keeps the store and serves reads (revwatch/intakes.py, docs/http.md); 0 = none
+    intake_processes: int = Field(0, ge=0, le=32)
+    intake_port: int | None = Field(None, ge=1, le=65535)
     # under ingest load, reads run one at a time and at most this many per second (revwatch.priority); 0 = off
     reads_per_second_under_ingest: float = Field(10.0, ge=0)
     # reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-Proto / X-Forwarded-For are believed: the

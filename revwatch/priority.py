@@ -58,11 +58,14 @@ class IngestFirst:
         self._running: asyncio.Event | None = None    # set when the read that started last has finished
         self._loop: asyncio.AbstractEventLoop | None = None   # the loop the two above belong to
         self.waiting = 0                                     # reads waiting for their turn
+        self.noted = 0                                       # ingest requests noted since start (reported on)
 
-    def note_ingest(self) -> None:
-        """An ingest request arrived (called by the collector's routes)."""
+    def note_ingest(self, n: int = 1) -> None:
+        """`n` ingest requests arrived (called by the collector's routes; with intake processes, by the owner for
+        the requests its intake processes report: revwatch/intakes.py)."""
         self._roll()
-        self._bucket += 1
+        self._bucket += n
+        self.noted += n
 
     def _roll(self) -> None:
         now = self.clock()

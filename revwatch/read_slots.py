@@ -1,10 +1,10 @@
 """Store read slots that serve people before background work.
 
-Why: the embedded engine (chDB) runs one query at a time, whichever thread asks — measured here, a 1 ms
-`SELECT 1` issued while a 12 s scan ran answered after 12 s. So a journey lookup that arrives during an evaluator
-pass waits for every query of the pass still queued in front of it (at 1 M stored events a pass is ~12 queries and
-~1 s; the p99 of a lone reader's lookups was the pass time, not the lookup's own 15 ms). The slots cannot interrupt
-a query that is running; what they decide is who runs next.
+Why: the store has few read slots (a chDB connection runs one query at a time, and the embedded store reads
+through `EMBEDDED_READ_CONNECTIONS` connections of its own, revwatch/store.py). When every slot is busy with an
+evaluator pass, a journey lookup waits for the queries of the pass still queued in front of it (at 1 M stored events
+a pass is ~12 queries and ~1 s; with one connection the p99 of a lone reader's lookups was the pass time, not the
+lookup's own 15 ms). The slots cannot interrupt a query that is running; what they decide is who runs next.
 
 Rule: an *interactive* read — a store query made while answering an HTTP request (`INTERACTIVE`, set by the
 server's middleware for every request) — takes the next free slot before any *background* query (evaluator pass,

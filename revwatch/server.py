@@ -37,10 +37,12 @@ from revwatch.api import ApiError, AppContext, authorize, bearer_token, ctx_of, 
 from revwatch.auth import SCOPES, KeyStore
 from revwatch.config import Config
 from revwatch.evaluator import EvaluatorLoop
+from revwatch.intakes import IntakeSupervisor, new_token
 from revwatch.ingest import retry_after_hint
 from revwatch.metrics import Metrics
 from revwatch.openapi import install_openapi
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
+from revwatch.remote_store import owner_router
 from revwatch.store import Store, StoreError, store_from_config
 from slo import routes as slo_routes
 from slo import policy_routes as slo_policy_routes
@@ -153,8 +155,12 @@ def _served_from_memory(ctx: AppContext):
 def create_app(cfg: Config, store: Store | None = None, start_background: bool = True) -> FastAPI:
     """The revwatch FastAPI app; background work starts with the app's lifespan when `start_background`."""
     ctx = build_context(cfg, store)
-    collects = cfg.server.role in ("all", "collector")
+    intake_only = cfg.server.role == "intake"       # an intake process (revwatch/intakes.py): ingest routes only
+    collects = cfg.server.role in ("all", "collector", "intake")
     evaluates = cfg.server.role in ("all", "evaluator")
+    supervisor: IntakeSupervisor | None = None
+    if cfg.server.intake_processes and cfg.server.role in ("all", "collector"):
+        supervisor = IntakeSupervisor(cfg, _own_url(cfg), new_token())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -164,8 +170,10 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             ctx.background_running = True
             if collects:
                 ctx.writer.start()
-                if ctx.deadletters is not None:
+                if ctx.deadletters is not None and not intake_only:   # retention is the owner's job
                     ctx.deadletters.start()
+            if supervisor is not None:
+                supervisor.start()
             scheduler = BackgroundScheduler(timezone="UTC")
             if ctx.evaluator is not None:       # its own thread: a slow pass delays the next, never skips it
                 ctx.evaluator.start()
@@ -184,14 +192,18 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
                                       coalesce=True, next_run_time=_soon())
             ctx.scheduler = scheduler
             scheduler.start()
-            ctx.alerts.start()
+            if not intake_only:
+                ctx.alerts.start()
         try:
             yield
         finally:
             if owner:
+                if supervisor is not None:
+                    supervisor.stop()
                 if ctx.evaluator is not None:
                     ctx.evaluator.stop()
-                ctx.alerts.stop()
+                if not intake_only:
+                    ctx.alerts.stop()
                 if scheduler:
                     scheduler.shutdown(wait=False)
                 if collects:
@@ -204,6 +216,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     app = FastAPI(title="revwatch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # webui: /docs
                   description="Business-journey SLOs and integration observability")
     app.state.ctx = ctx
+    app.state.intake_supervisor = supervisor
     install_error_handlers(app)
     app.add_middleware(IngestFirstMiddleware, gate=ctx.priority, credentialed=_credentialed_by(ctx),
                        from_memory=_served_from_memory(ctx))
@@ -213,17 +226,15 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     if collects:                                   # an evaluator-only server has no ingest routes
         app.include_router(collector_routes.router)
         app.include_router(source_routes.router)
-    app.include_router(source_routes.read_router)
-    app.include_router(journey_routes.router)
-    app.include_router(slo_routes.router)
-    app.include_router(slo_policy_routes.router)
-    app.include_router(anomaly_routes.router)
-    app.include_router(alert_routes.router)
-    app.include_router(alert_history.router)
-    app.include_router(odoo_webhook.router)
-    webui.install(app)
+    if supervisor is not None:                     # this process's intake processes store through it
+        app.include_router(owner_router(ctx.store, supervisor.token,
+                                        lambda table, n: ctx.metrics.store_writes_total.labels(table).inc(n),
+                                        ctx.priority.note_ingest))
+    if not intake_only:
+        _include_read_routes(app)
 
     @app.get("/healthz")
+
     async def healthz():
         """Liveness: the process answers (on the event loop itself: no worker thread, so it measures the loop)."""
         return {"status": "ok"}
@@ -243,6 +254,9 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             authorize(request, "read")
         c.metrics.spool_bytes.set(c.spool.pending_bytes())
         return Response(c.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    if intake_only:
+        return app
 
     @app.post("/api/v1/keys", dependencies=[Depends(require("admin"))])
     def create_key(body: KeyRequest, request: Request):
@@ -265,6 +279,25 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         return {"keys": ctx_of(request).keys.list()}
 
     return app
+
+
+def _include_read_routes(app: FastAPI) -> None:
+    """Everything but ingest: journeys, SLOs, anomalies, alerts, the Odoo webhook, the web UI."""
+    app.include_router(source_routes.read_router)
+    app.include_router(journey_routes.router)
+    app.include_router(slo_routes.router)
+    app.include_router(slo_policy_routes.router)
+    app.include_router(anomaly_routes.router)
+    app.include_router(alert_routes.router)
+    app.include_router(alert_history.router)
+    app.include_router(odoo_webhook.router)
+    webui.install(app)
+
+
+def _own_url(cfg: Config) -> str:
+    """This server's address as its intake processes on the same machine reach it."""
+    host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://[{host}]:{cfg.server.port}" if ":" in host else f"http://{host}:{cfg.server.port}"
 
 
 def readiness(c: AppContext):

@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import datetime as dt
 import fcntl
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -53,7 +54,15 @@ class QueryResult:
         return self.rows[0][0] if self.rows else None
 
 
-_clients: dict[str, Any] = {}
+# Per DSN: the writer client and the queue of reader clients (shared by every Store on that DSN).
+_clients: dict[str, tuple[Any, queue.SimpleQueue]] = {}
+# chDB runs the queries of one connection one after the other, but separate connections to the same engine run
+# side by side (measured: a 5 ms `SELECT 1` on a second connection during a 0.6 s scan on the first; 0.2–0.9 s on
+# the same one). So the embedded store reads through its own connections, never the writer's: a journey lookup no
+# longer waits behind an insert with its materialised views or an evaluator scan. Three: the two cores here, plus
+# one for a read that waits on I/O; every read still takes a read slot first (revwatch/read_slots.py).
+EMBEDDED_READ_CONNECTIONS = 3
+HTTP_READ_SLOTS = 16
 _PINGER = cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="revwatch-ping")
 _clients_lock = threading.Lock()
 
@@ -106,6 +115,24 @@ def _build_client(dsn: str):
         driver_log.setLevel(level)
 
 
+def _reader_clients(dsn: str, writer) -> queue.SimpleQueue:
+    """The clients reads take turns on: for chDB, connections of their own to the engine the writer opened (no
+    lock check: this process holds the data dir now); for a server, the writer's client, which is thread-safe."""
+    pool: queue.SimpleQueue = queue.SimpleQueue()
+    if not dsn.startswith("chdb://"):
+        for _ in range(HTTP_READ_SLOTS):
+            pool.put(writer)
+        return pool
+    for _ in range(EMBEDDED_READ_CONNECTIONS):
+        try:
+            pool.put(clickhouse_connect.get_client(dsn=dsn))
+        except Exception as e:   # never expected; reading through the writer's connection still works
+            log.warning("could not open a read connection to the embedded store (%s); reads share the writer's",
+                        str(e).splitlines()[0][:200] if str(e) else repr(e))
+            pool.put(writer)
+    return pool
+
+
 def _root_cause(e: BaseException) -> str:
     """The innermost cause of a driver error, in a few words ("connection refused"), never cut mid-word: the
     driver wraps an OSError in several layers of URL-laden messages."""
@@ -137,8 +164,9 @@ def _dedup_settings(token: str | None) -> dict[str, Any]:
 class Store:
     """A database inside one ClickHouse engine, with helpers that all other modules use.
 
-    Thread-safe: chDB's client is shared by every thread of the process; reads run concurrently on it (as chDB
-    allows), writes and DDL are serialised by a lock. HTTP clients are used as they are.
+    Thread-safe: writes and DDL go through one client, serialised by a lock; reads take a read slot and then one
+    of the reader clients (embedded: connections of their own, so they run beside each other and beside a write —
+    `EMBEDDED_READ_CONNECTIONS`). HTTP clients are used as they are.
     """
 
     def __init__(self, dsn: str, database: str = "revwatch", cluster: str | None = None):
@@ -147,19 +175,18 @@ class Store:
         self.cluster = cluster
         self.embedded = dsn.startswith("chdb://")
         with _clients_lock:
-            client = _clients.get(dsn)
-            if client is None:
-                client = _build_client(dsn)
-                _clients[dsn] = client
-        self._client = client
+            clients = _clients.get(dsn)
+            if clients is None:
+                writer = _build_client(dsn)
+                clients = _clients[dsn] = (writer, _reader_clients(dsn, writer))
+        self._client, self._readers = clients
         self._lock = threading.RLock() if self.embedded else None
         # Reads are admitted through a bounded number of slots: a read that cannot get one within `read_wait`
         # seconds fails fast with StoreBusy (503 + Retry-After) instead of piling up threads behind a slow store.
-        # Ingest never reads the store, so reads can never hold it (issue #10). chDB runs queries one after the
-        # other anyway: 1 slot there (measured with bench/ingest_small.py: 10 readers cost 1-event ingest 17 % of
-        # its rate with one slot, 5-37 % with two — a second query only queues inside chDB and takes CPU), 16 on
-        # a server. Reads made for an HTTP request go before background queries (revwatch/read_slots.py).
-        self.read_slots = ReadSlots(1 if self.embedded else 16)
+        # Ingest never reads the store, so reads can never hold it (issue #10). One slot per reader client (one
+        # query at a time per chDB connection), 16 on a server. Reads made for an HTTP request go before background
+        # queries (revwatch/read_slots.py).
+        self.read_slots = ReadSlots(EMBEDDED_READ_CONNECTIONS if self.embedded else HTTP_READ_SLOTS)
         self.read_wait = 10.0
         self._ping_future: cf.Future | None = None
         self._ping_lock = threading.Lock()
@@ -168,19 +195,21 @@ class Store:
         return f"Store({_redact(self.dsn)!r}, database={self.database!r})"
 
     # -- low level ---------------------------------------------------------------------------------------
-    def _call(self, fn, *args, write: bool = False, **kwargs):
+    def _call(self, method: str, *args, write: bool = False, **kwargs):
         try:
-            if not write:                              # reads run concurrently (chDB allows it, README.md)
+            if not write:                              # reads run concurrently, each on its own client
                 if not self.read_slots.acquire(timeout=self.read_wait):
                     raise StoreBusy(f"the store is busy: no read slot within {self.read_wait:g}s")
+                client = self._readers.get()           # a slot guarantees a free client
                 try:
-                    return fn(*args, **kwargs)
+                    return getattr(client, method)(*args, **kwargs)
                 finally:
+                    self._readers.put(client)
                     self.read_slots.release()
             if self._lock is None:
-                return fn(*args, **kwargs)
+                return getattr(self._client, method)(*args, **kwargs)
             with self._lock:
-                return fn(*args, **kwargs)
+                return getattr(self._client, method)(*args, **kwargs)
         except StoreError:
             raise
         except Exception as e:
@@ -188,14 +217,14 @@ class Store:
 
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         """Run a statement that returns no rows (DDL, ALTER, INSERT … SELECT)."""
-        return self._call(self._client.command, sql, parameters=parameters, settings=settings, write=True)
+        return self._call("command", sql, parameters=parameters, settings=settings, write=True)
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> QueryResult:
         """Run a SELECT; `{name:Type}` placeholders are bound server-side from `parameters`."""
         threads = READ_THREADS.get()
         if threads and self.embedded:          # a read served under ingest load: one core, not all of them
             settings = {"max_threads": threads, **(settings or {})}
-        r = self._call(self._client.query, sql, parameters=parameters, settings=settings)
+        r = self._call("query", sql, parameters=parameters, settings=settings)
         return QueryResult(list(r.column_names), [tuple(x) for x in r.result_rows])
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str],
@@ -204,7 +233,7 @@ class Store:
         if not rows:
             return 0
         settings = _dedup_settings(dedup_token)
-        self._call(self._client.insert, f"{self.database}.{table}", rows, column_names=list(columns),
+        self._call("insert", f"{self.database}.{table}", rows, column_names=list(columns),
                    settings=settings, write=True)
         return len(rows)
 
@@ -216,7 +245,7 @@ class Store:
             return 0
         body = b"\n".join(payloads)
         settings = _dedup_settings(dedup_token)
-        self._call(self._client.raw_insert, f"{self.database}.{table}", list(columns), insert_block=body,
+        self._call("raw_insert", f"{self.database}.{table}", list(columns), insert_block=body,
                    settings=settings, fmt="JSONCompactEachRow", write=True)
         return body.count(b"\n") + 1
 

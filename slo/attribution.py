@@ -27,15 +27,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+import numpy as np
+
 from revwatch.journeys import instance_params, instances_money_sql
+from revwatch.journeys.cache import (InstanceCache, JourneyTable, currency_names, dense_unique, first_by_time,
+                                     group_mask, masked_times, money_sum, to_datetime)
 from revwatch.journeys import money as jmoney
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.human import budget_phrase
 from revwatch.units import as_utc, utcnow
-from slo.sli import _bad_expr, _span_filters, journey_group_sql, ms, span_group_sql
+from slo.sli import _bad_expr, _span_filters, journey_group_key, journey_group_sql, ms, span_group_sql
 
 if TYPE_CHECKING:
     from slo.engine import SloEngine, SloResult
@@ -72,8 +77,9 @@ def budget_of(result: SloResult | None) -> dict:
 
 
 def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetime | None = None,
-              lookback: dt.timedelta = dt.timedelta(days=7), link_base: str = "") -> dict:
-    """The attribution document of one SLO and group (see the module docstring for its fields)."""
+              lookback: dt.timedelta = dt.timedelta(days=7), link_base: str = "", use_cache: bool = True) -> dict:
+    """The attribution document of one SLO and group (see the module docstring for its fields). `use_cache=False`:
+    the previous path, every instance of the lookback grouped from raw rows in SQL (the same document)."""
     now = now or utcnow()
     c = spec.config
     doc: dict = {"slo": c.name, "group": group or None, "journey": c.journey, "objective": c.objective,
@@ -84,16 +90,28 @@ def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetim
     if not spec.is_journey:
         doc["failing_system"] = c.sli.service            # gauge SLIs: bad minutes, nothing to attribute
         return doc
-    doc.update(_journey_attribution(engine, spec, group, now, lookback, link_base))
+    doc.update(_journey_attribution(engine, spec, group, now, lookback, link_base, use_cache))
     return doc
 
 
 def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime,
-                         lookback: dt.timedelta, link_base: str) -> dict:
-    store = engine.store
+                         lookback: dt.timedelta, link_base: str, use_cache: bool = True) -> dict:
     assert spec.config.journey and spec.start_type and spec.end_type, "validated: journey SLIs name their journey"
     j = engine.cfg.journeys[spec.config.journey]
     steps: list[str] = [spec.start_type, *j.milestones, spec.end_type]
+    found = _from_cache(engine, spec, group, now, lookback, steps) if use_cache else None
+    if found is None:
+        found = _from_sql(engine, spec, group, now, lookback, steps)
+    return _document(spec, steps, now, lookback, link_base, *found)
+
+
+def _from_sql(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, lookback: dt.timedelta,
+              steps: list[str]) -> tuple[BadSummary, tuple, list[tuple]]:
+    """The previous path (kept: tests and bench/slo_eval.py compare it with the cache's): every instance of the
+    lookback grouped from raw milestones and start events per call."""
+    store = engine.store
+    assert spec.config.journey
+    j = engine.cfg.journeys[spec.config.journey]
     params = {**instance_params(j), "since": ms(now - lookback),
               "now": ms(now), "t_ms": int(spec.threshold.total_seconds() * 1000), "group": group}
     instances = instances_money_sql(store.table("milestones"), store.table("events"),
@@ -107,9 +125,8 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
         FROM ({instances})
         WHERE {journey_group_sql(spec)} = {{group:String}}
           AND s_at <= fromUnixTimestamp64Milli({{now:Int64}}, 'UTC')"""
-    bad_rows = store.query(f"SELECT cid, s_at, e_at, has_end, reached, attrs, src, stuck, "
-                           f"if(known, toString(amt), ''), cur FROM ({base}) "
-                           f"WHERE late OR stuck ORDER BY s_at LIMIT {MAX_BAD_ROWS}", params).rows
+    bad_rows = store.query(f"SELECT cid, s_at, reached, attrs, src, stuck, if(known, toString(amt), ''), cur "
+                           f"FROM ({base}) WHERE late OR stuck ORDER BY s_at, cid LIMIT {MAX_BAD_ROWS}", params).rows
     dist = store.query(f"""
         SELECT kv.1 AS k, kv.2 AS v, cur, count() AS total, countIf(late OR stuck) AS bad,
                toString(sumIf(amt, (late OR stuck) AND known)) AS bad_money
@@ -121,27 +138,166 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
         SELECT cur, count(), countIf(stuck), countIf(late), toString(sumIf(amt, stuck AND known)),
                toString(sumIf(amt, (late OR stuck) AND known)), toString(sumIf(amt, known))
         FROM ({base}) GROUP BY cur""", params).rows
-    started = sum(int(r[1]) for r in totals)
-    n_stuck = sum(int(r[2]) for r in totals)
-    n_late = sum(int(r[3]) for r in totals)
-    money = jmoney.total((r[0], jmoney.parse_amount(r[4])) for r in totals if jmoney.parse_amount(r[4]))
-    money_bad = jmoney.total((r[0], jmoney.parse_amount(r[5])) for r in totals if jmoney.parse_amount(r[5]))
-    money_all = jmoney.total((r[0], jmoney.parse_amount(r[6])) for r in totals if jmoney.parse_amount(r[6]))
+    records = [(cid, as_utc(s_at), {t: as_utc(x) for t, x in sorted(reached, key=lambda p: p[1], reverse=True)},
+                attrs, src, bool(is_stuck), jmoney.parse_amount(amount), cur)    # earliest time of a step wins
+               for cid, s_at, reached, attrs, src, is_stuck, amount, cur in bad_rows]
+    sums = tuple(jmoney.total((r[0], jmoney.parse_amount(r[k])) for r in totals if jmoney.parse_amount(r[k]))
+                 for k in (4, 5, 6))
+    counts = (sum(int(r[1]) for r in totals), sum(int(r[2]) for r in totals), sum(int(r[3]) for r in totals))
+    return _summarize(records, steps), (*counts, *sums), dist
 
+
+@dataclass
+class BadSummary:
+    """What the oldest MAX_BAD_ROWS bad instances say: per step the stuck/late counts and money, the stuck ones in
+    order (cid, start, step waited for, attributes, source, amount or None, currency) and the most frequent source."""
+    step_counts: dict[str, Counter]
+    step_money: dict[str, jmoney.Money]
+    stuck: list[tuple]
+    top_source: str | None
+
+
+def _summarize(records: list[tuple], steps: list[str]) -> BadSummary:
+    """A BadSummary from bad instances (cid, start, step → first time, attributes, source, stuck?, amount or None,
+    currency), oldest first: a stuck one waits for its first step not reached, a late one lost its time at its
+    slowest step."""
     step_counts: dict[str, Counter] = {}
     step_money: dict[str, jmoney.Money] = {}
     stuck = []
-    threshold_s = spec.threshold.total_seconds()
-    for cid, s_at, _e_at, _has_end, reached, attrs, src, is_stuck, amount, cur in bad_rows:
-        at = {t: as_utc(x) for t, x in sorted(reached, key=lambda p: p[1], reverse=True)}   # earliest wins
+    for cid, s_at, at, attrs, src, is_stuck, amount, cur in records:
         if is_stuck:
-            step = next((s for s in steps if s not in at), spec.end_type)
+            step = next((s for s in steps if s not in at), steps[-1])
             kind = "stuck"
-            stuck.append((cid, as_utc(s_at), step, attrs, src, jmoney.parse_amount(amount), cur))
+            stuck.append((cid, s_at, step, attrs, src, amount, cur))
         else:
             step, kind = _slowest_step(steps, at), "late"
         step_counts.setdefault(step, Counter())[kind] += 1
-        jmoney.add(step_money.setdefault(step, {}), cur, jmoney.parse_amount(amount))
+        jmoney.add(step_money.setdefault(step, {}), cur, amount)
+    return BadSummary(step_counts, step_money, stuck, _top_source(records))
+
+
+def _from_cache(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, lookback: dt.timedelta,
+                steps: list[str]) -> tuple[BadSummary, tuple, list[tuple]] | None:
+    """The same answer from the journey instance cache (revwatch/journeys/cache.py): numpy over the instances of
+    the lookback, no raw rows read unless new ones arrived. None when the cache cannot answer exactly."""
+    assert spec.config.journey
+    cache = engine.instances
+    since = now - lookback
+    if not cache.covers(since, utcnow()):
+        return None
+    t = cache.table(spec.config.journey, since, now)
+    if not t.exact or t.steps != steps:
+        return None
+    ts = masked_times(t, ms(since))
+    s, e = ts[:, 0], ts[:, -1]
+    now_ms, t_ms = ms(now), int(spec.threshold.total_seconds() * 1000)
+    known = t.own_has[:t.n, 0]
+    sel = (s > 0) & (s <= now_ms)
+    if spec.config.budgeting == "amount":
+        sel &= known
+    idx = np.flatnonzero(sel)
+    idx = idx[group_mask(cache, t, idx, journey_group_key(spec), group, tuple(spec.config.group_by))]
+    s_i, e_i, known_i = s[idx], e[idx], known[idx]
+    late = (e_i > 0) & (e_i > s_i + t_ms)
+    stuck = (e_i == 0) & (now_ms > s_i + t_ms)
+    bad = late | stuck
+    amt, cur = t.own_amt[idx, 0], t.own_cur[idx, 0]
+    names = currency_names(cache)
+    n_cur = len(names)
+
+    def money(mask: np.ndarray) -> jmoney.Money:
+        sums = money_sum(amt[mask], cur[mask], n_cur)
+        return jmoney.total((names[c], cache.amount(v)) for c, v in enumerate(sums) if v)
+    totals = (len(idx), int(stuck.sum()), int(late.sum()),
+              money(stuck & known_i), money(bad & known_i), money(known_i))
+    bad_idx = idx[bad]
+    chosen = np.array(first_by_time(t, bad_idx, s[bad_idx], MAX_BAD_ROWS), dtype=np.int64)
+    return _summarize_rows(cache, t, ts, chosen, e[chosen] == 0, known, names), totals, \
+        _distribution(cache, t, idx, bad, known_i, amt, cur, names)
+
+
+def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows: np.ndarray, is_stuck: np.ndarray,
+                    known: np.ndarray, names: list[str]) -> BadSummary:
+    """`_summarize` of cache rows (oldest first), in numpy: the step a stuck row waits for is its first step not
+    reached; a late row's is the step whose arrival took longest after the previous reached one (`_slowest_step`:
+    ties to the earlier step, in whole milliseconds as the seconds it compares)."""
+    k = len(t.steps)
+    r = ts[rows]
+    reached = r > 0
+    first_missing = np.where((~reached).any(axis=1), np.argmax(~reached, axis=1), k - 1)
+    best = np.full(len(rows), k - 1)
+    best_lag = np.full(len(rows), -1000, np.int64)        # _slowest_step starts from a lag of -1.0 s
+    prev = r[:, 0].copy()
+    for x in range(1, k):
+        here = reached[:, x]
+        lag = r[:, x] - prev
+        better = here & (prev > 0) & (lag > best_lag)
+        best, best_lag = np.where(better, x, best), np.where(better, lag, best_lag)
+        prev = np.where(here, r[:, x], prev)
+    step = np.where(is_stuck, first_missing, best)
+    step_counts: dict[str, Counter] = {}
+    step_money: dict[str, jmoney.Money] = {}
+    amt, cur, kn = t.own_amt[rows, 0], t.own_cur[rows, 0], known[rows]
+    n_cur = len(names)
+    for x in np.unique(step).tolist():
+        at_x = step == x
+        c: Counter[str] = Counter()
+        if (n := int((at_x & is_stuck).sum())):
+            c["stuck"] = n
+        if (n := int((at_x & ~is_stuck).sum())):
+            c["late"] = n
+        step_counts[t.steps[x]] = c
+        m = at_x & kn
+        sums = money_sum(amt[m], cur[m], n_cur)
+        present = np.bincount(cur[m], minlength=n_cur)
+        step_money[t.steps[x]] = {names[c_]: cache.amount(v) for c_, v in enumerate(sums) if present[c_]}
+    stuck = [(t.cids[i], to_datetime(ts[i, 0]), t.steps[int(x)], cache.attrs_of(int(t.attrs[i])),
+              cache.sources.values[int(t.src[i])], cache.amount(t.own_amt[i, 0]) if known[i] else None,
+              names[int(t.own_cur[i, 0])])
+             for i, x in zip(rows[is_stuck].tolist(), step[is_stuck].tolist())]
+    srcs = t.src[rows]
+    counts = np.bincount(srcs, minlength=len(cache.sources.values))
+    counts[cache.sources.codes[""]] = 0
+    top = None
+    if counts.max(initial=0) > 0:             # Counter.most_common: ties go to the first seen
+        tied = np.flatnonzero(counts == counts.max())
+        first_seen = {int(c): int(np.argmax(srcs == c)) for c in tied}
+        top = cache.sources.values[min(first_seen, key=lambda c: first_seen[c])]
+    return BadSummary(step_counts, step_money, stuck, top)
+
+
+def _distribution(cache: InstanceCache, t: JourneyTable, idx: np.ndarray, bad: np.ndarray, known: np.ndarray,
+                  amt: np.ndarray, cur: np.ndarray, names: list[str]) -> list[tuple]:
+    """(key, value, currency, total, bad, bad money) per attribute value of the instances `idx`: counted per
+    distinct (attribute set, source, currency), then spread over that set's pairs."""
+    n_cur = len(names)
+    sets = cache.explained(t.attrs[idx], LINK_ATTRIBUTES)
+    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) * (n_cur + 1) + cur
+    first, inv = dense_unique(combo)
+    total_n = np.bincount(inv, minlength=len(first))
+    bad_n = np.bincount(inv, weights=bad, minlength=len(first))
+    bad_money = money_sum(amt[bad & known], inv[bad & known], len(first))
+    acc: dict[tuple[str, str, str], list] = {}
+    for u, f in enumerate(first):
+        pairs = [("source", cache.sources.values[int(t.src[idx[f]])]), *cache.attr_sets.values[int(sets[f])]]
+        for k, v in pairs:
+            if v == "" or k in LINK_ATTRIBUTES:
+                continue
+            a = acc.setdefault((k, v, names[int(cur[f])]), [0, 0, 0])
+            a[0] += int(total_n[u])
+            a[1] += int(bad_n[u])
+            a[2] += bad_money[u]
+    return [(k, v, c, n, b, cache.amount(mny)) for (k, v, c), (n, b, mny) in acc.items()]
+
+
+def _document(spec: SloSpec, steps: list[str], now: dt.datetime, lookback: dt.timedelta, link_base: str,
+              summary: BadSummary, totals: tuple, dist: list[tuple]) -> dict:
+    """The journey part of an attribution from the summary of the oldest bad instances, the totals (started,
+    stuck, late, money at risk, bad money, money started) and the attribute distribution (key, value, currency,
+    total, bad, bad money)."""
+    started, n_stuck, n_late, money, money_bad, money_all = totals
+    step_counts, step_money, stuck = summary.step_counts, summary.step_money, summary.stuck
+    threshold_s = spec.threshold.total_seconds()
     step_list = [{"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
                   "stuck": cnt["stuck"], "late": cnt["late"], "money": jmoney.as_json(step_money.get(s, {}))}
                  for s, cnt in sorted(step_counts.items(), key=lambda sc: (-(sc[1]["stuck"] + sc[1]["late"]), sc[0]))]
@@ -160,7 +316,7 @@ def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.d
                       "lookback_seconds": lookback.total_seconds(), "threshold_seconds": threshold_s},
         "steps": step_list,
         "failing_step": step_list[0]["step"] if step_list else None,
-        "failing_system": _top_source(bad_rows),
+        "failing_system": summary.top_source,
         "over_represented": _over_represented(dist, started, bad_total),
         "money_at_risk": jmoney.as_json(money),
         "money_bad": jmoney.as_json(money_bad),
@@ -217,8 +373,8 @@ def _slowest_step(steps: list[str], at: dict[str, dt.datetime]) -> str:
     return best
 
 
-def _top_source(bad_rows: list[tuple]) -> str | None:
-    counts = Counter(r[6] for r in bad_rows if r[6])
+def _top_source(records: list[tuple]) -> str | None:
+    counts = Counter(r[4] for r in records if r[4])
     return counts.most_common(1)[0][0] if counts else None
 
 

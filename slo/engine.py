@@ -39,6 +39,7 @@ from slo.series import MinuteCache, minute_index, view, window_sums
 from slo.sli import ms
 from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
+from revwatch.journeys.cache import InstanceCache
 from revwatch.journeys import money as jmoney
 from slo.prometheus_values import PrometheusReader
 from slo.state import budget_of, state_of
@@ -243,6 +244,8 @@ class SloEngine:
         self.adjustments = AdjustmentBook(store, declared_adjustments(cfg, [s.name for s in every]))
         self.annotations = AnnotationLog(store)     # returned with every evaluation (slo/annotations.py)
         self.journey_reader = JourneyReader(store, cfg.journeys, self.journey_thresholds())
+        # journey instances between calls: what attribution, funnels and forecasts read (revwatch/journeys/cache.py)
+        self.instances = InstanceCache(store, cfg.journeys)
         self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
 
     # -- the latest pass (views of self.snapshot, one whole pass each) --------------------------------------

@@ -19,7 +19,7 @@ from revwatch.journeys import money as jmoney
 from revwatch.journeys.forecast import in_flight
 from revwatch.journeys.reader import iso
 from revwatch.units import utcnow
-from slo.sli import journey_group_sql
+from slo.sli import journey_group_key, journey_group_sql
 
 if TYPE_CHECKING:
     from slo.engine import SloEngine, SloResult
@@ -29,14 +29,17 @@ PAGE_WITHIN = dt.timedelta(hours=4)     # a forecast exhaustion this close is a 
 
 
 def forecast(engine: SloEngine, spec: SloSpec, now: dt.datetime | None = None,
-             results: list[SloResult] | None = None, page_within: dt.timedelta = PAGE_WITHIN) -> list[dict]:
-    """One forecast document per group of a journey SLO (the groups the evaluation and the in-flight set know)."""
+             results: list[SloResult] | None = None, page_within: dt.timedelta = PAGE_WITHIN,
+             use_cache: bool = True) -> list[dict]:
+    """One forecast document per group of a journey SLO (the groups the evaluation and the in-flight set know).
+    `use_cache=False`: the in-flight instances grouped from raw rows in SQL (the previous path; the same documents)."""
     as_of = now
     now = now or utcnow()
     assert spec.config.journey, "journey SLOs only"
     j = engine.cfg.journeys[spec.config.journey]
     amount = spec.config.budgeting == "amount"
-    flight = in_flight(engine.store, j, spec.threshold, now, journey_group_sql(spec))
+    flight = in_flight(engine.store, j, spec.threshold, now, journey_group_sql(spec),
+                       cache=engine.instances if use_cache else None, group_key=journey_group_key(spec))
     if results is None and as_of is not None:           # "as of" a given instant: the budget as of then
         results = engine.evaluate(as_of, names=[spec.name])
     elif results is None:

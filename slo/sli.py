@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable, Mapping
 
 from revwatch.journeys import instances_money_sql, instances_sql
 from revwatch.journeys.money import AMOUNT_SCALE
@@ -53,6 +54,16 @@ def journey_group_sql(spec: SloSpec) -> str:
     like the SLI (forecast, attribution) uses this one expression."""
     parts = list(spec.config.group_by) + ([_CURRENCY] if spec.config.budgeting == "amount" else [])
     return _group_expr(parts, "attrs", {"source": "src", _CURRENCY: "cur"})
+
+
+def journey_group_key(spec: SloSpec) -> Callable[[Mapping[str, str], str, str], str]:
+    """`journey_group_sql` in Python: the group key of an instance from its start attributes, source and currency
+    ('?' when none), for readers of the journey instance cache (revwatch/journeys/cache.py)."""
+    parts = list(spec.config.group_by) + ([_CURRENCY] if spec.config.budgeting == "amount" else [])
+
+    def key(attrs: Mapping[str, str], src: str, cur: str) -> str:
+        return "|".join(src if g == "source" else cur if g == _CURRENCY else attrs.get(g, "") for g in parts)
+    return key
 
 
 def _decided_in(table: str, t_max: int) -> str:

@@ -258,6 +258,16 @@ def test_risk_refuses_without_history_then_scores_every_open_payment(api_factory
     load(store, late, [])
     s = api.post("/api/v1/anomalies/scan", params={"retrain": "true"}, scope="admin").json()
     assert s["reconciliation_model"]["resolved"] == len({e["correlation_id"] for e in late})
+    doc = api.get("/api/v1/anomalies", params={"kind": "reconciliation_risk", "status": "resolved",
+                                               "limit": 1000}).json()
+    resolved = doc["items"]
+    assert doc["next_cursor"] is None
+    failed = {e["correlation_id"] for e in late if e["type"] == "payment.reconciliation_failed"}
+    assert {i["correlation_id"] for i in resolved} == {e["correlation_id"] for e in late} and failed
+    for i in resolved:                   # the resolution says which outcome: a failure still needs a person
+        assert i["details"]["resolution"] == (risk.OUTCOME_WORDS["payment.reconciliation_failed"]
+                                              if i["correlation_id"] in failed else
+                                              risk.OUTCOME_WORDS["payment.reconciled"]), i
     assert s["reconciliation_model"]["version"] == 2
     assert risk.load(store).version == 2
 

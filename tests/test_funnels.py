@@ -5,7 +5,10 @@ import datetime as dt
 import itertools
 from decimal import Decimal
 
+import pytest
+
 from collector.rows import EVENT_COLUMNS, EventRow
+from revwatch.journeys.cache import InstanceCache
 from revwatch.journeys.funnel import funnel
 
 M = dt.timedelta(minutes=1)
@@ -51,10 +54,16 @@ def eur(x):
     return {"EUR": Decimal(x)}
 
 
-def test_funnel_hand_counts(store, make_config):
+@pytest.fixture(params=["sql", "instance cache"])
+def cache(request, store, make_config):
+    """Both paths of `funnel`: raw rows grouped in SQL, and the journey instance cache (revwatch/journeys/cache.py)."""
+    return InstanceCache(store, make_config(CFG).journeys) if request.param == "instance cache" else None
+
+
+def test_funnel_hand_counts(store, make_config, cache):
     seed(store)
     cfg = make_config(CFG)
-    (f,) = funnel(store, cfg.journeys, "revenue", NOW - dt.timedelta(hours=4), NOW, now=NOW)
+    (f,) = funnel(store, cfg.journeys, "revenue", NOW - dt.timedelta(hours=4), NOW, now=NOW, cache=cache)
     s = {x.step: x for x in f.steps}
     assert [x.step for x in f.steps] == STEPS
     assert [x.reached for x in f.steps] == [5, 4, 3, 3, 2]
@@ -77,15 +86,15 @@ def test_funnel_hand_counts(store, make_config):
     assert s["payment.posted"].stopped == 0 and s["payment.posted"].stopped_money == {}
 
 
-def test_funnel_filters_and_split(store, make_config):
+def test_funnel_filters_and_split(store, make_config, cache):
     seed(store)
     cfg = make_config(CFG)
     lo = NOW - dt.timedelta(hours=4)
-    (f,) = funnel(store, cfg.journeys, "revenue", lo, NOW, {"gateway": "adyen"}, now=NOW)
+    (f,) = funnel(store, cfg.journeys, "revenue", lo, NOW, {"gateway": "adyen"}, now=NOW, cache=cache)
     assert [x.reached for x in f.steps] == [2, 1, 1, 1, 1]
-    split = {x.group: x for x in funnel(store, cfg.journeys, "revenue", lo, NOW, by="gateway", now=NOW)}
+    split = {x.group: x for x in funnel(store, cfg.journeys, "revenue", lo, NOW, by="gateway", now=NOW, cache=cache)}
     assert set(split) == {"stripe", "adyen"} and [x.reached for x in split["stripe"].steps] == [3, 3, 2, 2, 1]
-    (wide,) = funnel(store, cfg.journeys, "revenue", NOW - dt.timedelta(hours=7), NOW, now=NOW)
+    (wide,) = funnel(store, cfg.journeys, "revenue", NOW - dt.timedelta(hours=7), NOW, now=NOW, cache=cache)
     assert wide.steps[0].reached == 6 and wide.steps[0].money["EUR"] == Decimal("1599.00")
 
 

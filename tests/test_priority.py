@@ -5,6 +5,8 @@ import asyncio
 import time
 
 import httpx
+import queue
+
 import pytest
 
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
@@ -150,13 +152,19 @@ def test_reads_under_ingest_load_query_the_store_with_one_thread(api_factory):
     api = api_factory()
     ctx = api.ctx
     seen: list[dict | None] = []
-    real = ctx.store._client.query
+    readers = ctx.store._readers
+    client = readers.get()
+    readers.put(client)
 
-    def spy(sql, *a, **kw):
-        if "correlation_ts" in sql:
-            seen.append(kw.get("settings"))
-        return real(sql, *a, **kw)
-    ctx.store._client.query = spy
+    class Spy:                                      # a reader client that records the settings of lookups
+        def query(self, sql, *a, **kw):
+            if "correlation_ts" in sql:
+                seen.append(kw.get("settings"))
+            return client.query(sql, *a, **kw)
+    spied: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(ctx.store.read_slots.n):
+        spied.put(Spy())
+    ctx.store._readers = spied
     try:
         assert api.get("/api/v1/journeys/nobody").status_code == 404          # no ingest load: store default
         for _ in range(120):
@@ -165,7 +173,7 @@ def test_reads_under_ingest_load_query_the_store_with_one_thread(api_factory):
         assert ctx.priority.busy()
         assert api.get("/api/v1/journeys/nobody").status_code == 404          # under load: one thread
     finally:
-        ctx.store._client.query = real
+        ctx.store._readers = readers
     assert len(seen) == 2
     assert not (seen[0] or {}).get("max_threads") and seen[1]["max_threads"] == 1
 

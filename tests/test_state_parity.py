@@ -154,3 +154,35 @@ def test_every_reader_shows_the_one_state_and_budget(business, monkeypatch):
     for k, res in results.items():
         b = attribution_budget(res)
         assert b["state"] == truth[k][0] and b["summary"] == budget_phrase(truth[k][1])
+
+
+def test_overview_stuck_count_and_money_are_the_evaluators_as_metrics_shows(business):
+    """The overview's "Stuck right now" shows the evaluator's latest stuck summaries — the numbers /metrics exposes
+    — not a read of its own taken at another moment (which would count an instance gone overdue in between)."""
+    import dataclasses
+
+    from tests.support.slo_data import journey
+    api, at = business
+    ctx = api.ctx
+    passed = ctx.journeys.reader.summaries(at)
+    assert any(s.stuck for s in passed) and any(s.money for s in passed)
+    ctx.slo.snapshot.publish(dataclasses.replace(ctx.slo.snapshot.current, stuck=passed, summaries_at=at,
+                                                 from_evaluator=True))
+    # after the pass, one more settled payment is overdue: a read of its own would show it, the pass does not yet
+    journey(ctx.store, "pay-after-the-pass", at - dt.timedelta(hours=2))
+    later = {s.name: s.stuck for s in ctx.journeys.reader.summaries(at)}
+    assert later != {s.name: s.stuck for s in passed}
+
+    sign_in(api)
+    html = api.client.get("/ui/").text.split("Stuck right now")[1].split("</table>")[0]
+    shown = {name: int(n) for name, n in re.findall(
+        r'<tr><td class="l"><a href="/ui/stuck\?journey=[^"]+">([^<]+)</a>.*?<td class="[^"]*">'
+        r'<a href="/ui/stuck\?journey=[^"]+">(\d+)</a>', html, re.S)}
+    metrics = api.get("/metrics").text
+    exposed = {j: int(float(v)) for j, v in re.findall(r'^revwatch_journey_stuck\{journey="([^"]+)"\} (\S+)$',
+                                                       metrics, re.M)}
+    assert shown == exposed == {s.name: s.stuck for s in passed}
+    money = {(cur, j): float(v) for cur, j, v in re.findall(
+        r'^revwatch_journey_stuck_amount\{currency="([^"]+)",journey="([^"]+)"\} (\S+)$', metrics, re.M)}
+    assert money == {(c, s.name): float(a) for s in passed for c, a in s.money.items()}
+    assert at.strftime("%H:%M:%S") in api.client.get("/ui/").text.split("Stuck right now")[1][:200]

@@ -64,3 +64,38 @@ def test_embedded_store_in_own_temp_dir_and_lock(tmp_path):
         print(open_store("chdb://{data}", "rw").get_state("a"))
     """)], capture_output=True, text=True, timeout=60)
     assert after.stdout.strip() == "b", after.stderr
+
+
+def test_a_read_runs_beside_a_long_read_and_a_write(store):
+    """The embedded store reads through connections of its own (revwatch/store.py EMBEDDED_READ_CONNECTIONS): a
+    short read issued while another connection scans, and while a write holds the writer, answers before either
+    is done — it does not queue behind them (ordering, not timing: the scan is long enough to still be running)."""
+    import threading
+
+    from revwatch.store import EMBEDDED_READ_CONNECTIONS
+    assert store.embedded and store.read_slots.n == EMBEDDED_READ_CONNECTIONS >= 2
+    done: list[str] = []
+    scanning = threading.Event()
+
+    def scan():
+        scanning.set()
+        store.query("SELECT sum(cityHash64(number)) FROM numbers(3000000000)")
+        done.append("scan")
+
+    def write():
+        with store._lock:                             # a write in progress holds the writer until the scan ends
+            scanning.wait()
+            while "scan" not in done:
+                threading.Event().wait(0.01)
+        done.append("write")
+
+    threads = [threading.Thread(target=scan), threading.Thread(target=write)]
+    for t in threads:
+        t.start()
+    scanning.wait()
+    threading.Event().wait(0.2)                        # the scan is running on its connection
+    assert store.query("SELECT 1").scalar() == 1
+    done.append("short read")
+    for t in threads:
+        t.join(120)
+    assert done.index("short read") < done.index("scan") < done.index("write"), done

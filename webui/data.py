@@ -112,8 +112,19 @@ def money_at_risk(items: list[dict]) -> dict[str, Decimal]:
 
 def journey_summaries(ctx: AppContext, now: dt.datetime | None = None) -> list[dict]:
     """Per configured journey: stuck count, aging bucket counts and money at risk per currency over all overdue
-    instances (`JourneyReader.summaries`, one round trip)."""
+    instances (`JourneyReader.summaries`, one round trip), read now."""
     return [s.as_dict() for s in ctx.journeys.reader.summaries(now)]
+
+
+def latest_journey_summaries(ctx: AppContext) -> tuple[list[dict], dt.datetime] | None:
+    """The stuck summaries of the evaluator's latest pass and when they were computed, or None before its first
+    pass. One truth: these are the numbers `/metrics` exposes (`revwatch_journey_stuck`, `…_stuck_amount`) and alert
+    enrichment uses, so the overview never shows a stuck count or amount a moment apart from them (a read of its
+    own, taken up to `evaluator.summary_interval` later, could differ)."""
+    ev = ctx.slo.snapshot.current
+    if ev is None or not ev.from_evaluator or ev.summaries_at is None:
+        return None
+    return [s.as_dict() for s in ev.stuck], ev.summaries_at
 
 
 def open_alerts(ctx: AppContext, limit: int = 20) -> list[dict]:

@@ -284,7 +284,7 @@ def overview(request: Request, q: str = "", v: Viewer = Depends(viewer), by: str
     results = ctx.slo.latest_or_evaluate()
     at = ctx.slo.latest_at or (results[0].at if results else utcnow())
     series, _ = ctx.ui.sparklines.get()
-    journeys, journeys_at = ctx.ui.journey_summaries.get()
+    journeys, journeys_at = data.latest_journey_summaries(ctx) or ctx.ui.journey_summaries.get()
     q = q.strip()[:200]
     shown = [r for r in results if data.slo_matches(r, q)]
     rows = data.slo_rows(shown, series)
@@ -419,7 +419,7 @@ def funnel_page(request: Request, journey: str | None = None, range: str = "7d",
         raise ApiError(400, f"range must be one of {', '.join(FUNNEL_RANGES)}", "range")
     until = utcnow()
     found = funnel(ctx_of(request).store, ctx_of(request).config.journeys, journey, until - FUNNEL_RANGES[range],
-                   until, by=by or None) if journey else []
+                   until, by=by or None, cache=ctx_of(request).slo.instances) if journey else []
     return render(request, "funnel.html", viewer=v, journey=journey, range=range, ranges=list(FUNNEL_RANGES),
                   by=by, funnels=[f.as_dict() for f in found])
 

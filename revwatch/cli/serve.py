@@ -32,6 +32,8 @@ def serve(config: Optional[Path] = ConfigOpt, verbose: bool = typer.Option(False
     if host is not None:
         cfg.server.host = host
     problem = port_problem(cfg.server.host, cfg.server.port)
+    if not problem and cfg.server.intake_processes:
+        problem = port_problem(cfg.server.host, cfg.server.intake_port or cfg.server.port + 1)
     if problem:                         # before migrations and before saying "listening"
         fail(problem, 1)
     try:

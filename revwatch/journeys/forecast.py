@@ -16,11 +16,16 @@ the start event's amount per currency (Decimal); the SLO layer groups with the S
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
+
 from revwatch.config import JourneyConfig
 from revwatch.journeys import money as m
+from revwatch.journeys.cache import (InstanceCache, JourneyTable, currency_names, first_by_time, group_keys,
+                                     masked_times, quantiles_exact, started_since, to_datetime)
 from revwatch.journeys.sql import instance_params, instances_sql, steps_of
 from revwatch.store import Store
 
@@ -51,12 +56,20 @@ class InFlight:
 
 
 def in_flight(store: Store, journey: JourneyConfig, threshold: dt.timedelta, now: dt.datetime,
-              group_sql: str = "''", pace_window: dt.timedelta = PACE_WINDOW) -> InFlight:
+              group_sql: str = "''", pace_window: dt.timedelta = PACE_WINDOW, cache: InstanceCache | None = None,
+              group_key: Callable[[Mapping[str, str], str, str], str] | None = None) -> InFlight:
     """Predict the in-flight instances of `journey` against `threshold` (`group_sql`: an SQL expression over the
-    instance columns `attrs`, `src` and `cur` giving each instance's group)."""
+    instance columns `attrs`, `src` and `cur` giving each instance's group). With `cache` (and `group_key`, the same
+    group in Python) the instances come from the journey instance cache (revwatch/journeys/cache.py) instead of a
+    scan of the lookback's raw rows: the same predictions."""
     steps = steps_of(journey)
-    now_ms = int(now.timestamp() * 1000)
     lookback = max(threshold, pace_window) + dt.timedelta(hours=1)
+    if cache is not None and group_key is not None and cache.knows(journey) \
+            and cache.covers(now - lookback, dt.datetime.now(dt.timezone.utc)):
+        t = cache.table_of(journey, now - lookback, now)
+        if t.exact and t.steps == steps:
+            return _from_cache(cache, t, threshold, now, group_key, pace_window, lookback)
+    now_ms = int(now.timestamp() * 1000)
     params: dict[str, object] = {**instance_params(journey), "since": now - lookback, "now_ms": now_ms,
                                  "pace_ms": int(pace_window.total_seconds() * 1000),
                                  "t_ms": int(threshold.total_seconds() * 1000)}
@@ -92,24 +105,65 @@ def in_flight(store: Store, journey: JourneyConfig, threshold: dt.timedelta, now
         ORDER BY s_at, cid""", params).rows
     for cid, g, s_at, ts, last, amount, cur in rows:
         s_at = s_at.replace(tzinfo=dt.timezone.utc) if s_at.tzinfo is None else s_at
-        deadline = s_at + threshold
-        t = dt.datetime.fromtimestamp(ts[last - 1] / 1000, dt.timezone.utc)
-        stuck = no_pace = False
-        for j in range(last, len(steps)):                 # steps[j] is the next step (0-based)
-            p = out.pace.get(steps[j])
-            if p is None:
-                no_pace = True
-                break
-            if j == last:
-                if (now - t).total_seconds() > p["p95"]:
-                    stuck = True
-                    break
-                t = max(t + dt.timedelta(seconds=p["p50"]), now)
-            else:
-                t += dt.timedelta(seconds=p["p50"])
-        end = None if stuck or no_pace else t
-        breach = deadline if stuck or (end is not None and end > deadline) else None
-        amt = m.parse_amount(amount)
-        out.predictions.append(Prediction(cid, g, s_at, steps[last] if last < len(steps) else steps[-1], breach, end,
-                                          amt, cur if amt is not None else "", stuck, no_pace))
+        out.predictions.append(_predict(out, steps, cid, g, s_at, ts, last, m.parse_amount(amount), cur))
     return out
+
+
+def _from_cache(cache: InstanceCache, t: JourneyTable, threshold: dt.timedelta, now: dt.datetime,
+                group_key: Callable[[Mapping[str, str], str, str], str], pace_window: dt.timedelta,
+                lookback: dt.timedelta) -> InFlight:
+    """`in_flight` over the cache's instances: the pace from numpy over the lookback, the predictions over the
+    in-flight ones only (no end, threshold not passed: a bounded set)."""
+    now_ms = int(now.timestamp() * 1000)
+    pace_ms, t_ms = int(pace_window.total_seconds() * 1000), int(threshold.total_seconds() * 1000)
+    rows = started_since(t, now_ms - int(lookback.total_seconds() * 1000))     # hours of the kept days
+    full = masked_times(t, now_ms - int(lookback.total_seconds() * 1000), rows)
+    ts = full[full[:, 0] > 0]
+    out = InFlight(now, threshold)
+    for k in range(1, len(t.steps)):
+        a, b = ts[:, k - 1], ts[:, k]
+        d = (b[(b > 0) & (a > 0) & (b >= now_ms - pace_ms)] - a[(b > 0) & (a > 0) & (b >= now_ms - pace_ms)]) / 1000
+        if len(d):
+            p50, p95 = quantiles_exact(d, (0.5, 0.95))
+            out.pace[t.steps[k]] = {"p50": p50, "p95": p95, "n": len(d)}
+    s = full[:, 0]
+    sub = np.flatnonzero((s > 0) & (full[:, -1] == 0) & (s + t_ms > now_ms) & (s <= now_ms))
+    idx = rows[sub]
+    groups = group_keys(cache, t, idx, group_key)
+    g_of = dict(zip(idx.tolist(), list(groups)))
+    row_of = dict(zip(idx.tolist(), sub.tolist()))
+    names = currency_names(cache)
+    for i in first_by_time(t, idx, s[sub]):
+        row = full[row_of[i]]
+        last = int(np.flatnonzero(row > 0).max()) + 1
+        known = bool(t.own_has[i, 0])
+        out.predictions.append(_predict(out, t.steps, t.cids[i], g_of[i], to_datetime(row[0]), row.tolist(), last,
+                                        cache.amount(t.own_amt[i, 0]) if known else None,
+                                        names[int(t.own_cur[i, 0])]))
+    return out
+
+
+def _predict(out: InFlight, steps: list[str], cid: str, g: str, s_at: dt.datetime, ts: list[int], last: int,
+             amt: Decimal | None, cur: str) -> Prediction:
+    """One in-flight instance's prediction at `out`'s pace (`ts`: first time per step in ms, 0 not reached;
+    `last`: the 1-based index of the furthest step reached)."""
+    now, threshold = out.now, out.threshold
+    deadline = s_at + threshold
+    t = dt.datetime.fromtimestamp(ts[last - 1] / 1000, dt.timezone.utc)
+    stuck = no_pace = False
+    for j in range(last, len(steps)):                 # steps[j] is the next step (0-based)
+        p = out.pace.get(steps[j])
+        if p is None:
+            no_pace = True
+            break
+        if j == last:
+            if (now - t).total_seconds() > p["p95"]:
+                stuck = True
+                break
+            t = max(t + dt.timedelta(seconds=p["p50"]), now)
+        else:
+            t += dt.timedelta(seconds=p["p50"])
+    end = None if stuck or no_pace else t
+    breach = deadline if stuck or (end is not None and end > deadline) else None
+    return Prediction(cid, g, s_at, steps[last] if last < len(steps) else steps[-1], breach, end,
+                      amt, cur if amt is not None else "", stuck, no_pace)

@@ -22,10 +22,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
 
 from revwatch.config import JourneyConfig
 from revwatch.journeys import money as m
 from revwatch.journeys.reader import iso
+from revwatch.journeys.cache import (NANO, InstanceCache, JourneyTable, currency_names, group_codes, masked_times,
+                                     money_sum, quantiles_exact, started_since)
 from revwatch.journeys.sql import instance_params, instances_sql, steps_of
 from revwatch.store import Store
 from revwatch.units import utcnow
@@ -80,12 +85,19 @@ def _filters(filters: Mapping[str, str], params: dict) -> str:
 
 def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, since: dt.datetime,
            until: dt.datetime, filters: Mapping[str, str] | None = None, by: str | None = None,
-           now: dt.datetime | None = None) -> list[Funnel]:
+           now: dt.datetime | None = None, cache: InstanceCache | None = None) -> list[Funnel]:
     """The funnel of `journey` over instances started in [since, until): one Funnel, or one per value of the
-    start-event attribute `by` (or 'source'), largest first."""
+    start-event attribute `by` (or 'source'), largest first. With `cache` (the journey instance cache,
+    revwatch/journeys/cache.py) the instances come from memory, brought up to date, not from a scan of the range's
+    raw rows: the same funnels."""
     j = journeys[journey]
     now = now or min(utcnow(), until)           # waits are measured as of the end of the range
     steps = steps_of(j)
+    if cache is not None and cache.knows(j) and cache.covers(since, utcnow()):
+        tab = cache.table_of(j, since, utcnow())
+        if tab.exact and tab.steps == steps:
+            return _finish(journey, since, until, by, steps,
+                           *_from_cache(cache, tab, since, until, filters or {}, by, now))
     params: dict[str, object] = {**instance_params(j), "since": since, "until": until, "now": now}
     where = _filters(filters or {}, params)
     if by:
@@ -138,6 +150,13 @@ def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, si
         )
         WHERE x.4
         GROUP BY g, k, kind, currency""", params).rows
+    return _finish(journey, since, until, by, steps, counts, money_rows)
+
+
+def _finish(journey: str, since: dt.datetime, until: dt.datetime, by: str | None, steps: list[str],
+            counts: list[tuple], money_rows: list[tuple]) -> list[Funnel]:
+    """Funnels from the per (group, step) counts (reached, dropped, pairs, latency quantiles, stopped, wait
+    quantiles) and money rows (group, step, 'reached' | 'stopped', currency, amount)."""
     out: dict[str, list[FunnelStep]] = {}
     for g, k, reached, dropped, pairs, lat, stopped, wait in counts:
         fs = out.setdefault(g, [FunnelStep(s) for s in steps])[k - 1]
@@ -146,7 +165,7 @@ def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, si
             fs.latency_seconds = {"p50": float(lat[0]), "p95": float(lat[1]), "p99": float(lat[2])}
         if stopped:
             fs.waiting_seconds = {"p50": float(wait[0]), "max": float(wait[1])}
-    for g, k, kind, cur, amount, _n in money_rows:
+    for g, k, kind, cur, amount, *_n in money_rows:
         if g in out:
             fs = out[g][k - 1]
             m.add(fs.money if kind == "reached" else fs.stopped_money, cur, m.parse_amount(amount))
@@ -163,3 +182,71 @@ def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, si
     if not funnels:
         funnels.append(Funnel(journey, None, since, until, [FunnelStep(s) for s in steps]))
     return funnels
+
+
+def _from_cache(cache: InstanceCache, t: JourneyTable, since: dt.datetime, until: dt.datetime,
+                filters: Mapping[str, str], by: str | None, now: dt.datetime) -> tuple[list[tuple], list[tuple]]:
+    """The counts and money rows `funnel` reads in SQL, from the cache's instances with numpy."""
+    rows = started_since(t, int(since.timestamp() * 1000))
+    ts = masked_times(t, int(since.timestamp() * 1000), rows)
+    s = ts[:, 0]
+    sub = np.flatnonzero((s > 0) & (s < int(until.timestamp() * 1000)))
+    idx, ts = rows[sub], ts[sub]
+
+    def group_of(attrs: Mapping[str, str], src: str, _cur: str) -> str:
+        for k, v in filters.items():
+            if (src if k == "source" else attrs.get(k, "")) != v:
+                return "\x00"                    # filtered out
+        return src if by == "source" else attrs.get(by, "") if by else ""
+    keys, gs = group_codes(cache, t, idx, group_of, tuple(filters) + ((by,) if by else ()))
+    if "\x00" in keys:
+        keep = gs != keys.index("\x00")
+        idx, gs, ts = idx[keep], gs[keep], ts[keep]
+    has_end = ts[:, -1] > 0
+    reached_any = ts > 0
+    last = np.where(reached_any.any(axis=1), len(t.steps) - np.argmax(reached_any[:, ::-1], axis=1), 0)
+    now_ms = int(now.timestamp() * 1000)
+    names = currency_names(cache)
+    own_has = t.own_has[idx]
+    own_amt, own_cur = t.own_amt[idx], t.own_cur[idx]
+    s_known, s_amt, s_cur = own_has[:, 0], own_amt[:, 0], own_cur[:, 0]
+    counts, money_rows = [], []
+    for code, g in enumerate(keys):
+        gm = gs == code
+        if g == "\x00" or not gm.any():
+            continue
+        for k in range(len(t.steps)):
+            cur_t = ts[gm, k]
+            reached = cur_t > 0
+            row = [g, k + 1, int(reached.sum()), 0, 0, [0.0, 0.0, 0.0], 0, [0.0, 0.0]]
+            if k:
+                prev_t = ts[gm, k - 1]
+                row[3] = int(((prev_t > 0) & ~reached).sum())
+                pair = (prev_t > 0) & reached
+                row[4] = int(pair.sum())
+                if row[4]:
+                    row[5] = quantiles_exact((cur_t[pair] - prev_t[pair]) / 1000, (0.5, 0.95, 0.99))
+                stopped = ~has_end[gm] & (last[gm] == k)
+                row[6] = int(stopped.sum())
+                if row[6]:
+                    row[7] = quantiles_exact((now_ms - prev_t[stopped]) / 1000, (0.5, 1))
+            counts.append(tuple(row))
+            # money reaching the step: its own event's amount when it carries one, else the start event's
+            own = own_has[gm, k]
+            use = reached & (own | s_known[gm])
+            amt = np.where(own, own_amt[gm, k], s_amt[gm])[use]
+            cur = np.where(own, own_cur[gm, k], s_cur[gm])[use]
+            money_rows += _money_rows(g, k + 1, "reached", amt, cur, names)
+            if k:
+                stop = ~has_end[gm] & (last[gm] == k) & s_known[gm]
+                money_rows += _money_rows(g, k + 1, "stopped", s_amt[gm][stop], s_cur[gm][stop], names)
+    return counts, money_rows
+
+
+def _money_rows(g: str, k: int, kind: str, amt: np.ndarray, cur: np.ndarray, names: list[str]) -> list[tuple]:
+    """(group, step, kind, currency, amount) per currency of these amounts (billionths, currency codes)."""
+    if not len(amt):
+        return []
+    sums = money_sum(amt, cur, len(names))
+    present = np.bincount(cur, minlength=len(names))
+    return [(g, k, kind, names[c], Decimal(v) / NANO) for c, v in enumerate(sums) if present[c]]

@@ -6,6 +6,7 @@ going until Ctrl-C.
 """
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import socket
 import threading
@@ -37,8 +38,10 @@ slos:
      description: "99.5 % of settled payments are posted in Odoo within 15 minutes"}
   - {name: renewal-invoiced-1h, journey: renewal_to_invoice, objective: 0.99, window: 7d,
      sli: {kind: journey_latency, threshold: 1h}, alerting: {min_events: 5}}
-  - {name: payment-reconciled-1h, journey: payment_to_reconciliation, objective: 0.95, window: 7d,
-     sli: {kind: journey_completion, max_age: 1h}, group_by: [gateway]}
+  - {name: payment-reconciled-1h, journey: payment_to_reconciliation, objective: 0.93, window: 7d,
+     sli: {kind: journey_completion, max_age: 1h}, group_by: [gateway],
+     description: "93 % of posted payments are matched to their invoice in Odoo within the hour; the rest wait
+       for an accountant (customers who type their own reference, payments without one, short or paid twice)"}
   - {name: gateway-latency-2s, objective: 0.99, window: 7d, group_by: [service],
      sli: {kind: span_latency, span_name: "POST /v1/charges", threshold: 2s}}
   - {name: crm-sync-errors, objective: 0.995, window: 7d,
@@ -49,6 +52,8 @@ evaluator: {interval: 15s}
 """
 DEMO_DAYS = 7.0           # = the SLO windows: every budget is measured over a full window of history
 DEMO_RATE = 30.0          # business transactions per hour
+DEMO_SEED = 7
+DEMO_CUSTOMERS = 400
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,9 @@ INCIDENTS = [
              "30-120 minutes to be posted"),
 ]
 # Faults no SLO measures, for the anomaly detectors: invoices that bill the wrong amount, and payments that will
-# not reconcile (no reference, short, paid twice). The payment breakers run in the last 40 minutes only: the
-# reconciliation SLO counts a payment bad after an hour without reconciliation, and its week (baseline 95.4 % on
-# adyen against a 95 % objective) has no budget for more; their payments still open at the end are scored.
+# not reconcile (no reference, short, paid twice). The payment breakers run as an incident in the last 40 minutes:
+# their payments still open at the end (outcome not in yet) are scored, and those the model finds likely to fail
+# are the reconciliation findings of the anomalies page.
 ANOMALY_FAULTS = [
     ("price_misconfig@-2d/2d:rate=0.03", "an old price list on 3 % of the invoices of the last two days"),
     ("tax_missing@-1d/1d:rate=0.03", "the customer's tax left off 3 % of yesterday's invoices"),
@@ -80,7 +85,35 @@ ANOMALY_FAULTS = [
     ("recon_partial@-40m/40m:rate=0.2", "short payments in the last 40 minutes"),
     ("recon_duplicate@-40m/40m:rate=0.1", "invoices paid twice in the last 40 minutes"),
 ]
-DEMO_FAULTS = [i.fault for i in INCIDENTS] + [f for f, _ in ANOMALY_FAULTS]
+# The same breakers as everyday life before that: a real business's history holds a few payments a day without a
+# reference, short or paid twice, most of which then fail to reconcile (revwatch.sim.model's failure
+# probabilities). The risk model learns from that history and its outcomes what such payments look like — as in a
+# deployment, where it trains on the business's own past — so the incident's breakers score as likely to fail.
+# Without them the history never shows a breaker, and the model cannot tell one from a healthy payment (it scored
+# the incident's breakers 0.01-0.02). Rates are shares of payments (about 0.9 % together); with the customers who
+# type their own references they set the business's reconciliation baseline, ~95 %, which the
+# payment-reconciled-1h objective (93 %) is set under, as a deployment sets objectives its normal days meet.
+BACKGROUND_BREAKERS = {"recon_missing_ref": 0.004, "recon_partial": 0.003, "recon_duplicate": 0.002}
+BACKGROUND_STORY = ("and, all week, the everyday share of such payments "
+                    f"({sum(BACKGROUND_BREAKERS.values()):.1%} of them) that the risk model learns from")
+
+
+def demo_faults(days: float) -> list[str]:
+    """Every fault spec of a demo backfilling `days`: the incidents, the anomaly faults and the everyday breakers
+    over the whole history up to the last 40 minutes (where the breaker incident takes over)."""
+    whole = round(days * 1440)
+    history = [f"{name}@-{whole}m/{max(1, whole - 40)}m:rate={rate:g}" for name, rate in BACKGROUND_BREAKERS.items()]
+    return [i.fault for i in INCIDENTS] + [f for f, _ in ANOMALY_FAULTS] + history
+
+
+DEMO_FAULTS = demo_faults(DEMO_DAYS)
+
+
+def demo_params(days: float = DEMO_DAYS, seed: int = DEMO_SEED, rate: float = DEMO_RATE, truth: str | None = None,
+                end: dt.datetime | None = None) -> SimParams:
+    """The simulated business of the demo: its customers, rate and every fault (tests/test_demo_findings.py)."""
+    return SimParams(seed=seed, days=days, customers=DEMO_CUSTOMERS, rate=rate, faults=demo_faults(days),
+                     truth=truth, end=end)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -94,7 +127,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: int = 7, rate: float = DEMO_RATE,
+def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: int = DEMO_SEED, rate: float = DEMO_RATE,
              keep_running: bool = True, console: Console | None = None) -> dict:
     """Run the demo; returns a summary (used by tests) once the backfill is shown."""
     con = console or Console()
@@ -112,7 +145,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
     for n, inc in enumerate(INCIDENTS, 1):
         con.print(f"  [bold]incident {n}[/bold] ({inc.slo}): {inc.story}", highlight=False)
     con.print("and, for the anomaly detectors (no SLO measures these): "
-              + "; ".join(story for _, story in ANOMALY_FAULTS), highlight=False)
+              + "; ".join(story for _, story in ANOMALY_FAULTS) + "; " + BACKGROUND_STORY, highlight=False)
     app = create_app(cfg)
     ctx = app.state.ctx
     read_key, _ = ctx.keys.create("read", "demo")
@@ -125,8 +158,7 @@ def run_demo(data_dir: Path, port: int = 8317, days: float = DEMO_DAYS, seed: in
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
 
-    params = SimParams(seed=seed, days=days, customers=400, rate=rate, faults=DEMO_FAULTS,
-                       truth=str(data_dir / "sim-truth.jsonl"))
+    params = demo_params(days, seed, rate, truth=str(data_dir / "sim-truth.jsonl"))
     business, faults, start, end = build(params)
     sender = Sender(base, ingest_key, seed=seed)
     truth = TruthWriter(params.truth, business)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 from collections.abc import Iterator
 
 from revwatch.store import Store
@@ -23,9 +24,12 @@ class _Unreachable:
 def store_outage(store: Store, error: Exception) -> Iterator[None]:
     """Every query, insert and ping of `store` fails with `error` (as the driver would raise it) until the block
     ends; the store's own error handling turns it into StoreError exactly as for a real outage."""
-    real = store._client
-    store._client = _Unreachable(error)   # type: ignore[assignment]
+    real, readers = store._client, store._readers
+    down: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(store.read_slots.n):                 # every reader client is down too
+        down.put(_Unreachable(error))
+    store._client, store._readers = _Unreachable(error), down   # type: ignore[assignment]
     try:
         yield
     finally:
-        store._client = real
+        store._client, store._readers = real, readers
