@@ -12,8 +12,9 @@ busy small machine — the online watcher would stall. This is the same quantity
 point (about 30–80 µs for the defaults); bench/anomaly_eval.py checks it against `stumpy.stump`'s left matrix
 profile, and tests against a brute-force definition.
 
-The window `m` is not a knob: it is estimated from the series' own prefix (the first autocorrelation peak, i.e.
-the cycle length, clipped to [8, 96]); a series without a cycle gets 32.
+The window `m` is not a knob: it is estimated from the series' own prefix (the first autocorrelation peak above 0.3,
+i.e. the cycle length, at least 8 and short enough to show three times in the prefix — a heartbeat sampled at
+250 Hz has a cycle of ~200 points, which a cap of 96 cut to half a beat); a series without a cycle gets 32.
 """
 from __future__ import annotations
 
@@ -22,26 +23,26 @@ import math
 import numpy as np
 
 M_DEFAULT = 32
-M_RANGE = (8, 96)
+M_MIN = 8                 # shortest window: a shape needs a few points
 MAX_ABS = 1e100           # larger values would overflow the dot products: not fed (the level rules score them)
 HISTORY = 2000            # points of the past a subsequence is compared with (memory and time per point)
 
 
 def estimate_window(prefix: np.ndarray) -> int:
-    """The cycle length of a series prefix: the lag of the first autocorrelation peak above 0.3, else M_DEFAULT."""
+    """The cycle length of a series prefix: the lag of the first autocorrelation peak above 0.3 among the lags from
+    M_MIN to a third of the prefix (a cycle that shows at least three times), else M_DEFAULT."""
     x = np.asarray(prefix, float)
     x = x[np.isfinite(x) & (np.abs(x) < MAX_ABS)]
-    if len(x) < 4 * M_RANGE[0] or np.std(x) == 0:
+    if len(x) < 4 * M_MIN or np.std(x) == 0:
         return M_DEFAULT
     x = x - x.mean()
     n = len(x)
     f = np.fft.rfft(x, 2 * n)
     acf = np.fft.irfft(f * np.conj(f))[:n]
     acf = acf / acf[0]
-    hi = min(n // 3, 4 * M_RANGE[1])
-    for lag in range(M_RANGE[0], hi):
+    for lag in range(M_MIN, n // 3):
         if acf[lag] > 0.3 and acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1]:
-            return int(min(max(lag, M_RANGE[0]), M_RANGE[1]))
+            return lag
     return M_DEFAULT
 
 

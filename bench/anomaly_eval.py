@@ -291,10 +291,11 @@ def stumpy_check(corpus, files: int = 3, points: int = 3000) -> None:
         print("   stumpy not installed: the left matrix profile is not cross-checked")
         return
     from anomaly.discord import LeftDiscord, estimate_window
+    from anomaly.metric import DISCORD_PREFIX
     worst = 0.0
     for _, _, values, _ in corpus[:files]:
         t = np.asarray(values[:points], float)
-        m = estimate_window(t[:400])
+        m = estimate_window(t[:DISCORD_PREFIX])
         left = stumpy.stump(t, m)[:, 2].astype(int)
         d = LeftDiscord(m, history=len(t))
         ours = np.array([d.update(v) for v in t])[m - 1:]

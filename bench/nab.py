@@ -45,8 +45,8 @@ MP = "baseline: plain matrix-profile discord"
 HEAD_TO_HEAD = (DEFAULT, NO_DISCORD, DIFF_Z, MP)
 # the ways of combining the discord with the level terms that the default was chosen from, across NAB and UCR
 # (bench/anomaly_eval.py --cross --candidates)
-COMBINATIONS: tuple[str, ...] = (DEFAULT, NO_DISCORD, "discord z × 2 against the level terms",
-                                  "discord z × 3 against the level terms")
+COMBINATIONS: tuple[str, ...] = (DEFAULT, NO_DISCORD, "discord z × 1 against the level terms",
+                                  "discord z × 2 against the level terms", "discord z × 3 against the level terms")
 # one knob taken out each (its mechanism off, or fixed at the value that needs no knob), for
 # bench/anomaly_eval.py --cross --knobs: a knob stays only if taking it out costs NAB or UCR
 KNOB_CHECKS: dict[str, dict] = {
@@ -84,6 +84,7 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "squash 2.0 (alarm 0.8 at shift 8)": ({"squash": 2.0}, True),
     "squash 3, alarm 0.7 (shift 7)": ({"squash": 3.0, "alarm": 0.7}, True),
     "warmup 50": ({"warmup": 50}, True),
+    "discord z × 1 against the level terms": ({"discord_weight": 1.0}, True),
     "discord z × 2 against the level terms": ({"discord_weight": 2.0}, True),
     "discord z × 3 against the level terms": ({"discord_weight": 3.0}, True),
     **{name: (params, True) for name, params in KNOB_CHECKS.items()}}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from anomaly.discord import LeftDiscord, estimate_window
-from anomaly.metric import DetectorParams, score_series
+from anomaly.metric import DISCORD_PREFIX, DetectorParams, score_series
 
 
 def brute(t: np.ndarray, m: int) -> float:
@@ -39,11 +39,35 @@ def test_incremental_left_profile_matches_the_definition():
             assert abs(got - brute(buf, 16)) < 1e-6, i
 
 
+def heartbeat(seed: int, n: int = 8000, period: int = 180, bad: int = 5400) -> np.ndarray:
+    """A pulse train like an ECG sampled at 250 Hz (a sharp spike and a wide wave each beat, a little noise); the
+    beat starting at `bad` has no spike, only a wide bump, every value inside the normal range."""
+    rng = np.random.default_rng(seed)
+    phase = np.arange(n) % period
+    x = 2.0 * np.exp(-0.5 * ((phase - 40) / 3.0) ** 2) + 0.4 * np.exp(-0.5 * ((phase - 110) / 15.0) ** 2)
+    x += rng.normal(0, 0.03, n)
+    x[bad:bad + period] = 0.4 * np.exp(-0.5 * ((np.arange(period) - 40) / 15.0) ** 2) + rng.normal(0, 0.03, period)
+    return x
+
+
 def test_window_follows_the_cycle():
-    t = np.arange(400)
-    assert abs(estimate_window(np.sin(2 * np.pi * t / 40)) - 40) <= 1
+    t = np.arange(1000)
+    assert abs(estimate_window(np.sin(2 * np.pi * t[:400] / 40)) - 40) <= 1
+    assert estimate_window(heartbeat(0)[:DISCORD_PREFIX]) == 180          # a beat longer than the old cap of 96
+    assert estimate_window(np.sin(2 * np.pi * t / 400)) == 32             # shows only 2.5 times in the prefix
     assert estimate_window(np.random.default_rng(0).normal(size=400)) == 32      # no cycle: the default
     assert estimate_window(np.full(400, 5.0)) == 32
+
+
+def test_a_malformed_beat_is_the_highest_score_of_a_long_cycle():
+    """UCR's protocol on a constructed heartbeat: the discord's window is the whole beat (180 points, from the first
+    DISCORD_PREFIX values), so the beat without its spike scores highest after a 3000-point training prefix — with
+    the window capped at 96 (half a beat) or without the discord, the level shift's swing with the spikes wins."""
+    from bench.anomaly_eval import ucr_found
+    for seed in range(2):
+        x = heartbeat(seed)
+        assert ucr_found(score_series(x), 3000, 5401, 5580)
+        assert not ucr_found(score_series(x, DetectorParams(discord=False)), 3000, 5401, 5580)
 
 
 def test_a_shape_anomaly_inside_the_normal_range_is_found_by_the_discord():

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from anomaly.metric import DetectorParams, StreamDetector, score_series, to_seconds
+from anomaly.discord import estimate_window
+from anomaly.metric import DISCORD_PREFIX, DetectorParams, StreamDetector, score_series, to_seconds
 from anomaly.nab import LabelledFile, probation, read_series, score_corpus, window_rows
 from tests.support.servers import FIXTURES, revwatch_cmd
 
@@ -130,7 +131,7 @@ def test_noise_alarms_only_on_far_out_values():
     assert alarms <= 5                               # 50,000 points
 
 
-def test_a_broken_daily_pattern_needs_the_timestamps():
+def test_a_broken_daily_pattern_needs_the_timestamps_or_the_discord():
     n = 288 * 14                                     # two weeks of 5-minute points with a daily cycle
     ts = minutes(n)
     x = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / 288) + np.random.default_rng(5).normal(0, 1, n)
@@ -140,7 +141,10 @@ def test_a_broken_daily_pattern_needs_the_timestamps():
     assert max(normal[288 * 2:]) < ALARM            # after the first days, the cycle itself is not anomalous
     broken = score_series(flat, timestamps=ts)
     assert max(broken[288 * 10:288 * 11]) >= ALARM and max(broken[288 * 2:288 * 10]) < ALARM
-    assert max(score_series(flat)[288 * 10:288 * 11]) < ALARM   # at the mean level: invisible without yesterday
+    # without timestamps the level terms cannot see it (at the mean level: invisible without yesterday) …
+    assert max(score_series(flat, DetectorParams(discord=False))[288 * 10:288 * 11]) < ALARM
+    # … the discord can: its window is the day (288 points, read from the first DISCORD_PREFIX values)
+    assert estimate_window(x[:DISCORD_PREFIX]) == 288 and max(score_series(flat)[288 * 10:288 * 11]) >= ALARM
 
 
 def test_detector_is_causal():
