@@ -78,7 +78,8 @@ def generate(store, instances: int, chunk: int = 2_000_000) -> None:
                    now64(3) - toIntervalSecond((number * 7919) % 2592000)
                        + toIntervalMillisecond(arraySum(arraySlice(delays, 1, side))),
                    gw,
-                   multiIf(side = 0 AND number % 10 != 0, toDecimal128(cityHash64(number, 1) % 100000, 2) / 100,
+                   multiIf(side = 0 AND cityHash64(number, 7) % 10 != 0,
+                           toDecimal128(cityHash64(number, 1) % 100000, 2) / 100,
                            side = 2 AND cityHash64(number, 5) % 10 < 3,
                            toDecimal128(cityHash64(number, 1) % 90000, 2) / 100, NULL),
                    if(side = 0 OR side = 2, ['EUR', 'USD', 'GBP'][number % 3 + 1], ''),

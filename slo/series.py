@@ -84,6 +84,7 @@ class MinuteCache:
         self.series: dict[tuple[str, str], dict[str, Series]] = {}
         self.watermark: dict[tuple[str, str], int] = {}
         self.rows_read = 0                 # new rows laid in by the latest sync (bench/slo_eval.py prints it)
+        self.rows_fetched = 0              # rows the latest sync's query returned (new or not)
 
     def sync(self, keys: list[tuple[str, str]], keep_from: dt.datetime) -> dict[str, np.ndarray]:
         """Read the rows written since the last sync for these (SLO, spec hash) keys (all rows for a key seen the
@@ -108,6 +109,7 @@ class MinuteCache:
             if int(version) > self.watermark.get((slo, h), 0):
                 by_series.setdefault((slo, h, g), []).append((int(m), int(good), int(total), int(version)))
         self.rows_read = sum(map(len, by_series.values()))
+        self.rows_fetched = len(rows)
         for (slo, h, g), items in by_series.items():
             arr = np.array(items, dtype=np.int64)
             s = self.series.setdefault((slo, h), {}).setdefault(g, Series(0))
@@ -115,8 +117,12 @@ class MinuteCache:
             changed.setdefault(slo, []).append(arr[:, 0])
         for slo, h, _g, _m, _good, _total, version in rows:
             self.watermark[(slo, h)] = max(self.watermark.get((slo, h), 0), int(version))
+        # a key with no row newer than the floor has seen every version up to the newest read (one writer,
+        # increasing versions): without this, an SLO with no rollup rows at all (no traffic, a money SLO whose
+        # journey carries no amounts yet) held the floor at 0 and every sync re-read every SLO's rows
+        newest = max((int(r[6]) for r in rows), default=floor)
         for k in keys:
-            self.watermark.setdefault(k, 0)
+            self.watermark[k] = max(self.watermark.get(k, 0), newest if k in wanted else 0)
             for s in self.series.get(k, {}).values():
                 s.trim(minute_index(keep_from))
         return {slo: np.concatenate(parts) for slo, parts in changed.items()}

@@ -71,3 +71,20 @@ def test_cache_reads_only_rewritten_minutes(store, make_config):
     assert 0 < engine.minutes.rows_read < first           # the minutes the late instance can change (15 m, 1 h)
     assert docs(engine.evaluate(now + dt.timedelta(seconds=1))) == \
         docs(SloEngine(store, cfg, reuse_minutes=False).evaluate(now + dt.timedelta(seconds=1)))
+
+
+def test_an_slo_without_rows_does_not_make_every_sync_reread_all(store, make_config):
+    """A money SLO whose journey carries no amounts has no rollup rows: its watermark must still advance, or the
+    sync's floor (the lowest watermark) stays at 0 and every pass re-reads every SLO's rows."""
+    now = floor_minute(utcnow())
+    cfg = make_config(CFG % (now - 30 * 24 * 60 * M).isoformat() + """
+  - {name: none-money, journey: p2p, objective: 0.99, window: 1d, budgeting: amount, group_by: [region],
+     sli: {kind: journey_latency, threshold: 15m}}
+""")
+    for i in range(40):                                   # no amounts at all: `none-money` has no rows
+        pay(store, f"c{i}", now - (200 - i * 4) * M, now - (200 - i * 4 - 2) * M, None, "")
+    engine = SloEngine(store, cfg)
+    engine.evaluate(refresh=True)
+    first = engine.minutes.rows_fetched
+    engine.evaluate(refresh=True)
+    assert first > 0 and engine.minutes.rows_fetched < first / 10
