@@ -70,8 +70,10 @@ class DetectorParams:
       default because at 2 the online watcher already alarms once on a clean cycle with noise
       (tests/test_anomaly_discord.py), a cost neither benchmark charges; 3 alarms on plain noise.
 
-    Taken out one at a time in one run (`--cross --knobs`), every remaining knob costs NAB 0.5 points or more
-    (`season_weight` exactly 0.5; refractory 16.6) or UCR series; the point-z mode was removed (never the default).
+    Taken out one at a time in one run (`--cross --knobs`, README known limitations): margin, season_alpha,
+    spatial_shift, spatial_z, warmup and refractory each cost NAB 0.4 points or more (refractory 16.3) or UCR
+    series; season_replace costs no NAB point (it stays for the daily-cycle test) and taking season_weight out
+    *gains* 0.5 — a candidate for removal. The point-z mode was removed (never the default).
     """
     alpha: float = 0.0005         # weight of the newest value in the long-run mean and spread (~2000 points)
     alpha_short: float = 0.05     # weight of the newest value in the short mean, the recent level (~20-40 points)
