@@ -94,6 +94,12 @@ class ServerConfig(_Model):
     # (docs/http.md "Behind a proxy"); empty: never, whoever sends them
     trusted_proxies: list[str] = []
 
+    def local_url(self) -> str:
+        """The base URL a client on this machine reaches this server at: a wildcard bind address on loopback, an
+        IPv6 address in brackets (the CLI's server target, and intake processes reaching their owner)."""
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, v: list[str]) -> list[str]:

@@ -62,7 +62,6 @@ class IntakeSupervisor:
         self.restart_max = restart_max
         self.sock: socket.socket | None = None
         self.procs: list[subprocess.Popen | None] = [None] * self.count
-        self.restarts = 0
         self._backoff = [1.0] * self.count
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,7 +109,6 @@ class IntakeSupervisor:
                     due[i] = now + self._backoff[i]
                 elif now >= (due[i] or 0.0) and not self._stop.is_set():
                     self._spawn(i)
-                    self.restarts += 1
                     self._backoff[i] = min(self.restart_max, self._backoff[i] * 2)
                     due[i], started[i] = None, now
 

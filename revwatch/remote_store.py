@@ -30,9 +30,10 @@ from typing import Any, Callable, Sequence
 import httpx
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from revwatch.api import error_response
 from revwatch.read_slots import ReadSlots
 from revwatch.store import QueryResult, Store, StoreError
 
@@ -167,11 +168,6 @@ def _loopback(request: Request) -> bool:
         return False
 
 
-def _refused(status: int, error: str, field: str | None = None) -> JSONResponse:
-    body = {"error": error, **({"field": field} if field else {})}
-    return JSONResponse(body, status_code=status)
-
-
 def _allowed_command(sql: str, database: str) -> bool:
     """The only statement an intake process runs: the dead-letter retention delete (collector/deadletters.py)."""
     return re.match(rf"^\s*DELETE FROM {re.escape(database)}\.dead_letters\b", sql) is not None
@@ -189,13 +185,13 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
     async def store_call(request: Request, op: str, meta: str):
         given = request.headers.get(TOKEN_HEADER, "")
         if not (token and hmac.compare_digest(given.encode(), token.encode()) and _loopback(request)):
-            return _refused(403, "not an intake process of this server", TOKEN_HEADER)
+            return error_response(403, "not an intake process of this server", TOKEN_HEADER)
         body = await request.body()
         if op == "ingest":
             try:
                 n = int(loads(meta.encode())["n"])
             except (ValueError, KeyError, TypeError):
-                return _refused(400, "meta must carry n, a count of requests", "meta")
+                return error_response(400, "meta must carry n, a count of requests", "meta")
             if on_ingest is not None and n > 0:
                 on_ingest(n)
             return Response(dumps(None), media_type="application/json")
@@ -206,16 +202,16 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
         try:
             m = loads(meta.encode())
         except (ValueError, KeyError, TypeError):
-            return _refused(400, "meta is not valid JSON", "meta")
+            return error_response(400, "meta is not valid JSON", "meta")
         try:
             if op == "query":
                 if not _READ.match(m.get("sql", "")):
-                    return _refused(400, "only reads are forwarded", "sql")
+                    return error_response(400, "only reads are forwarded", "sql")
                 r = store.query(m["sql"], m.get("parameters") or None, {"readonly": 2})
                 out: Any = {"columns": r.columns, "rows": [list(x) for x in r.rows]}
             elif op in ("insert", "insert_lines"):
                 if m.get("table") not in INSERT_TABLES:
-                    return _refused(400, f"table {m.get('table')!r} is not written by intake processes", "table")
+                    return error_response(400, f"table {m.get('table')!r} is not written by intake processes", "table")
                 if op == "insert":
                     out = store.insert(m["table"], loads(body), m["columns"], m.get("token"))
                 else:
@@ -224,13 +220,13 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
                     on_rows(m["table"], out)
             elif op == "command":
                 if not _allowed_command(m.get("sql", ""), store.database):
-                    return _refused(400, "statement not forwarded", "sql")
+                    return error_response(400, "statement not forwarded", "sql")
                 store.command(m["sql"], m.get("parameters") or None)
                 out = None
             else:
-                return _refused(400, f"unknown op {op!r}", "op")
+                return error_response(400, f"unknown op {op!r}", "op")
         except StoreError as e:
-            return _refused(503, str(e))
+            return error_response(503, str(e))
         return Response(dumps(out), media_type="application/json")
 
     return router

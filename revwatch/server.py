@@ -160,7 +160,7 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
     evaluates = cfg.server.role in ("all", "evaluator")
     supervisor: IntakeSupervisor | None = None
     if cfg.server.intake_processes and cfg.server.role in ("all", "collector"):
-        supervisor = IntakeSupervisor(cfg, _own_url(cfg), new_token())
+        supervisor = IntakeSupervisor(cfg, cfg.server.local_url(), new_token())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -234,7 +234,6 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         _include_read_routes(app)
 
     @app.get("/healthz")
-
     async def healthz():
         """Liveness: the process answers (on the event loop itself: no worker thread, so it measures the loop)."""
         return {"status": "ok"}
@@ -292,12 +291,6 @@ def _include_read_routes(app: FastAPI) -> None:
     app.include_router(alert_history.router)
     app.include_router(odoo_webhook.router)
     webui.install(app)
-
-
-def _own_url(cfg: Config) -> str:
-    """This server's address as its intake processes on the same machine reach it."""
-    host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    return f"http://[{host}]:{cfg.server.port}" if ":" in host else f"http://{host}:{cfg.server.port}"
 
 
 def readiness(c: AppContext):

@@ -69,13 +69,6 @@ def key_from_env(scope: str) -> str | None:
     return env.get(f"REVWATCH_{scope.upper()}_KEY") or env.get("REVWATCH_API_KEY") or env.get("REVWATCH_ADMIN_KEY")
 
 
-def server_url(cfg: Config) -> str:
-    """The base URL of the configured server as a client on this machine reaches it (a wildcard bind address
-    is reached on loopback)."""
-    host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    return f"http://{host}:{cfg.server.port}"
-
-
 def at_param(at: Optional[str], option: str = "--at") -> dt.datetime | None:
     """The instant an RFC 3339 option names, None when not given; exit 2 naming `option` when malformed."""
     if at is None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from revwatch.cli.app import app, at_param, err, fail, key_from_env, load_cli_config, out, server_url
+from revwatch.cli.app import app, at_param, err, fail, key_from_env, load_cli_config, out
 
 
 @app.command()
@@ -55,7 +55,7 @@ def simulate(url: Optional[str] = typer.Option(None, "--url", help="revwatch ser
     from revwatch.sim.run import SimParams, TruthWriter, backfill, build, live, run_tag
     from revwatch.sim.sender import SendError, Sender
     if url is None:
-        url = server_url(load_cli_config(config))
+        url = load_cli_config(config).server.local_url()
     key = key or key_from_env("ingest")
     if not key:
         fail("an ingest key is needed: --key KEY or REVWATCH_INGEST_KEY (`revwatch init` or "

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from revwatch.cli.app import err, fail, key_from_env, server_url
+from revwatch.cli.app import err, fail, key_from_env
 from revwatch.config import Config
 from revwatch.store import Store, StoreError, StoreLocked, store_from_config
 
@@ -278,7 +278,7 @@ class RemoteTarget(Target):
     """A running `revwatch serve` that holds the store, through its HTTP API."""
 
     def __init__(self, cfg: Config):
-        self.base = server_url(cfg)
+        self.base = cfg.server.local_url()
         self.key = os.environ.get("REVWATCH_API_KEY") or os.environ.get("REVWATCH_ADMIN_KEY")
 
     def request(self, method: str, path: str, scope: str | None = None, **kw) -> Any:
