@@ -56,12 +56,12 @@ def _app_with_gate(gate: IngestFirst):
     return IngestFirstMiddleware(app, gate), state
 
 
-def _busy_gate(read_rate: float, max_hold: float = 1.0) -> IngestFirst:
+def _busy_gate(read_rate: float, max_hold: float = 1.0, burst: int = 3, concurrency: int = 2) -> IngestFirst:
     """A gate that has seen 200 ingests/s. Its clock is real time plus a jump (the pacing tests below measure real
     time): the window rolls by moving the clock, not by sleeping."""
     jump = [0.0]
     gate = IngestFirst(read_rate=read_rate, busy_rate=50, busy_window=0.2, max_hold=max_hold,
-                       clock=lambda: time.monotonic() + jump[0])
+                       clock=lambda: time.monotonic() + jump[0], burst=burst, concurrency=concurrency)
     for _ in range(40):
         gate.note_ingest()
     jump[0] += 0.21
@@ -77,24 +77,41 @@ async def _get_many(app, paths: list[str], method: str = "GET") -> list[int]:
     return [r.status_code for r in rs]
 
 
-def test_under_ingest_load_reads_run_one_at_a_time_at_the_configured_rate():
+def test_under_ingest_load_reads_start_at_the_configured_rate_after_a_burst_and_two_at_most_run():
     paced = []
-    gate = _busy_gate(read_rate=20)
+    gate = _busy_gate(read_rate=20, burst=3, concurrency=2)
     gate.on_paced = paced.append
     app, state = _app_with_gate(gate)
     t0 = time.monotonic()
-    codes = asyncio.run(_get_many(app, [f"/api/v1/slos?i={i}" for i in range(6)]))
+    codes = asyncio.run(_get_many(app, [f"/api/v1/slos?i={i}" for i in range(9)]))
     took = time.monotonic() - t0
-    assert codes == [200] * 6
-    assert state["max_running"] == 1                 # one at a time
+    assert codes == [200] * 9
+    assert state["max_running"] == 2                 # two at once, never three
     starts = sorted(t for _, t in state["starts"])
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 1 / 20 - 0.005              # at most 20 per second
-    assert took >= 5 / 20 - 0.01 and sum(paced) > 0.1
+    assert starts[2] - starts[0] < 0.04              # the burst: three turns at once (two run, one follows at once)
+    for k in range(3, 9):                            # then at most 20 per second
+        assert starts[k] - starts[0] >= (k - 2) / 20 - 0.005
+    assert took >= 6 / 20 - 0.01 and sum(paced) > 0.1
+
+
+def test_one_reader_reading_a_page_at_a_time_never_waits():
+    """A person (or one script) opening a page of two reads every 0.3 s is below the rate: the bucket always has
+    the turns, so none of the reads is paced (evenly spaced turns made each wait up to 1 / rate)."""
+    paced = []
+    gate = _busy_gate(read_rate=10, burst=3)
+    gate.on_paced = paced.append
+
+    async def main():
+        app, _ = _app_with_gate(gate)
+        for _ in range(4):
+            assert await _get_many(app, ["/a", "/b"]) == [200] * 2
+            await asyncio.sleep(0.3)
+    asyncio.run(main())
+    assert sum(paced) < 0.02                         # only the event loop's own scheduling, no pacing sleep
 
 
 def test_a_slow_read_holds_the_others_back_at_most_max_hold():
-    app, state = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3))
+    app, state = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3, concurrency=1))
     done: dict[str, float] = {}
 
     async def main():
@@ -108,7 +125,26 @@ def test_a_slow_read_holds_the_others_back_at_most_max_hold():
                 done[path] = time.monotonic() - t0
             await asyncio.gather(get("/slow", 0), get("/fast", 0.05))
     asyncio.run(main())
-    assert done["/fast"] < 1.0 < done["/slow"]   # overtook the 2 s read after 0.3 s
+    assert 0.25 < done["/fast"] < 1.0 < done["/slow"]   # waited for the 2 s read, overtook it after 0.3 s
+
+
+def test_with_two_running_a_third_read_waits_for_one_of_them():
+    app, state = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3, concurrency=2))
+    done: dict[str, float] = {}
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            t0 = time.monotonic()
+
+            async def get(path, delay):
+                await asyncio.sleep(delay)
+                assert (await client.get(path)).status_code == 200
+                done[path] = time.monotonic() - t0
+            await asyncio.gather(get("/slow", 0), get("/fast", 0.02), get("/slow?2", 0.01), get("/third", 0.05))
+    asyncio.run(main())
+    assert done["/fast"] > 0.25                       # two slow reads ran: it waited until they stopped holding
+    assert done["/fast"] < 1.0 and done["/third"] < 1.0
 
 
 @pytest.mark.parametrize("path, method", [("/healthz", "GET"), ("/readyz", "GET"), ("/metrics", "GET"),
@@ -143,9 +179,13 @@ def test_the_server_rations_reads_while_events_stream_in(api_factory):
     assert ctx.metrics.reads_paced_seconds_total._value.get() > before   # the 2nd and 3rd read waited their turn
 
 
-def test_a_negative_rate_is_refused():
+def test_a_negative_rate_and_an_empty_bucket_are_refused():
     with pytest.raises(ValueError):
         IngestFirst(read_rate=-1)
+    with pytest.raises(ValueError):
+        IngestFirst(burst=0)
+    with pytest.raises(ValueError):
+        IngestFirst(concurrency=0)
 
 
 def test_reads_under_ingest_load_query_the_store_with_one_thread(api_factory):
@@ -183,7 +223,7 @@ def test_the_gate_works_on_every_event_loop_it_is_used_from():
     app, state = _app_with_gate(gate)
     for _ in range(2):                         # a second server (its own loop) on the same app
         assert asyncio.run(_get_many(app, ["/api/v1/slos"] * 3)) == [200] * 3
-    assert state["max_running"] == 1
+    assert state["max_running"] == 2                # the limit holds on each loop
 
 
 def test_too_many_waiting_reads_get_503_with_retry_after():
