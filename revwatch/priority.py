@@ -93,6 +93,13 @@ class IngestFirst:
         self._roll()
         return self.read_rate > 0 and self._last_rate >= self.busy_rate
 
+    def busy_seen(self) -> bool:
+        """`busy()` for other threads (the store's background queries ask it): reads the last full window without
+        rolling it (only the event loop rolls), and a window that is overdue by a whole window means ingest has
+        stopped."""
+        return (self.read_rate > 0 and self._last_rate >= self.busy_rate
+                and self.clock() - self._bucket_start < 2 * self.busy_window)
+
     def _refill(self) -> None:
         now = self.clock()
         self._tokens = min(float(self.burst), self._tokens + (now - self._refilled) * self.read_rate)

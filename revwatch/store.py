@@ -16,14 +16,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 import clickhouse_connect
 
 from revwatch import schema
 from revwatch.priority import READ_THREADS
-from revwatch.read_slots import ReadSlots
+from revwatch.read_slots import INTERACTIVE, ReadSlots
 
 log = logging.getLogger("revwatch.store")
 
@@ -188,6 +188,11 @@ class Store:
         # queries (revwatch/read_slots.py).
         self.read_slots = ReadSlots(EMBEDDED_READ_CONNECTIONS if self.embedded else HTTP_READ_SLOTS)
         self.read_wait = 10.0
+        # `max_threads` for background queries and statements (evaluator passes, anomaly scans, upkeep) right now,
+        # or None for the engine's default. The server sets it to one thread while ingest is busy
+        # (revwatch.priority.IngestFirst.busy_seen): a pass that takes both cores for a few hundred milliseconds
+        # stalls every ingest request for that long; on one core it takes longer and ingest keeps the other.
+        self.background_threads: Callable[[], int | None] = lambda: None
         self._ping_future: cf.Future | None = None
         self._ping_lock = threading.Lock()
 
@@ -215,16 +220,22 @@ class Store:
         except Exception as e:
             raise StoreError(str(e).strip().splitlines()[0][:500] if str(e).strip() else repr(e)) from e
 
+    def _threads(self, settings: dict | None) -> dict | None:
+        """`settings` with the thread limit of this context: a read served under ingest load (READ_THREADS) or a
+        background query while ingest is busy (`background_threads`) uses one core, not all of them. Embedded
+        only: a server's cores are its own business."""
+        if not self.embedded:
+            return settings
+        threads = READ_THREADS.get() or (None if INTERACTIVE.get() else self.background_threads())
+        return {"max_threads": threads, **(settings or {})} if threads else settings
+
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         """Run a statement that returns no rows (DDL, ALTER, INSERT … SELECT)."""
-        return self._call("command", sql, parameters=parameters, settings=settings, write=True)
+        return self._call("command", sql, parameters=parameters, settings=self._threads(settings), write=True)
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> QueryResult:
         """Run a SELECT; `{name:Type}` placeholders are bound server-side from `parameters`."""
-        threads = READ_THREADS.get()
-        if threads and self.embedded:          # a read served under ingest load: one core, not all of them
-            settings = {"max_threads": threads, **(settings or {})}
-        r = self._call("query", sql, parameters=parameters, settings=settings)
+        r = self._call("query", sql, parameters=parameters, settings=self._threads(settings))
         return QueryResult(list(r.column_names), [tuple(x) for x in r.result_rows])
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str],

@@ -257,3 +257,27 @@ def test_anonymous_requests_and_ui_files_never_queue_in_front_of_readers(api_fac
     assert time.monotonic() - t0 < 0.4                                # at 2 reads/s ten held ones take 5 s
     assert api.ctx.metrics.reads_paced_seconds_total._value.get() == before
     assert api.get("/api/v1/slos").status_code == 200                # a real reader still gets its turn
+
+
+def test_background_queries_use_one_core_while_ingest_is_busy_and_reads_are_not_touched(api_factory):
+    """The evaluator's passes and other background queries run with one thread while ingest is busy (a pass on both
+    cores stalls every ingest request for its length) and with the engine's default otherwise; a read answering a
+    request is governed by the read rationing alone. Asked of the engine itself: `getSetting('max_threads')`."""
+    from revwatch.read_slots import INTERACTIVE
+    api = api_factory()
+    store, gate = api.ctx.store, api.ctx.priority
+    sql = "SELECT toUInt64(getSetting('max_threads'))"
+    default = store.query(sql).rows[0][0]
+    for _ in range(120):
+        gate.note_ingest()
+    gate._bucket_start -= gate.busy_window
+    assert gate.busy() and gate.busy_seen()
+    assert store.query(sql).rows[0][0] == 1                       # a background query under ingest load
+    token = INTERACTIVE.set(True)
+    try:
+        assert store.query(sql).rows[0][0] == default              # a request's read: not this rule's business
+    finally:
+        INTERACTIVE.reset(token)
+    gate._bucket_start -= 2 * gate.busy_window                     # no ingest for two windows: not busy any more
+    assert not gate.busy_seen()
+    assert store.query(sql).rows[0][0] == default
