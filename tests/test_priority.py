@@ -110,8 +110,8 @@ def test_one_reader_reading_a_page_at_a_time_never_waits():
     assert sum(paced) < 0.02                         # only the event loop's own scheduling, no pacing sleep
 
 
-def test_a_slow_read_holds_the_others_back_at_most_max_hold():
-    app, state = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3, concurrency=1))
+def _finish_times(app, sent_after: dict[str, float]) -> dict[str, float]:
+    """Send each GET `path` `sent_after[path]` seconds after the start, all at once; when each one finished."""
     done: dict[str, float] = {}
 
     async def main():
@@ -123,26 +123,20 @@ def test_a_slow_read_holds_the_others_back_at_most_max_hold():
                 await asyncio.sleep(delay)
                 assert (await client.get(path)).status_code == 200
                 done[path] = time.monotonic() - t0
-            await asyncio.gather(get("/slow", 0), get("/fast", 0.05))
+            await asyncio.gather(*(get(p, d) for p, d in sent_after.items()))
     asyncio.run(main())
+    return done
+
+
+def test_a_slow_read_holds_the_others_back_at_most_max_hold():
+    app, _ = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3, concurrency=1))
+    done = _finish_times(app, {"/slow": 0, "/fast": 0.05})
     assert 0.25 < done["/fast"] < 1.0 < done["/slow"]   # waited for the 2 s read, overtook it after 0.3 s
 
 
 def test_with_two_running_a_third_read_waits_for_one_of_them():
-    app, state = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3, concurrency=2))
-    done: dict[str, float] = {}
-
-    async def main():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            t0 = time.monotonic()
-
-            async def get(path, delay):
-                await asyncio.sleep(delay)
-                assert (await client.get(path)).status_code == 200
-                done[path] = time.monotonic() - t0
-            await asyncio.gather(get("/slow", 0), get("/fast", 0.02), get("/slow?2", 0.01), get("/third", 0.05))
-    asyncio.run(main())
+    app, _ = _app_with_gate(_busy_gate(read_rate=100, max_hold=0.3, concurrency=2))
+    done = _finish_times(app, {"/slow": 0, "/slow?2": 0.01, "/fast": 0.02, "/third": 0.05})
     assert done["/fast"] > 0.25                       # two slow reads ran: it waited until they stopped holding
     assert done["/fast"] < 1.0 and done["/third"] < 1.0
 
