@@ -170,23 +170,27 @@ class Store:
     """
 
     def __init__(self, dsn: str, database: str = "revwatch", cluster: str | None = None):
-        self.dsn = dsn
-        self.database = database
-        self.cluster = cluster
-        self.embedded = dsn.startswith("chdb://")
+        embedded = dsn.startswith("chdb://")
         with _clients_lock:
             clients = _clients.get(dsn)
             if clients is None:
                 writer = _build_client(dsn)
                 clients = _clients[dsn] = (writer, _reader_clients(dsn, writer))
         self._client, self._readers = clients
-        self._lock = threading.RLock() if self.embedded else None
+        self._lock = threading.RLock() if embedded else None
+        self._set_up(dsn, database, cluster, embedded,
+                     EMBEDDED_READ_CONNECTIONS if embedded else HTTP_READ_SLOTS)
+
+    def _set_up(self, dsn: str, database: str, cluster: str | None, embedded: bool, read_slots: int) -> None:
+        """What every store has, whatever carries its calls (a subclass that builds no ClickHouse client, such as
+        revwatch.remote_store.RemoteStore, calls this instead of `__init__`)."""
+        self.dsn, self.database, self.cluster, self.embedded = dsn, database, cluster, embedded
         # Reads are admitted through a bounded number of slots: a read that cannot get one within `read_wait`
         # seconds fails fast with StoreBusy (503 + Retry-After) instead of piling up threads behind a slow store.
         # Ingest never reads the store, so reads can never hold it (issue #10). One slot per reader client (one
         # query at a time per chDB connection), 16 on a server. Reads made for an HTTP request go before background
         # queries (revwatch/read_slots.py).
-        self.read_slots = ReadSlots(EMBEDDED_READ_CONNECTIONS if self.embedded else HTTP_READ_SLOTS)
+        self.read_slots = ReadSlots(read_slots)
         self.read_wait = 10.0
         # `max_threads` for background queries and statements (evaluator passes, anomaly scans, upkeep) right now,
         # or None for the engine's default. The server sets it to one thread while ingest is busy
