@@ -34,7 +34,6 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from revwatch.api import error_response
-from revwatch.read_slots import ReadSlots
 from revwatch.store import QueryResult, Store, StoreError
 
 OWNER_URL_ENV = "REVWATCH_OWNER_URL"
@@ -100,13 +99,7 @@ class RemoteStore(Store):
 
     def __init__(self, owner_url: str, token: str, database: str = "revwatch", timeout: float = 60.0):
         # Deliberately not Store.__init__: no ClickHouse client is built in this process.
-        self.dsn = owner_url.rstrip("/") + ROUTE
-        self.database, self.cluster, self.embedded = database, None, False
-        self.read_slots = ReadSlots(16)
-        self.read_wait = 10.0
-        self._ping_future = None
-        import threading
-        self._ping_lock = threading.Lock()
+        self._set_up(owner_url.rstrip("/") + ROUTE, database, None, embedded=False, read_slots=16)
         self._http = httpx.Client(timeout=timeout, headers={TOKEN_HEADER: token}, trust_env=False)
 
     def __repr__(self) -> str:

@@ -67,6 +67,8 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
                      priority=IngestFirst(cfg.server.reads_per_second_under_ingest,
                                           on_paced=metrics.reads_paced_seconds_total.inc))
     ctx.keys.preload()
+    gate = ctx.priority
+    store.background_threads = lambda: 1 if gate.busy_seen() else None      # revwatch.store.Store._threads
     ingest = build_ingest(cfg, store, metrics)
     ctx.spool, ctx.writer, ctx.intake = ingest.spool, ingest.writer, ingest.intake
     ctx.correlation = CorrelationRules.from_config(cfg.correlation)
