@@ -18,7 +18,7 @@ import orjson
 from collector import rows as _rows
 from collector.limits import MAX_ATTR_KEY, MAX_ATTR_VALUE, MAX_EVENT_ATTRIBUTES, MAX_ID, MAX_REJECTED_LISTED
 from collector.rows import EventRow
-from revwatch.units import MIN_INSTANT, parse_instant
+from revwatch.units import MAX_INSTANT, MIN_INSTANT, parse_instant
 
 EVENT_COLUMNS = _rows.EVENT_COLUMNS       # the order of an event row: collector.rows.EventRow
 COL_EVENT_ID, COL_TYPE, COL_CORRELATION, COL_OCCURRED = (
@@ -132,6 +132,15 @@ def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list
     All problems of an item are reported at once (a sender fixes them in one go); warnings never stop an item:
     an unknown type (stored as a custom type, with the nearest canonical type as a hint) and an `occurred_at`
     further in the future than FUTURE_TOLERANCE."""
+    fast = _valid_row(item, now)
+    if fast is not None:
+        return fast[0], [], fast[1]
+    return check_event_fully(item, now)
+
+
+def check_event_fully(item, now: dt.datetime | None = None) -> tuple[list | None, list[tuple[str | None, str]],
+                                                                     list[tuple[str, str]]]:
+    """`check_event` without the fast path: every rule, every problem named (what `_valid_row` must agree with)."""
     if isinstance(item, ItemProblem):
         return None, [(item.field, item.error)], []
     if not isinstance(item, dict):
@@ -210,6 +219,58 @@ def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list
             amount, currency or "", clean], [], warnings
 
 
+def _valid_row(item, now: dt.datetime | None) -> tuple[list, list[tuple[str, str]]] | None:
+    """The row and warnings of an item that passes every check of `check_event`, or None for anything else — the
+    full check then runs and names each problem. The same rules, written for the common case: a large batch spent
+    ~6 µs per item in the full check (about a third of its intake CPU), ~2 µs here. Exact types only (`type(x) is
+    str`): a subclass, a number or bool attribute value (converted to text by the full check) or a future
+    `occurred_at` (a warning) take the full path, so both paths give the same row."""
+    if type(item) is not dict or not _KNOWN.issuperset(item):
+        return None
+    get = item.get
+    eid, typ, cid, occurred_at, source = (get("event_id"), get("type"), get("correlation_id"), get("occurred_at"),
+                                          get("source"))
+    if (type(eid) is not str or type(typ) is not str or type(cid) is not str or type(occurred_at) is not str
+            or type(source) is not str or not 0 < len(eid) <= MAX_ID or not 0 < len(typ) <= MAX_ID
+            or not 0 < len(cid) <= MAX_ID or not 0 < len(occurred_at) <= MAX_ID or not 0 < len(source) <= MAX_ID):
+        return None
+    warnings: list[tuple[str, str]] = []
+    if typ not in CANONICAL_TYPES:
+        if not _TYPE.fullmatch(typ):
+            return None
+        warnings.append(("type", _UnknownTypeWarning(typ)))
+    amount, currency, journey = get("amount"), get("currency"), get("journey")
+    if amount is not None and (type(amount) is not str or not _DECIMAL.fullmatch(amount)):
+        return None
+    if currency is not None and (type(currency) is not str or not _CURRENCY.fullmatch(currency)):
+        return None
+    if journey is None:
+        journey = ""
+    elif type(journey) is not str or len(journey) > MAX_ID:
+        return None
+    attrs = get("attributes")
+    clean: dict[str, str] = {}
+    if attrs is not None:
+        if type(attrs) is not dict or len(attrs) > MAX_ATTRIBUTES:
+            return None
+        for k, v in attrs.items():
+            if type(v) is not str or type(k) is not str or not 0 < len(k) <= MAX_ATTR_KEY or len(v) > MAX_ATTR_VALUE:
+                return None
+            clean[k] = v
+    try:                        # parse_instant's rules, for text it needs not clean up (no spaces, no lower-case z)
+        occurred = dt.datetime.fromisoformat(occurred_at)
+        if occurred.tzinfo is None:
+            return None
+        occurred = occurred.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+    if not MIN_INSTANT <= occurred < MAX_INSTANT:
+        return None
+    if occurred - (now or dt.datetime.now(dt.timezone.utc)) > FUTURE_TOLERANCE:
+        return None
+    return [eid, typ, cid, (occurred - MIN_INSTANT) // _MS, source, journey, amount, currency or "", clean], warnings
+
+
 def _human(td: dt.timedelta) -> str:
     secs = int(td.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -279,20 +340,30 @@ def validate_items_in_chunks(items: Iterable, chunk_items: int = 5000) -> Iterat
     """Validate event objects (or `ItemProblem`s) `chunk_items` at a time: the one validation every door shares —
     our own JSON/NDJSON, OTLP log events, CloudEvents and mapped webhooks all end here as canonical objects."""
     chunk = ValidatedEvents()
+    rows, indexes = chunk.rows, chunk.indexes
     now = dt.datetime.now(dt.timezone.utc)
     for i, item in enumerate(items):
-        row, problems, warnings = check_event(item, now)
-        if warnings:
-            chunk.warn(i, warnings)
-        if row is None:
-            chunk.reject(i, problems)
-            if len(chunk.rejected_items) < MAX_REJECTED_LISTED:
-                chunk.rejected_items.append((i, item, problems[0][1]))
+        fast = _valid_row(item, now)           # check_event, inlined: this loop runs once per item of a batch
+        if fast is not None:
+            row, warnings = fast
+            if warnings:
+                chunk.warn(i, warnings)
+            rows.append(row)
+            indexes.append(i)
         else:
-            chunk.rows.append(row)
-            chunk.indexes.append(i)
-        if len(chunk.rows) + chunk.rejected_count >= chunk_items:
+            checked, problems, warnings = check_event_fully(item, now)
+            if warnings:
+                chunk.warn(i, warnings)
+            if checked is None:
+                chunk.reject(i, problems)
+                if len(chunk.rejected_items) < MAX_REJECTED_LISTED:
+                    chunk.rejected_items.append((i, item, problems[0][1]))
+            else:
+                rows.append(checked)
+                indexes.append(i)
+        if len(rows) + chunk.rejected_count >= chunk_items:
             yield chunk
             chunk = ValidatedEvents()
-    if chunk.rows or chunk.rejected_count:
+            rows, indexes = chunk.rows, chunk.indexes
+    if rows or chunk.rejected_count:
         yield chunk

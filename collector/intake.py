@@ -52,8 +52,20 @@ class RecentKeys:
             self._old, self._new = self._new, {}
         self._new[key] = value
 
+    def add_many(self, pairs: list[tuple]) -> None:
+        """`add(key, value)` for each pair, in order: one dict update while the newer generation has room (a large
+        batch of events adds thousands at once)."""
+        if len(self._new) + len(pairs) < self.half:
+            self._new.update(pairs)
+            return
+        for key, value in pairs:
+            self.add(key, value)
+
     def __len__(self) -> int:
         return len(self._new) + len(self._old)
+
+
+_NOT_IN_FLIGHT = (0, None)
 
 
 class _Append:
@@ -220,31 +232,33 @@ class Intake:
         fps = [fingerprint(ln) for ln in lines]
         out = claim.outcome
         fresh_lines = []
+        fresh, fresh_fps = claim.fresh, claim.fresh_fps
         with self._events_lock:
             seen: dict[str, int] = {}
+            in_flight, recent = self._inflight.get, self.recent_events.get     # once per event of a batch
             for row, line, fp, idx in zip(rows, lines, fps, indexes):
                 eid = row[COL_EVENT_ID]
                 known = seen.get(eid)
                 if known is None:
-                    flight = self._inflight.get(eid)
+                    flight = in_flight(eid)
                     if flight is not None:
                         known = flight[0]
                         claim.waits.append(flight[1])
                     else:
-                        known = self.recent_events.get(eid)
+                        known = recent(eid)
                 if known is None:
                     seen[eid] = fp
-                    claim.fresh.append(row)
+                    fresh.append(row)
                     fresh_lines.append(line)
-                    claim.fresh_fps.append(fp)
+                    fresh_fps.append(fp)
                 elif known == fp or known is True:
                     out.duplicates += 1
                 else:
                     out.conflicts.append({"index": idx, "event_id": eid,
                                           "error": "event_id was already accepted with different content; "
                                                    "this copy is not stored"})
-            for row, fp in zip(claim.fresh, claim.fresh_fps):
-                self._inflight[row[COL_EVENT_ID]] = (fp, claim.append)
+            mine = claim.append
+            self._inflight.update((row[COL_EVENT_ID], (fp, mine)) for row, fp in zip(fresh, fresh_fps))
         if claim.fresh:
             claim.records = event_records(claim.fresh, fresh_lines, claim.fresh_fps)
         return claim
@@ -252,13 +266,14 @@ class Intake:
     def _release_events(self, claim: _EventClaim) -> None:
         """After the append: the IDs are no longer in flight; remembered if the append held."""
         mine = claim.append
+        eids = [row[COL_EVENT_ID] for row in claim.fresh]
         with self._events_lock:
-            for row, fp in zip(claim.fresh, claim.fresh_fps):
-                eid = row[COL_EVENT_ID]
-                if self._inflight.get(eid, (0, None))[1] is mine:
-                    del self._inflight[eid]
-                if mine.error is None:
-                    self.recent_events.add(eid, fp)
+            inflight = self._inflight
+            for eid in eids:
+                if inflight.get(eid, _NOT_IN_FLIGHT)[1] is mine:
+                    del inflight[eid]
+            if mine.error is None:
+                self.recent_events.add_many(list(zip(eids, claim.fresh_fps)))
         mine.finished.set()
 
     def _settle_events(self, claim: _EventClaim) -> EventOutcome:

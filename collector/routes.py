@@ -29,6 +29,7 @@ from collector.otlp_logs import log_event_items, parse_logs
 from collector.sources import SourceRegistry
 from collector.spool import SpoolRefused, SpoolUnavailable
 from revwatch.api import ApiError, AppContext, ctx_of, require
+from revwatch.metrics import observe_many
 
 log = logging.getLogger("revwatch.collector")
 router = APIRouter()
@@ -366,9 +367,8 @@ async def ingest_items(ctx: AppContext, chunks: Iterator[ValidatedEvents], inlin
                     telemetry.source_duplicates_total.labels(label).inc(out.duplicates)
                 if out.conflicts:
                     telemetry.source_conflicts_total.labels(label).inc(len(out.conflicts))
-                late = telemetry.source_lateness_seconds.labels(label)
-                for row in chunk.rows:
-                    late.observe(max(0.0, (now_ms - row[EV_OCCURRED]) / 1000))
+                observe_many(telemetry.source_lateness_seconds.labels(label),
+                             [max(0.0, (now_ms - row[EV_OCCURRED]) / 1000) for row in chunk.rows])
                 if log.isEnabledFor(logging.DEBUG):
                     for row in chunk.rows[:100]:
                         log.debug("event accepted", extra={"correlation_id": row[EV_CORRELATION],

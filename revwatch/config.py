@@ -87,7 +87,8 @@ class ServerConfig(_Model):
     # port + 1) while this process keeps the store and serves reads (revwatch/intakes.py, docs/http.md); 0 = none
     intake_processes: int = Field(0, ge=0, le=32)
     intake_port: int | None = Field(None, ge=1, le=65535)
-    # under ingest load, reads run one at a time and at most this many per second (revwatch.priority); 0 = off
+    # under ingest load, reads start at most this many per second on average (a token bucket, at most two
+    # running: revwatch.priority); 0 = off
     reads_per_second_under_ingest: float = Field(10.0, ge=0)
     # reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-Proto / X-Forwarded-For are believed: the
     # client address and the `Secure` cookie decision come from those headers only when the peer is one of these

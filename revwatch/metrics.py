@@ -4,6 +4,10 @@ Packages add their own collectors (SLO results, journeys, anomalies) with `Metri
 """
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+from typing import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -79,3 +83,25 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text exposition of everything registered."""
         return generate_latest(self.registry)
+
+
+def observe_many(histogram, values: Iterable[float]) -> None:
+    """`histogram.observe(v)` for every value (a labelled child), in one pass: what a large batch of events does
+    for its lateness. `observe` walks the bucket list in Python per value (~1.8 µs each, on the event loop: 3.6 ms
+    for a 2,000-event body); here each value is placed by bisection and every bucket and the sum are incremented
+    once. The result is the same as observing each value (`amount <= bound` is the first bound `bisect_left`
+    finds; tests/test_collector_events.py compares them). A client library whose histogram child lacks the
+    internals used here gets the plain loop."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for v in values:
+            histogram.observe(v)
+        return
+    values = list(values)
+    if not values:
+        return
+    total.inc(sum(values))
+    for i, n in Tally(bisect_left(bounds, v) for v in values).items():
+        buckets[i].inc(n)

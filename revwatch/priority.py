@@ -7,8 +7,9 @@ ten closed-loop readers took 19-26 % of the 1-event ingest rate. A webhook that 
 late business data; a read that waits a little is not. So under ingest load reads are rationed.
 
 Rule (only while ingest is busy: at least `busy_rate` ingest requests per second over the last `busy_window`):
-reads run one at a time, at most `read_rate` per second (`server.reads_per_second_under_ingest`, default 10;
-0 turns this off), and their store queries use one thread (`READ_THREADS`). `/healthz`, `/readyz` and `/metrics`
+reads start at most `read_rate` per second on average (`server.reads_per_second_under_ingest`, default 10; 0 turns
+this off), a few at once after a quiet spell, at most two running, and their store queries use one thread
+(`READ_THREADS`). `/healthz`, `/readyz` and `/metrics`
 are never held: monitoring must see the truth. With no ingest load nothing is rationed. Time spent waiting is
 counted in `revwatch_reads_paced_seconds_total`.
 
@@ -41,21 +42,33 @@ READ_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("revwa
 
 
 class IngestFirst:
-    """Tracks the ingest rate and hands out read turns. Event-loop only (no locks needed but the read turn)."""
+    """Tracks the ingest rate and hands out read turns. Event-loop only (no locks needed but the read turn).
+
+    Read turns are a token bucket: `read_rate` turns per second on average, up to `burst` at once after a quiet
+    spell, with at most `concurrency` reads running. Why a bucket and not an even spacing: one person opening a
+    page sends a few reads together and then reads for seconds; evenly spaced turns made each of those reads wait
+    up to 1 / read_rate (100 ms at the default) although the rate was nowhere near its limit. Why more than one
+    running: a lookup under ingest load takes tens of milliseconds of wall time, mostly waiting for a core, so one
+    at a time capped reads far below `read_rate` and queued ten readers for a second; the rate, not the count
+    running, is what bounds the CPU reads take from ingest."""
 
     def __init__(self, read_rate: float = 10.0, busy_rate: float = 50.0, busy_window: float = 0.5,
                  max_hold: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 on_paced: Callable[[float], None] | None = None):
+                 on_paced: Callable[[float], None] | None = None, burst: int = 3, concurrency: int = 2):
         if read_rate < 0:
             raise ValueError("read_rate must be >= 0 (0 turns rationing off)")
+        if burst < 1 or concurrency < 1:
+            raise ValueError("burst and concurrency must be >= 1")
         self.read_rate, self.busy_rate, self.busy_window, self.max_hold = read_rate, busy_rate, busy_window, max_hold
+        self.burst, self.concurrency = burst, concurrency
         self.clock, self.on_paced = clock, on_paced
         self._bucket_start = clock()
         self._bucket = 0          # ingest requests in the current window
         self._last_rate = 0.0     # ingest requests/s over the previous window
-        self._next_read = 0.0
+        self._tokens = float(burst)          # read turns available now
+        self._refilled = clock()             # when _tokens was last brought up to date
         self._turn: asyncio.Lock | None = None
-        self._running: asyncio.Event | None = None    # set when the read that started last has finished
+        self._running: list[tuple[float, asyncio.Event]] = []   # (start, done) of reads that may still hold others
         self._loop: asyncio.AbstractEventLoop | None = None   # the loop the two above belong to
         self.waiting = 0                                     # reads waiting for their turn
         self.noted = 0                                       # ingest requests noted since start (reported on)
@@ -80,16 +93,41 @@ class IngestFirst:
         self._roll()
         return self.read_rate > 0 and self._last_rate >= self.busy_rate
 
+    def busy_seen(self) -> bool:
+        """`busy()` for other threads (the store's background queries ask it): reads the last full window without
+        rolling it (only the event loop rolls), and a window that is overdue by a whole window means ingest has
+        stopped."""
+        return (self.read_rate > 0 and self._last_rate >= self.busy_rate
+                and self.clock() - self._bucket_start < 2 * self.busy_window)
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._refilled) * self.read_rate)
+        self._refilled = now
+
+    async def _wait_for_a_running_slot(self) -> None:
+        """Until fewer than `concurrency` reads hold the others back. A read stops holding once it finishes or
+        has run `max_hold` (a slow query must not freeze every page while ingest is busy)."""
+        while True:
+            now = self.clock()
+            self._running = [(t, e) for t, e in self._running if not e.is_set() and now - t < self.max_hold]
+            if len(self._running) < self.concurrency:
+                return
+            oldest = min(t for t, _ in self._running)
+            waits = [asyncio.ensure_future(e.wait()) for _, e in self._running]
+            try:
+                await asyncio.wait(waits, timeout=max(0.0, oldest + self.max_hold - now),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
     @contextlib.asynccontextmanager
     async def read_turn(self) -> AsyncIterator[None]:
-        """Take a read turn: one read at a time, each starting at least 1 / read_rate after the previous one.
-
-        A read that runs longer than `max_hold` stops holding the others back (a slow query must not freeze every
-        page while ingest is busy): the next read may start then, so at most one slow read is overtaken per
-        `max_hold`."""
+        """Take a read turn: in arrival order, when a token is there and fewer than `concurrency` reads run."""
         loop = asyncio.get_running_loop()
         if self._turn is None or self._loop is not loop:   # asyncio primitives belong to one loop (a second server
-            self._turn, self._running, self._loop = asyncio.Lock(), None, loop     # on the same app has its own)
+            self._turn, self._running, self._loop = asyncio.Lock(), [], loop     # on the same app has its own)
         turn = self._turn
         entered = self.clock()
         self.waiting += 1
@@ -98,18 +136,17 @@ class IngestFirst:
         finally:
             self.waiting -= 1
         try:
-            running = self._running
-            if running is not None and not running.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(running.wait(), self.max_hold)
-            wait = self._next_read - self.clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await self._wait_for_a_running_slot()
+            self._refill()
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self.read_rate)
+                self._refill()
+            self._tokens -= 1
             waited = self.clock() - entered
             if waited > 0 and self.on_paced:
                 self.on_paced(waited)
-            self._next_read = self.clock() + 1 / self.read_rate
-            mine = self._running = asyncio.Event()
+            mine = asyncio.Event()
+            self._running.append((self.clock(), mine))
         finally:
             turn.release()
         try:

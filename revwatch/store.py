@@ -16,14 +16,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 import clickhouse_connect
 
 from revwatch import schema
 from revwatch.priority import READ_THREADS
-from revwatch.read_slots import ReadSlots
+from revwatch.read_slots import INTERACTIVE, ReadSlots
 
 log = logging.getLogger("revwatch.store")
 
@@ -170,24 +170,33 @@ class Store:
     """
 
     def __init__(self, dsn: str, database: str = "revwatch", cluster: str | None = None):
-        self.dsn = dsn
-        self.database = database
-        self.cluster = cluster
-        self.embedded = dsn.startswith("chdb://")
+        embedded = dsn.startswith("chdb://")
         with _clients_lock:
             clients = _clients.get(dsn)
             if clients is None:
                 writer = _build_client(dsn)
                 clients = _clients[dsn] = (writer, _reader_clients(dsn, writer))
         self._client, self._readers = clients
-        self._lock = threading.RLock() if self.embedded else None
+        self._lock = threading.RLock() if embedded else None
+        self._set_up(dsn, database, cluster, embedded,
+                     EMBEDDED_READ_CONNECTIONS if embedded else HTTP_READ_SLOTS)
+
+    def _set_up(self, dsn: str, database: str, cluster: str | None, embedded: bool, read_slots: int) -> None:
+        """What every store has, whatever carries its calls (a subclass that builds no ClickHouse client, such as
+        revwatch.remote_store.RemoteStore, calls this instead of `__init__`)."""
+        self.dsn, self.database, self.cluster, self.embedded = dsn, database, cluster, embedded
         # Reads are admitted through a bounded number of slots: a read that cannot get one within `read_wait`
         # seconds fails fast with StoreBusy (503 + Retry-After) instead of piling up threads behind a slow store.
         # Ingest never reads the store, so reads can never hold it (issue #10). One slot per reader client (one
         # query at a time per chDB connection), 16 on a server. Reads made for an HTTP request go before background
         # queries (revwatch/read_slots.py).
-        self.read_slots = ReadSlots(EMBEDDED_READ_CONNECTIONS if self.embedded else HTTP_READ_SLOTS)
+        self.read_slots = ReadSlots(read_slots)
         self.read_wait = 10.0
+        # `max_threads` for background queries and statements (evaluator passes, anomaly scans, upkeep) right now,
+        # or None for the engine's default. The server sets it to one thread while ingest is busy
+        # (revwatch.priority.IngestFirst.busy_seen): a pass that takes both cores for a few hundred milliseconds
+        # stalls every ingest request for that long; on one core it takes longer and ingest keeps the other.
+        self.background_threads: Callable[[], int | None] = lambda: None
         self._ping_future: cf.Future | None = None
         self._ping_lock = threading.Lock()
 
@@ -215,16 +224,22 @@ class Store:
         except Exception as e:
             raise StoreError(str(e).strip().splitlines()[0][:500] if str(e).strip() else repr(e)) from e
 
+    def _threads(self, settings: dict | None) -> dict | None:
+        """`settings` with the thread limit of this context: a read served under ingest load (READ_THREADS) or a
+        background query while ingest is busy (`background_threads`) uses one core, not all of them. Embedded
+        only: a server's cores are its own business."""
+        if not self.embedded:
+            return settings
+        threads = READ_THREADS.get() or (None if INTERACTIVE.get() else self.background_threads())
+        return {"max_threads": threads, **(settings or {})} if threads else settings
+
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         """Run a statement that returns no rows (DDL, ALTER, INSERT … SELECT)."""
-        return self._call("command", sql, parameters=parameters, settings=settings, write=True)
+        return self._call("command", sql, parameters=parameters, settings=self._threads(settings), write=True)
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> QueryResult:
         """Run a SELECT; `{name:Type}` placeholders are bound server-side from `parameters`."""
-        threads = READ_THREADS.get()
-        if threads and self.embedded:          # a read served under ingest load: one core, not all of them
-            settings = {"max_threads": threads, **(settings or {})}
-        r = self._call("query", sql, parameters=parameters, settings=settings)
+        r = self._call("query", sql, parameters=parameters, settings=self._threads(settings))
         return QueryResult(list(r.column_names), [tuple(x) for x in r.result_rows])
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str],
