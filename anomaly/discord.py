@@ -31,10 +31,18 @@ HISTORY = 2000            # points of the past a subsequence is compared with (m
 def estimate_window(prefix: np.ndarray) -> int:
     """The cycle length of a series prefix: the lag of the first autocorrelation peak above 0.3 among the lags from
     M_MIN to a third of the prefix (a cycle that shows at least three times), else M_DEFAULT."""
+    return estimate_cycle(prefix)[0]
+
+
+def estimate_cycle(prefix: np.ndarray) -> tuple[int, bool]:
+    """(window, periodic): the window as `estimate_window`, and whether the prefix is a cycle rather than a
+    wandering level — the autocorrelation falls below 0 before rising to that peak (a cycle is anti-correlated
+    with itself half a period on; a random walk or a slow drift stays positively correlated, and its first small
+    bump above 0.3 is no cycle). No threshold is tuned here: 0 is the sign change, 0.3 the window's own rule."""
     x = np.asarray(prefix, float)
     x = x[np.isfinite(x) & (np.abs(x) < MAX_ABS)]
     if len(x) < 4 * M_MIN or np.std(x) == 0:
-        return M_DEFAULT
+        return M_DEFAULT, False
     x = x - x.mean()
     n = len(x)
     f = np.fft.rfft(x, 2 * n)
@@ -42,8 +50,8 @@ def estimate_window(prefix: np.ndarray) -> int:
     acf = acf / acf[0]
     for lag in range(M_MIN, n // 3):
         if acf[lag] > 0.3 and acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1]:
-            return lag
-    return M_DEFAULT
+            return lag, bool(acf[:lag].min() < 0)
+    return M_DEFAULT, False
 
 
 class LeftDiscord:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from collector.writer import Writer
     from probes.service import ProbeService
     from revwatch.evaluator import EvaluatorLoop
+    from revwatch.remote_store import IntakeHealth
     from slo.engine import SloEngine
     from webui.routes import WebUi
 
@@ -73,6 +74,10 @@ class AppContext:
     sources: SourceRegistry | None = None   # named webhook sources and their mappings (collector.sources)
     deadletters: DeadLetters | None = None  # rejected items kept for inspection and replay (collector.deadletters)
     sequencer: Sequencer | None = None      # out-of-order milestone arrivals (collector.sequencing)
+    # With intake processes (revwatch/intakes.py): on the owner, what each one last reported about refusing ingest;
+    # in an intake process, the other intake processes' problems as the owner last answered them ({index: why}).
+    intake_health: IntakeHealth | None = None
+    peer_problems: dict[int, list[str]] = field(default_factory=dict)
 
 
 class ApiError(Exception):

@@ -148,20 +148,22 @@ def _exit_with_owner(owner_pid: int) -> None:
     os._exit(3)
 
 
-def _report_ingest(gate, store, every: float = 0.2) -> None:
+def _report_ingest(ctx, store, index: int, every: float = 0.2, stop: threading.Event | None = None) -> None:
     """Every `every` seconds, tell the owner how many ingest requests this process took since the last report, so
-    the owner's reads yield to a storm here as to one of its own (revwatch/priority.py); a report that fails is
-    added to the next."""
+    the owner's reads yield to a storm here as to one of its own (revwatch/priority.py), and why this process would
+    refuse ingest now; keep what the owner answers about the other intake processes for this process's `/readyz`
+    (revwatch.remote_store.IntakeHealth). A report that fails is added to the next; the others' problems are then
+    kept until the owner answers again (it is restarting or gone, and this process's readiness says so itself)."""
+    from revwatch.server import ingest_problems
     from revwatch.store import StoreError
+    gate = ctx.priority
+    stop = stop or threading.Event()
     sent = 0
-    while True:
-        time.sleep(every)
+    while not stop.wait(every):
         n = gate.noted - sent
-        if n <= 0:
-            continue
         try:
-            store.report_ingest(n)
-            sent += n
+            ctx.peer_problems = store.report_ingest(max(n, 0), index, ingest_problems(ctx))
+            sent += max(n, 0)
         except StoreError:
             pass
 
@@ -203,7 +205,7 @@ def main() -> None:
     store = RemoteStore(owner_url, token, cfg.store.database)
     _wait_for_owner(store)
     app = create_app(cfg, store=store)
-    threading.Thread(target=_report_ingest, args=(app.state.ctx.priority, store), name="revwatch-ingest-report",
+    threading.Thread(target=_report_ingest, args=(app.state.ctx, store, index), name="revwatch-ingest-report",
                      daemon=True).start()
     quiet_garbage_collector()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False,

@@ -144,15 +144,48 @@ class RemoteStore(Store):
         self.query("SELECT 1")
         return []
 
-    def report_ingest(self, n: int) -> None:
-        """Tell the owner that `n` ingest requests arrived here (its read rationing counts them)."""
-        self._post("ingest", {"n": n})
+    def report_ingest(self, n: int, intake: int | None = None,
+                      problems: Sequence[str] = ()) -> dict[int, list[str]]:
+        """Tell the owner that `n` ingest requests arrived here (its read rationing counts them) and why this
+        intake process would refuse ingest now (`problems`, empty when it would not); the answer is what the owner
+        heard of the other intake processes: {index: problems} (revwatch.remote_store.IntakeHealth)."""
+        meta: dict[str, Any] = {"n": n}
+        if intake is not None:
+            meta.update(intake=intake, problems=list(problems))
+        out = self._post("ingest", meta)
+        return {int(i): list(ps) for i, ps in (out or {}).get("problems", {}).items()}
 
     def close(self) -> None:
         self._http.close()
 
 
 # -- the owner side --------------------------------------------------------------------------------------------
+class IntakeHealth:
+    """What the owner last heard from each intake process about refusing ingest (reported every 0.2 s with its
+    ingest count: revwatch/intakes.py).
+
+    Why: the intake processes share one listening socket, so a load balancer's `/readyz` on the intake port is
+    answered by whichever process the kernel hands the connection — and a process whose spool is full refuses
+    the share of ingest that reaches it while another says "ready". Each intake process therefore answers
+    `/readyz` with its own problems and those of the others, named (revwatch.server.readiness): not ready while
+    any request could be refused. A process that stopped reporting (exited; the supervisor restarts it) takes no
+    connections, so its last report is forgotten after `fresh` seconds."""
+
+    def __init__(self, fresh: float = 2.0, clock: Callable[[], float] | None = None):
+        import time
+        self.fresh, self.clock = fresh, clock or time.monotonic
+        self._heard: dict[int, tuple[float, list[str]]] = {}
+
+    def note(self, intake: int, problems: list[str]) -> None:
+        self._heard[intake] = (self.clock(), problems)
+
+    def problems(self, but: int | None = None) -> dict[int, list[str]]:
+        """{intake index: problems} of the processes heard from within `fresh` seconds that have any, except `but`."""
+        now = self.clock()
+        return {i: ps for i, (at, ps) in sorted(self._heard.items())
+                if i != but and ps and now - at <= self.fresh}
+
+
 def _loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     try:
@@ -167,11 +200,12 @@ def _allowed_command(sql: str, database: str) -> bool:
 
 
 def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] | None = None,
-                 on_ingest: Callable[[int], None] | None = None) -> APIRouter:
+                 on_ingest: Callable[[int], None] | None = None, health: IntakeHealth | None = None) -> APIRouter:
     """`POST /internal/v1/store`: the owner runs an intake process's store call (module docstring). `on_rows(table,
     n)` is told of every forwarded insert that succeeded (the owner's `revwatch_store_writes_total` then counts the
     rows its intake processes stored too); `on_ingest(n)` of the ingest requests an intake process reports
-    (`op=ingest`, on the event loop: the owner's reads yield to its intake processes' ingest as to its own)."""
+    (`op=ingest`, on the event loop: the owner's reads yield to its intake processes' ingest as to its own); the
+    same report's problems go to `health`, and its answer carries the other intake processes' problems."""
     router = APIRouter(include_in_schema=False)
 
     @router.post(ROUTE)
@@ -182,12 +216,20 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
         body = await request.body()
         if op == "ingest":
             try:
-                n = int(loads(meta.encode())["n"])
-            except (ValueError, KeyError, TypeError):
-                return error_response(400, "meta must carry n, a count of requests", "meta")
+                m = loads(meta.encode())
+                n = int(m["n"])
+                intake = None if m.get("intake") is None else int(m["intake"])
+                problems = [str(p) for p in m.get("problems", [])]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return error_response(400, "meta must carry n, a count of requests (and intake, problems)", "meta")
             if on_ingest is not None and n > 0:
                 on_ingest(n)
-            return Response(dumps(None), media_type="application/json")
+            if health is None:
+                return Response(dumps(None), media_type="application/json")
+            if intake is not None:
+                health.note(intake, problems)
+            others = {str(i): ps for i, ps in health.problems(but=intake).items()}
+            return Response(dumps({"problems": others}), media_type="application/json")
         # on a worker thread: a slow insert never blocks the event loop
         return await run_in_threadpool(_run, op, meta, body)
 

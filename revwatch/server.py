@@ -42,7 +42,7 @@ from revwatch.ingest import retry_after_hint
 from revwatch.metrics import Metrics
 from revwatch.openapi import install_openapi
 from revwatch.priority import IngestFirst, IngestFirstMiddleware
-from revwatch.remote_store import owner_router
+from revwatch.remote_store import IntakeHealth, owner_router
 from revwatch.store import Store, StoreError, store_from_config
 from slo import routes as slo_routes
 from slo import policy_routes as slo_policy_routes
@@ -229,9 +229,10 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         app.include_router(collector_routes.router)
         app.include_router(source_routes.router)
     if supervisor is not None:                     # this process's intake processes store through it
+        ctx.intake_health = IntakeHealth()
         app.include_router(owner_router(ctx.store, supervisor.token,
                                         lambda table, n: ctx.metrics.store_writes_total.labels(table).inc(n),
-                                        ctx.priority.note_ingest))
+                                        ctx.priority.note_ingest, ctx.intake_health))
     if not intake_only:
         _include_read_routes(app)
 
@@ -295,22 +296,30 @@ def _include_read_routes(app: FastAPI) -> None:
     webui.install(app)
 
 
+def ingest_problems(c: AppContext) -> list[str]:
+    """Why this process would refuse ingest now, without asking the store (spool full or failing, writer failing
+    beyond its backlog limit); empty when it would not. `readiness` adds the store's own answer; an intake process
+    reports these to the owner (revwatch/intakes.py)."""
+    return [p for p in (c.spool.refusal(), c.writer.health_problem()) if p]
+
+
 def readiness(c: AppContext):
-    """The /readyz answer: 200 when ingest can be acknowledged and will reach the store, else 503 + why."""
+    """The /readyz answer: 200 when ingest can be acknowledged and will reach the store, else 503 + why.
+
+    An intake process is also not ready while another intake process on the same port would refuse ingest
+    (revwatch.remote_store.IntakeHealth): a load balancer cannot tell which of them will take its next request.
+    The owner lists its intake processes' problems (`intake_processes`) without being unready for them: its own
+    port takes ingest as before."""
     spool = c.spool
     store_ok = c.store.ping(timeout=2.0)
     pending = spool.pending_bytes()
     body = {"store": {True: "ok", False: "unreachable", None: "busy"}[store_ok], "spool_bytes": pending,
             "spool_max_bytes": spool.max_bytes, "writer_error": c.writer.last_error}
-    problems = []
-    if store_ok is False:
-        problems.append("store unreachable")
-    spool_problem = spool.refusal()
-    if spool_problem:
-        problems.append(spool_problem)
-    writer_problem = c.writer.health_problem()
-    if writer_problem:
-        problems.append(writer_problem)
+    if c.intake_health is not None:
+        body["intake_processes"] = {str(i): ps for i, ps in c.intake_health.problems().items()}
+    problems = ["store unreachable"] if store_ok is False else []
+    problems += ingest_problems(c)
+    problems += [f"intake process {i}: {p}" for i, ps in sorted(c.peer_problems.items()) for p in ps]
     if not problems:
         return {"status": "ready", **body}
     return JSONResponse({"status": "not ready", "error": "; ".join(problems), **body}, status_code=503,

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from revwatch.store import Store
@@ -63,6 +64,9 @@ class RollupMaintainer:
         # per SLO, the minute ranges that new data (not time) can have changed, as of the latest plan: what a read
         # with the pending overlay invalidates in the exact-window edge cache (slo/edges.py)
         self.touched: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+        # counts of the minutes time decided, from memory (slo/decided.py, set by SloEngine): (specs, lo_ms,
+        # hi_end_ms, cutoff_ms) → (rows (Slo, GroupKey, Minute, Good, Total), the specs left to SQL)
+        self.decided: Callable[[list[SloSpec], int, int, int], tuple[list[tuple], list[SloSpec]]] | None = None
 
     def _history(self, spec: SloSpec, now: dt.datetime) -> dt.timedelta:
         return max(spec.period(now), dt.timedelta(days=3)) + dt.timedelta(days=1)
@@ -127,7 +131,7 @@ class RollupMaintainer:
             done[spec.name] = n
         if time_only and prev_now is not None:               # one round trip for all of them
             lo, hi = floor_minute(prev_now) - MINUTE, now_min
-            for name, g, m, good, total in self.minute_counts_many(time_only, lo, hi, now):
+            for name, g, m, good, total in self.minute_counts_many(time_only, lo, hi, now, from_memory=True):
                 spec = next(x for x in time_only if x.name == name)
                 pending_rows.append((name, spec.spec_hash, g, m, good, total, version))
                 done[name] += 1
@@ -154,11 +158,18 @@ class RollupMaintainer:
         return out
 
     def minute_counts_many(self, specs: list[SloSpec], lo: dt.datetime, hi: dt.datetime,
-                           cutoff: dt.datetime) -> list[tuple[str, str, dt.datetime, int, int]]:
+                           cutoff: dt.datetime, from_memory: bool = False) \
+            -> list[tuple[str, str, dt.datetime, int, int]]:
         """(Slo, GroupKey, Minute, Good, Total) of several specs over the same minutes: journey specs sharing start,
-        end and grouping in one query each, all of it in one UNION ALL round trip."""
-        rows = self.counts_between([(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))])
-        return [(name, g, m, good, total) for _, name, g, m, good, total in rows]
+        end and grouping in one query each, all of it in one UNION ALL round trip — or, with `from_memory` (the
+        minutes time decided, every pass), for the specs `decided` answers, from the journey instance cache."""
+        out: list[tuple[str, str, dt.datetime, int, int]] = []
+        if from_memory and self.decided is not None:
+            out, specs = self.decided(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))
+        if specs:
+            rows = self.counts_between([(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))])
+            out += [(name, g, m, good, total) for _, name, g, m, good, total in rows]
+        return out
 
     def counts_between(self, requests: list[tuple[list[SloSpec], int, int, int]], per_ms: bool = False) \
             -> list[tuple[int, str, str, dt.datetime, int, int]]:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from anomaly.discord import LeftDiscord, estimate_window
+from anomaly.discord import LeftDiscord, estimate_cycle, estimate_window
 from anomaly.metric import DISCORD_PREFIX, DetectorParams, score_series
 
 
@@ -59,15 +59,44 @@ def test_window_follows_the_cycle():
     assert estimate_window(np.full(400, 5.0)) == 32
 
 
+def test_a_cycle_is_told_from_a_wandering_level():
+    """estimate_cycle: a cycle's autocorrelation turns negative before its peak; a random walk with a small ripple
+    has an autocorrelation bump above 0.3 (the discord still takes it as its window) but is no cycle, so its level
+    rule stays the one NAB's metrics are scored with."""
+    t = np.arange(DISCORD_PREFIX)
+    assert estimate_cycle(heartbeat(0)[:DISCORD_PREFIX]) == (180, True)
+    assert estimate_cycle(np.sin(2 * np.pi * t / 40) + np.random.default_rng(0).normal(0, 0.3, len(t))) == (40, True)
+    for seed in range(3):
+        walk = np.cumsum(np.random.default_rng(seed).normal(size=len(t))) + 3 * np.sin(2 * np.pi * t / 12)
+        window, periodic = estimate_cycle(walk)
+        assert window in (11, 12, 13) and not periodic
+    assert estimate_cycle(np.random.default_rng(0).normal(size=len(t))) == (32, False)
+    assert estimate_cycle(np.full(len(t), 5.0)) == (32, False)
+
+
+def test_the_cycle_level_keeps_a_clean_pulse_train_quiet():
+    """Without timestamps, a 20-40-point short mean swings with every beat and, judged by the iid spread, alarmed
+    about once per refractory period on a clean pulse train (the UCR test parts: 2,233 of 2,479 false alarms);
+    the whole-beat mean against the spread of beat means does not."""
+    for seed in range(2):
+        x = heartbeat(seed, bad=7820)                                 # the malformed beat only at the very end
+        level_only = np.array(score_series(x, DetectorParams(discord=False)))
+        short_mean = np.array(score_series(x, DetectorParams(discord=False, cycle_level=False)))
+        assert (level_only[DISCORD_PREFIX:7800] >= 0.8).sum() == 0
+        assert (short_mean[DISCORD_PREFIX:7800] >= 0.8).sum() >= 10
+
+
 def test_a_malformed_beat_is_the_highest_score_of_a_long_cycle():
     """UCR's protocol on a constructed heartbeat: the discord's window is the whole beat (180 points, from the first
     DISCORD_PREFIX values), so the beat without its spike scores highest after a 3000-point training prefix — with
-    the window capped at 96 (half a beat) or without the discord, the level shift's swing with the spikes wins."""
+    the window capped at 96 (half a beat) or with neither the discord nor the cycle level, the short mean's swing
+    with the spikes wins. The cycle level alone finds it too: that beat's mean is low (its spike is missing)."""
     from bench.anomaly_eval import ucr_found
     for seed in range(2):
         x = heartbeat(seed)
         assert ucr_found(score_series(x), 3000, 5401, 5580)
-        assert not ucr_found(score_series(x, DetectorParams(discord=False)), 3000, 5401, 5580)
+        assert ucr_found(score_series(x, DetectorParams(discord=False)), 3000, 5401, 5580)
+        assert not ucr_found(score_series(x, DetectorParams(discord=False, cycle_level=False)), 3000, 5401, 5580)
 
 
 def test_a_shape_anomaly_inside_the_normal_range_is_found_by_the_discord():

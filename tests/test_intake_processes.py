@@ -106,6 +106,64 @@ def test_store_route_answers_only_its_intake_processes(make_config):
         assert r.status_code == 403 and gate.noted == before + 120
 
 
+def test_an_intake_process_is_not_ready_while_another_one_would_refuse_ingest(make_config):
+    """Two intake processes' apps (as revwatch.intakes.main builds them) reporting to a live owner: intake 1's
+    spool fills for real (no writer drains it) and refuses; intake 0's /readyz then says not ready and names intake
+    1's problem (a load balancer cannot tell which process takes its next request); the owner lists it without
+    being unready itself. Once intake 1 stops reporting (an exited process takes no connections), intake 0 is
+    ready again by itself."""
+    import threading
+
+    from revwatch.intakes import _report_ingest, intake_spool_dir
+    from revwatch.remote_store import RemoteStore
+    from tests.support.servers import live_server
+    owner_cfg = make_config({"server": {"intake_processes": 2}})
+    owner = create_app(owner_cfg, start_background=False)
+    stops = [threading.Event(), threading.Event()]
+    key = owner.state.ctx.keys.create("ingest", "t")[0]      # before the intake processes load the keys
+    with live_server(owner) as base, TestClient(owner) as owner_client:
+        clients = []
+        for i in range(2):
+            cfg = owner_cfg.model_copy(deep=True)
+            cfg.server.role, cfg.spool.dir = "intake", str(intake_spool_dir(cfg, i))
+            cfg.spool.max_bytes = 256 * 1024 if i == 1 else cfg.spool.max_bytes
+            store = RemoteStore(base, _token_of(owner), cfg.store.database)
+            app = create_app(cfg, store=store, start_background=False)
+            threading.Thread(target=_report_ingest, args=(app.state.ctx, store, i, 0.05, stops[i]),
+                             daemon=True).start()
+            clients.append(TestClient(app))
+        try:
+            assert clients[0].get("/readyz").status_code == 200
+            codes = [clients[1].post("/api/v1/events", json=events(200, f"f{k}-"),
+                                     headers={"Authorization": f"Bearer {key}"}).status_code for k in range(60)]
+            assert 503 in codes                              # intake 1's spool is full: it refuses for real
+            until(lambda: clients[0].get("/readyz").status_code == 503, 10, "intake 0 hears of intake 1")
+            r = clients[0].get("/readyz").json()
+            assert r["status"] == "not ready" and "intake process 1: spool full" in r["error"]
+            assert clients[1].get("/readyz").status_code == 503
+            mine = owner_client.get("/readyz").json()
+            assert mine["status"] == "ready" and mine["intake_processes"]["1"][0].startswith("spool full")
+            stops[1].set()                                   # intake 1 exits: its last report goes stale
+            until(lambda: clients[0].get("/readyz").status_code == 200, 10, "intake 0 ready again")
+        finally:
+            for stop in stops:
+                stop.set()
+            for c in clients:
+                c.close()
+
+
+def test_intake_reports_are_forgotten_when_stale():
+    from revwatch.remote_store import IntakeHealth
+    now = [100.0]
+    health = IntakeHealth(fresh=2.0, clock=lambda: now[0])
+    health.note(0, [])
+    health.note(1, ["spool full: 9 of 10 bytes wait for the store"])
+    assert health.problems() == {1: ["spool full: 9 of 10 bytes wait for the store"]}
+    assert health.problems(but=1) == {}                # its own problems are not news to itself
+    now[0] += 2.5
+    assert health.problems() == {}
+
+
 def _token_of(app) -> str:
     from revwatch.intakes import IntakeSupervisor
     sup = app.state.intake_supervisor
