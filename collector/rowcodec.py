@@ -82,7 +82,7 @@ def event_records(rows: list[list], lines: list[bytes], fingerprints: list[int])
     for r, line in zip(rows, lines):
         by_day.setdefault(r[COL_OCCURRED] // MS_PER_DAY, []).append(line)
     out = [encode_record(KIND_EVENTS_TEXT, b"\n".join(g), day) for day, g in sorted(by_day.items())]
-    keys = b"\n".join(orjson.dumps([r[COL_EVENT_ID], fp]) for r, fp in zip(rows, fingerprints))
+    keys = b"\n".join(map(orjson.dumps, zip([r[COL_EVENT_ID] for r in rows], fingerprints)))   # tuples: arrays
     out.append(encode_record(KIND_EVENT_KEYS, keys))
     return out
 

@@ -149,11 +149,15 @@ def _from_sql(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, lo
 
 @dataclass
 class BadSummary:
-    """What the oldest MAX_BAD_ROWS bad instances say: per step the stuck/late counts and money, the stuck ones in
-    order (cid, start, step waited for, attributes, source, amount or None, currency) and the most frequent source."""
+    """What the oldest MAX_BAD_ROWS bad instances say: per step the stuck/late counts and money, the oldest
+    EXAMPLES stuck ones in order (cid, start, step waited for, attributes, source, amount or None, currency), how
+    many are stuck, their distinct customers and the most frequent source (only the examples are spelled out: a
+    tuple with its attributes per stuck instance cost more than the rest of an attribution from the cache)."""
     step_counts: dict[str, Counter]
     step_money: dict[str, jmoney.Money]
     stuck: list[tuple]
+    n_stuck: int
+    customers: set[str]
     top_source: str | None
 
 
@@ -173,7 +177,8 @@ def _summarize(records: list[tuple], steps: list[str]) -> BadSummary:
             step, kind = _slowest_step(steps, at), "late"
         step_counts.setdefault(step, Counter())[kind] += 1
         jmoney.add(step_money.setdefault(step, {}), cur, amount)
-    return BadSummary(step_counts, step_money, stuck, _top_source(records))
+    customers = {str(c) for x in stuck if (c := (x[3] or {}).get("customer_id"))}
+    return BadSummary(step_counts, step_money, stuck[:EXAMPLES], len(stuck), customers, _top_source(records))
 
 
 def _from_cache(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, lookback: dt.timedelta,
@@ -188,13 +193,16 @@ def _from_cache(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, 
     t = cache.table(spec.config.journey, since, now)
     if not t.exact or t.steps != steps:
         return None
-    ts = masked_times(t, ms(since))
-    s, e = ts[:, 0], ts[:, -1]
     now_ms, t_ms = ms(now), int(spec.threshold.total_seconds() * 1000)
+
+    def base() -> tuple[np.ndarray, np.ndarray]:
+        ts_ = masked_times(t, ms(since))
+        return ts_, (ts_[:, 0] > 0) & (ts_[:, 0] <= now_ms)
+    # the SLOs of one journey read the same instances: masked once per (lookback, now) while the table is unchanged
+    ts, started = cache.derived(("attribution", spec.config.journey, ms(since), now_ms), t, base)
+    s, e = ts[:, 0], ts[:, -1]
     known = t.own_has[:t.n, 0]
-    sel = (s > 0) & (s <= now_ms)
-    if spec.config.budgeting == "amount":
-        sel &= known
+    sel = started & known if spec.config.budgeting == "amount" else started
     idx = np.flatnonzero(sel)
     idx = idx[group_mask(cache, t, idx, journey_group_key(spec), group, tuple(spec.config.group_by))]
     s_i, e_i, known_i = s[idx], e[idx], known[idx]
@@ -251,10 +259,13 @@ def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows:
         sums = money_sum(amt[m], cur[m], n_cur)
         present = np.bincount(cur[m], minlength=n_cur)
         step_money[t.steps[x]] = {names[c_]: cache.amount(v) for c_, v in enumerate(sums) if present[c_]}
+    stuck_rows = rows[is_stuck]
     stuck = [(t.cids[i], to_datetime(ts[i, 0]), t.steps[int(x)], cache.attrs_of(int(t.attrs[i])),
               cache.sources.values[int(t.src[i])], cache.amount(t.own_amt[i, 0]) if known[i] else None,
               names[int(t.own_cur[i, 0])])
-             for i, x in zip(rows[is_stuck].tolist(), step[is_stuck].tolist())]
+             for i, x in zip(stuck_rows[:EXAMPLES].tolist(), step[is_stuck][:EXAMPLES].tolist())]
+    customers = {who for code in np.unique(t.attrs[stuck_rows]).tolist()
+                 if (who := cache.attrs_of(code).get("customer_id"))}
     srcs = t.src[rows]
     counts = np.bincount(srcs, minlength=len(cache.sources.values))
     counts[cache.sources.codes[""]] = 0
@@ -263,7 +274,7 @@ def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows:
         tied = np.flatnonzero(counts == counts.max())
         first_seen = {int(c): int(np.argmax(srcs == c)) for c in tied}
         top = cache.sources.values[min(first_seen, key=lambda c: first_seen[c])]
-    return BadSummary(step_counts, step_money, stuck, top)
+    return BadSummary(step_counts, step_money, stuck, len(stuck_rows), customers, top)
 
 
 def _distribution(cache: InstanceCache, t: JourneyTable, idx: np.ndarray, bad: np.ndarray, known: np.ndarray,
@@ -301,7 +312,7 @@ def _document(spec: SloSpec, steps: list[str], now: dt.datetime, lookback: dt.ti
     step_list = [{"step": s, "after": steps[steps.index(s) - 1] if steps.index(s) > 0 else None,
                   "stuck": cnt["stuck"], "late": cnt["late"], "money": jmoney.as_json(step_money.get(s, {}))}
                  for s, cnt in sorted(step_counts.items(), key=lambda sc: (-(sc[1]["stuck"] + sc[1]["late"]), sc[0]))]
-    customers = {(x[3] or {}).get("customer_id") for x in stuck} - {None, ""}
+    customers = summary.customers
     examples = []
     for cid, s_at, step, _attrs, src, amount, cur in stuck[:EXAMPLES]:
         examples.append({"correlation_id": cid, "started_at": _iso(s_at),
@@ -321,7 +332,7 @@ def _document(spec: SloSpec, steps: list[str], now: dt.datetime, lookback: dt.ti
         "money_at_risk": jmoney.as_json(money),
         "money_bad": jmoney.as_json(money_bad),
         "money_started": jmoney.as_json(money_all),
-        "customers_affected": len(customers) if customers else len(stuck),
+        "customers_affected": len(customers) if customers else summary.n_stuck,
         "oldest_stuck": examples,
     }
 

@@ -9,6 +9,7 @@ computed under the old one).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -84,9 +85,10 @@ class SloSpec:
         """Journey SLIs: the time allowed from start to end."""
         return self.config.sli.journey_threshold
 
-    @property
+    @functools.cached_property
     def spec_hash(self) -> str:
-        """Hash of the fields that decide good/bad per minute (not objective, window or alerting)."""
+        """Hash of the fields that decide good/bad per minute (not objective, window or alerting); computed once
+        per spec (a pass asked for it ~800 times: 0.09 s of JSON and SHA-256)."""
         sli = self.config.sli.model_dump(mode="json")
         doc = {"sli": sli, "group_by": self.config.group_by, "start": self.start_type, "end": self.end_type}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

@@ -138,10 +138,84 @@ def test_cache_and_sql_paths_agree_through_late_data(store, make_config):
     loaded = sum(t.n for t in engine.instances.tables.values())
 
     store.insert("events", late_data(rnd), EVENT_COLUMNS)
-    engine.evaluate(NOW, refresh=True)
     engine.instances.table("pay", NOW - dt.timedelta(days=7), NOW)   # the same cache: it re-reads only the
     touched = engine.instances.reread                                  # instances the late rows touched
+    engine.evaluate(NOW, refresh=True)
     new = everything(engine, True)
     old = everything(engine, False)
     same(old, new)
     assert 0 < touched < loaded / 2
+
+
+def test_one_sync_scope_shares_one_sync_and_answers_alike(store, make_config):
+    """Under `InstanceCache.one_sync` (the evaluator's pass) every answer reads the tables of one sync: the same
+    attributions, forecasts and funnels as calls that each sync, one ingest-log read instead of one per call; data
+    ingested during the scope is taken in by the first call after it."""
+    from slo.attribution import _journey_attribution
+    rnd = random.Random(7)
+    store.insert("events", business(rnd, 120, "s"), EVENT_COLUMNS)
+    engine = SloEngine(store, make_config(CFG))
+    results = engine.evaluate(NOW, refresh=True)
+    week = dt.timedelta(days=7)
+
+    def reads() -> dict:
+        out: dict = {}
+        for spec in engine.specs:
+            for g in sorted({r.group for r in results if r.spec is spec}):
+                out[("attribution", spec.name, g)] = _journey_attribution(engine, spec, g, NOW, week, "")
+            out[("forecast", spec.name)] = forecast(engine, spec, now=NOW,
+                                                    results=[r for r in results if r.spec is spec])
+        for j in engine.cfg.journeys:
+            out[("funnel", j)] = [f.as_dict() for f in funnel(store, engine.cfg.journeys, j, NOW - week, NOW,
+                                                              by="gateway", now=NOW, cache=engine.instances)]
+        return out
+    per_call = reads()
+    cache = engine.instances
+    before = cache.syncs
+    with cache.one_sync():
+        scoped = reads()
+        assert cache.syncs == before + 1
+        store.insert("events", [ev("late-one", "pay.settled", NOW - dt.timedelta(hours=2), "5.00", "EUR")],
+                     EVENT_COLUMNS)
+        assert "late-one" not in cache.table("pay", NOW - week, NOW).index
+    assert per_call == scoped
+    assert sum(d["instances"]["started"] for k, d in scoped.items() if k[0] == "attribution")
+    assert "late-one" in cache.table("pay", NOW - week, NOW).index
+    assert cache.syncs == before + 2
+
+
+def test_time_decided_minutes_from_the_cache_equal_the_sql_counts(store, make_config):
+    """slo/decided.py counts the rollup minutes time decides from the instance cache: per SLO, group and minute
+    the same Good/Total (events, and money units for `budgeting: amount`, per gateway and currency) as the SQL the
+    rollup ran (`counts_between`), for short and long ranges, a cutoff inside the range, and again after late
+    data (ends of stuck instances, earlier copies of starts, milestones out of order, new instances)."""
+    from slo.decided import decided_counts
+    from slo.sli import ms
+    rnd = random.Random(11)
+    store.insert("events", business(rnd, 300, "a"), EVENT_COLUMNS)    # late_data re-sends a…
+    engine = SloEngine(store, make_config(CFG))
+    specs = [s for s in engine.specs if s.is_journey]
+    h, m, d = dt.timedelta(hours=1), dt.timedelta(minutes=1), dt.timedelta(days=1)
+    ranges = [(NOW - 2 * h, NOW + m, NOW), (NOW - 5 * d, NOW - 5 * d + 45 * m, NOW),
+              (NOW - 26 * h, NOW - 20 * h, NOW - 21 * h), (NOW - 7 * d + 5 * h, NOW, NOW)]
+
+    def check() -> int:
+        n = 0
+        for per_ms in (False, True):                # minutes (time-decided), milliseconds (exact-window edges)
+            requests = [(specs, ms(lo), ms(hi), ms(cut)) for lo, hi, cut in ranges]
+            sql = sorted(engine.rollups._counts_sql(list(enumerate(requests)), per_ms))
+            mem, rest = decided_counts(engine.instances, engine.cfg.journeys, requests, per_ms)
+            assert not rest
+            assert sorted(mem) == sql, per_ms
+            assert sorted(engine.rollups.counts_between(requests, per_ms, from_memory=True)) == sql
+            n += len(sql)
+            assert any(good < total for *_, good, total in sql)
+        return n
+    assert check() > 100
+    counted = {r[1] for r in decided_counts(engine.instances, engine.cfg.journeys,
+                                            [(specs, ms(lo), ms(hi), ms(cut)) for lo, hi, cut in ranges])[0]}
+    assert {"pay-amt", "pay-amt-gw", "pay-gw", "ord-2h"} <= counted
+    old = [(specs, ms(NOW - 9 * d), ms(NOW - 9 * d + 10 * m), ms(NOW))]      # before the kept history: SQL's
+    assert decided_counts(engine.instances, engine.cfg.journeys, old) == ([], list(enumerate(old)))
+    store.insert("events", late_data(rnd), EVENT_COLUMNS)
+    check()
