@@ -41,24 +41,33 @@ _PER_UNIT = 10 ** 9 // AMOUNT_SCALE        # billionths per 1/AMOUNT_SCALE unit
 _MINUTE_MS = 60_000
 
 
-def decided_counts(cache: InstanceCache, journeys: Mapping[str, JourneyConfig], specs: list[SloSpec], lo_ms: int,
-                   hi_end_ms: int, cutoff_ms: int, now: dt.datetime) \
-        -> tuple[list[tuple[str, str, dt.datetime, int, int]], list[SloSpec]]:
-    """(rows (Slo, GroupKey, Minute, Good, Total) of the decisions in [lo_ms, hi_end_ms) and ≤ cutoff_ms of the
-    specs the cache answers, the specs left to SQL). Syncs the cache first (once for all batches, even inside an
-    enclosing `one_sync` scope: the counts must see every row the caller's ingest-log read saw)."""
-    batches: dict[tuple, list[SloSpec]] = {}
-    for spec in specs:
-        batches.setdefault(batch_key(spec), []).append(spec)
-    rows: list[tuple[str, str, dt.datetime, int, int]] = []
-    rest: list[SloSpec] = []
+Request = tuple[list[SloSpec], int, int, int]          # (specs, lo_ms, hi_end_ms, cutoff_ms)
+Row = tuple[int, str, str, dt.datetime, int, int]       # (request index, Slo, GroupKey, Minute, Good, Total)
+
+
+def decided_counts(cache: InstanceCache, journeys: Mapping[str, JourneyConfig], requests: list[Request],
+                   per_ms: bool = False) -> tuple[list[Row], list[tuple[int, Request]]]:
+    """What `RollupMaintainer.counts_between(requests, per_ms)` returns for the batches the cache answers, and the
+    (request index, request) pairs left to SQL (the specs of a request the cache cannot answer). `per_ms`: rows per
+    decision millisecond (Minute holds it: the exact windows' edge minutes, slo/edges.py). Syncs the cache first
+    (once for all, even inside an enclosing `one_sync` scope: the counts must see every row the caller's ingest-log
+    read saw)."""
+    rows: list[Row] = []
+    rest: list[tuple[int, Request]] = []
     with cache.one_sync(fresh=True):
-        for batch in batches.values():
-            found = _batch(cache, journeys, batch, lo_ms, hi_end_ms, cutoff_ms, now)
-            if found is None:
-                rest += batch
-            else:
-                rows += found
+        for r, (specs, lo_ms, hi_end_ms, cutoff_ms) in enumerate(requests):
+            batches: dict[tuple, list[SloSpec]] = {}
+            for spec in specs:
+                batches.setdefault(batch_key(spec), []).append(spec)
+            left: list[SloSpec] = []
+            for batch in batches.values():
+                found = _batch(cache, journeys, batch, lo_ms, hi_end_ms, cutoff_ms, per_ms)
+                if found is None:
+                    left += batch
+                else:
+                    rows += [(r, *row) for row in found]
+            if left:
+                rest.append((r, (left, lo_ms, hi_end_ms, cutoff_ms)))
     return rows, rest
 
 
@@ -70,7 +79,7 @@ def _journey_of(journeys: Mapping[str, JourneyConfig], spec: SloSpec) -> Journey
 
 
 def _batch(cache: InstanceCache, journeys: Mapping[str, JourneyConfig], batch: list[SloSpec], lo_ms: int,
-           hi_end_ms: int, cutoff_ms: int, now: dt.datetime) -> list[tuple[str, str, dt.datetime, int, int]] | None:
+           hi_end_ms: int, cutoff_ms: int, per_ms: bool) -> list[tuple[str, str, dt.datetime, int, int]] | None:
     first = batch[0]
     if not first.is_journey:
         return None
@@ -108,7 +117,7 @@ def _batch(cache: InstanceCache, journeys: Mapping[str, JourneyConfig], batch: l
         if not len(idx):
             continue
         keys, gcode = group_codes(cache, t, rows[idx], journey_group_key(spec), tuple(spec.config.group_by))
-        minute = decision[idx] // _MINUTE_MS
+        minute = decision[idx] // (1 if per_ms else _MINUTE_MS)
         first_minute = int(minute.min())
         combo = gcode * (int(minute.max()) - first_minute + 1) + (minute - first_minute)
         uniq, inv = np.unique(combo, return_inverse=True)
@@ -118,5 +127,5 @@ def _batch(cache: InstanceCache, journeys: Mapping[str, JourneyConfig], batch: l
         span = int(minute.max()) - first_minute + 1
         for u, tot, gd in zip(uniq.tolist(), totals, goods):
             g, m = divmod(u, span)
-            out.append((spec.name, keys[g], to_datetime((first_minute + m) * _MINUTE_MS), gd, tot))
+            out.append((spec.name, keys[g], to_datetime((first_minute + m) * (1 if per_ms else _MINUTE_MS)), gd, tot))
     return out

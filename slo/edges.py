@@ -8,7 +8,9 @@ at − L < d ≤ at. The engine builds it from three parts:
 * the minute containing `at`, counted with decisions ≤ at (stored by the pass that ran at `at`, else live);
 * the leading edge: the part of minute floor(at) − L after at − L, i.e. decisions in
   (at − L, floor(at) − L + 1m) — counted here from raw rows, one UNION ALL round trip for every SLO and every
-  window length (≤ 1 minute of decisions per window; journeys read their starts up to the threshold before).
+  window length (≤ 1 minute of decisions per window; journeys read their starts up to the threshold before);
+  `EdgeCache` counts journey SLIs' edge minutes from the journey instance cache instead (slo/decided.py: at 20 M
+  events the raw read was two thirds of a pass, every edge minute the time-decided rewrites invalidate).
 
 The decisions of an edge minute are read once and kept (`EdgeCache`, per SLO and minute, every decision's
 millisecond): a past minute's decisions change only when late data rewrites that minute of the rollup, and the engine
@@ -147,7 +149,7 @@ class EdgeCache:
                         owner.setdefault((s.name, s.spec_hash, k), r)
                         fetched.setdefault((s.name, s.spec_hash, k), [])
             hashes = {s.name: s.spec_hash for specs in missing.values() for s in specs}
-            for req, slo, group, d, good, total in rollups.counts_between(requests, per_ms=True):
+            for req, slo, group, d, good, total in rollups.counts_between(requests, per_ms=True, from_memory=True):
                 d_ms = epoch_ms(d)
                 key = (slo, hashes[slo], d_ms // 60_000)
                 if owner.get(key) == req:

@@ -31,7 +31,7 @@ from slo.annotations import EXPOSED, EXPOSED_SPAN, Annotation, AnnotationLog
 from slo.composite import (closure as composite_closure, in_order as composites_in_order, prometheus_windows, roll,
                            window_names as composite_windows)
 from slo.exhaustion import exhaustion_alerts, forecast_windows
-from slo.decided import decided_counts
+from slo.decided import Request, Row, decided_counts
 from slo.coverage import (Coverage, JourneySilence, WindowCoverage, held_tiers, hold_alerts, journey_silence,
                           no_data_after, tier_key, window_minutes)
 from slo.edges import EdgeCache, has_exact_windows, leading_edges, rolling_length
@@ -262,9 +262,8 @@ class SloEngine:
             self.rollups.decided = self._decided
         self.snapshot = LatestEvaluation()     # the latest pass, what reads show (slo/snapshot.py)
 
-    def _decided(self, specs: list[SloSpec], lo_ms: int, hi_end_ms: int, cutoff_ms: int) \
-            -> tuple[list[tuple], list[SloSpec]]:
-        return decided_counts(self.instances, self.cfg.journeys, specs, lo_ms, hi_end_ms, cutoff_ms, utcnow())
+    def _decided(self, requests: list[Request], per_ms: bool) -> tuple[list[Row], list[tuple[int, Request]]]:
+        return decided_counts(self.instances, self.cfg.journeys, requests, per_ms)
 
     # -- the latest pass (views of self.snapshot, one whole pass each) --------------------------------------
     @property

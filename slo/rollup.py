@@ -64,9 +64,11 @@ class RollupMaintainer:
         # per SLO, the minute ranges that new data (not time) can have changed, as of the latest plan: what a read
         # with the pending overlay invalidates in the exact-window edge cache (slo/edges.py)
         self.touched: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
-        # counts of the minutes time decided, from memory (slo/decided.py, set by SloEngine): (specs, lo_ms,
-        # hi_end_ms, cutoff_ms) → (rows (Slo, GroupKey, Minute, Good, Total), the specs left to SQL)
-        self.decided: Callable[[list[SloSpec], int, int, int], tuple[list[tuple], list[SloSpec]]] | None = None
+        # counts from memory (slo/decided.py, set by SloEngine): (requests as `counts_between` takes them, per_ms)
+        # → (rows as `counts_between` returns them, the (request index, request) pairs left to SQL)
+        self.decided: Callable[[list[tuple[list[SloSpec], int, int, int]], bool],
+                               tuple[list[tuple[int, str, str, dt.datetime, int, int]],
+                                     list[tuple[int, tuple[list[SloSpec], int, int, int]]]]] | None = None
 
     def _history(self, spec: SloSpec, now: dt.datetime) -> dt.timedelta:
         return max(spec.period(now), dt.timedelta(days=3)) + dt.timedelta(days=1)
@@ -163,24 +165,30 @@ class RollupMaintainer:
         """(Slo, GroupKey, Minute, Good, Total) of several specs over the same minutes: journey specs sharing start,
         end and grouping in one query each, all of it in one UNION ALL round trip — or, with `from_memory` (the
         minutes time decided, every pass), for the specs `decided` answers, from the journey instance cache."""
-        out: list[tuple[str, str, dt.datetime, int, int]] = []
-        if from_memory and self.decided is not None:
-            out, specs = self.decided(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))
-        if specs:
-            rows = self.counts_between([(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))])
-            out += [(name, g, m, good, total) for _, name, g, m, good, total in rows]
-        return out
+        rows = self.counts_between([(specs, ms(lo), ms(hi + MINUTE), ms(cutoff))], from_memory=from_memory)
+        return [(name, g, m, good, total) for _, name, g, m, good, total in rows]
 
-    def counts_between(self, requests: list[tuple[list[SloSpec], int, int, int]], per_ms: bool = False) \
-            -> list[tuple[int, str, str, dt.datetime, int, int]]:
+    def counts_between(self, requests: list[tuple[list[SloSpec], int, int, int]], per_ms: bool = False,
+                       from_memory: bool = False) -> list[tuple[int, str, str, dt.datetime, int, int]]:
         """Counts of decisions in [lo_ms, hi_end_ms) and ≤ cutoff_ms, per minute, for each request
         (specs, lo_ms, hi_end_ms, cutoff_ms), in one UNION ALL round trip: rows (request index, Slo, GroupKey,
         Minute, Good, Total). The bounds need not be whole minutes: a minute cut by a bound counts only its part
         inside (how slo/edges.py counts the sub-minute edges of exact windows from raw rows). `per_ms`: rows per
-        decision millisecond (Minute holds it)."""
+        decision millisecond (Minute holds it). `from_memory`: the specs `decided` answers (journey SLIs, from the
+        journey instance cache: the minutes time decides each pass, the exact windows' edge minutes) are counted
+        there, the rest in SQL."""
+        out: list[tuple[int, str, str, dt.datetime, int, int]] = []
+        todo = list(enumerate(requests))
+        if from_memory and self.decided is not None:
+            out, todo = self.decided(requests, per_ms)
+        return out + self._counts_sql(todo, per_ms)
+
+    def _counts_sql(self, requests: list[tuple[int, tuple[list[SloSpec], int, int, int]]], per_ms: bool) \
+            -> list[tuple[int, str, str, dt.datetime, int, int]]:
+        """`counts_between` in SQL, for (request index, request) pairs."""
         parts, params = [], {}
         n = 0
-        for r, (specs, lo_ms, hi_end_ms, cutoff_ms) in enumerate(requests):
+        for r, (specs, lo_ms, hi_end_ms, cutoff_ms) in requests:
             batches: dict[tuple, list[SloSpec]] = {}
             for spec in specs:
                 batches.setdefault(batch_key(spec), []).append(spec)

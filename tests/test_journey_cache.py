@@ -201,18 +201,21 @@ def test_time_decided_minutes_from_the_cache_equal_the_sql_counts(store, make_co
 
     def check() -> int:
         n = 0
-        for lo, hi, cut in ranges:
-            sql = sorted((name, g, m, good, total) for _, name, g, m, good, total
-                         in engine.rollups.counts_between([(specs, ms(lo), ms(hi), ms(cut))]))
-            mem, rest = decided_counts(engine.instances, engine.cfg.journeys, specs, ms(lo), ms(hi), ms(cut), NOW)
+        for per_ms in (False, True):                # minutes (time-decided), milliseconds (exact-window edges)
+            requests = [(specs, ms(lo), ms(hi), ms(cut)) for lo, hi, cut in ranges]
+            sql = sorted(engine.rollups._counts_sql(list(enumerate(requests)), per_ms))
+            mem, rest = decided_counts(engine.instances, engine.cfg.journeys, requests, per_ms)
             assert not rest
-            assert sorted(mem) == sql, (lo, hi, cut)
+            assert sorted(mem) == sql, per_ms
+            assert sorted(engine.rollups.counts_between(requests, per_ms, from_memory=True)) == sql
             n += len(sql)
-            assert any(good < total for *_, good, total in sql) or hi - lo < dt.timedelta(hours=1)
+            assert any(good < total for *_, good, total in sql)
         return n
     assert check() > 100
-    counted = {r[0] for lo, hi, cut in ranges
-               for r in decided_counts(engine.instances, engine.cfg.journeys, specs, ms(lo), ms(hi), ms(cut), NOW)[0]}
+    counted = {r[1] for r in decided_counts(engine.instances, engine.cfg.journeys,
+                                            [(specs, ms(lo), ms(hi), ms(cut)) for lo, hi, cut in ranges])[0]}
     assert {"pay-amt", "pay-amt-gw", "pay-gw", "ord-2h"} <= counted
+    old = [(specs, ms(NOW - 9 * d), ms(NOW - 9 * d + 10 * m), ms(NOW))]      # before the kept history: SQL's
+    assert decided_counts(engine.instances, engine.cfg.journeys, old) == ([], list(enumerate(old)))
     store.insert("events", late_data(rnd), EVENT_COLUMNS)
     check()

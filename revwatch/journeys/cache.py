@@ -494,7 +494,9 @@ def first_by_time(t: JourneyTable, idx: np.ndarray, times: np.ndarray, limit: in
 
 def quantiles_exact(values: np.ndarray, levels: tuple[float, ...]) -> list[float]:
     """ClickHouse's quantilesExact: per level the element at index ⌊level × n⌋ of the sorted values (the last for
-    level 1), no interpolation."""
-    v = np.sort(values)
-    n = len(v)
-    return [float(v[int(level * n) if level < 1 else n - 1]) for level in levels]
+    level 1), no interpolation — found by one partition on those indexes, not a full sort (the sorts were most of
+    a funnel's time at 20 M events)."""
+    n = len(values)
+    at = [int(level * n) if level < 1 else n - 1 for level in levels]
+    v = np.partition(values, sorted(set(at)))
+    return [float(v[k]) for k in at]
