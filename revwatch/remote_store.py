@@ -219,8 +219,12 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
                 m = loads(meta.encode())
                 n = int(m["n"])
                 intake = None if m.get("intake") is None else int(m["intake"])
-                problems = [str(p) for p in m.get("problems", [])]
-            except (ValueError, KeyError, TypeError, AttributeError):
+                problems = m.get("problems", [])
+                if not isinstance(problems, list):       # a string would be kept as its characters
+                    raise TypeError("problems must be a list")
+                problems = [str(p) for p in problems]
+            # ArithmeticError: a tagged decimal that is not one ({"$dec": "x"}) or is no integer (Infinity)
+            except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError):
                 return error_response(400, "meta must carry n, a count of requests (and intake, problems)", "meta")
             if on_ingest is not None and n > 0:
                 on_ingest(n)
@@ -236,7 +240,7 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
     def _run(op: str, meta: str, body: bytes) -> Response:
         try:
             m = loads(meta.encode())
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, ArithmeticError):     # ArithmeticError: {"$dec": "x"}
             return error_response(400, "meta is not valid JSON", "meta")
         try:
             if op == "query":
