@@ -127,6 +127,13 @@ def test_a_malformed_ingest_report_is_a_400_naming_meta_never_a_500(make_config)
         r = local.post(ROUTE, params={"op": "query", "meta": '{"$map": [["sql", {"$dec": "abc"}]]}'},
                        headers={TOKEN_HEADER: secret})
         assert (r.status_code, r.json().get("field")) == (400, "meta")
+        # the other ops: a meta that is no object, a field missing, a field of the wrong type
+        for op, meta, body in [("query", "[1]", b""), ("query", dumps({"sql": 5}).decode(), b""),
+                               ("insert", dumps({"table": "events"}).decode(), dumps([["x"]])),
+                               ("insert_lines", dumps({"table": "events", "columns": 7}).decode(), b"[1]"),
+                               ("insert", dumps({"table": "events", "columns": ["EventId"]}).decode(), b"{")]:
+            r = local.post(ROUTE, params={"op": op, "meta": meta}, headers={TOKEN_HEADER: secret}, content=body)
+            assert (r.status_code, r.json().get("field")) == (400, "meta"), (op, meta)
         ok = dumps({"n": 2, "intake": 0, "problems": ["spool full"]}).decode()
         r = local.post(ROUTE, params={"op": "ingest", "meta": ok}, headers={TOKEN_HEADER: secret})
         assert r.status_code == 200 and ctx.intake_health.problems() == {0: ["spool full"]}
