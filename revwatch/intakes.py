@@ -166,6 +166,8 @@ def _report_ingest(ctx, store, index: int, every: float = 0.2, stop: threading.E
             sent += max(n, 0)
         except StoreError:
             pass
+        except Exception:       # never let the reports stop for good: the owner's rationing and readiness need them
+            log.exception("intake process %d: the report to the owner failed; retrying", index)
 
 
 def _wait_for_owner(store, limit: float = 120.0) -> None:

@@ -219,8 +219,12 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
                 m = loads(meta.encode())
                 n = int(m["n"])
                 intake = None if m.get("intake") is None else int(m["intake"])
-                problems = [str(p) for p in m.get("problems", [])]
-            except (ValueError, KeyError, TypeError, AttributeError):
+                problems = m.get("problems", [])
+                if not isinstance(problems, list):       # a string would be kept as its characters
+                    raise TypeError("problems must be a list")
+                problems = [str(p) for p in problems]
+            # ArithmeticError: a tagged decimal that is not one ({"$dec": "x"}) or is no integer (Infinity)
+            except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError):
                 return error_response(400, "meta must carry n, a count of requests (and intake, problems)", "meta")
             if on_ingest is not None and n > 0:
                 on_ingest(n)
@@ -236,32 +240,40 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
     def _run(op: str, meta: str, body: bytes) -> Response:
         try:
             m = loads(meta.encode())
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, ArithmeticError):     # ArithmeticError: {"$dec": "x"}
             return error_response(400, "meta is not valid JSON", "meta")
+        if not isinstance(m, dict):
+            return error_response(400, "meta must be a JSON object", "meta")
         try:
-            if op == "query":
-                if not _READ.match(m.get("sql", "")):
-                    return error_response(400, "only reads are forwarded", "sql")
-                r = store.query(m["sql"], m.get("parameters") or None, {"readonly": 2})
-                out: Any = {"columns": r.columns, "rows": [list(x) for x in r.rows]}
-            elif op in ("insert", "insert_lines"):
-                if m.get("table") not in INSERT_TABLES:
-                    return error_response(400, f"table {m.get('table')!r} is not written by intake processes", "table")
-                if op == "insert":
-                    out = store.insert(m["table"], loads(body), m["columns"], m.get("token"))
-                else:
-                    out = store.insert_lines(m["table"], m["columns"], [body], m.get("token"))
-                if on_rows is not None:
-                    on_rows(m["table"], out)
-            elif op == "command":
-                if not _allowed_command(m.get("sql", ""), store.database):
-                    return error_response(400, "statement not forwarded", "sql")
-                store.command(m["sql"], m.get("parameters") or None)
-                out = None
-            else:
-                return error_response(400, f"unknown op {op!r}", "op")
+            return _call_store(op, m, body)
         except StoreError as e:
             return error_response(503, str(e))
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
+            # a field missing or of the wrong type: the intake process's request, not the store, is at fault
+            return error_response(400, f"meta or body does not fit op {op!r}: {type(e).__name__}", "meta")
+
+    def _call_store(op: str, m: dict, body: bytes) -> Response:
+        if op == "query":
+            if not _READ.match(m.get("sql", "")):
+                return error_response(400, "only reads are forwarded", "sql")
+            r = store.query(m["sql"], m.get("parameters") or None, {"readonly": 2})
+            out: Any = {"columns": r.columns, "rows": [list(x) for x in r.rows]}
+        elif op in ("insert", "insert_lines"):
+            if m.get("table") not in INSERT_TABLES:
+                return error_response(400, f"table {m.get('table')!r} is not written by intake processes", "table")
+            if op == "insert":
+                out = store.insert(m["table"], loads(body), m["columns"], m.get("token"))
+            else:
+                out = store.insert_lines(m["table"], m["columns"], [body], m.get("token"))
+            if on_rows is not None:
+                on_rows(m["table"], out)
+        elif op == "command":
+            if not _allowed_command(m.get("sql", ""), store.database):
+                return error_response(400, "statement not forwarded", "sql")
+            store.command(m["sql"], m.get("parameters") or None)
+            out = None
+        else:
+            return error_response(400, f"unknown op {op!r}", "op")
         return Response(dumps(out), media_type="application/json")
 
     return router

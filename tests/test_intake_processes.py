@@ -106,6 +106,40 @@ def test_store_route_answers_only_its_intake_processes(make_config):
         assert r.status_code == 403 and gate.noted == before + 120
 
 
+def test_a_malformed_ingest_report_is_a_400_naming_meta_never_a_500(make_config):
+    """Values that survive the typed wire but are no count or index (an infinite or unparsable decimal) and
+    problems that are not a list (a string would be kept as its characters, each named on other intakes' /readyz)
+    are refused like any bad meta; nothing of such a report is noted."""
+    app = create_app(make_config({"server": {"intake_processes": 1}}), start_background=False)
+    secret = _token_of(app)
+    ctx = app.state.ctx
+    bad = [dumps({"n": decimal.Decimal("Infinity")}).decode(),
+           dumps({"n": 1, "intake": decimal.Decimal("-Infinity")}).decode(),
+           '{"$map": [["n", {"$dec": "abc"}]]}',
+           dumps({"n": 1, "intake": 0, "problems": "spool full"}).decode(),
+           dumps({"n": 1, "intake": 0, "problems": {"spool": "full"}}).decode()]
+    with TestClient(app, client=("127.0.0.1", 5000), raise_server_exceptions=False) as local:
+        before = ctx.priority.noted
+        for meta in bad:
+            r = local.post(ROUTE, params={"op": "ingest", "meta": meta}, headers={TOKEN_HEADER: secret})
+            assert (r.status_code, r.json().get("field")) == (400, "meta"), meta
+        assert ctx.priority.noted == before and ctx.intake_health.problems() == {}
+        r = local.post(ROUTE, params={"op": "query", "meta": '{"$map": [["sql", {"$dec": "abc"}]]}'},
+                       headers={TOKEN_HEADER: secret})
+        assert (r.status_code, r.json().get("field")) == (400, "meta")
+        # the other ops: a meta that is no object, a field missing, a field of the wrong type
+        for op, meta, body in [("query", "[1]", b""), ("query", dumps({"sql": 5}).decode(), b""),
+                               ("insert", dumps({"table": "events"}).decode(), dumps([["x"]])),
+                               ("insert_lines", dumps({"table": "events", "columns": 7}).decode(), b"[1]"),
+                               ("insert", dumps({"table": "events", "columns": ["EventId"]}).decode(), b"{")]:
+            r = local.post(ROUTE, params={"op": op, "meta": meta}, headers={TOKEN_HEADER: secret}, content=body)
+            assert (r.status_code, r.json().get("field")) == (400, "meta"), (op, meta)
+        ok = dumps({"n": 2, "intake": 0, "problems": ["spool full"]}).decode()
+        r = local.post(ROUTE, params={"op": "ingest", "meta": ok}, headers={TOKEN_HEADER: secret})
+        assert r.status_code == 200 and ctx.intake_health.problems() == {0: ["spool full"]}
+        assert ctx.priority.noted == before + 2
+
+
 def test_an_intake_process_is_not_ready_while_another_one_would_refuse_ingest(make_config):
     """Two intake processes' apps (as revwatch.intakes.main builds them) reporting to a live owner: intake 1's
     spool fills for real (no writer drains it) and refuses; intake 0's /readyz then says not ready and names intake

@@ -209,37 +209,44 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, since: dt.datetime, until
     names = currency_names(cache)
     own_has = t.own_has[idx]
     own_amt, own_cur = t.own_amt[idx], t.own_cur[idx]
-    s_known, s_amt, s_cur = own_has[:, 0], own_amt[:, 0], own_cur[:, 0]
     counts, money_rows = [], []
+    # rows grouped once (a stable sort by group code), each group a slice: masking every column per group and
+    # step copied the whole window's instances a dozen times per step (most of a funnel at 20 M events)
+    order = np.argsort(gs, kind="stable")
+    bounds = np.searchsorted(gs[order], np.arange(len(keys) + 1))
     for code, g in enumerate(keys):
-        gm = gs == code
-        if g == "\x00" or not gm.any():
+        if g == "\x00" or bounds[code] == bounds[code + 1]:
             continue
+        rows_g = order[bounds[code]:bounds[code + 1]]
+        ts_g, end_g, last_g = ts[rows_g], has_end[rows_g], last[rows_g]
+        has_g, amt_g, cur_g = own_has[rows_g], own_amt[rows_g], own_cur[rows_g]
+        s_known, s_amt, s_cur = has_g[:, 0], amt_g[:, 0], cur_g[:, 0]
         for k in range(len(t.steps)):
-            cur_t = ts[gm, k]
+            cur_t = ts_g[:, k]
             reached = cur_t > 0
             row = [g, k + 1, int(reached.sum()), 0, 0, [0.0, 0.0, 0.0], 0, [0.0, 0.0]]
+            stopped = None
             if k:
-                prev_t = ts[gm, k - 1]
+                prev_t = ts_g[:, k - 1]
                 row[3] = int(((prev_t > 0) & ~reached).sum())
                 pair = (prev_t > 0) & reached
                 row[4] = int(pair.sum())
                 if row[4]:
                     row[5] = quantiles_exact((cur_t[pair] - prev_t[pair]) / 1000, (0.5, 0.95, 0.99))
-                stopped = ~has_end[gm] & (last[gm] == k)
+                stopped = ~end_g & (last_g == k)
                 row[6] = int(stopped.sum())
                 if row[6]:
                     row[7] = quantiles_exact((now_ms - prev_t[stopped]) / 1000, (0.5, 1))
             counts.append(tuple(row))
             # money reaching the step: its own event's amount when it carries one, else the start event's
-            own = own_has[gm, k]
-            use = reached & (own | s_known[gm])
-            amt = np.where(own, own_amt[gm, k], s_amt[gm])[use]
-            cur = np.where(own, own_cur[gm, k], s_cur[gm])[use]
+            own = has_g[:, k]
+            use = reached & (own | s_known)
+            amt = np.where(own, amt_g[:, k], s_amt)[use]
+            cur = np.where(own, cur_g[:, k], s_cur)[use]
             money_rows += _money_rows(g, k + 1, "reached", amt, cur, names)
-            if k:
-                stop = ~has_end[gm] & (last[gm] == k) & s_known[gm]
-                money_rows += _money_rows(g, k + 1, "stopped", s_amt[gm][stop], s_cur[gm][stop], names)
+            if stopped is not None:
+                stop = stopped & s_known
+                money_rows += _money_rows(g, k + 1, "stopped", s_amt[stop], s_cur[stop], names)
     return counts, money_rows
 
 
