@@ -78,7 +78,8 @@ class DetectorParams:
       points in the one-run knob check and cannot change UCR.
     * `cycle_level` — on a periodic series (estimate_cycle on the first `DISCORD_PREFIX` values) the level term
       compares whole-cycle means instead of a 20-40-point mean that swings with the cycle. Not a tuned number (an
-      on/off switch to measure it): one `--cross` run gave NAB 71.5 → 71.7 and UCR 21 → 25 of 50 with it (22 → 26 with new extremes ranked).
+      on/off switch to measure it): one `--cross` run gave NAB 71.5 → 71.7 and UCR 21 → 25 of 50 with it
+      (22 → 26 with new extremes ranked).
     * `discord`, `discord_weight` — the shape term (anomaly.discord) and how its z meets the level terms' z. The
       weight is chosen on one half of NAB *and* UCR together and reported on the other half (`--cross
       --candidates`): half A chose 1.5, half B 2 (both heavier than 1, which finds fewest UCR anomalies); 1.5 is the
