@@ -63,7 +63,7 @@ class ValidatedEvents:
     # (index, the item as given, first error) of rejected items, for dead letters (first MAX_REJECTED_LISTED)
     rejected_items: list[tuple] = field(default_factory=list)
 
-    def reject(self, index: int, problems: list[tuple[str | None, str]]) -> None:
+    def reject(self, index: int, problems: Sequence[tuple[str | None, str]]) -> None:
         """Count a rejected item; list it (first problem as error/field, all of them in `problems`) while the
         reply has room."""
         self.rejected_count += 1
@@ -125,8 +125,8 @@ def validate_event(item) -> tuple[list | None, str | None, str | None]:
     return row, None, None
 
 
-def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list[tuple[str | None, str]],
-                                                                list[tuple[str, str]]]:
+def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, Sequence[tuple[str | None, str]],
+                                                                Sequence[tuple[str, str]]]:
     """One item → (row or None, every problem as (field, error), warnings as (field, text)).
 
     All problems of an item are reported at once (a sender fixes them in one go); warnings never stop an item:
@@ -134,7 +134,7 @@ def check_event(item, now: dt.datetime | None = None) -> tuple[list | None, list
     further in the future than FUTURE_TOLERANCE."""
     fast = _valid_row(item, now)
     if fast is not None:
-        return fast[0], [], list(fast[1])
+        return fast[0], _NOTHING, fast[1]       # no lists built per item: a batch calls this once per item
     return check_event_fully(item, now)
 
 
@@ -219,7 +219,7 @@ def check_event_fully(item, now: dt.datetime | None = None) -> tuple[list | None
             amount, currency or "", clean], [], warnings
 
 
-_NO_WARNINGS: tuple = ()      # what the fast check returns for an item without warnings (no list per item)
+_NOTHING: tuple = ()      # the fast check's problems, and its warnings when there are none (no list per item)
 
 
 def _valid_row(item, now: dt.datetime | None) -> tuple[list, Sequence[tuple[str, str]]] | None:
@@ -237,7 +237,7 @@ def _valid_row(item, now: dt.datetime | None) -> tuple[list, Sequence[tuple[str,
             or type(source) is not str or not 0 < len(eid) <= MAX_ID or not 0 < len(typ) <= MAX_ID
             or not 0 < len(cid) <= MAX_ID or not 0 < len(occurred_at) <= MAX_ID or not 0 < len(source) <= MAX_ID):
         return None
-    warnings: Sequence[tuple[str, str]] = _NO_WARNINGS
+    warnings: Sequence[tuple[str, str]] = _NOTHING
     if typ not in CANONICAL_TYPES:
         if not _TYPE.fullmatch(typ):
             return None
@@ -346,24 +346,16 @@ def validate_items_in_chunks(items: Iterable, chunk_items: int = 5000) -> Iterat
     rows, indexes = chunk.rows, chunk.indexes
     now = dt.datetime.now(dt.timezone.utc)
     for i, item in enumerate(items):
-        fast = _valid_row(item, now)           # check_event, inlined: this loop runs once per item of a batch
-        if fast is not None:
-            row, warnings = fast
-            if warnings:
-                chunk.warn(i, warnings)
+        row, problems, warnings = check_event(item, now)
+        if warnings:
+            chunk.warn(i, warnings)
+        if row is None:
+            chunk.reject(i, problems)
+            if len(chunk.rejected_items) < MAX_REJECTED_LISTED:
+                chunk.rejected_items.append((i, item, problems[0][1]))
+        else:
             rows.append(row)
             indexes.append(i)
-        else:
-            checked, problems, warnings = check_event_fully(item, now)
-            if warnings:
-                chunk.warn(i, warnings)
-            if checked is None:
-                chunk.reject(i, problems)
-                if len(chunk.rejected_items) < MAX_REJECTED_LISTED:
-                    chunk.rejected_items.append((i, item, problems[0][1]))
-            else:
-                rows.append(checked)
-                indexes.append(i)
         if len(rows) + chunk.rejected_count >= chunk_items:
             yield chunk
             chunk = ValidatedEvents()
