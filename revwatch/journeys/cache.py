@@ -452,19 +452,10 @@ def group_keys(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
 
 def group_mask(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
                key: Callable[[Mapping[str, str], str, str], str], group: str, reads: tuple[str, ...]) -> np.ndarray:
-    """Which instances of `idx` are in `group`: the key (which reads the attributes `reads` only) compared once per
-    distinct (those attributes, source, currency)."""
-    if not len(idx):
-        return np.zeros(0, np.bool_)
-    cur = t.own_cur[idx, 0]
-    sets = cache.explained(t.attrs[idx], keep=reads)
-    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
-        * (len(cache.currencies.values) + 1) + cur
-    first, inv = dense_unique(combo)
-    names = currency_names(cache)
-    hit = np.array([key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])],
-                        names[int(cur[f])]) == group for f in first], dtype=np.bool_)
-    return hit[inv]
+    """Which instances of `idx` are in `group`: the key (which reads the attributes `reads` only) computed once per
+    distinct (those attributes, source, currency) — `group_codes`."""
+    keys, inv = group_codes(cache, t, idx, key, reads)
+    return inv == keys.index(group) if group in keys else np.zeros(len(idx), np.bool_)
 
 
 def first_by_time(t: JourneyTable, idx: np.ndarray, times: np.ndarray, limit: int | None = None) -> list[int]:
