@@ -119,12 +119,12 @@ def _batch(cache: InstanceCache, journeys: Mapping[str, JourneyConfig], batch: l
         keys, gcode = group_codes(cache, t, rows[idx], journey_group_key(spec), tuple(spec.config.group_by))
         minute = decision[idx] // (1 if per_ms else _MINUTE_MS)
         first_minute = int(minute.min())
-        combo = gcode * (int(minute.max()) - first_minute + 1) + (minute - first_minute)
+        span = int(minute.max()) - first_minute + 1
+        combo = gcode * span + (minute - first_minute)
         uniq, inv = np.unique(combo, return_inverse=True)
         w = units[idx] if amount else np.ones(len(idx), np.int64)
         totals = money_sum(w, inv, len(uniq))
         goods = money_sum(np.where(good[idx], w, 0), inv, len(uniq))
-        span = int(minute.max()) - first_minute + 1
         for u, tot, gd in zip(uniq.tolist(), totals, goods):
             g, m = divmod(u, span)
             out.append((spec.name, keys[g], to_datetime((first_minute + m) * (1 if per_ms else _MINUTE_MS)), gd, tot))

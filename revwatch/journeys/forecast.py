@@ -116,8 +116,9 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, threshold: dt.timedelta, 
     in-flight ones only (no end, threshold not passed: a bounded set)."""
     now_ms = int(now.timestamp() * 1000)
     pace_ms, t_ms = int(pace_window.total_seconds() * 1000), int(threshold.total_seconds() * 1000)
-    rows = started_since(t, now_ms - int(lookback.total_seconds() * 1000))     # hours of the kept days
-    full = masked_times(t, now_ms - int(lookback.total_seconds() * 1000), rows)
+    since_ms = now_ms - int(lookback.total_seconds() * 1000)
+    rows = started_since(t, since_ms)                  # hours of the kept days
+    full = masked_times(t, since_ms, rows)
     ts = full[full[:, 0] > 0]
     out = InFlight(now, threshold)
     for k in range(1, len(t.steps)):
