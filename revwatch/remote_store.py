@@ -24,6 +24,7 @@ import decimal
 import hmac
 import ipaddress
 import re
+import time
 import uuid
 from typing import Any, Callable, Sequence
 
@@ -172,7 +173,6 @@ class IntakeHealth:
     connections, so its last report is forgotten after `fresh` seconds."""
 
     def __init__(self, fresh: float = 2.0, clock: Callable[[], float] | None = None):
-        import time
         self.fresh, self.clock = fresh, clock or time.monotonic
         self._heard: dict[int, tuple[float, list[str]]] = {}
 
