@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from collector.events import _valid_row, check_event, check_event_fully
 from collector.limits import MAX_ATTR_KEY, MAX_ID
-from collector.rowcodec import event_line, event_lines, event_records, fingerprint, fingerprints
+from collector.rowcodec import _ns, event_line, event_lines, event_records, fingerprint, fingerprints
 from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS_TEXT, Spool
 from revwatch.metrics import Metrics, observe_many
 
@@ -158,3 +158,37 @@ def test_the_server_keeps_freed_heap_pages_for_the_next_batch():
     kept = {mode: int(subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True,
                                      check=True).stdout) for mode in ("default", "keep")}
     assert kept["keep"] > 16 * 1024**2 > 1024**2 > kept["default"], kept
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 4102444800 * 10**9 - 1))
+def test_span_timestamps_are_written_as_before(ns):
+    """The spool's span timestamp text (`_ns`, now cut from one decimal string) is the two-integer format
+    ClickHouse was always sent: 10 digits of seconds, 9 of nanoseconds."""
+    assert _ns(ns) == f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
+
+
+def test_span_attributes_and_empty_columns_encode_as_before():
+    """The span decoder's shortcuts (a string value read without asking its kind; the shared empty event and link
+    columns) give the rows and spool bytes the long way gives."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from collector.correlation import CorrelationRules
+    from collector.otlp import any_value_to_str, attributes_to_map, decode_traces
+    from collector.rowcodec import encode_spans
+    req = ExportTraceServiceRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add(trace_id=b"\1" * 16, span_id=b"\2" * 8, name="n",
+                                                               start_time_unix_nano=1_700_000_000_123_456_789)
+    kinds = {"s": "text", "empty": "", "i": 7, "b": False, "d": 1.5, "raw": b"\0\1"}
+    for k, v in kinds.items():
+        val = sp.attributes.add(key=k).value
+        setattr(val, {str: "string_value", int: "int_value", bool: "bool_value", float: "double_value",
+                      bytes: "bytes_value"}[type(v)], v)
+    sp.attributes.add(key="arr").value.array_value.values.add().int_value = 3
+    sp.attributes.add(key="unset")
+    got = attributes_to_map(sp.attributes)
+    assert got == {kv.key: any_value_to_str(kv.value) for kv in sp.attributes}
+    assert got["empty"] == "" and got["i"] == "7" and got["b"] == "false" and got["unset"] == ""
+    rows = decode_traces(req.SerializeToString(), False, CorrelationRules([], [])).rows
+    with_lists = [[[] if isinstance(x, tuple) else x for x in r] for r in rows]
+    assert encode_spans(rows) == encode_spans(with_lists) and b",[],[],[],[],[],[],[]," in encode_spans(rows)
