@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from collector.events import COL_EVENT_ID, ValidatedEvents, validate_event
 from collector.otlp import COL_SPAN_ID, COL_TRACE_ID
-from collector.rowcodec import event_line, event_records, fingerprint, span_records
+from collector.rowcodec import event_lines, event_records, fingerprints, span_records
 from collector.spool import KIND_EVENT_KEYS, Spool, SpoolRefused
 from revwatch.ingest import Submitted
 from revwatch.metrics import Metrics
@@ -45,6 +45,11 @@ class RecentKeys:
         """The value remembered for `key`, or None."""
         v = self._new.get(key)
         return self._old.get(key) if v is None else v
+
+    def getters(self):
+        """The two generations' `get`, newer first — `get` for a loop that looks up a whole batch (the caller holds
+        whatever lock guards this map, so the generations cannot swap under it)."""
+        return self._new.get, self._old.get
 
     def add(self, key, value=True) -> None:
         """Remember a key."""
@@ -228,14 +233,15 @@ class Intake:
     def _claim_events(self, rows: list[list], indexes: list[int]) -> _EventClaim:
         """Sort `rows` into fresh, duplicate and conflicting under the lock, and mark the fresh IDs in flight."""
         claim = _EventClaim()
-        lines = [event_line(r) for r in rows]
-        fps = [fingerprint(ln) for ln in lines]
+        lines = event_lines(rows)
+        fps = fingerprints(lines)
         out = claim.outcome
         fresh_lines = []
         fresh, fresh_fps = claim.fresh, claim.fresh_fps
         with self._events_lock:
             seen: dict[str, int] = {}
-            in_flight, recent = self._inflight.get, self.recent_events.get     # once per event of a batch
+            in_flight = self._inflight.get                        # once per event of a batch: bound methods,
+            recent_new, recent_old = self.recent_events.getters()  # RecentKeys.get inlined
             for row, line, fp, idx in zip(rows, lines, fps, indexes):
                 eid = row[COL_EVENT_ID]
                 known = seen.get(eid)
@@ -245,7 +251,9 @@ class Intake:
                         known = flight[0]
                         claim.waits.append(flight[1])
                     else:
-                        known = recent(eid)
+                        known = recent_new(eid)
+                        if known is None:
+                            known = recent_old(eid)
                 if known is None:
                     seen[eid] = fp
                     fresh.append(row)
