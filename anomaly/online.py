@@ -2,6 +2,9 @@
 causal detector per label set as new samples arrive; a point scoring at or above the series' alarm level becomes a
 `metric` finding naming the series, the time, the value and the score.
 
+One incident, one finding: while a shape anomaly climbs after its alarm (anomaly.metric, StreamDetector._refract)
+its higher scores raise that incident's finding (same id, the alarm's time) instead of adding findings.
+
 Restart-safe: each series' position (last timestamp fed) is kept in kv_state; on start the detector is warmed up on
 the series' recent history before that position, so its state matches what it would have been, and no point is
 fed twice. Finding ids are derived from (series, labels, timestamp), so a replay cannot duplicate a finding.
@@ -37,6 +40,7 @@ class MetricWatcher:
         self.store, self.series = store, series
         self.detectors: dict[tuple[str, str], StreamDetector] = {}
         self.positions: dict[tuple[str, str], dt.datetime] = {}
+        self.incidents: dict[tuple[str, str], dt.datetime] = {}    # time of the alarm that opened the incident
         self.last_error: str | None = None
 
     def _where(self, s: WatchedSeries) -> tuple[str, dict]:
@@ -64,7 +68,7 @@ class MetricWatcher:
                         ORDER BY Timestamp DESC LIMIT {WARMUP_POINTS}) ORDER BY Timestamp""",
                                         {**params, "labels": labels, "pos": pos}).rows
                 for ts, v in rows:
-                    d.update(float(v), ts)
+                    self._incident(key, d, d.update(float(v), ts), s.alarm, ts)
                 self.positions[key] = pos
             self.detectors[key] = d
         return self.detectors[key]
@@ -87,19 +91,20 @@ class MetricWatcher:
                           {'AND Timestamp > {pos:DateTime64(3, ' + "'UTC'" + ')}' if pos else ''}
                         ORDER BY Timestamp LIMIT 1 BY Timestamp""",
                                             {**params, "labels": labels, **({"pos": pos} if pos else {})}).rows
-                    found = []
+                    found: dict[str, Finding] = {}
                     for ts, v in rows:
                         score = d.update(float(v), ts)
                         fed += 1
                         if score >= s.alarm:
-                            found.append(Finding(KIND, f"{s.name}|{labels}|{ts.isoformat()}", s.name, round(score, 4),
-                                                 [f"{s.sample}{_fmt(labels)} = {float(v):g} at {ts:%Y-%m-%d %H:%M:%S} "
-                                                  f"UTC is unusual for this series (score {score:.2f})"],
-                                                 {"cause": "metric_outlier", "series": s.name, "sample": s.sample,
-                                                  "labels": labels, "value": f"{float(v):g}",
-                                                  "at": ts.isoformat()}))
+                            at = self._incident((s.name, labels), d, score, s.alarm, ts)
+                            f = Finding(KIND, f"{s.name}|{labels}|{at.isoformat()}", s.name, round(score, 4),
+                                        [f"{s.sample}{_fmt(labels)} = {float(v):g} at {ts:%Y-%m-%d %H:%M:%S} "
+                                         f"UTC is unusual for this series (score {score:.2f})"],
+                                        {"cause": "metric_outlier", "series": s.name, "sample": s.sample,
+                                         "labels": labels, "value": f"{float(v):g}", "at": ts.isoformat()})
+                            found[f.id] = f             # a climb replaces its incident's earlier score
                     if found:
-                        flagged += record(self.store, KIND, found, [], "")["new"]
+                        flagged += record(self.store, KIND, list(found.values()), [], "")["new"]
                     if rows:
                         self.positions[(s.name, labels)] = rows[-1][0]
                         self.store.put_state(self._state_key(s, labels), rows[-1][0].isoformat())
@@ -108,6 +113,14 @@ class MetricWatcher:
             self.last_error = str(e)
             log.warning("metric anomaly watch failed: %s", e)
         return {"fed": fed, "findings": flagged}
+
+    def _incident(self, key: tuple[str, str], d: StreamDetector, score: float, alarm: float,
+                  ts: dt.datetime) -> dt.datetime:
+        """The time naming the incident of a point scored `score`: its own for a new alarm, the opening alarm's for
+        the climb of a shape anomaly (d.climbed)."""
+        if score >= alarm and not (d.climbed and key in self.incidents):
+            self.incidents[key] = ts
+        return self.incidents.get(key, ts)
 
 
 def _fmt(labels: str) -> str:

@@ -4,6 +4,7 @@ seconds), amounts as exact decimal strings."""
 from __future__ import annotations
 
 import hashlib
+import struct
 from decimal import Decimal
 
 import orjson
@@ -26,7 +27,10 @@ _AMOUNT = EVENT_COLUMNS.index("Amount")
 # Seconds are zero-padded to 10 digits: ClickHouse reads a shorter digit run ("86400.000", any instant before
 # 2001-09-09) as a date format and refuses the row. The supported range [1970, 2100) always fits 10 digits.
 def _ns(ns: int) -> str:
-    return f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
+    t = str(ns)               # 19 digits from 2001-09-09 on, as _ms below (one string, not two integer formats)
+    if len(t) != 19:
+        t = t.zfill(19)
+    return f"{t[:10]}.{t[10:]}"
 
 
 def _ms(ms: int) -> str:
@@ -42,7 +46,8 @@ def encode_spans(rows: list[list]) -> bytes:
     for r in rows:
         r = list(r)
         r[COL_TIMESTAMP] = _ns(r[COL_TIMESTAMP])
-        r[SPAN_EVENTS_TS] = [_ns(t) for t in r[SPAN_EVENTS_TS]]
+        if r[SPAN_EVENTS_TS]:
+            r[SPAN_EVENTS_TS] = [_ns(t) for t in r[SPAN_EVENTS_TS]]
         out.append(orjson.dumps(r))
     return b"\n".join(out)
 
@@ -57,9 +62,28 @@ def event_line(row: list) -> bytes:
     return orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
 
 
+def event_lines(rows: list[list]) -> list[bytes]:
+    """`[event_line(r) for r in rows]`, for a batch: the same bytes, without a copy of each row or a call per
+    timestamp (a large batch encodes every event once, on the intake's one interpreter)."""
+    out: list[bytes] = []
+    dumps, append = orjson.dumps, out.append
+    for r in rows:
+        t = str(r[3])                                   # r[3]: COL_OCCURRED (checked at import below)
+        if len(t) != 13:
+            t = t.zfill(13)
+        amount = r[6]                                   # r[6]: Amount
+        append(dumps([r[0], r[1], r[2], f"{t[:10]}.{t[10:]}", r[4], r[5], amount, r[7], r[8], amount or ""],
+                     option=orjson.OPT_SORT_KEYS))
+    return out
+
+
+# event_lines indexes a row by position: the positions it uses must be the row type's.
+assert COL_OCCURRED == 3 and _AMOUNT == 6 and len(EVENT_COLUMNS) == 9
+
+
 def encode_events(rows: list[list]) -> bytes:
     """Event rows → JSONCompactEachRow bytes (EVENT_WIRE_COLUMNS)."""
-    return b"\n".join(event_line(r) for r in rows)
+    return b"\n".join(event_lines(rows))
 
 
 def _by_day(rows: list[list], col: int, per_day: int) -> dict[int, list[list]]:
@@ -91,6 +115,22 @@ def fingerprint(line: bytes) -> int:
     """A 64-bit digest of an event's encoded line: equal for a faithful re-send (same ID, same content), different
     when the same event ID comes back with other content (a conflict)."""
     return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "little")
+
+
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
+
+
+def fingerprints(lines: list[bytes]) -> list[int]:
+    """`[fingerprint(ln) for ln in lines]`, for a batch: the same numbers at half the cost — each digest from a
+    copy of one prepared hash object (no keyword parsing per line), all turned into integers by one unpack.
+    They must stay the same numbers: `event_keys` holds them, and the duplicate memory is rebuilt from it."""
+    digests: list[bytes] = []
+    append, blank = digests.append, _BLAKE2B_8.copy
+    for line in lines:
+        h = blank()
+        h.update(line)
+        append(h.digest())
+    return list(struct.unpack(f"<{len(digests)}Q", b"".join(digests)))
 
 
 def day_of_line(kind: int, line: bytes) -> int:

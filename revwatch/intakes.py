@@ -192,7 +192,7 @@ def main() -> None:
 
     from revwatch.logs import setup_logging
     from revwatch.remote_store import OWNER_URL_ENV, RemoteStore
-    from revwatch.server import create_app, quiet_garbage_collector
+    from revwatch.server import create_app, keep_heap_pages, quiet_garbage_collector
     index = int(sys.argv[1])
     import faulthandler
     faulthandler.register(signal.SIGUSR1, all_threads=True)     # `kill -USR1 <pid>`: where each thread is
@@ -210,6 +210,7 @@ def main() -> None:
     threading.Thread(target=_report_ingest, args=(app.state.ctx, store, index), name="revwatch-ingest-report",
                      daemon=True).start()
     quiet_garbage_collector()
+    keep_heap_pages()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False,
                                            lifespan="on"))
     server.run(sockets=[sock])

@@ -258,3 +258,34 @@ def test_online_watch_of_a_configured_series_survives_restart(store, make_config
     assert len(items) <= 3                                      # noise does not alarm
     expected = score_series(values, timestamps=[t0 + dt.timedelta(minutes=i) for i in range(1200)])  # online = offline
     assert hit[0]["score"] == pytest.approx(expected[1000], abs=1e-4)
+
+
+def test_online_a_shape_anomaly_is_one_finding_raised_by_its_climb_also_across_a_restart(store):
+    """The watcher's finding for a shape anomaly is the incident opened by its alarm: the higher scores of its climb
+    (StreamDetector.climbed) raise that finding's score instead of adding findings, in the same run and after a
+    restart in the middle of the climb (the warm-up replays the alarm)."""
+    from anomaly.findings import list_findings
+    from anomaly.online import MetricWatcher, WatchedSeries
+    from tests.test_anomaly_discord import shape_anomaly
+    x = shape_anomaly()
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    ts = [t0 + dt.timedelta(seconds=i) for i in range(len(x))]           # within a day: no seasonal term
+    d = StreamDetector()
+    offline = [(d.update(float(v), t), d.climbed) for v, t in zip(x, ts)]
+    alarms = [i for i, (s, _) in enumerate(offline) if s >= ALARM]
+    first, climbs = alarms[0], [i for i in alarms if offline[i][1]]
+    assert climbs and min(climbs) > first and all(2150 < i < 2350 for i in alarms)
+
+    def put(lo, hi):
+        store.insert("samples", [("pump_pressure", {}, float(x[i]), ts[i], "plc") for i in range(lo, hi)],
+                     ["Name", "Labels", "Value", "Timestamp", "Probe"])
+    series = [WatchedSeries("pump", "pump_pressure")]
+    put(0, first + 1)                                   # the alarm, then the watcher stops
+    assert MetricWatcher(store, series).run_once()["findings"] == 1
+    put(first + 1, len(x))
+    res = MetricWatcher(store, series).run_once()      # restarted in the middle of the climb
+    items, _ = list_findings(store, kind="metric")
+    assert res["findings"] == 0 and len(items) == 1
+    peak = max(alarms, key=lambda i: offline[i][0])
+    assert items[0]["score"] == pytest.approx(offline[peak][0], abs=1e-4) and offline[peak][0] > offline[first][0]
+    assert items[0]["details"]["at"][:19] == ts[max(climbs)].isoformat()[:19]          # the latest climb's time
