@@ -32,6 +32,10 @@ COL_TIMESTAMP, COL_TRACE_ID, COL_SPAN_ID, COL_SERVICE, COL_CORRELATION, COL_JOUR
 SPAN_KINDS = {0: "Unspecified", 1: "Internal", 2: "Server", 3: "Client", 4: "Producer", 5: "Consumer"}
 STATUS_CODES = {0: "Unset", 1: "Ok", 2: "Error"}
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+# A span without events or links (most of them) shares these empty columns instead of seven new lists per span;
+# they are encoded like empty lists (JSON arrays) and never changed in place.
+_NO_EVENTS: tuple = ((), (), ())
+_NO_LINKS: tuple = ((), (), (), ())
 MAX_UNIX_NANO = int(MAX_INSTANT.timestamp()) * 10**9      # exclusive: the supported range ends in 2100
 
 
@@ -81,7 +85,8 @@ def attributes_to_map(attrs) -> dict[str, str]:
     out = {}
     for kv in attrs:
         v = kv.value
-        out[kv.key] = v.string_value if v.WhichOneof("value") == "string_value" else any_value_to_str(v)
+        text = v.string_value            # "" when the value is of another kind (or an empty string): then ask
+        out[kv.key] = text if text else any_value_to_str(v)
     return out
 
 
@@ -173,12 +178,12 @@ def decode_traces(body: bytes, json_body: bool, rules: CorrelationRules) -> Deco
                     ev = ([e.time_unix_nano for e in events], [e.name for e in events],
                           [attributes_to_map(e.attributes) for e in events])
                 else:
-                    ev = ([], [], [])
+                    ev = _NO_EVENTS
                 if links:
                     ln = ([x.trace_id.hex() for x in links], [x.span_id.hex() for x in links],
                           [x.trace_state for x in links], [attributes_to_map(x.attributes) for x in links])
                 else:
-                    ln = ([], [], [], [])
+                    ln = _NO_LINKS
                 problem = (_map_problem(span_attrs, "attributes") or _nested_problem(ev[2], "event")
                            or _nested_problem(ln[3], "link"))
                 if cid and len(cid) > MAX_ID:

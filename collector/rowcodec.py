@@ -27,7 +27,10 @@ _AMOUNT = EVENT_COLUMNS.index("Amount")
 # Seconds are zero-padded to 10 digits: ClickHouse reads a shorter digit run ("86400.000", any instant before
 # 2001-09-09) as a date format and refuses the row. The supported range [1970, 2100) always fits 10 digits.
 def _ns(ns: int) -> str:
-    return f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
+    t = str(ns)               # 19 digits from 2001-09-09 on, as _ms below (one string, not two integer formats)
+    if len(t) != 19:
+        t = t.zfill(19)
+    return f"{t[:10]}.{t[10:]}"
 
 
 def _ms(ms: int) -> str:
@@ -43,7 +46,8 @@ def encode_spans(rows: list[list]) -> bytes:
     for r in rows:
         r = list(r)
         r[COL_TIMESTAMP] = _ns(r[COL_TIMESTAMP])
-        r[SPAN_EVENTS_TS] = [_ns(t) for t in r[SPAN_EVENTS_TS]]
+        if r[SPAN_EVENTS_TS]:
+            r[SPAN_EVENTS_TS] = [_ns(t) for t in r[SPAN_EVENTS_TS]]
         out.append(orjson.dumps(r))
     return b"\n".join(out)
 

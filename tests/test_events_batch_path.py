@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from collector.events import _valid_row, check_event, check_event_fully
 from collector.limits import MAX_ATTR_KEY, MAX_ID
-from collector.rowcodec import event_line, event_lines, event_records, fingerprint, fingerprints
+from collector.rowcodec import _ns, event_line, event_lines, event_records, fingerprint, fingerprints
 from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS_TEXT, Spool
 from revwatch.metrics import Metrics, observe_many
 
@@ -158,3 +158,68 @@ def test_the_server_keeps_freed_heap_pages_for_the_next_batch():
     kept = {mode: int(subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True,
                                      check=True).stdout) for mode in ("default", "keep")}
     assert kept["keep"] > 16 * 1024**2 > 1024**2 > kept["default"], kept
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 4102444800 * 10**9 - 1))
+def test_span_timestamps_are_written_as_before(ns):
+    """The spool's span timestamp text (`_ns`, now cut from one decimal string) is the two-integer format
+    ClickHouse was always sent: 10 digits of seconds, 9 of nanoseconds."""
+    assert _ns(ns) == f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
+
+
+def test_span_attributes_and_empty_columns_encode_as_before():
+    """The span decoder's shortcuts (a string value read without asking its kind; the shared empty event and link
+    columns) give the rows and spool bytes the long way gives."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from collector.correlation import CorrelationRules
+    from collector.otlp import any_value_to_str, attributes_to_map, decode_traces
+    from collector.rowcodec import encode_spans
+    req = ExportTraceServiceRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add(trace_id=b"\1" * 16, span_id=b"\2" * 8, name="n",
+                                                               start_time_unix_nano=1_700_000_000_123_456_789)
+    kinds = {"s": "text", "empty": "", "i": 7, "b": False, "d": 1.5, "raw": b"\0\1"}
+    for k, v in kinds.items():
+        val = sp.attributes.add(key=k).value
+        setattr(val, {str: "string_value", int: "int_value", bool: "bool_value", float: "double_value",
+                      bytes: "bytes_value"}[type(v)], v)
+    sp.attributes.add(key="arr").value.array_value.values.add().int_value = 3
+    sp.attributes.add(key="unset")
+    got = attributes_to_map(sp.attributes)
+    assert got == {kv.key: any_value_to_str(kv.value) for kv in sp.attributes}
+    assert got["empty"] == "" and got["i"] == "7" and got["b"] == "false" and got["unset"] == ""
+    rows = decode_traces(req.SerializeToString(), False, CorrelationRules([], [])).rows
+    with_lists = [[[] if isinstance(x, tuple) else x for x in r] for r in rows]
+    assert encode_spans(rows) == encode_spans(with_lists) and b",[],[],[],[],[],[],[]," in encode_spans(rows)
+
+
+def test_the_writer_gathers_a_flow_into_full_batches_and_a_trickle_into_one_per_interval():
+    """collector.writer.insert_now: what the writer does with what waits in the spool after an insert."""
+    from collector.writer import FLOW_PAUSE_SECONDS, LINGER_BELOW_BYTES, insert_now
+    full = 20 * LINGER_BELOW_BYTES
+    small, flowing = LINGER_BELOW_BYTES // 2, 3 * LINGER_BELOW_BYTES
+    assert not insert_now(small, full, quiet_for=10.0, left=0.3)          # a trickle waits out the interval
+    assert insert_now(small, full, quiet_for=0.0, left=0.0)               # … and no longer
+    assert not insert_now(flowing, full, quiet_for=0.0, left=0.3)         # a flow gathers toward a full batch
+    assert insert_now(flowing, full, quiet_for=FLOW_PAUSE_SECONDS, left=0.3)   # … until it pauses
+    assert insert_now(flowing, full, quiet_for=0.0, left=0.0)             # … or the interval is over
+    assert insert_now(full, full, quiet_for=0.0, left=0.3)                # a full batch (or a backlog) goes at once
+
+
+def test_the_writer_learns_a_full_batch_from_the_last_one(tmp_path):
+    """The size of `batch_rows` rows in bytes comes from the last batch written (spans and events differ)."""
+    from collector.writer import LINGER_BELOW_BYTES, Writer
+
+    class Rows:
+        def insert_lines(self, table, columns, payloads, dedup_token=None):
+            return sum(p.count(b"\n") + 1 for p in payloads if p)
+
+    spool = Spool(tmp_path / "spool")
+    rows = [check_event(item(event_id=f"e{i}", attributes={"k": "v" * 900}), NOW)[0] for i in range(400)]
+    lines = event_lines(rows)
+    spool.append_records(event_records(rows, lines, fingerprints(lines)))
+    writer = Writer(spool, Rows(), batch_rows=4000)
+    batch = spool.next_batch(writer.batch_rows)
+    writer.write_batch(batch)
+    assert writer.full_batch_bytes == (batch.end - batch.start) * 10 > LINGER_BELOW_BYTES
