@@ -213,15 +213,19 @@ def _from_cache(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, 
     names = currency_names(cache)
     n_cur = len(names)
 
-    def money(mask: np.ndarray) -> jmoney.Money:
-        sums = money_sum(amt[mask], cur[mask], n_cur)
-        return jmoney.total((names[c], cache.amount(v)) for c, v in enumerate(sums) if v)
-    totals = (len(idx), int(stuck.sum()), int(late.sum()),
-              money(stuck & known_i), money(bad & known_i), money(known_i))
+    # the money of the known-amount instances per (currency, good | late | stuck) in one exact sum, not one per
+    # total: stuck, bad (late + stuck) and started are sums of those parts
+    kind = np.where(stuck, 2, np.where(late, 1, 0))
+    sums = money_sum(amt[known_i], (cur[known_i].astype(np.int64) * 3 + kind[known_i]), n_cur * 3)
+
+    def money(kinds: tuple[int, ...]) -> jmoney.Money:
+        return jmoney.total((names[c], cache.amount(v)) for c in range(n_cur)
+                            if (v := sum(sums[c * 3 + k] for k in kinds)))
+    totals = (len(idx), int(stuck.sum()), int(late.sum()), money((2,)), money((1, 2)), money((0, 1, 2)))
     bad_idx = idx[bad]
     chosen = np.array(first_by_time(t, bad_idx, s[bad_idx], MAX_BAD_ROWS), dtype=np.int64)
     return _summarize_rows(cache, t, ts, chosen, e[chosen] == 0, known, names), totals, \
-        _distribution(cache, t, idx, bad, known_i, amt, cur, names)
+        _distribution(cache, t, idx, bad, known_i, amt, spec.config.journey, names)
 
 
 def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows: np.ndarray, is_stuck: np.ndarray,
@@ -264,8 +268,7 @@ def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows:
               cache.sources.values[int(t.src[i])], cache.amount(t.own_amt[i, 0]) if known[i] else None,
               names[int(t.own_cur[i, 0])])
              for i, x in zip(stuck_rows[:EXAMPLES].tolist(), step[is_stuck][:EXAMPLES].tolist())]
-    customers = {who for code in np.unique(t.attrs[stuck_rows]).tolist()
-                 if (who := cache.attrs_of(code).get("customer_id"))}
+    customers = {who for who in cache.attr_values(np.unique(t.attrs[stuck_rows]), "customer_id").tolist() if who}
     srcs = t.src[rows]
     counts = np.bincount(srcs, minlength=len(cache.sources.values))
     counts[cache.sources.codes[""]] = 0
@@ -277,24 +280,37 @@ def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows:
     return BadSummary(step_counts, step_money, stuck, len(stuck_rows), customers, top)
 
 
+def _row_combos(cache: InstanceCache, t: JourneyTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of `t`, the index of its (attribute set without the link attributes, source, currency) among the
+    table's distinct ones (ascending in that order), one row holding each, and each row's explained set: what
+    `_distribution` counts by. The same for every SLO of the journey while the table is unchanged, so computed once
+    (`InstanceCache.derived`): per SLO it cost an explained-set gather and a dense unique over every instance of
+    the lookback (~30 % of an attribution at 20 M events)."""
+    n = t.n
+    sets = cache.explained(t.attrs[:n], LINK_ATTRIBUTES)
+    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[:n]) \
+        * (len(cache.currencies.values) + 1) + t.own_cur[:n, 0]
+    first, inv = dense_unique(combo)
+    return first, inv, sets
+
+
 def _distribution(cache: InstanceCache, t: JourneyTable, idx: np.ndarray, bad: np.ndarray, known: np.ndarray,
-                  amt: np.ndarray, cur: np.ndarray, names: list[str]) -> list[tuple]:
+                  amt: np.ndarray, journey: str, names: list[str]) -> list[tuple]:
     """(key, value, currency, total, bad, bad money) per attribute value of the instances `idx`: counted per
     distinct (attribute set, source, currency), then spread over that set's pairs."""
-    n_cur = len(names)
-    sets = cache.explained(t.attrs[idx], LINK_ATTRIBUTES)
-    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) * (n_cur + 1) + cur
-    first, inv = dense_unique(combo)
+    first, inv_all, sets = cache.derived(("attribution-combos", journey), t, lambda: _row_combos(cache, t))
+    inv = inv_all[idx]
     total_n = np.bincount(inv, minlength=len(first))
     bad_n = np.bincount(inv, weights=bad, minlength=len(first))
     bad_money = money_sum(amt[bad & known], inv[bad & known], len(first))
     acc: dict[tuple[str, str, str], list] = {}
-    for u, f in enumerate(first):
-        pairs = [("source", cache.sources.values[int(t.src[idx[f]])]), *cache.attr_sets.values[int(sets[f])]]
+    for u in np.flatnonzero(total_n).tolist():
+        f = int(first[u])                                  # a row of the table holding this combination
+        pairs = [("source", cache.sources.values[int(t.src[f])]), *cache.attr_sets.values[int(sets[f])]]
         for k, v in pairs:
             if v == "" or k in LINK_ATTRIBUTES:
                 continue
-            a = acc.setdefault((k, v, names[int(cur[f])]), [0, 0, 0])
+            a = acc.setdefault((k, v, names[int(t.own_cur[f, 0])]), [0, 0, 0])
             a[0] += int(total_n[u])
             a[1] += int(bad_n[u])
             a[2] += bad_money[u]

@@ -112,6 +112,7 @@ class RollupMaintainer:
         version = time.time_ns()
         done, pending_rows, time_only = {}, [], []
         touched: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+        rewrites: list[tuple[SloSpec, dt.datetime, dt.datetime]] = []
         for spec in self.specs:
             span = dirty_span(spec)
             touched[spec.name] = merge_ranges([(m, min(m + span, now_min)) for kind, key, m in dirty
@@ -122,15 +123,14 @@ class RollupMaintainer:
             else:
                 data_ranges = touched[spec.name]
                 time_range = (floor_minute(prev_now) - MINUTE, now_min)
-            n = 0
-            for lo, hi in data_ranges:                       # data changed: minutes may also lose counts
-                rows = self.recompute(spec, lo, hi, now, version, check_stale=True)
-                pending_rows += rows
-                n += len(rows)
+            rewrites += [(spec, lo, hi) for lo, hi in data_ranges]
             if time_range and not any(lo <= time_range[0] and time_range[1] <= hi for lo, hi in data_ranges):
                 time_only.append(spec)                       # only time passed: counts can only grow
             cursor["built"][built_key] = 1
-            done[spec.name] = n
+            done[spec.name] = 0
+        for spec, rows in self.rewrite_rows(rewrites, now, version):   # data changed: minutes may also lose counts
+            pending_rows += rows
+            done[spec.name] += len(rows)
         if time_only and prev_now is not None:               # one round trip for all of them
             lo, hi = floor_minute(prev_now) - MINUTE, now_min
             for name, g, m, good, total in self.minute_counts_many(time_only, lo, hi, now, from_memory=True):
@@ -141,22 +141,54 @@ class RollupMaintainer:
         self.touched = touched
         return pending_rows, cursor, done
 
-    def recompute(self, spec: SloSpec, lo: dt.datetime, hi: dt.datetime, cutoff: dt.datetime, version: int,
-                  check_stale: bool = True) -> list[tuple]:
-        """The rollup rows that rewrite minutes [lo, hi] of one spec (zero rows for minutes that lost all counts)."""
-        rows = self.minute_counts(spec, lo, hi, cutoff)
-        out = [(spec.name, spec.spec_hash, g, m, good, total, version) for g, m, good, total in rows]
-        if not check_stale:
-            return out
-        fresh = {(g, m) for g, m, _, _ in rows}
-        stale = self.store.query(
-            f"SELECT GroupKey, Minute FROM {self.store.table('slo_minutes')} WHERE Slo = {{slo:String}} "
-            f"AND SpecHash = {{h:String}} AND Minute >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') "
-            f"AND Minute <= fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') "
-            f"GROUP BY GroupKey, Minute HAVING argMax(Total, Version) > 0",
-            {"slo": spec.name, "h": spec.spec_hash, "lo": ms(lo), "hi": ms(hi)}).rows
-        out += [(spec.name, spec.spec_hash, g, m, 0, 0, version) for g, m in stale
-                if (g, m.replace(tzinfo=dt.timezone.utc)) not in fresh]
+    def rewrite_rows(self, rewrites: list[tuple[SloSpec, dt.datetime, dt.datetime]], cutoff: dt.datetime,
+                     version: int) -> list[tuple[SloSpec, list[tuple]]]:
+        """Per (spec, lo, hi), the rollup rows that rewrite minutes [lo, hi] of that spec, counting decisions ≤
+        cutoff: the fresh counts, and a zero row for each minute that had counts and lost them all (a late
+        re-delivery that moves an instance's start or end moves its decision out of a minute).
+
+        All of them in one `counts_between` call with `from_memory`: a range the journey instance cache holds
+        (late data of the kept days, slo/decided.py) is counted there — a late batch used to cost one raw-row
+        query per SLO and range (1.8 s for 1,000 late events at 20 M events, bench/slo_eval.py) — and the rest (a
+        first build's whole history, older late data, other SLIs) in SQL, in one UNION ALL round trip. The minutes
+        that had counts come from one `slo_minutes` read per chunk of ranges, not one per range."""
+        if not rewrites:
+            return []
+        counted = self.counts_between([([spec], ms(lo), ms(hi + MINUTE), ms(cutoff)) for spec, lo, hi in rewrites],
+                                      from_memory=True)
+        fresh: list[list[tuple]] = [[] for _ in rewrites]
+        for r, name, g, m, good, total in counted:
+            fresh[r].append((name, rewrites[r][0].spec_hash, g, m, good, total, version))
+        had = self._counted_minutes(rewrites)
+        out = []
+        for r, (spec, _, _) in enumerate(rewrites):
+            now_counted = {(row[2], row[3]) for row in fresh[r]}
+            out.append((spec, fresh[r] + [(spec.name, spec.spec_hash, g, m, 0, 0, version) for g, m in had[r]
+                                          if (g, m) not in now_counted]))
+        return out
+
+    def _counted_minutes(self, rewrites: list[tuple[SloSpec, dt.datetime, dt.datetime]]) \
+            -> list[list[tuple[str, dt.datetime]]]:
+        """Per (spec, lo, hi), the (GroupKey, Minute) of [lo, hi] whose latest stored row has counts."""
+        out: list[list[tuple[str, dt.datetime]]] = [[] for _ in rewrites]
+        step = 200                                       # ranges per round trip: well under max_query_size
+        for first in range(0, len(rewrites), step):
+            part = rewrites[first:first + step]
+            branches, params = [], {}
+            for k, (spec, lo, hi) in enumerate(part):
+                branches.append(f"(Slo = {{s{k}:String}} AND SpecHash = {{h{k}:String}} "
+                                f"AND Minute >= fromUnixTimestamp64Milli({{lo{k}:Int64}}, 'UTC') "
+                                f"AND Minute <= fromUnixTimestamp64Milli({{hi{k}:Int64}}, 'UTC'))")
+                params.update({f"s{k}": spec.name, f"h{k}": spec.spec_hash, f"lo{k}": ms(lo), f"hi{k}": ms(hi)})
+            # multiIf names the range a row falls in: the ranges of one spec never overlap (merge_ranges), and those
+            # of two specs differ in Slo or SpecHash; the OR of the same conditions lets the primary key skip the rest
+            name = ", ".join(f"{b}, {k}" for k, b in enumerate(branches))
+            rows = self.store.query(
+                f"SELECT multiIf({name}, -1) AS r, GroupKey, Minute FROM {self.store.table('slo_minutes')} "
+                f"WHERE {' OR '.join(branches)} GROUP BY r, GroupKey, Minute HAVING argMax(Total, Version) > 0",
+                params).rows
+            for r, g, m in rows:
+                out[first + int(r)].append((g, m.replace(tzinfo=dt.timezone.utc)))
         return out
 
     def minute_counts_many(self, specs: list[SloSpec], lo: dt.datetime, hi: dt.datetime,

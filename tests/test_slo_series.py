@@ -5,6 +5,7 @@ the same documents, pass after pass, through late data, a gap that makes alerts 
 adjustment — and the cache must read only what changed."""
 import datetime as dt
 
+from collector.rows import EVENT_COLUMNS, EventRow
 from revwatch.units import utcnow
 from slo.engine import SloEngine
 from slo.rollup import floor_minute
@@ -88,3 +89,37 @@ def test_an_slo_without_rows_does_not_make_every_sync_reread_all(store, make_con
     first = engine.minutes.rows_fetched
     engine.evaluate(refresh=True)
     assert first > 0 and engine.minutes.rows_fetched < first / 10
+
+
+def test_late_data_rewrites_minutes_from_the_instance_cache_and_zeroes_lost_ones(store, make_config, monkeypatch):
+    """The evaluator's pass after late data rewrites the touched minutes from the journey instance cache
+    (`RollupMaintainer.rewrite_rows`, slo/decided.py), not from raw rows: no SQL count query runs for ranges the
+    cache holds. An end re-delivered with an earlier time moves its instance's decision to another minute: the old
+    minute must be written back as zero (it lost its only count), exactly as a rollup built from scratch has it."""
+    now = floor_minute(utcnow())
+    cfg = make_config(CFG % (now - 30 * 24 * 60 * M).isoformat())
+    for i in range(30):                   # each posted 20 min after settling: late for `pp` (15 m), bad at s + 15 m
+        pay(store, f"c{i}", now - (300 - i * 7) * M, now - (300 - i * 7 - 20) * M, "12.50", "EUR", "adyen")
+    engine = SloEngine(store, cfg)
+    engine.evaluate(refresh=True)
+    sql_ranges: list = []
+    counts_sql = engine.rollups._counts_sql
+    monkeypatch.setattr(engine.rollups, "_counts_sql", lambda reqs, per_ms: sql_ranges.extend(reqs) or
+                        counts_sql(reqs, per_ms))
+    stored = lambda: {m.replace(tzinfo=dt.timezone.utc): (good, total) for m, good, total in store.query(  # noqa: E731
+        f"SELECT Minute, argMax(Good, Version), argMax(Total, Version) FROM {store.table('slo_minutes')} "
+        "WHERE Slo = 'pp' GROUP BY Minute").rows}
+    assert stored()[now - 264 * M] == (0, 1)         # c3: settled at now - 279 m, bad at its 15th minute
+    # c3's posting re-delivered with an earlier time (5 min after settling): good, decided at now - 274 m
+    store.insert("events", [list(EventRow(EventId="late-end", Type="payment.posted", CorrelationId="c3",
+                                          OccurredAt=int((now - 274 * M).timestamp() * 1000), Source="odoo"))],
+                 EVENT_COLUMNS)
+    engine.evaluate(refresh=True)
+    assert sql_ranges == []                          # every rewritten range came from the cache
+    after = stored()
+    assert after[now - 264 * M] == (0, 0)            # the old decision minute: written back as zero
+    assert after[now - 274 * M] == (1, 1)            # the new one: good at the earlier end
+    fresh = SloEngine(store, cfg, rollup_cursor="slo:rollup:cursor:fresh")      # rolled up from scratch
+    at = now + dt.timedelta(seconds=1)
+    assert docs(engine.evaluate(at)) == docs(fresh.evaluate(at)) == \
+        docs(SloEngine(store, cfg, reuse_minutes=False).evaluate(at))

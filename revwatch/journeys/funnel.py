@@ -203,23 +203,29 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, since: dt.datetime, until
         keep = gs != keys.index("\x00")
         idx, gs, ts = idx[keep], gs[keep], ts[keep]
     has_end = ts[:, -1] > 0
-    reached_any = ts > 0
-    last = np.where(reached_any.any(axis=1), len(t.steps) - np.argmax(reached_any[:, ::-1], axis=1), 0)
+    last = np.zeros(len(ts), np.int64)                # the last step reached (1-based; 0: none)
+    for k in range(len(t.steps)):
+        last = np.where(ts[:, k] > 0, k + 1, last)
     now_ms = int(now.timestamp() * 1000)
     names = currency_names(cache)
-    own_has = t.own_has[idx]
-    own_amt, own_cur = t.own_amt[idx], t.own_cur[idx]
     counts, money_rows = [], []
     # rows grouped once (a stable sort by group code), each group a slice: masking every column per group and
-    # step copied the whole window's instances a dozen times per step (most of a funnel at 20 M events)
-    order = np.argsort(gs, kind="stable")
+    # step copied the whole window's instances a dozen times per step (most of a funnel at 20 M events). The codes
+    # sorted as 16-bit integers when they fit (numpy's radix sort: ~7× faster than the int64 merge sort at 135 k
+    # instances); one group needs no sort and no copy at all
+    one = len(keys) == 1
+    order = np.arange(len(gs)) if one else np.argsort(gs.astype(np.int16) if len(keys) < 2 ** 15 else gs,
+                                                      kind="stable")
     bounds = np.searchsorted(gs[order], np.arange(len(keys) + 1))
     for code, g in enumerate(keys):
         if g == "\x00" or bounds[code] == bounds[code + 1]:
             continue
-        rows_g = order[bounds[code]:bounds[code + 1]]
-        ts_g, end_g, last_g = ts[rows_g], has_end[rows_g], last[rows_g]
-        has_g, amt_g, cur_g = own_has[rows_g], own_amt[rows_g], own_cur[rows_g]
+        if one:
+            ts_g, end_g, last_g, at = ts, has_end, last, idx
+        else:
+            rows_g = order[bounds[code]:bounds[code + 1]]
+            ts_g, end_g, last_g, at = ts[rows_g], has_end[rows_g], last[rows_g], idx[rows_g]
+        has_g, amt_g, cur_g = t.own_has[at], t.own_amt[at], t.own_cur[at]
         s_known, s_amt, s_cur = has_g[:, 0], amt_g[:, 0], cur_g[:, 0]
         for k in range(len(t.steps)):
             cur_t = ts_g[:, k]
@@ -232,11 +238,11 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, since: dt.datetime, until
                 pair = (prev_t > 0) & reached
                 row[4] = int(pair.sum())
                 if row[4]:
-                    row[5] = quantiles_exact((cur_t[pair] - prev_t[pair]) / 1000, (0.5, 0.95, 0.99))
+                    row[5] = quantiles_exact(cur_t[pair] - prev_t[pair], (0.5, 0.95, 0.99), per=1000)
                 stopped = ~end_g & (last_g == k)
                 row[6] = int(stopped.sum())
                 if row[6]:
-                    row[7] = quantiles_exact((now_ms - prev_t[stopped]) / 1000, (0.5, 1))
+                    row[7] = quantiles_exact(now_ms - prev_t[stopped], (0.5, 1), per=1000)
             counts.append(tuple(row))
             # money reaching the step: its own event's amount when it carries one, else the start event's
             own = has_g[:, k]
