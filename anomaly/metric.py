@@ -69,8 +69,7 @@ class DetectorParams:
       threshold lands on it, so offline and online agree.
     * `alarm` — not tuned: the online watcher passes its configured alarm level (one incident, one finding there).
     * `refractory`, `margin` — one incident, one alarm (NAB charges every extra detection); `margin` lets a
-      clearly larger incident through right after a lesser alarm. The shape climb through the quiet period
-      (`StreamDetector._refract`) adds no knob: it follows the excursion and which term drives the score.
+      clearly larger incident through right after a lesser alarm.
     * `spatial_tolerance`, `spatial_z`, `spatial_shift` — Numenta's spatial rule (a new extreme beyond the range
       by 5 % of it, HTM's value) and its two gates: Gaussian noise keeps setting ~3σ records early on, so a record
       must be far out on its own (`spatial_z`) or part of a shift (`spatial_shift`).
@@ -84,6 +83,9 @@ class DetectorParams:
       compares whole-cycle means instead of a 20-40-point mean that swings with the cycle. Not a tuned number (an
       on/off switch to measure it): one `--cross` run gave NAB 71.5 → 71.7 and UCR 21 → 25 of 50 with it
       (22 → 26 with new extremes ranked).
+    * `shape_climb` — not a tuned number either (an on/off switch, so `--cross` prints the default without it in
+      the same run): while the excursion that raised an alarm goes on, a higher score driven by the discord shows
+      through the quiet period (StreamDetector._refract).
     * `discord`, `discord_weight` — the shape term (anomaly.discord) and how its z meets the level terms' z. The
       weight is chosen on one half of NAB *and* UCR together and reported on the other half (`--cross
       --candidates`): half A chose 1.5, half B 2 (both heavier than 1, which finds fewest UCR anomalies); 1.5 is the
@@ -112,6 +114,7 @@ class DetectorParams:
     discord: bool = True          # also score shape anomalies: the left matrix-profile discord (anomaly.discord)
     discord_weight: float = 1.5   # the discord's z is multiplied by this before it meets the level terms' z
     cycle_level: bool = True      # on a periodic series, the level term compares whole-cycle means
+    shape_climb: bool = True      # a shape anomaly's climb after its alarm shows through the quiet period
 
     def __post_init__(self) -> None:
         for name in ("alpha", "alpha_short", "season_alpha"):
@@ -331,7 +334,7 @@ class StreamDetector:
         margin = (hi - lo) * tol
         return 1.0 if value > hi + margin or value < lo - margin else 0.0
 
-    def _refract(self, score: float, shape: bool = False) -> float:
+    def _refract(self, score: float, shape: bool) -> float:
         """Quiet after an alarm, unless something clearly bigger than that alarm comes (a real incident right after
         a noise alarm must not be hidden) or the alarm's own shape anomaly is still climbing.
 
@@ -350,7 +353,7 @@ class StreamDetector:
             climbing = self.excursion and score >= p.alarm
             self.excursion = climbing
             if score < self.last_alarm + p.margin:
-                if climbing and shape and score > self.peak:
+                if climbing and shape and p.shape_climb and score > self.peak:
                     self.peak, self.climbed = score, True
                     return score
                 if climbing:

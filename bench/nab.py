@@ -42,8 +42,10 @@ NO_DISCORD = "shift + seasonal + spatial, no discord"
 DIFF_Z = "baseline: rolling z-score of first differences"
 MP = "baseline: plain matrix-profile discord"
 NO_CYCLE = "default without the cycle level"
-# what the default is measured against in one run: without the discord, without the cycle level, the two baselines
-HEAD_TO_HEAD = (DEFAULT, NO_DISCORD, NO_CYCLE, DIFF_Z, MP)
+NO_CLIMB = "default without the shape climb"
+# what the default is measured against in one run: without the discord, without the cycle level, without the shape
+# climb, the two baselines
+HEAD_TO_HEAD = (DEFAULT, NO_DISCORD, NO_CYCLE, NO_CLIMB, DIFF_Z, MP)
 # the ways of combining the discord with the level terms that the default was chosen from, across NAB and UCR
 # (bench/anomaly_eval.py --cross --candidates)
 COMBINATIONS: tuple[str, ...] = (DEFAULT, NO_DISCORD, "discord z × 1 against the level terms",
@@ -64,6 +66,7 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     DEFAULT: ({}, True),
     NO_DISCORD: ({"discord": False}, True),
     NO_CYCLE: ({"cycle_level": False}, True),
+    NO_CLIMB: ({"shape_climb": False}, True),
     DIFF_Z: ({"baseline": "diff_z"}, False),
     MP: ({"baseline": "mp_discord"}, False),
     "no timestamps (no seasonal term)": ({}, False),

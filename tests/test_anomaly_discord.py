@@ -5,6 +5,7 @@ import gzip
 import math
 
 import numpy as np
+import pytest
 
 from anomaly.discord import LeftDiscord, estimate_cycle, estimate_window
 from anomaly.metric import DISCORD_PREFIX, DetectorParams, StreamDetector, score_series
@@ -137,6 +138,8 @@ def test_a_shape_anomaly_climbs_through_the_quiet_period_and_a_level_shift_does_
         margin = DetectorParams().margin                  # not the margin rule: a climb below the alarm + margin
         assert any(c and s[first] < x < s[first] + margin for c, x in zip(climbed[first:peak + 1], s[first:peak + 1]))
         assert s[:2150].max() < 0.8 and s[2350:].max() < 0.8                     # nothing else alarms
+        hidden = np.array(score_series(shape_anomaly(seed), DetectorParams(shape_climb=False)))
+        assert hidden[2150:2350].max() == pytest.approx(s[first])                 # without it: the first crossing
     rng = np.random.default_rng(1)
     y = rng.normal(0, 1, 3000)
     y[2000:] += 3.0                                       # the short mean climbs for ~30 points past z 6
