@@ -45,26 +45,8 @@ _TRANSIENT = ("TOO_MANY_PARTS", "MEMORY_LIMIT_EXCEEDED", "TIMEOUT_EXCEEDED", "TO
               "UNKNOWN_IDENTIFIER", "doesn't exist", "does not exist")
 
 
-# With less than this waiting in the spool the writer lingers for the rest of `flush_interval` (Writer._linger).
+# With this many bytes waiting in the spool the writer inserts at once; with less it lingers (see Writer._linger).
 LINGER_BELOW_BYTES = 1024**2
-# With more, it still waits for a full batch while rows keep arriving, and inserts once none came for this long.
-FLOW_PAUSE_SECONDS = 0.05
-FULL_BATCH_BYTES_AT_START = 16 * 1024**2     # a full batch's bytes until the first batch shows the rows' size
-
-
-def insert_now(pending: int, full_bytes: int, quiet_for: float, left: float) -> bool:
-    """Whether the writer inserts now (True) or lingers, with `pending` bytes in the spool, `full_bytes` the size of
-    a batch of `batch_rows`, no append for `quiet_for` seconds and `left` seconds of `flush_interval` to go.
-
-    A trickle (under LINGER_BELOW_BYTES) gathers for the whole interval: one insert per interval, not one per
-    request. A flow gathers until a full batch is there or the flow pauses: a bulk load inserted whatever had
-    arrived since the last insert began (10,000-20,000 events at a time, and an insert with its views and dedup
-    tokens costs per insert as well as per row — 100,000 events took ~40 % more store CPU in inserts of 10,000
-    than of 50,000, in-process), while the rows of a finished load go in FLOW_PAUSE_SECONDS after the last one.
-    Never longer than the interval: lingering delays visibility, never safety (the rows are in the spool)."""
-    if pending >= full_bytes or left <= 0:
-        return True
-    return pending >= LINGER_BELOW_BYTES and quiet_for >= FLOW_PAUSE_SECONDS
 
 
 class StoreUnavailable(StoreError):
@@ -115,7 +97,6 @@ class Writer:
         self.stall_after = 120.0
         self.batches_written = 0
         self.quarantined = 0
-        self.full_batch_bytes = FULL_BATCH_BYTES_AT_START     # bytes of `batch_rows` rows, from the last batch
 
     def start(self) -> None:
         """Start the drain thread."""
@@ -162,9 +143,6 @@ class Writer:
         self.spool.commit(batch)
         self.batches_written += 1
         self.last_progress = time.monotonic()
-        rows = sum(r.payload.count(b"\n") + 1 for r in batch.records if r.kind != KIND_EVENT_KEYS and r.payload)
-        if rows:
-            self.full_batch_bytes = max(LINGER_BELOW_BYTES, (batch.end - batch.start) * self.batch_rows // rows)
 
     def _insert(self, kind: int, payloads: list[bytes], token: str, batch_token: str) -> None:
         table, columns = TABLES[kind]
@@ -238,22 +216,19 @@ class Writer:
                 self.metrics.spool_bytes.set(self.spool.pending_bytes())
 
     def _linger(self, until: float) -> None:
-        """Let rows gather until `until` (the rest of `flush_interval` after the last insert began), as
-        `insert_now` decides: a trickle for the whole interval, a flow until a full batch is there or it pauses.
+        """Under light load, let rows gather until `until` (the rest of `flush_interval` after the last insert
+        began) — or until LINGER_BELOW_BYTES are waiting, which is a worthwhile insert at once.
 
         Every ClickHouse insert has a fixed cost (a part, later a merge): a trickle of 1-event requests inserted
         as it comes would spend a CPU core on parts instead of on ingest. The rows wait in the fsync'd spool, so
-        lingering delays their visibility by at most `flush_interval`, never their safety; a backlog of a full
-        batch or more never lingers."""
-        last, changed = -1, time.monotonic()
-        while not self._stop.is_set():
-            pending, now = self.spool.pending_bytes(), time.monotonic()
-            if pending != last:
-                last, changed = pending, now
-            if insert_now(pending, self.full_batch_bytes, now - changed, until - now):
+        lingering delays their visibility by at most `flush_interval`, never their safety; a bulk load never
+        lingers."""
+        while not self._stop.is_set() and self.spool.pending_bytes() < LINGER_BELOW_BYTES:
+            left = until - time.monotonic()
+            if left <= 0:
                 return
             with self.spool.data_available:
-                self.spool.data_available.wait(min(until - now, 0.02))
+                self.spool.data_available.wait(min(left, 0.05))
 
     def _failed(self, error: str) -> None:
         self.last_error = error

@@ -163,6 +163,28 @@ def oncall(tiers: tuple[TierLine, ...] | list[TierLine] = DEFAULT_TIERS) -> dict
         _panel("stat", "Forecast: budget exhausted in",
                [('revwatch_slo_forecast_exhausted_in_seconds{slo=~"$slo"}', "{{slo}} {{group}}")],
                12, y + 16, 12, 8, "s"),
+        # funnels (revwatch/journeys/funnel.py) of the instances started in the last day: where instances and money
+        # stop moving, and how long each step takes
+        _panel("bargauge", "Funnel: instances started in the last day reaching each step",
+               [(f"revwatch_journey_funnel_reached{{{jsel}}}", "{{journey}} {{step}}")], 0, y + 24, 12, 8,
+               options={"orientation": "horizontal", "displayMode": "basic"}),
+        _panel("bargauge", "Funnel: money waiting for each step (started in the last day)",
+               [(f'revwatch_journey_funnel_amount{{{jsel},kind="stopped"}}', "{{journey}} {{step}} {{currency}}")],
+               12, y + 24, 12, 8, options={"orientation": "horizontal", "displayMode": "basic"}),
+        _panel("timeseries", "Funnel: conversion from the previous step",
+               [(f"revwatch_journey_funnel_conversion_ratio{{{jsel}}}", "{{journey}} {{step}}")], 0, y + 32, 12, 8,
+               "percentunit"),
+        _panel("timeseries", "Funnel: step latency p95 (from the previous step)",
+               [(f'revwatch_journey_funnel_step_latency_seconds{{{jsel},q="0.95"}}', "{{journey}} {{step}}")],
+               12, y + 32, 12, 8, "s"),
+        # burn attribution (slo/attribution.py): the step the bad instances are stuck at or were late in, in money
+        _panel("bargauge", "Burn attribution: bad instances by step (last 7 days)",
+               [('sum by (slo, group, step) (revwatch_slo_attribution_bad{slo=~"$slo"})',
+                 "{{slo}} {{group}} {{step}}")],
+               0, y + 40, 12, 8, options={"orientation": "horizontal", "displayMode": "basic"}),
+        _panel("bargauge", "Burn attribution: bad money by step (last 7 days)",
+               [('revwatch_slo_attribution_bad_amount{slo=~"$slo"}', "{{slo}} {{group}} {{step}} {{currency}}")],
+               12, y + 40, 12, 8, options={"orientation": "horizontal", "displayMode": "basic"}),
     ], [SLO_VAR, JOURNEY_VAR])
 
 

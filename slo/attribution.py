@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from slo.spec import SloSpec
 
 EXAMPLES = 5
+LOOKBACK = dt.timedelta(days=7)    # instances started this far back are attributed unless a caller says otherwise
 MAX_BAD_ROWS = 10_000          # bad instances read in detail (oldest first); counts are exact regardless
 MAX_VALUES_PER_KEY = 50        # attributes with more distinct values are identifiers, not explanations
 MIN_LIFT = 1.5
@@ -77,13 +78,12 @@ def budget_of(result: SloResult | None) -> dict:
 
 
 def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetime | None = None,
-              lookback: dt.timedelta = dt.timedelta(days=7), link_base: str = "", use_cache: bool = True) -> dict:
+              lookback: dt.timedelta = LOOKBACK, link_base: str = "", use_cache: bool = True) -> dict:
     """The attribution document of one SLO and group (see the module docstring for its fields). `use_cache=False`:
     the previous path, every instance of the lookback grouped from raw rows in SQL (the same document)."""
     now = now or utcnow()
     c = spec.config
-    doc: dict = {"slo": c.name, "group": group or None, "journey": c.journey, "objective": c.objective,
-                 "at": _iso(now), "budget": budget_of(_result_for(engine, spec, group))}
+    doc = _head(spec, group, now, _result_for(engine, spec, group))
     if spec.kind in ("span_ratio", "span_latency"):
         doc.update(_span_attribution(engine, spec, group, now, lookback))
         return doc
@@ -92,6 +92,20 @@ def attribute(engine: SloEngine, spec: SloSpec, group: str = "", now: dt.datetim
         return doc
     doc.update(_journey_attribution(engine, spec, group, now, lookback, link_base, use_cache))
     return doc
+
+
+def attribute_result(engine: SloEngine, result: SloResult, now: dt.datetime) -> dict:
+    """`attribute` of a journey SLO's result of the pass in progress (the evaluator's, for /metrics): its budget
+    from that result, not from the previous pass or a new evaluation."""
+    doc = _head(result.spec, result.group, now, result)
+    doc.update(_journey_attribution(engine, result.spec, result.group, now, LOOKBACK, ""))
+    return doc
+
+
+def _head(spec: SloSpec, group: str, now: dt.datetime, result: SloResult | None) -> dict:
+    c = spec.config
+    return {"slo": c.name, "group": group or None, "journey": c.journey, "objective": c.objective,
+            "at": _iso(now), "budget": budget_of(result)}
 
 
 def _journey_attribution(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime,

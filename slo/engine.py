@@ -47,6 +47,7 @@ from slo.state import budget_of, state_of
 from slo.spec import BURN_WINDOWS, SloSpec, journey_thresholds, resolve
 
 log = logging.getLogger("revwatch.slo")
+EXPOSED_FUNNEL = dt.timedelta(days=1)      # the window of the funnels on /metrics (instances started in it)
 
 
 def _at_least(burn: float, threshold: float) -> bool:
@@ -298,6 +299,18 @@ class SloEngine:
         """Per journey, its overdue instances and their money (`JourneyReader.summaries`), latest pass."""
         ev = self.snapshot.current
         return ev.stuck if ev is not None else []
+
+    @property
+    def latest_funnels(self) -> list:
+        """The funnel of every journey over the last `EXPOSED_FUNNEL` (revwatch/journeys/funnel.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.funnels if ev is not None else []
+
+    @property
+    def latest_attributions(self) -> list[dict]:
+        """Burn attribution of every journey SLO result with bad events (slo/attribution.py), latest pass."""
+        ev = self.snapshot.current
+        return ev.attributions if ev is not None else []
 
     @property
     def latest_forecasts(self) -> list[dict]:
@@ -824,15 +837,49 @@ GROUP BY Slo, GroupKey, ts
         prev = self.snapshot.current
         if not summaries and prev is not None and prev.from_evaluator and prev.summaries_at is not None:
             stats, forecasts, stuck, summaries_at = prev.journeys, prev.forecasts, prev.stuck, prev.summaries_at
+            funnels, attributions = prev.funnels, prev.attributions
         else:
             stats = self.journey_reader.stats(now)
             forecasts = self._forecasts(results)
             stuck = self.journey_reader.summaries(now)
+            funnels = self._funnels(now)
+            attributions = self._attributions(results, now)
             summaries_at = now
         self.snapshot.publish(Evaluation(utcnow(), tuple(results), stats, silence, time.perf_counter() - t0,
                                          forecasts=forecasts, stuck=stuck, annotations=notes,
-                                         summaries_at=summaries_at))
+                                         summaries_at=summaries_at, funnels=funnels, attributions=attributions))
         return results
+
+    def _funnels(self, now: dt.datetime) -> list:
+        """The funnel of every journey over the instances started in the last `EXPOSED_FUNNEL` (for /metrics and
+        the Grafana funnel panels: a gauge needs one fixed window; the API and UI take any). One that fails is
+        logged and left out, so a funnel problem never stops the evaluation."""
+        from revwatch.journeys.funnel import funnel
+        out: list = []
+        with self.instances.one_sync():
+            for name in self.cfg.journeys:
+                try:
+                    out += funnel(self.store, self.cfg.journeys, name, now - EXPOSED_FUNNEL, now, now=now,
+                                  cache=self.instances)
+                except Exception:
+                    log.exception("funnel of %s failed", name)
+        return out
+
+    def _attributions(self, results: list[SloResult], now: dt.datetime) -> list[dict]:
+        """Burn attribution (slo/attribution.py) of every journey SLO result that has bad events in its window, over
+        the attribution's default lookback: per step the stuck and late instances and their money (for /metrics).
+        One that fails is logged and left out."""
+        from slo.attribution import attribute_result
+        out: list[dict] = []
+        with self.instances.one_sync():
+            for r in results:
+                if not r.spec.is_journey or not any(w.total > w.good for w in r.windows.values()):
+                    continue
+                try:
+                    out.append(attribute_result(self, r, now))
+                except Exception:
+                    log.exception("attribution of %s failed", r.spec.name)
+        return out
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:
         """In-flight forecasts of every journey SLO (for /metrics); one that fails is logged and left out, so a

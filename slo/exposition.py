@@ -126,9 +126,61 @@ class SloCollector:
             stuck.add_metric([js.name], js.stuck)
             for cur, amount in js.money.items():
                 stuck_amount.add_metric([js.name, cur], float(amount))
+        funnel_families = self._funnel_families()
+        attribution_families = self._attribution_families()
         evaluation = GaugeMetricFamily("revwatch_slo_evaluation_seconds", "Duration of the last SLO evaluation pass")
         if self.engine.last_seconds is not None:
             evaluation.add_metric([], self.engine.last_seconds)
         yield from (sli, burn, events, money, budget, days, objective, alert, state, coverage, no_data, silent, lag,
                     pending, journey_silent, journey_alert, breaches, exhausted, stuck, stuck_amount,
-                    notes, evaluation)
+                    *funnel_families, *attribution_families, notes, evaluation)
+
+    def _funnel_families(self) -> tuple[GaugeMetricFamily, ...]:
+        """Each journey's funnel over the instances started in the last day (`EXPOSED_FUNNEL`, computed by the
+        evaluator's summary pass, revwatch/journeys/funnel.py): the numbers the API's funnel of that window gives,
+        never recomputed here."""
+        reached = GaugeMetricFamily("revwatch_journey_funnel_reached",
+                                    "Journey instances started in the last day that reached the step",
+                                    labels=["journey", "step"])
+        conversion = GaugeMetricFamily("revwatch_journey_funnel_conversion_ratio",
+                                       "Share of the previous step's instances (started in the last day) that reached "
+                                       "the step", labels=["journey", "step"])
+        stopped = GaugeMetricFamily("revwatch_journey_funnel_stopped",
+                                    "Unfinished instances started in the last day waiting for the step (the previous "
+                                    "one is their furthest)", labels=["journey", "step"])
+        amount = GaugeMetricFamily("revwatch_journey_funnel_amount",
+                                   "Money of the instances started in the last day that reached the step "
+                                   "(kind=reached) or wait for it (kind=stopped), per currency",
+                                   labels=["journey", "step", "kind", "currency"])
+        latency = GaugeMetricFamily("revwatch_journey_funnel_step_latency_seconds",
+                                    "Time from the previous step to the step, instances started in the last day, by "
+                                    "quantile q", labels=["journey", "step", "q"])
+        for f in self.engine.latest_funnels:
+            for s in f.steps:
+                reached.add_metric([f.journey, s.step], s.reached)
+                if s.conversion is not None:
+                    conversion.add_metric([f.journey, s.step], s.conversion)
+                stopped.add_metric([f.journey, s.step], s.stopped)
+                for kind, money in (("reached", s.money), ("stopped", s.stopped_money)):
+                    for cur, value in money.items():
+                        amount.add_metric([f.journey, s.step, kind, cur], float(value))
+                for q, v in s.latency_seconds.items():            # p50 → q="0.5", as the journey lag's q
+                    latency.add_metric([f.journey, s.step, str(int(q[1:]) / 100)], v)
+        return reached, conversion, stopped, amount, latency
+
+    def _attribution_families(self) -> tuple[GaugeMetricFamily, ...]:
+        """Burn attribution of every journey SLO result with bad events (slo/attribution.py, its default 7-day
+        lookback): per step, the bad instances stuck at it or late in it, and their money."""
+        bad = GaugeMetricFamily("revwatch_slo_attribution_bad",
+                                "Bad instances (started in the last 7 days) of the SLO by the step they are stuck at "
+                                "(kind=stuck) or were late in (kind=late)", labels=["slo", "group", "step", "kind"])
+        money = GaugeMetricFamily("revwatch_slo_attribution_bad_amount",
+                                  "Money of the SLO's bad instances (started in the last 7 days) by step, per currency",
+                                  labels=["slo", "group", "step", "currency"])
+        for doc in self.engine.latest_attributions:
+            for st in doc.get("steps", []):
+                for kind in ("stuck", "late"):
+                    bad.add_metric([doc["slo"], doc["group"] or "", st["step"], kind], st[kind])
+                for cur, value in st["money"].items():
+                    money.add_metric([doc["slo"], doc["group"] or "", st["step"], cur], float(value))
+        return bad, money

@@ -36,6 +36,8 @@ class Evaluation:
     # when journeys, stuck, forecasts and annotations were computed: a pass recomputes them only every
     # `evaluator.summary_interval` and otherwise carries the previous pass's (None: computed with this pass)
     summaries_at: dt.datetime | None = None
+    funnels: list[Any] = field(default_factory=list)            # per journey, the last day's (journeys/funnel.py)
+    attributions: list[dict] = field(default_factory=list)     # journey SLO results with bad events (attribution.py)
 
     rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)   # see `render`
 

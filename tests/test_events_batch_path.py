@@ -192,34 +192,3 @@ def test_span_attributes_and_empty_columns_encode_as_before():
     rows = decode_traces(req.SerializeToString(), False, CorrelationRules([], [])).rows
     with_lists = [[[] if isinstance(x, tuple) else x for x in r] for r in rows]
     assert encode_spans(rows) == encode_spans(with_lists) and b",[],[],[],[],[],[],[]," in encode_spans(rows)
-
-
-def test_the_writer_gathers_a_flow_into_full_batches_and_a_trickle_into_one_per_interval():
-    """collector.writer.insert_now: what the writer does with what waits in the spool after an insert."""
-    from collector.writer import FLOW_PAUSE_SECONDS, LINGER_BELOW_BYTES, insert_now
-    full = 20 * LINGER_BELOW_BYTES
-    small, flowing = LINGER_BELOW_BYTES // 2, 3 * LINGER_BELOW_BYTES
-    assert not insert_now(small, full, quiet_for=10.0, left=0.3)          # a trickle waits out the interval
-    assert insert_now(small, full, quiet_for=0.0, left=0.0)               # … and no longer
-    assert not insert_now(flowing, full, quiet_for=0.0, left=0.3)         # a flow gathers toward a full batch
-    assert insert_now(flowing, full, quiet_for=FLOW_PAUSE_SECONDS, left=0.3)   # … until it pauses
-    assert insert_now(flowing, full, quiet_for=0.0, left=0.0)             # … or the interval is over
-    assert insert_now(full, full, quiet_for=0.0, left=0.3)                # a full batch (or a backlog) goes at once
-
-
-def test_the_writer_learns_a_full_batch_from_the_last_one(tmp_path):
-    """The size of `batch_rows` rows in bytes comes from the last batch written (spans and events differ)."""
-    from collector.writer import LINGER_BELOW_BYTES, Writer
-
-    class Rows:
-        def insert_lines(self, table, columns, payloads, dedup_token=None):
-            return sum(p.count(b"\n") + 1 for p in payloads if p)
-
-    spool = Spool(tmp_path / "spool")
-    rows = [check_event(item(event_id=f"e{i}", attributes={"k": "v" * 900}), NOW)[0] for i in range(400)]
-    lines = event_lines(rows)
-    spool.append_records(event_records(rows, lines, fingerprints(lines)))
-    writer = Writer(spool, Rows(), batch_rows=4000)
-    batch = spool.next_batch(writer.batch_rows)
-    writer.write_batch(batch)
-    assert writer.full_batch_bytes == (batch.end - batch.start) * 10 > LINGER_BELOW_BYTES

@@ -158,3 +158,50 @@ def test_funnel_cli_json_matches_the_api(api_factory, monkeypatch):
     assert "payment.settled" in text and "250.00 EUR" in text
     bad = CliRunner().invoke(cli_app, ["journeys", "funnel", "revenue", "--attr", "gateway"])
     assert bad.exit_code == 2 and "KEY:VALUE" in bad.output
+
+
+def _series(text: str, family: str) -> dict[tuple, float]:
+    """{sorted label pairs: value} of one family in a Prometheus exposition."""
+    import re
+    out = {}
+    for labels, value in re.findall(rf"^{family}\{{(.*)\}} (\S+)$", text, re.M):
+        out[tuple(sorted(re.findall(r'(\w+)="([^"]*)"', labels)))] = float(value)
+    return out
+
+
+def test_metrics_funnels_and_attribution_are_the_api_numbers(api_factory):
+    """One truth: the evaluator's summary pass computes the last day's funnel of every journey and the attribution
+    of every journey SLO with bad events once; /metrics shows those numbers, equal to the API's funnel of the same
+    day and the API's attribution (the same instances: every fixture instance started well inside both windows)."""
+    api = api_factory(CFG + """
+slos:
+  - {name: rev, journey: revenue, objective: 0.99, window: 1d, sli: {kind: journey_latency, threshold: 40m}}
+""")
+    seed(api.ctx.store)
+    api.ctx.slo.evaluate_and_cache()
+    text = api.get("/metrics").text
+    doc = api.get("/api/v1/funnels/revenue", params={"since": (NOW - dt.timedelta(days=1)).isoformat()}).json()
+    [f] = doc["funnels"]
+    assert _series(text, "revwatch_journey_funnel_reached") == {
+        (("journey", "revenue"), ("step", s["step"])): s["reached"] for s in f["steps"]}
+    assert f["steps"][1]["reached"] == 4 and f["steps"][-1]["reached"] == 2          # the hand counts above
+    assert _series(text, "revwatch_journey_funnel_stopped") == {
+        (("journey", "revenue"), ("step", s["step"])): s["stopped"] for s in f["steps"]}
+    assert _series(text, "revwatch_journey_funnel_conversion_ratio") == {
+        (("journey", "revenue"), ("step", s["step"])): pytest.approx(s["conversion"]) for s in f["steps"]
+        if s["conversion"] is not None}
+    money = {(("currency", c), ("journey", "revenue"), ("kind", kind), ("step", s["step"])): float(Decimal(v))
+             for s in f["steps"] for kind, key in (("reached", "money"), ("stopped", "stopped_money"))
+             for c, v in s[key].items()}
+    assert money and _series(text, "revwatch_journey_funnel_amount") == money
+    p95 = {k: v for k, v in _series(text, "revwatch_journey_funnel_step_latency_seconds").items() if ("q", "0.95") in k}
+    assert p95 == {(("journey", "revenue"), ("q", "0.95"), ("step", s["step"])): s["latency_seconds"]["p95"]
+                   for s in f["steps"] if s["latency_seconds"]}
+    att = api.get("/api/v1/slos/rev/attribution").json()
+    bad = _series(text, "revwatch_slo_attribution_bad")
+    assert bad == {(("group", ""), ("kind", kind), ("slo", "rev"), ("step", st["step"])): st[kind]
+                   for st in att["steps"] for kind in ("stuck", "late")}
+    assert sum(bad.values()) == att["instances"]["bad"] > 0
+    assert _series(text, "revwatch_slo_attribution_bad_amount") == {
+        (("currency", c), ("group", ""), ("slo", "rev"), ("step", st["step"])): float(Decimal(v))
+        for st in att["steps"] for c, v in st["money"].items()}

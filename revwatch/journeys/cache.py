@@ -319,6 +319,9 @@ class InstanceCache:
             only = "CorrelationId IN {cids:Array(String)}"
         lo = "{floor:DateTime64(3, 'UTC')}"
         inner = instances_sql(self.store.table("milestones"), lo, steps=True, only=only)
+        # each step's own event pivoted in SQL (its position among the instance's event types, 0: none), so that the
+        # rows land in the arrays column by column: a Python loop setting numpy elements one at a time took two
+        # thirds of the first load (3.5 s of 134 k instances per journey at 20 M events)
         rows = self.store.query(f"""
             SELECT i.CorrelationId, i.src, i.attrs,
                    arrayMap(st -> arrayMin(arrayMap(p -> toUnixTimestamp64Milli(p.2),
@@ -326,7 +329,12 @@ class InstanceCache:
                             {{j_steps:Array(String)}}) AS ts,
                    arrayDistinct(arrayFilter(p -> p.2 != ts[indexOf({{j_steps:Array(String)}}, p.1)],
                                              arrayMap(p -> (p.1, toUnixTimestamp64Milli(p.2)), i.reached))) AS later,
-                   e.types, e.amts, e.knowns, e.curs
+                   arrayMap(st -> indexOf(e.types, st), {{j_steps:Array(String)}}) AS at,
+                   arrayMap(x -> x > 0, at) AS own_row,
+                   arrayMap(x -> x > 0 AND e.knowns[x], at) AS own_has,
+                   arrayMap(x -> if(x > 0 AND abs(e.amts[x]) < {_MAX_NANOS}, toInt64(e.amts[x]), 0), at) AS own_amt,
+                   arrayExists(x -> x > 0 AND abs(e.amts[x]) >= {_MAX_NANOS}, at) AS too_big,
+                   arrayMap(x -> if(x > 0, e.curs[x], ''), at) AS own_cur
             FROM ({inner}) AS i
             LEFT JOIN (
                 SELECT CorrelationId, groupArray(t) AS types, groupArray(a) AS amts, groupArray(k) AS knowns,
@@ -339,27 +347,9 @@ class InstanceCache:
                       GROUP BY CorrelationId, Type)
                 GROUP BY CorrelationId
             ) AS e ON e.CorrelationId = i.CorrelationId""", params).rows
-        seen = set()
-        col = {s: k for k, s in enumerate(t.steps)}
-        for cid, src, attrs, ts, later, types, amts, knowns, curs in rows:
-            seen.add(cid)
-            i = t.row(cid)
-            t.clear(i)
-            t.ts[i] = ts
-            if later:
-                t.later[i] = [(col[typ], int(x)) for typ, x in later if typ in col]
-            t.src[i] = self.sources.code(src)
-            t.attrs[i] = self.attr_sets.code(tuple(sorted((attrs or {}).items())))
-            for typ, a, k, c in zip(types or (), amts or (), knowns or (), curs or ()):
-                x = col.get(typ)
-                if x is None:
-                    continue
-                t.own_row[i, x] = True
-                t.own_has[i, x] = bool(k)
-                if abs(int(a)) >= _MAX_NANOS:
-                    t.exact = False
-                t.own_amt[i, x] = int(a) if abs(int(a)) < _MAX_NANOS else 0
-                t.own_cur[i, x] = self.currencies.code(c)
+        seen = {r[0] for r in rows}
+        if rows:
+            self._place(t, rows)
         if cids is not None:
             for cid in set(cids) - seen:           # no start at or after the floor any more: not an instance
                 gone = t.index.get(cid)
@@ -367,6 +357,28 @@ class InstanceCache:
                     t.clear(gone)
         self.reread += len(rows)
         t.version += 1
+
+
+    def _place(self, t: JourneyTable, rows: list[tuple]) -> None:
+        """Write the rows `_load` read into their table rows (new or re-read instances), column by column."""
+        col = {s: k for k, s in enumerate(t.steps)}
+        at = np.array([t.row(r[0]) for r in rows], dtype=np.int64)
+        for i in at.tolist():
+            t.later.pop(i, None)
+        t.ts[at] = np.array([r[3] for r in rows], dtype=np.int64)
+        t.own_row[at] = np.array([r[6] for r in rows], dtype=np.bool_)
+        t.own_has[at] = np.array([r[7] for r in rows], dtype=np.bool_)
+        t.own_amt[at] = np.array([r[8] for r in rows], dtype=np.int64)
+        if any(r[9] for r in rows):                # an amount beyond int64 billionths: callers use the SQL path
+            t.exact = False
+        cur, known = self.currencies.code, self.currencies.codes       # a dict hit before a call: 4 per instance
+        t.own_cur[at] = np.array([[known[c] if c in known else cur(c) for c in r[10]] for r in rows], dtype=np.int32)
+        src, sets = self.sources.code, self.attr_sets.code
+        t.src[at] = np.array([src(r[1]) for r in rows], dtype=np.int32)
+        t.attrs[at] = np.array([sets(tuple(sorted((r[2] or {}).items()))) for r in rows], dtype=np.int32)
+        for i, r in zip(at.tolist(), rows):
+            if r[4]:
+                t.later[i] = [(col[typ], int(x)) for typ, x in r[4] if typ in col]
 
 
 def started_since(t: JourneyTable, since_ms: int) -> np.ndarray:
