@@ -258,3 +258,28 @@ def test_re_read_instances_equal_a_cache_built_from_scratch(store, make_config):
         assert a == b and len(a) > 100, name
     assert any(v[1] for v in _contents(fresh, "pay").values())            # later copies are part of it
     assert any(any(v[3]) for v in _contents(fresh, "pay").values())       # and own amounts
+
+
+def test_codes_are_interned_under_the_cache_lock(store, make_config):
+    """The cache's code tables (sources, currencies, attribute sets) are shared by the evaluator's pass and API
+    reads on other threads; `Interner.code` is a read-then-append, so two threads interning at once can give two
+    values one code (an instance would then carry another attribute set). The sync interns under the cache lock;
+    the explained sets that attribution, funnels and the SLO counts derive (`InstanceCache.explained`) must too."""
+    from revwatch.journeys.cache import Interner
+    rnd = random.Random(7)
+    store.insert("events", business(rnd, 60, "l"), EVENT_COLUMNS)
+    engine = SloEngine(store, make_config(CFG))
+    cache = engine.instances
+    unlocked: list = []
+
+    class Checked(Interner):
+        def code(self, v) -> int:
+            if v not in self.codes and not cache.lock.locked():
+                unlocked.append(v)
+            return super().code(v)
+    for name in ("sources", "currencies", "attr_sets"):
+        checked = Checked()
+        checked.values, checked.codes = getattr(cache, name).values, getattr(cache, name).codes
+        setattr(cache, name, checked)
+    everything(engine, True)
+    assert cache.attr_sets.values[1:] and not unlocked, unlocked[:3]

@@ -206,14 +206,19 @@ class InstanceCache:
             -> np.ndarray:
         """Per attribute-set code, the code of the same set without the `skip` keys (only the `keep` ones, when
         given) and empty values: what attribution counts or groups by (identifiers such as customer_id make every
-        set distinct, not their explanation)."""
-        memo = self._explained.setdefault((skip, keep), [])
-        if len(memo) < len(self.attr_sets.values):
-            for c in range(len(memo), len(self.attr_sets.values)):
-                memo.append(self.attr_sets.code(tuple((k, v) for k, v in self.attr_sets.values[c]
-                                                      if v != "" and k not in skip and (keep is None or k in keep))))
-            self._explained_arr[(skip, keep)] = np.array(memo, dtype=np.int32)     # a list → array per call
-        return self._explained_arr[(skip, keep)][codes]                              # cost ~2 ms at 40 k sets
+        set distinct, not their explanation). Under the cache lock: it interns the explained sets, and the sync (or
+        another reader's explanation) may intern on another thread — `Interner.code` is a read-then-append, two at
+        once could give two sets one code."""
+        with self.lock:
+            memo = self._explained.setdefault((skip, keep), [])
+            if len(memo) < len(self.attr_sets.values):
+                for c in range(len(memo), len(self.attr_sets.values)):
+                    memo.append(self.attr_sets.code(tuple(
+                        (k, v) for k, v in self.attr_sets.values[c]
+                        if v != "" and k not in skip and (keep is None or k in keep))))
+                self._explained_arr[(skip, keep)] = np.array(memo, dtype=np.int32)     # a list → array per call
+            arr = self._explained_arr[(skip, keep)]
+        return arr[codes]                                                            # cost ~2 ms at 40 k sets
 
     def attr_values(self, codes: np.ndarray, key: str) -> np.ndarray:
         """Per attribute-set code, that set's value of `key` ('' when absent), as an object array: a per-code memo
