@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomaly.discord import LeftDiscord, estimate_window  # noqa: E402
-from anomaly.metric import DISCORD_PREFIX, DetectorParams, score_series  # noqa: E402
+from anomaly.discord import LeftDiscord  # noqa: E402
+from anomaly.metric import DetectorParams, score_series, settled_cycle  # noqa: E402
 from anomaly.nab import LabelledFile, load_corpus, score_corpus  # noqa: E402
 
 PUBLISHED = [("ARTime", 74.9, None, None), ("Numenta HTM", 70.5, 62.6, 75.2), ("CAD OSE", 69.9, 67.0, 73.2),
@@ -116,9 +116,9 @@ def diff_z(values, window: int = 100) -> list[float]:
 
 def mp_discord(values) -> list[float]:
     """Baseline: the plain left matrix-profile discord (distance to the nearest earlier shape ÷ its maximum 2√m),
-    window from the series' prefix, no other rule."""
+    window from the series' prefix as the detector settles on it (anomaly.metric.settled_cycle), no other rule."""
     x = [float(v) for v in values]
-    m = estimate_window(np.array(x[:DISCORD_PREFIX]))
+    m = settled_cycle(x)[0]
     d = LeftDiscord(m)
     out = []
     for v in x:

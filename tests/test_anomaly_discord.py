@@ -100,6 +100,28 @@ def test_a_malformed_beat_is_the_highest_score_of_a_long_cycle():
         assert not ucr_found(score_series(x, DetectorParams(discord=False, cycle_level=False)), 3000, 5401, 5580)
 
 
+def test_a_cycle_too_long_for_the_first_look_is_found_by_the_second(monkeypatch):
+    """A 400-point beat cannot show three times in the first DISCORD_PREFIX values (the default window of 32 then
+    cuts it into pieces, and no cycle level); the second look at 3 × DISCORD_PREFIX values finds it, the discord
+    and the cycle level start again with it, and the malformed beat is the highest score after a 4000-point
+    training prefix — with one look it is not. The plain-discord baseline settles on the same window."""
+    import anomaly.metric as metric
+    from bench.anomaly_eval import ucr_found
+    for seed in range(2):
+        x = heartbeat(seed, n=9000, period=400, bad=7000)
+        assert estimate_cycle(x[:DISCORD_PREFIX]) == (32, False) and metric.settled_cycle(x) == (400, True)
+        d = StreamDetector()
+        scores = []
+        for i, v in enumerate(x):
+            scores.append(d.update(float(v)))
+            if i == 2 * DISCORD_PREFIX:
+                assert d.discord is not None and d.discord.m == 32 and d.cycle is None
+        assert d.discord is not None and d.discord.m == 400 and d.cycle is not None
+        assert ucr_found(scores, 4000, 7001, 7400)
+    monkeypatch.setattr(metric, "CYCLE_LOOKS", (DISCORD_PREFIX,))
+    assert not ucr_found(score_series(heartbeat(0, n=9000, period=400, bad=7000)), 4000, 7001, 7400)
+
+
 def test_a_shape_anomaly_inside_the_normal_range_is_found_by_the_discord():
     rng = np.random.default_rng(7)
     n, period = 3000, 50
