@@ -2,8 +2,10 @@
 
 Each pass reads `ingest_log` (which minutes of which event types / services / samples received data since the
 last pass) and recomputes, from the deduplicating SLI queries, only the minutes those rows can affect:
-[m, m + threshold] for journeys (a start or an end at minute m can move a decision anywhere up to
-m + threshold), [m, m] for spans and gauges, plus the minutes that time alone decided since the previous pass.
+[m, m + 2 × threshold] for journeys (a start or an end at minute m can move a decision anywhere up to
+m + threshold, and a copy re-delivered earlier moves the previous copy's decision, up to m + 2 × threshold:
+slo/sli.py `dirty_span`), [m, m] for spans and gauges, plus the minutes that time alone decided since the
+previous pass.
 A spec seen for the first time (or whose definition changed: new spec hash) is built over its whole window.
 Rewritten minutes get a higher Version; readers take argMax, so a pass is atomic per minute. The ingest log is
 re-read a minute back (inserts in flight become visible late); insert times already handled are remembered, so

@@ -249,8 +249,13 @@ def minutes_sql(specs: list[SloSpec], database: str, narrow_ms: int | None = Non
 
 
 def dirty_span(spec: SloSpec) -> dt.timedelta:
-    """How far after a touched minute the decisions it can change may lie."""
-    return spec.threshold if spec.is_journey else dt.timedelta(0)
+    """How far after a touched minute the decisions it can change may lie: for journeys twice the threshold. A
+    milestone at minute m decides its instance in [m, m + threshold]; but a copy of a start or end re-delivered
+    with an earlier time, by up to the threshold, also moves the instance's previous decision (up to a threshold
+    after the previous copy: m + 2 × threshold) out of its minute — with one threshold that minute kept its count,
+    and the instance was counted twice where a rollup built from scratch counts it once. (Copies further apart
+    lie outside each other's read bounds, `journey_minutes_sql`: README "Known limitations".)"""
+    return 2 * spec.threshold if spec.is_journey else dt.timedelta(0)
 
 
 def touches(spec: SloSpec, kind: str, key: str) -> bool:

@@ -123,3 +123,34 @@ def test_late_data_rewrites_minutes_from_the_instance_cache_and_zeroes_lost_ones
     at = now + dt.timedelta(seconds=1)
     assert docs(engine.evaluate(at)) == docs(fresh.evaluate(at)) == \
         docs(SloEngine(store, cfg, reuse_minutes=False).evaluate(at))
+
+
+def test_start_and_end_re_delivered_earlier_within_the_threshold_move_the_old_decision(store, make_config):
+    """A start re-delivered a few minutes earlier (within the threshold) moves a stuck instance's decision from
+    s + 15m to s' + 15m, and an end re-delivered with a time just before its start makes a late one good at its
+    start: the incremental pass must zero the old minute (slo/sli.py `dirty_span`: twice the threshold), as a
+    rollup built from scratch has it."""
+    now = floor_minute(utcnow()) - 5 * M
+    cfg = make_config(CFG % (now - 30 * 24 * 60 * M).isoformat())
+    s = now - 120 * M + dt.timedelta(seconds=20)
+    pay(store, "stuck", s, None, "10.00", "EUR")                        # bad at s + 15m (pp), s + 1h (pp-slow)
+    pay(store, "late", s - 340 * M, s - 310 * M, "20.00", "EUR")        # ends 30m after its start: bad at s - 325m
+    engine = SloEngine(store, cfg)
+    engine.rollups.refresh(now)
+    store.insert("events", [list(EventRow(EventId="early-start", Type="payment.settled", CorrelationId="stuck",
+                                          OccurredAt=int((s - 5 * M).timestamp() * 1000), Source="stripe",
+                                          Amount="10.00", Currency="EUR", Attributes={"gateway": "stripe"})),
+                            list(EventRow(EventId="early-end", Type="payment.posted", CorrelationId="late",
+                                          OccurredAt=int((s - 343 * M).timestamp() * 1000), Source="odoo"))],
+                 EVENT_COLUMNS)
+    engine.rollups.refresh(now + M)
+    minutes = lambda: {(name, g, m.replace(tzinfo=dt.timezone.utc)): (good, total)  # noqa: E731
+                       for name, g, m, good, total in store.query(
+        f"SELECT Slo, GroupKey, Minute, argMax(Good, Version), argMax(Total, Version) "
+        f"FROM {store.table('slo_minutes')} GROUP BY Slo, GroupKey, Minute HAVING argMax(Total, Version) > 0").rows}
+    incremental = minutes()
+    assert incremental[("pp", "", floor_minute(s + 10 * M))] == (0, 1)      # the new decision of `stuck`
+    assert incremental[("pp", "", floor_minute(s - 340 * M))] == (1, 1)     # `late`: good, decided at its start
+    scratch = SloEngine(store, cfg, rollup_cursor="slo:rollup:cursor:scratch")
+    scratch.rollups.refresh(now + M)                                         # every minute rewritten from raw rows
+    assert incremental == minutes()

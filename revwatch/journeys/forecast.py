@@ -117,16 +117,24 @@ def _from_cache(cache: InstanceCache, t: JourneyTable, threshold: dt.timedelta, 
     now_ms = int(now.timestamp() * 1000)
     pace_ms, t_ms = int(pace_window.total_seconds() * 1000), int(threshold.total_seconds() * 1000)
     since_ms = now_ms - int(lookback.total_seconds() * 1000)
-    rows = started_since(t, since_ms)                  # hours of the kept days
-    full = masked_times(t, since_ms, rows)
-    ts = full[full[:, 0] > 0]
-    out = InFlight(now, threshold)
-    for k in range(1, len(t.steps)):
-        a, b = ts[:, k - 1], ts[:, k]
-        d = (b[(b > 0) & (a > 0) & (b >= now_ms - pace_ms)] - a[(b > 0) & (a > 0) & (b >= now_ms - pace_ms)]) / 1000
-        if len(d):
-            p50, p95 = quantiles_exact(d, (0.5, 0.95))
-            out.pace[t.steps[k]] = {"p50": p50, "p95": p95, "n": len(d)}
+
+    def base() -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float]]]:
+        rows = started_since(t, since_ms)              # hours of the kept days
+        full = masked_times(t, since_ms, rows)
+        ts = full[full[:, 0] > 0]
+        pace: dict[str, dict[str, float]] = {}
+        for k in range(1, len(t.steps)):
+            a, b = ts[:, k - 1], ts[:, k]
+            use = (b > 0) & (a > 0) & (b >= now_ms - pace_ms)
+            if use.any():
+                p50, p95 = quantiles_exact(b[use] - a[use], (0.5, 0.95), per=1000)
+                pace[t.steps[k]] = {"p50": p50, "p95": p95, "n": int(use.sum())}
+        return rows, full, pace
+    # the SLOs of one journey with thresholds up to the pace window share the lookback: its instances and the pace
+    # are computed once per (lookback, now) while the table is unchanged (`InstanceCache.derived`)
+    key = ("forecast", t.steps[0], t.steps[-1], since_ms, now_ms, pace_ms)
+    rows, full, pace = cache.derived(key, t, base)
+    out = InFlight(now, threshold, dict(pace))
     s = full[:, 0]
     sub = np.flatnonzero((s > 0) & (full[:, -1] == 0) & (s + t_ms > now_ms) & (s <= now_ms))
     idx = rows[sub]
