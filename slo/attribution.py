@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 EXAMPLES = 5
 LOOKBACK = dt.timedelta(days=7)    # instances started this far back are attributed unless a caller says otherwise
-MAX_BAD_ROWS = 10_000          # bad instances read in detail (oldest first); counts are exact regardless
 MAX_VALUES_PER_KEY = 50        # attributes with more distinct values are identifiers, not explanations
 MIN_LIFT = 1.5
 
@@ -140,7 +139,7 @@ def _from_sql(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, lo
         WHERE {journey_group_sql(spec)} = {{group:String}}
           AND s_at <= fromUnixTimestamp64Milli({{now:Int64}}, 'UTC')"""
     bad_rows = store.query(f"SELECT cid, s_at, reached, attrs, src, stuck, if(known, toString(amt), ''), cur "
-                           f"FROM ({base}) WHERE late OR stuck ORDER BY s_at, cid LIMIT {MAX_BAD_ROWS}", params).rows
+                           f"FROM ({base}) WHERE late OR stuck ORDER BY s_at, cid", params).rows
     dist = store.query(f"""
         SELECT kv.1 AS k, kv.2 AS v, cur, count() AS total, countIf(late OR stuck) AS bad,
                toString(sumIf(amt, (late OR stuck) AND known)) AS bad_money
@@ -163,10 +162,11 @@ def _from_sql(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, lo
 
 @dataclass
 class BadSummary:
-    """What the oldest MAX_BAD_ROWS bad instances say: per step the stuck/late counts and money, the oldest
-    EXAMPLES stuck ones in order (cid, start, step waited for, attributes, source, amount or None, currency), how
-    many are stuck, their distinct customers and the most frequent source (only the examples are spelled out: a
-    tuple with its attributes per stuck instance cost more than the rest of an attribution from the cache)."""
+    """What the bad instances say: per step the stuck/late counts and money (of every bad instance: the steps add up
+    to the SLO's bad instances and bad money), the oldest EXAMPLES stuck ones in order (cid, start, step waited
+    for, attributes, source, amount or None, currency), how many are stuck, their distinct customers and the most
+    frequent source (only the examples are spelled out: a tuple with its attributes per stuck instance cost more
+    than the rest of an attribution from the cache)."""
     step_counts: dict[str, Counter]
     step_money: dict[str, jmoney.Money]
     stuck: list[tuple]
@@ -237,16 +237,16 @@ def _from_cache(engine: SloEngine, spec: SloSpec, group: str, now: dt.datetime, 
                             if (v := sum(sums[c * 3 + k] for k in kinds)))
     totals = (len(idx), int(stuck.sum()), int(late.sum()), money((2,)), money((1, 2)), money((0, 1, 2)))
     bad_idx = idx[bad]
-    chosen = np.array(first_by_time(t, bad_idx, s[bad_idx], MAX_BAD_ROWS), dtype=np.int64)
-    return _summarize_rows(cache, t, ts, chosen, e[chosen] == 0, known, names), totals, \
+    return _summarize_rows(cache, t, ts, bad_idx, e[bad_idx] == 0, known, names), totals, \
         _distribution(cache, t, idx, bad, known_i, amt, spec.config.journey, names)
 
 
 def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows: np.ndarray, is_stuck: np.ndarray,
                     known: np.ndarray, names: list[str]) -> BadSummary:
-    """`_summarize` of cache rows (oldest first), in numpy: the step a stuck row waits for is its first step not
-    reached; a late row's is the step whose arrival took longest after the previous reached one (`_slowest_step`:
-    ties to the earlier step, in whole milliseconds as the seconds it compares)."""
+    """`_summarize` of cache rows (the bad instances, in any order), in numpy: the step a stuck row waits for is its
+    first step not reached; a late row's is the step whose arrival took longest after the previous reached one
+    (`_slowest_step`: ties to the earlier step, in whole milliseconds as the seconds it compares). Only the examples
+    and the source tie need the (start, correlation ID) order, so only they are ordered (`first_by_time`)."""
     k = len(t.steps)
     r = ts[rows]
     reached = r > 0
@@ -265,23 +265,27 @@ def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows:
     step_money: dict[str, jmoney.Money] = {}
     amt, cur, kn = t.own_amt[rows, 0], t.own_cur[rows, 0], known[rows]
     n_cur = len(names)
-    for x in np.unique(step).tolist():
-        at_x = step == x
+    # per (step, stuck | late) one count and per (step, currency) one exact money sum over every bad instance
+    n_kind = np.bincount(step * 2 + is_stuck, minlength=2 * k)
+    code = step[kn].astype(np.int64) * n_cur + cur[kn]
+    sums = money_sum(amt[kn], code, k * n_cur)
+    present = np.bincount(code, minlength=k * n_cur)
+    for x in np.flatnonzero(n_kind.reshape(k, 2).sum(axis=1)).tolist():
         c: Counter[str] = Counter()
-        if (n := int((at_x & is_stuck).sum())):
-            c["stuck"] = n
-        if (n := int((at_x & ~is_stuck).sum())):
-            c["late"] = n
+        if n_kind[2 * x + 1]:
+            c["stuck"] = int(n_kind[2 * x + 1])
+        if n_kind[2 * x]:
+            c["late"] = int(n_kind[2 * x])
         step_counts[t.steps[x]] = c
-        m = at_x & kn
-        sums = money_sum(amt[m], cur[m], n_cur)
-        present = np.bincount(cur[m], minlength=n_cur)
-        step_money[t.steps[x]] = {names[c_]: cache.amount(v) for c_, v in enumerate(sums) if present[c_]}
+        step_money[t.steps[x]] = {names[c_]: cache.amount(sums[x * n_cur + c_]) for c_ in range(n_cur)
+                                  if present[x * n_cur + c_]}
     stuck_rows = rows[is_stuck]
-    stuck = [(t.cids[i], to_datetime(ts[i, 0]), t.steps[int(x)], cache.attrs_of(int(t.attrs[i])),
+    step_of = dict(zip(stuck_rows.tolist(), step[is_stuck].tolist()))
+    oldest = first_by_time(t, stuck_rows, ts[stuck_rows, 0], EXAMPLES)
+    stuck = [(t.cids[i], to_datetime(ts[i, 0]), t.steps[step_of[i]], cache.attrs_of(int(t.attrs[i])),
               cache.sources.values[int(t.src[i])], cache.amount(t.own_amt[i, 0]) if known[i] else None,
               names[int(t.own_cur[i, 0])])
-             for i, x in zip(stuck_rows[:EXAMPLES].tolist(), step[is_stuck][:EXAMPLES].tolist())]
+             for i in oldest]
     customers = {who for who in cache.attr_values(np.unique(t.attrs[stuck_rows]), "customer_id").tolist() if who}
     srcs = t.src[rows]
     counts = np.bincount(srcs, minlength=len(cache.sources.values))
@@ -289,8 +293,11 @@ def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows:
     top = None
     if counts.max(initial=0) > 0:             # Counter.most_common: ties go to the first seen
         tied = np.flatnonzero(counts == counts.max())
-        first_seen = {int(c): int(np.argmax(srcs == c)) for c in tied}
-        top = cache.sources.values[min(first_seen, key=lambda c: first_seen[c])]
+        if len(tied) == 1:
+            top = cache.sources.values[int(tied[0])]
+        else:                                 # the source of the oldest bad instance among the tied ones
+            among = rows[np.isin(srcs, tied)]
+            top = cache.sources.values[int(t.src[first_by_time(t, among, ts[among, 0], 1)[0]])]
     return BadSummary(step_counts, step_money, stuck, len(stuck_rows), customers, top)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily
 
-from slo.attribution import MAX_BAD_ROWS
 from slo.engine import SloEngine
 from slo.state import STATES
 
@@ -171,15 +170,13 @@ class SloCollector:
 
     def _attribution_families(self) -> tuple[GaugeMetricFamily, ...]:
         """Burn attribution of every journey SLO result with bad events (slo/attribution.py, its default 7-day
-        lookback): per step, the bad instances stuck at it or late in it, and their money — counted, as the
-        attribution's steps are, over its oldest `MAX_BAD_ROWS` bad instances (the help says so: past that the
-        steps do not add up to the SLO's bad instances, and the newest are the ones left out)."""
-        among = f"among its oldest {MAX_BAD_ROWS} bad instances started in the last 7 days"
+        lookback): per step, the bad instances stuck at it or late in it, and their money (every bad instance: the
+        steps add up to the attribution's bad instances and bad money)."""
         bad = GaugeMetricFamily("revwatch_slo_attribution_bad",
-                                "Bad instances of the SLO by the step they are stuck at (kind=stuck) or were late in "
-                                f"(kind=late), {among}", labels=["slo", "group", "step", "kind"])
+                                "Bad instances (started in the last 7 days) of the SLO by the step they are stuck at "
+                                "(kind=stuck) or were late in (kind=late)", labels=["slo", "group", "step", "kind"])
         money = GaugeMetricFamily("revwatch_slo_attribution_bad_amount",
-                                  f"Money of the SLO's bad instances by step, per currency, {among}",
+                                  "Money of the SLO's bad instances (started in the last 7 days) by step, per currency",
                                   labels=["slo", "group", "step", "currency"])
         for doc in self.engine.latest_attributions:
             for st in doc.get("steps", []):

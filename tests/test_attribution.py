@@ -105,3 +105,38 @@ def test_span_attribution_failing_step_and_lift(api_factory):
     assert a["money_at_risk"] == {}
     assert api.get("/api/v1/slos/odoo-errors/attribution", params={"window": "10m"}).json()["spans"]["total"] == 0
     assert api.get("/api/v1/slos/odoo-errors/attribution", params={"window": "x"}).json()["field"] == "window"
+
+
+def test_steps_count_every_bad_instance_beyond_ten_thousand(store, make_config):
+    """The steps of an attribution count every bad instance, in both paths: with 12,345 bad instances (more than
+    the 10,000 the steps once sampled, oldest first) the stuck and late counts per step add up to the bad instances
+    and their money to the bad money, to the cent; the cache and the SQL path give the same document."""
+    from decimal import Decimal
+
+    from slo.attribution import attribute
+    from slo.engine import SloEngine
+    rows = []
+    for i in range(12_345):
+        cid = f"b{i}"
+        amount = f"{1 + i % 97}.{i % 100:02d}"
+        rows.append(ev(cid, "payment.settled", 300 - (i % 240), "stripe", amount, "EUR"))
+        if i % 3 == 0:                              # matched after 20 min, never posted: stuck at payment.posted
+            rows.append(ev(cid, "payment.matched", 280 - (i % 240), "stripe"))
+        elif i % 3 == 1:                            # matched after 1 min, posted 29 min later: late in posting
+            rows.append(ev(cid, "payment.matched", 299 - (i % 240), "stripe"))
+            rows.append(ev(cid, "payment.posted", 270 - (i % 240), "stripe"))
+        # i % 3 == 2: never matched, stuck waiting for payment.matched
+    store.insert("events", rows, EVENT_COLUMNS)
+    engine = SloEngine(store, make_config(CFG))
+    engine.evaluate(refresh=True)
+    now = dt.datetime.now(dt.timezone.utc)
+    docs = [attribute(engine, engine.specs[0], "eu", now=now, use_cache=c) for c in (True, False)]
+    assert docs[0] == docs[1]
+    doc = docs[0]
+    assert doc["instances"]["bad"] == 12_345
+    assert sum(st["stuck"] + st["late"] for st in doc["steps"]) == 12_345
+    assert {st["step"]: (st["stuck"], st["late"]) for st in doc["steps"]} == {
+        "payment.posted": (4_115, 4_115), "payment.matched": (4_115, 0)}
+    step_money = sum(Decimal(v) for st in doc["steps"] for v in st["money"].values())
+    assert step_money == Decimal(doc["money_bad"]["EUR"]) == sum(Decimal(f"{1 + i % 97}.{i % 100:02d}")
+                                                                   for i in range(12_345))
