@@ -241,7 +241,7 @@ def test_re_read_instances_equal_a_cache_built_from_scratch(store, make_config):
     times, later copies, each step's own money and currency, source and attribute set, for every instance."""
     from revwatch.journeys.cache import InstanceCache
     rnd = random.Random(7)
-    store.insert("events", business(rnd, 250, "b"), EVENT_COLUMNS)
+    store.insert("events", business(rnd, 300, "a"), EVENT_COLUMNS)    # late_data re-sends starts of a…
     cfg = make_config(CFG)
     kept = InstanceCache(store, cfg.journeys)
     week = dt.timedelta(days=7)
