@@ -34,7 +34,7 @@ from urllib.parse import quote
 import numpy as np
 
 from revwatch.journeys import instance_params, instances_money_sql
-from revwatch.journeys.cache import (InstanceCache, JourneyTable, currency_names, dense_unique, first_by_time,
+from revwatch.journeys.cache import (InstanceCache, JourneyTable, combinations, currency_names, first_by_time,
                                      group_mask, masked_times, money_sum, to_datetime)
 from revwatch.journeys import money as jmoney
 from revwatch.schema import LINK_ATTRIBUTES
@@ -280,9 +280,10 @@ def _summarize_rows(cache: InstanceCache, t: JourneyTable, ts: np.ndarray, rows:
         step_money[t.steps[x]] = {names[c_]: cache.amount(sums[x * n_cur + c_]) for c_ in range(n_cur)
                                   if present[x * n_cur + c_]}
     stuck_rows = rows[is_stuck]
-    step_of = dict(zip(stuck_rows.tolist(), step[is_stuck].tolist()))
+    stuck_steps = step[is_stuck]
     oldest = first_by_time(t, stuck_rows, ts[stuck_rows, 0], EXAMPLES)
-    stuck = [(t.cids[i], to_datetime(ts[i, 0]), t.steps[step_of[i]], cache.attrs_of(int(t.attrs[i])),
+    stuck = [(t.cids[i], to_datetime(ts[i, 0]), t.steps[int(stuck_steps[np.flatnonzero(stuck_rows == i)[0]])],
+              cache.attrs_of(int(t.attrs[i])),
               cache.sources.values[int(t.src[i])], cache.amount(t.own_amt[i, 0]) if known[i] else None,
               names[int(t.own_cur[i, 0])])
              for i in oldest]
@@ -307,11 +308,8 @@ def _row_combos(cache: InstanceCache, t: JourneyTable) -> tuple[np.ndarray, np.n
     `_distribution` counts by. The same for every SLO of the journey while the table is unchanged, so computed once
     (`InstanceCache.derived`): per SLO it cost an explained-set gather and a dense unique over every instance of
     the lookback (~30 % of an attribution at 20 M events)."""
-    n = t.n
-    sets = cache.explained(t.attrs[:n], LINK_ATTRIBUTES)
-    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[:n]) \
-        * (len(cache.currencies.values) + 1) + t.own_cur[:n, 0]
-    first, inv = dense_unique(combo)
+    sets = cache.explained(t.attrs[:t.n], LINK_ATTRIBUTES)
+    first, inv = combinations(cache, t, np.arange(t.n), sets)
     return first, inv, sets
 
 

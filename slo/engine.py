@@ -17,6 +17,8 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -852,47 +854,35 @@ GROUP BY Slo, GroupKey, ts
 
     def _funnels(self, now: dt.datetime) -> list:
         """The funnel of every journey over the instances started in the last `EXPOSED_FUNNEL` (for /metrics and
-        the Grafana funnel panels: a gauge needs one fixed window; the API and UI take any). One that fails is
-        logged and left out, so a funnel problem never stops the evaluation."""
+        the Grafana funnel panels: a gauge needs one fixed window; the API and UI take any)."""
         from revwatch.journeys.funnel import funnel
-        out: list = []
-        with self.instances.one_sync():
-            for name in self.cfg.journeys:
-                try:
-                    out += funnel(self.store, self.cfg.journeys, name, now - EXPOSED_FUNNEL, now, now=now,
-                                  cache=self.instances)
-                except Exception:
-                    log.exception("funnel of %s failed", name)
-        return out
+        return self._each("funnel", [(n, n) for n in self.cfg.journeys], lambda name: funnel(
+            self.store, self.cfg.journeys, name, now - EXPOSED_FUNNEL, now, now=now, cache=self.instances))
 
     def _attributions(self, results: list[SloResult], now: dt.datetime) -> list[dict]:
         """Burn attribution (slo/attribution.py) of every journey SLO result that has bad events in its window, over
-        the attribution's default lookback: per step the stuck and late instances and their money (for /metrics).
-        One that fails is logged and left out."""
+        the attribution's default lookback: per step the stuck and late instances and their money (for /metrics)."""
         from slo.attribution import attribute_result
-        out: list[dict] = []
-        with self.instances.one_sync():
-            for r in results:
-                if not r.spec.is_journey or not any(w.total > w.good for w in r.windows.values()):
-                    continue
-                try:
-                    out.append(attribute_result(self, r, now))
-                except Exception:
-                    log.exception("attribution of %s failed", r.spec.name)
-        return out
+        bad = [r for r in results if r.spec.is_journey and any(w.total > w.good for w in r.windows.values())]
+        return self._each("attribution", [(r.spec.name, r) for r in bad], lambda r: [attribute_result(self, r, now)])
 
     def _forecasts(self, results: list[SloResult]) -> list[dict]:
-        """In-flight forecasts of every journey SLO (for /metrics); one that fails is logged and left out, so a
-        forecast problem never stops the evaluation."""
+        """In-flight forecasts of every journey SLO (for /metrics)."""
         from slo.forecast import forecast
-        out: list[dict] = []
-        with self.instances.one_sync():        # one sync of the instance cache for all of them
-            for spec in self.specs:
-                if spec.is_journey:
-                    try:
-                        out += forecast(self, spec, results=[r for r in results if r.spec is spec])
-                    except Exception:
-                        log.exception("forecast of %s failed", spec.name)
+        return self._each("forecast", [(s.name, s) for s in self.specs if s.is_journey],
+                          lambda spec: forecast(self, spec, results=[r for r in results if r.spec is spec]))
+
+    def _each(self, what: str, items: list[tuple[str, Any]], compute: Callable[[Any], list]) -> list:
+        """The summary pass's answers for (name, item) pairs (`compute(item)`, a list each), concatenated, under one
+        sync of the instance cache. One that fails is logged by name and left out, so a funnel, attribution or
+        forecast problem never stops the evaluation."""
+        out: list = []
+        with self.instances.one_sync():
+            for name, item in items:
+                try:
+                    out += compute(item)
+                except Exception:
+                    log.exception("%s of %s failed", what, name)
         return out
 
     def latest_or_evaluate(self) -> list[SloResult]:

@@ -152,10 +152,8 @@ class InstanceCache:
         self.sources.code("")
         self.reread = 0                    # instances re-read by the latest sync (bench/slo_eval.py prints it)
         self.syncs = 0                     # syncs so far (tests check a pass shares one)
-        self._explained: dict[tuple, list[int]] = {}
-        self._explained_arr: dict[tuple, np.ndarray] = {}
-        self._values: dict[str, list[str]] = {}
-        self._values_arr: dict[str, np.ndarray] = {}
+        self._memo: dict[tuple, list] = {}                # `_per_code`: per memo, a value per attribute-set code
+        self._memo_arr: dict[tuple, np.ndarray] = {}
         self._derived: dict[tuple, tuple[JourneyTable, int, object]] = {}
         self._scope = threading.local()    # this thread's `one_sync` scope: depth, and whether it synced
 
@@ -209,28 +207,26 @@ class InstanceCache:
         set distinct, not their explanation). Under the cache lock: it interns the explained sets, and the sync (or
         another reader's explanation) may intern on another thread — `Interner.code` is a read-then-append, two at
         once could give two sets one code."""
-        with self.lock:
-            memo = self._explained.setdefault((skip, keep), [])
-            if len(memo) < len(self.attr_sets.values):
-                for c in range(len(memo), len(self.attr_sets.values)):
-                    memo.append(self.attr_sets.code(tuple(
-                        (k, v) for k, v in self.attr_sets.values[c]
-                        if v != "" and k not in skip and (keep is None or k in keep))))
-                self._explained_arr[(skip, keep)] = np.array(memo, dtype=np.int32)     # a list → array per call
-            arr = self._explained_arr[(skip, keep)]
-        return arr[codes]                                                            # cost ~2 ms at 40 k sets
+        return self._per_code(("explained", skip, keep), np.int32, lambda c: self.attr_sets.code(tuple(
+            (k, v) for k, v in self.attr_sets.values[c]
+            if v != "" and k not in skip and (keep is None or k in keep))))[codes]          # ~2 ms at 40 k sets
 
     def attr_values(self, codes: np.ndarray, key: str) -> np.ndarray:
-        """Per attribute-set code, that set's value of `key` ('' when absent), as an object array: a per-code memo
-        (`explained`'s way), not a dict built per code per call (attribution's affected customers: up to 10,000
-        distinct sets, one per customer)."""
+        """Per attribute-set code, that set's value of `key` ('' when absent), as an object array: a per-code memo,
+        not a dict built per code per call (attribution's affected customers: one distinct set per customer)."""
+        return self._per_code(("value", key), object, lambda c: dict(self.attr_sets.values[c]).get(key, ""))[codes]
+
+    def _per_code(self, memo_key: tuple, dtype: type, derive: Callable[[int], object]) -> np.ndarray:
+        """An array of `derive(code)` per attribute-set code, extended to the codes interned since the last call
+        (a list → array once per extension, not per call). Under the cache lock: `derive` may intern (`explained`),
+        and the sync (or another reader) may intern on another thread — `Interner.code` is a read-then-append, two
+        at once could give two sets one code."""
         with self.lock:
-            memo = self._values.setdefault(key, [])
-            if len(memo) < len(self.attr_sets.values):
-                memo += [dict(self.attr_sets.values[c]).get(key, "")
-                         for c in range(len(memo), len(self.attr_sets.values))]
-                self._values_arr[key] = np.array(memo, dtype=object)
-            return self._values_arr[key][codes]
+            memo = self._memo.setdefault(memo_key, [])
+            if len(memo) < len(self.attr_sets.values) or memo_key not in self._memo_arr:
+                memo += [derive(c) for c in range(len(memo), len(self.attr_sets.values))]
+                self._memo_arr[memo_key] = np.array(memo, dtype=dtype)
+            return self._memo_arr[memo_key]
 
     def derived(self, key: tuple, t: JourneyTable, compute: Callable[[], _T]) -> _T:
         """`compute()` for `key` over table `t`, kept while `t` is unchanged (its `version`): what several SLOs of
@@ -363,7 +359,6 @@ class InstanceCache:
         self.reread += len(rows)
         t.version += 1
 
-
     def _place(self, t: JourneyTable, rows: list[tuple]) -> None:
         """Write the rows `_load` read into their table rows (new or re-read instances), column by column."""
         col = {s: k for k, s in enumerate(t.steps)}
@@ -461,22 +456,29 @@ def group_codes(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
     among them."""
     if not len(idx):
         return [], np.zeros(0, np.int64)
-    cur = t.own_cur[idx, 0]
     if reads is None:
         sets = t.attrs[idx]
     elif not reads:                          # no attribute read: every set explains as the empty one, code 0
         sets = np.zeros(len(idx), np.int32)
     else:
         sets = cache.explained(t.attrs[idx], keep=reads)
-    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
-        * (len(cache.currencies.values) + 1) + cur
-    first, inv = dense_unique(combo)
+    first, inv = combinations(cache, t, idx, sets)
     names = currency_names(cache)
-    per_combo = [key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])], names[int(cur[f])])
-                 for f in first]
+    per_combo = [key(cache.attrs_of(int(sets[f])), cache.sources.values[int(t.src[idx[f]])],
+                     names[int(t.own_cur[idx[f], 0])]) for f in first]
     keys = sorted(set(per_combo))
     code = {k: n for n, k in enumerate(keys)}
     return keys, np.array([code[k] for k in per_combo], dtype=np.int64)[inv]
+
+
+def combinations(cache: InstanceCache, t: JourneyTable, idx: np.ndarray, sets: np.ndarray) \
+        -> tuple[np.ndarray, np.ndarray]:
+    """(one position in `idx` of each distinct (attribute-set code `sets`, source, start currency), each instance's
+    index among them — ascending in that order): the unit group keys and attribute distributions are computed
+    per, instead of per instance."""
+    combo = (sets.astype(np.int64) * (len(cache.sources.values) + 1) + t.src[idx]) \
+        * (len(cache.currencies.values) + 1) + t.own_cur[idx, 0]
+    return dense_unique(combo)
 
 
 def group_keys(cache: InstanceCache, t: JourneyTable, idx: np.ndarray,
