@@ -12,7 +12,10 @@ history:
 * **text** — the rest (references, memos, identifiers): character 1–3-grams of the value's *shape* (lower case,
   every run of digits replaced by one `9`), hashed into `TEXT_BUCKETS` columns. Shapes keep what generalises — a
   token such as `xb` inside `RF-XB-2231`, a reversed or re-spaced reference — and drop the serial numbers that
-  would otherwise fill every bucket with noise.
+  would otherwise fill every bucket with noise. Beside them, the `MAX_WORDS` most frequent *words* of the shape
+  (runs of two or more letters, seen on at least `MIN_COUNT` rows and not on every row) get a column each: a token
+  inside a long free-text memo (`NETTING` among company names and dates) shares its hashed n-grams with everything
+  else the memo says, its word column it shares with nothing.
 
 A key present on fewer than `MIN_PRESENT` of the training rows is ignored. The encoder is fitted once, at training
 time, and stored with the model: scoring encodes with the very same vocabulary, so a feature means the same at
@@ -34,7 +37,9 @@ MIN_COUNT = 5              # a category value needs this many training rows to g
 MIN_PRESENT = 0.02         # a key on fewer than 2 % of the rows carries too little to learn from
 NUMERIC_SHARE = 0.95       # share of non-empty values that must parse for a key to be numeric
 TEXT_BUCKETS = 32          # hashed n-gram columns per text attribute
+MAX_WORDS = 64             # word columns per text attribute (the most frequent words of its shape)
 _DIGITS = re.compile(r"\d+")
+_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def _number(v: str) -> float | None:
@@ -55,6 +60,11 @@ def _grams(v: str) -> set[str]:
     return {s[i:i + n] for n in (1, 2, 3) for i in range(len(s) - n + 1)}
 
 
+def words(v: str) -> set[str]:
+    """The words of the value's shape (letters only, two or more): `intercompany NETTING adj IN9/9` → netting, …"""
+    return set(_WORD.findall(shape(v)))
+
+
 def _bucket(gram: str) -> int:
     return zlib.crc32(gram.encode()) % TEXT_BUCKETS      # stable across processes (str hash() is salted)
 
@@ -64,12 +74,12 @@ class Attribute:
     """How one attribute key is encoded, learned from the training rows."""
     key: str
     kind: str                                    # numeric | category | text
-    values: list[str] = field(default_factory=list)    # category: the values with their own column
+    values: list[str] = field(default_factory=list)    # category: the values with their own column; text: words
     median: float = 0.0                          # numeric: stands in for a missing value
 
     @property
     def width(self) -> int:
-        return {"numeric": 2, "category": len(self.values), "text": TEXT_BUCKETS}[self.kind]
+        return {"numeric": 2, "category": len(self.values), "text": TEXT_BUCKETS + len(self.values)}[self.kind]
 
     def encode(self, v: str, out: np.ndarray) -> None:
         """Write this attribute's columns for value `v` ('' = missing) into `out` (zeros on entry)."""
@@ -83,6 +93,9 @@ class Attribute:
         elif v:
             for g in _grams(v):
                 out[_bucket(g)] = 1.0
+            for w in words(v):
+                if w in self.values:
+                    out[TEXT_BUCKETS + self.values.index(w)] = 1.0
 
 
 def _squash(x: float) -> float:
@@ -116,7 +129,12 @@ class AttributeEncoder:
                 if kept:
                     self.attributes.append(Attribute(k, "category", values=kept))
             else:
-                self.attributes.append(Attribute(k, "text"))
+                counts: Counter[str] = Counter()
+                for v, n in seen.items():
+                    for w in words(v):
+                        counts[w] += n
+                common = [w for w, n in counts.most_common() if MIN_COUNT <= n < present[k]]
+                self.attributes.append(Attribute(k, "text", values=sorted(common[:MAX_WORDS])))
         return self
 
     @property
@@ -142,5 +160,6 @@ class AttributeEncoder:
 
     def describe(self) -> list[dict]:
         """What each attribute became, for the model card."""
-        return [{"attribute": a.key, "kind": a.kind, **({"categories": a.values} if a.kind == "category" else {})}
+        return [{"attribute": a.key, "kind": a.kind, **({"categories": a.values} if a.kind == "category" else
+                                                          {"words": a.values} if a.kind == "text" else {})}
                 for a in self.attributes]

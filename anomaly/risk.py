@@ -5,10 +5,10 @@ Inputs, two kinds side by side:
   reference, paid vs invoiced gap, gateway fee netted out, currency other than the invoice's, invoice already
   paid, a partner nobody knows or another partner's invoice, time without posting, and the customer's and
   gateway's failure history;
-* every attribute the business sends on the payment (`payment.<key>`, plus `payment.source`) and on the invoice it
-  names (`invoice.<key>`), typed and encoded by anomaly.attributes (number, category, or hashed character n-grams of
-  the text's shape). A failure driver we never wrote a rule for — a channel, a token inside a memo, a combination —
-  is learned from these.
+* every attribute the business sends on the payment (`payment.<key>`, plus its `payment.source` and
+  `payment.currency` fields) and on the invoice it names (`invoice.<key>`), typed and encoded by anomaly.attributes
+  (number, category, or hashed character n-grams and the frequent words of the text's shape). A failure driver we
+  never wrote a rule for — a channel, a currency, a token inside a memo, a combination — is learned from these.
 
 History features are "as of settlement" with the business's own outcome delay (`decision_lag`): payments settled at
 least that long before, decided before this one settled. Training and scoring compute them the same way, so a
@@ -113,7 +113,7 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
                         _utc(posted) if has_posted else None, None if out < 0 else int(out),
                         _utc(decided) if out >= 0 else None,
                         attributes={**{f"payment.{k}": str(v) for k, v in dict(attrs).items()},
-                                    "payment.source": source or ""})
+                                    "payment.source": source or "", "payment.currency": cur or ""})
                 for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided, attrs, source
                 in rows]
     invoices = {ref: (amt, cur, cust, dict(attrs)) for ref, amt, cur, cust, attrs in store.query(f"""

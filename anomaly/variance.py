@@ -187,7 +187,8 @@ class Transaction:
 
 
 def group(events: list[Event]) -> list[Transaction]:
-    """Transactions with at least one invoice, from events of any order (duplicates by event id ignored)."""
+    """Transactions with at least one invoice or credit note, from events of any order (duplicate event ids
+    ignored)."""
     seen: set[str] = set()
     uniq = []
     for e in sorted(events, key=lambda e: (e.at, e.event_id)):
@@ -219,7 +220,7 @@ def group(events: list[Event]) -> list[Transaction]:
         owner = owner_of_ref.get(e.attr("invoice_ref")) or (e.correlation_id if e.correlation_id in txs else None)
         if owner is not None:
             txs[owner].credits.append(e)
-    return [t for t in txs.values() if t.invoices]
+    return [t for t in txs.values() if t.invoices or t.credits]      # a downgrade is judged on its credit note
 
 
 def _by_subscription(by_sub: dict[str, list[Expectation]], inv: Event) -> str | None:
@@ -250,7 +251,8 @@ def _amount(e: Event) -> Decimal:
 def judge(t: Transaction) -> Variance | None:
     """The variance of one transaction, or None when its net billed amount is what was expected."""
     x = t.expectation
-    first = min(t.invoices.values(), key=lambda e: e.at)
+    documents = list(t.invoices.values()) or t.credits             # a downgrade has only its credit note
+    first = min(documents, key=lambda e: e.at)
     E, cur = x.expected, x.currency or first.currency      # an expectation without a currency cannot disagree
     net: dict[str, Decimal] = defaultdict(Decimal)
     for inv in t.invoices.values():
@@ -258,7 +260,7 @@ def judge(t: Transaction) -> Variance | None:
     for c in t.credits:
         net[c.currency or cur] -= abs(_amount(c))
     others = {k: v for k, v in net.items() if k != cur and abs(v) > x.tolerance}
-    latest = max(t.invoices.values(), key=lambda e: e.at)
+    latest = max(documents, key=lambda e: e.at)
     billed_here = net.get(cur, Decimal(0))
     if not others and abs(billed_here - E) <= x.tolerance:
         return None
@@ -281,7 +283,7 @@ def judge(t: Transaction) -> Variance | None:
     ref = latest.attr("invoice_ref") or "?"
     if others:
         other, billed = max(others.items(), key=lambda kv: abs(kv[1]))
-        inv = max((i for i in t.invoices.values() if (i.currency or cur) == other), key=lambda e: e.at, default=latest)
+        inv = max((i for i in documents if (i.currency or cur) == other), key=lambda e: e.at, default=latest)
         same = "the same number" if abs(billed - E) <= x.tolerance else f"{_money(billed)}"
         return finding("currency_mismatch", billed, other, inv,
                        f"invoice {inv.attr('invoice_ref') or '?'} is in {other} but {_money(E)} {cur} was expected "

@@ -9,11 +9,13 @@ right transaction *and* the right cause), the detection delay of incremental sca
 failure probabilities), precision@50, the model chosen and its calibration; then the aggregate methods compared on
 seasonal synthetic series, and the NAB scores (bench/nab.py).
 
-Then two independent businesses written apart from the simulator (bench/businesses: `agents`, a metered SaaS
-simulated account by account; `tables`, a box marketplace drawn from rate tables and a collection Markov chain),
-60 days each, on held-out seeds: billing-variance precision / recall / F1 by transaction (their cause names are
-their own; how our causes map onto them is printed), and the reconciliation-risk ROC-AUC of the payments still open
-at the end (outcomes arrive days later) divided by the Bayes-optimal AUC of the generator's true probabilities.
+Then three independent businesses written apart from the simulator and from each other (bench/businesses:
+`agents`, a metered SaaS simulated account by account; `tables`, a box marketplace drawn from rate tables and a
+collection Markov chain; `carrier`, a B2B IoT-connectivity carrier run as a discrete-event simulation with a
+logistic failure law), 60 days each, on held-out seeds: billing-variance precision / recall / F1 by transaction
+(their cause names are their own; how our causes map onto them is printed), and the reconciliation-risk ROC-AUC of
+the payments still open at the end (outcomes arrive days later) divided by the Bayes-optimal AUC of the generator's
+true probabilities.
 """
 from __future__ import annotations
 
@@ -221,12 +223,12 @@ def main() -> None:
         p, r, f = prf(total)
         print(f"\nbilling variance over all seeds: precision {p:.4f} recall {r:.4f} F1 {f:.4f}")
     if not a.skip_businesses:
-        from bench.businesses import agents, tables  # noqa: E402
+        from bench.businesses import agents, carrier, tables  # noqa: E402
         print("\nindependent businesses (bench/businesses; held-out seeds "
               f"{a.business_seeds}; targets: F1 ≥ 0.95, ROC-AUC ≥ 0.95 × Bayes)")
         print(f"   {'business':14} {'seed':>5} {'TP':>5} {'FP':>5} {'FN':>4} {'F1':>6}  {'open':>5} {'fail':>5} "
               f"{'AUC':>6} {'Bayes':>6} {'ratio':>6}  model / top inputs")
-        for name, gen in (("agents", agents.generate), ("tables", tables.generate)):
+        for name, gen in (("agents", agents.generate), ("tables", tables.generate), ("carrier", carrier.generate)):
             for seed in (int(x) for x in a.business_seeds.split(",")):
                 r = business_eval(open_store(dsn, f"{name}_{seed}"), gen, seed)
                 v, s = r["variance"], r["summary"]

@@ -105,3 +105,46 @@ def test_history_features_are_identical_at_training_and_scoring_time_with_late_o
             pytest.approx({k: v for k, v in t.items() if k != "hours_unposted"}, abs=0.01), p.correlation_id
     assert all(p.features["customer_history"] > 0 for p in later[-50:])   # the newest still have history
     assert len(known) > 0
+
+
+def test_the_payment_currency_is_an_input_and_text_keeps_its_words(store):
+    """A driver carried only by the payment's own `currency` field (invoice in the same currency, no attribute
+    names it) is learned; a word inside a free-text memo gets a column of its own wherever it stands."""
+    from collector.events import EVENT_COLUMNS, validate_event
+    from collector.rowcodec import event_rows_for_insert
+    rng = random.Random(7)
+    events, truth = [], {}
+
+    def ev(typ, cid, at, amount, currency, **attrs):
+        e = {"event_id": f"e{len(events)}", "type": typ, "correlation_id": cid, "source": "bank",
+             "occurred_at": at.isoformat().replace("+00:00", "Z"), "amount": amount, "currency": currency,
+             "attributes": {k: str(v) for k, v in attrs.items()}}
+        events.append(validate_event(e)[0])
+    for i in range(900):
+        currency = rng.choice(["EUR", "EUR", "USD", "GBP"])
+        at = T0 + dt.timedelta(minutes=45 * i)
+        prob = 0.75 if currency == "GBP" else 0.04
+        failed = rng.random() < prob
+        ref, cid = f"INV-{i:05d}", f"pay_{i}"
+        ev("invoice.created", f"ren_{i}", at - dt.timedelta(days=2), "80.00", currency, invoice_ref=ref,
+           customer_id=f"C-{i % 97}")
+        ev("payment.settled", cid, at, "80.00", currency, payment_ref=cid, invoice_ref=ref, customer_id=f"C-{i % 97}",
+           memo=f"{rng.choice(['AP run', 'thanks', 'REF'])} {ref} {rng.choice(['Nordwind', 'Atlas', 'Orion'])}")
+        ev("payment.reconciliation_failed" if failed else "payment.reconciled", cid, at + OUTCOME_DELAY, "80.00",
+           currency, payment_ref=cid)
+        truth[cid] = prob
+    store.insert("events", event_rows_for_insert(events), EVENT_COLUMNS)
+    ps, invoices, customers = risk.load_payments(store)
+    assert {p.attributes["payment.currency"] for p in ps} == {"EUR", "USD", "GBP"}
+    risk.featurize(ps, invoices, customers, ps[-1].settled_at + 2 * OUTCOME_DELAY)
+    model = risk.train(ps)
+    assert model.metrics["importance"][0]["input"] == "payment.currency", model.metrics["importance"][:4]
+    y = np.array([p.outcome for p in ps])
+    auc = roc_auc_score(y, model.predict(model.matrix(ps)))
+    assert auc >= 0.95 * roc_auc_score(y, [truth[p.correlation_id] for p in ps]), auc
+    memo = next(a for a in model.encoder.attributes if a.key == "payment.memo")
+    assert memo.kind == "text" and {"atlas", "thanks", "ref"} <= set(memo.values)     # words, digits never
+    cols = model.encoder.groups()["payment.memo"]
+    a, b = (model.encoder.transform([{"payment.memo": m}])[0, cols] for m in ("NETTING Atlas x", "y atlas 77"))
+    word = memo.width - len(memo.values) + memo.values.index("atlas")
+    assert a[word] == b[word] == 1.0

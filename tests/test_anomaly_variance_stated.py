@@ -71,3 +71,15 @@ def test_double_charge_names_the_original_invoice_in_its_own_field():
     assert d["cause"] == "double_charge" and d["invoice_ref"] == "INV/dbl-2" and d["original_invoice_ref"] == "INV/dbl"
     single, _ = by_cid(renewal("one", "240.00", "250.00"))
     assert single["one"].details()["original_invoice_ref"] == ""       # only one invoice: nothing else to name
+
+
+def test_a_downgrade_is_judged_on_its_credit_note():
+    # docs/events.md: a downgrade states a negative amount and expects a credit_note.issued (no invoice at all)
+    def downgrade(cid, credited):
+        return [E("subscription.amended", cid, "-36.00", subscription_id=f"SUB-{cid}", customer_id=f"C-{cid}",
+                  unit_price="-12.00", quantity="5", proration="0.5", tax_rate="0.20"),
+                E("credit_note.issued", cid, credited, 30, subscription_id=f"SUB-{cid}", customer_id=f"C-{cid}")]
+    found, judged = by_cid(downgrade("down_ok", "36.00") + downgrade("down_short", "18.00"))
+    assert set(judged) == {"down_ok", "down_short"} and set(found) == {"down_short"}
+    d = found["down_short"].details()
+    assert d["expected"] == "-36.00" and d["billed"] == "-18.00", d
