@@ -74,10 +74,11 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its children that are still running (the intake processes), from /proc."""
     tick, total = os.sysconf("SC_CLK_TCK"), 0.0
     pids = [pid]
-    try:
-        pids += [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
+    for task in Path(f"/proc/{pid}/task").glob("*"):          # children of any of its threads (the supervisor's)
+        try:
+            pids += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
