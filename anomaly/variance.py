@@ -220,7 +220,11 @@ def group(events: list[Event]) -> list[Transaction]:
         owner = owner_of_ref.get(e.attr("invoice_ref")) or (e.correlation_id if e.correlation_id in txs else None)
         if owner is not None:
             txs[owner].credits.append(e)
-    return [t for t in txs.values() if t.invoices or t.credits]      # a downgrade is judged on its credit note
+    # A transaction is judged once its documents are there: its invoices, or — for an expectation of a credit (a
+    # downgrade states a negative amount, docs/events.md) — its credit notes alone. A charge still waiting for its
+    # invoice is pending, not short, even when a credit note under the same correlation ID came first (a refund of
+    # an earlier period, a credit applied ahead of the renewal's invoice).
+    return [t for t in txs.values() if t.invoices or (t.credits and t.expectation.expected < 0)]
 
 
 def _by_subscription(by_sub: dict[str, list[Expectation]], inv: Event) -> str | None:

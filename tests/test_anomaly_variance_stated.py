@@ -83,3 +83,16 @@ def test_a_downgrade_is_judged_on_its_credit_note():
     assert set(judged) == {"down_ok", "down_short"} and set(found) == {"down_short"}
     d = found["down_short"].details()
     assert d["expected"] == "-36.00" and d["billed"] == "-18.00", d
+
+
+def test_a_charge_waiting_for_its_invoice_is_not_judged_on_a_credit_note_alone():
+    # a renewal expects a charge: a credit note under the same correlation ID before the invoice (a refund of an
+    # earlier period) leaves it pending — judged on its credit alone it would read "billed -20.00, expected 240.00"
+    events = [E("subscription.renewed", "early_credit", "240.00", subscription_id="SUB-x", customer_id="C-x"),
+              E("credit_note.issued", "early_credit", "20.00", 5, invoice_ref="INV/old", customer_id="C-x")]
+    found, judged = by_cid(events)
+    assert found == {} and "early_credit" not in judged
+    # once the invoice arrives the transaction is judged on its net: 260 − 20 = 240, as stated
+    found, judged = by_cid(events + [E("invoice.created", "early_credit", "260.00", 9, invoice_ref="INV/x",
+                                       subscription_id="SUB-x")])
+    assert found == {} and "early_credit" in judged
