@@ -54,19 +54,44 @@ def estimate_cycle(prefix: np.ndarray) -> tuple[int, bool]:
     return M_DEFAULT, False
 
 
+def estimate_noise(prefix: np.ndarray) -> float:
+    """The noise standard deviation of a series prefix: the median absolute deviation of its second differences
+    ÷ 0.6745 ÷ √6 (0.6745 is a normal's MAD, √6 the spread of x[t+1] − 2x[t] + x[t−1] for independent noise; second
+    differences leak less of a smooth cycle than first ones: (2π/m)² against 2π/m of its amplitude)."""
+    x = np.asarray(prefix, float)
+    x = x[np.isfinite(x) & (np.abs(x) < MAX_ABS)]
+    if len(x) < 3:
+        return 0.0
+    h = np.diff(x, 2) / math.sqrt(6)
+    return float(np.median(np.abs(h - np.median(h))) / 0.6745)
+
+
 class LeftDiscord:
     """Feed values with `update`; each returns the left matrix-profile distance of the subsequence ending there
     (nan until there are enough earlier subsequences). Constant subsequences follow stumpy's convention: two flat
-    ones are at distance 0, a flat and a varying one at √m."""
+    ones are at distance 0, a flat and a varying one at √m.
 
-    def __init__(self, m: int, history: int = HISTORY):
+    `noise` (the series' noise standard deviation σn, e.g. from `estimate_noise`; 0 = off) removes what noise alone
+    adds to each distance, after De Paepe et al., Eliminating Noise in the Matrix Profile (ICPRAM 2019): two windows
+    of the same shape, each with independent noise σn, are at squared z-normalised distance ≈ (2m+2)σn²/max(σq,σ)²
+    (σq, σ the two windows' standard deviations), so that is subtracted from every squared distance before the
+    minimum; on a noisy cycle the nearest neighbour of a normal window is then near 0 instead of ≈ √(2m)·σn/σq, and
+    only a real change of shape stands out. `noise_spread` (σn/σq of the newest window) is how much noise alone
+    spreads a pair of matching windows' distance: d² is a sum of m terms (e − e')²/σq² of variance 8σn⁴/σq⁴ each,
+    so d ≈ √(2m)·σn/σq with standard deviation √(8m)σn²/σq² ÷ 2d = σn/σq. A z-score of the corrected distance
+    divides by at least that (StreamDetector): on a clean cycle the corrected distances clip to 0 and their own
+    spread collapses, and without the floor any small distance would score ~1."""
+
+    def __init__(self, m: int, history: int = HISTORY, noise: float = 0.0):
         self.m, self.history = m, max(history, 4 * m)
+        self.noise2 = noise * noise
         self.excl = int(math.ceil(m / 4))
         cap = 2 * self.history
         self.t = np.zeros(cap)                        # values; window j = t[j:j+m], its mean/sd in mu[j], sd[j]
         self.mu, self.sd = np.zeros(cap), np.zeros(cap)
         self.qt = np.zeros(cap)                       # dot products of the newest window with every window j
         self.n = 0
+        self.noise_spread = 0.0                       # σn/σq: the spread noise alone gives the newest distance
 
     def update(self, x: float) -> float:
         m = self.m
@@ -103,4 +128,7 @@ class LeftDiscord:
         else:
             corr = (qt[:k] - m * mu * qmu) / (m * np.where(flat, 1.0, sd) * qsd)
             d2 = np.where(flat, m, 2 * m * (1 - np.clip(corr, -1.0, 1.0)))
+            if self.noise2 > 0:
+                self.noise_spread = math.sqrt(self.noise2) / qsd
+                d2 = d2 - np.where(flat, 0.0, (2 * m + 2) * self.noise2 / np.maximum(sd, qsd) ** 2)
         return float(math.sqrt(max(0.0, float(d2.min()))))

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.discord import MAX_ABS, LeftDiscord, estimate_cycle
+from anomaly.discord import MAX_ABS, LeftDiscord, estimate_cycle, estimate_noise
 
 Timestamp = float | int | str | dt.datetime
 SPATIAL_TIE = 1e-3        # a new extreme scores 1 − this/(1+z): the larger z ranks higher (not a tuned number)
@@ -121,6 +121,7 @@ class DetectorParams:
     discord_weight: float = 1.5   # the discord's z is multiplied by this before it meets the level terms' z
     cycle_level: bool = True      # on a periodic series, the level term compares whole-cycle means
     shape_climb: bool = True      # a shape anomaly's climb after its alarm shows through the quiet period
+    discord_noise: bool = True    # on a cycle, the discord's distances less what noise alone adds (De Paepe et al.)
 
     def __post_init__(self) -> None:
         for name in ("alpha", "alpha_short", "season_alpha"):
@@ -292,7 +293,8 @@ class StreamDetector:
         first = len(self.prefix) == CYCLE_LOOKS[0]
         if first or periodic:
             if self.p.discord:
-                self.discord = LeftDiscord(m)
+                noise = estimate_noise(np.array(self.prefix)) if periodic and self.p.discord_noise else 0.0
+                self.discord = LeftDiscord(m, noise=noise)
                 self.discord_stats = _Ew(0.0)
                 for v in self.prefix[:-1]:
                     self.discord.update(v)
@@ -315,7 +317,10 @@ class StreamDetector:
         if not math.isfinite(d):
             return 0.0
         st = self.discord_stats
-        z = (d - st.mean) / st.sd(1e-9 + abs(st.mean) * 1e-3) if st.n > DISCORD_PREFIX // 4 else 0.0
+        # the spread is floored at what noise alone gives a matching pair's distance (LeftDiscord.noise_spread, 0
+        # without the noise correction): on a clean cycle the corrected distances clip to 0 and so does their spread
+        floor = max(1e-9 + abs(st.mean) * 1e-3, self.discord.noise_spread)
+        z = (d - st.mean) / st.sd(floor) if st.n > DISCORD_PREFIX // 4 else 0.0
         st.add(d)
         return max(0.0, z)
 

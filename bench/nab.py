@@ -43,9 +43,10 @@ DIFF_Z = "baseline: rolling z-score of first differences"
 MP = "baseline: plain matrix-profile discord"
 NO_CYCLE = "default without the cycle level"
 NO_CLIMB = "default without the shape climb"
+NO_NOISE = "default without the discord's noise correction"
 # what the default is measured against in one run: without the discord, without the cycle level, without the shape
 # climb, the two baselines
-HEAD_TO_HEAD = (DEFAULT, NO_DISCORD, NO_CYCLE, NO_CLIMB, DIFF_Z, MP)
+HEAD_TO_HEAD = (DEFAULT, NO_NOISE, NO_DISCORD, NO_CYCLE, NO_CLIMB, DIFF_Z, MP)
 # the ways of combining the discord with the level terms that the default was chosen from, across NAB and UCR
 # (bench/anomaly_eval.py --cross --candidates)
 COMBINATIONS: tuple[str, ...] = (DEFAULT, NO_DISCORD, "discord z × 1 against the level terms",
@@ -67,6 +68,7 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     NO_DISCORD: ({"discord": False}, True),
     NO_CYCLE: ({"cycle_level": False}, True),
     NO_CLIMB: ({"shape_climb": False}, True),
+    NO_NOISE: ({"discord_noise": False}, True),
     DIFF_Z: ({"baseline": "diff_z"}, False),
     MP: ({"baseline": "mp_discord"}, False),
     "no timestamps (no seasonal term)": ({}, False),

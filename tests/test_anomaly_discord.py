@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from anomaly.discord import LeftDiscord, estimate_cycle, estimate_window
+from anomaly.discord import LeftDiscord, estimate_cycle, estimate_noise, estimate_window
 from anomaly.metric import DISCORD_PREFIX, DetectorParams, StreamDetector, score_series
 
 
@@ -38,6 +38,59 @@ def test_incremental_left_profile_matches_the_definition():
             buf = d.t[:d.n]
             assert buf[-1] == v
             assert abs(got - brute(buf, 16)) < 1e-6, i
+
+
+
+def brute_corrected(t: np.ndarray, m: int, noise: float) -> float:
+    """The noise-corrected left matrix profile of the last subsequence of t, from De Paepe et al.'s definition:
+    min over earlier windows of d² − (2m+2)σn²/max(σq, σ)², clipped at 0 (no flat windows here)."""
+    excl = math.ceil(m / 4)
+    last = len(t) - m
+    q = t[last:]
+    best = math.inf
+    for j in range(0, last - excl):
+        a = t[j:j + m]
+        d2 = float(np.sum(((a - a.mean()) / a.std() - (q - q.mean()) / q.std()) ** 2))
+        best = min(best, d2 - (2 * m + 2) * noise ** 2 / max(a.std(), q.std()) ** 2)
+    return math.sqrt(max(0.0, best))
+
+
+def test_the_noise_correction_removes_what_noise_alone_adds():
+    """LeftDiscord(noise=σ) (De Paepe et al.): on a noisy cycle, the newest window's distance to its matching
+    earlier window is what the noise put there (≈ 0.8 here, around √(2m)·σ/σq ≈ 1.1 for one pair, less as the
+    minimum over ~30 matching cycles) and the correction takes it to 0; on pure noise of known σ the nearest
+    neighbour is at ≈ 5.4 of √(2m) = 8 and is all noise, corrected to 0 as well. noise=0 is the old distance
+    exactly, and the incremental corrected distance is the definition computed by brute force."""
+    m, sigma = 32, 0.1
+    rng = np.random.default_rng(0)
+    cycle = np.sin(2 * np.pi * np.arange(1500) / m) + rng.normal(0, sigma, 1500)
+    plain, zero, corrected = LeftDiscord(m), LeftDiscord(m, noise=0.0), LeftDiscord(m, noise=sigma)
+    half = LeftDiscord(m, noise=sigma / 2)                       # half the noise: distances stay above 0
+    d = np.array([(plain.update(v), zero.update(v), corrected.update(v), half.update(v)) for v in cycle])[600:]
+    assert np.array_equal(d[:, 0], d[:, 1])                                        # noise=0: unchanged
+    assert 0.6 < d[:, 0].mean() < 1.1 and d[:, 0].min() > 0.4                      # uncorrected: noise only
+    assert d[:, 2].max() < 0.05                                                     # corrected: ≈ 0
+    assert corrected.noise_spread == pytest.approx(sigma / cycle[-m:].std())
+    assert 0 < d[:, 3].mean() < d[:, 0].mean()
+    for i in (700, 1100, 1499):
+        assert abs(d[i - 600, 3] - brute_corrected(cycle[:i + 1], m, sigma / 2)) < 1e-6, i
+        assert abs(d[i - 600, 0] - brute(cycle[:i + 1], m)) < 1e-6, i
+    noise = np.random.default_rng(1).normal(0, 0.5, 1500)
+    plain, corrected = LeftDiscord(m), LeftDiscord(m, noise=0.5)
+    d = np.array([(plain.update(v), corrected.update(v)) for v in noise])[600:]
+    assert 0.6 * math.sqrt(2 * m) < d[:, 0].mean() < 0.8 * math.sqrt(2 * m) and d[:, 1].max() < 0.05
+
+
+def test_the_noise_is_estimated_from_second_differences():
+    """estimate_noise: σ of the noise on a sine, within 10 %, from its second differences (the sine leaks in as
+    (2π/50)² of its amplitude, ~1.6 %)."""
+    t = np.arange(1000)
+    for seed in range(3):
+        for sigma in (0.05, 0.1, 0.2):
+            x = np.sin(2 * np.pi * t / 50) + np.random.default_rng(seed).normal(0, sigma, len(t))
+            assert estimate_noise(x) == pytest.approx(sigma, rel=0.1), (seed, sigma)
+    assert estimate_noise(np.sin(2 * np.pi * t / 50)) < 0.01
+    assert estimate_noise(np.array([1.0, 2.0])) == 0.0
 
 
 def heartbeat(seed: int, n: int = 8000, period: int = 180, bad: int = 5400) -> np.ndarray:
@@ -174,6 +227,36 @@ def test_a_shape_anomaly_climbs_through_the_quiet_period_and_a_level_shift_does_
     after = s[first + 1:first + 400]                      # its quiet period: hidden unless the margin rule lets through
     assert not any(climbed) and all(x < 0.1 or x >= s[first] + DetectorParams().margin for x in after)
     assert sum(x < 0.1 for x in after) > 300
+
+
+
+def fading_cycle(seed: int, n: int = 7000, period: int = 50, at: int = 5800) -> np.ndarray:
+    """A noisy sine (σ 0.1) whose amplitude fades smoothly to a quarter over 3500–4000, stays there to 5000 and
+    comes back by 5500 — the same shape throughout, only the noise weighs 4× more once z-normalised; at `at` one
+    period is a sine cubed (a true shape anomaly, inside the range)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    ramp = 0.25 + 0.75 * (1 + np.cos(np.linspace(0, np.pi, 500))) / 2
+    amp = np.ones(n)
+    amp[3500:4000], amp[4000:5000], amp[5000:5500] = ramp, 0.25, ramp[::-1]
+    x = amp * np.sin(2 * np.pi * t / period)
+    x[at:at + period] = np.sin(2 * np.pi * np.arange(period) / period) ** 3
+    return x + rng.normal(0, 0.1, n)
+
+
+def test_the_noise_correction_lets_a_shape_anomaly_outrank_a_fading_cycle():
+    """As a cycle fades, the uncorrected distance of each window to the earlier (larger) ones grows with σn/σq —
+    noise, not shape — and the highest score after a 3000-point training prefix falls in the fade, not on the
+    malformed period; with the noise subtracted (DetectorParams.discord_noise, the default) the malformed period
+    is the highest score (UCR's protocol)."""
+    from bench.anomaly_eval import ucr_found
+    for seed in range(3):
+        x = fading_cycle(seed)
+        corrected = np.array(score_series(x))
+        plain = np.array(score_series(x, DetectorParams(discord_noise=False)))
+        assert ucr_found(corrected, 3000, 5801, 5850), seed
+        assert not ucr_found(plain, 3000, 5801, 5850), seed
+        assert 3500 <= 3000 + int(np.argmax(plain[3000:])) < 5500, seed               # … in the fade
 
 
 def test_ucr_protocol_on_a_file_named_as_the_archive_names_them(tmp_path):
