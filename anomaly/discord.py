@@ -84,7 +84,7 @@ class LeftDiscord:
 
     def __init__(self, m: int, history: int = HISTORY, noise: float = 0.0):
         self.m, self.history = m, max(history, 4 * m)
-        self.noise2 = noise * noise
+        self.noise = noise
         self.excl = int(math.ceil(m / 4))
         cap = 2 * self.history
         self.t = np.zeros(cap)                        # values; window j = t[j:j+m], its mean/sd in mu[j], sd[j]
@@ -128,7 +128,7 @@ class LeftDiscord:
         else:
             corr = (qt[:k] - m * mu * qmu) / (m * np.where(flat, 1.0, sd) * qsd)
             d2 = np.where(flat, m, 2 * m * (1 - np.clip(corr, -1.0, 1.0)))
-            if self.noise2 > 0:
-                self.noise_spread = math.sqrt(self.noise2) / qsd
-                d2 = d2 - np.where(flat, 0.0, (2 * m + 2) * self.noise2 / np.maximum(sd, qsd) ** 2)
+            if self.noise > 0:
+                self.noise_spread = self.noise / qsd
+                d2 = d2 - np.where(flat, 0.0, (2 * m + 2) * self.noise * self.noise / np.maximum(sd, qsd) ** 2)
         return float(math.sqrt(max(0.0, float(d2.min()))))

@@ -289,11 +289,12 @@ class StreamDetector:
         self.prefix.append(value)
         if len(self.prefix) not in CYCLE_LOOKS:
             return
-        m, periodic = estimate_cycle(np.array(self.prefix))
+        seen = np.array(self.prefix)
+        m, periodic = estimate_cycle(seen)
         first = len(self.prefix) == CYCLE_LOOKS[0]
         if first or periodic:
             if self.p.discord:
-                noise = estimate_noise(np.array(self.prefix)) if periodic and self.p.discord_noise else 0.0
+                noise = estimate_noise(seen) if periodic and self.p.discord_noise else 0.0
                 self.discord = LeftDiscord(m, noise=noise)
                 self.discord_stats = _Ew(0.0)
                 for v in self.prefix[:-1]:
