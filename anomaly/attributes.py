@@ -29,6 +29,7 @@ import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -81,6 +82,11 @@ class Attribute:
     def width(self) -> int:
         return {"numeric": 2, "category": len(self.values), "text": TEXT_BUCKETS + len(self.values)}[self.kind]
 
+    @cached_property
+    def columns(self) -> dict[str, int]:
+        """The column of each of `values` — a category's value, a text's word — among this attribute's own."""
+        return {v: i for i, v in enumerate(self.values)}
+
     def encode(self, v: str, out: np.ndarray) -> None:
         """Write this attribute's columns for value `v` ('' = missing) into `out` (zeros on entry)."""
         if self.kind == "numeric":
@@ -88,14 +94,14 @@ class Attribute:
             out[0] = _squash(self.median if x is None else x)
             out[1] = float(x is None)
         elif self.kind == "category":
-            if v in self.values:
-                out[self.values.index(v)] = 1.0
+            if (col := self.columns.get(v)) is not None:
+                out[col] = 1.0
         elif v:
             for g in _grams(v):
                 out[_bucket(g)] = 1.0
             for w in words(v):
-                if w in self.values:
-                    out[TEXT_BUCKETS + self.values.index(w)] = 1.0
+                if (col := self.columns.get(w)) is not None:
+                    out[TEXT_BUCKETS + col] = 1.0
 
 
 def _squash(x: float) -> float:
