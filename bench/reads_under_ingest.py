@@ -52,6 +52,12 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * q))] * 1000 if xs else float("nan")
 
 
+def lookup_id(i: int, n: int, stored: int) -> str:
+    """The correlation ID reader `i` looks up in its `n`-th read: one of the stored events' IDs (fill_store gives
+    every 3 events one ID), spread over them; without stored events, an ID nobody sent (a 404 is a read too)."""
+    return f"pay_old_{(i * 7919 + n) % max(1, stored // 3)}" if stored else f"pay_s{i}-{n}"
+
+
 def _reads(host: str, port: int, readers: int, seconds: float, kinds: tuple, stored: int, key: str, out) -> None:
     """Closed-loop readers in their own process (as an outside harness runs them): a read's latency is the
     server's, not the wait for this bench's own event loop, which is busy driving 100 writers."""
@@ -60,8 +66,7 @@ def _reads(host: str, port: int, readers: int, seconds: float, kinds: tuple, sto
     def make_read(i, n):
         kind = kinds[n % len(kinds)]
         if kind == "journey":
-            cid = f"pay_old_{(i * 7919 + n) % max(1, stored // 3)}" if stored else f"pay_s{i}-{n}"
-            return raw_request("GET", f"/api/v1/journeys/{cid}", host, headers=rd)
+            return raw_request("GET", f"/api/v1/journeys/{lookup_id(i, n, stored)}", host, headers=rd)
         return raw_request("GET", kind, host, headers=rd)
 
     async def run() -> dict:
@@ -107,7 +112,7 @@ def read_costs(base: str, key: str, pid: int, kinds: tuple, stored: int, n: int 
         for kind in kinds:
             c0, t0 = _cpu_seconds(pid), time.perf_counter()
             for i in range(n):
-                path = f"/api/v1/journeys/pay_old_{(i * 7919) % max(1, stored // 3)}" if kind == "journey" else kind
+                path = f"/api/v1/journeys/{lookup_id(i, 0, stored)}" if kind == "journey" else kind
                 c.get(path)
             out[kind] = max(0.0, _cpu_seconds(pid) - c0 - idle * (time.perf_counter() - t0)) / n
     return out
