@@ -57,7 +57,9 @@ MODEL_KEY = "anomaly.reconciliation_model"
 FEATURES = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid", "fee_netted", "fx_mismatch",
             "already_paid", "same_amount_recently", "unknown_partner", "other_partner", "hours_unposted",
             "customer_failure_rate",
-            "customer_history", "gateway_failure_rate")
+            "customer_history", "gateway_failure_rate", "hours_waiting")
+# Ages at which a payment is described while it waits for its outcome (hours since settlement; see `waiting_step`).
+WAITING_STEPS_H = (0, 6, 12, 24, 48, 72, 96, 120, 168, 240, 336)
 _SPLIT = re.compile(r"\s*(?:[,;&+]|\band\b)\s*")
 
 
@@ -145,6 +147,33 @@ def decision_lag(payments: list[Payment]) -> dt.timedelta:
     if not delays:
         return dt.timedelta(0)
     return dt.timedelta(seconds=min(max(0.0, delays[int(0.95 * (len(delays) - 1))]), 14 * 86400))
+
+
+def waiting_step(hours: float) -> float:
+    """The step of WAITING_STEPS_H a payment that has waited `hours` for its outcome is described by (the largest
+    step not above it)."""
+    return float(WAITING_STEPS_H[bisect.bisect_right(WAITING_STEPS_H, max(0.0, hours)) - 1])
+
+
+def waiting_rows(labelled: list[Payment]) -> tuple[np.ndarray, np.ndarray]:
+    """Each decided payment once per step of WAITING_STEPS_H at which it was still waiting for its outcome:
+    (index into `labelled`, step in hours). Step 0 always (every payment waits a moment).
+
+    Why: a payment being scored has waited some time without an outcome, and that is evidence — where failures
+    are reported later than matches, a payment still open after most matches have come in is likely a failure.
+    Described at every age it was seen open, a labelled payment teaches the model P(failure | inputs, still
+    waiting at this age) (landmarking, van Houwelingen 2007), and the open payment is described the same way:
+    by the step of its own wait. Where outcomes arrive regardless of how they end, the input carries nothing and
+    the model learns so."""
+    index, steps = [], []
+    for i, p in enumerate(labelled):
+        waited = (_decided_at(p) - p.settled_at).total_seconds() / 3600
+        for step in WAITING_STEPS_H:
+            if step and step >= waited:
+                break
+            index.append(i)
+            steps.append(float(step))
+    return np.array(index, dtype=int), np.array(steps)
 
 
 def _history(payments: list[Payment], history: list[Payment], key, lag: dt.timedelta, window: dt.timedelta | None,
@@ -263,6 +292,7 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
                                         and not f["unknown_partner"]))
         if f["other_partner"]:
             w["other_partner"] = f"customer {p.customer_id} pays an invoice of {inv_customer}"
+        f["hours_waiting"] = 0.0 if p.outcome is not None else waiting_step((now - p.settled_at).total_seconds() / 3600)
         end = p.posted_at or (_decided_at(p) if p.outcome is not None else now)
         f["hours_unposted"] = min(48.0, max(0.0, (end - p.settled_at).total_seconds() / 3600))
         if f["hours_unposted"] >= 1:
@@ -272,6 +302,16 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
             w["gateway_failure_rate"] = (f"{gfails} of {gn} recent payments via {p.gateway or '?'} "
                                          "failed to reconcile")
 
+
+    # How long matches take: an open payment that has waited longer than most reconciled payments did is said so.
+    matched = sorted((_decided_at(p) - p.settled_at).total_seconds() / 3600 for p in decided if p.outcome == 0)
+    for p in payments:
+        if p.outcome is None and matched and p.features["hours_waiting"]:
+            waited = (now - p.settled_at).total_seconds() / 3600
+            sooner = bisect.bisect_left(matched, waited) / len(matched)
+            if sooner >= 0.5:
+                p.words["hours_waiting"] = (f"no outcome {_ago(now - p.settled_at)} after settlement, while "
+                                            f"{sooner:.0%} of the payments that reconciled had theirs sooner")
 
     # The customer's habit: failures of its earlier payments that had no red flag of their own (a failure explained
     # by a missing reference says nothing about the customer; one with everything in order does).
@@ -292,6 +332,8 @@ _RED_FLAGS = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid"
 
 def _ago(d: dt.timedelta) -> str:
     h = d.total_seconds() / 3600
+    if h >= 48:
+        return f"{h / 24:.1f} days"
     return f"{h:.0f} h" if h >= 1 else f"{d.total_seconds() / 60:.0f} min"
 
 
@@ -353,6 +395,7 @@ class RiskModel:
     baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))     # per-column training median
     low: np.ndarray = field(default_factory=lambda: np.zeros(0))          # per-column training range
     high: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    inputs: tuple[str, ...] = FEATURES      # the red-flag inputs it was trained on: another list means retrain
 
     def matrix(self, ps: list[Payment]) -> np.ndarray:
         """Red flags beside every attribute, encoded with the vocabulary learned at training (same at scoring)."""
@@ -419,11 +462,11 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
     cut = int(len(labelled) * 0.75)
     # the comparison sees only what the older three quarters taught: vocabulary included
     enc_tr = AttributeEncoder().fit([p.attributes for p in labelled[:cut]])
-    Xtr = _full_matrix(labelled[:cut], enc_tr)
-    Xte = np.clip(_full_matrix(labelled[cut:], enc_tr), Xtr.min(axis=0), Xtr.max(axis=0))    # as scoring does
-    ytr, yte = y[:cut], y[cut:]
+    Xtr, ytr = _waiting_matrix(labelled[:cut], enc_tr)
+    Xte, yte = _waiting_matrix(labelled[cut:], enc_tr)
+    Xte = np.clip(Xte, Xtr.min(axis=0), Xtr.max(axis=0))    # as scoring does
     if not (0 < ytr.sum() < len(ytr)):
-        Xtr, ytr = np.vstack([Xtr, Xte]), y          # degenerate split: compare in-sample rather than not at all
+        Xtr, ytr = np.vstack([Xtr, Xte]), np.concatenate([ytr, yte])   # degenerate split: compare in-sample
     compared, fitted = {}, {}
     for name, est in _candidates().items():
         fitted[name] = est.fit(Xtr, ytr)
@@ -432,7 +475,8 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
     held = fitted[best].predict_proba(Xte)[:, 1]
     probe = RiskModel(fitted[best], best, version, "", ("", ""), {}, float(ytr.mean()), enc_tr)
     base = float(ytr.mean())
-    metrics = {"held_out": len(yte), "held_out_failures": int(yte.sum()), "compared": compared, "chosen": best,
+    metrics = {"held_out": len(labelled) - cut, "held_out_failures": int(y[cut:].sum()), "held_out_rows": len(yte),
+               "compared": compared, "chosen": best,
                "reliability": reliability(yte, held),
                "baselines": {"constant": _metrics(yte, np.full(len(yte), base)),
                              "rules": {"roc_auc": round(float(roc_auc_score(yte, rules_score(Xte))), 4)
@@ -440,11 +484,19 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
                "importance": permutation_importance(probe.predict, Xte, yte, probe.groups())[:20]}
     encoder = AttributeEncoder().fit([p.attributes for p in labelled])
     metrics["attributes"] = encoder.describe()
-    X = _full_matrix(labelled, encoder)
-    final = _candidates()[best].fit(X, y)
+    X, yall = _waiting_matrix(labelled, encoder)
+    final = _candidates()[best].fit(X, yall)
     return RiskModel(final, best, version, (now or utcnow()).isoformat(),
                      (labelled[0].settled_at.isoformat(), labelled[-1].settled_at.isoformat()), metrics,
                      float(y.mean()), encoder, np.median(X, axis=0), X.min(axis=0), X.max(axis=0))
+
+
+def _waiting_matrix(labelled: list[Payment], encoder: AttributeEncoder) -> tuple[np.ndarray, np.ndarray]:
+    """Model rows of decided payments, one per step each waited (`waiting_rows`), and their outcomes."""
+    index, steps = waiting_rows(labelled)
+    X = _full_matrix(labelled, encoder)[index]
+    X[:, FEATURES.index("hours_waiting")] = steps
+    return X, np.array([labelled[i].outcome for i in index])
 
 
 def save(store: Store, model: RiskModel) -> None:
@@ -482,6 +534,8 @@ CHECKS = {
     "hours_unposted": "The payment is not posted in Odoo yet: check the payment webhook and the posting queue.",
     "customer_failure_rate": "This customer's payments often need matching by hand: match this one now.",
     "gateway_failure_rate": "Many recent {gateway} payments failed to match: check the {gateway} settlement report.",
+    "hours_waiting": "Most payments have matched by now and this one has not: look for it in Odoo's bank "
+                     "reconciliation and match it to its invoice by hand.",
 }
 
 
@@ -520,7 +574,7 @@ def explain(model: RiskModel, ps: list[Payment], X: np.ndarray, probs: np.ndarra
     Measured in log-odds, not probability: a payment the model is sure of (0.999) still has its reasons — in
     probability one of two redundant signals removed changes nothing, in log-odds each shows its weight."""
     healthy = {k: 0.0 for k in FEATURES}
-    healthy["customer_failure_rate"] = healthy["gateway_failure_rate"] = model.base_rate
+    healthy["customer_failure_rate"] = healthy["gateway_failure_rate"] = model.base_rate    # hours_waiting: 0
     groups = model.groups()
     names = list(groups)
     base = _log_odds(probs)
@@ -583,7 +637,8 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
     payments, invoices, customers = load_payments(store)
     featurize(payments, invoices, customers, now)
     model = load(store)
-    due = model is None or retrain or now - dt.datetime.fromisoformat(model.trained_at) >= RETRAIN_EVERY
+    due = model is None or retrain or getattr(model, "inputs", ()) != FEATURES \
+        or now - dt.datetime.fromisoformat(model.trained_at) >= RETRAIN_EVERY
     summary: dict[str, Any] = {"payments": len(payments), "open": sum(p.outcome is None for p in payments),
                "labelled": sum(p.outcome is not None for p in payments)}
     if due:
@@ -592,7 +647,7 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
             save(store, model)
             summary["retrained"] = True
         except NotEnoughHistory as e:
-            if model is None:
+            if model is None or getattr(model, "inputs", ()) != FEATURES:    # none, or one of other inputs
                 return [], {**summary, "model": None, "refused": str(e)}
             summary["retrain_refused"] = str(e)
     assert model is not None, "trained above, or loaded and not due"

@@ -98,11 +98,12 @@ def test_history_features_are_identical_at_training_and_scoring_time_with_late_o
     for p in later:                                      # scoring's view: their outcomes are not in yet
         p.outcome, p.decided_at = None, None
     risk.featurize(ps, invoices, customers, now)
+    clocks = ("hours_unposted", "hours_waiting")     # how long so far: training describes it per waiting step
     for p in later:          # same history counts; only the smoothing prior (global known rate) moves a little
         f, t = p.features, trained_view[p.correlation_id]
         assert set(f) == set(t) and f["customer_history"] == t["customer_history"]
-        assert {k: v for k, v in f.items() if k != "hours_unposted"} == \
-            pytest.approx({k: v for k, v in t.items() if k != "hours_unposted"}, abs=0.01), p.correlation_id
+        assert {k: v for k, v in f.items() if k not in clocks} == \
+            pytest.approx({k: v for k, v in t.items() if k not in clocks}, abs=0.01), p.correlation_id
     assert all(p.features["customer_history"] > 0 for p in later[-50:])   # the newest still have history
     assert len(known) > 0
 
@@ -148,3 +149,86 @@ def test_the_payment_currency_is_an_input_and_text_keeps_its_words(store):
     a, b = (model.encoder.transform([{"payment.memo": m}])[0, cols] for m in ("NETTING Atlas x", "y atlas 77"))
     word = memo.width - len(memo.values) + memo.values.index("atlas")
     assert a[word] == b[word] == 1.0
+
+
+FAILS, FAIL_DAYS, MATCH_DAYS = 0.2, (3.0, 5.0), (0.05, 1.0)
+
+
+def waiting_business(seed: int, n: int = 3000):
+    """Payments alike in every input; failures are reported 3–5 days after settlement, matches within a day. At
+    the end, only how long an open payment has waited tells them apart."""
+    rng = random.Random(seed)
+    ps, invoices = [], {}
+    for i in range(n):
+        failed = rng.random() < FAILS
+        at = T0 + dt.timedelta(minutes=20 * i)
+        delay = dt.timedelta(days=rng.uniform(*FAIL_DAYS) if failed else rng.uniform(*MATCH_DAYS))
+        ref = f"INV/2026/{i:06d}"
+        invoices[ref] = (Decimal("100.00"), "EUR", f"C-{i % 300}", {})
+        ps.append(risk.Payment(f"pay_{i}", f"PAY/{i}", ref, f"C-{i % 300}", "bank", "EUR", Decimal("100.00"),
+                               Decimal(0), at, at + dt.timedelta(minutes=5), int(failed), at + delay,
+                               attributes={"payment.source": "bank", "payment.currency": "EUR"}))
+    return ps, invoices, {f"C-{i}" for i in range(300)}
+
+
+def test_a_payment_is_described_at_every_step_it_waited():
+    at = T0
+    quick = risk.Payment("q", "", "", "", "", "EUR", Decimal(1), Decimal(0), at, at, 0, at + dt.timedelta(hours=2))
+    slow = risk.Payment("s", "", "", "", "", "EUR", Decimal(1), Decimal(0), at, at, 1, at + dt.timedelta(hours=30))
+    index, steps = risk.waiting_rows([quick, slow])
+    assert list(zip(index.tolist(), steps.tolist())) == [(0, 0.0), (1, 0.0), (1, 6.0), (1, 12.0), (1, 24.0)]
+    assert risk.waiting_step(5.9) == 0.0 and risk.waiting_step(30) == 24.0 and risk.waiting_step(10_000) == 336.0
+
+
+def test_a_payment_waiting_longer_than_matches_take_is_ranked_as_the_failure_it_likely_is():
+    """Outcomes days late, failures later than matches: the open payments' waits are the only signal. Trained on
+    the decided payments described at every step they waited, the model ranks the open ones by it (a model that
+    ignores the wait cannot tell them apart: 0.5) and says so in words."""
+    ps, invoices, customers = waiting_business(11)
+    now = ps[-1].settled_at + dt.timedelta(hours=1)
+    truth = {p.correlation_id: p.outcome for p in ps}
+    for p in ps:
+        if p.decided_at > now:
+            p.outcome, p.decided_at = None, None
+    risk.featurize(ps, invoices, customers, now)
+    model = risk.train(ps, now=now)
+    open_ = [p for p in ps if p.outcome is None]
+    y = np.array([truth[p.correlation_id] for p in open_])
+    assert 20 < y.sum() < len(y) - 20
+    X = model.matrix(open_)
+    probs = model.predict(X)
+
+    def still_waiting(days: float, span: tuple[float, float]) -> float:
+        return min(1.0, max(0.0, (span[1] - days) / (span[1] - span[0])))
+    waits = [(now - p.settled_at).total_seconds() / 86400 for p in open_]
+    bayes = [FAILS * still_waiting(d, FAIL_DAYS) / (FAILS * still_waiting(d, FAIL_DAYS)
+                                                    + (1 - FAILS) * still_waiting(d, MATCH_DAYS)) for d in waits]
+    assert roc_auc_score(y, bayes) > 0.8                       # the wait does tell them apart
+    assert roc_auc_score(y, probs) >= 0.93 * roc_auc_score(y, bayes)
+    blind = X.copy()
+    blind[:, risk.FEATURES.index("hours_waiting")] = 0.0
+    assert roc_auc_score(y, model.predict(blind)) < 0.6        # without it: no better than a coin
+    assert any(d["input"] == "hours_waiting" and d["importance"] > 0.05 for d in model.metrics["importance"])
+    oldest = int(np.argmax([now - p.settled_at for p in open_]))
+    words, check = risk.explain(model, [open_[oldest]], X[[oldest]], probs[[oldest]])[0]
+    assert any(w.startswith("no outcome") and "of the payments that reconciled had theirs sooner" in w
+               for w in words), words
+    assert "match it to its invoice by hand" in check
+
+
+def test_a_stored_model_of_other_inputs_is_retrained_not_used(store, monkeypatch):
+    """A model trained before an input was added cannot score today's matrix: it is retrained at once, and
+    while retraining is refused it is not used (no half-width matrix, no crash)."""
+    ps, invoices, customers = waiting_business(12, 600)
+    risk.featurize(ps, invoices, customers, ps[-1].settled_at)
+    stale = risk.train(ps[:400], now=ps[400].settled_at)
+    stale.inputs = risk.FEATURES[:-1]
+    risk.save(store, stale)
+    monkeypatch.setattr(risk, "load_payments", lambda s: (ps, invoices, customers))
+    scored, summary = risk.score_open(store, now=ps[-1].settled_at)
+    assert summary.get("retrained") and summary["version"] == 2 and risk.load(store).inputs == risk.FEATURES
+    risk.save(store, stale)
+    few = ps[:50]
+    monkeypatch.setattr(risk, "load_payments", lambda s: (few, invoices, customers))
+    scored, summary = risk.score_open(store, now=ps[60].settled_at)
+    assert scored == [] and summary["model"] is None and "needs at least" in summary["refused"]

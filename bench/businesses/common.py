@@ -5,6 +5,7 @@ customers as agents day by day, tables.py samples transactions from rate tables 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -17,6 +18,9 @@ class Generated:
     billing_errors: dict[str, str] = field(default_factory=dict)     # correlation ID → injected cause
     transactions: set[str] = field(default_factory=set)              # every billed transaction (correlation ID)
     payments: list[dict] = field(default_factory=list)   # correlation_id, failure_probability, failed, decided_at
+    # P(failure | all a scorer can observe at `now`) per open payment, where that differs from the generator's
+    # failure_probability (a hidden effect only history reveals, delays that depend on the outcome); None: equal
+    observable_bayes: Callable[[dt.datetime], dict[str, float]] | None = None
 
 
 def cents(x: Decimal) -> Decimal:
