@@ -84,6 +84,14 @@ class Payment:
     features: dict[str, float] = field(default_factory=dict)
     words: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)   # payment.<key> and invoice.<key>, as sent
+    # when the money settled (`payment.settled`), if later than `settled_at` (the first of received / settled)
+    waiting_since: dt.datetime | None = None
+
+    @property
+    def waiting_from(self) -> dt.datetime:
+        """Where the wait for an outcome starts: matching needs the money, so at its settlement when reported
+        (a bank transfer is received hours or days before it settles), else when the payment was first seen."""
+        return self.waiting_since or self.settled_at
 
 
 def _utc(t):
@@ -105,7 +113,8 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
                multiIf(countIf(Type = 'payment.reconciliation_failed') > 0, 1,
                        countIf(Type = 'payment.reconciled') > 0, 0, -1),
                minIf(OccurredAt, Type IN ('payment.reconciled', 'payment.reconciliation_failed')),
-               argMinIf(Attributes, {first}), argMinIf(Source, {first})
+               argMinIf(Attributes, {first}), argMinIf(Source, {first}),
+               countIf(Type = 'payment.settled') > 0, minIf(OccurredAt, Type = 'payment.settled')
         FROM (SELECT * FROM {ev} WHERE Type IN ('payment.received', 'payment.settled', 'payment.posted',
                                                 'payment.reconciled', 'payment.reconciliation_failed')
               LIMIT 1 BY EventId)
@@ -116,8 +125,11 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
                         _utc(decided) if out >= 0 else None,
                         attributes={**{f"payment.{k}": str(v) for k, v in dict(attrs).items()},
                                     "payment.source": source or "", "payment.currency": cur or ""})
-                for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided, attrs, source
-                in rows]
+                for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided, attrs, source,
+                has_cleared, cleared in rows]
+    for p, (*_, has_cleared, cleared) in zip(payments, rows):
+        if has_cleared and _utc(cleared) > p.settled_at:
+            p.waiting_since = _utc(cleared)
     invoices = {ref: (amt, cur, cust, dict(attrs)) for ref, amt, cur, cust, attrs in store.query(f"""
         SELECT Attributes['invoice_ref'] AS ref, argMax(Amount, OccurredAt), argMax(Currency, OccurredAt),
                argMax(Attributes['customer_id'], OccurredAt), argMax(Attributes, OccurredAt)
@@ -157,7 +169,8 @@ def waiting_step(hours: float) -> float:
 
 def waiting_rows(labelled: list[Payment]) -> tuple[np.ndarray, np.ndarray]:
     """Each decided payment once per step of WAITING_STEPS_H at which it was still waiting for its outcome:
-    (index into `labelled`, step in hours). Step 0 always (every payment waits a moment).
+    (index into `labelled`, step in hours), the wait counted from `Payment.waiting_from`. Step 0 always (every
+    payment waits a moment).
 
     Why: a payment being scored has waited some time without an outcome, and that is evidence — where failures
     are reported later than matches, a payment still open after most matches have come in is likely a failure.
@@ -167,7 +180,7 @@ def waiting_rows(labelled: list[Payment]) -> tuple[np.ndarray, np.ndarray]:
     the model learns so."""
     index, steps = [], []
     for i, p in enumerate(labelled):
-        waited = (_decided_at(p) - p.settled_at).total_seconds() / 3600
+        waited = (_decided_at(p) - p.waiting_from).total_seconds() / 3600
         for step in WAITING_STEPS_H:
             if step and step >= waited:
                 break
@@ -292,7 +305,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
                                         and not f["unknown_partner"]))
         if f["other_partner"]:
             w["other_partner"] = f"customer {p.customer_id} pays an invoice of {inv_customer}"
-        f["hours_waiting"] = 0.0 if p.outcome is not None else waiting_step((now - p.settled_at).total_seconds() / 3600)
+        waited = (now - p.waiting_from).total_seconds() / 3600
+        f["hours_waiting"] = 0.0 if p.outcome is not None else waiting_step(waited)
         end = p.posted_at or (_decided_at(p) if p.outcome is not None else now)
         f["hours_unposted"] = min(48.0, max(0.0, (end - p.settled_at).total_seconds() / 3600))
         if f["hours_unposted"] >= 1:
@@ -304,13 +318,13 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
 
 
     # How long matches take: an open payment that has waited longer than most reconciled payments did is said so.
-    matched = sorted((_decided_at(p) - p.settled_at).total_seconds() / 3600 for p in decided if p.outcome == 0)
+    matched = sorted((_decided_at(p) - p.waiting_from).total_seconds() / 3600 for p in decided if p.outcome == 0)
     for p in payments:
         if p.outcome is None and matched and p.features["hours_waiting"]:
-            waited = (now - p.settled_at).total_seconds() / 3600
+            waited = (now - p.waiting_from).total_seconds() / 3600
             sooner = bisect.bisect_left(matched, waited) / len(matched)
             if sooner >= 0.5:
-                p.words["hours_waiting"] = (f"no outcome {_ago(now - p.settled_at)} after settlement, while "
+                p.words["hours_waiting"] = (f"no outcome {_ago(now - p.waiting_from)} after settlement, while "
                                             f"{sooner:.0%} of the payments that reconciled had theirs sooner")
 
     # The customer's habit: failures of its earlier payments that had no red flag of their own (a failure explained

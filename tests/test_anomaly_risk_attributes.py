@@ -232,3 +232,31 @@ def test_a_stored_model_of_other_inputs_is_retrained_not_used(store, monkeypatch
     monkeypatch.setattr(risk, "load_payments", lambda s: (few, invoices, customers))
     scored, summary = risk.score_open(store, now=ps[60].settled_at)
     assert scored == [] and summary["model"] is None and "needs at least" in summary["refused"]
+
+
+def test_the_wait_starts_when_the_money_settles(store):
+    """A bank transfer is received days before it settles, and nothing can be matched before the money is there:
+    its wait for an outcome is counted from `payment.settled`, not from `payment.received`."""
+    from collector.events import EVENT_COLUMNS, validate_event
+    from collector.rowcodec import event_rows_for_insert
+    events = []
+
+    def ev(typ, cid, at, **attrs):
+        e = {"event_id": f"e{len(events)}", "type": typ, "correlation_id": cid, "source": "bank",
+             "occurred_at": at.isoformat().replace("+00:00", "Z"), "amount": "50.00", "currency": "EUR",
+             "attributes": {"payment_ref": cid, **attrs}}
+        events.append(validate_event(e)[0])
+    ev("payment.received", "wire", T0)
+    ev("payment.settled", "wire", T0 + dt.timedelta(days=2))
+    ev("payment.reconciled", "wire", T0 + dt.timedelta(days=2, hours=5))
+    ev("payment.settled", "card", T0)                      # settled at once: no received event of its own
+    ev("payment.received", "pending", T0)
+    ev("payment.settled", "pending", T0 + dt.timedelta(days=3))
+    store.insert("events", event_rows_for_insert(events), EVENT_COLUMNS)
+    ps = {p.correlation_id: p for p in risk.load_payments(store)[0]}
+    assert ps["wire"].settled_at == T0 and ps["wire"].waiting_from == T0 + dt.timedelta(days=2)
+    assert ps["card"].waiting_from == ps["card"].settled_at == T0
+    index, steps = risk.waiting_rows([ps["wire"]])
+    assert steps.tolist() == [0.0]                         # decided 5 h after settling, though 53 h after receipt
+    risk.featurize(list(ps.values()), {}, set(), T0 + dt.timedelta(days=3, hours=13))
+    assert ps["pending"].features["hours_waiting"] == 12.0     # 13 h since it settled, not 3.5 days
