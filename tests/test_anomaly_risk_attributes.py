@@ -260,3 +260,13 @@ def test_the_wait_starts_when_the_money_settles(store):
     assert steps.tolist() == [0.0]                         # decided 5 h after settling, though 53 h after receipt
     risk.featurize(list(ps.values()), {}, set(), T0 + dt.timedelta(days=3, hours=13))
     assert ps["pending"].features["hours_waiting"] == 12.0     # 13 h since it settled, not 3.5 days
+
+
+def test_training_learns_from_the_newest_decided_payments_only(monkeypatch):
+    """Memory and time stay bounded however long the history: the newest MAX_LABELLED decided payments train."""
+    ps, invoices, customers, _ = business(5, 900)
+    risk.featurize(ps, invoices, customers, ps[-1].settled_at + 2 * OUTCOME_DELAY)
+    monkeypatch.setattr(risk, "MAX_LABELLED", 400)
+    model = risk.train(ps)
+    assert model.window == (ps[-400].settled_at.isoformat(), ps[-1].settled_at.isoformat())
+    assert model.metrics["held_out"] == 100
