@@ -413,7 +413,9 @@ class RiskModel:
     baseline: np.ndarray = field(default_factory=lambda: np.zeros(0))     # per-column training median
     low: np.ndarray = field(default_factory=lambda: np.zeros(0))          # per-column training range
     high: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    inputs: tuple[str, ...] = FEATURES      # the red-flag inputs it was trained on: another list means retrain
+    # the red-flag inputs it was trained on: another list means retrain. A default_factory, not a plain default: a
+    # plain one is also a class attribute, and a model pickled before this field existed would read it as FEATURES
+    inputs: tuple[str, ...] = field(default_factory=lambda: FEATURES)
 
     def matrix(self, ps: list[Payment]) -> np.ndarray:
         """Red flags beside every attribute, encoded with the vocabulary learned at training (same at scoring)."""

@@ -270,3 +270,18 @@ def test_training_learns_from_the_newest_decided_payments_only(monkeypatch):
     model = risk.train(ps)
     assert model.window == (ps[-400].settled_at.isoformat(), ps[-1].settled_at.isoformat())
     assert model.metrics["held_out"] == 100
+
+
+def test_a_model_stored_before_inputs_were_recorded_is_retrained(store, monkeypatch):
+    """A model pickled before `RiskModel.inputs` existed has no such attribute of its own; it was trained on other
+    inputs, so it is retrained, never scored with (the class default must not stand in for what it was trained on)."""
+    ps, invoices, customers = waiting_business(13, 600)
+    risk.featurize(ps, invoices, customers, ps[-1].settled_at)
+    old = risk.train(ps[:400], now=ps[-1].settled_at)
+    del old.__dict__["inputs"]                              # what unpickling a model of the earlier class gives
+    risk.save(store, old)
+    assert not hasattr(risk.load(store), "inputs") or risk.load(store).inputs != risk.FEATURES
+    monkeypatch.setattr(risk, "load_payments", lambda s: (ps, invoices, customers))
+    scored, summary = risk.score_open(store, now=ps[-1].settled_at)
+    assert summary.get("retrained") and summary["version"] == 2
+
