@@ -90,6 +90,7 @@ class Payment:
     attributes: dict[str, str] = field(default_factory=dict)   # payment.<key> and invoice.<key>, as sent
     # when the money settled (`payment.settled`), if later than `settled_at` (the first of received / settled)
     waiting_since: dt.datetime | None = None
+    has_settled: bool = True      # a `payment.settled` event arrived (False: only `payment.received` so far)
 
     @property
     def waiting_from(self) -> dt.datetime:
@@ -132,6 +133,7 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
                 for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided, attrs, source,
                 has_cleared, cleared in rows]
     for p, (*_, has_cleared, cleared) in zip(payments, rows):
+        p.has_settled = bool(has_cleared)
         if has_cleared and _utc(cleared) > p.settled_at:
             p.waiting_since = _utc(cleared)
     invoices = {ref: (amt, cur, cust, dict(attrs)) for ref, amt, cur, cust, attrs in store.query(f"""
@@ -246,6 +248,14 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
     decided = [p for p in payments if p.outcome is not None]
     prior = (sum(p.outcome or 0 for p in decided) + 1) / (len(decided) + 2)
     lag = decision_lag(payments)
+    # Gateways whose decided payments mostly got a `payment.settled`: one of theirs still open without it has not
+    # started waiting (its wait counts from settlement, as in training: nothing is matched before the money is
+    # there) and is described at step 0. Where a gateway sends none, the wait counts from receipt.
+    sent: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for p in decided:
+        sent[p.gateway][0] += p.has_settled
+        sent[p.gateway][1] += 1
+    settles = {gw: 2 * n_settled >= n for gw, (n_settled, n) in sent.items()}
     by_gateway = _history(payments, payments, lambda p: p.gateway, lag, dt.timedelta(days=7), prior, 20.0)
     paid_before: dict[str, list[Payment]] = defaultdict(list)
     recent_by_customer: dict[str, list[Payment]] = defaultdict(list)
@@ -310,11 +320,14 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         if f["other_partner"]:
             w["other_partner"] = f"customer {p.customer_id} pays an invoice of {inv_customer}"
         waited = (now - p.waiting_from).total_seconds() / 3600
-        f["hours_waiting"] = 0.0 if p.outcome is not None else waiting_step(waited)
-        end = p.posted_at or (_decided_at(p) if p.outcome is not None else now)
-        f["hours_unposted"] = min(48.0, max(0.0, (end - p.settled_at).total_seconds() / 3600))
-        if f["hours_unposted"] >= 1:
-            w["hours_unposted"] = f"not posted in Odoo for {f['hours_unposted']:.0f} h after settlement"
+        f["hours_waiting"] = 0.0 if p.outcome is not None or (not p.has_settled and settles.get(p.gateway)) \
+            else waiting_step(waited)
+        unposted = _unposted(p, _decided_at(p) if p.outcome is not None else now)
+        # an open payment is described as of its waiting step, as training describes its rows (`_waiting_matrix`)
+        f["hours_unposted"] = unposted if p.outcome is not None else \
+            _unposted(p, p.waiting_from + dt.timedelta(hours=f["hours_waiting"]))
+        if unposted >= 1:
+            w["hours_unposted"] = f"not posted in Odoo for {unposted:.0f} h after settlement"
         f["gateway_failure_rate"] = grate
         if gn and gfails and grate > 1.5 * prior:
             w["gateway_failure_rate"] = (f"{gfails} of {gn} recent payments via {p.gateway or '?'} "
@@ -353,6 +366,13 @@ def _ago(d: dt.timedelta) -> str:
     if h >= 48:
         return f"{h / 24:.1f} days"
     return f"{h:.0f} h" if h >= 1 else f"{d.total_seconds() / 60:.0f} min"
+
+
+def _unposted(p: Payment, at: dt.datetime) -> float:
+    """Hours the payment had gone unposted in Odoo since its money settled (`Payment.waiting_from`), as of `at`
+    (at most 48)."""
+    end = min(p.posted_at, at) if p.posted_at else at
+    return min(48.0, max(0.0, (end - p.waiting_from).total_seconds() / 3600))
 
 
 def _matrix(ps: list[Payment]) -> np.ndarray:
@@ -513,10 +533,15 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
 
 
 def _waiting_matrix(labelled: list[Payment], encoder: AttributeEncoder) -> tuple[np.ndarray, np.ndarray]:
-    """Model rows of decided payments, one per step each waited (`waiting_rows`), and their outcomes."""
+    """Model rows of decided payments, one per step each waited (`waiting_rows`), and their outcomes. A row
+    describes its payment at that moment of its wait: the time it had gone unposted is counted up to then, not up
+    to its outcome (a payment posted after, or never, was not posted yet at the moment described)."""
     index, steps = waiting_rows(labelled)
     X = _full_matrix(labelled, encoder)[index]
     X[:, FEATURES.index("hours_waiting")] = steps
+    X[:, FEATURES.index("hours_unposted")] = [
+        _unposted(labelled[i], min(labelled[i].waiting_from + dt.timedelta(hours=float(s)), _decided_at(labelled[i])))
+        for i, s in zip(index.tolist(), steps.tolist())]
     return X, np.array([labelled[i].outcome for i in index])
 
 

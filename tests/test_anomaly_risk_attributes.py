@@ -252,6 +252,7 @@ def test_the_wait_starts_when_the_money_settles(store):
     ev("payment.settled", "card", T0)                      # settled at once: no received event of its own
     ev("payment.received", "pending", T0)
     ev("payment.settled", "pending", T0 + dt.timedelta(days=3))
+    ev("payment.received", "unsettled", T0 + dt.timedelta(days=3))     # its money not there yet
     store.insert("events", event_rows_for_insert(events), EVENT_COLUMNS)
     ps = {p.correlation_id: p for p in risk.load_payments(store)[0]}
     assert ps["wire"].settled_at == T0 and ps["wire"].waiting_from == T0 + dt.timedelta(days=2)
@@ -260,6 +261,8 @@ def test_the_wait_starts_when_the_money_settles(store):
     assert steps.tolist() == [0.0]                         # decided 5 h after settling, though 53 h after receipt
     risk.featurize(list(ps.values()), {}, set(), T0 + dt.timedelta(days=3, hours=13))
     assert ps["pending"].features["hours_waiting"] == 12.0     # 13 h since it settled, not 3.5 days
+    assert ps["wire"].has_settled and not ps["unsettled"].has_settled
+    assert ps["unsettled"].features["hours_waiting"] == 0.0    # received 13 h ago, not settled: not waiting yet
 
 
 def test_training_learns_from_the_newest_decided_payments_only(monkeypatch):
@@ -285,3 +288,44 @@ def test_a_model_stored_before_inputs_were_recorded_is_retrained(store, monkeypa
     scored, summary = risk.score_open(store, now=ps[-1].settled_at)
     assert summary.get("retrained") and summary["version"] == 2
 
+
+def test_an_open_payment_whose_money_has_not_settled_has_not_started_waiting():
+    """Where a gateway's payments settle after they are received, one received but not settled yet is described at
+    step 0, as training describes its decided payments (their wait counts from settlement); where a gateway never
+    sends `payment.settled`, the wait counts from receipt."""
+    ps = []
+    for i in range(40):
+        at = T0 + dt.timedelta(hours=i)
+        for gw in ("bank", "stripe"):
+            p = risk.Payment(f"{gw}{i}", "", "", "", gw, "EUR", Decimal(1), Decimal(0), at, at, 0,
+                             at + dt.timedelta(days=3), has_settled=gw == "bank")
+            p.waiting_since = at + dt.timedelta(hours=30) if gw == "bank" else None
+            ps.append(p)
+    now = T0 + dt.timedelta(days=5)
+    wire = risk.Payment("wire", "", "", "", "bank", "EUR", Decimal(1), Decimal(0), now - dt.timedelta(hours=50),
+                        None, None, None, has_settled=False)
+    card = risk.Payment("card", "", "", "", "stripe", "EUR", Decimal(1), Decimal(0), now - dt.timedelta(hours=50),
+                        None, None, None, has_settled=False)
+    risk.featurize([*ps, wire, card], {}, set(), now)
+    assert wire.features["hours_waiting"] == 0.0 and "hours_waiting" not in wire.words
+    assert card.features["hours_waiting"] == 48.0
+
+
+def test_time_unposted_is_described_as_of_each_waiting_step():
+    """A training row describes its payment at a moment of its wait: how long it had been unposted *then*, not
+    until its outcome (a payment never posted and failed after 40 h was unposted 0 h at settlement, 24 h a day
+    after). An open payment is described the same way, at its own step."""
+    at = T0
+    never = risk.Payment("n", "", "", "", "", "EUR", Decimal(1), Decimal(0), at, None, 1, at + dt.timedelta(hours=40))
+    late = risk.Payment("l", "", "", "", "", "EUR", Decimal(1), Decimal(0), at, at + dt.timedelta(hours=8), 0,
+                        at + dt.timedelta(hours=30))
+    now = at + dt.timedelta(hours=30)
+    waiting = risk.Payment("w", "", "", "", "", "EUR", Decimal(1), Decimal(0), at, None, None, None)
+    risk.featurize([never, late, waiting], {}, set(), now)
+    X, y = risk._waiting_matrix([never, late], AttributeEncoder().fit([{}, {}]))
+    col = risk.FEATURES.index
+    rows = {(float(y[k]), X[k, col("hours_waiting")]): X[k, col("hours_unposted")] for k in range(len(y))}
+    assert rows == {(1.0, 0.0): 0.0, (1.0, 6.0): 6.0, (1.0, 12.0): 12.0, (1.0, 24.0): 24.0,
+                    (0.0, 0.0): 0.0, (0.0, 6.0): 6.0, (0.0, 12.0): 8.0, (0.0, 24.0): 8.0}
+    assert waiting.features["hours_waiting"] == 24.0 and waiting.features["hours_unposted"] == 24.0
+    assert "30 h" in waiting.words["hours_unposted"]            # the words say how long it really is
