@@ -327,7 +327,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         f["hours_unposted"] = unposted if p.outcome is not None else \
             _unposted(p, p.waiting_from + dt.timedelta(hours=f["hours_waiting"]))
         if unposted >= 1:
-            w["hours_unposted"] = f"not posted in Odoo for {unposted:.0f} h after settlement"
+            w["hours_unposted"] = (f"posted in Odoo only {unposted:.0f} h after settlement" if p.posted_at
+                                   else f"not posted in Odoo for {unposted:.0f} h after settlement")
         f["gateway_failure_rate"] = grate
         if gn and gfails and grate > 1.5 * prior:
             w["gateway_failure_rate"] = (f"{gfails} of {gn} recent payments via {p.gateway or '?'} "
@@ -578,6 +579,8 @@ CHECKS = {
     "unknown_partner": "The payer is not a known customer: find who paid and link the payment to that customer.",
     "other_partner": "Another customer paid this invoice: confirm with both and allocate it by hand.",
     "hours_unposted": "The payment is not posted in Odoo yet: check the payment webhook and the posting queue.",
+    "posted_late": "The payment reached Odoo late: check that what was posted matches the bank line and its "
+                   "invoice before it is matched.",
     "customer_failure_rate": "This customer's payments often need matching by hand: match this one now.",
     "gateway_failure_rate": "Many recent {gateway} payments failed to match: check the {gateway} settlement report.",
     "hours_waiting": "Most payments have matched by now and this one has not: look for it in Odoo's bank "
@@ -587,6 +590,8 @@ CHECKS = {
 
 def what_to_check(name: str, p: Payment) -> str:
     """The action for the payment's strongest reason (`name`: a red flag or an attribute input)."""
+    if name == "hours_unposted" and p.posted_at is not None:      # posted, but late: not a posting queue to chase
+        name = "posted_late"
     if name in CHECKS:
         return CHECKS[name].format(paid=f"{p.paid:.2f}", currency=p.currency, customer=p.customer_id or "the payer",
                                    ref=p.invoice_ref, gateway=p.gateway or "gateway")

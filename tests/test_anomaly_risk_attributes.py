@@ -329,3 +329,17 @@ def test_time_unposted_is_described_as_of_each_waiting_step():
                     (0.0, 0.0): 0.0, (0.0, 6.0): 6.0, (0.0, 12.0): 8.0, (0.0, 24.0): 8.0}
     assert waiting.features["hours_waiting"] == 24.0 and waiting.features["hours_unposted"] == 24.0
     assert "30 h" in waiting.words["hours_unposted"]            # the words say how long it really is
+
+
+def test_a_payment_posted_late_is_not_told_to_chase_the_posting_queue():
+    """Time unposted is a reason for a payment posted late too; it then says so, and what to check is the posted
+    payment, not a webhook that did arrive."""
+    at = T0
+    late = risk.Payment("late", "PAY/1", "INV/1", "C-1", "bank", "EUR", Decimal(1), Decimal(0), at,
+                        at + dt.timedelta(hours=30), None, None)
+    never = risk.Payment("never", "PAY/2", "INV/2", "C-1", "bank", "EUR", Decimal(1), Decimal(0), at, None, None, None)
+    risk.featurize([late, never], {}, {"C-1"}, at + dt.timedelta(hours=40))
+    assert late.words["hours_unposted"] == "posted in Odoo only 30 h after settlement"
+    assert never.words["hours_unposted"] == "not posted in Odoo for 40 h after settlement"
+    assert "reached Odoo late" in risk.what_to_check("hours_unposted", late)
+    assert "not posted in Odoo yet" in risk.what_to_check("hours_unposted", never)
