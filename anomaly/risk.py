@@ -256,6 +256,8 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         sent[p.gateway][0] += p.has_settled
         sent[p.gateway][1] += 1
     settles = {gw: 2 * n_settled >= n for gw, (n_settled, n) in sent.items()}
+    # how long matches take: an open payment that has waited longer than most reconciled payments did is said so
+    matched = sorted((_decided_at(p) - p.waiting_from).total_seconds() / 3600 for p in decided if p.outcome == 0)
     by_gateway = _history(payments, payments, lambda p: p.gateway, lag, dt.timedelta(days=7), prior, 20.0)
     paid_before: dict[str, list[Payment]] = defaultdict(list)
     recent_by_customer: dict[str, list[Payment]] = defaultdict(list)
@@ -322,6 +324,9 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         waited = (now - p.waiting_from).total_seconds() / 3600
         f["hours_waiting"] = 0.0 if p.outcome is not None or (not p.has_settled and settles.get(p.gateway)) \
             else waiting_step(waited)
+        if f["hours_waiting"] and matched and (sooner := bisect.bisect_left(matched, waited) / len(matched)) >= 0.5:
+            w["hours_waiting"] = (f"no outcome {_ago(now - p.waiting_from)} after settlement, while "
+                                  f"{sooner:.0%} of the payments that reconciled had theirs sooner")
         unposted = _unposted(p, _decided_at(p) if p.outcome is not None else now)
         # an open payment is described as of its waiting step, as training describes its rows (`_waiting_matrix`)
         f["hours_unposted"] = unposted if p.outcome is not None else \
@@ -334,16 +339,6 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
             w["gateway_failure_rate"] = (f"{gfails} of {gn} recent payments via {p.gateway or '?'} "
                                          "failed to reconcile")
 
-
-    # How long matches take: an open payment that has waited longer than most reconciled payments did is said so.
-    matched = sorted((_decided_at(p) - p.waiting_from).total_seconds() / 3600 for p in decided if p.outcome == 0)
-    for p in payments:
-        if p.outcome is None and matched and p.features["hours_waiting"]:
-            waited = (now - p.waiting_from).total_seconds() / 3600
-            sooner = bisect.bisect_left(matched, waited) / len(matched)
-            if sooner >= 0.5:
-                p.words["hours_waiting"] = (f"no outcome {_ago(now - p.waiting_from)} after settlement, while "
-                                            f"{sooner:.0%} of the payments that reconciled had theirs sooner")
 
     # The customer's habit: failures of its earlier payments that had no red flag of their own (a failure explained
     # by a missing reference says nothing about the customer; one with everything in order does).
@@ -688,7 +683,8 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
     payments, invoices, customers = load_payments(store)
     featurize(payments, invoices, customers, now)
     model = load(store)
-    due = model is None or retrain or getattr(model, "inputs", ()) != FEATURES \
+    current = model is not None and getattr(model, "inputs", ()) == FEATURES     # older pickles lack `inputs`
+    due = model is None or not current or retrain \
         or now - dt.datetime.fromisoformat(model.trained_at) >= RETRAIN_EVERY
     summary: dict[str, Any] = {"payments": len(payments), "open": sum(p.outcome is None for p in payments),
                "labelled": sum(p.outcome is not None for p in payments)}
@@ -698,7 +694,7 @@ def _score_open(store: Store, now: dt.datetime | None, retrain: bool) -> tuple[l
             save(store, model)
             summary["retrained"] = True
         except NotEnoughHistory as e:
-            if model is None or getattr(model, "inputs", ()) != FEATURES:    # none, or one of other inputs
+            if not current:                   # none, or one of other inputs: not to be scored with
                 return [], {**summary, "model": None, "refused": str(e)}
             summary["retrain_refused"] = str(e)
     assert model is not None, "trained above, or loaded and not due"
