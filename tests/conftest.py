@@ -3,6 +3,7 @@ temporary data dir and isolates itself by database name; tests that need their o
 from __future__ import annotations
 
 import contextlib
+import signal
 import uuid
 
 import pytest
@@ -12,6 +13,13 @@ from fastapi.testclient import TestClient
 from revwatch.config import Config
 from revwatch.server import create_app
 from revwatch.store import open_store
+
+# Several tests press Ctrl-C on a revwatch child process (SIGINT) and expect its one-line goodbye. A test run
+# started as a background job (`cmd &` in a non-interactive shell) begins with SIGINT ignored, and every child
+# would inherit that and never hear the Ctrl-C (seen: the probes and demo Ctrl-C tests waiting out their timeouts).
+# Children must start as a terminal starts them, so the run takes SIGINT back from "ignored".
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
