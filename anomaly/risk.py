@@ -129,13 +129,12 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
                         _utc(posted) if has_posted else None, None if out < 0 else int(out),
                         _utc(decided) if out >= 0 else None,
                         attributes={**{f"payment.{k}": str(v) for k, v in dict(attrs).items()},
-                                    "payment.source": source or "", "payment.currency": cur or ""})
+                                    "payment.source": source or "", "payment.currency": cur or ""},
+                        # the wait starts at settlement when it comes after receipt (`Payment.waiting_from`)
+                        waiting_since=_utc(cleared) if has_cleared and _utc(cleared) > _utc(settled) else None,
+                        has_settled=bool(has_cleared))
                 for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided, attrs, source,
                 has_cleared, cleared in rows]
-    for p, (*_, has_cleared, cleared) in zip(payments, rows):
-        p.has_settled = bool(has_cleared)
-        if has_cleared and _utc(cleared) > p.settled_at:
-            p.waiting_since = _utc(cleared)
     invoices = {ref: (amt, cur, cust, dict(attrs)) for ref, amt, cur, cust, attrs in store.query(f"""
         SELECT Attributes['invoice_ref'] AS ref, argMax(Amount, OccurredAt), argMax(Currency, OccurredAt),
                argMax(Attributes['customer_id'], OccurredAt), argMax(Attributes, OccurredAt)
