@@ -19,13 +19,18 @@ from dataclasses import dataclass, field
 
 from collector.events import COL_EVENT_ID, ValidatedEvents, validate_event
 from collector.otlp import COL_SPAN_ID, COL_TRACE_ID
+from collector.rows import EventRow, SpanRow
 from collector.rowcodec import event_lines, event_records, fingerprints, span_records
 from collector.spool import KIND_EVENT_KEYS, Spool, SpoolRefused
 from revwatch.ingest import Submitted
+from revwatch.journeys.tier import JourneyTier
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 
 log = logging.getLogger("revwatch.intake")
+
+_EVENT_CID, _EVENT_ATTRS = EventRow._fields.index("CorrelationId"), EventRow._fields.index("Attributes")
+_SPAN_CID = SpanRow._fields.index("CorrelationId")
 
 
 class RecentKeys:
@@ -93,6 +98,7 @@ class _EventClaim:
     outcome: EventOutcome = field(default_factory=EventOutcome)
     fresh: list[list] = field(default_factory=list)
     fresh_fps: list[int] = field(default_factory=list)
+    fresh_lines: list[bytes] = field(default_factory=list)
     records: list[bytes] = field(default_factory=list)
     waits: list[_Append] = field(default_factory=list)
     append: _Append = field(default_factory=_Append)
@@ -116,6 +122,9 @@ class Intake:
         self._inflight: dict[str, tuple[int, _Append]] = {}
         self._events_lock = threading.Lock()
         self._spans_lock = threading.Lock()
+        # every acknowledged event and the IDs of acknowledged spans go to the journey tier, when there is one
+        # (revwatch/journeys/tier.py: lookups from memory; it is ahead of the store, never behind)
+        self.journey_tier: JourneyTier | None = None
 
     # -- start-up ------------------------------------------------------------------------------------------
     def remember_stored(self, horizon_seconds: float, limit: int | None = None) -> int:
@@ -157,6 +166,8 @@ class Intake:
                 fresh.append(row)
                 keys.append(k)
         if fresh:
+            if self.journey_tier is not None:     # before the append: an ID with spans must never be answered
+                self.journey_tier.add_spans({r[_SPAN_CID] for r in fresh})    # without them (tier.py)
             self.spool.append_records(span_records(fresh))
             with self._spans_lock:
                 self.recent_spans.add_many([(k, True) for k in keys])
@@ -271,6 +282,7 @@ class Intake:
             self._inflight.update((row[COL_EVENT_ID], (fp, mine)) for row, fp in zip(fresh, fresh_fps))
         if claim.fresh:
             claim.records = event_records(claim.fresh, fresh_lines, claim.fresh_fps)
+            claim.fresh_lines = fresh_lines
         return claim
 
     def _release_events(self, claim: _EventClaim) -> None:
@@ -284,6 +296,9 @@ class Intake:
                     del inflight[eid]
             if mine.error is None:
                 self.recent_events.add_many(list(zip(eids, claim.fresh_fps)))
+        if mine.error is None and self.journey_tier is not None and claim.fresh:
+            self.journey_tier.add_events([r[_EVENT_CID] for r in claim.fresh],
+                                         [r[_EVENT_ATTRS] for r in claim.fresh], claim.fresh_lines)
         mine.finished.set()
 
     def _settle_events(self, claim: _EventClaim) -> EventOutcome:

@@ -27,6 +27,7 @@ from collector.events import EVENT_COLUMNS
 from collector.otlp import SPAN_COLUMNS
 from collector.rowcodec import EVENT_KEY_COLUMNS, EVENT_WIRE_COLUMNS, day_of_line
 from collector.spool import KIND_EVENT_KEYS, KIND_EVENTS, KIND_EVENTS_TEXT, KIND_SPANS, Batch, Spool
+from revwatch.journeys.tier import JourneyTier
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
 
@@ -97,6 +98,7 @@ class Writer:
         self.stall_after = 120.0
         self.batches_written = 0
         self.quarantined = 0
+        self.journey_tier: JourneyTier | None = None      # told of an acknowledged event the store refuses
 
     def start(self) -> None:
         """Start the drain thread."""
@@ -176,6 +178,8 @@ class Writer:
         except StoreError as e:
             raise StoreUnavailable(f"cannot write the quarantine table: {e}") from e
         self.quarantined += 1
+        if self.journey_tier is not None and kind in (KIND_EVENTS, KIND_EVENTS_TEXT):
+            self.journey_tier.forget_event_line(line)     # acknowledged, shown, and now refused for good
         if self.metrics:
             self.metrics.quarantined_total.labels(KIND_NAMES[kind]).inc()
         log.error("quarantined one %s row the store refuses (table ingest_quarantine, token %s): %s; row: %s",

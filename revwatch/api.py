@@ -38,7 +38,9 @@ if TYPE_CHECKING:   # annotations only: core never imports the feature packages 
     from collector.sequencing import Sequencer
     from collector.sources import SourceRegistry
     from revwatch.journeys import JourneyService
+    from collector.pipeline import IngestPipeline
     from collector.spool import Spool
+    from revwatch.journeys.tier import JourneyTier
     from collector.writer import Writer
     from probes.service import ProbeService
     from revwatch.evaluator import EvaluatorLoop
@@ -61,6 +63,7 @@ class AppContext:
     spool: Spool = field(init=False)
     writer: Writer = field(init=False)
     intake: Intake = field(init=False)
+    ingest: IngestPipeline = field(init=False)
     correlation: CorrelationRules = field(init=False)
     slo: SloEngine = field(init=False)
     journeys: JourneyService = field(init=False)
@@ -78,6 +81,7 @@ class AppContext:
     # in an intake process, the other intake processes' problems as the owner last answered them ({index: why}).
     intake_health: IntakeHealth | None = None
     peer_problems: dict[int, list[str]] = field(default_factory=dict)
+    journey_tier: JourneyTier | None = None   # every journey's events in memory for lookups (journeys/tier.py)
 
 
 class ApiError(Exception):

@@ -90,6 +90,14 @@ class ServerConfig(_Model):
     # under ingest load, reads start at most this many per second on average (a token bucket, at most two
     # running: revwatch.priority); 0 = off
     reads_per_second_under_ingest: float = Field(10.0, ge=0)
+    # reads answered from memory (SLO states from the evaluator's pass, journey lookups from the tier below) under
+    # ingest load: at most this many per second on average — each costs a fraction of a millisecond, but ten
+    # readers in a loop would otherwise take the cores ingest needs (revwatch.priority); 0 = not rationed
+    memory_reads_per_second_under_ingest: float = Field(150.0, ge=0)
+    # every journey's events held in memory for lookups (revwatch/journeys/tier.py), at most this many MiB; over it
+    # (or 0) lookups read the store. Only for the embedded store with role `all`: this process then sees every
+    # event the store receives (another process writing the same server store would not be seen)
+    journey_memory_mb: int = Field(512, ge=0)
     # reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-Proto / X-Forwarded-For are believed: the
     # client address and the `Secure` cookie decision come from those headers only when the peer is one of these
     # (docs/http.md "Behind a proxy"); empty: never, whoever sends them

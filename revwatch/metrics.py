@@ -24,6 +24,11 @@ class Metrics:
                                         ["kind"], registry=r)
         self.rejected_total = Counter("revwatch_ingest_rejected", "Items or requests rejected", ["reason"],
                                       registry=r)
+        self.journey_memory_bytes = Gauge("revwatch_journey_memory_bytes",
+                                          "Estimated bytes the journey tier holds (lookups from memory)", registry=r)
+        self.journey_memory_ready = Gauge("revwatch_journey_memory_ready",
+                                          "1 while journey lookups are answered from memory, 0 while loading or "
+                                          "off (then they read the store)", registry=r)
         self.spool_bytes = Gauge("revwatch_spool_bytes", "Bytes in the durable spool not yet in the store",
                                  registry=r)
         self.store_writes_total = Counter("revwatch_store_writes", "Rows written to the store", ["table"],

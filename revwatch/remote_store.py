@@ -200,12 +200,15 @@ def _allowed_command(sql: str, database: str) -> bool:
 
 
 def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] | None = None,
-                 on_ingest: Callable[[int], None] | None = None, health: IntakeHealth | None = None) -> APIRouter:
+                 on_ingest: Callable[[int], None] | None = None, health: IntakeHealth | None = None,
+                 on_lines: Callable[[str, bytes, bool], None] | None = None) -> APIRouter:
     """`POST /internal/v1/store`: the owner runs an intake process's store call (module docstring). `on_rows(table,
     n)` is told of every forwarded insert that succeeded (the owner's `revwatch_store_writes_total` then counts the
     rows its intake processes stored too); `on_ingest(n)` of the ingest requests an intake process reports
     (`op=ingest`, on the event loop: the owner's reads yield to its intake processes' ingest as to its own); the
-    same report's problems go to `health`, and its answer carries the other intake processes' problems."""
+    same report's problems go to `health`, and its answer carries the other intake processes' problems.
+    `on_lines(table, body, stored)` sees every forwarded `insert_lines` body, before (False) and after it was
+    stored (True): the owner's journey tier learns what its intake processes store (revwatch/journeys/tier.py)."""
     router = APIRouter(include_in_schema=False)
 
     @router.post(ROUTE)
@@ -264,7 +267,11 @@ def owner_router(store: Store, token: str, on_rows: Callable[[str, int], None] |
             if op == "insert":
                 out = store.insert(m["table"], loads(body), m["columns"], m.get("token"))
             else:
+                if on_lines is not None:
+                    on_lines(m["table"], body, False)
                 out = store.insert_lines(m["table"], m["columns"], [body], m.get("token"))
+                if on_lines is not None:
+                    on_lines(m["table"], body, True)
             if on_rows is not None:
                 on_rows(m["table"], out)
         elif op == "command":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import Depends, FastAPI, Request
@@ -27,7 +28,7 @@ from collector.deadletters import DeadLetters
 from collector.drift import KIND as DRIFT_KIND
 from collector.drift import scan_drift
 from collector.sequencing import Sequencer
-from collector.pipeline import build_ingest
+from collector.pipeline import build_ingest, forwarded_lines_hook, inserted_rows_hook
 from collector import source_routes
 from collector.sources import ExternalMapper, SourceRegistry
 from probes import odoo_webhook
@@ -65,16 +66,21 @@ def build_context(cfg: Config, store: Store | None = None) -> AppContext:
     metrics = Metrics()
     ctx = AppContext(config=cfg, store=store, keys=KeyStore(store), metrics=metrics,
                      priority=IngestFirst(cfg.server.reads_per_second_under_ingest,
-                                          on_paced=metrics.reads_paced_seconds_total.inc))
+                                          on_paced=metrics.reads_paced_seconds_total.inc,
+                                          memory_rate=cfg.server.memory_reads_per_second_under_ingest))
     ctx.keys.preload()
     gate = ctx.priority
     store.background_threads = lambda: 1 if gate.busy_seen() else None      # revwatch.store.Store._threads
     ingest = build_ingest(cfg, store, metrics)
-    ctx.spool, ctx.writer, ctx.intake = ingest.spool, ingest.writer, ingest.intake
+    ctx.spool, ctx.writer, ctx.intake, ctx.ingest = ingest.spool, ingest.writer, ingest.intake, ingest
+    if cfg.server.role == "all" and store.embedded and cfg.server.journey_memory_mb > 0:
+        # this process sees every event the embedded store receives: lookups can be answered from memory
+        ctx.journey_tier = ingest.attach_journey_tier(cfg.server.journey_memory_mb * 2**20)
+        store.row_listeners.append(inserted_rows_hook(ctx.journey_tier))
     ctx.correlation = CorrelationRules.from_config(cfg.correlation)
     engine = SloEngine(store, cfg)
     ctx.slo = engine
-    ctx.journeys = JourneyService(store, cfg.journeys, engine.journey_thresholds())
+    ctx.journeys = JourneyService(store, cfg.journeys, engine.journey_thresholds(), ctx.journey_tier)
     metrics.register(SloCollector(engine))
     metrics.register(anomaly_routes.AnomalyCollector(store))
     ctx.probes = ProbeService(cfg.probes, store, ctx.intake, metrics)
@@ -140,11 +146,18 @@ def _credentialed_by(ctx: AppContext):
     return credentialed
 
 
+JOURNEY_PREFIX = "/api/v1/journeys/"
+
+
 def _served_from_memory(ctx: AppContext):
-    """Whether a request is answered from the evaluator's latest pass held in memory (slo/snapshot.py) — the SLO
-    list and one SLO, as of now — so it costs no store work and need not take a read turn under ingest load."""
+    """Whether a request is answered from memory — the SLO list and one SLO from the evaluator's latest pass
+    (slo/snapshot.py), as of now, or a journey lookup the tier covers (revwatch/journeys/tier.py) — so it costs no
+    store work and takes a memory-read turn, not a store-read turn, under ingest load."""
     def from_memory(scope) -> bool:
         path = scope["path"]
+        tier = ctx.journey_tier
+        if tier is not None and path.startswith(JOURNEY_PREFIX) and len(path) > len(JOURNEY_PREFIX):
+            return tier.covers(path[len(JOURNEY_PREFIX):])     # ASGI paths arrive decoded
         if not (path == "/api/v1/slos" or (path.startswith("/api/v1/slos/") and path.count("/") == 4)):
             return False
         if b"at=" in scope.get("query_string", b""):
@@ -172,6 +185,9 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
             ctx.background_running = True
             if collects:
                 ctx.writer.start()
+                if ctx.journey_tier is not None:
+                    threading.Thread(target=ctx.ingest.load_journey_tier, args=(ctx.journey_tier, ctx.store),
+                                     name="journey-tier-load", daemon=True).start()
                 if ctx.deadletters is not None and not intake_only:   # retention is the owner's job
                     ctx.deadletters.start()
             if supervisor is not None:
@@ -232,7 +248,8 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         ctx.intake_health = IntakeHealth()
         app.include_router(owner_router(ctx.store, supervisor.token,
                                         lambda table, n: ctx.metrics.store_writes_total.labels(table).inc(n),
-                                        ctx.priority.note_ingest, ctx.intake_health))
+                                        ctx.priority.note_ingest, ctx.intake_health,
+                                        forwarded_lines_hook(ctx.journey_tier) if ctx.journey_tier else None))
     if not intake_only:
         _include_read_routes(app)
 
@@ -255,6 +272,9 @@ def create_app(cfg: Config, store: Store | None = None, start_background: bool =
         if not c.config.server.metrics_public:
             authorize(request, "read")
         c.metrics.spool_bytes.set(c.spool.pending_bytes())
+        tier = c.journey_tier
+        c.metrics.journey_memory_bytes.set(tier.bytes_held if tier else 0)
+        c.metrics.journey_memory_ready.set(1 if tier and tier.state == "ready" else 0)
         return Response(c.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     if intake_only:

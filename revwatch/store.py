@@ -197,6 +197,10 @@ class Store:
         # (revwatch.priority.IngestFirst.busy_seen): a pass that takes both cores for a few hundred milliseconds
         # stalls every ingest request for that long; on one core it takes longer and ingest keeps the other.
         self.background_threads: Callable[[], int | None] = lambda: None
+        # told (table, columns, rows) after each row insert succeeds: rows tools and tests insert directly reach
+        # the journey tier as the collector's reach it (collector/pipeline.py); the collector's own writer inserts
+        # encoded lines (`insert_lines`), which the tier saw when they were acknowledged
+        self.row_listeners: list[Callable[[str, Sequence[str], Sequence[Sequence[Any]]], None]] = []
         self._ping_future: cf.Future | None = None
         self._ping_lock = threading.Lock()
 
@@ -250,6 +254,8 @@ class Store:
         settings = _dedup_settings(dedup_token)
         self._call("insert", f"{self.database}.{table}", rows, column_names=list(columns),
                    settings=settings, write=True)
+        for listener in self.row_listeners:
+            listener(table, columns, rows)
         return len(rows)
 
     def insert_lines(self, table: str, columns: Sequence[str], payloads: list[bytes],

@@ -13,12 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
+from typing import Callable, Iterable
 
 from revwatch.config import JourneyConfig
 from revwatch.journeys import money as m
 from revwatch.journeys.policy import Policy
 from revwatch.journeys.reader import JourneyReader, StuckInstance
 from revwatch.journeys.sql import steps_of
+from revwatch.journeys.tier import AMOUNT_SQL, RELATED_PER_VALUE, JourneyTier
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.store import Store
 from revwatch.units import as_utc, utcnow
@@ -40,8 +42,11 @@ class NotFound(Exception):
 class JourneyService:
     """Reads spans and events of a correlation ID and explains them against the configured journeys."""
 
-    def __init__(self, store: Store, journeys: dict[str, JourneyConfig], thresholds: dict[str, dt.timedelta] | Policy):
-        self.store, self.journeys = store, journeys
+    def __init__(self, store: Store, journeys: dict[str, JourneyConfig], thresholds: dict[str, dt.timedelta] | Policy,
+                 tier: JourneyTier | None = None):
+        """`tier`: the events of every journey in memory (revwatch/journeys/tier.py); a lookup it covers reads no
+        store (the document is built here either way, from the same records)."""
+        self.store, self.journeys, self.tier = store, journeys, tier
         self.reader = JourneyReader(store, journeys, thresholds)
         self.policy = self.reader.policy
 
@@ -70,7 +75,7 @@ class JourneyService:
             SELECT 'event' AS kind, toDateTime64(OccurredAt, 9, 'UTC') AS at, EventId AS id, Type AS name,
                    Source AS system, '' AS trace, '' AS parent, '' AS span_kind, toUInt64(0) AS duration, '' AS status,
                    '' AS status_message, CAST(Attributes, 'Map(String, String)') AS attrs,
-                   if(AmountText != '', AmountText, toString(Amount)) AS amount, toString(Currency) AS currency,
+                   {AMOUNT_SQL} AS amount, toString(Currency) AS currency,
                    toString(Journey) AS journey,
                    CorrelationId AS cid
             FROM {t('events')} WHERE CorrelationId = {{cid:String}}
@@ -94,6 +99,7 @@ class JourneyService:
         events = [{"EventId": r["id"], "Type": r["name"], "OccurredAt": r["at"], "Source": r["system"],
                    "Journey": r["journey"], "Amount": r["amount"], "Currency": r["currency"],
                    "Attributes": r["attrs"]} for r in rows if r["kind"] == "event"]
+        events.sort(key=lambda e: e["EventId"])    # a fixed order for ties in time (the tier reads alike)
         spans = [{"Timestamp": r["at"], "TraceId": r["trace"], "SpanId": r["id"], "ParentSpanId": r["parent"],
                   "SpanName": r["name"], "SpanKind": r["span_kind"], "ServiceName": r["system"],
                   "Duration": r["duration"], "StatusCode": r["status"], "StatusMessage": r["status_message"],
@@ -119,10 +125,12 @@ class JourneyService:
     def lookup(self, cid: str, now: dt.datetime | None = None) -> dict:
         """The journey document of a correlation ID; raises NotFound when nothing has that ID."""
         now = now or utcnow()
-        where = self.whereabouts(cid)
         events: list[dict] = []
         spans: list[dict] = []
-        if where is not None:
+        links = self._links_in_store
+        if self.tier is not None and self.tier.covers(cid):     # every event of every ID is in memory, no spans
+            events, links = self.tier.events_of(cid), self.tier.linked
+        elif (where := self.whereabouts(cid)) is not None:
             events, spans = self.records_of(cid, *where)
         if _TRACE_ID.match(cid):                           # a trace id: the whole trace, wherever it is stored
             seen = {(x["TraceId"], x["SpanId"]) for x in spans}
@@ -143,7 +151,7 @@ class JourneyService:
                                "errors": sum(timeline[i]["error"] for i in ix), "index": ix}
                         for name, ix in sorted(systems.items())},
             "errors": [x for x in timeline if x["error"]],
-            "related": self._related(cid, events),
+            "related": self._related(cid, events, links),
             "timeline": timeline,
         }
 
@@ -204,8 +212,10 @@ class JourneyService:
                 return m.parse_amount(e["Amount"]), e["Currency"] or ""
         return None, None
 
-    def _related(self, cid: str, events: list[dict]) -> list[dict]:
-        """IDs carried in this journey's attributes, with the correlation IDs they lead to (`attribute_links`)."""
+    def _related(self, cid: str, events: list[dict],
+                 links: Callable[[Iterable[tuple[str, str]], str], dict[tuple[str, str], list[str]]]) -> list[dict]:
+        """IDs carried in this journey's attributes, with the correlation IDs they lead to (`links`: the store's
+        `attribute_links`, or the tier's copy of it)."""
         pairs: dict[tuple[str, str], None] = {}
         for e in events:
             for k in LINK_ATTRIBUTES:
@@ -214,16 +224,25 @@ class JourneyService:
                     pairs[(k, v)] = None
         if not pairs:
             return []
+        found = links(list(pairs), cid)
+        return [{"attribute": k, "value": v, "correlation_ids": found.get((k, v), [])} for k, v in pairs]
+
+    def _links_in_store(self, pairs: Iterable[tuple[str, str]], cid: str) -> dict[tuple[str, str], list[str]]:
+        """Up to RELATED_PER_VALUE other correlation IDs per (attribute, value), smallest first: a fixed answer
+        whatever the parts (GROUP BY: an unmerged part may hold a link twice)."""
+        pairs = list(pairs)
         keys, values = sorted({k for k, _ in pairs}), sorted({v for _, v in pairs})
         rows = self.store.query(
             f"SELECT Key, Value, CorrelationId FROM {self.store.table('attribute_links')} "
             f"WHERE Key IN {{k:Array(String)}} AND Value IN {{v:Array(String)}} AND CorrelationId != {{cid:String}} "
-            f"LIMIT 20 BY Key, Value", {"k": keys, "v": values, "cid": cid}).rows
+            f"GROUP BY Key, Value, CorrelationId ORDER BY Key, Value, CorrelationId "
+            f"LIMIT {RELATED_PER_VALUE} BY Key, Value", {"k": keys, "v": values, "cid": cid}).rows
+        wanted = set(pairs)
         found: dict[tuple[str, str], list[str]] = {}
         for k, v, other in rows:
-            if (k, v) in pairs and other not in found.setdefault((k, v), []):
-                found[(k, v)].append(other)
-        return [{"attribute": k, "value": v, "correlation_ids": found.get((k, v), [])} for k, v in pairs]
+            if (k, v) in wanted:
+                found.setdefault((k, v), []).append(other)
+        return found
 
     @staticmethod
     def _event_item(e: dict) -> dict:

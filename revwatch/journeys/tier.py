@@ -1,0 +1,269 @@
+"""Every journey's events held in memory, so a lookup during a webhook storm costs no store query (issue #27).
+
+Why: a journey lookup from the store is three engine statements, 9–13 ms of CPU however small the journey (the
+engine's planning is most of it: README, "Reads during a webhook storm"). On two cores that ingest needs, ten
+people reading then either wait seconds or take the CPU ingest needs. From memory the same document costs well
+under a millisecond, and the store keeps its capacity for what must scan (search, stuck lists, SLO passes).
+
+What is held: for every correlation ID, the encoded lines of its events exactly as the collector acknowledged them
+(the spool's JSONCompactEachRow form: `wire_columns`), the (attribute, value) → correlation IDs index the store's
+`attribute_links` view holds (same rule: a link attribute with a non-empty value), and the IDs that have spans —
+those are always looked up in the store (spans, and the traces that join journeys, stay there).
+
+Invariants:
+* **Complete or silent.** `covers(cid)` is true only while the tier is ready and holds every event of every ID;
+  then an ID it does not know has no events (and, not being in the span set, no spans either): 404 from memory.
+  Over its memory budget the tier turns itself off (`state` "off", the reason in `reason`, in /metrics) and every
+  lookup reads the store — never a partial answer.
+* **Ahead, never behind.** Events enter when the spool has acknowledged them (collector.intake), before the writer
+  stores them; an event the store refuses (quarantined) is taken out again. So once the spool has drained, a
+  lookup from memory equals one from the store (tests/test_journey_tier.py compares the two documents), and until
+  then it may show an acknowledged event up to `spool.flush_interval` sooner.
+* **Duplicates are dropped at read**, first line kept, as the store's `LIMIT 1 BY EventId` does; events are
+  returned in EventId order (the lookup sorts the store's rows the same way, so ties in time read alike).
+* **Warm start.** Built at process start, before ingest is accepted: what arrives while it loads is kept aside.
+  `load()` takes the spool's records not yet stored, then every event from the store one day at a time, then what
+  was kept aside; duplicates among the three are dropped at read.
+"""
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import logging
+import re
+import threading
+from decimal import Decimal
+from typing import Callable, Iterable, Sequence
+
+import orjson
+
+from revwatch.schema import LINK_ATTRIBUTES
+from revwatch.store import Store
+
+log = logging.getLogger("revwatch.journeys.tier")
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")     # looked up as a whole trace: always the store (lookup.py)
+_EPOCH = dt.datetime(1970, 1, 1)              # naive UTC, as the store's client returns DateTime64 values
+RELATED_PER_VALUE = 20                        # links per (attribute, value) in a document (lookup._related)
+# Memory accounting: bytes charged per held line beyond its own length (the newline that joins it to the ID's
+# other lines), per correlation ID (dict entry, key string, bytes header) and per link (tuple key, value string,
+# list) — CPython's object overheads; tests/test_journey_tier.py checks the estimate against tracemalloc.
+LINE_OVERHEAD, ID_OVERHEAD, LINK_OVERHEAD = 1, 150, 120
+
+# The amount a lookup shows: the text as sent, else the store's rendering of the decimal (records_of's SQL).
+AMOUNT_SQL = "if(AmountText != '', AmountText, toString(Amount))"
+
+
+def amount_text(value: Decimal | str | None) -> str | None:
+    """ClickHouse's `toString` of a Decimal(38, 9) (no exponent, no trailing zeros): the amount the store shows
+    for a row inserted without its text (rows inserted by tools; the collector always keeps the text)."""
+    if value is None:
+        return None
+    d = Decimal(value).quantize(Decimal("1e-9"))
+    return "0" if d == 0 else format(d.normalize(), "f")
+
+
+class JourneyTier:
+    """The events of every correlation ID in memory (see the module docstring for what it promises)."""
+
+    def __init__(self, budget_bytes: int, wire_columns: Sequence[str], encode_row: Callable[[list], bytes]):
+        """`wire_columns`: the order of an event line (collector.rowcodec.EVENT_WIRE_COLUMNS: the event row, then
+        the amount text); `encode_row`: an event row (OccurredAt in ms, amount text or None) → its line."""
+        self.budget_bytes = budget_bytes
+        self._col = {name: wire_columns.index(name) for name in
+                     ("EventId", "Type", "CorrelationId", "OccurredAt", "Source", "Journey", "Amount", "Currency",
+                      "Attributes")}
+        self._amount_text = wire_columns.index("AmountText") if "AmountText" in wire_columns else None
+        self._encode = encode_row
+        self._lock = threading.Lock()
+        self._events: dict[str, bytes] = {}          # correlation ID → its event lines, joined by newlines
+        self._links: dict[tuple[str, str], list[str]] = {}
+        self._with_spans: set[str] = set()
+        self._aside: list[tuple[Callable, tuple]] | None = []     # feeds that arrive while loading
+        self.bytes_held = 0
+        self.state = "loading"          # loading → ready, or off (over budget, or the load failed)
+        self.reason = "loading the store's events"
+
+    # -- feeding ------------------------------------------------------------------------------------------
+    def add_events(self, cids: Sequence[str], attributes: Sequence[dict | None], lines: Sequence[bytes]) -> None:
+        """Acknowledged events: their correlation IDs, attributes and encoded lines (the collector's hot path:
+        nothing is parsed)."""
+        self._feed(self._add_events, (list(cids), list(attributes), list(lines)))
+
+    def add_event_lines(self, lines: Iterable[bytes]) -> None:
+        """Encoded event lines only (what intake processes send their owner, the spool's records at start)."""
+        keep = [ln for ln in lines if ln]
+        rows = [orjson.loads(ln) for ln in keep]
+        c = self._col
+        self.add_events([r[c["CorrelationId"]] for r in rows], [r[c["Attributes"]] for r in rows], keep)
+
+    def add_spans(self, cids: Iterable[str]) -> None:
+        """Correlation IDs that received spans: from now on looked up in the store."""
+        self._feed(self._add_spans, (set(cids),))
+
+    def add_span_lines(self, lines: Iterable[bytes], cid_index: int) -> None:
+        """Encoded span lines (intake processes, the spool at start): their correlation IDs go to the store."""
+        self.add_spans(orjson.loads(ln)[cid_index] for ln in lines if ln)
+
+    def forget_event_line(self, line: bytes) -> None:
+        """An acknowledged event the store refused for good (quarantined): no longer shown."""
+        self._feed(self._forget, (line,))
+
+    def _feed(self, apply: Callable, args: tuple) -> None:
+        with self._lock:
+            if self.state == "off":
+                return
+            if self._aside is not None:
+                self._aside.append((apply, args))
+                return
+            apply(*args)
+            self._check_budget()
+
+    def _add_events(self, cids: list[str], attributes: list[dict | None], lines: list[bytes]) -> None:
+        events, links, added = self._events, self._links, 0
+        for cid, attrs, line in zip(cids, attributes, lines):
+            held = events.get(cid)
+            if held is None:
+                # a copy of exactly its size: orjson's own result keeps a 4 KiB buffer (measured: 4,089 bytes
+                # held for a 180-byte line), which a million kept lines would turn into 4 GB
+                events[cid] = bytes(memoryview(line))
+                added += ID_OVERHEAD + len(line)
+            else:
+                events[cid] = held + b"\n" + line
+                added += len(line) + LINE_OVERHEAD
+            if attrs:
+                for k in LINK_ATTRIBUTES:
+                    v = attrs.get(k)
+                    if v:
+                        ids = links.get((k, v))
+                        if ids is None:
+                            links[(k, v)] = [cid]
+                            added += LINK_OVERHEAD + len(v)
+                        else:
+                            at = bisect.bisect_left(ids, cid)
+                            if at == len(ids) or ids[at] != cid:
+                                ids.insert(at, cid)
+                                added += LINK_OVERHEAD // 2
+        self.bytes_held += added
+
+    def _add_spans(self, cids: set[str]) -> None:
+        new = cids - self._with_spans
+        self._with_spans |= new
+        self.bytes_held += sum(len(c) + 90 for c in new)
+
+    def _forget(self, line: bytes) -> None:
+        cid = orjson.loads(line)[self._col["CorrelationId"]]
+        lines = self._events.get(cid, b"").split(b"\n")
+        if line in lines:             # its links stay: the store keeps a link another event of the ID carries
+            lines.remove(line)
+            self._events[cid] = b"\n".join(lines)
+            self.bytes_held -= len(line) + LINE_OVERHEAD
+
+    def _check_budget(self) -> None:
+        if self.bytes_held > self.budget_bytes:
+            self._turn_off(f"over its memory budget ({self.bytes_held / 2**20:.0f} MiB > "
+                           f"{self.budget_bytes / 2**20:.0f} MiB, server.journey_memory_mb): lookups read the store")
+
+    def _turn_off(self, reason: str) -> None:
+        self.state, self.reason = "off", reason
+        self._events, self._links, self._with_spans, self._aside = {}, {}, set(), None
+        self.bytes_held = 0
+        log.warning("journey lookups from memory are off: %s", reason)
+
+    # -- start-up -----------------------------------------------------------------------------------------
+    def load(self, store: Store, pending_event_lines: Iterable[bytes] = (), pending_span_cids: Iterable[str] = (),
+             day_rows: int = 500_000) -> None:
+        """Fill from what is already recorded, then serve. `pending_*`: the spool's records not yet stored (they
+        were acknowledged by an earlier process). Reads the store one day at a time (background priority)."""
+        try:
+            self._load(store, pending_event_lines, pending_span_cids, day_rows)
+        except Exception as e:        # the store failed or the budget was hit: lookups read the store
+            with self._lock:
+                if self.state != "off":
+                    self._turn_off(f"could not load the store's events: {e}")
+            return
+        with self._lock:
+            if self.state == "off":
+                return
+            aside, self._aside = self._aside or [], None
+            for apply, args in aside:
+                apply(*args)
+            self.state, self.reason = "ready", ""
+            self._check_budget()
+        log.info("journey lookups from memory: %d correlation IDs, %.0f MiB", len(self._events),
+                 self.bytes_held / 2**20)
+
+    def _load(self, store: Store, pending_event_lines: Iterable[bytes], pending_span_cids: Iterable[str],
+              day_rows: int) -> None:
+        t = store.table
+        days = store.query(f"SELECT toDate(OccurredAt) AS d, count() FROM {t('events')} GROUP BY d ORDER BY d").rows
+        total = sum(n for _, n in days)
+        if total * (LINE_OVERHEAD + 120) > self.budget_bytes:       # a line is at least ~120 bytes: do not try
+            raise MemoryError(f"the store holds {total:,} events, more than fit in server.journey_memory_mb")
+        with self._lock:
+            self._add_spans(set(pending_span_cids))
+        self._load_lines(list(pending_event_lines))
+        spans = store.query(f"SELECT DISTINCT CorrelationId FROM {t('correlation_ts')} WHERE notEmpty(Traces)").rows
+        with self._lock:
+            self._add_spans({r[0] for r in spans})
+        for day, n in days:
+            for part in range(max(1, -(-n // day_rows))):       # a big day in slices of the ID hash
+                rows = store.query(
+                    f"SELECT EventId, Type, CorrelationId, toUnixTimestamp64Milli(OccurredAt), toString(Source), "
+                    f"toString(Journey), {AMOUNT_SQL}, toString(Currency), CAST(Attributes, 'Map(String, String)') "
+                    f"FROM {t('events')} WHERE toDate(OccurredAt) = {{d:Date}} "
+                    f"AND cityHash64(CorrelationId) % {{k:UInt32}} = {{p:UInt32}}",
+                    {"d": day, "k": max(1, -(-n // day_rows)), "p": part}).rows
+                lines = [self._encode(list(r)) for r in rows]
+                with self._lock:
+                    if self.state == "off":
+                        return
+                    self._add_events([r[2] for r in rows], [r[8] for r in rows], lines)
+                    if self.bytes_held > self.budget_bytes:
+                        raise MemoryError("the store's events do not fit in server.journey_memory_mb")
+
+    def _load_lines(self, lines: list[bytes]) -> None:
+        rows = [orjson.loads(ln) for ln in lines if ln]
+        c = self._col
+        with self._lock:
+            self._add_events([r[c["CorrelationId"]] for r in rows], [r[c["Attributes"]] for r in rows],
+                             [ln for ln in lines if ln])
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def covers(self, cid: str) -> bool:
+        """Whether this ID's lookup is answered from memory (ready; not a trace id; no spans)."""
+        return self.state == "ready" and cid not in self._with_spans and not _TRACE_ID.match(cid)
+
+    def events_of(self, cid: str) -> list[dict]:
+        """The ID's events as `JourneyService.records_of` returns them (deduplicated, in EventId order)."""
+        with self._lock:
+            held = self._events.get(cid, b"")
+        c, seen, out = self._col, set(), []
+        for line in held.split(b"\n") if held else ():
+            r = orjson.loads(line)
+            eid = r[c["EventId"]]
+            if eid in seen:
+                continue
+            seen.add(eid)
+            text = r[self._amount_text] if self._amount_text is not None and len(r) > self._amount_text else ""
+            secs, _, frac = r[c["OccurredAt"]].partition(".")
+            ms = int(secs) * 1000 + int((frac + "000")[:3])
+            out.append({"EventId": eid, "Type": r[c["Type"]], "OccurredAt": _EPOCH + dt.timedelta(milliseconds=ms),
+                        "Source": r[c["Source"]], "Journey": r[c["Journey"]],
+                        "Amount": text if text else amount_text(r[c["Amount"]]),
+                        "Currency": r[c["Currency"]], "Attributes": r[c["Attributes"]] or {}})
+        out.sort(key=lambda e: e["EventId"])
+        return out
+
+    def linked(self, pairs: Iterable[tuple[str, str]], cid: str) -> dict[tuple[str, str], list[str]]:
+        """For each (attribute, value): up to RELATED_PER_VALUE other correlation IDs carrying it, smallest
+        first (`attribute_links`, as lookup._related reads it)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        with self._lock:
+            for pair in pairs:
+                ids = self._links.get(pair, ())
+                out[pair] = [x for x in ids[:RELATED_PER_VALUE + 1] if x != cid][:RELATED_PER_VALUE]
+        return out
+
+    def ids_held(self) -> int:
+        return len(self._events)
