@@ -139,15 +139,22 @@ def lookup_budget(costs: dict[str, float], kinds: tuple, busy_cores: float, wait
 
 def first_pass(base: str, key: str, timeout: float = 600) -> None:
     """Wait for the evaluator's first pass over the stored events (it builds the minute rollups: ~12 s at 1 M
-    events, one ClickHouse statement that every query waits behind): the rounds measure a server in its steady
-    state, not one catching up after a restart."""
+    events, one ClickHouse statement that every query waits behind) and for the journey tier to be loaded: the
+    rounds measure a server in its steady state, not one catching up after a restart."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         try:
             text = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30).text
             lag = next(float(line.split()[-1]) for line in text.splitlines()
                        if line.startswith("revwatch_slo_evaluation_lag_seconds "))
-            if lag < time.time() - t0 - 1:                  # younger than this wait: a pass has completed
+            tier = next((line.split()[-1] for line in text.splitlines()
+                         if line.startswith("revwatch_journey_memory_ready ")), "1")
+            held = next((float(line.split()[-1]) for line in text.splitlines()
+                         if line.startswith("revwatch_journey_memory_bytes ")), 0.0)
+            # and the journey tier's load (revwatch/journeys/tier.py): lookups from memory once it is ready
+            if lag < time.time() - t0 - 1 and tier.startswith("1"):
+                print(f"evaluator pass done, journey tier ready ({held / 2**20:.0f} MiB) after "
+                      f"{time.time() - t0:.0f} s", flush=True)
                 return
         except (httpx.HTTPError, StopIteration, ValueError):
             pass
