@@ -150,7 +150,9 @@ class JourneyTier:
         self.bytes_held += added
 
     def _add_spans(self, cids: set[str]) -> None:
-        new = cids - self._with_spans
+        # a trace id is never answered from memory (`covers`): spans stored under one (exported without a
+        # correlation attribute, one ID per trace) need no entry — keeping them would grow with every trace
+        new = {c for c in cids if len(c) != 32 or not _TRACE_ID.match(c)} - self._with_spans
         self._with_spans |= new
         self.bytes_held += sum(len(c) + 90 for c in new)
 
