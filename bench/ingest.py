@@ -121,11 +121,15 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--intakes", type=int, default=0,
                     help="intake processes in front of the store owner (docs/http.md); 0: one process")
+    ap.add_argument("--journey-memory-mb", type=int, default=None,
+                    help="server.journey_memory_mb (default: the server's; 0: no journey tier — to measure its cost)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rw-bench-ingest-"))
     port = 18_000 + os.getpid() % 1000
     cfg = tmp / "rw.yaml"
     intake = f", intake_processes: {a.intakes}, intake_port: {port + 1}" if a.intakes else ""
+    if a.journey_memory_mb is not None:
+        intake += f", journey_memory_mb: {a.journey_memory_mb}"
     cfg.write_text(f"store: {{dsn: 'chdb://{tmp}/data'}}\nserver: {{port: {port}{intake}}}\n"
                    f"spool: {{dir: '{tmp}/spool', max_bytes: 8GiB}}\nevaluator: {{enabled: false}}\n")
     rw = [sys.executable, "-m", "revwatch"]
