@@ -91,7 +91,7 @@ class JourneyTier:
     def add_events(self, cids: Sequence[str], attributes: Sequence[dict | None], lines: Sequence[bytes]) -> None:
         """Acknowledged events: their correlation IDs, attributes and encoded lines (the collector's hot path:
         nothing is parsed)."""
-        self._feed(self._add_events, (list(cids), list(attributes), list(lines)))
+        self._feed(self._add_events, (cids, attributes, lines))      # the caller hands them over: no copy
 
     def add_event_lines(self, lines: Iterable[bytes]) -> None:
         """Encoded event lines only (what intake processes send their owner, the spool's records at start)."""
@@ -122,7 +122,7 @@ class JourneyTier:
             apply(*args)
             self._check_budget()
 
-    def _add_events(self, cids: list[str], attributes: list[dict | None], lines: list[bytes]) -> None:
+    def _add_events(self, cids: Sequence[str], attributes: Sequence[dict | None], lines: Sequence[bytes]) -> None:
         events, links_by_key, added = self._events, self._links_by_key, 0
         for cid, attrs, line in zip(cids, attributes, lines):
             held = events.get(cid)
