@@ -104,7 +104,8 @@ def test_a_request_s_store_reads_are_interactive_and_the_evaluator_s_are_not(api
         return real(interactive, timeout)
     store.read_slots.acquire = recording
     try:
-        assert api.get("/api/v1/journeys/no-such-id").status_code == 404     # a store query for a person
+        # a store query for a person (a search: a lookup may be answered from memory, revwatch/journeys/tier.py)
+        assert api.get("/api/v1/journeys?customer=no-such-customer").status_code == 200
         assert seen and all(seen)
         seen.clear()
         bg = threading.Thread(target=api.ctx.slo.evaluate_and_cache)   # a background pass
