@@ -16,6 +16,7 @@ from collector.rows import SpanRow
 from revwatch.journeys import JourneyService, NotFound
 from revwatch.journeys.tier import JourneyTier, amount_text
 from revwatch.server import create_app
+from revwatch.store import StoreError
 from tests.support.slo_data import add_events
 
 CFG = """
@@ -207,3 +208,43 @@ def test_the_memory_estimate_is_within_twice_the_real_cost():
     real = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     assert real / 2 <= tier.bytes_held <= real * 2, (real, tier.bytes_held)
+
+
+def _event(eid: str, cid: str, at: dt.datetime = T0, **fields) -> dict:
+    return {"event_id": eid, "type": "payment.settled", "correlation_id": cid, "occurred_at": _iso(at),
+            "source": "stripe", **fields}
+
+
+def test_an_event_the_store_refuses_takes_back_the_links_only_it_carried(api_factory, monkeypatch):
+    """The writer quarantines a row the store refuses: `attribute_links` never held its links, so no other ID's
+    document may list its ID as related (the tier kept them: pay_ok listed pay_bad, the store did not)."""
+    api = api_factory(CFG)
+    ctx = api.ctx
+    _ready(ctx.journey_tier)
+    insert_lines = ctx.store.insert_lines
+
+    def refusing(table, columns, payloads, dedup_token=None):
+        if table == "events" and any(b'"bad-' in p for p in payloads):
+            raise StoreError("Cannot parse input: refused for the test")
+        return insert_lines(table, columns, payloads, dedup_token)
+    monkeypatch.setattr(ctx.store, "insert_lines", refusing)
+    ctx.intake.submit_events([
+        _event("ok-1", "pay_ok", attributes={"invoice_ref": "INV/Q"}),
+        _event("bad-1", "pay_bad", attributes={"invoice_ref": "INV/Q", "order_ref": "O-1"}),
+        _event("bad-2", "pay_mixed", attributes={"invoice_ref": "INV/Q", "order_ref": "O-1"}),
+        _event("ok-2", "pay_mixed", attributes={"invoice_ref": "INV/Q"})])    # keeps INV/Q, not O-1
+    assert ctx.writer.wait_drained(60) and ctx.writer.quarantined == 2
+    assert assert_same_documents(ctx, ["pay_ok", "pay_bad", "pay_mixed"], T0) == 3
+
+
+def test_an_id_whose_only_event_was_refused_takes_new_events(api_factory):
+    """Its entry emptied by the refusal, the ID's next event was appended after an empty line: every lookup of it
+    then failed (orjson.JSONDecodeError, a 500)."""
+    api = api_factory(CFG)
+    ctx = api.ctx
+    _ready(ctx.journey_tier)
+    ctx.intake.submit_events([_event("refused-1", "pay_y")])
+    ctx.journey_tier.forget_event_line(ctx.journey_tier._events["pay_y"])     # what the writer does on quarantine
+    ctx.intake.submit_events([_event("fixed-1", "pay_y")])                      # the sender's corrected copy
+    assert [e["event_id"] for e in ctx.journeys.lookup("pay_y")["timeline"]] == ["fixed-1"]
+    assert api.get("/api/v1/journeys/pay_y").status_code == 200

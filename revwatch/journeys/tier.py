@@ -16,9 +16,9 @@ Invariants:
   Over its memory budget the tier turns itself off (`state` "off", the reason in `reason`, in /metrics) and every
   lookup reads the store — never a partial answer.
 * **Ahead, never behind.** Events enter when the spool has acknowledged them (collector.intake), before the writer
-  stores them; an event the store refuses (quarantined) is taken out again. So once the spool has drained, a
-  lookup from memory equals one from the store (tests/test_journey_tier.py compares the two documents), and until
-  then it may show an acknowledged event up to `spool.flush_interval` sooner.
+  stores them; an event the store refuses (quarantined) is taken out again, with the links only it carried. So
+  once the spool has drained, a lookup from memory equals one from the store (tests/test_journey_tier.py compares
+  the two documents), and until then it may show an acknowledged event up to `spool.flush_interval` sooner.
 * **Duplicates are dropped at read**, first line kept, as the store's `LIMIT 1 BY EventId` does; events are
   returned in EventId order (the lookup sorts the store's rows the same way, so ties in time read alike).
 * **Warm start.** Built at process start, before ingest is accepted: what arrives while it loads is kept aside.
@@ -160,12 +160,36 @@ class JourneyTier:
         self.bytes_held += sum(len(c) + 90 for c in new)
 
     def _forget(self, line: bytes) -> None:
-        cid = orjson.loads(line)[self._col["CorrelationId"]]
-        lines = self._events.get(cid, b"").split(b"\n")
-        if line in lines:             # its links stay: the store keeps a link another event of the ID carries
-            lines.remove(line)
+        row = orjson.loads(line)
+        cid, at = row[self._col["CorrelationId"]], self._col["Attributes"]
+        held = self._events.get(cid)
+        lines = held.split(b"\n") if held else []
+        if line not in lines:
+            return
+        lines.remove(line)
+        if lines:
             self._events[cid] = b"\n".join(lines)
             self.bytes_held -= len(line) + LINE_OVERHEAD
+        else:                         # no entry left: an empty one would read as an empty line when the ID's
+            del self._events[cid]     # next event is appended to it
+            self.bytes_held -= len(line) + ID_OVERHEAD
+        # its links go too, unless another event of the ID carries them: the store never had this row, so its
+        # `attribute_links` never had them (another ID's document must not list this one as related)
+        gone = [(k, v) for k, v in (row[at] or {}).items() if v and k in self._links]
+        kept = [orjson.loads(ln)[at] or {} for ln in lines] if gone else []
+        for k, v in gone:
+            if any(a.get(k) == v for a in kept):
+                continue
+            by_value = self._links[k]
+            ids = by_value.get(v, ())
+            i = bisect.bisect_left(ids, cid)
+            if i < len(ids) and ids[i] == cid:
+                if len(ids) == 1:
+                    del by_value[v]
+                    self.bytes_held -= LINK_OVERHEAD + len(v)
+                else:
+                    by_value[v] = ids[:i] + ids[i + 1:]
+                    self.bytes_held -= 8
 
     def _check_budget(self) -> None:
         if self.bytes_held > self.budget_bytes:
