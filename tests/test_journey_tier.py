@@ -248,3 +248,50 @@ def test_an_id_whose_only_event_was_refused_takes_new_events(api_factory):
     ctx.intake.submit_events([_event("fixed-1", "pay_y")])                      # the sender's corrected copy
     assert [e["event_id"] for e in ctx.journeys.lookup("pay_y")["timeline"]] == ["fixed-1"]
     assert api.get("/api/v1/journeys/pay_y").status_code == 200
+
+
+def _resend_past_the_dedup_memory(ctx, first: dict, second: dict) -> None:
+    """`first` stored, then forgotten by the intake's dedup memory (spool.dedup_max_keys 4), then `second` — the
+    same event ID with other content — accepted and stored too."""
+    assert ctx.intake.submit_events([first]).accepted == 1
+    ctx.ingest.drain_now()
+    for i in range(6):
+        ctx.intake.submit_events([_event(f"filler-{first['event_id']}-{i}", f"pay_filler_{i}")])
+    assert ctx.intake.submit_events([second]).accepted == 1
+
+
+def test_an_event_id_stored_twice_with_other_content_reads_as_the_store_keeps_it(api_factory):
+    """A re-send with other content after the dedup memory forgot the ID (or to another intake process) is stored
+    again; the store's ReplacingMergeTree keeps the copy stored last. The tier kept the first: 10.00 and INV/A
+    from memory, 99.00 and INV/B from the store, before and after the merge."""
+    api = api_factory(cfg_with() | {"spool": {"dedup_max_keys": 4}})
+    ctx = api.ctx
+    _ready(ctx.journey_tier)
+    _resend_past_the_dedup_memory(
+        ctx, _event("e1", "pay_c", amount="10.00", currency="EUR", attributes={"invoice_ref": "INV/A"}),
+        _event("e1", "pay_c", amount="99.00", currency="EUR", attributes={"invoice_ref": "INV/B"}))
+    assert ctx.writer.wait_drained(60)
+    assert assert_same_documents(ctx, ["pay_c"], T0) == 1
+    ctx.store.command(f"OPTIMIZE TABLE {ctx.store.table('events')} FINAL")
+    assert assert_same_documents(ctx, ["pay_c"], T0) == 1
+    assert ctx.journeys.lookup("pay_c", now=T0)["timeline"][0]["amount"] == "99.00"
+
+
+def test_a_restart_loads_an_event_id_stored_twice_as_the_store_keeps_it(make_config, api_factory):
+    """Both copies in the store (unmerged), or the second still in the spool at restart: the tier loaded the spool
+    first and the store's rows in no particular order, so it kept whichever came first."""
+    cfg = make_config(cfg_with() | {"spool": {"dedup_max_keys": 4}})
+    first = create_app(cfg)
+    ctx = first.state.ctx
+    _resend_past_the_dedup_memory(ctx, _event("e1", "pay_c", amount="10.00", currency="EUR"),
+                                  _event("e1", "pay_c", amount="99.00", currency="EUR"))
+    ctx.ingest.drain_now()
+    _resend_past_the_dedup_memory(ctx, _event("e2", "pay_d", amount="1.00", currency="EUR"),
+                                  _event("e2", "pay_d", amount="2.00", currency="EUR"))   # in the spool
+    ctx.spool.close()
+    api = api_factory(cfg_with() | {"spool": {"dedup_max_keys": 4}})
+    _ready(api.ctx.journey_tier)
+    assert [x["amount"] for c in ("pay_c", "pay_d") for x in api.ctx.journeys.lookup(c, now=T0)["timeline"]] == \
+        ["99.00", "2.00"]
+    assert api.ctx.writer.wait_drained(60)
+    assert assert_same_documents(api.ctx, ["pay_c", "pay_d"], T0) == 2

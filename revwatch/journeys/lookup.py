@@ -65,7 +65,9 @@ class JourneyService:
 
     def records_of(self, cid: str, lo: dt.datetime, hi: dt.datetime,
                    traces: list[str]) -> tuple[list[dict], list[dict]]:
-        """(events, spans) of a correlation ID within [lo, hi], deduplicated, in one round trip.
+        """(events, spans) of a correlation ID within [lo, hi], deduplicated, in one round trip. Of an event ID
+        stored twice (re-sent with other content past the dedup memory), the copy stored last: the one the
+        ReplacingMergeTree keeps once it merges, so the answer does not change with merges (the tier keeps it too).
 
         Spans exported without a correlation attribute are stored under their trace id (docs/events.md), so the rest
         of a trace is `CorrelationId IN (its trace ids)`, within an hour of the correlation's own time range.
@@ -80,7 +82,7 @@ class JourneyService:
                    CorrelationId AS cid
             FROM {t('events')} WHERE CorrelationId = {{cid:String}}
               AND OccurredAt BETWEEN {{lo:DateTime64(3, 'UTC')}} AND {{hi:DateTime64(3, 'UTC')}}
-            LIMIT 1 BY id"""
+            ORDER BY id, IngestedAt DESC LIMIT 1 BY id"""
         if traces:
             # Every span stored under an ID adds its trace id to `correlation_ts` (the spans view), so an ID with
             # no trace ids there has no spans, under its own ID or another: the spans read (2-4 ms of the engine's

@@ -19,11 +19,15 @@ Invariants:
   stores them; an event the store refuses (quarantined) is taken out again, with the links only it carried. So
   once the spool has drained, a lookup from memory equals one from the store (tests/test_journey_tier.py compares
   the two documents), and until then it may show an acknowledged event up to `spool.flush_interval` sooner.
-* **Duplicates are dropped at read**, first line kept, as the store's `LIMIT 1 BY EventId` does; events are
-  returned in EventId order (the lookup sorts the store's rows the same way, so ties in time read alike).
+* **Duplicates are dropped at read**, the last stored copy kept: the one the store's ReplacingMergeTree keeps when
+  it merges, and its read picks before (`ORDER BY IngestedAt DESC LIMIT 1 BY EventId`) — an event ID re-sent with
+  other content after the intake's dedup memory forgot it (or to another intake process) is stored twice. Events
+  are returned in EventId order (the lookup sorts the store's rows the same way, so ties in time read alike).
 * **Warm start.** Built at process start, before ingest is accepted: what arrives while it loads is kept aside.
-  `load()` takes the spool's records not yet stored, then every event from the store one day at a time, then what
-  was kept aside; duplicates among the three are dropped at read.
+  `load()` takes every event from the store one day at a time (each day in the order stored), then the spool's
+  records not yet stored, then what was kept aside: the order they were (or will be) stored in, so the last copy
+  of a duplicate is the store's. (One case reads otherwise until the store merges nothing more: copies of one
+  event ID stored on different days of OccurredAt load in day order, not in the order stored.)
 """
 from __future__ import annotations
 
@@ -236,7 +240,6 @@ class JourneyTier:
             raise MemoryError(f"the store holds {total:,} events, more than fit in server.journey_memory_mb")
         with self._lock:
             self._add_spans(set(pending_span_cids))
-        self._load_lines(list(pending_event_lines))
         spans = store.query(f"SELECT DISTINCT CorrelationId FROM {t('correlation_ts')} WHERE notEmpty(Traces)").rows
         with self._lock:
             self._add_spans({r[0] for r in spans})
@@ -246,7 +249,7 @@ class JourneyTier:
                     f"SELECT EventId, Type, CorrelationId, toUnixTimestamp64Milli(OccurredAt), toString(Source), "
                     f"toString(Journey), {AMOUNT_SQL}, toString(Currency), CAST(Attributes, 'Map(String, String)') "
                     f"FROM {t('events')} WHERE toDate(OccurredAt) = {{d:Date}} "
-                    f"AND cityHash64(CorrelationId) % {{k:UInt32}} = {{p:UInt32}}",
+                    f"AND cityHash64(CorrelationId) % {{k:UInt32}} = {{p:UInt32}} ORDER BY IngestedAt",
                     {"d": day, "k": max(1, -(-n // day_rows)), "p": part}).rows
                 lines = [self._encode(list(r)) for r in rows]
                 with self._lock:
@@ -255,6 +258,7 @@ class JourneyTier:
                     self._add_events([r[2] for r in rows], [r[8] for r in rows], lines)
                     if self.bytes_held > self.budget_bytes:
                         raise MemoryError("the store's events do not fit in server.journey_memory_mb")
+        self._load_lines(list(pending_event_lines))       # stored after all of the above: their copies win
 
     def _load_lines(self, lines: list[bytes]) -> None:
         rows = [orjson.loads(ln) for ln in lines if ln]
@@ -269,11 +273,12 @@ class JourneyTier:
         return self.state == "ready" and cid not in self._with_spans and not _TRACE_ID.match(cid)
 
     def events_of(self, cid: str) -> list[dict]:
-        """The ID's events as `JourneyService.records_of` returns them (deduplicated, in EventId order)."""
+        """The ID's events as `JourneyService.records_of` returns them (deduplicated, the last copy of an event
+        ID kept; in EventId order)."""
         with self._lock:
             held = self._events.get(cid, b"")
         c, seen, out = self._col, set(), []
-        for line in held.split(b"\n") if held else ():
+        for line in reversed(held.split(b"\n")) if held else ():
             r = orjson.loads(line)
             eid = r[c["EventId"]]
             if eid in seen:
