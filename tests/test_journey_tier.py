@@ -295,3 +295,27 @@ def test_a_restart_loads_an_event_id_stored_twice_as_the_store_keeps_it(make_con
         ["99.00", "2.00"]
     assert api.ctx.writer.wait_drained(60)
     assert assert_same_documents(api.ctx, ["pay_c", "pay_d"], T0) == 2
+
+
+@pytest.mark.parametrize("after", ["covers", "events_of"])
+def test_a_lookup_that_the_tier_stops_covering_midway_reads_the_store(api_factory, monkeypatch, after):
+    """The tier turns off (a feed on another thread takes it over its budget) in the middle of a lookup: after
+    `covers`, the emptied tier gave no events and the lookup answered 404 for a recorded journey; after the
+    events, it gave no related IDs."""
+    api = api_factory(CFG)
+    ctx = api.ctx
+    tier = ctx.journey_tier
+    _ready(tier)
+    ctx.intake.submit_events([_event("r-1", "pay_r", attributes={"invoice_ref": "INV/R"}),
+                              _event("r-2", "pay_s", attributes={"invoice_ref": "INV/R"})])
+    assert ctx.writer.wait_drained(60)
+    step = getattr(tier, after)
+
+    def then_off(cid):
+        answer = step(cid)
+        with tier._lock:
+            tier._turn_off("over its memory budget (the test)")
+        return answer
+    monkeypatch.setattr(tier, after, then_off)
+    doc = ctx.journeys.lookup("pay_r")
+    assert [x["event_id"] for x in doc["timeline"]] == ["r-1"] and doc["related"][0]["correlation_ids"] == ["pay_s"]

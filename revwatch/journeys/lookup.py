@@ -130,8 +130,10 @@ class JourneyService:
         events: list[dict] = []
         spans: list[dict] = []
         links = self._links_in_store
-        if self.tier is not None and self.tier.covers(cid):     # every event of every ID is in memory, no spans
-            events, links = self.tier.events_of(cid), self.tier.linked
+        # every event of every ID is in memory, no spans (None: the tier turned off since `covers`, read the store)
+        held = self.tier.events_of(cid) if self.tier is not None and self.tier.covers(cid) else None
+        if held is not None:
+            events, links = held, self._links_in_tier
         elif (where := self.whereabouts(cid)) is not None:
             events, spans = self.records_of(cid, *where)
         if _TRACE_ID.match(cid):                           # a trace id: the whole trace, wherever it is stored
@@ -228,6 +230,11 @@ class JourneyService:
             return []
         found = links(list(pairs), cid)
         return [{"attribute": k, "value": v, "correlation_ids": found.get((k, v), [])} for k, v in pairs]
+
+    def _links_in_tier(self, pairs: Iterable[tuple[str, str]], cid: str) -> dict[tuple[str, str], list[str]]:
+        """The tier's links, or the store's when the tier turned off since it gave this lookup's events."""
+        found = self.tier.linked(pairs, cid) if self.tier is not None else None
+        return self._links_in_store(pairs, cid) if found is None else found
 
     def _links_in_store(self, pairs: Iterable[tuple[str, str]], cid: str) -> dict[tuple[str, str], list[str]]:
         """Up to RELATED_PER_VALUE other correlation IDs per (attribute, value), smallest first: a fixed answer

@@ -272,10 +272,12 @@ class JourneyTier:
         """Whether this ID's lookup is answered from memory (ready; not a trace id; no spans)."""
         return self.state == "ready" and cid not in self._with_spans and not _TRACE_ID.match(cid)
 
-    def events_of(self, cid: str) -> list[dict]:
+    def events_of(self, cid: str) -> list[dict] | None:
         """The ID's events as `JourneyService.records_of` returns them (deduplicated, the last copy of an event
-        ID kept; in EventId order)."""
+        ID kept; in EventId order); None when the tier is no longer ready (it turned off after `covers`)."""
         with self._lock:
+            if self.state != "ready":
+                return None
             held = self._events.get(cid, b"")
         c, seen, out = self._col, set(), []
         for line in reversed(held.split(b"\n")) if held else ():
@@ -294,11 +296,13 @@ class JourneyTier:
         out.sort(key=lambda e: e["EventId"])
         return out
 
-    def linked(self, pairs: Iterable[tuple[str, str]], cid: str) -> dict[tuple[str, str], list[str]]:
+    def linked(self, pairs: Iterable[tuple[str, str]], cid: str) -> dict[tuple[str, str], list[str]] | None:
         """For each (attribute, value): up to RELATED_PER_VALUE other correlation IDs carrying it, smallest
-        first (`attribute_links`, as lookup._related reads it)."""
+        first (`attribute_links`, as lookup._related reads it); None when the tier is no longer ready."""
         out: dict[tuple[str, str], list[str]] = {}
         with self._lock:
+            if self.state != "ready":
+                return None
             for key, value in pairs:
                 ids = self._links.get(key, {}).get(value, ())
                 out[(key, value)] = [x for x in ids[:RELATED_PER_VALUE + 1] if x != cid][:RELATED_PER_VALUE]
