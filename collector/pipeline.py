@@ -53,11 +53,15 @@ class IngestPipeline:
         store's events, then let it serve (on the caller's thread: a background thread at start)."""
         lines: list[bytes] = []
         span_ids: set[str] = set()
-        for rec in self.spool.pending_records():
-            if rec.kind in (KIND_EVENTS, KIND_EVENTS_TEXT):
-                lines += rec.payload.split(b"\n")
-            elif rec.kind == KIND_SPANS:
-                span_ids.update(row[SPAN_CID] for row in decode_lines(rec.payload))
+        try:
+            for rec in self.spool.pending_records():     # while the writer drains (and removes) segments
+                if rec.kind in (KIND_EVENTS, KIND_EVENTS_TEXT):
+                    lines += rec.payload.split(b"\n")
+                elif rec.kind == KIND_SPANS:
+                    span_ids.update(row[SPAN_CID] for row in decode_lines(rec.payload))
+        except Exception as e:      # never left loading: it would keep every feed aside, unanswered, for ever
+            tier.give_up(f"could not read the spool's unstored records: {e}")
+            return
         tier.load(store, lines, span_ids)
 
 

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from collector.pipeline import _event_rows
-from collector.rowcodec import EVENT_WIRE_COLUMNS, event_line
+from collector.rowcodec import EVENT_WIRE_COLUMNS, event_line, event_lines
 from collector.rows import SpanRow
 from revwatch.journeys import JourneyService, NotFound
 from revwatch.journeys.tier import JourneyTier, amount_text
@@ -319,3 +320,37 @@ def test_a_lookup_that_the_tier_stops_covering_midway_reads_the_store(api_factor
     monkeypatch.setattr(tier, after, then_off)
     doc = ctx.journeys.lookup("pay_r")
     assert [x["event_id"] for x in doc["timeline"]] == ["r-1"] and doc["related"][0]["correlation_ids"] == ["pay_s"]
+
+
+def test_a_spool_that_cannot_be_read_at_start_turns_the_tier_off(make_config):
+    """The load thread reads the spool's unstored records while the writer drains it (and removes its segments);
+    an error there killed the thread outside `load`'s guard: the tier stayed "loading" for ever, keeping every
+    later feed aside."""
+    app = create_app(make_config(CFG))
+    ctx = app.state.ctx
+
+    def unreadable():
+        raise FileNotFoundError("seg-000000000001.wal (the writer removed it)")
+    ctx.spool.pending_records = unreadable
+    with TestClient(app):
+        deadline = time.monotonic() + 10
+        while ctx.journey_tier.state == "loading" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ctx.journey_tier.state == "off" and "spool" in ctx.journey_tier.reason
+
+
+def test_what_is_kept_aside_while_loading_counts_against_the_budget():
+    """Feeds that arrive while the tier loads were kept as handed over — orjson's lines with their 4 KiB buffers
+    — and never counted: 20,000 events took ~80 MB aside a 1 MiB tier, off only once the load ended."""
+    import tracemalloc
+    tier = JourneyTier(2**20, EVENT_WIRE_COLUMNS, event_line)         # still loading
+    rows = [[f"e{i}", "payment.settled", f"pay_{i}", 1764579600000 + i, "stripe", "", "1.00", "EUR", {}]
+            for i in range(20_000)]
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for k in range(0, len(rows), 1000):
+        part = rows[k:k + 1000]
+        tier.add_events([r[2] for r in part], [r[8] for r in part], event_lines(part))
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert tier.state == "off" and "loading" in tier.reason and held < 2 * 2**20, held

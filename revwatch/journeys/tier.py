@@ -53,6 +53,8 @@ RELATED_PER_VALUE = 20                        # links per (attribute, value) in 
 # other lines), per correlation ID (dict entry, key string, bytes header) and per link (tuple key, value string,
 # list) — CPython's object overheads; tests/test_journey_tier.py checks the estimate against tracemalloc.
 LINE_OVERHEAD, ID_OVERHEAD, LINK_OVERHEAD = 1, 150, 120
+# per event kept aside while loading: its correlation ID and attributes dict, held as the feed handed them over
+ASIDE_OVERHEAD = 200
 
 # The amount a lookup shows: the text as sent, else the store's rendering of the decimal (records_of's SQL).
 AMOUNT_SQL = "if(AmountText != '', AmountText, toString(Amount))"
@@ -88,6 +90,7 @@ class JourneyTier:
         self._with_spans: set[str] = set()
         self._aside: list[tuple[Callable, tuple]] | None = []     # feeds that arrive while loading
         self.bytes_held = 0
+        self._aside_bytes = 0           # the estimate of what is kept aside (counted against the budget too)
         self.state = "loading"          # loading → ready, or off (over budget, or the load failed)
         self.reason = "loading the store's events"
 
@@ -121,10 +124,25 @@ class JourneyTier:
             if self.state == "off":
                 return
             if self._aside is not None:
+                if apply == self._add_events:
+                    # copies of their own size: orjson's results keep a 4 KiB buffer each (see _add_events),
+                    # 40 MB per 10,000 events acknowledged while a large store loads — not counted, not bounded
+                    cids, attributes, lines = args
+                    args = (cids, attributes, [bytes(memoryview(ln)) for ln in lines])
+                    self._aside_bytes += sum(len(ln) + ASIDE_OVERHEAD for ln in lines)
                 self._aside.append((apply, args))
+                if self.bytes_held + self._aside_bytes > self.budget_bytes:
+                    self._turn_off(f"over its memory budget while loading ({self.budget_bytes / 2**20:.0f} MiB, "
+                                   f"server.journey_memory_mb): lookups read the store")
                 return
             apply(*args)
             self._check_budget()
+
+    def give_up(self, reason: str) -> None:
+        """Turn off for good (the load could not be done): lookups read the store."""
+        with self._lock:
+            if self.state != "off":
+                self._turn_off(reason)
 
     def _add_events(self, cids: Sequence[str], attributes: Sequence[dict | None], lines: Sequence[bytes]) -> None:
         events, links_by_key, added = self._events, self._links_by_key, 0
@@ -202,7 +220,7 @@ class JourneyTier:
 
     def _turn_off(self, reason: str) -> None:
         self.state, self.reason = "off", reason
-        self._events, self._with_spans, self._aside = {}, set(), None
+        self._events, self._with_spans, self._aside, self._aside_bytes = {}, set(), None, 0
         self._links = {k: {} for k in LINK_ATTRIBUTES}
         self._links_by_key = list(self._links.items())
         self.bytes_held = 0
@@ -215,19 +233,17 @@ class JourneyTier:
         were acknowledged by an earlier process). Reads the store one day at a time (background priority)."""
         try:
             self._load(store, pending_event_lines, pending_span_cids, day_rows)
-        except Exception as e:        # the store failed or the budget was hit: lookups read the store
             with self._lock:
-                if self.state != "off":
-                    self._turn_off(f"could not load the store's events: {e}")
+                if self.state == "off":
+                    return
+                aside, self._aside, self._aside_bytes = self._aside or [], None, 0
+                for apply, args in aside:
+                    apply(*args)
+                self.state, self.reason = "ready", ""
+                self._check_budget()
+        except Exception as e:        # the store failed or the budget was hit: lookups read the store
+            self.give_up(f"could not load the store's events: {e}")
             return
-        with self._lock:
-            if self.state == "off":
-                return
-            aside, self._aside = self._aside or [], None
-            for apply, args in aside:
-                apply(*args)
-            self.state, self.reason = "ready", ""
-            self._check_budget()
         log.info("journey lookups from memory: %d correlation IDs, %.0f MiB", len(self._events),
                  self.bytes_held / 2**20)
 
@@ -239,9 +255,13 @@ class JourneyTier:
         if total * (LINE_OVERHEAD + 120) > self.budget_bytes:       # a line is at least ~120 bytes: do not try
             raise MemoryError(f"the store holds {total:,} events, more than fit in server.journey_memory_mb")
         with self._lock:
+            if self.state == "off":
+                return
             self._add_spans(set(pending_span_cids))
         spans = store.query(f"SELECT DISTINCT CorrelationId FROM {t('correlation_ts')} WHERE notEmpty(Traces)").rows
         with self._lock:
+            if self.state == "off":
+                return
             self._add_spans({r[0] for r in spans})
         for day, n in days:
             for part in range(max(1, -(-n // day_rows))):       # a big day in slices of the ID hash
@@ -256,7 +276,7 @@ class JourneyTier:
                     if self.state == "off":
                         return
                     self._add_events([r[2] for r in rows], [r[8] for r in rows], lines)
-                    if self.bytes_held > self.budget_bytes:
+                    if self.bytes_held + self._aside_bytes > self.budget_bytes:
                         raise MemoryError("the store's events do not fit in server.journey_memory_mb")
         self._load_lines(list(pending_event_lines))       # stored after all of the above: their copies win
 
@@ -264,8 +284,9 @@ class JourneyTier:
         rows = [orjson.loads(ln) for ln in lines if ln]
         c = self._col
         with self._lock:
-            self._add_events([r[c["CorrelationId"]] for r in rows], [r[c["Attributes"]] for r in rows],
-                             [ln for ln in lines if ln])
+            if self.state != "off":      # turned off meanwhile (over its budget with what was kept aside)
+                self._add_events([r[c["CorrelationId"]] for r in rows], [r[c["Attributes"]] for r in rows],
+                                 [ln for ln in lines if ln])
 
     # -- reading ------------------------------------------------------------------------------------------
     def covers(self, cid: str) -> bool:
