@@ -151,13 +151,14 @@ JOURNEY_PREFIX = "/api/v1/journeys/"
 
 def _served_from_memory(ctx: AppContext):
     """Whether a request is answered from memory — the SLO list and one SLO from the evaluator's latest pass
-    (slo/snapshot.py), as of now, or a journey lookup the tier covers (revwatch/journeys/tier.py) — so it costs no
-    store work and takes a memory-read turn, not a store-read turn, under ingest load."""
+    (slo/snapshot.py), as of now, or a journey lookup the tier covers (revwatch/journeys/tier.py) of a journey
+    small enough to cost well under a store read (`JourneyTier.cheap`) — so it takes a memory-read turn, not a
+    store-read turn, under ingest load."""
     def from_memory(scope) -> bool:
         path = scope["path"]
         tier = ctx.journey_tier
         if tier is not None and path.startswith(JOURNEY_PREFIX) and len(path) > len(JOURNEY_PREFIX):
-            return tier.covers(path[len(JOURNEY_PREFIX):])     # ASGI paths arrive decoded
+            return tier.cheap(path[len(JOURNEY_PREFIX):])      # ASGI paths arrive decoded
         if not (path == "/api/v1/slos" or (path.startswith("/api/v1/slos/") and path.count("/") == 4)):
             return False
         if b"at=" in scope.get("query_string", b""):

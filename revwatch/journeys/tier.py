@@ -53,6 +53,12 @@ RELATED_PER_VALUE = 20                        # links per (attribute, value) in 
 # other lines), per correlation ID (dict entry, key string, bytes header) and per link (tuple key, value string,
 # list) — CPython's object overheads; tests/test_journey_tier.py checks the estimate against tracemalloc.
 LINE_OVERHEAD, ID_OVERHEAD, LINK_OVERHEAD = 1, 150, 120
+# A lookup from memory costs ~46 µs of the server's CPU per event (parse, document, JSON: measured through the
+# HTTP route on 3-1,000 event journeys); up to this many bytes of held lines (~130 events) it is cheap enough for a
+# memory-read turn (revwatch.priority: 150/s, eight at once) — beyond, it takes a store-read turn (10/s, two at
+# once) though it is still answered from memory: a 1,000-event journey cost 49 ms, 150 of those per second would
+# take seven cores from ingest.
+CHEAP_READ_BYTES = 16 * 1024
 # per event kept aside while loading: its correlation ID and attributes dict, held as the feed handed them over
 ASIDE_OVERHEAD = 200
 
@@ -292,6 +298,11 @@ class JourneyTier:
     def covers(self, cid: str) -> bool:
         """Whether this ID's lookup is answered from memory (ready; not a trace id; no spans)."""
         return self.state == "ready" and cid not in self._with_spans and not _TRACE_ID.match(cid)
+
+    def cheap(self, cid: str) -> bool:
+        """Whether this ID's lookup is answered from memory at a small cost (`CHEAP_READ_BYTES`): a memory-read
+        turn under ingest load, not a store-read one (revwatch.server `_served_from_memory`)."""
+        return self.covers(cid) and len(self._events.get(cid, b"")) <= CHEAP_READ_BYTES
 
     def events_of(self, cid: str) -> list[dict] | None:
         """The ID's events as `JourneyService.records_of` returns them (deduplicated, the last copy of an event
