@@ -36,7 +36,7 @@ import datetime as dt
 import logging
 import re
 import threading
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Callable, Iterable, Sequence
 
 import orjson
@@ -68,10 +68,11 @@ AMOUNT_SQL = "if(AmountText != '', AmountText, toString(Amount))"
 
 def amount_text(value: Decimal | str | None) -> str | None:
     """ClickHouse's `toString` of a Decimal(38, 9) (no exponent, no trailing zeros): the amount the store shows
-    for a row inserted without its text (rows inserted by tools; the collector always keeps the text)."""
+    for a row inserted without its text (rows inserted by tools; the collector always keeps the text). Digits past
+    the ninth decimal are cut, as the store cuts them (not rounded)."""
     if value is None:
         return None
-    d = Decimal(value).quantize(Decimal("1e-9"))
+    d = Decimal(value).quantize(Decimal("1e-9"), rounding=ROUND_DOWN)
     return "0" if d == 0 else format(d.normalize(), "f")
 
 
