@@ -3,10 +3,15 @@ the store gives — compared on generated journeys with duplicates, shared link 
 lists), ties in time, amounts with and without text, spans, trace ids, events the store refused and a restart —
 and the tier is off, not partial, when it does not hold everything."""
 import datetime as dt
+import json
 import random
+import subprocess
+import sys
+import textwrap
 import time
 from decimal import Decimal
 
+import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -18,7 +23,11 @@ from revwatch.journeys import JourneyService, NotFound
 from revwatch.journeys.tier import JourneyTier, amount_text
 from revwatch.server import _served_from_memory, create_app
 from revwatch.store import StoreError
+from tests.support.servers import free_port, revwatch_cmd, start_serve
 from tests.support.slo_data import add_events
+from tests.support.waits import until
+from tests.test_intake_processes import CONFIG as INTAKES_CONFIG
+from tests.test_intake_processes import answers, intake_pids
 
 CFG = """
 journeys:
@@ -373,3 +382,62 @@ def test_a_large_journey_takes_a_store_read_turn_though_answered_from_memory(api
     assert api.get("/api/v1/journeys/pay%2Fsmall%20%C3%BC").json()["timeline"][0]["event_id"] == "s2"
     assert ctx.journey_tier.covers("pay_big")                         # answered from memory,
     assert not from_memory({"path": "/api/v1/journeys/pay_big", "query_string": b""})   # at a store read's pace
+
+
+def test_with_intake_processes_a_conflicting_resend_reads_as_the_store_keeps_it(tmp_path):
+    """Each intake process remembers only the IDs it accepted: an event ID re-sent with other content to the other
+    one is stored again, no dedup horizon needed. The owner's tier kept the first copy stored, the store's read
+    the last (5 of 40 journeys differed in one run). Documents from the running owner (the tier) are compared
+    with a store-only lookup of the same store afterwards."""
+    port, intake = free_port(), free_port()
+    cfg = tmp_path / "rw.yaml"
+    cfg.write_text(INTAKES_CONFIG.format(tmp=tmp_path, port=port, intake=intake) + CFG)
+    key = revwatch_cmd("keys", "create", "--scope", "ingest", "--config", str(cfg)).stdout.strip().split()[-1]
+    read = revwatch_cmd("keys", "create", "--scope", "read", "--config", str(cfg)).stdout.strip().split()[-1]
+    base, ingest = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{intake}"
+    hdr, rd = {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {read}"}
+    items = generated_events(5, ids=40)
+    cids = sorted({i["correlation_id"] for i in items})
+    parts = ("timeline", "related", "counts", "systems", "errors")     # "journeys" depends on now
+    owner = start_serve(cfg, base, 60)
+
+    def documents() -> dict:
+        return {c: {k: v for k, v in httpx.get(f"{base}/api/v1/journeys/{c}", headers=rd).json().items() if k in parts}
+                for c in cids}
+    try:
+        until(lambda: len(intake_pids(owner.pid)) == 2 and answers(ingest + "/readyz"), 90, "two intake processes")
+        until(lambda: "revwatch_journey_memory_ready 1.0" in httpx.get(f"{base}/metrics", headers=rd).text, 60,
+              "the tier loaded")
+        for k in range(0, len(items), 10):
+            with httpx.Client(timeout=30) as c:           # a new connection per batch: spread over the processes
+                assert c.post(f"{ingest}/api/v1/events", json=items[k:k + 10], headers=hdr).status_code == 200
+        for item in items[:10]:
+            for _ in range(3):
+                with httpx.Client(timeout=30) as c:
+                    c.post(f"{ingest}/api/v1/events", headers=hdr,
+                           json=[dict(item, amount="777.00", currency="EUR", attributes={"invoice_ref": "INV/2"})])
+        seen: list[dict] = [{}]
+
+        def settled() -> bool:                             # the same documents twice, a second apart
+            time.sleep(1)
+            seen.append(documents())
+            return seen[-1] == seen[-2] and all("timeline" in d for d in seen[-1].values())
+        until(settled, 60, "every journey stored")
+        assert "revwatch_journey_memory_ready 1.0" in httpx.get(f"{base}/metrics", headers=rd).text
+    finally:
+        owner.terminate()
+        owner.wait(60)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import datetime as dt, json, yaml
+        from revwatch.journeys import JourneyService
+        from revwatch.store import open_store
+        journeys = yaml.safe_load({CFG!r})["journeys"]
+        from revwatch.config import JourneyConfig
+        svc = JourneyService(open_store("chdb://{tmp_path}/data", "revwatch"),
+                             {{n: JourneyConfig(**j) for n, j in journeys.items()}},
+                             {{n: dt.timedelta(hours=1) for n in journeys}})
+        print(json.dumps({{c: {{k: v for k, v in svc.lookup(c).items() if k in {parts!r}}} for c in {cids!r}}}))
+    """)], capture_output=True, text=True, timeout=120)
+    from_store = json.loads(out.stdout) if out.stdout else out.stderr
+    assert isinstance(from_store, dict), from_store
+    assert [c for c in cids if from_store[c] != seen[-1][c]] == []
