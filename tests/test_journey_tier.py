@@ -441,3 +441,32 @@ def test_with_intake_processes_a_conflicting_resend_reads_as_the_store_keeps_it(
     from_store = json.loads(out.stdout) if out.stdout else out.stderr
     assert isinstance(from_store, dict), from_store
     assert [c for c in cids if from_store[c] != seen[-1][c]] == []
+
+
+def test_under_ingest_load_lookups_from_memory_do_not_queue_behind_store_reads(api_factory):
+    """Issue #27's fourth failure: ten people reading during a webhook storm waited seconds, because every journey
+    lookup was a store read rationed at `reads_per_second_under_ingest`. A lookup the tier covers takes a
+    memory-read turn (150/s): twenty of them at a store rate of 1/s are not held, while four searches are."""
+    api = api_factory(cfg_with(reads_per_second_under_ingest=1))
+    ctx = api.ctx
+    _ready(ctx.journey_tier)
+    ctx.intake.submit_events(generated_events(5, ids=20))
+    cids = sorted(ctx.journey_tier._events)
+    assert len(cids) == 20
+    gate, paced = ctx.priority, ctx.metrics.reads_paced_seconds_total
+
+    def busy():                                            # ingest is busy (200 requests in the last window)
+        for _ in range(120):
+            gate.note_ingest()
+        gate._bucket_start -= gate.busy_window
+        assert gate.busy()
+    busy()
+    before = paced._value.get()
+    for cid in cids:
+        assert api.get(f"/api/v1/journeys/{cid}").status_code == 200
+    assert paced._value.get() - before < 0.3              # twenty store turns at 1/s would have waited ~17 s
+    busy()
+    before = paced._value.get()
+    for _ in range(4):
+        assert api.get("/api/v1/journeys", params={"customer": "C-1"}).status_code == 200
+    assert paced._value.get() - before > 0.5              # the fourth search waits for its store turn
