@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from typing import Annotated
 
 from revwatch.journeys import NotFound
@@ -44,12 +45,20 @@ def search_journeys(request: Request, attr: str | None = Query(None, description
 
 
 @router.get("/api/v1/journeys/{correlation_id:path}", dependencies=[Depends(require("read"))])
-def get_journey(correlation_id: str, request: Request):
+async def get_journey(correlation_id: str, request: Request):
     """Every span and event of a correlation ID, ordered, with journeys, milestones, lags, errors, links."""
     if not correlation_id or len(correlation_id) > 256:
         raise ApiError(400, "correlation_id must be 1-256 characters", "correlation_id")
+    svc = ctx_of(request).journeys
     try:
-        return ctx_of(request).journeys.lookup(correlation_id)
+        if svc.tier is not None and svc.tier.cheap(correlation_id):
+            # from memory, well under a millisecond: on the event loop — a worker thread waits for the
+            # interpreter lock behind ingest several times per lookup (one reader's p99 72 ms there, 25 ms here,
+            # bench/reads_under_ingest.py --mix lookups); never a store query on the loop (None: read the store)
+            doc = svc.lookup_in_memory(correlation_id)
+            if doc is not None:
+                return doc
+        return await run_in_threadpool(svc.lookup, correlation_id)
     except NotFound:
         raise ApiError(404, f"nothing is recorded for correlation ID {correlation_id!r}", "correlation_id") from None
 

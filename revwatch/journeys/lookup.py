@@ -43,6 +43,10 @@ class NotFound(Exception):
     pass
 
 
+class _TierTurnedOff(Exception):
+    """The tier stopped answering between a lookup's events and its links (lookup_in_memory then gives up)."""
+
+
 class JourneyService:
     """Reads spans and events of a correlation ID and explains them against the configured journeys."""
 
@@ -131,18 +135,41 @@ class JourneyService:
     def lookup(self, cid: str, now: dt.datetime | None = None) -> dict:
         """The journey document of a correlation ID; raises NotFound when nothing has that ID."""
         now = now or utcnow()
-        events: list[dict] = []
-        spans: list[dict] = []
-        links = self._links_in_store
         # every event of every ID is in memory, no spans (None: the tier turned off since `covers`, read the store)
         held = self.tier.events_of(cid) if self.tier is not None and self.tier.covers(cid) else None
         if held is not None:
-            events, links = held, self._links_in_tier
-        elif (where := self.whereabouts(cid)) is not None:
+            return self._document(cid, held, [], self._links_in_tier, now)
+        events: list[dict] = []
+        spans: list[dict] = []
+        if (where := self.whereabouts(cid)) is not None:
             events, spans = self.records_of(cid, *where)
         if _TRACE_ID.match(cid):                           # a trace id: the whole trace, wherever it is stored
             seen = {(x["TraceId"], x["SpanId"]) for x in spans}
             spans += [x for x in self.trace_spans(cid) if (x["TraceId"], x["SpanId"]) not in seen]
+        return self._document(cid, events, spans, self._links_in_store, now)
+
+    def lookup_in_memory(self, cid: str, now: dt.datetime | None = None) -> dict | None:
+        """`lookup` when the tier answers it whole, without a store query (the route runs it on the event loop);
+        None when it cannot — then `lookup`. Raises NotFound as `lookup` does."""
+        tier = self.tier
+        held = tier.events_of(cid) if tier is not None and tier.covers(cid) else None
+        if tier is None or held is None:
+            return None
+
+        def links(pairs: Iterable[tuple[str, str]], of: str) -> dict[tuple[str, str], list[str]]:
+            found = tier.linked(pairs, of)
+            if found is None:
+                raise _TierTurnedOff
+            return found
+        try:
+            return self._document(cid, held, [], links, now or utcnow())
+        except _TierTurnedOff:
+            return None
+
+    def _document(self, cid: str, events: list[dict], spans: list[dict],
+                  links: Callable[[Iterable[tuple[str, str]], str], dict[tuple[str, str], list[str]]],
+                  now: dt.datetime) -> dict:
+        """The document from an ID's records, wherever they were read (the one place it is built)."""
         if not events and not spans:
             raise NotFound(cid)
         timeline = [self._event_item(e) for e in events] + [self._span_item(s) for s in spans]
