@@ -206,6 +206,8 @@ class Writer:
             started = time.monotonic()
             try:
                 self.write_batch(batch)
+                if self.journey_tier is not None and self.spool.pending_bytes() < LINGER_BELOW_BYTES:
+                    self.journey_tier.index_pending()     # caught up: index what the tier has kept as it came
                 backoff = 0.5
                 self.last_error = None
                 self.failing_since = None

@@ -155,6 +155,7 @@ def test_rows_inserted_directly_and_refused_lines_are_followed(api_factory):
             "source": "stripe"}
     ctx.intake.submit_events([item])
     assert [e["event_id"] for e in ctx.journeys.lookup("pay_y")["timeline"]] == ["refused-1"]   # ahead of the store
+    ctx.journey_tier.index_pending()
     line = ctx.journey_tier._events["pay_y"]                 # its one line
     ctx.journey_tier.forget_event_line(line)                # what the writer does when it quarantines the row
     with pytest.raises(NotFound):
@@ -215,6 +216,7 @@ def test_the_memory_estimate_is_within_twice_the_real_cost():
     base = tracemalloc.get_traced_memory()[0]
     lines = [event_line(r) for r in rows]              # the lines are what the tier keeps alive
     tier.add_events([r[2] for r in rows], [r[8] for r in rows], lines)
+    tier.index_pending()
     del lines
     real = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
@@ -255,6 +257,7 @@ def test_an_id_whose_only_event_was_refused_takes_new_events(api_factory):
     ctx = api.ctx
     _ready(ctx.journey_tier)
     ctx.intake.submit_events([_event("refused-1", "pay_y")])
+    ctx.journey_tier.index_pending()
     ctx.journey_tier.forget_event_line(ctx.journey_tier._events["pay_y"])     # what the writer does on quarantine
     ctx.intake.submit_events([_event("fixed-1", "pay_y")])                      # the sender's corrected copy
     assert [e["event_id"] for e in ctx.journeys.lookup("pay_y")["timeline"]] == ["fixed-1"]
@@ -403,6 +406,7 @@ def test_a_large_journey_takes_a_store_read_turn_though_answered_from_memory(api
     ctx.intake.submit_events([_event(f"b{i}", "pay_big", T0 + dt.timedelta(seconds=i),
                                      attributes={"invoice_ref": f"INV/{i}"}) for i in range(5000)])
     ctx.intake.submit_events([_event("s1", "pay_small"), _event("s2", "pay/small ü")])
+    ctx.journey_tier.index_pending()        # (what the writer does once caught up: many pending is not cheap)
     from_memory = _served_from_memory(ctx)
     assert from_memory({"path": "/api/v1/journeys/pay_small", "query_string": b""})
     assert from_memory({"path": "/api/v1/journeys/pay/small ü", "query_string": b""})     # the decoded path
@@ -478,6 +482,7 @@ def test_under_ingest_load_lookups_from_memory_do_not_queue_behind_store_reads(a
     ctx = api.ctx
     _ready(ctx.journey_tier)
     ctx.intake.submit_events(generated_events(5, ids=20))
+    ctx.journey_tier.index_pending()
     cids = sorted(ctx.journey_tier._events)
     assert len(cids) == 20
     gate, paced = ctx.priority, ctx.metrics.reads_paced_seconds_total
@@ -497,3 +502,28 @@ def test_under_ingest_load_lookups_from_memory_do_not_queue_behind_store_reads(a
     for _ in range(4):
         assert api.get("/api/v1/journeys", params={"customer": "C-1"}).status_code == 200
     assert paced._value.get() - before > 0.5              # the fourth search waits for its store turn
+
+
+def test_acknowledged_batches_wait_to_be_indexed_but_every_read_sees_them(api_factory):
+    """Indexing yields to ingest: a batch is kept as it came (one join) until the writer has caught up with the
+    spool or a read needs it; either way a lookup sees every acknowledged event."""
+    api = api_factory(CFG)
+    ctx = api.ctx
+    tier = ctx.journey_tier
+    _ready(tier)
+    tier.add_events(["pay_p", "pay_q"], [{"invoice_ref": "INV/P"}, {"invoice_ref": "INV/P"}],
+                    [event_line(["p1", "payment.settled", "pay_p", 1764579600000, "stripe", "", None, "", {
+                        "invoice_ref": "INV/P"}]),
+                     event_line(["q1", "payment.settled", "pay_q", 1764579600000, "stripe", "", None, "", {
+                         "invoice_ref": "INV/P"}])])
+    assert tier.pending_events == 2 and "pay_p" not in tier._events and tier.bytes_held + tier._pending_bytes > 0
+    doc = ctx.journeys.lookup("pay_p")
+    assert [x["event_id"] for x in doc["timeline"]] == ["p1"] and doc["related"][0]["correlation_ids"] == ["pay_q"]
+    assert tier.pending_events == 0
+    ctx.intake.submit_events([_event("w1", "pay_w")])
+    assert ctx.writer.wait_drained(30)
+    deadline = time.monotonic() + 10
+    while tier.pending_events and time.monotonic() < deadline:    # the writer indexes once caught up
+        time.sleep(0.02)
+    assert tier.pending_events == 0 and "pay_w" in tier._events
+
