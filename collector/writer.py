@@ -198,6 +198,8 @@ class Writer:
                 continue
             if batch is None:
                 self.last_progress = time.monotonic()
+                if self.journey_tier is not None:      # nothing to store: index what the tier kept as it came
+                    self.journey_tier.index_pending()  # (with intake processes, what they forwarded)
                 if self.metrics:
                     self.metrics.spool_bytes.set(self.spool.pending_bytes())
                 with self.spool.data_available:

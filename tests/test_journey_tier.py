@@ -527,3 +527,16 @@ def test_acknowledged_batches_wait_to_be_indexed_but_every_read_sees_them(api_fa
         time.sleep(0.02)
     assert tier.pending_events == 0 and "pay_w" in tier._events
 
+
+
+def test_an_idle_writer_indexes_what_intake_processes_forwarded(api_factory):
+    """With intake processes the owner may store nothing of its own: its writer, idle, indexes what they forwarded
+    (else it would wait for a read, or pile up to a quarter of the budget and be indexed in one long go)."""
+    api = api_factory(CFG)
+    tier = api.ctx.journey_tier
+    _ready(tier)
+    tier.add_event_lines([event_line(["f1", "payment.settled", "pay_f", 1764579600000, "stripe", "", None, "", {}])])
+    deadline = time.monotonic() + 10
+    while tier.pending_events and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert tier.pending_events == 0 and "pay_f" in tier._events
