@@ -326,8 +326,8 @@ def test_a_lookup_that_the_tier_stops_covering_midway_reads_the_store(api_factor
     assert ctx.writer.wait_drained(60)
     step = getattr(tier, after)
 
-    def then_off(cid):
-        answer = step(cid)
+    def then_off(cid, **kw):
+        answer = step(cid, **kw)
         with tier._lock:
             tier._turn_off("over its memory budget (the test)")
         return answer
@@ -540,3 +540,89 @@ def test_an_idle_writer_indexes_what_intake_processes_forwarded(api_factory):
     while tier.pending_events and time.monotonic() < deadline:
         time.sleep(0.02)
     assert tier.pending_events == 0 and "pay_f" in tier._events
+
+
+def _ready_tier(budget: int = 2**30) -> JourneyTier:
+    tier = JourneyTier(budget, EVENT_WIRE_COLUMNS, event_line)
+    tier._aside, tier.state = None, "ready"
+    return tier
+
+
+def _lines(cid: str, n: int, prefix: str = "x", **attrs) -> tuple[list, list, list]:
+    rows = [[f"{prefix}{i:06d}", "payment.settled", cid if cid else f"pay_{prefix}{i}", 1764579600000 + i, "stripe",
+             "", "129.00", "EUR", {k: f"{v}{i}" for k, v in attrs.items()}] for i in range(n)]
+    return [r[2] for r in rows], [r[8] for r in rows], [event_line(r) for r in rows]
+
+
+def test_a_lookup_is_not_cheap_while_another_thread_indexes_what_was_pending(monkeypatch):
+    """The writer indexes a large pending backlog under the tier's lock (it piled up while the spool was behind):
+    `cheap` must not send a lookup to the event loop meanwhile — there `events_of` would wait for that lock, and
+    every request of the process with it (the count read zero from the start of the indexing)."""
+    import threading
+    tier = _ready_tier()
+    tier.add_events(*_lines("", 3000))
+    tier.add_events(*_lines("pay_small", 1, prefix="s"))
+    assert not tier.cheap("pay_small")                     # 3,001 pending: not cheap
+    started, release = threading.Event(), threading.Event()
+    real = tier._add_events
+
+    def slow(*a):
+        started.set()
+        release.wait(10)
+        real(*a)
+    monkeypatch.setattr(tier, "_add_events", slow)
+    indexer = threading.Thread(target=tier.index_pending)
+    indexer.start()
+    try:
+        assert started.wait(10)
+        assert not tier.cheap("pay_small")                 # still being indexed, the lock held
+    finally:
+        release.set()
+        indexer.join(10)
+    assert tier.cheap("pay_small") and tier.pending_events == 0
+
+
+@pytest.mark.parametrize("how", ["one ID's many pending events", "pending grew after cheap"])
+def test_the_route_never_parses_a_large_read_on_the_event_loop(api_factory, monkeypatch, how):
+    """`cheap` weighs an ID's indexed lines only: its pending ones (up to 2,000) were parsed on the event loop
+    (~46 us each); and what is pending can grow between `cheap` and the read (another thread's feed)."""
+    import collector.journey_routes as routes
+    api = api_factory(CFG)
+    tier = api.ctx.journey_tier
+    _ready(tier)
+    threaded: list = []
+    real = routes.run_in_threadpool
+
+    async def spy(fn, *a):
+        threaded.append(a)
+        return await real(fn, *a)
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    if how == "one ID's many pending events":
+        tier.add_events(*_lines("pay_big", 1500))
+        assert tier.cheap("pay_big")                        # the middleware's turn: as before
+    else:
+        tier.add_events(*_lines("pay_big", 1))
+        tier.index_pending()
+        cheap = tier.cheap
+
+        def then_fed(cid):
+            answer = cheap(cid)
+            tier.add_events(*_lines("", 5000, prefix="o"))     # an intake thread, between the check and the read
+            return answer
+        monkeypatch.setattr(tier, "cheap", then_fed)
+    r = api.get("/api/v1/journeys/pay_big")
+    assert r.status_code == 200
+    assert threaded == [("pay_big",)], "a large read ran on the event loop"
+
+
+def test_indexing_what_was_pending_keeps_the_budget():
+    """Pending lines are charged ~200 bytes each; indexed, a new ID with new link values costs more (150 per ID,
+    120 per link value). A read that indexes must turn the tier off when that takes it over its budget."""
+    tier = _ready_tier()
+    tier.add_events(*_lines("", 200, prefix="a", invoice_ref="INV/A", customer_id="C-A", order_ref="O-A"))
+    tier.index_pending()
+    tier.add_events(*_lines("", 200, prefix="b", invoice_ref="INV/B", customer_id="C-B", order_ref="O-B"))
+    tier.budget_bytes = tier.bytes_held + tier._pending_bytes + 1     # the feed's check passed: within budget
+    held = tier.events_of("pay_b1")
+    assert tier.bytes_held <= tier.budget_bytes or (tier.state == "off" and held is None), \
+        (tier.bytes_held, tier.budget_bytes, tier.state)

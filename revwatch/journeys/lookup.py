@@ -150,9 +150,10 @@ class JourneyService:
 
     def lookup_in_memory(self, cid: str, now: dt.datetime | None = None) -> dict | None:
         """`lookup` when the tier answers it whole, without a store query (the route runs it on the event loop);
-        None when it cannot — then `lookup`. Raises NotFound as `lookup` does."""
+        None when it cannot (or not cheaply: `JourneyTier.events_of`) — then `lookup`. Raises NotFound as `lookup`
+        does."""
         tier = self.tier
-        held = tier.events_of(cid) if tier is not None and tier.covers(cid) else None
+        held = tier.events_of(cid, cheap=True) if tier is not None and tier.covers(cid) else None
         if tier is None or held is None:
             return None
 

@@ -178,10 +178,18 @@ class JourneyTier:
         return self._pending_events
 
     def _index_pending(self) -> None:
+        # the count reads as pending until the index is done: `cheap` (no lock) sends no lookup to the event loop,
+        # to wait for this lock, while a large backlog is indexed; over its budget once indexed (an indexed new ID
+        # with new link values costs more than its pending estimate), the tier turns off
+        if not self._pending:
+            return
         pending, self._pending = self._pending, []
-        self._pending_events = self._pending_bytes = 0
-        for cids, attributes, joined in pending:
-            self._add_events(cids, attributes, joined.split(b"\n"))
+        try:
+            for cids, attributes, joined in pending:
+                self._add_events(cids, attributes, joined.split(b"\n"))
+        finally:
+            self._pending_events = self._pending_bytes = 0
+        self._check_budget()
 
     def give_up(self, reason: str) -> None:
         """Turn off for good (the load could not be done): lookups read the store."""
@@ -346,14 +354,21 @@ class JourneyTier:
         return (self.covers(cid) and self._pending_events <= CHEAP_PENDING_EVENTS
                 and len(self._events.get(cid, b"")) <= CHEAP_READ_BYTES)
 
-    def events_of(self, cid: str) -> list[dict] | None:
+    def events_of(self, cid: str, cheap: bool = False) -> list[dict] | None:
         """The ID's events as `JourneyService.records_of` returns them (deduplicated, the last copy of an event
-        ID kept; in EventId order); None when the tier is no longer ready (it turned off after `covers`)."""
+        ID kept; in EventId order); None when the tier is no longer ready (it turned off after `covers`). `cheap`
+        (a read on the event loop): None too when the read is not cheap once under the lock — more pending than
+        `CHEAP_PENDING_EVENTS` (fed since `cheap` said yes), or more than `CHEAP_READ_BYTES` held once indexed
+        (`cheap` weighs the ID's indexed lines only)."""
         with self._lock:
-            if self.state != "ready":
+            if self.state != "ready" or (cheap and self._pending_events > CHEAP_PENDING_EVENTS):
                 return None
             self._index_pending()
+            if self.state != "ready":           # indexing took it over its budget
+                return None
             held = self._events.get(cid, b"")
+            if cheap and len(held) > CHEAP_READ_BYTES:
+                return None
         c, seen, out = self._col, set(), []
         for line in reversed(held.split(b"\n")) if held else ():
             r = orjson.loads(line)
@@ -379,6 +394,8 @@ class JourneyTier:
             if self.state != "ready":
                 return None
             self._index_pending()
+            if self.state != "ready":
+                return None
             for key, value in pairs:
                 ids = self._links.get(key, {}).get(value, ())
                 out[(key, value)] = [x for x in ids[:RELATED_PER_VALUE + 1] if x != cid][:RELATED_PER_VALUE]
