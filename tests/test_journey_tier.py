@@ -339,14 +339,9 @@ def test_a_lookup_that_the_tier_stops_covering_midway_reads_the_store(api_factor
     assert [x["event_id"] for x in doc["timeline"]] == ["r-1"] and doc["related"][0]["correlation_ids"] == ["pay_s"]
 
 
-def test_the_route_answers_a_covered_lookup_without_a_worker_thread(api_factory, monkeypatch):
-    """A lookup from memory runs on the event loop (a worker thread waits for the interpreter lock behind ingest:
-    one reader's p99 72 ms there, 25 ms on the loop); anything else goes to a worker thread, never the loop."""
+def _threaded_lookups(monkeypatch) -> list:
+    """The arguments of every lookup the journey route sends to a worker thread (not the event loop)."""
     import collector.journey_routes as routes
-    api = api_factory(CFG)
-    ctx = api.ctx
-    _ready(ctx.journey_tier)
-    ctx.intake.submit_events([_event("t-1", "pay_t", attributes={"invoice_ref": "INV/T"})])
     threaded: list = []
     real = routes.run_in_threadpool
 
@@ -354,6 +349,17 @@ def test_the_route_answers_a_covered_lookup_without_a_worker_thread(api_factory,
         threaded.append(a)
         return await real(fn, *a)
     monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    return threaded
+
+
+def test_the_route_answers_a_covered_lookup_without_a_worker_thread(api_factory, monkeypatch):
+    """A lookup from memory runs on the event loop (a worker thread waits for the interpreter lock behind ingest:
+    one reader's p99 72 ms there, 25 ms on the loop); anything else goes to a worker thread, never the loop."""
+    api = api_factory(CFG)
+    ctx = api.ctx
+    _ready(ctx.journey_tier)
+    ctx.intake.submit_events([_event("t-1", "pay_t", attributes={"invoice_ref": "INV/T"})])
+    threaded = _threaded_lookups(monkeypatch)
     assert api.get("/api/v1/journeys/pay_t").json()["counts"]["events"] == 1
     assert api.get("/api/v1/journeys/nobody-at-all").status_code == 404
     assert threaded == []
@@ -586,17 +592,10 @@ def test_a_lookup_is_not_cheap_while_another_thread_indexes_what_was_pending(mon
 def test_the_route_never_parses_a_large_read_on_the_event_loop(api_factory, monkeypatch, how):
     """`cheap` weighs an ID's indexed lines only: its pending ones (up to 2,000) were parsed on the event loop
     (~46 us each); and what is pending can grow between `cheap` and the read (another thread's feed)."""
-    import collector.journey_routes as routes
     api = api_factory(CFG)
     tier = api.ctx.journey_tier
     _ready(tier)
-    threaded: list = []
-    real = routes.run_in_threadpool
-
-    async def spy(fn, *a):
-        threaded.append(a)
-        return await real(fn, *a)
-    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    threaded = _threaded_lookups(monkeypatch)
     if how == "one ID's many pending events":
         tier.add_events(*_lines("pay_big", 1500))
         assert tier.cheap("pay_big")                        # the middleware's turn: as before
