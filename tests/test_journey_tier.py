@@ -625,3 +625,18 @@ def test_indexing_what_was_pending_keeps_the_budget():
     held = tier.events_of("pay_b1")
     assert tier.bytes_held <= tier.budget_bytes or (tier.state == "off" and held is None), \
         (tier.bytes_held, tier.budget_bytes, tier.state)
+
+
+def test_a_read_on_the_event_loop_does_not_wait_for_a_long_hold_of_the_lock(api_factory):
+    """The writer indexing a backlog holds the tier's lock; a lookup judged cheap just before must not wait for it
+    on the event loop: it gives up after CHEAP_LOCK_WAIT and is answered from a worker thread."""
+    api = api_factory(CFG)
+    tier = api.ctx.journey_tier
+    _ready(tier)
+    api.ctx.intake.submit_events([_event("h1", "pay_h")])
+    tier.index_pending()
+    with tier._lock:                                       # another thread's long hold
+        t0 = time.monotonic()
+        assert tier.events_of("pay_h", cheap=True) is None
+        assert time.monotonic() - t0 < 1.0
+    assert [e["EventId"] for e in tier.events_of("pay_h", cheap=True)] == ["h1"]

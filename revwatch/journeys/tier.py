@@ -61,6 +61,9 @@ LINE_OVERHEAD, ID_OVERHEAD, LINK_OVERHEAD = 1, 150, 120
 CHEAP_READ_BYTES = 16 * 1024
 # a lookup indexes what is pending first (`index_pending`): up to this many events (~2.5 ms) it is still cheap
 CHEAP_PENDING_EVENTS = 2_000
+# how long a read on the event loop waits for the tier's lock before it goes to a worker thread instead (a feed
+# holds it for ~2.5 ms per 2,000 events; the writer indexing a large backlog for much longer)
+CHEAP_LOCK_WAIT = 0.005
 # per event kept aside while loading: its correlation ID and attributes dict, held as the feed handed them over
 ASIDE_OVERHEAD = 200
 
@@ -359,8 +362,11 @@ class JourneyTier:
         ID kept; in EventId order); None when the tier is no longer ready (it turned off after `covers`). `cheap`
         (a read on the event loop): None too when the read is not cheap once under the lock — more pending than
         `CHEAP_PENDING_EVENTS` (fed since `cheap` said yes), or more than `CHEAP_READ_BYTES` held once indexed
-        (`cheap` weighs the ID's indexed lines only)."""
-        with self._lock:
+        (`cheap` weighs the ID's indexed lines only), or when the lock is not free within `CHEAP_LOCK_WAIT` (the
+        writer is indexing a backlog: the event loop must not wait for it)."""
+        if not self._lock.acquire(timeout=CHEAP_LOCK_WAIT if cheap else -1):
+            return None
+        try:
             if self.state != "ready" or (cheap and self._pending_events > CHEAP_PENDING_EVENTS):
                 return None
             self._index_pending()
@@ -369,6 +375,8 @@ class JourneyTier:
             held = self._events.get(cid, b"")
             if cheap and len(held) > CHEAP_READ_BYTES:
                 return None
+        finally:
+            self._lock.release()
         c, seen, out = self._col, set(), []
         for line in reversed(held.split(b"\n")) if held else ():
             r = orjson.loads(line)
