@@ -28,6 +28,10 @@ Invariants:
   records not yet stored, then what was kept aside: the order they were (or will be) stored in, so the last copy
   of a duplicate is the store's. (One case reads otherwise until the store merges nothing more: copies of one
   event ID stored on different days of OccurredAt load in day order, not in the order stored.)
+* **Indexing yields to ingest, reads never see it stale.** A batch is kept as it came (`_pending`: one join) and
+  indexed once the writer has caught up with the spool or is idle (collector.writer), or by the first read that
+  needs it (every read indexes what is pending first, under the lock). A read on the event loop (`cheap=True`)
+  never waits for a long index: it goes to a worker thread instead.
 """
 from __future__ import annotations
 
