@@ -124,11 +124,15 @@ class JourneyTier:
         self._feed(self._add_events, (cids, attributes, lines))      # the caller hands them over: no copy
 
     def add_event_lines(self, lines: Iterable[bytes]) -> None:
-        """Encoded event lines only (what intake processes send their owner, the spool's records at start)."""
+        """Encoded event lines only (what intake processes send their owner)."""
+        self.add_events(*self._parsed(lines))
+
+    def _parsed(self, lines: Iterable[bytes]) -> tuple[list[str], list[dict | None], list[bytes]]:
+        """(correlation IDs, attributes, lines) of encoded event lines, empty lines left out."""
         keep = [ln for ln in lines if ln]
         rows = [orjson.loads(ln) for ln in keep]
         c = self._col
-        self.add_events([r[c["CorrelationId"]] for r in rows], [r[c["Attributes"]] for r in rows], keep)
+        return [r[c["CorrelationId"]] for r in rows], [r[c["Attributes"]] for r in rows], keep
 
     def add_spans(self, cids: Iterable[str]) -> None:
         """Correlation IDs that received spans: from now on looked up in the store."""
@@ -339,15 +343,10 @@ class JourneyTier:
                     self._add_events([r[2] for r in rows], [r[8] for r in rows], lines)
                     if self.bytes_held + self._aside_bytes > self.budget_bytes:
                         raise MemoryError("the store's events do not fit in server.journey_memory_mb")
-        self._load_lines(list(pending_event_lines))       # stored after all of the above: their copies win
-
-    def _load_lines(self, lines: list[bytes]) -> None:
-        rows = [orjson.loads(ln) for ln in lines if ln]
-        c = self._col
+        parsed = self._parsed(pending_event_lines)      # stored after all of the above: their copies win
         with self._lock:
             if self.state != "off":      # turned off meanwhile (over its budget with what was kept aside)
-                self._add_events([r[c["CorrelationId"]] for r in rows], [r[c["Attributes"]] for r in rows],
-                                 [ln for ln in lines if ln])
+                self._add_events(*parsed)
 
     # -- reading ------------------------------------------------------------------------------------------
     def covers(self, cid: str) -> bool:
