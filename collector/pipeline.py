@@ -22,6 +22,7 @@ from revwatch.store import Store
 SPAN_CID = SpanRow._fields.index("CorrelationId")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
+
 @dataclass
 class IngestPipeline:
     """spool → writer → store, with `intake` as the only way in."""
@@ -38,7 +39,6 @@ class IngestPipeline:
             self.writer.write_batch(batch)
             n += 1
         return n
-
 
     def attach_journey_tier(self, budget_bytes: int) -> JourneyTier:
         """A journey tier fed by this pipeline (revwatch/journeys/tier.py): the intake hands it every acknowledged

@@ -411,8 +411,3 @@ class JourneyTier:
                 ids = self._links.get(key, {}).get(value, ())
                 out[(key, value)] = [x for x in ids[:RELATED_PER_VALUE + 1] if x != cid][:RELATED_PER_VALUE]
         return out
-
-    def ids_held(self) -> int:
-        with self._lock:
-            self._index_pending()
-            return len(self._events)
