@@ -17,9 +17,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from collector.events import COL_CORRELATION as COL_EVENT_CORRELATION
 from collector.events import COL_EVENT_ID, ValidatedEvents, validate_event
+from collector.otlp import COL_CORRELATION as COL_SPAN_CORRELATION
 from collector.otlp import COL_SPAN_ID, COL_TRACE_ID
-from collector.rows import EventRow, SpanRow
+from collector.rows import EventRow
 from collector.rowcodec import event_lines, event_records, fingerprints, span_records
 from collector.spool import KIND_EVENT_KEYS, Spool, SpoolRefused
 from revwatch.ingest import Submitted
@@ -29,8 +31,7 @@ from revwatch.store import Store, StoreError
 
 log = logging.getLogger("revwatch.intake")
 
-_EVENT_CID, _EVENT_ATTRS = EventRow._fields.index("CorrelationId"), EventRow._fields.index("Attributes")
-_SPAN_CID = SpanRow._fields.index("CorrelationId")
+_EVENT_ATTRS = EventRow._fields.index("Attributes")
 
 
 class RecentKeys:
@@ -167,7 +168,7 @@ class Intake:
                 keys.append(k)
         if fresh:
             if self.journey_tier is not None:     # before the append: an ID with spans must never be answered
-                self.journey_tier.add_spans({r[_SPAN_CID] for r in fresh})    # without them (tier.py)
+                self.journey_tier.add_spans({r[COL_SPAN_CORRELATION] for r in fresh})    # without them (tier.py)
             self.spool.append_records(span_records(fresh))
             with self._spans_lock:
                 self.recent_spans.add_many([(k, True) for k in keys])
@@ -297,7 +298,7 @@ class Intake:
             if mine.error is None:
                 self.recent_events.add_many(list(zip(eids, claim.fresh_fps)))
         if mine.error is None and self.journey_tier is not None and claim.fresh:
-            self.journey_tier.add_events([r[_EVENT_CID] for r in claim.fresh],
+            self.journey_tier.add_events([r[COL_EVENT_CORRELATION] for r in claim.fresh],
                                          [r[_EVENT_ATTRS] for r in claim.fresh], claim.fresh_lines)
         mine.finished.set()
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from collector.intake import Intake
 from collector.rowcodec import EVENT_WIRE_COLUMNS, decode_lines, event_line
-from collector.rows import SpanRow
+from collector.otlp import COL_CORRELATION as SPAN_CID
 from collector.spool import KIND_EVENTS, KIND_EVENTS_TEXT, KIND_SPANS, Spool
 from collector.writer import Writer
 from revwatch.journeys.tier import JourneyTier, amount_text
@@ -19,7 +19,6 @@ from revwatch.config import Config
 from revwatch.metrics import Metrics
 from revwatch.store import Store
 
-SPAN_CID = SpanRow._fields.index("CorrelationId")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
