@@ -640,3 +640,20 @@ def test_a_read_on_the_event_loop_does_not_wait_for_a_long_hold_of_the_lock(api_
         assert tier.events_of("pay_h", cheap=True) is None
         assert time.monotonic() - t0 < 1.0
     assert [e["EventId"] for e in tier.events_of("pay_h", cheap=True)] == ["h1"]
+
+
+def test_instants_at_the_edges_of_the_supported_range_read_alike(api_factory):
+    """Events at the first and last milliseconds the collector accepts ([1970, 2100)) and on a leap day: the tier
+    turns the spool's 'seconds.millis' text back into the instant the store returns."""
+    api = api_factory(CFG)
+    ctx = api.ctx
+    _ready(ctx.journey_tier)
+    edges = ["1970-01-01T00:00:00.001Z", "2099-12-31T23:59:59.999Z", "2028-02-29T12:00:00.5Z", "2001-09-09T01:46:40Z"]
+    out = ctx.intake.submit_events([{"event_id": f"edge-{i}", "type": "payment.settled", "correlation_id": "pay_edge",
+                                     "occurred_at": at, "source": "stripe"} for i, at in enumerate(edges)])
+    assert out.accepted == len(edges), out.rejected
+    assert ctx.writer.wait_drained(60)
+    assert assert_same_documents(ctx, ["pay_edge"], T0) == 1
+    doc = ctx.journeys.lookup("pay_edge", now=T0)
+    assert [x["at"] for x in doc["timeline"]] == ["1970-01-01T00:00:00.001000Z", "2001-09-09T01:46:40Z",
+                                                  "2028-02-29T12:00:00.500000Z", "2099-12-31T23:59:59.999000Z"]
