@@ -17,6 +17,16 @@ history:
   inside a long free-text memo (`NETTING` among company names and dates) shares its hashed n-grams with everything
   else the memo says, its word column it shares with nothing.
 
+* **value rate** — beside a numeric or text attribute whose values *recur* (the values seen at least `MIN_COUNT`
+  times cover at least half of its rows: a merchant, terminal or bank code among hundreds, a card BIN, a customer
+  number — not a reference or a serial), one more column: the smoothed failure rate of payments that carried the
+  same value (log-odds of `(failures + RATE_PRIOR_ROWS · prior) / (payments + RATE_PRIOR_ROWS)`; smoothed target
+  encoding, Micci-Barreca 2001). Without it such a code had no door: too many values for one-hot, and its shape
+  (`MRC-9`) is the same for every value once the digits are folded. A training row's rate is computed *out of
+  fold* (`RATE_FOLDS` folds by position; the row's own fold's outcomes left out), else a value's rate would carry
+  the row's own outcome and the model would learn the leak; an open payment's rate counts every decided payment.
+  A value never seen (or seen fewer than `MIN_COUNT` times) takes the prior.
+
 A key present on fewer than `MIN_PRESENT` of the training rows is ignored. The encoder is fitted once, at training
 time, and stored with the model: scoring encodes with the very same vocabulary, so a feature means the same at
 both times (a value never seen in training is "other", never a new column). Columns are grouped per attribute, so
@@ -39,6 +49,9 @@ MIN_PRESENT = 0.02         # a key on fewer than 2 % of the rows carries too lit
 NUMERIC_SHARE = 0.95       # share of non-empty values that must parse for a key to be numeric
 TEXT_BUCKETS = 32          # hashed n-gram columns per text attribute
 MAX_WORDS = 64             # word columns per text attribute (the most frequent words of its shape)
+RECURRING_SHARE = 0.5      # values seen MIN_COUNT times must cover this share of rows for a value-rate column
+RATE_PRIOR_ROWS = 5.0      # the prior weighs as much as this many payments (= MIN_COUNT: a value earns its column)
+RATE_FOLDS = 5             # out-of-fold rates for training rows
 _DIGITS = re.compile(r"\d+")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -77,18 +90,34 @@ class Attribute:
     kind: str                                    # numeric | category | text
     values: list[str] = field(default_factory=list)    # category: the values with their own column; text: words
     median: float = 0.0                          # numeric: stands in for a missing value
+    # value rate (numeric and text whose values recur): value → (payments, failures) for values seen MIN_COUNT times,
+    # and the failure rate of all training rows. None (also for models stored before it existed): no rate column
+    rates: dict[str, tuple[int, int]] | None = None
+    prior: float = 0.0
 
     @property
     def width(self) -> int:
-        return {"numeric": 2, "category": len(self.values), "text": TEXT_BUCKETS + len(self.values)}[self.kind]
+        own = {"numeric": 2, "category": len(self.values), "text": TEXT_BUCKETS + len(self.values)}[self.kind]
+        return own + (self.rates is not None)
+
+    def rate(self, n: int, fails: int) -> float:
+        """The value-rate column: log-odds of the failure rate of `n` payments with `fails` failures, smoothed
+        toward the prior."""
+        r = (fails + RATE_PRIOR_ROWS * self.prior) / (n + RATE_PRIOR_ROWS)
+        r = min(max(r, 1e-4), 1 - 1e-4)
+        return math.log(r / (1 - r))
 
     @cached_property
     def columns(self) -> dict[str, int]:
         """The column of each of `values` — a category's value, a text's word — among this attribute's own."""
         return {v: i for i, v in enumerate(self.values)}
 
-    def encode(self, v: str, out: np.ndarray) -> None:
-        """Write this attribute's columns for value `v` ('' = missing) into `out` (zeros on entry)."""
+    def encode(self, v: str, out: np.ndarray, held: tuple[int, int] = (0, 0)) -> None:
+        """Write this attribute's columns for value `v` ('' = missing) into `out` (zeros on entry). `held`:
+        (payments, failures) of the value to leave out of its rate — a training row's own fold."""
+        if self.rates is not None:
+            n, fails = self.rates.get(v, (0, 0)) if v else (0, 0)
+            out[-1] = self.rate(n - held[0], fails - held[1])
         if self.kind == "numeric":
             x = _number(v) if v else None
             out[0] = _squash(self.median if x is None else x)
@@ -114,7 +143,9 @@ class AttributeEncoder:
     def __init__(self) -> None:
         self.attributes: list[Attribute] = []
 
-    def fit(self, rows: list[dict[str, str]]) -> "AttributeEncoder":
+    def fit(self, rows: list[dict[str, str]], outcomes: np.ndarray | None = None) -> "AttributeEncoder":
+        """Learn each key's kind and vocabulary from the training rows; with `outcomes` (1 = failed, one per row)
+        also the value rates of recurring numeric and text attributes."""
         present: Counter[str] = Counter()
         values: dict[str, Counter[str]] = {}
         for r in rows:
@@ -141,7 +172,25 @@ class AttributeEncoder:
                         counts[w] += n
                 common = [w for w, n in counts.most_common() if MIN_COUNT <= n < present[k]]
                 self.attributes.append(Attribute(k, "text", values=sorted(common[:MAX_WORDS])))
+        if outcomes is not None and len(rows):
+            self._fit_rates(rows, np.asarray(outcomes, dtype=int), values)
         return self
+
+    def _fit_rates(self, rows: list[dict[str, str]], y: np.ndarray, values: dict[str, Counter[str]]) -> None:
+        prior = float(y.mean())
+        for a in self.attributes:
+            if a.kind == "category":
+                continue
+            seen = values[a.key]
+            recurring = {v for v, n in seen.items() if n >= MIN_COUNT}
+            if sum(seen[v] for v in recurring) < RECURRING_SHARE * sum(seen.values()):
+                continue
+            fails: Counter[str] = Counter()
+            for r, o in zip(rows, y.tolist()):
+                if (v := r.get(a.key, "")) in recurring:
+                    fails[v] += o
+            a.rates = {v: (seen[v], fails[v]) for v in sorted(recurring)}
+            a.prior = prior
 
     @property
     def width(self) -> int:
@@ -155,17 +204,32 @@ class AttributeEncoder:
             i += a.width
         return out
 
-    def transform(self, rows: list[dict[str, str]]) -> np.ndarray:
+    def transform(self, rows: list[dict[str, str]], out_of_fold: np.ndarray | None = None) -> np.ndarray:
+        """The columns of `rows`. `out_of_fold`: these are the training rows the encoder was fitted on, in the same
+        order, with their outcomes — each row's value rate then leaves out its own fold (row i is in fold
+        i mod RATE_FOLDS)."""
+        held: dict[tuple[str, int, str], list[int]] = {}
+        if out_of_fold is not None:
+            for i, (r, o) in enumerate(zip(rows, np.asarray(out_of_fold, dtype=int).tolist())):
+                for a in self.attributes:
+                    if a.rates is not None and (v := r.get(a.key, "")) in a.rates:
+                        c = held.setdefault((a.key, i % RATE_FOLDS, v), [0, 0])
+                        c[0] += 1
+                        c[1] += o
         X = np.zeros((len(rows), self.width))
         for i, r in enumerate(rows):
             j = 0
             for a in self.attributes:
-                a.encode(r.get(a.key, ""), X[i, j:j + a.width])
+                v = r.get(a.key, "")
+                own = held.get((a.key, i % RATE_FOLDS, v), (0, 0)) if held else (0, 0)
+                a.encode(v, X[i, j:j + a.width], (own[0], own[1]))
                 j += a.width
         return X
 
     def describe(self) -> list[dict]:
         """What each attribute became, for the model card."""
         return [{"attribute": a.key, "kind": a.kind, **({"categories": a.values} if a.kind == "category" else
-                                                          {"words": a.values} if a.kind == "text" else {})}
+                                                          {"words": a.values} if a.kind == "text" else {}),
+                 **({"value_rate": {"values": len(a.rates), "prior": round(a.prior, 4)}} if a.rates is not None
+                    else {})}
                 for a in self.attributes]

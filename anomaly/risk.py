@@ -457,8 +457,16 @@ class RiskModel:
                 "training_window": {"from": self.window[0], "to": self.window[1]}, "metrics": self.metrics}
 
 
-def _full_matrix(ps: list[Payment], encoder: AttributeEncoder) -> np.ndarray:
-    return np.hstack([_matrix(ps), encoder.transform([p.attributes for p in ps]).reshape(len(ps), encoder.width)])
+def _full_matrix(ps: list[Payment], encoder: AttributeEncoder, training: bool = False) -> np.ndarray:
+    """Red flags, then the attribute columns. `training`: `ps` are the decided payments the encoder was fitted on,
+    and their value rates are out of fold (anomaly.attributes)."""
+    own = np.array([p.outcome for p in ps]) if training else None
+    cols = encoder.transform([p.attributes for p in ps], out_of_fold=own)
+    return np.hstack([_matrix(ps), cols.reshape(len(ps), encoder.width)])
+
+
+def _fit_encoder(labelled: list[Payment]) -> AttributeEncoder:
+    return AttributeEncoder().fit([p.attributes for p in labelled], np.array([p.outcome for p in labelled]))
 
 
 def permutation_importance(predict, X: np.ndarray, y: np.ndarray, groups: dict[str, list[int]],
@@ -501,9 +509,9 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
             f"({fails} failed, {len(labelled) - fails} reconciled)")
     cut = int(len(labelled) * 0.75)
     # the comparison sees only what the older three quarters taught: vocabulary included
-    enc_tr = AttributeEncoder().fit([p.attributes for p in labelled[:cut]])
+    enc_tr = _fit_encoder(labelled[:cut])
     Xtr, ytr = _waiting_matrix(labelled[:cut], enc_tr)
-    Xte, yte = _waiting_matrix(labelled[cut:], enc_tr)
+    Xte, yte = _waiting_matrix(labelled[cut:], enc_tr, fitted_on=False)
     Xte = np.clip(Xte, Xtr.min(axis=0), Xtr.max(axis=0))    # as scoring does
     if not (0 < ytr.sum() < len(ytr)):
         Xtr, ytr = np.vstack([Xtr, Xte]), np.concatenate([ytr, yte])   # degenerate split: compare in-sample
@@ -522,7 +530,7 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
                              "rules": {"roc_auc": round(float(roc_auc_score(yte, rules_score(Xte))), 4)
                                        if 0 < yte.sum() < len(yte) else None}},
                "importance": permutation_importance(probe.predict, Xte, yte, probe.groups())[:20]}
-    encoder = AttributeEncoder().fit([p.attributes for p in labelled])
+    encoder = _fit_encoder(labelled)
     metrics["attributes"] = encoder.describe()
     X, yall = _waiting_matrix(labelled, encoder)
     final = _candidates()[best].fit(X, yall)
@@ -531,12 +539,14 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
                      float(y.mean()), encoder, np.median(X, axis=0), X.min(axis=0), X.max(axis=0))
 
 
-def _waiting_matrix(labelled: list[Payment], encoder: AttributeEncoder) -> tuple[np.ndarray, np.ndarray]:
+def _waiting_matrix(labelled: list[Payment], encoder: AttributeEncoder,
+                    fitted_on: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Model rows of decided payments, one per step each waited (`waiting_rows`), and their outcomes. A row
     describes its payment at that moment of its wait: the time it had gone unposted is counted up to then, not up
-    to its outcome (a payment posted after, or never, was not posted yet at the moment described)."""
+    to its outcome (a payment posted after, or never, was not posted yet at the moment described). `fitted_on`: the
+    encoder was fitted on exactly these payments (their value rates out of fold); else they are held out."""
     index, steps = waiting_rows(labelled)
-    X = _full_matrix(labelled, encoder)[index]
+    X = _full_matrix(labelled, encoder, training=fitted_on)[index]
     X[:, FEATURES.index("hours_waiting")] = steps
     X[:, FEATURES.index("hours_unposted")] = [
         _unposted(labelled[i], min(labelled[i].waiting_from + dt.timedelta(hours=float(s)), _decided_at(labelled[i])))

@@ -343,3 +343,68 @@ def test_a_payment_posted_late_is_not_told_to_chase_the_posting_queue():
     assert never.words["hours_unposted"] == "not posted in Odoo for 40 h after settlement"
     assert "reached Odoo late" in risk.what_to_check("hours_unposted", late)
     assert "not posted in Odoo yet" in risk.what_to_check("hours_unposted", never)
+
+
+def coded_business(seed: int, n: int = 3000):
+    """Payments whose failure depends only on which of 150 merchant codes (`MRC-4471`) they carry — 12 of them fail
+    most payments. Too many values for a category, and every code has the same shape once digits are folded: only
+    the value's own failure rate can carry it. The same codes and risky set in every business (seed 99)."""
+    rng, codes_rng = random.Random(seed), random.Random(99)
+    codes = [f"MRC-{codes_rng.randint(1000, 9999)}" for _ in range(150)]
+    risky = set(codes_rng.sample(codes, 12))
+    ps, truth, invoices = [], [], {}
+    for i in range(n):
+        code = rng.choice(codes)
+        prob = 0.6 if code in risky else 0.04
+        at = T0 + dt.timedelta(minutes=20 * i)
+        ref = f"INV/2026/{i:06d}"
+        invoices[ref] = (Decimal("100.00"), "EUR", f"C-{i % 300}", {})
+        ps.append(risk.Payment(f"pay_{i}", f"PAY/{i}", ref, f"C-{i % 300}", "stripe", "EUR", Decimal("100.00"),
+                               Decimal("1.65"), at, at + dt.timedelta(minutes=2), int(rng.random() < prob),
+                               at + OUTCOME_DELAY, attributes={"payment.merchant": code, "payment.source": "stripe"}))
+        truth.append(prob)
+    return ps, invoices, {f"C-{i}" for i in range(300)}, np.array(truth)
+
+
+def test_a_failure_driver_in_one_code_among_hundreds_is_learned_from_the_codes_own_rate():
+    ps, invoices, customers, _ = coded_business(1)
+    risk.featurize(ps, invoices, customers, ps[-1].settled_at + OUTCOME_DELAY)
+    model = risk.train(ps)
+    merchant = next(a for a in model.metrics["attributes"] if a["attribute"] == "payment.merchant")
+    assert merchant["kind"] == "text" and merchant["value_rate"]["values"] >= 140, merchant     # ~150 codes
+    assert model.metrics["importance"][0]["input"] == "payment.merchant", model.metrics["importance"][:3]
+    ps2, inv2, cust2, bayes = coded_business(2, 1500)
+    risk.featurize(ps2, inv2, cust2, ps2[-1].settled_at + OUTCOME_DELAY)
+    y = np.array([p.outcome for p in ps2])
+    auc, best = roc_auc_score(y, model.predict(model.matrix(ps2))), roc_auc_score(y, bayes)
+    assert auc >= 0.95 * best, (auc, best)          # without the value rate: 0.50 (a coin), 0.65 of best
+    risky = next(i for i, b in enumerate(bayes) if b > 0.5)
+    X = model.matrix([ps2[risky]])
+    words = risk.explain(model, [ps2[risky]], X, model.predict(X))[0][0]
+    assert any("merchant" in w and ps2[risky].attributes["payment.merchant"] in w for w in words), words
+
+
+def test_a_training_rows_value_rate_leaves_its_own_outcome_out():
+    """Codes that carry nothing (each of 300 seen 10 times, failures at random): a rate that counted the row's own
+    outcome would rank the training rows' outcomes well — a leak the model would learn and open payments, whose
+    outcome is unknown, could not repay. Out of fold it carries nothing; at scoring a value counts every row."""
+    rng = random.Random(5)
+    rows = [{"code": f"K{rng.randint(0, 10**6)}-{c}"} for c in range(300) for _ in range(10)]
+    rows = [{"code": r["code"].split("-")[1]} for r in rows]          # numeric codes '0'…'299', 10 rows each
+    rng.shuffle(rows)
+    y = np.array([int(rng.random() < 0.2) for _ in rows])
+    enc = AttributeEncoder().fit(rows, y)
+    col = enc.groups()["code"][-1]
+    in_sample = enc.transform(rows)[:, col]
+    out_of_fold = enc.transform(rows, out_of_fold=y)[:, col]
+    assert roc_auc_score(y, in_sample) > 0.65                       # the leak
+    assert roc_auc_score(y, out_of_fold) < 0.53                     # none
+    a = enc.attributes[0]
+    v = rows[0]["code"]
+    same_fold = [i for i, r in enumerate(rows) if r["code"] == v and i % 5 == 0]
+    n, f = a.rates[v]
+    assert out_of_fold[0] == pytest.approx(a.rate(n - len(same_fold), f - int(y[same_fold].sum())))
+    assert enc.transform([{"code": v}])[0, col] == pytest.approx(a.rate(n, f))     # scoring: every decided row
+    assert enc.transform([{"code": "never"}])[0, col] == pytest.approx(a.rate(0, 0))   # unseen: the prior
+    serials = [{"ref": f"INV/{i:06d}"} for i in range(len(rows))]               # values that do not recur
+    assert AttributeEncoder().fit(serials, y).attributes[0].rates is None
