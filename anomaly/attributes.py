@@ -117,7 +117,8 @@ class Attribute:
         (payments, failures) of the value to leave out of its rate — a training row's own fold."""
         if self.rates is not None:
             n, fails = self.rates.get(v, (0, 0)) if v else (0, 0)
-            out[-1] = self.rate(n - held[0], fails - held[1])
+            n = max(n - held[0], 0)
+            out[-1] = self.rate(n, min(max(fails - held[1], 0), n))
         if self.kind == "numeric":
             x = _number(v) if v else None
             out[0] = _squash(self.median if x is None else x)
