@@ -32,7 +32,7 @@ import bisect
 import datetime as dt
 import io
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from decimal import Decimal
@@ -46,7 +46,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from anomaly.attributes import AttributeEncoder
+from anomaly.attributes import PRIOR_KEY, AttributeEncoder, rate_log_odds, recurring
 from revwatch.store import Store
 from revwatch.units import utcnow
 
@@ -88,6 +88,8 @@ class Payment:
     features: dict[str, float] = field(default_factory=dict)
     words: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)   # payment.<key> and invoice.<key>, as sent
+    # per attribute key: the value rate of this payment's value (log-odds; anomaly.attributes), set by `featurize`
+    value_rates: dict[str, float] = field(default_factory=dict)
     # when the money settled (`payment.settled`), if later than `settled_at` (the first of received / settled)
     waiting_since: dt.datetime | None = None
     has_settled: bool = True      # a `payment.settled` event arrived (False: only `payment.received` so far)
@@ -350,6 +352,28 @@ def featurize(payments: list[Payment], invoices: dict[str, tuple], customers: se
         if n and fails and rate > 2 * clean_prior:
             p.words["customer_failure_rate"] = (f"{fails} of this customer's last {n} payments failed to reconcile "
                                                 f"although nothing was wrong with them")
+    _value_rates(payments, lag, prior)
+
+
+def _value_rates(payments: list[Payment], lag: dt.timedelta, prior: float) -> None:
+    """Each payment's value rate per attribute key whose values recur (anomaly.attributes): the smoothed failure
+    rate of the payments with the same value, counted as the other history inputs are (settled at least `lag`
+    before, decided before this one settled) — the same at training and at scoring time, however late outcomes
+    arrive. A missing value, and a key that does not recur, take the prior."""
+    values: dict[str, Counter[str]] = defaultdict(Counter)
+    for p in payments:
+        for k, v in p.attributes.items():
+            if v:
+                values[k][v] += 1
+    base = rate_log_odds(0, 0, prior)
+    for p in payments:
+        p.value_rates = {PRIOR_KEY: base}
+    for k, seen in values.items():
+        if not recurring(seen):
+            continue
+        counted = _history(payments, payments, lambda p, k=k: p.attributes.get(k, ""), lag, None, prior, 1.0)
+        for p, (_, fails, n) in zip(payments, counted):
+            p.value_rates[k] = rate_log_odds(fails, n, prior) if p.attributes.get(k) else base
 
 
 _RED_FLAGS = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid", "fee_netted", "fx_mismatch",
@@ -457,16 +481,9 @@ class RiskModel:
                 "training_window": {"from": self.window[0], "to": self.window[1]}, "metrics": self.metrics}
 
 
-def _full_matrix(ps: list[Payment], encoder: AttributeEncoder, training: bool = False) -> np.ndarray:
-    """Red flags, then the attribute columns. `training`: `ps` are the decided payments the encoder was fitted on,
-    and their value rates are out of fold (anomaly.attributes)."""
-    own = np.array([p.outcome for p in ps]) if training else None
-    cols = encoder.transform([p.attributes for p in ps], out_of_fold=own)
+def _full_matrix(ps: list[Payment], encoder: AttributeEncoder) -> np.ndarray:
+    cols = encoder.transform([p.attributes for p in ps], [p.value_rates for p in ps])
     return np.hstack([_matrix(ps), cols.reshape(len(ps), encoder.width)])
-
-
-def _fit_encoder(labelled: list[Payment]) -> AttributeEncoder:
-    return AttributeEncoder().fit([p.attributes for p in labelled], np.array([p.outcome for p in labelled]))
 
 
 def permutation_importance(predict, X: np.ndarray, y: np.ndarray, groups: dict[str, list[int]],
@@ -509,9 +526,9 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
             f"({fails} failed, {len(labelled) - fails} reconciled)")
     cut = int(len(labelled) * 0.75)
     # the comparison sees only what the older three quarters taught: vocabulary included
-    enc_tr = _fit_encoder(labelled[:cut])
+    enc_tr = AttributeEncoder().fit([p.attributes for p in labelled[:cut]])
     Xtr, ytr = _waiting_matrix(labelled[:cut], enc_tr)
-    Xte, yte = _waiting_matrix(labelled[cut:], enc_tr, fitted_on=False)
+    Xte, yte = _waiting_matrix(labelled[cut:], enc_tr)
     Xte = np.clip(Xte, Xtr.min(axis=0), Xtr.max(axis=0))    # as scoring does
     if not (0 < ytr.sum() < len(ytr)):
         Xtr, ytr = np.vstack([Xtr, Xte]), np.concatenate([ytr, yte])   # degenerate split: compare in-sample
@@ -530,7 +547,7 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
                              "rules": {"roc_auc": round(float(roc_auc_score(yte, rules_score(Xte))), 4)
                                        if 0 < yte.sum() < len(yte) else None}},
                "importance": permutation_importance(probe.predict, Xte, yte, probe.groups())[:20]}
-    encoder = _fit_encoder(labelled)
+    encoder = AttributeEncoder().fit([p.attributes for p in labelled])
     metrics["attributes"] = encoder.describe()
     X, yall = _waiting_matrix(labelled, encoder)
     final = _candidates()[best].fit(X, yall)
@@ -539,14 +556,12 @@ def _train(payments: list[Payment], version: int, now: dt.datetime | None) -> Ri
                      float(y.mean()), encoder, np.median(X, axis=0), X.min(axis=0), X.max(axis=0))
 
 
-def _waiting_matrix(labelled: list[Payment], encoder: AttributeEncoder,
-                    fitted_on: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _waiting_matrix(labelled: list[Payment], encoder: AttributeEncoder) -> tuple[np.ndarray, np.ndarray]:
     """Model rows of decided payments, one per step each waited (`waiting_rows`), and their outcomes. A row
     describes its payment at that moment of its wait: the time it had gone unposted is counted up to then, not up
-    to its outcome (a payment posted after, or never, was not posted yet at the moment described). `fitted_on`: the
-    encoder was fitted on exactly these payments (their value rates out of fold); else they are held out."""
+    to its outcome (a payment posted after, or never, was not posted yet at the moment described)."""
     index, steps = waiting_rows(labelled)
-    X = _full_matrix(labelled, encoder, training=fitted_on)[index]
+    X = _full_matrix(labelled, encoder)[index]
     X[:, FEATURES.index("hours_waiting")] = steps
     X[:, FEATURES.index("hours_unposted")] = [
         _unposted(labelled[i], min(labelled[i].waiting_from + dt.timedelta(hours=float(s)), _decided_at(labelled[i])))
