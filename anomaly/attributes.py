@@ -7,6 +7,11 @@ history:
 
 * **numeric** — at least 95 % of its non-empty values parse as finite numbers: one column `sign·log1p(|x|)` (money
   and counts are heavy-tailed) plus a missing indicator; a missing value takes the training median.
+* **time** — at least 95 % of its non-empty values are ISO-8601 dates or date-times (`2026-06-15`,
+  `2026-06-15T10:00:00Z`; without an offset read as UTC): one column, the signed days from the payment's settlement
+  to that moment (`sign·log1p(|days|)`), plus a missing indicator. A due date, an invoice date, a service period's
+  end: as text their shape is `9-9-9` for every value, and as absolute instants they never recur in the future a
+  payment is scored in — relative to the payment they do ("paid 12 days after the due date").
 * **category** — at most `MAX_CATEGORIES` distinct values: one-hot for each value seen at least `MIN_COUNT`
   times; anything else (a value first seen at scoring time, a rare one) is all zeros, the "other" row.
 * **text** — the rest (references, memos, identifiers): character 1–3-grams of the value's *shape* (lower case,
@@ -37,6 +42,7 @@ permutation importance and explanations speak of attributes, not of hashed colum
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import zlib
@@ -67,6 +73,21 @@ def _number(v: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+
+
+def instant(v: str) -> dt.datetime | None:
+    """An ISO-8601 date or date-time as an aware UTC instant (no offset: UTC), else None."""
+    v = v.strip()
+    if not _ISO_TIME.fullmatch(v):
+        return None
+    try:
+        t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+
+
 def shape(v: str) -> str:
     """The value with letter case and serial numbers taken out: `INV/2026/00042` → `inv/9/9`."""
     return _DIGITS.sub("9", v.strip().lower())
@@ -90,7 +111,7 @@ def _bucket(gram: str) -> int:
 class Attribute:
     """How one attribute key is encoded, learned from the training rows."""
     key: str
-    kind: str                                    # numeric | category | text
+    kind: str                                    # numeric | time | category | text
     values: list[str] = field(default_factory=list)    # category: the values with their own column; text: words
     median: float = 0.0                          # numeric: stands in for a missing value
     # a value-rate column (numeric and text whose values recur); False also for models stored before it existed
@@ -98,7 +119,8 @@ class Attribute:
 
     @property
     def width(self) -> int:
-        own = {"numeric": 2, "category": len(self.values), "text": TEXT_BUCKETS + len(self.values)}[self.kind]
+        own = {"numeric": 2, "time": 2, "category": len(self.values),
+               "text": TEXT_BUCKETS + len(self.values)}[self.kind]
         return own + self.rated
 
     @cached_property
@@ -106,12 +128,17 @@ class Attribute:
         """The column of each of `values` — a category's value, a text's word — among this attribute's own."""
         return {v: i for i, v in enumerate(self.values)}
 
-    def encode(self, v: str, out: np.ndarray, rate: float = 0.0) -> None:
+    def encode(self, v: str, out: np.ndarray, rate: float = 0.0, at: dt.datetime | None = None) -> None:
         """Write this attribute's columns for value `v` ('' = missing) into `out` (zeros on entry); `rate`: the
-        value rate's log-odds for this row (see `rate_log_odds`)."""
+        value rate's log-odds for this row (see `rate_log_odds`); `at`: the moment a time is measured from (the
+        payment's settlement; None: every time reads as missing)."""
         if self.rated:
             out[-1] = rate
-        if self.kind == "numeric":
+        if self.kind == "time":
+            t = instant(v) if v and at is not None else None
+            out[0] = _squash((t - at).total_seconds() / 86400) if t is not None and at is not None else 0.0
+            out[1] = float(t is None)
+        elif self.kind == "numeric":
             x = _number(v) if v else None
             out[0] = _squash(self.median if x is None else x)
             out[1] = float(x is None)
@@ -165,6 +192,8 @@ class AttributeEncoder:
             nums = [x for v, n in seen.items() if (x := _number(v)) is not None for _ in range(n)]
             if len(nums) >= NUMERIC_SHARE * present[k]:
                 self.attributes.append(Attribute(k, "numeric", median=float(np.median(nums))))
+            elif sum(n for v, n in seen.items() if instant(v) is not None) >= NUMERIC_SHARE * present[k]:
+                self.attributes.append(Attribute(k, "time"))
             elif len(seen) <= MAX_CATEGORIES:
                 kept = sorted(v for v, n in seen.items() if n >= MIN_COUNT)
                 if kept:
@@ -177,7 +206,7 @@ class AttributeEncoder:
                 common = [w for w, n in counts.most_common() if MIN_COUNT <= n < present[k]]
                 self.attributes.append(Attribute(k, "text", values=sorted(common[:MAX_WORDS])))
         for a in self.attributes:
-            a.rated = a.kind != "category" and recurring(values[a.key])
+            a.rated = a.kind in ("numeric", "text") and recurring(values[a.key])
         return self
 
     @property
@@ -192,15 +221,18 @@ class AttributeEncoder:
             i += a.width
         return out
 
-    def transform(self, rows: list[dict[str, str]], rates: list[dict[str, float]] | None = None) -> np.ndarray:
+    def transform(self, rows: list[dict[str, str]], rates: list[dict[str, float]] | None = None,
+                  at: list[dt.datetime] | None = None) -> np.ndarray:
         """The columns of `rows`; `rates`: per row, the value rate of each attribute key (log-odds, as
-        `anomaly.risk.featurize` counts them; a key it counted no rate for gets the prior, under `PRIOR_KEY`)."""
+        `anomaly.risk.featurize` counts them; a key it counted no rate for gets the prior, under `PRIOR_KEY`);
+        `at`: per row, the moment its time attributes are measured from."""
         X = np.zeros((len(rows), self.width))
         for i, r in enumerate(rows):
             j = 0
             own = rates[i] if rates is not None else {}
+            when = at[i] if at is not None else None
             for a in self.attributes:
-                a.encode(r.get(a.key, ""), X[i, j:j + a.width], own.get(a.key, own.get(PRIOR_KEY, 0.0)))
+                a.encode(r.get(a.key, ""), X[i, j:j + a.width], own.get(a.key, own.get(PRIOR_KEY, 0.0)), when)
                 j += a.width
         return X
 

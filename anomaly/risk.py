@@ -482,7 +482,7 @@ class RiskModel:
 
 
 def _full_matrix(ps: list[Payment], encoder: AttributeEncoder) -> np.ndarray:
-    cols = encoder.transform([p.attributes for p in ps], [p.value_rates for p in ps])
+    cols = encoder.transform([p.attributes for p in ps], [p.value_rates for p in ps], [p.settled_at for p in ps])
     return np.hstack([_matrix(ps), cols.reshape(len(ps), encoder.width)])
 
 

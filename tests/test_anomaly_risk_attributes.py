@@ -417,3 +417,44 @@ def test_a_value_rate_counts_only_outcomes_known_before_the_payment_and_never_it
     assert flipped.value_rates == pytest.approx(before, abs=0.05)
     serials = Counter({f"INV/{i:06d}": 1 for i in range(100)})                 # values that do not recur
     assert not recurring(serials) and recurring(Counter({"MRC-1": 5, "MRC-2": 6, "INV/1": 1}))
+
+
+def overdue_business(seed: int, n: int = 3000):
+    """Payments that fail when they come after their invoice's due date (`invoice.due_date`, an ISO date the model
+    has no rule for), an invoice date beside it that carries nothing by itself."""
+    rng = random.Random(seed)
+    ps, truth, invoices = [], [], {}
+    for i in range(n):
+        at = T0 + dt.timedelta(minutes=20 * i)
+        issued = at - dt.timedelta(days=rng.uniform(0, 30))
+        due = issued + dt.timedelta(days=rng.choice((7, 14, 30)))
+        prob = 0.5 if at > due else 0.04
+        ref = f"INV/2026/{i:06d}"
+        invoices[ref] = (Decimal("100.00"), "EUR", f"C-{i % 300}",
+                         {"due_date": due.date().isoformat(), "issued_at": issued.isoformat(timespec="seconds")})
+        ps.append(risk.Payment(f"pay_{i}", f"PAY/{i}", ref, f"C-{i % 300}", "stripe", "EUR", Decimal("100.00"),
+                               Decimal("1.65"), at, at + dt.timedelta(minutes=2), int(rng.random() < prob),
+                               at + OUTCOME_DELAY, attributes={"payment.source": "stripe"}))
+        truth.append(prob)
+    return ps, invoices, {f"C-{i}" for i in range(300)}, np.array(truth)
+
+
+def test_a_failure_driver_in_a_date_is_learned_relative_to_the_payment():
+    """A date attribute is measured from the payment's settlement: 'after the due date' is learnable, and a date
+    never seen in training (every open payment's) still means something. As text every date had the shape
+    `9-9-9`, and only the due date's value rate (payments sharing a due date) carried some of it: 0.74-0.81 of the
+    Bayes ranking of the open payments on seeds 1-3; measured from the payment 0.99-1.01."""
+    ps, invoices, customers, truth = overdue_business(1)
+    outcomes = [p.outcome for p in ps]
+    now = ps[-1].settled_at + dt.timedelta(minutes=5)
+    still_open = [i for i, p in enumerate(ps) if p.decided_at > now]
+    for i in still_open:
+        ps[i].outcome, ps[i].decided_at = None, None
+    risk.featurize(ps, invoices, customers, now)
+    model = risk.train(ps)
+    kinds = {a["attribute"]: a["kind"] for a in model.metrics["attributes"]}
+    assert kinds["invoice.due_date"] == kinds["invoice.issued_at"] == "time", kinds
+    assert model.metrics["importance"][0]["input"] == "invoice.due_date", model.metrics["importance"][:3]
+    y = np.array([outcomes[i] for i in still_open])
+    auc = roc_auc_score(y, model.predict(model.matrix([ps[i] for i in still_open])))
+    assert auc >= 0.95 * roc_auc_score(y, truth[still_open]), auc
