@@ -121,7 +121,8 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
                        countIf(Type = 'payment.reconciled') > 0, 0, -1),
                minIf(OccurredAt, Type IN ('payment.reconciled', 'payment.reconciliation_failed')),
                argMinIf(Attributes, {first}), argMinIf(Source, {first}),
-               countIf(Type = 'payment.settled') > 0, minIf(OccurredAt, Type = 'payment.settled')
+               countIf(Type = 'payment.settled') > 0, minIf(OccurredAt, Type = 'payment.settled'),
+               argMinIf(Attributes, OccurredAt, Type = 'payment.settled')
         FROM (SELECT * FROM {ev} WHERE Type IN ('payment.received', 'payment.settled', 'payment.posted',
                                                 'payment.reconciled', 'payment.reconciliation_failed')
               LIMIT 1 BY EventId)
@@ -130,13 +131,16 @@ def load_payments(store: Store) -> tuple[list[Payment], dict[str, tuple], set[st
     payments = [Payment(cid, pref, ref, cust, gw, cur or "", amt or Decimal(0), Decimal(fee), _utc(settled),
                         _utc(posted) if has_posted else None, None if out < 0 else int(out),
                         _utc(decided) if out >= 0 else None,
-                        attributes={**{f"payment.{k}": str(v) for k, v in dict(attrs).items()},
+                        # the first event's attributes, and those only its settlement carried (a settlement
+                        # bank, a statement line: a driver a business may send only there)
+                        attributes={**{f"payment.{k}": str(v) for k, v in {**dict(cleared_attrs),
+                                                                             **dict(attrs)}.items()},
                                     "payment.source": source or "", "payment.currency": cur or ""},
                         # the wait starts at settlement when it comes after receipt (`Payment.waiting_from`)
                         waiting_since=_utc(cleared) if has_cleared and _utc(cleared) > _utc(settled) else None,
                         has_settled=bool(has_cleared))
                 for cid, pref, ref, cust, gw, cur, amt, fee, settled, has_posted, posted, out, decided, attrs, source,
-                has_cleared, cleared in rows]
+                has_cleared, cleared, cleared_attrs in rows]
     invoices = {ref: (amt, cur, cust, dict(attrs)) for ref, amt, cur, cust, attrs in store.query(f"""
         SELECT Attributes['invoice_ref'] AS ref, argMax(Amount, OccurredAt), argMax(Currency, OccurredAt),
                argMax(Attributes['customer_id'], OccurredAt), argMax(Attributes, OccurredAt)

@@ -237,7 +237,8 @@ def test_a_stored_model_of_other_inputs_is_retrained_not_used(store, monkeypatch
 
 def test_the_wait_starts_when_the_money_settles(store):
     """A bank transfer is received days before it settles, and nothing can be matched before the money is there:
-    its wait for an outcome is counted from `payment.settled`, not from `payment.received`."""
+    its wait for an outcome is counted from `payment.settled`, not from `payment.received`; what the settlement
+    alone says about the payment (a statement line) is an input."""
     from collector.events import EVENT_COLUMNS, validate_event
     from collector.rowcodec import event_rows_for_insert
     events = []
@@ -247,8 +248,8 @@ def test_the_wait_starts_when_the_money_settles(store):
              "occurred_at": at.isoformat().replace("+00:00", "Z"), "amount": "50.00", "currency": "EUR",
              "attributes": {"payment_ref": cid, **attrs}}
         events.append(validate_event(e)[0])
-    ev("payment.received", "wire", T0)
-    ev("payment.settled", "wire", T0 + dt.timedelta(days=2))
+    ev("payment.received", "wire", T0, channel="sepa")
+    ev("payment.settled", "wire", T0 + dt.timedelta(days=2), channel="swift", statement_line="NETTING 12")
     ev("payment.reconciled", "wire", T0 + dt.timedelta(days=2, hours=5))
     ev("payment.settled", "card", T0)                      # settled at once: no received event of its own
     ev("payment.received", "pending", T0)
@@ -257,6 +258,10 @@ def test_the_wait_starts_when_the_money_settles(store):
     store.insert("events", event_rows_for_insert(events), EVENT_COLUMNS)
     ps = {p.correlation_id: p for p in risk.load_payments(store)[0]}
     assert ps["wire"].settled_at == T0 and ps["wire"].waiting_from == T0 + dt.timedelta(days=2)
+    # attributes only the settlement carried are inputs too; where both carry a key, the first event's value
+    assert ps["wire"].attributes["payment.statement_line"] == "NETTING 12"
+    assert ps["wire"].attributes["payment.channel"] == "sepa"
+    assert "payment.statement_line" not in ps["unsettled"].attributes
     assert ps["card"].waiting_from == ps["card"].settled_at == T0
     index, steps = risk.waiting_rows([ps["wire"]])
     assert steps.tolist() == [0.0]                         # decided 5 h after settling, though 53 h after receipt
