@@ -135,6 +135,8 @@ class Attribute:
         if self.rated:
             out[-1] = rate
         if self.kind == "time":
+            if at is not None and at.tzinfo is None:
+                at = at.replace(tzinfo=dt.timezone.utc)           # a naive moment is UTC, as `instant` reads one
             t = instant(v) if v and at is not None else None
             out[0] = _squash((t - at).total_seconds() / 86400) if t is not None and at is not None else 0.0
             out[1] = float(t is None)

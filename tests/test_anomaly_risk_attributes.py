@@ -2,6 +2,7 @@
 reference, an interaction of two attributes; importance names them; features are the same at training and at
 scoring time when outcomes arrive days late."""
 import datetime as dt
+import math
 import random
 from collections import Counter
 from decimal import Decimal
@@ -459,3 +460,7 @@ def test_a_failure_driver_in_a_date_is_learned_relative_to_the_payment():
     assert model.metrics["importance"][0]["input"] == "invoice.due_date", model.metrics["importance"][:3]
     auc = roc_auc_score(y, model.predict(model.matrix(still_open)))
     assert auc >= 0.95 * roc_auc_score(y, truth), auc
+    enc = AttributeEncoder().fit([{"due": "2026-03-10"}] * 10)
+    aware, naive = (enc.transform([{"due": "2026-03-10"}], at=[T0.replace(tzinfo=tz)])[0, 0]
+                    for tz in (dt.timezone.utc, None))
+    assert aware == naive == pytest.approx(math.log1p(8.0))          # 8 days after 2026-03-02, either way
