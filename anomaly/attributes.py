@@ -168,6 +168,22 @@ def recurring(values: Counter[str]) -> bool:
     return sum(n for n in values.values() if n >= MIN_COUNT) >= RECURRING_SHARE * sum(values.values())
 
 
+def kind_of(values: Counter[str]) -> str:
+    """How an attribute with these non-empty values (value → rows) is encoded: numeric, time, category or text."""
+    present = sum(values.values())
+    if sum(n for v, n in values.items() if _number(v) is not None) >= NUMERIC_SHARE * present:
+        return "numeric"
+    if sum(n for v, n in values.items() if instant(v) is not None) >= NUMERIC_SHARE * present:
+        return "time"
+    return "category" if len(values) <= MAX_CATEGORIES else "text"
+
+
+def rated(values: Counter[str]) -> bool:
+    """Whether an attribute with these values gets a value-rate column: a number or a text whose values recur (a
+    category has a column per value already; a time is measured from the payment instead)."""
+    return kind_of(values) in ("numeric", "text") and recurring(values)
+
+
 def _squash(x: float) -> float:
     return math.copysign(math.log1p(abs(x)), x)
 
@@ -191,12 +207,13 @@ class AttributeEncoder:
             if present[k] < max(1, MIN_PRESENT * len(rows)):
                 continue
             seen = values[k]
-            nums = [x for v, n in seen.items() if (x := _number(v)) is not None for _ in range(n)]
-            if len(nums) >= NUMERIC_SHARE * present[k]:
+            kind = kind_of(seen)
+            if kind == "numeric":
+                nums = [x for v, n in seen.items() if (x := _number(v)) is not None for _ in range(n)]
                 self.attributes.append(Attribute(k, "numeric", median=float(np.median(nums))))
-            elif sum(n for v, n in seen.items() if instant(v) is not None) >= NUMERIC_SHARE * present[k]:
+            elif kind == "time":
                 self.attributes.append(Attribute(k, "time"))
-            elif len(seen) <= MAX_CATEGORIES:
+            elif kind == "category":
                 kept = sorted(v for v, n in seen.items() if n >= MIN_COUNT)
                 if kept:
                     self.attributes.append(Attribute(k, "category", values=kept))
@@ -208,7 +225,7 @@ class AttributeEncoder:
                 common = [w for w, n in counts.most_common() if MIN_COUNT <= n < present[k]]
                 self.attributes.append(Attribute(k, "text", values=sorted(common[:MAX_WORDS])))
         for a in self.attributes:
-            a.rated = a.kind in ("numeric", "text") and recurring(values[a.key])
+            a.rated = rated(values[a.key])
         return self
 
     @property
