@@ -61,6 +61,7 @@ MAX_WORDS = 64             # word columns per text attribute (the most frequent 
 RECURRING_SHARE = 0.5      # values seen MIN_COUNT times must cover this share of rows for a value-rate column
 RATE_PRIOR_ROWS = 5.0      # the prior weighs as much as this many payments (= MIN_COUNT: a value earns its column)
 PRIOR_KEY = ""             # in a row's value rates: the prior's log-odds, for a key with no rate of its own
+RATED_KINDS = ("numeric", "text")   # kinds that get a value rate (a category has a column per value already)
 _DIGITS = re.compile(r"\d+")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -181,7 +182,7 @@ def kind_of(values: Counter[str]) -> str:
 def rated(values: Counter[str]) -> bool:
     """Whether an attribute with these values gets a value-rate column: a number or a text whose values recur (a
     category has a column per value already; a time is measured from the payment instead)."""
-    return kind_of(values) in ("numeric", "text") and recurring(values)
+    return kind_of(values) in RATED_KINDS and recurring(values)
 
 
 def _squash(x: float) -> float:
@@ -224,8 +225,8 @@ class AttributeEncoder:
                         counts[w] += n
                 common = [w for w, n in counts.most_common() if MIN_COUNT <= n < present[k]]
                 self.attributes.append(Attribute(k, "text", values=sorted(common[:MAX_WORDS])))
-        for a in self.attributes:
-            a.rated = rated(values[a.key])
+        for a in self.attributes:                # `rated`, with the kind already known
+            a.rated = a.kind in RATED_KINDS and recurring(values[a.key])
         return self
 
     @property

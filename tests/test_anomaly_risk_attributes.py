@@ -421,8 +421,7 @@ def test_a_value_rate_counts_only_outcomes_known_before_the_payment_and_never_it
                                                                   abs=0.05), p.correlation_id
     flipped = ps[700]
     before = dict(trained_view[flipped.correlation_id])
-    for p in ps:                                                               # its own outcome flipped
-        p.outcome, p.decided_at = (1 - p.outcome, p.decided_at) if p is flipped else (p.outcome, p.decided_at)
+    flipped.outcome = 1 - flipped.outcome                                      # its own outcome flipped
     risk.featurize(ps, invoices, customers, now)
     assert flipped.value_rates == pytest.approx(before, abs=0.05)
     serials = Counter({f"INV/{i:06d}": 1 for i in range(100)})                 # values that do not recur
