@@ -29,8 +29,8 @@ history:
   target encoding, Micci-Barreca 2001, in CatBoost's *ordered* form: only outcomes that came before the payment
   described). Without it such a code had no door: too many values for one-hot, and its shape (`MRC-9`) is the same
   for every value once the digits are folded. The rates are counted where the other history inputs are
-  (`anomaly.risk.featurize`: payments settled at least the business's outcome delay before, decided before this one
-  settled), so a training payment and an open one see the same share of the past — a rate over all outcomes
+  (`anomaly.risk.describe_history`: the outcomes decided before the moment of its wait a payment is described at),
+  so a training row and an open payment at the same step see the same share of the past — a rate over all outcomes
   (out of fold) described training payments with outcomes that came *after* them, which no open payment can have
   (measured: 0.011 lower on the carrier business, README). This module decides which attributes get the column
   (`Attribute.rated`); the rate itself comes with each row (`value_rates`).
@@ -156,11 +156,13 @@ class Attribute:
                     out[TEXT_BUCKETS + col] = 1.0
 
 
-def rate_log_odds(fails: int, n: int, prior: float) -> float:
-    """The value-rate column: log-odds of `fails` failures in `n` payments, smoothed toward `prior`."""
-    r = (fails + RATE_PRIOR_ROWS * prior) / (n + RATE_PRIOR_ROWS)
-    r = min(max(r, 1e-4), 1 - 1e-4)
-    return math.log(r / (1 - r))
+def rate_log_odds(fails, n, prior: float):
+    """The value-rate column: log-odds of `fails` failures in `n` payments, smoothed toward `prior` (numbers, or
+    numpy arrays of them: one per row)."""
+    r = np.clip((np.asarray(fails, dtype=float) + RATE_PRIOR_ROWS * prior) / (np.asarray(n, dtype=float)
+                                                                               + RATE_PRIOR_ROWS), 1e-4, 1 - 1e-4)
+    out = np.log(r / (1 - r))
+    return float(out) if out.ndim == 0 else out
 
 
 def recurring(values: Counter[str]) -> bool:
@@ -240,6 +242,10 @@ class AttributeEncoder:
             out[a.key] = list(range(i, i + a.width))
             i += a.width
         return out
+
+    def rate_columns(self, offset: int = 0) -> dict[str, int]:
+        """The value-rate column of each rated attribute key (its block's last; shifted by `offset`)."""
+        return {a.key: cols[-1] for a, cols in zip(self.attributes, self.groups(offset).values()) if a.rated}
 
     def transform(self, rows: list[dict[str, str]], rates: list[dict[str, float]] | None = None,
                   at: list[dt.datetime] | None = None) -> np.ndarray:

@@ -221,7 +221,8 @@ def main() -> None:
         s = rk["summary"]
         print(f"== seed {seed + 1000}: reconciliation risk (4 days, 7 causes at 2 %, outcomes of the last 12 h hidden)")
         print(f"   open payments scored {rk['n']} ({rk['failures']} will fail) in {rk['seconds']:.1f} s; model "
-              f"{s['model']} v{s['version']}, chosen over the other on held-out Brier {s['metrics']['compared']}")
+              f"{s['model']} v{s['version']}, chosen over the other on held-out Brier "
+              f"(two time-ordered folds: {s['metrics']['choice']['brier']}); newest quarter {s['metrics']['compared']}")
         print(f"   ROC-AUC {rk['auc']:.4f} vs Bayes-optimal {rk['bayes']:.4f} = {rk['auc'] / rk['bayes']:.3f} of the "
               f"best possible; precision@50 {rk['p_at_50']:.2f} (Bayes {rk['bayes_p_at_50']:.2f}); Brier on the open "
               f"payments {rk['brier_open']:.4f}")

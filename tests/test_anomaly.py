@@ -176,6 +176,9 @@ def test_risk_learned_on_one_seed_beats_constant_and_rules_on_another(store, dat
     assert m["chosen"] in ("logistic_regression", "gradient_boosting") and set(m["compared"]) == \
         {"logistic_regression", "gradient_boosting"}
     chosen = m["compared"][m["chosen"]]
+    # chosen over two time-ordered held-out sets (the newest quarter and, taught by the oldest half, the third)
+    assert m["choice"]["earlier_fold"] and m["choice"]["held_out_rows"] > m["held_out_rows"]
+    assert m["chosen"] == min(m["choice"]["brier"], key=m["choice"]["brier"].get)
     assert chosen["brier"] < m["baselines"]["constant"]["brier"]
     # held out: the newest quarter of payments, each described at every step it waited for its outcome
     assert sum(r["n"] for r in m["reliability"]) == m["held_out_rows"] >= m["held_out"]
@@ -251,9 +254,12 @@ def test_risk_refuses_without_history_then_scores_every_open_payment(api_factory
     words = {"missing_reference": "no invoice reference", "partial_payment": "short",
              "duplicate_payment": "already paid", "unknown_partner": "not a known customer",
              "malformed_reference": "matches no invoice", "fee_netting": "fee", "fx_fee_difference": "short"}
-    for cause, w in words.items():
-        if cause in by_cause:
-            assert any(w in r for r in by_cause[cause]["reasons"]), (cause, by_cause[cause]["reasons"])
+    # each cause's highest-scored finding says it in the cause's words (a cause whose payments all stay below the
+    # threshold — the simulator's small FX fee differences — has scores, not findings, and no words to check)
+    checked = [c for c in words if c in by_cause and by_cause[c]["status"] == "open"]
+    assert len(checked) >= 4, {c: (i["score"], i["reasons"]) for c, i in by_cause.items()}
+    for cause in checked:
+        assert any(words[cause] in r for r in by_cause[cause]["reasons"]), (cause, by_cause[cause]["reasons"])
     # outcomes arrive: those findings resolve; the model is persisted and retrained on request
     late = [e for e in events if e["type"].startswith("payment.reconcil") and e["occurred_at"] >= cut]
     load(store, late, [])

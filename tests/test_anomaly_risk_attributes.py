@@ -87,27 +87,49 @@ def test_failure_drivers_carried_only_by_unnamed_attributes_are_learned_and_name
     assert any("channel 'pos'" in w for w in words), words
 
 
+HISTORY_INPUTS = ("gateway_failure_rate", "customer_failure_rate", "customer_history")
+
+
+def history_row(p: risk.Payment, step: float) -> dict[str, float]:
+    """The history inputs of payment `p` described at waiting step `step` (`risk.describe_history`'s rows)."""
+    d, row = p.described, p.row0 + risk.WAITING_STEPS_H.index(step)
+    return {"gateway_failure_rate": d.gateway_rate[row], "customer_failure_rate": d.customer_rate[row],
+            "customer_history": d.customer_history[row], **{k: v[row] for k, v in d.value_rates.items()}}
+
+
 def test_history_features_are_identical_at_training_and_scoring_time_with_late_outcomes():
+    """A payment open at waiting step s is described exactly as training describes a decided payment's row at step
+    s: the outcomes decided before that moment of its wait. Scored three days before their outcomes arrive, the
+    open payments' counts equal those of their own training rows at the same step once everything is decided."""
     ps, invoices, customers, _ = business(3, 900)
     now = ps[-1].settled_at + dt.timedelta(minutes=5)
-    known = [p for p in ps if p.decided_at <= now]
     later = [p for p in ps if p.decided_at > now]
     assert len(later) > 150                              # three days of payments still open
     risk.featurize(ps, invoices, customers, now + 10 * OUTCOME_DELAY)     # everything decided: training's view
-    trained_view = {p.correlation_id: dict(p.features) for p in later}
+    trained_view = {p.correlation_id: p for p in later}
+    training_rows = {p.correlation_id: {s: history_row(p, s) for s in risk.steps_waited(p)} for p in later}
+    saved = {p.correlation_id: (p.outcome, p.decided_at) for p in later}
     for p in ps:
         p.features, p.words = {}, {}
     for p in later:                                      # scoring's view: their outcomes are not in yet
         p.outcome, p.decided_at = None, None
     risk.featurize(ps, invoices, customers, now)
-    clocks = ("hours_unposted", "hours_waiting")     # how long so far: training describes it per waiting step
-    for p in later:          # same history counts; only the smoothing prior (global known rate) moves a little
-        f, t = p.features, trained_view[p.correlation_id]
-        assert set(f) == set(t) and f["customer_history"] == t["customer_history"]
-        assert {k: v for k, v in f.items() if k not in clocks} == \
-            pytest.approx({k: v for k, v in t.items() if k not in clocks}, abs=0.01), p.correlation_id
+    steps = Counter()
+    for p in later:          # same counts; only the smoothing prior (the known failure rate) moves a little
+        step = p.features["hours_waiting"]
+        steps[step] += 1
+        assert {k: p.features[k] for k in HISTORY_INPUTS} == pytest.approx(
+            {k: training_rows[p.correlation_id][step][k] for k in HISTORY_INPUTS}, abs=0.01), p.correlation_id
+    assert len(steps) >= 3, steps                        # open for minutes, hours and days: several steps compared
     assert all(p.features["customer_history"] > 0 for p in later[-50:])   # the newest still have history
-    assert len(known) > 0
+    # the newest outcomes count: an open payment's customer history includes the outcomes decided before now, a
+    # week's more than a count as of its settlement less the outcome delay saw
+    p = later[-1]
+    decided_before = sum(1 for q in ps if q.customer_id == p.customer_id and q.outcome is not None
+                         and q.decided_at < p.waiting_from + dt.timedelta(hours=p.features["hours_waiting"])
+                         and not any(q.features[k] for k in risk._RED_FLAGS))
+    assert decided_before > 0 and math.expm1(p.features["customer_history"]) == pytest.approx(decided_before)
+    assert all(saved[c][0] is not None for c in trained_view)
 
 
 def test_the_payment_currency_is_an_input_and_text_keeps_its_words(store):
@@ -403,27 +425,34 @@ def test_a_failure_driver_in_one_code_among_hundreds_is_learned_from_the_codes_o
 
 
 def test_a_value_rate_counts_only_outcomes_known_before_the_payment_and_never_its_own():
-    """The value rate is counted as the other history inputs are: the same for a payment described in training
-    (every outcome known) and while it is open (the newest outcomes not in yet), and its own outcome never in it —
-    a rate over every outcome would describe a training payment with its own and its successors' outcomes, a leak
-    no open payment can repay."""
+    """The value rate is counted as the other history inputs are: the same for a payment open at a step (the
+    newest outcomes not in yet) and for its training row at that step (every outcome known), and its own outcome
+    never in it — a rate over every outcome would describe a training payment with its own and its successors'
+    outcomes, a leak no open payment can repay."""
     ps, invoices, customers, _ = coded_business(4, 1500)
     now = ps[-1].settled_at + dt.timedelta(minutes=5)
     later = [p for p in ps if p.decided_at > now]
     risk.featurize(ps, invoices, customers, now + 10 * OUTCOME_DELAY)          # training's view
-    trained_view = {p.correlation_id: dict(p.value_rates) for p in ps}
-    assert {round(v, 6) for v in trained_view[ps[-1].correlation_id].values()} != {0.0}
+    trained_view = {p.correlation_id: {s: history_row(p, s) for s in risk.steps_waited(p)} for p in ps}
+    assert {round(v, 6) for v in trained_view[ps[-1].correlation_id][0.0].values()} != {0.0}
     for p in later:
         p.outcome, p.decided_at = None, None
     risk.featurize(ps, invoices, customers, now)                                # scoring's view
     for p in later:           # the same counts; only the smoothing prior (the known failure rate) moves a little
-        assert p.value_rates["payment.merchant"] == pytest.approx(trained_view[p.correlation_id]["payment.merchant"],
-                                                                  abs=0.05), p.correlation_id
+        step = p.features["hours_waiting"]
+        assert p.value_rates["payment.merchant"] == pytest.approx(
+            trained_view[p.correlation_id][step]["payment.merchant"], abs=0.05), p.correlation_id
     flipped = ps[700]
-    before = dict(trained_view[flipped.correlation_id])
+    before = dict(flipped.value_rates)
     flipped.outcome = 1 - flipped.outcome                                      # its own outcome flipped
     risk.featurize(ps, invoices, customers, now)
     assert flipped.value_rates == pytest.approx(before, abs=0.05)
+    rows_before = {s: history_row(flipped, s) for s in risk.steps_waited(flipped)}
+    flipped.outcome = 1 - flipped.outcome
+    risk.featurize(ps, invoices, customers, now)
+    assert len(rows_before) >= 2                                               # decided days later: several rows
+    for s, row in rows_before.items():
+        assert history_row(flipped, s) == pytest.approx(row, abs=0.05), s
     serials = Counter({f"INV/{i:06d}": 1 for i in range(100)})                 # values that do not recur
     assert not recurring(serials) and recurring(Counter({"MRC-1": 5, "MRC-2": 6, "INV/1": 1}))
 

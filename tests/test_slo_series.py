@@ -29,6 +29,15 @@ def docs(results):
     return [r.as_dict() for r in results]
 
 
+def differences(a, b, path: str = "") -> list[str]:
+    """Where two documents differ (paths and both values): a failure message short enough to read in CI's log."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str) for d in differences(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
 def test_minute_cache_equals_the_previous_design_through_late_data_and_holds(store, make_config):
     now = floor_minute(utcnow())
     cfg = make_config(CFG % (now - 5 * 60 * M).isoformat())
@@ -121,8 +130,9 @@ def test_late_data_rewrites_minutes_from_the_instance_cache_and_zeroes_lost_ones
     assert after[now - 274 * M] == (1, 1)            # the new one: good at the earlier end
     fresh = SloEngine(store, cfg, rollup_cursor="slo:rollup:cursor:fresh")      # rolled up from scratch
     at = now + dt.timedelta(seconds=1)
-    assert docs(engine.evaluate(at)) == docs(fresh.evaluate(at)) == \
-        docs(SloEngine(store, cfg, reuse_minutes=False).evaluate(at))
+    cached, scratch = docs(engine.evaluate(at)), docs(fresh.evaluate(at))
+    raw = docs(SloEngine(store, cfg, reuse_minutes=False).evaluate(at))
+    assert cached == scratch == raw, (differences(cached, scratch), differences(scratch, raw))
 
 
 def test_start_and_end_re_delivered_earlier_within_the_threshold_move_the_old_decision(store, make_config):
