@@ -23,10 +23,11 @@ outcome — says nothing the model learned; unclipped, a linear model would mult
 Model choice by measurement: logistic regression and gradient boosting are compared on two time-ordered held-out
 sets (rolling origin, as scoring is always about the future): trained on the older 75 % of labelled payments and
 measured on the newest 25 %, and trained on the oldest 50 % and measured on the third quarter; the lower Brier score
-over both wins and is refitted on all labelled history. Reported metrics are the newest quarter's. The stored model carries its version, training window, held-out
-metrics (ROC-AUC, Brier, log loss, reliability table, constant and rules baselines), the permutation importance of
-each input on the held-out quarter (which attributes carry risk) and how each attribute was encoded. With too
-little labelled history the model refuses, with a message saying what is missing, instead of guessing.
+over both wins and is refitted on all labelled history. The stored model carries its version, training window,
+held-out metrics of the newest quarter (ROC-AUC, Brier, log loss, reliability table, constant and rules baselines),
+the two-fold choice, the permutation importance of each input on the held-out quarter (which attributes carry risk)
+and how each attribute was encoded. With too little labelled history the model refuses, with a message saying
+what is missing, instead of guessing.
 """
 from __future__ import annotations
 
