@@ -200,7 +200,7 @@ def test_a_payment_is_described_at_every_step_it_waited():
     quick = risk.Payment("q", "", "", "", "", "EUR", Decimal(1), Decimal(0), at, at, 0, at + dt.timedelta(hours=2))
     slow = risk.Payment("s", "", "", "", "", "EUR", Decimal(1), Decimal(0), at, at, 1, at + dt.timedelta(hours=30))
     index, steps = risk.waiting_rows([quick, slow])
-    assert list(zip(index.tolist(), steps.tolist())) == [(0, 0.0), (1, 0.0), (1, 6.0), (1, 12.0), (1, 24.0)]
+    assert list(zip(index.tolist(), steps.tolist())) == [(0, 0.0), (1, 0.0), (1, 6.0), (1, 12.0), (1, 18.0), (1, 24.0)]
     assert risk.waiting_step(5.9) == 0.0 and risk.waiting_step(30) == 24.0 and risk.waiting_step(10_000) == 336.0
 
 
@@ -354,8 +354,9 @@ def test_time_unposted_is_described_as_of_each_waiting_step():
     X, y = risk._waiting_matrix([never, late], AttributeEncoder().fit([{}, {}]))
     col = risk.FEATURES.index
     rows = {(float(y[k]), X[k, col("hours_waiting")]): X[k, col("hours_unposted")] for k in range(len(y))}
-    assert rows == {(1.0, 0.0): 0.0, (1.0, 6.0): 6.0, (1.0, 12.0): 12.0, (1.0, 24.0): 24.0,
-                    (0.0, 0.0): 0.0, (0.0, 6.0): 6.0, (0.0, 12.0): 8.0, (0.0, 24.0): 8.0}
+    assert rows == {(1.0, 0.0): 0.0, (1.0, 6.0): 6.0, (1.0, 12.0): 12.0, (1.0, 18.0): 18.0, (1.0, 24.0): 24.0,
+                    (1.0, 36.0): 36.0, (0.0, 0.0): 0.0, (0.0, 6.0): 6.0, (0.0, 12.0): 8.0, (0.0, 18.0): 8.0,
+                    (0.0, 24.0): 8.0}
     assert waiting.features["hours_waiting"] == 24.0 and waiting.features["hours_unposted"] == 24.0
     assert "30 h" in waiting.words["hours_unposted"]            # the words say how long it really is
 
