@@ -106,6 +106,7 @@ class Payment:
     # its history inputs at every moment it is described at (`describe_history`, set by `featurize`): rows from row0
     described: HistoryRows | None = None
     row0: int = 0
+    rows: int = 0
 
     @property
     def waiting_from(self) -> dt.datetime:
@@ -345,8 +346,13 @@ def describe_history(payments: list[Payment], prior: float) -> HistoryRows:
         p.row0 = len(moments)
         steps = [p.features["hours_waiting"]] if p.outcome is None else steps_waited(p)
         start = _ms(p.waiting_from)
-        moments += [start + int(s * 3_600_000) for s in steps]
+        # never at or after its own decision (an outcome reported before the settlement it waits from): a moment
+        # counts the outcomes decided strictly before it, so its own stays out
+        last = _ms(_decided_at(p)) if p.outcome is not None else None
+        moments += [start + int(s * 3_600_000) if last is None else min(start + int(s * 3_600_000), last)
+                    for s in steps]
         owner += [i] * len(steps)
+        p.rows = len(steps)
     at = np.array(moments, dtype=np.int64)
     rows = np.array(owner, dtype=int)
     decided = [p for p in payments if p.outcome is not None]
@@ -599,6 +605,9 @@ def _waiting_matrix(labelled: list[Payment], encoder: AttributeEncoder) -> tuple
     X[:, FEATURES.index("hours_waiting")] = steps
     # history as of each row's own moment (`describe_history`): row k of a payment is its k-th step
     position = {float(s): k for k, s in enumerate(WAITING_STEPS_H)}
+    if any(labelled[i].described is not None and labelled[i].rows <= position[s]
+           for i, s in zip(index.tolist(), steps.tolist())):
+        raise ValueError("a payment is labelled that `featurize` described as open: featurize the payments again")
     rows = np.array([labelled[i].row0 + position[s] for i, s in zip(index.tolist(), steps.tolist())], dtype=int)
     rate_cols = encoder.rate_columns(len(FEATURES))
     for described in {id(p.described): p.described for p in labelled if p.described is not None}.values():

@@ -425,6 +425,24 @@ def test_a_failure_driver_in_one_code_among_hundreds_is_learned_from_the_codes_o
     assert any("merchant" in w and risky.attributes["payment.merchant"] in w for w in words), words
 
 
+def test_an_outcome_reported_before_the_settlement_it_waits_from_stays_out_of_its_own_history():
+    """A moment of a payment's wait is never at or after its own decision: an outcome reported before the
+    `payment.settled` it waits from would otherwise count in its own customer history (a leak)."""
+    at = T0
+    early = risk.Payment("e", "", "INV-1", "C-1", "", "EUR", Decimal(1), Decimal(0), at, at, 1,
+                         at + dt.timedelta(hours=1), waiting_since=at + dt.timedelta(hours=5))
+    other = risk.Payment("o", "", "INV-2", "C-1", "", "EUR", Decimal(1), Decimal(0), at + dt.timedelta(days=2),
+                         at + dt.timedelta(days=2), None, None)
+    invoices = {ref: (Decimal(1), "EUR", "C-1", {}) for ref in ("INV-1", "INV-2")}    # nothing wrong with either
+    risk.featurize([early, other], invoices, {"C-1"}, at + dt.timedelta(days=2, hours=1))
+    assert early.rows == 1 and early.features["customer_history"] == 0.0      # its own failure is not its history
+    assert other.features["customer_history"] == pytest.approx(math.log1p(1))  # but the next payment's
+    early.outcome, early.decided_at = None, None
+    with pytest.raises(ValueError, match="featurize the payments again"):     # labelled after being described open
+        other.outcome, other.decided_at = 0, at + dt.timedelta(days=3)
+        risk._waiting_matrix([other], AttributeEncoder().fit([{}, {}]))
+
+
 def test_a_value_rate_counts_only_outcomes_known_before_the_payment_and_never_its_own():
     """The value rate is counted as the other history inputs are: the same for a payment open at a step (the
     newest outcomes not in yet) and for its training row at that step (every outcome known), and its own outcome
