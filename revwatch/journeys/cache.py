@@ -77,7 +77,7 @@ class JourneyTable:
     own_has: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.bool_))   # a non-null amount
     own_row: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.bool_))   # an event of the step
     own_amt: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))   # billionths
-    own_cur: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))   # code of any(Currency)
+    own_cur: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))   # currency code (of amounts)
     exact: bool = True
     version: int = 0                       # bumped whenever rows change (`InstanceCache.derived` keys on it)
     # later copies of a milestone (row → [(step, ms)]): a re-delivery with another time. A read from `since`
@@ -342,7 +342,7 @@ class InstanceCache:
                        groupArray(c) AS curs
                 FROM (SELECT CorrelationId, toString(Type) AS t,
                              toInt128(anyIf(assumeNotNull(Amount), Amount IS NOT NULL) * 1000000000) AS a,
-                             countIf(Amount IS NOT NULL) > 0 AS k, any(toString(Currency)) AS c
+                             countIf(Amount IS NOT NULL) > 0 AS k, anyIf(toString(Currency), Amount IS NOT NULL) AS c
                       FROM {self.store.table('events')}
                       WHERE Type IN {{j_steps:Array(String)}} AND OccurredAt >= {lo}{f" AND {only}" if only else ""}
                       GROUP BY CorrelationId, Type)

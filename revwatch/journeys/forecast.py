@@ -84,7 +84,7 @@ def in_flight(store: Store, journey: JourneyConfig, threshold: dt.timedelta, now
         FROM ({inner}) AS i
         LEFT JOIN (
             SELECT CorrelationId, anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt,
-                   any(toString(Currency)) AS cur, countIf(Amount IS NOT NULL) > 0 AS known
+                   anyIf(toString(Currency), Amount IS NOT NULL) AS cur, countIf(Amount IS NOT NULL) > 0 AS known
             FROM {store.table('events')}
             WHERE Type = {{j_start:String}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}}
             GROUP BY CorrelationId

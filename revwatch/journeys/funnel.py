@@ -134,7 +134,7 @@ def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, si
             FROM inst AS i ARRAY JOIN arrayEnumerate(i.ts) AS k
             LEFT JOIN (
                 SELECT CorrelationId, anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt,
-                       countIf(Amount IS NOT NULL) > 0 AS known, any(toString(Currency)) AS scur
+                       countIf(Amount IS NOT NULL) > 0 AS known, anyIf(toString(Currency), Amount IS NOT NULL) AS scur
                 FROM {t('events')} WHERE Type = {{j_start:String}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}}
                   AND OccurredAt < {{until:DateTime64(3, 'UTC')}}
                 GROUP BY CorrelationId
@@ -142,7 +142,7 @@ def funnel(store: Store, journeys: Mapping[str, JourneyConfig], journey: str, si
             LEFT JOIN (
                 SELECT CorrelationId, indexOf({{j_steps:Array(String)}}, toString(Type)) AS k2,
                        anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS own,
-                       countIf(Amount IS NOT NULL) > 0 AS has_own, any(toString(Currency)) AS cur
+                       countIf(Amount IS NOT NULL) > 0 AS has_own, anyIf(toString(Currency), Amount IS NOT NULL) AS cur
                 FROM {t('events')}
                 WHERE Type IN {{j_steps:Array(String)}} AND OccurredAt >= {{since:DateTime64(3, 'UTC')}}
                 GROUP BY CorrelationId, k2

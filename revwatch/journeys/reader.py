@@ -177,7 +177,7 @@ FROM (
            dateDiff('second', s.started, {{now:DateTime64(3, 'UTC')}}) AS age
     FROM stuck AS s
     LEFT JOIN (
-        SELECT CorrelationId, Type, any(toString(Currency)) AS cur,
+        SELECT CorrelationId, Type, anyIf(toString(Currency), Amount IS NOT NULL) AS cur,
                anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt, countIf(Amount IS NOT NULL) > 0 AS known
         FROM {t('events')}
         WHERE OccurredAt >= {{lo:DateTime64(3, 'UTC')}} - INTERVAL 1 SECOND AND Type IN {{starts:Array(String)}}

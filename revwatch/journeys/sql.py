@@ -57,7 +57,7 @@ def instances_money_sql(milestones: str, events: str, lo: str, hi: str | None = 
         FROM ({instances_sql(milestones, lo, hi, key=key, steps=steps, only=only)}) AS i
         {join} (
             SELECT CorrelationId, anyIf(assumeNotNull(Amount), Amount IS NOT NULL) AS amt,
-                   any(toString(Currency)) AS cur, countIf(Amount IS NOT NULL) > 0 AS known
+                   anyIf(toString(Currency), Amount IS NOT NULL) AS cur, countIf(Amount IS NOT NULL) > 0 AS known
             FROM {events}
             WHERE Type = {st} AND OccurredAt >= {lo}{f" AND OccurredAt < {hi}" if hi else ""}{only_and}
             GROUP BY CorrelationId{having}
@@ -83,7 +83,8 @@ def amounts_sql(table: str, ids_param: str = "ids", types_param: str = "types", 
     the start event carry the same amount; `any` picks one."""
     since = f" AND OccurredAt >= {{{since_param}:DateTime64(3, 'UTC')}}" if since_param else ""
     return f"""
-        SELECT CorrelationId, toString(Type), anyIf(toString(Amount), Amount IS NOT NULL), any(toString(Currency)),
+        SELECT CorrelationId, toString(Type), anyIf(toString(Amount), Amount IS NOT NULL),
+               anyIf(toString(Currency), Amount IS NOT NULL),
                any(Attributes['customer_id']), any(Source),
                any(if(Attributes['payment_ref'] != '', Attributes['payment_ref'], Attributes['invoice_ref']))
         FROM {table}
