@@ -53,6 +53,7 @@ from threadpoolctl import threadpool_limits
 from anomaly.attributes import PRIOR_KEY, AttributeEncoder, rate_log_odds, rated
 from anomaly.history import DecidedIndex
 from revwatch.store import Store
+from revwatch.units import epoch_millis as _ms
 from revwatch.units import utcnow
 
 MIN_LABELLED = 200
@@ -391,8 +392,6 @@ def describe_history(payments: list[Payment], prior: float) -> HistoryRows:
     return out
 
 
-def _ms(t: dt.datetime) -> int:
-    return int(t.timestamp() * 1000)
 
 
 _RED_FLAGS = ("ref_missing", "ref_unknown", "ref_multi", "underpaid", "overpaid", "fee_netted", "fx_mismatch",

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from revwatch.config import DEADLETTER_AGE_SAMPLE, DeadLetterConfig
 from revwatch.metrics import Metrics
 from revwatch.store import Store, StoreError
+from revwatch.units import epoch_millis as _ms
 
 log = logging.getLogger("revwatch.deadletters")
 
@@ -63,8 +64,6 @@ def letter_id(door: str, source: str, reason: str, body: bytes) -> str:
     return h.hexdigest()
 
 
-def _ms(t: dt.datetime) -> int:
-    return int(t.timestamp() * 1000)
 
 
 # A cursor is the last letter's LastSeen (ms, 16 hex digits) and id (24 hex digits); any string of that shape is a

@@ -91,6 +91,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def epoch_millis(t: dt.datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (truncated through its float timestamp): the integer
+    instant the store's `toUnixTimestamp64Milli` columns are compared with."""
+    return int(t.timestamp() * 1000)
+
+
 def as_utc(value: dt.datetime) -> dt.datetime:
     """Treat a naive datetime (as ClickHouse returns them) as UTC; convert aware ones to UTC."""
     if value.tzinfo is None:

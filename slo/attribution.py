@@ -40,7 +40,8 @@ from revwatch.journeys import money as jmoney
 from revwatch.schema import LINK_ATTRIBUTES
 from revwatch.human import budget_phrase
 from revwatch.units import as_utc, utcnow
-from slo.sli import _bad_expr, _span_filters, journey_group_key, journey_group_sql, ms, span_group_sql
+from slo.sli import _bad_expr, _span_filters, journey_group_key, journey_group_sql, span_group_sql
+from revwatch.units import epoch_millis as ms
 
 if TYPE_CHECKING:
     from slo.engine import SloEngine, SloResult

@@ -39,7 +39,7 @@ from slo.coverage import (Coverage, JourneySilence, WindowCoverage, held_tiers, 
 from slo.edges import EdgeCache, has_exact_windows, leading_edges, rolling_length
 from slo.rollup import MINUTE, RollupMaintainer, floor_minute
 from slo.series import MinuteCache, minute_index, view, window_sums
-from slo.sli import ms
+from revwatch.units import epoch_millis as ms
 from slo.snapshot import Evaluation, LatestEvaluation
 from revwatch.journeys import JourneyReader
 from revwatch.journeys.cache import InstanceCache

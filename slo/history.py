@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from revwatch.store import Store
 from slo.adjustments import AdjustmentBook, adjusted_columns
-from slo.sli import ms
+from revwatch.units import epoch_millis as ms
 from slo.spec import SloSpec
 
 

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from revwatch.store import Store
-from slo.sli import batch_key, dirty_span, minutes_sql, ms, touches
+from revwatch.units import epoch_millis as ms
+from slo.sli import batch_key, dirty_span, minutes_sql, touches
 from slo.spec import SloSpec
 
 log = logging.getLogger("revwatch.slo.rollup")

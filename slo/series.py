@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from revwatch.store import Store
-from slo.sli import ms
+from revwatch.units import epoch_millis as ms
 
 _DAY = 1440                                # minutes
 MINUTE = dt.timedelta(minutes=1)

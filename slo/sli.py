@@ -27,11 +27,6 @@ _CURRENCY = "\x00currency"     # the currency part of an amount SLI's group key 
 _IDENT = re.compile(r"^[A-Za-z0-9_.\-:/]+$")
 
 
-def ms(t: dt.datetime) -> int:
-    """Epoch milliseconds of an aware datetime."""
-    return int(t.timestamp() * 1000)
-
-
 def _group_expr(group_by: list[str], map_expr: str, extra: dict[str, str] | None = None) -> str:
     if not group_by:
         return "''"

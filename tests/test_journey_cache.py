@@ -190,7 +190,7 @@ def test_time_decided_minutes_from_the_cache_equal_the_sql_counts(store, make_co
     rollup ran (`counts_between`), for short and long ranges, a cutoff inside the range, and again after late
     data (ends of stuck instances, earlier copies of starts, milestones out of order, new instances)."""
     from slo.decided import decided_counts
-    from slo.sli import ms
+    from revwatch.units import epoch_millis as ms
     rnd = random.Random(11)
     store.insert("events", business(rnd, 300, "a"), EVENT_COLUMNS)    # late_data re-sends a…
     engine = SloEngine(store, make_config(CFG))

@@ -36,6 +36,7 @@ import numpy as np
 from revwatch.config import JourneyConfig
 from revwatch.journeys.sql import instance_params, instances_sql, steps_of
 from revwatch.store import Store
+from revwatch.units import epoch_millis as _ms
 
 _T = TypeVar("_T")
 SAFETY = dt.timedelta(seconds=60)
@@ -45,8 +46,6 @@ _MAX_NANOS = 2 ** 62
 _BATCH = 5_000                             # correlation IDs per narrow re-read
 
 
-def _ms(t: dt.datetime) -> int:
-    return int(t.timestamp() * 1000)
 
 
 class Interner:
